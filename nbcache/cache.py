@@ -1,0 +1,426 @@
+"""The cache: live values in memory in front of a signed, shared store.
+
+This is the one place that turns store faults into warnings: a damaged entry
+is a miss, a full or read-only store leaves caching in memory, an unpicklable
+value stays in memory only.  Nothing here raises into the user's code except
+the user's own exception from ``compute``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from .entry import EntryInfo, read_entry, read_info, write_entry
+from .errors import CacheError, StoreError, ValuePicklingError, warn
+from .pickling import dump_parts
+from .signing import Signer, load_secret
+from .store.base import Lease, Store
+from .units import format_size
+
+__all__ = ["Cache", "EntryRecord", "Hit", "Outcome"]
+
+T = TypeVar("T")
+_POLL_START = 0.02
+_POLL_MAX = 0.5
+
+
+@dataclass(frozen=True)
+class Hit(Generic[T]):
+    """A value found in the cache, where, and what its entry says."""
+
+    value: T
+    info: EntryInfo
+    source: Literal["memory", "store"]
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What :meth:`Cache.get_or_compute` did: ``hit`` is None when it computed."""
+
+    value: T
+    hit: Hit[T] | None
+    compute_seconds: float = 0.0
+    stored: bool = False
+
+
+@dataclass
+class EntryRecord:
+    """One stored entry as listings and eviction see it."""
+
+    key: str
+    size: int
+    created: float
+    last_used: float
+    uses: int
+    compute_seconds: float
+    pinned: bool = False
+    label: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        """Seconds saved per byte kept: low scores are evicted first."""
+        return self.compute_seconds * (self.uses + 1) / max(self.size, 1)
+
+
+class Cache:
+    """Memory LRU of live values in front of a :class:`~nbcache.store.Store`.
+
+    Args:
+        store: where entries persist; None keeps everything in memory.
+        signer: signs and checks entries; by default the user's secret.
+        max_size: bytes the store may hold; None for no limit.
+        memory_items: how many live values the memory layer keeps.
+    """
+
+    def __init__(
+        self,
+        store: Store | None,
+        *,
+        signer: Signer | None = None,
+        max_size: int | None = None,
+        memory_items: int = 128,
+    ) -> None:
+        self.store = store
+        self.max_size = max_size
+        self.memory_items = memory_items
+        self._signer = signer
+        self._memory: OrderedDict[str, tuple[Any, EntryInfo]] = OrderedDict()
+        self._pending_uses: dict[str, tuple[int, float]] = {}
+        self._lock = threading.RLock()
+        self._warned: set[str] = set()
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            self._signer = Signer(load_secret())
+        return self._signer
+
+    def _warn_once(self, topic: str, message: str) -> None:
+        if topic not in self._warned:
+            self._warned.add(topic)
+            warn(message, stacklevel=3)
+
+    # -- reading -------------------------------------------------------------
+
+    def lookup(
+        self, key: str, *, max_age: float | None = None, name: str = "value"
+    ) -> Hit[Any] | None:
+        """The value cached under ``key``, or None (a damaged entry is removed, with a warning)."""
+        start = time.perf_counter()
+        with self._lock:
+            found = self._memory.get(key)
+            if found is not None and not _too_old(found[1], max_age):
+                self._memory.move_to_end(key)
+                uses, _ = self._pending_uses.get(key, (0, 0.0))
+                self._pending_uses[key] = (uses + 1, time.time())
+                return Hit(found[0], found[1], "memory", time.perf_counter() - start)
+        loaded = self._load(key, name)
+        if loaded is None or _too_old(loaded[0], max_age):
+            return None
+        info, value = loaded
+        self._remember(key, value, info)
+        self._record_use(key, info)
+        return Hit(value, info, "store", time.perf_counter() - start)
+
+    def _load(self, key: str, name: str) -> tuple[EntryInfo, Any] | None:
+        if self.store is None:
+            return None
+        try:
+            f = self.store.open_entry(key)
+        except KeyError:
+            return None
+        except StoreError as exc:
+            self._warn_once("read", f"nbcache: cannot read the store, computing instead: {exc}")
+            return None
+        try:
+            with f:
+                return read_entry(f, key, self.signer, name=name)
+        except (CacheError, OSError) as exc:
+            self._discard(key, exc)
+            return None
+
+    def _discard(self, key: str, exc: BaseException) -> None:
+        warn(f"nbcache: ignored and removed the cached entry {key[:12]}: {exc}", stacklevel=4)
+        try:
+            self.store.remove_entry(key) if self.store else None
+        except StoreError:
+            pass  # a read-only store keeps it; it is refused again next time
+
+    def _remember(self, key: str, value: Any, info: EntryInfo) -> None:
+        with self._lock:
+            self._memory[key] = (value, info)
+            self._memory.move_to_end(key)
+            while len(self._memory) > self.memory_items:
+                self._memory.popitem(last=False)
+
+    # -- writing -------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        value: Any,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        persist: bool = True,
+        name: str = "value",
+    ) -> bool:
+        """Cache ``value`` under ``key``; True if it reached the store, False if memory only.
+
+        ``meta`` (JSON-serialisable) is signed into the entry: ``compute_seconds``,
+        ``label`` and ``pinned`` are understood here, the rest is kept as is.
+        """
+        meta = dict(meta or {})
+        info = EntryInfo(key, time.time(), 0, meta, "", False)
+        if not persist or self.store is None:
+            self._remember(key, value, info)
+            return False
+        try:
+            pickled = dump_parts(value, name)
+        except ValuePicklingError as exc:
+            warn(f"nbcache: kept in memory only, not stored: {exc}", stacklevel=3)
+            self._remember(key, value, info)
+            return False
+        if self.max_size is not None and pickled.nbytes > self.max_size:
+            warn(
+                f"nbcache: {name} ({format_size(pickled.nbytes)}) is larger than the whole cache "
+                f"limit ({format_size(self.max_size)}): kept in memory only. Raise "
+                "NBCACHE_MAX_SIZE to store it.",
+                stacklevel=3,
+            )
+            self._remember(key, value, info)
+            return False
+        try:
+            with self.store.write_entry(key) as f:
+                size = write_entry(f, key, pickled, meta, self.signer)
+        except StoreError as exc:
+            self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
+            self._remember(key, value, info)
+            return False
+        self._warned.discard("write")
+        info = EntryInfo(key, time.time(), pickled.nbytes, meta, "", pickled.by_value)
+        self._remember(key, value, info)
+        self._write_stats(key, _fresh_stats(info, size))
+        self.evict(protect=(key,))
+        return True
+
+    def _write_stats(self, key: str, stats: Mapping[str, Any]) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.write_stats(key, stats)
+        except StoreError:
+            pass  # stats only steer eviction; a read-only store has no eviction to steer
+
+    def _record_use(self, key: str, info: EntryInfo, extra: int = 0) -> None:
+        if self.store is None:
+            return
+        stats = self.store.read_stats(key) or _fresh_stats(info, 0)
+        stats["uses"] = int(stats.get("uses", 0)) + 1 + extra
+        stats["last_used"] = time.time()
+        self._write_stats(key, stats)
+
+    def flush_uses(self) -> None:
+        """Write the uses counted by memory hits to the store's stats."""
+        with self._lock:
+            pending, self._pending_uses = self._pending_uses, {}
+        for key, (uses, _last) in pending.items():
+            found = self._memory.get(key)
+            if found is not None and self.store is not None and self.store.has_entry(key):
+                self._record_use(key, found[1], extra=uses - 1)
+
+    # -- computing once ------------------------------------------------------
+
+    def get_or_compute(
+        self,
+        key: str,
+        compute: Callable[[], T],
+        meta: Mapping[str, Any] | None = None,
+        *,
+        persist: bool = True,
+        force: bool = False,
+        max_age: float | None = None,
+        name: str = "value",
+    ) -> Outcome[T]:
+        """The cached value of ``key``, or ``compute()`` run once among all processes.
+
+        While one process computes a key, others asking for it wait for its
+        entry; if the computing process dies its lease goes stale and a waiter
+        takes over.  ``compute``'s own exception propagates; nothing is stored.
+        """
+        if not force:
+            hit = self.lookup(key, max_age=max_age, name=name)
+            if hit is not None:
+                return Outcome(hit.value, hit)
+        lease = self._lease(key) if persist else None
+        if lease is not None:
+            hit = self._wait_for_turn(lease, key, max_age, name, force)
+            if hit is not None:
+                return Outcome(hit.value, hit)
+        try:
+            start = time.perf_counter()
+            value = compute()
+            seconds = time.perf_counter() - start
+            stored = self.put(
+                key, value, {**(meta or {}), "compute_seconds": seconds}, persist=persist, name=name
+            )
+            return Outcome(value, None, seconds, stored)
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _lease(self, key: str) -> Lease | None:
+        if self.store is None:
+            return None
+        try:
+            return self.store.lease(key)
+        except StoreError:
+            return None
+
+    def _wait_for_turn(
+        self, lease: Lease, key: str, max_age: float | None, name: str, force: bool
+    ) -> Hit[Any] | None:
+        """Hold ``lease`` (returning None), or return the entry its holder made meanwhile."""
+        delay = _POLL_START
+        while True:
+            try:
+                if lease.acquire():
+                    return None if force else self.lookup(key, max_age=max_age, name=name)
+            except StoreError as exc:
+                self._warn_once("lease", f"nbcache: computing without a lease: {exc}")
+                return None
+            if self.store is not None and self.store.has_entry(key):
+                hit = self.lookup(key, max_age=max_age, name=name)
+                if hit is not None:
+                    return hit
+            time.sleep(delay)
+            delay = min(delay * 1.5, _POLL_MAX)
+
+    # -- housekeeping --------------------------------------------------------
+
+    def records(self) -> list[EntryRecord]:
+        """Every stored entry with its stats, rebuilt from the signed header when missing."""
+        if self.store is None:
+            return []
+        self.flush_uses()
+        out = []
+        for stat in self.store.entries():
+            stats = self.store.read_stats(stat.key) or self._rebuild_stats(stat.key)
+            if stats is None:
+                continue
+            out.append(
+                EntryRecord(
+                    key=stat.key,
+                    size=stat.size,
+                    created=float(stats.get("created", stat.mtime)),
+                    last_used=float(stats.get("last_used", stat.mtime)),
+                    uses=int(stats.get("uses", 0)),
+                    compute_seconds=float(stats.get("compute_seconds", 0.0)),
+                    pinned=bool(stats.get("pinned", False)),
+                    label=str(stats.get("label", "")),
+                )
+            )
+        return out
+
+    def _rebuild_stats(self, key: str) -> dict[str, Any] | None:
+        assert self.store is not None
+        try:
+            with self.store.open_entry(key) as f:
+                info = read_info(f, self.signer)
+        except KeyError:
+            return None
+        except (CacheError, OSError) as exc:
+            self._discard(key, exc)
+            return None
+        stats = _fresh_stats(info, 0)
+        stats["uses"] = 0
+        self._write_stats(key, stats)
+        return stats
+
+    def evict(self, protect: Iterable[str] = ()) -> list[str]:
+        """Remove the least valuable entries until the store fits ``max_size``."""
+        if self.max_size is None or self.store is None:
+            return []
+        return self.prune(max_size=self.max_size, protect=protect)
+
+    def prune(
+        self,
+        *,
+        max_size: int | None = None,
+        older_than: float | None = None,
+        protect: Iterable[str] = (),
+    ) -> list[str]:
+        """Remove unpinned entries unused for ``older_than`` seconds, then the lowest
+        value per byte until ``max_size`` is met; return the removed keys."""
+        records = self.records()
+        keep = set(protect)
+        now = time.time()
+        removed = []
+        if older_than is not None:
+            for rec in records:
+                if not rec.pinned and rec.key not in keep and now - rec.last_used > older_than:
+                    removed.append(rec.key)
+        total = sum(rec.size for rec in records if rec.key not in removed)
+        if max_size is not None and total > max_size:
+            candidates = [r for r in records if not r.pinned and r.key not in keep]
+            candidates = [r for r in candidates if r.key not in removed]
+            for rec in sorted(candidates, key=lambda r: (r.score, r.last_used)):
+                if total <= max_size:
+                    break
+                removed.append(rec.key)
+                total -= rec.size
+        for key in removed:
+            self.remove(key)
+        return removed
+
+    def remove(self, key: str) -> None:
+        """Forget ``key`` in memory and in the store."""
+        with self._lock:
+            self._memory.pop(key, None)
+            self._pending_uses.pop(key, None)
+        if self.store is not None:
+            self.store.remove_entry(key)
+
+    def clear(self) -> int:
+        """Remove every entry (pinned ones too); return how many stored entries went."""
+        with self._lock:
+            self._memory.clear()
+            self._pending_uses.clear()
+        keys = [stat.key for stat in self.store.entries()] if self.store else []
+        for key in keys:
+            self.remove(key)
+        return len(keys)
+
+    def pin(self, key: str, pinned: bool = True) -> None:
+        """Keep ``key`` out of eviction and pruning (or let it go again).
+
+        Raises:
+            StoreError: no such stored entry.
+        """
+        if self.store is None or not self.store.has_entry(key):
+            raise StoreError(f"no stored entry {key[:12]} to pin: run the cell or call first")
+        stats = self.store.read_stats(key) or self._rebuild_stats(key) or {}
+        stats["pinned"] = pinned
+        self.store.write_stats(key, stats)
+
+
+def _too_old(info: EntryInfo, max_age: float | None) -> bool:
+    return max_age is not None and time.time() - info.created > max_age
+
+
+def _fresh_stats(info: EntryInfo, size: int) -> dict[str, Any]:
+    return {
+        "created": info.created,
+        "last_used": info.created,
+        "uses": 0,
+        "size": size,
+        "compute_seconds": info.compute_seconds,
+        "label": str(info.meta.get("label", "")),
+        "pinned": bool(info.meta.get("pinned", False)),
+    }

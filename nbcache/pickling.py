@@ -1,0 +1,289 @@
+"""Safe pickling: protocol 5, out-of-band buffers, a cloudpickle fallback, clear errors.
+
+``try_pickle``/``try_unpickle`` move plain bytes.  The store uses
+:func:`dump_parts`/:func:`load_parts`, which keep large buffers (numpy arrays,
+pandas blocks, ``bytes`` over a threshold) out of band, so a 1 GB array is
+written straight from its own memory and never copied into one giant bytes
+object.
+
+Nothing here checks signatures: unpickling runs code, so callers must only pass
+bytes whose MAC has been verified (the store does, see :mod:`nbcache.entry`).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+import cloudpickle
+
+from .errors import CacheError, ValuePicklingError, ValueUnpicklingError
+
+__all__ = [
+    "OUT_OF_BAND_MIN",
+    "PROTOCOL",
+    "Pickled",
+    "describe_unpicklable",
+    "dump_parts",
+    "load_parts",
+    "try_pickle",
+    "try_unpickle",
+]
+
+PROTOCOL = 5
+# Buffers at least this large leave the pickle stream; smaller ones are not
+# worth the per-buffer bookkeeping and alignment padding in the entry file.
+OUT_OF_BAND_MIN = 1 << 20
+# A standard pickle of an object from ``__main__`` (a notebook) refers to it by
+# name, which is gone or different after a restart: such values go through
+# cloudpickle, which pickles them by value.
+_MAIN_MARKER = b"__main__"
+
+
+@dataclass
+class Pickled:
+    """A pickle stream and the raw out-of-band buffers it refers to, in order."""
+
+    stream: bytes
+    buffers: list[memoryview] = field(default_factory=list)
+    by_value: bool = False  # True when cloudpickle made the stream
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.stream) + sum(b.nbytes for b in self.buffers)
+
+
+class _Sink(io.RawIOBase):
+    """A write-only file that keeps nothing: lets a probe pickle without allocating."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return memoryview(data).nbytes
+
+
+def _pickle_with(
+    pickler_type: type[pickle.Pickler], obj: object, min_oob: int
+) -> tuple[bytes, list[memoryview]]:
+    raw: list[memoryview] = []
+
+    def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
+        view = buf.raw()
+        if view.nbytes < min_oob:
+            return True  # true means in-band
+        raw.append(view)
+        return False
+
+    out = io.BytesIO()
+    pickler_type(out, protocol=PROTOCOL, buffer_callback=keep_large_out_of_band).dump(obj)
+    return out.getvalue(), raw
+
+
+def dump_parts(obj: object, name: str = "value", min_oob: int = OUT_OF_BAND_MIN) -> Pickled:
+    """Pickle ``obj`` into a stream and its large raw buffers.
+
+    Args:
+        obj: any value.
+        name: what to call ``obj`` in an error message (a variable name).
+        min_oob: buffers of at least this many bytes stay out of band.
+
+    Raises:
+        ValuePicklingError: neither pickle nor cloudpickle can pickle ``obj``;
+            the message names the path inside ``obj`` that failed.
+    """
+    try:
+        stream, buffers = _pickle_with(pickle.Pickler, obj, min_oob)
+        if _MAIN_MARKER not in stream:
+            return Pickled(stream, buffers)
+    except RecursionError as exc:
+        raise ValuePicklingError(
+            f"cannot pickle {name} ({_type_name(obj)}): it is nested too deeply. "
+            "Flatten it, or leave it out of the cached value."
+        ) from exc
+    except Exception:  # noqa: BLE001 - any failure here gets a second chance below
+        pass
+    try:
+        stream, buffers = _pickle_with(cloudpickle.Pickler, obj, min_oob)
+    except Exception as exc:
+        raise ValuePicklingError(_failure_message(obj, name, exc)) from exc
+    return Pickled(stream, buffers, by_value=True)
+
+
+def load_parts(stream: bytes | memoryview, buffers: Sequence[Any] = (), name: str = "value") -> Any:
+    """The value that :func:`dump_parts` pickled, from verified bytes only.
+
+    Raises:
+        ValueUnpicklingError: the stream cannot be loaded here (a module is
+            missing, a class moved, the bytes are damaged).
+    """
+    try:
+        return pickle.loads(stream, buffers=buffers)
+    except ModuleNotFoundError as exc:
+        raise ValueUnpicklingError(
+            f"cannot load {name}: it needs the module {exc.name!r}, which is not importable "
+            "here. Install it, or recompute the value."
+        ) from exc
+    except Exception as exc:
+        raise ValueUnpicklingError(
+            f"cannot load {name}: {type(exc).__name__}: {exc}. The stored value was made with "
+            "code that differs from what is installed now; it will be recomputed."
+        ) from exc
+
+
+@overload
+def try_pickle(
+    obj: object, raise_if_failed: type[CacheError] = ..., *, name: str = ...
+) -> bytes: ...
+@overload
+def try_pickle(obj: object, raise_if_failed: None, *, name: str = ...) -> bytes | None: ...
+
+
+def try_pickle(
+    obj: object,
+    raise_if_failed: type[CacheError] | None = ValuePicklingError,
+    *,
+    name: str = "value",
+) -> bytes | None:
+    """Pickle ``obj`` to self-contained bytes (protocol 5, cloudpickle when needed).
+
+    Args:
+        obj: the value.
+        raise_if_failed: the error class to raise on failure, or None to
+            return None instead.
+        name: what to call ``obj`` in the message.
+
+    Raises:
+        raise_if_failed: chained to the pickler's error; the message names the
+            type and path of the part that failed.
+    """
+    try:
+        return dump_parts(obj, name, min_oob=1 << 62).stream
+    except ValuePicklingError as exc:
+        if raise_if_failed is None:
+            return None
+        if raise_if_failed is ValuePicklingError:
+            raise
+        raise raise_if_failed(str(exc)) from exc.__cause__
+
+
+@overload
+def try_unpickle(
+    data: bytes, raise_if_failed: type[CacheError] = ..., *, name: str = ...
+) -> Any: ...
+@overload
+def try_unpickle(data: bytes, raise_if_failed: None, *, name: str = ...) -> Any | None: ...
+
+
+def try_unpickle(
+    data: bytes,
+    raise_if_failed: type[CacheError] | None = ValueUnpicklingError,
+    *,
+    name: str = "value",
+) -> Any:
+    """Unpickle bytes made by :func:`try_pickle`. Only pass bytes you trust.
+
+    Raises:
+        raise_if_failed: chained to the unpickler's error (None returns None).
+    """
+    try:
+        return load_parts(data, name=name)
+    except ValueUnpicklingError as exc:
+        if raise_if_failed is None:
+            return None
+        if raise_if_failed is ValueUnpicklingError:
+            raise
+        raise raise_if_failed(str(exc)) from exc.__cause__
+
+
+# -- naming what failed ------------------------------------------------------
+
+_MAX_DEPTH = 32
+_MAX_CHILDREN = 10_000
+
+
+def _type_name(obj: object) -> str:
+    cls = type(obj)
+    module = cls.__module__
+    return (
+        cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    )
+
+
+def _probe(obj: object) -> BaseException | None:
+    try:
+        cloudpickle.Pickler(_Sink(), protocol=PROTOCOL, buffer_callback=lambda _: False).dump(obj)
+    except Exception as exc:  # noqa: BLE001 - the probe reports, it does not handle
+        return exc
+    return None
+
+
+def _children(obj: object) -> Iterator[tuple[str, object]]:
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield f"[{key!r}]", value
+        return
+    if isinstance(obj, (list, tuple)):
+        for index, value in enumerate(obj):
+            yield f"[{index}]", value
+        return
+    if isinstance(obj, (set, frozenset)):
+        for value in obj:
+            yield ".<item>", value
+        return
+    yield from _state_children(obj)
+
+
+def _state_children(obj: object) -> Iterator[tuple[str, object]]:
+    try:
+        reduced = obj.__reduce_ex__(PROTOCOL)
+    except Exception as exc:  # noqa: BLE001 - the object itself is then what failed
+        del exc
+        return
+    if not isinstance(reduced, tuple) or len(reduced) < 3:
+        return
+    state = reduced[2]
+    if isinstance(state, tuple) and len(state) == 2:  # (dict state, slots state)
+        state = {**(state[0] or {}), **(state[1] or {})}
+    if isinstance(state, dict):
+        for attr, value in state.items():
+            yield f".{attr}", value
+    elif state is not None:
+        yield ".__getstate__()", state
+    args = reduced[1] if isinstance(reduced[1], tuple) else ()
+    for index, arg in enumerate(args):
+        yield f".__reduce__()[1][{index}]", arg
+
+
+def _locate(obj: object, path: str, depth: int, seen: set[int]) -> tuple[str, object]:
+    if depth >= _MAX_DEPTH or id(obj) in seen:
+        return path, obj
+    seen.add(id(obj))
+    for count, (step, child) in enumerate(_children(obj)):
+        if count >= _MAX_CHILDREN:
+            break
+        if _probe(child) is not None:
+            return _locate(child, path + step, depth + 1, seen)
+    return path, obj
+
+
+def describe_unpicklable(obj: object, name: str = "value") -> str:
+    """``"result['model'].session._lock (_thread.lock)"``: the innermost part that fails."""
+    path, culprit = _locate(obj, name, 0, set())
+    return f"{path} ({_type_name(culprit)})"
+
+
+def _failure_message(obj: object, name: str, exc: BaseException) -> str:
+    where = describe_unpicklable(obj, name)
+    return (
+        f"cannot pickle {where}: {exc}. To store it, leave that part out of the value, or "
+        "give its class __getstate__/__reduce__."
+    )
+
+
+def iter_buffer_sizes(pickled: Pickled) -> Iterable[int]:
+    """Byte sizes of the out-of-band buffers, in order (for headers and reports)."""
+    return (b.nbytes for b in pickled.buffers)
