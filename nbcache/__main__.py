@@ -1,0 +1,125 @@
+"""``python -m nbcache list|info|clear|prune|demo``: housekeeping from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from .cache import Cache, EntryRecord
+from .config import default_cache, max_size, store_location
+from .errors import CacheError
+from .signing import default_secret_path
+from .units import format_duration, format_size, parse_duration, parse_size
+
+__all__ = ["main"]
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def _rows(records: Sequence[EntryRecord]) -> list[str]:
+    head = f"{'key':<12}  {'size':>9}  {'created':<16}  {'last used':<16}  {'uses':>4}  "
+    head += f"{'computed in':>11}  label"
+    lines = [head]
+    for rec in sorted(records, key=lambda r: r.last_used, reverse=True):
+        pin = " [pinned]" if rec.pinned else ""
+        lines.append(
+            f"{rec.key[:12]}  {format_size(rec.size):>9}  {_when(rec.created):<16}  "
+            f"{_when(rec.last_used):<16}  {rec.uses:>4}  "
+            f"{format_duration(rec.compute_seconds):>11}  {rec.label}{pin}"
+        )
+    return lines
+
+
+def cmd_list(cache: Cache, _args: argparse.Namespace) -> int:
+    records = cache.records()
+    if not records:
+        print(f"no entries in {store_location()}")
+        return 0
+    print("\n".join(_rows(records)))
+    return 0
+
+
+def cmd_info(cache: Cache, _args: argparse.Namespace) -> int:
+    records = cache.records()
+    limit = max_size()
+    saved = sum(r.compute_seconds * r.uses for r in records)
+    print(f"store:   {store_location()}")
+    print(f"entries: {len(records)}, {format_size(sum(r.size for r in records))}")
+    print(f"limit:   {format_size(limit) if limit else 'none'} (NBCACHE_MAX_SIZE)")
+    print(f"saved:   {format_duration(saved)} of computing so far")
+    print(f"secret:  {default_secret_path()} (or NBCACHE_SECRET)")
+    return 0
+
+
+def _matching(cache: Cache, prefix: str) -> list[str]:
+    return [r.key for r in cache.records() if r.key.startswith(prefix) or r.label == prefix]
+
+
+def cmd_clear(cache: Cache, args: argparse.Namespace) -> int:
+    if args.all:
+        print(f"removed {cache.clear()} entries from {store_location()}")
+        return 0
+    keys = _matching(cache, args.target)
+    if not keys:
+        print(f"no entry matches {args.target!r}: see `python -m nbcache list`", file=sys.stderr)
+        return 1
+    for key in keys:
+        cache.remove(key)
+    print(f"removed {len(keys)} entr{'y' if len(keys) == 1 else 'ies'}")
+    return 0
+
+
+def cmd_prune(cache: Cache, args: argparse.Namespace) -> int:
+    if args.max_size is None and args.older_than is None:
+        limit = max_size()
+    else:
+        limit = parse_size(args.max_size) if args.max_size else None
+    older = parse_duration(args.older_than) if args.older_than else None
+    removed = cache.prune(max_size=limit, older_than=older)
+    print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
+    return 0
+
+
+def cmd_demo(_cache: Cache | None, args: argparse.Namespace) -> int:
+    from .demo import run_demo, run_demo_child
+
+    return run_demo_child(args.limit) if args.child else run_demo(args.limit)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nbcache", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list stored entries").set_defaults(run=cmd_list)
+    sub.add_parser("info", help="where the store is and what it holds").set_defaults(run=cmd_info)
+    clear = sub.add_parser("clear", help="remove entries (a key prefix or label, or --all)")
+    target = clear.add_mutually_exclusive_group(required=True)
+    target.add_argument("target", nargs="?", help="a key prefix or an entry's label")
+    target.add_argument("--all", action="store_true", help="remove every entry")
+    clear.set_defaults(run=cmd_clear)
+    prune = sub.add_parser("prune", help="remove old or low-value entries")
+    prune.add_argument("--max-size", help="shrink the store to this size, e.g. 5GB")
+    prune.add_argument("--older-than", help="remove entries unused for this long, e.g. 30d")
+    prune.set_defaults(run=cmd_prune)
+    demo = sub.add_parser("demo", help="compute in one process, restore in a second")
+    demo.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    demo.add_argument("--limit", type=int, default=20_000_000, help=argparse.SUPPRESS)
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cache = None if args.command == "demo" else default_cache()
+        return int(args.run(cache, args))
+    except (CacheError, ValueError) as exc:
+        print(f"nbcache: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
