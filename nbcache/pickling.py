@@ -1,10 +1,10 @@
 """Safe pickling: protocol 5, out-of-band buffers, a cloudpickle fallback, clear errors.
 
 ``try_pickle``/``try_unpickle`` move plain bytes.  The store uses
-:func:`dump_parts`/:func:`load_parts`, which keep large buffers (numpy arrays,
-pandas blocks, ``bytes`` over a threshold) out of band, so a 1 GB array is
-written straight from its own memory and never copied into one giant bytes
-object.
+:func:`dump_parts`/:func:`load_parts`, which keep large buffers out of band
+(whatever hands pickle a ``PickleBuffer``: numpy arrays, so pandas and most
+array libraries too), so a 1 GB array is written straight from its own memory
+and never copied into one giant bytes object.  Plain ``bytes`` stay in band.
 
 Nothing here checks signatures: unpickling runs code, so callers must only pass
 bytes whose MAC has been verified (the store does, see :mod:`nbcache.entry`).

@@ -1,0 +1,44 @@
+"""Every test runs with its own secret, config folder and store, never the user's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nbcache.cache import Cache
+from nbcache.config import set_default_cache
+from nbcache.signing import Signer
+from nbcache.store import LocalStore
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("NBCACHE_SECRET", "test-secret")
+    monkeypatch.setenv("NBCACHE_DIR", str(tmp_path / "default-store"))
+    monkeypatch.delenv("NBCACHE_MAX_SIZE", raising=False)
+    set_default_cache(None)
+    yield
+    set_default_cache(None)
+
+
+@pytest.fixture
+def signer() -> Signer:
+    return Signer(b"test-secret")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture
+def cache(store: LocalStore, signer: Signer) -> Cache:
+    return Cache(store, signer=signer)
+
+
+def key_of(n: int) -> str:
+    """A valid cache key for test number ``n``."""
+    return f"{n:032x}"

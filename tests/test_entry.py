@@ -1,0 +1,91 @@
+"""The signed entry format: layout, verification before loading, and its limits."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from nbcache import IntegrityError
+from nbcache.entry import ALIGN, FORMAT, read_entry, read_info, write_entry
+from nbcache.pickling import dump_parts
+from nbcache.signing import Signer
+
+KEY = "ab" * 16
+
+
+def _entry(value: object, signer: Signer, meta: dict[str, object] | None = None) -> bytes:
+    out = io.BytesIO()
+    size = write_entry(out, KEY, dump_parts(value), meta or {"compute_seconds": 2.5}, signer)
+    assert size == len(out.getvalue())
+    return out.getvalue()
+
+
+def _header(data: bytes) -> dict[str, object]:
+    (length,) = struct.unpack("<Q", data[-48:-40])
+    parsed: dict[str, object] = json.loads(data[-48 - length : -48])
+    return parsed
+
+
+def test_round_trip_with_metadata(signer: Signer) -> None:
+    """An entry loads back to an equal value with its signed metadata."""
+    value = {"a": np.arange(3 * 2**18, dtype=np.float64), "label": "x"}
+    info, loaded = read_entry(io.BytesIO(_entry(value, signer, {"label": "fit"})), KEY, signer)
+    assert np.array_equal(loaded["a"], value["a"])
+    assert loaded["a"].flags.writeable
+    assert info.key == KEY and info.meta == {"label": "fit"}
+    assert info.nbytes >= value["a"].nbytes  # type: ignore[union-attr]
+
+
+def test_buffers_are_page_aligned(signer: Signer) -> None:
+    """Every out-of-band buffer starts on a 4096-byte boundary in the file."""
+    value = [np.ones(2**17 + 1), np.arange(2**20, dtype=np.int8), np.ones(2**20 + 3, np.uint8)]
+    data = _entry(value, signer)
+    layout = _header(data)["buffers"]
+    assert isinstance(layout, list) and len(layout) == 3
+    assert all(offset % ALIGN == 0 for offset, _length, _checksum in layout)
+
+
+def test_read_info_needs_only_the_header(signer: Signer) -> None:
+    """read_info verifies the header and never touches the payload."""
+    data = bytearray(_entry({"a": np.zeros(2**18)}, signer))
+    middle = len(data) // 2
+    data[middle] ^= 0xFF  # damage the payload only
+    info = read_info(io.BytesIO(bytes(data)), signer)
+    assert info.compute_seconds == 2.5
+    assert info.meta["compute_seconds"] == 2.5
+    with pytest.raises(IntegrityError):
+        read_entry(io.BytesIO(bytes(data)), KEY, signer)
+
+
+def test_other_secret_is_refused(signer: Signer) -> None:
+    """An entry signed with another secret is an IntegrityError that says how to share."""
+    data = _entry([1, 2, 3], Signer(b"someone-else"))
+    with pytest.raises(IntegrityError, match="NBCACHE_SECRET"):
+        read_entry(io.BytesIO(data), KEY, signer)
+    with pytest.raises(IntegrityError):
+        read_info(io.BytesIO(data), signer)
+
+
+def test_other_key_is_refused(signer: Signer) -> None:
+    """A valid entry presented under another key is refused."""
+    with pytest.raises(IntegrityError, match="another key"):
+        read_entry(io.BytesIO(_entry(1, signer)), "cd" * 16, signer)
+
+
+def test_format_version_is_checked(signer: Signer) -> None:
+    """An entry of another on-disk format is refused by name."""
+    data = bytearray(_entry(1, signer))
+    struct.pack_into("<H", data, 8, FORMAT + 1)
+    with pytest.raises(IntegrityError, match=f"format {FORMAT + 1}"):
+        read_entry(io.BytesIO(bytes(data)), KEY, signer)
+
+
+@pytest.mark.parametrize("data", [b"", b"NBCACHE\x00", b"PK\x03\x04" + b"\x00" * 100])
+def test_not_an_entry(data: bytes, signer: Signer) -> None:
+    """Empty, short and foreign files are IntegrityErrors."""
+    with pytest.raises(IntegrityError):
+        read_entry(io.BytesIO(data), KEY, signer)

@@ -1,0 +1,207 @@
+"""Safe pickling: round trips of what users cache, and errors that say where and what."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbcache import (
+    CacheError,
+    KeyPicklingError,
+    ValuePicklingError,
+    ValueUnpicklingError,
+    try_pickle,
+    try_unpickle,
+)
+from nbcache.pickling import OUT_OF_BAND_MIN, describe_unpicklable, dump_parts, load_parts
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "x": np.arange(200_000, dtype="float64"),
+            "s": [f"row{i}" for i in range(200_000)],
+            "c": pd.Categorical(["a", "b"] * 100_000),
+        },
+        index=pd.date_range("2026-01-01", periods=200_000, freq="s"),
+    )
+
+
+VALUES: dict[str, Any] = {
+    "int": 1,
+    "nested": {"a": [1, 2.5, ("t", None)], "b": {frozenset({1, 2})}, "c": b"bytes" * 100},
+    "big_bytes": b"x" * (3 * OUT_OF_BAND_MIN),
+    "array": np.random.default_rng(0).random((512, 1024)),
+    "fortran": np.asfortranarray(np.random.default_rng(1).random((600, 700))),
+    "int_array": np.arange(10**6, dtype=np.int32),
+    "frame": _frame(),
+    "series": pd.Series(np.arange(300_000), name="s"),
+    "mixed": [np.zeros(2**18), {"k": np.ones(10)}, "text"],
+}
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, pd.DataFrame):
+        return bool(a.equals(b)) and list(a.dtypes) == list(b.dtypes)
+    if isinstance(a, pd.Series):
+        return bool(a.equals(b))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+@pytest.mark.parametrize("name", sorted(VALUES))
+def test_round_trip_bytes(name: str) -> None:
+    """try_pickle then try_unpickle gives an equal value of the same type."""
+    value = VALUES[name]
+    assert _equal(try_unpickle(try_pickle(value)), value)
+
+
+@pytest.mark.parametrize("name", sorted(VALUES))
+def test_round_trip_parts(name: str) -> None:
+    """The store's stream-plus-buffers form gives an equal value back."""
+    value = VALUES[name]
+    parts = dump_parts(value)
+    assert _equal(load_parts(parts.stream, parts.buffers), value)
+
+
+def test_large_buffers_stay_out_of_band() -> None:
+    """A big array's data is not copied into the pickle stream."""
+    array = np.ones(4 * 2**20)  # 32 MB
+    parts = dump_parts({"a": array, "small": np.ones(10)})
+    assert len(parts.stream) < 4096
+    assert [b.nbytes for b in parts.buffers] == [array.nbytes]
+    assert np.shares_memory(np.frombuffer(parts.buffers[0], dtype=array.dtype), array)
+
+
+def test_try_pickle_bytes_are_a_plain_pickle() -> None:
+    """try_pickle's bytes load with the standard library alone."""
+    value = {"a": np.arange(5 * OUT_OF_BAND_MIN, dtype=np.uint8)}
+    assert np.array_equal(pickle.loads(try_pickle(value))["a"], value["a"])
+
+
+def test_lambdas_and_closures_fall_back_to_cloudpickle() -> None:
+    """Lambdas and closures, which pickle refuses, round-trip by value."""
+    offset = 10
+
+    def add(x: int) -> int:
+        return x + offset
+
+    parts = dump_parts({"f": lambda x: x * 2, "g": add})
+    assert parts.by_value
+    loaded = load_parts(parts.stream, parts.buffers)
+    assert loaded["f"](4) == 8
+    assert loaded["g"](1) == 11
+
+
+def test_main_defined_objects_load_in_a_new_process(tmp_path: Path) -> None:
+    """A class and a function defined in __main__ (a notebook) load after a restart."""
+    out = tmp_path / "value.pkl"
+    writer = f"""
+import numpy as np
+from nbcache import try_pickle
+
+class Model:
+    def __init__(self, w):
+        self.w = w
+    def predict(self, x):
+        return float(self.w @ x)
+
+def helper(x):
+    return x + 1
+
+open({str(out)!r}, "wb").write(try_pickle({{"model": Model(np.ones(3)), "helper": helper}}))
+"""
+    reader = f"""
+import numpy as np
+from nbcache import try_unpickle
+value = try_unpickle(open({str(out)!r}, "rb").read())
+print(value["model"].predict(np.arange(3.0)), value["helper"](1))
+"""
+    subprocess.run([sys.executable, "-c", writer], check=True)
+    done = subprocess.run([sys.executable, "-c", reader], check=True, capture_output=True)
+    assert done.stdout.split() == [b"3.0", b"2"]
+
+
+class _Session:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+
+class _Model:
+    def __init__(self) -> None:
+        self.weights = [1.0, 2.0]
+        self.session = _Session()
+
+
+def test_failure_names_type_and_path() -> None:
+    """The error says which part of the value failed, and its type."""
+    with pytest.raises(ValuePicklingError) as info:
+        try_pickle({"model": _Model(), "ok": 1}, name="result")
+    message = str(info.value)
+    assert "result['model'].session._lock" in message
+    assert "_thread.lock" in message
+    assert "To store it" in message
+    assert isinstance(info.value.__cause__, TypeError)
+    assert isinstance(info.value, CacheError)
+
+
+def test_describe_unpicklable_in_lists_and_slots() -> None:
+    """Paths go through lists, tuples and __slots__ objects."""
+
+    class Slotted:
+        __slots__ = ("handle",)
+
+        def __init__(self) -> None:
+            self.handle = threading.Lock()
+
+    assert describe_unpicklable([1, (2, Slotted())], "v") == "v[1][1].handle (_thread.lock)"
+
+
+def test_generator_is_named() -> None:
+    """A generator, which cannot pickle at all, is named by its type."""
+    with pytest.raises(ValuePicklingError, match=r"gen \(generator\)"):
+        try_pickle((i for i in range(3)), name="gen")
+
+
+def test_raise_if_failed_picks_the_error_class() -> None:
+    """raise_if_failed chooses the class raised, and None returns None."""
+    lock = threading.Lock()
+    with pytest.raises(KeyPicklingError) as info:
+        try_pickle(lock, KeyPicklingError)
+    assert isinstance(info.value.__cause__, TypeError)
+    assert try_pickle(lock, None) is None
+    assert try_unpickle(b"not a pickle", None) is None
+
+
+def test_unpickle_missing_module_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value whose module is gone says which module to install."""
+    (tmp_path / "gone_mod.py").write_text("class Obj:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gone_mod  # type: ignore[import-not-found]
+
+    data = try_pickle(gone_mod.Obj())
+    monkeypatch.delitem(sys.modules, "gone_mod")
+    (tmp_path / "gone_mod.py").unlink()
+    with pytest.raises(ValueUnpicklingError, match=r"'gone_mod'.*Install it") as info:
+        try_unpickle(data)
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)
+
+
+def test_unpickle_garbage() -> None:
+    """Damaged bytes are a ValueUnpicklingError chained to the unpickler's error."""
+    with pytest.raises(ValueUnpicklingError, match="recomputed") as info:
+        try_unpickle(b"\x80\x05garbage")
+    assert info.value.__cause__ is not None
