@@ -17,18 +17,22 @@ from .errors import (
     ValuePicklingError,
     ValueUnpicklingError,
 )
+from .lru import lru_cache
+from .memo import CacheInfo, Memoized, memoize
 from .pickling import try_pickle, try_unpickle
 from .store import LocalStore, Store
 
 __all__ = (
     "Cache",
     "CacheError",
+    "CacheInfo",
     "CacheWarning",
     "EntryRecord",
     "Hit",
     "IntegrityError",
     "KeyPicklingError",
     "LocalStore",
+    "Memoized",
     "Outcome",
     "Store",
     "StoreError",
@@ -36,6 +40,8 @@ __all__ = (
     "ValueUnpicklingError",
     "__version__",
     "default_cache",
+    "lru_cache",
+    "memoize",
     "try_pickle",
     "try_unpickle",
 )

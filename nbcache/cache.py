@@ -12,11 +12,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from .entry import EntryInfo, read_entry, read_info, write_entry
 from .errors import CacheError, StoreError, ValuePicklingError, warn
+from .keys import latest_key
 from .pickling import dump_parts
 from .signing import Signer, load_secret
 from .store.base import Lease, Store
@@ -61,7 +62,7 @@ class EntryRecord:
     compute_seconds: float
     pinned: bool = False
     label: str = ""
-    meta: Mapping[str, Any] = field(default_factory=dict)
+    identity: str = ""  # the function or cell that made it
 
     @property
     def score(self) -> float:
@@ -95,6 +96,7 @@ class Cache:
         self._pending_uses: dict[str, tuple[int, float]] = {}
         self._lock = threading.RLock()
         self._warned: set[str] = set()
+        self._latest: dict[str, dict[str, Any]] = {}
 
     @property
     def signer(self) -> Signer:
@@ -110,9 +112,18 @@ class Cache:
     # -- reading -------------------------------------------------------------
 
     def lookup(
-        self, key: str, *, max_age: float | None = None, name: str = "value"
+        self,
+        key: str,
+        *,
+        max_age: float | None = None,
+        name: str = "value",
+        remember: bool = True,
     ) -> Hit[Any] | None:
-        """The value cached under ``key``, or None (a damaged entry is removed, with a warning)."""
+        """The value cached under ``key``, or None (a damaged entry is removed, with a warning).
+
+        ``remember=False`` leaves a value loaded from the store out of the memory
+        layer, for callers that keep live values themselves.
+        """
         start = time.perf_counter()
         with self._lock:
             found = self._memory.get(key)
@@ -125,7 +136,8 @@ class Cache:
         if loaded is None or _too_old(loaded[0], max_age):
             return None
         info, value = loaded
-        self._remember(key, value, info)
+        if remember:
+            self._remember(key, value, info)
         self._record_use(key, info)
         return Hit(value, info, "store", time.perf_counter() - start)
 
@@ -170,6 +182,7 @@ class Cache:
         *,
         persist: bool = True,
         name: str = "value",
+        remember: bool = True,
     ) -> bool:
         """Cache ``value`` under ``key``; True if it reached the store, False if memory only.
 
@@ -178,14 +191,15 @@ class Cache:
         """
         meta = dict(meta or {})
         info = EntryInfo(key, time.time(), 0, meta, "", False)
+        keep = self._remember if remember else _forget
         if not persist or self.store is None:
-            self._remember(key, value, info)
+            keep(key, value, info)
             return False
         try:
             pickled = dump_parts(value, name)
         except ValuePicklingError as exc:
             warn(f"nbcache: kept in memory only, not stored: {exc}", stacklevel=3)
-            self._remember(key, value, info)
+            keep(key, value, info)
             return False
         if self.max_size is not None and pickled.nbytes > self.max_size:
             warn(
@@ -194,18 +208,18 @@ class Cache:
                 "NBCACHE_MAX_SIZE to store it.",
                 stacklevel=3,
             )
-            self._remember(key, value, info)
+            keep(key, value, info)
             return False
         try:
             with self.store.write_entry(key) as f:
                 size = write_entry(f, key, pickled, meta, self.signer)
         except StoreError as exc:
             self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
-            self._remember(key, value, info)
+            keep(key, value, info)
             return False
         self._warned.discard("write")
         info = EntryInfo(key, time.time(), pickled.nbytes, meta, "", pickled.by_value)
-        self._remember(key, value, info)
+        keep(key, value, info)
         self._write_stats(key, _fresh_stats(info, size))
         self.evict(protect=(key,))
         return True
@@ -247,6 +261,7 @@ class Cache:
         force: bool = False,
         max_age: float | None = None,
         name: str = "value",
+        remember: bool = True,
     ) -> Outcome[T]:
         """The cached value of ``key``, or ``compute()`` run once among all processes.
 
@@ -255,21 +270,20 @@ class Cache:
         takes over.  ``compute``'s own exception propagates; nothing is stored.
         """
         if not force:
-            hit = self.lookup(key, max_age=max_age, name=name)
+            hit = self.lookup(key, max_age=max_age, name=name, remember=remember)
             if hit is not None:
                 return Outcome(hit.value, hit)
         lease = self._lease(key) if persist else None
         if lease is not None:
-            hit = self._wait_for_turn(lease, key, max_age, name, force)
+            hit = self._wait_for_turn(lease, key, max_age, name, force, remember)
             if hit is not None:
                 return Outcome(hit.value, hit)
         try:
             start = time.perf_counter()
             value = compute()
             seconds = time.perf_counter() - start
-            stored = self.put(
-                key, value, {**(meta or {}), "compute_seconds": seconds}, persist=persist, name=name
-            )
+            meta = {**(meta or {}), "compute_seconds": seconds}
+            stored = self.put(key, value, meta, persist=persist, name=name, remember=remember)
             return Outcome(value, None, seconds, stored)
         finally:
             if lease is not None:
@@ -284,23 +298,50 @@ class Cache:
             return None
 
     def _wait_for_turn(
-        self, lease: Lease, key: str, max_age: float | None, name: str, force: bool
+        self,
+        lease: Lease,
+        key: str,
+        max_age: float | None,
+        name: str,
+        force: bool,
+        remember: bool,
     ) -> Hit[Any] | None:
         """Hold ``lease`` (returning None), or return the entry its holder made meanwhile."""
         delay = _POLL_START
         while True:
             try:
                 if lease.acquire():
-                    return None if force else self.lookup(key, max_age=max_age, name=name)
+                    if force:
+                        return None
+                    hit = self.lookup(key, max_age=max_age, name=name, remember=remember)
+                    if hit is not None:
+                        lease.release()  # its holder finished between our miss and our claim
+                    return hit
             except StoreError as exc:
                 self._warn_once("lease", f"nbcache: computing without a lease: {exc}")
                 return None
             if self.store is not None and self.store.has_entry(key):
-                hit = self.lookup(key, max_age=max_age, name=name)
+                hit = self.lookup(key, max_age=max_age, name=name, remember=remember)
                 if hit is not None:
                     return hit
             time.sleep(delay)
             delay = min(delay * 1.5, _POLL_MAX)
+
+    # -- what each function or cell computed last ---------------------------
+
+    def note_latest(self, identity: str, summary: Mapping[str, Any]) -> None:
+        """Remember the key summary of ``identity``'s newest entry (for "why did it miss")."""
+        self._latest[identity] = dict(summary)
+        self._write_stats(latest_key(identity), {"identity": identity, "summary": summary})
+
+    def latest(self, identity: str) -> dict[str, Any] | None:
+        """The key summary noted last for ``identity``, in this process or any other."""
+        found = self._latest.get(identity)
+        if found is None and self.store is not None:
+            record = self.store.read_stats(latest_key(identity)) or {}
+            if record.get("identity") == identity and isinstance(record.get("summary"), dict):
+                found = record["summary"]
+        return found
 
     # -- housekeeping --------------------------------------------------------
 
@@ -324,6 +365,7 @@ class Cache:
                     compute_seconds=float(stats.get("compute_seconds", 0.0)),
                     pinned=bool(stats.get("pinned", False)),
                     label=str(stats.get("label", "")),
+                    identity=str(stats.get("identity", "")),
                 )
             )
         return out
@@ -346,6 +388,9 @@ class Cache:
     def evict(self, protect: Iterable[str] = ()) -> list[str]:
         """Remove the least valuable entries until the store fits ``max_size``."""
         if self.max_size is None or self.store is None:
+            return []
+        # Sizes come from one directory listing; stats files are read only when over.
+        if sum(stat.size for stat in self.store.entries()) <= self.max_size:
             return []
         return self.prune(max_size=self.max_size, protect=protect)
 
@@ -410,6 +455,10 @@ class Cache:
         self.store.write_stats(key, stats)
 
 
+def _forget(key: str, value: Any, info: EntryInfo) -> None:
+    """The memory layer's stand-in when the caller keeps live values itself."""
+
+
 def _too_old(info: EntryInfo, max_age: float | None) -> bool:
     return max_age is not None and time.time() - info.created > max_age
 
@@ -422,5 +471,6 @@ def _fresh_stats(info: EntryInfo, size: int) -> dict[str, Any]:
         "size": size,
         "compute_seconds": info.compute_seconds,
         "label": str(info.meta.get("label", "")),
+        "identity": str(info.meta.get("identity", "")),
         "pinned": bool(info.meta.get("pinned", False)),
     }

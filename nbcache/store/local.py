@@ -121,8 +121,10 @@ class LocalStore:
                     os.fsync(f.fileno())
             final.parent.mkdir(exist_ok=True)
             os.replace(tmp, final)
+            if self.fsync:
+                _fsync_dir(final.parent)
         except BaseException as exc:
-            tmp.unlink(missing_ok=True)
+            _remove_quietly(tmp)
             if isinstance(exc, OSError):
                 raise _explain(exc, "write to", self.root) from exc
             raise
@@ -169,7 +171,7 @@ class LocalStore:
             tmp.write_text(json.dumps(dict(stats), sort_keys=True))
             os.replace(tmp, final)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            _remove_quietly(tmp)
             raise _explain(exc, "write to", final) from exc
 
     # -- leases and housekeeping --------------------------------------------
@@ -193,6 +195,23 @@ class LocalStore:
                 except OSError:
                     continue
         return removed
+
+
+def _remove_quietly(path: Path) -> None:
+    """Clean up after a failed write; on a read-only folder there is nothing to clean."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable: the new name lives in the directory's own blocks."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _abandoned(name: str, item: os.DirEntry[str], now: float) -> bool:

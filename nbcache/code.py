@@ -1,0 +1,390 @@
+"""What a function's result depends on besides its arguments: its code, and what that uses.
+
+A function's fingerprint covers its source (comments and formatting ignored),
+its defaults and closure values, and, recursively and cycle-safe, the
+notebook-defined functions and classes it uses and the values of the globals
+it reads.  Installed modules count by name and version; local modules (a file
+outside site-packages and the standard library) by the hash of their source.
+
+Computing a fingerprint parses source, so it is cached per function together
+with a list of cheap checks (is ``helper`` still the same object? does
+``THRESHOLD`` still hash the same?).  Every call re-runs the checks, so a helper
+redefined in the next cell is noticed on the very next call, and a data global
+mutated in place is re-hashed; only when a check fails is the fingerprint
+computed again.
+"""
+
+from __future__ import annotations
+
+import ast
+import dis
+import inspect
+import os
+import sys
+import sysconfig
+import textwrap
+import types
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import xxhash
+
+from .errors import KeyPicklingError
+from .hashing import HASH_VERSION, Hasher, digest, module_version
+
+__all__ = ["Dependency", "Fingerprint", "fingerprint", "fingerprint_of", "identity"]
+
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range)
+_SKIP_CLASS_ATTRS = {"__dict__", "__weakref__", "__module__", "__qualname__"}
+
+
+def identity(fn: Any) -> str:
+    """``module:qualname``: the same for a notebook function in every kernel session."""
+    fn = inspect.unwrap(fn)
+    module = getattr(fn, "__module__", None) or "?"
+    return f"{module}:{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
+
+
+# -- where code lives ------------------------------------------------------------
+
+_INSTALLED_ROOTS = tuple(
+    os.path.realpath(p)
+    for key in ("stdlib", "platstdlib", "purelib", "platlib")
+    if (p := sysconfig.get_paths().get(key))
+)
+_LOCAL: dict[str, bool] = {}
+
+
+def is_local_module(name: str) -> bool:
+    """True for ``__main__`` (a notebook) and modules whose file is not an installed one."""
+    cached = _LOCAL.get(name)
+    if cached is not None:
+        return cached
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if name == "__main__" or name.startswith("__ipython"):
+        local = True
+    elif not path:
+        local = False
+    else:
+        real = os.path.realpath(path)
+        local = not real.startswith(_INSTALLED_ROOTS) and "site-packages" not in real
+    _LOCAL[name] = local
+    return local
+
+
+_SOURCE_DIGESTS: dict[str, tuple[tuple[int, int], str]] = {}
+
+
+def module_fingerprint(module: types.ModuleType) -> str:
+    """``name@version`` for installed modules; ``name#digest`` of its source for local ones."""
+    name = module.__name__
+    path = getattr(module, "__file__", None)
+    if not path or not is_local_module(name):
+        return f"{name}@{module_version(name)}"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{name}@missing"
+    stamp = (st.st_size, st.st_mtime_ns)
+    cached = _SOURCE_DIGESTS.get(path)
+    if cached is None or cached[0] != stamp:
+        with open(path, "rb") as f:
+            cached = (stamp, xxhash.xxh3_128_hexdigest(f.read()))
+        _SOURCE_DIGESTS[path] = cached
+    return f"{name}#{cached[1]}"
+
+
+# -- the fingerprint and its checks ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """One thing a fingerprint was made of, for "why did it miss"."""
+
+    name: str
+    kind: str  # "code", "global", "module", "closure", "default", "base", "member"
+    digest: str
+    via: str = ""  # qualified name of the function or class that uses it
+
+
+@dataclass
+class Fingerprint:
+    """A function's code digest, what it was made of, and how to tell it still holds."""
+
+    digest: str
+    dependencies: list[Dependency] = field(default_factory=list)
+    checks: list[Callable[[], bool]] = field(default_factory=list)
+    reads_data: bool = False  # some dependency is re-hashed on every check
+
+    def still_valid(self) -> bool:
+        for check in self.checks:  # noqa: SIM110 - a plain loop is faster on this hot path
+            if not check():
+                return False
+        return True
+
+
+_CACHE: weakref.WeakKeyDictionary[Any, Fingerprint] = weakref.WeakKeyDictionary()
+
+
+def fingerprint(obj: Any) -> str:
+    """The digest of a function's or class's code and everything it uses."""
+    return fingerprint_of(obj).digest
+
+
+def fingerprint_of(obj: Any) -> Fingerprint:
+    """The cached fingerprint of ``obj`` if its checks pass, else a fresh one."""
+    obj = inspect.unwrap(obj)
+    try:
+        cached = _CACHE.get(obj)
+    except TypeError:  # not weak-referenceable
+        cached = None
+    if cached is not None and cached.still_valid():
+        return cached
+    fresh = _Builder().build(obj)
+    try:
+        _CACHE[obj] = fresh
+    except TypeError:
+        pass
+    return fresh
+
+
+class _Builder:
+    """One fingerprint computation; ``_stack`` makes recursion through helpers cycle-safe."""
+
+    def __init__(self) -> None:
+        self._stack: set[int] = set()
+        self._users: list[str] = []
+        self.deps: list[Dependency] = []
+        self.checks: list[Callable[[], bool]] = []
+        self.reads_data = False
+
+    def build(self, obj: Any) -> Fingerprint:
+        h = Hasher()
+        h.tag(f"fingerprint-v{HASH_VERSION}".encode())
+        self._feed_code_object(h, obj)
+        return Fingerprint(h.hexdigest(), self.deps, self.checks, self.reads_data)
+
+    def _feed_code_object(self, h: Hasher, obj: Any) -> None:
+        h.text(identity(obj))
+        if id(obj) in self._stack:
+            h.tag(b"recursion")
+            return
+        self._stack.add(id(obj))
+        self._users.append(getattr(obj, "__qualname__", "?"))
+        try:
+            if isinstance(obj, type):
+                self._feed_class(h, obj)
+            elif isinstance(obj, types.FunctionType):
+                self._feed_function(h, obj)
+            else:
+                h.feed(obj, identity(obj))
+        finally:
+            self._stack.discard(id(obj))
+            self._users.pop()
+
+    # functions
+
+    def _feed_function(self, h: Hasher, fn: types.FunctionType) -> None:
+        h.tag(b"function")
+        h.text(_source_digest(fn))
+        code, defaults, kwdefaults = fn.__code__, fn.__defaults__, fn.__kwdefaults__
+        self.checks.append(
+            lambda: (
+                fn.__code__ is code
+                and fn.__defaults__ is defaults
+                and fn.__kwdefaults__ is kwdefaults
+            )
+        )
+        for index, value in enumerate(defaults or ()):
+            self._feed_value(h, f"default {index}", value, "default", _constant(value))
+        for name, value in sorted((kwdefaults or {}).items()):
+            self._feed_value(h, f"default {name}", value, "default", _constant(value))
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # not assigned yet
+                continue
+            self._feed_value(h, name, value, "closure", _cell_reader(cell))
+        namespace = fn.__globals__
+        builtins = namespace.get("__builtins__")
+        for name in sorted(_global_names(fn.__code__)):
+            if name in namespace:
+                value = namespace[name]
+                self._feed_value(h, name, value, "global", _global_reader(namespace, name))
+            elif not _is_builtin(builtins, name):
+                h.tag(b"unbound")
+                h.text(name)
+                self.checks.append(_unbound_check(namespace, name))
+
+    def _feed_value(
+        self, h: Hasher, name: str, value: Any, kind: str, current: Callable[[], Any]
+    ) -> None:
+        """Hash one dependency and register the check that tells when it changed."""
+        h.text(f"{kind}:{name}")
+        if _is_code(value):
+            sub = Hasher()
+            self._feed_code_object(sub, value)
+            part = sub.hexdigest()
+            h.text(part)
+            self.deps.append(Dependency(name, "code", part, self._users[-1]))
+            self.checks.append(lambda: current() is value)
+            return
+        if isinstance(value, types.ModuleType):
+            part = module_fingerprint(value)
+            h.text(part)
+            self.deps.append(Dependency(name, "module", part, self._users[-1]))
+            if _LOCAL.get(value.__name__):
+                self.checks.append(lambda: module_fingerprint(value) == part)
+            self.checks.append(lambda: current() is value)
+            return
+        try:
+            part = digest(value, name=name)
+        except KeyPicklingError as exc:
+            raise KeyPicklingError(
+                f"{exc} It is a {kind} that `{self._users[-1]}` uses: pass it as an argument "
+                "instead, or make it picklable."
+            ) from exc
+        h.text(part)
+        self.deps.append(Dependency(name, kind, part, self._users[-1]))
+        if _is_immutable(value) or _is_library_object(value):
+            self.checks.append(lambda: current() is value)
+        else:
+            self.reads_data = True
+            self.checks.append(lambda: _same_digest(current(), part))
+
+    # classes
+
+    def _feed_class(self, h: Hasher, cls: type) -> None:
+        h.tag(b"class")
+        for base in cls.__bases__:
+            self._feed_value(h, f"base {base.__qualname__}", base, "base", _constant(base))
+        members = {k: v for k, v in vars(cls).items() if k not in _SKIP_CLASS_ATTRS}
+        snapshot = tuple(members.items())
+        self.checks.append(lambda: _members_unchanged(cls, snapshot))
+        for name, member in sorted(members.items()):
+            for part_name, part in _member_parts(name, member):
+                qual = f"{cls.__qualname__}.{part_name}"
+                self._feed_value(h, qual, part, "member", _constant(part))
+
+
+def _members_unchanged(cls: type, snapshot: tuple[tuple[str, Any], ...]) -> bool:
+    members = [(k, v) for k, v in vars(cls).items() if k not in _SKIP_CLASS_ATTRS]
+    return len(members) == len(snapshot) and all(
+        a[0] == b[0] and a[1] is b[1] for a, b in zip(members, snapshot, strict=True)
+    )
+
+
+def _member_parts(name: str, member: Any) -> list[tuple[str, Any]]:
+    if isinstance(member, (staticmethod, classmethod)):
+        return [(name, member.__func__)]
+    if isinstance(member, property):
+        return [(f"{name}.{a}", f) for a in ("fget", "fset", "fdel") if (f := getattr(member, a))]
+    if isinstance(member, (types.FunctionType, type)) or _is_immutable(member):
+        return [(name, member)]
+    try:
+        digest(member)
+    except Exception:  # noqa: BLE001 - a descriptor or slot wrapper: its type is what we know
+        return [(name, f"<{type(member).__qualname__}>")]
+    return [(name, member)]
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def _cell_reader(cell: types.CellType) -> Callable[[], Any]:
+    def read() -> Any:
+        try:
+            return cell.cell_contents
+        except ValueError:  # deleted since
+            return _MISSING
+
+    return read
+
+
+def _global_reader(namespace: dict[str, Any], name: str) -> Callable[[], Any]:
+    return lambda: namespace.get(name, _MISSING)
+
+
+def _unbound_check(namespace: dict[str, Any], name: str) -> Callable[[], bool]:
+    return lambda: name not in namespace
+
+
+_MISSING = object()
+
+
+def _is_code(value: Any) -> bool:
+    if isinstance(value, types.FunctionType):
+        return is_local_module(value.__module__ or "")
+    if isinstance(value, type):
+        return is_local_module(value.__module__)
+    return False
+
+
+def _is_immutable(value: Any) -> bool:
+    if isinstance(value, _IMMUTABLE):
+        return True
+    if type(value) in (tuple, frozenset):
+        return all(type(v) in _IMMUTABLE for v in value)
+    return False
+
+
+def _is_library_object(value: Any) -> bool:
+    """Installed functions and classes are hashed by name and version: identity suffices."""
+    return isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type))
+
+
+def _same_digest(value: Any, expected: str) -> bool:
+    try:
+        return digest(value) == expected
+    except Exception:  # noqa: BLE001 - unhashable now: the fingerprint must be rebuilt
+        return False
+
+
+def _is_builtin(builtins: Any, name: str) -> bool:
+    if isinstance(builtins, dict):
+        return name in builtins
+    return hasattr(builtins, name)
+
+
+_GLOBAL_OPS = {"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"}
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """Names the code looks up as globals (``x.model`` does not make ``model`` one)."""
+    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname in _GLOBAL_OPS}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _source_digest(fn: types.FunctionType) -> str:
+    """The function's source as an AST (comments, blank lines and layout do not count)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return "bytecode:" + _code_digest(fn.__code__)
+    return "ast:" + xxhash.xxh3_128_hexdigest(ast.dump(tree, include_attributes=False).encode())
+
+
+def _code_digest(code: types.CodeType) -> str:
+    """Where no source exists: bytecode, constants and names (specific to this Python)."""
+    h = Hasher()
+    h.text(f"python-{sys.version_info[0]}.{sys.version_info[1]}")
+    h.raw(code.co_code)
+    h.feed(list(code.co_names), "co_names")
+    h.feed(list(code.co_varnames), "co_varnames")
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            h.text(_code_digest(const))
+        else:
+            h.feed(const, "co_consts")
+    return h.hexdigest()

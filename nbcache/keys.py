@@ -1,0 +1,160 @@
+"""Cache keys for calls, with a summary of what each key was made of.
+
+A key is a digest of nbcache's key format, the function's identity and code
+fingerprint, and each argument bound to the signature (defaults applied, so
+``f(1)`` and ``f(x=1)`` are one key).  The summary records, per argument and
+per code dependency, a short digest and a description, so that a miss can be
+explained by comparing it with the summary of the entry made before.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+from ._version import __version__
+from .code import Fingerprint, identity
+from .entry import FORMAT
+from .errors import KeyPicklingError
+from .hashing import HASH_VERSION, describe, digest
+
+__all__ = ["CallKey", "bind_arguments", "call_key", "explain", "latest_key"]
+
+KEY_VERSION = f"nbcache-key/{FORMAT}.{HASH_VERSION}"
+
+
+@dataclass(frozen=True)
+class CallKey:
+    """A call's key and the summary "why did it miss" compares."""
+
+    key: str
+    summary: dict[str, Any]
+
+
+def bind_arguments(
+    signature: inspect.Signature, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Arguments by parameter name with defaults applied; ``*args``/``**kw`` kept whole."""
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def call_key(
+    fn: Any,
+    fingerprint: Fingerprint,
+    arguments: Mapping[str, Any],
+    *,
+    typed: bool = True,
+    ignore: Iterable[str] = (),
+) -> CallKey:
+    """The key of calling ``fn`` with ``arguments`` (bound by :func:`bind_arguments`).
+
+    Raises:
+        KeyPicklingError: an argument cannot be hashed; the message names it.
+    """
+    skipped = set(ignore)
+    h = xxhash.xxh3_128()
+    name = identity(fn)
+    for part in (KEY_VERSION, name, fingerprint.digest):
+        h.update(part.encode())
+        h.update(b"\x00")
+    args: dict[str, Any] = {}
+    for param, value in arguments.items():
+        if param in skipped:
+            continue
+        try:
+            part = digest(value, typed=typed, name=param)
+        except KeyPicklingError as exc:
+            raise KeyPicklingError(
+                f"{exc} Pass a value that can be pickled, or leave `{param}` out of the key "
+                f"with ignore=({param!r},)."
+            ) from exc
+        h.update(param.encode())
+        h.update(b"=")
+        h.update(part.encode())
+        args[param] = {**describe(value), "digest": part[:12]}
+    summary = {
+        "identity": name,
+        "key_version": KEY_VERSION,
+        "nbcache": __version__,
+        "code": fingerprint.digest[:12],
+        "deps": {
+            _dep_label(d.name, d.via, name): [d.kind, d.digest[:12]]
+            for d in fingerprint.dependencies
+        },
+        "args": args,
+    }
+    return CallKey(h.hexdigest(), summary)
+
+
+def _dep_label(name: str, via: str, top: str) -> str:
+    return name if not via or top.endswith(f":{via}") else f"{via}: {name}"
+
+
+def latest_key(identity_name: str) -> str:
+    """The key under which the store keeps a function's latest summary."""
+    return xxhash.xxh3_128_hexdigest(f"latest:{identity_name}".encode())
+
+
+def _described(info: Mapping[str, Any]) -> str:
+    if "shape" in info:
+        return "x".join(str(n) for n in info["shape"])
+    if "repr" in info:
+        return str(info["repr"])
+    if "len" in info:
+        return f"len {info['len']}"
+    return str(info.get("type", "?"))
+
+
+def _arg_change(name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    if old.get("type") != new.get("type"):
+        return f"argument `{name}` changed (type {old.get('type')} -> {new.get('type')})"
+    before, after = _described(old), _described(new)
+    if before != after:
+        return f"argument `{name}` changed ({before} -> {after})"
+    return f"argument `{name}` changed (same shape, different values)"
+
+
+def _dep_change(label: str, kind: str) -> str:
+    via, _, name = label.rpartition(": ")
+    used = f" (used by `{via}()`)" if via else ""
+    if kind == "code":
+        return f"helper `{name}()` changed{used}"
+    if kind == "module":
+        return f"module `{name}` changed{used}"
+    if kind in ("default", "closure"):
+        return f"{kind} value `{name}` changed{used}"
+    return f"global `{name}` changed{used}"
+
+
+def explain(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """What differs between two key summaries, in words, most telling first."""
+    name = str(current.get("identity", "?")).rpartition(":")[2]
+    if previous is None:
+        return [f"no earlier entry of `{name}()` to compare with"]
+    if previous.get("key_version") != current.get("key_version"):
+        return ["nbcache's key format changed since the earlier entry"]
+    reasons = []
+    old_deps, new_deps = previous.get("deps", {}), current.get("deps", {})
+    for label, (kind, part) in new_deps.items():
+        if label not in old_deps:
+            reasons.append(f"`{name}()` now uses `{label}`")
+        elif old_deps[label][1] != part:
+            reasons.append(_dep_change(label, kind))
+    reasons += [
+        f"`{name}()` no longer uses `{label}`" for label in old_deps if label not in new_deps
+    ]
+    if previous.get("code") != current.get("code") and not reasons:
+        reasons.append(f"the code of `{name}()` changed")
+    old_args, new_args = previous.get("args", {}), current.get("args", {})
+    for arg, info in new_args.items():
+        if arg not in old_args:
+            reasons.append(f"argument `{arg}` is new")
+        elif old_args[arg].get("digest") != info.get("digest"):
+            reasons.append(_arg_change(arg, old_args[arg], info))
+    return reasons or ["nothing in the key differs from the earlier entry"]

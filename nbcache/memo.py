@@ -1,0 +1,426 @@
+"""``@memoize``: live results in memory in front of the shared store, never stale.
+
+A call's key covers the function's code fingerprint (its source and the
+notebook helpers and globals it uses, see :mod:`nbcache.code`) and its
+arguments bound to the signature, hashed by content.  The hit path re-checks
+the fingerprint's dependencies on every call, so an edited helper is noticed
+on the very next call, then finds the result by the call's arguments as
+given (for plain scalar arguments) or by content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+import time
+import types
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Generic, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from .cache import Cache
+from .code import Fingerprint, fingerprint_of, identity
+from .config import default_cache
+from .errors import KeyPicklingError, warn
+from .keys import CallKey, bind_arguments, call_key, explain
+from .units import parse_duration
+
+__all__ = ["CacheInfo", "Memoized", "memoize"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MISS: Any = object()
+_KWARGS = object()
+_SCALARS = frozenset({int, str, bytes, bool, type(None), float})
+
+
+class CacheInfo(tuple):  # type: ignore[type-arg]
+    """``functools``' ``(hits, misses, maxsize, currsize)``, plus store hits and time saved.
+
+    Compares and unpacks as the 4-tuple functools gives; ``store_hits`` (hits
+    served from the store rather than memory) and ``time_saved`` (compute
+    seconds not spent thanks to hits) are extra attributes.
+    """
+
+    hits: int
+    misses: int
+    maxsize: int | None
+    currsize: int
+    store_hits: int
+    time_saved: float
+
+    def __new__(
+        cls,
+        hits: int,
+        misses: int,
+        maxsize: int | None,
+        currsize: int,
+        store_hits: int = 0,
+        time_saved: float = 0.0,
+    ) -> CacheInfo:
+        info = super().__new__(cls, (hits, misses, maxsize, currsize))
+        info.hits, info.misses, info.maxsize, info.currsize = hits, misses, maxsize, currsize
+        info.store_hits, info.time_saved = store_hits, time_saved
+        return info
+
+    def __repr__(self) -> str:
+        return (
+            f"CacheInfo(hits={self.hits}, misses={self.misses}, maxsize={self.maxsize}, "
+            f"currsize={self.currsize}, store_hits={self.store_hits}, "
+            f"time_saved={self.time_saved:.3f})"
+        )
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(thread_name_prefix="nbcache")
+        return _pool
+
+
+class Memoized(Generic[P, R]):
+    """A memoized function: call it as the original; see :func:`memoize`."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        maxsize: int | None = 128,
+        store: bool = True,
+        typed: bool = True,
+        ignore: Iterable[str] = (),
+        max_age: str | float | None = None,
+        cache: Cache | None = None,
+    ) -> None:
+        functools.update_wrapper(self, fn)
+        self.__wrapped__ = fn
+        self._signature = inspect.signature(fn)
+        self._ignore = tuple(ignore)
+        unknown = set(self._ignore) - set(self._signature.parameters)
+        if unknown:
+            raise ValueError(
+                f"ignore names {sorted(unknown)}, which {identity(fn)} has no parameter for: "
+                f"its parameters are {list(self._signature.parameters)}"
+            )
+        self._maxsize = maxsize
+        self._persist = store
+        self._typed = typed
+        self._max_age = None if max_age is None else parse_duration(max_age)
+        self._cache = cache
+        self._identity = identity(fn)
+        self._is_async = inspect.iscoroutinefunction(fn)
+        self._lock = threading.RLock()
+        self._memory: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+        self._fast: dict[Any, str] = {}
+        self._fp: Fingerprint | None = None
+        self._pending: dict[str, threading.Event] = {}
+        self._hits = self._misses = self._store_hits = 0
+        self._saved = 0.0
+        self._warned = False
+        self._previous: dict[str, Any] | None = None
+        self._last: CallKey | None = None
+
+    def __repr__(self) -> str:
+        return f"<memoized {self._identity}>"
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else types.MethodType(self, instance)
+
+    @property
+    def cache(self) -> Cache:
+        return self._cache if self._cache is not None else default_cache()
+
+    # -- the call ----------------------------------------------------------------
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._is_async:
+            return self._call_async(args, kwargs)  # type: ignore[return-value]
+        fast = self._fast_key(args, kwargs)
+        with self._lock:
+            fp = self._fingerprint()
+            if fp is not None and fast is not None:
+                found = self._from_memory(self._fast.get(fast))
+                if found is not _MISS:
+                    return found  # type: ignore[no-any-return]
+        ck = self._key(fp, args, kwargs)
+        if ck is None:
+            with self._lock:
+                self._misses += 1
+            return self.__wrapped__(*args, **kwargs)
+        return self._resolve(ck, fast, lambda: self.__wrapped__(*args, **kwargs))
+
+    def _fingerprint(self) -> Fingerprint | None:
+        """The current fingerprint; None (after one warning) when it cannot be made."""
+        fp = self._fp
+        if fp is not None and fp.still_valid():
+            return fp
+        self._fast.clear()  # raw-argument shortcuts point at keys of the old code
+        try:
+            self._fp = fingerprint_of(self.__wrapped__)
+        except KeyPicklingError as exc:
+            self._fp = None
+            self._warn_uncached(f"its code depends on something that cannot be hashed: {exc}")
+        return self._fp
+
+    def _fast_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A dict key for plain scalar arguments as given, or None to go by content."""
+        values = (*args, *kwargs.values())
+        for value in values:
+            if type(value) not in _SCALARS or (type(value) is float and value == 0.0):
+                return None  # -0.0 == 0.0, yet they can give different results
+        key: tuple[Any, ...] = args if not kwargs else (*args, _KWARGS, *kwargs.items())
+        if self._typed:
+            key = (*key, *(type(value) for value in values))
+        return key
+
+    def _from_memory(self, key: str | None) -> Any:
+        if key is None:
+            return _MISS
+        found = self._memory.get(key)
+        if found is None:
+            return _MISS
+        value, created = found
+        if self._max_age is not None and time.time() - created > self._max_age:
+            return _MISS
+        self._memory.move_to_end(key)
+        self._hits += 1
+        return value
+
+    def _key(self, fp: Fingerprint | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if fp is None:
+            return None
+        try:
+            arguments = bind_arguments(self._signature, args, kwargs)
+            return call_key(self.__wrapped__, fp, arguments, typed=self._typed, ignore=self._ignore)
+        except KeyPicklingError as exc:
+            self._warn_uncached(str(exc))
+            return None
+
+    def _warn_uncached(self, reason: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warn(f"nbcache: {self._identity}() runs uncached: {reason}", stacklevel=4)
+
+    def _resolve(self, ck: CallKey, fast: Any, compute: Callable[[], R]) -> R:
+        """Memory, then the store, then compute: once per key among threads and processes."""
+        while True:
+            with self._lock:
+                found = self._from_memory(ck.key)
+                if found is not _MISS:
+                    self._remember_fast(fast, ck.key)
+                    return found  # type: ignore[no-any-return]
+                waiting = self._pending.get(ck.key)
+                if waiting is None:
+                    self._pending[ck.key] = threading.Event()
+                    break
+            waiting.wait()
+        try:
+            outcome = self.cache.get_or_compute(
+                ck.key,
+                compute,
+                self._meta(ck),
+                persist=self._persist,
+                max_age=self._max_age,
+                name=f"the result of {self._identity}()",
+                remember=False,
+            )
+            self._record(ck, fast, outcome.value, outcome.hit)
+            return outcome.value
+        finally:
+            with self._lock:
+                self._pending.pop(ck.key).set()
+
+    def _meta(self, ck: CallKey) -> dict[str, Any]:
+        return {
+            "label": f"{self._identity.partition(':')[2]}()",
+            "identity": self._identity,
+            "summary": ck.summary,
+        }
+
+    def _record(self, ck: CallKey, fast: Any, value: Any, hit: Any) -> None:
+        with self._lock:
+            created = time.time() if hit is None else hit.info.created
+            self._memory[ck.key] = (value, created)
+            self._memory.move_to_end(ck.key)
+            if self._maxsize is not None:
+                while len(self._memory) > self._maxsize:
+                    self._memory.popitem(last=False)
+            self._remember_fast(fast, ck.key)
+            if hit is None:
+                self._misses += 1
+                self._note_miss(ck)
+            else:
+                self._hits += 1
+                self._store_hits += 1
+                self._saved += hit.info.compute_seconds
+
+    def _remember_fast(self, fast: Any, key: str) -> None:
+        if fast is not None and (self._maxsize is None or len(self._fast) < 4 * self._maxsize):
+            self._fast[fast] = key
+
+    def _note_miss(self, ck: CallKey) -> None:
+        if self._previous is None and self._last is None:
+            self._previous = self.cache.latest(self._identity)
+        elif self._last is not None:
+            self._previous = self._last.summary
+        self._last = ck
+        self.cache.note_latest(self._identity, ck.summary)
+
+    async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        with self._lock:
+            fp = self._fingerprint()
+        ck = self._key(fp, args, kwargs)
+        if ck is None:
+            with self._lock:
+                self._misses += 1
+            return await self.__wrapped__(*args, **kwargs)  # type: ignore[misc]
+        with self._lock:
+            found = self._from_memory(ck.key)
+        if found is not _MISS:
+            return found
+        hit = self.cache.lookup(ck.key, max_age=self._max_age, remember=False)
+        if hit is not None:
+            self._record(ck, None, hit.value, hit)
+            return hit.value
+        start = time.perf_counter()
+        value = await self.__wrapped__(*args, **kwargs)  # type: ignore[misc]
+        meta = {**self._meta(ck), "compute_seconds": time.perf_counter() - start}
+        self.cache.put(ck.key, value, meta, persist=self._persist, remember=False)
+        self._record(ck, None, value, None)
+        return value
+
+    # -- functools-compatible housekeeping ----------------------------------------
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, maxsize and current size, plus store hits and time saved."""
+        with self._lock:
+            return CacheInfo(
+                self._hits,
+                self._misses,
+                self._maxsize,
+                len(self._memory),
+                self._store_hits,
+                self._saved,
+            )
+
+    def cache_clear(self, store: bool = False) -> None:
+        """Empty the memory layer and reset the counters; ``store=True`` also removes
+        this function's stored entries."""
+        with self._lock:
+            self._memory.clear()
+            self._fast.clear()
+            self._hits = self._misses = self._store_hits = 0
+            self._saved = 0.0
+        if store:
+            cache = self.cache
+            for record in cache.records():
+                if record.identity == self._identity:
+                    cache.remove(record.key)
+
+    def cache_parameters(self) -> dict[str, Any]:
+        """The settings, as ``functools.lru_cache``'s ``cache_parameters()`` gives them."""
+        return {
+            "maxsize": self._maxsize,
+            "typed": self._typed,
+            "store": self._persist,
+            "ignore": self._ignore,
+            "max_age": self._max_age,
+        }
+
+    def why(self) -> list[str]:
+        """Why the last call that computed was a miss, compared with the entry before it."""
+        if self._last is None:
+            return [f"{self._identity.partition(':')[2]}() has not computed anything yet"]
+        return explain(self._previous, self._last.summary)
+
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Run the call on a thread pool; a hit returns a future that is already done."""
+        fast = self._fast_key(args, kwargs)
+        with self._lock:
+            fp = self._fingerprint()
+            found = self._from_memory(self._fast.get(fast)) if fast is not None else _MISS
+        if found is _MISS and fp is not None and not self._is_async:
+            ck = self._key(fp, args, kwargs)
+            hit = (
+                None
+                if ck is None
+                else self.cache.lookup(ck.key, max_age=self._max_age, remember=False)
+            )
+            if ck is not None and hit is not None:
+                self._record(ck, fast, hit.value, hit)
+                found = hit.value
+        if found is not _MISS:
+            done: Future[R] = Future()
+            done.set_result(found)
+            return done
+        if self._is_async:
+            return _thread_pool().submit(asyncio.run, self(*args, **kwargs))  # type: ignore[arg-type]
+        return _thread_pool().submit(self, *args, **kwargs)
+
+
+@overload
+def memoize(fn: Callable[P, R], /) -> Memoized[P, R]: ...
+@overload
+def memoize(
+    *,
+    maxsize: int | None = ...,
+    store: bool = ...,
+    typed: bool = ...,
+    ignore: Iterable[str] = ...,
+    max_age: str | float | None = ...,
+    cache: Cache | None = ...,
+) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
+
+
+def memoize(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    maxsize: int | None = 128,
+    store: bool = True,
+    typed: bool = True,
+    ignore: Iterable[str] = (),
+    max_age: str | float | None = None,
+    cache: Cache | None = None,
+) -> Memoized[P, R] | Callable[[Callable[P, R]], Memoized[P, R]]:
+    """Memoize a function in memory and in the shared store, keyed by code and content.
+
+    Use as ``@memoize`` or ``@memoize(...)``.
+
+    Args:
+        maxsize: live results kept in memory (None: no limit; 0: none).
+        store: False keeps results in memory only.
+        typed: ``f(1)``, ``f(1.0)`` and ``f(True)`` are separate entries (the
+            default, since they can give different results).
+        ignore: parameter names left out of the key (``verbose``, ``n_jobs``).
+        max_age: older entries count as a miss (``"7d"``, seconds).
+        cache: the cache to use; by default the process-wide one.
+
+    Raises:
+        ValueError: ``ignore`` names a parameter the function does not have,
+            or ``max_age`` is not a duration.
+    """
+
+    def decorate(function: Callable[P, R]) -> Memoized[P, R]:
+        return Memoized(
+            function,
+            maxsize=maxsize,
+            store=store,
+            typed=typed,
+            ignore=ignore,
+            max_age=max_age,
+            cache=cache,
+        )
+
+    return decorate if fn is None else decorate(fn)
