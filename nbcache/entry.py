@@ -24,6 +24,7 @@ lands in page-aligned memory (and could be memory-mapped).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mmap
@@ -69,10 +70,20 @@ class EntryInfo:
         return float(self.meta.get("compute_seconds", 0.0))
 
 
+def _write_all(f: BinaryIO, data: bytes | memoryview) -> None:
+    """Write every byte: a raw file may write less than asked (a full disk, a size limit)."""
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    while view.nbytes:
+        written = f.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, "no space left: the write was cut short")
+        view = view[written:]
+
+
 def _pad(f: BinaryIO, position: int) -> int:
     padding = -position % ALIGN
     if padding:
-        f.write(b"\x00" * padding)
+        _write_all(f, b"\x00" * padding)
     return position + padding
 
 
@@ -82,7 +93,7 @@ def _write_buffer(f: BinaryIO, view: memoryview) -> str:
     for start in range(0, view.nbytes, _CHUNK):
         chunk = view[start : start + _CHUNK]
         digest.update(chunk)
-        f.write(chunk)
+        _write_all(f, chunk)
     return str(digest.hexdigest())
 
 
@@ -94,8 +105,8 @@ def write_entry(
     ``meta`` must be JSON-serialisable; it is signed with the rest.
     """
     prefix = _PREFIX.pack(MAGIC, FORMAT, 0, 0)
-    f.write(prefix)
-    f.write(pickled.stream)
+    _write_all(f, prefix)
+    _write_all(f, pickled.stream)
     position = len(prefix) + len(pickled.stream)
     layout = []
     for view in pickled.buffers:
@@ -120,9 +131,9 @@ def write_entry(
         separators=(",", ":"),
         sort_keys=True,
     ).encode()
-    f.write(header)
+    _write_all(f, header)
     mac = signer.sign(prefix, header)
-    f.write(_TRAILER.pack(len(header), mac, END))
+    _write_all(f, _TRAILER.pack(len(header), mac, END))
     return position + len(header) + _TRAILER.size
 
 
