@@ -23,6 +23,7 @@ import os
 import sys
 import sysconfig
 import textwrap
+import threading
 import types
 import weakref
 from collections.abc import Callable
@@ -34,10 +35,22 @@ import xxhash
 from .errors import KeyPicklingError
 from .hashing import HASH_VERSION, Hasher, digest, module_version
 
-__all__ = ["Dependency", "Fingerprint", "fingerprint", "fingerprint_of", "identity"]
+__all__ = [
+    "Dependency",
+    "Fingerprint",
+    "fingerprint",
+    "fingerprint_of",
+    "identity",
+    "short_name",
+]
 
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range)
 _SKIP_CLASS_ATTRS = {"__dict__", "__weakref__", "__module__", "__qualname__"}
+
+
+def short_name(identity_name: str) -> str:
+    """``__main__:f`` -> ``f``; a function local to another shows its own name only."""
+    return identity_name.partition(":")[2].rpartition("<locals>.")[2]
 
 
 def identity(fn: Any) -> str:
@@ -137,6 +150,18 @@ def fingerprint(obj: Any) -> str:
 def fingerprint_of(obj: Any) -> Fingerprint:
     """The cached fingerprint of ``obj`` if its checks pass, else a fresh one."""
     obj = inspect.unwrap(obj)
+    building = _building()
+    if id(obj) in building:
+        # Reached again through a value (an enum member's class, say): name it only.
+        return Fingerprint(f"recursion:{identity(obj)}")
+    building.add(id(obj))
+    try:
+        return _cached_or_built(obj)
+    finally:
+        building.discard(id(obj))
+
+
+def _cached_or_built(obj: Any) -> Fingerprint:
     try:
         cached = _CACHE.get(obj)
     except TypeError:  # not weak-referenceable
@@ -149,6 +174,17 @@ def fingerprint_of(obj: Any) -> Fingerprint:
     except TypeError:
         pass
     return fresh
+
+
+_local = threading.local()
+
+
+def _building() -> set[int]:
+    """Ids of the code objects whose fingerprints this thread is computing now."""
+    ids: set[int] | None = getattr(_local, "ids", None)
+    if ids is None:
+        ids = _local.ids = set()
+    return ids
 
 
 class _Builder:

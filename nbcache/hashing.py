@@ -220,11 +220,13 @@ def _feed_unordered(h: Hasher, label: bytes, digests: Iterable[bytes]) -> None:
         h.raw(item)
 
 
-def _feed_dict(h: Hasher, value: dict[Any, Any], path: str) -> None:
-    pairs = (
-        h.sub_digest(k, f"{path}.<key>") + h.sub_digest(v, f"{path}[{k!r}]")
-        for k, v in value.items()
-    )
+def _feed_dict(h: Hasher, value: dict[Any, Any], path: str, attrs: bool = False) -> None:
+    """Order-independent; ``attrs`` names items ``.name`` in errors (an object's state)."""
+
+    def where(key: Any) -> str:
+        return f"{path}.{key}" if attrs and isinstance(key, str) else f"{path}[{key!r}]"
+
+    pairs = (h.sub_digest(k, f"{path}.<key>") + h.sub_digest(v, where(k)) for k, v in value.items())
     _feed_unordered(h, _type_name(type(value)).encode(), pairs)
 
 
@@ -320,7 +322,12 @@ def _feed_reduced(h: Hasher, value: Any, path: str) -> None:
     h.feed(callable_, f"{path}.__reduce__()[0]")
     h.feed(args, f"{path}.__reduce__()[1]")
     state = rest[0] if rest else None
-    h.feed(state, f"{path}.__getstate__()")
+    if type(state) is tuple and len(state) == 2 and isinstance(state[1], dict):
+        state = {**(state[0] or {}), **state[1]}  # (__dict__, __slots__) as one mapping
+    if type(state) is dict:
+        _feed_dict(h, state, path, attrs=True)
+    else:
+        h.feed(state, f"{path}.__getstate__()")
     if len(rest) > 1 and rest[1] is not None:
         h.feed(list(rest[1]), f"{path}.<items>")
     if len(rest) > 2 and rest[2] is not None:

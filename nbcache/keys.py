@@ -17,7 +17,7 @@ from typing import Any
 import xxhash
 
 from ._version import __version__
-from .code import Fingerprint, identity
+from .code import Fingerprint, identity, short_name
 from .entry import FORMAT
 from .errors import KeyPicklingError
 from .hashing import HASH_VERSION, describe, digest
@@ -116,7 +116,8 @@ def _arg_change(name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> st
         return f"argument `{name}` changed (type {old.get('type')} -> {new.get('type')})"
     before, after = _described(old), _described(new)
     if before != after:
-        return f"argument `{name}` changed ({before} -> {after})"
+        shape = "shape " if "shape" in old and "shape" in new else ""
+        return f"argument `{name}` changed ({shape}{before} -> {after})"
     return f"argument `{name}` changed (same shape, different values)"
 
 
@@ -134,7 +135,7 @@ def _dep_change(label: str, kind: str) -> str:
 
 def explain(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
     """What differs between two key summaries, in words, most telling first."""
-    name = str(current.get("identity", "?")).rpartition(":")[2]
+    name = short_name(str(current.get("identity", "?:?")))
     if previous is None:
         return [f"no earlier entry of `{name}()` to compare with"]
     if previous.get("key_version") != current.get("key_version"):

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar, overload
 from typing_extensions import ParamSpec
 
 from .cache import Cache
-from .code import Fingerprint, fingerprint_of, identity
+from .code import Fingerprint, fingerprint_of, identity, short_name
 from .config import default_cache
 from .errors import KeyPicklingError, warn
 from .keys import CallKey, bind_arguments, call_key, explain
@@ -243,7 +243,7 @@ class Memoized(Generic[P, R]):
 
     def _meta(self, ck: CallKey) -> dict[str, Any]:
         return {
-            "label": f"{self._identity.partition(':')[2]}()",
+            "label": f"{short_name(self._identity)}()",
             "identity": self._identity,
             "summary": ck.summary,
         }
@@ -341,7 +341,7 @@ class Memoized(Generic[P, R]):
     def why(self) -> list[str]:
         """Why the last call that computed was a miss, compared with the entry before it."""
         if self._last is None:
-            return [f"{self._identity.partition(':')[2]}() has not computed anything yet"]
+            return [f"{short_name(self._identity)}() has not computed anything yet"]
         return explain(self._previous, self._last.summary)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:

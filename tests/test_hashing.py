@@ -1,0 +1,206 @@
+"""Content digests: equal values agree, different values differ, in any process."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from nbcache import KeyPicklingError
+from nbcache.hashing import describe, digest
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    y: list[int]
+
+
+class Color(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
+class Plain:
+    def __init__(self, a: Any, b: Any) -> None:
+        self.a = a
+        self.b = b
+
+
+def _frame(**overrides: Any) -> pd.DataFrame:
+    data = {"a": np.arange(5.0), "b": list("vwxyz"), "c": np.arange(5)}
+    data.update(overrides)
+    return pd.DataFrame(data)
+
+
+# Each row: two values that must get different digests.
+DIFFERENT = {
+    "int vs float": (1, 1.0),
+    "int vs bool": (1, True),
+    "float vs bool": (1.0, True),
+    "zero vs negative zero": (0.0, -0.0),
+    "nan vs inf": (float("nan"), float("inf")),
+    "str vs bytes": ("a", b"a"),
+    "list vs tuple": ([1, 2], (1, 2)),
+    "list order": ([1, 2], [2, 1]),
+    "nested": ({"a": [1, 2]}, {"a": [1, 3]}),
+    "dict vs set of keys": ({"a": None}, {"a"}),
+    "set contents": ({1, 2}, {1, 3}),
+    "dtype, equal bytes": (np.zeros(4, np.int32), np.zeros(2, np.int64)),
+    "shape, equal bytes": (np.zeros((2, 3)), np.zeros((3, 2))),
+    "array data": (np.arange(10.0), np.arange(10.0) + 1e-12),
+    "column order": (_frame(), _frame()[["b", "a", "c"]]),
+    "index": (_frame(), _frame().set_axis(list("pqrst"))),
+    "column values": (_frame(), _frame(b=list("vwxyZ"))),
+    "column dtype": (_frame(), _frame(c=np.arange(5).astype("int32"))),
+    "series name": (pd.Series([1, 2], name="a"), pd.Series([1, 2], name="b")),
+    "missing vs value": (_frame(b=["v", None, "x", "y", "z"]), _frame(b=list("vwxyz"))),
+    "object vs str dtype": (pd.Series(["a"], dtype=object), pd.Series(["a"], dtype="str")),
+    "masked missing": (pd.array([1, None], dtype="Int64"), pd.array([1, 0], dtype="Int64")),
+    "categorical codes": (pd.Categorical(["a", "b"]), pd.Categorical(["b", "a"])),
+    "datetimes": (
+        pd.Series(pd.date_range("2026", periods=3)),
+        pd.Series(pd.date_range("2027", periods=3)),
+    ),
+    "time zone": (
+        pd.Series(pd.date_range("2026", periods=2, tz="UTC")),
+        pd.Series(pd.date_range("2026", periods=2, tz="Europe/Paris")),
+    ),
+    "multiindex": (
+        _frame().set_index(["b", "c"]),
+        _frame().set_index(["c", "b"]),
+    ),
+    "dataclass field": (Point(1.0, [1]), Point(1.0, [2])),
+    "enum member": (Color.RED, Color.BLUE),
+    "plain object state": (Plain(1, [2]), Plain(1, [3])),
+    "arrow strings": (pa.array(["a", "bc"]), pa.array(["ab", "c"])),
+    "arrow nulls": (pa.array([1, None]), pa.array([1, 0])),
+}
+
+# Each row: two values that must get the same digest.
+EQUAL = {
+    "dict order": ({"a": 1, "b": 2}, {"b": 2, "a": 1}),
+    "set order": ({"x", "y", 3}, {3, "y", "x"}),
+    "nan": (float("nan"), float("nan")),
+    "fortran order": (
+        np.arange(12.0).reshape(3, 4),
+        np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+    ),
+    "strided view": (np.arange(20.0)[::2], np.ascontiguousarray(np.arange(20.0)[::2])),
+    "frame copy": (_frame(), _frame().copy()),
+    "object strings": (pd.Series(["a", "b"], dtype=object), pd.Series(["a", "b"], dtype=object)),
+    "masked ints": (pd.array([1, None], dtype="Int64"), pd.array([1, None], dtype="Int64")),
+    "categorical": (pd.Categorical(["a", "b", "a"]), pd.Categorical(["a", "b", "a"])),
+    "arrow chunks": (pa.chunked_array([["a"], ["b", "c"]]), pa.chunked_array([["a", "b", "c"]])),
+    "arrow slice": (pa.array(["x", "a", "b"]).slice(1), pa.array(["a", "b"])),
+    "dataclass": (Point(1.0, [1]), Point(1.0, [1])),
+    "plain objects": (Plain(1, {"k": np.ones(3)}), Plain(1, {"k": np.ones(3)})),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIFFERENT))
+def test_different_values_differ(case: str) -> None:
+    """Values that differ in type, shape, order or data get different digests."""
+    a, b = DIFFERENT[case]
+    assert digest(a) != digest(b)
+
+
+@pytest.mark.parametrize("case", sorted(EQUAL))
+def test_equal_values_agree(case: str) -> None:
+    """Equal values get equal digests, whatever their memory layout or chunking."""
+    a, b = EQUAL[case]
+    assert digest(a) == digest(b)
+
+
+def test_untyped_numbers_agree() -> None:
+    """With typed=False, 1, 1.0 and True are one argument, as in functools."""
+    assert digest(1, typed=False) == digest(1.0, typed=False) == digest(True, typed=False)
+    assert digest(0.0, typed=False) != digest(-0.0, typed=False)
+    assert digest(1.5, typed=False) != digest(1, typed=False)
+
+
+def test_cycles_are_handled() -> None:
+    """Self-referencing containers hash, and differently from their unrolled form."""
+    a: list[Any] = [1]
+    a.append(a)
+    b: list[Any] = [1]
+    b.append(b)
+    assert digest(a) == digest(b)
+    assert digest(a) != digest([1, [1]])
+    d: dict[str, Any] = {}
+    d["self"] = d
+    assert digest(d)
+
+
+def test_same_digest_in_a_new_process() -> None:
+    """Digests do not depend on the process (string hash seeds, ids)."""
+    code = (
+        "import numpy as np, pandas as pd; from nbcache.hashing import digest; "
+        "print(digest([{'x', 'y', 'z'}, {'k': frozenset('abc')}, np.arange(3), "
+        "pd.DataFrame({'s': list('ab')})]))"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+        ).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+    assert len(seen) == 1
+
+
+# Pinned digests: a change here changes every user's keys. Bump HASH_VERSION
+# (so old entries miss cleanly) and update these on purpose, never by accident.
+GOLDEN = {
+    "none": (None, "3bcf3019bc2fc54f3f1365fd6238a868"),
+    "int": (1, "20fe447c2fd0f4aafc18bced342ae731"),
+    "float": (1.0, "7fe528244dc8ce4b170e8c8e51238526"),
+    "str": ("héllo", "7ed46abd63cc2afc500541c5ab479645"),
+    "nested": ({"a": [1, 2.5, ("t", None)], "b": {3, 4}}, "af18be3b0d61bd907d5fc4333741f3a3"),
+    "array": (np.arange(6, dtype=np.float64).reshape(2, 3), "bd5b8d5c2b5177eefdd0f0ed9cff4fd8"),
+    "frame": (_frame(), "e61a1fec84473c8b294db8ddab89d7bf"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN))
+def test_golden_digests(case: str) -> None:
+    """Digests of a fixed table of values never change silently between releases."""
+    value, expected = GOLDEN[case]
+    assert digest(value) == expected
+
+
+def test_unhashable_names_the_path() -> None:
+    """A value that cannot be hashed raises KeyPicklingError naming where and what."""
+    with pytest.raises(KeyPicklingError, match=r"`cfg\['session'\]\.lock` \(_thread.lock\)"):
+        digest({"session": _Holder()}, name="cfg")
+
+
+class _Holder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+def test_generator_is_unhashable() -> None:
+    """Generators cannot be hashed: the error is chained to its cause."""
+    with pytest.raises(KeyPicklingError) as info:
+        digest(i for i in range(3))
+    assert info.value.__cause__ is not None
+
+
+def test_describe() -> None:
+    """Summaries give type and shape or length for "why did it miss"."""
+    assert describe(np.zeros((3, 4))) == {"type": "numpy.ndarray", "shape": [3, 4]}
+    assert describe(_frame())["shape"] == [5, 3]
+    assert describe([1, 2]) == {"type": "list", "len": 2}
+    assert describe(7) == {"type": "int", "repr": "7"}

@@ -1,0 +1,424 @@
+"""@memoize: functools-compatible, content-keyed, never stale, shared through the store."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nbcache import CacheWarning, memoize
+from nbcache.cache import Cache
+from nbcache.signing import Signer
+from nbcache.store import LocalStore
+
+from .notebook_sim import run_cell
+
+
+class Probe:
+    """Counts calls without being part of any key: its digest ignores its count."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (Probe, ())
+
+
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
+
+
+def _other_process_view(cache: Cache) -> Cache:
+    assert isinstance(cache.store, LocalStore)
+    return Cache(LocalStore(cache.store.root), signer=Signer(b"test-secret"))
+
+
+def test_miss_then_hit_with_cache_info(cache: Cache, probe: Probe) -> None:
+    """cache_info follows functools after each call; the body runs once per key."""
+
+    @memoize(cache=cache)
+    def square(x: int) -> int:
+        probe.calls.append(x)
+        return x * x
+
+    assert square.cache_info() == (0, 0, 128, 0)
+    assert square(3) == 9
+    assert square.cache_info() == (0, 1, 128, 1)
+    assert square(3) == 9
+    assert square.cache_info() == (1, 1, 128, 1)
+    assert square(4) == 16
+    assert square.cache_info() == (1, 2, 128, 2)
+    assert probe.calls == [3, 4]
+    hits, misses, maxsize, currsize = square.cache_info()
+    assert (hits, misses, maxsize, currsize) == (1, 2, 128, 2)
+
+
+def test_positional_and_keyword_share_one_entry(cache: Cache, probe: Probe) -> None:
+    """f(1), f(x=1) and f(1, y=2) (the default) are one key and one stored entry."""
+
+    @memoize(cache=cache)
+    def f(x: int, y: int = 2) -> int:
+        probe.calls.append((x, y))
+        return x + y
+
+    assert f(1) == f(x=1) == f(1, y=2) == f(1, 2) == 3
+    assert probe.calls == [(1, 2)]
+    assert len(cache.records()) == 1
+
+
+def test_stored_hit_in_a_fresh_cache(cache: Cache, probe: Probe) -> None:
+    """Another process's memoized function finds the stored result and counts a store hit."""
+
+    def make() -> Any:
+        @memoize(cache=_other_process_view(cache))
+        def fit(n: int) -> np.ndarray:
+            probe.calls.append(n)
+            return np.arange(n)
+
+        return fit
+
+    first, second = make(), make()
+    assert np.array_equal(first(5), np.arange(5))
+    assert np.array_equal(second(5), np.arange(5))
+    assert probe.calls == [5]
+    info = second.cache_info()
+    assert (info.hits, info.misses, info.store_hits) == (1, 0, 1)
+    assert info.time_saved >= 0
+
+
+SURVIVES = """
+import sys, time
+from nbcache import memoize
+
+@memoize
+def slow(n):
+    print("computing", flush=True)
+    return [i * i for i in range(n)]
+
+assert slow(1000)[-1] == 999 ** 2
+info = slow.cache_info()
+print("store_hits", info.store_hits, "misses", info.misses)
+"""
+
+
+def test_result_survives_a_new_process(tmp_path: Path) -> None:
+    """A result computed in one process is restored, not recomputed, in the next."""
+    script = tmp_path / "job.py"
+    script.write_text(SURVIVES)
+    runs = [
+        subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, check=True, cwd=tmp_path
+        ).stdout.splitlines()
+        for _ in range(2)
+    ]
+    assert runs[0] == ["computing", "store_hits 0 misses 1"]
+    assert runs[1] == ["store_hits 1 misses 0"]
+
+
+def test_threads_racing_compute_once(cache: Cache, probe: Probe) -> None:
+    """Two threads missing one key: one computes, the other waits and gets its value."""
+
+    @memoize(cache=cache)
+    def work(x: int) -> int:
+        probe.calls.append(threading.current_thread().name)
+        probe.started.set()
+        probe.release.wait(10)
+        return x + 1
+
+    results: dict[str, int] = {}
+    first = threading.Thread(target=lambda: results.update(a=work(1)), name="a")
+    first.start()
+    assert probe.started.wait(10)
+    (pending,) = work._pending.values()
+    second = threading.Thread(target=lambda: results.update(b=work(1)), name="b")
+    second.start()
+    deadline = time.monotonic() + 10
+    while not pending._cond._waiters and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        second.join(0.001)
+    assert pending._cond._waiters, "the second thread never waited for the first"  # type: ignore[attr-defined]
+    probe.release.set()
+    first.join(10)
+    second.join(10)
+    assert results == {"a": 2, "b": 2}
+    assert probe.calls == ["a"]
+
+
+def test_edited_helper_is_noticed_on_the_next_call(cache: Cache) -> None:
+    """Redefining a helper in a later cell makes the very next call a miss, and why says so."""
+    ns: dict[str, Any] = {"memoize": memoize, "cache": cache}
+    run_cell(
+        """
+        def clean(x):
+            return x + 1
+
+        @memoize(cache=cache)
+        def features(x):
+            return clean(x) * 10
+        """,
+        ns,
+    )
+    assert ns["features"](1) == 20
+    assert ns["features"](1) == 20
+    run_cell("def clean(x):\n    return x + 2\n", ns)
+    assert ns["features"](1) == 30
+    assert ns["features"].why() == ["helper `clean()` changed"]
+    assert ns["features"].cache_info()[:2] == (1, 2)
+
+
+def test_why_names_a_changed_argument(cache: Cache) -> None:
+    """why() names the argument that changed, with shapes for arrays."""
+
+    @memoize(cache=cache)
+    def total(df: np.ndarray, scale: int = 1) -> float:
+        return float(df.sum() * scale)
+
+    assert total.why() == ["total() has not computed anything yet"]
+    total(np.ones((1000, 4)))
+    total(np.ones((1200, 4)))
+    assert total.why() == ["argument `df` changed (shape 1000x4 -> 1200x4)"]
+    total(np.ones((1200, 4)), scale=2)
+    assert total.why() == ["argument `scale` changed (1 -> 2)"]
+
+
+def test_why_compares_with_the_entry_of_an_earlier_process(cache: Cache) -> None:
+    """The first miss in a new process is explained against the latest stored entry."""
+
+    def make() -> Any:
+        @memoize(cache=_other_process_view(cache))
+        def f(x: int) -> int:
+            return x
+
+        return f
+
+    make()(1)
+    later = make()
+    later(2)
+    assert later.why() == ["argument `x` changed (1 -> 2)"]
+
+
+def test_mutated_global_is_a_miss(cache: Cache) -> None:
+    """A global array the function reads, mutated in place, makes the next call a miss."""
+    ns: dict[str, Any] = {"memoize": memoize, "cache": cache, "np": np}
+    run_cell(
+        """
+        W = np.ones(3)
+
+        @memoize(cache=cache)
+        def score(x):
+            return float((W * x).sum())
+        """,
+        ns,
+    )
+    assert ns["score"](1) == 3.0
+    ns["W"][0] = 10.0
+    assert ns["score"](1) == 12.0
+
+
+def test_unhashable_arguments_warn_once_and_call_through(cache: Cache, probe: Probe) -> None:
+    """An argument that cannot be hashed runs the call uncached, with one warning per function."""
+
+    @memoize(cache=cache)
+    def use(lock: Any, n: int) -> int:
+        probe.calls.append(n)
+        return n
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert use(threading.Lock(), 1) == 1
+        assert use(threading.Lock(), 1) == 1
+    messages = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert len(messages) == 1
+    assert "`lock` (_thread.lock)" in messages[0] and "ignore=('lock',)" in messages[0]
+    assert probe.calls == [1, 1]
+
+
+def test_ignore_leaves_an_argument_out(cache: Cache, probe: Probe) -> None:
+    """ignore= names arguments that do not change the result."""
+
+    @memoize(cache=cache, ignore=("verbose",))
+    def fit(x: int, verbose: bool = False) -> int:
+        probe.calls.append(x)
+        return x
+
+    fit(1, verbose=True)
+    fit(1, verbose=False)
+    assert probe.calls == [1]
+    with pytest.raises(ValueError, match="no parameter"):
+        memoize(ignore=("nope",))(lambda x: x)
+
+
+def test_unpicklable_result_is_kept_in_memory(cache: Cache, probe: Probe) -> None:
+    """A result that will not pickle is returned, kept in memory, and named in a warning."""
+
+    @memoize(cache=cache)
+    def connect(name: str) -> Any:
+        probe.calls.append(name)
+        return {"name": name, "lock": threading.Lock()}
+
+    with pytest.warns(CacheWarning, match=r"memory only.*\['lock'\] \(_thread.lock\)"):
+        first = connect("db")
+    assert connect("db") is first
+    assert cache.records() == []
+    assert probe.calls == ["db"]
+
+
+def test_typed(cache: Cache, probe: Probe) -> None:
+    """typed=True (the default) keeps 1, 1.0 and True apart; typed=False joins them."""
+
+    @memoize(cache=cache)
+    def typed(x: Any) -> str:
+        probe.calls.append(x)
+        return type(x).__name__
+
+    @memoize(cache=cache, typed=False)
+    def untyped(x: Any) -> str:
+        probe.calls.append(x)
+        return type(x).__name__
+
+    assert [typed(1), typed(1.0), typed(True)] == ["int", "float", "bool"]
+    assert [untyped(1), untyped(1.0), untyped(True)] == ["int", "int", "int"]
+    assert len(probe.calls) == 4
+
+
+def test_negative_zero_is_not_zero(cache: Cache) -> None:
+    """f(0.0) and f(-0.0) are separate entries: they can give different results."""
+
+    @memoize(cache=cache)
+    def sign(x: float) -> float:
+        return float(np.copysign(1.0, x))
+
+    assert (sign(0.0), sign(-0.0), sign(0.0)) == (1.0, -1.0, 1.0)
+
+
+def test_store_false_and_max_age(cache: Cache, probe: Probe) -> None:
+    """store=False writes nothing; max_age makes older entries a miss."""
+
+    @memoize(cache=cache, store=False)
+    def local(x: int) -> int:
+        return x
+
+    local(1)
+    assert cache.records() == []
+
+    @memoize(cache=cache, max_age=0)
+    def fresh(x: int) -> int:
+        probe.calls.append(x)
+        return x
+
+    fresh(1)
+    fresh(1)
+    assert probe.calls == [1, 1]
+
+    @memoize(cache=cache, max_age="7d")
+    def week(x: int) -> int:
+        probe.calls.append(x)
+        return x
+
+    week(2)
+    week(2)
+    assert probe.calls == [1, 1, 2]
+    assert week.cache_parameters()["max_age"] == 7 * 86400
+
+
+def test_cache_clear(cache: Cache, probe: Probe) -> None:
+    """cache_clear() empties memory and counters; stored entries stay unless store=True."""
+
+    @memoize(cache=cache)
+    def f(x: int) -> int:
+        probe.calls.append(x)
+        return x
+
+    f(1)
+    f.cache_clear()
+    assert f.cache_info() == (0, 0, 128, 0)
+    f(1)
+    assert probe.calls == [1]  # from the store
+    assert f.cache_info().store_hits == 1
+    f.cache_clear(store=True)
+    assert cache.records() == []
+    f(1)
+    assert probe.calls == [1, 1]
+
+
+def test_wrapper_looks_like_the_function(cache: Cache) -> None:
+    """__wrapped__, __name__, __doc__ and cache_parameters are there."""
+
+    def original(x: int) -> int:
+        """Doc."""
+        return x
+
+    wrapped = memoize(maxsize=None, cache=cache)(original)
+    assert wrapped.__wrapped__ is original
+    assert (wrapped.__name__, wrapped.__doc__) == ("original", "Doc.")
+    assert wrapped.cache_parameters() == {
+        "maxsize": None,
+        "typed": True,
+        "store": True,
+        "ignore": (),
+        "max_age": None,
+    }
+
+
+def test_methods_key_on_instance_state(cache: Cache) -> None:
+    """On a method, the instance's state is part of the key."""
+
+    class Model:
+        def __init__(self, w: float) -> None:
+            self.w = w
+
+        @memoize(cache=cache, store=False)
+        def predict(self, x: float) -> float:
+            return self.w * x
+
+    assert Model(2.0).predict(3.0) == 6.0
+    assert Model(3.0).predict(3.0) == 9.0
+    assert Model(2.0).predict(3.0) == 6.0
+    assert Model.predict.cache_info()[:2] == (1, 2)
+
+
+def test_async_functions(cache: Cache, probe: Probe) -> None:
+    """async def functions are memoized on their awaited result."""
+
+    @memoize(cache=cache)
+    async def fetch(x: int) -> int:
+        probe.calls.append(x)
+        await asyncio.sleep(0)
+        return x * 2
+
+    assert asyncio.run(fetch(2)) == 4
+    assert asyncio.run(fetch(2)) == 4
+    assert probe.calls == [2]
+
+
+def test_submit(cache: Cache, probe: Probe) -> None:
+    """submit() runs a miss on a thread pool and returns a finished future on a hit."""
+
+    @memoize(cache=cache)
+    def f(x: int) -> int:
+        probe.calls.append(x)
+        return x + 1
+
+    future = f.submit(1)
+    assert future.result(10) == 2
+    again = f.submit(1)
+    assert again.done() and again.result() == 2
+    assert probe.calls == [1]
+    other = _other_process_view(cache)
+
+    @memoize(cache=other)
+    def f2(x: int) -> int:
+        return x + 1
+
+    f2.__wrapped__.__qualname__ = f.__wrapped__.__qualname__
+    assert f2.submit(5).result(10) == 6
