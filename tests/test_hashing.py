@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pytest
 
@@ -83,6 +84,9 @@ DIFFERENT = {
     "plain object state": (Plain(1, [2]), Plain(1, [3])),
     "arrow strings": (pa.array(["a", "bc"]), pa.array(["ab", "c"])),
     "arrow nulls": (pa.array([1, None]), pa.array([1, 0])),
+    "polars values": (pl.DataFrame({"a": [1, 2]}), pl.DataFrame({"a": [1, 3]})),
+    "polars names": (pl.DataFrame({"a": [1, 2]}), pl.DataFrame({"b": [1, 2]})),
+    "polars series": (pl.Series("s", ["x", "y"]), pl.Series("s", ["x", "z"])),
 }
 
 # Each row: two values that must get the same digest.
@@ -102,6 +106,10 @@ EQUAL = {
     "arrow chunks": (pa.chunked_array([["a"], ["b", "c"]]), pa.chunked_array([["a", "b", "c"]])),
     "arrow slice": (pa.array(["x", "a", "b"]).slice(1), pa.array(["a", "b"])),
     "dataclass": (Point(1.0, [1]), Point(1.0, [1])),
+    "polars frame": (
+        pl.DataFrame({"a": [1, 2], "s": ["x", None]}),
+        pl.DataFrame({"a": [1, 2], "s": ["x", None]}),
+    ),
     "plain objects": (Plain(1, {"k": np.ones(3)}), Plain(1, {"k": np.ones(3)})),
 }
 
