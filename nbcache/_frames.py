@@ -68,8 +68,12 @@ def _feed_values(h: Hasher, values: Any, path: str) -> None:
     np = sys.modules["numpy"]
     pd = sys.modules["pandas"]
     h.text(str(values.dtype))
+    numpy_backed = getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.PandasArray
+    masked = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
     if isinstance(values, np.ndarray):
         _feed_numpy_values(h, values, path)
+    elif isinstance(values, numpy_backed):
+        _feed_numpy_values(h, values.to_numpy(), path)
     elif hasattr(values, "__arrow_array__") and "pyarrow" in sys.modules:
         feed_arrow_array(h, values.__arrow_array__(), path)
     elif isinstance(values, pd.Categorical):
@@ -78,7 +82,7 @@ def _feed_values(h: Hasher, values: Any, path: str) -> None:
     elif hasattr(values, "asi8"):  # datetimes, timedeltas, periods (dtype holds the zone)
         _feed_array(h, values.isna(), f"{path}.<missing>")
         _feed_array(h, values.asi8, path)
-    elif hasattr(values, "_hasna") and hasattr(values.dtype, "numpy_dtype"):  # masked numbers
+    elif isinstance(values, masked):
         _feed_array(h, values.isna(), f"{path}.<missing>")
         _feed_array(h, values.to_numpy(dtype=values.dtype.numpy_dtype, na_value=0), path)
     else:

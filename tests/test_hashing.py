@@ -177,7 +177,7 @@ GOLDEN = {
     "str": ("héllo", "7ed46abd63cc2afc500541c5ab479645"),
     "nested": ({"a": [1, 2.5, ("t", None)], "b": {3, 4}}, "af18be3b0d61bd907d5fc4333741f3a3"),
     "array": (np.arange(6, dtype=np.float64).reshape(2, 3), "bd5b8d5c2b5177eefdd0f0ed9cff4fd8"),
-    "frame": (_frame(), "e61a1fec84473c8b294db8ddab89d7bf"),
+    "frame": (_frame(), "3c21a695c4bcb96a709d1b02da2eb232"),
 }
 
 
