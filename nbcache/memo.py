@@ -125,6 +125,7 @@ class Memoized(Generic[P, R]):
         self._fast: dict[Any, str] = {}
         self._fp: Fingerprint | None = None
         self._pending: dict[str, threading.Event] = {}
+        self._async_pending: dict[str, asyncio.Future[Any]] = {}
         self._hits = self._misses = self._store_hits = 0
         self._saved = 0.0
         self._warned = False
@@ -293,12 +294,25 @@ class Memoized(Generic[P, R]):
         if hit is not None:
             self._record(ck, None, hit.value, hit)
             return hit.value
-        start = time.perf_counter()
-        value = await self.__wrapped__(*args, **kwargs)  # type: ignore[misc]
-        meta = {**self._meta(ck), "compute_seconds": time.perf_counter() - start}
-        self.cache.put(ck.key, value, meta, persist=self._persist, remember=False)
-        self._record(ck, None, value, None)
-        return value
+        loop = asyncio.get_running_loop()
+        running = self._async_pending.get(ck.key)
+        if running is not None and running.get_loop() is loop:
+            return await asyncio.shield(running)  # the same call is already being awaited
+        running = self._async_pending[ck.key] = loop.create_future()
+        try:
+            start = time.perf_counter()
+            value = await self.__wrapped__(*args, **kwargs)  # type: ignore[misc]
+            meta = {**self._meta(ck), "compute_seconds": time.perf_counter() - start}
+            self.cache.put(ck.key, value, meta, persist=self._persist, remember=False)
+            self._record(ck, None, value, None)
+            running.set_result(value)
+            return value
+        except BaseException as exc:
+            running.set_exception(exc)
+            running.exception()  # retrieved here, so nobody is told it never was
+            raise
+        finally:
+            del self._async_pending[ck.key]
 
     # -- functools-compatible housekeeping ----------------------------------------
 

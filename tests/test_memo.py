@@ -400,6 +400,12 @@ def test_async_functions(cache: Cache, probe: Probe) -> None:
     assert asyncio.run(fetch(2)) == 4
     assert probe.calls == [2]
 
+    async def together() -> list[int]:
+        return list(await asyncio.gather(fetch(3), fetch(3), fetch(3)))
+
+    assert asyncio.run(together()) == [6, 6, 6]
+    assert probe.calls == [2, 3]
+
 
 def test_submit(cache: Cache, probe: Probe) -> None:
     """submit() runs a miss on a thread pool and returns a finished future on a hit."""
