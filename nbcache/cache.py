@@ -415,7 +415,7 @@ class Cache:
         if max_size is not None and total > max_size:
             candidates = [r for r in records if not r.pinned and r.key not in keep]
             candidates = [r for r in candidates if r.key not in removed]
-            for rec in sorted(candidates, key=lambda r: (r.score, r.last_used)):
+            for rec in sorted(candidates, key=_eviction_order):
                 if total <= max_size:
                     break
                 removed.append(rec.key)
@@ -453,6 +453,12 @@ class Cache:
         stats = self.store.read_stats(key) or self._rebuild_stats(key) or {}
         stats["pinned"] = pinned
         self.store.write_stats(key, stats)
+
+
+def _eviction_order(record: EntryRecord) -> tuple[float, float]:
+    """Lowest value per byte first; scores within 0.1% count as equal, then LRU decides
+    (entries of one cell differ by a few header bytes, which is no reason to prefer one)."""
+    return float(f"{record.score:.3g}"), record.last_used
 
 
 def _forget(key: str, value: Any, info: EntryInfo) -> None:
