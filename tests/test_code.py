@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from nbcache.code import fingerprint, fingerprint_of, identity, is_local_module
 
-from .notebook_sim import run_cell
+from .notebook_sim import outputs_under_hash_seeds, run_cell
 
 BASE = """
 SCALE = 2
@@ -173,15 +172,6 @@ print(fingerprint(ns["outer"]))
 def test_fingerprint_is_stable_across_processes() -> None:
     """The same notebook code gets the same fingerprint in a new kernel."""
     code = NEW_PROCESS.format(tests=str(Path(__file__).parent), source=BASE)
-    seen = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PYTHONHASHSEED": seed, "PATH": ""},
-        ).stdout.strip()
-        for seed in ("0", "1")
-    }
+    seen = outputs_under_hash_seeds(code)
     assert len(seen) == 1
     assert seen == {fingerprint(_notebook()["outer"])}

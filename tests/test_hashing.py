@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import subprocess
-import sys
 import threading
 from typing import Any
 
@@ -17,6 +15,8 @@ import pytest
 
 from nbcache import KeyPicklingError
 from nbcache.hashing import describe, digest
+
+from .notebook_sim import outputs_under_hash_seeds
 
 
 @dataclasses.dataclass
@@ -155,16 +155,7 @@ def test_same_digest_in_a_new_process() -> None:
         "print(digest([{'x', 'y', 'z'}, {'k': frozenset('abc')}, np.arange(3), "
         "pd.DataFrame({'s': list('ab')})]))"
     )
-    seen = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PYTHONHASHSEED": seed, "PATH": ""},
-        ).stdout.strip()
-        for seed in ("1", "2", "3")
-    }
+    seen = outputs_under_hash_seeds(code)
     assert len(seen) == 1
 
 
