@@ -47,7 +47,7 @@ class Outcome(Generic[T]):
     value: T
     hit: Hit[T] | None
     compute_seconds: float = 0.0
-    stored: bool = False
+    stored: int = 0  # the entry's size in the store; 0 when kept in memory only
 
 
 @dataclass
@@ -118,21 +118,25 @@ class Cache:
         max_age: float | None = None,
         name: str = "value",
         remember: bool = True,
+        validate: Callable[[EntryInfo], bool] | None = None,
     ) -> Hit[Any] | None:
         """The value cached under ``key``, or None (a damaged entry is removed, with a warning).
 
         ``remember=False`` leaves a value loaded from the store out of the memory
-        layer, for callers that keep live values themselves.
+        layer, for callers that keep live values themselves.  ``validate`` sees
+        the entry's signed metadata before anything is loaded; False is a miss
+        (a file the value was computed from changed, say).
         """
         start = time.perf_counter()
         with self._lock:
             found = self._memory.get(key)
-            if found is not None and not _too_old(found[1], max_age):
+            fresh = found is not None and not _too_old(found[1], max_age)
+            if found is not None and fresh and (validate is None or validate(found[1])):
                 self._memory.move_to_end(key)
                 uses, _ = self._pending_uses.get(key, (0, 0.0))
                 self._pending_uses[key] = (uses + 1, time.time())
                 return Hit(found[0], found[1], "memory", time.perf_counter() - start)
-        loaded = self._load(key, name)
+        loaded = self._load(key, name, validate)
         if loaded is None or _too_old(loaded[0], max_age):
             return None
         info, value = loaded
@@ -141,7 +145,9 @@ class Cache:
         self._record_use(key, info)
         return Hit(value, info, "store", time.perf_counter() - start)
 
-    def _load(self, key: str, name: str) -> tuple[EntryInfo, Any] | None:
+    def _load(
+        self, key: str, name: str, validate: Callable[[EntryInfo], bool] | None = None
+    ) -> tuple[EntryInfo, Any] | None:
         if self.store is None:
             return None
         try:
@@ -153,6 +159,8 @@ class Cache:
             return None
         try:
             with f:
+                if validate is not None and not validate(read_info(f, self.signer)):
+                    return None
                 return read_entry(f, key, self.signer, name=name)
         except (CacheError, OSError) as exc:
             self._discard(key, exc)
@@ -183,8 +191,8 @@ class Cache:
         persist: bool = True,
         name: str = "value",
         remember: bool = True,
-    ) -> bool:
-        """Cache ``value`` under ``key``; True if it reached the store, False if memory only.
+    ) -> int:
+        """Cache ``value`` under ``key``; the entry's size in the store, 0 if kept in memory only.
 
         ``meta`` (JSON-serialisable) is signed into the entry: ``compute_seconds``,
         ``label`` and ``pinned`` are understood here, the rest is kept as is.
@@ -194,13 +202,13 @@ class Cache:
         keep = self._remember if remember else _forget
         if not persist or self.store is None:
             keep(key, value, info)
-            return False
+            return 0
         try:
             pickled = dump_parts(value, name)
         except ValuePicklingError as exc:
             warn(f"nbcache: kept in memory only, not stored: {exc}", stacklevel=3)
             keep(key, value, info)
-            return False
+            return 0
         if self.max_size is not None and pickled.nbytes > self.max_size:
             warn(
                 f"nbcache: {name} ({format_size(pickled.nbytes)}) is larger than the whole cache "
@@ -209,20 +217,20 @@ class Cache:
                 stacklevel=3,
             )
             keep(key, value, info)
-            return False
+            return 0
         try:
             with self.store.write_entry(key) as f:
                 size = write_entry(f, key, pickled, meta, self.signer)
         except StoreError as exc:
             self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
             keep(key, value, info)
-            return False
+            return 0
         self._warned.discard("write")
         info = EntryInfo(key, time.time(), pickled.nbytes, meta, "", pickled.by_value)
         keep(key, value, info)
         self._write_stats(key, _fresh_stats(info, size))
         self.evict(protect=(key,))
-        return True
+        return size
 
     def _write_stats(self, key: str, stats: Mapping[str, Any]) -> None:
         if self.store is None:

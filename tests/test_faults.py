@@ -386,7 +386,7 @@ def _same_shard_key(key: str) -> str:
 def test_put_to_read_only_store_keeps_value_in_memory(
     tmp_path: Path, mount: Callable[..., None], read_only: str
 ) -> None:
-    """put into a read-only store (all of it, or only entries/) is False, warns, stays in memory."""
+    """put into a read-only store (all of it, or only entries/) stores nothing (0), warns, stays in memory."""
     root = tmp_path / "store"
     assert _cache(root).put(KEY, "earlier")
     before = _files(root)
@@ -396,12 +396,12 @@ def test_put_to_read_only_store_keeps_value_in_memory(
     cache = _cache(root)
     value = _big_value()
     stored, warned = _caught(lambda: cache.put(_same_shard_key(KEY), value))
-    assert stored is False
+    assert stored == 0
     assert len(warned) == 1 and "memory only" in warned[0], warned
     if read_only == "root":
         assert "read-only" in warned[0], warned
     stored, _warned = _caught(lambda: cache.put(OTHER_KEY, "new shard"))
-    assert stored is False
+    assert stored == 0
     hit = cache.lookup(_same_shard_key(KEY))
     assert hit is not None and hit.source == "memory" and _equal(hit.value, value)
     hit = cache.lookup(OTHER_KEY)
@@ -441,7 +441,7 @@ def test_damaged_entry_in_read_only_store_is_a_miss(
 
 
 def test_put_to_full_disk_keeps_value_in_memory(tmp_path: Path, mount: Callable[..., None]) -> None:
-    """On a full disk put is False with a warning, leaves no file, and gives the space back."""
+    """On a full disk put stores nothing (0) with a warning, leaves no file, and gives the space back."""
     root = tmp_path / "disk"
     root.mkdir()
     mount("-t", "tmpfs", "-o", "size=3m", "tmpfs", target=root)
@@ -453,7 +453,7 @@ def test_put_to_full_disk_keeps_value_in_memory(tmp_path: Path, mount: Callable[
 
     too_big = {"array": rng.standard_normal(1 << 19)}  # 4 MiB on a 3 MiB disk
     stored, warned = _caught(lambda: cache.put(OTHER_KEY, too_big))
-    assert stored is False
+    assert stored == 0
     assert len(warned) == 1 and "disk is full" in warned[0], warned
     hit = cache.lookup(OTHER_KEY)
     assert hit is not None and hit.source == "memory" and _equal(hit.value, too_big)
@@ -516,7 +516,7 @@ SIZE_LIMIT_CHILD = textwrap.dedent(
 
 
 def test_put_over_file_size_limit_fails_cleanly_at_every_length(tmp_path: Path) -> None:
-    """Wherever RLIMIT_FSIZE cuts an entry short, put is False and leaves nothing behind."""
+    """Wherever RLIMIT_FSIZE cuts an entry short, put stores nothing (0) and leaves nothing behind."""
     root = tmp_path / "store"
     script = tmp_path / "size_limit.py"
     script.write_text(SIZE_LIMIT_CHILD)

@@ -1,0 +1,81 @@
+"""Smoke test of ``python -m benchmarks`` at a tiny size: it runs and reports every row.
+
+Never asserts on timings (they depend on the machine); only that every row is
+there, with positive numbers where numbers belong.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = "8MB"
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
+    """The benchmarks package, importable from the project root."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    return {
+        name: importlib.import_module(f"benchmarks.{name}")
+        for name in ("__main__", "common", "store_io")
+    }
+
+
+def test_store_io_rows(bench: dict[str, ModuleType], tmp_path: Path) -> None:
+    common, store_io = bench["common"], bench["store_io"]
+    settings = common.Settings(size=8_000_000, repeat=1, directory=tmp_path)
+    rows = store_io.run(settings)
+    assert [row.name for row in rows] == list(store_io.NAMES)
+    for row in rows:
+        assert all(t > 0 for t in row.times), row
+        if row.best is not None:
+            assert row.best > 0 and row.median is not None and row.median > 0, row
+        figure = row.figure
+        assert figure is None or figure > 0, row
+        if row.target is not None:
+            assert figure is not None and row.met in (True, False), row
+    timed = {row.name: row for row in rows}
+    assert timed[store_io.NB_WRITE_FSYNC].throughput > 0
+    assert timed[store_io.NP_SAVE].ratio > 0
+    assert timed[store_io.SHARE_READ].share > 0
+    # every file the run made is gone, so repeated runs do not fill the disk
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_command_prints_a_markdown_table(
+    bench: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main, store_io = bench["__main__"], bench["store_io"]
+    argv = ["--size", SIZE, "--repeat", "1", "--dir", str(tmp_path), "--only", "store_io"]
+    assert main.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"python -m benchmarks --size {SIZE} --repeat 1" in out
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| Group | Benchmark | Best | Median")
+    names = [line.split(" | ")[1] for line in table[1:]]
+    assert names == list(store_io.NAMES)
+    assert "pass" in out or "MISS" in out
+    assert list(tmp_path.iterdir()) == []  # its temporary folder is removed
+
+
+def test_command_rejects_bad_options(
+    bench: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = bench["__main__"].main
+    for argv in (["--size", "lots"], ["--repeat", "0"], ["--only", "nope"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert "cannot read the size" in capsys.readouterr().err
+
+
+def test_file_system_of_a_path(bench: dict[str, ModuleType], tmp_path: Path) -> None:
+    fstype, mount = bench["common"].file_system(tmp_path)
+    assert fstype != "unknown"
+    assert os.path.realpath(tmp_path).startswith(mount)
