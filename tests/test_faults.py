@@ -386,7 +386,7 @@ def _same_shard_key(key: str) -> str:
 def test_put_to_read_only_store_keeps_value_in_memory(
     tmp_path: Path, mount: Callable[..., None], read_only: str
 ) -> None:
-    """put into a read-only store (all of it, or only entries/) stores nothing (0), warns, stays in memory."""
+    """put into a read-only store (all of it, or entries/ only) stores nothing and warns."""
     root = tmp_path / "store"
     assert _cache(root).put(KEY, "earlier")
     before = _files(root)
@@ -441,7 +441,7 @@ def test_damaged_entry_in_read_only_store_is_a_miss(
 
 
 def test_put_to_full_disk_keeps_value_in_memory(tmp_path: Path, mount: Callable[..., None]) -> None:
-    """On a full disk put stores nothing (0) with a warning, leaves no file, and gives the space back."""
+    """On a full disk put stores nothing, warns, leaves no file and gives the space back."""
     root = tmp_path / "disk"
     root.mkdir()
     mount("-t", "tmpfs", "-o", "size=3m", "tmpfs", target=root)
@@ -516,7 +516,7 @@ SIZE_LIMIT_CHILD = textwrap.dedent(
 
 
 def test_put_over_file_size_limit_fails_cleanly_at_every_length(tmp_path: Path) -> None:
-    """Wherever RLIMIT_FSIZE cuts an entry short, put stores nothing (0) and leaves nothing behind."""
+    """Wherever RLIMIT_FSIZE cuts an entry short, put stores nothing and leaves nothing."""
     root = tmp_path / "store"
     script = tmp_path / "size_limit.py"
     script.write_text(SIZE_LIMIT_CHILD)
