@@ -8,17 +8,19 @@ the user's own exception from ``compute``.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from .entry import EntryInfo, read_entry, read_info, write_entry
 from .errors import CacheError, StoreError, ValuePicklingError, warn
 from .keys import latest_key
-from .pickling import dump_parts
+from .pickling import Pickled, dump_parts
 from .signing import Signer, load_secret
 from .store.base import Lease, Store
 from .units import format_size
@@ -191,8 +193,12 @@ class Cache:
         persist: bool = True,
         name: str = "value",
         remember: bool = True,
+        pickled: Pickled | None = None,
     ) -> int:
         """Cache ``value`` under ``key``; the entry's size in the store, 0 if kept in memory only.
+
+        ``pickled`` is ``value`` already pickled by :func:`~nbcache.pickling.dump_parts`,
+        for callers that checked it themselves.
 
         ``meta`` (JSON-serialisable) is signed into the entry: ``compute_seconds``,
         ``label`` and ``pinned`` are understood here, the rest is kept as is.
@@ -204,7 +210,7 @@ class Cache:
             keep(key, value, info)
             return 0
         try:
-            pickled = dump_parts(value, name)
+            pickled = pickled or dump_parts(value, name)
         except ValuePicklingError as exc:
             warn(f"nbcache: kept in memory only, not stored: {exc}", stacklevel=3)
             keep(key, value, info)
@@ -281,21 +287,43 @@ class Cache:
             hit = self.lookup(key, max_age=max_age, name=name, remember=remember)
             if hit is not None:
                 return Outcome(hit.value, hit)
-        lease = self._lease(key) if persist else None
-        if lease is not None:
-            hit = self._wait_for_turn(lease, key, max_age, name, force, remember)
+        with self.claim(
+            key, enabled=persist, force=force, max_age=max_age, name=name, remember=remember
+        ) as hit:
             if hit is not None:
                 return Outcome(hit.value, hit)
-        try:
             start = time.perf_counter()
             value = compute()
             seconds = time.perf_counter() - start
             meta = {**(meta or {}), "compute_seconds": seconds}
             stored = self.put(key, value, meta, persist=persist, name=name, remember=remember)
             return Outcome(value, None, seconds, stored)
+
+    @contextmanager
+    def claim(
+        self,
+        key: str,
+        *,
+        enabled: bool = True,
+        force: bool = False,
+        max_age: float | None = None,
+        name: str = "value",
+        remember: bool = True,
+        validate: Callable[[EntryInfo], bool] | None = None,
+    ) -> Iterator[Hit[Any] | None]:
+        """Hold ``key``'s lease for the block (yielding None: compute it), or yield the
+        entry another process made while we waited for the lease.
+
+        Without a store, or with ``enabled=False``, it yields None at once.
+        """
+        lease = self._lease(key) if enabled else None
+        if lease is None:
+            yield None
+            return
+        try:
+            yield self._wait_for_turn(lease, key, max_age, name, force, remember, validate)
         finally:
-            if lease is not None:
-                lease.release()
+            lease.release()
 
     def _lease(self, key: str) -> Lease | None:
         if self.store is None:
@@ -313,15 +341,19 @@ class Cache:
         name: str,
         force: bool,
         remember: bool,
+        validate: Callable[[EntryInfo], bool] | None = None,
     ) -> Hit[Any] | None:
         """Hold ``lease`` (returning None), or return the entry its holder made meanwhile."""
         delay = _POLL_START
+        look = functools.partial(
+            self.lookup, key, max_age=max_age, name=name, remember=remember, validate=validate
+        )
         while True:
             try:
                 if lease.acquire():
                     if force:
                         return None
-                    hit = self.lookup(key, max_age=max_age, name=name, remember=remember)
+                    hit = look()
                     if hit is not None:
                         lease.release()  # its holder finished between our miss and our claim
                     return hit
@@ -329,7 +361,7 @@ class Cache:
                 self._warn_once("lease", f"nbcache: computing without a lease: {exc}")
                 return None
             if self.store is not None and self.store.has_entry(key):
-                hit = self.lookup(key, max_age=max_age, name=name, remember=remember)
+                hit = look()
                 if hit is not None:
                     return hit
             time.sleep(delay)
@@ -431,6 +463,11 @@ class Cache:
         for key in removed:
             self.remove(key)
         return removed
+
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s live value from memory only (its stored entry stays)."""
+        with self._lock:
+            self._memory.pop(key, None)
 
     def remove(self, key: str) -> None:
         """Forget ``key`` in memory and in the store."""
