@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._version import __version__
 from .cache import Cache, EntryRecord, Hit, Outcome
 from .config import default_cache
@@ -21,6 +23,21 @@ from .lru import lru_cache
 from .memo import CacheInfo, Memoized, memoize
 from .pickling import try_pickle, try_unpickle
 from .store import LocalStore, Store
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbcache``: register the magics (imports IPython only now)."""
+    from .extension import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext nbcache``: remove every magic and hook it registered."""
+    from .extension import unload
+
+    unload(ipython)
+
 
 __all__ = (
     "Cache",
@@ -40,8 +57,10 @@ __all__ = (
     "ValueUnpicklingError",
     "__version__",
     "default_cache",
+    "load_ipython_extension",
     "lru_cache",
     "memoize",
     "try_pickle",
     "try_unpickle",
+    "unload_ipython_extension",
 )

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 import xxhash
 
+from .code import is_code
 from .errors import KeyPicklingError
 from .hashing import describe, digest
 from .keys import KEY_VERSION
@@ -289,6 +290,7 @@ def cell_key(
         h.update(b"\x00")
     inputs: dict[str, str] = {}
     args: dict[str, Any] = {}
+    deps: dict[str, list[str]] = {}
     for name in code.reads:
         if name in skipped:
             continue
@@ -309,12 +311,16 @@ def cell_key(
             ) from exc
         inputs[name] = part
         h.update(f"{name}={part}".encode())
-        args[name] = {**describe(value), "digest": part[:12]}
+        if is_code(value):
+            deps[name] = ["code", part[:12]]
+        else:
+            args[name] = {**describe(value), "digest": part[:12]}
     summary = {
         "identity": identity,
+        "kind": "cell",
         "key_version": KEY_VERSION,
         "code": code.code_digest[:12],
-        "deps": {},
+        "deps": deps,
         "args": args,
     }
     return CellKey(h.hexdigest(), summary, inputs)

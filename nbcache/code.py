@@ -41,6 +41,7 @@ __all__ = [
     "fingerprint",
     "fingerprint_of",
     "identity",
+    "is_code",
     "short_name",
 ]
 
@@ -260,9 +261,9 @@ class _Builder:
     ) -> None:
         """Hash one dependency and register the check that tells when it changed."""
         h.text(f"{kind}:{name}")
-        if _is_code(value):
+        if is_code(value):
             sub = Hasher()
-            self._feed_code_object(sub, value)
+            self._feed_code_object(sub, inspect.unwrap(value))
             part = sub.hexdigest()
             h.text(part)
             self.deps.append(Dependency(name, "code", part, self._users[-1]))
@@ -355,7 +356,9 @@ def _unbound_check(namespace: dict[str, Any], name: str) -> Callable[[], bool]:
 _MISSING = object()
 
 
-def _is_code(value: Any) -> bool:
+def is_code(value: Any) -> bool:
+    if callable(value) and hasattr(value, "__wrapped__") and not isinstance(value, type):
+        value = inspect.unwrap(value)  # a decorated notebook helper counts by its code
     if isinstance(value, types.FunctionType):
         return is_local_module(value.__module__ or "")
     if isinstance(value, type):

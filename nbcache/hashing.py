@@ -299,6 +299,19 @@ def _is_global(value: Any) -> bool:
     )
 
 
+def _is_wrapper(value: Any) -> bool:
+    """A decorated function (functools.wraps, lru_cache, @memoize): its code is what counts."""
+    return callable(value) and not isinstance(value, type) and hasattr(value, "__wrapped__")
+
+
+def _feed_wrapper(h: Hasher, value: Any, path: str) -> None:
+    import inspect
+
+    h.tag(b"wrapper")
+    h.text(_type_name(type(value)))
+    _feed_global(h, inspect.unwrap(value), f"{path}.__wrapped__")
+
+
 def _is_dataclass_instance(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
@@ -410,6 +423,7 @@ _RULES: list[tuple[Callable[[Any], bool], Callable[[Hasher, Any, str], None]]] =
     (lambda v: isinstance(v, types.ModuleType), _feed_module),
     (lambda v: isinstance(v, types.MethodType), _feed_method),
     (_is_global, _feed_global),
+    (_is_wrapper, _feed_wrapper),
     (_is_dataclass_instance, _feed_dataclass),
 ]
 

@@ -111,14 +111,14 @@ def _described(info: Mapping[str, Any]) -> str:
     return str(info.get("type", "?"))
 
 
-def _arg_change(name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+def _arg_change(noun: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     if old.get("type") != new.get("type"):
-        return f"argument `{name}` changed (type {old.get('type')} -> {new.get('type')})"
+        return f"{noun} `{name}` changed (type {old.get('type')} -> {new.get('type')})"
     before, after = _described(old), _described(new)
     if before != after:
         shape = "shape " if "shape" in old and "shape" in new else ""
-        return f"argument `{name}` changed ({shape}{before} -> {after})"
-    return f"argument `{name}` changed (same shape, different values)"
+        return f"{noun} `{name}` changed ({shape}{before} -> {after})"
+    return f"{noun} `{name}` changed (same shape, different values)"
 
 
 def _dep_change(label: str, kind: str) -> str:
@@ -135,27 +135,32 @@ def _dep_change(label: str, kind: str) -> str:
 
 def explain(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
     """What differs between two key summaries, in words, most telling first."""
-    name = short_name(str(current.get("identity", "?:?")))
+    cell = current.get("kind") == "cell"
+    noun = "input" if cell else "argument"
+    identity = str(current.get("identity", "?:?"))
+    what = f"the cell `{identity}`" if cell else f"`{short_name(identity)}()`"
     if previous is None:
-        return [f"no earlier entry of `{name}()` to compare with"]
+        return [f"no earlier entry of {what} to compare with"]
     if previous.get("key_version") != current.get("key_version"):
         return ["nbcache's key format changed since the earlier entry"]
     reasons = []
     old_deps, new_deps = previous.get("deps", {}), current.get("deps", {})
     for label, (kind, part) in new_deps.items():
         if label not in old_deps:
-            reasons.append(f"`{name}()` now uses `{label}`")
+            reasons.append(f"{what} now uses `{label}`")
         elif old_deps[label][1] != part:
             reasons.append(_dep_change(label, kind))
-    reasons += [
-        f"`{name}()` no longer uses `{label}`" for label in old_deps if label not in new_deps
-    ]
-    if previous.get("code") != current.get("code") and not reasons:
-        reasons.append(f"the code of `{name}()` changed")
+    reasons += [f"{what} no longer uses `{label}`" for label in old_deps if label not in new_deps]
+    if previous.get("code") != current.get("code"):
+        if cell:
+            reasons.insert(0, "the cell's code changed")
+        elif not reasons:
+            reasons.append(f"the code of {what} changed")
     old_args, new_args = previous.get("args", {}), current.get("args", {})
     for arg, info in new_args.items():
         if arg not in old_args:
-            reasons.append(f"argument `{arg}` is new")
+            reasons.append(f"{noun} `{arg}` is new")
         elif old_args[arg].get("digest") != info.get("digest"):
-            reasons.append(_arg_change(arg, old_args[arg], info))
+            reasons.append(_arg_change(noun, arg, old_args[arg], info))
+    reasons += [f"{noun} `{arg}` is no longer read" for arg in old_args if arg not in new_args]
     return reasons or ["nothing in the key differs from the earlier entry"]

@@ -1,0 +1,311 @@
+"""``%%cache`` without IPython: look a cell up, or run it and keep what it made.
+
+A hit puts the stored variables back, replays the cell's output and returns
+its result; a miss runs the body (live output still shows), then stores the
+variables it bound or mutated, its output and its result.  Every fault turns
+into one warning: the cell itself always runs or restores.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .cache import Cache, Hit
+from .cells import (
+    CellCode,
+    CellKey,
+    FileReads,
+    OutputLog,
+    analyze,
+    cell_key,
+    changed_names,
+    namespace_snapshot,
+)
+from .entry import EntryInfo
+from .errors import KeyPicklingError, ValuePicklingError, warn
+from .hashing import digest
+from .keys import explain
+from .pickling import _probe, dump_parts
+from .units import format_duration, format_size
+
+__all__ = ["CellCache", "CellOptions", "Shell"]
+
+
+class Shell(Protocol):
+    """What running a cell needs from the interactive shell (see nbcache.shell)."""
+
+    cell_id: str | None
+
+    @property
+    def user_ns(self) -> dict[str, Any]: ...
+
+    @property
+    def display_publisher(self) -> Any: ...
+
+    def transform(self, cell: str) -> str: ...
+
+    def execute(self, source: str) -> Any: ...
+
+    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    """The parsed options of one ``%%cache`` line."""
+
+    name: str | None = None
+    force: bool = False
+    store: bool = True
+    max_age: float | None = None
+    ignore: tuple[str, ...] = ()
+    watch: tuple[str, ...] = ()
+    pin: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class _ModuleRef:
+    """A module bound by the cell (``import numpy as np``), stored by name."""
+
+    name: str
+
+
+@dataclass
+class CellCache:
+    """Per-shell state of ``%%cache``: the cache, and what ran last for ``why``."""
+
+    shell: Shell
+    cache_factory: Callable[[], Cache]
+    last: str | None = None
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def cache(self) -> Cache:
+        return self.cache_factory()
+
+    # -- the one entry point -------------------------------------------------------
+
+    def run(self, cell: str, options: CellOptions) -> Any:
+        """Restore or run ``cell``; returns its last expression's value (or NO_RESULT)."""
+        __tracebackhide__ = True
+        source = self.shell.transform(cell)
+        try:
+            code = analyze(source)
+        except SyntaxError:
+            return self.shell.execute(source)  # Python reports it, as without the magic
+        identity = options.name or self.shell.cell_id or f"cell: {code.first_line}"
+        self.last = identity
+        try:
+            ck = cell_key(code, self.shell.user_ns, ignore=options.ignore, identity=identity)
+        except KeyPicklingError as exc:
+            warn(f"nbcache: {exc}", stacklevel=2)
+            return self.shell.execute(source)
+        watch = FileReads.of(options.watch)
+        stale: list[str] = []
+
+        def still_valid(info: EntryInfo) -> bool:
+            files = FileReads(dict(info.meta.get("files", {})))
+            stale[:] = files.changed()
+            return not stale
+
+        cache = self.cache
+        look = dict(max_age=options.max_age, name="the cell's variables", validate=still_valid)
+        if not options.force:
+            hit = self._verified(cache.lookup(ck.key, **look), ck.key, look)  # type: ignore[arg-type]
+            if hit is not None:
+                return self._restore(hit, options)
+        with cache.claim(ck.key, enabled=options.store, force=options.force, **look) as hit:  # type: ignore[arg-type]
+            if hit is not None:
+                return self._restore(hit, options)
+            self._explain_miss(identity, ck, stale, options)
+            return self._compute(code, ck, identity, watch, options)
+
+    def _verified(self, hit: Hit[Any] | None, key: str, look: Mapping[str, Any]) -> Hit[Any] | None:
+        """A memory hit whose live values later cells mutated is no hit: reload it."""
+        if hit is None or hit.source != "memory" or _intact(hit.value):
+            return hit
+        self.cache.forget(key)
+        return self.cache.lookup(key, **look)
+
+    # -- a hit ------------------------------------------------------------------------
+
+    def _restore(self, hit: Hit[Any], options: CellOptions) -> Any:
+        entry = hit.value
+        namespace = self.shell.user_ns
+        for name, value in entry["vars"].items():
+            namespace[name] = _bring_back(value)
+        for name in entry["deleted"]:
+            namespace.pop(name, None)
+        OutputLog(list(entry["outputs"])).replay(self.shell.publish)
+        if not options.quiet:
+            self._status(_hit_line(hit, entry))
+        return entry["result"]
+
+    # -- a miss -----------------------------------------------------------------------
+
+    def _explain_miss(
+        self, identity: str, ck: CellKey, stale: list[str], options: CellOptions
+    ) -> None:
+        if options.force:
+            self.reasons[identity] = ["the cell was run with -f/--force"]
+        elif stale:
+            self.reasons[identity] = [f"file `{path}` changed" for path in stale]
+        else:
+            self.reasons[identity] = explain(self.cache.latest(identity), ck.summary)
+
+    def _compute(
+        self, code: CellCode, ck: CellKey, identity: str, watch: FileReads, options: CellOptions
+    ) -> Any:
+        __tracebackhide__ = True
+        namespace = self.shell.user_ns
+        before = namespace_snapshot(namespace)
+        log = OutputLog()
+        exclude = [self.cache.store.location] if self.cache.store is not None else []
+        start = time.perf_counter()
+        with log.recording(self.shell.display_publisher), FileReads.recording(exclude) as read:
+            result = self.shell.execute(code.source)
+        seconds = time.perf_counter() - start
+        bound, deleted = changed_names(before, namespace, code.binds)
+        mutated = _mutated(ck, namespace, bound)
+        names = sorted({*bound, *mutated})
+        files = {**FileReads.of(read).states, **watch.states}
+        entry = {
+            "vars": {name: _storable(namespace[name]) for name in names},
+            "deleted": deleted,
+            "outputs": log.events,
+            "result": result,
+            "digests": _digests(namespace, names),
+        }
+        meta = {
+            "label": options.name or code.first_line,
+            "identity": identity,
+            "summary": ck.summary,
+            "files": files,
+            "vars": names,
+            "compute_seconds": seconds,
+            "pinned": options.pin,
+            "kind": "cell",
+        }
+        size = self._store(ck.key, entry, meta, options)
+        self.cache.note_latest(identity, ck.summary)
+        if not options.quiet:
+            self._status(_miss_line(names, seconds, size, options.store))
+        return result
+
+    def _store(
+        self, key: str, entry: dict[str, Any], meta: dict[str, Any], options: CellOptions
+    ) -> int:
+        persist = options.store
+        pickled = None
+        if persist:
+            try:
+                pickled = dump_parts(entry, "the cell's variables")
+            except ValuePicklingError as exc:
+                persist = False
+                warn(_unpicklable_message(entry, exc), stacklevel=4)
+        return self.cache.put(key, entry, meta, persist=persist, pickled=pickled)
+
+    def _status(self, line: str) -> None:
+        self.shell.publish({"text/plain": line}, {"nbcache": {"status": True}})
+
+    # -- %nbcache why -----------------------------------------------------------------
+
+    def why(self, name: str | None = None) -> list[str]:
+        """Why the named cell (default: the one run last) missed the last time it ran."""
+        target = name or self.last
+        if target is None:
+            return ["no cached cell has run yet in this session"]
+        for identity, reasons in self.reasons.items():
+            if identity == target or identity == f"cell: {target}":
+                return reasons
+        return [f"`{target}` has not missed in this session"]
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _storable(value: Any) -> Any:
+    return _ModuleRef(value.__name__) if isinstance(value, types.ModuleType) else value
+
+
+def _bring_back(value: Any) -> Any:
+    return importlib.import_module(value.name) if isinstance(value, _ModuleRef) else value
+
+
+def _mutated(ck: CellKey, namespace: Mapping[str, Any], bound: list[str]) -> list[str]:
+    """Inputs the cell changed in place: same object, different content."""
+    changed = []
+    for name, before in ck.input_digests.items():
+        if name in bound or name not in namespace:
+            continue
+        try:
+            if digest(namespace[name], name=name) != before:
+                changed.append(name)
+        except KeyPicklingError:
+            continue
+    return changed
+
+
+def _digests(namespace: Mapping[str, Any], names: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = digest(namespace[name], name=name)
+        except KeyPicklingError:
+            out[name] = None
+    return out
+
+
+def _intact(entry: Mapping[str, Any]) -> bool:
+    """Whether live values kept in memory still hash as they did when stored."""
+    for name, expected in entry.get("digests", {}).items():
+        if expected is None:
+            continue
+        try:
+            if digest(_bring_back(entry["vars"][name]), name=name) != expected:
+                return False
+        except KeyPicklingError:
+            return False
+    return True
+
+
+def _unpicklable_message(entry: Mapping[str, Any], exc: ValuePicklingError) -> str:
+    bad = [
+        f"`{name}` ({type(value).__module__}.{type(value).__qualname__})"
+        for name, value in entry["vars"].items()
+        if _probe(value) is not None
+    ]
+    what = ", ".join(bad) if bad else "the cell's output"
+    return (
+        f"nbcache: {what} cannot be pickled, so this cell's result is kept in memory only "
+        f"and runs again after a restart ({exc})"
+    )
+
+
+def _names(names: list[str], limit: int = 6) -> str:
+    if not names:
+        return "no variables"
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _hit_line(hit: Hit[Any], entry: Mapping[str, Any]) -> str:
+    names = list(entry["vars"])
+    size = f" ({format_size(hit.info.nbytes)})" if hit.info.nbytes else ""
+    when = time.strftime("%Y-%m-%d", time.localtime(hit.info.created))
+    return (
+        f"nbcache: restored {_names(names)}{size} in {format_duration(hit.load_seconds)} · "
+        f"computed in {format_duration(hit.info.compute_seconds)} on {when}"
+    )
+
+
+def _miss_line(names: list[str], seconds: float, size: int, store: bool) -> str:
+    where = f"stored ({format_size(size)})" if size else "kept in memory"
+    if not store:
+        where = "kept in memory (--no-store)"
+    return f"nbcache: computed {_names(names)} in {format_duration(seconds)} · {where}"

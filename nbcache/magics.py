@@ -1,0 +1,255 @@
+"""The IPython magics: ``%%cache``, ``%memoize``, ``%%memoize`` and ``%nbcache``.
+
+Each magic parses its line, calls the core and formats what comes back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+import types
+from collections.abc import Sequence
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .cache import Cache, EntryRecord
+from .cellcache import CellCache, CellOptions
+from .config import default_cache, max_size, open_store, set_default_cache
+from .errors import CacheError
+from .memo import Memoized, memoize
+from .shell import NO_RESULT, IPythonShell
+from .units import format_duration, format_size, parse_duration, parse_size
+
+__all__ = ["NbcacheMagics"]
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+@magics_class
+class NbcacheMagics(Magics):
+    """nbcache's magics; one instance per shell."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.adapter = IPythonShell(shell)
+        self.cells = CellCache(self.adapter, default_cache)
+
+    # -- %%cache ----------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("-n", "--name", help="label the entry, for listings and `%%nbcache why NAME`")
+    @argument("-f", "--force", action="store_true", help="run and overwrite the entry")
+    @argument("--no-store", action="store_true", help="keep the entry in memory only")
+    @argument("--max-age", type=_duration, help="older entries count as a miss (90s, 7d)")
+    @argument("--ignore", nargs="+", default=[], metavar="VAR", help="inputs left out of the key")
+    @argument("--watch", nargs="+", default=[], metavar="PATH", help="files the cell depends on")
+    @argument("--pin", action="store_true", help="keep the entry out of eviction")
+    @argument("-q", "--quiet", action="store_true", help="no status line")
+    @cell_magic
+    def cache(self, line: str, cell: str) -> Any:
+        """Run the cell once; later runs with the same code and inputs restore its result.
+
+        The key is the cell's code (comments and layout do not count), the
+        content of every variable it reads, the code of the notebook functions
+        it uses, and the files it reads. A hit puts the cell's variables back,
+        replays its output and shows its result; a miss runs it as usual and
+        stores all that, in memory and in the store (.nbcache/ or NBCACHE_DIR).
+        """
+        __tracebackhide__ = True
+        args = parse_argstring(self.cache, line)
+        options = CellOptions(
+            name=args.name,
+            force=args.force,
+            store=not args.no_store,
+            max_age=args.max_age,
+            ignore=tuple(args.ignore),
+            watch=tuple(args.watch),
+            pin=args.pin,
+            quiet=args.quiet,
+        )
+        result = self.cells.run(cell, options)
+        return None if result is NO_RESULT else result
+
+    # -- %memoize and %%memoize -------------------------------------------------------
+
+    @magic_arguments()
+    @argument("names", nargs="*", help="functions already defined in the notebook")
+    @argument("--maxsize", type=int, default=128, help="live results kept in memory")
+    @argument("--no-store", action="store_true", help="keep results in memory only")
+    @line_cell_magic
+    def memoize(self, line: str, cell: str | None = None) -> None:
+        """Memoize notebook functions: `%memoize f g` rebinds f and g; `%%memoize`
+        memoizes every function the cell defines. Same as the @memoize decorator."""
+        __tracebackhide__ = True
+        args = parse_argstring(self.memoize, line)
+        namespace = self.adapter.user_ns
+        if cell is None:
+            if not args.names:
+                raise UsageError("%memoize needs the names of functions, e.g. %memoize f g")
+            targets = args.names
+        else:
+            if args.names:
+                raise UsageError("%%memoize takes no names: it memoizes what the cell defines")
+            before = {k: id(v) for k, v in namespace.items()}
+            self.adapter.execute(self.adapter.transform(cell))
+            targets = [
+                k for k, v in namespace.items() if before.get(k) != id(v) and _is_function(v)
+            ]
+        for name in targets:
+            namespace[name] = self._wrap(name, namespace.get(name), args)
+
+    def _wrap(self, name: str, value: Any, args: argparse.Namespace) -> Memoized[Any, Any]:
+        if isinstance(value, Memoized):
+            value = value.__wrapped__
+        if not _is_function(value):
+            raise UsageError(f"`{name}` is not a function defined in this session")
+        return memoize(maxsize=args.maxsize, store=not args.no_store)(value)
+
+    # -- %nbcache ---------------------------------------------------------------------
+
+    @line_magic
+    def nbcache(self, line: str) -> None:
+        """Manage the cache.
+
+        %nbcache info                 where the store is and what it holds
+        %nbcache list                 its entries
+        %nbcache why [NAME]           why a cell (default: the last) or function missed
+        %nbcache clear NAME|KEY|--all remove entries (a bare `clear` removes nothing)
+        %nbcache pin NAME|KEY         keep an entry out of eviction
+        %nbcache prune [--max-size 5GB] [--older-than 30d]
+        %nbcache dir [PATH]           show or change the store folder
+        """
+        args = _parse(line)
+        command = args.command or "list"
+        output = getattr(self, f"_cmd_{command}")(args)
+        if output:
+            print(output)
+
+    def _cmd_info(self, _args: argparse.Namespace) -> str:
+        cache = default_cache()
+        records = cache.records()
+        limit = max_size()
+        saved = sum(r.compute_seconds * r.uses for r in records)
+        return "\n".join(
+            [
+                f"store:   {cache.store.location if cache.store else 'memory only'}",
+                f"entries: {len(records)}, {format_size(sum(r.size for r in records))}",
+                f"limit:   {format_size(limit) if limit else 'none'} (NBCACHE_MAX_SIZE)",
+                f"saved:   {format_duration(saved)} of computing so far",
+            ]
+        )
+
+    def _cmd_list(self, _args: argparse.Namespace) -> str:
+        records = default_cache().records()
+        if not records:
+            return "nbcache: no stored entries"
+        return "\n".join(_table(records))
+
+    def _cmd_why(self, args: argparse.Namespace) -> str:
+        target = args.name
+        function = self.adapter.user_ns.get(target) if target else None
+        reasons = function.why() if isinstance(function, Memoized) else self.cells.why(target)
+        return "\n".join(f"- {reason}" for reason in reasons)
+
+    def _cmd_clear(self, args: argparse.Namespace) -> str:
+        cache = default_cache()
+        if args.all:
+            return f"nbcache: removed {cache.clear()} entries"
+        keys = _matching(cache, args.target)
+        for key in keys:
+            cache.remove(key)
+        if not keys:
+            raise UsageError(f"no entry matches {args.target!r}: see %nbcache list")
+        return f"nbcache: removed {len(keys)} entr{'y' if len(keys) == 1 else 'ies'}"
+
+    def _cmd_pin(self, args: argparse.Namespace) -> str:
+        cache = default_cache()
+        keys = _matching(cache, args.target)
+        if not keys:
+            raise UsageError(f"no entry matches {args.target!r}: see %nbcache list")
+        for key in keys:
+            cache.pin(key)
+        return f"nbcache: pinned {len(keys)} entr{'y' if len(keys) == 1 else 'ies'}"
+
+    def _cmd_prune(self, args: argparse.Namespace) -> str:
+        limit = args.max_size if args.max_size is not None else None
+        if args.max_size is None and args.older_than is None:
+            limit = max_size()
+        removed = default_cache().prune(max_size=limit, older_than=args.older_than)
+        return f"nbcache: removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}"
+
+    def _cmd_dir(self, args: argparse.Namespace) -> str:
+        if args.path:
+            try:
+                store = open_store(args.path)
+            except CacheError as exc:
+                raise UsageError(str(exc)) from exc
+            set_default_cache(Cache(store, max_size=max_size()))
+        cache = default_cache()
+        return f"nbcache: store {cache.store.location if cache.store else 'memory only'}"
+
+
+def _is_function(value: Any) -> bool:
+    return isinstance(value, types.FunctionType)
+
+
+def _matching(cache: Cache, target: str) -> list[str]:
+    return [
+        r.key
+        for r in cache.records()
+        if r.key.startswith(target) or target in (r.label, r.identity, r.label.rstrip("()"))
+    ]
+
+
+def _table(records: Sequence[EntryRecord]) -> list[str]:
+    lines = [f"{'key':<12}  {'size':>9}  {'last used':<16}  {'uses':>4}  {'computed in':>11}  name"]
+    for rec in sorted(records, key=lambda r: r.last_used, reverse=True):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.last_used))
+        pin = " [pinned]" if rec.pinned else ""
+        lines.append(
+            f"{rec.key[:12]}  {format_size(rec.size):>9}  {when:<16}  {rec.uses:>4}  "
+            f"{format_duration(rec.compute_seconds):>11}  {rec.label}{pin}"
+        )
+    return lines
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{message}\n{self.format_usage()}")
+
+
+def _parse(line: str) -> argparse.Namespace:
+    parser = _Parser(prog="%nbcache", add_help=False)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.add_parser("info")
+    sub.add_parser("list")
+    why = sub.add_parser("why")
+    why.add_argument("name", nargs="?")
+    clear = sub.add_parser("clear")
+    target = clear.add_mutually_exclusive_group(required=True)
+    target.add_argument("target", nargs="?")
+    target.add_argument("--all", action="store_true")
+    pin = sub.add_parser("pin")
+    pin.add_argument("target")
+    prune = sub.add_parser("prune")
+    prune.add_argument("--max-size", type=_size)
+    prune.add_argument("--older-than", type=_duration)
+    folder = sub.add_parser("dir")
+    folder.add_argument("path", nargs="?")
+    return parser.parse_args(shlex.split(line))

@@ -1,0 +1,86 @@
+"""The IPython side of running a cell: transform, compile, execute, publish.
+
+A cached cell's body runs the way ``%%time`` runs it: the cell is transformed
+(so ``%magic`` and ``!shell`` lines inside it work), parsed, the statements are
+executed in the user namespace and the last expression, if any, is evaluated
+and returned, so IPython's display hook shows it once and records it in
+``Out``.  The body is registered in IPython's linecache under the cell's own
+number, with its lines where the user sees them, so a traceback points at the
+user's line; nbcache's own frames are hidden from it.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import types
+from typing import Any
+
+__all__ = ["NO_RESULT", "IPythonShell"]
+
+NO_RESULT: Any = type("NoResult", (), {"__repr__": lambda self: "<no result>"})()
+
+
+class IPythonShell:
+    """What ``%%cache`` needs from an ``InteractiveShell``."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.cell_id: str | None = None  # set by the pre_run_cell event when the front end sends it
+
+    @property
+    def user_ns(self) -> dict[str, Any]:
+        return self.shell.user_ns  # type: ignore[no-any-return]
+
+    @property
+    def display_publisher(self) -> Any:
+        return self.shell.display_pub
+
+    def transform(self, cell: str) -> str:
+        return self.shell.transform_cell(cell)  # type: ignore[no-any-return]
+
+    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        self.shell.display_pub.publish(data=data, metadata=metadata or {})
+
+    def _cell_number(self) -> int:
+        """The In[n] of the cell being run (IPython counts it up before running it)."""
+        mapping = getattr(self.shell.compile, "_filename_map", {})
+        frame: types.FrameType | None = sys._getframe(1)
+        while frame is not None:
+            number = mapping.get(frame.f_code.co_filename)
+            if number is not None:
+                return int(number)
+            frame = frame.f_back
+        return int(self.shell.execution_count)
+
+    def execute(self, source: str) -> Any:
+        """Run ``source`` in the user namespace; the last expression's value, or NO_RESULT.
+
+        The user's own exception propagates with a traceback that starts at
+        the user's code.
+        """
+        __tracebackhide__ = True
+        padded = "\n" + source  # line n of the body is line n + 1 of the cell, after %%cache
+        compiler = self.shell.compile
+        filename = compiler.cache(padded, self._cell_number(), raw_code=padded)
+        tree = self.shell.transform_ast(compiler.ast_parse(padded, filename=filename))
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        namespace = self.user_ns
+        try:
+            exec(compiler(tree, filename, "exec"), namespace)
+            if last is None:
+                return NO_RESULT
+            return eval(compiler(last, filename, "eval"), namespace)
+        except BaseException as exc:  # noqa: BLE001 - the user's own, re-raised unchanged
+            # Re-raising the exception being handled keeps its own cause and context.
+            raise exc.with_traceback(_from_user_code(exc.__traceback__, filename))  # noqa: B904
+
+
+def _from_user_code(tb: Any, filename: str) -> Any:
+    """The traceback from the first frame of the user's cell on (nbcache's own dropped)."""
+    start = tb
+    while start is not None and start.tb_frame.f_code.co_filename != filename:
+        start = start.tb_next
+    return start if start is not None else tb
