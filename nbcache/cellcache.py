@@ -9,6 +9,7 @@ into one warning: the cell itself always runs or restores.
 from __future__ import annotations
 
 import importlib
+import io
 import time
 import types
 from collections.abc import Callable, Mapping
@@ -172,7 +173,7 @@ class CellCache:
         seconds = time.perf_counter() - start
         bound, deleted = changed_names(before, namespace, code.binds)
         mutated = _mutated(ck, namespace, bound)
-        names = sorted({*bound, *mutated})
+        names = sorted(n for n in {*bound, *mutated} if not _closed_file(namespace[n]))
         files = {**FileReads.of(read).states, **watch.states}
         entry = {
             "vars": {name: _storable(namespace[name]) for name in names},
@@ -229,6 +230,11 @@ class CellCache:
 # -- helpers -------------------------------------------------------------------------
 
 
+def _closed_file(value: Any) -> bool:
+    """``with open(...) as f`` leaves ``f`` bound to a closed file: nothing to restore."""
+    return isinstance(value, io.IOBase) and value.closed
+
+
 def _storable(value: Any) -> Any:
     return _ModuleRef(value.__name__) if isinstance(value, types.ModuleType) else value
 
@@ -275,15 +281,20 @@ def _intact(entry: Mapping[str, Any]) -> bool:
 
 
 def _unpicklable_message(entry: Mapping[str, Any], exc: ValuePicklingError) -> str:
-    bad = [
-        f"`{name}` ({type(value).__module__}.{type(value).__qualname__})"
-        for name, value in entry["vars"].items()
-        if _probe(value) is not None
-    ]
-    what = ", ".join(bad) if bad else "the cell's output"
+    bad = [name for name, value in entry["vars"].items() if _probe(value) is not None]
+    what = ", ".join(f"`{n}` ({_type_name(entry['vars'][n])})" for n in bad) or "its output"
+    reason = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+    fix = f" `del {', '.join(bad)}` at the end of the cell to store the rest." if bad else ""
     return (
-        f"nbcache: {what} cannot be pickled, so this cell's result is kept in memory only "
-        f"and runs again after a restart ({exc})"
+        f"nbcache: this cell's {what} cannot be pickled{reason}, so its result is kept in "
+        f"memory only and the cell runs again after a restart.{fix}"
+    )
+
+
+def _type_name(value: Any) -> str:
+    cls = type(value)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
+from .errors import CacheWarning
 from .magics import NbcacheMagics
 
 __all__ = ["load", "unload"]
@@ -26,6 +28,7 @@ def load(shell: Any) -> None:
 
     shell.events.register("pre_run_cell", remember_cell_id)
     _loaded[id(shell)] = (magics, remember_cell_id)
+    _format_warnings_as_one_line()
 
 
 def unload(shell: Any) -> None:
@@ -39,3 +42,27 @@ def unload(shell: Any) -> None:
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(type(magics).__name__, None)
+    if not _loaded:
+        warnings.formatwarning = _original_format
+
+
+_original_format = warnings.formatwarning
+
+
+def _one_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """A CacheWarning shows as its message alone: nbcache's file and line mean nothing
+    to the user; every other warning keeps Python's format."""
+    if issubclass(category, CacheWarning):
+        return f"{message}\n"
+    return _original_format(message, category, filename, lineno, line)
+
+
+def _format_warnings_as_one_line() -> None:
+    if warnings.formatwarning is not _one_line:
+        warnings.formatwarning = _one_line
