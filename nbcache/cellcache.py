@@ -52,6 +52,8 @@ class Shell(Protocol):
 
     def execute(self, source: str) -> Any: ...
 
+    def flush_figures(self) -> None: ...
+
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None: ...
 
 
@@ -170,6 +172,7 @@ class CellCache:
         start = time.perf_counter()
         with log.recording(self.shell.display_publisher), FileReads.recording(exclude) as read:
             result = self.shell.execute(code.source)
+            self.shell.flush_figures()
         seconds = time.perf_counter() - start
         bound, deleted = changed_names(before, namespace, code.binds)
         mutated = _mutated(ck, namespace, bound)

@@ -42,6 +42,17 @@ class IPythonShell:
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         self.shell.display_pub.publish(data=data, metadata=metadata or {})
 
+    def flush_figures(self) -> None:
+        """Show the cell's pending inline matplotlib figures now, while output is recorded.
+
+        The inline backend shows them after the cell, from a post_execute hook:
+        too late to be part of the cached output.
+        """
+        inline = sys.modules.get("matplotlib_inline.backend_inline")
+        flush = getattr(inline, "flush_figures", None)
+        if flush is not None:
+            flush()
+
     def _cell_number(self) -> int:
         """The In[n] of the cell being run (IPython counts it up before running it)."""
         mapping = getattr(self.shell.compile, "_filename_map", {})
