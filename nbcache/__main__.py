@@ -90,6 +90,12 @@ def cmd_demo(_cache: Cache | None, args: argparse.Namespace) -> int:
     return run_demo_child(args.limit) if args.child else run_demo(args.limit)
 
 
+def cmd_tutorial(_cache: Cache | None, args: argparse.Namespace) -> int:
+    from .tutorial import run_tutorial
+
+    return run_tutorial(args.path, out=args.out)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nbcache", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--limit", type=int, default=20_000_000, help=argparse.SUPPRESS)
     demo.set_defaults(run=cmd_demo)
+    tutorial = sub.add_parser(
+        "tutorial", help="run a notebook twice headless, each in a fresh kernel: compute, restore"
+    )
+    tutorial.add_argument(
+        "path", nargs="?", help="the notebook (default: notebooks/quickstart.ipynb here)"
+    )
+    tutorial.add_argument("--out", metavar="PATH", help="save the notebook as run 2 left it")
+    tutorial.set_defaults(run=cmd_tutorial)
     return parser
 
 

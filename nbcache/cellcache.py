@@ -112,7 +112,7 @@ class CellCache:
         stale: list[str] = []
 
         def still_valid(info: EntryInfo) -> bool:
-            files = FileReads(dict(info.meta.get("files", {})))
+            files = FileReads(dict(info.meta.get("files", {})), dict(info.meta.get("paths", {})))
             stale[:] = files.changed()
             return not stale
 
@@ -157,7 +157,7 @@ class CellCache:
         if options.force:
             self.reasons[identity] = ["the cell was run with -f/--force"]
         elif stale:
-            self.reasons[identity] = [f"file `{path}` changed" for path in stale]
+            self.reasons[identity] = list(stale)
         else:
             self.reasons[identity] = explain(self.cache.latest(identity), ck.summary)
 
@@ -177,7 +177,7 @@ class CellCache:
         bound, deleted = changed_names(before, namespace, code.binds)
         mutated = _mutated(ck, namespace, bound)
         names = sorted(n for n in {*bound, *mutated} if not _closed_file(namespace[n]))
-        files = {**FileReads.of(read).states, **watch.states}
+        files = FileReads.of(read).merged(watch)
         entry = {
             "vars": {name: _storable(namespace[name]) for name in names},
             "deleted": deleted,
@@ -189,7 +189,8 @@ class CellCache:
             "label": options.name or code.first_line,
             "identity": identity,
             "summary": ck.summary,
-            "files": files,
+            "files": files.states,
+            "paths": files.paths,
             "vars": names,
             "compute_seconds": seconds,
             "pinned": options.pin,

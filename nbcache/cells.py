@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 import xxhash
 
-from .code import is_code
+from .code import fingerprint_of, is_code
 from .errors import KeyPicklingError
 from .hashing import describe, digest
 from .keys import KEY_VERSION
@@ -313,6 +313,7 @@ def cell_key(
         h.update(f"{name}={part}".encode())
         if is_code(value):
             deps[name] = ["code", part[:12]]
+            deps.update(_nested_dependencies(name, value))
         else:
             args[name] = {**describe(value), "digest": part[:12]}
     summary = {
@@ -324,6 +325,15 @@ def cell_key(
         "args": args,
     }
     return CellKey(h.hexdigest(), summary, inputs)
+
+
+def _nested_dependencies(name: str, value: Any) -> dict[str, list[str]]:
+    """What a notebook function the cell calls uses in turn, labelled as calls label it."""
+    try:
+        found = fingerprint_of(value).dependencies
+    except KeyPicklingError:
+        return {}
+    return {f"{d.via or name}: {d.name}": [d.kind, d.digest[:12]] for d in found}
 
 
 # -- the namespace before and after ------------------------------------------------
@@ -424,37 +434,56 @@ def _directory_state(path: str) -> list[Any]:
 
 @dataclass
 class FileReads:
-    """Files a cell depends on: those it opened for reading, and ``--watch`` paths."""
+    """Files a cell depends on: those it opened for reading, and ``--watch`` paths.
+
+    ``states`` holds each file's state by its real path; ``paths`` maps each
+    path as the cell spelled it (``data.csv``) to the real path it meant then,
+    so the same relative path meaning another file later is a change too.
+    """
 
     states: dict[str, list[Any]] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
     @contextmanager
-    def recording(exclude: Iterable[str] = ()) -> Iterator[set[str]]:
-        """Collect the paths this thread opens for reading inside the block."""
+    def recording(exclude: Iterable[str] = ()) -> Iterator[dict[str, str]]:
+        """Collect the paths this thread opens for reading inside the block, as
+        ``{path as given: real path}`` once the block ends."""
         _install_hook()
         files: set[str] = set()
         _recording.files = files
+        found: dict[str, str] = {}
         try:
-            yield files
+            yield found
         finally:
             _recording.files = None
             skip = _SKIP_ROOTS + tuple(os.path.realpath(p) + os.sep for p in exclude)
-            kept = set()
             for path in files:
                 real = os.path.realpath(path)
                 if os.path.isfile(real) and not real.startswith(skip):
-                    kept.add(real)
-            files.clear()
-            files.update(kept)
+                    found[path] = real
 
     @classmethod
     def of(cls, paths: Iterable[str]) -> FileReads:
-        return cls({os.path.realpath(p): _file_state(os.path.realpath(p)) for p in sorted(paths)})
+        meant = {path: os.path.realpath(path) for path in sorted(paths)}
+        return cls({real: _file_state(real) for real in meant.values()}, meant)
+
+    def merged(self, other: FileReads) -> FileReads:
+        return FileReads({**self.states, **other.states}, {**self.paths, **other.paths})
 
     def changed(self) -> list[str]:
-        """The paths whose size, modification time or content differ from when recorded."""
-        return [path for path, state in self.states.items() if _file_state(path) != state]
+        """What differs from when recorded, in words; empty when nothing does."""
+        reasons = [
+            f"file `{given}` now means {os.path.realpath(given)}"
+            for given, real in self.paths.items()
+            if os.path.realpath(given) != real
+        ]
+        reasons += [
+            f"file `{path}` changed"
+            for path, state in self.states.items()
+            if _file_state(path) != state
+        ]
+        return reasons
 
 
 # -- output, recorded in order and replayed ------------------------------------------

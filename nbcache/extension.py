@@ -44,6 +44,9 @@ def unload(shell: Any) -> None:
     manager.registry.pop(type(magics).__name__, None)
     if not _loaded:
         warnings.formatwarning = _original_format
+        filters: list[Any] = warnings.filters  # type: ignore[assignment]
+        if _ALWAYS in filters:
+            filters.remove(_ALWAYS)
 
 
 _original_format = warnings.formatwarning
@@ -66,3 +69,11 @@ def _one_line(
 def _format_warnings_as_one_line() -> None:
     if warnings.formatwarning is not _one_line:
         warnings.formatwarning = _one_line
+    # Python shows a warning once per message and place by default; a cell that
+    # degrades again on its next run must say so again. Appended, so that a
+    # user's own filter for CacheWarning still wins.
+    if _ALWAYS not in warnings.filters:
+        warnings.filterwarnings("always", category=CacheWarning, append=True)
+
+
+_ALWAYS = ("always", None, CacheWarning, None, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import warnings
@@ -41,6 +42,10 @@ def _new_shell(cwd: Path) -> InteractiveShell:
 
 def _close(shell: InteractiveShell) -> None:
     shell.run_line_magic("unload_ext", "nbcache")
+    # Each shell registers an exit handler that collects garbage: 28 of them made
+    # pytest linger for half a minute after its summary.
+    shell.atexit_operations()
+    atexit.unregister(shell.atexit_operations)
     InteractiveShell.clear_instance()
 
 
