@@ -1,4 +1,4 @@
-"""``python -m nbcache list|info|clear|prune|demo``: housekeeping from a shell."""
+"""``python -m nbcache list|info|clear|prune|demo|tutorial``: from a shell."""
 
 from __future__ import annotations
 
