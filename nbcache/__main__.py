@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 
-from .cache import Cache, EntryRecord
+from .cache import Cache
 from .config import default_cache, max_size, store_location
 from .errors import CacheError
-from .signing import default_secret_path
-from .units import format_duration, format_size, parse_duration, parse_size
+from .listing import entries_table, matching_keys, plural, summary_lines
+from .units import parse_duration, parse_size
 
 __all__ = ["main"]
-
-
-def _when(stamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
-
-
-def _rows(records: Sequence[EntryRecord]) -> list[str]:
-    head = f"{'key':<12}  {'size':>9}  {'created':<16}  {'last used':<16}  {'uses':>4}  "
-    head += f"{'computed in':>11}  label"
-    lines = [head]
-    for rec in sorted(records, key=lambda r: r.last_used, reverse=True):
-        pin = " [pinned]" if rec.pinned else ""
-        lines.append(
-            f"{rec.key[:12]}  {format_size(rec.size):>9}  {_when(rec.created):<16}  "
-            f"{_when(rec.last_used):<16}  {rec.uses:>4}  "
-            f"{format_duration(rec.compute_seconds):>11}  {rec.label}{pin}"
-        )
-    return lines
 
 
 def cmd_list(cache: Cache, _args: argparse.Namespace) -> int:
@@ -39,37 +20,26 @@ def cmd_list(cache: Cache, _args: argparse.Namespace) -> int:
     if not records:
         print(f"no entries in {store_location()}")
         return 0
-    print("\n".join(_rows(records)))
+    print("\n".join(entries_table(records)))
     return 0
 
 
 def cmd_info(cache: Cache, _args: argparse.Namespace) -> int:
-    records = cache.records()
-    limit = max_size()
-    saved = sum(r.compute_seconds * r.uses for r in records)
-    print(f"store:   {store_location()}")
-    print(f"entries: {len(records)}, {format_size(sum(r.size for r in records))}")
-    print(f"limit:   {format_size(limit) if limit else 'none'} (NBCACHE_MAX_SIZE)")
-    print(f"saved:   {format_duration(saved)} of computing so far")
-    print(f"secret:  {default_secret_path()} (or NBCACHE_SECRET)")
+    print("\n".join(summary_lines(cache)))
     return 0
-
-
-def _matching(cache: Cache, prefix: str) -> list[str]:
-    return [r.key for r in cache.records() if r.key.startswith(prefix) or r.label == prefix]
 
 
 def cmd_clear(cache: Cache, args: argparse.Namespace) -> int:
     if args.all:
         print(f"removed {cache.clear()} entries from {store_location()}")
         return 0
-    keys = _matching(cache, args.target)
+    keys = matching_keys(cache, args.target)
     if not keys:
         print(f"no entry matches {args.target!r}: see `python -m nbcache list`", file=sys.stderr)
         return 1
     for key in keys:
         cache.remove(key)
-    print(f"removed {len(keys)} entr{'y' if len(keys) == 1 else 'ies'}")
+    print(f"removed {plural(len(keys))}")
     return 0
 
 
@@ -80,7 +50,7 @@ def cmd_prune(cache: Cache, args: argparse.Namespace) -> int:
         limit = parse_size(args.max_size) if args.max_size else None
     older = parse_duration(args.older_than) if args.older_than else None
     removed = cache.prune(max_size=limit, older_than=older)
-    print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
+    print(f"removed {plural(len(removed))}")
     return 0
 
 

@@ -7,22 +7,21 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import time
 import types
-from collections.abc import Sequence
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .cache import Cache, EntryRecord
+from .cache import Cache
 from .cellcache import CellCache, CellOptions
 from .config import default_cache, max_size, open_store, set_default_cache
 from .errors import CacheError
+from .listing import entries_table, matching_keys, plural, summary_lines
 from .memo import Memoized, memoize
 from .shell import NO_RESULT, IPythonShell
-from .units import format_duration, format_size, parse_duration, parse_size
+from .units import parse_duration, parse_size
 
 __all__ = ["NbcacheMagics"]
 
@@ -142,24 +141,11 @@ class NbcacheMagics(Magics):
             print(output)
 
     def _cmd_info(self, _args: argparse.Namespace) -> str:
-        cache = default_cache()
-        records = cache.records()
-        limit = max_size()
-        saved = sum(r.compute_seconds * r.uses for r in records)
-        return "\n".join(
-            [
-                f"store:   {cache.store.location if cache.store else 'memory only'}",
-                f"entries: {len(records)}, {format_size(sum(r.size for r in records))}",
-                f"limit:   {format_size(limit) if limit else 'none'} (NBCACHE_MAX_SIZE)",
-                f"saved:   {format_duration(saved)} of computing so far",
-            ]
-        )
+        return "\n".join(summary_lines(default_cache()))
 
     def _cmd_list(self, _args: argparse.Namespace) -> str:
         records = default_cache().records()
-        if not records:
-            return "nbcache: no stored entries"
-        return "\n".join(_table(records))
+        return "\n".join(entries_table(records)) if records else "nbcache: no stored entries"
 
     def _cmd_why(self, args: argparse.Namespace) -> str:
         target = args.name
@@ -171,28 +157,28 @@ class NbcacheMagics(Magics):
         cache = default_cache()
         if args.all:
             return f"nbcache: removed {cache.clear()} entries"
-        keys = _matching(cache, args.target)
+        keys = matching_keys(cache, args.target)
         for key in keys:
             cache.remove(key)
         if not keys:
             raise UsageError(f"no entry matches {args.target!r}: see %nbcache list")
-        return f"nbcache: removed {len(keys)} entr{'y' if len(keys) == 1 else 'ies'}"
+        return f"nbcache: removed {plural(len(keys))}"
 
     def _cmd_pin(self, args: argparse.Namespace) -> str:
         cache = default_cache()
-        keys = _matching(cache, args.target)
+        keys = matching_keys(cache, args.target)
         if not keys:
             raise UsageError(f"no entry matches {args.target!r}: see %nbcache list")
         for key in keys:
             cache.pin(key)
-        return f"nbcache: pinned {len(keys)} entr{'y' if len(keys) == 1 else 'ies'}"
+        return f"nbcache: pinned {plural(len(keys))}"
 
     def _cmd_prune(self, args: argparse.Namespace) -> str:
         limit = args.max_size if args.max_size is not None else None
         if args.max_size is None and args.older_than is None:
             limit = max_size()
         removed = default_cache().prune(max_size=limit, older_than=args.older_than)
-        return f"nbcache: removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}"
+        return f"nbcache: removed {plural(len(removed))}"
 
     def _cmd_dir(self, args: argparse.Namespace) -> str:
         if args.path:
@@ -207,26 +193,6 @@ class NbcacheMagics(Magics):
 
 def _is_function(value: Any) -> bool:
     return isinstance(value, types.FunctionType)
-
-
-def _matching(cache: Cache, target: str) -> list[str]:
-    return [
-        r.key
-        for r in cache.records()
-        if r.key.startswith(target) or target in (r.label, r.identity, r.label.rstrip("()"))
-    ]
-
-
-def _table(records: Sequence[EntryRecord]) -> list[str]:
-    lines = [f"{'key':<12}  {'size':>9}  {'last used':<16}  {'uses':>4}  {'computed in':>11}  name"]
-    for rec in sorted(records, key=lambda r: r.last_used, reverse=True):
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.last_used))
-        pin = " [pinned]" if rec.pinned else ""
-        lines.append(
-            f"{rec.key[:12]}  {format_size(rec.size):>9}  {when:<16}  {rec.uses:>4}  "
-            f"{format_duration(rec.compute_seconds):>11}  {rec.label}{pin}"
-        )
-    return lines
 
 
 class _Parser(argparse.ArgumentParser):

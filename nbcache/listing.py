@@ -1,0 +1,62 @@
+"""Listings shared by ``%nbcache`` and ``python -m nbcache``: the table, the summary, matching."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from .cache import Cache, EntryRecord
+from .config import max_size
+from .signing import default_secret_path
+from .units import format_duration, format_size
+
+__all__ = ["entries_table", "matching_keys", "plural", "summary_lines"]
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def entries_table(records: Sequence[EntryRecord]) -> list[str]:
+    """One line per entry, most recently used first, under a header line."""
+    lines = [
+        f"{'key':<12}  {'size':>9}  {'created':<16}  {'last used':<16}  {'uses':>4}  "
+        f"{'computed in':>11}  name"
+    ]
+    for rec in sorted(records, key=lambda r: r.last_used, reverse=True):
+        pin = " [pinned]" if rec.pinned else ""
+        lines.append(
+            f"{rec.key[:12]}  {format_size(rec.size):>9}  {_when(rec.created):<16}  "
+            f"{_when(rec.last_used):<16}  {rec.uses:>4}  "
+            f"{format_duration(rec.compute_seconds):>11}  {rec.label}{pin}"
+        )
+    return lines
+
+
+def summary_lines(cache: Cache) -> list[str]:
+    """Where the store is, what it holds, its limit and the time it saved."""
+    records = cache.records()
+    limit = max_size()
+    saved = sum(r.compute_seconds * r.uses for r in records)
+    return [
+        f"store:   {cache.store.location if cache.store else 'memory only'}",
+        f"entries: {len(records)}, {format_size(sum(r.size for r in records))}",
+        f"limit:   {format_size(limit) if limit else 'none'} (NBCACHE_MAX_SIZE)",
+        f"saved:   {format_duration(saved)} of computing so far",
+        f"secret:  {default_secret_path()} (or NBCACHE_SECRET)",
+    ]
+
+
+def matching_keys(cache: Cache, target: str) -> list[str]:
+    """Entries whose key starts with ``target``, or whose name or function is ``target``."""
+    names = {target, f"{target}()"}
+    return [
+        r.key
+        for r in cache.records()
+        if r.key.startswith(target) or r.label in names or r.identity in names
+    ]
+
+
+def plural(count: int, word: str = "entr") -> str:
+    """``1 entry``, ``2 entries``."""
+    return f"{count} {word}{'y' if count == 1 else 'ies'}"
