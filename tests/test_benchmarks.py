@@ -7,6 +7,7 @@ there, with positive numbers where numbers belong.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -23,7 +24,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
     monkeypatch.syspath_prepend(str(ROOT))
     return {
         name: importlib.import_module(f"benchmarks.{name}")
-        for name in ("__main__", "common", "store_io")
+        for name in ("__main__", "common", "store_io", "keys_memo")
     }
 
 
@@ -48,12 +49,29 @@ def test_store_io_rows(bench: dict[str, ModuleType], tmp_path: Path) -> None:
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
+def test_keys_and_memoize_rows(
+    bench: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common, keys_memo = bench["common"], bench["keys_memo"]
+    monkeypatch.setattr(keys_memo, "CALLS", 1000)
+    settings = common.Settings(size=8_000_000, repeat=1, directory=tmp_path)
+    rows = keys_memo.HASHING.run(settings) + keys_memo.MEMOIZE.run(settings)
+    assert [row.name for row in rows] == list(keys_memo.NAMES)
+    for row in rows:
+        assert row.times and all(t > 0 for t in row.times), row
+        if row.target is not None:
+            assert row.figure is not None and row.figure > 0 and row.met in (True, False), row
+    table = common.markdown_table(rows)
+    assert "µs" in table and "≤ 2 µs" in table
+
+
 def test_command_prints_a_markdown_table(
     bench: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     main, store_io = bench["__main__"], bench["store_io"]
-    argv = ["--size", SIZE, "--repeat", "1", "--dir", str(tmp_path), "--only", "store_io"]
-    assert main.main(argv) == 0
+    files, raw = tmp_path / "files", tmp_path / "raw.json"
+    argv = ["--size", SIZE, "--repeat", "1", "--dir", str(files), "--only", "store_io"]
+    assert main.main([*argv, "--json", str(raw)]) == 0
     out = capsys.readouterr().out
     assert f"python -m benchmarks --size {SIZE} --repeat 1" in out
     table = [line for line in out.splitlines() if line.startswith("| ")]
@@ -61,7 +79,11 @@ def test_command_prints_a_markdown_table(
     names = [line.split(" | ")[1] for line in table[1:]]
     assert names == list(store_io.NAMES)
     assert "pass" in out or "MISS" in out
-    assert list(tmp_path.iterdir()) == []  # its temporary folder is removed
+    assert list(files.iterdir()) == []  # its temporary folder is removed
+    data = json.loads(raw.read_text())
+    rows = data["groups"]["store_io"]
+    assert [row["name"] for row in rows] == list(store_io.NAMES)
+    assert all(t > 0 for row in rows for t in row["seconds"])
 
 
 def test_command_rejects_bad_options(
