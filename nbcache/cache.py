@@ -8,9 +8,11 @@ the user's own exception from ``compute``.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -95,10 +97,11 @@ class Cache:
         self.memory_items = memory_items
         self._signer = signer
         self._memory: OrderedDict[str, tuple[Any, EntryInfo]] = OrderedDict()
-        self._pending_uses: dict[str, tuple[int, float]] = {}
+        self._pending_uses: dict[str, tuple[int, float, EntryInfo]] = {}
         self._lock = threading.RLock()
         self._warned: set[str] = set()
         self._latest: dict[str, dict[str, Any]] = {}
+        _LIVE.add(self)
 
     @property
     def signer(self) -> Signer:
@@ -135,8 +138,7 @@ class Cache:
             fresh = found is not None and not _too_old(found[1], max_age)
             if found is not None and fresh and (validate is None or validate(found[1])):
                 self._memory.move_to_end(key)
-                uses, _ = self._pending_uses.get(key, (0, 0.0))
-                self._pending_uses[key] = (uses + 1, time.time())
+                self._count_use(key, found[1])
                 return Hit(found[0], found[1], "memory", time.perf_counter() - start)
         loaded = self._load(key, name, validate)
         if loaded is None or _too_old(loaded[0], max_age):
@@ -144,7 +146,8 @@ class Cache:
         info, value = loaded
         if remember:
             self._remember(key, value, info)
-        self._record_use(key, info)
+        with self._lock:
+            self._count_use(key, info)
         return Hit(value, info, "store", time.perf_counter() - start)
 
     def _load(
@@ -246,22 +249,28 @@ class Cache:
         except StoreError:
             pass  # stats only steer eviction; a read-only store has no eviction to steer
 
-    def _record_use(self, key: str, info: EntryInfo, extra: int = 0) -> None:
-        if self.store is None:
-            return
-        stats = self.store.read_stats(key) or _fresh_stats(info, 0)
-        stats["uses"] = int(stats.get("uses", 0)) + 1 + extra
-        stats["last_used"] = time.time()
-        self._write_stats(key, stats)
+    def _count_use(self, key: str, info: EntryInfo) -> None:
+        """Count a hit in memory; :meth:`flush_uses` writes the counts to the store later,
+        so a hit costs no file write."""
+        uses, _, _ = self._pending_uses.get(key, (0, 0.0, info))
+        self._pending_uses[key] = (uses + 1, time.time(), info)
 
     def flush_uses(self) -> None:
-        """Write the uses counted by memory hits to the store's stats."""
+        """Write the uses counted since the last flush to the store's stats.
+
+        Called before every listing and eviction, and when the process exits.
+        """
         with self._lock:
             pending, self._pending_uses = self._pending_uses, {}
-        for key, (uses, _last) in pending.items():
-            found = self._memory.get(key)
-            if found is not None and self.store is not None and self.store.has_entry(key):
-                self._record_use(key, found[1], extra=uses - 1)
+        if self.store is None:
+            return
+        for key, (uses, last, info) in pending.items():
+            if not self.store.has_entry(key):
+                continue
+            stats = self.store.read_stats(key) or _fresh_stats(info, 0)
+            stats["uses"] = int(stats.get("uses", 0)) + uses
+            stats["last_used"] = max(float(stats.get("last_used", 0.0)), last)
+            self._write_stats(key, stats)
 
     # -- computing once ------------------------------------------------------
 
@@ -498,6 +507,18 @@ class Cache:
         stats = self.store.read_stats(key) or self._rebuild_stats(key) or {}
         stats["pinned"] = pinned
         self.store.write_stats(key, stats)
+
+
+_LIVE: weakref.WeakSet[Cache] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for cache in list(_LIVE):
+        try:
+            cache.flush_uses()
+        except CacheError:
+            pass  # uses are a heuristic for eviction; never fail an exiting process
 
 
 def _eviction_order(record: EntryRecord) -> tuple[float, float]:
