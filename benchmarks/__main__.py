@@ -20,7 +20,7 @@ from typing import Any
 
 from nbcache.units import format_size, parse_size
 
-from . import keys_memo, store_io
+from . import cells, keys_memo, store_io
 from .common import (
     MEMORY_FILE_SYSTEMS,
     Group,
@@ -36,7 +36,8 @@ from .common import (
 __all__ = ["GROUPS", "as_json", "main", "report", "run_groups"]
 
 GROUPS: dict[str, Group] = {
-    group.name: group for group in (store_io.GROUP, keys_memo.HASHING, keys_memo.MEMOIZE)
+    group.name: group
+    for group in (store_io.GROUP, keys_memo.HASHING, keys_memo.MEMOIZE, cells.GROUP)
 }
 
 

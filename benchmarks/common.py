@@ -81,7 +81,7 @@ class Row:
     share: float | None = None
     target: Target | None = None
     versus: str = ""
-    unit: str = "%"  # how a share shows: "%" of an nbcache time, or "µs" (a time itself)
+    unit: str = "%"  # how a share shows: "%" of an nbcache time, or "s" (a time itself)
 
     @property
     def best(self) -> float | None:
@@ -357,8 +357,8 @@ def format_rate(rate: float | None) -> str:
 def format_figure(row: Row) -> str:
     if row.ratio is not None:
         text = f"{row.ratio:.2f}×"
-    elif row.share is not None and row.unit == "µs":
-        text = f"{row.share * 1e6:.2f} µs"
+    elif row.share is not None and row.unit == "s":
+        text = format_seconds(row.share)
     elif row.share is not None:
         text = f"{row.share * 100:.1f} %"
     else:

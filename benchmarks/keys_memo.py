@@ -202,7 +202,7 @@ def _memory_hits(settings: Settings, cache: Cache) -> list[Row]:
             name,
             tuple(seconds[name]),
             share=min(seconds[name]),
-            unit="µs",
+            unit="s",
             target=target if check else None,
             versus=f"per call ({min(seconds[name]) / lru:.0f}× lru_cache)",
         )

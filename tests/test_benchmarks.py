@@ -24,7 +24,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
     monkeypatch.syspath_prepend(str(ROOT))
     return {
         name: importlib.import_module(f"benchmarks.{name}")
-        for name in ("__main__", "common", "store_io", "keys_memo")
+        for name in ("__main__", "common", "store_io", "keys_memo", "cells")
     }
 
 
@@ -63,6 +63,21 @@ def test_keys_and_memoize_rows(
             assert row.figure is not None and row.figure > 0 and row.met in (True, False), row
     table = common.markdown_table(rows)
     assert "µs" in table and "≤ 2 µs" in table
+
+
+def test_cells_rows(
+    bench: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common, cells = bench["common"], bench["cells"]
+    monkeypatch.setattr(cells, "MISS_CELL", cells.MISS_CELL.replace("sleep(1.0)", "sleep(0.05)"))
+    before = os.environ["NBCACHE_DIR"]
+    settings = common.Settings(size=8_000_000, repeat=1, directory=tmp_path)
+    rows = cells.GROUP.run(settings)
+    assert [row.name for row in rows] == list(cells.NAMES)
+    for row in rows:
+        if row.target is not None:
+            assert row.figure is not None and row.figure >= 0 and row.met in (True, False), row
+    assert os.environ["NBCACHE_DIR"] == before  # the shell's settings are undone
 
 
 def test_command_prints_a_markdown_table(

@@ -411,6 +411,17 @@ def test_warnings_show_as_one_line(ip: InteractiveShell) -> None:
     ip.run_line_magic("load_ext", "nbcache")
 
 
+def test_hit_after_reloading_twice(ip: InteractiveShell) -> None:
+    """%reload_ext twice, and a cached cell is still a hit that runs nothing."""
+    _setup(ip)
+    run(ip, CELL)
+    ip.run_line_magic("reload_ext", "nbcache")
+    ip.run_line_magic("reload_ext", "nbcache")
+    assert run(ip, CELL) == 19800.0
+    assert ip.user_ns["probe"].runs == 1
+    assert len(ip.events.callbacks["pre_run_cell"]) == 1
+
+
 def test_help_is_the_docstring(ip: InteractiveShell) -> None:
     """%%cache? shows the magic's usage and description."""
     doc = ip.magics_manager.magics["cell"]["cache"].__doc__
