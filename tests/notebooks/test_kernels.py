@@ -80,6 +80,7 @@ RESTART = [
     "print('total is', total, file=sys.stderr)\n"
     "total * 10\n",
     "print(repr(total), frame.to_dict('list'), Out[3])",
+    "%%cache\n" + LOG_LINE + "doubled = frame.y * 2\nprint('doubled', list(doubled))\n",
 ]
 
 
@@ -100,12 +101,12 @@ def test_kernel_runs_this_interpreter(
 
 
 def test_restart_restores_variables_and_outputs(work: Path, env: dict[str, str]) -> None:
-    """Kernel B does not run the body: same variables, same outputs in order, "restored"."""
+    """Kernel B runs no cached body: same variables, same outputs in order, "restored"."""
     a = nbrun.run(RESTART, cwd=work, env=env)
     b = nbrun.run(RESTART, cwd=work, env=env)
 
     assert nbrun.text_of(a, 0).splitlines() == [sys.executable, sys.prefix]
-    assert runs(work) == 1  # kernel B never ran the body
+    assert runs(work) == 2  # kernel A ran both cached bodies; kernel B ran neither
     for nb in (a, b):
         assert nbrun.text_of(nb, 3) == "14 {'x': [0, 1, 2, 3], 'y': [0, 1, 4, 9]} 140\n"
     shown_a = comparable(nbrun.outputs(a, 2, status=False))
@@ -125,6 +126,11 @@ def test_restart_restores_variables_and_outputs(work: Path, env: dict[str, str])
     # the status line comes after the cell's own output, before its result
     assert nbrun.outputs(b, 2)[-2].data["text/plain"] == status_b
     assert nbrun.outputs(b, 2)[-1].execution_count == 3
+    assert comparable(nbrun.outputs(b, 4, status=False)) == comparable(
+        nbrun.outputs(a, 4, status=False)
+    )
+    assert nbrun.text_of(b, 4).startswith("doubled [0, 2, 8, 18]")
+    assert nbrun.status_lines(b, 4)[0].startswith("nbcache: restored doubled")
     assert not nbrun.errors(a) and not nbrun.errors(b)
 
 
