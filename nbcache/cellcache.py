@@ -8,6 +8,7 @@ into one warning: the cell itself always runs or restores.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import time
@@ -71,6 +72,21 @@ class CellOptions:
     quiet: bool = False
 
 
+_VALUE_NAME = "the cell's variables"
+
+
+class _FilesUnchanged:
+    """Validates an entry by the files it was computed from; keeps what changed, for why."""
+
+    def __init__(self) -> None:
+        self.stale: list[str] = []
+
+    def __call__(self, info: EntryInfo) -> bool:
+        files = FileReads(dict(info.meta.get("files", {})), dict(info.meta.get("paths", {})))
+        self.stale = files.changed()
+        return not self.stale
+
+
 @dataclass(frozen=True)
 class _ModuleRef:
     """A module bound by the cell (``import numpy as np``), stored by name."""
@@ -97,43 +113,56 @@ class CellCache:
         """Restore or run ``cell``; returns its last expression's value (or NO_RESULT)."""
         __tracebackhide__ = True
         source = self.shell.transform(cell)
+        prepared = self._prepare(source, options)
+        if prepared is None:
+            return self.shell.execute(source)  # uncached, exactly as without the magic
+        code, ck, identity = prepared
+        files = _FilesUnchanged()
+        cache = self.cache
+        look = functools.partial(
+            cache.lookup, ck.key, max_age=options.max_age, name=_VALUE_NAME, validate=files
+        )
+        if not options.force:
+            hit = self._verified(look(), ck.key, look)
+            if hit is not None:
+                return self._restore(hit, options)
+        with cache.claim(
+            ck.key,
+            enabled=options.store,
+            force=options.force,
+            max_age=options.max_age,
+            name=_VALUE_NAME,
+            validate=files,
+        ) as hit:
+            if hit is not None:
+                return self._restore(hit, options)
+            self._explain_miss(identity, ck, files.stale, options)
+            return self._compute(code, ck, identity, FileReads.of(options.watch), options)
+
+    def _prepare(self, source: str, options: CellOptions) -> tuple[CellCode, CellKey, str] | None:
+        """The cell's code, key and name; None when it must run uncached (a syntax error,
+        which Python then reports, or an input that cannot be hashed, with a warning)."""
         try:
             code = analyze(source)
         except SyntaxError:
-            return self.shell.execute(source)  # Python reports it, as without the magic
+            return None
         identity = options.name or self.shell.cell_id or f"cell: {code.first_line}"
         self.last = identity
         try:
             ck = cell_key(code, self.shell.user_ns, ignore=options.ignore, identity=identity)
         except KeyPicklingError as exc:
-            warn(f"nbcache: {exc}", stacklevel=2)
-            return self.shell.execute(source)
-        watch = FileReads.of(options.watch)
-        stale: list[str] = []
+            warn(f"nbcache: {exc}", stacklevel=3)
+            return None
+        return code, ck, identity
 
-        def still_valid(info: EntryInfo) -> bool:
-            files = FileReads(dict(info.meta.get("files", {})), dict(info.meta.get("paths", {})))
-            stale[:] = files.changed()
-            return not stale
-
-        cache = self.cache
-        look = dict(max_age=options.max_age, name="the cell's variables", validate=still_valid)
-        if not options.force:
-            hit = self._verified(cache.lookup(ck.key, **look), ck.key, look)  # type: ignore[arg-type]
-            if hit is not None:
-                return self._restore(hit, options)
-        with cache.claim(ck.key, enabled=options.store, force=options.force, **look) as hit:  # type: ignore[arg-type]
-            if hit is not None:
-                return self._restore(hit, options)
-            self._explain_miss(identity, ck, stale, options)
-            return self._compute(code, ck, identity, watch, options)
-
-    def _verified(self, hit: Hit[Any] | None, key: str, look: Mapping[str, Any]) -> Hit[Any] | None:
+    def _verified(
+        self, hit: Hit[Any] | None, key: str, look: Callable[[], Hit[Any] | None]
+    ) -> Hit[Any] | None:
         """A memory hit whose live values later cells mutated is no hit: reload it."""
         if hit is None or hit.source != "memory" or _intact(hit.value):
             return hit
         self.cache.forget(key)
-        return self.cache.lookup(key, **look)
+        return look()
 
     # -- a hit ------------------------------------------------------------------------
 
