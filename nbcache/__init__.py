@@ -19,6 +19,7 @@ from .errors import (
     ValuePicklingError,
     ValueUnpicklingError,
 )
+from .futures import configure, progress
 from .lru import lru_cache
 from .memo import CacheInfo, Memoized, memoize
 from .pickling import try_pickle, try_unpickle
@@ -56,10 +57,12 @@ __all__ = (
     "ValuePicklingError",
     "ValueUnpicklingError",
     "__version__",
+    "configure",
     "default_cache",
     "load_ipython_extension",
     "lru_cache",
     "memoize",
+    "progress",
     "try_pickle",
     "try_unpickle",
     "unload_ipython_extension",

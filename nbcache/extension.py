@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import CacheWarning
+from .futures import shutdown as shutdown_executors
 from .magics import NbcacheMagics
 
 __all__ = ["load", "unload"]
@@ -43,6 +44,7 @@ def unload(shell: Any) -> None:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(type(magics).__name__, None)
     if not _loaded:
+        shutdown_executors()
         warnings.formatwarning = _original_format
         filters: list[Any] = warnings.filters  # type: ignore[assignment]
         if _ALWAYS in filters:

@@ -18,7 +18,7 @@ import time
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, Generic, TypeVar, overload
 
 from typing_extensions import ParamSpec
@@ -27,6 +27,7 @@ from .cache import Cache
 from .code import Fingerprint, fingerprint_of, identity, short_name
 from .config import default_cache
 from .errors import KeyPicklingError, warn
+from .futures import get_executor
 from .keys import CallKey, bind_arguments, call_key, explain
 from .units import parse_duration
 
@@ -75,18 +76,6 @@ class CacheInfo(tuple):  # type: ignore[type-arg]
             f"currsize={self.currsize}, store_hits={self.store_hits}, "
             f"time_saved={self.time_saved:.3f})"
         )
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _thread_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(thread_name_prefix="nbcache")
-        return _pool
 
 
 class Memoized(Generic[P, R]):
@@ -359,7 +348,7 @@ class Memoized(Generic[P, R]):
         return explain(self._previous, self._last.summary)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-        """Run the call on a thread pool; a hit returns a future that is already done."""
+        """Run the call on nbcache's thread pool; a hit returns a future already done."""
         fast = self._fast_key(args, kwargs)
         with self._lock:
             fp = self._fingerprint()
@@ -379,8 +368,8 @@ class Memoized(Generic[P, R]):
             done.set_result(found)
             return done
         if self._is_async:
-            return _thread_pool().submit(asyncio.run, self(*args, **kwargs))  # type: ignore[arg-type]
-        return _thread_pool().submit(self, *args, **kwargs)
+            return get_executor("thread").submit(asyncio.run, self(*args, **kwargs))  # type: ignore[arg-type]
+        return get_executor("thread").submit(self, *args, **kwargs)
 
 
 @overload

@@ -1,0 +1,296 @@
+"""Futures, executors and tasks: the part of background work that knows nothing of IPython.
+
+- :func:`as_future` turns a ``concurrent.futures`` future, an asyncio future, a
+  dask future or a plain value into a ``concurrent.futures.Future`` with the
+  same outcome; :func:`wrap_future` does the same but drops the value.
+- :func:`get_executor` gives the ``thread`` pool (the default), the ``process``
+  pool (loky, through joblib, so functions defined in a notebook run), or any
+  ``concurrent.futures.Executor`` handed to :func:`configure`.
+- :class:`Task` composes a future (never subclasses it) with a name, a state,
+  start and end times, progress, captured output and change callbacks; a
+  callback that raises is logged and never breaks the task.
+- :func:`progress` wraps an iterable in a task's body: it reports progress and
+  stops the body at the next step once the task is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
+from typing import Any, Generic, Literal, TypeVar
+
+from .errors import CacheError
+
+__all__ = [
+    "Task",
+    "TaskCancelled",
+    "as_future",
+    "configure",
+    "current_task",
+    "get_executor",
+    "progress",
+    "shutdown",
+    "wrap_future",
+]
+
+T = TypeVar("T")
+State = Literal["queued", "running", "done", "failed", "cancelled"]
+log = logging.getLogger("nbcache")
+
+
+class TaskCancelled(CacheError):
+    """Raised inside a task's body, at its next progress step, once it was cancelled."""
+
+
+# -- bridging futures ------------------------------------------------------------------
+
+
+def _cancel(target: Future[Any]) -> None:
+    """Cancel ``target``; one already running ends with CancelledError instead."""
+    if target.cancel():
+        target.set_running_or_notify_cancel()  # wakes wait() and as_completed()
+    elif not target.done():
+        target.set_exception(CancelledError())
+
+
+def _settle(target: Future[Any], source: Any, value: Callable[[Any], Any]) -> None:
+    """Give ``target`` the outcome of the finished ``source``."""
+    if target.done():
+        return
+    try:
+        if source.cancelled():
+            _cancel(target)
+            return
+        target.set_result(value(source.result()))
+    except (CancelledError, asyncio.CancelledError):
+        _cancel(target)
+    except BaseException as exc:  # noqa: BLE001 - the source's own failure, carried over
+        target.set_exception(exc)
+
+
+def _is_dask_future(x: Any) -> bool:
+    module = type(x).__module__ or ""
+    return module.startswith("distributed") and hasattr(x, "add_done_callback")
+
+
+def _bridge(source: Any, value: Callable[[Any], Any]) -> Future[Any]:
+    target: Future[Any] = Future()
+    target.source = source  # type: ignore[attr-defined]  # a dask future dropped is never run
+    if isinstance(source, asyncio.Future):
+        loop = source.get_loop()
+        source.add_done_callback(lambda done: _settle(target, done, value))
+        target.add_done_callback(
+            lambda done: done.cancelled() and loop.call_soon_threadsafe(source.cancel)
+        )
+    else:
+        source.add_done_callback(lambda done: _settle(target, done, value))
+        target.add_done_callback(lambda done: done.cancelled() and source.cancel())
+    return target
+
+
+def as_future(x: Any) -> Future[Any]:
+    """A ``concurrent.futures.Future`` with ``x``'s outcome, already done when ``x`` is
+    not a future; cancelling it cancels ``x``."""
+    if isinstance(x, Future):
+        return x
+    if isinstance(x, asyncio.Future) or _is_dask_future(x):
+        return _bridge(x, lambda result: result)
+    done: Future[Any] = Future()
+    done.set_result(x)
+    return done
+
+
+def wrap_future(x: Any) -> Future[None]:
+    """A future that finishes when ``x`` does and carries its exception, not its value."""
+    if not (isinstance(x, (Future, asyncio.Future)) or _is_dask_future(x)):
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+    return _bridge(x, lambda result: None)
+
+
+# -- executors ------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_configured: Executor | str = "thread"
+_threads: ThreadPoolExecutor | None = None
+
+
+def configure(executor: Executor | str = "thread") -> None:
+    """Choose the default executor: ``"thread"``, ``"process"`` or an ``Executor``.
+
+    Raises:
+        CacheError: an unknown executor name.
+    """
+    global _configured
+    if isinstance(executor, str) and executor not in ("thread", "process"):
+        raise CacheError(
+            f"unknown executor {executor!r}: use 'thread', 'process' or pass a "
+            "concurrent.futures.Executor"
+        )
+    with _lock:
+        _configured = executor
+
+
+def get_executor(kind: Executor | str | None = None) -> Executor:
+    """The executor for ``kind`` (default: the configured one)."""
+    global _threads
+    chosen = _configured if kind is None else kind
+    if isinstance(chosen, Executor):
+        return chosen
+    if chosen == "process":
+        from joblib.externals.loky import get_reusable_executor
+
+        return get_reusable_executor()  # type: ignore[no-any-return]
+    if chosen != "thread":
+        configure(chosen)  # raises with the message
+    with _lock:
+        if _threads is None:
+            _threads = ThreadPoolExecutor(thread_name_prefix="nbcache")
+        return _threads
+
+
+def shutdown() -> None:
+    """Stop the thread pool nbcache started (running tasks finish first)."""
+    global _threads
+    with _lock:
+        pool, _threads = _threads, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- tasks --------------------------------------------------------------------------
+
+_current = threading.local()
+
+
+def current_task() -> Task[Any] | None:
+    """The task whose body runs on this thread, if any."""
+    return getattr(_current, "task", None)
+
+
+class Task(Generic[T]):
+    """A named piece of background work and what a card shows of it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.future: Future[T] = Future()
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.done_steps = 0
+        self.total_steps: int | None = None
+        self.output: list[tuple[str, str]] = []
+        self._cancel_requested = threading.Event()
+        self._callbacks: list[Callable[[Task[T]], None]] = []
+        self._remote: Future[T] | None = None
+        self.future.add_done_callback(self._finished)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} state={self.state}>"
+
+    @property
+    def state(self) -> State:
+        if self.future.cancelled():
+            return "cancelled"
+        if self.future.done():
+            exc = self.future.exception()
+            if isinstance(exc, (TaskCancelled, CancelledError)):
+                return "cancelled"
+            return "failed" if exc is not None else "done"
+        return "running" if self.started is not None else "queued"
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.ended or time.time()) - self.started
+
+    def on_change(self, callback: Callable[[Task[T]], None]) -> None:
+        """Call ``callback(task)`` on every change of state or progress."""
+        self._callbacks.append(callback)
+
+    def _changed(self) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback(self)
+            except Exception:  # a broken display must never break the work
+                log.exception("nbcache: a callback of task %r failed", self.name)
+
+    def _finished(self, _future: Future[T]) -> None:
+        self.ended = self.ended or time.time()
+        self._changed()
+
+    def run(self, fn: Callable[[], T]) -> None:
+        """Run ``fn`` as this task's body on the current thread, recording its outcome."""
+        if self.future.done() or not self.future.set_running_or_notify_cancel():
+            return  # cancelled while it waited in the queue
+        self.started = time.time()
+        self._changed()
+        _current.task = self
+        try:
+            if self._cancel_requested.is_set():
+                raise TaskCancelled(f"task {self.name!r} was cancelled before it started")
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - the body's own, kept on the future
+            self.ended = time.time()
+            self.future.set_exception(exc)
+        else:
+            self.ended = time.time()
+            self.future.set_result(result)
+        finally:
+            _current.task = None
+
+    def submit_to(self, executor: Executor, fn: Callable[[], T]) -> Task[T]:
+        """Run ``fn`` on ``executor``; a process executor's result comes back here."""
+        if isinstance(executor, ThreadPoolExecutor):
+            executor.submit(self.run, fn)
+            return self
+        remote = executor.submit(fn)
+        self.started = time.time()
+        self.future.set_running_or_notify_cancel()
+        self._remote = remote
+        remote.add_done_callback(lambda done: _settle(self.future, done, lambda r: r))
+        return self
+
+    def cancel(self) -> bool:
+        """Stop the task: at once if queued, at its next progress step if running in a
+        thread, by the executor if running elsewhere. True if it will stop."""
+        self._cancel_requested.set()
+        remote = self._remote
+        if remote is not None and remote.cancel():
+            return True  # its done-callback cancels this task's future
+        if self.future.cancel():
+            self.future.set_running_or_notify_cancel()
+            return True
+        self._changed()
+        return not self.future.done()
+
+    def step(self, done: int, total: int | None = None) -> None:
+        """Record progress; raises TaskCancelled if the task was cancelled meanwhile."""
+        self.done_steps = done
+        if total is not None:
+            self.total_steps = total
+        self._changed()
+        if self._cancel_requested.is_set():
+            raise TaskCancelled(f"task {self.name!r} was cancelled")
+
+
+def progress(iterable: Iterable[T], total: int | None = None) -> Iterator[T]:
+    """Iterate, reporting progress to the current task (if any) and stopping it at the
+    next step once it is cancelled."""
+    task = current_task()
+    if total is None:
+        try:
+            total = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    if task is not None:
+        task.step(0, total)
+    for index, item in enumerate(iterable, 1):
+        yield item
+        if task is not None:
+            task.step(index, total)
