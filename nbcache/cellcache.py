@@ -17,8 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import background
 from .cache import Cache, Hit
 from .cells import (
+    NO_RESULT,
     CellCode,
     CellKey,
     FileReads,
@@ -30,10 +32,12 @@ from .cells import (
 )
 from .entry import EntryInfo
 from .errors import KeyPicklingError, ValuePicklingError, warn
+from .futures import Task, get_executor
 from .hashing import digest
 from .keys import explain
 from .pickling import _probe, dump_parts
 from .units import format_duration, format_size
+from .widgets import make_card
 
 __all__ = ["CellCache", "CellOptions", "Shell"]
 
@@ -51,7 +55,14 @@ class Shell(Protocol):
 
     def transform(self, cell: str) -> str: ...
 
-    def execute(self, source: str) -> Any: ...
+    def execute(self, source: str, namespace: dict[str, Any] | None = None) -> Any: ...
+
+    def display_object(self, obj: Any) -> None: ...
+
+    def show_text(self, line: str) -> None: ...
+
+    @property
+    def widgets(self) -> bool: ...
 
     def flush_figures(self) -> None: ...
 
@@ -70,6 +81,7 @@ class CellOptions:
     watch: tuple[str, ...] = ()
     pin: bool = False
     quiet: bool = False
+    background: bool = False
 
 
 _VALUE_NAME = "the cell's variables"
@@ -87,6 +99,18 @@ class _FilesUnchanged:
         return not self.stale
 
 
+@dataclass
+class _Made:
+    """What one run of a cell body made, before it is stored."""
+
+    namespace: dict[str, Any]
+    before: dict[str, int]
+    log: OutputLog
+    result: Any
+    seconds: float
+    files: FileReads
+
+
 @dataclass(frozen=True)
 class _ModuleRef:
     """A module bound by the cell (``import numpy as np``), stored by name."""
@@ -102,6 +126,7 @@ class CellCache:
     cache_factory: Callable[[], Cache]
     last: str | None = None
     reasons: dict[str, list[str]] = field(default_factory=dict)
+    tasks: dict[str, Task[Any]] = field(default_factory=dict)
 
     @property
     def cache(self) -> Cache:
@@ -128,7 +153,7 @@ class CellCache:
                 return self._restore(hit, options)
         with cache.claim(
             ck.key,
-            enabled=options.store,
+            enabled=options.store and not options.background,
             force=options.force,
             max_age=options.max_age,
             name=_VALUE_NAME,
@@ -137,6 +162,8 @@ class CellCache:
             if hit is not None:
                 return self._restore(hit, options)
             self._explain_miss(identity, ck, files.stale, options)
+            if options.background:
+                return self._start_background(code, ck, identity, options)
             return self._compute(code, ck, identity, FileReads.of(options.watch), options)
 
     def _prepare(self, source: str, options: CellOptions) -> tuple[CellCode, CellKey, str] | None:
@@ -197,39 +224,101 @@ class CellCache:
         namespace = self.shell.user_ns
         before = namespace_snapshot(namespace)
         log = OutputLog()
-        exclude = [self.cache.store.location] if self.cache.store is not None else []
         start = time.perf_counter()
-        with log.recording(self.shell.display_publisher), FileReads.recording(exclude) as read:
+        with (
+            log.recording(self.shell.display_publisher),
+            FileReads.recording(self._exclude()) as read,
+        ):
             result = self.shell.execute(code.source)
             self.shell.flush_figures()
         seconds = time.perf_counter() - start
-        bound, deleted = changed_names(before, namespace, code.binds)
+        made = _Made(namespace, before, log, result, seconds, FileReads.of(read).merged(watch))
+        names, _deleted, size = self._keep(code, ck, identity, options, made)
+        if not options.quiet:
+            self._status(_miss_line(names, seconds, size, options.store))
+        return result
+
+    def _exclude(self) -> list[str]:
+        return [self.cache.store.location] if self.cache.store is not None else []
+
+    def _keep(
+        self, code: CellCode, ck: CellKey, identity: str, options: CellOptions, made: _Made
+    ) -> tuple[list[str], list[str], int]:
+        """Store what the cell made; its variable names, deleted names and stored size."""
+        namespace = made.namespace
+        bound, deleted = changed_names(made.before, namespace, code.binds)
         mutated = _mutated(ck, namespace, bound)
         names = sorted(n for n in {*bound, *mutated} if not _closed_file(namespace[n]))
-        files = FileReads.of(read).merged(watch)
         entry = {
             "vars": {name: _storable(namespace[name]) for name in names},
             "deleted": deleted,
-            "outputs": log.events,
-            "result": result,
+            "outputs": made.log.events,
+            "result": made.result,
             "digests": _digests(namespace, names),
         }
         meta = {
             "label": options.name or code.first_line,
             "identity": identity,
             "summary": ck.summary,
-            "files": files.states,
-            "paths": files.paths,
+            "files": made.files.states,
+            "paths": made.files.paths,
             "vars": names,
-            "compute_seconds": seconds,
+            "compute_seconds": made.seconds,
             "pinned": options.pin,
             "kind": "cell",
         }
         size = self._store(ck.key, entry, meta, options)
         self.cache.note_latest(identity, ck.summary)
-        if not options.quiet:
-            self._status(_miss_line(names, seconds, size, options.store))
-        return result
+        return names, deleted, size
+
+    # -- a background miss --------------------------------------------------------------
+
+    def _start_background(
+        self, code: CellCode, ck: CellKey, identity: str, options: CellOptions
+    ) -> Any:
+        """Run the body on a worker thread in a copy of the namespace; return at once.
+
+        When it ends, the variables it made join the notebook's namespace and the
+        entry is stored, before anyone waiting on the task wakes up.
+        """
+        task: Task[None] = Task(options.name or code.first_line)
+        card = make_card(task, self.shell.widgets, self.shell.display_object, self.shell.show_text)
+        self.tasks[identity] = task
+        background.install(self.shell.display_publisher)
+        namespace = dict(self.shell.user_ns)
+        watch = FileReads.of(options.watch)
+
+        def body() -> None:
+            log = OutputLog()
+
+            def sink(kind: str, *payload: Any) -> None:
+                log.add(kind, *payload)
+                card.output(kind, *payload)
+
+            before = namespace_snapshot(namespace)
+            start = time.perf_counter()
+            with background.routed(sink), FileReads.recording(self._exclude()) as read:
+                result = self.shell.execute(code.source, namespace)
+            seconds = time.perf_counter() - start
+            files = FileReads.of(read).merged(watch)
+            made = _Made(namespace, before, log, result, seconds, files)
+            names, deleted, size = self._keep(code, ck, identity, options, made)
+            for name in names:
+                self.shell.user_ns[name] = namespace[name]
+            for name in deleted:
+                self.shell.user_ns.pop(name, None)
+            card.note = _miss_line(names, seconds, size, options.store).removeprefix("nbcache: ")
+
+        task.submit_to(get_executor("thread"), body)
+        return NO_RESULT
+
+    def wait(self, name: str | None = None) -> list[Task[Any]]:
+        """Block until the named background task (default: all of them) ends."""
+        chosen = [t for i, t in self.tasks.items() if name in (None, i, t.name)]
+        for task in chosen:
+            while not task.settled.wait(0.2):  # short waits keep Ctrl-C working
+                pass
+        return chosen
 
     def _store(
         self, key: str, entry: dict[str, Any], meta: dict[str, Any], options: CellOptions

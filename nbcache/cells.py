@@ -38,6 +38,7 @@ from .hashing import describe, digest
 from .keys import KEY_VERSION
 
 __all__ = [
+    "NO_RESULT",
     "CellCode",
     "FileReads",
     "OutputLog",
@@ -46,6 +47,9 @@ __all__ = [
     "changed_names",
     "namespace_snapshot",
 ]
+
+NO_RESULT: Any = type("NoResult", (), {"__repr__": lambda self: "<no result>"})()
+"""What running a cell returns when it does not end with an expression."""
 
 # Names IPython keeps in the namespace that no cell means as an input.
 _SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_ih", "_oh", "_dh"})

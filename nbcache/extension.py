@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from . import background
 from .errors import CacheWarning
 from .futures import shutdown as shutdown_executors
 from .magics import NbcacheMagics
@@ -45,6 +46,7 @@ def unload(shell: Any) -> None:
     manager.registry.pop(type(magics).__name__, None)
     if not _loaded:
         shutdown_executors()
+        background.uninstall()
         warnings.formatwarning = _original_format
         filters: list[Any] = warnings.filters  # type: ignore[assignment]
         if _ALWAYS in filters:

@@ -187,6 +187,7 @@ class Task(Generic[T]):
         self._cancel_requested = threading.Event()
         self._callbacks: list[Callable[[Task[T]], None]] = []
         self._remote: Future[T] | None = None
+        self.settled = threading.Event()  # set once the end was told to every callback
         self.future.add_done_callback(self._finished)
 
     def __repr__(self) -> str:
@@ -223,6 +224,7 @@ class Task(Generic[T]):
     def _finished(self, _future: Future[T]) -> None:
         self.ended = self.ended or time.time()
         self._changed()
+        self.settled.set()
 
     def run(self, fn: Callable[[], T]) -> None:
         """Run ``fn`` as this task's body on the current thread, recording its outcome."""

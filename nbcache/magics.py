@@ -16,12 +16,13 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from .cache import Cache
 from .cellcache import CellCache, CellOptions
+from .cells import NO_RESULT
 from .config import default_cache, max_size, open_store, set_default_cache
 from .errors import CacheError
 from .listing import entries_table, matching_keys, plural, summary_lines
 from .memo import Memoized, memoize
-from .shell import NO_RESULT, IPythonShell
-from .units import parse_duration, parse_size
+from .shell import IPythonShell
+from .units import format_duration, parse_duration, parse_size
 
 __all__ = ["NbcacheMagics"]
 
@@ -60,6 +61,18 @@ class NbcacheMagics(Magics):
     @argument("--watch", nargs="+", default=[], metavar="PATH", help="files the cell depends on")
     @argument("--pin", action="store_true", help="keep the entry out of eviction")
     @argument("-q", "--quiet", action="store_true", help="no status line")
+    @argument(
+        "-b",
+        "--background",
+        action="store_true",
+        help="run on a worker thread and return at once; a card shows progress and output",
+    )
+    @argument(
+        "--executor",
+        choices=["thread"],
+        default="thread",
+        help="where a background cell runs (thread; process and dask are not available yet)",
+    )
     @cell_magic
     def cache(self, line: str, cell: str) -> Any:
         """Run the cell once; later runs with the same code and inputs restore its result.
@@ -81,6 +94,7 @@ class NbcacheMagics(Magics):
             watch=tuple(args.watch),
             pin=args.pin,
             quiet=args.quiet,
+            background=args.background,
         )
         result = self.cells.run(cell, options)
         return None if result is NO_RESULT else result
@@ -133,6 +147,8 @@ class NbcacheMagics(Magics):
         %nbcache pin NAME|KEY         keep an entry out of eviction
         %nbcache prune [--max-size 5GB] [--older-than 30d]
         %nbcache dir [PATH]           show or change the store folder
+        %nbcache tasks                background cells and their states
+        %nbcache wait [NAME]          block until a background cell (default: all) ends
         """
         args = _parse(line)
         command = args.command or "list"
@@ -180,6 +196,24 @@ class NbcacheMagics(Magics):
         removed = default_cache().prune(max_size=limit, older_than=args.older_than)
         return f"nbcache: removed {plural(len(removed))}"
 
+    def _cmd_tasks(self, _args: argparse.Namespace) -> str:
+        tasks = self.cells.tasks
+        if not tasks:
+            return "nbcache: no background cells in this session"
+        lines = [f"{'state':<10} {'elapsed':>10}  {'progress':>10}  name"]
+        for task in tasks.values():
+            steps = f"{task.done_steps}/{task.total_steps}" if task.total_steps else ""
+            lines.append(
+                f"{task.state:<10} {format_duration(task.elapsed):>10}  {steps:>10}  {task.name}"
+            )
+        return "\n".join(lines)
+
+    def _cmd_wait(self, args: argparse.Namespace) -> str:
+        waited = self.cells.wait(args.name)
+        if args.name and not waited:
+            raise UsageError(f"no background cell named {args.name!r}: see %nbcache tasks")
+        return ""
+
     def _cmd_dir(self, args: argparse.Namespace) -> str:
         if args.path:
             try:
@@ -218,4 +252,7 @@ def _parse(line: str) -> argparse.Namespace:
     prune.add_argument("--older-than", type=_duration)
     folder = sub.add_parser("dir")
     folder.add_argument("path", nargs="?")
+    sub.add_parser("tasks")
+    wait = sub.add_parser("wait")
+    wait.add_argument("name", nargs="?")
     return parser.parse_args(shlex.split(line))

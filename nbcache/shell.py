@@ -16,9 +16,10 @@ import sys
 import types
 from typing import Any
 
-__all__ = ["NO_RESULT", "IPythonShell"]
+from .cells import NO_RESULT
+from .widgets import widgets_wanted
 
-NO_RESULT: Any = type("NoResult", (), {"__repr__": lambda self: "<no result>"})()
+__all__ = ["NO_RESULT", "IPythonShell"]
 
 
 class IPythonShell:
@@ -42,6 +43,19 @@ class IPythonShell:
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         self.shell.display_pub.publish(data=data, metadata=metadata or {})
 
+    @property
+    def widgets(self) -> bool:
+        """Whether cards are ipywidgets (a Jupyter kernel) or text (see nbcache.widgets)."""
+        return widgets_wanted(self.shell)
+
+    def display_object(self, obj: Any) -> None:
+        from IPython.display import display
+
+        display(obj)  # type: ignore[no-untyped-call]
+
+    def show_text(self, line: str) -> None:
+        print(line, flush=True)
+
     def flush_figures(self) -> None:
         """Show the cell's pending inline matplotlib figures now, while output is recorded.
 
@@ -64,8 +78,9 @@ class IPythonShell:
             frame = frame.f_back
         return int(self.shell.execution_count)
 
-    def execute(self, source: str) -> Any:
-        """Run ``source`` in the user namespace; the last expression's value, or NO_RESULT.
+    def execute(self, source: str, namespace: dict[str, Any] | None = None) -> Any:
+        """Run ``source`` in the user namespace (or ``namespace``); the last expression's
+        value, or NO_RESULT.
 
         The user's own exception propagates with a traceback that starts at
         the user's code.
@@ -78,7 +93,7 @@ class IPythonShell:
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
-        namespace = self.user_ns
+        namespace = self.user_ns if namespace is None else namespace
         try:
             exec(compiler(tree, filename, "exec"), namespace)
             if last is None:

@@ -1,0 +1,102 @@
+"""Where a background cell's output goes: to its own card, never to the cell running now.
+
+While a task's body runs on a worker thread, that thread's writes to
+``sys.stdout``/``sys.stderr`` and its rich ``display()`` calls are routed to a
+sink the task chose (its card and its recorded output).  Every other thread
+writes where it always did.  The router is installed on the first background
+cell and removed when the extension unloads.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+__all__ = ["Sink", "install", "routed", "uninstall"]
+
+Sink = Callable[..., None]  # sink("stdout", text) / sink("display", data, metadata)
+_local = threading.local()
+_lock = threading.Lock()
+_installed: dict[str, Any] = {}
+
+
+def _sink() -> Sink | None:
+    return getattr(_local, "sink", None)
+
+
+class _Router:
+    """A stream that sends a task thread's writes to its sink and others' to the real stream."""
+
+    def __init__(self, name: str, stream: TextIO) -> None:
+        self._name = name
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        sink = _sink()
+        if sink is None:
+            return self._stream.write(text)
+        sink(self._name, text)
+        return len(text)
+
+    def flush(self) -> None:
+        if _sink() is None:
+            self._stream.flush()
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._stream, attr)
+
+
+def install(publisher: Any = None) -> None:
+    """Route task threads' output from now on (idempotent)."""
+    with _lock:
+        if _installed:
+            return
+        _installed["stdout"], _installed["stderr"] = sys.stdout, sys.stderr
+        sys.stdout = _Router("stdout", sys.stdout)
+        sys.stderr = _Router("stderr", sys.stderr)
+        original = getattr(publisher, "publish", None)
+        if original is not None:
+            _installed["publisher"] = publisher
+            _installed["own_publish"] = vars(publisher).get("publish")
+
+            def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+                sink = _sink()
+                if sink is None:
+                    return original(data, metadata, *args, **kwargs)
+                sink("display", dict(data), dict(metadata or {}))
+                return None
+
+            publisher.publish = publish
+
+
+def uninstall() -> None:
+    """Put the real streams and publisher back (only if nobody replaced them since)."""
+    with _lock:
+        if not _installed:
+            return
+        if isinstance(sys.stdout, _Router):
+            sys.stdout = _installed["stdout"]
+        if isinstance(sys.stderr, _Router):
+            sys.stderr = _installed["stderr"]
+        publisher = _installed.get("publisher")
+        if publisher is not None:
+            own = _installed.get("own_publish")
+            if own is None:
+                vars(publisher).pop("publish", None)
+            else:
+                publisher.publish = own
+        _installed.clear()
+
+
+@contextmanager
+def routed(sink: Sink) -> Iterator[None]:
+    """Send this thread's output to ``sink`` inside the block."""
+    previous = _sink()
+    _local.sink = sink
+    try:
+        yield
+    finally:
+        _local.sink = previous

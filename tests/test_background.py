@@ -1,0 +1,184 @@
+"""Background cells in a fresh InteractiveShell: return at once, finish later, never stale."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from nbcache.futures import Task
+from nbcache.widgets import WidgetCard, widgets_wanted
+
+
+class Gate:
+    """Holds a background body until the test lets it go; not one of the cell's inputs."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.runs = 0
+
+    def hold(self) -> None:
+        self.runs += 1
+        self.entered.set()
+        assert self.release.wait(10)
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (Gate, ())
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    monkeypatch.chdir(tmp_path)
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbcache")
+    shell.user_ns["gate"] = Gate()
+    yield shell
+    shell.run_line_magic("unload_ext", "nbcache")
+    shell.atexit_operations()
+    atexit.unregister(shell.atexit_operations)
+    InteractiveShell.clear_instance()
+
+
+def run(shell: InteractiveShell, cell: str) -> Any:
+    result = shell.run_cell(cell, store_history=True)
+    if result.error_before_exec or result.error_in_exec:
+        raise result.error_before_exec or result.error_in_exec  # type: ignore[misc]
+    return result.result
+
+
+CELL = "%%cache -b -n job\nimport sys\ngate.hold()\nprint('working')\nanswer = 6 * 7\n"
+
+
+def test_returns_while_the_body_runs(ip: InteractiveShell) -> None:
+    """The cell returns while its body is still blocked; other cells run meanwhile."""
+    gate = ip.user_ns["gate"]
+    with capture_output() as shown:
+        run(ip, CELL)
+    assert gate.entered.wait(10)
+    assert "answer" not in ip.user_ns  # not there until the task ends
+    assert run(ip, "1 + 1") == 2  # the kernel is free
+    gate.release.set()
+    ip.run_line_magic("nbcache", "wait job")
+    assert ip.user_ns["answer"] == 42
+    assert "runs in the background" in shown.stdout
+
+
+def test_output_goes_to_the_task_not_to_other_cells(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the body prints is recorded for the task, not shown in the cell running meanwhile."""
+    gate = ip.user_ns["gate"]
+    run(ip, CELL.replace("print('working')", "print('working'); print('oops', file=sys.stderr)"))
+    assert gate.entered.wait(10)
+    capsys.readouterr()
+    run(ip, "print('foreground')")
+    gate.release.set()
+    task = ip.magics_manager.registry["NbcacheMagics"].cells.tasks["job"]
+    task.future.result(10)
+    meanwhile = capsys.readouterr()
+    assert "working" not in meanwhile.out and "oops" not in meanwhile.err
+    assert "foreground" in meanwhile.out
+
+
+def test_rerun_is_a_hit_shown_at_once(ip: InteractiveShell) -> None:
+    """After the task ends its entry is stored: running the cell again restores at once."""
+    gate = ip.user_ns["gate"]
+    gate.release.set()
+    run(ip, CELL)
+    ip.run_line_magic("nbcache", "wait")
+    ip.user_ns.pop("answer")
+    with capture_output() as again:
+        run(ip, CELL)
+    assert ip.user_ns["answer"] == 42  # restored synchronously, no wait needed
+    shown = [o.data.get("text/plain", "") for o in again.outputs]
+    assert any(line.startswith("nbcache: restored answer") for line in shown)
+    assert "working" in again.stdout  # the task's output replays on the hit
+    assert gate.runs == 1
+
+
+def test_failure_is_shown_and_nothing_stored(ip: InteractiveShell) -> None:
+    """A failing background body ends failed with its traceback; a rerun runs again."""
+    cell = "%%cache -b -n bad\nprobe_runs = 1\nraise ValueError('late failure')\n"
+    with capture_output() as shown:
+        run(ip, cell)
+        ip.run_line_magic("nbcache", "wait bad")
+    assert "bad failed" in shown.stdout and "ValueError: late failure" in shown.stdout
+    assert "probe_runs" not in ip.user_ns
+    with capture_output() as tasks:
+        ip.run_line_magic("nbcache", "tasks")
+    assert "failed" in tasks.stdout and "bad" in tasks.stdout
+
+
+def test_cancel_stops_at_the_next_progress_step(ip: InteractiveShell) -> None:
+    """Cancel stops a running thread task at its next nbcache.progress step."""
+    gate = ip.user_ns["gate"]
+    cell = (
+        "%%cache -b -n long\nimport nbcache\ndone_steps = 0\n"
+        "for i in nbcache.progress(range(100)):\n    gate.hold()\n    done_steps = i\n"
+    )
+    run(ip, cell)
+    assert gate.entered.wait(10)
+    task = ip.magics_manager.registry["NbcacheMagics"].cells.tasks["long"]
+    assert task.cancel()
+    gate.release.set()
+    ip.run_line_magic("nbcache", "wait long")
+    assert task.state == "cancelled"
+    assert gate.runs == 1 and "done_steps" not in ip.user_ns
+
+
+def test_unknown_task_and_executor_are_usage_errors(ip: InteractiveShell) -> None:
+    """Waiting on a task that does not exist, or an executor not available, is a UsageError."""
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError):
+        ip.run_line_magic("nbcache", "wait nope")
+    result = ip.run_cell("%%cache -b --executor dask\nx = 1\n")
+    assert result.error_in_exec is not None or result.error_before_exec is not None
+    assert "x" not in ip.user_ns
+
+
+def test_widgets_are_chosen_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain shell gets text cards; NBCACHE_WIDGETS forces either."""
+    shell = object()
+    assert not widgets_wanted(shell)
+    monkeypatch.setenv("NBCACHE_WIDGETS", "1")
+    assert widgets_wanted(shell)
+    monkeypatch.setenv("NBCACHE_WIDGETS", "0")
+    assert not widgets_wanted(shell)
+
+
+def test_widget_card_state_without_a_front_end() -> None:
+    """The card's bar, labels and button follow the task; danger is never painted over."""
+    shown: list[Any] = []
+    task: Task[None] = Task("fit")
+    card = WidgetCard(task, shown.append)
+    task.on_change(card.update)
+    assert shown == [card.box] and card.bar.bar_style == "info"
+    task.total_steps, task.done_steps = 10, 4
+    card.update(task)
+    assert (card.bar.value, card.bar.max) == (4, 10)
+
+    def fail() -> None:
+        raise RuntimeError("diverged")
+
+    task.run(fail)
+    assert card.state.value == "failed" and card.bar.bar_style == "danger"
+    card.update(task)
+    assert card.bar.bar_style == "danger" and card.cancel.disabled
+    assert any("diverged" in str(o) for o in card.out.outputs)
+
+    other: Task[None] = Task("slow")
+    other_card = WidgetCard(other, shown.append)
+    other.on_change(other_card.update)
+    other_card.cancel.click()  # the button cancels the task
+    assert other.state == "cancelled" and other_card.bar.bar_style == "warning"
+    os.environ.pop("NBCACHE_WIDGETS", None)
