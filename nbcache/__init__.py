@@ -26,6 +26,13 @@ from .pickling import try_pickle, try_unpickle
 from .store import LocalStore, Store
 
 
+def browse(cache: Cache | None = None) -> Any:
+    """The cache browser: entries, totals, Delete and Prune (text outside a Jupyter kernel)."""
+    from .widgets import browse as show
+
+    return show(cache)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbcache``: register the magics (imports IPython only now)."""
     from .extension import load
@@ -57,6 +64,7 @@ __all__ = (
     "ValuePicklingError",
     "ValueUnpicklingError",
     "__version__",
+    "browse",
     "configure",
     "default_cache",
     "load_ipython_extension",

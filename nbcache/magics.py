@@ -23,6 +23,7 @@ from .listing import entries_table, matching_keys, plural, summary_lines
 from .memo import Memoized, memoize
 from .shell import IPythonShell
 from .units import format_duration, parse_duration, parse_size
+from .widgets import browse
 
 __all__ = ["NbcacheMagics"]
 
@@ -140,6 +141,7 @@ class NbcacheMagics(Magics):
     def nbcache(self, line: str) -> None:
         """Manage the cache.
 
+        %nbcache                      the cache browser (a table with Delete and Prune)
         %nbcache info                 where the store is and what it holds
         %nbcache list                 its entries
         %nbcache why [NAME]           why a cell (default: the last) or function missed
@@ -151,7 +153,10 @@ class NbcacheMagics(Magics):
         %nbcache wait [NAME]          block until a background cell (default: all) ends
         """
         args = _parse(line)
-        command = args.command or "list"
+        if args.command is None:
+            browse(default_cache(), widgets=self.adapter.widgets)
+            return
+        command = args.command
         output = getattr(self, f"_cmd_{command}")(args)
         if output:
             print(output)

@@ -9,6 +9,7 @@ imported only when a widget card is made.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 from .futures import Task
 from .units import format_duration
 
-__all__ = ["TextCard", "WidgetCard", "make_card", "widgets_wanted"]
+__all__ = ["CacheBrowser", "TextCard", "WidgetCard", "browse", "make_card", "widgets_wanted"]
 
 _STYLE = {
     "queued": "info",
@@ -137,3 +138,108 @@ def make_card(
     card: TextCard | WidgetCard = WidgetCard(task, display) if widgets else TextCard(task, show)
     task.on_change(card.update)
     return card
+
+
+class CacheBrowser:
+    """The store's entries as a table, with Delete and Prune buttons that act on the store."""
+
+    def __init__(self, cache: Any, display: Callable[[Any], None]) -> None:
+        import ipywidgets as w
+
+        self.cache = cache
+        self.table = w.HTML()
+        self.totals = w.Label()
+        self.choice = w.Select(options=[], rows=6, description="entry")
+        self.delete = w.Button(description="Delete", icon="trash", button_style="danger")
+        self.prune = w.Button(description="Prune to limit", icon="scissors")
+        self.message = w.Label()
+        self.delete.on_click(lambda _b: self.delete_selected())
+        self.prune.on_click(lambda _b: self.prune_to_limit())
+        self.box = w.VBox(
+            [self.totals, self.table, w.HBox([self.choice, self.delete, self.prune]), self.message]
+        )
+        self.refresh()
+        display(self.box)
+
+    def refresh(self) -> None:
+        from html import escape
+
+        from .listing import summary_lines
+
+        records = sorted(self.cache.records(), key=lambda r: r.last_used, reverse=True)
+        rows = "".join(
+            "<tr>"
+            + "".join(f"<td>{escape(str(cell))}</td>" for cell in _browser_row(rec))
+            + "</tr>"
+            for rec in records
+        )
+        head = "".join(f"<th>{h}</th>" for h in _BROWSER_HEAD)
+        self.table.value = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        self.totals.value = " · ".join(
+            line.split(":", 1)[1].strip() for line in summary_lines(self.cache)[:4]
+        )
+        self.choice.options = [(f"{r.label or r.key[:12]} ({r.key[:8]})", r.key) for r in records]
+
+    def delete_selected(self) -> None:
+        key = self.choice.value
+        if key:
+            self.cache.remove(key)
+            self.message.value = f"deleted {key[:12]}"
+        self.refresh()
+
+    def prune_to_limit(self) -> None:
+        from .config import max_size
+
+        removed = self.cache.prune(max_size=max_size())
+        self.message.value = f"pruned {len(removed)} entries"
+        self.refresh()
+
+
+_BROWSER_HEAD = ("name", "size", "created", "last used", "uses", "computed in", "saved")
+
+
+def _browser_row(rec: Any) -> tuple[str, ...]:
+    import time
+
+    from .units import format_size
+
+    def when(stamp: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+    return (
+        rec.label or rec.key[:12],
+        format_size(rec.size),
+        when(rec.created),
+        when(rec.last_used),
+        str(rec.uses),
+        format_duration(rec.compute_seconds),
+        format_duration(rec.compute_seconds * rec.uses),
+    )
+
+
+def browse(cache: Any = None, widgets: bool | None = None) -> Any:
+    """Show the cache browser: a widget in a Jupyter kernel, a text table elsewhere.
+
+    Returns the :class:`CacheBrowser` (or the table's lines as text).
+    """
+    from .config import default_cache
+    from .listing import entries_table, summary_lines
+
+    cache = cache or default_cache()
+    if widgets is None:
+        shell = _current_shell()
+        widgets = widgets_wanted(shell)
+    if widgets:
+        from IPython.display import display
+
+        return CacheBrowser(cache, display)
+    records = cache.records()
+    text = "\n".join([*summary_lines(cache), "", *(entries_table(records) if records else [])])
+    print(text)
+    return text
+
+
+def _current_shell() -> Any:
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    return get() if get is not None else None

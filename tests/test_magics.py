@@ -422,6 +422,17 @@ def test_hit_after_reloading_twice(ip: InteractiveShell) -> None:
     assert len(ip.events.callbacks["pre_run_cell"]) == 1
 
 
+def test_bare_nbcache_shows_the_browser_as_text(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """%nbcache alone shows the cache browser; in a terminal shell, as a text table."""
+    run(ip, "%%cache -n first\na = 1\n")
+    capsys.readouterr()
+    ip.run_line_magic("nbcache", "")
+    out = capsys.readouterr().out
+    assert "entries: 1" in out and "first" in out
+
+
 def test_help_is_the_docstring(ip: InteractiveShell) -> None:
     """%%cache? shows the magic's usage and description."""
     doc = ip.magics_manager.magics["cell"]["cache"].__doc__
