@@ -14,6 +14,7 @@ import io
 import time
 import types
 from collections.abc import Callable, Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,7 +33,7 @@ from .cells import (
 )
 from .entry import EntryInfo
 from .errors import KeyPicklingError, ValuePicklingError, warn
-from .futures import Task, get_executor
+from .futures import Task, TaskCancelled, get_executor
 from .hashing import digest
 from .keys import explain
 from .pickling import _probe, dump_parts
@@ -82,6 +83,7 @@ class CellOptions:
     pin: bool = False
     quiet: bool = False
     background: bool = False
+    executor: str = "thread"  # where a background cell runs: "thread" or "process"
 
 
 _VALUE_NAME = "the cell's variables"
@@ -298,7 +300,10 @@ class CellCache:
             before = namespace_snapshot(namespace)
             start = time.perf_counter()
             with background.routed(sink), FileReads.recording(self._exclude()) as read:
-                result = self.shell.execute(code.source, namespace)
+                if options.executor == "process":
+                    result = _in_process(task, code, namespace, sink)
+                else:
+                    result = self.shell.execute(code.source, namespace)
             seconds = time.perf_counter() - start
             files = FileReads.of(read).merged(watch)
             made = _Made(namespace, before, log, result, seconds, files)
@@ -347,6 +352,66 @@ class CellCache:
             if identity == target or identity == f"cell: {target}":
                 return reasons
         return [f"`{target}` has not missed in this session"]
+
+
+# -- a background cell in another process ----------------------------------------------
+
+
+def _in_process(task: Task[Any], code: CellCode, namespace: dict[str, Any], sink: Any) -> Any:
+    """Run the body in a loky worker: inputs pickled there, bound variables brought back.
+
+    Cancelling the task while the body runs stops the worker processes.
+    """
+    inputs = {n: _storable(namespace[n]) for n in code.reads if n in namespace}
+    executor = get_executor("process")
+    remote = executor.submit(run_in_worker, code.source, inputs, sorted(code.binds))
+    while True:
+        try:
+            made = remote.result(timeout=0.2)
+            break
+        except FutureTimeout:
+            if task.cancel_requested and not remote.cancel():
+                executor.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
+                raise TaskCancelled(f"task {task.name!r} was cancelled") from None
+    for kind in ("stdout", "stderr"):
+        if made[kind]:
+            sink(kind, made[kind])
+    for name, value in made["vars"].items():
+        namespace[name] = _bring_back(value)
+    return made["result"]
+
+
+def run_in_worker(source: str, inputs: dict[str, Any], binds: list[str]) -> dict[str, Any]:
+    """The body of a background cell, as a worker process runs it."""
+    import ast
+    import contextlib
+    import io
+
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    namespace.update({name: _bring_back(value) for name, value in inputs.items()})
+    before = {name: id(value) for name, value in namespace.items()}
+    tree = ast.parse(source)
+    last = None
+    final = tree.body[-1] if tree.body else None
+    if isinstance(final, ast.Expr):
+        tree.body.pop()
+        last = ast.Expression(final.value)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        exec(compile(tree, "<background cell>", "exec"), namespace)
+        result = (
+            NO_RESULT
+            if last is None
+            else eval(compile(last, "<background cell>", "eval"), namespace)
+        )
+    names = {n for n in binds if n in namespace}
+    names |= {n for n, v in namespace.items() if n != "__builtins__" and before.get(n) != id(v)}
+    return {
+        "vars": {n: _storable(namespace[n]) for n in names},
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
+        "result": None if result is NO_RESULT else result,
+    }
 
 
 # -- helpers -------------------------------------------------------------------------

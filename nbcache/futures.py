@@ -258,6 +258,11 @@ class Task(Generic[T]):
         remote.add_done_callback(lambda done: _settle(self.future, done, lambda r: r))
         return self
 
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether someone asked the task to stop (it may still be stopping)."""
+        return self._cancel_requested.is_set()
+
     def cancel(self) -> bool:
         """Stop the task: at once if queued, at its next progress step if running in a
         thread, by the executor if running elsewhere. True if it will stop."""

@@ -70,9 +70,9 @@ class NbcacheMagics(Magics):
     )
     @argument(
         "--executor",
-        choices=["thread"],
+        choices=["thread", "process"],
         default="thread",
-        help="where a background cell runs (thread; process and dask are not available yet)",
+        help="where a background cell runs: a thread, or a worker process (loky)",
     )
     @cell_magic
     def cache(self, line: str, cell: str) -> Any:
@@ -95,7 +95,8 @@ class NbcacheMagics(Magics):
             watch=tuple(args.watch),
             pin=args.pin,
             quiet=args.quiet,
-            background=args.background,
+            background=args.background or args.executor != "thread",
+            executor=args.executor,
         )
         result = self.cells.run(cell, options)
         return None if result is NO_RESULT else result

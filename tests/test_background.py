@@ -182,3 +182,19 @@ def test_widget_card_state_without_a_front_end() -> None:
     other_card.cancel.click()  # the button cancels the task
     assert other.state == "cancelled" and other_card.bar.bar_style == "warning"
     os.environ.pop("NBCACHE_WIDGETS", None)
+
+
+def test_process_executor_runs_elsewhere_and_brings_variables_back(ip: InteractiveShell) -> None:
+    """--executor process: inputs go to a worker process, bound variables come back."""
+    run(ip, "import os\nbase = 40\ndef helper(x):\n    return x + 2\n")
+    cell = (
+        "%%cache -b --executor process -n remote\nimport os\n"
+        "worker_pid = os.getpid()\nanswer = helper(base)\nprint('in the worker')\n"
+    )
+    run(ip, cell)
+    ip.run_line_magic("nbcache", "wait remote")
+    task = ip.magics_manager.registry["NbcacheMagics"].cells.tasks["remote"]
+    assert task.state == "done", task.future.exception()
+    assert ip.user_ns["answer"] == 42
+    assert ip.user_ns["worker_pid"] != os.getpid()
+    assert ip.user_ns["os"] is os  # modules come back as imports, not copies
