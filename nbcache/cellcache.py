@@ -270,7 +270,7 @@ class CellCache:
             "kind": "cell",
         }
         size = self._store(ck.key, entry, meta, options)
-        self.cache.note_latest(identity, ck.summary)
+        self.cache.note_latest(identity, {**ck.summary, "seconds": made.seconds})
         return names, deleted, size
 
     # -- a background miss --------------------------------------------------------------
@@ -284,6 +284,7 @@ class CellCache:
         entry is stored, before anyone waiting on the task wakes up.
         """
         task: Task[None] = Task(options.name or code.first_line)
+        task.expected = (self.cache.latest(identity) or {}).get("seconds")  # for an ETA
         card = make_card(task, self.shell.widgets, self.shell.display_object, self.shell.show_text)
         self.tasks[identity] = task
         background.install(self.shell.display_publisher)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -188,6 +189,7 @@ class Task(Generic[T]):
         self._callbacks: list[Callable[[Task[T]], None]] = []
         self._remote: Future[T] | None = None
         self.settled = threading.Event()  # set once the end was told to every callback
+        self.expected: float | None = None  # seconds the last run of the same work took
         self.future.add_done_callback(self._finished)
 
     def __repr__(self) -> str:
@@ -233,6 +235,7 @@ class Task(Generic[T]):
         self.started = time.time()
         self._changed()
         _current.task = self
+        _follow_tqdm()
         try:
             if self._cancel_requested.is_set():
                 raise TaskCancelled(f"task {self.name!r} was cancelled before it started")
@@ -284,6 +287,33 @@ class Task(Generic[T]):
         self._changed()
         if self._cancel_requested.is_set():
             raise TaskCancelled(f"task {self.name!r} was cancelled")
+
+
+_hooked: set[str] = set()
+
+
+def _follow_tqdm() -> None:
+    """Let tqdm bars inside a task's body drive its progress (once tqdm is imported).
+
+    Only threads running a task report; everywhere else tqdm behaves as always.
+    """
+    std = sys.modules.get("tqdm.std")
+    if std is None or "tqdm" in _hooked:
+        return
+    with _lock:
+        if "tqdm" in _hooked:
+            return
+        original = std.tqdm.update
+
+        def update(bar: Any, n: float | None = 1) -> Any:
+            shown = original(bar, n)
+            task = current_task()
+            if task is not None:
+                task.step(int(bar.n), int(bar.total) if bar.total else None)
+            return shown
+
+        std.tqdm.update = update
+        _hooked.add("tqdm")
 
 
 def progress(iterable: Iterable[T], total: int | None = None) -> Iterator[T]:

@@ -45,6 +45,15 @@ def widgets_wanted(shell: Any) -> bool:
     return True
 
 
+def _elapsed_text(task: Task[Any]) -> str:
+    """``12 s``, or ``12 s · about 28 s left`` when a past run of the same cell is known."""
+    text = format_duration(task.elapsed)
+    if task.expected and task.state == "running":
+        left = task.expected - task.elapsed
+        text += f" · about {format_duration(left)} left" if left > 0 else " · taking longer"
+    return text
+
+
 def _failure_text(task: Task[Any]) -> str:
     exc = task.future.exception()
     if exc is None:
@@ -100,7 +109,7 @@ class WidgetCard:
     def _tick(self) -> None:
         while not self._stop.wait(0.5):
             if self.task.state == "running":
-                self.elapsed.value = format_duration(self.task.elapsed)
+                self.elapsed.value = _elapsed_text(self.task)
 
     def output(self, kind: str, *payload: Any) -> None:
         """Thread-safe: appends to the card's own output, whatever cell runs now."""

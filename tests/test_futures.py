@@ -187,3 +187,12 @@ def test_configure() -> None:
     assert isinstance(get_executor(), ThreadPoolExecutor)
     with pytest.raises(CacheError, match="unknown executor"):
         configure("gpu")
+
+
+def test_tqdm_drives_the_task_progress() -> None:
+    """A tqdm bar inside a task's body reports to the task; outside one it changes nothing."""
+    import tqdm
+    task: Task[int] = Task("bars")
+    task.run(lambda: sum(1 for _ in tqdm.tqdm(range(50), disable=False, mininterval=0)))
+    assert (task.done_steps, task.total_steps) == (50, 50)
+    assert sum(1 for _ in tqdm.tqdm(range(3))) == 3  # no task: plain tqdm
