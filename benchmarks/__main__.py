@@ -20,7 +20,7 @@ from typing import Any
 
 from nbcache.units import format_size, parse_size
 
-from . import cells, keys_memo, store_io
+from . import background, cells, keys_memo, store_io
 from .common import (
     MEMORY_FILE_SYSTEMS,
     Group,
@@ -37,7 +37,13 @@ __all__ = ["GROUPS", "as_json", "main", "report", "run_groups"]
 
 GROUPS: dict[str, Group] = {
     group.name: group
-    for group in (store_io.GROUP, keys_memo.HASHING, keys_memo.MEMOIZE, cells.GROUP)
+    for group in (
+        store_io.GROUP,
+        keys_memo.HASHING,
+        keys_memo.MEMOIZE,
+        cells.GROUP,
+        background.GROUP,
+    )
 }
 
 

@@ -24,7 +24,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
     monkeypatch.syspath_prepend(str(ROOT))
     return {
         name: importlib.import_module(f"benchmarks.{name}")
-        for name in ("__main__", "common", "store_io", "keys_memo", "cells")
+        for name in ("__main__", "common", "store_io", "keys_memo", "cells", "background")
     }
 
 
@@ -78,6 +78,20 @@ def test_cells_rows(
         if row.target is not None:
             assert row.figure is not None and row.figure >= 0 and row.met in (True, False), row
     assert os.environ["NBCACHE_DIR"] == before  # the shell's settings are undone
+
+
+def test_background_rows(
+    bench: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common, background = bench["common"], bench["background"]
+    monkeypatch.setattr(background, "TRIVIAL_RUNS", 5)
+    monkeypatch.setattr(background, "SUBMIT_CELL", background.SUBMIT_CELL.replace("1.0", "0.05"))
+    settings = common.Settings(size=8_000_000, repeat=1, directory=tmp_path)
+    rows = background.run(settings, busy_seconds=0.3)
+    assert [row.name for row in rows] == list(background.NAMES)
+    for row in rows:
+        if row.target is not None:
+            assert row.figure is not None and row.figure > 0 and row.met in (True, False), row
 
 
 def test_command_prints_a_markdown_table(
