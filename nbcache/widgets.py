@@ -45,6 +45,12 @@ def widgets_wanted(shell: Any) -> bool:
     return True
 
 
+def _tag(*widgets: tuple[Any, str]) -> None:
+    """CSS classes ``nbcache-<part>``, for styling and for tests that drive a browser."""
+    for widget, part in widgets:
+        widget.add_class(f"nbcache-{part}")
+
+
 def _elapsed_text(task: Task[Any]) -> str:
     """``12 s``, or ``12 s · about 28 s left`` when a past run of the same cell is known."""
     text = format_duration(task.elapsed)
@@ -101,6 +107,14 @@ class WidgetCard:
         self.pane = w.Accordion(children=[self.out], titles=("output",))
         self.box = w.VBox(
             [w.HBox([self.name, self.bar, self.state, self.elapsed, self.cancel]), self.pane]
+        )
+        _tag(
+            (self.box, "card"),
+            (self.name, "card-name"),
+            (self.state, "card-state"),
+            (self.bar, "card-bar"),
+            (self.elapsed, "card-elapsed"),
+            (self.cancel, "card-cancel"),
         )
         self._stop = threading.Event()
         display(self.box)
@@ -166,6 +180,14 @@ class CacheBrowser:
         self.prune.on_click(lambda _b: self.prune_to_limit())
         self.box = w.VBox(
             [self.totals, self.table, w.HBox([self.choice, self.delete, self.prune]), self.message]
+        )
+        _tag(
+            (self.box, "browser"),
+            (self.table, "browser-table"),
+            (self.choice, "browser-choice"),
+            (self.delete, "browser-delete"),
+            (self.prune, "browser-prune"),
+            (self.message, "browser-message"),
         )
         self.refresh()
         display(self.box)

@@ -163,6 +163,7 @@ def test_widget_card_state_without_a_front_end() -> None:
     card = WidgetCard(task, shown.append)
     task.on_change(card.update)
     assert shown == [card.box] and card.bar.bar_style == "info"
+    assert "nbcache-card" in card.box._dom_classes  # what styles and browser tests select
     task.total_steps, task.done_steps = 10, 4
     card.update(task)
     assert (card.bar.value, card.bar.max) == (4, 10)

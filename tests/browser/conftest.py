@@ -1,0 +1,470 @@
+"""JupyterLab in headless Chromium, driven by Playwright: what a user sees and clicks.
+
+One ``jupyter lab`` server and one Chromium per run of this package (``lab_server``,
+``browser``; package scope, so both are gone before the rest of the suite runs), a fresh
+browser context per test (``page``), and ``lab``, whose :meth:`Lab.run_notebook` writes a
+notebook into the server's root, opens it, waits for its kernel, runs every cell and
+waits for every prompt to show a number.
+
+The server and its kernels run with an environment built from scratch like
+:func:`tests.notebooks.nbrun.kernel_env`: their own nbcache store and secret, and
+Jupyter, JupyterLab and IPython folders under a tmp folder, never the user's.
+
+Every test's page is saved as ``artifacts/<module>-<test>.png`` beside this file when the
+test ends; a failed test also leaves ``<module>-<test>-failed.png`` and the browser's
+console as ``<module>-<test>-console.log``.
+
+Chromium is Debian's ``/usr/bin/chromium`` (``bash scripts/install-browser.sh``); these
+tests fail, rather than skip, without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import nbformat
+import pytest
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+
+from ..notebooks import nbrun
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+# Keep Chromium off the network and out of the sandbox it cannot set up as root.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SERVER_START_TIMEOUT = 60.0  # seconds until /api/status answers
+SERVER_STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
+KERNEL_TIMEOUT = 60_000  # ms until an opened notebook's kernel is connected and idle
+RUN_TIMEOUT = 60_000  # ms until every cell of a run has a number
+DEFAULT_TIMEOUT = 20_000  # ms for Playwright's actions and expect()
+
+# JupyterLab's user settings: no news toast over the notebook, no confirmation dialog
+# when a test restarts a kernel.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+    "@jupyterlab/apputils-extension/sessionDialogs.jupyterlab-settings": {
+        "skipKernelRestartDialog": True,
+    },
+}
+
+
+# -- the server ----------------------------------------------------------------------
+
+
+@dataclass
+class LabServer:
+    """A running ``jupyter lab``: its base URL (ending in ``/``), notebook root, the store
+    its kernels use, its log file and its process."""
+
+    url: str
+    root: Path
+    store: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def api(self, method: str, path: str) -> Any:
+        """A REST call (no token, no xsrf needed); the decoded JSON answer or None."""
+        request = urllib.request.Request(self.url + path.lstrip("/"), method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def lab_env(base: Path) -> dict[str, str]:
+    """The server's (so every kernel's) environment: nbrun's kernel environment, without
+    any Jupyter settings of this process, with Jupyter's and JupyterLab's folders under
+    ``base`` and this venv's scripts first on PATH."""
+    env = nbrun.kernel_env(base, base / "store")
+    env = {k: v for k, v in env.items() if not k.startswith(("JUPYTER", "JPY_"))}
+    env.update(
+        JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
+        JUPYTER_DATA_DIR=str(base / "jupyter-data"),
+        JUPYTER_RUNTIME_DIR=str(base / "jupyter-runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(base / "lab-settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(base / "lab-workspaces"),
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+    )
+    return env
+
+
+def _write_settings(folder: Path) -> None:
+    for name, values in LAB_SETTINGS.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values, indent=2))
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the server then shuts its kernels down), SIGKILL if it is still there."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=SERVER_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=SERVER_STOP_TIMEOUT)
+
+
+def _wait_until_up(server: LabServer) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while True:
+        code = server.process.poll()
+        if code is not None:
+            raise RuntimeError(
+                f"jupyter lab exited with code {code} before answering; its log:\n"
+                + server.log_tail()
+            )
+        try:
+            server.api("GET", "api/status")
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"jupyter lab did not answer {server.url}api/status within "
+                f"{SERVER_START_TIMEOUT:.0f} s; its log:\n" + server.log_tail()
+            )
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="package")
+def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """``jupyter lab`` of this venv on 127.0.0.1, no token, no xsrf check, its notebook
+    root and every folder it writes under one tmp folder."""
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "notebooks"
+    root.mkdir()
+    _write_settings(base / "lab-settings")
+    port = _free_port()
+    log = base / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root}",
+        "--IdentityProvider.token=",
+        "--ServerApp.disable_check_xsrf=True",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        f"--LabApp.user_settings_dir={base / 'lab-settings'}",
+        f"--LabApp.workspaces_dir={base / 'lab-workspaces'}",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=root,
+            env=lab_env(base),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in pytest reaches pytest, which stops it
+        )
+    server = LabServer(f"http://127.0.0.1:{port}/", root, base / "store", log, process)
+    try:
+        _wait_until_up(server)
+        yield server
+    finally:
+        _stop(process)
+
+
+# -- the browser ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, through Playwright (never a downloaded build)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/install-browser.sh` (as root)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+_ARTIFACTS = pytest.StashKey["PageArtifacts"]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+def artifact_name(node: pytest.Item) -> str:
+    """``<module>-<test>`` (parameters included) as a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{node.path.stem}-{node.name}")
+
+
+@dataclass
+class PageArtifacts:
+    """A test's page as it was when the test ended: ``<name>.png``; if the test failed,
+    also ``<name>-failed.png`` and the browser console in ``<name>-console.log``."""
+
+    node: pytest.Item
+    page: Page
+    console: list[str] = field(default_factory=list)
+    saved: bool = False
+
+    @property
+    def name(self) -> str:
+        return artifact_name(self.node)
+
+    def save(self) -> None:
+        """Save once (the first caller wins: ``lab`` saves before it stops the kernels)."""
+        if self.saved:
+            return
+        self.saved = True
+        failed = any(report.failed for report in self.node.stash.get(_REPORTS, {}).values())
+        shot = ARTIFACTS / f"{self.name}.png"
+        try:
+            self.page.screenshot(path=shot, full_page=True)
+            if failed:
+                shutil.copyfile(shot, ARTIFACTS / f"{self.name}-failed.png")
+        except PlaywrightError as exc:
+            self.console.append(f"screenshot failed: {exc}")
+        if failed:
+            (ARTIFACTS / f"{self.name}-console.log").write_text("\n".join(self.console) + "\n")
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A page in a fresh browser context; its screenshot is saved when the test ends."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    name = artifact_name(request.node)
+    for stale in [*ARTIFACTS.glob(f"{name}.png"), *ARTIFACTS.glob(f"{name}-*")]:
+        stale.unlink()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(DEFAULT_TIMEOUT)
+    tab = context.new_page()
+    artifacts = PageArtifacts(request.node, tab)
+    request.node.stash[_ARTIFACTS] = artifacts
+    tab.on("console", lambda message: artifacts.console.append(f"{message.type}: {message.text}"))
+    tab.on("pageerror", lambda error: artifacts.console.append(f"pageerror: {error}"))
+    try:
+        yield tab
+    finally:
+        artifacts.save()
+        context.close()
+
+
+# -- notebooks in Lab ----------------------------------------------------------------
+
+# JavaScript run in the page.  `panel(path)` finds the open notebook panel of `path`.
+_PANEL = """
+const panel = (path) => {
+  const app = window.jupyterapp;
+  if (!app || !app.shell) return null;
+  for (const w of app.shell.widgets('main')) {
+    if (w.context && w.context.path === path && w.sessionContext && w.content) return w;
+  }
+  return null;
+};
+"""
+
+# True once the notebook is loaded and its session's kernel is connected and idle.
+_KERNEL_IDLE = (
+    "(path) => {"
+    + _PANEL
+    + """
+  const w = panel(path);
+  if (!w || !w.context.isReady || !w.sessionContext.isReady) return false;
+  const k = w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.connectionStatus === 'connected' && k.status === 'idle'
+    && (!window.__nbtestRestart || window.__nbtestRestart.seen);
+}"""
+)
+
+# 'done' once every code cell has an execution count and shows it as [n]:, 'error' once
+# the kernel is idle, nothing is running and a cell shows an error; otherwise false.
+_RUN_STATE = (
+    "(path) => {"
+    + _PANEL
+    + """
+  const w = panel(path);
+  if (!w) return false;
+  if (window.__nbtestRunError) return 'error';
+  const k = w.sessionContext.session && w.sessionContext.session.kernel;
+  const idle = !!k && k.status === 'idle';
+  const cells = w.content.widgets.filter((c) => c.model.type === 'code');
+  const prompt = (c) => {
+    const node = c.node.querySelector('.jp-InputArea-prompt');
+    return node ? node.textContent.trim() : '';
+  };
+  const numbered = (c) => c.model.executionCount !== null && /^\\[\\d+\\]:$/.test(prompt(c));
+  const done = cells.every(numbered);
+  if (done && idle) return 'done';
+  const running = cells.some((c) => prompt(c) === '[*]:');
+  const errored = cells.some((c) => {
+    const outputs = c.model.outputs;
+    for (let i = 0; i < outputs.length; i++) if (outputs.get(i).type === 'error') return true;
+    return false;
+  });
+  return idle && !running && errored ? 'error' : false;
+}"""
+)
+
+
+@dataclass
+class Lab:
+    """Notebooks opened and run in JupyterLab, in ``page``, on ``server``."""
+
+    server: LabServer
+    page: Page
+    prefix: str
+    opened: list[str] = field(default_factory=list)
+
+    # -- opening and running
+
+    def write(self, cells: Sequence[str], name: str | None = None) -> str:
+        """A notebook of code cells (kernel ``python3``) in the server's root; its path."""
+        path = name or f"{self.prefix}-{len(self.opened) + 1}.ipynb"
+        nbformat.write(nbrun.build(cells), self.server.root / path)
+        return path
+
+    def open(self, path: str) -> Page:
+        """Open ``path`` in a workspace of its own and wait until its kernel is idle."""
+        workspace = f"{self.prefix}-{uuid.uuid4().hex[:8]}"
+        self.page.goto(f"{self.server.url}lab/workspaces/{workspace}/tree/{quote(path)}")
+        self.page.wait_for_function(_KERNEL_IDLE, arg=path, timeout=KERNEL_TIMEOUT)
+        self.opened.append(path)
+        return self.page
+
+    def run_all(self, path: str | None = None) -> Page:
+        """Clear every output, run all cells, wait until every prompt shows a number.
+
+        Raises AssertionError with every cell's prompt and outputs if a cell fails."""
+        path = path or self.opened[-1]
+        self.page.evaluate(
+            """async () => {
+              window.__nbtestRunError = null;
+              const app = window.jupyterapp;
+              await app.commands.execute('notebook:clear-all-cell-outputs');
+              app.commands.execute('notebook:run-all-cells')
+                .catch((e) => { window.__nbtestRunError = String(e); });
+            }"""
+        )
+        state = self.page.wait_for_function(_RUN_STATE, arg=path, timeout=RUN_TIMEOUT)
+        if state.json_value() != "error":
+            return self.page
+        error = self.page.evaluate("window.__nbtestRunError")
+        raise AssertionError(
+            f"running {path} failed{': ' + error if error else ''}\n" + self.describe()
+        )
+
+    def run_notebook(self, cells: Sequence[str], name: str | None = None) -> Page:
+        """Write ``cells`` as a new notebook, open it, run it; the page."""
+        self.open(self.write(cells, name))
+        return self.run_all()
+
+    def restart_kernel(self, path: str | None = None) -> None:
+        """Restart the notebook's kernel (no dialog: see LAB_SETTINGS) and wait until the
+        new one is connected and idle."""
+        path = path or self.opened[-1]
+        self.page.evaluate(
+            "async (path) => {"
+            + _PANEL
+            + """
+              const k = panel(path).sessionContext.session.kernel;
+              const seen = { seen: false };
+              k.statusChanged.connect((_, status) => {
+                if (status === 'restarting' || status === 'autorestarting') seen.seen = true;
+              });
+              window.__nbtestRestart = seen;
+              await window.jupyterapp.commands.execute('notebook:restart-kernel');
+            }""",
+            path,
+        )
+        self.page.wait_for_function(_KERNEL_IDLE, arg=path, timeout=KERNEL_TIMEOUT)
+        self.page.evaluate("window.__nbtestRestart = null")
+
+    # -- reading
+
+    def cell(self, index: int) -> Locator:
+        """The ``index``-th cell of the current notebook."""
+        return self.page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell").nth(index)
+
+    def outputs(self, index: int) -> Locator:
+        """Cell ``index``'s outputs (``.jp-OutputArea-output``), status lines included."""
+        return self.cell(index).locator(".jp-OutputArea-output")
+
+    def output_texts(self, index: int) -> list[str]:
+        return [text.strip() for text in self.outputs(index).all_inner_texts()]
+
+    def describe(self) -> str:
+        """Every cell's prompt and output texts, for failure messages."""
+        lines = []
+        cells = self.page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
+        for i in range(cells.count()):
+            prompt = cells.nth(i).locator(".jp-InputArea-prompt").inner_text().strip()
+            lines.append(f"cell {i} {prompt} {self.output_texts(i)!r}")
+        return "\n".join(lines)
+
+    def screenshot(self, label: str) -> Path:
+        """Save the page now as ``artifacts/<prefix>-<label>.png``."""
+        path = ARTIFACTS / f"{self.prefix}-{label}.png"
+        self.page.screenshot(path=path, full_page=True)
+        return path
+
+
+@pytest.fixture
+def lab(lab_server: LabServer, page: Page, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """Notebooks in JupyterLab; their kernels are shut down when the test ends."""
+    helper = Lab(lab_server, page, artifact_name(request.node))
+    yield helper
+    request.node.stash[_ARTIFACTS].save()
+    for session in lab_server.api("GET", "api/sessions") or []:
+        lab_server.api("DELETE", f"api/sessions/{session['id']}")
