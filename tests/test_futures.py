@@ -192,6 +192,7 @@ def test_configure() -> None:
 def test_tqdm_drives_the_task_progress() -> None:
     """A tqdm bar inside a task's body reports to the task; outside one it changes nothing."""
     import tqdm
+
     task: Task[int] = Task("bars")
     task.run(lambda: sum(1 for _ in tqdm.tqdm(range(50), disable=False, mininterval=0)))
     assert (task.done_steps, task.total_steps) == (50, 50)
