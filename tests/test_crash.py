@@ -276,6 +276,11 @@ def _check_entries(root: Path, module: ModuleType) -> int:
     return loaded
 
 
+def _pid_of(name: str) -> int:
+    """The writer's pid in a temporary file's name: key.host.pid.random.tmp."""
+    return int(name.rsplit(".", 3)[1])
+
+
 def test_killed_writers_leave_whole_entries_or_none(
     tmp_path: Path, helper: tuple[Path, ModuleType]
 ) -> None:
@@ -287,6 +292,7 @@ def test_killed_writers_leave_whole_entries_or_none(
     rng = random.Random(seed)
     loaded = leftovers_seen = 0
     leftovers: list[str] = []
+    killed: list[int] = []
     child = 0
     while True:
         proc = _spawn(script, "writer", root, child)
@@ -295,6 +301,7 @@ def test_killed_writers_leave_whole_entries_or_none(
         proc.send_signal(signal.SIGKILL)
         _out, err = proc.communicate(timeout=HANG)
         assert proc.returncode == -signal.SIGKILL, f"writer died by itself (seed {seed}):\n{err}"
+        killed.append(proc.pid)
         child += 1
         leftovers = sorted(os.listdir(tmp_dir)) if tmp_dir.exists() else []
         leftovers_seen += bool(leftovers)
@@ -302,12 +309,15 @@ def test_killed_writers_leave_whole_entries_or_none(
         # so the sweep below has files of a dead writer to remove.
         if child >= 80 or (child >= 40 and leftovers):
             break
-        # (This reads with a store of its own, whose first stats write sweeps the leftovers.)
+        # (Each writer's first put sweeps what earlier writers left; a reader sweeps nothing.)
         loaded += _check_entries(root, module)
     assert loaded > 0, f"no put ever completed before its kill (seed {seed}): test is vacuous"
     assert leftovers_seen > 0, f"no kill landed inside a write (seed {seed}): test is vacuous"
     assert leftovers, f"the last kills never left a temporary file (seed {seed})"
-    assert all(f".{HOST}.{proc.pid}." in name for name in leftovers), leftovers
+    # Every leftover is a killed writer's on this host: the last one's, or an earlier
+    # one's that was killed before its successor's first put could sweep it.
+    assert all(f".{HOST}." in name for name in leftovers), leftovers
+    assert {_pid_of(name) for name in leftovers} <= set(killed), (leftovers, killed)
     assert _run(script, "sweep", root) == ["removed", str(len(leftovers))]
     assert os.listdir(tmp_dir) == []
     assert _check_entries(root, module) > 0
