@@ -67,6 +67,7 @@ class EntryRecord:
     pinned: bool = False
     label: str = ""
     identity: str = ""  # the function or cell that made it
+    first_line: str = ""  # of a cell's code
 
     @property
     def score(self) -> float:
@@ -415,6 +416,7 @@ class Cache:
                     pinned=bool(stats.get("pinned", False)),
                     label=str(stats.get("label", "")),
                     identity=str(stats.get("identity", "")),
+                    first_line=str(stats.get("first_line", "")),
                 )
             )
         return out
@@ -544,5 +546,6 @@ def _fresh_stats(info: EntryInfo, size: int) -> dict[str, Any]:
         "compute_seconds": info.compute_seconds,
         "label": str(info.meta.get("label", "")),
         "identity": str(info.meta.get("identity", "")),
+        "first_line": str(info.meta.get("first_line", "")),
         "pinned": bool(info.meta.get("pinned", False)),
     }

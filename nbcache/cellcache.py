@@ -62,6 +62,8 @@ class Shell(Protocol):
 
     def show_text(self, line: str) -> None: ...
 
+    def show_status(self, line: str) -> None: ...
+
     @property
     def widgets(self) -> bool: ...
 
@@ -268,6 +270,7 @@ class CellCache:
             "compute_seconds": made.seconds,
             "pinned": options.pin,
             "kind": "cell",
+            "first_line": code.first_line,
         }
         size = self._store(ck.key, entry, meta, options)
         self.cache.note_latest(identity, {**ck.summary, "seconds": made.seconds})
@@ -340,7 +343,7 @@ class CellCache:
         return self.cache.put(key, entry, meta, persist=persist, pickled=pickled)
 
     def _status(self, line: str) -> None:
-        self.shell.publish({"text/plain": line}, {"nbcache": {"status": True}})
+        self.shell.show_status(line)
 
     # -- %nbcache why -----------------------------------------------------------------
 

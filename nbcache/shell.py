@@ -48,6 +48,23 @@ class IPythonShell:
         """Whether cards are ipywidgets (a Jupyter kernel) or text (see nbcache.widgets)."""
         return widgets_wanted(self.shell)
 
+    def show_status(self, line: str) -> None:
+        """One status line: a widget in a Jupyter kernel, whose text form is the line itself
+        (what terminals, nbconvert and viewers without widgets show)."""
+        metadata = {"nbcache": {"status": True}}
+        if not self.widgets:
+            self.publish({"text/plain": line}, metadata)
+            return
+        from html import escape
+
+        import ipywidgets as w
+
+        label = w.HTML(value=f"<span>{escape(line)}</span>")
+        label.add_class("nbcache-status")
+        bundle = dict(label._repr_mimebundle_() or {})
+        bundle["text/plain"] = line
+        self.publish(bundle, metadata)
+
     def display_object(self, obj: Any) -> None:
         from IPython.display import display
 

@@ -226,7 +226,16 @@ class CacheBrowser:
         self.refresh()
 
 
-_BROWSER_HEAD = ("name", "size", "created", "last used", "uses", "computed in", "saved")
+_BROWSER_HEAD = (
+    "name",
+    "first line",
+    "size",
+    "created",
+    "last used",
+    "uses",
+    "computed in",
+    "saved",
+)
 
 
 def _browser_row(rec: Any) -> tuple[str, ...]:
@@ -239,6 +248,7 @@ def _browser_row(rec: Any) -> tuple[str, ...]:
 
     return (
         rec.label or rec.key[:12],
+        rec.first_line,
         format_size(rec.size),
         when(rec.created),
         when(rec.last_used),

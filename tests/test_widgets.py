@@ -15,7 +15,8 @@ from .conftest import key_of
 def _filled(cache: Cache) -> list[str]:
     keys = [key_of(n) for n in range(3)]
     for n, key in enumerate(keys):
-        cache.put(key, list(range(1000 * (n + 1))), {"label": f"cell {n}", "compute_seconds": n})
+        meta = {"label": f"cell {n}", "compute_seconds": n, "first_line": f"x{n} = load({n})"}
+        cache.put(key, list(range(1000 * (n + 1))), meta)
     return keys
 
 
@@ -26,7 +27,7 @@ def test_browser_lists_entries_and_deletes_one(cache: Cache) -> None:
     view = CacheBrowser(cache, shown.append)
     assert shown == [view.box]
     for n in range(3):
-        assert f"cell {n}" in view.table.value
+        assert f"cell {n}" in view.table.value and f"x{n} = load({n})" in view.table.value
     assert view.totals.value.split(" · ")[1].startswith("3, ")  # entries and their size
     view.choice.value = keys[1]
     view.delete.click()

@@ -57,6 +57,8 @@ def test_background_cell_in_a_real_kernel(tmp_path: Path) -> None:
     assert "".join(o.get("text", "") for o in pane["outputs"]) == "bg done\n"
     assert nbrun.text_of(nb, 4) == "bg done\n"  # the rerun restores and replays at once
     assert nbrun.status_lines(nb, 4)[0].startswith("nbcache: restored")
+    (status,) = [o for o in nbrun.outputs(nb, 4) if "nbcache" in o.get("metadata", {})]
+    assert "application/vnd.jupyter.widget-view+json" in status.data  # a widget in a kernel
     failed = _card_of(nb, 5)
     assert failed["IntProgressModel"][0]["bar_style"] == "danger"
     shown = "".join(o.get("text", "") for o in failed["OutputModel"][0]["outputs"])
