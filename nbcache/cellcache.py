@@ -207,6 +207,12 @@ class CellCache:
         OutputLog(list(entry["outputs"])).replay(self.shell.publish)
         if not options.quiet:
             self._status(_hit_line(hit, entry))
+        if options.background:
+            # A background cell that restored is a task that is already done, so that
+            # `%nbcache wait NAME` and `%nbcache tasks` after it work as after a miss.
+            done: Task[None] = Task(options.name or str(entry.get("label", "cell")))
+            done.run(lambda: None)
+            self.tasks[options.name or done.name] = done
         return entry["result"]
 
     # -- a miss -----------------------------------------------------------------------

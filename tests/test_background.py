@@ -96,8 +96,12 @@ def test_rerun_is_a_hit_shown_at_once(ip: InteractiveShell) -> None:
     run(ip, CELL)
     ip.run_line_magic("nbcache", "wait")
     ip.user_ns.pop("answer")
+    cells = ip.magics_manager.registry["NbcacheMagics"].cells
+    cells.tasks.clear()  # as in a restarted kernel: no task of that name yet
     with capture_output() as again:
         run(ip, CELL)
+    ip.run_line_magic("nbcache", "wait job")  # a restored background cell is a done task
+    assert cells.tasks["job"].state == "done"
     assert ip.user_ns["answer"] == 42  # restored synchronously, no wait needed
     shown = [o.data.get("text/plain", "") for o in again.outputs]
     assert any(line.startswith("nbcache: restored answer") for line in shown)
