@@ -30,6 +30,7 @@ from .common import (
     environment,
     file_system,
     markdown_table,
+    meminfo,
     others_load,
 )
 
@@ -114,17 +115,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def _check_room(groups: Sequence[Group], size: int, folder: Path) -> str | None:
     """An error message if the disk is too full to run; warns about memory on stderr."""
     disk = max((g.disk_factor for g in groups), default=0.0) * size
@@ -136,7 +126,7 @@ def _check_room(groups: Sequence[Group], size: int, folder: Path) -> str | None:
             "--size or another --dir"
         )
     memory = max((g.memory_factor for g in groups), default=0.0) * size
-    available = _available_memory()
+    available = meminfo("MemAvailable")
     if available is not None and available < memory:
         print(
             f"warning: {format_size(available)} of memory available, the benchmark wants "

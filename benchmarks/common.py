@@ -228,11 +228,12 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _memory_total() -> int | None:
+def meminfo(field: str) -> int | None:
+    """Bytes of a /proc/meminfo field (``MemTotal``, ``MemAvailable``), or None off Linux."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
-                if line.startswith("MemTotal:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -270,7 +271,7 @@ def environment(settings: Settings) -> list[tuple[str, str]]:
     from nbcache import _version
 
     fstype, mount = file_system(settings.directory)
-    memory = _memory_total()
+    memory = meminfo("MemTotal")
     return [
         ("date", time.strftime("%Y-%m-%d %H:%M %Z")),
         ("machine", f"{_cpu_model()}, {os.cpu_count()} CPUs, {format_size(memory or 0)} RAM"),

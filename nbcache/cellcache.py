@@ -34,7 +34,7 @@ from .cells import (
 from .entry import EntryInfo
 from .errors import KeyPicklingError, ValuePicklingError, warn
 from .futures import Task, TaskCancelled, get_executor
-from .hashing import digest
+from .hashing import describe, digest
 from .keys import explain
 from .pickling import _probe, dump_parts
 from .units import format_duration, format_size
@@ -479,19 +479,12 @@ def _intact(entry: Mapping[str, Any]) -> bool:
 
 def _unpicklable_message(entry: Mapping[str, Any], exc: ValuePicklingError) -> str:
     bad = [name for name, value in entry["vars"].items() if _probe(value) is not None]
-    what = ", ".join(f"`{n}` ({_type_name(entry['vars'][n])})" for n in bad) or "its output"
+    what = ", ".join(f"`{n}` ({describe(entry['vars'][n])['type']})" for n in bad) or "its output"
     reason = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
     fix = f" `del {', '.join(bad)}` at the end of the cell to store the rest." if bad else ""
     return (
         f"nbcache: this cell's {what} cannot be pickled{reason}, so its result is kept in "
         f"memory only and the cell runs again after a restart.{fix}"
-    )
-
-
-def _type_name(value: Any) -> str:
-    cls = type(value)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
 
 

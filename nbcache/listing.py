@@ -10,10 +10,11 @@ from .config import max_size
 from .signing import default_secret_path
 from .units import format_duration, format_size
 
-__all__ = ["entries_table", "matching_keys", "plural", "summary_lines"]
+__all__ = ["entries_table", "matching_keys", "plural", "summary_lines", "when"]
 
 
-def _when(stamp: float) -> str:
+def when(stamp: float) -> str:
+    """A timestamp as listings show it: ``2026-11-21 14:05``."""
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
 
@@ -26,8 +27,8 @@ def entries_table(records: Sequence[EntryRecord]) -> list[str]:
     for rec in sorted(records, key=lambda r: r.last_used, reverse=True):
         pin = " [pinned]" if rec.pinned else ""
         lines.append(
-            f"{rec.key[:12]}  {format_size(rec.size):>9}  {_when(rec.created):<16}  "
-            f"{_when(rec.last_used):<16}  {rec.uses:>4}  "
+            f"{rec.key[:12]}  {format_size(rec.size):>9}  {when(rec.created):<16}  "
+            f"{when(rec.last_used):<16}  {rec.uses:>4}  "
             f"{format_duration(rec.compute_seconds):>11}  {rec.label}{pin}"
         )
     return lines

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -282,8 +282,3 @@ def _failure_message(obj: object, name: str, exc: BaseException) -> str:
         f"cannot pickle {where}: {exc}. To store it, leave that part out of the value, or "
         "give its class __getstate__/__reduce__."
     )
-
-
-def iter_buffer_sizes(pickled: Pickled) -> Iterable[int]:
-    """Byte sizes of the out-of-band buffers, in order (for headers and reports)."""
-    return (b.nbytes for b in pickled.buffers)

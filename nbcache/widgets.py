@@ -239,12 +239,8 @@ _BROWSER_HEAD = (
 
 
 def _browser_row(rec: Any) -> tuple[str, ...]:
-    import time
-
+    from .listing import when
     from .units import format_size
-
-    def when(stamp: float) -> str:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
     return (
         rec.label or rec.key[:12],
