@@ -14,7 +14,7 @@ Every test's page is saved as ``artifacts/<module>-<test>.png`` beside this file
 test ends; a failed test also leaves ``<module>-<test>-failed.png`` and the browser's
 console as ``<module>-<test>-console.log``.
 
-Chromium is Debian's ``/usr/bin/chromium`` (``bash scripts/install-browser.sh``); these
+Chromium is Debian's ``/usr/bin/chromium`` (``bash scripts/install-system.sh``); these
 tests fail, rather than skip, without it.
 """
 
@@ -220,7 +220,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 def browser() -> Iterator[Browser]:
     """Debian's Chromium, headless, through Playwright (never a downloaded build)."""
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/install-browser.sh` (as root)")
+        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/install-system.sh` (as root)")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
