@@ -13,6 +13,7 @@ from .config import default_cache
 from .errors import (
     CacheError,
     CacheWarning,
+    ForeignEntryError,
     IntegrityError,
     KeyPicklingError,
     StoreError,
@@ -53,6 +54,7 @@ __all__ = (
     "CacheInfo",
     "CacheWarning",
     "EntryRecord",
+    "ForeignEntryError",
     "Hit",
     "IntegrityError",
     "KeyPicklingError",

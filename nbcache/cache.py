@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from .entry import EntryInfo, read_entry, read_info, write_entry
-from .errors import CacheError, StoreError, ValuePicklingError, warn
+from .errors import CacheError, ForeignEntryError, StoreError, ValuePicklingError, warn
 from .keys import latest_key
 from .pickling import Pickled, dump_parts
 from .signing import Signer, load_secret
@@ -168,6 +168,9 @@ class Cache:
                 if validate is not None and not validate(read_info(f, self.signer)):
                     return None
                 return read_entry(f, key, self.signer, name=name)
+        except ForeignEntryError as exc:
+            warn(f"nbcache: ignored the cached entry {key[:12]}: {exc}", stacklevel=3)
+            return None
         except (CacheError, OSError) as exc:
             self._discard(key, exc)
             return None
@@ -426,7 +429,7 @@ class Cache:
         try:
             with self.store.open_entry(key) as f:
                 info = read_info(f, self.signer)
-        except KeyError:
+        except (KeyError, ForeignEntryError):
             return None
         except (CacheError, OSError) as exc:
             self._discard(key, exc)

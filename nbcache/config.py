@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from pathlib import Path
 
 from .cache import Cache
 from .errors import CacheError
-from .store import LocalStore, Store
+from .store import FsspecStore, LeasedStore, LocalStore, Store, TieredStore
+from .store.redislease import redis_client
 from .units import parse_size
 
 __all__ = [
@@ -19,6 +22,7 @@ __all__ = [
     "open_store",
     "set_default_cache",
     "store_location",
+    "tier_location",
 ]
 
 DEFAULT_DIR = ".nbcache"
@@ -54,21 +58,44 @@ def fsync_enabled() -> bool:
     return os.environ.get("NBCACHE_FSYNC", "1").strip().lower() not in _OFF
 
 
+def tier_location(url: str) -> Path | None:
+    """The local folder of copies in front of the remote store ``url``; None when
+    ``NBCACHE_TIER`` is off.
+
+    Default: ``$XDG_CACHE_HOME/nbcache/tier/<digest of the URL>`` (``~/.cache/...``).
+    """
+    chosen = os.environ.get("NBCACHE_TIER", "").strip()
+    if chosen.lower() in _OFF:
+        return None
+    if not chosen:
+        cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        chosen = os.path.join(cache_home, "nbcache", "tier")
+    return Path(chosen).expanduser() / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 def open_store(location: str | None = None) -> Store:
-    """The store at ``location`` (default :func:`store_location`).
+    """The store at ``location`` (default :func:`store_location`): a folder, or any fsspec
+    URL (``s3://bucket/prefix``, ``memory://...``) with a local tier in front
+    (``NBCACHE_TIER``), and leases in Redis when ``NBCACHE_LOCK_URL`` is set.
 
     Raises:
         CacheError: ``location`` is a URL this installation cannot open.
     """
     location = location or store_location()
+    store: Store
     if location.startswith("file://"):
         location = location[len("file://") :]
-    elif "://" in location:
-        raise CacheError(
-            f"cannot open the store {location!r}: this nbcache stores in local or mounted "
-            "folders only. Set NBCACHE_DIR to a folder path."
-        )
-    return LocalStore(location, fsync=fsync_enabled())
+    if "://" not in location:
+        store = LocalStore(location, fsync=fsync_enabled())
+    else:
+        store = FsspecStore(location)
+        tier = tier_location(location)
+        if tier is not None:
+            store = TieredStore(LocalStore(tier, fsync=fsync_enabled()), store, max_size())
+    lock_url = os.environ.get("NBCACHE_LOCK_URL", "").strip()
+    if lock_url:
+        store = LeasedStore(store, redis_client(lock_url))
+    return store
 
 
 _default: Cache | None = None

@@ -37,9 +37,9 @@ from typing import Any, BinaryIO
 import xxhash
 
 from . import _version
-from .errors import IntegrityError
+from .errors import ForeignEntryError, IntegrityError
 from .pickling import Pickled, load_parts
-from .signing import MAC_SIZE, Signer
+from .signing import MAC_SIZE, Signer, check_fingerprint
 
 __all__ = ["FORMAT", "EntryInfo", "read_entry", "read_info", "write_entry"]
 
@@ -122,6 +122,7 @@ def write_entry(
             "created": time.time(),
             "nbytes": pickled.nbytes,
             "nbcache_version": _version.__version__,
+            "signer": signer.fingerprint,
             "by_value": pickled.by_value,
             "stream": [
                 len(prefix),
@@ -166,6 +167,13 @@ def _signed_header(f: BinaryIO, size: int, signer: Signer) -> dict[str, Any]:
     header = _read_exact(f, header_end - header_len, header_len)
     prefix = _PREFIX.pack(magic, fmt, _flags, _reserved)
     if not signer.matches(signer.sign(prefix, header), mac):
+        theirs = _claimed_signer(header)
+        if theirs is not None and theirs != signer.fingerprint:
+            raise ForeignEntryError(
+                f"the entry's signature is another secret's (signer {theirs}, yours is "
+                f"{signer.fingerprint}): it is left for its owner and recomputed here. To "
+                "share a cache on purpose, everyone sets NBCACHE_SECRET to the team's secret."
+            )
         raise IntegrityError(
             "the entry's signature does not match this user's secret (it was written by "
             "someone else, or damaged): it is not loaded and will be recomputed. To share a "
@@ -176,6 +184,15 @@ def _signed_header(f: BinaryIO, size: int, signer: Signer) -> dict[str, Any]:
     except ValueError as exc:  # signed but unreadable: a bug, still only a miss
         raise IntegrityError("the entry's header is unreadable: it will be recomputed") from exc
     return parsed
+
+
+def _claimed_signer(header: bytes) -> str | None:
+    """Whose secret an unverified header says it was signed with (None: it does not say)."""
+    try:
+        claimed = json.loads(header).get("signer")
+    except (ValueError, AttributeError):
+        return None
+    return check_fingerprint(claimed)
 
 
 def _file_size(f: BinaryIO) -> int:

@@ -12,6 +12,7 @@ import warnings
 __all__ = [
     "CacheError",
     "CacheWarning",
+    "ForeignEntryError",
     "IntegrityError",
     "KeyPicklingError",
     "StoreError",
@@ -39,6 +40,10 @@ class ValueUnpicklingError(CacheError):
 
 class IntegrityError(CacheError):
     """A stored entry is corrupt, truncated, foreign or its signature is wrong."""
+
+
+class ForeignEntryError(IntegrityError):
+    """A stored entry is signed with another secret: someone else's, left where it is."""
 
 
 class StoreError(CacheError):

@@ -8,10 +8,12 @@ repository, a shared drive written by someone else) cannot run code here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import secrets
+import zlib
 from pathlib import Path
 
 from .errors import StoreError
@@ -86,6 +88,14 @@ def _create_secret(path: Path) -> bytes:
     return token
 
 
+def check_fingerprint(claimed: object) -> str | None:
+    """``claimed`` if it is a well-formed, undamaged :attr:`Signer.fingerprint`, else None."""
+    if not isinstance(claimed, str) or claimed.count(".") != 1:
+        return None
+    name, check = claimed.split(".")
+    return claimed if f"{zlib.crc32(name.encode()):08x}" == check else None
+
+
 class Signer:
     """HMAC-SHA256 under one secret; streaming, so large pickle streams are never joined."""
 
@@ -93,6 +103,14 @@ class Signer:
         if not secret:
             raise ValueError("the nbcache secret cannot be empty")
         self._secret = secret
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A public name of the secret: tells whose an entry is without telling anything
+        about the secret.  16 hex digits of an HMAC, a dot, and their CRC-32, so a damaged
+        name is never taken for another user's (:func:`check_fingerprint`)."""
+        name = hmac.new(self._secret, b"nbcache signer fingerprint", hashlib.sha256).hexdigest()
+        return f"{name[:16]}.{zlib.crc32(name[:16].encode()):08x}"
 
     def new(self) -> hmac.HMAC:
         """A fresh MAC to ``update()`` with every signed part, in order."""

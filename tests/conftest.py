@@ -11,6 +11,7 @@ from nbcache.cache import Cache
 from nbcache.config import set_default_cache
 from nbcache.signing import Signer
 from nbcache.store import LocalStore
+from tests.servers import redis_server, s3, s3_server  # noqa: F401 - shared-store fixtures
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +19,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("NBCACHE_SECRET", "test-secret")
     monkeypatch.setenv("NBCACHE_DIR", str(tmp_path / "default-store"))
-    monkeypatch.delenv("NBCACHE_MAX_SIZE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    for name in ("NBCACHE_MAX_SIZE", "NBCACHE_TIER", "NBCACHE_LOCK_URL", "NBCACHE_DASK"):
+        monkeypatch.delenv(name, raising=False)
     set_default_cache(None)
     yield
     set_default_cache(None)

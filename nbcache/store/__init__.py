@@ -1,8 +1,20 @@
-"""Stores: where entries live. The default is a local folder."""
+"""Stores: where entries live. The default is a local folder; any fsspec URL works too."""
 
 from __future__ import annotations
 
 from .base import EntryStat, Lease, Store, check_key
 from .local import LocalStore
+from .redislease import LeasedStore
+from .remote import FsspecStore
+from .tiered import TieredStore
 
-__all__ = ["EntryStat", "Lease", "LocalStore", "Store", "check_key"]
+__all__ = [
+    "EntryStat",
+    "FsspecStore",
+    "Lease",
+    "LeasedStore",
+    "LocalStore",
+    "Store",
+    "TieredStore",
+    "check_key",
+]

@@ -67,7 +67,8 @@ class LocalStore:
 
     # -- paths ---------------------------------------------------------------
 
-    def _entry_path(self, key: str) -> Path:
+    def entry_path(self, key: str) -> Path:
+        """Where the entry of ``key`` lives (it may not exist)."""
         return self._base / "entries" / key[:2] / check_key(key)
 
     def _stats_path(self, key: str) -> Path:
@@ -94,7 +95,7 @@ class LocalStore:
     # -- entries -------------------------------------------------------------
 
     def open_entry(self, key: str) -> BinaryIO:
-        path = self._entry_path(key)
+        path = self.entry_path(key)
         try:
             return open(path, "rb", buffering=0)
         except FileNotFoundError:
@@ -103,11 +104,11 @@ class LocalStore:
             raise _explain(exc, "read", path) from exc
 
     def has_entry(self, key: str) -> bool:
-        return self._entry_path(key).is_file()
+        return self.entry_path(key).is_file()
 
     @contextmanager
     def write_entry(self, key: str) -> Iterator[BinaryIO]:
-        final = self._entry_path(key)
+        final = self.entry_path(key)
         self._ensure()
         tmp = self._tmp_path(key)
         try:
@@ -130,7 +131,7 @@ class LocalStore:
             raise
 
     def remove_entry(self, key: str) -> None:
-        for path in (self._entry_path(key), self._stats_path(key)):
+        for path in (self.entry_path(key), self._stats_path(key)):
             try:
                 path.unlink(missing_ok=True)
             except OSError as exc:

@@ -1,0 +1,287 @@
+"""A store on any fsspec file system: S3 and other object stores, ``memory://``, ...
+
+The layout is the local one (``v1/entries/ab/<key>``, ``v1/stats/<key>.json``,
+``v1/leases/<key>``) under the URL's path, so a team can read it with any tool.
+
+Entries are immutable objects written whole: the writer spools the entry on
+its own machine and uploads it in one PUT (or one multipart upload, which
+becomes visible only when completed), so an exception or a kill never leaves
+a truncated object and a key is visible only once its entry is complete.  An
+entry is never overwritten: a second writer of the same key finds it there
+and keeps the first one.  Nothing here trusts a cached listing: fsspec's
+listings cache is off and every read asks the server.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from ..errors import StoreError
+from .base import EntryStat, check_key
+from .lease import DEFAULT_TTL
+from .objlease import ObjectLease, remote_errors
+
+__all__ = ["FsspecStore", "open_fsspec"]
+
+_LAYOUT = "v1"
+# Protocols whose single upload is all-or-nothing.  Anything else is written to
+# tmp/ first and moved into place.
+_WHOLE_OBJECT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "oss"}
+# Entries up to this size are spooled in memory, bigger ones in a temporary file.
+_SPOOL_IN_MEMORY = 64 << 20
+
+
+def open_fsspec(url: str, **options: Any) -> tuple[Any, str]:
+    """The fsspec file system and root path of ``url``, with listings never cached.
+
+    Raises:
+        StoreError: fsspec (or the protocol's package) is missing, or the URL is wrong.
+    """
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise StoreError(
+            f"cannot open the store {url!r}: fsspec is not installed. "
+            'Install it with `pip install "nbcache[s3]"` (or fsspec and the package of '
+            "your storage), or set NBCACHE_DIR to a local folder."
+        ) from exc
+    options = {"use_listings_cache": False, "skip_instance_cache": True, **options}
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **options)
+    except ImportError as exc:
+        raise StoreError(
+            f'cannot open the store {url!r}: {exc}. For s3:// URLs, `pip install "nbcache[s3]"`.'
+        ) from exc
+    except (ValueError, TypeError) as exc:
+        raise StoreError(
+            f"cannot open the store {url!r}: {exc}. Check the URL (e.g. s3://bucket/prefix), "
+            "or set NBCACHE_DIR to a folder."
+        ) from exc
+    return fs, str(root).rstrip("/")
+
+
+class _Spool(io.RawIOBase):
+    """Where an entry is written before its upload: memory first, a temporary file past
+    ``_SPOOL_IN_MEMORY``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._memory: io.BytesIO | None = io.BytesIO()
+        self._file: Any = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self._memory is not None:
+            if self._memory.tell() + memoryview(data).nbytes <= _SPOOL_IN_MEMORY:
+                return self._memory.write(data)
+            self._file = tempfile.NamedTemporaryFile(prefix="nbcache-upload-", delete=False)  # noqa: SIM115 - closed by discard()
+            self._file.write(self._memory.getbuffer())
+            self._memory = None
+        return int(self._file.write(data))
+
+    def tell(self) -> int:
+        return self._memory.tell() if self._memory is not None else int(self._file.tell())
+
+    @property
+    def path(self) -> str | None:
+        """The temporary file holding the bytes, or None while they fit in memory."""
+        return None if self._file is None else str(self._file.name)
+
+    def value(self) -> bytes:
+        assert self._memory is not None
+        return self._memory.getvalue()
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            try:
+                os.unlink(self._file.name)
+            except OSError:
+                pass
+            self._file = None
+        self._memory = None
+
+
+class FsspecStore:
+    """Entries as immutable objects on an fsspec file system, shared by every machine that
+    can reach it."""
+
+    def __init__(self, url: str, *, fs: Any = None, ttl: float = DEFAULT_TTL, **options: Any):
+        if fs is None:
+            fs, root = open_fsspec(url, **options)
+        else:
+            root = url.split("://", 1)[-1].rstrip("/")
+        self.fs = fs
+        self.location = url
+        self.ttl = ttl
+        self._root = root
+        self._base = f"{root}/{_LAYOUT}"
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        self._whole = protocol in _WHOLE_OBJECT
+        self._errors = remote_errors()
+
+    def __repr__(self) -> str:
+        return f"FsspecStore({self.location!r})"
+
+    # -- paths ---------------------------------------------------------------
+
+    def _entry_path(self, key: str) -> str:
+        return f"{self._base}/entries/{key[:2]}/{check_key(key)}"
+
+    def _stats_path(self, key: str) -> str:
+        return f"{self._base}/stats/{check_key(key)}.json"
+
+    def _fail(self, exc: BaseException, action: str) -> StoreError:
+        return StoreError(
+            f"cannot {action} {self.location}: {exc or type(exc).__name__}; check the URL, "
+            "your credentials and the network, or point NBCACHE_DIR elsewhere"
+        )
+
+    # -- entries -------------------------------------------------------------
+
+    def open_entry(self, key: str) -> BinaryIO:
+        """The whole entry, fetched in one GET: a consistent snapshot even if it changed."""
+        path = self._entry_path(key)
+        try:
+            data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        except self._errors as exc:
+            raise self._fail(exc, f"read {key[:12]} from") from exc
+        return io.BytesIO(data)
+
+    def download(self, key: str, target: BinaryIO) -> None:
+        """Copy the entry into ``target`` in chunks, without holding it all in memory.
+
+        Raises:
+            KeyError: there is no such entry.
+            StoreError: the store cannot be read.
+        """
+        path = self._entry_path(key)
+        try:
+            with self.fs.open(path, "rb", block_size=8 << 20, cache_type="none") as f:
+                while chunk := f.read(8 << 20):
+                    target.write(chunk)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        except self._errors as exc:
+            raise self._fail(exc, f"read {key[:12]} from") from exc
+
+    def has_entry(self, key: str) -> bool:
+        try:
+            return bool(self.fs.exists(self._entry_path(key)))
+        except self._errors:
+            return False
+
+    @contextmanager
+    def write_entry(self, key: str) -> Iterator[BinaryIO]:
+        path = self._entry_path(key)
+        spool = _Spool()
+        try:
+            yield spool  # type: ignore[misc]
+            spool.flush()
+            self._upload(spool, path)
+        finally:
+            spool.discard()
+
+    def upload(self, key: str, source: str) -> None:
+        """Store the complete entry file ``source`` (a local path) under ``key``.
+
+        Raises:
+            StoreError: the store cannot be written.
+        """
+        self._put(self._entry_path(key), source)
+
+    def _upload(self, spool: _Spool, path: str) -> None:
+        self._put(path, spool.path if spool.path is not None else spool.value())
+
+    def _put(self, path: str, source: str | bytes) -> None:
+        try:
+            if self.fs.exists(path):
+                return  # entries never change: the one there is as good as ours
+            target = path if self._whole else f"{self._base}/tmp/{os.path.basename(path)}"
+            if isinstance(source, str):
+                self.fs.put_file(source, target, mode="create")
+            else:
+                self.fs.pipe_file(target, source, mode="create")
+            if target != path:
+                self.fs.mv(target, path)
+        except FileExistsError:
+            return  # another writer finished the same key first
+        except self._errors as exc:
+            raise self._fail(exc, "write to") from exc
+
+    def remove_entry(self, key: str) -> None:
+        for path in (self._entry_path(key), self._stats_path(key)):
+            try:
+                self.fs.rm_file(path)
+            except FileNotFoundError:
+                continue
+            except self._errors as exc:
+                raise self._fail(exc, f"remove {key[:12]} from") from exc
+
+    def entries(self) -> Iterator[EntryStat]:
+        top = f"{self._base}/entries"
+        try:
+            self.fs.invalidate_cache(top)
+            found = self.fs.find(top, detail=True)
+        except FileNotFoundError:
+            return
+        except self._errors as exc:
+            raise self._fail(exc, "list") from exc
+        for path, info in found.items():
+            name = path.rsplit("/", 1)[-1]
+            if info.get("type", "file") == "file" and len(name) >= 16:
+                yield EntryStat(name, int(info.get("size") or 0), _mtime(info))
+
+    # -- stats ---------------------------------------------------------------
+
+    def read_stats(self, key: str) -> dict[str, Any] | None:
+        unreadable: tuple[type[BaseException], ...] = (*self._errors, ValueError)
+        try:
+            data = json.loads(self.fs.cat_file(self._stats_path(key)))
+        except FileNotFoundError:
+            return None
+        except unreadable:
+            return None  # stats are a heuristic: missing or torn ones are rebuilt
+        return data if isinstance(data, dict) else None
+
+    def write_stats(self, key: str, stats: Mapping[str, Any]) -> None:
+        body = json.dumps(dict(stats), sort_keys=True).encode()
+        try:
+            self.fs.pipe_file(self._stats_path(key), body)
+        except self._errors as exc:
+            raise self._fail(exc, "write stats to") from exc
+
+    # -- leases --------------------------------------------------------------
+
+    def lease(self, key: str, ttl: float | None = None) -> ObjectLease:
+        return ObjectLease(self.fs, f"{self._base}/leases/{check_key(key)}", ttl or self.ttl)
+
+
+def _mtime(info: Mapping[str, Any]) -> float:
+    for name in ("LastModified", "mtime", "created", "last_modified", "updated"):
+        value = info.get(name)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return 0.0
