@@ -16,6 +16,7 @@ from .units import parse_size
 __all__ = [
     "DEFAULT_DIR",
     "DEFAULT_MAX_SIZE",
+    "check_store",
     "default_cache",
     "fsync_enabled",
     "max_size",
@@ -96,6 +97,16 @@ def open_store(location: str | None = None) -> Store:
     if lock_url:
         store = LeasedStore(store, redis_client(lock_url))
     return store
+
+
+def check_store(store: Store) -> None:
+    """Raise StoreError if ``store`` (or the remote behind its tier) cannot be reached."""
+    inner = getattr(store, "store", None) or getattr(store, "remote", None)
+    if inner is not None:
+        check_store(inner)
+    check = getattr(store, "check", None)
+    if check is not None:
+        check()
 
 
 _default: Cache | None = None

@@ -17,7 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .cache import Cache
 from .cellcache import CellCache, CellOptions
 from .cells import NO_RESULT
-from .config import default_cache, max_size, open_store, set_default_cache
+from .config import check_store, default_cache, max_size, open_store, set_default_cache
 from .errors import CacheError
 from .listing import entries_table, matching_keys, plural, summary_lines
 from .memo import Memoized, memoize
@@ -224,6 +224,7 @@ class NbcacheMagics(Magics):
         if args.path:
             try:
                 store = open_store(args.path)
+                check_store(store)
             except CacheError as exc:
                 raise UsageError(str(exc)) from exc
             set_default_cache(Cache(store, max_size=max_size()))

@@ -362,3 +362,20 @@ def test_a_writer_killed_mid_upload_leaves_no_entry(s3: str, s3_server: S3Server
     assert not store.has_entry(KEY)
     assert list(store.entries()) == []
     assert Cache(store, signer=Signer(b"t")).lookup(KEY) is None
+
+
+def test_dir_refuses_a_missing_bucket_and_takes_a_real_one(s3: str) -> None:
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "nbcache")
+        with pytest.raises(UsageError, match=r"does not exist\. Create it"):
+            shell.run_line_magic("nbcache", "dir s3://no-such-bucket-here/cache")
+        shell.run_line_magic("nbcache", f"dir {s3}")
+        shell.run_cell_magic("cache", "", "shared = 41 + 1\n")
+        assert FsspecStore(s3).entries().__next__().size > 0
+        shell.run_line_magic("unload_ext", "nbcache")
+    finally:
+        InteractiveShell.clear_instance()

@@ -136,6 +136,19 @@ class FsspecStore:
     def __repr__(self) -> str:
         return f"FsspecStore({self.location!r})"
 
+    def check(self) -> None:
+        """Raise StoreError unless the bucket (or top folder) of the URL exists."""
+        top = self._root.split("/", 1)[0] if self._whole and self._root else self._root
+        try:
+            found = not top or self.fs.exists(top)
+        except self._errors as exc:
+            raise self._fail(exc, "reach") from exc
+        if not found:
+            raise StoreError(
+                f"cannot use the store {self.location}: {top!r} does not exist. Create it "
+                "(for S3: `aws s3 mb s3://BUCKET`) or check the URL."
+            )
+
     # -- paths ---------------------------------------------------------------
 
     def _entry_path(self, key: str) -> str:
