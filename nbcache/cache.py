@@ -102,6 +102,7 @@ class Cache:
         self._lock = threading.RLock()
         self._warned: set[str] = set()
         self._latest: dict[str, dict[str, Any]] = {}
+        self._listed: tuple[float, int] | None = None  # (when, bytes) of the last listing
         _LIVE.add(self)
 
     @property
@@ -242,7 +243,7 @@ class Cache:
         info = EntryInfo(key, time.time(), pickled.nbytes, meta, "", pickled.by_value)
         keep(key, value, info)
         self._write_stats(key, _fresh_stats(info, size))
-        self.evict(protect=(key,))
+        self.evict(protect=(key,), added=size)
         return size
 
     def _write_stats(self, key: str, stats: Mapping[str, Any]) -> None:
@@ -439,14 +440,36 @@ class Cache:
         self._write_stats(key, stats)
         return stats
 
-    def evict(self, protect: Iterable[str] = ()) -> list[str]:
-        """Remove the least valuable entries until the store fits ``max_size``."""
+    def evict(self, protect: Iterable[str] = (), added: int = 0) -> list[str]:
+        """Remove the least valuable entries until the store fits ``max_size``.
+
+        ``added`` is what the caller just wrote.  A store that is slow to list (a
+        bucket) sets ``list_interval``: between listings the size is estimated from the
+        last listing plus what this process wrote, and listed again only when that
+        estimate is over the limit or the interval has passed.
+        """
         if self.max_size is None or self.store is None:
             return []
-        # Sizes come from one directory listing; stats files are read only when over.
-        if sum(stat.size for stat in self.store.entries()) <= self.max_size:
-            return []
-        return self.prune(max_size=self.max_size, protect=protect)
+        interval = float(getattr(self.store, "list_interval", 0.0))
+        now = time.monotonic()
+        if interval and self._listed is not None and now - self._listed[0] < interval:
+            estimate = self._listed[1] + added
+            self._listed = (self._listed[0], estimate)
+            if estimate <= self.max_size:
+                return []
+        # Sizes come from one listing; stats are read only when over.
+        sizes = {stat.key: stat.size for stat in self.store.entries()}
+        total = sum(sizes.values())
+        if total > self.max_size:
+            # A slow-to-list store is pruned 10 % below its limit, so the next writes
+            # fit without another listing.
+            target = int(self.max_size * 0.9) if interval else self.max_size
+            removed = self.prune(max_size=target, protect=protect)
+            total -= sum(sizes.get(key, 0) for key in removed)
+        else:
+            removed = []
+        self._listed = (now, total)
+        return removed
 
     def prune(
         self,

@@ -379,3 +379,25 @@ def test_dir_refuses_a_missing_bucket_and_takes_a_real_one(s3: str) -> None:
         shell.run_line_magic("unload_ext", "nbcache")
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_a_bucket_is_listed_once_a_minute_not_on_every_write(
+    s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FsspecStore(s3)
+    listings = []
+    real = store.entries
+
+    def counted() -> Any:
+        listings.append(1)
+        return real()
+
+    monkeypatch.setattr(store, "entries", counted)
+    cache = Cache(store, signer=Signer(b"t"), max_size=20_000)
+    for n in range(10):
+        cache.put(key_of(n), bytes(500 + n))  # about 1.1 kB stored each
+    assert len(listings) == 1  # the first write lists; later ones add to the estimate
+    for n in range(10, 40):
+        cache.put(key_of(n), bytes(500 + n))  # past 20 kB: list, evict to 18 kB, go on
+    assert len(listings) <= 20  # every write would list twice without the estimate
+    assert sum(stat.size for stat in real()) <= 20_000

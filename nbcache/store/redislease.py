@@ -167,6 +167,7 @@ class LeasedStore:
         self.client = client
         self.ttl = ttl
         self.location = store.location
+        self.list_interval = float(getattr(store, "list_interval", 0.0))
         self._prefix = "nbcache:" + hashlib.sha256(store.location.encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:

@@ -119,6 +119,10 @@ class FsspecStore:
     """Entries as immutable objects on an fsspec file system, shared by every machine that
     can reach it."""
 
+    # Listing a bucket costs a request per 1000 keys: the cache checks its size after
+    # a write at most this often (seconds), estimating in between.
+    list_interval = 60.0
+
     def __init__(self, url: str, *, fs: Any = None, ttl: float = DEFAULT_TTL, **options: Any):
         if fs is None:
             fs, root = open_fsspec(url, **options)

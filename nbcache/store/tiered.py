@@ -34,6 +34,7 @@ class TieredStore:
         self.remote = remote
         self.max_size = max_size
         self.location = remote.location
+        self.list_interval = float(getattr(remote, "list_interval", 0.0))
 
     def __repr__(self) -> str:
         return f"TieredStore({self.remote!r}, local copies in {self.local.location!r})"
