@@ -401,3 +401,23 @@ def test_a_bucket_is_listed_once_a_minute_not_on_every_write(
         cache.put(key_of(n), bytes(500 + n))  # past 20 kB: list, evict to 18 kB, go on
     assert len(listings) <= 20  # every write would list twice without the estimate
     assert sum(stat.size for stat in real()) <= 20_000
+
+
+def test_the_tier_serves_its_copy_while_the_bucket_is_unreachable(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = LocalStore(tmp_path / "tier")
+    remote = FsspecStore(s3)
+    Cache(TieredStore(local, remote), signer=Signer(b"t")).put(KEY, "kept")
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(remote.fs, "exists", down)
+    monkeypatch.setattr(remote.fs, "cat_file", down)
+    tiered = TieredStore(local, remote)
+    hit = Cache(tiered, signer=Signer(b"t")).lookup(KEY)
+    assert hit is not None and hit.value == "kept"
+    assert local.has_entry(KEY)  # a network blip never drops the copy
+    with pytest.warns(UserWarning, match="cannot read the store.*Connection refused"):
+        assert Cache(tiered, signer=Signer(b"t")).lookup(key_of(99)) is None

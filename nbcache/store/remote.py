@@ -199,9 +199,20 @@ class FsspecStore:
 
     def has_entry(self, key: str) -> bool:
         try:
-            return bool(self.fs.exists(self._entry_path(key)))
-        except self._errors:
+            return self.probe(key)
+        except StoreError:
             return False
+
+    def probe(self, key: str) -> bool:
+        """Whether the entry of ``key`` exists, asking the server.
+
+        Raises:
+            StoreError: the server cannot be asked (unlike :meth:`has_entry`, which says no).
+        """
+        try:
+            return bool(self.fs.exists(self._entry_path(key)))
+        except self._errors as exc:
+            raise self._fail(exc, f"look for {key[:12]} in") from exc
 
     @contextmanager
     def write_entry(self, key: str) -> Iterator[BinaryIO]:

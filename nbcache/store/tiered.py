@@ -42,13 +42,18 @@ class TieredStore:
     # -- entries -------------------------------------------------------------
 
     def open_entry(self, key: str) -> BinaryIO:
-        if not self.remote.has_entry(key):
-            self._drop_local(key)  # removed from the shared store: gone everywhere
-            raise KeyError(key)
+        unreachable: StoreError | None = None
+        try:
+            if not self._in_remote(key):
+                self._drop_local(key)  # removed from the shared store: gone everywhere
+                raise KeyError(key)
+        except StoreError as exc:
+            unreachable = exc  # a local copy is still this key's value
         try:
             f = self.local.open_entry(key)
         except KeyError:
-            pass
+            if unreachable is not None:
+                raise unreachable from None
         else:
             _touch(self.local, key)
             return f
@@ -57,6 +62,10 @@ class TieredStore:
         except StoreError:
             return self.remote.open_entry(key)  # no room here: read it from the remote
         return self.local.open_entry(key)
+
+    def _in_remote(self, key: str) -> bool:
+        probe = getattr(self.remote, "probe", None)
+        return bool(probe(key)) if probe is not None else self.remote.has_entry(key)
 
     def _fetch(self, key: str) -> None:
         with self.local.write_entry(key) as target:
