@@ -13,6 +13,7 @@ from .config import default_cache
 from .errors import (
     CacheError,
     CacheWarning,
+    ExecutorError,
     ForeignEntryError,
     IntegrityError,
     KeyPicklingError,
@@ -54,6 +55,7 @@ __all__ = (
     "CacheInfo",
     "CacheWarning",
     "EntryRecord",
+    "ExecutorError",
     "ForeignEntryError",
     "Hit",
     "IntegrityError",

@@ -11,9 +11,12 @@ from __future__ import annotations
 import functools
 import importlib
 import io
+import linecache
 import time
 import types
+import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,11 +32,20 @@ from .cells import (
     analyze,
     cell_key,
     changed_names,
+    from_user_code,
     namespace_snapshot,
 )
 from .entry import EntryInfo
 from .errors import KeyPicklingError, ValuePicklingError, warn
-from .futures import Task, TaskCancelled, get_executor
+from .futures import (
+    Task,
+    TaskCancelled,
+    _follow_tqdm,
+    check_executor,
+    configured_executor,
+    current_task,
+    get_executor,
+)
 from .hashing import describe, digest
 from .keys import explain
 from .pickling import _probe, dump_parts
@@ -85,7 +97,8 @@ class CellOptions:
     pin: bool = False
     quiet: bool = False
     background: bool = False
-    executor: str = "thread"  # where a background cell runs: "thread" or "process"
+    # where a background cell runs: "thread", "process", "dask"; None: nbcache.configure's
+    executor: str | None = None
 
 
 _VALUE_NAME = "the cell's variables"
@@ -287,11 +300,21 @@ class CellCache:
     def _start_background(
         self, code: CellCode, ck: CellKey, identity: str, options: CellOptions
     ) -> Any:
-        """Run the body on a worker thread in a copy of the namespace; return at once.
+        """Run the body in the background, in a copy of the namespace; return at once.
 
-        When it ends, the variables it made join the notebook's namespace and the
-        entry is stored, before anyone waiting on the task wakes up.
+        On a thread, the body runs there; on another executor (a process pool, a
+        dask cluster) a thread waits for it while the inputs are pickled over and
+        the bound variables come back. When it ends, the variables it made join the
+        notebook's namespace and the entry is stored, before anyone waiting on the
+        task wakes up; a cancelled task's variables are dropped.
+
+        Raises:
+            ExecutorError: the executor cannot run work (dask not installed or not
+                configured), before anything starts.
         """
+        chosen = options.executor or configured_executor()
+        check_executor(chosen)
+        here = chosen == "thread" or isinstance(chosen, ThreadPoolExecutor)
         task: Task[None] = Task(options.name or code.first_line)
         task.expected = (self.cache.latest(identity) or {}).get("seconds")  # for an ETA
         card = make_card(task, self.shell.widgets, self.shell.display_object, self.shell.show_text)
@@ -310,10 +333,12 @@ class CellCache:
             before = namespace_snapshot(namespace)
             start = time.perf_counter()
             with background.routed(sink), FileReads.recording(self._exclude()) as read:
-                if options.executor == "process":
-                    result = _in_process(task, code, namespace, sink)
-                else:
+                if here:
                     result = self.shell.execute(code.source, namespace)
+                else:
+                    result = _elsewhere(task, code, namespace, sink, get_executor(chosen))
+            if task.cancel_requested:
+                raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is kept
             seconds = time.perf_counter() - start
             files = FileReads.of(read).merged(watch)
             made = _Made(namespace, before, log, result, seconds, files)
@@ -324,7 +349,8 @@ class CellCache:
                 self.shell.user_ns.pop(name, None)
             card.note = _miss_line(names, seconds, size, options.store).removeprefix("nbcache: ")
 
-        task.submit_to(get_executor("thread"), body)
+        runner = chosen if isinstance(chosen, ThreadPoolExecutor) else get_executor("thread")
+        task.submit_to(runner, body)
         return NO_RESULT
 
     def wait(self, name: str | None = None) -> list[Task[Any]]:
@@ -364,62 +390,124 @@ class CellCache:
         return [f"`{target}` has not missed in this session"]
 
 
-# -- a background cell in another process ----------------------------------------------
+# -- a background cell elsewhere: another process, a dask cluster ------------------------
 
 
-def _in_process(task: Task[Any], code: CellCode, namespace: dict[str, Any], sink: Any) -> Any:
-    """Run the body in a loky worker: inputs pickled there, bound variables brought back.
+def _elsewhere(
+    task: Task[Any], code: CellCode, namespace: dict[str, Any], sink: Any, executor: Executor
+) -> Any:
+    """Run the body on ``executor``: inputs pickled there, bound variables brought back.
 
-    Cancelling the task while the body runs stops the worker processes.
+    Cancelling stops it: a loky pool by stopping its workers, dask at the body's
+    next progress step, any other executor if the body has not started yet (else
+    it runs to its end); its variables are dropped either way.
     """
-    inputs = {n: _storable(namespace[n]) for n in code.reads if n in namespace}
-    executor = get_executor("process")
-    remote = executor.submit(run_in_worker, code.source, inputs, sorted(code.binds))
-    while True:
-        try:
-            made = remote.result(timeout=0.2)
-            break
-        except FutureTimeout:
-            if task.cancel_requested and not remote.cancel():
-                executor.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
-                raise TaskCancelled(f"task {task.name!r} was cancelled") from None
+    from .dask_executor import DaskExecutor, modules_imported_by
+
+    filename = _remember_source(code.source)
+    binds = sorted(code.binds)
+    remote: Future[Any]
+    if isinstance(executor, DaskExecutor):
+        inputs = {n: namespace[n] for n in code.reads if n in namespace}
+        remote = executor.start(
+            run_in_worker,
+            (code.source, inputs, binds, filename),
+            name=task.name,
+            modules=modules_imported_by(code.source),
+            on_progress=task.record,
+        )
+    else:
+        inputs = {n: _storable(namespace[n]) for n in code.reads if n in namespace}
+        remote = executor.submit(run_in_worker, code.source, inputs, binds, filename)
+    made = _wait(task, executor, remote, filename)
     for kind in ("stdout", "stderr"):
         if made[kind]:
             sink(kind, made[kind])
+    for name, why in made["stayed"].items():
+        sink("stderr", f"nbcache: `{name}` stayed on the worker: it cannot be pickled ({why})\n")
     for name, value in made["vars"].items():
         namespace[name] = _bring_back(value)
     return made["result"]
 
 
-def run_in_worker(source: str, inputs: dict[str, Any], binds: list[str]) -> dict[str, Any]:
-    """The body of a background cell, as a worker process runs it."""
+def _wait(task: Task[Any], executor: Executor, remote: Future[Any], filename: str) -> Any:
+    """``remote``'s result; stops it once the task is cancelled (then raises TaskCancelled)."""
+    __tracebackhide__ = True
+    stopping = False
+    while True:
+        try:
+            return remote.result(timeout=0.2)  # short waits notice a cancel soon
+        except FutureTimeout:
+            if task.cancel_requested and not stopping:
+                stopping = True
+                if _stop(executor, remote):
+                    raise TaskCancelled(f"task {task.name!r} was cancelled") from None
+        except CancelledError:
+            raise TaskCancelled(f"task {task.name!r} was cancelled") from None
+        except BaseException as exc:  # noqa: BLE001 - the body's own, from its first line on
+            # Re-raising the exception being handled keeps its own cause and context.
+            raise exc.with_traceback(from_user_code(exc.__traceback__, filename))  # noqa: B904
+
+
+def _stop(executor: Executor, remote: Future[Any]) -> bool:
+    """Ask ``executor`` to stop ``remote``; True if nothing of it runs any more."""
+    from .dask_executor import DaskExecutor
+
+    if isinstance(executor, DaskExecutor):
+        executor.stop(remote)  # ``remote`` ends once the worker lets go
+        return False
+    if remote.cancel():
+        return True
+    if type(executor).__module__.startswith("joblib.externals.loky"):
+        executor.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
+        return True
+    return False  # it cannot be stopped: wait for its end, then drop its variables
+
+
+def _remember_source(source: str) -> str:
+    """A file name for the body, with its lines in linecache, so tracebacks show them."""
+    filename = f"<background cell {uuid.uuid4().hex[:8]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    return filename
+
+
+def run_in_worker(
+    source: str, inputs: dict[str, Any], binds: list[str], filename: str = "<background cell>"
+) -> dict[str, Any]:
+    """The body of a background cell, as a worker process runs it.
+
+    What the body prints is captured for this thread only (a dask worker runs
+    other tasks meanwhile); its progress steps report to the task running it.
+    """
     import ast
-    import contextlib
-    import io
 
     namespace: dict[str, Any] = {"__name__": "__main__"}
     namespace.update({name: _bring_back(value) for name, value in inputs.items()})
     before = {name: id(value) for name, value in namespace.items()}
+    if current_task() is not None and "tqdm" in source:
+        _follow_tqdm(load=True)  # a fresh worker has not imported tqdm yet
     tree = ast.parse(source)
     last = None
     final = tree.body[-1] if tree.body else None
     if isinstance(final, ast.Expr):
         tree.body.pop()
         last = ast.Expression(final.value)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        exec(compile(tree, "<background cell>", "exec"), namespace)
-        result = (
-            NO_RESULT
-            if last is None
-            else eval(compile(last, "<background cell>", "eval"), namespace)
-        )
+    out: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    background.install()
+    with background.routed(lambda kind, *payload: out[kind].append(payload[0])):
+        exec(compile(tree, filename, "exec"), namespace)
+        result = NO_RESULT if last is None else eval(compile(last, filename, "eval"), namespace)
     names = {n for n in binds if n in namespace}
     names |= {n for n, v in namespace.items() if n != "__builtins__" and before.get(n) != id(v)}
+    made = {n: _storable(namespace[n]) for n in sorted(names) if not _closed_file(namespace[n])}
+    stay = {}
+    if _probe(made) is not None:  # only what can be pickled can come back
+        stay = {n: f"{describe(v)['type']}: {e}" for n, v in made.items() if (e := _probe(v))}
     return {
-        "vars": {n: _storable(namespace[n]) for n in names},
-        "stdout": out.getvalue(),
-        "stderr": err.getvalue(),
+        "vars": {n: v for n, v in made.items() if n not in stay},
+        "stayed": stay,
+        "stdout": "".join(out["stdout"]),
+        "stderr": "".join(out["stderr"]),
         "result": None if result is NO_RESULT else result,
     }
 

@@ -45,6 +45,7 @@ __all__ = [
     "analyze",
     "cell_key",
     "changed_names",
+    "from_user_code",
     "namespace_snapshot",
 ]
 
@@ -560,3 +561,11 @@ class OutputLog:
                 publish(payload[0], payload[1])
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def from_user_code(tb: Any, filename: str) -> Any:
+    """The traceback from the first frame of the user's cell on (nbcache's own dropped)."""
+    start = tb
+    while start is not None and start.tb_frame.f_code.co_filename != filename:
+        start = start.tb_next
+    return start if start is not None else tb

@@ -12,6 +12,7 @@ import warnings
 __all__ = [
     "CacheError",
     "CacheWarning",
+    "ExecutorError",
     "ForeignEntryError",
     "IntegrityError",
     "KeyPicklingError",
@@ -48,6 +49,10 @@ class ForeignEntryError(IntegrityError):
 
 class StoreError(CacheError):
     """The store could not be read or written (permissions, full disk, ...)."""
+
+
+class ExecutorError(CacheError):
+    """The executor asked for cannot run work: not installed, not configured, or unreachable."""
 
 
 class CacheWarning(UserWarning):

@@ -18,7 +18,7 @@ from .cache import Cache
 from .cellcache import CellCache, CellOptions
 from .cells import NO_RESULT
 from .config import check_store, default_cache, max_size, open_store, set_default_cache
-from .errors import CacheError
+from .errors import CacheError, ExecutorError
 from .listing import entries_table, matching_keys, plural, summary_lines
 from .memo import Memoized, memoize
 from .shell import IPythonShell
@@ -66,13 +66,15 @@ class NbcacheMagics(Magics):
         "-b",
         "--background",
         action="store_true",
-        help="run on a worker thread and return at once; a card shows progress and output",
+        help="run in the background (see --executor) and return at once; a card shows "
+        "progress and output",
     )
     @argument(
         "--executor",
-        choices=["thread", "process"],
-        default="thread",
-        help="where a background cell runs: a thread, or a worker process (loky)",
+        choices=["thread", "process", "dask"],
+        default=None,
+        help="where a background cell runs: a thread, a worker process (loky), or a dask "
+        "cluster (NBCACHE_DASK or nbcache.configure); default: nbcache.configure's choice",
     )
     @cell_magic
     def cache(self, line: str, cell: str) -> Any:
@@ -95,10 +97,13 @@ class NbcacheMagics(Magics):
             watch=tuple(args.watch),
             pin=args.pin,
             quiet=args.quiet,
-            background=args.background or args.executor != "thread",
+            background=args.background or args.executor not in (None, "thread"),
             executor=args.executor,
         )
-        result = self.cells.run(cell, options)
+        try:
+            result = self.cells.run(cell, options)
+        except ExecutorError as exc:  # not installed, not configured: one line says what to do
+            raise UsageError(str(exc)) from exc
         return None if result is NO_RESULT else result
 
     # -- %memoize and %%memoize -------------------------------------------------------

@@ -18,7 +18,7 @@ import time
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar, overload
 
 from typing_extensions import ParamSpec
@@ -27,7 +27,7 @@ from .cache import Cache
 from .code import Fingerprint, fingerprint_of, identity, short_name
 from .config import default_cache
 from .errors import KeyPicklingError, warn
-from .futures import get_executor
+from .futures import get_executor, settle
 from .keys import CallKey, bind_arguments, call_key, explain
 from .units import parse_duration
 
@@ -115,6 +115,7 @@ class Memoized(Generic[P, R]):
         self._fp: Fingerprint | None = None
         self._pending: dict[str, threading.Event] = {}
         self._async_pending: dict[str, asyncio.Future[Any]] = {}
+        self._elsewhere: dict[str, Future[Any]] = {}  # calls on another executor, by key
         self._hits = self._misses = self._store_hits = 0
         self._saved = 0.0
         self._warned = False
@@ -123,6 +124,13 @@ class Memoized(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<memoized {self._identity}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled to another process (a worker running a function that calls this one),
+        it is the same function memoized in that process's memory only: the store, and
+        the results kept here, stay here."""
+        settings = (self._maxsize, self._typed, self._ignore, self._max_age)
+        return (_memory_only, (self.__wrapped__, *settings))
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         return self if instance is None else types.MethodType(self, instance)
@@ -348,12 +356,29 @@ class Memoized(Generic[P, R]):
         return explain(self._previous, self._last.summary)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-        """Run the call on nbcache's thread pool; a hit returns a future already done."""
+        """Start the call in the background: a ``concurrent.futures.Future`` of its result.
+
+        A hit (in memory or the store) gives a future that is already done. A
+        miss runs on the executor chosen with :func:`nbcache.configure`: on the
+        thread pool (the default) the whole memoized call runs there, as a call
+        would. On any other executor (``"process"``, ``"dask"``, a
+        ``distributed.Client``, an ``Executor``) only the function runs there,
+        its arguments pickled to the worker; its result comes back and is kept
+        here, in memory and the store, before the future finishes. Submitting a
+        call that is already on its way gives the same future; cancelling the
+        future stops the call if it has not started (on dask, also at the
+        function's next ``nbcache.progress`` step).
+
+        Raises:
+            ExecutorError: the configured executor cannot run work (dask not
+                installed or not configured, its scheduler unreachable).
+        """
         fast = self._fast_key(args, kwargs)
         with self._lock:
             fp = self._fingerprint()
             found = self._from_memory(self._fast.get(fast)) if fast is not None else _MISS
-        if found is _MISS and fp is not None and not self._is_async:
+        ck = None
+        if found is _MISS and fp is not None:
             ck = self._key(fp, args, kwargs)
             hit = (
                 None
@@ -367,9 +392,86 @@ class Memoized(Generic[P, R]):
             done: Future[R] = Future()
             done.set_result(found)
             return done
-        if self._is_async:
-            return get_executor("thread").submit(asyncio.run, self(*args, **kwargs))  # type: ignore[arg-type]
-        return get_executor("thread").submit(self, *args, **kwargs)
+        executor = get_executor()
+        if isinstance(executor, ThreadPoolExecutor):
+            if self._is_async:
+                return executor.submit(asyncio.run, self(*args, **kwargs))  # type: ignore[arg-type]
+            return executor.submit(self, *args, **kwargs)
+        return self._submit_elsewhere(executor, ck, fast, args, kwargs)
+
+    def _submit_elsewhere(
+        self,
+        executor: Executor,
+        ck: CallKey | None,
+        fast: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Future[R]:
+        """Run the function alone on ``executor``; keep its result here when it comes back."""
+        call: Callable[..., Any] = (
+            functools.partial(_run_coroutine, self.__wrapped__)
+            if self._is_async
+            else self.__wrapped__
+        )
+        if ck is None:  # no key (a warning said why): it runs uncached
+            with self._lock:
+                self._misses += 1
+            return executor.submit(call, *args, **kwargs)
+        with self._lock:
+            running = self._elsewhere.get(ck.key)
+            if running is not None:
+                return running
+            landed: Future[R] = Future()
+            self._elsewhere[ck.key] = landed
+        start = time.perf_counter()
+        try:
+            remote = executor.submit(call, *args, **kwargs)
+        except BaseException:
+            with self._lock:
+                del self._elsewhere[ck.key]
+            raise
+        # The remote's callbacks run on its executor's own thread: keep the result on ours.
+        remote.add_done_callback(
+            lambda done: get_executor("thread").submit(self._land, ck, fast, done, landed, start)
+        )
+        landed.add_done_callback(lambda mine: mine.cancelled() and remote.cancel())
+        return landed
+
+    def _land(
+        self, ck: CallKey, fast: Any, done: Future[Any], landed: Future[R], start: float
+    ) -> None:
+        """Keep what a call elsewhere returned (memory and store), then finish ``landed``."""
+        try:
+            if not done.cancelled() and done.exception() is None:
+                value = done.result()
+                seconds = time.perf_counter() - start
+                meta = {**self._meta(ck), "compute_seconds": seconds}
+                name = f"the result of {self._identity}()"
+                persist = self._persist
+                self.cache.put(ck.key, value, meta, persist=persist, name=name, remember=False)
+                self._record(ck, fast, value, None)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+            if not landed.done():
+                landed.set_exception(exc)
+        finally:
+            with self._lock:
+                self._elsewhere.pop(ck.key, None)
+            settle(landed, done)
+
+
+def _memory_only(
+    fn: Callable[..., Any],
+    maxsize: int | None,
+    typed: bool,
+    ignore: tuple[str, ...],
+    max_age: float | None,
+) -> Memoized[Any, Any]:
+    return Memoized(fn, maxsize=maxsize, store=False, typed=typed, ignore=ignore, max_age=max_age)
+
+
+def _run_coroutine(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """An async function's call, run to its end on a worker."""
+    return asyncio.run(fn(*args, **kwargs))
 
 
 @overload

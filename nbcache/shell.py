@@ -16,7 +16,7 @@ import sys
 import types
 from typing import Any
 
-from .cells import NO_RESULT
+from .cells import NO_RESULT, from_user_code
 from .widgets import widgets_wanted
 
 __all__ = ["NO_RESULT", "IPythonShell"]
@@ -118,12 +118,4 @@ class IPythonShell:
             return eval(compiler(last, filename, "eval"), namespace)
         except BaseException as exc:  # noqa: BLE001 - the user's own, re-raised unchanged
             # Re-raising the exception being handled keeps its own cause and context.
-            raise exc.with_traceback(_from_user_code(exc.__traceback__, filename))  # noqa: B904
-
-
-def _from_user_code(tb: Any, filename: str) -> Any:
-    """The traceback from the first frame of the user's cell on (nbcache's own dropped)."""
-    start = tb
-    while start is not None and start.tb_frame.f_code.co_filename != filename:
-        start = start.tb_next
-    return start if start is not None else tb
+            raise exc.with_traceback(from_user_code(exc.__traceback__, filename))  # noqa: B904

@@ -23,6 +23,7 @@ __all__ = ["CacheBrowser", "TextCard", "WidgetCard", "browse", "make_card", "wid
 _STYLE = {
     "queued": "info",
     "running": "info",
+    "cancelling": "warning",
     "done": "success",
     "failed": "danger",
     "cancelled": "warning",
@@ -54,17 +55,29 @@ def _tag(*widgets: tuple[Any, str]) -> None:
 def _elapsed_text(task: Task[Any]) -> str:
     """``12 s``, or ``12 s · about 28 s left`` when a past run of the same cell is known."""
     text = format_duration(task.elapsed)
+    if task.state == "cancelling":
+        return text + " · stopping at its next progress step"
     if task.expected and task.state == "running":
         left = task.expected - task.elapsed
         text += f" · about {format_duration(left)} left" if left > 0 else " · taking longer"
     return text
 
 
+_OWN_CODE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def _failure_text(task: Task[Any]) -> str:
+    """The failure's traceback from the user's code on: nbcache's own leading frames
+    (running the body, waiting for a worker) tell the user nothing."""
     exc = task.future.exception()
     if exc is None:
         return ""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_OWN_CODE):
+            break
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 class TextCard:
@@ -75,12 +88,16 @@ class TextCard:
         self._show = show
         self.note = ""
         self._ended = False
+        self._cancelling = False
         show(f"nbcache: {task.name} runs in the background (%nbcache wait to block on it)")
 
     def output(self, kind: str, *payload: Any) -> None:
         """Output of the body, kept for the end (text has nowhere else to put it)."""
 
     def update(self, task: Task[Any]) -> None:
+        if task.state == "cancelling" and not self._cancelling:
+            self._cancelling = True
+            self._show(f"nbcache: {task.name} cancelling: it stops at its next progress step")
         if task.state in ("done", "failed", "cancelled") and not self._ended:
             self._ended = True
             line = f"nbcache: {task.name} {task.state} after {format_duration(task.elapsed)}"
@@ -122,7 +139,7 @@ class WidgetCard:
 
     def _tick(self) -> None:
         while not self._stop.wait(0.5):
-            if self.task.state == "running":
+            if self.task.state in ("running", "cancelling"):
                 self.elapsed.value = _elapsed_text(self.task)
 
     def output(self, kind: str, *payload: Any) -> None:
@@ -142,6 +159,9 @@ class WidgetCard:
             self.bar.value = min(task.done_steps, task.total_steps)
         if self.bar.bar_style != "danger":  # a failure is never painted over
             self.bar.bar_style = _STYLE[state]
+        if state == "cancelling":
+            self.cancel.disabled = True  # asked once; the worker has yet to let go
+            self.elapsed.value = _elapsed_text(task)
         if state in ("done", "failed", "cancelled"):
             self._stop.set()
             self.cancel.disabled = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     for name in ("NBCACHE_MAX_SIZE", "NBCACHE_TIER", "NBCACHE_LOCK_URL", "NBCACHE_DASK"):
         monkeypatch.delenv(name, raising=False)
+    # An IPython shell puts its own module in sys.modules["__main__"] and a reset empties
+    # it; multiprocessing's spawn (a dask LocalCluster) then fails: put the real one back.
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     set_default_cache(None)
     yield
     set_default_cache(None)

@@ -16,11 +16,13 @@ from nbcache.futures import (
     TaskCancelled,
     as_future,
     configure,
+    configured_executor,
     current_task,
     get_executor,
     progress,
     wrap_future,
 )
+from nbcache.widgets import TextCard
 
 
 def test_plain_values_are_finished_futures() -> None:
@@ -134,7 +136,8 @@ def test_cancel_a_queued_task() -> None:
 
 
 def test_cancel_a_running_task_at_its_next_step() -> None:
-    """A running body stops at its next progress step once cancelled."""
+    """A running body stops at its next progress step once cancelled; until then the task
+    reads cancelling, and its text card says so once."""
     started, release = threading.Event(), threading.Event()
     steps: list[int] = []
 
@@ -147,14 +150,22 @@ def test_cancel_a_running_task_at_its_next_step() -> None:
         return 1
 
     task: Task[int] = Task("long")
+    lines: list[str] = []
+    task.on_change(TextCard(task, lines.append).update)
     task.submit_to(get_executor("thread"), body)
     assert started.wait(5)
     assert task.cancel()
+    assert task.state == "cancelling"
     release.set()
     with pytest.raises(TaskCancelled):
         task.future.result(5)
     assert task.state == "cancelled"
     assert steps == [0]
+    assert task.settled.wait(5)
+    assert [line for line in lines if "cancelling" in line] == [
+        "nbcache: long cancelling: it stops at its next progress step"
+    ]
+    assert lines[-1].startswith("nbcache: long cancelled after")
 
 
 def test_progress_reports_to_the_current_task() -> None:
@@ -187,6 +198,11 @@ def test_configure() -> None:
     assert isinstance(get_executor(), ThreadPoolExecutor)
     with pytest.raises(CacheError, match="unknown executor"):
         configure("gpu")
+    with pytest.raises(CacheError, match="cannot run work on 3"):
+        configure(3)
+    with pytest.raises(CacheError, match="scheduler address"):
+        configure(dask=42)
+    assert configured_executor() == "thread"
 
 
 def test_tqdm_drives_the_task_progress() -> None:

@@ -11,10 +11,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import pytest
 
-from nbcache import CacheWarning, memoize
+from nbcache import CacheWarning, configure, memoize
 from nbcache.cache import Cache
 from nbcache.signing import Signer
 from nbcache.store import LocalStore
@@ -428,3 +429,22 @@ def test_submit(cache: Cache, probe: Probe) -> None:
 
     f2.__wrapped__.__qualname__ = f.__wrapped__.__qualname__
     assert f2.submit(5).result(10) == 6
+
+
+def test_submit_elsewhere_keeps_the_result_here(cache: Cache) -> None:
+    """On a process pool only the function runs there (one that calls itself too, memoized
+    in the worker's memory); its result is stored here. A pickled copy keeps to memory."""
+
+    @memoize(cache=cache)
+    def fib(n: int) -> int:
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    configure("process")
+    try:
+        assert fib.submit(50).result(60) == 12586269025
+        assert fib.cache_info()[:2] == (0, 1)
+        assert fib.submit(50).done()  # kept here: a hit, without the pool
+    finally:
+        configure()
+    copy = cloudpickle.loads(cloudpickle.dumps(fib))
+    assert copy.cache_parameters()["store"] is False and copy(10) == 55
