@@ -344,8 +344,10 @@ _WRITER = textwrap.dedent(
 )
 
 
-def test_a_writer_killed_mid_upload_leaves_no_entry(s3: str, s3_server: S3Server) -> None:
-    env = {**os.environ, **s3_server.env}
+def test_a_writer_killed_mid_upload_leaves_no_entry(
+    s3: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    env = {**os.environ, **s3_server.env, "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen(
         [sys.executable, "-c", _WRITER, s3, KEY], env=env, stdout=subprocess.PIPE, text=True
     )
@@ -362,6 +364,10 @@ def test_a_writer_killed_mid_upload_leaves_no_entry(s3: str, s3_server: S3Server
     assert not store.has_entry(KEY)
     assert list(store.entries()) == []
     assert Cache(store, signer=Signer(b"t")).lookup(KEY) is None
+    # Its spool file is left behind, and swept by the next writer on this machine.
+    assert len(list(tmp_path.glob("nbcache-upload-*"))) == 1
+    assert remote_module.sweep_spools(str(tmp_path)) == 1
+    assert not list(tmp_path.glob("nbcache-upload-*"))
 
 
 def test_dir_refuses_a_missing_bucket_and_takes_a_real_one(s3: str) -> None:
@@ -421,3 +427,56 @@ def test_the_tier_serves_its_copy_while_the_bucket_is_unreachable(
     assert local.has_entry(KEY)  # a network blip never drops the copy
     with pytest.warns(UserWarning, match="cannot read the store.*Connection refused"):
         assert Cache(tiered, signer=Signer(b"t")).lookup(key_of(99)) is None
+
+
+def test_a_big_entry_comes_down_in_parts_into_writable_arrays(
+    s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    monkeypatch.setattr(remote_module, "_PART", 1 << 20)
+    value = {"a": np.arange(3 << 18, dtype=np.float64), "b": np.ones(5000)}  # 6 MB and 40 kB
+    Cache(FsspecStore(s3), signer=Signer(b"t")).put(KEY, value)
+    store = FsspecStore(s3)
+    ranges = []
+    real = store.fs._call_s3
+
+    async def counted(method: str, *args: Any, **kwargs: Any) -> Any:
+        ranges.append(kwargs.get("Range"))
+        return await real(method, *args, **kwargs)
+
+    monkeypatch.setattr(store.fs, "_call_s3", counted)
+    hit = Cache(store, signer=Signer(b"t")).lookup(KEY)
+    assert hit is not None
+    assert len(ranges) == 7 and ranges[0] == "bytes=0-1048575"  # 6 MB and a bit: 7 parts
+    assert np.array_equal(hit.value["a"], value["a"]) and hit.value["a"].flags.writeable
+    hit.value["a"][0] = -1.0
+    assert np.array_equal(hit.value["b"], value["b"])
+
+
+def test_an_object_rewritten_during_a_download_is_a_miss_not_a_mix(
+    s3: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    monkeypatch.setattr(remote_module, "_PART", 1 << 20)
+    Cache(FsspecStore(s3), signer=Signer(b"t")).put(KEY, np.zeros(1 << 19))
+    store = FsspecStore(s3)
+    bucket, prefix = s3.removeprefix("s3://").split("/", 1)
+    real = store.fs._call_s3
+    rewritten = []
+
+    async def rewrite_after_first(method: str, *args: Any, **kwargs: Any) -> Any:
+        reply = await real(method, *args, **kwargs)
+        if not rewritten:
+            rewritten.append(True)
+            other = Cache(FsspecStore(f"memory://{KEY}"), signer=Signer(b"t"))
+            other.put(KEY, np.ones(1 << 19))
+            body = other.store.open_entry(KEY).read()  # type: ignore[union-attr]
+            name = f"{prefix}/v1/entries/{KEY[:2]}/{KEY}"
+            s3_server.client().put_object(Bucket=bucket, Key=name, Body=body)
+        return reply
+
+    monkeypatch.setattr(store.fs, "_call_s3", rewrite_after_first)
+    with pytest.warns(UserWarning, match="cannot read the store"):
+        assert Cache(store, signer=Signer(b"t")).lookup(KEY) is None

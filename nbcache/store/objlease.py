@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import StoreError
 from .lease import DEFAULT_TTL, HOST, pid_alive
 
-__all__ = ["ObjectLease", "remote_errors"]
+__all__ = ["ObjectLease", "read_body", "remote_errors"]
 
 
 @functools.cache
@@ -227,14 +227,16 @@ class ObjectLease:
         self.release()
 
 
+async def read_body(body: Any) -> bytes:
+    """All the bytes of an aiobotocore streaming body, which is then closed."""
+    try:
+        return bytes(await body.read())
+    finally:
+        body.close()
+
+
 def _read_body(fs: Any, body: Any) -> bytes:
     """The bytes of an aiobotocore streaming body, read on the file system's event loop."""
     from fsspec.asyn import sync
 
-    async def read() -> bytes:
-        try:
-            return bytes(await body.read())
-        finally:
-            body.close()
-
-    return bytes(sync(fs.loop, read))
+    return bytes(sync(fs.loop, read_body, body))

@@ -14,8 +14,11 @@ listings cache is off and every read asks the server.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import io
 import json
+import mmap
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -23,10 +26,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, BinaryIO
 
+from ..buffers import MappedReader, allocate
 from ..errors import StoreError
 from .base import EntryStat, check_key
-from .lease import DEFAULT_TTL
-from .objlease import ObjectLease, remote_errors
+from .lease import DEFAULT_TTL, pid_alive
+from .objlease import ObjectLease, read_body, remote_errors
 
 __all__ = ["FsspecStore", "open_fsspec"]
 
@@ -36,6 +40,8 @@ _LAYOUT = "v1"
 _WHOLE_OBJECT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "oss"}
 # Entries up to this size are spooled in memory, bigger ones in a temporary file.
 _SPOOL_IN_MEMORY = 64 << 20
+# Ranged GETs of this size download a big entry concurrently.
+_PART = 16 << 20
 
 
 def open_fsspec(url: str, **options: Any) -> tuple[Any, str]:
@@ -67,6 +73,37 @@ def open_fsspec(url: str, **options: Any) -> tuple[Any, str]:
     return fs, str(root).rstrip("/")
 
 
+_SPOOL = "nbcache-upload-"
+_swept = False
+
+
+def sweep_spools(folder: str | None = None) -> int:
+    """Remove upload spools whose writer died (a killed kernel cannot clean up after
+    itself); return how many went."""
+    folder = folder or tempfile.gettempdir()
+    removed = 0
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(_SPOOL)]
+    except OSError:
+        return 0
+    for name in names:
+        pid = name[len(_SPOOL) :].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+            except OSError:
+                continue
+    return removed
+
+
+def _sweep_once() -> None:
+    global _swept
+    if not _swept:
+        _swept = True
+        sweep_spools()
+
+
 class _Spool(io.RawIOBase):
     """Where an entry is written before its upload: memory first, a temporary file past
     ``_SPOOL_IN_MEMORY``."""
@@ -83,7 +120,8 @@ class _Spool(io.RawIOBase):
         if self._memory is not None:
             if self._memory.tell() + memoryview(data).nbytes <= _SPOOL_IN_MEMORY:
                 return self._memory.write(data)
-            self._file = tempfile.NamedTemporaryFile(prefix="nbcache-upload-", delete=False)  # noqa: SIM115 - closed by discard()
+            _sweep_once()
+            self._file = tempfile.NamedTemporaryFile(prefix=f"{_SPOOL}{os.getpid()}-", delete=False)  # noqa: SIM115 - closed by discard()
             self._file.write(self._memory.getbuffer())
             self._memory = None
         return int(self._file.write(data))
@@ -135,6 +173,7 @@ class FsspecStore:
         self._base = f"{root}/{_LAYOUT}"
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self._whole = protocol in _WHOLE_OBJECT
+        self._s3 = hasattr(fs, "_call_s3") and hasattr(fs, "split_path")
         self._errors = remote_errors()
 
     def __repr__(self) -> str:
@@ -170,15 +209,58 @@ class FsspecStore:
     # -- entries -------------------------------------------------------------
 
     def open_entry(self, key: str) -> BinaryIO:
-        """The whole entry, fetched in one GET: a consistent snapshot even if it changed."""
+        """The whole entry, downloaded into memory, all of it from one version of the object.
+
+        On S3 a big entry comes in concurrent ranged GETs pinned to the ETag of the
+        first, straight into page-aligned memory that its arrays then use as is.
+        """
         path = self._entry_path(key)
         try:
-            data = self.fs.cat_file(path)
+            if self._s3:
+                from fsspec.asyn import sync
+
+                data = sync(self.fs.loop, self._s3_download, path)
+                # Only writable memory is used in place: arrays must come back writable.
+                if isinstance(data, mmap.mmap):
+                    return MappedReader(data)  # type: ignore[return-value]
+                return io.BytesIO(data)
+            return io.BytesIO(self.fs.cat_file(path))
         except FileNotFoundError:
             raise KeyError(key) from None
         except self._errors as exc:
             raise self._fail(exc, f"read {key[:12]} from") from exc
-        return io.BytesIO(data)
+
+    async def _s3_download(self, path: str) -> Any:
+        bucket, name, _ = self.fs.split_path(path)
+        first = await self.fs._call_s3(
+            "get_object", Bucket=bucket, Key=name, Range=f"bytes=0-{_PART - 1}"
+        )
+        head = await read_body(first["Body"])
+        total = int(str(first.get("ContentRange", "/0")).rsplit("/", 1)[1] or 0)
+        if total <= len(head):
+            return head
+        memory = allocate(total)
+        view = memoryview(memory)
+        view[: len(head)] = head
+        limit = asyncio.Semaphore(max(1, int(getattr(self.fs, "max_concurrency", 8) or 8)))
+
+        async def part(start: int) -> None:
+            end = min(start + _PART, total) - 1
+            async with limit:
+                reply = await self.fs._call_s3(
+                    "get_object",
+                    Bucket=bucket,
+                    Key=name,
+                    Range=f"bytes={start}-{end}",
+                    IfMatch=first["ETag"],  # one version, even if the key is rewritten
+                )
+                data = await read_body(reply["Body"])
+            if len(data) != end - start + 1:
+                raise OSError(errno.EIO, f"short read of {path}: the object changed")
+            view[start : end + 1] = data
+
+        await asyncio.gather(*(part(start) for start in range(len(head), total, _PART)))
+        return memory
 
     def download(self, key: str, target: BinaryIO) -> None:
         """Copy the entry into ``target`` in chunks, without holding it all in memory.
