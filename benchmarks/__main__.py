@@ -20,7 +20,7 @@ from typing import Any
 
 from nbcache.units import format_size, parse_size
 
-from . import background, cells, keys_memo, store_io
+from . import background, cells, keys_memo, on_dask, s3, store_io
 from .common import (
     MEMORY_FILE_SYSTEMS,
     Group,
@@ -44,6 +44,8 @@ GROUPS: dict[str, Group] = {
         keys_memo.MEMOIZE,
         cells.GROUP,
         background.GROUP,
+        on_dask.GROUP,
+        s3.GROUP,
     )
 }
 

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,16 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
     monkeypatch.syspath_prepend(str(ROOT))
     return {
         name: importlib.import_module(f"benchmarks.{name}")
-        for name in ("__main__", "common", "store_io", "keys_memo", "cells", "background")
+        for name in (
+            "__main__",
+            "common",
+            "store_io",
+            "keys_memo",
+            "cells",
+            "background",
+            "on_dask",
+            "s3",
+        )
     }
 
 
@@ -92,6 +102,93 @@ def test_background_rows(
     for row in rows:
         if row.target is not None:
             assert row.figure is not None and row.figure > 0 and row.met in (True, False), row
+
+
+def test_dask_rows(bench: dict[str, ModuleType], tmp_path: Path) -> None:
+    """The group runs on a real LocalCluster, reports every row, and leaves no workers."""
+    import psutil
+
+    common, on_dask = bench["common"], bench["on_dask"]
+    before = set(psutil.Process().children(recursive=True))
+    settings = common.Settings(size=8_000_000, repeat=1, directory=tmp_path)
+    rows = on_dask.run(settings)
+    assert [row.name for row in rows] == list(on_dask.NAMES)
+    for row in rows:
+        assert all(t > 0 for t in row.times), row
+        if row.target is not None:
+            assert row.figure is not None and row.met in (True, False), row
+    assert "≤ 50 ms" in common.markdown_table(rows)
+    started = [p for p in psutil.Process().children(recursive=True) if p not in before]
+    workers = [p for p in started if "resource_tracker" not in _command(p)]
+    _, alive = psutil.wait_procs(workers, timeout=20)  # multiprocessing's tracker stays
+    assert not alive
+
+
+def _command(process: Any) -> str:
+    import psutil
+
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # it ended meanwhile
+        return ""
+
+
+def _recording_servers(s3: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Make the s3 group keep each moto server it starts in the returned list."""
+    started: list[Any] = []
+    server_class = s3._server_class()
+
+    def recording(folder: Path) -> Any:
+        started.append(server_class(folder))
+        return started[-1]
+
+    monkeypatch.setattr(s3, "_server_class", lambda: recording)
+    return started
+
+
+def test_s3_rows(
+    bench: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group really runs against a moto server (a 1.6 MB array), then stops it."""
+    common, s3 = bench["common"], bench["s3"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://the-shell-had-this:1")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    started = _recording_servers(s3, monkeypatch)
+    settings = common.Settings(size=8_000_000, repeat=1, directory=tmp_path)
+    rows = s3.run(settings)
+    assert [row.name for row in rows] == list(s3.NAMES)
+    for row in rows:
+        assert row.times and all(t > 0 for t in row.times), row
+        if row.target is not None:
+            assert row.ratio is not None and row.ratio > 0 and row.met in (True, False), row
+    timed = {row.name: row for row in rows}
+    assert timed[s3.NB_PUT].nbytes == timed[s3.S3FS_GET].nbytes == 1_600_000
+    assert timed[s3.NB_GET].throughput > 0
+    assert "(medians)" in common.markdown_table(rows)
+    # the server is stopped, the shell's AWS settings are back, the folder is gone
+    assert len(started) == 1 and started[0].proc.poll() is not None
+    assert os.environ["AWS_ENDPOINT_URL"] == "http://the-shell-had-this:1"
+    assert "AWS_ACCESS_KEY_ID" not in os.environ
+    assert not list(tmp_path.iterdir())
+
+
+def test_s3_stops_its_server_on_failure(
+    bench: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common, s3 = bench["common"], bench["s3"]
+    started = _recording_servers(s3, monkeypatch)
+
+    def broken(settings: Any, url: str) -> Any:
+        assert os.environ["AWS_ENDPOINT_URL"] == started[0].endpoint
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(s3, "_measure", broken)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    settings = common.Settings(size=8_000_000, repeat=1, directory=tmp_path)
+    with pytest.raises(RuntimeError, match="broken on purpose"):
+        s3.run(settings)
+    assert started[0].proc.poll() is not None
+    assert "AWS_ENDPOINT_URL" not in os.environ
 
 
 def test_command_prints_a_markdown_table(

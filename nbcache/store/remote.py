@@ -40,8 +40,10 @@ _LAYOUT = "v1"
 _WHOLE_OBJECT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "oss"}
 # Entries up to this size are spooled in memory, bigger ones in a temporary file.
 _SPOOL_IN_MEMORY = 64 << 20
-# Ranged GETs of this size download a big entry concurrently.
-_PART = 16 << 20
+# Ranged GETs of this size download a big entry concurrently: s3fs's block size.
+# Smaller parts measured slower against a local server that reads the whole object
+# for each range (200 MB: 1.18 s in 16 MB parts, 0.61 s in 50 MB parts).
+_PART = 50 << 20
 
 
 def open_fsspec(url: str, **options: Any) -> tuple[Any, str]:
