@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import StoreError
 
-__all__ = ["DEFAULT_TTL", "FileLease", "pid_alive"]
+__all__ = ["DEFAULT_TTL", "FileLease", "TakeoverLease", "pid_alive"]
 
 DEFAULT_TTL = 30.0
 HOST = socket.gethostname()
@@ -41,7 +41,49 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-class FileLease:
+class TakeoverLease:
+    """What file and object leases share: create exclusively, or take over a stale holder.
+
+    Subclasses say how to create the lease (``_create``), read its holder
+    (``_read``: a dict with pid, host and heartbeat) and break a stale one
+    (``_break``), and keep ``ttl`` and ``_token`` (None until the lease is ours).
+    """
+
+    ttl: float
+    _token: str | None
+
+    def _create(self) -> bool:
+        raise NotImplementedError
+
+    def _read(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _break(self, stale: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def is_stale(self, info: Mapping[str, Any]) -> bool:
+        """Dead holder on this host, or no heartbeat for ``ttl`` seconds."""
+        if info.get("host") == HOST and not pid_alive(int(info.get("pid", 0))):
+            return True
+        return time.time() - float(info.get("heartbeat", 0.0)) > self.ttl
+
+    def acquire(self) -> bool:
+        """Take the lease without blocking (taking over a dead holder's); True if ours."""
+        if self._token is not None:
+            return True
+        for _ in range(3):
+            if self._create():
+                return True
+            info = self._read()
+            if info is None:
+                continue  # released meanwhile: try again at once
+            if not self.is_stale(info):
+                return False
+            self._break(info)
+        return False
+
+
+class FileLease(TakeoverLease):
     """The lease of one key, as a file ``path``."""
 
     def __init__(self, path: Path, ttl: float = DEFAULT_TTL) -> None:
@@ -74,27 +116,7 @@ class FileLease:
     def holder(self) -> Mapping[str, Any] | None:
         return self._read()
 
-    def is_stale(self, info: Mapping[str, Any]) -> bool:
-        """Dead holder on this host, or no heartbeat for ``ttl`` seconds."""
-        if info.get("host") == HOST and not pid_alive(int(info.get("pid", 0))):
-            return True
-        return time.time() - float(info.get("heartbeat", 0.0)) > self.ttl
-
     # -- taking -------------------------------------------------------------
-
-    def acquire(self) -> bool:
-        if self._token is not None:
-            return True
-        for _ in range(3):
-            if self._create():
-                return True
-            info = self._read()
-            if info is None:
-                continue  # released meanwhile: try again at once
-            if not self.is_stale(info):
-                return False
-            self._break(info)
-        return False
 
     def _create(self) -> bool:
         token = secrets.token_hex(8)

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import StoreError
-from .lease import DEFAULT_TTL, HOST, pid_alive
+from .lease import DEFAULT_TTL, HOST, TakeoverLease
 
 __all__ = ["ObjectLease", "read_body", "remote_errors"]
 
@@ -56,7 +56,7 @@ def _precondition_failed(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.EINVAL
 
 
-class ObjectLease:
+class ObjectLease(TakeoverLease):
     """The lease of one key, as the object ``path`` on the fsspec file system ``fs``."""
 
     def __init__(self, fs: Any, path: str, ttl: float = DEFAULT_TTL) -> None:
@@ -112,27 +112,7 @@ class ObjectLease:
     def holder(self) -> Mapping[str, Any] | None:
         return self._read()
 
-    def is_stale(self, info: Mapping[str, Any]) -> bool:
-        """Dead holder on this host, or no heartbeat for ``ttl`` seconds."""
-        if info.get("host") == HOST and not pid_alive(int(info.get("pid", 0))):
-            return True
-        return time.time() - float(info.get("heartbeat", 0.0)) > self.ttl
-
     # -- taking --------------------------------------------------------------
-
-    def acquire(self) -> bool:
-        if self._token is not None:
-            return True
-        for _ in range(3):
-            if self._create():
-                return True
-            info = self._read()
-            if info is None:
-                continue  # released meanwhile: try again at once
-            if not self.is_stale(info):
-                return False
-            self._break(info)
-        return False
 
     def _create(self) -> bool:
         token = secrets.token_hex(8)
