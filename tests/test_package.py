@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,13 +22,34 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_import_is_light() -> None:
-    """import nbcache loads neither IPython, ipywidgets nor numpy."""
+    """import nbcache (and a local store) loads neither IPython, ipywidgets nor numpy, nor
+    any package of the s3, dask and redis extras."""
+    heavy = ("IPython", "ipywidgets", "numpy", "pandas", "fsspec", "s3fs", "botocore", "redis")
     code = (
-        "import sys, nbcache; "
-        "print(sorted(m for m in ('IPython', 'ipywidgets', 'numpy', 'pandas') if m in sys.modules))"
+        "import sys, nbcache; nbcache.config.open_store('.nbcache-unused'); "
+        f"print(sorted(m for m in {heavy!r} + ('distributed', 'dask') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_base_install_pulls_no_extra() -> None:
+    """fsspec, s3fs, redis and distributed come only with nbcache[s3], [redis], [dask]."""
+    from importlib.metadata import requires
+
+    base = [r for r in requires("nbcache") or [] if "extra ==" not in r]
+    names = {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in base}
+    assert names == {
+        "ipython",
+        "ipywidgets",
+        "typing_extensions",
+        "joblib",
+        "cloudpickle",
+        "xxhash",
+    }
+    extras = " ".join(r for r in requires("nbcache") or [] if "extra ==" in r)
+    for extra, package in (("s3", "s3fs"), ("redis", "redis"), ("dask", "distributed")):
+        assert f'extra == "{extra}"' in extras and package in extras
 
 
 def test_public_api() -> None:
