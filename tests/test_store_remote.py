@@ -480,3 +480,28 @@ def test_an_object_rewritten_during_a_download_is_a_miss_not_a_mix(
     monkeypatch.setattr(store.fs, "_call_s3", rewrite_after_first)
     with pytest.warns(UserWarning, match="cannot read the store"):
         assert Cache(store, signer=Signer(b"t")).lookup(KEY) is None
+
+
+def test_a_server_without_conditional_deletes_still_releases(
+    s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some S3-compatible servers refuse If-Match on DELETE: release compares tokens."""
+    store = FsspecStore(s3)
+    lease = store.lease(KEY)
+    assert lease.acquire()
+    real = store.fs.call_s3
+
+    def no_conditional_delete(method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "delete_object" and "IfMatch" in kwargs:
+            raise OSError(
+                5,
+                "NotImplemented: A header you provided implies functionality that is not implemented",
+            )
+        return real(method, *args, **kwargs)
+
+    monkeypatch.setattr(store.fs, "call_s3", no_conditional_delete)
+    lease.release()
+    assert lease.holder() is None
+    again = store.lease(KEY)
+    assert again.acquire()
+    again.release()

@@ -139,18 +139,31 @@ class ObjectLease(TakeoverLease):
     def _break(self, stale: Mapping[str, Any]) -> None:
         """Remove a stale lease, unless somebody replaced it since we looked."""
         try:
-            if self._s3:
-                self._s3_call("delete_object", IfMatch=stale["etag"])
+            self._delete_if(stale.get("token"), stale.get("etag"))
+        except self._lost as exc:
+            raise StoreError(f"cannot take over the lease {self.path}: {exc}") from exc
+
+    def _delete_if(self, token: Any, etag: Any) -> None:
+        """Delete the lease if it is still the one with ``token`` (and ``etag``).
+
+        On S3 the delete is conditional on the ETag.  A server that refuses the
+        condition itself (not its outcome) gets a read, compare and delete instead.
+        """
+        if self._s3 and etag:
+            try:
+                self._s3_call("delete_object", IfMatch=etag)
                 return
+            except FileNotFoundError:
+                return
+            except self._errors as exc:
+                if _precondition_failed(exc):
+                    return  # replaced meanwhile: the new holder is alive
+        try:
             now = self._read()
-            if now is not None and now.get("token") == stale.get("token"):
+            if now is not None and now.get("token") == token:
                 self.fs.rm_file(self.path)
         except FileNotFoundError:
             return
-        except self._errors as exc:
-            if _precondition_failed(exc):
-                return  # replaced meanwhile: the new holder is alive
-            raise StoreError(f"cannot take over the lease {self.path}: {exc}") from exc
 
     # -- keeping and giving up -----------------------------------------------
 
@@ -191,12 +204,7 @@ class ObjectLease(TakeoverLease):
         with self._lock:
             token, self._token, self._beat = self._token, None, None
             try:
-                if self._s3:
-                    self._s3_call("delete_object", IfMatch=self._etag)
-                else:
-                    now = self._read()
-                    if now is not None and now.get("token") == token:
-                        self.fs.rm_file(self.path)
+                self._delete_if(token, self._etag)
             except self._lost:
                 pass  # a lease we cannot remove goes stale by itself
 
