@@ -495,7 +495,7 @@ def test_a_server_without_conditional_deletes_still_releases(
         if method == "delete_object" and "IfMatch" in kwargs:
             raise OSError(
                 5,
-                "NotImplemented: A header you provided implies functionality that is not implemented",
+                "NotImplemented: a header you provided is not implemented",
             )
         return real(method, *args, **kwargs)
 
