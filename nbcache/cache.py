@@ -9,6 +9,7 @@ the user's own exception from ``compute``.
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401 - its exit hook is registered first, runs last
 import functools
 import threading
 import time
@@ -540,13 +541,28 @@ class Cache:
 _LIVE: weakref.WeakSet[Cache] = weakref.WeakSet()
 
 
-@atexit.register
 def _flush_at_exit() -> None:
     for cache in list(_LIVE):
         try:
             cache.flush_uses()
         except CacheError:
             pass  # uses are a heuristic for eviction; never fail an exiting process
+
+
+def _register_exit_flush() -> None:
+    """Flush before thread pools shut down, not after: a remote store's client (s3fs,
+    aiohttp) needs an executor for every request, and at ``atexit`` time it is gone."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_flush_at_exit)
+            return
+        except RuntimeError:
+            pass  # already shutting down
+    atexit.register(_flush_at_exit)
+
+
+_register_exit_flush()
 
 
 def _eviction_order(record: EntryRecord) -> tuple[float, float]:

@@ -505,3 +505,27 @@ def test_a_server_without_conditional_deletes_still_releases(
     again = store.lease(KEY)
     assert again.acquire()
     again.release()
+
+
+_HITTER = textwrap.dedent(
+    """
+    import sys
+    from nbcache.cache import Cache
+    from nbcache.signing import Signer
+    from nbcache.store import FsspecStore
+
+    cache = Cache(FsspecStore(sys.argv[1]), signer=Signer(b"t"))
+    print(cache.lookup(sys.argv[2]).value, flush=True)
+    """
+)
+
+
+def test_a_process_counts_its_hits_on_the_bucket_as_it_exits(s3: str, s3_server: S3Server) -> None:
+    """Uses are flushed at exit, before the thread pools an S3 client needs shut down."""
+    Cache(FsspecStore(s3), signer=Signer(b"t")).put(KEY, "v")
+    env = {**os.environ, **s3_server.env}
+    done = subprocess.run(
+        [sys.executable, "-c", _HITTER, s3, KEY], env=env, capture_output=True, text=True
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "v\n", "")
+    assert FsspecStore(s3).read_stats(KEY)["uses"] == 1  # type: ignore[index]
