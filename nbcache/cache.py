@@ -348,6 +348,22 @@ class Cache:
         except StoreError:
             return None
 
+    def try_claim(self, key: str) -> Lease | bool | None:
+        """Take ``key``'s lease without waiting, for work that runs elsewhere.
+
+        Returns the lease, now held (release it once the entry is stored); True when
+        there is no lease to take (no store, or the store cannot lease: compute
+        anyway); False when another process holds it (wait for its entry instead).
+        """
+        lease = self._lease(key)
+        if lease is None:
+            return True
+        try:
+            return lease if lease.acquire() else False
+        except StoreError as exc:
+            self._warn_once("lease", f"nbcache: computing without a lease: {exc}")
+            return True
+
     def _wait_for_turn(
         self,
         lease: Lease,

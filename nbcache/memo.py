@@ -29,6 +29,7 @@ from .config import default_cache
 from .errors import KeyPicklingError, warn
 from .futures import get_executor, settle
 from .keys import CallKey, bind_arguments, call_key, explain
+from .store.base import Lease
 from .units import parse_duration
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
@@ -364,7 +365,9 @@ class Memoized(Generic[P, R]):
         would. On any other executor (``"process"``, ``"dask"``, a
         ``distributed.Client``, an ``Executor``) only the function runs there,
         its arguments pickled to the worker; its result comes back and is kept
-        here, in memory and the store, before the future finishes. Submitting a
+        here, in memory and the store, before the future finishes. A call that
+        another process computes (it holds the key's lease) is not sent: the
+        future ends with that process's entry. Submitting a
         call that is already on its way gives the same future; cancelling the
         future stops the call if it has not started (on dask, also at the
         function's next ``nbcache.progress`` step).
@@ -423,24 +426,49 @@ class Memoized(Generic[P, R]):
                 return running
             landed: Future[R] = Future()
             self._elsewhere[ck.key] = landed
+        claim = self.cache.try_claim(ck.key) if self._persist and not self._is_async else True
+        if claim is False:
+            # Another process computes this call: wait for its entry here, as a call would
+            # (and compute here if that process dies).
+            waiting = get_executor("thread").submit(self, *args, **kwargs)
+            waiting.add_done_callback(lambda done: self._settle_elsewhere(ck, landed, done))
+            landed.add_done_callback(lambda mine: mine.cancelled() and waiting.cancel())
+            return landed
+        lease = None if claim is True else claim
         start = time.perf_counter()
         try:
             remote = executor.submit(call, *args, **kwargs)
         except BaseException:
             with self._lock:
                 del self._elsewhere[ck.key]
+            if lease is not None:
+                lease.release()
             raise
         # The remote's callbacks run on its executor's own thread: keep the result on ours.
         remote.add_done_callback(
-            lambda done: get_executor("thread").submit(self._land, ck, fast, done, landed, start)
+            lambda done: get_executor("thread").submit(
+                self._land, ck, fast, done, landed, start, lease
+            )
         )
         landed.add_done_callback(lambda mine: mine.cancelled() and remote.cancel())
         return landed
 
+    def _settle_elsewhere(self, ck: CallKey, landed: Future[R], done: Future[Any]) -> None:
+        with self._lock:
+            self._elsewhere.pop(ck.key, None)
+        settle(landed, done)
+
     def _land(
-        self, ck: CallKey, fast: Any, done: Future[Any], landed: Future[R], start: float
+        self,
+        ck: CallKey,
+        fast: Any,
+        done: Future[Any],
+        landed: Future[R],
+        start: float,
+        lease: Lease | None = None,
     ) -> None:
-        """Keep what a call elsewhere returned (memory and store), then finish ``landed``."""
+        """Keep what a call elsewhere returned (memory and store), then finish ``landed``;
+        the lease goes once the entry is stored, so a waiting process finds it."""
         try:
             if not done.cancelled() and done.exception() is None:
                 value = done.result()
@@ -454,6 +482,8 @@ class Memoized(Generic[P, R]):
             if not landed.done():
                 landed.set_exception(exc)
         finally:
+            if lease is not None:
+                lease.release()
             with self._lock:
                 self._elsewhere.pop(ck.key, None)
             settle(landed, done)

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import warnings
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -448,3 +449,47 @@ def test_submit_elsewhere_keeps_the_result_here(cache: Cache) -> None:
         configure()
     copy = cloudpickle.loads(cloudpickle.dumps(fib))
     assert copy.cache_parameters()["store"] is False and copy(10) == 55
+
+
+class _Elsewhere(Executor):
+    """An executor that is not the thread pool (so submit runs "elsewhere"), counting."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(2)
+        self.submitted = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.submitted += 1
+        return self.pool.submit(fn, *args, **kwargs)
+
+
+def test_submit_elsewhere_waits_for_another_process_that_computes_it(
+    cache: Cache, store: LocalStore, signer: Signer
+) -> None:
+    """Another kernel holds the call's lease: submit sends nothing to the workers and
+    finishes with that kernel's entry; a free lease is held while the workers compute."""
+
+    @memoize(cache=cache)
+    def slow(x: int) -> int:
+        return x * 10
+
+    elsewhere = _Elsewhere()
+    configure(elsewhere)
+    try:
+        assert slow.submit(1).result(10) == 10  # free lease: computed on the executor
+        assert elsewhere.submitted == 1
+        [key] = [stat.key for stat in store.entries()]
+        lease = store.lease(key)
+        assert lease.acquire()  # released once the entry was stored
+        slow.cache_clear(store=True)  # and now "another kernel" computes the same call
+
+        future = slow.submit(1)
+        time.sleep(0.3)
+        assert not future.done() and elsewhere.submitted == 1
+        Cache(store, signer=signer).put(key, 99)  # its result lands...
+        lease.release()  # ...and it lets go of the key
+        assert future.result(10) == 99  # the other kernel's value: nothing ran here
+        assert elsewhere.submitted == 1
+    finally:
+        configure()
+        elsewhere.pool.shutdown()
