@@ -348,7 +348,7 @@ class Cache:
         except StoreError:
             return None
 
-    def try_claim(self, key: str) -> Lease | bool | None:
+    def try_claim(self, key: str) -> Lease | bool:
         """Take ``key``'s lease without waiting, for work that runs elsewhere.
 
         Returns the lease, now held (release it once the entry is stored); True when

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["RedisServer", "S3Server", "redis_server", "s3", "s3_server"]
+__all__ = ["RedisServer", "S3Server", "redis_server", "s3", "s3_server", "stop_process"]
 
 _START_TIMEOUT = 30.0
 
@@ -35,13 +35,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """End a server this test run started, by its pid: SIGTERM, then after ``grace``
+    seconds SIGKILL, to its whole session if it leads one (its children too)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(10)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:  # not a session leader: it alone
+                proc.kill()
             proc.wait(10)
 
 
@@ -53,7 +58,7 @@ def _wait_until(ready: Any, proc: subprocess.Popen[bytes], what: str, log: Path)
         if ready():
             return
         time.sleep(0.05)
-    _stop(proc)
+    stop_process(proc)
     raise RuntimeError(f"{what} did not start in {_START_TIMEOUT:.0f} s: {log.read_text()[-2000:]}")
 
 
@@ -91,7 +96,7 @@ class S3Server:
             return False
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
 
     def new_bucket(self) -> str:
         """A fresh empty bucket's name."""
@@ -148,7 +153,7 @@ class RedisServer:
         return self.proc.pid
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()
 

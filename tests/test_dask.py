@@ -7,7 +7,6 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from nbcache.futures import Task, TaskCancelled, check_executor, get_executor, p
 from nbcache.signing import Signer
 from nbcache.store import LocalStore
 from nbcache.widgets import WidgetCard
+from tests.servers import stop_process
 
 from .test_background import run
 
@@ -395,17 +395,6 @@ def test_import_does_not_load_distributed() -> None:
 # -- a scheduler and a worker started as commands, reached through NBCACHE_DASK -----------
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """End a command this module started (and the processes it started), by its pid."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: its children too
-            process.wait(5)
-
-
 @pytest.fixture(scope="module")
 def scheduler_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``dask scheduler`` and ``dask worker`` as commands; the scheduler's address."""
@@ -437,9 +426,9 @@ def scheduler_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
                     probe.wait_for_workers(1, timeout=60)
                     yield address
                 finally:
-                    _stop(worker)
+                    stop_process(worker, grace=15)
         finally:
-            _stop(scheduler)
+            stop_process(scheduler, grace=15)
 
 
 def test_scheduler_address_from_the_environment(

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import StoreError
 
-__all__ = ["DEFAULT_TTL", "FileLease", "TakeoverLease", "pid_alive"]
+__all__ = ["DEFAULT_TTL", "FileLease", "TakeoverLease", "holder_record", "pid_alive"]
 
 DEFAULT_TTL = 30.0
 HOST = socket.gethostname()
@@ -39,6 +39,16 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # it exists, it is just not ours
     return True
+
+
+def holder_record(raw: bytes) -> dict[str, Any]:
+    """The holder a lease's bytes name; empty when unreadable (a holder killed between
+    create and write), so the lease is judged by its age alone."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 class TakeoverLease:
@@ -60,6 +70,10 @@ class TakeoverLease:
 
     def _break(self, stale: Mapping[str, Any]) -> None:
         raise NotImplementedError
+
+    def holder(self) -> Mapping[str, Any] | None:
+        """Who holds it now (pid, host, heartbeat), or None if nobody does."""
+        return self._read()
 
     def is_stale(self, info: Mapping[str, Any]) -> bool:
         """Dead holder on this host, or no heartbeat for ``ttl`` seconds."""
@@ -105,16 +119,9 @@ class FileLease(TakeoverLease):
             return None
         except OSError as exc:
             raise StoreError(f"cannot read the lease {path}: {exc.strerror}") from exc
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None  # a holder killed between create and write: judge it by age alone
-        info: dict[str, Any] = data if isinstance(data, dict) else {}
+        info = holder_record(raw)
         info["heartbeat"] = heartbeat
         return info
-
-    def holder(self) -> Mapping[str, Any] | None:
-        return self._read()
 
     # -- taking -------------------------------------------------------------
 

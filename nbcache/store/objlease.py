@@ -28,9 +28,9 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import StoreError
-from .lease import DEFAULT_TTL, HOST, TakeoverLease
+from .lease import DEFAULT_TTL, HOST, TakeoverLease, holder_record
 
-__all__ = ["ObjectLease", "read_body", "remote_errors"]
+__all__ = ["ObjectLease", "read_body", "remote_errors", "speaks_s3"]
 
 
 @functools.cache
@@ -52,6 +52,11 @@ def remote_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def speaks_s3(fs: Any) -> bool:
+    """Whether ``fs`` is s3fs (or alike): raw S3 calls, hence conditional requests."""
+    return hasattr(fs, "_call_s3") and hasattr(fs, "split_path")
+
+
 def _precondition_failed(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.EINVAL
 
@@ -63,7 +68,7 @@ class ObjectLease(TakeoverLease):
         self.fs = fs
         self.path = path
         self.ttl = ttl
-        self._s3 = hasattr(fs, "call_s3") and hasattr(fs, "split_path")
+        self._s3 = speaks_s3(fs)
         self._token: str | None = None
         self._etag: str | None = None
         self._lock = threading.Lock()
@@ -97,20 +102,13 @@ class ObjectLease(TakeoverLease):
             return None
         except self._errors as exc:
             raise StoreError(f"cannot read the lease {self.path}: {exc}") from exc
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
-        info: dict[str, Any] = data if isinstance(data, dict) else {}
+        info = holder_record(raw)
         info["etag"] = etag
         beat = float(info.get("beat", 0.0))
         if isinstance(modified, datetime):
             beat = max(beat, modified.timestamp())
         info["heartbeat"] = beat
         return info
-
-    def holder(self) -> Mapping[str, Any] | None:
-        return self._read()
 
     # -- taking --------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from ..buffers import MappedReader, allocate
 from ..errors import StoreError
 from .base import EntryStat, check_key
 from .lease import DEFAULT_TTL, pid_alive
-from .objlease import ObjectLease, read_body, remote_errors
+from .objlease import ObjectLease, read_body, remote_errors, speaks_s3
 
 __all__ = ["FsspecStore", "open_fsspec"]
 
@@ -175,7 +175,7 @@ class FsspecStore:
         self._base = f"{root}/{_LAYOUT}"
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self._whole = protocol in _WHOLE_OBJECT
-        self._s3 = hasattr(fs, "_call_s3") and hasattr(fs, "split_path")
+        self._s3 = speaks_s3(fs)
         self._errors = remote_errors()
 
     def __repr__(self) -> str:
@@ -305,7 +305,7 @@ class FsspecStore:
         try:
             yield spool  # type: ignore[misc]
             spool.flush()
-            self._upload(spool, path)
+            self._put(path, spool.path if spool.path is not None else spool.value())
         finally:
             spool.discard()
 
@@ -316,9 +316,6 @@ class FsspecStore:
             StoreError: the store cannot be written.
         """
         self._put(self._entry_path(key), source)
-
-    def _upload(self, spool: _Spool, path: str) -> None:
-        self._put(path, spool.path if spool.path is not None else spool.value())
 
     def _put(self, path: str, source: str | bytes) -> None:
         try:
