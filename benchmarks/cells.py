@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from IPython.core.interactiveshell import InteractiveShell
 
-from nbcache.cells import analyze, cell_key
-from nbcache.config import set_default_cache
+from nbcache.cache.default import set_default_cache
+from nbcache.run.cells import analyze, cell_key
 
 from .common import Contender, Group, Row, Settings, Target, at_least, measure
 

@@ -2,7 +2,7 @@
 
 - hashing: a float64 array of ``--size`` bytes and a DataFrame (10M rows of 4
   numeric columns, or fewer at a small ``--size``, plus a 1M-row string
-  column) through ``nbcache.hashing.digest``, ``joblib.hash`` and a raw
+  column) through ``nbcache.keys.hashing.digest``, ``joblib.hash`` and a raw
   ``xxh3_128`` over the same buffers;
 - memoize: the in-memory hit of a small-argument function against
   ``functools.lru_cache`` and ``cachetools``; the same with a notebook helper
@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 import xxhash
 
-from nbcache.cache import Cache
-from nbcache.hashing import digest
-from nbcache.memo import memoize
-from nbcache.signing import Signer
+from nbcache.cache.core import Cache
+from nbcache.entry.signing import Signer
+from nbcache.keys.hashing import digest
+from nbcache.run.memo import memoize
 from nbcache.store.local import LocalStore
 
 from .common import Contender, Group, Row, Settings, Target, at_least, measure
@@ -228,7 +228,7 @@ _CHILD = textwrap.dedent(
 
     if kind == "nbcache":
         from nbcache import Cache, LocalStore, memoize
-        from nbcache.signing import Signer
+        from nbcache.entry.signing import Signer
         cached = memoize(cache=Cache(LocalStore(folder), signer=Signer(SECRET)))(work)
     elif kind == "joblib":
         import joblib

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from nbcache.cache import Cache
+from nbcache.cache.core import Cache
+from nbcache.entry.signing import Signer
 from nbcache.errors import StoreError
-from nbcache.signing import Signer
 from nbcache.store.remote import FsspecStore, open_fsspec
 
 from .common import Contender, Group, Row, Settings, Timing, at_least, measure

@@ -25,9 +25,9 @@ import joblib
 import numpy as np
 import xxhash
 
-from nbcache.cache import Cache
-from nbcache.pickling import dump_parts
-from nbcache.signing import MAC_SIZE, Signer
+from nbcache.cache.core import Cache
+from nbcache.entry.pickling import dump_parts
+from nbcache.entry.signing import MAC_SIZE, Signer
 from nbcache.store.local import LocalStore
 
 from .common import (
@@ -47,7 +47,7 @@ __all__ = ["GROUP", "NAMES", "run"]
 
 # A fixed secret: the benchmark never reads or creates the user's secret file.
 _SECRET = b"nbcache-benchmark-secret-not-for-real-use"
-_PREFIX_SIZE = 16  # see nbcache.entry: magic, format, flags, reserved
+_PREFIX_SIZE = 16  # see nbcache.entry.format: magic, format, flags, reserved
 _TRAILER = struct.Struct(f"<Q{MAC_SIZE}s8s")  # header length, MAC, end marker
 
 WRITE_TARGET = at_least(0.8)

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
-from .cache import Cache, EntryRecord, Hit, Outcome
-from .config import default_cache
+from .cache.core import Cache, EntryRecord, Hit, Outcome
+from .cache.default import default_cache
+from .entry.pickling import try_pickle, try_unpickle
 from .errors import (
     CacheError,
     CacheWarning,
@@ -21,30 +22,29 @@ from .errors import (
     ValuePicklingError,
     ValueUnpicklingError,
 )
-from .futures import configure, progress
-from .lru import lru_cache
-from .memo import CacheInfo, Memoized, memoize
-from .pickling import try_pickle, try_unpickle
+from .run.lru import lru_cache
+from .run.memo import CacheInfo, Memoized, memoize
 from .store import LocalStore, Store
+from .tasks.futures import configure, progress
 
 
 def browse(cache: Cache | None = None) -> Any:
     """The cache browser: entries, totals, Delete and Prune (text outside a Jupyter kernel)."""
-    from .widgets import browse as show
+    from .ui.widgets import browse as show
 
     return show(cache)
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbcache``: register the magics (imports IPython only now)."""
-    from .extension import load
+    from .ui.extension import load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext nbcache``: remove every magic and hook it registered."""
-    from .extension import unload
+    from .ui.extension import unload
 
     unload(ipython)
 

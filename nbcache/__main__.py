@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .cache import Cache
-from .config import default_cache, max_size, store_location
+from .cache.core import Cache
+from .cache.default import default_cache, max_size, store_location
 from .errors import CacheError
-from .listing import entries_table, matching_keys, plural, summary_lines
+from .ui.listing import entries_table, matching_keys, plural, summary_lines
 from .units import parse_duration, parse_size
 
 __all__ = ["main"]
@@ -55,13 +55,13 @@ def cmd_prune(cache: Cache, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(_cache: Cache | None, args: argparse.Namespace) -> int:
-    from .demo import run_demo, run_demo_child
+    from .ui.demo import run_demo, run_demo_child
 
     return run_demo_child(args.limit) if args.child else run_demo(args.limit)
 
 
 def cmd_tutorial(_cache: Cache | None, args: argparse.Namespace) -> int:
-    from .tutorial import run_tutorial
+    from .ui.tutorial import run_tutorial
 
     return run_tutorial(args.path, out=args.out)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nbcache.cache import Cache
-from nbcache.config import set_default_cache
-from nbcache.signing import Signer
+from nbcache.cache.core import Cache
+from nbcache.cache.default import set_default_cache
+from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
 from tests.servers import redis_server, s3, s3_server  # noqa: F401 - shared-store fixtures
 

@@ -13,8 +13,8 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from nbcache.futures import Task
-from nbcache.widgets import WidgetCard, widgets_wanted
+from nbcache.tasks.futures import Task
+from nbcache.ui.widgets import WidgetCard, widgets_wanted
 
 
 class Gate:

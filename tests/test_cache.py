@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from nbcache import CacheWarning
-from nbcache.cache import Cache
-from nbcache.signing import Signer
+from nbcache.cache.core import Cache
+from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
 
 from .conftest import key_of

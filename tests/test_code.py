@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nbcache.code import fingerprint, fingerprint_of, identity, is_local_module
+from nbcache.keys.code import fingerprint, fingerprint_of, identity, is_local_module
 
 from .notebook_sim import outputs_under_hash_seeds, run_cell
 
@@ -163,7 +163,7 @@ NEW_PROCESS = """
 import sys
 sys.path.insert(0, {tests!r})
 from notebook_sim import run_cell
-from nbcache.code import fingerprint
+from nbcache.keys.code import fingerprint
 ns = run_cell({source!r}, {{}})
 print(fingerprint(ns["outer"]))
 """

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from nbcache import Cache, CacheWarning, LocalStore
-from nbcache.signing import Signer
-from nbcache.store.lease import HOST
+from nbcache.entry.signing import Signer
+from nbcache.store.leases.file import HOST
 
 HANG = 60.0  # seconds before a child that should have answered counts as hung
 
@@ -42,7 +42,7 @@ HELPER = textwrap.dedent(
     import numpy as np
 
     from nbcache import Cache, LocalStore
-    from nbcache.signing import Signer
+    from nbcache.entry.signing import Signer
 
     SECRET = b"nbcache-crash-tests"
     # Four keys in three shards: writers overwrite each other's entries.

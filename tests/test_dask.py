@@ -24,12 +24,12 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from nbcache import ExecutorError, configure, memoize
-from nbcache import dask_executor as dx
-from nbcache.cache import Cache
-from nbcache.futures import Task, TaskCancelled, check_executor, get_executor, progress
-from nbcache.signing import Signer
+from nbcache.cache.core import Cache
+from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
-from nbcache.widgets import WidgetCard
+from nbcache.tasks import dask as dx
+from nbcache.tasks.futures import Task, TaskCancelled, check_executor, get_executor, progress
+from nbcache.ui.widgets import WidgetCard
 from tests.servers import stop_process
 
 from .test_background import run
@@ -382,7 +382,7 @@ def test_without_a_cluster_the_message_says_what_to_do(
 def test_import_does_not_load_distributed() -> None:
     """import nbcache (and its dask module) loads neither distributed nor dask."""
     code = (
-        "import sys, nbcache, nbcache.dask_executor, nbcache.cellcache; "
+        "import sys, nbcache, nbcache.tasks.dask, nbcache.run.cell; "
         "nbcache.configure('process'); "
         "print(sorted(m for m in ('distributed', 'dask') if m in sys.modules))"
     )

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from nbcache import IntegrityError
-from nbcache.entry import ALIGN, FORMAT, read_entry, read_info, write_entry
-from nbcache.pickling import dump_parts
-from nbcache.signing import Signer
+from nbcache.entry.format import ALIGN, FORMAT, read_entry, read_info, write_entry
+from nbcache.entry.pickling import dump_parts
+from nbcache.entry.signing import Signer
 
 KEY = "ab" * 16
 

@@ -30,9 +30,9 @@ import numpy as np
 import pytest
 
 from nbcache import Cache, CacheWarning, Hit, LocalStore
-from nbcache.entry import write_entry
-from nbcache.pickling import dump_parts
-from nbcache.signing import Signer
+from nbcache.entry.format import write_entry
+from nbcache.entry.pickling import dump_parts
+from nbcache.entry.signing import Signer
 
 SECRET = b"nbcache-fault-tests"
 KEY = "c0ffee" * 5 + "00"  # 32 hex digits
@@ -480,7 +480,7 @@ SIZE_LIMIT_CHILD = textwrap.dedent(
     import json, os, resource, sys, warnings
     import numpy as np
     from nbcache import Cache, CacheWarning, LocalStore
-    from nbcache.signing import Signer
+    from nbcache.entry.signing import Signer
 
     root, key, other = sys.argv[1], sys.argv[2], sys.argv[3]
     def cache():

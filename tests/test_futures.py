@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from nbcache import CacheError
-from nbcache.futures import (
+from nbcache.tasks.futures import (
     Task,
     TaskCancelled,
     as_future,
@@ -22,7 +22,7 @@ from nbcache.futures import (
     progress,
     wrap_future,
 )
-from nbcache.widgets import TextCard
+from nbcache.ui.widgets import TextCard
 
 
 def test_plain_values_are_finished_futures() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nbcache.cache import Cache
-from nbcache.entry import FORMAT
-from nbcache.signing import Signer
+from nbcache.cache.core import Cache
+from nbcache.entry.format import FORMAT
+from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
 
 from .data.make_golden import GOLDEN, SECRET

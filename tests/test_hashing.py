@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from nbcache import KeyPicklingError
-from nbcache.hashing import describe, digest
+from nbcache.keys.hashing import describe, digest
 
 from .notebook_sim import outputs_under_hash_seeds
 
@@ -151,7 +151,7 @@ def test_cycles_are_handled() -> None:
 def test_same_digest_in_a_new_process() -> None:
     """Digests do not depend on the process (string hash seeds, ids)."""
     code = (
-        "import numpy as np, pandas as pd; from nbcache.hashing import digest; "
+        "import numpy as np, pandas as pd; from nbcache.keys.hashing import digest; "
         "print(digest([{'x', 'y', 'z'}, {'k': frozenset('abc')}, np.arange(3), "
         "pd.DataFrame({'s': list('ab')})]))"
     )

@@ -16,7 +16,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from nbcache import CacheWarning
-from nbcache.config import set_default_cache
+from nbcache.cache.default import set_default_cache
 
 
 class Probe:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from nbcache import CacheWarning, configure, memoize
-from nbcache.cache import Cache
-from nbcache.signing import Signer
+from nbcache.cache.core import Cache
+from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
 
 from .notebook_sim import run_cell

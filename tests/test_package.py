@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import nbcache
-from nbcache.config import default_cache, max_size, open_store
+from nbcache.cache.default import default_cache, max_size, open_store
 
 ROOT = Path(__file__).parent.parent
 
@@ -26,7 +26,7 @@ def test_import_is_light() -> None:
     any package of the s3, dask and redis extras."""
     heavy = ("IPython", "ipywidgets", "numpy", "pandas", "fsspec", "s3fs", "botocore", "redis")
     code = (
-        "import sys, nbcache; nbcache.config.open_store('.nbcache-unused'); "
+        "import sys, nbcache; nbcache.cache.default.open_store('.nbcache-unused'); "
         f"print(sorted(m for m in {heavy!r} + ('distributed', 'dask') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -21,7 +21,7 @@ from nbcache import (
     try_pickle,
     try_unpickle,
 )
-from nbcache.pickling import OUT_OF_BAND_MIN, describe_unpicklable, dump_parts, load_parts
+from nbcache.entry.pickling import OUT_OF_BAND_MIN, describe_unpicklable, dump_parts, load_parts
 
 
 def _frame() -> pd.DataFrame:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nbcache import StoreError
-from nbcache.signing import Signer, default_secret_path, load_secret
+from nbcache.entry.signing import Signer, default_secret_path, load_secret
 
 
 def test_env_secret_wins(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,7 +36,7 @@ def test_created_on_first_use_with_mode_0600(monkeypatch: pytest.MonkeyPatch) ->
 def test_processes_starting_together_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Several processes creating the secret at once all end up with the same one."""
     monkeypatch.delenv("NBCACHE_SECRET")
-    code = "from nbcache.signing import load_secret; print(load_secret().decode())"
+    code = "from nbcache.entry.signing import load_secret; print(load_secret().decode())"
     procs = [
         subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) for _ in range(6)
     ]

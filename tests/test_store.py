@@ -11,7 +11,7 @@ import pytest
 
 from nbcache import StoreError
 from nbcache.store import LocalStore, Store, check_key
-from nbcache.store.lease import HOST, FileLease
+from nbcache.store.leases.file import HOST, FileLease
 
 from .conftest import key_of
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from nbcache.config import open_store
+from nbcache.cache.default import open_store
 from nbcache.errors import StoreError
 from nbcache.store import LeasedStore, LocalStore
-from nbcache.store.lease import HOST
-from nbcache.store.redislease import RedisLease, redis_client
+from nbcache.store.leases.file import HOST
+from nbcache.store.leases.redis import RedisLease, redis_client
 from tests.conftest import key_of
 from tests.servers import RedisServer
 
@@ -107,9 +107,9 @@ def test_a_bad_url_says_what_to_write(tmp_path: Path, monkeypatch: pytest.Monkey
 _RACER = textwrap.dedent(
     """
     import sys, time
-    from nbcache.cache import Cache
-    from nbcache.config import open_store
-    from nbcache.signing import Signer
+    from nbcache.cache.core import Cache
+    from nbcache.cache.default import open_store
+    from nbcache.entry.signing import Signer
 
     def compute():
         with open(sys.argv[1], "a") as log:

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from nbcache.cache import Cache
-from nbcache.config import open_store, tier_location
+from nbcache.cache.core import Cache
+from nbcache.cache.default import open_store, tier_location
+from nbcache.entry.signing import Signer
 from nbcache.errors import StoreError
-from nbcache.signing import Signer
 from nbcache.store import FsspecStore, LeasedStore, LocalStore, TieredStore
 from nbcache.store import remote as remote_module
-from nbcache.store.objlease import ObjectLease
+from nbcache.store.leases.object import ObjectLease
 from tests.conftest import key_of
 from tests.servers import S3Server
 
@@ -320,8 +320,8 @@ _WRITER = textwrap.dedent(
     """
     import os, sys, time
     import numpy as np
-    from nbcache.cache import Cache
-    from nbcache.signing import Signer
+    from nbcache.cache.core import Cache
+    from nbcache.entry.signing import Signer
     from nbcache.store import FsspecStore
     import s3fs.core
 
@@ -510,8 +510,8 @@ def test_a_server_without_conditional_deletes_still_releases(
 _HITTER = textwrap.dedent(
     """
     import sys
-    from nbcache.cache import Cache
-    from nbcache.signing import Signer
+    from nbcache.cache.core import Cache
+    from nbcache.entry.signing import Signer
     from nbcache.store import FsspecStore
 
     cache = Cache(FsspecStore(sys.argv[1]), signer=Signer(b"t"))

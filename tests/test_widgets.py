@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from nbcache.cache import Cache
-from nbcache.widgets import CacheBrowser, browse
+from nbcache.cache.core import Cache
+from nbcache.ui.widgets import CacheBrowser, browse
 
 from .conftest import key_of
 

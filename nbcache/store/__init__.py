@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .base import EntryStat, Lease, Store, check_key
+from .leases.redis import LeasedStore
 from .local import LocalStore
-from .redislease import LeasedStore
 from .remote import FsspecStore
 from .tiered import TieredStore
 

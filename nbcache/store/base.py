@@ -2,7 +2,7 @@
 
 A store knows nothing of pickles, signatures or eviction policy: it keeps
 immutable entry files by key, a small mutable stats record per key, and a
-lease per key.  :class:`nbcache.cache.Cache` builds everything else on top.
+lease per key.  :class:`nbcache.cache.core.Cache` builds everything else on top.
 """
 
 from __future__ import annotations

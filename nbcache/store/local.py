@@ -3,7 +3,7 @@
 Layout under the root (``.nbcache/`` in the working directory by default)::
 
     .gitignore, CACHEDIR.TAG     so the cache is never committed or backed up
-    v1/entries/ab/<key>          immutable entry files (see nbcache.entry)
+    v1/entries/ab/<key>          immutable entry files (see nbcache.entry.format)
     v1/stats/<key>.json          uses, last use, pin: small, mutable, unsigned
     v1/leases/<key>              who computes a key right now
     v1/tmp/                      writes in progress; renamed into entries/ whole
@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 from ..errors import StoreError
 from .base import EntryStat, check_key
-from .lease import DEFAULT_TTL, HOST, FileLease, pid_alive
+from .leases.file import DEFAULT_TTL, HOST, FileLease, pid_alive
 
 __all__ = ["LocalStore"]
 

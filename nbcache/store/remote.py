@@ -26,11 +26,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from ..buffers import MappedReader, allocate
+from ..entry.buffers import MappedReader, allocate
 from ..errors import StoreError
 from .base import EntryStat, check_key
-from .lease import DEFAULT_TTL, pid_alive
-from .objlease import ObjectLease, read_body, remote_errors, speaks_s3
+from .leases.file import DEFAULT_TTL, pid_alive
+from .leases.object import ObjectLease, read_body, remote_errors, speaks_s3
 
 __all__ = ["FsspecStore", "open_fsspec"]
 

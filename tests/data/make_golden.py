@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nbcache.entry import FORMAT, write_entry
-from nbcache.pickling import dump_parts
-from nbcache.signing import Signer
+from nbcache.entry.format import FORMAT, write_entry
+from nbcache.entry.pickling import dump_parts
+from nbcache.entry.signing import Signer
 
 SECRET = b"golden-secret"
 GOLDEN = {

@@ -19,7 +19,7 @@ CELLS = [
     "answer = 6 * 7",
     "t_plain = time.time()\nprint('plain ran')",
     "%nbcache wait remote\nprint(answer, worker_pid != kernel_pid)",
-    "import json\nfrom nbcache import dask_executor\n"
+    "import json\nfrom nbcache.tasks import dask as dask_executor\n"
     "pids = sorted(dask_executor.executor().client.run(os.getpid).values())\n"
     "print(json.dumps({'workers': pids, 'worker': worker_pid}))",
     "%nbcache tasks",

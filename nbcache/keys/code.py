@@ -33,7 +33,7 @@ from typing import Any
 
 import xxhash
 
-from .errors import KeyPicklingError
+from ..errors import KeyPicklingError
 from .hashing import HASH_VERSION, Hasher, digest, module_version
 
 __all__ = [

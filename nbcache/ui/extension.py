@@ -6,9 +6,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from . import background
-from .errors import CacheWarning
-from .futures import shutdown as shutdown_executors
+from ..errors import CacheWarning
+from ..run import routing as background
+from ..tasks.futures import shutdown as shutdown_executors
 from .magics import NbcacheMagics
 
 __all__ = ["load", "unload"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from .cache import Cache, EntryRecord
-from .config import max_size
-from .signing import default_secret_path
-from .units import format_duration, format_size
+from ..cache.core import Cache, EntryRecord
+from ..cache.default import max_size
+from ..entry.signing import default_secret_path
+from ..units import format_duration, format_size
 
 __all__ = ["entries_table", "matching_keys", "plural", "summary_lines", "when"]
 

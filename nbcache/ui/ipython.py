@@ -16,7 +16,7 @@ import sys
 import types
 from typing import Any
 
-from .cells import NO_RESULT, from_user_code
+from ..run.cells import NO_RESULT, from_user_code
 from .widgets import widgets_wanted
 
 __all__ = ["NO_RESULT", "IPythonShell"]
@@ -45,7 +45,7 @@ class IPythonShell:
 
     @property
     def widgets(self) -> bool:
-        """Whether cards are ipywidgets (a Jupyter kernel) or text (see nbcache.widgets)."""
+        """Whether cards are ipywidgets (a Jupyter kernel) or text (see nbcache.ui.widgets)."""
         return widgets_wanted(self.shell)
 
     def show_status(self, line: str) -> None:

@@ -5,7 +5,7 @@
   same outcome; :func:`wrap_future` does the same but drops the value.
 - :func:`get_executor` gives the ``thread`` pool (the default), the ``process``
   pool (loky, through joblib, so functions defined in a notebook run), a
-  ``dask`` cluster (see :mod:`nbcache.dask_executor`; ``distributed`` is
+  ``dask`` cluster (see :mod:`nbcache.tasks.dask`; ``distributed`` is
   imported only then), or any ``concurrent.futures.Executor`` handed to
   :func:`configure`.
 - :class:`Task` composes a future (never subclasses it) with a name, a state,
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from typing import Any, Generic, Literal, TypeVar
 
-from .errors import CacheError, ExecutorError
+from ..errors import CacheError, ExecutorError
 
 __all__ = [
     "Task",
@@ -177,8 +177,8 @@ def configure(executor: Executor | str | Any = "thread", *, dask: Any = None) ->
         executor, dask = "dask", executor
     elif not isinstance(executor, Executor) and executor not in _NAMES:
         raise _unknown(executor)
-    if dask is not None or executor == "dask" or "nbcache.dask_executor" in sys.modules:
-        from . import dask_executor
+    if dask is not None or executor == "dask" or "nbcache.tasks.dask" in sys.modules:
+        from . import dask as dask_executor
 
         dask_executor.set_cluster(dask)
         if executor == "dask":
@@ -212,7 +212,7 @@ def check_executor(kind: Executor | str | Any = None) -> None:
     if isinstance(chosen, Executor) or chosen in ("thread", "process"):
         return
     if chosen == "dask" or is_dask_client(chosen):
-        from . import dask_executor
+        from . import dask as dask_executor
 
         dask_executor.check(chosen if is_dask_client(chosen) else None)
         return
@@ -223,7 +223,7 @@ def get_executor(kind: Executor | str | Any = None) -> Executor:
     """The executor for ``kind`` (default: the configured one).
 
     ``"dask"`` (or a ``distributed.Client``) gives a
-    :class:`~nbcache.dask_executor.DaskExecutor`; the first call may connect to
+    :class:`~nbcache.tasks.dask.DaskExecutor`; the first call may connect to
     the scheduler, or start the local cluster, before it returns.
 
     Raises:
@@ -235,7 +235,7 @@ def get_executor(kind: Executor | str | Any = None) -> Executor:
     if isinstance(chosen, Executor):
         return chosen
     if chosen == "dask" or is_dask_client(chosen):
-        from . import dask_executor
+        from . import dask as dask_executor
 
         return dask_executor.executor(chosen if is_dask_client(chosen) else None)
     if chosen == "process":

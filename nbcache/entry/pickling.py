@@ -7,7 +7,7 @@ array libraries too), so a 1 GB array is written straight from its own memory
 and never copied into one giant bytes object.  Plain ``bytes`` stay in band.
 
 Nothing here checks signatures: unpickling runs code, so callers must only pass
-bytes whose MAC has been verified (the store does, see :mod:`nbcache.entry`).
+bytes whose MAC has been verified (the store does, see :mod:`nbcache.entry.format`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, overload
 
 import cloudpickle
 
-from .errors import CacheError, ValuePicklingError, ValueUnpicklingError
+from ..errors import CacheError, ValuePicklingError, ValueUnpicklingError
 
 __all__ = [
     "OUT_OF_BAND_MIN",

@@ -1,7 +1,7 @@
 """Memory for the bytes of entries being read: page-aligned maps, and a reader over one.
 
 A store that already holds an entry's bytes in memory (a download) hands them
-over as a :class:`MappedReader`; :func:`nbcache.entry.read_entry` then verifies
+over as a :class:`MappedReader`; :func:`nbcache.entry.format.read_entry` then verifies
 array buffers in place and loads them without another copy.
 """
 

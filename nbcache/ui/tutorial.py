@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import store_location
-from .units import format_duration
+from ..cache.default import store_location
+from ..units import format_duration
 
 __all__ = [
     "DEFAULT_NOTEBOOK",

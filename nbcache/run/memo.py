@@ -1,7 +1,7 @@
 """``@memoize``: live results in memory in front of the shared store, never stale.
 
 A call's key covers the function's code fingerprint (its source and the
-notebook helpers and globals it uses, see :mod:`nbcache.code`) and its
+notebook helpers and globals it uses, see :mod:`nbcache.keys.code`) and its
 arguments bound to the signature, hashed by content.  The hit path re-checks
 the fingerprint's dependencies on every call, so an edited helper is noticed
 on the very next call, then finds the result by the call's arguments as
@@ -23,14 +23,14 @@ from typing import Any, Generic, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from .cache import Cache
-from .code import Fingerprint, fingerprint_of, identity, short_name
-from .config import default_cache
-from .errors import KeyPicklingError, warn
-from .futures import get_executor, settle
-from .keys import CallKey, bind_arguments, call_key, explain
-from .store.base import Lease
-from .units import parse_duration
+from ..cache.core import Cache
+from ..cache.default import default_cache
+from ..errors import KeyPicklingError, warn
+from ..keys.calls import CallKey, bind_arguments, call_key, explain
+from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
+from ..store.base import Lease
+from ..tasks.futures import get_executor, settle
+from ..units import parse_duration
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
 

@@ -21,8 +21,24 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import background
-from .cache import Cache, Hit
+from ..cache.core import Cache, Hit
+from ..entry.format import EntryInfo
+from ..entry.pickling import _probe, dump_parts
+from ..errors import KeyPicklingError, ValuePicklingError, warn
+from ..keys.calls import explain
+from ..keys.hashing import describe, digest
+from ..tasks.futures import (
+    Task,
+    TaskCancelled,
+    _follow_tqdm,
+    check_executor,
+    configured_executor,
+    current_task,
+    get_executor,
+)
+from ..ui.widgets import make_card
+from ..units import format_duration, format_size
+from . import routing as background
 from .cells import (
     NO_RESULT,
     CellCode,
@@ -35,28 +51,12 @@ from .cells import (
     from_user_code,
     namespace_snapshot,
 )
-from .entry import EntryInfo
-from .errors import KeyPicklingError, ValuePicklingError, warn
-from .futures import (
-    Task,
-    TaskCancelled,
-    _follow_tqdm,
-    check_executor,
-    configured_executor,
-    current_task,
-    get_executor,
-)
-from .hashing import describe, digest
-from .keys import explain
-from .pickling import _probe, dump_parts
-from .units import format_duration, format_size
-from .widgets import make_card
 
 __all__ = ["CellCache", "CellOptions", "Shell"]
 
 
 class Shell(Protocol):
-    """What running a cell needs from the interactive shell (see nbcache.shell)."""
+    """What running a cell needs from the interactive shell (see nbcache.ui.ipython)."""
 
     cell_id: str | None
 
@@ -402,7 +402,7 @@ def _elsewhere(
     next progress step, any other executor if the body has not started yet (else
     it runs to its end); its variables are dropped either way.
     """
-    from .dask_executor import DaskExecutor, modules_imported_by
+    from ..tasks.dask import DaskExecutor, modules_imported_by
 
     filename = _remember_source(code.source)
     binds = sorted(code.binds)
@@ -451,7 +451,7 @@ def _wait(task: Task[Any], executor: Executor, remote: Future[Any], filename: st
 
 def _stop(executor: Executor, remote: Future[Any]) -> bool:
     """Ask ``executor`` to stop ``remote``; True if nothing of it runs any more."""
-    from .dask_executor import DaskExecutor
+    from ..tasks.dask import DaskExecutor
 
     if isinstance(executor, DaskExecutor):
         executor.stop(remote)  # ``remote`` ends once the worker lets go

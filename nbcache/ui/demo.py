@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from .config import default_cache, store_location
-from .units import format_duration, format_size
+from ..cache.default import default_cache, store_location
+from ..units import format_duration, format_size
 
 __all__ = ["run_demo", "run_demo_child"]
 

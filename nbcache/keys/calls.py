@@ -16,10 +16,10 @@ from typing import Any
 
 import xxhash
 
-from ._version import __version__
+from .._version import __version__
+from ..entry.format import FORMAT
+from ..errors import KeyPicklingError
 from .code import Fingerprint, identity, short_name
-from .entry import FORMAT
-from .errors import KeyPicklingError
 from .hashing import HASH_VERSION, describe, digest
 
 __all__ = ["CallKey", "bind_arguments", "call_key", "explain", "latest_key"]

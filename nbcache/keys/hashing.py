@@ -28,7 +28,7 @@ from typing import Any
 
 import xxhash
 
-from .errors import KeyPicklingError
+from ..errors import KeyPicklingError
 
 __all__ = ["HASH_VERSION", "Hasher", "describe", "digest", "module_version"]
 
@@ -402,7 +402,7 @@ def _feed_numpy_scalar(h: Hasher, value: Any, path: str) -> None:
     h.raw(value.tobytes())
 
 
-from . import _frames  # noqa: E402 - the frame rules need Hasher and _feed_ndarray
+from . import frames as _frames  # noqa: E402 - the frame rules need Hasher and _feed_ndarray
 
 _RULES: list[tuple[Callable[[Any], bool], Callable[[Hasher, Any, str], None]]] = [
     (lambda v: isinstance(v, (list, tuple)), _feed_sequence),

@@ -32,10 +32,10 @@ from typing import Any, TextIO
 
 import xxhash
 
-from .code import fingerprint_of, is_code
-from .errors import KeyPicklingError
-from .hashing import describe, digest
-from .keys import KEY_VERSION
+from ..errors import KeyPicklingError
+from ..keys.calls import KEY_VERSION
+from ..keys.code import fingerprint_of, is_code
+from ..keys.hashing import describe, digest
 
 __all__ = [
     "NO_RESULT",

@@ -16,7 +16,7 @@ import secrets
 import zlib
 from pathlib import Path
 
-from .errors import StoreError
+from ..errors import StoreError
 
 __all__ = ["MAC_SIZE", "Signer", "default_secret_path", "load_secret"]
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreError
+from ...errors import StoreError
 
 __all__ = ["DEFAULT_TTL", "FileLease", "TakeoverLease", "holder_record", "pid_alive"]
 

@@ -15,8 +15,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .futures import Task
-from .units import format_duration
+from ..tasks.futures import Task
+from ..units import format_duration
 
 __all__ = ["CacheBrowser", "TextCard", "WidgetCard", "browse", "make_card", "widgets_wanted"]
 
@@ -239,7 +239,7 @@ class CacheBrowser:
         self.refresh()
 
     def prune_to_limit(self) -> None:
-        from .config import max_size
+        from ..cache.default import max_size
 
         removed = self.cache.prune(max_size=max_size())
         self.message.value = f"pruned {len(removed)} entries"
@@ -259,8 +259,8 @@ _BROWSER_HEAD = (
 
 
 def _browser_row(rec: Any) -> tuple[str, ...]:
+    from ..units import format_size
     from .listing import when
-    from .units import format_size
 
     return (
         rec.label or rec.key[:12],
@@ -279,7 +279,7 @@ def browse(cache: Any = None, widgets: bool | None = None) -> Any:
 
     Returns the :class:`CacheBrowser` (or the table's lines as text).
     """
-    from .config import default_cache
+    from ..cache.default import default_cache
     from .listing import entries_table, summary_lines
 
     cache = cache or default_cache()

@@ -7,11 +7,11 @@ import os
 import threading
 from pathlib import Path
 
-from .cache import Cache
-from .errors import CacheError
-from .store import FsspecStore, LeasedStore, LocalStore, Store, TieredStore
-from .store.redislease import redis_client
-from .units import parse_size
+from ..errors import CacheError
+from ..store import FsspecStore, LeasedStore, LocalStore, Store, TieredStore
+from ..store.leases.redis import redis_client
+from ..units import parse_size
+from .core import Cache
 
 __all__ = [
     "DEFAULT_DIR",

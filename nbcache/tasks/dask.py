@@ -31,7 +31,7 @@ finishes (a dropped one is released and never runs).
 
 **Cancelling** cannot interrupt a worker thread.  :meth:`DaskExecutor.stop`
 asks every worker: one that runs the task makes it raise
-:class:`~nbcache.futures.TaskCancelled` at its next ``nbcache.progress`` (or
+:class:`~nbcache.tasks.futures.TaskCancelled` at its next ``nbcache.progress`` (or
 tqdm) step, and the future ends when the worker lets go; a task no worker has
 started is refused by all of them and cancelled at once.
 
@@ -63,9 +63,9 @@ from typing import Any
 
 import cloudpickle
 
-from .errors import ExecutorError
+from ..entry.pickling import OUT_OF_BAND_MIN, _pickle_with, _probe, describe_unpicklable
+from ..errors import ExecutorError
 from .futures import Task, TaskCancelled, _settle, is_dask_client
-from .pickling import OUT_OF_BAND_MIN, _pickle_with, _probe, describe_unpicklable
 
 __all__ = [
     "LOCAL",
@@ -296,7 +296,7 @@ class DaskExecutor(Executor):
         if self._shut:
             raise ExecutorError(
                 "this DaskExecutor was shut down: get a new one with "
-                "nbcache.futures.get_executor('dask')"
+                "nbcache.tasks.futures.get_executor('dask')"
             )
         kwargs = dict(kwargs or {})
         shipped = {module.__name__: module for module in modules}
@@ -620,7 +620,7 @@ def _unpack(stream: bytes, buffers: list[Any], where: str) -> Any:
             f"the dask worker {where} cannot load this work: it needs the module "
             f"{exc.name!r}, which is not importable there. Install it where the workers "
             "run, or keep it beside the notebook so nbcache sends it (see "
-            "nbcache.dask_executor)."
+            "nbcache.tasks.dask)."
         ) from exc
     except Exception as exc:
         raise ExecutorError(

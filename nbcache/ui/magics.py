@@ -14,15 +14,15 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .cache import Cache
-from .cellcache import CellCache, CellOptions
-from .cells import NO_RESULT
-from .config import check_store, default_cache, max_size, open_store, set_default_cache
-from .errors import CacheError, ExecutorError
+from ..cache.core import Cache
+from ..cache.default import check_store, default_cache, max_size, open_store, set_default_cache
+from ..errors import CacheError, ExecutorError
+from ..run.cell import CellCache, CellOptions
+from ..run.cells import NO_RESULT
+from ..run.memo import Memoized, memoize
+from ..units import format_duration, parse_duration, parse_size
+from .ipython import IPythonShell
 from .listing import entries_table, matching_keys, plural, summary_lines
-from .memo import Memoized, memoize
-from .shell import IPythonShell
-from .units import format_duration, parse_duration, parse_size
 from .widgets import browse
 
 __all__ = ["NbcacheMagics"]

@@ -20,13 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from .entry import EntryInfo, read_entry, read_info, write_entry
-from .errors import CacheError, ForeignEntryError, StoreError, ValuePicklingError, warn
-from .keys import latest_key
-from .pickling import Pickled, dump_parts
-from .signing import Signer, load_secret
-from .store.base import Lease, Store
-from .units import format_size
+from ..entry.format import EntryInfo, read_entry, read_info, write_entry
+from ..entry.pickling import Pickled, dump_parts
+from ..entry.signing import Signer, load_secret
+from ..errors import CacheError, ForeignEntryError, StoreError, ValuePicklingError, warn
+from ..keys.calls import latest_key
+from ..store.base import Lease, Store
+from ..units import format_size
 
 __all__ = ["Cache", "EntryRecord", "Hit", "Outcome"]
 
@@ -206,7 +206,7 @@ class Cache:
     ) -> int:
         """Cache ``value`` under ``key``; the entry's size in the store, 0 if kept in memory only.
 
-        ``pickled`` is ``value`` already pickled by :func:`~nbcache.pickling.dump_parts`,
+        ``pickled`` is ``value`` already pickled by :func:`~nbcache.entry.pickling.dump_parts`,
         for callers that checked it themselves.
 
         ``meta`` (JSON-serialisable) is signed into the entry: ``compute_seconds``,

@@ -36,9 +36,9 @@ from typing import Any, BinaryIO
 
 import xxhash
 
-from . import _version
+from .. import _version
+from ..errors import ForeignEntryError, IntegrityError
 from .buffers import allocate
-from .errors import ForeignEntryError, IntegrityError
 from .pickling import Pickled, load_parts
 from .signing import MAC_SIZE, Signer, check_fingerprint
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, BinaryIO
 
-from ..errors import StoreError
-from .base import EntryStat, Lease, Store, check_key
-from .lease import DEFAULT_TTL, HOST, pid_alive
+from ...errors import StoreError
+from ..base import EntryStat, Lease, Store, check_key
+from .file import DEFAULT_TTL, HOST, pid_alive
 
 __all__ = ["LeasedStore", "RedisLease", "redis_client"]
 

@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ..errors import StoreError
-from .lease import DEFAULT_TTL, HOST, TakeoverLease, holder_record
+from ...errors import StoreError
+from .file import DEFAULT_TTL, HOST, TakeoverLease, holder_record
 
 __all__ = ["ObjectLease", "read_body", "remote_errors", "speaks_s3"]
 

@@ -1,0 +1,1 @@
+"""Entries: pickling, signing, page-aligned buffers and the signed on-disk format."""

@@ -1,0 +1,1 @@
+"""Tasks, futures and executors (threads, loky processes, dask)."""

@@ -1,0 +1,1 @@
+"""The shell: the IPython extension, magics, status lines, cards, the cache browser, the CLI."""
