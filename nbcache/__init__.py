@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
-from .cache.core import Cache, EntryRecord, Hit, Outcome
+from .cache.core import Cache, Hit, Outcome
 from .cache.default import default_cache
+from .cache.ledger import EntryRecord
 from .entry.pickling import try_pickle, try_unpickle
 from .errors import (
     CacheError,

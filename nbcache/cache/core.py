@@ -8,12 +8,10 @@ the user's own exception from ``compute``.
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures.thread  # noqa: F401 - its exit hook is registered first, runs last
 import functools
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,9 +22,9 @@ from ..entry.format import EntryInfo, read_entry, read_info, write_entry
 from ..entry.pickling import Pickled, dump_parts
 from ..entry.signing import Signer, load_secret
 from ..errors import CacheError, ForeignEntryError, StoreError, ValuePicklingError, warn
-from ..keys.calls import latest_key
 from ..store.base import Lease, Store
 from ..units import format_size
+from .ledger import EntryRecord, Ledger
 
 __all__ = ["Cache", "EntryRecord", "Hit", "Outcome"]
 
@@ -55,27 +53,6 @@ class Outcome(Generic[T]):
     stored: int = 0  # the entry's size in the store; 0 when kept in memory only
 
 
-@dataclass
-class EntryRecord:
-    """One stored entry as listings and eviction see it."""
-
-    key: str
-    size: int
-    created: float
-    last_used: float
-    uses: int
-    compute_seconds: float
-    pinned: bool = False
-    label: str = ""
-    identity: str = ""  # the function or cell that made it
-    first_line: str = ""  # of a cell's code
-
-    @property
-    def score(self) -> float:
-        """Seconds saved per byte kept: low scores are evicted first."""
-        return self.compute_seconds * (self.uses + 1) / max(self.size, 1)
-
-
 class Cache:
     """Memory LRU of live values in front of a :class:`~nbcache.store.Store`.
 
@@ -95,16 +72,33 @@ class Cache:
         memory_items: int = 128,
     ) -> None:
         self.store = store
-        self.max_size = max_size
         self.memory_items = memory_items
         self._signer = signer
         self._memory: OrderedDict[str, tuple[Any, EntryInfo]] = OrderedDict()
-        self._pending_uses: dict[str, tuple[int, float, EntryInfo]] = {}
         self._lock = threading.RLock()
         self._warned: set[str] = set()
-        self._latest: dict[str, dict[str, Any]] = {}
-        self._listed: tuple[float, int] | None = None  # (when, bytes) of the last listing
-        _LIVE.add(self)
+        self._latest: dict[str, dict[str, Any]] = {}  # without a store, "why" still works
+        self.ledger = (
+            Ledger(
+                store,
+                signer=lambda: self.signer,
+                remove=self.remove,
+                discard=self._discard,
+                max_size=max_size,
+            )
+            if store is not None
+            else None
+        )
+
+    @property
+    def max_size(self) -> int | None:
+        """Bytes the store may hold; None for no limit."""
+        return self.ledger.max_size if self.ledger is not None else None
+
+    @max_size.setter
+    def max_size(self, value: int | None) -> None:
+        if self.ledger is not None:
+            self.ledger.max_size = value
 
     @property
     def signer(self) -> Signer:
@@ -243,40 +237,13 @@ class Cache:
         self._warned.discard("write")
         info = EntryInfo(key, time.time(), pickled.nbytes, meta, "", pickled.by_value)
         keep(key, value, info)
-        self._write_stats(key, _fresh_stats(info, size))
-        self.evict(protect=(key,), added=size)
+        if self.ledger is not None:
+            self.ledger.added(key, info, size)
         return size
 
-    def _write_stats(self, key: str, stats: Mapping[str, Any]) -> None:
-        if self.store is None:
-            return
-        try:
-            self.store.write_stats(key, stats)
-        except StoreError:
-            pass  # stats only steer eviction; a read-only store has no eviction to steer
-
     def _count_use(self, key: str, info: EntryInfo) -> None:
-        """Count a hit in memory; :meth:`flush_uses` writes the counts to the store later,
-        so a hit costs no file write."""
-        uses, _, _ = self._pending_uses.get(key, (0, 0.0, info))
-        self._pending_uses[key] = (uses + 1, time.time(), info)
-
-    def flush_uses(self) -> None:
-        """Write the uses counted since the last flush to the store's stats.
-
-        Called before every listing and eviction, and when the process exits.
-        """
-        with self._lock:
-            pending, self._pending_uses = self._pending_uses, {}
-        if self.store is None:
-            return
-        for key, (uses, last, info) in pending.items():
-            if not self.store.has_entry(key):
-                continue
-            stats = self.store.read_stats(key) or _fresh_stats(info, 0)
-            stats["uses"] = int(stats.get("uses", 0)) + uses
-            stats["last_used"] = max(float(stats.get("last_used", 0.0)), last)
-            self._write_stats(key, stats)
+        if self.ledger is not None:
+            self.ledger.count_use(key, info)
 
     # -- computing once ------------------------------------------------------
 
@@ -398,95 +365,32 @@ class Cache:
             time.sleep(delay)
             delay = min(delay * 1.5, _POLL_MAX)
 
-    # -- what each function or cell computed last ---------------------------
+    # -- what each function or cell computed last, and housekeeping ----------
 
     def note_latest(self, identity: str, summary: Mapping[str, Any]) -> None:
         """Remember the key summary of ``identity``'s newest entry (for "why did it miss")."""
         self._latest[identity] = dict(summary)
-        self._write_stats(latest_key(identity), {"identity": identity, "summary": summary})
+        if self.ledger is not None:
+            self.ledger.note_latest(identity, summary)
 
     def latest(self, identity: str) -> dict[str, Any] | None:
         """The key summary noted last for ``identity``, in this process or any other."""
         found = self._latest.get(identity)
-        if found is None and self.store is not None:
-            record = self.store.read_stats(latest_key(identity)) or {}
-            if record.get("identity") == identity and isinstance(record.get("summary"), dict):
-                found = record["summary"]
+        if found is None and self.ledger is not None:
+            found = self.ledger.latest(identity)
         return found
 
-    # -- housekeeping --------------------------------------------------------
-
     def records(self) -> list[EntryRecord]:
-        """Every stored entry with its stats, rebuilt from the signed header when missing."""
-        if self.store is None:
-            return []
-        self.flush_uses()
-        out = []
-        for stat in self.store.entries():
-            stats = self.store.read_stats(stat.key) or self._rebuild_stats(stat.key)
-            if stats is None:
-                continue
-            out.append(
-                EntryRecord(
-                    key=stat.key,
-                    size=stat.size,
-                    created=float(stats.get("created", stat.mtime)),
-                    last_used=float(stats.get("last_used", stat.mtime)),
-                    uses=int(stats.get("uses", 0)),
-                    compute_seconds=float(stats.get("compute_seconds", 0.0)),
-                    pinned=bool(stats.get("pinned", False)),
-                    label=str(stats.get("label", "")),
-                    identity=str(stats.get("identity", "")),
-                    first_line=str(stats.get("first_line", "")),
-                )
-            )
-        return out
+        """Every stored entry with its stats (see :meth:`Ledger.records`)."""
+        return self.ledger.records() if self.ledger is not None else []
 
-    def _rebuild_stats(self, key: str) -> dict[str, Any] | None:
-        assert self.store is not None
-        try:
-            with self.store.open_entry(key) as f:
-                info = read_info(f, self.signer)
-        except (KeyError, ForeignEntryError):
-            return None
-        except (CacheError, OSError) as exc:
-            self._discard(key, exc)
-            return None
-        stats = _fresh_stats(info, 0)
-        stats["uses"] = 0
-        self._write_stats(key, stats)
-        return stats
+    def flush_uses(self) -> None:
+        if self.ledger is not None:
+            self.ledger.flush_uses()
 
     def evict(self, protect: Iterable[str] = (), added: int = 0) -> list[str]:
-        """Remove the least valuable entries until the store fits ``max_size``.
-
-        ``added`` is what the caller just wrote.  A store that is slow to list (a
-        bucket) sets ``list_interval``: between listings the size is estimated from the
-        last listing plus what this process wrote, and listed again only when that
-        estimate is over the limit or the interval has passed.
-        """
-        if self.max_size is None or self.store is None:
-            return []
-        interval = float(getattr(self.store, "list_interval", 0.0))
-        now = time.monotonic()
-        if interval and self._listed is not None and now - self._listed[0] < interval:
-            estimate = self._listed[1] + added
-            self._listed = (self._listed[0], estimate)
-            if estimate <= self.max_size:
-                return []
-        # Sizes come from one listing; stats are read only when over.
-        sizes = {stat.key: stat.size for stat in self.store.entries()}
-        total = sum(sizes.values())
-        if total > self.max_size:
-            # A slow-to-list store is pruned 10 % below its limit, so the next writes
-            # fit without another listing.
-            target = int(self.max_size * 0.9) if interval else self.max_size
-            removed = self.prune(max_size=target, protect=protect)
-            total -= sum(sizes.get(key, 0) for key in removed)
-        else:
-            removed = []
-        self._listed = (now, total)
-        return removed
+        """Remove the least valuable entries until the store fits ``max_size``."""
+        return self.ledger.evict(protect, added) if self.ledger is not None else []
 
     def prune(
         self,
@@ -495,28 +399,21 @@ class Cache:
         older_than: float | None = None,
         protect: Iterable[str] = (),
     ) -> list[str]:
-        """Remove unpinned entries unused for ``older_than`` seconds, then the lowest
-        value per byte until ``max_size`` is met; return the removed keys."""
-        records = self.records()
-        keep = set(protect)
-        now = time.time()
-        removed = []
-        if older_than is not None:
-            for rec in records:
-                if not rec.pinned and rec.key not in keep and now - rec.last_used > older_than:
-                    removed.append(rec.key)
-        total = sum(rec.size for rec in records if rec.key not in removed)
-        if max_size is not None and total > max_size:
-            candidates = [r for r in records if not r.pinned and r.key not in keep]
-            candidates = [r for r in candidates if r.key not in removed]
-            for rec in sorted(candidates, key=_eviction_order):
-                if total <= max_size:
-                    break
-                removed.append(rec.key)
-                total -= rec.size
-        for key in removed:
-            self.remove(key)
-        return removed
+        """Remove unpinned entries unused for ``older_than`` seconds, then the least valuable
+        until ``max_size`` is met; return the removed keys."""
+        if self.ledger is None:
+            return []
+        return self.ledger.prune(max_size=max_size, older_than=older_than, protect=protect)
+
+    def pin(self, key: str, pinned: bool = True) -> None:
+        """Keep ``key`` out of eviction and pruning (or let it go again).
+
+        Raises:
+            StoreError: no such stored entry.
+        """
+        if self.ledger is None:
+            raise StoreError(f"no stored entry {key[:12]} to pin: run the cell or call first")
+        self.ledger.pin(key, pinned)
 
     def forget(self, key: str) -> None:
         """Drop ``key``'s live value from memory only (its stored entry stays)."""
@@ -527,7 +424,8 @@ class Cache:
         """Forget ``key`` in memory and in the store."""
         with self._lock:
             self._memory.pop(key, None)
-            self._pending_uses.pop(key, None)
+        if self.ledger is not None:
+            self.ledger.forget(key)
         if self.store is not None:
             self.store.remove_entry(key)
 
@@ -535,56 +433,12 @@ class Cache:
         """Remove every entry (pinned ones too); return how many stored entries went."""
         with self._lock:
             self._memory.clear()
-            self._pending_uses.clear()
+        if self.ledger is not None:
+            self.ledger.forget_all()
         keys = [stat.key for stat in self.store.entries()] if self.store else []
         for key in keys:
             self.remove(key)
         return len(keys)
-
-    def pin(self, key: str, pinned: bool = True) -> None:
-        """Keep ``key`` out of eviction and pruning (or let it go again).
-
-        Raises:
-            StoreError: no such stored entry.
-        """
-        if self.store is None or not self.store.has_entry(key):
-            raise StoreError(f"no stored entry {key[:12]} to pin: run the cell or call first")
-        stats = self.store.read_stats(key) or self._rebuild_stats(key) or {}
-        stats["pinned"] = pinned
-        self.store.write_stats(key, stats)
-
-
-_LIVE: weakref.WeakSet[Cache] = weakref.WeakSet()
-
-
-def _flush_at_exit() -> None:
-    for cache in list(_LIVE):
-        try:
-            cache.flush_uses()
-        except CacheError:
-            pass  # uses are a heuristic for eviction; never fail an exiting process
-
-
-def _register_exit_flush() -> None:
-    """Flush before thread pools shut down, not after: a remote store's client (s3fs,
-    aiohttp) needs an executor for every request, and at ``atexit`` time it is gone."""
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(_flush_at_exit)
-            return
-        except RuntimeError:
-            pass  # already shutting down
-    atexit.register(_flush_at_exit)
-
-
-_register_exit_flush()
-
-
-def _eviction_order(record: EntryRecord) -> tuple[float, float]:
-    """Lowest value per byte first; scores within 0.1% count as equal, then LRU decides
-    (entries of one cell differ by a few header bytes, which is no reason to prefer one)."""
-    return float(f"{record.score:.3g}"), record.last_used
 
 
 def _forget(key: str, value: Any, info: EntryInfo) -> None:
@@ -593,17 +447,3 @@ def _forget(key: str, value: Any, info: EntryInfo) -> None:
 
 def _too_old(info: EntryInfo, max_age: float | None) -> bool:
     return max_age is not None and time.time() - info.created > max_age
-
-
-def _fresh_stats(info: EntryInfo, size: int) -> dict[str, Any]:
-    return {
-        "created": info.created,
-        "last_used": info.created,
-        "uses": 0,
-        "size": size,
-        "compute_seconds": info.compute_seconds,
-        "label": str(info.meta.get("label", "")),
-        "identity": str(info.meta.get("identity", "")),
-        "first_line": str(info.meta.get("first_line", "")),
-        "pinned": bool(info.meta.get("pinned", False)),
-    }

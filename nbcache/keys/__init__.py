@@ -1,1 +1,1 @@
-"""Keys: hashing rules, code fingerprints, what a cell reads and binds, call keys and why they changed."""
+"""Keys: hashing rules, code fingerprints, what cells read and bind, call keys, why they changed."""

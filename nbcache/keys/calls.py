@@ -22,7 +22,7 @@ from ..errors import KeyPicklingError
 from .code import Fingerprint, identity, short_name
 from .hashing import HASH_VERSION, describe, digest
 
-__all__ = ["CallKey", "bind_arguments", "call_key", "explain", "latest_key"]
+__all__ = ["CallKey", "bind_arguments", "call_key", "explain"]
 
 KEY_VERSION = f"nbcache-key/{FORMAT}.{HASH_VERSION}"
 
@@ -94,11 +94,6 @@ def call_key(
 
 def _dep_label(name: str, via: str, top: str) -> str:
     return name if not via or top.endswith(f":{via}") else f"{via}: {name}"
-
-
-def latest_key(identity_name: str) -> str:
-    """The key under which the store keeps a function's latest summary."""
-    return xxhash.xxh3_128_hexdigest(f"latest:{identity_name}".encode())
 
 
 def _described(info: Mapping[str, Any]) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from ..cache.core import Cache, EntryRecord
+from ..cache.core import Cache
 from ..cache.default import max_size
+from ..cache.ledger import EntryRecord
 from ..entry.signing import default_secret_path
 from ..units import format_duration, format_size
 
