@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import concurrent.futures.thread  # noqa: F401 - its exit hook is registered first, runs last
 import functools
+import io
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from ..errors import CacheError, ForeignEntryError, StoreError, ValuePicklingErr
 from ..store.base import Lease, Store
 from ..units import format_size
 from .ledger import EntryRecord, Ledger
+from .lru import LRU
 
 __all__ = ["Cache", "EntryRecord", "Hit", "Outcome"]
 
@@ -41,6 +42,7 @@ class Hit(Generic[T]):
     info: EntryInfo
     source: Literal["memory", "store"]
     load_seconds: float
+    size: int = 0  # what the entry takes in the store, as listings show it; 0: memory only
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,8 @@ class Cache:
         memory_items: int = 128,
     ) -> None:
         self.store = store
-        self.memory_items = memory_items
         self._signer = signer
-        self._memory: OrderedDict[str, tuple[Any, EntryInfo]] = OrderedDict()
+        self._memory: LRU[str, tuple[Any, EntryInfo, int]] = LRU(memory_items)
         self._lock = threading.RLock()
         self._warned: set[str] = set()
         self._latest: dict[str, dict[str, Any]] = {}  # without a store, "why" still works
@@ -134,22 +135,22 @@ class Cache:
             found = self._memory.get(key)
             fresh = found is not None and not _too_old(found[1], max_age)
             if found is not None and fresh and (validate is None or validate(found[1])):
-                self._memory.move_to_end(key)
-                self._count_use(key, found[1])
-                return Hit(found[0], found[1], "memory", time.perf_counter() - start)
+                value, info, size = found
+                self._count_use(key, info)
+                return Hit(value, info, "memory", time.perf_counter() - start, size)
         loaded = self._load(key, name, validate)
         if loaded is None or _too_old(loaded[0], max_age):
             return None
-        info, value = loaded
+        info, value, size = loaded
         if remember:
-            self._remember(key, value, info)
+            self._remember(key, value, info, size)
         with self._lock:
             self._count_use(key, info)
-        return Hit(value, info, "store", time.perf_counter() - start)
+        return Hit(value, info, "store", time.perf_counter() - start, size)
 
     def _load(
         self, key: str, name: str, validate: Callable[[EntryInfo], bool] | None = None
-    ) -> tuple[EntryInfo, Any] | None:
+    ) -> tuple[EntryInfo, Any, int] | None:
         if self.store is None:
             return None
         try:
@@ -161,9 +162,11 @@ class Cache:
             return None
         try:
             with f:
+                size = f.seek(0, io.SEEK_END)  # what listings show: the whole file
+                f.seek(0)
                 if validate is not None and not validate(read_info(f, self.signer)):
                     return None
-                return read_entry(f, key, self.signer, name=name)
+                return (*read_entry(f, key, self.signer, name=name), size)
         except ForeignEntryError as exc:
             warn(f"nbcache: ignored the cached entry {key[:12]}: {exc}", stacklevel=3)
             return None
@@ -178,12 +181,9 @@ class Cache:
         except StoreError:
             pass  # a read-only store keeps it; it is refused again next time
 
-    def _remember(self, key: str, value: Any, info: EntryInfo) -> None:
+    def _remember(self, key: str, value: Any, info: EntryInfo, size: int = 0) -> None:
         with self._lock:
-            self._memory[key] = (value, info)
-            self._memory.move_to_end(key)
-            while len(self._memory) > self.memory_items:
-                self._memory.popitem(last=False)
+            self._memory.put(key, (value, info, size))
 
     # -- writing -------------------------------------------------------------
 
@@ -236,7 +236,7 @@ class Cache:
             return 0
         self._warned.discard("write")
         info = EntryInfo(key, time.time(), pickled.nbytes, meta, "", pickled.by_value)
-        keep(key, value, info)
+        keep(key, value, info, size)
         if self.ledger is not None:
             self.ledger.added(key, info, size)
         return size
@@ -418,12 +418,12 @@ class Cache:
     def forget(self, key: str) -> None:
         """Drop ``key``'s live value from memory only (its stored entry stays)."""
         with self._lock:
-            self._memory.pop(key, None)
+            self._memory.pop(key)
 
     def remove(self, key: str) -> None:
         """Forget ``key`` in memory and in the store."""
         with self._lock:
-            self._memory.pop(key, None)
+            self._memory.pop(key)
         if self.ledger is not None:
             self.ledger.forget(key)
         if self.store is not None:
@@ -441,7 +441,7 @@ class Cache:
         return len(keys)
 
 
-def _forget(key: str, value: Any, info: EntryInfo) -> None:
+def _forget(key: str, value: Any, info: EntryInfo, size: int = 0) -> None:
     """The memory layer's stand-in when the caller keeps live values itself."""
 
 

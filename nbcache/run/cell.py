@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ..cache.core import Cache, Hit
 from ..entry.format import EntryInfo
@@ -36,8 +36,6 @@ from ..tasks.futures import (
     current_task,
     get_executor,
 )
-from ..ui.widgets import make_card
-from ..units import format_duration, format_size
 from . import routing as background
 from .cells import (
     NO_RESULT,
@@ -51,6 +49,7 @@ from .cells import (
     from_user_code,
     namespace_snapshot,
 )
+from .report import Card, CellReport
 
 __all__ = ["CellCache", "CellOptions", "Shell"]
 
@@ -70,14 +69,12 @@ class Shell(Protocol):
 
     def execute(self, source: str, namespace: dict[str, Any] | None = None) -> Any: ...
 
-    def display_object(self, obj: Any) -> None: ...
+    def report(self, report: CellReport) -> None:
+        """Say what a cell run did (a status line, in IPython)."""
 
-    def show_text(self, line: str) -> None: ...
-
-    def show_status(self, line: str) -> None: ...
-
-    @property
-    def widgets(self) -> bool: ...
+    def card(self, task: Task[Any]) -> Card:
+        """Show a card that follows ``task`` from now on, and return it."""
+        ...
 
     def flush_figures(self) -> None: ...
 
@@ -219,7 +216,17 @@ class CellCache:
             namespace.pop(name, None)
         OutputLog(list(entry["outputs"])).replay(self.shell.publish)
         if not options.quiet:
-            self._status(_hit_line(hit, entry))
+            self.shell.report(
+                CellReport(
+                    "restored",
+                    tuple(entry["vars"]),
+                    hit.load_seconds,
+                    hit.size,
+                    hit.source,
+                    hit.info.compute_seconds,
+                    hit.info.created,
+                )
+            )
         if options.background:
             # A background cell that restored is a task that is already done, so that
             # `%nbcache wait NAME` and `%nbcache tasks` after it work as after a miss.
@@ -258,7 +265,7 @@ class CellCache:
         made = _Made(namespace, before, log, result, seconds, FileReads.of(read).merged(watch))
         names, _deleted, size = self._keep(code, ck, identity, options, made)
         if not options.quiet:
-            self._status(_miss_line(names, seconds, size, options.store))
+            self.shell.report(_computed(names, seconds, size, options))
         return result
 
     def _exclude(self) -> list[str]:
@@ -317,7 +324,7 @@ class CellCache:
         here = chosen == "thread" or isinstance(chosen, ThreadPoolExecutor)
         task: Task[None] = Task(options.name or code.first_line)
         task.expected = (self.cache.latest(identity) or {}).get("seconds")  # for an ETA
-        card = make_card(task, self.shell.widgets, self.shell.display_object, self.shell.show_text)
+        card = self.shell.card(task)
         self.tasks[identity] = task
         background.install(self.shell.display_publisher)
         namespace = dict(self.shell.user_ns)
@@ -347,7 +354,7 @@ class CellCache:
                 self.shell.user_ns[name] = namespace[name]
             for name in deleted:
                 self.shell.user_ns.pop(name, None)
-            card.note = _miss_line(names, seconds, size, options.store).removeprefix("nbcache: ")
+            card.finished(_computed(names, seconds, size, options))
 
         runner = chosen if isinstance(chosen, ThreadPoolExecutor) else get_executor("thread")
         task.submit_to(runner, body)
@@ -373,9 +380,6 @@ class CellCache:
                 persist = False
                 warn(_unpicklable_message(entry, exc), stacklevel=4)
         return self.cache.put(key, entry, meta, persist=persist, pickled=pickled)
-
-    def _status(self, line: str) -> None:
-        self.shell.show_status(line)
 
     # -- %nbcache why -----------------------------------------------------------------
 
@@ -576,25 +580,8 @@ def _unpicklable_message(entry: Mapping[str, Any], exc: ValuePicklingError) -> s
     )
 
 
-def _names(names: list[str], limit: int = 6) -> str:
-    if not names:
-        return "no variables"
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _hit_line(hit: Hit[Any], entry: Mapping[str, Any]) -> str:
-    names = list(entry["vars"])
-    size = f" ({format_size(hit.info.nbytes)})" if hit.info.nbytes else ""
-    when = time.strftime("%Y-%m-%d", time.localtime(hit.info.created))
-    return (
-        f"nbcache: restored {_names(names)}{size} in {format_duration(hit.load_seconds)} · "
-        f"computed in {format_duration(hit.info.compute_seconds)} on {when}"
+def _computed(names: list[str], seconds: float, size: int, options: CellOptions) -> CellReport:
+    where: Literal["store", "memory", "no-store"] = "store" if size else "memory"
+    return CellReport(
+        "computed", tuple(names), seconds, size, where if options.store else "no-store"
     )
-
-
-def _miss_line(names: list[str], seconds: float, size: int, store: bool) -> str:
-    where = f"stored ({format_size(size)})" if size else "kept in memory"
-    if not store:
-        where = "kept in memory (--no-store)"
-    return f"nbcache: computed {_names(names)} in {format_duration(seconds)} · {where}"

@@ -17,7 +17,10 @@ import types
 from typing import Any
 
 from ..run.cells import NO_RESULT, from_user_code
-from .widgets import widgets_wanted
+from ..run.report import Card, CellReport
+from ..tasks.futures import Task
+from .status import status_line
+from .widgets import make_card, widgets_wanted
 
 __all__ = ["NO_RESULT", "IPythonShell"]
 
@@ -47,6 +50,12 @@ class IPythonShell:
     def widgets(self) -> bool:
         """Whether cards are ipywidgets (a Jupyter kernel) or text (see nbcache.ui.widgets)."""
         return widgets_wanted(self.shell)
+
+    def report(self, report: CellReport) -> None:
+        self.show_status(status_line(report))
+
+    def card(self, task: Task[Any]) -> Card:
+        return _FinishingCard(make_card(task, self.widgets, self.display_object, self.show_text))
 
     def show_status(self, line: str) -> None:
         """One status line: a widget in a Jupyter kernel, whose text form is the line itself
@@ -119,3 +128,16 @@ class IPythonShell:
         except BaseException as exc:  # noqa: BLE001 - the user's own, re-raised unchanged
             # Re-raising the exception being handled keeps its own cause and context.
             raise exc.with_traceback(from_user_code(exc.__traceback__, filename))  # noqa: B904
+
+
+class _FinishingCard:
+    """A task card that, once the body's variables are kept, says so on its done line."""
+
+    def __init__(self, card: Any) -> None:
+        self._card = card
+
+    def output(self, kind: str, *payload: Any) -> None:
+        self._card.output(kind, *payload)
+
+    def finished(self, report: CellReport) -> None:
+        self._card.note = status_line(report, prefix="")
