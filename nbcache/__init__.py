@@ -26,7 +26,8 @@ from .errors import (
 from .run.lru import lru_cache
 from .run.memo import CacheInfo, Memoized, memoize
 from .store import LocalStore, Store
-from .tasks.futures import configure, progress
+from .tasks.executors import configure
+from .tasks.task import progress
 
 
 def browse(cache: Cache | None = None) -> Any:

@@ -13,7 +13,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from nbcache.tasks.futures import Task
+from nbcache.tasks.task import Task
 from nbcache.ui.widgets import WidgetCard, widgets_wanted
 
 

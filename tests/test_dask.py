@@ -28,7 +28,8 @@ from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
 from nbcache.tasks import dask as dx
-from nbcache.tasks.futures import Task, TaskCancelled, check_executor, get_executor, progress
+from nbcache.tasks.executors import check_executor, get_executor
+from nbcache.tasks.task import Task, TaskCancelled, progress
 from nbcache.ui.widgets import WidgetCard
 from tests.servers import stop_process
 

@@ -11,17 +11,9 @@ from typing import Any
 import pytest
 
 from nbcache import CacheError
-from nbcache.tasks.futures import (
-    Task,
-    TaskCancelled,
-    as_future,
-    configure,
-    configured_executor,
-    current_task,
-    get_executor,
-    progress,
-    wrap_future,
-)
+from nbcache.tasks.executors import configure, configured_executor, get_executor
+from nbcache.tasks.futures import as_future, wrap_future
+from nbcache.tasks.task import Task, TaskCancelled, current_task, progress
 from nbcache.ui.widgets import TextCard
 
 

@@ -27,15 +27,8 @@ from ..entry.pickling import _probe, dump_parts
 from ..errors import KeyPicklingError, ValuePicklingError, warn
 from ..keys.calls import explain
 from ..keys.hashing import describe, digest
-from ..tasks.futures import (
-    Task,
-    TaskCancelled,
-    _follow_tqdm,
-    check_executor,
-    configured_executor,
-    current_task,
-    get_executor,
-)
+from ..tasks.executors import check_executor, configured_executor, get_executor
+from ..tasks.task import Task, TaskCancelled, current_task, follow_tqdm
 from . import routing as background
 from .cells import (
     NO_RESULT,
@@ -489,7 +482,7 @@ def run_in_worker(
     namespace.update({name: _bring_back(value) for name, value in inputs.items()})
     before = {name: id(value) for name, value in namespace.items()}
     if current_task() is not None and "tqdm" in source:
-        _follow_tqdm(load=True)  # a fresh worker has not imported tqdm yet
+        follow_tqdm(load=True)  # a fresh worker has not imported tqdm yet
     tree = ast.parse(source)
     last = None
     final = tree.body[-1] if tree.body else None

@@ -29,7 +29,8 @@ from ..errors import KeyPicklingError, warn
 from ..keys.calls import CallKey, bind_arguments, call_key, explain
 from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
 from ..store.base import Lease
-from ..tasks.futures import get_executor, settle
+from ..tasks.executors import get_executor
+from ..tasks.futures import settle
 from ..units import parse_duration
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]

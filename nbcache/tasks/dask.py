@@ -31,7 +31,7 @@ finishes (a dropped one is released and never runs).
 
 **Cancelling** cannot interrupt a worker thread.  :meth:`DaskExecutor.stop`
 asks every worker: one that runs the task makes it raise
-:class:`~nbcache.tasks.futures.TaskCancelled` at its next ``nbcache.progress`` (or
+:class:`~nbcache.tasks.task.TaskCancelled` at its next ``nbcache.progress`` (or
 tqdm) step, and the future ends when the worker lets go; a task no worker has
 started is refused by all of them and cancelled at once.
 
@@ -65,7 +65,8 @@ import cloudpickle
 
 from ..entry.pickling import OUT_OF_BAND_MIN, _pickle_with, _probe, describe_unpicklable
 from ..errors import ExecutorError
-from .futures import Task, TaskCancelled, _settle, is_dask_client
+from .futures import is_dask_client, settle_with
+from .task import Task, TaskCancelled
 
 __all__ = [
     "LOCAL",
@@ -296,7 +297,7 @@ class DaskExecutor(Executor):
         if self._shut:
             raise ExecutorError(
                 "this DaskExecutor was shut down: get a new one with "
-                "nbcache.tasks.futures.get_executor('dask')"
+                "nbcache.tasks.executors.get_executor('dask')"
             )
         kwargs = dict(kwargs or {})
         shipped = {module.__name__: module for module in modules}
@@ -321,7 +322,7 @@ class DaskExecutor(Executor):
             self._running[key] = (future, remote)
         # Only this executor holds the dask future, and lets it go once the outcome is
         # copied: the cluster then frees the result, whoever keeps ``future``.
-        remote.add_done_callback(lambda done: _settle(future, done, _unwrap))
+        remote.add_done_callback(lambda done: settle_with(future, done, _unwrap))
         future.add_done_callback(lambda done: self._ended(key, done))
         return future
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import CacheWarning
 from ..run import routing as background
-from ..tasks.futures import shutdown as shutdown_executors
+from ..tasks.executors import shutdown as shutdown_executors
 from .magics import NbcacheMagics
 
 __all__ = ["load", "unload"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..run.cells import NO_RESULT, from_user_code
 from ..run.report import Card, CellReport
-from ..tasks.futures import Task
+from ..tasks.task import Task
 from .status import status_line
 from .widgets import make_card, widgets_wanted
 

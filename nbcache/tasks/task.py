@@ -1,0 +1,233 @@
+"""Tasks: background work with a name, a state, progress and output.
+
+:class:`Task` composes a future (never subclasses it) with a name, a state,
+start and end times, progress, captured output and change callbacks; a
+callback that raises is logged and never breaks the task.  :func:`progress`
+wraps an iterable in a task's body: it reports progress and stops the body at
+the next step once the task is cancelled.  Until the body lets go, a
+cancelled task reads ``cancelling``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
+from typing import Any, Generic, Literal, TypeVar
+
+from ..errors import CacheError
+from .futures import settle_with
+
+__all__ = ["State", "Task", "TaskCancelled", "current_task", "follow_tqdm", "progress"]
+
+T = TypeVar("T")
+State = Literal["queued", "running", "cancelling", "done", "failed", "cancelled"]
+log = logging.getLogger("nbcache")
+
+
+class TaskCancelled(CacheError):
+    """Raised inside a task's body, at its next progress step, once it was cancelled."""
+
+
+# -- tasks --------------------------------------------------------------------------
+
+_current = threading.local()
+_hook_lock = threading.Lock()
+
+
+def current_task() -> Task[Any] | None:
+    """The task whose body runs on this thread, if any."""
+    return getattr(_current, "task", None)
+
+
+class Task(Generic[T]):
+    """A named piece of background work and what a card shows of it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.future: Future[T] = Future()
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.done_steps = 0
+        self.total_steps: int | None = None
+        self.output: list[tuple[str, str]] = []
+        self._cancel_requested = threading.Event()
+        self._callbacks: list[Callable[[Task[T]], None]] = []
+        self._remote: Future[T] | None = None
+        self._stop_remote: Callable[[Future[T]], Any] | None = None
+        self.settled = threading.Event()  # set once the end was told to every callback
+        self.expected: float | None = None  # seconds the last run of the same work took
+        self.future.add_done_callback(self._finished)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} state={self.state}>"
+
+    @property
+    def state(self) -> State:
+        if self.future.cancelled():
+            return "cancelled"
+        if self.future.done():
+            exc = self.future.exception()
+            if isinstance(exc, (TaskCancelled, CancelledError)):
+                return "cancelled"
+            return "failed" if exc is not None else "done"
+        if self._cancel_requested.is_set():
+            return "cancelling"  # asked to stop; its body has not let go yet
+        return "running" if self.started is not None else "queued"
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.ended or time.time()) - self.started
+
+    def on_change(self, callback: Callable[[Task[T]], None]) -> None:
+        """Call ``callback(task)`` on every change of state or progress."""
+        self._callbacks.append(callback)
+
+    def _changed(self) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback(self)
+            except Exception:  # a broken display must never break the work
+                log.exception("nbcache: a callback of task %r failed", self.name)
+
+    def _finished(self, _future: Future[T]) -> None:
+        self.ended = self.ended or time.time()
+        self._changed()
+        self.settled.set()
+
+    def run(self, fn: Callable[[], T]) -> None:
+        """Run ``fn`` as this task's body on the current thread, recording its outcome."""
+        if self.future.done() or not self.future.set_running_or_notify_cancel():
+            return  # cancelled while it waited in the queue
+        self.started = time.time()
+        self._changed()
+        _current.task = self
+        follow_tqdm()
+        try:
+            if self._cancel_requested.is_set():
+                raise TaskCancelled(f"task {self.name!r} was cancelled before it started")
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - the body's own, kept on the future
+            self.ended = time.time()
+            self.future.set_exception(exc)
+        else:
+            self.ended = time.time()
+            self.future.set_result(result)
+        finally:
+            _current.task = None
+
+    def submit_to(self, executor: Executor, fn: Callable[[], T]) -> Task[T]:
+        """Run ``fn`` on ``executor``; a process executor's result comes back here.
+
+        If the task is cancelled while ``fn`` runs elsewhere, its result is dropped.
+        """
+        if isinstance(executor, ThreadPoolExecutor):
+            executor.submit(self.run, fn)
+            return self
+        remote = executor.submit(fn)
+        self.started = time.time()
+        self.future.set_running_or_notify_cancel()
+        self._remote = remote
+        self._stop_remote = getattr(executor, "stop", None)  # dask: stops a running call
+        future, keep = self.future, self._unless_cancelled
+        remote.add_done_callback(lambda done: settle_with(future, done, keep))
+        return self
+
+    def _unless_cancelled(self, result: T) -> T:
+        if self._cancel_requested.is_set():
+            raise TaskCancelled(f"task {self.name!r} was cancelled")
+        return result
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether someone asked the task to stop (it may still be stopping)."""
+        return self._cancel_requested.is_set()
+
+    def cancel(self) -> bool:
+        """Stop the task: at once if queued, at its next progress step if running in a
+        thread, by the executor if running elsewhere. True if it will stop.
+
+        Until the body lets go the task reads ``cancelling``, then ``cancelled``.
+        """
+        self._cancel_requested.set()
+        remote = self._remote
+        if remote is not None and self._stop_remote is not None and not self.future.done():
+            self._stop_remote(remote)  # the remote's end (or its cancel) ends this task
+            self._changed()
+            return True
+        if remote is not None and remote.cancel():
+            return True  # its done-callback cancels this task's future
+        if self.future.cancel():
+            self.future.set_running_or_notify_cancel()
+            return True
+        self._changed()
+        return not self.future.done()
+
+    def record(self, done: int, total: int | None = None) -> None:
+        """Record progress made elsewhere (a worker's report) and tell the callbacks."""
+        self.done_steps = done
+        if total is not None:
+            self.total_steps = total
+        self._changed()
+
+    def step(self, done: int, total: int | None = None) -> None:
+        """Record progress; raises TaskCancelled if the task was cancelled meanwhile."""
+        self.record(done, total)
+        if self._cancel_requested.is_set():
+            raise TaskCancelled(f"task {self.name!r} was cancelled")
+
+
+_hooked: set[str] = set()
+
+
+def follow_tqdm(load: bool = False) -> None:
+    """Let tqdm bars inside a task's body drive its progress (once tqdm is imported, or
+    now with ``load`` when tqdm is installed: a worker process has not imported it yet).
+
+    Only threads running a task report; everywhere else tqdm behaves as always.
+    """
+    if load and "tqdm.std" not in sys.modules:
+        try:
+            importlib.import_module("tqdm.std")
+        except ImportError:
+            return
+    std = sys.modules.get("tqdm.std")
+    if std is None or "tqdm" in _hooked:
+        return
+    with _hook_lock:
+        if "tqdm" in _hooked:
+            return
+        original = std.tqdm.update
+
+        def update(bar: Any, n: float | None = 1) -> Any:
+            shown = original(bar, n)
+            task = current_task()
+            if task is not None:
+                task.step(int(bar.n), int(bar.total) if bar.total else None)
+            return shown
+
+        std.tqdm.update = update
+        _hooked.add("tqdm")
+
+
+def progress(iterable: Iterable[T], total: int | None = None) -> Iterator[T]:
+    """Iterate, reporting progress to the current task (if any) and stopping it at the
+    next step once it is cancelled."""
+    task = current_task()
+    if total is None:
+        try:
+            total = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    if task is not None:
+        task.step(0, total)
+    for index, item in enumerate(iterable, 1):
+        yield item
+        if task is not None:
+            task.step(index, total)
