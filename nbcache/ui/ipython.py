@@ -19,7 +19,7 @@ from typing import Any
 from ..run.cells import NO_RESULT, from_user_code
 from ..run.report import Card, CellReport
 from ..tasks.task import Task
-from .status import status_line
+from .status import publish_status
 from .widgets import make_card, widgets_wanted
 
 __all__ = ["NO_RESULT", "IPythonShell"]
@@ -52,27 +52,12 @@ class IPythonShell:
         return widgets_wanted(self.shell)
 
     def report(self, report: CellReport) -> None:
-        self.show_status(status_line(report))
+        """The status line: a widget in a Jupyter kernel whose text form is the line itself
+        (what terminals, nbconvert and viewers without widgets show)."""
+        publish_status(report, self.widgets, self.publish)
 
     def card(self, task: Task[Any]) -> Card:
-        return _FinishingCard(make_card(task, self.widgets, self.display_object, self.show_text))
-
-    def show_status(self, line: str) -> None:
-        """One status line: a widget in a Jupyter kernel, whose text form is the line itself
-        (what terminals, nbconvert and viewers without widgets show)."""
-        metadata = {"nbcache": {"status": True}}
-        if not self.widgets:
-            self.publish({"text/plain": line}, metadata)
-            return
-        from html import escape
-
-        import ipywidgets as w
-
-        label = w.HTML(value=f"<span>{escape(line)}</span>")
-        label.add_class("nbcache-status")
-        bundle = dict(label._repr_mimebundle_() or {})
-        bundle["text/plain"] = line
-        self.publish(bundle, metadata)
+        return make_card(task, self.widgets, self.display_object, self.show_text)
 
     def display_object(self, obj: Any) -> None:
         from IPython.display import display
@@ -128,16 +113,3 @@ class IPythonShell:
         except BaseException as exc:  # noqa: BLE001 - the user's own, re-raised unchanged
             # Re-raising the exception being handled keeps its own cause and context.
             raise exc.with_traceback(from_user_code(exc.__traceback__, filename))  # noqa: B904
-
-
-class _FinishingCard:
-    """A task card that, once the body's variables are kept, says so on its done line."""
-
-    def __init__(self, card: Any) -> None:
-        self._card = card
-
-    def output(self, kind: str, *payload: Any) -> None:
-        self._card.output(kind, *payload)
-
-    def finished(self, report: CellReport) -> None:
-        self._card.note = status_line(report, prefix="")

@@ -1,18 +1,47 @@
-"""The one line a cached cell shows: what was restored or computed, its size, its time."""
+"""The one line a cached cell shows: what was restored or computed, its size, its time.
+
+Drawn from the runner's :class:`~nbcache.run.report.CellReport`, once as text (what
+terminals, saved notebooks and nbconvert show) and once as a small widget with the
+same words.  The size is the entry's size in the store, the figure the cache browser
+and ``%nbcache list`` show for the same entry.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..run.report import CellReport
 from ..units import format_duration, format_size
+from .theme import escape, style_widget
 
-__all__ = ["status_line"]
+__all__ = ["names_text", "publish_status", "status_html", "status_line", "status_widget"]
+
+NAMES_SHOWN = 4  # names listed in full; past one more, "a, b, c and 9 more"
+
+
+def names_text(names: Sequence[str], limit: int = NAMES_SHOWN) -> str:
+    """``df, model``; ``a, b, c and 9 more`` past ``limit`` + 1 names; ``no variables``."""
+    if not names:
+        return "no variables"
+    if len(names) <= limit + 1:
+        return ", ".join(names)
+    return f"{', '.join(names[: limit - 1])} and {len(names) - limit + 1} more"
+
+
+def _where(report: CellReport) -> str:
+    if report.where == "no-store":
+        return "kept in memory (--no-store)"
+    if report.where == "memory" or not report.size:
+        return "kept in memory"
+    return f"{format_size(report.size)} stored"
 
 
 def status_line(report: CellReport, *, prefix: str = "nbcache: ") -> str:
-    """``nbcache: restored df, model (812 MB) in 0.41 s · computed in 3 min on 2026-11-21``."""
-    names = _names(report.names)
+    """``nbcache: restored df, model (812 MB) in 0.41 s · computed in 3 min on 2026-11-21``;
+    ``nbcache: computed answer in 1.0 s · 821 B stored``."""
+    names = names_text(report.names)
     if report.outcome == "restored":
         size = f" ({format_size(report.size)})" if report.size else ""
         when = time.strftime("%Y-%m-%d", time.localtime(report.computed_at))
@@ -20,17 +49,46 @@ def status_line(report: CellReport, *, prefix: str = "nbcache: ") -> str:
             f"{prefix}restored {names}{size} in {format_duration(report.seconds)} · "
             f"computed in {format_duration(report.computed_seconds)} on {when}"
         )
-    if report.where == "no-store":
-        where = "kept in memory (--no-store)"
-    elif report.where == "memory" or not report.size:
-        where = "kept in memory"
-    else:
-        where = f"stored ({format_size(report.size)})"
-    return f"{prefix}computed {names} in {format_duration(report.seconds)} · {where}"
+    return f"{prefix}computed {names} in {format_duration(report.seconds)} · {_where(report)}"
 
 
-def _names(names: tuple[str, ...], limit: int = 6) -> str:
-    if not names:
-        return "no variables"
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+def status_html(report: CellReport) -> str:
+    """The status line as the widget shows it: a chip, then the words of the text line
+    with the names in bold; every name in the tooltip."""
+    line = escape(status_line(report, prefix=""))
+    shown = escape(names_text(report.names))
+    line = line.replace(shown, f"<b>{shown}</b>", 1)
+    chip = "hit" if report.outcome == "restored" else "done"
+    return (
+        f'<div class="nbcache-status-line" title="{escape(", ".join(report.names))}">'
+        f'<span class="nbcache-chip" data-state="{chip}">nbcache</span>'
+        f'<span class="nbcache-status-text">{line}</span></div>'
+    )
+
+
+def status_widget(report: CellReport) -> Any:
+    """The status line as a widget (needs ipywidgets)."""
+    import ipywidgets as w
+
+    body = w.HTML(value=status_html(report))
+    body.add_class("nbcache-status-body")
+    box = w.VBox([style_widget(), body])
+    box.add_class("nbcache-status")
+    return box
+
+
+def publish_status(
+    report: CellReport,
+    widgets: bool,
+    publish: Callable[[dict[str, Any], dict[str, Any] | None], None],
+) -> None:
+    """Show the status line: a widget in a Jupyter front end, whose ``text/plain`` is the
+    line itself; the line alone elsewhere."""
+    line = status_line(report)
+    metadata = {"nbcache": {"status": True}}
+    if not widgets:
+        publish({"text/plain": line}, metadata)
+        return
+    bundle = dict(status_widget(report)._repr_mimebundle_() or {})
+    bundle["text/plain"] = line
+    publish(bundle, metadata)
