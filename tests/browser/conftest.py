@@ -10,6 +10,13 @@ The server and its kernels run with an environment built from scratch like
 :func:`tests.notebooks.nbrun.kernel_env`: their own nbcache store and secret, and
 Jupyter, JupyterLab and IPython folders under a tmp folder, never the user's.
 
+:meth:`Lab.use` picks the front end (JupyterLab 4, or Notebook 7 served by the same
+server) and the theme (light or dark) before a notebook is opened; :func:`overflows` and
+:func:`contrast` measure what a user would see as cut-off text or faint colours.
+
+The kernels' store is ``.nbcache`` in the notebook root (the kernels' working folder), so
+widgets say ``.nbcache`` where a user's would, never a temporary path.
+
 Every test's page is saved as ``artifacts/<module>-<test>.png`` beside this file when the
 test ends; a failed test also leaves ``<module>-<test>-failed.png`` and the browser's
 console as ``<module>-<test>-console.log``.
@@ -90,9 +97,12 @@ class LabServer:
     log: Path
     process: subprocess.Popen[bytes]
 
-    def api(self, method: str, path: str) -> Any:
+    def api(self, method: str, path: str, body: Any = None) -> Any:
         """A REST call (no token, no xsrf needed); the decoded JSON answer or None."""
-        request = urllib.request.Request(self.url + path.lstrip("/"), method=method)
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path.lstrip("/"), data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if body else None
@@ -109,11 +119,11 @@ def _free_port() -> int:
         return port
 
 
-def lab_env(base: Path) -> dict[str, str]:
-    """The server's (so every kernel's) environment: nbrun's kernel environment, without
-    any Jupyter settings of this process, with Jupyter's and JupyterLab's folders under
-    ``base`` and this venv's scripts first on PATH."""
-    env = nbrun.kernel_env(base, base / "store")
+def lab_env(base: Path, store: Path) -> dict[str, str]:
+    """The server's (so every kernel's) environment: nbrun's kernel environment with its
+    store at ``store``, without any Jupyter settings of this process, with Jupyter's and
+    JupyterLab's folders under ``base`` and this venv's scripts first on PATH."""
+    env = nbrun.kernel_env(base, store)
     env = {k: v for k, v in env.items() if not k.startswith(("JUPYTER", "JPY_"))}
     env.update(
         JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
@@ -190,6 +200,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         "--IdentityProvider.token=",
         "--ServerApp.disable_check_xsrf=True",
         "--LabApp.expose_app_in_browser=True",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         f"--LabApp.user_settings_dir={base / 'lab-settings'}",
@@ -199,13 +210,13 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         process = subprocess.Popen(
             command,
             cwd=root,
-            env=lab_env(base),
+            env=lab_env(base, root / ".nbcache"),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in pytest reaches pytest, which stops it
         )
-    server = LabServer(f"http://127.0.0.1:{port}/", root, base / "store", log, process)
+    server = LabServer(f"http://127.0.0.1:{port}/", root, root / ".nbcache", log, process)
     try:
         _wait_until_up(server)
         yield server
@@ -262,6 +273,13 @@ class PageArtifacts:
     @property
     def name(self) -> str:
         return artifact_name(self.node)
+
+    def collapse_left(self) -> None:
+        """Close JupyterLab's left side bar (Notebook 7 has none), leaving the notebook the
+        whole width of the window."""
+        self.page.evaluate(
+            "() => { const s = window.jupyterapp.shell; if (s.collapseLeft) s.collapseLeft(); }"
+        )
 
     def save(self) -> None:
         """Save once (the first caller wins: ``lab`` saves before it stops the kernels)."""
@@ -358,14 +376,41 @@ _RUN_STATE = (
 )
 
 
+THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+
+# True once the page wears the theme asked for: the flag on <body>, and (the colours land
+# later than the flag) a notebook background as light or as dark as that theme's.
+_THEME_LANDED = """(dark) => {
+  const body = document.body;
+  if (!body || body.dataset.jpThemeLight !== String(!dark)) return false;
+  const nb = document.querySelector('.jp-Notebook');
+  if (!nb) return false;
+  const m = getComputedStyle(nb).backgroundColor.match(/[\\d.]+/g);
+  if (!m) return false;
+  const lum = (0.2126 * m[0] + 0.7152 * m[1] + 0.0722 * m[2]) / 255;
+  return dark ? lum < 0.3 : lum > 0.7;
+}"""
+
+
 @dataclass
 class Lab:
-    """Notebooks opened and run in JupyterLab, in ``page``, on ``server``."""
+    """Notebooks opened and run in JupyterLab (or Notebook 7), in ``page``, on ``server``."""
 
     server: LabServer
     page: Page
     prefix: str
     opened: list[str] = field(default_factory=list)
+    frontend: str = "lab"  # or "notebook": Notebook 7 on the same server
+    theme: str = "light"
+
+    def use(self, frontend: str = "lab", theme: str = "light") -> None:
+        """Open the next notebooks in ``frontend`` ("lab" or "notebook") wearing ``theme``
+        ("light" or "dark"); the theme is a server-wide setting, so it is set now."""
+        self.frontend, self.theme = frontend, theme
+        raw = json.dumps({"theme": THEMES[theme]})
+        self.server.api(
+            "PUT", "lab/api/settings/@jupyterlab/apputils-extension:themes", {"raw": raw}
+        )
 
     # -- opening and running
 
@@ -377,11 +422,32 @@ class Lab:
 
     def open(self, path: str) -> Page:
         """Open ``path`` in a workspace of its own and wait until its kernel is idle."""
-        workspace = f"{self.prefix}-{uuid.uuid4().hex[:8]}"
-        self.page.goto(f"{self.server.url}lab/workspaces/{workspace}/tree/{quote(path)}")
+        if self.frontend == "notebook":
+            self.page.goto(f"{self.server.url}notebooks/{quote(path)}")
+        else:
+            workspace = f"{self.prefix}-{uuid.uuid4().hex[:8]}"
+            self.page.goto(f"{self.server.url}lab/workspaces/{workspace}/tree/{quote(path)}")
         self.page.wait_for_function(_KERNEL_IDLE, arg=path, timeout=KERNEL_TIMEOUT)
+        self.page.wait_for_function(_THEME_LANDED, arg=self.theme == "dark")
         self.opened.append(path)
         return self.page
+
+    def collapse_left(self) -> None:
+        """Close JupyterLab's left side bar (Notebook 7 has none), leaving the notebook the
+        whole width of the window."""
+        self.page.evaluate(
+            "() => { const s = window.jupyterapp.shell; if (s.collapseLeft) s.collapseLeft(); }"
+        )
+
+    def save(self) -> None:
+        """Save the current notebook (its outputs, so a reload shows them again)."""
+        self.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        self.page.wait_for_function(
+            "(path) => {"
+            + _PANEL
+            + "const w = panel(path); return !!w && !w.context.model.dirty; }",
+            arg=self.opened[-1],
+        )
 
     def run_all(self, path: str | None = None) -> Page:
         """Clear every output, run all cells, wait until every prompt shows a number.
@@ -462,9 +528,79 @@ class Lab:
 
 @pytest.fixture
 def lab(lab_server: LabServer, page: Page, request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """Notebooks in JupyterLab; their kernels are shut down when the test ends."""
+    """Notebooks in JupyterLab, light theme (see :meth:`Lab.use`); their kernels are shut
+    down when the test ends."""
     helper = Lab(lab_server, page, artifact_name(request.node))
+    helper.use("lab", "light")
     yield helper
     request.node.stash[_ARTIFACTS].save()
     for session in lab_server.api("GET", "api/sessions") or []:
         lab_server.api("DELETE", f"api/sessions/{session['id']}")
+
+
+# -- what a user sees ------------------------------------------------------------------
+
+# Every element under `root` whose text does not fit: wider content than its box
+# (scrollWidth > clientWidth), or a box reaching outside `root`, except where that is
+# by design: a scroll container, and a one-line ellipsis whose tooltip gives the text.
+_OVERFLOWS = """(root) => {
+  const out = [];
+  const edge = root.getBoundingClientRect();
+  const scrolls = (el) => {
+    for (let p = el; p && p !== root; p = p.parentElement) {
+      const ox = getComputedStyle(p).overflowX;
+      if (ox === 'auto' || ox === 'scroll') return true;
+    }
+    return false;
+  };
+  for (const el of [root, ...root.querySelectorAll('*')]) {
+    if (el.closest('.nbcache-style') || el.tagName === 'STYLE') continue;
+    const cs = getComputedStyle(el);
+    const box = el.getBoundingClientRect();
+    if (cs.visibility === 'hidden' || box.width === 0 || box.height === 0) continue;
+    if (scrolls(el)) continue;
+    const label = `${el.tagName.toLowerCase()}.${[...el.classList].join('.')}`;
+    const text = (el.textContent || '').trim().slice(0, 60);
+    const tipped = cs.textOverflow === 'ellipsis' && el.title
+      && el.title.includes((el.textContent || '').trim());
+    if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1 && !tipped
+        && cs.overflowX !== 'auto' && cs.overflowX !== 'scroll') {
+      out.push(`${label} "${text}": content ${el.scrollWidth}px in ${el.clientWidth}px`);
+    }
+    if (box.right > edge.right + 1 || box.left < edge.left - 1) {
+      out.push(`${label} "${text}": ${box.left}..${box.right} outside ${edge.left}..${edge.right}`);
+    }
+  }
+  return out;
+}"""
+
+
+def overflows(locator: Locator) -> list[str]:
+    """What does not fit in ``locator``'s element (empty when everything fits)."""
+    found: list[str] = locator.evaluate(_OVERFLOWS)
+    return found
+
+
+# WCAG contrast of an element's text colour against the first opaque background behind it.
+_CONTRAST = """(el) => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  let bg = null;
+  for (let p = el; p; p = p.parentElement) {
+    const c = rgb(getComputedStyle(p).backgroundColor);
+    if (c.length >= 3 && (c.length === 3 || c[3] > 0.9)) { bg = c; break; }
+  }
+  bg = bg || [255, 255, 255];
+  const fg = rgb(getComputedStyle(el).color);
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}"""
+
+
+def contrast(locator: Locator) -> float:
+    """The WCAG contrast ratio of ``locator``'s text against what is behind it."""
+    ratio: float = locator.evaluate(_CONTRAST)
+    return ratio
