@@ -112,11 +112,12 @@ def _regions(data: bytes) -> list[tuple[str, int, int]]:
 
 
 def _files(root: Path) -> dict[str, int]:
-    """Every file under root, by relative path, with its size."""
+    """Every file under root, by relative path, with its size; the index (SQLite, whose
+    write-ahead log comes and goes with its connections) aside."""
     return {
         str(path.relative_to(root)): path.stat().st_size
         for path in sorted(root.rglob("*"))
-        if path.is_file()
+        if path.is_file() and not path.name.startswith("index.sqlite")
     }
 
 

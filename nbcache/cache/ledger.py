@@ -3,7 +3,14 @@
 A hit costs no file write: uses are counted in memory and flushed to the
 store's stats before listings and eviction, and when the process exits.
 Stats are a heuristic: a damaged or forged record changes at most eviction
-order or a listing, never what a lookup returns.
+order or a listing, never what a lookup returns.  They are unsigned (a hit would
+otherwise cost a MAC and a write) and validated instead: every field is checked
+where it is read, and a record that does not parse is as good as none.
+
+Nothing here walks the store on a write: the total size, the cheapest entry to
+evict and a listing come from the store's index (:meth:`Store.total_size`,
+:meth:`Store.eviction_order`, :meth:`Store.entries_with_stats`); a store without
+one (a bucket) lists, at most every ``list_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ import xxhash
 
 from ..entry.format import EntryInfo, read_info
 from ..entry.signing import Signer
-from ..errors import CacheError, ForeignEntryError, StoreError
-from ..store.base import Store
+from ..errors import CacheError, ForeignEntryError, StoreError, warn
+from ..store.base import EntryStat, Store, stat_number
 
 __all__ = ["EntryRecord", "Ledger", "fresh_stats", "latest_key"]
 
@@ -76,12 +83,22 @@ class Ledger:
         self._lock = threading.Lock()
         self._pending_uses: dict[str, tuple[int, float, EntryInfo]] = {}
         self._listed: tuple[float, int] | None = None  # (when, bytes) of the last listing
+        self._warned = False
         _LIVE.add(self)
 
     def added(self, key: str, info: EntryInfo, size: int) -> None:
-        """Account for an entry just written under ``key``, then evict to fit the limit."""
+        """Account for an entry just written under ``key``, then evict to fit the limit.
+
+        The entry is stored whatever happens here: eviction that fails (a store gone
+        read-only, a planted file) is one warning, never an error in the caller.
+        """
         self._write_stats(key, fresh_stats(info, size))
-        self.evict(protect=(key,), added=size)
+        try:
+            self.evict(protect=(key,), added=size)
+        except CacheError as exc:
+            if not self._warned:
+                self._warned = True
+                warn(f"nbcache: the entry is stored, but the store could not evict: {exc}", 4)
 
     def forget(self, key: str) -> None:
         """Drop uses not yet flushed for ``key`` (it is being removed)."""
@@ -115,9 +132,9 @@ class Ledger:
         for key, (uses, last, info) in pending.items():
             if not self.store.has_entry(key):
                 continue
-            stats = self.store.read_stats(key) or fresh_stats(info, 0)
-            stats["uses"] = int(stats.get("uses", 0)) + uses
-            stats["last_used"] = max(float(stats.get("last_used", 0.0)), last)
+            stats = self.store.read_stats(key) or fresh_stats(info, info.nbytes)
+            stats["uses"] = int(max(0.0, stat_number(stats, "uses"))) + uses
+            stats["last_used"] = max(stat_number(stats, "last_used"), last)
             self._write_stats(key, stats)
 
     def note_latest(self, identity: str, summary: Mapping[str, Any]) -> None:
@@ -126,39 +143,33 @@ class Ledger:
 
     def latest(self, identity: str) -> dict[str, Any] | None:
         """The key summary noted last for ``identity``, in this process or any other."""
-        record = self.store.read_stats(latest_key(identity)) or {}
-        if record.get("identity") == identity and isinstance(record.get("summary"), dict):
-            return dict(record["summary"])
+        try:
+            record = self.store.read_stats(latest_key(identity)) or {}
+        except StoreError:
+            return None
+        summary = record.get("summary")
+        if record.get("identity") == identity and isinstance(summary, dict):
+            return dict(summary) if _summary_shape(summary) else None
         return None
 
     def records(self) -> list[EntryRecord]:
         """Every stored entry with its stats, rebuilt from the signed header when missing."""
         self.flush_uses()
         out = []
-        for stat in self.store.entries():
-            stats = self.store.read_stats(stat.key) or self._rebuild_stats(stat.key)
-            if stats is None:
-                continue
-            out.append(
-                EntryRecord(
-                    key=stat.key,
-                    size=stat.size,
-                    created=float(stats.get("created", stat.mtime)),
-                    last_used=float(stats.get("last_used", stat.mtime)),
-                    uses=int(stats.get("uses", 0)),
-                    compute_seconds=float(stats.get("compute_seconds", 0.0)),
-                    pinned=bool(stats.get("pinned", False)),
-                    label=str(stats.get("label", "")),
-                    identity=str(stats.get("identity", "")),
-                    first_line=str(stats.get("first_line", "")),
-                )
-            )
+        for stat, stats in self.store.entries_with_stats():
+            stats = stats or self._rebuild_stats(stat.key)
+            if stats is not None:
+                out.append(_record(stat, stats))
         return out
 
     def _rebuild_stats(self, key: str) -> dict[str, Any] | None:
         try:
+            signer = self._signer()
+        except CacheError:
+            return None  # no secret, no check: the entry is not to blame, and stays
+        try:
             with self.store.open_entry(key) as f:
-                info = read_info(f, self._signer())
+                info = read_info(f, signer)
         except (KeyError, ForeignEntryError):
             return None
         except (CacheError, OSError) as exc:
@@ -172,31 +183,34 @@ class Ledger:
     def evict(self, protect: Iterable[str] = (), added: int = 0) -> list[str]:
         """Remove the least valuable entries until the store fits ``max_size``.
 
-        ``added`` is what the caller just wrote.  A store that is slow to list (a
-        bucket) sets ``list_interval``: between listings the size is estimated from the
-        last listing plus what this process wrote, and listed again only when that
-        estimate is over the limit or the interval has passed.
+        ``added`` is what the caller just wrote.  The total comes from the store's
+        index; a store that is slow to list (a bucket) sets ``list_interval``:
+        between listings the size is estimated from the last listing plus what this
+        process wrote, and listed again only when that estimate is over the limit or
+        the interval has passed.
         """
         if self.max_size is None:
             return []
-        interval = float(getattr(self.store, "list_interval", 0.0))
+        interval = self.store.list_interval
         now = time.monotonic()
         if interval and self._listed is not None and now - self._listed[0] < interval:
             estimate = self._listed[1] + added
             self._listed = (self._listed[0], estimate)
             if estimate <= self.max_size:
                 return []
-        # Sizes come from one listing; stats are read only when over.
-        sizes = {stat.key: stat.size for stat in self.store.entries()}
-        total = sum(sizes.values())
+        total = self.store.total_size()
+        removed: list[str] = []
         if total > self.max_size:
             # A slow-to-list store is pruned 10 % below its limit, so the next writes
             # fit without another listing.
             target = int(self.max_size * 0.9) if interval else self.max_size
-            removed = self.prune(max_size=target, protect=protect)
-            total -= sum(sizes.get(key, 0) for key in removed)
-        else:
-            removed = []
+            self.flush_uses()  # ranks as of now, not as of the last flush
+            for stat in self.store.eviction_order(protect):
+                if total <= target:
+                    break
+                self._remove(stat.key)
+                removed.append(stat.key)
+                total -= stat.size
         self._listed = (now, total)
         return removed
 
@@ -276,9 +290,48 @@ _register_exit_flush()
 
 
 def _eviction_order(record: EntryRecord) -> tuple[float, float]:
-    """Lowest value per byte first; scores within 0.1% count as equal, then LRU decides
-    (entries of one cell differ by a few header bytes, which is no reason to prefer one)."""
+    """The store's order (:func:`~nbcache.store.base.eviction_rank`), for pruning a listing."""
     return float(f"{record.score:.3g}"), record.last_used
+
+
+def _text(stats: Mapping[str, Any], name: str) -> str:
+    value = stats.get(name, "")
+    return value[:500] if isinstance(value, str) else ""
+
+
+def _record(stat: EntryStat, stats: Mapping[str, Any]) -> EntryRecord:
+    """A listing's row from an entry and its (unsigned, so checked) stats."""
+    return EntryRecord(
+        key=stat.key,
+        size=stat.size,
+        created=stat_number(stats, "created", stat.mtime),
+        last_used=stat_number(stats, "last_used", stat.mtime),
+        uses=int(min(max(0.0, stat_number(stats, "uses")), 2**62)),
+        compute_seconds=max(0.0, stat_number(stats, "compute_seconds")),
+        pinned=stats.get("pinned") is True,
+        label=_text(stats, "label"),
+        identity=_text(stats, "identity"),
+        first_line=_text(stats, "first_line"),
+    )
+
+
+def _summary_shape(summary: Any) -> bool:
+    """Whether an (unsigned) key summary has the shape "why did it miss" compares:
+    a forged one then changes at most a sentence, never raises."""
+    if not isinstance(summary, dict):
+        return False
+    deps, args = summary.get("deps", {}), summary.get("args", {})
+    return (
+        isinstance(deps, dict)
+        and all(isinstance(dep, list) and len(dep) == 2 for dep in deps.values())
+        and all(isinstance(kind, str) for kind, _ in deps.values())
+        and isinstance(args, dict)
+        and all(isinstance(arg, dict) for arg in args.values())
+        and all(
+            isinstance(arg.get("shape", []), list) and isinstance(arg.get("type", ""), str)
+            for arg in args.values()
+        )
+    )
 
 
 def fresh_stats(info: EntryInfo, size: int) -> dict[str, Any]:

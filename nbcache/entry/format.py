@@ -28,6 +28,7 @@ import errno
 import hashlib
 import json
 import mmap
+import re
 import struct
 import time
 from collections.abc import Mapping
@@ -42,7 +43,7 @@ from .buffers import allocate
 from .pickling import Pickled, load_parts
 from .signing import MAC_SIZE, Signer, check_fingerprint
 
-__all__ = ["FORMAT", "EntryInfo", "read_entry", "read_info", "write_entry"]
+__all__ = ["FORMAT", "EntryInfo", "bounded_json", "read_entry", "read_info", "write_entry"]
 
 FORMAT = 1
 MAGIC = b"NBCACHE\x00"
@@ -56,6 +57,29 @@ _TRAILER = struct.Struct(f"<Q{MAC_SIZE}s8s")
 _WRITE_CHUNK = 4 << 20
 _READ_CHUNK = 256 << 10
 _MAX_HEADER = 64 << 20
+# An unverified header is parsed only to name its signer: a real one is a few KB.
+_MAX_UNVERIFIED = 1 << 20
+# Headers nest four deep; json's recursive parser overflows the stack near 1000.
+_MAX_DEPTH = 32
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def bounded_json(data: bytes, max_size: int = _MAX_UNVERIFIED, max_depth: int = _MAX_DEPTH) -> Any:
+    """``json.loads(data)`` for bytes anybody may have written: too big, nested too deep
+    (``[`` repeated 200,000 times would raise RecursionError) or not JSON is a ValueError.
+    """
+    if len(data) > max_size:
+        raise ValueError(f"{len(data)} bytes of JSON, more than the {max_size} allowed")
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", data)):
+        depth += 1 if bracket in b"[{" else -1
+        if depth > max_depth:
+            raise ValueError(f"JSON nested deeper than {max_depth}")
+    try:
+        return json.loads(data)
+    except RecursionError as exc:  # the count above is a bound, so this is belt and braces
+        raise ValueError("JSON nested too deep") from exc
 
 
 @dataclass(frozen=True)
@@ -181,19 +205,45 @@ def _signed_header(f: BinaryIO, size: int, signer: Signer) -> dict[str, Any]:
             "cache on purpose, share NBCACHE_SECRET."
         )
     try:
-        parsed: dict[str, Any] = json.loads(header)
+        parsed = bounded_json(header, max_size=_MAX_HEADER)
     except ValueError as exc:  # signed but unreadable: a bug, still only a miss
         raise IntegrityError("the entry's header is unreadable: it will be recomputed") from exc
+    if not isinstance(parsed, dict) or not _well_formed(parsed):
+        raise IntegrityError("the entry's header is malformed: it will be recomputed")
     return parsed
+
+
+def _well_formed(header: Mapping[str, Any]) -> bool:
+    """Whether a verified header has the fields reading relies on, of the right types."""
+    stream = header.get("stream")
+    buffers = header.get("buffers")
+    return (
+        isinstance(header.get("key"), str)
+        and isinstance(header.get("created"), (int, float))
+        and isinstance(header.get("nbytes"), int)
+        and isinstance(header.get("meta", {}), dict)
+        and isinstance(stream, list)
+        and len(stream) == 3
+        and all(isinstance(n, int) and n >= 0 for n in stream[:2])
+        and isinstance(stream[2], str)
+        and isinstance(buffers, list)
+        and all(
+            isinstance(b, list)
+            and len(b) == 3
+            and all(isinstance(n, int) and n >= 0 for n in b[:2])
+            and isinstance(b[2], str)
+            for b in buffers
+        )
+    )
 
 
 def _claimed_signer(header: bytes) -> str | None:
     """Whose secret an unverified header says it was signed with (None: it does not say)."""
     try:
-        claimed = json.loads(header).get("signer")
-    except (ValueError, AttributeError):
+        parsed = bounded_json(header)
+    except ValueError:
         return None
-    return check_fingerprint(claimed)
+    return check_fingerprint(parsed.get("signer")) if isinstance(parsed, dict) else None
 
 
 def _file_size(f: BinaryIO) -> int:

@@ -8,17 +8,19 @@ repository, a shared drive written by someone else) cannot run code here.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import hmac
 import os
 import secrets
+import stat
 import zlib
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, warn
 
-__all__ = ["MAC_SIZE", "Signer", "default_secret_path", "load_secret"]
+__all__ = ["MAC_SIZE", "MIN_SECRET_BYTES", "Signer", "default_secret_path", "load_secret"]
 
 MAC_SIZE = 32
 _SECRET_BYTES = 32
@@ -34,13 +36,15 @@ def load_secret(path: Path | None = None) -> bytes:
     """The secret from ``NBCACHE_SECRET``, else from ``path``, created there on first use.
 
     The file is created with mode 0600 in one exclusive step, so two processes
-    starting at once agree on one secret.
+    starting at once agree on one secret.  A secret others can read, or one too
+    short to resist guessing, is used with one warning that says how to fix it.
 
     Raises:
-        StoreError: the secret file can neither be read nor created.
+        StoreError: the secret file can neither be read nor created, or is empty.
     """
     from_env = os.environ.get("NBCACHE_SECRET")
     if from_env:
+        _check_strength(from_env.encode(), "NBCACHE_SECRET")
         return from_env.encode()
     path = path or default_secret_path()
     try:
@@ -49,22 +53,69 @@ def load_secret(path: Path | None = None) -> bytes:
         pass
     except OSError as exc:
         raise StoreError(
-            f"cannot read the nbcache secret at {path}: {exc.strerror}. "
-            "Fix its permissions or set NBCACHE_SECRET."
+            f"cannot read the nbcache secret at {path}: {exc.strerror or exc}. Fix it (it must "
+            "be a file readable by you only) or set NBCACHE_SECRET; caching stays in memory "
+            "until then."
         ) from exc
     try:
         return _create_secret(path)
+    except FileExistsError:
+        return _read_secret(path)  # another process made it between our read and our create
     except OSError as exc:
         raise StoreError(
-            f"cannot create the nbcache secret at {path}: {exc.strerror}. "
-            "Set NBCACHE_SECRET to a long random string instead."
+            f"cannot create the nbcache secret at {path}: {exc.strerror or exc}. Make "
+            f"{path.parent} writable, or set NBCACHE_SECRET to a long random string "
+            "(`python -c 'import secrets; print(secrets.token_hex(32))'`); caching stays in "
+            "memory until then."
         ) from exc
 
 
+# Below this many bytes a secret can be guessed offline: anybody who can read one entry
+# can try candidate secrets against its MAC as fast as HMAC runs.
+MIN_SECRET_BYTES = 16
+_warned: set[str] = set()
+
+
+def _warn_once(topic: str, message: str) -> None:
+    if topic not in _warned:
+        _warned.add(topic)
+        warn(message, stacklevel=4)
+
+
+def _check_strength(secret: bytes, where: str) -> None:
+    if len(secret) < MIN_SECRET_BYTES:
+        _warn_once(
+            f"short:{where}",
+            f"nbcache: the secret in {where} is {len(secret)} bytes long, short enough to be "
+            f"guessed from any entry it signed; use at least {MIN_SECRET_BYTES} random bytes "
+            "(`python -c 'import secrets; print(secrets.token_hex(32))'`).",
+        )
+
+
 def _read_secret(path: Path) -> bytes:
-    data = path.read_bytes().strip()
+    # O_NONBLOCK: a FIFO planted at the path must not hang the kernel.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = os.read(fd, 4096).strip()
+    finally:
+        os.close(fd)
     if not data:
-        raise FileNotFoundError(path)  # an empty file is what a writer killed mid-way leaves
+        # Never a writer killed mid-way: the secret is complete before it is linked in place.
+        raise StoreError(
+            f"the nbcache secret file {path} is empty. Delete it (nbcache then makes a new "
+            "one) or put the team's secret in it; caching stays in memory until then."
+        )
+    if info.st_mode & 0o077:
+        _warn_once(
+            f"mode:{path}",
+            f"nbcache: the secret {path} can be read by others (mode "
+            f"{stat.S_IMODE(info.st_mode):o}), who could then sign entries this kernel "
+            f"unpickles: `chmod 600 {path}`.",
+        )
+    _check_strength(data, str(path))
     return data
 
 
@@ -81,8 +132,6 @@ def _create_secret(path: Path) -> bytes:
     try:
         # link() fails if another process won the race: then theirs is the secret.
         os.link(tmp, path)
-    except FileExistsError:
-        return _read_secret(path)
     finally:
         os.unlink(tmp)
     return token

@@ -5,33 +5,47 @@ Layout under the root (``.nbcache/`` in the working directory by default)::
     .gitignore, CACHEDIR.TAG     so the cache is never committed or backed up
     v1/entries/ab/<key>          immutable entry files (see nbcache.entry.format)
     v1/stats/<key>.json          uses, last use, pin: small, mutable, unsigned
+    v1/index.sqlite              sizes, ranks and stats of every entry (store.index)
     v1/leases/<key>              who computes a key right now
-    v1/tmp/                      writes in progress; renamed into entries/ whole
+    v1/tmp/                      writes in progress; linked into entries/ whole
 
-Every write goes to ``tmp/`` (same file system), is fsynced, then renamed over
-its final name, so a reader sees the whole entry or none.  Temporary files of
-writers that died are removed the next time a process of this host writes.
+Every write goes to ``tmp/`` (same file system), is fsynced, then hard-linked
+to its final name, which fails if another writer published the key first (so
+an entry is never replaced, not even by a kernel with another secret); a
+reader sees the whole entry or none.  Temporary files of writers that died are
+removed the next time a process of this host writes.
+
+The folder may hold what nbcache did not put there (a cloned repository, a
+shared drive, a ``.DS_Store``): files are opened without following links and
+only when they are regular files, so a planted FIFO never blocks and a planted
+link never leads out of the folder; names that are not nbcache's are skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import re
 import secrets
+import stat
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import StoreError
-from .base import EntryStat, check_key
+from ..entry.format import bounded_json
+from ..errors import IntegrityError, StoreError
+from .base import EntryStat, Store, check_key, is_key
+from .index import Index, IndexUnavailable
 from .leases.file import DEFAULT_TTL, HOST, FileLease, pid_alive
 
 __all__ = ["LocalStore"]
 
 _LAYOUT = "v1"
+_SUBDIRS = ("entries", "stats", "leases", "tmp")
 _GITIGNORE = "# nbcache's cache: never commit it (results are signed with a personal secret)\n*\n"
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -40,6 +54,14 @@ _CACHEDIR_TAG = (
 # A temporary file this old is abandoned even if its writer looks alive
 # (another host, or a recycled pid).
 _ABANDONED_AFTER = 24 * 3600.0
+# key.host.pid.random.tmp: the only names the sweep ever removes.
+_TEMPORARY = re.compile(
+    r"^[0-9a-f]{16,128}\.(?P<host>[^/]+)\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}\.tmp$"
+)
+_MAX_STATS = 64 << 10
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 def _explain(exc: OSError, action: str, where: Path) -> StoreError:
@@ -47,12 +69,21 @@ def _explain(exc: OSError, action: str, where: Path) -> StoreError:
         hint = "the disk is full or a size limit was hit; free space or set NBCACHE_MAX_SIZE lower"
     elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         hint = "the folder is read-only for you; point NBCACHE_DIR at a writable folder"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        hint = "a file stands where the cache expects a folder; point NBCACHE_DIR elsewhere"
     else:
         hint = "check the folder, or point NBCACHE_DIR elsewhere"
     return StoreError(f"cannot {action} {where}: {exc.strerror or exc}; {hint}")
 
 
-class LocalStore:
+def _planted(path: Path, what: str) -> StoreError:
+    return StoreError(
+        f"{path} is not a folder nbcache made ({what}): nbcache never follows it out of the "
+        "store. Remove it (nbcache recreates the folder) or point NBCACHE_DIR elsewhere."
+    )
+
+
+class LocalStore(Store):
     """Entries in a folder; safe for many processes (and hosts sharing the folder)."""
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
@@ -61,6 +92,7 @@ class LocalStore:
         self.fsync = fsync
         self._base = self.root / _LAYOUT
         self._ready = False
+        self.index = Index(self._base / "index.sqlite", self._scan)
 
     def __repr__(self) -> str:
         return f"LocalStore({self.location!r})"
@@ -77,42 +109,81 @@ class LocalStore:
     def _tmp_path(self, key: str) -> Path:
         return self._base / "tmp" / f"{key}.{HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
+    def check(self) -> None:
+        """Raise StoreError if the root is not a folder, or a part of the layout was planted."""
+        try:
+            info = os.stat(self.root)
+        except FileNotFoundError:
+            return  # made on the first write
+        except OSError as exc:
+            raise _explain(exc, "use the cache folder", self.root) from exc
+        if not stat.S_ISDIR(info.st_mode):
+            raise StoreError(
+                f"NBCACHE_DIR names {self.root}, which is a file, not a folder: point "
+                "NBCACHE_DIR at a folder (it is created if missing)."
+            )
+        for path in (self._base, *(self._base / sub for sub in _SUBDIRS)):
+            _real_dir(path, create=False)
+
     def _ensure(self) -> None:
         if self._ready:
             return
+        self.check()
         try:
-            for sub in ("entries", "stats", "leases", "tmp"):
-                (self._base / sub).mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True)
+            _real_dir(self._base, create=True)
+            for sub in _SUBDIRS:
+                _real_dir(self._base / sub, create=True)
             for name, text in ((".gitignore", _GITIGNORE), ("CACHEDIR.TAG", _CACHEDIR_TAG)):
-                marker = self.root / name
-                if not marker.exists():
-                    marker.write_text(text)
+                _write_marker(self.root / name, text)
         except OSError as exc:
             raise _explain(exc, "create the cache folder", self.root) from exc
         self._ready = True
         self.sweep()
+
+    def _shard(self, key: str, *, create: bool) -> Path:
+        shard = self._base / "entries" / check_key(key)[:2]
+        try:
+            _real_dir(shard, create=create)
+        except OSError as exc:
+            raise _explain(exc, "write to", shard) from exc
+        return shard
 
     # -- entries -------------------------------------------------------------
 
     def open_entry(self, key: str) -> BinaryIO:
         path = self.entry_path(key)
         try:
-            return open(path, "rb", buffering=0)
+            return _open_regular(path)
         except FileNotFoundError:
             raise KeyError(key) from None
+        except _NotRegular as exc:
+            # Not something nbcache writes: the cache removes it, as a damaged entry.
+            raise IntegrityError(
+                f"{path.name[:12]} is a {exc}, not an entry file (planted there?): it is "
+                "ignored and recomputed"
+            ) from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise IntegrityError(
+                    f"{path.name[:12]} is a symbolic link, not an entry file: it is ignored "
+                    "and recomputed"
+                ) from None
             raise _explain(exc, "read", path) from exc
 
     def has_entry(self, key: str) -> bool:
-        return self.entry_path(key).is_file()
+        try:
+            return stat.S_ISREG(os.lstat(self.entry_path(key)).st_mode)
+        except OSError:
+            return False
 
     @contextmanager
-    def write_entry(self, key: str) -> Iterator[BinaryIO]:
+    def write_entry(self, key: str, *, replace: bool = False) -> Iterator[BinaryIO]:
         final = self.entry_path(key)
         self._ensure()
         tmp = self._tmp_path(key)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
         except OSError as exc:
             raise _explain(exc, "write to", self.root) from exc
         try:
@@ -120,48 +191,162 @@ class LocalStore:
                 yield f
                 if self.fsync:
                     os.fsync(f.fileno())
-            final.parent.mkdir(exist_ok=True)
-            os.replace(tmp, final)
-            if self.fsync:
-                _fsync_dir(final.parent)
+                size = f.tell()
+            self._publish(key, tmp, final, size, replace)
         except BaseException as exc:
-            _remove_quietly(tmp)
             if isinstance(exc, OSError):
                 raise _explain(exc, "write to", self.root) from exc
             raise
+        finally:
+            _remove_quietly(tmp)
+
+    def _publish(self, key: str, tmp: Path, final: Path, size: int, replace: bool) -> None:
+        """Give the finished ``tmp`` its final name unless an entry has it already.
+
+        The index row comes first: a writer killed between the two leaves a row
+        without a file (dropped when touched), never a file the index misses.
+        """
+        self._shard(key, create=True)
+        if replace:
+            self._index_quietly(lambda: self.index.remove(key))
+        indexed = self._index_quietly(lambda: self.index.add(key, size, time.time()))
+        try:
+            if replace:
+                os.replace(tmp, final)  # a link planted at final is replaced, not followed
+                if self.fsync:
+                    _fsync_dir(final.parent)
+                return
+            os.link(tmp, final)  # create-if-absent, atomic: the first writer's entry stays
+        except FileExistsError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                if indexed and not self.has_entry(key):
+                    self._index_quietly(lambda: self.index.remove(key))
+                raise
+            # A file system without hard links: a rename that checks first, which two
+            # writers racing within microseconds can both pass (the last one's stays).
+            if self.has_entry(key):
+                return
+            os.rename(tmp, final)
+        if self.fsync:
+            _fsync_dir(final.parent)
+
+    def _index_quietly(self, action: Any) -> bool:
+        """Run an index update; the files stay the truth when the index cannot be written."""
+        try:
+            action()
+        except IndexUnavailable:
+            return False
+        return True
 
     def remove_entry(self, key: str) -> None:
         for path in (self.entry_path(key), self._stats_path(key)):
             try:
-                path.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)  # unlink never follows a link
             except OSError as exc:
                 raise _explain(exc, "remove", path) from exc
+        self._index_quietly(lambda: self.index.remove(key))
 
     def entries(self) -> Iterator[EntryStat]:
+        if not self._exists():
+            return iter(())
+        try:
+            return iter(self.index.entries())
+        except IndexUnavailable:
+            return self._walk()
+
+    def _exists(self) -> bool:
+        """Whether there is a folder to look in; reading never creates one."""
+        try:
+            return stat.S_ISDIR(os.lstat(self._base / "entries").st_mode)
+        except OSError:
+            return False
+
+    def _walk(self) -> Iterator[EntryStat]:
+        """Every entry file found on disk: regular files with a key's name, in real shards."""
         top = self._base / "entries"
         try:
-            shards = list(os.scandir(top))
-        except FileNotFoundError:
+            shards = [s for s in os.scandir(top) if s.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
             return
+        except OSError as exc:
+            raise _explain(exc, "list", top) from exc
         for shard in shards:
             try:
                 files = list(os.scandir(shard.path))
-            except (FileNotFoundError, NotADirectoryError):
+            except OSError:
                 continue
             for item in files:
+                if not is_key(item.name) or item.name[:2] != shard.name:
+                    continue  # .DS_Store, notes.txt: not ours
                 try:
-                    st = item.stat()
-                except FileNotFoundError:
+                    if not item.is_file(follow_symlinks=False):
+                        continue
+                    st = item.stat(follow_symlinks=False)
+                except OSError:
                     continue  # removed while we listed
                 yield EntryStat(item.name, st.st_size, st.st_mtime)
+
+    def _scan(self) -> Iterator[tuple[EntryStat, Mapping[str, Any] | None]]:
+        for found in self._walk():
+            yield found, self._read_stats_file(found.key)
+
+    # -- the index -------------------------------------------------------------
+
+    def entries_with_stats(self) -> Iterator[tuple[EntryStat, dict[str, Any] | None]]:
+        if not self._exists():
+            return iter(())
+        try:
+            return iter(self.index.entries_with_stats())
+        except IndexUnavailable:
+            return super().entries_with_stats()
+
+    def total_size(self) -> int:
+        if not self._exists():
+            return 0
+        try:
+            return self.index.total_size()
+        except IndexUnavailable:
+            return super().total_size()
+
+    def eviction_order(self, protect: Iterable[str] = ()) -> Iterator[EntryStat]:
+        if not self._exists():
+            return iter(())
+        protect = list(protect)
+        by_files = super().eviction_order
+        return _chain_checked(self.index.eviction_order(protect), lambda: by_files(protect))
+
+    def reindex(self) -> int:
+        """Rebuild the index from the entry files and their stats; return how many entries."""
+        if not self._exists():
+            return 0
+        try:
+            return self.index.rebuild()
+        except IndexUnavailable as exc:
+            raise StoreError(
+                f"cannot rebuild the index of {self.root}: {exc}; check that the folder is "
+                "writable and no other process holds it for long"
+            ) from exc
 
     # -- stats ---------------------------------------------------------------
 
     def read_stats(self, key: str) -> dict[str, Any] | None:
+        check_key(key)
+        if not self._exists():
+            return None
         try:
-            data = json.loads(self._stats_path(key).read_bytes())
-        except (OSError, ValueError):
-            return None  # stats are a heuristic: missing or torn ones are rebuilt
+            found = self.index.read_stats(key)
+        except IndexUnavailable:
+            found = None
+        return found if found is not None else self._read_stats_file(key)
+
+    def _read_stats_file(self, key: str) -> dict[str, Any] | None:
+        try:
+            with _open_regular(self._stats_path(key)) as f:
+                data = bounded_json(f.read(_MAX_STATS + 1), max_size=_MAX_STATS)
+        except (OSError, ValueError, _NotRegular):
+            return None  # stats are a heuristic: missing, planted or torn ones are rebuilt
         return data if isinstance(data, dict) else None
 
     def write_stats(self, key: str, stats: Mapping[str, Any]) -> None:
@@ -169,11 +354,14 @@ class LocalStore:
         final = self._stats_path(key)
         tmp = self._tmp_path(key)
         try:
-            tmp.write_text(json.dumps(dict(stats), sort_keys=True))
-            os.replace(tmp, final)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+            with open(fd, "w") as f:
+                f.write(json.dumps(dict(stats), sort_keys=True))
+            os.replace(tmp, final)  # a link planted at final is replaced, never followed
         except OSError as exc:
             _remove_quietly(tmp)
             raise _explain(exc, "write to", final) from exc
+        self._index_quietly(lambda: self.index.write_stats(key, stats))
 
     # -- leases and housekeeping --------------------------------------------
 
@@ -181,25 +369,119 @@ class LocalStore:
         return FileLease(self._base / "leases" / check_key(key), ttl)
 
     def sweep(self) -> int:
-        """Remove temporary files whose writer died; return how many went."""
-        removed = 0
+        """Remove temporary files whose writer died; return how many went.
+
+        Only regular files named as nbcache names its temporaries, in the store's own
+        ``tmp`` folder (opened without following links), are ever removed.
+        """
         try:
-            items = list(os.scandir(self._base / "tmp"))
-        except FileNotFoundError:
+            base = os.open(self._base, os.O_RDONLY | _DIRECTORY | _NOFOLLOW)
+        except OSError:
             return 0
+        try:
+            tmp = os.open("tmp", os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=base)
+        except OSError:
+            return 0
+        finally:
+            os.close(base)
+        removed = 0
         now = time.time()
-        for item in items:
-            if _abandoned(item.name, item, now):
-                try:
-                    os.unlink(item.path)
-                    removed += 1
-                except OSError:
-                    continue
+        try:
+            with os.scandir(tmp) as items:
+                names = [item.name for item in items]
+            for name in names:
+                if _abandoned(name, tmp, now):
+                    try:
+                        os.unlink(name, dir_fd=tmp)
+                        removed += 1
+                    except OSError:
+                        continue
+        finally:
+            os.close(tmp)
         return removed
 
 
+class _NotRegular(Exception):
+    """A path that is there but is no regular file (a FIFO, a device, a folder)."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file, without following a link and
+    without blocking (a FIFO would block ``open()`` for ever)."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _NotRegular(_kind(mode))
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return open(fd, "rb", buffering=0)
+
+
+def _real_dir(path: Path, *, create: bool) -> None:
+    """Check ``path`` is a folder and not a link (made if ``create`` and missing).
+
+    Raises:
+        StoreError: a link or a file stands there.
+        OSError: it cannot be made.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        if not create:
+            return
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+        mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        raise _planted(path, "a symbolic link")
+    if not stat.S_ISDIR(mode):
+        raise _planted(path, f"a {_kind(mode) if not stat.S_ISREG(mode) else 'file'}")
+
+
+def _write_marker(path: Path, text: str) -> None:
+    """Create ``path`` with ``text`` unless something is there (a planted link included)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    except FileExistsError:
+        return
+    with open(fd, "w") as f:
+        f.write(text)
+
+
+def _chain_checked(
+    rows: Iterator[EntryStat], fallback: Callable[[], Iterator[EntryStat]]
+) -> Iterator[EntryStat]:
+    """The index's eviction order, or the files' when the index cannot be read; an index
+    that fails half-way ends the order early, so eviction frees less this time rather
+    than raising into a write."""
+    started = False
+    try:
+        for row in rows:
+            started = True
+            yield row
+    except IndexUnavailable:
+        if not started:
+            yield from fallback()
+
+
 def _remove_quietly(path: Path) -> None:
-    """Clean up after a failed write; on a read-only folder there is nothing to clean."""
+    """Clean up after a write; on a read-only folder there is nothing to clean."""
     try:
         path.unlink(missing_ok=True)
     except OSError:
@@ -207,7 +489,7 @@ def _remove_quietly(path: Path) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    """Make a rename durable: the new name lives in the directory's own blocks."""
+    """Make a new name durable: it lives in the directory's own blocks."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -215,11 +497,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _abandoned(name: str, item: os.DirEntry[str], now: float) -> bool:
+def _abandoned(name: str, folder: int, now: float) -> bool:
+    match = _TEMPORARY.match(name)
+    if match is None:
+        return False  # not a name nbcache gives its temporaries: never ours to remove
     try:
-        # key.host.pid.random.tmp, where only the host may contain dots
-        host, pid, _random, _suffix = name.split(".", 1)[1].rsplit(".", 3)
-        old = now - item.stat().st_mtime > _ABANDONED_AFTER
-    except (ValueError, IndexError, FileNotFoundError):
+        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except OSError:
         return False
-    return old or (host == HOST and not pid_alive(int(pid)))
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    old = now - info.st_mtime > _ABANDONED_AFTER
+    return old or (match["host"] == HOST and not pid_alive(int(match["pid"])))

@@ -27,8 +27,9 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from ..entry.buffers import MappedReader, allocate
+from ..entry.format import bounded_json
 from ..errors import StoreError
-from .base import EntryStat, check_key
+from .base import EntryStat, Store, check_key, is_key
 from .leases.file import DEFAULT_TTL, pid_alive
 from .leases.object import ObjectLease, read_body, remote_errors, speaks_s3
 
@@ -44,6 +45,7 @@ _SPOOL_IN_MEMORY = 64 << 20
 # Smaller parts measured slower against a local server that reads the whole object
 # for each range (200 MB: 1.18 s in 16 MB parts, 0.61 s in 50 MB parts).
 _PART = 50 << 20
+_MAX_STATS = 64 << 10
 
 
 def open_fsspec(url: str, **options: Any) -> tuple[Any, str]:
@@ -155,7 +157,7 @@ class _Spool(io.RawIOBase):
         self._memory = None
 
 
-class FsspecStore:
+class FsspecStore(Store):
     """Entries as immutable objects on an fsspec file system, shared by every machine that
     can reach it."""
 
@@ -299,33 +301,34 @@ class FsspecStore:
             raise self._fail(exc, f"look for {key[:12]} in") from exc
 
     @contextmanager
-    def write_entry(self, key: str) -> Iterator[BinaryIO]:
+    def write_entry(self, key: str, *, replace: bool = False) -> Iterator[BinaryIO]:
         path = self._entry_path(key)
         spool = _Spool()
         try:
             yield spool  # type: ignore[misc]
             spool.flush()
-            self._put(path, spool.path if spool.path is not None else spool.value())
+            self._put(path, spool.path if spool.path is not None else spool.value(), replace)
         finally:
             spool.discard()
 
-    def upload(self, key: str, source: str) -> None:
+    def upload(self, key: str, source: str, *, replace: bool = False) -> None:
         """Store the complete entry file ``source`` (a local path) under ``key``.
 
         Raises:
             StoreError: the store cannot be written.
         """
-        self._put(self._entry_path(key), source)
+        self._put(self._entry_path(key), source, replace)
 
-    def _put(self, path: str, source: str | bytes) -> None:
+    def _put(self, path: str, source: str | bytes, replace: bool = False) -> None:
+        mode = "overwrite" if replace else "create"
         try:
-            if self.fs.exists(path):
+            if not replace and self.fs.exists(path):
                 return  # entries never change: the one there is as good as ours
             target = path if self._whole else f"{self._base}/tmp/{os.path.basename(path)}"
             if isinstance(source, str):
-                self.fs.put_file(source, target, mode="create")
+                self.fs.put_file(source, target, mode=mode)
             else:
-                self.fs.pipe_file(target, source, mode="create")
+                self.fs.pipe_file(target, source, mode=mode)
             if target != path:
                 self.fs.mv(target, path)
         except FileExistsError:
@@ -353,7 +356,7 @@ class FsspecStore:
             raise self._fail(exc, "list") from exc
         for path, info in found.items():
             name = path.rsplit("/", 1)[-1]
-            if info.get("type", "file") == "file" and len(name) >= 16:
+            if info.get("type", "file") == "file" and is_key(name):
                 yield EntryStat(name, int(info.get("size") or 0), _mtime(info))
 
     # -- stats ---------------------------------------------------------------
@@ -361,7 +364,7 @@ class FsspecStore:
     def read_stats(self, key: str) -> dict[str, Any] | None:
         unreadable: tuple[type[BaseException], ...] = (*self._errors, ValueError)
         try:
-            data = json.loads(self.fs.cat_file(self._stats_path(key)))
+            data = bounded_json(self.fs.cat_file(self._stats_path(key)), max_size=_MAX_STATS)
         except FileNotFoundError:
             return None
         except unreadable:

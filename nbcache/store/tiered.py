@@ -12,8 +12,7 @@ dropping the copies read least recently.
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -23,10 +22,8 @@ from .local import LocalStore
 
 __all__ = ["TieredStore"]
 
-_COPY_CHUNK = 8 << 20
 
-
-class TieredStore:
+class TieredStore(Store):
     """``remote`` with a read-through copy of its entries in the folder ``local``."""
 
     def __init__(self, local: LocalStore, remote: Store, max_size: int | None = None) -> None:
@@ -34,7 +31,7 @@ class TieredStore:
         self.remote = remote
         self.max_size = max_size
         self.location = remote.location
-        self.list_interval = float(getattr(remote, "list_interval", 0.0))
+        self.list_interval = remote.list_interval
 
     def __repr__(self) -> str:
         return f"TieredStore({self.remote!r}, local copies in {self.local.location!r})"
@@ -64,33 +61,22 @@ class TieredStore:
         return self.local.open_entry(key)
 
     def _in_remote(self, key: str) -> bool:
-        probe = getattr(self.remote, "probe", None)
-        return bool(probe(key)) if probe is not None else self.remote.has_entry(key)
+        return self.remote.probe(key)
 
     def _fetch(self, key: str) -> None:
         with self.local.write_entry(key) as target:
-            download = getattr(self.remote, "download", None)
-            if download is not None:
-                download(key, target)
-            else:
-                with self.remote.open_entry(key) as source:
-                    shutil.copyfileobj(source, target, _COPY_CHUNK)
+            self.remote.download(key, target)
         self.trim(protect=key)
 
     def has_entry(self, key: str) -> bool:
         return self.remote.has_entry(key)
 
     @contextmanager
-    def write_entry(self, key: str) -> Iterator[BinaryIO]:
-        with self.local.write_entry(key) as f:
+    def write_entry(self, key: str, *, replace: bool = False) -> Iterator[BinaryIO]:
+        with self.local.write_entry(key, replace=replace) as f:
             yield f
         try:
-            upload = getattr(self.remote, "upload", None)
-            if upload is not None:
-                upload(key, str(self.local.entry_path(key)))
-            else:
-                with self.local.open_entry(key) as source, self.remote.write_entry(key) as dst:
-                    shutil.copyfileobj(source, dst, _COPY_CHUNK)
+            self.remote.upload(key, str(self.local.entry_path(key)), replace=replace)
         except BaseException:
             self._drop_local(key)
             raise
@@ -108,6 +94,25 @@ class TieredStore:
 
     def entries(self) -> Iterator[EntryStat]:
         return self.remote.entries()
+
+    def check(self) -> None:
+        self.remote.check()
+
+    def probe(self, key: str) -> bool:
+        return self.remote.probe(key)
+
+    def entries_with_stats(self) -> Iterator[tuple[EntryStat, dict[str, Any] | None]]:
+        return self.remote.entries_with_stats()
+
+    def total_size(self) -> int:
+        return self.remote.total_size()
+
+    def eviction_order(self, protect: Iterable[str] = ()) -> Iterator[EntryStat]:
+        return self.remote.eviction_order(protect)
+
+    def reindex(self) -> int:
+        self.local.reindex()
+        return self.remote.reindex()
 
     def trim(self, protect: str = "") -> list[str]:
         """Drop the local copies read least recently until the folder fits ``max_size``."""

@@ -13,7 +13,7 @@ from nbcache import StoreError
 from nbcache.store import LocalStore, Store, check_key
 from nbcache.store.leases.file import HOST, FileLease
 
-from .conftest import key_of
+from tests.conftest import key_of
 
 
 def test_is_a_store(store: LocalStore) -> None:

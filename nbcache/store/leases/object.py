@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from ...errors import StoreError
+from ..base import stat_number
 from .file import DEFAULT_TTL, HOST, TakeoverLease, holder_record
 
 __all__ = ["ObjectLease", "read_body", "remote_errors", "speaks_s3"]
@@ -104,7 +105,7 @@ class ObjectLease(TakeoverLease):
             raise StoreError(f"cannot read the lease {self.path}: {exc}") from exc
         info = holder_record(raw)
         info["etag"] = etag
-        beat = float(info.get("beat", 0.0))
+        beat = stat_number(info, "beat")
         if isinstance(modified, datetime):
             beat = max(beat, modified.timestamp())
         info["heartbeat"] = beat

@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, BinaryIO
 
 from ...errors import StoreError
 from ..base import EntryStat, Lease, Store, check_key
-from .file import DEFAULT_TTL, HOST, pid_alive
+from .file import DEFAULT_TTL, HOST, WaitNote, holder_record, pid_alive
 
 __all__ = ["LeasedStore", "RedisLease", "redis_client"]
 
@@ -74,6 +74,7 @@ class RedisLease:
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self._error = _redis_error()
+        self._note = WaitNote(f"the key {name.rsplit(':', 1)[-1][:12]}", ttl)
 
     def __repr__(self) -> str:
         return f"RedisLease({self.name!r})"
@@ -91,11 +92,7 @@ class RedisLease:
             raise self._fail(exc, "read") from exc
         if raw is None:
             return None
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
+        return holder_record(raw)
 
     def acquire(self) -> bool:
         if self._held:
@@ -104,6 +101,7 @@ class RedisLease:
             if not self._lock.acquire(blocking=False):
                 info = self.holder()
                 if not info or not self._dead(info):
+                    self._note.refused(info)
                     return False
                 self.client.eval(_DELETE_IF_TOKEN, 2, self.name, self._info, info["token"])
                 if not self._lock.acquire(blocking=False):
@@ -124,8 +122,11 @@ class RedisLease:
 
     @staticmethod
     def _dead(info: Mapping[str, Any]) -> bool:
+        pid = info.get("pid")
         return (
-            info.get("host") == HOST and "token" in info and not pid_alive(int(info.get("pid", 0)))
+            info.get("host") == HOST
+            and isinstance(info.get("token"), str)
+            and not (isinstance(pid, int) and pid_alive(pid))
         )
 
     def _heartbeat(self) -> None:
@@ -159,7 +160,7 @@ class RedisLease:
         self.release()
 
 
-class LeasedStore:
+class LeasedStore(Store):
     """``store`` with its leases taken from Redis instead of from the store itself."""
 
     def __init__(self, store: Store, client: Any, ttl: float = DEFAULT_TTL) -> None:
@@ -167,7 +168,7 @@ class LeasedStore:
         self.client = client
         self.ttl = ttl
         self.location = store.location
-        self.list_interval = float(getattr(store, "list_interval", 0.0))
+        self.list_interval = store.list_interval
         self._prefix = "nbcache:" + hashlib.sha256(store.location.encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -179,8 +180,8 @@ class LeasedStore:
     def open_entry(self, key: str) -> BinaryIO:
         return self.store.open_entry(key)
 
-    def write_entry(self, key: str) -> AbstractContextManager[BinaryIO]:
-        return self.store.write_entry(key)
+    def write_entry(self, key: str, *, replace: bool = False) -> AbstractContextManager[BinaryIO]:
+        return self.store.write_entry(key, replace=replace)
 
     def has_entry(self, key: str) -> bool:
         return self.store.has_entry(key)
@@ -196,3 +197,34 @@ class LeasedStore:
 
     def write_stats(self, key: str, stats: Mapping[str, Any]) -> None:
         self.store.write_stats(key, stats)
+
+    def check(self) -> None:
+        self.store.check()
+        try:
+            self.client.ping()
+        except _redis_error() as exc:
+            raise StoreError(
+                f"cannot reach the Redis server of NBCACHE_LOCK_URL: {exc}; check the URL and "
+                "that the server is up, or unset NBCACHE_LOCK_URL"
+            ) from exc
+
+    def probe(self, key: str) -> bool:
+        return self.store.probe(key)
+
+    def download(self, key: str, target: BinaryIO) -> None:
+        self.store.download(key, target)
+
+    def upload(self, key: str, source: str, *, replace: bool = False) -> None:
+        self.store.upload(key, source, replace=replace)
+
+    def entries_with_stats(self) -> Iterator[tuple[EntryStat, dict[str, Any] | None]]:
+        return self.store.entries_with_stats()
+
+    def total_size(self) -> int:
+        return self.store.total_size()
+
+    def eviction_order(self, protect: Iterable[str] = ()) -> Iterator[EntryStat]:
+        return self.store.eviction_order(protect)
+
+    def reindex(self) -> int:
+        return self.store.reindex()
