@@ -8,13 +8,30 @@ and never copied into one giant bytes object.  Plain ``bytes`` stay in band.
 
 Nothing here checks signatures: unpickling runs code, so callers must only pass
 bytes whose MAC has been verified (the store does, see :mod:`nbcache.entry.format`).
+
+**Restored code is live code.**  cloudpickle saves a notebook function with a
+copy of the globals it reads, and loads it with a private namespace of its
+own: after a restart ``scale = 10`` then ``f(2)`` would still compute with the
+old ``scale``.  Functions from ``__main__`` that this module pickles are saved
+without their globals and rebuilt over the live ``__main__`` namespace (or the
+one given to :func:`restoring_into`), so they read the notebook's globals as
+a freshly defined one would.  They also carry the source lines they were
+defined in, registered with ``linecache`` when loaded, so their code
+fingerprint (by source) is what it was when they were defined.  Pickles made
+for a worker process (``nbcache.tasks``) use plain cloudpickle and keep their
+globals.
 """
 
 from __future__ import annotations
 
 import io
+import linecache
 import pickle
+import sys
+import types
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -29,6 +46,10 @@ __all__ = [
     "describe_unpicklable",
     "dump_parts",
     "load_parts",
+    "probe",
+    "rebuild_main_function",
+    "restore_main_function",
+    "restoring_into",
     "try_pickle",
     "try_unpickle",
 ]
@@ -54,6 +75,132 @@ class Pickled:
     @property
     def nbytes(self) -> int:
         return len(self.stream) + sum(b.nbytes for b in self.buffers)
+
+
+# -- notebook functions: rebuilt over the live namespace ---------------------------
+
+_MAIN_NAMESPACE: ContextVar[dict[str, Any] | None] = ContextVar("nbcache_main", default=None)
+# Cells bigger than this keep only the function's own lines (the rest blank).
+_MAX_SOURCE = 1 << 20
+
+
+@contextmanager
+def restoring_into(namespace: dict[str, Any]) -> Iterator[None]:
+    """Within this block, notebook functions load bound to ``namespace``, not ``__main__``.
+
+    For a shell whose user namespace is not ``sys.modules["__main__"]``, and for tests.
+    """
+    token = _MAIN_NAMESPACE.set(namespace)
+    try:
+        yield
+    finally:
+        _MAIN_NAMESPACE.reset(token)
+
+
+def _main_globals() -> dict[str, Any]:
+    namespace = _MAIN_NAMESPACE.get()
+    if namespace is not None:
+        return namespace
+    main = sys.modules.get("__main__")
+    return main.__dict__ if main is not None else {"__name__": "__main__"}
+
+
+def rebuild_main_function(
+    code: types.CodeType, name: str, argdefs: Any, closure: Any, filename: str | None = None
+) -> types.FunctionType:
+    """Unpickling: a notebook function over the live namespace (its state comes next)."""
+    if filename is not None:
+        code = _with_filename(code, filename)
+    return types.FunctionType(code, _main_globals(), name, argdefs, closure)
+
+
+def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:
+    """cloudpickle saves code under a placeholder file name: put the cell's back, so the
+    source registered under it is found (and tracebacks show the cell's lines)."""
+    consts = tuple(
+        _with_filename(c, filename) if isinstance(c, types.CodeType) else c
+        for c in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def restore_main_function(fn: types.FunctionType, state: Any) -> None:
+    """Unpickling: what cloudpickle's state holds, minus the frozen globals, plus the source."""
+    attrs, slots, source = state
+    fn.__dict__.update(attrs)
+    slots = dict(slots)
+    slots.pop("__globals__", None)
+    slots.pop("_cloudpickle_submodules", None)  # loaded already: they were unpickled first
+    closure = slots.pop("__closure__", None)
+    for index, cell in enumerate(closure or ()):
+        try:
+            fn.__closure__[index].cell_contents = cell.cell_contents  # type: ignore[index]
+        except ValueError:  # an empty cell stays empty
+            continue
+    for key, value in slots.items():
+        setattr(fn, key, value)
+    if source is not None:
+        _register_source(*source)
+
+
+def _register_source(filename: str, lines: list[str]) -> None:
+    """Put a cell's lines where ``inspect`` and the fingerprint look: as IPython does."""
+    if linecache.getlines(filename):
+        return  # a real file, or the cell is registered already
+    linecache.cache[filename] = (sum(map(len, lines)), None, list(lines), filename)
+
+
+def _source_of(fn: types.FunctionType) -> tuple[str, list[str]] | None:
+    filename = fn.__code__.co_filename
+    lines = linecache.getlines(filename, fn.__globals__)
+    if not lines:
+        return None
+    if sum(map(len, lines)) > _MAX_SOURCE:
+        first = fn.__code__.co_firstlineno - 1
+        end = max((line for _, _, line in fn.__code__.co_lines() if line), default=first + 1)
+        lines = ["\n"] * first + lines[first:end]
+    return filename, lines
+
+
+def _cloudpickle_function_reducers() -> tuple[Any, Any]:
+    """The callables cloudpickle reduces a dynamic function to, found through its public hook."""
+    reduced = cloudpickle.Pickler(io.BytesIO()).reducer_override(lambda: None)
+    return reduced[0], reduced[5]
+
+
+_CP_MAKE, _CP_SETSTATE = _cloudpickle_function_reducers()
+
+
+class _KernelPickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle, except that notebook functions are saved to load live (see above)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        reduced = super().reducer_override(obj)
+        if (
+            type(obj) is types.FunctionType
+            and obj.__module__ == "__main__"
+            and type(reduced) is tuple
+            and len(reduced) == 6
+            and reduced[0] is _CP_MAKE
+            and reduced[5] is _CP_SETSTATE
+        ):
+            code, _frozen_globals, name, argdefs, closure = reduced[1]
+            attrs, slots = reduced[2]
+            slots = {**slots, "__globals__": {}}  # read live on loading: not saved at all
+            source = _source_of(obj)
+            state = (attrs, slots, source)
+            args = (code, name, argdefs, closure, obj.__code__.co_filename)
+            return (rebuild_main_function, args, state, None, None, restore_main_function)
+        return reduced
+
+
+def probe(obj: object) -> BaseException | None:
+    """Why ``obj`` cannot be pickled for the store, or None if it can."""
+    try:
+        _KernelPickler(_Sink(), protocol=PROTOCOL, buffer_callback=lambda _: False).dump(obj)
+    except Exception as exc:  # noqa: BLE001 - the probe reports, it does not handle
+        return exc
+    return None
 
 
 class _Sink(io.RawIOBase):
@@ -107,7 +254,7 @@ def dump_parts(obj: object, name: str = "value", min_oob: int = OUT_OF_BAND_MIN)
     except Exception:  # noqa: BLE001 - any failure here gets a second chance below
         pass
     try:
-        stream, buffers = _pickle_with(cloudpickle.Pickler, obj, min_oob)
+        stream, buffers = _pickle_with(_KernelPickler, obj, min_oob)
     except Exception as exc:
         raise ValuePicklingError(_failure_message(obj, name, exc)) from exc
     return Pickled(stream, buffers, by_value=True)

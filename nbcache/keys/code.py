@@ -2,9 +2,15 @@
 
 A function's fingerprint covers its source (comments and formatting ignored),
 its defaults and closure values, and, recursively and cycle-safe, the
-notebook-defined functions and classes it uses and the values of the globals
-it reads.  Installed modules count by name and version; local modules (a file
-outside site-packages and the standard library) by the hash of their source.
+notebook-defined functions and classes it uses, the values of the globals
+it reads, and the modules its own code imports (``import x`` inside the body).
+Installed modules and their functions count by name and version, never by a
+walk through their code; local modules (a file outside site-packages and the
+standard library) by the hash of their source and of every local module they
+reach in turn: what they import (at the top or inside a function), the
+submodules a package's ``__init__`` imports, and submodules bound on the
+module (``import pkg.sub``).  Sources are read from disk, so the fingerprint
+is the same across restarts.
 
 Computing a fingerprint parses source, so it is cached per function together
 with a list of cheap checks (is ``helper`` still the same object? does
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import dis
+import importlib.machinery
 import inspect
 import linecache
 import os
@@ -27,22 +34,34 @@ import textwrap
 import threading
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import xxhash
 
 from ..errors import KeyPicklingError
-from .hashing import HASH_VERSION, Hasher, digest, module_version
+from .hashing import (
+    HASH_VERSION,
+    Matcher,
+    Node,
+    Request,
+    Rule,
+    digest,
+    global_rule,
+    module_version,
+)
 
 __all__ = [
+    "RULES",
     "Dependency",
     "Fingerprint",
     "fingerprint",
     "fingerprint_of",
     "identity",
     "is_code",
+    "is_local_module",
+    "module_fingerprint",
     "short_name",
 ]
 
@@ -57,7 +76,7 @@ def short_name(identity_name: str) -> str:
 
 def identity(fn: Any) -> str:
     """``module:qualname``: the same for a notebook function in every kernel session."""
-    fn = inspect.unwrap(fn)
+    fn = unwrap(fn)
     module = getattr(fn, "__module__", None) or "?"
     return f"{module}:{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
 
@@ -72,8 +91,29 @@ _INSTALLED_ROOTS = tuple(
 _LOCAL: dict[str, bool] = {}
 
 
+def unwrap(fn: Any) -> Any:
+    """``inspect.unwrap`` that stops at loops and never runs a ``__getattr__``."""
+    seen = {id(fn)}
+    while True:
+        try:
+            inner = object.__getattribute__(fn, "__dict__").get("__wrapped__")
+        except (AttributeError, TypeError):
+            return fn
+        if inner is None or id(inner) in seen or len(seen) > 100:
+            return fn
+        seen.add(id(inner))
+        fn = inner
+
+
+def _is_installed_path(path: str) -> bool:
+    real = os.path.realpath(path)
+    return real.startswith(_INSTALLED_ROOTS) or "site-packages" in real
+
+
 def is_local_module(name: str) -> bool:
-    """True for ``__main__`` (a notebook) and modules whose file is not an installed one."""
+    """True for ``__main__`` (a notebook), modules whose file is not an installed one,
+    and names no loaded module has (code made by ``exec`` in a namespace of its own):
+    those count by their code, since a name would not tell two versions apart."""
     cached = _LOCAL.get(name)
     if cached is not None:
         return cached
@@ -81,35 +121,183 @@ def is_local_module(name: str) -> bool:
     path = getattr(module, "__file__", None)
     if name == "__main__" or name.startswith("__ipython"):
         local = True
+    elif module is None:
+        return True  # not cached: it may be imported later, from anywhere
     elif not path:
         local = False
     else:
-        real = os.path.realpath(path)
-        local = not real.startswith(_INSTALLED_ROOTS) and "site-packages" not in real
+        local = not _is_installed_path(path)
     _LOCAL[name] = local
     return local
 
 
-_SOURCE_DIGESTS: dict[str, tuple[tuple[int, int], str]] = {}
+_SOURCE_DIGESTS: dict[str, tuple[tuple[int, int], str, tuple[str, ...]]] = {}
 
 
 def module_fingerprint(module: types.ModuleType) -> str:
-    """``name@version`` for installed modules; ``name#digest`` of its source for local ones."""
+    """``name@version`` for installed modules; ``name#digest`` for local ones.
+
+    A local module's digest covers its own source and the source of every
+    local module it reaches (see the module docstring), so an edit two
+    imports down changes it.
+    """
     name = module.__name__
     path = getattr(module, "__file__", None)
     if not path or not is_local_module(name):
         return f"{name}@{module_version(name)}"
+    parts = _local_closure(name, path, module)
+    if parts is None:
+        return f"{name}@missing"
+    return _closure_fingerprint(name, parts)
+
+
+def _closure_fingerprint(name: str, parts: list[str]) -> str:
+    h = xxhash.xxh3_128()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\n")
+    return f"{name}#{h.hexdigest()}"
+
+
+def _source_facts(path: str) -> tuple[str, tuple[str, ...]] | None:
+    """(digest of the file, the absolute names of what it imports), cached by stat."""
     try:
         st = os.stat(path)
     except OSError:
-        return f"{name}@missing"
+        return None
     stamp = (st.st_size, st.st_mtime_ns)
     cached = _SOURCE_DIGESTS.get(path)
     if cached is None or cached[0] != stamp:
-        with open(path, "rb") as f:
-            cached = (stamp, xxhash.xxh3_128_hexdigest(f.read()))
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        cached = (stamp, xxhash.xxh3_128_hexdigest(data), ())
+        _SOURCE_DIGESTS[path] = cached  # before parsing: a cycle of imports sees it
+        cached = (stamp, cached[1], tuple(sorted(_imports_in(data, path))))
         _SOURCE_DIGESTS[path] = cached
-    return f"{name}#{cached[1]}"
+    return cached[1], cached[2]
+
+
+def _package_of(path: str, name: str) -> str:
+    is_package = os.path.basename(path).startswith("__init__.")
+    return name if is_package else name.rpartition(".")[0]
+
+
+def _imports_in(data: bytes, path: str) -> set[str]:
+    """Module names a source imports anywhere (also inside functions), relative ones as
+    ``.name`` marks resolved later; ``from m import x`` adds ``m.x`` in case x is a module."""
+    try:
+        tree = ast.parse(data, path)
+    except (SyntaxError, ValueError):
+        return set()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found.add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            found.add(base)
+            for alias in node.names:
+                if alias.name != "*":
+                    found.add(f"{base}.{alias.name}" if base.strip(".") else base + alias.name)
+    return found
+
+
+def _absolute(name: str, package: str) -> str | None:
+    if not name.startswith("."):
+        return name
+    level = len(name) - len(name.lstrip("."))
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts):
+        return None
+    base = ".".join(parts[: len(parts) - (level - 1)])
+    rest = name[level:]
+    return f"{base}.{rest}".strip(".") if rest else base or None
+
+
+def _expand(name: str) -> Iterator[str]:
+    """``a.b.c`` -> ``a``, ``a.b``, ``a.b.c``: importing one runs each package on the way."""
+    parts = name.split(".")
+    for end in range(1, len(parts) + 1):
+        yield ".".join(parts[:end])
+
+
+def locate_module(name: str) -> str | None:
+    """The file of module ``name`` (loaded or not), found without importing anything."""
+    module = sys.modules.get(name)
+    if module is not None:
+        path = getattr(module, "__file__", None)
+        return path if isinstance(path, str) else None
+    parent, _, last = name.rpartition(".")
+    search: list[str] | None = None
+    if parent:
+        parent_module = sys.modules.get(parent)
+        if parent_module is not None:
+            search = list(getattr(parent_module, "__path__", None) or [])
+        else:
+            parent_path = locate_module(parent)
+            if parent_path is None or not os.path.basename(parent_path).startswith("__init__."):
+                return None
+            search = [os.path.dirname(parent_path)]
+        if not search:
+            return None
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(last, search)
+    except (ImportError, ValueError, AttributeError):
+        return None
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    return origin if isinstance(origin, str) and os.path.isfile(origin) else None
+
+
+def _local_closure(name: str, path: str, module: types.ModuleType | None) -> list[str] | None:
+    """``name=digest`` of the module and every local module it reaches, sorted."""
+    facts = _source_facts(path)
+    if facts is None:
+        return None
+    seen = {name: facts[0]}
+    queue: list[tuple[str, str, tuple[str, ...], types.ModuleType | None]] = [
+        (name, path, facts[1], module)
+    ]
+    while queue:
+        current, current_path, imports, loaded = queue.pop()
+        package = _package_of(current_path, current)
+        candidates: set[str] = set()
+        for raw in imports:
+            absolute = _absolute(raw, package)
+            if absolute:
+                candidates.update(_expand(absolute))
+        if loaded is not None:
+            # ``import pkg.sub`` binds sub on pkg: what code reaches as pkg.sub.f.
+            for value in list(vars(loaded).values()):
+                if isinstance(value, types.ModuleType) and value.__name__ != current:
+                    candidates.add(value.__name__)
+        for other in sorted(candidates - seen.keys()):
+            other_path = locate_module(other)
+            if other_path is None or _is_installed_path(other_path):
+                continue
+            other_facts = _source_facts(other_path)
+            if other_facts is None:
+                continue
+            seen[other] = other_facts[0]
+            queue.append((other, other_path, other_facts[1], sys.modules.get(other)))
+    return sorted(f"{k}={v}" for k, v in seen.items())
+
+
+def module_fingerprint_by_name(name: str) -> str | None:
+    """The fingerprint of a local module by name, imported or not; None if not local."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return module_fingerprint(module) if is_local_module(name) else None
+    path = locate_module(name)
+    if path is None or _is_installed_path(path):
+        return None
+    parts = _local_closure(name, path, None)
+    if parts is None:
+        return None
+    return _closure_fingerprint(name, parts)
 
 
 # -- the fingerprint and its checks ---------------------------------------------
@@ -151,7 +339,7 @@ def fingerprint(obj: Any) -> str:
 
 def fingerprint_of(obj: Any) -> Fingerprint:
     """The cached fingerprint of ``obj`` if its checks pass, else a fresh one."""
-    obj = inspect.unwrap(obj)
+    obj = unwrap(obj)
     building = _building()
     if id(obj) in building:
         # Reached again through a value (an enum member's class, say): name it only.
@@ -170,7 +358,15 @@ def _cached_or_built(obj: Any) -> Fingerprint:
         cached = None
     if cached is not None and cached.still_valid():
         return cached
-    fresh = _Builder().build(obj)
+    try:
+        fresh = _Builder().build(obj)
+    except KeyPicklingError:
+        raise
+    except Exception as exc:  # a fingerprint fails as a key fails, never with a traceback
+        raise KeyPicklingError(
+            f"cannot fingerprint `{identity(obj)}` ({type(obj).__name__}): "
+            f"{type(exc).__name__}: {exc}."
+        ) from exc
     try:
         _CACHE[obj] = fresh
     except TypeError:
@@ -189,6 +385,28 @@ def _building() -> set[int]:
     return ids
 
 
+class _Acc:
+    """A streaming XXH3-128 over tagged parts: what a fingerprint is made of."""
+
+    def __init__(self) -> None:
+        self._h = xxhash.xxh3_128()
+
+    def tag(self, label: bytes) -> None:
+        self._h.update(label)
+        self._h.update(b"\x00")
+
+    def text(self, value: str) -> None:
+        data = value.encode("utf-8", "surrogatepass")
+        self._h.update(len(data).to_bytes(8, "little"))
+        self._h.update(data)
+
+    def feed(self, value: Any, name: str) -> None:
+        self.text(digest(value, name=name))
+
+    def hexdigest(self) -> str:
+        return str(self._h.hexdigest())
+
+
 class _Builder:
     """One fingerprint computation; ``_stack`` makes recursion through helpers cycle-safe."""
 
@@ -200,12 +418,12 @@ class _Builder:
         self.reads_data = False
 
     def build(self, obj: Any) -> Fingerprint:
-        h = Hasher()
+        h = _Acc()
         h.tag(f"fingerprint-v{HASH_VERSION}".encode())
         self._feed_code_object(h, obj)
         return Fingerprint(h.hexdigest(), self.deps, self.checks, self.reads_data)
 
-    def _feed_code_object(self, h: Hasher, obj: Any) -> None:
+    def _feed_code_object(self, h: _Acc, obj: Any) -> None:
         h.text(identity(obj))
         if id(obj) in self._stack:
             h.tag(b"recursion")
@@ -225,7 +443,7 @@ class _Builder:
 
     # functions
 
-    def _feed_function(self, h: Hasher, fn: types.FunctionType) -> None:
+    def _feed_function(self, h: _Acc, fn: types.FunctionType) -> None:
         h.tag(b"function")
         h.text(_source_digest(fn))
         code, defaults, kwdefaults = fn.__code__, fn.__defaults__, fn.__kwdefaults__
@@ -256,15 +474,28 @@ class _Builder:
                 h.tag(b"unbound")
                 h.text(name)
                 self.checks.append(_unbound_check(namespace, name))
+        package = namespace.get("__package__") or ""
+        for module_name in sorted(_imported_in_body(fn.__code__, str(package))):
+            self._feed_imported(h, module_name)
+
+    def _feed_imported(self, h: _Acc, module_name: str) -> None:
+        """A module the function's own code imports: local ones by their source."""
+        part = module_fingerprint_by_name(module_name)
+        if part is None:
+            return  # installed: its functions count by version where they are used
+        h.text(f"import:{module_name}")
+        h.text(part)
+        self.deps.append(Dependency(module_name, "module", part, self._users[-1]))
+        self.checks.append(lambda: module_fingerprint_by_name(module_name) == part)
 
     def _feed_value(
-        self, h: Hasher, name: str, value: Any, kind: str, current: Callable[[], Any]
+        self, h: _Acc, name: str, value: Any, kind: str, current: Callable[[], Any]
     ) -> None:
         """Hash one dependency and register the check that tells when it changed."""
         h.text(f"{kind}:{name}")
         if is_code(value):
-            sub = Hasher()
-            self._feed_code_object(sub, inspect.unwrap(value))
+            sub = _Acc()
+            self._feed_code_object(sub, unwrap(value))
             part = sub.hexdigest()
             h.text(part)
             self.deps.append(Dependency(name, "code", part, self._users[-1]))
@@ -274,7 +505,7 @@ class _Builder:
             part = module_fingerprint(value)
             h.text(part)
             self.deps.append(Dependency(name, "module", part, self._users[-1]))
-            if _LOCAL.get(value.__name__):
+            if is_local_module(value.__name__):
                 self.checks.append(lambda: module_fingerprint(value) == part)
             self.checks.append(lambda: current() is value)
             return
@@ -295,7 +526,7 @@ class _Builder:
 
     # classes
 
-    def _feed_class(self, h: Hasher, cls: type) -> None:
+    def _feed_class(self, h: _Acc, cls: type) -> None:
         h.tag(b"class")
         for base in cls.__bases__:
             self._feed_value(h, f"base {base.__qualname__}", base, "base", _constant(base))
@@ -324,7 +555,7 @@ def _member_parts(name: str, member: Any) -> list[tuple[str, Any]]:
         return [(name, member)]
     try:
         digest(member)
-    except Exception:  # noqa: BLE001 - a descriptor or slot wrapper: its type is what we know
+    except KeyPicklingError:  # a descriptor or slot wrapper: its type is what we know
         return [(name, f"<{type(member).__qualname__}>")]
     return [(name, member)]
 
@@ -359,7 +590,7 @@ _MISSING = object()
 
 def is_code(value: Any) -> bool:
     if callable(value) and hasattr(value, "__wrapped__") and not isinstance(value, type):
-        value = inspect.unwrap(value)  # a decorated notebook helper counts by its code
+        value = unwrap(value)  # a decorated notebook helper counts by its code
     if isinstance(value, types.FunctionType):
         return is_local_module(value.__module__ or "")
     if isinstance(value, type):
@@ -383,7 +614,7 @@ def _is_library_object(value: Any) -> bool:
 def _same_digest(value: Any, expected: str) -> bool:
     try:
         return digest(value) == expected
-    except Exception:  # noqa: BLE001 - unhashable now: the fingerprint must be rebuilt
+    except KeyPicklingError:  # unhashable now: the fingerprint must be rebuilt
         return False
 
 
@@ -449,11 +680,41 @@ def _block_tree(fn: types.FunctionType) -> ast.Module | None:
     return tree if body[0].name == fn.__name__ else None
 
 
+def _imported_in_body(code: types.CodeType, package: str) -> set[str]:
+    """Absolute names of the modules that ``import`` statements in the code load."""
+    found: set[str] = set()
+    instructions = list(dis.get_instructions(code))
+    for index, ins in enumerate(instructions):
+        if ins.opname != "IMPORT_NAME":
+            continue
+        # IMPORT_NAME follows LOAD_CONST level and LOAD_CONST fromlist.
+        level = _const_before(instructions, index - 2) or 0
+        fromlist = _const_before(instructions, index - 1)
+        name = "." * int(level or 0) + str(ins.argval)
+        absolute = _absolute(name, package) if level else str(ins.argval)
+        if not absolute:
+            continue
+        found.update(_expand(absolute))
+        for item in fromlist or ():
+            if item != "*":
+                found.add(f"{absolute}.{item}")
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= _imported_in_body(const, package)
+    return found
+
+
+def _const_before(instructions: list[dis.Instruction], index: int) -> Any:
+    if index < 0 or instructions[index].opname != "LOAD_CONST":
+        return None
+    return instructions[index].argval
+
+
 def _code_digest(code: types.CodeType) -> str:
     """Where no source exists: bytecode, constants and names (specific to this Python)."""
-    h = Hasher()
+    h = _Acc()
     h.text(f"python-{sys.version_info[0]}.{sys.version_info[1]}")
-    h.raw(code.co_code)
+    h.text(code.co_code.hex())
     h.feed(list(code.co_names), "co_names")
     h.feed(list(code.co_varnames), "co_varnames")
     for const in code.co_consts:
@@ -462,3 +723,27 @@ def _code_digest(code: types.CodeType) -> str:
         else:
             h.feed(const, "co_consts")
     return h.hexdigest()
+
+
+# -- the hashing rule for code values ------------------------------------------------
+
+
+def _code_rule(n: Node, value: Any) -> Generator[Request, bytes, None]:
+    """Local functions and classes by fingerprint, local modules by source, the rest by name."""
+    if isinstance(value, types.ModuleType):
+        n.tag(b"module")
+        n.text(module_fingerprint(value))
+        return
+    module = getattr(value, "__module__", None) or ""
+    if is_local_module(str(module)):
+        n.tag(b"code")
+        n.text(fingerprint(value))
+        return
+    yield from global_rule(n, value)
+
+
+def _is_code_type(cls: type) -> bool:
+    return cls is types.FunctionType or issubclass(cls, (type, types.ModuleType))
+
+
+RULES: tuple[tuple[Matcher, Rule], ...] = ((_is_code_type, _code_rule),)

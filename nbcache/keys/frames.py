@@ -1,141 +1,177 @@
 """Hashing rules for pandas, pyarrow and polars: columns by their buffers, never row by row.
 
-Only called for values of those types, so the libraries are already imported.
-String columns go through Arrow's offsets and data buffers where they exist,
-and through pandas' vectorised ``hash_array`` for Python strings; only columns
-of mixed Python objects fall back to hashing each element.
+Only asked about values of those types, so the libraries are already
+imported.  String columns go through Arrow's offsets and data buffers where
+they exist, and through pandas' vectorised ``hash_array`` for Python strings;
+only columns of mixed Python objects fall back to hashing each element.
+
+What a frame shows besides its cells counts too: column and index names,
+dtypes in full (a categorical's categories and whether it is ordered, a time
+zone, an extension dtype's parameters), an index's ``freq``, ``attrs``, the
+flags, and the class of a subclass.
+
+:data:`RULES` is registered by ``nbcache.keys``; this module imports only
+:mod:`nbcache.keys.hashing`.
 """
 
 from __future__ import annotations
 
 import struct
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
+from typing import Any
 
-if TYPE_CHECKING:
-    from .hashing import Hasher
+from .hashing import Matcher, Node, Request, Rule, subclass_of, type_name
 
-__all__ = [
-    "feed_arrow_array",
-    "feed_arrow_table",
-    "feed_dataframe",
-    "feed_index",
-    "feed_polars",
-    "feed_series",
-]
+__all__ = ["RULES"]
+
+Parts = Generator[Request, bytes, None]
 
 
-def _feed_array(h: Hasher, array: Any, path: str) -> None:
-    from .hashing import _feed_ndarray
-
-    _feed_ndarray(h, array, path)
-
-
-def feed_dataframe(h: Hasher, frame: Any, path: str) -> None:
-    h.tag(b"pd.DataFrame")
-    feed_index(h, frame.columns, f"{path}.columns")
-    feed_index(h, frame.index, f"{path}.index")
-    for position, name in enumerate(frame.columns):
-        _feed_values(h, frame.iloc[:, position].array, f"{path}[{name!r}]")
-
-
-def feed_series(h: Hasher, series: Any, path: str) -> None:
-    h.tag(b"pd.Series")
-    h.feed(series.name, f"{path}.name")
-    feed_index(h, series.index, f"{path}.index")
-    _feed_values(h, series.array, path)
-
-
-def feed_index(h: Hasher, index: Any, path: str) -> None:
+def _dataframe_rule(n: Node, frame: Any) -> Parts:
     pd = sys.modules["pandas"]
-    h.feed(list(index.names), f"{path}.names")
+    n.tag(b"pd.DataFrame")
+    if type(frame) is not pd.DataFrame:
+        yield type(frame), ".__class__"
+    yield from _index_parts(n, frame.columns, ".columns")
+    yield from _index_parts(n, frame.index, ".index")
+    yield from _frame_extras(n, frame)
+    for position, name in enumerate(frame.columns):
+        yield from _values_parts(n, frame.iloc[:, position].array, f"[{name!r}]")
+
+
+def _frame_extras(n: Node, value: Any) -> Parts:
+    """``attrs`` and the flags: shown by neither the data nor a constructor call."""
+    n.tag(b"attrs")
+    yield dict(value.attrs), ".attrs"
+    n.count(int(bool(value.flags.allows_duplicate_labels)))
+
+
+def _series_rule(n: Node, series: Any) -> Parts:
+    pd = sys.modules["pandas"]
+    n.tag(b"pd.Series")
+    if type(series) is not pd.Series:
+        yield type(series), ".__class__"
+    yield series.name, ".name"
+    yield from _index_parts(n, series.index, ".index")
+    yield from _frame_extras(n, series)
+    yield from _values_parts(n, series.array, "")
+
+
+def _index_rule(n: Node, index: Any) -> Parts:
+    yield from _index_parts(n, index, "")
+
+
+def _index_parts(n: Node, index: Any, path: str) -> Parts:
+    pd = sys.modules["pandas"]
+    n.tag(type_name(type(index)).encode())
+    yield list(index.names), f"{path}.names"
     if isinstance(index, pd.MultiIndex):
-        h.tag(b"pd.MultiIndex")
         for level, (values, codes) in enumerate(zip(index.levels, index.codes, strict=True)):
-            feed_index(h, values, f"{path}.levels[{level}]")
-            _feed_array(h, codes, f"{path}.codes[{level}]")
+            yield from _index_parts(n, values, f"{path}.levels[{level}]")
+            yield codes, f"{path}.codes[{level}]"
         return
     if isinstance(index, pd.RangeIndex):
-        h.tag(b"pd.RangeIndex")
-        h.raw(struct.pack("<qqq", index.start, index.stop, index.step))
+        n.count(3)
+        n.add(struct.pack("<qqq", index.start, index.stop, index.step))
         return
-    h.tag(b"pd.Index")
-    _feed_values(h, index.array, path)
+    freq = getattr(index, "freq", None)  # DatetimeIndex, TimedeltaIndex, PeriodIndex
+    n.text(f"freq={freq!s}")
+    yield from _values_parts(n, index.array, path)
 
 
-def _feed_values(h: Hasher, values: Any, path: str) -> None:
+def _dtype_text(dtype: Any) -> str:
+    """A dtype in full: ``str`` drops a categorical's ordering and a sparse fill value."""
+    pd = sys.modules["pandas"]
+    if isinstance(dtype, pd.CategoricalDtype):
+        return f"category|ordered={dtype.ordered}"  # the categories are hashed as an index
+    return f"{type_name(type(dtype))}|{dtype!s}|{dtype!r}"
+
+
+def _values_parts(n: Node, values: Any, path: str) -> Parts:
     """One column's values, by the fastest faithful route for its storage."""
     np = sys.modules["numpy"]
     pd = sys.modules["pandas"]
-    h.text(str(values.dtype))
+    n.text(_dtype_text(values.dtype))
     numpy_backed = getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.PandasArray
     masked = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
     if isinstance(values, np.ndarray):
-        _feed_numpy_values(h, values, path)
+        yield from _numpy_values(n, values, path)
     elif isinstance(values, numpy_backed):
-        _feed_numpy_values(h, values.to_numpy(), path)
-    elif hasattr(values, "__arrow_array__") and "pyarrow" in sys.modules:
-        feed_arrow_array(h, values.__arrow_array__(), path)
+        yield from _numpy_values(n, values.to_numpy(), path)
     elif isinstance(values, pd.Categorical):
-        feed_index(h, values.categories, f"{path}.categories")
-        _feed_array(h, values.codes, f"{path}.codes")
-    elif hasattr(values, "asi8"):  # datetimes, timedeltas, periods (dtype holds the zone)
-        _feed_array(h, values.isna(), f"{path}.<missing>")
-        _feed_array(h, values.asi8, path)
+        yield from _index_parts(n, values.categories, f"{path}.categories")
+        yield values.codes, f"{path}.codes"
+    elif hasattr(values, "__arrow_array__") and "pyarrow" in sys.modules:
+        yield from _arrow_array_parts(n, values.__arrow_array__(), path)
+    elif hasattr(values, "asi8"):  # datetimes, timedeltas, periods (the dtype holds the zone)
+        yield np.asarray(values.isna()), f"{path}.<missing>"
+        yield values.asi8, path
     elif isinstance(values, masked):
-        _feed_array(h, values.isna(), f"{path}.<missing>")
-        _feed_array(h, values.to_numpy(dtype=values.dtype.numpy_dtype, na_value=0), path)
+        yield np.asarray(values.isna()), f"{path}.<missing>"
+        yield values.to_numpy(dtype=values.dtype.numpy_dtype, na_value=0), path
+    elif isinstance(values, pd.arrays.SparseArray):
+        yield values.sp_index.indices, f"{path}.sp_index"
+        yield np.asarray(values.sp_values), f"{path}.sp_values"
+        yield values.fill_value, f"{path}.fill_value"
     else:
-        _feed_numpy_values(h, np.asarray(values, dtype=object), path)
+        yield from _numpy_values(n, np.asarray(values, dtype=object), path)
 
 
-def _feed_numpy_values(h: Hasher, values: Any, path: str) -> None:
+def _numpy_values(n: Node, values: Any, path: str) -> Parts:
     pd = sys.modules["pandas"]
-    if values.dtype != object:
-        _feed_array(h, values, path)
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) in (
+        "string",
+        "bytes",
+        "empty",
+    ):
+        n.tag(b"hash_array")
+        yield pd.util.hash_array(values, categorize=False), path
         return
-    if pd.api.types.infer_dtype(values, skipna=False) in ("string", "bytes", "empty"):
-        h.tag(b"hash_array")
-        _feed_array(h, pd.util.hash_array(values, categorize=False), path)
-        return
-    _feed_array(h, values, path)  # mixed objects: element by element
+    yield values, path  # numbers by buffer, mixed objects element by element
 
 
-def feed_arrow_table(h: Hasher, table: Any, path: str) -> None:
-    h.tag(b"pa.Table")
-    h.text(table.schema.to_string(show_schema_metadata=False))
-    h.raw(struct.pack("<Q", table.num_rows))
+def _arrow_table_rule(n: Node, table: Any) -> Parts:
+    n.tag(b"pa.Table")
+    n.text(type(table).__name__)
+    # Metadata in full (pandas keeps its index there): a cell can read it.
+    n.text(table.schema.to_string(show_schema_metadata=True, truncate_metadata=False))
+    n.count(table.num_rows)
     for name, column in zip(table.column_names, table.columns, strict=True):
-        feed_arrow_array(h, column, f"{path}[{name!r}]")
+        yield from _arrow_array_parts(n, column, f"[{name!r}]")
 
 
-def feed_arrow_array(h: Hasher, array: Any, path: str) -> None:
+def _arrow_array_rule(n: Node, array: Any) -> Parts:
+    yield from _arrow_array_parts(n, array, "")
+
+
+def _arrow_array_parts(n: Node, array: Any, path: str) -> Parts:
     pa = sys.modules["pyarrow"]
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()  # chunk boundaries are not part of the value
     kind = array.type
-    h.tag(b"pa.Array")
-    h.text(str(kind))
-    h.raw(struct.pack("<Q", len(array)))
+    n.tag(b"pa.Array")
+    n.text(str(kind))
+    n.count(len(array))
     if array.null_count:
-        _feed_array(h, array.is_null().to_numpy(zero_copy_only=False), f"{path}.<missing>")
+        yield array.is_null().to_numpy(zero_copy_only=False), f"{path}.<missing>"
     types = pa.types
     if types.is_string(kind) or types.is_binary(kind):
-        _feed_var_width(h, array, "<i4", path)
+        yield from _var_width(n, array, "<i4", path)
     elif types.is_large_string(kind) or types.is_large_binary(kind):
-        _feed_var_width(h, array, "<i8", path)
+        yield from _var_width(n, array, "<i8", path)
     elif types.is_dictionary(kind):
-        feed_arrow_array(h, array.indices, f"{path}.indices")
-        feed_arrow_array(h, array.dictionary, f"{path}.dictionary")
+        yield from _arrow_array_parts(n, array.indices, f"{path}.indices")
+        yield from _arrow_array_parts(n, array.dictionary, f"{path}.dictionary")
     elif (types.is_integer(kind) or types.is_floating(kind) or types.is_temporal(kind)) and (
         not types.is_boolean(kind)
     ):
-        _feed_fixed_width(h, array, path)
+        _fixed_width(n, array)
     else:
-        h.feed(array.to_pylist(), path)
+        yield array.to_pylist(), path
 
 
-def _feed_fixed_width(h: Hasher, array: Any, path: str) -> None:
+def _fixed_width(n: Node, array: Any) -> None:
     import pyarrow.compute as pc  # pyarrow itself is already loaded
 
     if array.null_count:
@@ -143,26 +179,35 @@ def _feed_fixed_width(h: Hasher, array: Any, path: str) -> None:
         array = pc.if_else(array.is_null(), sys.modules["pyarrow"].scalar(0, array.type), array)
     width = array.type.bit_width // 8
     data = array.buffers()[1]
-    view = memoryview(data)[array.offset * width : (array.offset + len(array)) * width]
-    h.raw(view)
+    n.raw(memoryview(data)[array.offset * width : (array.offset + len(array)) * width])
 
 
-def _feed_var_width(h: Hasher, array: Any, offset_type: str, path: str) -> None:
+def _var_width(n: Node, array: Any, offset_type: str, path: str) -> Parts:
     np = sys.modules["numpy"]
     _validity, offsets_buffer, data_buffer = array.buffers()
     offsets = np.frombuffer(offsets_buffer, dtype=offset_type)
     offsets = offsets[array.offset : array.offset + len(array) + 1]
     start, end = (int(offsets[0]), int(offsets[-1])) if len(offsets) else (0, 0)
-    _feed_array(h, offsets - start, f"{path}.<offsets>")
-    h.raw(memoryview(data_buffer)[start:end] if data_buffer is not None else b"")
+    yield offsets - start, f"{path}.<offsets>"
+    n.raw(memoryview(data_buffer)[start:end] if data_buffer is not None else b"")
 
 
-def feed_polars(h: Hasher, value: Any, path: str) -> None:
-    h.tag(b"polars")
-    h.text(type(value).__name__)
+def _polars_rule(n: Node, value: Any) -> Parts:
+    n.tag(b"polars")
+    n.text(type(value).__name__)
     arrow = value.to_arrow()
     if hasattr(arrow, "schema"):
-        feed_arrow_table(h, arrow, path)
+        yield from _arrow_table_rule(n, arrow)
     else:
-        h.feed(value.name, f"{path}.name")
-        feed_arrow_array(h, arrow, path)
+        yield value.name, ".name"
+        yield from _arrow_array_parts(n, arrow, "")
+
+
+RULES: tuple[tuple[Matcher, Rule], ...] = (
+    (subclass_of("pandas", "DataFrame"), _dataframe_rule),
+    (subclass_of("pandas", "Series"), _series_rule),
+    (subclass_of("pandas", "Index"), _index_rule),
+    (subclass_of("pyarrow", "Table", "RecordBatch"), _arrow_table_rule),
+    (subclass_of("pyarrow", "Array", "ChunkedArray"), _arrow_array_rule),
+    (subclass_of("polars", "DataFrame", "Series"), _polars_rule),
+)

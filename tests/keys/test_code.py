@@ -11,7 +11,7 @@ import pytest
 
 from nbcache.keys.code import fingerprint, fingerprint_of, identity, is_local_module
 
-from .notebook_sim import outputs_under_hash_seeds, run_cell
+from ..notebook_sim import outputs_under_hash_seeds, run_cell
 
 BASE = """
 SCALE = 2
@@ -171,7 +171,7 @@ print(fingerprint(ns["outer"]))
 
 def test_fingerprint_is_stable_across_processes() -> None:
     """The same notebook code gets the same fingerprint in a new kernel."""
-    code = NEW_PROCESS.format(tests=str(Path(__file__).parent), source=BASE)
+    code = NEW_PROCESS.format(tests=str(Path(__file__).parent.parent), source=BASE)
     seen = outputs_under_hash_seeds(code)
     assert len(seen) == 1
     assert seen == {fingerprint(_notebook()["outer"])}
