@@ -186,9 +186,10 @@ def test_cancel_reads_cancelling_until_the_worker_lets_go(
 def test_cancel_a_task_no_worker_started(ip: InteractiveShell, on_dask: Client) -> None:
     """With both worker threads busy, a queued task is cancelled at once and never runs."""
     run(ip, f"import nbcache, time\nmarker = {str(Path.cwd() / 'ran')!r}")
-    hold = "for i in nbcache.progress(range(400)):\n    time.sleep(0.05)\n"
-    run(ip, "%%cache -b --executor dask -n hold1\n" + hold)
-    run(ip, "%%cache -b --executor dask -n hold2\n" + hold)
+    # Two different bodies: two runs of one key would compute once, the second waiting.
+    hold = "for i in nbcache.progress(range({})):\n    time.sleep(0.05)\n"
+    run(ip, "%%cache -b --executor dask -n hold1\n" + hold.format(400))
+    run(ip, "%%cache -b --executor dask -n hold2\n" + hold.format(401))
     holders = [task_of(ip, "hold1"), task_of(ip, "hold2")]
     assert all(reached(t, 1).wait(30) for t in holders)
     run(ip, "%%cache -b --executor dask -n queued\nopen(marker, 'w').close()\nlate = 1\n")

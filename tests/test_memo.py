@@ -142,13 +142,13 @@ def test_threads_racing_compute_once(cache: Cache, probe: Probe) -> None:
     first = threading.Thread(target=lambda: results.update(a=work(1)), name="a")
     first.start()
     assert probe.started.wait(10)
-    (pending,) = work._pending.values()
+    (pending,) = cache._inflight._running.values()  # the one stampede guard, in the cache
     second = threading.Thread(target=lambda: results.update(b=work(1)), name="b")
     second.start()
     deadline = time.monotonic() + 10
-    while not pending._cond._waiters and time.monotonic() < deadline:  # type: ignore[attr-defined]
+    while not pending._condition._waiters and time.monotonic() < deadline:  # type: ignore[attr-defined]
         second.join(0.001)
-    assert pending._cond._waiters, "the second thread never waited for the first"  # type: ignore[attr-defined]
+    assert pending._condition._waiters, "the second thread never waited for the first"  # type: ignore[attr-defined]
     probe.release.set()
     first.join(10)
     second.join(10)

@@ -8,13 +8,10 @@ the user's own exception from ``compute``.
 
 from __future__ import annotations
 
-import concurrent.futures.thread  # noqa: F401 - its exit hook is registered first, runs last
-import functools
 import io
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -26,8 +23,9 @@ from ..store.base import Lease, Store
 from ..units import format_size
 from .ledger import EntryRecord, Ledger
 from .lru import LRU
+from .once import Inflight
 
-__all__ = ["Cache", "EntryRecord", "Hit", "Outcome"]
+__all__ = ["Ask", "Cache", "EntryRecord", "Hit", "Kept", "Outcome", "Turn"]
 
 T = TypeVar("T")
 _POLL_START = 0.02
@@ -55,6 +53,68 @@ class Outcome(Generic[T]):
     stored: int = 0  # the entry's size in the store; 0 when kept in memory only
 
 
+Kept = tuple[Any, EntryInfo, int]
+"""What a memory layer keeps of an entry: the live value, its header, its stored size."""
+
+Meta = Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class Ask:
+    """How one caller reads a key and keeps what it computes; made once, passed as one.
+
+    ``memory`` is the caller's own memory layer (a memoized function's), used
+    instead of the cache's.  ``validate`` sees an entry's signed metadata
+    before its value is loaded (False: a miss, say a file it was computed from
+    changed); ``fresh`` sees a live value from memory (False: load it again
+    from the store, a later cell mutated it).  ``unpicklable`` words the
+    warning when a value cannot be stored.
+    """
+
+    persist: bool = True
+    max_age: float | None = None
+    name: str = "value"
+    remember: bool = True
+    memory: LRU[str, Kept] | None = None
+    validate: Callable[[EntryInfo], bool] | None = None
+    fresh: Callable[[Any], bool] | None = None
+    unpicklable: Callable[[Any, ValuePicklingError], str] | None = None
+
+
+class Turn:
+    """A key this caller computes now: :meth:`finish` stores the value, :meth:`abandon`
+    gives the key up (the computation failed); either ends the claim."""
+
+    def __init__(self, cache: Cache, key: str, ask: Ask, lease: Lease | None) -> None:
+        self.key = key
+        self._cache = cache
+        self._ask = ask
+        self._lease = lease
+        self._open = True
+
+    def finish(self, value: T, seconds: float, meta: Meta = None) -> Outcome[T]:
+        """Store ``value``, computed in ``seconds``, then release the claim."""
+        try:
+            signed = dict(meta(value) if callable(meta) else meta or {})
+            signed.setdefault("compute_seconds", seconds)
+            stored = self._cache.put(self.key, value, signed, ask=self._ask)
+            return Outcome(value, None, seconds, stored)
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Release the claim without storing anything (again: nothing happens)."""
+        if not self._open:
+            return
+        self._open = False
+        lease, self._lease = self._lease, None
+        try:
+            if lease is not None:
+                lease.release()
+        finally:
+            self._cache.done(self.key)
+
+
 class Cache:
     """Memory LRU of live values in front of a :class:`~nbcache.store.Store`.
 
@@ -77,6 +137,7 @@ class Cache:
         self._signer = signer
         self._memory: LRU[str, tuple[Any, EntryInfo, int]] = LRU(memory_items)
         self._lock = threading.RLock()
+        self._inflight = Inflight()
         self._warned: set[str] = set()
         self._latest: dict[str, dict[str, Any]] = {}  # without a store, "why" still works
         self.ledger = (
@@ -114,44 +175,49 @@ class Cache:
 
     # -- reading -------------------------------------------------------------
 
-    def lookup(
-        self,
-        key: str,
-        *,
-        max_age: float | None = None,
-        name: str = "value",
-        remember: bool = True,
-        validate: Callable[[EntryInfo], bool] | None = None,
-    ) -> Hit[Any] | None:
+    def lookup(self, key: str, *, ask: Ask | None = None, **options: Any) -> Hit[Any] | None:
         """The value cached under ``key``, or None (a damaged entry is removed, with a warning).
 
-        ``remember=False`` leaves a value loaded from the store out of the memory
-        layer, for callers that keep live values themselves.  ``validate`` sees
-        the entry's signed metadata before anything is loaded; False is a miss
-        (a file the value was computed from changed, say).
+        ``ask`` (or its fields as keywords: ``max_age``, ``name``, ``remember``,
+        ``validate``, ...) says how: ``remember=False`` leaves a value loaded
+        from the store out of the memory layer, for callers that keep live
+        values themselves.
         """
+        return self._lookup(key, ask or Ask(**options))
+
+    def _lookup(self, key: str, ask: Ask) -> Hit[Any] | None:
         start = time.perf_counter()
-        with self._lock:
-            found = self._memory.get(key)
-            fresh = found is not None and not _too_old(found[1], max_age)
-            if found is not None and fresh and (validate is None or validate(found[1])):
-                value, info, size = found
+        memory = self._memory if ask.memory is None else ask.memory
+        found = memory.get(key)
+        if found is not None:
+            value, info, size = found
+            usable = not _too_old(info, ask.max_age)
+            usable = usable and (ask.validate is None or ask.validate(info))
+            if usable and (ask.fresh is None or ask.fresh(value)):
                 self._count_use(key, info)
                 return Hit(value, info, "memory", time.perf_counter() - start, size)
-        loaded = self._load(key, name, validate)
-        if loaded is None or _too_old(loaded[0], max_age):
+            if usable:
+                memory.pop(key)  # later code mutated it: the store has it as it was made
+        loaded = self._load(key, ask.name, ask.validate)
+        if loaded is None or _too_old(loaded[0], ask.max_age):
             return None
         info, value, size = loaded
-        if remember:
-            self._remember(key, value, info, size)
-        with self._lock:
-            self._count_use(key, info)
+        if ask.remember:
+            memory.put(key, (value, info, size))
+        self._count_use(key, info)
         return Hit(value, info, "store", time.perf_counter() - start, size)
 
     def _load(
         self, key: str, name: str, validate: Callable[[EntryInfo], bool] | None = None
     ) -> tuple[EntryInfo, Any, int] | None:
         if self.store is None:
+            return None
+        try:
+            signer = self.signer
+        except CacheError as exc:
+            # No secret, no check: nothing is loaded, and no entry is blamed and removed.
+            # "write": the put that follows fails the same way and must not warn again.
+            self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
             return None
         try:
             f = self.store.open_entry(key)
@@ -164,11 +230,14 @@ class Cache:
             with f:
                 size = f.seek(0, io.SEEK_END)  # what listings show: the whole file
                 f.seek(0)
-                if validate is not None and not validate(read_info(f, self.signer)):
+                if validate is not None and not validate(read_info(f, signer)):
                     return None
-                return (*read_entry(f, key, self.signer, name=name), size)
+                return (*read_entry(f, key, signer, name=name), size)
         except ForeignEntryError as exc:
-            warn(f"nbcache: ignored the cached entry {key[:12]}: {exc}", stacklevel=3)
+            # One warning per entry, not one per look: it stays for its owner.
+            self._warn_once(
+                f"foreign:{key}", f"nbcache: ignored the cached entry {key[:12]}: {exc}"
+            )
             return None
         except (CacheError, OSError) as exc:
             self._discard(key, exc)
@@ -181,10 +250,6 @@ class Cache:
         except StoreError:
             pass  # a read-only store keeps it; it is refused again next time
 
-    def _remember(self, key: str, value: Any, info: EntryInfo, size: int = 0) -> None:
-        with self._lock:
-            self._memory.put(key, (value, info, size))
-
     # -- writing -------------------------------------------------------------
 
     def put(
@@ -193,53 +258,61 @@ class Cache:
         value: Any,
         meta: Mapping[str, Any] | None = None,
         *,
-        persist: bool = True,
-        name: str = "value",
-        remember: bool = True,
         pickled: Pickled | None = None,
+        ask: Ask | None = None,
+        **options: Any,
     ) -> int:
         """Cache ``value`` under ``key``; the entry's size in the store, 0 if kept in memory only.
 
         ``pickled`` is ``value`` already pickled by :func:`~nbcache.entry.pickling.dump_parts`,
-        for callers that checked it themselves.
+        for callers that checked it themselves; ``ask`` (or its fields as
+        keywords: ``persist``, ``name``, ``remember``) says where it goes.
 
         ``meta`` (JSON-serialisable) is signed into the entry: ``compute_seconds``,
         ``label`` and ``pinned`` are understood here, the rest is kept as is.
         """
+        ask = ask or Ask(**options)
         meta = dict(meta or {})
+        memory = self._memory if ask.memory is None else ask.memory
         info = EntryInfo(key, time.time(), 0, meta, "", False)
-        keep = self._remember if remember else _forget
-        if not persist or self.store is None:
-            keep(key, value, info)
-            return 0
+
+        def keep(info: EntryInfo, size: int = 0) -> int:
+            if ask.remember:
+                memory.put(key, (value, info, size))
+            return size
+
+        if not ask.persist or self.store is None:
+            return keep(info)
         try:
-            pickled = pickled or dump_parts(value, name)
+            pickled = pickled or dump_parts(value, ask.name)
         except ValuePicklingError as exc:
-            warn(f"nbcache: kept in memory only, not stored: {exc}", stacklevel=3)
-            keep(key, value, info)
-            return 0
+            why = ask.unpicklable(value, exc) if ask.unpicklable else _unstored(exc)
+            warn(why, stacklevel=3)
+            return keep(info)
         if self.max_size is not None and pickled.nbytes > self.max_size:
             warn(
-                f"nbcache: {name} ({format_size(pickled.nbytes)}) is larger than the whole cache "
-                f"limit ({format_size(self.max_size)}): kept in memory only. Raise "
+                f"nbcache: {ask.name} ({format_size(pickled.nbytes)}) is larger than the whole "
+                f"cache limit ({format_size(self.max_size)}): kept in memory only. Raise "
                 "NBCACHE_MAX_SIZE to store it.",
                 stacklevel=3,
             )
-            keep(key, value, info)
-            return 0
+            return keep(info)
         try:
             with self.store.write_entry(key) as f:
                 size = write_entry(f, key, pickled, meta, self.signer)
         except StoreError as exc:
             self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
-            keep(key, value, info)
-            return 0
+            return keep(info)
         self._warned.discard("write")
         info = EntryInfo(key, time.time(), pickled.nbytes, meta, "", pickled.by_value)
-        keep(key, value, info, size)
+        keep(info, size)
         if self.ledger is not None:
             self.ledger.added(key, info, size)
         return size
+
+    def done(self, key: str) -> None:
+        """The claim on ``key`` ended (see :class:`Turn`): wake this process's waiters."""
+        self._inflight.leave(key)
 
     def _count_use(self, key: str, info: EntryInfo) -> None:
         if self.ledger is not None:
@@ -251,61 +324,105 @@ class Cache:
         self,
         key: str,
         compute: Callable[[], T],
-        meta: Mapping[str, Any] | None = None,
+        meta: Meta = None,
         *,
-        persist: bool = True,
         force: bool = False,
-        max_age: float | None = None,
-        name: str = "value",
-        remember: bool = True,
+        looked: bool = False,
+        ask: Ask | None = None,
+        **options: Any,
     ) -> Outcome[T]:
-        """The cached value of ``key``, or ``compute()`` run once among all processes.
+        """The cached value of ``key``, or ``compute()`` run once among all threads and
+        processes.
 
-        While one process computes a key, others asking for it wait for its
-        entry; if the computing process dies its lease goes stale and a waiter
-        takes over.  ``compute``'s own exception propagates; nothing is stored.
+        While one caller computes a key, others asking for it wait for its entry;
+        if the computing process dies its lease goes stale and a waiter takes
+        over.  ``compute``'s own exception propagates; nothing is stored.
+        ``meta`` is signed into the entry, or computed from the value (a callable).
+        ``looked=True``: the caller has just looked the key up and missed.
+        ``options`` are :class:`Ask`'s fields, for callers without an ``ask``.
         """
-        if not force:
-            hit = self.lookup(key, max_age=max_age, name=name, remember=remember)
-            if hit is not None:
-                return Outcome(hit.value, hit)
-        with self.claim(
-            key, enabled=persist, force=force, max_age=max_age, name=name, remember=remember
-        ) as hit:
-            if hit is not None:
-                return Outcome(hit.value, hit)
+        __tracebackhide__ = True  # the user's exception from compute shows without our frames
+        ask = ask or Ask(**options)
+        turn = self.begin(key, ask, force=force, looked=looked)
+        if isinstance(turn, Hit):
+            return Outcome(turn.value, turn)
+        assert turn is not None  # begin waits for its turn unless told not to
+        try:
             start = time.perf_counter()
             value = compute()
             seconds = time.perf_counter() - start
-            meta = {**(meta or {}), "compute_seconds": seconds}
-            stored = self.put(key, value, meta, persist=persist, name=name, remember=remember)
-            return Outcome(value, None, seconds, stored)
+        except BaseException:
+            turn.abandon()
+            raise
+        return turn.finish(value, seconds, meta)
 
-    @contextmanager
-    def claim(
+    def begin(
         self,
         key: str,
+        ask: Ask,
         *,
-        enabled: bool = True,
         force: bool = False,
-        max_age: float | None = None,
-        name: str = "value",
-        remember: bool = True,
-        validate: Callable[[EntryInfo], bool] | None = None,
-    ) -> Iterator[Hit[Any] | None]:
-        """Hold ``key``'s lease for the block (yielding None: compute it), or yield the
-        entry another process made while we waited for the lease.
+        looked: bool = False,
+        wait: bool = True,
+    ) -> Hit[Any] | Turn | None:
+        """Look ``key`` up, then claim it: the hit, or a :class:`Turn` to fill.
 
-        Without a store, or with ``enabled=False``, it yields None at once.
+        The claim is once in this process (other threads wait for the caller)
+        and once among processes (the store's lease; others poll for the entry).
+        ``wait=False`` returns None instead of waiting when someone else computes
+        the key, for work that runs elsewhere and must not block a thread.
         """
-        lease = self._lease(key) if enabled else None
-        if lease is None:
-            yield None
-            return
+        while True:
+            if not (force or looked):
+                hit = self._lookup(key, ask)
+                if hit is not None:
+                    return hit
+            running = self._inflight.enter(key)
+            if running is None:
+                break
+            if not wait:
+                return None
+            # Another thread of this process computed it: look again (a forced run still
+            # computes, after the one before it).
+            running.result()
+            looked = False
         try:
-            yield self._wait_for_turn(lease, key, max_age, name, force, remember, validate)
-        finally:
-            lease.release()
+            return self._claim(key, ask, force=force, wait=wait)
+        except BaseException:
+            self._inflight.leave(key)
+            raise
+
+    def _claim(self, key: str, ask: Ask, *, force: bool, wait: bool) -> Hit[Any] | Turn | None:
+        """Take the lease of ``key``, which this thread now computes (see :meth:`begin`)."""
+        lease = self._lease(key) if ask.persist else None
+        if lease is None:
+            return Turn(self, key, ask, None)
+        delay = _POLL_START
+        while True:
+            try:
+                if lease.acquire():
+                    if force:
+                        return Turn(self, key, ask, lease)
+                    # Its holder may have finished between our miss and our claim.
+                    hit = self._lookup(key, ask)
+                    if hit is None:
+                        return Turn(self, key, ask, lease)
+                    lease.release()
+                    self._inflight.leave(key)
+                    return hit
+            except StoreError as exc:
+                self._warn_once("lease", f"nbcache: computing without a lease: {exc}")
+                return Turn(self, key, ask, None)
+            if not wait:
+                self._inflight.leave(key)
+                return None
+            if self.store is not None and self.store.has_entry(key):
+                hit = self._lookup(key, ask)
+                if hit is not None:
+                    self._inflight.leave(key)
+                    return hit
+            time.sleep(delay)
+            delay = min(delay * 1.5, _POLL_MAX)
 
     def _lease(self, key: str) -> Lease | None:
         if self.store is None:
@@ -314,56 +431,6 @@ class Cache:
             return self.store.lease(key)
         except StoreError:
             return None
-
-    def try_claim(self, key: str) -> Lease | bool:
-        """Take ``key``'s lease without waiting, for work that runs elsewhere.
-
-        Returns the lease, now held (release it once the entry is stored); True when
-        there is no lease to take (no store, or the store cannot lease: compute
-        anyway); False when another process holds it (wait for its entry instead).
-        """
-        lease = self._lease(key)
-        if lease is None:
-            return True
-        try:
-            return lease if lease.acquire() else False
-        except StoreError as exc:
-            self._warn_once("lease", f"nbcache: computing without a lease: {exc}")
-            return True
-
-    def _wait_for_turn(
-        self,
-        lease: Lease,
-        key: str,
-        max_age: float | None,
-        name: str,
-        force: bool,
-        remember: bool,
-        validate: Callable[[EntryInfo], bool] | None = None,
-    ) -> Hit[Any] | None:
-        """Hold ``lease`` (returning None), or return the entry its holder made meanwhile."""
-        delay = _POLL_START
-        look = functools.partial(
-            self.lookup, key, max_age=max_age, name=name, remember=remember, validate=validate
-        )
-        while True:
-            try:
-                if lease.acquire():
-                    if force:
-                        return None
-                    hit = look()
-                    if hit is not None:
-                        lease.release()  # its holder finished between our miss and our claim
-                    return hit
-            except StoreError as exc:
-                self._warn_once("lease", f"nbcache: computing without a lease: {exc}")
-                return None
-            if self.store is not None and self.store.has_entry(key):
-                hit = look()
-                if hit is not None:
-                    return hit
-            time.sleep(delay)
-            delay = min(delay * 1.5, _POLL_MAX)
 
     # -- what each function or cell computed last, and housekeeping ----------
 
@@ -441,8 +508,8 @@ class Cache:
         return len(keys)
 
 
-def _forget(key: str, value: Any, info: EntryInfo, size: int = 0) -> None:
-    """The memory layer's stand-in when the caller keeps live values itself."""
+def _unstored(exc: ValuePicklingError) -> str:
+    return f"nbcache: kept in memory only, not stored: {exc}"
 
 
 def _too_old(info: EntryInfo, max_age: float | None) -> bool:

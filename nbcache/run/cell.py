@@ -8,7 +8,6 @@ into one warning: the cell itself always runs or restores.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import io
 import linecache
@@ -21,9 +20,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from ..cache.core import Cache, Hit
+from ..cache.core import Ask, Cache, Hit
 from ..entry.format import EntryInfo
-from ..entry.pickling import _probe, dump_parts
+from ..entry.pickling import _probe
 from ..errors import KeyPicklingError, ValuePicklingError, warn
 from ..keys.calls import explain
 from ..keys.hashing import describe, digest
@@ -150,28 +149,42 @@ class CellCache:
             return self.shell.execute(source)  # uncached, exactly as without the magic
         code, ck, identity = prepared
         files = _FilesUnchanged()
-        cache = self.cache
-        look = functools.partial(
-            cache.lookup, ck.key, max_age=options.max_age, name=_VALUE_NAME, validate=files
-        )
-        if not options.force:
-            hit = self._verified(look(), ck.key, look)
-            if hit is not None:
-                return self._restore(hit, options)
-        with cache.claim(
-            ck.key,
-            enabled=options.store and not options.background,
-            force=options.force,
+        ask = Ask(
+            persist=options.store,
             max_age=options.max_age,
             name=_VALUE_NAME,
             validate=files,
-        ) as hit:
+            fresh=_intact,
+            unpicklable=_unpicklable_message,
+        )
+        if options.background:
+            hit = None if options.force else self.cache.lookup(ck.key, ask=ask)
             if hit is not None:
                 return self._restore(hit, options)
             self._explain_miss(identity, ck, files.stale, options)
-            if options.background:
-                return self._start_background(code, ck, identity, options)
-            return self._compute(code, ck, identity, FileReads.of(options.watch), options)
+            return self._start_background(code, ck, identity, options, ask)
+        made: list[_Made] = []
+
+        def compute() -> dict[str, Any]:
+            __tracebackhide__ = True
+            self._explain_miss(identity, ck, files.stale, options)
+            made.append(self._run_body(code, FileReads.of(options.watch)))
+            return _entry(code, ck, made[0])
+
+        outcome = self.cache.get_or_compute(
+            ck.key,
+            compute,
+            lambda entry: _meta(code, ck, identity, options, made[0], entry),
+            force=options.force,
+            ask=ask,
+        )
+        if outcome.hit is not None:
+            return self._restore(outcome.hit, options)
+        self.cache.note_latest(identity, {**ck.summary, "seconds": made[0].seconds})
+        if not options.quiet:
+            names = list(outcome.value["vars"])
+            self.shell.report(_computed(names, made[0].seconds, outcome.stored, options))
+        return made[0].result
 
     def _prepare(self, source: str, options: CellOptions) -> tuple[CellCode, CellKey, str] | None:
         """The cell's code, key and name; None when it must run uncached (a syntax error,
@@ -189,15 +202,6 @@ class CellCache:
             return None
         return code, ck, identity
 
-    def _verified(
-        self, hit: Hit[Any] | None, key: str, look: Callable[[], Hit[Any] | None]
-    ) -> Hit[Any] | None:
-        """A memory hit whose live values later cells mutated is no hit: reload it."""
-        if hit is None or hit.source != "memory" or _intact(hit.value):
-            return hit
-        self.cache.forget(key)
-        return look()
-
     # -- a hit ------------------------------------------------------------------------
 
     def _restore(self, hit: Hit[Any], options: CellOptions) -> Any:
@@ -209,17 +213,7 @@ class CellCache:
             namespace.pop(name, None)
         OutputLog(list(entry["outputs"])).replay(self.shell.publish)
         if not options.quiet:
-            self.shell.report(
-                CellReport(
-                    "restored",
-                    tuple(entry["vars"]),
-                    hit.load_seconds,
-                    hit.size,
-                    hit.source,
-                    hit.info.compute_seconds,
-                    hit.info.created,
-                )
-            )
+            self.shell.report(_restored(hit, entry))
         if options.background:
             # A background cell that restored is a task that is already done, so that
             # `%nbcache wait NAME` and `%nbcache tasks` after it work as after a miss.
@@ -240,9 +234,8 @@ class CellCache:
         else:
             self.reasons[identity] = explain(self.cache.latest(identity), ck.summary)
 
-    def _compute(
-        self, code: CellCode, ck: CellKey, identity: str, watch: FileReads, options: CellOptions
-    ) -> Any:
+    def _run_body(self, code: CellCode, watch: FileReads) -> _Made:
+        """Run the body in the user namespace, recording its output and the files it read."""
         __tracebackhide__ = True
         namespace = self.shell.user_ns
         before = namespace_snapshot(namespace)
@@ -255,50 +248,15 @@ class CellCache:
             result = self.shell.execute(code.source)
             self.shell.flush_figures()
         seconds = time.perf_counter() - start
-        made = _Made(namespace, before, log, result, seconds, FileReads.of(read).merged(watch))
-        names, _deleted, size = self._keep(code, ck, identity, options, made)
-        if not options.quiet:
-            self.shell.report(_computed(names, seconds, size, options))
-        return result
+        return _Made(namespace, before, log, result, seconds, FileReads.of(read).merged(watch))
 
     def _exclude(self) -> list[str]:
         return [self.cache.store.location] if self.cache.store is not None else []
 
-    def _keep(
-        self, code: CellCode, ck: CellKey, identity: str, options: CellOptions, made: _Made
-    ) -> tuple[list[str], list[str], int]:
-        """Store what the cell made; its variable names, deleted names and stored size."""
-        namespace = made.namespace
-        bound, deleted = changed_names(made.before, namespace, code.binds)
-        mutated = _mutated(ck, namespace, bound)
-        names = sorted(n for n in {*bound, *mutated} if not _closed_file(namespace[n]))
-        entry = {
-            "vars": {name: _storable(namespace[name]) for name in names},
-            "deleted": deleted,
-            "outputs": made.log.events,
-            "result": made.result,
-            "digests": _digests(namespace, names),
-        }
-        meta = {
-            "label": options.name or code.first_line,
-            "identity": identity,
-            "summary": ck.summary,
-            "files": made.files.states,
-            "paths": made.files.paths,
-            "vars": names,
-            "compute_seconds": made.seconds,
-            "pinned": options.pin,
-            "kind": "cell",
-            "first_line": code.first_line,
-        }
-        size = self._store(ck.key, entry, meta, options)
-        self.cache.note_latest(identity, {**ck.summary, "seconds": made.seconds})
-        return names, deleted, size
-
     # -- a background miss --------------------------------------------------------------
 
     def _start_background(
-        self, code: CellCode, ck: CellKey, identity: str, options: CellOptions
+        self, code: CellCode, ck: CellKey, identity: str, options: CellOptions, ask: Ask
     ) -> Any:
         """Run the body in the background, in a copy of the namespace; return at once.
 
@@ -325,29 +283,53 @@ class CellCache:
 
         def body() -> None:
             log = OutputLog()
+            made: list[_Made] = []
 
             def sink(kind: str, *payload: Any) -> None:
                 log.add(kind, *payload)
                 card.output(kind, *payload)
 
-            before = namespace_snapshot(namespace)
-            start = time.perf_counter()
-            with background.routed(sink), FileReads.recording(self._exclude()) as read:
-                if here:
-                    result = self.shell.execute(code.source, namespace)
-                else:
-                    result = _elsewhere(task, code, namespace, sink, get_executor(chosen))
+            def compute() -> dict[str, Any]:
+                before = namespace_snapshot(namespace)
+                start = time.perf_counter()
+                with background.routed(sink), FileReads.recording(self._exclude()) as read:
+                    if here:
+                        result = self.shell.execute(code.source, namespace)
+                    else:
+                        result = _elsewhere(task, code, namespace, sink, get_executor(chosen))
+                if task.cancel_requested:
+                    raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is kept
+                seconds = time.perf_counter() - start
+                files = FileReads.of(read).merged(watch)
+                made.append(_Made(namespace, before, log, result, seconds, files))
+                return _entry(code, ck, made[0])
+
+            # The key missed a moment ago; if another kernel holds its lease, its entry is
+            # waited for and restored here instead of computing the cell twice.
+            outcome = self.cache.get_or_compute(
+                ck.key,
+                compute,
+                lambda entry: _meta(code, ck, identity, options, made[0], entry),
+                force=options.force,
+                looked=True,
+                ask=ask,
+            )
             if task.cancel_requested:
-                raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is kept
-            seconds = time.perf_counter() - start
-            files = FileReads.of(read).merged(watch)
-            made = _Made(namespace, before, log, result, seconds, files)
-            names, deleted, size = self._keep(code, ck, identity, options, made)
-            for name in names:
-                self.shell.user_ns[name] = namespace[name]
-            for name in deleted:
+                raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is merged
+            entry = outcome.value
+            if outcome.hit is None:
+                self.cache.note_latest(identity, {**ck.summary, "seconds": made[0].seconds})
+                values = {name: namespace[name] for name in entry["vars"]}
+                seconds = made[0].seconds
+                card.finished(_computed(list(values), seconds, outcome.stored, options))
+            else:
+                for kind, *payload in entry["outputs"]:
+                    card.output(kind, *payload)
+                values = {name: _bring_back(value) for name, value in entry["vars"].items()}
+                card.finished(_restored(outcome.hit, entry))
+            self.shell.user_ns.update(values)
+            for name in entry["deleted"]:
                 self.shell.user_ns.pop(name, None)
-            card.finished(_computed(names, seconds, size, options))
 
         runner = chosen if isinstance(chosen, ThreadPoolExecutor) else get_executor("thread")
         task.submit_to(runner, body)
@@ -360,19 +342,6 @@ class CellCache:
             while not task.settled.wait(0.2):  # short waits keep Ctrl-C working
                 pass
         return chosen
-
-    def _store(
-        self, key: str, entry: dict[str, Any], meta: dict[str, Any], options: CellOptions
-    ) -> int:
-        persist = options.store
-        pickled = None
-        if persist:
-            try:
-                pickled = dump_parts(entry, "the cell's variables")
-            except ValuePicklingError as exc:
-                persist = False
-                warn(_unpicklable_message(entry, exc), stacklevel=4)
-        return self.cache.put(key, entry, meta, persist=persist, pickled=pickled)
 
     # -- %nbcache why -----------------------------------------------------------------
 
@@ -570,6 +539,57 @@ def _unpicklable_message(entry: Mapping[str, Any], exc: ValuePicklingError) -> s
     return (
         f"nbcache: this cell's {what} cannot be pickled{reason}, so its result is kept in "
         f"memory only and the cell runs again after a restart.{fix}"
+    )
+
+
+def _entry(code: CellCode, ck: CellKey, made: _Made) -> dict[str, Any]:
+    """What is stored of a cell run: the variables it bound or mutated, the names it
+    deleted, its outputs in order and its result."""
+    namespace = made.namespace
+    bound, deleted = changed_names(made.before, namespace, code.binds)
+    mutated = _mutated(ck, namespace, bound)
+    names = sorted(n for n in {*bound, *mutated} if not _closed_file(namespace[n]))
+    return {
+        "vars": {name: _storable(namespace[name]) for name in names},
+        "deleted": deleted,
+        "outputs": made.log.events,
+        "result": made.result,
+        "digests": _digests(namespace, names),
+    }
+
+
+def _meta(
+    code: CellCode,
+    ck: CellKey,
+    identity: str,
+    options: CellOptions,
+    made: _Made,
+    entry: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The signed metadata of a cell's entry: for listings, ``why`` and its file checks."""
+    return {
+        "label": options.name or code.first_line,
+        "identity": identity,
+        "summary": ck.summary,
+        "files": made.files.states,
+        "paths": made.files.paths,
+        "vars": list(entry["vars"]),
+        "compute_seconds": made.seconds,
+        "pinned": options.pin,
+        "kind": "cell",
+        "first_line": code.first_line,
+    }
+
+
+def _restored(hit: Hit[Any], entry: Mapping[str, Any]) -> CellReport:
+    return CellReport(
+        "restored",
+        tuple(entry["vars"]),
+        hit.load_seconds,
+        hit.size,
+        hit.source,
+        hit.info.compute_seconds,
+        hit.info.created,
     )
 
 

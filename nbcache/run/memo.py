@@ -16,19 +16,18 @@ import inspect
 import threading
 import time
 import types
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ..cache.core import Cache
+from ..cache.core import Ask, Cache, Hit, Kept, Turn
 from ..cache.default import default_cache
+from ..cache.lru import LRU
 from ..errors import KeyPicklingError, warn
 from ..keys.calls import CallKey, bind_arguments, call_key, explain
 from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
-from ..store.base import Lease
 from ..tasks.executors import get_executor
 from ..tasks.futures import settle
 from ..units import parse_duration
@@ -40,6 +39,8 @@ R = TypeVar("R")
 
 _MISS: Any = object()
 _KWARGS = object()
+_POLL_START = 0.02
+_POLL_MAX = 0.5
 _SCALARS = frozenset({int, str, bytes, bool, type(None), float})
 
 
@@ -112,11 +113,16 @@ class Memoized(Generic[P, R]):
         self._identity = identity(fn)
         self._is_async = inspect.iscoroutinefunction(fn)
         self._lock = threading.RLock()
-        self._memory: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+        self._counting = threading.Lock()  # the hit path's only lock
+        self._memory: LRU[str, Kept] = LRU(maxsize)
+        self._ask = Ask(
+            persist=store,
+            max_age=self._max_age,
+            name=f"the result of {self._identity}()",
+            memory=self._memory,
+        )
         self._fast: dict[Any, str] = {}
         self._fp: Fingerprint | None = None
-        self._pending: dict[str, threading.Event] = {}
-        self._async_pending: dict[str, asyncio.Future[Any]] = {}
         self._elsewhere: dict[str, Future[Any]] = {}  # calls on another executor, by key
         self._hits = self._misses = self._store_hits = 0
         self._saved = 0.0
@@ -147,12 +153,21 @@ class Memoized(Generic[P, R]):
         if self._is_async:
             return self._call_async(args, kwargs)  # type: ignore[return-value]
         fast = self._fast_key(args, kwargs)
-        with self._lock:
-            fp = self._fingerprint()
-            if fp is not None and fast is not None:
-                found = self._from_memory(self._fast.get(fast))
-                if found is not _MISS:
-                    return found  # type: ignore[no-any-return]
+        # The hit path takes no lock: a refingerprint clears the shortcuts before it
+        # publishes the new fingerprint, so a shortcut read here belongs to a valid one.
+        fp = self._fp
+        if fp is None or not fp.still_valid():
+            with self._lock:
+                fp = self._fingerprint()
+        if fp is not None and fast is not None:
+            key = self._fast.get(fast)
+            found = None if key is None else self._memory.get(key)
+            if found is not None and (
+                self._max_age is None or time.time() - found[1].created <= self._max_age
+            ):
+                with self._counting:
+                    self._hits += 1
+                return found[0]  # type: ignore[no-any-return]
         ck = self._key(fp, args, kwargs)
         if ck is None:
             with self._lock:
@@ -175,6 +190,12 @@ class Memoized(Generic[P, R]):
 
     def _fast_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A dict key for plain scalar arguments as given, or None to go by content."""
+        if not kwargs and len(args) == 1:  # the common case, without building tuples
+            value = args[0]
+            kind = type(value)
+            if kind not in _SCALARS or (kind is float and value == 0.0):
+                return None
+            return (value, kind) if self._typed else args
         values = (*args, *kwargs.values())
         for value in values:
             if type(value) not in _SCALARS or (type(value) is float and value == 0.0):
@@ -190,12 +211,11 @@ class Memoized(Generic[P, R]):
         found = self._memory.get(key)
         if found is None:
             return _MISS
-        value, created = found
-        if self._max_age is not None and time.time() - created > self._max_age:
+        if self._max_age is not None and time.time() - found[1].created > self._max_age:
             return _MISS
-        self._memory.move_to_end(key)
-        self._hits += 1
-        return value
+        with self._counting:
+            self._hits += 1
+        return found[0]
 
     def _key(self, fp: Fingerprint | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if fp is None:
@@ -214,32 +234,9 @@ class Memoized(Generic[P, R]):
 
     def _resolve(self, ck: CallKey, fast: Any, compute: Callable[[], R]) -> R:
         """Memory, then the store, then compute: once per key among threads and processes."""
-        while True:
-            with self._lock:
-                found = self._from_memory(ck.key)
-                if found is not _MISS:
-                    self._remember_fast(fast, ck.key)
-                    return found  # type: ignore[no-any-return]
-                waiting = self._pending.get(ck.key)
-                if waiting is None:
-                    self._pending[ck.key] = threading.Event()
-                    break
-            waiting.wait()
-        try:
-            outcome = self.cache.get_or_compute(
-                ck.key,
-                compute,
-                self._meta(ck),
-                persist=self._persist,
-                max_age=self._max_age,
-                name=f"the result of {self._identity}()",
-                remember=False,
-            )
-            self._record(ck, fast, outcome.value, outcome.hit)
-            return outcome.value
-        finally:
-            with self._lock:
-                self._pending.pop(ck.key).set()
+        outcome = self.cache.get_or_compute(ck.key, compute, self._meta(ck), ask=self._ask)
+        self._record(ck, fast, outcome.hit)
+        return outcome.value
 
     def _meta(self, ck: CallKey) -> dict[str, Any]:
         return {
@@ -248,18 +245,14 @@ class Memoized(Generic[P, R]):
             "summary": ck.summary,
         }
 
-    def _record(self, ck: CallKey, fast: Any, value: Any, hit: Any) -> None:
+    def _record(self, ck: CallKey, fast: Any, hit: Hit[Any] | None) -> None:
         with self._lock:
-            created = time.time() if hit is None else hit.info.created
-            self._memory[ck.key] = (value, created)
-            self._memory.move_to_end(ck.key)
-            if self._maxsize is not None:
-                while len(self._memory) > self._maxsize:
-                    self._memory.popitem(last=False)
             self._remember_fast(fast, ck.key)
             if hit is None:
                 self._misses += 1
                 self._note_miss(ck)
+            elif hit.source == "memory":
+                self._hits += 1
             else:
                 self._hits += 1
                 self._store_hits += 1
@@ -285,33 +278,27 @@ class Memoized(Generic[P, R]):
             with self._lock:
                 self._misses += 1
             return await self.__wrapped__(*args, **kwargs)  # type: ignore[misc]
-        with self._lock:
-            found = self._from_memory(ck.key)
-        if found is not _MISS:
-            return found
-        hit = self.cache.lookup(ck.key, max_age=self._max_age, remember=False)
-        if hit is not None:
-            self._record(ck, None, hit.value, hit)
-            return hit.value
-        loop = asyncio.get_running_loop()
-        running = self._async_pending.get(ck.key)
-        if running is not None and running.get_loop() is loop:
-            return await asyncio.shield(running)  # the same call is already being awaited
-        running = self._async_pending[ck.key] = loop.create_future()
+        delay = _POLL_START
+        while True:
+            turn = self.cache.begin(ck.key, self._ask, wait=False)
+            if turn is not None:
+                break
+            # Another coroutine, thread or process computes this call: poll for its entry
+            # without blocking the event loop.
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, _POLL_MAX)
+        if isinstance(turn, Hit):
+            self._record(ck, None, turn)
+            return turn.value
         try:
             start = time.perf_counter()
             value = await self.__wrapped__(*args, **kwargs)  # type: ignore[misc]
-            meta = {**self._meta(ck), "compute_seconds": time.perf_counter() - start}
-            self.cache.put(ck.key, value, meta, persist=self._persist, remember=False)
-            self._record(ck, None, value, None)
-            running.set_result(value)
-            return value
-        except BaseException as exc:
-            running.set_exception(exc)
-            running.exception()  # retrieved here, so nobody is told it never was
+        except BaseException:
+            turn.abandon()
             raise
-        finally:
-            del self._async_pending[ck.key]
+        turn.finish(value, time.perf_counter() - start, self._meta(ck))
+        self._record(ck, None, None)
+        return value
 
     # -- functools-compatible housekeeping ----------------------------------------
 
@@ -384,13 +371,9 @@ class Memoized(Generic[P, R]):
         ck = None
         if found is _MISS and fp is not None:
             ck = self._key(fp, args, kwargs)
-            hit = (
-                None
-                if ck is None
-                else self.cache.lookup(ck.key, max_age=self._max_age, remember=False)
-            )
+            hit = None if ck is None else self.cache.lookup(ck.key, ask=self._ask)
             if ck is not None and hit is not None:
-                self._record(ck, fast, hit.value, hit)
+                self._record(ck, fast, hit)
                 found = hit.value
         if found is not _MISS:
             done: Future[R] = Future()
@@ -427,28 +410,32 @@ class Memoized(Generic[P, R]):
                 return running
             landed: Future[R] = Future()
             self._elsewhere[ck.key] = landed
-        claim = self.cache.try_claim(ck.key) if self._persist and not self._is_async else True
-        if claim is False:
-            # Another process computes this call: wait for its entry here, as a call would
+        turn = self.cache.begin(ck.key, self._ask, looked=True, wait=False)
+        if isinstance(turn, Hit):  # its entry landed since we looked
+            with self._lock:
+                del self._elsewhere[ck.key]
+            self._record(ck, fast, turn)
+            landed.set_result(turn.value)
+            return landed
+        if turn is None:
+            # Another caller computes this call: wait for its entry here, as a call would
             # (and compute here if that process dies).
             waiting = get_executor("thread").submit(self, *args, **kwargs)
             waiting.add_done_callback(lambda done: self._settle_elsewhere(ck, landed, done))
             landed.add_done_callback(lambda mine: mine.cancelled() and waiting.cancel())
             return landed
-        lease = None if claim is True else claim
         start = time.perf_counter()
         try:
             remote = executor.submit(call, *args, **kwargs)
         except BaseException:
             with self._lock:
                 del self._elsewhere[ck.key]
-            if lease is not None:
-                lease.release()
+            turn.abandon()
             raise
         # The remote's callbacks run on its executor's own thread: keep the result on ours.
         remote.add_done_callback(
             lambda done: get_executor("thread").submit(
-                self._land, ck, fast, done, landed, start, lease
+                self._land, ck, fast, done, landed, start, turn
             )
         )
         landed.add_done_callback(lambda mine: mine.cancelled() and remote.cancel())
@@ -466,25 +453,19 @@ class Memoized(Generic[P, R]):
         done: Future[Any],
         landed: Future[R],
         start: float,
-        lease: Lease | None = None,
+        turn: Turn,
     ) -> None:
         """Keep what a call elsewhere returned (memory and store), then finish ``landed``;
-        the lease goes once the entry is stored, so a waiting process finds it."""
+        the claim ends once the entry is stored, so a waiting process finds it."""
         try:
             if not done.cancelled() and done.exception() is None:
-                value = done.result()
-                seconds = time.perf_counter() - start
-                meta = {**self._meta(ck), "compute_seconds": seconds}
-                name = f"the result of {self._identity}()"
-                persist = self._persist
-                self.cache.put(ck.key, value, meta, persist=persist, name=name, remember=False)
-                self._record(ck, fast, value, None)
+                turn.finish(done.result(), time.perf_counter() - start, self._meta(ck))
+                self._record(ck, fast, None)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
             if not landed.done():
                 landed.set_exception(exc)
         finally:
-            if lease is not None:
-                lease.release()
+            turn.abandon()
             with self._lock:
                 self._elsewhere.pop(ck.key, None)
             settle(landed, done)
