@@ -175,3 +175,151 @@ def test_fingerprint_is_stable_across_processes() -> None:
     seen = outputs_under_hash_seeds(code)
     assert len(seen) == 1
     assert seen == {fingerprint(_notebook()["outer"])}
+
+
+# -- issue 10: all the local code a call reaches, installed code by name ----------
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.fixture
+def local_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A folder on sys.path for local modules, forgotten by sys.modules afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def _edit(path: Path, text: str) -> None:
+    """Rewrite a file so that its size or mtime surely changes."""
+    path.write_text(text)
+    st = path.stat()
+    import os
+
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+
+
+def test_module_imported_by_a_local_module(local_code: Path) -> None:
+    """An edit in a module that a local module imports changes the caller's fingerprint."""
+    _write(local_code, {"top1.py": "import low1\ndef f(x):\n    return low1.g(x)\n"})
+    _write(local_code, {"low1.py": "def g(x):\n    return x + 1\n"})
+    ns = _notebook("import top1\ndef run(x):\n    return top1.f(x)\n")
+    before = fingerprint(ns["run"])
+    _edit(local_code / "low1.py", "def g(x):\n    return x + 2\n")
+    assert fingerprint(ns["run"]) != before
+
+
+def test_submodule_re_exported_by_init(local_code: Path) -> None:
+    """An edit in a package's submodule that __init__ re-exports changes the fingerprint."""
+    _write(
+        local_code,
+        {
+            "pkg2/__init__.py": "from .impl import g\n",
+            "pkg2/impl.py": "def g(x):\n    return x + 1\n",
+        },
+    )
+    ns = _notebook("import pkg2\ndef run(x):\n    return pkg2.g(x)\n")
+    before = fingerprint(ns["run"])
+    _edit(local_code / "pkg2/impl.py", "def g(x):\n    return x + 22\n")
+    assert fingerprint(ns["run"]) != before
+
+
+def test_dotted_import(local_code: Path) -> None:
+    """``import pkg.sub``: an edit in the submodule changes the fingerprint."""
+    _write(local_code, {"pkg3/__init__.py": "", "pkg3/sub.py": "K = 1\n"})
+    ns = _notebook("import pkg3.sub\ndef run():\n    return pkg3.sub.K\n")
+    before = fingerprint(ns["run"])
+    _edit(local_code / "pkg3/sub.py", "K = 2\n")
+    assert fingerprint(ns["run"]) != before
+
+
+def test_module_imported_inside_a_function(local_code: Path) -> None:
+    """A module that a function's own code imports counts, before and after the first call."""
+    _write(local_code, {"lazy4.py": "def g():\n    return 1\n"})
+    ns = _notebook("def run():\n    import lazy4\n    return lazy4.g()\n")
+    before = fingerprint(ns["run"])
+    assert "lazy4" not in sys.modules
+    ns["run"]()
+    assert fingerprint(ns["run"]) == before  # importing it is no change
+    _edit(local_code / "lazy4.py", "def g():\n    return 2\n")
+    assert fingerprint(ns["run"]) != before
+
+
+def test_local_closure_is_stable_across_processes(local_code: Path) -> None:
+    """Module fingerprints come from the files, so a new process computes the same one."""
+    _write(local_code, {"top5.py": "import low5\n", "low5.py": "X = 1\n"})
+    code = (
+        f"import sys; sys.path.insert(0, {str(local_code)!r}); import top5; "
+        "from nbcache.keys.code import module_fingerprint; print(module_fingerprint(top5))"
+    )
+    seen = outputs_under_hash_seeds(code)
+    assert len(seen) == 1
+
+
+def test_installed_functions_by_name_and_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A function from an installed module counts by name and version, never by its code.
+
+    Its module holds a lock, which a walk through its globals would choke on.
+    """
+    site = tmp_path / "site-packages"
+    _write(
+        site,
+        {
+            "fakelib6.py": "import threading\nLOCK = threading.Lock()\n"
+            "def score(a):\n    with LOCK:\n        return a\n"
+        },
+    )
+    monkeypatch.syspath_prepend(str(site))
+    import importlib
+
+    fakelib = importlib.import_module("fakelib6")
+    try:
+        assert not is_local_module("fakelib6")
+        ns = _notebook(
+            "from fakelib6 import score\ndef run(a, metric=score):\n    return metric(a)\n"
+        )
+        fp = fingerprint_of(ns["run"])
+        assert [d.kind for d in fp.dependencies] == ["default"]
+        from nbcache.keys import digest
+
+        assert len(digest(fakelib.score)) == 32  # by name: the lock is never reached
+    finally:
+        del sys.modules["fakelib6"]
+    del fakelib
+
+
+def test_sklearn_metric_as_a_global() -> None:
+    """A notebook function using scikit-learn's accuracy_score fingerprints, fast."""
+    pytest.importorskip("sklearn")
+    ns = _notebook(
+        "from sklearn.metrics import accuracy_score\n"
+        "def evaluate(y, p):\n    return accuracy_score(y, p)\n"
+    )
+    deps = {d.name: d for d in fingerprint_of(ns["evaluate"]).dependencies}
+    assert deps["accuracy_score"].kind == "global"
+
+
+def test_ufunc_default_argument() -> None:
+    """A numpy ufunc as a default argument hashes (through copyreg), and by which ufunc."""
+    ns = _notebook("import numpy as np\ndef f(x, op=np.square):\n    return op(x)\n")
+    before = fingerprint(ns["f"])
+    ns["f"].__defaults__ = (np.sqrt,)
+    assert fingerprint(ns["f"]) != before
+
+
+def test_fingerprint_raises_only_key_pickling_errors() -> None:
+    """A function whose global is a live handle fails as a KeyPicklingError naming it."""
+    from nbcache import KeyPicklingError
+
+    ns = _notebook("import threading\nLOCK = threading.Lock()\ndef f():\n    return LOCK\n")
+    with pytest.raises(KeyPicklingError, match="LOCK"):
+        fingerprint(ns["f"])

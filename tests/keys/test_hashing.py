@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -91,6 +93,137 @@ DIFFERENT = {
     "polars series": (pl.Series("s", ["x", "y"]), pl.Series("s", ["x", "z"])),
 }
 
+
+class Tagged(np.ndarray):
+    """An ndarray subclass with an attribute its buffer does not show."""
+
+    unit: str = ""
+
+
+def _tagged(unit: str) -> Tagged:
+    a = np.arange(3.0).view(Tagged)
+    a.unit = unit
+    return a
+
+
+def _with_attrs(**attrs: Any) -> pd.DataFrame:
+    frame = _frame()
+    frame.attrs.update(attrs)
+    return frame
+
+
+class Counted(collections.Counter):  # type: ignore[type-arg]
+    """A Counter subclass with an attribute of its own, which Counter's reduce leaves out."""
+
+
+def _counted(label: str) -> Counted:
+    c = Counted("aab")
+    c.label = label  # type: ignore[attr-defined]
+    return c
+
+
+def _sparse(k: float) -> Any:
+    import scipy.sparse as sp
+
+    return sp.csr_matrix(np.eye(3) * k)
+
+
+def _memmap(tmp: str, mode: str) -> Any:
+    return np.memmap(tmp, dtype="float64", mode=mode, shape=(4,))
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PendingDeprecationWarning)
+    _MATRIX = np.matrix([[1, 2]])
+
+# Issue 10: what a cell can tell apart that the keys used to miss.
+DIFFERENT.update(
+    {
+        "OrderedDict order": (
+            collections.OrderedDict(a=1, b=2),
+            collections.OrderedDict(b=2, a=1),
+        ),
+        "dict insertion order in state": (Plain({"a": 1, "b": 2}, 0), Plain({"b": 2, "a": 1}, 0)),
+        "defaultdict factory": (
+            collections.defaultdict(list, a=[1]),
+            collections.defaultdict(tuple, a=[1]),
+        ),
+        "defaultdict vs dict": (collections.defaultdict(list, a=1), {"a": 1}),
+        "ChainMap maps": (
+            collections.ChainMap({"a": 1}, {"b": 2}),
+            collections.ChainMap({"a": 1, "b": 2}),
+        ),
+        "Counter vs dict": (collections.Counter(a=2), {"a": 2}),
+        "Counter subclass attribute": (_counted("x"), _counted("y")),
+        "masked array mask": (
+            np.ma.array([1, 2, 3], mask=[0, 1, 0]),
+            np.ma.array([1, 2, 3], mask=[0, 0, 1]),
+        ),
+        "masked vs plain": (np.ma.array([1, 2, 3]), np.array([1, 2, 3])),
+        "masked fill value": (
+            np.ma.array([1, 2], mask=[0, 1], fill_value=7),
+            np.ma.array([1, 2], mask=[0, 1], fill_value=8),
+        ),
+        "matrix vs ndarray": (_MATRIX, np.array([[1, 2]])),
+        "ndarray subclass attribute": (_tagged("m"), _tagged("s")),
+        "datetime unit": (
+            np.array([1, 2], dtype="datetime64[s]"),
+            np.array([1, 2], dtype="datetime64[ms]"),
+        ),
+        "timedelta vs int": (np.array([1, 2], dtype="timedelta64[s]"), np.array([1, 2])),
+        "structured field names": (
+            np.zeros(2, dtype=[("a", "i4"), ("b", "f8")]),
+            np.zeros(2, dtype=[("a", "i4"), ("c", "f8")]),
+        ),
+        "structured values": (
+            np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")]),
+            np.array([(1, 3.0)], dtype=[("a", "i4"), ("b", "f8")]),
+        ),
+        "object array contents": (
+            np.array([1, "a", None], dtype=object),
+            np.array([1, "b", None], dtype=object),
+        ),
+        "byte order": (np.arange(3, dtype="<i4"), np.arange(3, dtype=">i4")),
+        "ordered categorical": (
+            pd.Categorical(["a", "b"], ordered=True),
+            pd.Categorical(["a", "b"], ordered=False),
+        ),
+        "categorical categories": (
+            pd.Categorical(["a"], categories=["a", "b"]),
+            pd.Categorical(["a"], categories=["a", "c"]),
+        ),
+        "index name": (_frame().rename_axis("i"), _frame().rename_axis("j")),
+        "columns name": (
+            _frame().rename_axis("c", axis=1),
+            _frame().rename_axis("d", axis=1),
+        ),
+        "frame attrs": (_with_attrs(unit="m"), _with_attrs(unit="s")),
+        "index freq": (
+            pd.DatetimeIndex(["2026-01-01", "2026-01-02"], freq="D"),
+            pd.DatetimeIndex(["2026-01-01", "2026-01-02"]),
+        ),
+        "sparse dtype fill": (
+            pd.arrays.SparseArray([0, 1, 0], fill_value=0),
+            pd.arrays.SparseArray([0, 1, 0], fill_value=1),
+        ),
+        "interval closed": (
+            pd.arrays.IntervalArray.from_breaks([0, 1, 2], closed="left"),
+            pd.arrays.IntervalArray.from_breaks([0, 1, 2], closed="right"),
+        ),
+        "period freq": (
+            pd.period_range("2026-01", periods=2, freq="M"),
+            pd.period_range("2026-01-01", periods=2, freq="D"),
+        ),
+        "scipy sparse values": (_sparse(1.0), _sparse(2.0)),
+        "scipy sparse format": (_sparse(1.0), _sparse(1.0).tocsc()),
+        "set subclass vs set": (type("S", (set,), {})({1}), {1}),
+        "namedtuple vs tuple": (collections.namedtuple("P", "x y")(1, 2), (1, 2)),
+        "ufuncs": (np.square, np.sqrt),
+        "bound builtin methods": ([1].append, [2].append),
+        "huge ints": (10**5000, 10**5000 + 1),
+    }
+)
+
 # Each row: two values that must get the same digest.
 EQUAL = {
     "set order": ({"x", "y", 3}, {3, "y", "x"}),
@@ -112,6 +245,17 @@ EQUAL = {
         pl.DataFrame({"a": [1, 2], "s": ["x", None]}),
     ),
     "plain objects": (Plain(1, {"k": np.ones(3)}), Plain(1, {"k": np.ones(3)})),
+    "ordered dicts": (collections.OrderedDict(a=1, b=2), collections.OrderedDict(a=1, b=2)),
+    "masked copies": (np.ma.array([1, 2], mask=[0, 1]), np.ma.array([1, 2], mask=[0, 1]).copy()),
+    "sparse copies": (_sparse(1.0), _sparse(1.0).copy()),
+    "datetime layout": (
+        np.arange(12).astype("datetime64[s]").reshape(3, 4),
+        np.asfortranarray(np.arange(12).astype("datetime64[s]").reshape(3, 4)),
+    ),
+    "structured with padding": (
+        np.zeros(2, dtype=np.dtype([("a", "u1"), ("b", "f8")], align=True)),
+        np.zeros(2, dtype=np.dtype([("a", "u1"), ("b", "f8")], align=True)).copy(),
+    ),
 }
 
 
@@ -127,6 +271,18 @@ def test_equal_values_agree(case: str) -> None:
     """Equal values get equal digests, whatever their memory layout or chunking."""
     a, b = EQUAL[case]
     assert digest(a) == digest(b)
+
+
+def test_memory_maps_by_content(tmp_path: Any) -> None:
+    """A memory map hashes by its content and mode, not by where the file is."""
+    a, b = str(tmp_path / "a.bin"), str(tmp_path / "b.bin")
+    for path in (a, b):
+        m = _memmap(path, "w+")
+        m[:] = [1, 2, 3, 4]
+        m.flush()
+    assert digest(_memmap(a, "r")) == digest(_memmap(b, "r"))
+    assert digest(_memmap(a, "r")) != digest(_memmap(a, "r+"))
+    assert digest(_memmap(a, "r")) != digest(np.array([1.0, 2, 3, 4]))
 
 
 def test_untyped_numbers_agree() -> None:
