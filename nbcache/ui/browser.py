@@ -264,7 +264,7 @@ class CacheBrowser:
             head.on_click(lambda _b, c=column.id: self.sort_by(c))
         self.page_box = w.Checkbox(value=False, indent=False, tooltip="Select this page")
         self.page_box.observe(lambda change: self._select_page(change["new"]), "value")
-        head_row = w.HBox([self.page_box, w.GridBox(self.heads)])
+        head_row = self.head_row = w.HBox([self.page_box, w.GridBox(self.heads)])
         self.rows = [w.HBox([w.Checkbox(value=False, indent=False), w.HTML()]) for _ in range(PAGE)]
         for index, row in enumerate(self.rows):
             tick = row.children[0]
@@ -366,8 +366,10 @@ class CacheBrowser:
         state = self.state
         if state.shown:
             self.empty.layout.display = "none"
+            self.head_row.layout.display = None
             return
         self.empty.layout.display = None
+        self.head_row.layout.display = None if state.records else "none"
         if state.records:
             self.empty.value = (
                 f'<div class="nbcache-empty">No entry matches <b>{escape(state.query)}</b>.</div>'

@@ -158,11 +158,12 @@ CSS = f"""
 .nbcache-row-head {{ border-bottom: 2px solid {_BORDER}; }}
 .nbcache-row .widget-checkbox {{ flex: 0 0 32px; width: 32px; margin: 0; justify-content: center; }}
 .nbcache-row .widget-checkbox input {{ margin: 0 auto; }}
-.nbcache-row .widget-checkbox label.widget-label-basic {{ display: none; }}
+.nbcache-row .widget-checkbox > .widget-label {{ display: none; }}
+.nbcache-row .widget-checkbox label.widget-label-basic {{ width: auto; margin: 0 auto; }}
 .nbcache-row > .widget-html, .nbcache-row > .nbcache-heads {{ flex: 1 1 auto; min-width: 0; }}
 .nbcache-cols, .nbcache-heads {{
   display: grid; align-items: center; column-gap: 12px; min-width: 0;
-  grid-template-columns: minmax(7em, 1.3fr) minmax(8em, 2fr) 5.5em 8.5em 8.5em 3.5em 6em;
+  grid-template-columns: minmax(9em, 1.6fr) minmax(8em, 1.6fr) 5.5em 7.5em 7.5em 3.5em 6em;
 }}
 .nbcache-heads {{ padding: 2px 0; }}
 .nbcache-cols > span {{
@@ -181,6 +182,15 @@ CSS = f"""
 }}
 .nbcache-browser .widget-button.nbcache-th.nbcache-sorted {{ color: {_FG}; }}
 .nbcache-browser .widget-button.nbcache-th:hover {{ color: {_BRAND}; }}
+.nbcache-card .widget-button:hover:enabled, .nbcache-card .widget-button:focus:enabled,
+.nbcache-browser .widget-button:hover:enabled, .nbcache-browser .widget-button:focus:enabled {{
+  box-shadow: none;
+}}
+.nbcache-browser .widget-button.nbcache-th:hover:enabled,
+.nbcache-browser .widget-button.nbcache-th:focus:enabled {{
+  outline: none; background: transparent;
+}}
+.nbcache-browser .widget-button.nbcache-th:focus-visible {{ outline: 1px solid {_BRAND}; }}
 .nbcache-empty {{ padding: 18px 8px; color: {_FG_MUTED}; text-align: center; }}
 .nbcache-empty b {{ color: {_FG}; }}
 .nbcache-empty code, .nbcache-totals code {{ font-family: {_MONO}; }}
