@@ -205,3 +205,102 @@ def test_unpickle_garbage() -> None:
     with pytest.raises(ValueUnpicklingError, match="recomputed") as info:
         try_unpickle(b"\x80\x05garbage")
     assert info.value.__cause__ is not None
+
+
+# -- issue 10: restored code is live code ---------------------------------------
+
+_CELL = """
+scale = 2
+
+def f(x):
+    return x * scale
+
+class Model:
+    def predict(self, x):
+        return f(x) + 1
+
+def fact(n):
+    return 1 if n < 2 else n * fact(n - 1)
+"""
+
+
+def _defined_in_a_cell() -> tuple[dict[str, Any], str]:
+    from .notebook_sim import run_cell
+
+    namespace = run_cell(_CELL, {})
+    return namespace, namespace["f"].__code__.co_filename
+
+
+def test_restored_functions_read_the_live_namespace() -> None:
+    """After a restart, `scale = 10` then `f(2)` uses the new scale, as a fresh def would."""
+    import linecache
+
+    from nbcache.entry.pickling import restoring_into
+
+    namespace, filename = _defined_in_a_cell()
+    parts = dump_parts({k: namespace[k] for k in ("f", "Model", "fact")})
+    del linecache.cache[filename]  # a new kernel has never seen the cell
+    fresh: dict[str, Any] = {"__name__": "__main__"}
+    with restoring_into(fresh):
+        restored = load_parts(parts.stream, parts.buffers)
+    fresh.update(restored)
+    fresh["scale"] = 10
+    assert restored["f"](2) == 20
+    assert restored["Model"]().predict(2) == 21
+    assert restored["fact"](5) == 120
+    assert restored["f"].__globals__ is fresh
+
+
+def test_restored_functions_fingerprint_as_defined() -> None:
+    """A restored function fingerprints by its source, as when it was defined: no needless miss."""
+    import linecache
+
+    from nbcache.entry.pickling import restoring_into
+    from nbcache.keys.code import fingerprint
+
+    namespace, filename = _defined_in_a_cell()
+    before = {k: fingerprint(namespace[k]) for k in ("f", "Model", "fact")}
+    parts = dump_parts({k: namespace[k] for k in ("f", "Model", "fact")})
+    del linecache.cache[filename]
+    fresh: dict[str, Any] = {"__name__": "__main__"}
+    with restoring_into(fresh):
+        restored = load_parts(parts.stream, parts.buffers)
+    fresh.update(restored, scale=2)
+    assert {k: fingerprint(v) for k, v in restored.items()} == before
+
+
+def test_globals_are_not_pickled_with_notebook_functions() -> None:
+    """A notebook function reading an unpicklable global (a lock) still stores."""
+    from .notebook_sim import run_cell
+
+    source = "import threading\nLOCK = threading.Lock()\ndef g():\n    return LOCK\n"
+    namespace = run_cell(source, {})
+    assert dump_parts(namespace["g"]).by_value
+
+
+def test_restored_function_in_a_new_process(tmp_path: Path) -> None:
+    """Across processes: the function reads the new kernel's globals and keeps its fingerprint."""
+    out = tmp_path / "f.pkl"
+    cell = "scale = 2\ndef f(x):\n    return x * scale\n"
+    writer = f"""
+import linecache, __main__
+from nbcache.entry.pickling import dump_parts
+from nbcache.keys.code import fingerprint
+cell = {cell!r}
+linecache.cache["<cell-1>"] = (len(cell), None, cell.splitlines(True), "<cell-1>")
+exec(compile(cell, "<cell-1>", "exec"), __main__.__dict__)
+open({str(out)!r}, "wb").write(dump_parts(f).stream)
+print(fingerprint(f))
+"""
+    reader = f"""
+from nbcache.entry.pickling import load_parts
+from nbcache.keys.code import fingerprint
+f = load_parts(open({str(out)!r}, "rb").read())
+scale = 2
+print(fingerprint(f))
+scale = 10
+print(f(2))
+"""
+    wrote = subprocess.run([sys.executable, "-c", writer], check=True, capture_output=True)
+    read = subprocess.run([sys.executable, "-c", reader], check=True, capture_output=True)
+    assert read.stdout.split() == [wrote.stdout.strip(), b"20"]

@@ -154,7 +154,7 @@ def test_datetime_and_timedelta_arrays(unit: str) -> None:
 
 def test_object_budget() -> None:
     """Past the object budget, HashBudgetError (a KeyPicklingError) names the variable."""
-    with pytest.raises(HashBudgetError, match="`big`.*more than 1,000 objects"):
+    with pytest.raises(HashBudgetError, match=r"`big`.*more than 1,000 objects"):
         digest([[i] for i in range(5000)], name="big", max_objects=1000)
 
 
