@@ -22,7 +22,7 @@ import numpy as np
 from IPython.core.interactiveshell import InteractiveShell
 
 from nbcache.cache.default import set_default_cache
-from nbcache.run.cells import analyze, cell_key
+from nbcache.keys.scope import analyze, cell_key
 
 from .common import Contender, Group, Row, Settings, Target, at_least, measure
 

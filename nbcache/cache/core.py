@@ -85,8 +85,11 @@ class Turn:
     """A key this caller computes now: :meth:`finish` stores the value, :meth:`abandon`
     gives the key up (the computation failed); either ends the claim."""
 
-    def __init__(self, cache: Cache, key: str, ask: Ask, lease: Lease | None) -> None:
+    def __init__(
+        self, cache: Cache, key: str, ask: Ask, lease: Lease | None, *, replace: bool = False
+    ) -> None:
         self.key = key
+        self.replace = replace  # a forced run: its entry replaces the one stored
         self._cache = cache
         self._ask = ask
         self._lease = lease
@@ -97,7 +100,7 @@ class Turn:
         try:
             signed = dict(meta(value) if callable(meta) else meta or {})
             signed.setdefault("compute_seconds", seconds)
-            stored = self._cache.put(self.key, value, signed, ask=self._ask)
+            stored = self._cache.put(self.key, value, signed, ask=self._ask, replace=self.replace)
             return Outcome(value, None, seconds, stored)
         finally:
             self.abandon()
@@ -260,6 +263,7 @@ class Cache:
         *,
         pickled: Pickled | None = None,
         ask: Ask | None = None,
+        replace: bool = False,
         **options: Any,
     ) -> int:
         """Cache ``value`` under ``key``; the entry's size in the store, 0 if kept in memory only.
@@ -267,6 +271,8 @@ class Cache:
         ``pickled`` is ``value`` already pickled by :func:`~nbcache.entry.pickling.dump_parts`,
         for callers that checked it themselves; ``ask`` (or its fields as
         keywords: ``persist``, ``name``, ``remember``) says where it goes.
+        An entry already stored under ``key`` stays, unless ``replace`` (a run the
+        user forced).
 
         ``meta`` (JSON-serialisable) is signed into the entry: ``compute_seconds``,
         ``label`` and ``pinned`` are understood here, the rest is kept as is.
@@ -298,7 +304,7 @@ class Cache:
             )
             return keep(info)
         try:
-            with self.store.write_entry(key) as f:
+            with self.store.write_entry(key, replace=replace) as f:
                 size = write_entry(f, key, pickled, meta, self.signer)
         except StoreError as exc:
             self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
@@ -396,13 +402,13 @@ class Cache:
         """Take the lease of ``key``, which this thread now computes (see :meth:`begin`)."""
         lease = self._lease(key) if ask.persist else None
         if lease is None:
-            return Turn(self, key, ask, None)
+            return Turn(self, key, ask, None, replace=force)
         delay = _POLL_START
         while True:
             try:
                 if lease.acquire():
                     if force:
-                        return Turn(self, key, ask, lease)
+                        return Turn(self, key, ask, lease, replace=True)
                     # Its holder may have finished between our miss and our claim.
                     hit = self._lookup(key, ask)
                     if hit is None:
@@ -412,7 +418,7 @@ class Cache:
                     return hit
             except StoreError as exc:
                 self._warn_once("lease", f"nbcache: computing without a lease: {exc}")
-                return Turn(self, key, ask, None)
+                return Turn(self, key, ask, None, replace=force)
             if not wait:
                 self._inflight.leave(key)
                 return None

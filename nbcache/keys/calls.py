@@ -17,14 +17,18 @@ from typing import Any
 import xxhash
 
 from .._version import __version__
-from ..entry.format import FORMAT
 from ..errors import KeyPicklingError
 from .code import Fingerprint, identity, short_name
 from .hashing import HASH_VERSION, describe, digest
 
 __all__ = ["CallKey", "bind_arguments", "call_key", "explain"]
 
-KEY_VERSION = f"nbcache-key/{FORMAT}.{HASH_VERSION}"
+KEY_FORMAT = 1
+"""How keys are put together; bumped only when that changes.  The on-disk format of
+entries has its own number (``nbcache.entry.format.FORMAT``): a new way of writing
+entries must not make every user's cache miss."""
+
+KEY_VERSION = f"nbcache-key/{KEY_FORMAT}.{HASH_VERSION}"
 
 
 @dataclass(frozen=True)

@@ -26,21 +26,12 @@ from ..entry.pickling import _probe
 from ..errors import KeyPicklingError, ValuePicklingError, warn
 from ..keys.calls import explain
 from ..keys.hashing import describe, digest
+from ..keys.scope import CellCode, CellKey, analyze, cell_key, changed_names, namespace_snapshot
 from ..tasks.executors import check_executor, configured_executor, get_executor
 from ..tasks.task import Task, TaskCancelled, current_task, follow_tqdm
 from . import routing as background
-from .cells import (
-    NO_RESULT,
-    CellCode,
-    CellKey,
-    FileReads,
-    OutputLog,
-    analyze,
-    cell_key,
-    changed_names,
-    from_user_code,
-    namespace_snapshot,
-)
+from .files import FileReads
+from .output import NO_RESULT, OutputLog, from_user_code
 from .report import Card, CellReport
 
 __all__ = ["CellCache", "CellOptions", "Shell"]

@@ -16,7 +16,7 @@ import sys
 import types
 from typing import Any
 
-from ..run.cells import NO_RESULT, from_user_code
+from ..run.output import NO_RESULT, from_user_code
 from ..run.report import Card, CellReport
 from ..tasks.task import Task
 from .status import publish_status

@@ -18,7 +18,7 @@ from ..cache.core import Cache
 from ..cache.default import check_store, default_cache, max_size, open_store, set_default_cache
 from ..errors import CacheError, ExecutorError
 from ..run.cell import CellCache, CellOptions
-from ..run.cells import NO_RESULT
+from ..run.output import NO_RESULT
 from ..run.memo import Memoized, memoize
 from ..units import format_duration, parse_duration, parse_size
 from .ipython import IPythonShell
@@ -184,7 +184,9 @@ class NbcacheMagics(Magics):
         cache = default_cache()
         if args.all:
             return f"nbcache: removed {cache.clear()} entries"
-        keys = matching_keys(cache, args.target)
+        if not (args.target or "").strip():  # an empty prefix matches every key
+            raise UsageError("%nbcache clear needs a name or key prefix (or --all), not ''")
+        keys = matching_keys(cache, args.target.strip())
         for key in keys:
             cache.remove(key)
         if not keys:

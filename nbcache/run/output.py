@@ -1,0 +1,91 @@
+"""What a cell shows, recorded in order while it still shows, and replayed on a hit."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+__all__ = ["NO_RESULT", "OutputLog", "from_user_code"]
+
+NO_RESULT: Any = type("NoResult", (), {"__repr__": lambda self: "<no result>"})()
+"""What running a cell returns when it does not end with an expression."""
+
+
+class _Tee:
+    """A text stream that writes through to the real one and records what went by."""
+
+    def __init__(self, stream: TextIO, name: str, log: OutputLog) -> None:
+        self._stream = stream
+        self._name = name
+        self._log = log
+
+    def write(self, text: str) -> int:
+        self._log.add(self._name, text)
+        return self._stream.write(text)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._stream, attr)
+
+
+@dataclass
+class OutputLog:
+    """Everything a cell showed, in order: ``("stdout", text)``, ``("display", data, meta)``."""
+
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def add(self, kind: str, *payload: Any) -> None:
+        if kind in ("stdout", "stderr") and self.events and self.events[-1][0] == kind:
+            self.events[-1] = (kind, self.events[-1][1] + payload[0])
+        else:
+            self.events.append((kind, *payload))
+
+    @contextmanager
+    def recording(self, publisher: Any = None) -> Iterator[OutputLog]:
+        """Record stdout, stderr and ``publisher.publish`` calls while still showing them."""
+        saved = sys.stdout, sys.stderr
+        sys.stdout = _Tee(sys.stdout, "stdout", self)
+        sys.stderr = _Tee(sys.stderr, "stderr", self)
+        original = getattr(publisher, "publish", None) if publisher is not None else None
+        own = vars(publisher).get("publish") if hasattr(publisher, "__dict__") else None
+        if original is not None:
+            publisher.publish = self._recording_publish(original)
+        try:
+            yield self
+        finally:
+            sys.stdout, sys.stderr = saved
+            if original is not None:
+                if own is None:
+                    del publisher.publish  # back to the class's method
+                else:
+                    publisher.publish = own
+
+    def _recording_publish(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+            if not kwargs.get("update") and not kwargs.get("transient"):
+                self.add("display", dict(data), dict(metadata or {}))
+            return original(data, metadata, *args, **kwargs)
+
+        return publish
+
+    def replay(self, publish: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
+        """Show the recorded output again, in order."""
+        for kind, *payload in self.events:
+            if kind == "stdout":
+                sys.stdout.write(payload[0])
+            elif kind == "stderr":
+                sys.stderr.write(payload[0])
+            elif kind == "display":
+                publish(payload[0], payload[1])
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def from_user_code(tb: Any, filename: str) -> Any:
+    """The traceback from the first frame of the user's cell on (nbcache's own dropped)."""
+    start = tb
+    while start is not None and start.tb_frame.f_code.co_filename != filename:
+        start = start.tb_next
+    return start if start is not None else tb
