@@ -417,7 +417,8 @@ class _Walk:
         return str(xxhash.xxh3_128_hexdigest(b"nbcache-hash/%d\x00" % HASH_VERSION + root))
 
     def _located(self, cls: type[KeyPicklingError], reason: str, exc: Exception) -> Exception:
-        path, culprit = self._path()
+        # Over budget is the whole input's fault, not the part it stopped at.
+        path, culprit = (self.name, self.root) if cls is HashBudgetError else self._path()
         what = type_name(type(culprit))
         err = cls(f"cannot hash `{path}` ({what}) for the cache key: {reason.rstrip('.')}.")
         err.nbcache_located = True  # type: ignore[attr-defined]
@@ -436,7 +437,10 @@ class _Walk:
 
     _pending: Any = None  # the part being entered now, for error messages
 
+    root: Any = None
+
     def _run(self, value: Any) -> bytes:
+        self.root = value
         node = Node(self)
         if node.atom(value):
             return node.finish()
@@ -820,6 +824,11 @@ def ndarray_rule(n: Node, array: Any) -> Parts:
         yield from _ndarray_subclass_state(n, array, np)
         array = array.view(np.ndarray)
     dtype = array.dtype
+    if not dtype.isnative:
+        # By value in native order: numpy's own pickle gives a '>i4' array back
+        # as '<i4', so a value restored from the store would otherwise miss.
+        dtype = dtype.newbyteorder("=")
+        array = array.astype(dtype)
     n.text(_dtype_text(dtype))
     n.count(array.ndim)
     for size in array.shape:

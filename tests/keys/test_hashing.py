@@ -183,7 +183,6 @@ DIFFERENT.update(
             np.array([1, "a", None], dtype=object),
             np.array([1, "b", None], dtype=object),
         ),
-        "byte order": (np.arange(3, dtype="<i4"), np.arange(3, dtype=">i4")),
         "ordered categorical": (
             pd.Categorical(["a", "b"], ordered=True),
             pd.Categorical(["a", "b"], ordered=False),
@@ -245,6 +244,9 @@ EQUAL = {
         pl.DataFrame({"a": [1, 2], "s": ["x", None]}),
     ),
     "plain objects": (Plain(1, {"k": np.ones(3)}), Plain(1, {"k": np.ones(3)})),
+    # numpy's pickle turns '>i4' into '<i4': byte order cannot be part of a key
+    # that must survive the store.
+    "byte order": (np.arange(3, dtype="<i4"), np.arange(3, dtype=">i4")),
     "ordered dicts": (collections.OrderedDict(a=1, b=2), collections.OrderedDict(a=1, b=2)),
     "masked copies": (np.ma.array([1, 2], mask=[0, 1]), np.ma.array([1, 2], mask=[0, 1]).copy()),
     "sparse copies": (_sparse(1.0), _sparse(1.0).copy()),

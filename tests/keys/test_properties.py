@@ -1,0 +1,164 @@
+"""Properties of digests over generated values (Hypothesis).
+
+- Two values a cell could tell apart never share a digest.  "Could tell
+  apart" is :func:`observe`: type, order where iteration shows it, and exact
+  bits (NaN aside: every NaN is one value to a key).
+- Equal values built differently (a deep copy, a pickle round trip) share one.
+- Digests are the same in a fresh process under another PYTHONHASHSEED.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import math
+import pickle
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+from nbcache.keys import digest  # noqa: E402
+
+Point = collections.namedtuple("Point", "x y")
+
+_DTYPES = st.sampled_from(
+    ["i1", "<i4", ">i4", "<i8", "u2", "<f4", "<f8", "?", "<c16", "<M8[s]", "<M8[ns]", "<m8[ms]"]
+)
+_arrays = _DTYPES.flatmap(
+    lambda dtype: hnp.arrays(np.dtype(dtype), hnp.array_shapes(max_dims=3, max_side=4))
+)
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True)
+    | st.complex_numbers(allow_nan=False)
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+)
+_hashables = st.recursive(
+    _scalars.filter(lambda v: not (isinstance(v, float) and math.isnan(v))),
+    lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    keys = st.text(max_size=4) | st.integers(-5, 5)
+    return (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(keys, inner, max_size=4)
+        | st.dictionaries(keys, inner, max_size=4).map(collections.OrderedDict)
+        | st.dictionaries(keys, inner, max_size=3).map(lambda d: collections.defaultdict(list, d))
+        | st.dictionaries(st.text(max_size=3), st.integers(), max_size=3).map(collections.Counter)
+        | st.sets(_hashables, max_size=4)
+        | st.frozensets(_hashables, max_size=4)
+        | st.tuples(inner, inner).map(lambda t: Point(*t))
+    )
+
+
+values = st.recursive(_scalars | _arrays, _containers, max_leaves=12)
+
+
+def _float_bits(value: float) -> bytes:
+    return b"nan" if math.isnan(value) else struct.pack("<d", value)
+
+
+def observe(value: Any) -> Any:
+    """Everything a cell can see of a generated value, as plain comparable data."""
+    kind = type(value)
+    if kind is float:
+        return (kind.__name__, _float_bits(value))
+    if kind is complex:
+        return (kind.__name__, _float_bits(value.real), _float_bits(value.imag))
+    if isinstance(value, np.ndarray):
+        data = value.tobytes() if value.dtype.kind not in "fc" else _array_bits(value)
+        native = value.dtype.newbyteorder("=")  # numpy's pickle drops the byte order
+        data = value.astype(native).tobytes() if value.dtype.kind not in "fc" else data
+        return ("ndarray", native.str, value.shape, data)
+    if isinstance(value, (set, frozenset)):
+        return (kind.__name__, sorted(repr(observe(v)) for v in value))
+    if isinstance(value, dict):
+        extra = getattr(value, "default_factory", None)
+        return (kind.__name__, repr(extra), [(observe(k), observe(v)) for k, v in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (kind.__name__, [observe(v) for v in value])
+    return (kind.__name__, value)
+
+
+def _array_bits(array: np.ndarray) -> Any:
+    """Float bits with every NaN one NaN (a key does not see NaN payloads in scalars)."""
+    flat = array.ravel()
+    return [observe(complex(v) if array.dtype.kind == "c" else float(v)) for v in flat]
+
+
+_MUTATIONS = [
+    lambda v: [v],
+    lambda v: (v,),
+    lambda v: {"k": v},
+    lambda v: list(reversed(v)) if isinstance(v, list) else v,
+    lambda v: dict(reversed(list(v.items()))) if type(v) is dict else v,
+    lambda v: v.astype("<f8") if isinstance(v, np.ndarray) else v,
+    lambda v: v.reshape(-1) if isinstance(v, np.ndarray) else v,
+    lambda v: float(v) if type(v) is int else v,
+    lambda v: int(v) if type(v) is bool else v,
+    lambda v: dict(v) if isinstance(v, dict) else v,
+    lambda v: list(v) if isinstance(v, tuple) else v,
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values, st.sampled_from(_MUTATIONS) | st.just(None), values)
+def test_values_a_cell_tells_apart_differ(a: Any, mutate: Any, other: Any) -> None:
+    """Two values that differ in anything observable never share a digest."""
+    b = other if mutate is None else mutate(a)
+    assume(repr(observe(a)) != repr(observe(b)))
+    assert digest(a) != digest(b)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values)
+def test_equal_values_built_differently_agree(value: Any) -> None:
+    """A deep copy and a pickle round trip hash as the original does."""
+    expected = digest(value)
+    assert digest(copy.deepcopy(value)) == expected
+    assert digest(pickle.loads(pickle.dumps(value))) == expected
+
+
+_IN_A_NEW_PROCESS = """
+import pickle, sys
+sys.path.insert(0, {root!r})  # the namedtuple Point pickles by reference to this module
+from nbcache.keys import digest
+print(" ".join(digest(v) for v in pickle.load(open({path!r}, "rb"))))
+"""
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(values, min_size=5, max_size=20))
+def test_same_digests_in_a_new_process_and_hash_seed(tmp_path_factory: Any, batch: Any) -> None:
+    """Digests do not depend on the process: string hash seeds, ids, set order."""
+    path = Path(tmp_path_factory.mktemp("batch")) / "values.pkl"
+    path.write_bytes(pickle.dumps(batch))
+    code = _IN_A_NEW_PROCESS.format(root=str(Path(__file__).parents[2]), path=str(path))
+    expected = " ".join(digest(v) for v in batch)
+    for seed in ("0", "7"):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+        )
+        assert done.stdout.strip() == expected
