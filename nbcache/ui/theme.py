@@ -104,6 +104,11 @@ CSS = f"""
 .nbcache-card .jupyter-widget-Accordion, .nbcache-card .widget-accordion,
 .nbcache-card .lm-Accordion, .nbcache-card .p-Accordion {{ width: 100%; min-width: 0; }}
 .nbcache-card .widget-output {{ min-width: 0; max-width: 100%; }}
+/* Long output scrolls inside the card and, like a terminal, stays at its newest line. */
+.nbcache-card .widget-output.nbcache-card-output {{
+  max-height: 20em; overflow-y: auto; display: flex; flex-direction: column-reverse;
+}}
+.nbcache-card .nbcache-card-output > .jp-OutputArea {{ flex: 0 0 auto; }}
 .nbcache-card .widget-output pre {{ white-space: pre-wrap; overflow-wrap: anywhere; }}
 
 /* -- the status line -- */
