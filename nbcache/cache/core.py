@@ -101,9 +101,12 @@ class Turn:
             signed = dict(meta(value) if callable(meta) else meta or {})
             signed.setdefault("compute_seconds", seconds)
             stored = self._cache.put(self.key, value, signed, ask=self._ask, replace=self.replace)
-            return Outcome(value, None, seconds, stored)
+        except Exception as exc:  # noqa: BLE001 - the value is the caller's; only storing fails
+            warn(f"nbcache: computed but not stored ({type(exc).__name__}: {exc})", stacklevel=3)
+            stored = 0
         finally:
             self.abandon()
+        return Outcome(value, None, seconds, stored)
 
     def abandon(self) -> None:
         """Release the claim without storing anything (again: nothing happens)."""
@@ -295,6 +298,9 @@ class Cache:
             why = ask.unpicklable(value, exc) if ask.unpicklable else _unstored(exc)
             warn(why, stacklevel=3)
             return keep(info)
+        except Exception as exc:  # noqa: BLE001 - a pickler that breaks: keep it in memory
+            warn(_unstored(ValuePicklingError(f"{type(exc).__name__}: {exc}")), stacklevel=3)
+            return keep(info)
         if self.max_size is not None and pickled.nbytes > self.max_size:
             warn(
                 f"nbcache: {ask.name} ({format_size(pickled.nbytes)}) is larger than the whole "
@@ -306,7 +312,7 @@ class Cache:
         try:
             with self.store.write_entry(key, replace=replace) as f:
                 size = write_entry(f, key, pickled, meta, self.signer)
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
             return keep(info)
         self._warned.discard("write")

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 from ..cache.core import Ask, Cache, Hit
 from ..entry.format import EntryInfo
 from ..entry.pickling import _probe
-from ..errors import KeyPicklingError, ValuePicklingError, warn
+from ..errors import CacheError, KeyPicklingError, ValuePicklingError, warn
 from ..keys.calls import explain
 from ..keys.hashing import describe, digest
 from ..keys.scope import CellCode, CellKey, analyze, cell_key, changed_names, namespace_snapshot
@@ -160,15 +160,19 @@ class CellCache:
             __tracebackhide__ = True
             self._explain_miss(identity, ck, files.stale, options)
             made.append(self._run_body(code, FileReads.of(options.watch)))
-            return _entry(code, ck, made[0])
+            return _kept(code, ck, made[0])
 
-        outcome = self.cache.get_or_compute(
-            ck.key,
-            compute,
-            lambda entry: _meta(code, ck, identity, options, made[0], entry),
-            force=options.force,
-            ask=ask,
-        )
+        try:
+            outcome = self.cache.get_or_compute(
+                ck.key,
+                compute,
+                lambda entry: _meta(code, ck, identity, options, made[0], entry),
+                force=options.force,
+                ask=ask,
+            )
+        except NotKept as exc:
+            warn(f"nbcache: {exc}", stacklevel=3)
+            return made[0].result
         if outcome.hit is not None:
             return self._restore(outcome.hit, options)
         self.cache.note_latest(identity, {**ck.summary, "seconds": made[0].seconds})
@@ -184,12 +188,18 @@ class CellCache:
             code = analyze(source)
         except SyntaxError:
             return None
+        except Exception as exc:  # noqa: BLE001 - a cell we cannot read runs as Python runs it
+            warn(f"nbcache: cannot read this cell ({_failure(exc)}); it runs uncached.", 3)
+            return None
         identity = options.name or self.shell.cell_id or f"cell: {code.first_line}"
         self.last = identity
         try:
             ck = cell_key(code, self.shell.user_ns, ignore=options.ignore, identity=identity)
         except KeyPicklingError as exc:
             warn(f"nbcache: {exc}", stacklevel=3)
+            return None
+        except Exception as exc:  # noqa: BLE001 - a key that cannot be built: run uncached
+            warn(f"nbcache: cannot build this cell's key ({_failure(exc)}); it runs uncached.", 3)
             return None
         return code, ck, identity
 
@@ -293,18 +303,26 @@ class CellCache:
                 seconds = time.perf_counter() - start
                 files = FileReads.of(read).merged(watch)
                 made.append(_Made(namespace, before, log, result, seconds, files))
-                return _entry(code, ck, made[0])
+                return _kept(code, ck, made[0])
 
             # The key missed a moment ago; if another kernel holds its lease, its entry is
             # waited for and restored here instead of computing the cell twice.
-            outcome = self.cache.get_or_compute(
-                ck.key,
-                compute,
-                lambda entry: _meta(code, ck, identity, options, made[0], entry),
-                force=options.force,
-                looked=True,
-                ask=ask,
-            )
+            try:
+                outcome = self.cache.get_or_compute(
+                    ck.key,
+                    compute,
+                    lambda entry: _meta(code, ck, identity, options, made[0], entry),
+                    force=options.force,
+                    looked=True,
+                    ask=ask,
+                )
+            except NotKept as exc:  # the values the body made still reach the notebook
+                card.output("stderr", f"nbcache: {exc}\n")
+                bound, deleted = changed_names(made[0].before, namespace, code.binds)
+                self.shell.user_ns.update({name: namespace[name] for name in bound})
+                for name in deleted:
+                    self.shell.user_ns.pop(name, None)
+                return
             if task.cancel_requested:
                 raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is merged
             entry = outcome.value
@@ -531,6 +549,25 @@ def _unpicklable_message(entry: Mapping[str, Any], exc: ValuePicklingError) -> s
         f"nbcache: this cell's {what} cannot be pickled{reason}, so its result is kept in "
         f"memory only and the cell runs again after a restart.{fix}"
     )
+
+
+class NotKept(CacheError):
+    """The body ran, but what it made could not be gathered: nothing is stored."""
+
+
+def _kept(code: CellCode, ck: CellKey, made: _Made) -> dict[str, Any]:
+    """:func:`_entry`, with any failure of ours turned into :class:`NotKept`."""
+    try:
+        return _entry(code, ck, made)
+    except Exception as exc:
+        raise NotKept(
+            f"the cell ran, but its variables could not be gathered for storing "
+            f"({_failure(exc)}); nothing is stored and it runs again next time."
+        ) from exc
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _entry(code: CellCode, ck: CellKey, made: _Made) -> dict[str, Any]:

@@ -186,6 +186,9 @@ class Memoized(Generic[P, R]):
         except KeyPicklingError as exc:
             self._fp = None
             self._warn_uncached(f"its code depends on something that cannot be hashed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a fingerprint that fails is a call uncached
+            self._fp = None
+            self._warn_uncached(f"its code could not be fingerprinted ({_failure(exc)})")
         return self._fp
 
     def _fast_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -222,10 +225,15 @@ class Memoized(Generic[P, R]):
             return None
         try:
             arguments = bind_arguments(self._signature, args, kwargs)
+        except TypeError:
+            return None  # arguments that do not fit: the call itself says so, as without us
+        try:
             return call_key(self.__wrapped__, fp, arguments, typed=self._typed, ignore=self._ignore)
         except KeyPicklingError as exc:
             self._warn_uncached(str(exc))
-            return None
+        except Exception as exc:  # noqa: BLE001 - a key that cannot be built: run uncached
+            self._warn_uncached(f"its arguments could not be hashed ({_failure(exc)})")
+        return None
 
     def _warn_uncached(self, reason: str) -> None:
         if not self._warned:
@@ -469,6 +477,10 @@ class Memoized(Generic[P, R]):
             with self._lock:
                 self._elsewhere.pop(ck.key, None)
             settle(landed, done)
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _memory_only(
