@@ -1,14 +1,21 @@
-"""``python -m nbcache list|info|clear|prune|demo|tutorial``: from a shell."""
+"""Manage the nbcache store from a shell: list, info, clear, prune, check; demo, tutorial.
+
+The store is the one the notebook uses: NBCACHE_DIR (default .nbcache here).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from .cache.core import Cache
 from .cache.default import default_cache, max_size, store_location
-from .errors import CacheError
+from .errors import CacheError, CacheWarning
 from .ui.listing import entries_table, matching_keys, plural, summary_lines
 from .units import parse_duration, parse_size
 
@@ -54,6 +61,12 @@ def cmd_prune(cache: Cache, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(cache: Cache, _args: argparse.Namespace) -> int:
+    assert cache.store is not None  # main() answered a memory-only cache already
+    print(f"indexed {plural(cache.store.reindex())} in {cache.store.location}")
+    return 0
+
+
 def cmd_demo(_cache: Cache | None, args: argparse.Namespace) -> int:
     from .ui.demo import run_demo, run_demo_child
 
@@ -66,20 +79,43 @@ def cmd_tutorial(_cache: Cache | None, args: argparse.Namespace) -> int:
     return run_tutorial(args.path, out=args.out)
 
 
+def _program() -> str:
+    """The command as the user typed it: ``nbcache`` (the script) or ``python -m nbcache``."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m nbcache" if name in ("", "__main__.py", "-c") else name
+
+
+def _target(text: str) -> str:
+    """A clear or pin target: never empty (an empty prefix matches every key)."""
+    text = text.strip()
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "an empty name or key matches every entry; give a name or key prefix, or --all"
+        )
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nbcache", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=_program(),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list stored entries").set_defaults(run=cmd_list)
     sub.add_parser("info", help="where the store is and what it holds").set_defaults(run=cmd_info)
     clear = sub.add_parser("clear", help="remove entries (a key prefix or label, or --all)")
     target = clear.add_mutually_exclusive_group(required=True)
-    target.add_argument("target", nargs="?", help="a key prefix or an entry's label")
+    target.add_argument("target", nargs="?", type=_target, help="a key prefix or an entry's label")
     target.add_argument("--all", action="store_true", help="remove every entry")
     clear.set_defaults(run=cmd_clear)
     prune = sub.add_parser("prune", help="remove old or low-value entries")
     prune.add_argument("--max-size", help="shrink the store to this size, e.g. 5GB")
     prune.add_argument("--older-than", help="remove entries unused for this long, e.g. 30d")
     prune.set_defaults(run=cmd_prune)
+    sub.add_parser("check", help="rebuild the store's index from its entry files").set_defaults(
+        run=cmd_check
+    )
     demo = sub.add_parser("demo", help="compute in one process, restore in a second")
     demo.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--limit", type=int, default=20_000_000, help=argparse.SUPPRESS)
@@ -95,14 +131,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """nbcache's warnings as the one line they are, without a file name and source line."""
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, CacheWarning):
+            print(str(message), file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        cache = None if args.command == "demo" else default_cache()
-        return int(args.run(cache, args))
-    except (CacheError, ValueError) as exc:
-        print(f"nbcache: {exc}", file=sys.stderr)
-        return 2
+    with _one_line_warnings():
+        try:
+            cache = None if args.command in ("demo", "tutorial") else default_cache()
+            if cache is not None and cache.store is None:
+                return 1  # the store cannot be used: default_cache's one line said why
+            return int(args.run(cache, args))
+        except (CacheError, ValueError) as exc:
+            print(f"nbcache: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # a folder that changed under us: still one line
+            print(
+                f"nbcache: {exc.strerror or exc}: {exc.filename or store_location()}",
+                file=sys.stderr,
+            )
+            return 2
 
 
 if __name__ == "__main__":

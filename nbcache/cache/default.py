@@ -1,16 +1,26 @@
-"""Settings read from the environment, each with a documented default."""
+"""The default cache: the store the settings name, the user's secret, and what happens
+when either cannot be used (one warning, then caching in memory only: never an error
+before a cell's body runs).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
-from pathlib import Path
 
-from ..errors import CacheError
+from ..entry.signing import Signer, load_secret
+from ..errors import CacheError, warn
+from ..settings import (
+    DEFAULT_DIR,
+    DEFAULT_MAX_SIZE,
+    fsync_enabled,
+    lock_url,
+    max_size,
+    store_location,
+    tier_location,
+    unusable_lock_url,
+)
 from ..store import FsspecStore, LeasedStore, LocalStore, Store, TieredStore
 from ..store.leases.redis import redis_client
-from ..units import parse_size
 from .core import Cache
 
 __all__ = [
@@ -26,53 +36,6 @@ __all__ = [
     "tier_location",
 ]
 
-DEFAULT_DIR = ".nbcache"
-# Big enough for a few fitted models and feature tables, small enough not to
-# fill a laptop's disk unnoticed.
-DEFAULT_MAX_SIZE = "10GB"
-_OFF = {"0", "false", "no", "off"}
-_UNLIMITED = {"0", "none", "unlimited", "inf"}
-
-
-def store_location() -> str:
-    """``NBCACHE_DIR`` or ``.nbcache`` in the working directory."""
-    return os.environ.get("NBCACHE_DIR") or DEFAULT_DIR
-
-
-def max_size() -> int | None:
-    """``NBCACHE_MAX_SIZE`` in bytes (default 10 GB); None when set to ``none`` or ``0``.
-
-    Raises:
-        CacheError: the variable is set to something that is not a size.
-    """
-    text = os.environ.get("NBCACHE_MAX_SIZE", DEFAULT_MAX_SIZE).strip()
-    if text.lower() in _UNLIMITED:
-        return None
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise CacheError(f"NBCACHE_MAX_SIZE: {exc}") from exc
-
-
-def fsync_enabled() -> bool:
-    """False when ``NBCACHE_FSYNC`` is 0/false/no/off: faster writes, less durable on power loss."""
-    return os.environ.get("NBCACHE_FSYNC", "1").strip().lower() not in _OFF
-
-
-def tier_location(url: str) -> Path | None:
-    """The local folder of copies in front of the remote store ``url``; None when
-    ``NBCACHE_TIER`` is off.
-
-    Default: ``$XDG_CACHE_HOME/nbcache/tier/<digest of the URL>`` (``~/.cache/...``).
-    """
-    chosen = os.environ.get("NBCACHE_TIER", "").strip()
-    if chosen.lower() in _OFF:
-        return None
-    if not chosen:
-        cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-        chosen = os.path.join(cache_home, "nbcache", "tier")
-    return Path(chosen).expanduser() / hashlib.sha256(url.encode()).hexdigest()[:16]
-
 
 def open_store(location: str | None = None) -> Store:
     """The store at ``location`` (default :func:`store_location`): a folder, or any fsspec
@@ -80,33 +43,55 @@ def open_store(location: str | None = None) -> Store:
     (``NBCACHE_TIER``), and leases in Redis when ``NBCACHE_LOCK_URL`` is set.
 
     Raises:
-        CacheError: ``location`` is a URL this installation cannot open.
+        CacheError: ``location`` is a URL this installation cannot open, or
+            ``NBCACHE_LOCK_URL`` cannot be used.
     """
-    location = location or store_location()
+    store = _folder_or_url(location or store_location())
+    url = lock_url()
+    if url:
+        store = LeasedStore(store, redis_client(url))
+    return store
+
+
+def _folder_or_url(location: str) -> Store:
     store: Store
     if location.startswith("file://"):
         location = location[len("file://") :]
     if "://" not in location:
-        store = LocalStore(location, fsync=fsync_enabled())
-    else:
-        store = FsspecStore(location)
-        tier = tier_location(location)
-        if tier is not None:
-            store = TieredStore(LocalStore(tier, fsync=fsync_enabled()), store, max_size())
-    lock_url = os.environ.get("NBCACHE_LOCK_URL", "").strip()
-    if lock_url:
-        store = LeasedStore(store, redis_client(lock_url))
+        return LocalStore(location, fsync=fsync_enabled())
+    store = FsspecStore(location)
+    tier = tier_location(location)
+    if tier is not None:
+        store = TieredStore(LocalStore(tier, fsync=fsync_enabled()), store, max_size())
     return store
 
 
 def check_store(store: Store) -> None:
     """Raise StoreError if ``store`` (or the remote behind its tier) cannot be reached."""
-    inner = getattr(store, "store", None) or getattr(store, "remote", None)
-    if inner is not None:
-        check_store(inner)
-    check = getattr(store, "check", None)
-    if check is not None:
-        check()
+    store.check()
+
+
+def _default_store() -> Store | None:
+    """The configured store, or None (with one warning saying why and what to do)."""
+    location = store_location()
+    try:
+        store = _folder_or_url(location)
+        if isinstance(store, LocalStore):
+            store.check()  # cheap here; a bucket is asked on first use, not at import
+    except CacheError as exc:
+        warn(f"nbcache: caching in memory only: {exc}", stacklevel=4)
+        return None
+    url = lock_url()
+    if url:
+        try:
+            store = LeasedStore(store, redis_client(url))
+        except CacheError as exc:
+            unusable_lock_url(url, _first_line(exc))
+    return store
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 _default: Cache | None = None
@@ -118,8 +103,21 @@ def default_cache() -> Cache:
     global _default
     with _default_lock:
         if _default is None:
-            _default = Cache(open_store(), max_size=max_size())
+            _default = _make_default()
         return _default
+
+
+def _make_default() -> Cache:
+    store = _default_store()
+    if store is None:
+        return Cache(None, max_size=max_size())
+    try:
+        signer = Signer(load_secret())
+    except CacheError as exc:
+        # Without the secret nothing can be checked: nothing is read, and nothing removed.
+        warn(f"nbcache: caching in memory only: {exc}", stacklevel=4)
+        return Cache(None, max_size=max_size())
+    return Cache(store, signer=signer, max_size=max_size())
 
 
 def set_default_cache(cache: Cache | None) -> None:

@@ -85,7 +85,7 @@ def _warn_once(topic: str, message: str) -> None:
 def _check_strength(secret: bytes, where: str) -> None:
     if len(secret) < MIN_SECRET_BYTES:
         _warn_once(
-            f"short:{where}",
+            f"short:{where}:{hashlib.sha256(secret).hexdigest()}",
             f"nbcache: the secret in {where} is {len(secret)} bytes long, short enough to be "
             f"guessed from any entry it signed; use at least {MIN_SECRET_BYTES} random bytes "
             "(`python -c 'import secrets; print(secrets.token_hex(32))'`).",

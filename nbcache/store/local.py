@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..entry.format import bounded_json
-from ..errors import IntegrityError, StoreError
+from ..errors import StoreError, warn
 from .base import EntryStat, Store, check_key, is_key
 from .index import Index, IndexUnavailable
 from .leases.file import DEFAULT_TTL, HOST, FileLease, pid_alive
@@ -158,18 +158,27 @@ class LocalStore(Store):
         except FileNotFoundError:
             raise KeyError(key) from None
         except _NotRegular as exc:
-            # Not something nbcache writes: the cache removes it, as a damaged entry.
-            raise IntegrityError(
-                f"{path.name[:12]} is a {exc}, not an entry file (planted there?): it is "
-                "ignored and recomputed"
-            ) from None
+            self._remove_planted(path, f"a {exc}")
+            raise KeyError(key) from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise IntegrityError(
-                    f"{path.name[:12]} is a symbolic link, not an entry file: it is ignored "
-                    "and recomputed"
-                ) from None
+                self._remove_planted(path, "a symbolic link")
+                raise KeyError(key) from None
             raise _explain(exc, "read", path) from exc
+
+    def _remove_planted(self, path: Path, what: str) -> None:
+        """Something nbcache never writes stands at an entry's name: it is no entry (a miss),
+        and it goes, so the entry can be stored (unlinking never follows a link)."""
+        try:
+            os.unlink(path)
+            done = "removed it"
+        except OSError:
+            done = "could not remove it"
+        warn(
+            f"nbcache: {path.name[:12]} in {self.root} was {what}, not an entry file (planted "
+            f"there?): ignored it and {done}; the value is recomputed",
+            stacklevel=4,
+        )
 
     def has_entry(self, key: str) -> bool:
         try:

@@ -12,7 +12,6 @@ import pytest
 from nbcache import StoreError
 from nbcache.store import LocalStore, Store, check_key
 from nbcache.store.leases.file import HOST, FileLease
-
 from tests.conftest import key_of
 
 

@@ -17,6 +17,7 @@ says who holds the key and how long it will wait.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -239,10 +240,10 @@ class FileLease(TakeoverLease):
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise _cannot_create(self.path, exc) from exc
+                return self._unwritable(exc)
             return self._create()
         except OSError as exc:
-            raise _cannot_create(self.path, exc) from exc
+            return self._unwritable(exc)
         try:
             os.write(fd, body)
         finally:
@@ -250,6 +251,15 @@ class FileLease(TakeoverLease):
         self._token = token
         self._start_heartbeat()
         return True
+
+    def _unwritable(self, exc: OSError) -> bool:
+        """A folder this process cannot write takes no leases, and needs none: nothing it
+        computes can be published there, so there is no one to keep from computing it
+        twice.  The write that follows says, once, that caching is in memory only."""
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            self._token = ""  # held, with no file and no heartbeat
+            return True
+        raise _cannot_create(self.path, exc) from exc
 
     def _break(self, stale: Mapping[str, Any]) -> None:
         """Remove a stale lease, unless somebody replaced it since we looked."""
@@ -291,6 +301,9 @@ class FileLease(TakeoverLease):
 
     def release(self) -> None:
         if self._token is None:
+            return
+        if not self._token:
+            self._token = None  # the lease of a read-only folder: nothing to remove
             return
         self._stop.set()
         if self._beat is not None and self._beat is not threading.current_thread():

@@ -1,0 +1,120 @@
+"""Settings read from the environment: each in one place, checked once, never fatal.
+
+A value that cannot be used gives one warning that names the variable, the
+value and the fix, and the default is used instead: a typo in a shell profile
+must not stop every cell before its body runs.  Each bad value warns once per
+process, however often it is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .errors import warn
+from .units import format_size, parse_size
+
+__all__ = [
+    "DEFAULT_DIR",
+    "DEFAULT_MAX_SIZE",
+    "fsync_enabled",
+    "lock_url",
+    "max_size",
+    "store_location",
+    "tier_location",
+]
+
+DEFAULT_DIR = ".nbcache"
+# Big enough for a few fitted models and feature tables, small enough not to
+# fill a laptop's disk unnoticed.
+DEFAULT_MAX_SIZE = "10GB"
+_OFF = {"0", "false", "no", "off"}
+_ON = {"1", "true", "yes", "on"}
+_UNLIMITED = {"0", "none", "unlimited", "inf"}
+_warned: set[tuple[str, str]] = set()
+
+
+def _unusable(name: str, value: str, why: str, fallback: str, fix: str) -> None:
+    if (name, value) in _warned:
+        return
+    _warned.add((name, value))
+    warn(f"nbcache: {name}={value!r} {why}: {fallback}. {fix}", stacklevel=4)
+
+
+def store_location() -> str:
+    """``NBCACHE_DIR`` or ``.nbcache`` in the working directory."""
+    return os.environ.get("NBCACHE_DIR", "").strip() or DEFAULT_DIR
+
+
+def max_size() -> int | None:
+    """``NBCACHE_MAX_SIZE`` in bytes (default 10 GB); None when set to ``none`` or ``0``.
+
+    A value that is not a size is the default, with one warning.
+    """
+    text = os.environ.get("NBCACHE_MAX_SIZE", "").strip() or DEFAULT_MAX_SIZE
+    if text.lower() in _UNLIMITED:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        default = parse_size(DEFAULT_MAX_SIZE)
+        _unusable(
+            "NBCACHE_MAX_SIZE",
+            text,
+            f"is not a size ({exc})",
+            f"the limit is the default, {format_size(default)}",
+            "Set it to a size such as 20GB or 500MiB, or to none for no limit.",
+        )
+        return default
+
+
+def fsync_enabled() -> bool:
+    """False when ``NBCACHE_FSYNC`` is 0/false/no/off: faster writes, less durable on power loss.
+
+    Anything else but an on-word is the default (on), with one warning.
+    """
+    text = os.environ.get("NBCACHE_FSYNC", "").strip().lower()
+    if text in _OFF:
+        return False
+    if text and text not in _ON:
+        _unusable(
+            "NBCACHE_FSYNC",
+            text,
+            "is neither on nor off",
+            "entries are synced to disk (the default)",
+            "Set it to 0 (faster, less durable) or 1.",
+        )
+    return True
+
+
+def tier_location(url: str) -> Path | None:
+    """The local folder of copies in front of the remote store ``url``; None when
+    ``NBCACHE_TIER`` is off.
+
+    Default: ``$XDG_CACHE_HOME/nbcache/tier/<digest of the URL>`` (``~/.cache/...``).
+    """
+    chosen = os.environ.get("NBCACHE_TIER", "").strip()
+    if chosen.lower() in _OFF:
+        return None
+    if not chosen:
+        cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        chosen = os.path.join(cache_home, "nbcache", "tier")
+    return Path(chosen).expanduser() / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def lock_url() -> str | None:
+    """``NBCACHE_LOCK_URL``: the Redis server leases are taken from, or None (the store's own)."""
+    return os.environ.get("NBCACHE_LOCK_URL", "").strip() or None
+
+
+def unusable_lock_url(url: str, why: str) -> None:
+    """Say once that ``NBCACHE_LOCK_URL`` cannot be used and leases come from the store."""
+    _unusable(
+        "NBCACHE_LOCK_URL",
+        url,
+        f"cannot be used ({why})",
+        "leases are taken in the store itself",
+        'Install redis-py (`pip install "nbcache[redis]"`), fix the URL '
+        "(redis://host:port/0), or unset it.",
+    )

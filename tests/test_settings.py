@@ -1,0 +1,162 @@
+"""Bad settings and broken folders degrade: one warning naming the variable, the value and
+the fix, then the default (or memory only); never an error before a call's body runs."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbcache import CacheWarning, memoize
+from nbcache.cache import default as default_module
+from nbcache.cache.default import default_cache, set_default_cache
+from nbcache.entry.signing import default_secret_path
+from nbcache.store import LeasedStore, LocalStore
+
+
+@pytest.fixture(autouse=True)
+def _long_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret long enough not to be warned about, so each test sees its own warning only."""
+    monkeypatch.setenv("NBCACHE_SECRET", "settings-tests-0123456789abcdef")
+
+
+def _caught(action: Callable[[], Any]) -> tuple[Any, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = action()
+    return result, [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+
+
+def _memoized_call() -> int:
+    """What a user's cell does: a memoized call, twice (the second a hit); the misses."""
+
+    @memoize
+    def plus_one(x: int) -> int:
+        return x + 1
+
+    assert plus_one(1) == 2 and plus_one(1) == 2
+    return plus_one.cache_info().misses
+
+
+def _fresh_default(action: Callable[[], Any] = _memoized_call) -> tuple[Any, list[str]]:
+    set_default_cache(None)
+    return _caught(action)
+
+
+@pytest.mark.parametrize("value", ["lots", "12 parsecs", "-5GB"])
+def test_an_unusable_max_size_is_the_default_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("NBCACHE_MAX_SIZE", value)
+    calls, warned = _fresh_default()
+    assert calls == 1
+    assert len(warned) == 1, warned
+    assert "NBCACHE_MAX_SIZE" in warned[0] and repr(value) in warned[0] and "20GB" in warned[0]
+    assert default_cache().max_size == 10 * 10**9
+    assert isinstance(default_cache().store, LocalStore)
+
+
+def test_an_unknown_url_scheme_caches_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBCACHE_DIR", "gopher://bucket/prefix")
+    calls, warned = _fresh_default()
+    assert calls == 1 and len(warned) == 1 and "memory only" in warned[0], warned
+    assert default_cache().store is None
+
+
+def test_a_dir_that_is_a_file_caches_in_memory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("NBCACHE_DIR", str(tmp_path / "a-file"))
+    calls, warned = _fresh_default()
+    assert calls == 1 and len(warned) == 1, warned
+    assert "NBCACHE_DIR" in warned[0] and "is a file" in warned[0]
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_a_lock_url_without_redis_keeps_the_stores_own_leases(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.setenv("NBCACHE_LOCK_URL", "redis://127.0.0.1:1/0")
+    calls, warned = _fresh_default()
+    assert calls == 1 and len(warned) == 1, warned
+    assert "NBCACHE_LOCK_URL" in warned[0] and "nbcache[redis]" in warned[0]
+    store = default_cache().store
+    assert isinstance(store, LocalStore) and not isinstance(store, LeasedStore)
+
+
+def test_a_bad_fsync_value_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBCACHE_FSYNC", "sometimes")
+    calls, warned = _fresh_default()
+    assert calls == 1 and len(warned) == 1 and "NBCACHE_FSYNC" in warned[0], warned
+
+
+def test_each_bad_value_warns_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBCACHE_MAX_SIZE", "oodles")
+    _, first = _fresh_default()
+    _, second = _fresh_default()
+    assert len(first) == 1 and second == []
+
+
+# -- the secret ---------------------------------------------------------------------
+
+
+def test_an_unreadable_secret_caches_in_memory_and_removes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A folder where the secret should be: one warning that says how to fix it, memory-only
+    caching, and the valid entries of the store stay."""
+    set_default_cache(None)
+    assert _memoized_call() == 1  # stores an entry with the env secret
+    store = default_cache().store
+    assert isinstance(store, LocalStore)
+    before = sorted(s.key for s in store.entries())
+    assert before
+    monkeypatch.delenv("NBCACHE_SECRET")
+    default_secret_path().mkdir(parents=True)
+    calls, warned = _fresh_default()
+    assert calls == 1 and len(warned) == 1, warned
+    assert "memory only" in warned[0] and "NBCACHE_SECRET" in warned[0]
+    assert sorted(s.key for s in store.entries()) == before
+
+
+def test_an_empty_secret_file_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NBCACHE_SECRET")
+    path = default_secret_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    calls, warned = _fresh_default()
+    assert calls == 1 and len(warned) == 1, warned
+    assert "empty" in warned[0] and "Delete it" in warned[0] and "None" not in warned[0]
+
+
+def test_a_secret_others_can_read_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NBCACHE_SECRET")
+    path = default_secret_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"0123456789abcdef0123456789abcdef")
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+    calls, warned = _fresh_default()
+    assert calls == 1 and len(warned) == 1 and "chmod 600" in warned[0], warned
+    _, again = _fresh_default()
+    assert again == []
+
+
+def test_a_short_secret_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBCACHE_SECRET", "hunter2")
+    calls, warned = _fresh_default()
+    assert calls == 1 and len(warned) == 1, warned
+    assert "7 bytes" in warned[0] and "token_hex" in warned[0]
+
+
+def test_settings_are_read_in_one_module() -> None:
+    """default.py builds stores; the environment is read in nbcache.settings only."""
+    source = Path(default_module.__file__).read_text()
+    assert "os.environ" not in source
