@@ -118,8 +118,7 @@ def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:
     """cloudpickle saves code under a placeholder file name: put the cell's back, so the
     source registered under it is found (and tracebacks show the cell's lines)."""
     consts = tuple(
-        _with_filename(c, filename) if isinstance(c, types.CodeType) else c
-        for c in code.co_consts
+        _with_filename(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
     )
     return code.replace(co_filename=filename, co_consts=consts)
 

@@ -40,6 +40,7 @@ objects raises :class:`HashBudgetError`.
 from __future__ import annotations
 
 import copyreg
+import gc
 import io
 import math
 import socket
@@ -94,6 +95,7 @@ DEFAULT_MAX_OBJECTS = 20_000_000
 _CHUNK = 1 << 22  # big buffers go to the hasher in 4 MiB slices, checking the clock
 _INLINE = 1 << 16  # buffers above this skip the node's small byte buffer
 _CHECK_EVERY = 1 << 12  # objects between two looks at the clock
+_REMEMBER_LEAVES = 1 << 12  # bytes above which an object without parts is remembered
 _Q = struct.Struct("<Q").pack
 _q = struct.Struct("<q").pack
 _D = struct.Struct("<d").pack
@@ -404,6 +406,11 @@ class _Walk:
     def hexdigest(self, value: Any) -> str:
         outer = getattr(_local, "deadline", None)
         _local.deadline = self.deadline
+        # The walk allocates a few small tracked objects per part it visits;
+        # with the collector on, its full collections rescan the whole value
+        # again and again, and a million-object digest grows superlinearly.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             root = self._run(value)
         except KeyPicklingError as exc:
@@ -414,6 +421,8 @@ class _Walk:
             raise self._located(KeyPicklingError, f"{type(exc).__name__}: {exc}", exc) from exc
         finally:
             _local.deadline = outer
+            if collecting:
+                gc.enable()
         return str(xxhash.xxh3_128_hexdigest(b"nbcache-hash/%d\x00" % HASH_VERSION + root))
 
     def _located(self, cls: type[KeyPicklingError], reason: str, exc: Exception) -> Exception:
@@ -501,8 +510,12 @@ class _Walk:
         self._pending = None
         if gen is None:
             result = node.finish()
-            self.memo[key] = result
-            self.keep.append(value)
+            if len(node._buf) > _REMEMBER_LEAVES:
+                self.memo[key] = result
+                self.keep.append(value)
+            # A small leaf (a tuple of scalars) is cheaper to hash again for
+            # each parent that holds it than to remember: still linear, since
+            # the parents themselves are remembered.
             return result
         self.open[key] = len(self.frames)
         self.frames.append(_Frame(value, node, gen))
@@ -923,8 +936,9 @@ def _dlpack_rule(n: Node, value: Any) -> Parts | None:
 def _tensor_parts(n: Node, value: Any, array: Any) -> Parts:
     n.tag(b"dlpack")
     yield type(value), ".__class__"
+    own = _instance_dict(value) or {}
     for attr in ("dtype", "device", "requires_grad", "layout"):
-        if _has_attr(type(value), attr):
+        if _has_attr(type(value), attr) or attr in own:
             n.text(f"{attr}={getattr(value, attr, None)!s}")
     yield array, ".__dlpack__()"
 

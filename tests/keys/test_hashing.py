@@ -362,3 +362,43 @@ def test_describe() -> None:
     assert describe(_frame())["shape"] == [5, 3]
     assert describe([1, 2]) == {"type": "list", "len": 2}
     assert describe(7) == {"type": "int", "repr": "7"}
+
+
+class _Tensor:
+    """A CPU tensor that offers its buffer only through DLPack, as torch and jax do."""
+
+    def __init__(self, data: np.ndarray, requires_grad: bool = False) -> None:
+        self._data = data
+        self.requires_grad = requires_grad
+
+    @property
+    def dtype(self) -> Any:
+        return self._data.dtype
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self._data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> Any:
+        return self._data.__dlpack_device__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("not picklable here")
+
+
+def test_tensors_by_their_dlpack_buffer() -> None:
+    """A tensor hashes by its buffer through DLPack, with its dtype and gradient flag."""
+    a = _Tensor(np.arange(4.0))
+    assert digest(a) == digest(_Tensor(np.arange(4.0)))
+    assert digest(a) != digest(_Tensor(np.arange(4.0) + 1))
+    assert digest(a) != digest(_Tensor(np.arange(4.0), requires_grad=True))
+    assert digest(a) != digest(np.arange(4.0))
+
+
+def test_xarray_by_buffers() -> None:
+    """xarray objects hash by dims, coordinates, data and attrs."""
+    xr = pytest.importorskip("xarray")
+    a = xr.DataArray(np.arange(3.0), dims="x", coords={"x": [1, 2, 3]}, attrs={"u": "m"})
+    assert digest(a) == digest(a.copy(deep=True))
+    assert digest(a) != digest(a.assign_attrs(u="s"))
+    assert digest(a) != digest(a.assign_coords(x=[1, 2, 4]))
+    assert digest(a.to_dataset(name="v")) != digest(a.to_dataset(name="w"))
