@@ -1,0 +1,74 @@
+"""A shell for running cached cells with no IPython: the port ``run/cell.py`` needs."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from typing import Any
+
+from nbcache.run.output import NO_RESULT
+from nbcache.run.report import CellReport
+from nbcache.tasks.task import Task
+
+__all__ = ["FakeShell"]
+
+
+class Publisher:
+    """Stands for IPython's display publisher: what the cell displayed, in order."""
+
+    def __init__(self) -> None:
+        self.shown: list[dict[str, Any]] = []
+
+    def publish(self, data: dict[str, Any], metadata: Any = None, **kwargs: Any) -> None:
+        self.shown.append(data)
+
+
+class Card:
+    def __init__(self, task: Task[Any]) -> None:
+        self.task = task
+        self.outputs: list[tuple[Any, ...]] = []
+        self.reports: list[CellReport] = []
+
+    def output(self, kind: str, *payload: Any) -> None:
+        self.outputs.append((kind, *payload))
+
+    def finished(self, report: CellReport) -> None:
+        self.reports.append(report)
+
+
+class FakeShell:
+    """Plain Python in a dict; records reports and cards instead of showing them."""
+
+    cell_id: str | None = None
+
+    def __init__(self) -> None:
+        self.user_ns: dict[str, Any] = {"__builtins__": builtins}  # as IPython starts
+        self.display_publisher = Publisher()
+        self.reports: list[CellReport] = []
+        self.cards: list[Card] = []
+
+    def transform(self, cell: str) -> str:
+        return cell
+
+    def execute(self, source: str, namespace: dict[str, Any] | None = None) -> Any:
+        namespace = self.user_ns if namespace is None else namespace
+        tree = ast.parse(source)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, "<cell>", "exec"), namespace)
+        if last is None:
+            return NO_RESULT
+        return eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
+
+    def report(self, report: CellReport) -> None:
+        self.reports.append(report)
+
+    def card(self, task: Task[Any]) -> Card:
+        card = Card(task)
+        self.cards.append(card)
+        return card
+
+    def flush_figures(self) -> None:
+        pass
+
+    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        self.display_publisher.publish(data, metadata)
