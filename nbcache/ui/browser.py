@@ -214,6 +214,8 @@ def row_html(rec: EntryRecord) -> str:
         tip = column.tip(rec) if column.tip is not None else text
         css = "nbcache-num" if column.numeric else f"nbcache-{column.id}"
         body = escape(text)
+        if column.id == "code" and not text:
+            body, tip = "—", "a memoized function's result: no cell code"
         if column.id == "name" and rec.pinned:
             body += ' <span class="nbcache-pin" title="pinned: eviction leaves it">pinned</span>'
             tip += " (pinned)"

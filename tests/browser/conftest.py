@@ -14,8 +14,9 @@ Jupyter, JupyterLab and IPython folders under a tmp folder, never the user's.
 server) and the theme (light or dark) before a notebook is opened; :func:`overflows` and
 :func:`contrast` measure what a user would see as cut-off text or faint colours.
 
-The kernels' store is ``.nbcache`` in the notebook root (the kernels' working folder), so
-widgets say ``.nbcache`` where a user's would, never a temporary path.
+Each kernel's store is ``.nbcache`` in its notebook's folder (its working folder), as a
+user's is, so widgets say ``.nbcache``, never a temporary path; ``LabServer.store`` is
+the one of notebooks in the root.
 
 Every test's page is saved as ``artifacts/<module>-<test>.png`` beside this file when the
 test ends; a failed test also leaves ``<module>-<test>-failed.png`` and the browser's
@@ -119,12 +120,15 @@ def _free_port() -> int:
         return port
 
 
-def lab_env(base: Path, store: Path) -> dict[str, str]:
-    """The server's (so every kernel's) environment: nbrun's kernel environment with its
-    store at ``store``, without any Jupyter settings of this process, with Jupyter's and
+def lab_env(base: Path) -> dict[str, str]:
+    """The server's (so every kernel's) environment: nbrun's kernel environment, but with
+    no NBCACHE_DIR, so each kernel's store is ``.nbcache`` in its notebook's folder as a
+    user's is; without any Jupyter settings of this process, with Jupyter's and
     JupyterLab's folders under ``base`` and this venv's scripts first on PATH."""
-    env = nbrun.kernel_env(base, store)
-    env = {k: v for k, v in env.items() if not k.startswith(("JUPYTER", "JPY_"))}
+    env = nbrun.kernel_env(base, base / "unused")
+    env = {
+        k: v for k, v in env.items() if not k.startswith(("JUPYTER", "JPY_")) and k != "NBCACHE_DIR"
+    }
     env.update(
         JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
         JUPYTER_DATA_DIR=str(base / "jupyter-data"),
@@ -210,7 +214,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         process = subprocess.Popen(
             command,
             cwd=root,
-            env=lab_env(base, root / ".nbcache"),
+            env=lab_env(base),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -449,7 +453,7 @@ class Lab:
             arg=self.opened[-1],
         )
 
-    def run_all(self, path: str | None = None) -> Page:
+    def run_all(self, path: str | None = None, timeout: float = RUN_TIMEOUT) -> Page:
         """Clear every output, run all cells, wait until every prompt shows a number.
 
         Raises AssertionError with every cell's prompt and outputs if a cell fails."""
@@ -463,7 +467,7 @@ class Lab:
                 .catch((e) => { window.__nbtestRunError = String(e); });
             }"""
         )
-        state = self.page.wait_for_function(_RUN_STATE, arg=path, timeout=RUN_TIMEOUT)
+        state = self.page.wait_for_function(_RUN_STATE, arg=path, timeout=timeout)
         if state.json_value() != "error":
             return self.page
         error = self.page.evaluate("window.__nbtestRunError")
