@@ -1,15 +1,26 @@
 """Keys: hashing rules, code fingerprints, what cells read and bind, call keys, why they changed.
 
-Importing this package registers every family of hashing rules (frames,
-arrays, code) with the one registry in :mod:`nbcache.keys.hashing`; that is
-what keeps the rule modules free of imports of each other.
+Importing this package registers every family of hashing rules with the one
+registry in :mod:`nbcache.keys.hashing`, in the order they are asked; that is
+what keeps the rule modules free of imports of each other.  Python imports a
+package before any of its modules, so no digest runs without them.
 """
 
 from __future__ import annotations
 
 from . import arrays, code, frames, hashing
 from .hashing import HashBudgetError, LiveHandleError, describe, digest
+from .rules import containers, handles, names, ndarrays, objects
 
 __all__ = ["HashBudgetError", "LiveHandleError", "describe", "digest"]
 
-hashing.register(*code.RULES, *frames.RULES, *arrays.RULES)
+hashing.register(
+    *containers.RULES,  # exact builtins first: most objects are these
+    *handles.RULES,  # before anything could walk into a figure
+    *code.RULES,  # local functions, classes and modules by their code
+    *frames.RULES,
+    *arrays.RULES,
+    *names.RULES,  # installed code by name and version
+    *ndarrays.RULES,
+    *objects.RULES,  # plain objects, then the reduce protocol for the rest
+)

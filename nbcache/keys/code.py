@@ -48,9 +48,9 @@ from .hashing import (
     Request,
     Rule,
     digest,
-    global_rule,
     module_version,
 )
+from .rules.names import global_rule
 
 __all__ = [
     "RULES",

@@ -1,0 +1,184 @@
+"""Hashing rules for everything else: plain objects, decorated callables, tensors, reduce.
+
+- A plain object (pickled as its class and ``__dict__``): the class and the
+  dict in order, without building a reduction.
+- A callable with ``__wrapped__`` (``lru_cache``, ``@memoize``): what it wraps.
+- A tensor with ``__dlpack__`` (torch, jax, cupy on the CPU): its buffer.
+- Anything else: the public reduce protocol (``copyreg.dispatch_table``, then
+  ``__reduce_ex__(4)``), the same parts pickle would save, hashed by the
+  other rules, plus the instance ``__dict__`` when a reduction inherited from
+  a base class leaves it out; an object whose reduction fails but that
+  offers a buffer, by its bytes.  A real pickle stream would not be
+  deterministic: ``reducer_override`` is never called for sets, whose
+  pickled order follows the per-process string hash seed.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import sys
+from typing import Any
+
+from ...errors import KeyPicklingError
+from ..hashing import (
+    Matcher,
+    Node,
+    Parts,
+    Rule,
+    has_attr,
+    instance_dict,
+    module_version,
+    type_name,
+)
+from .containers import items_parts
+
+__all__ = ["RULES"]
+
+
+def _wrapped_of(value: Any) -> Any:
+    state = instance_dict(value)
+    return None if state is None else state.get("__wrapped__")
+
+
+def _dlpack_rule(n: Node, value: Any) -> Parts | None:
+    """A tensor (torch, jax, cupy on the CPU) by its buffer through DLPack."""
+    np = sys.modules.get("numpy")
+    if np is None or not hasattr(type(value), "__dlpack__"):
+        return None
+    try:
+        array = np.from_dlpack(value)
+    except Exception:  # noqa: BLE001 - on a device, or a tensor that refuses: reduce it instead
+        return None
+    return _tensor_parts(n, value, array)
+
+
+def _tensor_parts(n: Node, value: Any, array: Any) -> Parts:
+    n.tag(b"dlpack")
+    yield type(value), ".__class__"
+    own = instance_dict(value) or {}
+    for attr in ("dtype", "device", "requires_grad", "layout"):
+        if has_attr(type(value), attr) or attr in own:
+            n.text(f"{attr}={getattr(value, attr, None)!s}")
+    yield array, ".__dlpack__()"
+
+
+def _reduce_rule(n: Node, value: Any) -> Parts | None:
+    cls = type(value)
+    wrapped = _wrapped_of(value)
+    if wrapped is not None and callable(value):
+        # A decorated function (lru_cache, @memoize): its code is what counts;
+        # a reduce would name it and nothing more.
+        return _wrapper_parts(n, value, wrapped)
+    tensor = _dlpack_rule(n, value)
+    if tensor is not None:
+        return tensor
+    reducer = copyreg.dispatch_table.get(cls)
+    try:
+        reduced = reducer(value) if reducer is not None else value.__reduce_ex__(4)
+    except Exception as exc:  # noqa: BLE001 - any failure: the buffer, else a KeyPicklingError
+        try:
+            view = memoryview(value)  # a buffer with nothing else to say
+        except TypeError:
+            raise KeyPicklingError(f"it cannot be reduced ({type(exc).__name__}: {exc})") from exc
+        return _buffer_parts(n, value, view)
+    return _reduced_parts(n, value, reduced)
+
+
+def _reduce_is_inherited(cls: type) -> bool:
+    for klass in cls.__mro__:
+        if "__reduce_ex__" in vars(klass) or "__reduce__" in vars(klass):
+            return klass is not cls and klass is not object
+    return False
+
+
+def _wrapper_parts(n: Node, value: Any, wrapped: Any) -> Parts:
+    n.tag(b"wrapper")
+    n.text(type_name(type(value)))
+    yield wrapped, ".__wrapped__"
+
+
+def _buffer_parts(n: Node, value: Any, view: memoryview) -> Parts:
+    n.tag(b"buffer")
+    yield type(value), ".__class__"
+    n.text(f"{view.format}|{view.shape}")
+    n.raw(view.tobytes() if not view.c_contiguous else view)
+
+
+def _reduced_parts(n: Node, value: Any, reduced: Any) -> Parts:
+    if type(reduced) is str:  # a module-level singleton, saved by name
+        module = getattr(value, "__module__", None) or "?"
+        n.tag(b"named")
+        n.text(f"{module}:{reduced}@{module_version(str(module))}")
+        return
+    if type(reduced) is not tuple or not 2 <= len(reduced) <= 6:
+        raise KeyPicklingError(
+            f"its __reduce_ex__ returned {type(reduced).__name__}, not a string or a tuple of "
+            "2 to 6 items"
+        )
+    callable_, args, *rest = (*reduced, None, None, None, None)[:6]
+    if type(args) is not tuple:
+        raise KeyPicklingError(f"its __reduce_ex__ gave arguments of type {type(args).__name__}")
+    n.tag(b"reduce")
+    yield callable_, ".__reduce__()[0]"
+    yield args, ".__reduce__()[1]"
+    state, listitems, dictitems, setter = rest
+    if (
+        type(state) is tuple
+        and len(state) == 2
+        and (state[0] is None or type(state[0]) is dict)
+        and type(state[1]) is dict
+    ):
+        state = {**(state[0] or {}), **state[1]}  # (__dict__, __slots__) as one mapping
+    if state is None and _reduce_is_inherited(type(value)):
+        # A reduction a subclass inherits (a Counter subclass's) leaves out the
+        # attributes the subclass adds: the key would be blind to them.  A
+        # class that writes its own __reduce__ says what it is made of.
+        state = instance_dict(value) or None
+    if type(state) is dict:
+        n.tag(b"state")
+        yield from items_parts(n, list(state.items()), attrs=True)
+    else:
+        yield state, ".__getstate__()"
+    if listitems is not None:
+        yield list(listitems), ".<items>"
+    if dictitems is not None:
+        n.tag(b"dictitems")
+        yield from items_parts(n, list(dictitems), attrs=False)
+    if setter is not None:
+        yield setter, ".<state setter>"
+
+
+def _is_plain_object(cls: type) -> bool:
+    """A class whose pickle is exactly (the class, ``__dict__``): hashed so without reducing.
+
+    The fast path for the commonest objects (a model's parameters, a linked
+    list's nodes): ``copyreg.__reduce_ex__`` is written in Python and makes
+    three throwaway objects per instance.
+    """
+    if cls in copyreg.dispatch_table or hasattr(cls, "__dlpack__"):
+        return False
+    for method in ("__reduce_ex__", "__reduce__", "__getstate__"):
+        if getattr(cls, method, None) is not getattr(object, method, None):
+            return False
+    if hasattr(cls, "__getnewargs_ex__") or hasattr(cls, "__getnewargs__"):
+        return False
+    slots_or_builtin = any("__slots__" in vars(k) for k in cls.__mro__[:-1])
+    has_dict = any("__dict__" in vars(k) for k in cls.__mro__[:-1])
+    return has_dict and not slots_or_builtin and cls.__flags__ & (1 << 9) != 0  # a heap type
+
+
+def _object_rule(n: Node, value: Any) -> Parts:
+    state = instance_dict(value) or {}
+    wrapped = state.get("__wrapped__")
+    if wrapped is not None and callable(value):
+        yield from _wrapper_parts(n, value, wrapped)
+        return
+    n.tag(b"object")
+    yield type(value), ".__class__"
+    yield from items_parts(n, list(state.items()), attrs=True)
+
+
+RULES: tuple[tuple[Matcher, Rule], ...] = (
+    (_is_plain_object, _object_rule),
+    (lambda c: True, _reduce_rule),  # the fallback: last
+)
