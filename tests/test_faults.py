@@ -568,3 +568,86 @@ def test_put_over_file_size_limit_fails_cleanly_at_every_length(tmp_path: Path) 
         lambda: Cache(LocalStore(root), signer=Signer(b"limits")).lookup(OTHER_KEY)
     )
     assert hit is not None and hit.value == "earlier" and warned == []
+
+
+# -- headers built to break the parser, and empty read-only folders ------------------
+
+
+@pytest.mark.parametrize("header", [b"[" * 200_000, b"{" * 50_000 + b"}" * 50_000, b'"' * 9])
+def test_a_header_nested_too_deep_is_a_miss_and_removed(tmp_path: Path, header: bytes) -> None:
+    """A header of `[` repeated 200,000 times (or any other unparseable one) is refused with
+    one warning and removed, never a RecursionError in the caller."""
+    root = tmp_path / "store"
+    assert _cache(root).put(OTHER_KEY, "makes the layout")
+    path = _entry_path(root, KEY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = struct.pack("<8sHHI", b"NBCACHE\x00", 1, 0, 0)
+    trailer = struct.pack("<Q32s8s", len(header), b"\0" * 32, b"NBCEND\x00\x00")
+    path.write_bytes(prefix + header + trailer)
+    hit, warned = _lookup(root, KEY)
+    assert hit is None and len(warned) == 1 and "signature" in warned[0], warned
+    assert not path.exists()
+    assert _lookup(root, KEY) == (None, [])
+
+
+def test_an_empty_read_only_folder_runs_the_body_with_one_warning(
+    tmp_path: Path, mount: Callable[..., None]
+) -> None:
+    """An empty cache folder on a read-only mount: every call still computes (no raw
+    OSError from the lease or the layout), with one warning."""
+    root = tmp_path / "store"
+    root.mkdir()
+    _make_read_only(mount, root)
+    cache = _cache(root)
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        return 42
+
+    def twice() -> tuple[int, int]:
+        first = cache.get_or_compute(KEY, compute).value
+        return first, cache.get_or_compute(OTHER_KEY, compute).value
+
+    values, warned = _caught(twice)
+    assert values == (42, 42) and len(calls) == 2
+    assert len(warned) == 1 and "read-only" in warned[0], warned
+    assert list(root.iterdir()) == []
+
+
+def test_a_read_only_folder_of_entries_serves_them_and_lists(
+    tmp_path: Path, mount: Callable[..., None]
+) -> None:
+    """A read-only folder full of entries still hits, lists and counts, without its index
+    being writable."""
+    root = tmp_path / "store"
+    for n, key in enumerate((KEY, OTHER_KEY)):
+        assert _cache(root).put(key, n)
+    _make_read_only(mount, root)
+    records, warned = _caught(lambda: _cache(root).records())
+    assert {r.key for r in records} == {KEY, OTHER_KEY} and warned == []
+    hit, warned = _lookup(root, OTHER_KEY)
+    assert hit is not None and hit.value == 1 and warned == []
+
+
+def test_a_fifo_where_the_secret_should_be_does_not_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO at the secret's path is an unreadable secret, at once."""
+    from nbcache import StoreError
+    from nbcache.entry.signing import default_secret_path, load_secret
+
+    monkeypatch.delenv("NBCACHE_SECRET")
+    path = default_secret_path()
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path)
+    done = subprocess.run(
+        [sys.executable, "-c", "from nbcache.entry.signing import load_secret; load_secret()"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ},
+    )
+    assert done.returncode != 0 and "not a regular file" in done.stderr
+    with pytest.raises(StoreError, match="NBCACHE_SECRET"):
+        load_secret()
