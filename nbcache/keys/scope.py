@@ -64,6 +64,9 @@ class CellCode:
     binds: frozenset[str]
     code_digest: str
     first_line: str
+    # The cell calls into the shell (a line magic, a ``!`` escape): its effects lie
+    # outside the namespace (an extension loaded, a backend chosen), so it always runs.
+    uses_shell: bool = False
 
 
 class _Scan(ast.NodeVisitor):
@@ -242,6 +245,7 @@ def analyze(source: str) -> CellCode:
         binds=frozenset(n for n in binds if not is_shell_name(n)),
         code_digest=xxhash.xxh3_128_hexdigest(dumped),
         first_line=first[:80],
+        uses_shell="get_ipython" in scan.reads or "get_ipython" in scan.deferred,
     )
 
 

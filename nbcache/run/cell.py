@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import io
 import linecache
+import re
+import sys
 import time
 import types
 import uuid
@@ -26,10 +28,20 @@ from ..entry.pickling import _probe
 from ..errors import CacheError, KeyPicklingError, ValuePicklingError, warn
 from ..keys.calls import explain
 from ..keys.hashing import describe, digest
-from ..keys.scope import CellCode, CellKey, analyze, cell_key, changed_names, namespace_snapshot
+from ..keys.scope import (
+    CellCode,
+    CellKey,
+    analyze,
+    cell_key,
+    changed_names,
+    is_shell_name,
+    namespace_snapshot,
+)
 from ..tasks.executors import check_executor, configured_executor, get_executor
 from ..tasks.task import Task, TaskCancelled, current_task, follow_tqdm
 from . import routing as background
+from .effects import Effects, seeds_first
+from .effects import apply as apply_effects
 from .files import FileReads
 from .output import NO_RESULT, OutputLog, from_user_code
 from .report import Card, CellReport
@@ -82,10 +94,12 @@ class CellOptions:
 
 
 _VALUE_NAME = "the cell's variables"
+_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|CREDENTIAL|(^|_)KEY$", re.IGNORECASE)
 
 
-class _FilesUnchanged:
-    """Validates an entry by the files it was computed from; keeps what changed, for why."""
+class _Unchanged:
+    """Validates an entry by what it was computed from outside its key: the files it read
+    and the outside state it depended on; keeps what changed, for why."""
 
     def __init__(self) -> None:
         self.stale: list[str] = []
@@ -93,6 +107,9 @@ class _FilesUnchanged:
     def __call__(self, info: EntryInfo) -> bool:
         files = FileReads(dict(info.meta.get("files", {})), dict(info.meta.get("paths", {})))
         self.stale = files.changed()
+        outside = info.meta.get("outside")
+        if isinstance(outside, dict) and outside:
+            self.stale += Effects.now().differs(outside)
         return not self.stale
 
 
@@ -106,6 +123,8 @@ class _Made:
     result: Any
     seconds: float
     files: FileReads
+    effects: Effects  # the outside state when the body started
+    changes: dict[str, Any]  # what of it the body changed
 
 
 @dataclass(frozen=True)
@@ -139,7 +158,7 @@ class CellCache:
         if prepared is None:
             return self.shell.execute(source)  # uncached, exactly as without the magic
         code, ck, identity = prepared
-        files = _FilesUnchanged()
+        files = _Unchanged()
         ask = Ask(
             persist=options.store,
             max_age=options.max_age,
@@ -191,6 +210,8 @@ class CellCache:
         except Exception as exc:  # noqa: BLE001 - a cell we cannot read runs as Python runs it
             warn(f"nbcache: cannot read this cell ({_failure(exc)}); it runs uncached.", 3)
             return None
+        if code.uses_shell:
+            return None  # line magics and shell escapes act outside the namespace: run it
         identity = options.name or self.shell.cell_id or f"cell: {code.first_line}"
         self.last = identity
         try:
@@ -212,6 +233,7 @@ class CellCache:
             namespace[name] = _bring_back(value)
         for name in entry["deleted"]:
             namespace.pop(name, None)
+        apply_effects(entry.get("effects", {}))
         OutputLog(list(entry["outputs"])).replay(self.shell.publish)
         if not options.quiet:
             self.shell.report(_restored(hit, entry))
@@ -241,6 +263,7 @@ class CellCache:
         namespace = self.shell.user_ns
         before = namespace_snapshot(namespace)
         log = OutputLog()
+        outside = Effects.now()
         start = time.perf_counter()
         with (
             log.recording(self.shell.display_publisher),
@@ -249,7 +272,9 @@ class CellCache:
             result = self.shell.execute(code.source)
             self.shell.flush_figures()
         seconds = time.perf_counter() - start
-        return _Made(namespace, before, log, result, seconds, FileReads.of(read).merged(watch))
+        files = FileReads.of(read).merged(watch)
+        changes = outside.changes(Effects.now())
+        return _Made(namespace, before, log, result, seconds, files, outside, changes)
 
     def _exclude(self) -> list[str]:
         return [self.cache.store.location] if self.cache.store is not None else []
@@ -292,6 +317,7 @@ class CellCache:
 
             def compute() -> dict[str, Any]:
                 before = namespace_snapshot(namespace)
+                outside = Effects.now()
                 start = time.perf_counter()
                 with background.routed(sink), FileReads.recording(self._exclude()) as read:
                     if here:
@@ -302,7 +328,8 @@ class CellCache:
                     raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is kept
                 seconds = time.perf_counter() - start
                 files = FileReads.of(read).merged(watch)
-                made.append(_Made(namespace, before, log, result, seconds, files))
+                changes = outside.changes(Effects.now()) if here else {}
+                made.append(_Made(namespace, before, log, result, seconds, files, outside, changes))
                 return _kept(code, ck, made[0])
 
             # The key missed a moment ago; if another kernel holds its lease, its entry is
@@ -334,6 +361,7 @@ class CellCache:
             else:
                 for kind, *payload in entry["outputs"]:
                     card.output(kind, *payload)
+                apply_effects(entry.get("effects", {}))
                 values = {name: _bring_back(value) for name, value in entry["vars"].items()}
                 card.finished(_restored(outcome.hit, entry))
             self.shell.user_ns.update(values)
@@ -517,6 +545,26 @@ def _mutated(ck: CellKey, namespace: Mapping[str, Any], bound: list[str]) -> lis
     return changed
 
 
+def _sharing(namespace: Mapping[str, Any], names: list[str]) -> list[str]:
+    """Arrays elsewhere in the namespace that share memory with the arrays the cell bound
+    or changed: a write through a view (``sub[0] = 99``) changes its base, and the other
+    way round, so both are kept."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return []
+    touched = [namespace[n] for n in names if isinstance(namespace[n], numpy.ndarray)]
+    if not touched:
+        return []
+    return [
+        name
+        for name, value in namespace.items()
+        if name not in names
+        and isinstance(value, numpy.ndarray)
+        and not is_shell_name(name)
+        and any(numpy.may_share_memory(value, other) for other in touched)
+    ]
+
+
 def _digests(namespace: Mapping[str, Any], names: list[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in names:
@@ -557,6 +605,12 @@ class NotKept(CacheError):
 
 def _kept(code: CellCode, ck: CellKey, made: _Made) -> dict[str, Any]:
     """:func:`_entry`, with any failure of ours turned into :class:`NotKept`."""
+    secret = [k for k in made.changes.get("os.environ", {}) if _SECRET_NAME.search(k)]
+    if secret:
+        raise NotKept(
+            f"the cell sets the environment variable {secret[0]}, which looks like a secret; "
+            "secrets are never written to the store, so the cell runs again next time."
+        )
     try:
         return _entry(code, ck, made)
     except Exception as exc:
@@ -576,6 +630,7 @@ def _entry(code: CellCode, ck: CellKey, made: _Made) -> dict[str, Any]:
     namespace = made.namespace
     bound, deleted = changed_names(made.before, namespace, code.binds)
     mutated = _mutated(ck, namespace, bound)
+    mutated += _sharing(namespace, [*bound, *mutated])
     names = sorted(n for n in {*bound, *mutated} if not _closed_file(namespace[n]))
     return {
         "vars": {name: _storable(namespace[name]) for name in names},
@@ -583,6 +638,7 @@ def _entry(code: CellCode, ck: CellKey, made: _Made) -> dict[str, Any]:
         "outputs": made.log.events,
         "result": made.result,
         "digests": _digests(namespace, names),
+        "effects": made.changes,
     }
 
 
@@ -606,7 +662,18 @@ def _meta(
         "pinned": options.pin,
         "kind": "cell",
         "first_line": code.first_line,
+        "outside": made.effects.inputs(
+            made.changes, seeded=seeds_first(code.source), drew=_drew(made.log)
+        ),
     }
+
+
+def _drew(log: OutputLog) -> bool:
+    """Whether the cell showed a picture (so matplotlib's settings shaped it)."""
+    return any(
+        event[0] == "display" and any(str(kind).startswith("image/") for kind in event[1])
+        for event in log.events
+    )
 
 
 def _restored(hit: Hit[Any], entry: Mapping[str, Any]) -> CellReport:

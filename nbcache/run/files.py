@@ -22,6 +22,9 @@ _recording = threading.local()
 _hook_installed = False
 _hook_lock = threading.Lock()
 _SKIP_ROOTS: tuple[str, ...] = ()
+# Pseudo-files describe the running system, not data: reading /proc/self/status or
+# /dev/urandom is not an input (it would differ in every kernel, so never hit).
+_PSEUDO_ROOTS = ("/proc/", "/sys/", "/dev/")
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -49,6 +52,7 @@ def _install_hook() -> None:
 
         roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
         _SKIP_ROOTS = tuple(os.path.realpath(r) + os.sep for r in roots | {sys.prefix})
+        _SKIP_ROOTS += _PSEUDO_ROOTS
         # Audit hooks cannot be removed: this one costs an attribute lookup per open()
         # outside a cached cell, and is installed once, on the first cached cell.
         sys.addaudithook(_audit)

@@ -10,7 +10,26 @@ from typing import Any, TextIO
 
 __all__ = ["NO_RESULT", "OutputLog", "from_user_code"]
 
-NO_RESULT: Any = type("NoResult", (), {"__repr__": lambda self: "<no result>"})()
+
+class _NoResult:
+    """The one value of a cell without a last expression (its own type, so an entry that
+    stored it gives back this same object, never a look-alike that IPython shows)."""
+
+    _made: _NoResult | None = None
+
+    def __new__(cls) -> _NoResult:
+        if cls._made is None:
+            cls._made = super().__new__(cls)
+        return cls._made
+
+    def __repr__(self) -> str:
+        return "<no result>"
+
+    def __reduce__(self) -> str:
+        return "NO_RESULT"  # pickled by reference to this module's global
+
+
+NO_RESULT: Any = _NoResult()
 """What running a cell returns when it does not end with an expression."""
 
 

@@ -6,7 +6,9 @@ Each magic parses its line, calls the core and formats what comes back.
 from __future__ import annotations
 
 import argparse
+import io
 import shlex
+import tokenize
 import types
 from typing import Any
 
@@ -18,8 +20,8 @@ from ..cache.core import Cache
 from ..cache.default import check_store, default_cache, max_size, open_store, set_default_cache
 from ..errors import CacheError, ExecutorError
 from ..run.cell import CellCache, CellOptions
-from ..run.output import NO_RESULT
 from ..run.memo import Memoized, memoize
+from ..run.output import NO_RESULT
 from ..units import format_duration, parse_duration, parse_size
 from .ipython import IPythonShell
 from .listing import entries_table, matching_keys, plural, summary_lines
@@ -104,7 +106,9 @@ class NbcacheMagics(Magics):
             result = self.cells.run(cell, options)
         except ExecutorError as exc:  # not installed, not configured: one line says what to do
             raise UsageError(str(exc)) from exc
-        return None if result is NO_RESULT else result
+        if result is NO_RESULT or _quiet(cell):
+            return None
+        return result
 
     # -- %memoize and %%memoize -------------------------------------------------------
 
@@ -270,3 +274,15 @@ def _parse(line: str) -> argparse.Namespace:
     wait = sub.add_parser("wait")
     wait.add_argument("name", nargs="?")
     return parser.parse_args(shlex.split(line))
+
+
+def _quiet(cell: str) -> bool:
+    """Whether the body ends with ``;``, which hides its result as it does without us
+    (IPython looks at the whole cell, whose last line is then ``%%cache``'s call)."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(cell).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    skip = (tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT)
+    last = next((t for t in reversed(tokens) if t.type not in skip), None)
+    return last is not None and last.type == tokenize.OP and last.string == ";"

@@ -1,0 +1,206 @@
+"""A cached cell behaves as it does without the magic, on a miss and on a hit in a new
+shell: no result where there was none, ``;`` hides the result, effects outside the
+namespace come back, writes through views reach their base, pseudo-files are no inputs."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from nbcache.cache.default import set_default_cache
+from tests.shells import close_shell, new_shell
+
+
+class Shells:
+    """Shells one after another on one store: each new one is a restarted kernel."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.shell: InteractiveShell | None = None
+
+    def restart(self) -> InteractiveShell:
+        if self.shell is not None:
+            close_shell(self.shell)
+        set_default_cache(None)  # a new kernel starts with nothing in memory
+        self.shell = new_shell(self.root)
+        return self.shell
+
+    def run(self, cell: str) -> Any:
+        assert self.shell is not None
+        result = self.shell.run_cell(cell)
+        assert result.error_before_exec is None and result.error_in_exec is None, result
+        return result.result
+
+
+@pytest.fixture
+def shells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shells]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    runs = Shells(tmp_path)
+    yield runs
+    if runs.shell is not None:
+        close_shell(runs.shell)
+
+
+def _runs(root: Path) -> int:
+    marker = root / "runs"
+    return len(marker.read_text()) if marker.exists() else 0
+
+
+BODY_MARK = "with open('runs', 'a') as _f:\n    _f.write('x')\n"
+
+
+def test_a_hit_shows_no_result_where_there_was_none(shells: Shells) -> None:
+    """A cell that ends with a statement has no result, on the miss and on the hit."""
+    cell = "%%cache\n" + BODY_MARK + "a = 1\n"
+    shells.restart()
+    assert shells.run(cell) is None
+    shells.restart()
+    assert shells.run(cell) is None and _runs(shells.root) == 1
+
+
+def test_a_trailing_semicolon_hides_the_result(shells: Shells) -> None:
+    """``x;`` at the end shows nothing, as without the magic; ``x`` shows it."""
+    shells.restart()
+    assert shells.run("%%cache\nx = 41\nx + 1;") is None
+    assert shells.run("%%cache\nx = 41\nx + 1  # shown") == 42
+    shells.restart()
+    assert shells.run("%%cache\nx = 41\nx + 1;") is None
+
+
+def test_a_cell_with_a_line_magic_runs_every_time(shells: Shells) -> None:
+    """A line magic acts outside the namespace (here an environment variable): the cell
+    runs again after a restart instead of restoring nothing."""
+    cell = "%%cache\n" + BODY_MARK + "%env NBCACHE_TEST_MAGIC=on\ny = 2\n"
+    try:
+        shells.restart()
+        shells.run(cell)
+        del os.environ["NBCACHE_TEST_MAGIC"]
+        shells.restart()
+        shells.run(cell)
+        assert os.environ["NBCACHE_TEST_MAGIC"] == "on" and _runs(shells.root) == 2
+    finally:
+        os.environ.pop("NBCACHE_TEST_MAGIC", None)
+
+
+def test_seeded_draws_restore_and_leave_the_generator_as_a_plain_run(shells: Shells) -> None:
+    """After ``np.random.seed(0)``, a cached cell that draws restores its numbers, and the
+    next plain cell draws what it would have drawn without the cache."""
+    setup = "import numpy as np\nnp.random.seed(0)\n"
+    cell = "%%cache\n" + BODY_MARK + "b = np.random.rand(3)\n"
+    shells.restart()
+    shells.run(setup)
+    shells.run(cell)
+    first = (shells.shell.user_ns["b"].copy(), np.random.rand())  # type: ignore[union-attr]
+    shells.restart()
+    shells.run(setup)
+    shells.run(cell)
+    again = (shells.shell.user_ns["b"].copy(), np.random.rand())  # type: ignore[union-attr]
+    assert _runs(shells.root) == 1
+    assert np.array_equal(first[0], again[0]) and first[1] == again[1]
+
+
+def test_another_seed_before_a_drawing_cell_is_a_miss(shells: Shells) -> None:
+    """The generator's state is an input of a cell that draws: another seed upstream makes
+    it compute again, never restore numbers drawn from the old seed."""
+    cell = "%%cache\n" + BODY_MARK + "b = np.random.rand()\n"
+    shells.restart()
+    shells.run("import numpy as np\nnp.random.seed(0)")
+    shells.run(cell)
+    old = shells.shell.user_ns["b"]  # type: ignore[union-attr]
+    shells.run("np.random.seed(1)")
+    shells.run(cell)
+    assert _runs(shells.root) == 2 and shells.shell.user_ns["b"] != old  # type: ignore[union-attr]
+
+
+def test_the_random_module_state_comes_back(shells: Shells) -> None:
+    """The same for the ``random`` module: a cell that seeds and draws restores, and the
+    module's generator is left where the plain run left it."""
+    cell = "%%cache\nimport random\nrandom.seed(7)\n" + BODY_MARK + "r = random.random()\n"
+    shells.restart()
+    shells.run(cell)
+    after = random.random()
+    shells.restart()
+    random.seed(12345)  # a fresh kernel's generator is anywhere
+    shells.run(cell)
+    assert _runs(shells.root) == 1 and random.random() == after
+
+
+def test_matplotlib_settings_come_back(shells: Shells) -> None:
+    """A cell that sets rcParams (a style) sets them again when it restores."""
+    import matplotlib
+
+    saved = dict.copy(matplotlib.rcParams)
+    cell = (
+        "%%cache\n"
+        + BODY_MARK
+        + "import matplotlib\nmatplotlib.rcParams['lines.linewidth'] = 7.5\n"
+    )
+    try:
+        shells.restart()
+        shells.run(cell)
+        matplotlib.rcParams["lines.linewidth"] = 1.0
+        shells.restart()
+        shells.run(cell)
+        assert _runs(shells.root) == 1 and matplotlib.rcParams["lines.linewidth"] == 7.5
+    finally:
+        dict.update(matplotlib.rcParams, saved)
+
+
+def test_sys_path_comes_back(shells: Shells, tmp_path: Path) -> None:
+    """A cell that puts a folder on sys.path puts it there again when it restores."""
+    cell = "%%cache\n" + BODY_MARK + f"import sys\nsys.path.append({str(tmp_path / 'lib')!r})\n"
+    shells.restart()
+    shells.run(cell)
+    sys.path.remove(str(tmp_path / "lib"))
+    shells.restart()
+    shells.run(cell)
+    assert _runs(shells.root) == 1 and str(tmp_path / "lib") in sys.path
+
+
+def test_a_write_through_a_view_reaches_its_base(shells: Shells) -> None:
+    """``sub = x[:1]`` in one cell and ``sub[0] = 99`` in the next: after a restart the
+    restored ``x`` has the 99, as it had in the plain run."""
+    shells.restart()
+    shells.run("%%cache\nimport numpy as np\nx = np.arange(4)\nsub = x[:1]")
+    shells.run("%%cache\nsub[0] = 99")
+    assert shells.shell.user_ns["x"][0] == 99  # type: ignore[union-attr]
+    shells.restart()
+    shells.run("%%cache\nimport numpy as np\nx = np.arange(4)\nsub = x[:1]")
+    shells.run("%%cache\nsub[0] = 99")
+    assert shells.shell.user_ns["x"].tolist() == [99, 1, 2, 3]  # type: ignore[union-attr]
+
+
+def test_reading_proc_is_no_input(shells: Shells) -> None:
+    """A cell that reads /proc/self/status restores in the next kernel."""
+    cell = "%%cache\n" + BODY_MARK + "status = open('/proc/self/status').read()[:4]\n"
+    shells.restart()
+    shells.run(cell)
+    shells.restart()
+    shells.run(cell)
+    assert _runs(shells.root) == 1
+
+
+def test_a_cell_setting_a_secret_is_never_stored(shells: Shells) -> None:
+    """A cell that puts a secret-looking variable in the environment is not stored (the
+    store would keep it): it runs again, with one warning."""
+    cell = "%%cache\n" + BODY_MARK + "import os\nos.environ['NBCACHE_TEST_TOKEN'] = 'x'\n"
+    try:
+        shells.restart()
+        with pytest.warns(UserWarning, match="looks like a secret"):
+            shells.run(cell)
+        del os.environ["NBCACHE_TEST_TOKEN"]  # as in a new kernel
+        shells.restart()
+        with pytest.warns(UserWarning, match="looks like a secret"):
+            shells.run(cell)
+        assert _runs(shells.root) == 2
+    finally:
+        os.environ.pop("NBCACHE_TEST_TOKEN", None)
