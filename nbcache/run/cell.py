@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -72,6 +73,13 @@ class Shell(Protocol):
         ...
 
     def flush_figures(self) -> None: ...
+
+    def paging(self, add: Callable[[Any, int], None]) -> AbstractContextManager[None]:
+        """Within the block, hand what goes to the pager (``%prun``, ``?``) to ``add`` too."""
+        ...
+
+    def page(self, data: Any, start: int) -> None:
+        """Send ``data`` to the pager again (a hit of a cell that paged)."""
 
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None: ...
 
@@ -234,7 +242,7 @@ class CellCache:
         for name in entry["deleted"]:
             namespace.pop(name, None)
         apply_effects(entry.get("effects", {}))
-        OutputLog(list(entry["outputs"])).replay(self.shell.publish)
+        OutputLog(list(entry["outputs"])).replay(self.shell.publish, self.shell.page)
         if not options.quiet:
             self.shell.report(_restored(hit, entry))
         if options.background:
@@ -267,6 +275,7 @@ class CellCache:
         start = time.perf_counter()
         with (
             log.recording(self.shell.display_publisher),
+            self.shell.paging(lambda data, start: log.add("page", data, start)),
             FileReads.recording(self._exclude()) as read,
         ):
             result = self.shell.execute(code.source)

@@ -89,8 +89,12 @@ class OutputLog:
 
         return publish
 
-    def replay(self, publish: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
-        """Show the recorded output again, in order."""
+    def replay(
+        self,
+        publish: Callable[[dict[str, Any], dict[str, Any]], None],
+        page: Callable[[Any, int], None] | None = None,
+    ) -> None:
+        """Show the recorded output again, in order (pager output through ``page``)."""
         for kind, *payload in self.events:
             if kind == "stdout":
                 sys.stdout.write(payload[0])
@@ -98,6 +102,9 @@ class OutputLog:
                 sys.stderr.write(payload[0])
             elif kind == "display":
                 publish(payload[0], payload[1])
+            elif kind == "page" and page is not None:
+                sys.stdout.flush()
+                page(payload[0], payload[1])
         sys.stdout.flush()
         sys.stderr.flush()
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import ast
 import sys
 import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..run.output import NO_RESULT, from_user_code
@@ -66,6 +68,28 @@ class IPythonShell:
 
     def show_text(self, line: str) -> None:
         print(line, flush=True)
+
+    @contextmanager
+    def paging(self, add: Callable[[Any, int], None]) -> Iterator[None]:
+        """Record what goes to the pager while still paging it: a hook first in IPython's
+        ``show_in_pager`` chain that notes the page and lets the next hook show it."""
+        from IPython.core.error import TryNext
+
+        def hook(shell: Any, data: Any, start: int = 0, *args: Any, **kwargs: Any) -> None:
+            add(data, start)
+            raise TryNext
+
+        self.shell.set_hook("show_in_pager", hook, 0)
+        try:
+            yield
+        finally:
+            chain = self.shell.hooks.show_in_pager.chain
+            chain[:] = [(p, f) for p, f in chain if getattr(f, "__func__", None) is not hook]
+
+    def page(self, data: Any, start: int) -> None:
+        from IPython.core import page
+
+        page.page(data, start)
 
     def flush_figures(self) -> None:
         """Show the cell's pending inline matplotlib figures now, while output is recorded.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from nbcache.run.output import NO_RESULT
@@ -46,6 +48,7 @@ class FakeShell:
         self.display_publisher = Publisher()
         self.reports: list[CellReport] = []
         self.cards: list[Card] = []
+        self.paged: list[Any] = []
 
     def transform(self, cell: str) -> str:
         return cell
@@ -69,6 +72,13 @@ class FakeShell:
 
     def flush_figures(self) -> None:
         pass
+
+    @contextmanager
+    def paging(self, add: Callable[[Any, int], None]) -> Iterator[None]:
+        yield
+
+    def page(self, data: Any, start: int) -> None:
+        self.paged.append(data)
 
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         self.display_publisher.publish(data, metadata)

@@ -204,3 +204,18 @@ def test_a_cell_setting_a_secret_is_never_stored(shells: Shells) -> None:
         assert _runs(shells.root) == 2
     finally:
         os.environ.pop("NBCACHE_TEST_TOKEN", None)
+
+
+def test_pager_output_is_recorded_and_replayed(shells: Shells) -> None:
+    """What a cell sends to the pager is paged again on a hit, as the plain run paged it."""
+    cell = "%%cache\n" + BODY_MARK + "from IPython.core import page\npage.page('the report')\n"
+    seen: list[Any] = []
+
+    def pager(shell: Any, data: Any, start: int = 0, **kwargs: Any) -> None:
+        seen.append(data)
+
+    for _ in range(2):
+        shell = shells.restart()
+        shell.set_hook("show_in_pager", pager, 50)  # a kernel's payload pager stands here
+        shells.run(cell)
+    assert _runs(shells.root) == 1 and seen == ["the report", "the report"]
