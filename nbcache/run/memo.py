@@ -18,7 +18,7 @@ import time
 import types
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
@@ -44,41 +44,17 @@ _POLL_MAX = 0.5
 _SCALARS = frozenset({int, str, bytes, bool, type(None), float})
 
 
-class CacheInfo(tuple):  # type: ignore[type-arg]
-    """``functools``' ``(hits, misses, maxsize, currsize)``, plus store hits and time saved.
-
-    Compares and unpacks as the 4-tuple functools gives; ``store_hits`` (hits
-    served from the store rather than memory) and ``time_saved`` (compute
-    seconds not spent thanks to hits) are extra attributes.
-    """
+class CacheInfo(NamedTuple):
+    """``functools``' ``hits, misses, maxsize, currsize``, then nbcache's own two fields:
+    ``store_hits`` (hits served from the store rather than memory) and ``time_saved``
+    (compute seconds not spent thanks to hits)."""
 
     hits: int
     misses: int
     maxsize: int | None
     currsize: int
-    store_hits: int
-    time_saved: float
-
-    def __new__(
-        cls,
-        hits: int,
-        misses: int,
-        maxsize: int | None,
-        currsize: int,
-        store_hits: int = 0,
-        time_saved: float = 0.0,
-    ) -> CacheInfo:
-        info = super().__new__(cls, (hits, misses, maxsize, currsize))
-        info.hits, info.misses, info.maxsize, info.currsize = hits, misses, maxsize, currsize
-        info.store_hits, info.time_saved = store_hits, time_saved
-        return info
-
-    def __repr__(self) -> str:
-        return (
-            f"CacheInfo(hits={self.hits}, misses={self.misses}, maxsize={self.maxsize}, "
-            f"currsize={self.currsize}, store_hits={self.store_hits}, "
-            f"time_saved={self.time_saved:.3f})"
-        )
+    store_hits: int = 0
+    time_saved: float = 0.0
 
 
 class Memoized(Generic[P, R]):
