@@ -187,6 +187,10 @@ DIFFERENT.update(
             pd.Categorical(["a", "b"], ordered=True),
             pd.Categorical(["a", "b"], ordered=False),
         ),
+        "ordered categorical column": (
+            pd.DataFrame({"c": pd.Categorical(["a", "b"], ordered=True)}),
+            pd.DataFrame({"c": pd.Categorical(["a", "b"], ordered=False)}),
+        ),
         "categorical categories": (
             pd.Categorical(["a"], categories=["a", "b"]),
             pd.Categorical(["a"], categories=["a", "c"]),

@@ -75,13 +75,16 @@ def test_cycles_of_objects() -> None:
 
 
 class _Anything:
-    """Answers every attribute name, as some proxies and RPC stubs do."""
+    """A callable that answers every attribute name (``__wrapped__`` too), as RPC stubs do."""
 
     def __init__(self) -> None:
         self.x = 1
 
     def __getattr__(self, name: str) -> Any:
         return self
+
+    def __call__(self) -> None:
+        return None
 
 
 class _OddReduce:
