@@ -238,7 +238,7 @@ def render_head(view: CardView) -> str:
     label = "cancelling…" if view.state == "cancelling" else view.state
     return (
         f'<div class="nbcache-head"><span class="nbcache-card-name" title="{escape(view.name)}">'
-        f"{escape(view.name)}</span>"
+        f"{escape(view.name)}</span> "
         f'<span class="nbcache-chip nbcache-card-state" data-state="{view.state}">'
         f"{escape(label)}</span></div>"
     )

@@ -61,7 +61,7 @@ def status_html(report: CellReport) -> str:
     chip = "hit" if report.outcome == "restored" else "done"
     return (
         f'<div class="nbcache-status-line" title="{escape(", ".join(report.names))}">'
-        f'<span class="nbcache-chip" data-state="{chip}">nbcache</span>'
+        f'<span class="nbcache-chip" data-state="{chip}">nbcache</span> '
         f'<span class="nbcache-status-text">{line}</span></div>'
     )
 
