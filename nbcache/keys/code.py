@@ -145,10 +145,34 @@ def module_fingerprint(module: types.ModuleType) -> str:
     path = getattr(module, "__file__", None)
     if not path or not is_local_module(name):
         return f"{name}@{module_version(name)}"
-    parts = _local_closure(name, path, module)
-    if parts is None:
+    cached = _CLOSURES.get(name)
+    if cached is not None and cached[0] == len(sys.modules) and _stamps_hold(cached[1]):
+        return cached[2]  # every call re-checks this: stats, not a walk of the imports
+    found = _local_closure(name, path, module)
+    if found is None:
         return f"{name}@missing"
-    return _closure_fingerprint(name, parts)
+    parts, paths = found
+    result = _closure_fingerprint(name, parts)
+    stamps = tuple((p, _stamp(p)) for p in paths)
+    _CLOSURES[name] = (len(sys.modules), stamps, result)
+    return result
+
+
+# name -> (len(sys.modules), (path, stat stamp) of every module in the closure, fingerprint):
+# a new import anywhere or an edited file makes the closure be walked again.
+_CLOSURES: dict[str, tuple[int, tuple[tuple[str, tuple[int, int] | None], ...], str]] = {}
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _stamps_hold(stamps: tuple[tuple[str, tuple[int, int] | None], ...]) -> bool:
+    return all(_stamp(path) == stamp for path, stamp in stamps)
 
 
 def _closure_fingerprint(name: str, parts: list[str]) -> str:
@@ -173,9 +197,8 @@ def _source_facts(path: str) -> tuple[str, tuple[str, ...]] | None:
                 data = f.read()
         except OSError:
             return None
-        cached = (stamp, xxhash.xxh3_128_hexdigest(data), ())
-        _SOURCE_DIGESTS[path] = cached  # before parsing: a cycle of imports sees it
-        cached = (stamp, cached[1], tuple(sorted(_imports_in(data, path))))
+        imports = tuple(sorted(_imports_in(data, path)))
+        cached = (stamp, xxhash.xxh3_128_hexdigest(data), imports)
         _SOURCE_DIGESTS[path] = cached
     return cached[1], cached[2]
 
@@ -252,12 +275,15 @@ def locate_module(name: str) -> str | None:
     return origin if isinstance(origin, str) and os.path.isfile(origin) else None
 
 
-def _local_closure(name: str, path: str, module: types.ModuleType | None) -> list[str] | None:
-    """``name=digest`` of the module and every local module it reaches, sorted."""
+def _local_closure(
+    name: str, path: str, module: types.ModuleType | None
+) -> tuple[list[str], list[str]] | None:
+    """``name=digest`` of the module and every local module it reaches, sorted; their files."""
     facts = _source_facts(path)
     if facts is None:
         return None
     seen = {name: facts[0]}
+    paths = [path]
     queue: list[tuple[str, str, tuple[str, ...], types.ModuleType | None]] = [
         (name, path, facts[1], module)
     ]
@@ -282,8 +308,9 @@ def _local_closure(name: str, path: str, module: types.ModuleType | None) -> lis
             if other_facts is None:
                 continue
             seen[other] = other_facts[0]
+            paths.append(other_path)
             queue.append((other, other_path, other_facts[1], sys.modules.get(other)))
-    return sorted(f"{k}={v}" for k, v in seen.items())
+    return sorted(f"{k}={v}" for k, v in seen.items()), paths
 
 
 def module_fingerprint_by_name(name: str) -> str | None:
@@ -294,10 +321,10 @@ def module_fingerprint_by_name(name: str) -> str | None:
     path = locate_module(name)
     if path is None or _is_installed_path(path):
         return None
-    parts = _local_closure(name, path, None)
-    if parts is None:
+    found = _local_closure(name, path, None)
+    if found is None:
         return None
-    return _closure_fingerprint(name, parts)
+    return _closure_fingerprint(name, found[0])
 
 
 # -- the fingerprint and its checks ---------------------------------------------
