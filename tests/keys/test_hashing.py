@@ -332,6 +332,21 @@ GOLDEN = {
     "nested": ({"a": [1, 2.5, ("t", None)], "b": {3, 4}}, "92631cd9deec42cec64037cc112f1df3"),
     "array": (np.arange(6, dtype=np.float64).reshape(2, 3), "63322fa616a725e5da1ea11986d8e791"),
     "frame": (_frame(), "6ff31c0e4f8fbe27b19178dfcbcaafd1"),
+    "big int": (10**40, "cb0428dfa25c1e5785609e1b71c8b4d3"),
+    "ordered dict": (collections.OrderedDict(b=1, a=2), "e6a2197907aa9f863182f9deb27218f7"),
+    "defaultdict": (collections.defaultdict(list, a=[1]), "210f9809305c746039568f4e3bf2a64b"),
+    "datetimes": (np.arange(3).astype("datetime64[ms]"), "fb77dd0abba4d1f258b1a6130064dc22"),
+    "structured": (
+        np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")]),
+        "11e1095d55937f50d14853486957f981",
+    ),
+    "masked": (np.ma.array([1.0, 2.0], mask=[0, 1]), "705eac95069506644133a648385407d9"),
+    "categorical series": (
+        pd.Series(pd.Categorical(["a", "b"], ordered=True), name="c"),
+        "44767d572f381255f2061932a3e600f3",
+    ),
+    "plain object": (Plain(1, ("x", b"y")), "e9aeb06b3e7be7f42d7e150d1bf824e7"),
+    "ufunc": (np.square, "e4d93a03ed46f468876c63eccf617e56"),
 }
 
 
