@@ -384,7 +384,7 @@ def test_without_a_cluster_the_message_says_what_to_do(
 def test_import_does_not_load_distributed() -> None:
     """import nbcache (and its dask module) loads neither distributed nor dask."""
     code = (
-        "import sys, nbcache, nbcache.tasks.dask, nbcache.run.cell; "
+        "import sys, nbcache, nbcache.tasks.dask, nbcache.run.cell, nbcache.run.background; "
         "nbcache.configure('process'); "
         "print(sorted(m for m in ('distributed', 'dask') if m in sys.modules))"
     )

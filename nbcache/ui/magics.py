@@ -19,7 +19,8 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from ..cache.core import Cache
 from ..cache.default import check_store, default_cache, max_size, open_store, set_default_cache
 from ..errors import CacheError, ExecutorError
-from ..run.cell import CellCache, CellOptions
+from ..run.cell import CellCache
+from ..run.cellrun import CellOptions
 from ..run.memo import Memoized, memoize
 from ..run.output import NO_RESULT
 from ..units import format_duration, parse_duration, parse_size

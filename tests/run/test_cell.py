@@ -9,7 +9,8 @@ from pathlib import Path
 
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
-from nbcache.run.cell import CellCache, CellOptions
+from nbcache.run.cell import CellCache
+from nbcache.run.cellrun import CellOptions
 from nbcache.store import LocalStore
 from tests.run.fake_shell import FakeShell
 
@@ -66,7 +67,8 @@ def test_the_core_runs_without_ipython(tmp_path: Path) -> None:
         sys.path.insert(0, {str(Path(__file__).parents[2])!r})
         from nbcache.cache.core import Cache
         from nbcache.entry.signing import Signer
-        from nbcache.run.cell import CellCache, CellOptions
+        from nbcache.run.cell import CellCache
+        from nbcache.run.cellrun import CellOptions
         from nbcache.store import LocalStore
         from tests.run.fake_shell import FakeShell
         shell = FakeShell()

@@ -136,12 +136,12 @@ def test_any_failure_while_gathering_keeps_the_values(
 ) -> None:
     """A failure after the body ran (gathering what it bound) loses nothing: the values
     stay, the result shows, nothing is stored, one warning says so."""
-    from nbcache.run import cell
+    from nbcache.run import cellrun
 
     def broken(*args: Any) -> Any:
         raise RuntimeError("gathering bug")
 
-    monkeypatch.setattr(cell, "_entry", broken)
+    monkeypatch.setattr(cellrun, "entry_of", broken)
     result, said = _run(ip, "%%cache\nz = 41 + 1\nz")
     assert result == 42 and ip.user_ns["z"] == 42
     assert len(said) == 1 and "nothing is stored" in said[0]

@@ -1,0 +1,250 @@
+"""Background cells: the body runs on a thread, a process pool or dask while the cell
+returns at once; its variables join the notebook when it ends."""
+
+from __future__ import annotations
+
+import linecache
+import time
+import uuid
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from ..cache.core import Cache
+from ..entry.pickling import probe
+from ..keys.hashing import describe
+from ..keys.scope import CellCode, changed_names, namespace_snapshot
+from ..tasks.executors import check_executor, configured_executor, get_executor
+from ..tasks.task import Task, TaskCancelled, current_task, follow_tqdm
+from . import routing
+from .cellrun import (
+    CellRun,
+    Made,
+    NotKept,
+    bring_back,
+    closed_file,
+    computed,
+    kept,
+    meta_of,
+    put_back,
+    restored,
+    storable,
+)
+from .effects import Effects
+from .files import FileReads
+from .output import NO_RESULT, OutputLog, from_user_code
+from .report import Card
+
+__all__ = ["run_in_worker", "start"]
+
+
+def start(
+    run: CellRun, shell: Any, cache: Cache, tasks: dict[str, Task[Any]], exclude: list[str]
+) -> Task[None]:
+    """Run the body in the background, in a copy of the namespace; return its task at once.
+
+    On a thread, the body runs there; on another executor (a process pool, a
+    dask cluster) a thread waits for it while the inputs are pickled over and
+    the bound variables come back. When it ends, the variables it made join the
+    notebook's namespace and the entry is stored, before anyone waiting on the
+    task wakes up; a cancelled task's variables are dropped.
+
+    Raises:
+        ExecutorError: the executor cannot run work (dask not installed or not
+            configured), before anything starts.
+    """
+    options, code = run.options, run.code
+    chosen = options.executor or configured_executor()
+    check_executor(chosen)
+    here = chosen == "thread" or isinstance(chosen, ThreadPoolExecutor)
+    task: Task[None] = Task(options.name or code.first_line)
+    task.expected = (cache.latest(run.identity) or {}).get("seconds")  # for an ETA
+    card: Card = shell.card(task)
+    tasks[run.identity] = task
+    routing.install(shell.display_publisher)
+    namespace = dict(shell.user_ns)
+    watch = FileReads.of(options.watch)
+
+    def body() -> None:
+        log = OutputLog()
+        made: list[Made] = []
+
+        def sink(kind: str, *payload: Any) -> None:
+            log.add(kind, *payload)
+            card.output(kind, *payload)
+
+        def compute() -> dict[str, Any]:
+            before = namespace_snapshot(namespace)
+            outside = Effects.now()
+            start = time.perf_counter()
+            with routing.routed(sink), FileReads.recording(exclude) as read:
+                if here:
+                    result = shell.execute(code.source, namespace)
+                else:
+                    result = _elsewhere(task, code, namespace, sink, get_executor(chosen))
+            if task.cancel_requested:
+                raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is kept
+            seconds = time.perf_counter() - start
+            files = FileReads.of(read).merged(watch)
+            changes = outside.changes(Effects.now()) if here else {}
+            made.append(Made(namespace, before, log, result, seconds, files, outside, changes))
+            return kept(code, run.key, made[0])
+
+        # The key missed a moment ago; if another kernel holds its lease, its entry is
+        # waited for and restored here instead of computing the cell twice.
+        try:
+            outcome = cache.get_or_compute(
+                run.key.key,
+                compute,
+                lambda entry: meta_of(run, made[0], entry),
+                force=options.force,
+                looked=True,
+                ask=run.ask,
+            )
+        except NotKept as exc:  # the values the body made still reach the notebook
+            card.output("stderr", f"nbcache: {exc}\n")
+            bound, deleted = changed_names(made[0].before, namespace, code.binds)
+            shell.user_ns.update({name: namespace[name] for name in bound})
+            for name in deleted:
+                shell.user_ns.pop(name, None)
+            return
+        if task.cancel_requested:
+            raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is merged
+        entry = outcome.value
+        if outcome.hit is None:
+            cache.note_latest(run.identity, {**run.key.summary, "seconds": made[0].seconds})
+            shell.user_ns.update({name: namespace[name] for name in entry["vars"]})
+            for name in entry["deleted"]:
+                shell.user_ns.pop(name, None)
+            card.finished(computed(list(entry["vars"]), made[0].seconds, outcome.stored, options))
+        else:
+            for kind, *payload in entry["outputs"]:
+                card.output(kind, *payload)
+            put_back(entry, shell.user_ns)
+            card.finished(restored(outcome.hit, entry))
+
+    runner = chosen if isinstance(chosen, ThreadPoolExecutor) else get_executor("thread")
+    task.submit_to(runner, body)
+    return task
+
+
+# -- a background cell elsewhere: another process, a dask cluster ------------------------
+
+
+def _elsewhere(
+    task: Task[Any], code: CellCode, namespace: dict[str, Any], sink: Any, executor: Executor
+) -> Any:
+    """Run the body on ``executor``: inputs pickled there, bound variables brought back.
+
+    Cancelling stops it: a loky pool by stopping its workers, dask at the body's
+    next progress step, any other executor if the body has not started yet (else
+    it runs to its end); its variables are dropped either way.
+    """
+    from ..tasks.dask import DaskExecutor, modules_imported_by
+
+    filename = _remember_source(code.source)
+    binds = sorted(code.binds)
+    remote: Future[Any]
+    if isinstance(executor, DaskExecutor):
+        inputs = {n: namespace[n] for n in code.reads if n in namespace}
+        remote = executor.start(
+            run_in_worker,
+            (code.source, inputs, binds, filename),
+            name=task.name,
+            modules=modules_imported_by(code.source),
+            on_progress=task.record,
+        )
+    else:
+        inputs = {n: storable(namespace[n]) for n in code.reads if n in namespace}
+        remote = executor.submit(run_in_worker, code.source, inputs, binds, filename)
+    made = _wait(task, executor, remote, filename)
+    for kind in ("stdout", "stderr"):
+        if made[kind]:
+            sink(kind, made[kind])
+    for name, why in made["stayed"].items():
+        sink("stderr", f"nbcache: `{name}` stayed on the worker: it cannot be pickled ({why})\n")
+    for name, value in made["vars"].items():
+        namespace[name] = bring_back(value)
+    return made["result"]
+
+
+def _wait(task: Task[Any], executor: Executor, remote: Future[Any], filename: str) -> Any:
+    """``remote``'s result; stops it once the task is cancelled (then raises TaskCancelled)."""
+    __tracebackhide__ = True
+    stopping = False
+    while True:
+        try:
+            return remote.result(timeout=0.2)  # short waits notice a cancel soon
+        except FutureTimeout:
+            if task.cancel_requested and not stopping:
+                stopping = True
+                if _stop(executor, remote):
+                    raise TaskCancelled(f"task {task.name!r} was cancelled") from None
+        except CancelledError:
+            raise TaskCancelled(f"task {task.name!r} was cancelled") from None
+        except BaseException as exc:  # noqa: BLE001 - the body's own, from its first line on
+            # Re-raising the exception being handled keeps its own cause and context.
+            raise exc.with_traceback(from_user_code(exc.__traceback__, filename))  # noqa: B904
+
+
+def _stop(executor: Executor, remote: Future[Any]) -> bool:
+    """Ask ``executor`` to stop ``remote``; True if nothing of it runs any more."""
+    from ..tasks.dask import DaskExecutor
+
+    if isinstance(executor, DaskExecutor):
+        executor.stop(remote)  # ``remote`` ends once the worker lets go
+        return False
+    if remote.cancel():
+        return True
+    if type(executor).__module__.startswith("joblib.externals.loky"):
+        executor.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
+        return True
+    return False  # it cannot be stopped: wait for its end, then drop its variables
+
+
+def _remember_source(source: str) -> str:
+    """A file name for the body, with its lines in linecache, so tracebacks show them."""
+    filename = f"<background cell {uuid.uuid4().hex[:8]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    return filename
+
+
+def run_in_worker(
+    source: str, inputs: dict[str, Any], binds: list[str], filename: str = "<background cell>"
+) -> dict[str, Any]:
+    """The body of a background cell, as a worker process runs it.
+
+    What the body prints is captured for this thread only (a dask worker runs
+    other tasks meanwhile); its progress steps report to the task running it.
+    """
+    import ast
+
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    namespace.update({name: bring_back(value) for name, value in inputs.items()})
+    before = {name: id(value) for name, value in namespace.items()}
+    if current_task() is not None and "tqdm" in source:
+        follow_tqdm(load=True)  # a fresh worker has not imported tqdm yet
+    tree = ast.parse(source)
+    last = None
+    final = tree.body[-1] if tree.body else None
+    if isinstance(final, ast.Expr):
+        tree.body.pop()
+        last = ast.Expression(final.value)
+    out: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    routing.install()
+    with routing.routed(lambda kind, *payload: out[kind].append(payload[0])):
+        exec(compile(tree, filename, "exec"), namespace)
+        result = NO_RESULT if last is None else eval(compile(last, filename, "eval"), namespace)
+    names = {n for n in binds if n in namespace}
+    names |= {n for n, v in namespace.items() if n != "__builtins__" and before.get(n) != id(v)}
+    made = {n: storable(namespace[n]) for n in sorted(names) if not closed_file(namespace[n])}
+    stay = {}
+    if probe(made) is not None:  # only what can be pickled can come back
+        stay = {n: f"{describe(v)['type']}: {e}" for n, v in made.items() if (e := probe(v))}
+    return {
+        "vars": {n: v for n, v in made.items() if n not in stay},
+        "stayed": stay,
+        "stdout": "".join(out["stdout"]),
+        "stderr": "".join(out["stderr"]),
+        "result": None if result is NO_RESULT else result,
+    }

@@ -1,0 +1,299 @@
+"""One run of a cached cell, as data: its options, what the body made, and how that is
+gathered into an entry, validated on the next look and put back on a hit."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import re
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..cache.core import Ask, Hit
+from ..entry.format import EntryInfo
+from ..entry.pickling import probe
+from ..errors import CacheError, KeyPicklingError, ValuePicklingError
+from ..keys.hashing import describe, digest
+from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
+from .effects import Effects, seeds_first
+from .effects import apply as apply_effects
+from .files import FileReads
+from .output import OutputLog
+from .report import CellReport
+
+__all__ = [
+    "CellOptions",
+    "CellRun",
+    "Made",
+    "ModuleRef",
+    "NotKept",
+    "Unchanged",
+    "bring_back",
+    "closed_file",
+    "computed",
+    "entry_of",
+    "failure",
+    "intact",
+    "kept",
+    "meta_of",
+    "put_back",
+    "restored",
+    "storable",
+    "unpicklable_message",
+]
+
+VALUE_NAME = "the cell's variables"
+_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|CREDENTIAL|(^|_)KEY$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    """The parsed options of one ``%%cache`` line."""
+
+    name: str | None = None
+    force: bool = False
+    store: bool = True
+    max_age: float | None = None
+    ignore: tuple[str, ...] = ()
+    watch: tuple[str, ...] = ()
+    pin: bool = False
+    quiet: bool = False
+    background: bool = False
+    # where a background cell runs: "thread", "process", "dask"; None: nbcache.configure's
+    executor: str | None = None
+
+
+@dataclass(frozen=True)
+class CellRun:
+    """One cell about to run: its code, key and name, its options, how it is looked up."""
+
+    code: CellCode
+    key: CellKey
+    identity: str
+    options: CellOptions
+    unchanged: Unchanged
+    ask: Ask
+
+
+class Unchanged:
+    """Validates an entry by what it was computed from outside its key: the files it read
+    and the outside state it depended on; keeps what changed, for why."""
+
+    def __init__(self) -> None:
+        self.stale: list[str] = []
+
+    def __call__(self, info: EntryInfo) -> bool:
+        files = FileReads(dict(info.meta.get("files", {})), dict(info.meta.get("paths", {})))
+        self.stale = files.changed()
+        outside = info.meta.get("outside")
+        if isinstance(outside, dict) and outside:
+            self.stale += Effects.now().differs(outside)
+        return not self.stale
+
+
+@dataclass
+class Made:
+    """What one run of a cell body made, before it is stored."""
+
+    namespace: dict[str, Any]
+    before: dict[str, int]
+    log: OutputLog
+    result: Any
+    seconds: float
+    files: FileReads
+    effects: Effects  # the outside state when the body started
+    changes: dict[str, Any]  # what of it the body changed
+
+
+@dataclass(frozen=True)
+class ModuleRef:
+    """A module bound by the cell (``import numpy as np``), stored by name."""
+
+    name: str
+
+
+# -- gathering, checking and putting back -------------------------------------------
+
+
+def closed_file(value: Any) -> bool:
+    """``with open(...) as f`` leaves ``f`` bound to a closed file: nothing to restore."""
+    return isinstance(value, io.IOBase) and value.closed
+
+
+def storable(value: Any) -> Any:
+    return ModuleRef(value.__name__) if isinstance(value, types.ModuleType) else value
+
+
+def bring_back(value: Any) -> Any:
+    return importlib.import_module(value.name) if isinstance(value, ModuleRef) else value
+
+
+def _mutated(ck: CellKey, namespace: Mapping[str, Any], bound: list[str]) -> list[str]:
+    """Inputs the cell changed in place: same object, different content."""
+    changed = []
+    for name, before in ck.input_digests.items():
+        if name in bound or name not in namespace:
+            continue
+        try:
+            if digest(namespace[name], name=name) != before:
+                changed.append(name)
+        except KeyPicklingError:
+            continue
+    return changed
+
+
+def _sharing(namespace: Mapping[str, Any], names: list[str]) -> list[str]:
+    """Arrays elsewhere in the namespace that share memory with the arrays the cell bound
+    or changed: a write through a view (``sub[0] = 99``) changes its base, and the other
+    way round, so both are kept."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return []
+    touched = [namespace[n] for n in names if isinstance(namespace[n], numpy.ndarray)]
+    if not touched:
+        return []
+    return [
+        name
+        for name, value in namespace.items()
+        if name not in names
+        and isinstance(value, numpy.ndarray)
+        and not is_shell_name(name)
+        and any(numpy.may_share_memory(value, other) for other in touched)
+    ]
+
+
+def _digests(namespace: Mapping[str, Any], names: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = digest(namespace[name], name=name)
+        except KeyPicklingError:
+            out[name] = None
+    return out
+
+
+def intact(entry: Mapping[str, Any]) -> bool:
+    """Whether live values kept in memory still hash as they did when stored."""
+    for name, expected in entry.get("digests", {}).items():
+        if expected is None:
+            continue
+        try:
+            if digest(bring_back(entry["vars"][name]), name=name) != expected:
+                return False
+        except KeyPicklingError:
+            return False
+    return True
+
+
+def unpicklable_message(entry: Mapping[str, Any], exc: ValuePicklingError) -> str:
+    bad = [name for name, value in entry["vars"].items() if probe(value) is not None]
+    what = ", ".join(f"`{n}` ({describe(entry['vars'][n])['type']})" for n in bad) or "its output"
+    reason = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+    fix = f" `del {', '.join(bad)}` at the end of the cell to store the rest." if bad else ""
+    return (
+        f"nbcache: this cell's {what} cannot be pickled{reason}, so its result is kept in "
+        f"memory only and the cell runs again after a restart.{fix}"
+    )
+
+
+class NotKept(CacheError):
+    """The body ran, but what it made could not be gathered: nothing is stored."""
+
+
+def kept(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
+    """:func:`entry_of`, with any failure of ours turned into :class:`NotKept`."""
+    secret = [k for k in made.changes.get("os.environ", {}) if _SECRET_NAME.search(k)]
+    if secret:
+        raise NotKept(
+            f"the cell sets the environment variable {secret[0]}, which looks like a secret; "
+            "secrets are never written to the store, so the cell runs again next time."
+        )
+    try:
+        return entry_of(code, ck, made)
+    except Exception as exc:
+        raise NotKept(
+            f"the cell ran, but its variables could not be gathered for storing "
+            f"({failure(exc)}); nothing is stored and it runs again next time."
+        ) from exc
+
+
+def failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
+    """What is stored of a cell run: the variables it bound or mutated, the names it
+    deleted, its outputs in order and its result."""
+    namespace = made.namespace
+    bound, deleted = changed_names(made.before, namespace, code.binds)
+    mutated = _mutated(ck, namespace, bound)
+    mutated += _sharing(namespace, [*bound, *mutated])
+    names = sorted(n for n in {*bound, *mutated} if not closed_file(namespace[n]))
+    return {
+        "vars": {name: storable(namespace[name]) for name in names},
+        "deleted": deleted,
+        "outputs": made.log.events,
+        "result": made.result,
+        "digests": _digests(namespace, names),
+        "effects": made.changes,
+    }
+
+
+def meta_of(run: CellRun, made: Made, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The signed metadata of a cell's entry: for listings, ``why`` and its file checks."""
+    code, options = run.code, run.options
+    return {
+        "label": options.name or code.first_line,
+        "identity": run.identity,
+        "summary": run.key.summary,
+        "files": made.files.states,
+        "paths": made.files.paths,
+        "vars": list(entry["vars"]),
+        "compute_seconds": made.seconds,
+        "pinned": options.pin,
+        "kind": "cell",
+        "first_line": code.first_line,
+        "outside": made.effects.inputs(
+            made.changes, seeded=seeds_first(code.source), drew=_drew(made.log)
+        ),
+    }
+
+
+def _drew(log: OutputLog) -> bool:
+    """Whether the cell showed a picture (so matplotlib's settings shaped it)."""
+    return any(
+        event[0] == "display" and any(str(kind).startswith("image/") for kind in event[1])
+        for event in log.events
+    )
+
+
+def put_back(entry: Mapping[str, Any], namespace: dict[str, Any]) -> None:
+    """A hit: the stored variables into ``namespace``, deleted names out of it, and the
+    outside state as the run left it."""
+    for name, value in entry["vars"].items():
+        namespace[name] = bring_back(value)
+    for name in entry["deleted"]:
+        namespace.pop(name, None)
+    apply_effects(entry.get("effects", {}))
+
+
+def restored(hit: Hit[Any], entry: Mapping[str, Any]) -> CellReport:
+    return CellReport(
+        "restored",
+        tuple(entry["vars"]),
+        hit.load_seconds,
+        hit.size,
+        hit.source,
+        hit.info.compute_seconds,
+        hit.info.created,
+    )
+
+
+def computed(names: list[str], seconds: float, size: int, options: CellOptions) -> CellReport:
+    where: Literal["store", "memory", "no-store"] = "store" if size else "memory"
+    return CellReport(
+        "computed", tuple(names), seconds, size, where if options.store else "no-store"
+    )
