@@ -15,6 +15,7 @@ live card with all of its output.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import traceback
@@ -151,7 +152,21 @@ def failure_text(task: Task[Any]) -> str:
         if not tb.tb_frame.f_code.co_filename.startswith(_OWN_CODE):
             break
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    shown = traceback.TracebackException(type(exc), exc, tb)
+    cells = _cell_files()
+    for frame in shown.stack:
+        if frame.filename in cells:  # IPython's own name for a cell: Cell In[5]
+            frame.filename = f"Cell In[{cells[frame.filename]}]"
+    return "".join(shown.format())
+
+
+def _cell_files() -> dict[str, int]:
+    """The files IPython compiled cells into, and the cells' numbers."""
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    shell = get() if get is not None else None
+    mapping = getattr(getattr(shell, "compile", None), "_filename_map", None)
+    return dict(mapping) if isinstance(mapping, dict) else {}
 
 
 # -- the text card ------------------------------------------------------------------

@@ -209,11 +209,19 @@ def escape(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+_sheet: list[Any] = []  # the one stylesheet widget of this kernel, once made
+
+
 def style_widget() -> Any:
-    """A hidden ``HTML`` widget holding the stylesheet; each top-level widget carries one,
-    so a widget looks right wherever it is shown, even alone in a re-opened notebook."""
+    """The hidden ``HTML`` widget holding the stylesheet.  Each top-level widget shows it
+    as a child, so a widget looks right wherever it is shown, even alone in a re-opened
+    notebook; it is one widget model for them all, so the sheet is sent (and saved with
+    widget state) once, not once per status line."""
     import ipywidgets as w
 
+    if _sheet and _sheet[0].comm is not None:
+        return _sheet[0]
     sheet = w.HTML(value=f"<style>{CSS}</style>")
     sheet.add_class("nbcache-style")
+    _sheet[:] = [sheet]
     return sheet

@@ -68,6 +68,7 @@ def test_card_in_every_state(lab: Lab, frontend: str, theme: str) -> None:
         'ValueError: the target column "churn" has no positive rows'
     )
     expect(failed.locator(".nbcache-card-tb")).to_contain_text("raise ValueError")
+    expect(failed.locator(".nbcache-card-tb")).to_contain_text('File "Cell In[')
 
     expect(running.locator(chip)).to_have_text("running")
     expect(running.locator(cancel)).to_be_visible()
