@@ -87,6 +87,10 @@ def test_browser_sorts_filters_and_deletes(lab: Lab, frontend: str, theme: str) 
     expect(rows).to_have_count(3)
 
     assert overflows(browser) == []
+    status = lab.cell(4).locator(".nbcache-status")
+    expect(status).to_contain_text("restored prices (")
+    assert overflows(status) == []
+    assert contrast(status.locator(".nbcache-status-text")) >= 4.5
     if theme == "dark":
         assert contrast(rows.nth(0).locator(".nbcache-cols > span").nth(0)) >= 4.5
         assert contrast(heads.nth(0)) >= 4.5
