@@ -21,8 +21,7 @@ from nbcache import CacheWarning, configure, memoize
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
-
-from .notebook_sim import run_cell
+from tests.notebook_sim import run_cell
 
 
 class Probe:

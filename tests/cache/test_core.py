@@ -13,8 +13,7 @@ from nbcache import CacheWarning
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
-
-from .conftest import key_of
+from tests.conftest import key_of
 
 
 def _fresh(cache: Cache) -> Cache:
