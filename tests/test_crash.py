@@ -45,7 +45,7 @@ HELPER = textwrap.dedent(
     from nbcache.entry.signing import Signer
 
     SECRET = b"nbcache-crash-tests"
-    # Four keys in three shards: writers overwrite each other's entries.
+    # Four keys in three shards: writers race to publish the same keys.
     KEYS = ["0a" * 16, "0b" * 16, "0a" + "1c" * 15, "2d" * 16]
     FLOATS = 400_000  # a 3.2 MB array: an out-of-band buffer, written in several chunks
 
@@ -321,6 +321,13 @@ def test_killed_writers_leave_whole_entries_or_none(
     assert _run(script, "sweep", root) == ["removed", str(len(leftovers))]
     assert os.listdir(tmp_dir) == []
     assert _check_entries(root, module) > 0
+    # A writer indexes an entry before it publishes it: a kill never leaves an entry file
+    # the index misses (a row without a file, at most), and the total counts every file.
+    on_disk = {path.name: path.stat().st_size for path in (root / "v1" / "entries").glob("*/*")}
+    store = LocalStore(root)
+    indexed = {stat.key: stat.size for stat in store.entries()}
+    assert set(on_disk) <= set(indexed), (on_disk, indexed)
+    assert store.reindex() == len(on_disk) and store.total_size() == sum(on_disk.values())
 
 
 def test_racing_processes_compute_once(tmp_path: Path, helper: tuple[Path, ModuleType]) -> None:

@@ -296,19 +296,20 @@ def _eviction_order(record: EntryRecord) -> tuple[float, float]:
 
 def _text(stats: Mapping[str, Any], name: str) -> str:
     value = stats.get(name, "")
-    return value[:500] if isinstance(value, str) else ""
+    return value[:500] if value.__class__ is str else ""
 
 
 def _record(stat: EntryStat, stats: Mapping[str, Any]) -> EntryRecord:
     """A listing's row from an entry and its (unsigned, so checked) stats."""
+    uses = stat_number(stats, "uses")
     return EntryRecord(
         key=stat.key,
         size=stat.size,
         created=stat_number(stats, "created", stat.mtime),
         last_used=stat_number(stats, "last_used", stat.mtime),
-        uses=int(min(max(0.0, stat_number(stats, "uses")), 2**62)),
+        uses=int(uses) if 0 < uses < 2**62 else 0,
         compute_seconds=max(0.0, stat_number(stats, "compute_seconds")),
-        pinned=stats.get("pinned") is True,
+        pinned=stats.get("pinned") in (True, 1),  # JSON true, or the index's 1
         label=_text(stats, "label"),
         identity=_text(stats, "identity"),
         first_line=_text(stats, "first_line"),

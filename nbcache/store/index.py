@@ -35,7 +35,14 @@ CREATE TABLE IF NOT EXISTS entries (
     mtime REAL NOT NULL,
     pinned INTEGER NOT NULL DEFAULT 0,
     rank REAL NOT NULL DEFAULT 0,
-    last_used REAL NOT NULL DEFAULT 0
+    last_used REAL NOT NULL DEFAULT 0,
+    has_stats INTEGER NOT NULL DEFAULT 0,
+    created REAL,
+    uses REAL,
+    compute_seconds REAL,
+    label TEXT,
+    identity TEXT,
+    first_line TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS eviction ON entries (pinned, rank, last_used, key);
 CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
@@ -49,7 +56,13 @@ CREATE TRIGGER IF NOT EXISTS resized AFTER UPDATE OF size ON entries
     BEGIN UPDATE totals SET bytes = bytes + NEW.size - OLD.size; END;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
-_VERSION = "1"
+_VERSION = "2"
+_DROP = """
+DROP TABLE IF EXISTS entries;
+DROP TABLE IF EXISTS stats;
+DROP TABLE IF EXISTS totals;
+DROP TABLE IF EXISTS meta;
+"""
 # Writers of one folder wait for each other this long (a rebuild of 100,000 entries
 # takes a few seconds); past it the index is skipped, never the write.
 _BUSY_SECONDS = 15.0
@@ -122,6 +135,9 @@ class Index:
             # NORMAL: a commit waits for no fsync; a power loss may drop the last rows,
             # which `python -m nbcache check` (or a damaged index) rebuilds.
             db.execute("PRAGMA synchronous=NORMAL")
+            if _older_schema(db):
+                # An index of another layout is rebuilt, not read with the wrong columns.
+                db.executescript(f"BEGIN IMMEDIATE; {_DROP} {_SCHEMA} COMMIT;")
             db.executescript(_SCHEMA)
             self._build_if_needed(db)
         except BaseException:
@@ -151,7 +167,7 @@ class Index:
         count = 0
         for stat_, stats in self._scan():
             db.execute(
-                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (stat_.key, stat_.size, stat_.mtime, *_columns(stats, stat_.mtime)),
             )
             if stats is not None:
@@ -232,10 +248,7 @@ class Index:
         def write(db: sqlite3.Connection) -> None:
             db.execute("BEGIN")
             db.execute("INSERT OR REPLACE INTO stats VALUES (?, ?)", (key, data))
-            db.execute(
-                "UPDATE entries SET pinned = ?, rank = ?, last_used = ? WHERE key = ?",
-                (*_columns(stats, 0.0), key),
-            )
+            db.execute(f"UPDATE entries SET {_SET} WHERE key = ?", (*_columns(stats, 0.0), key))
             db.execute("COMMIT")
 
         self._run(write)
@@ -245,16 +258,16 @@ class Index:
         return [EntryStat(k, int(s), float(m)) for k, s, m in rows if is_key(k)]
 
     def entries_with_stats(self) -> list[tuple[EntryStat, dict[str, Any] | None]]:
-        rows = self._run(
-            lambda db: db.execute(
-                "SELECT e.key, e.size, e.mtime, s.data FROM entries e LEFT JOIN stats s "
-                "ON s.key = e.key"
-            ).fetchall()
-        )
+        """Every row, its stats from the columns written with them: no JSON to parse, and
+        SQL casts whatever a forged index holds to the types a listing expects."""
+        rows = self._run(lambda db: db.execute(_LISTING).fetchall())
+        names = _LISTED
         return [
-            (EntryStat(k, int(s), float(m)), _parse(d) if d is not None else None)
-            for k, s, m, d in rows
-            if is_key(k)
+            (EntryStat(row[0], row[1], row[2]), dict(zip(names, row[3:], strict=True)))
+            if row[3]
+            else (EntryStat(row[0], row[1], row[2]), None)
+            for row in rows
+            if is_key(row[0])
         ]
 
     def total_size(self) -> int:
@@ -300,6 +313,14 @@ class Index:
         return int(self._run(rebuild))
 
 
+def _older_schema(db: sqlite3.Connection) -> bool:
+    try:
+        row = db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+    except sqlite3.OperationalError:
+        return False  # no meta table yet: a new index
+    return row is not None and row[0] != _VERSION
+
+
 def _damaged(exc: sqlite3.DatabaseError) -> bool:
     """Whether SQLite says the file is not (or no longer) a database, as opposed to busy or
     read-only, which pass."""
@@ -315,7 +336,38 @@ def _parse(data: str) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _columns(stats: Mapping[str, Any] | None, mtime: float) -> tuple[int, float, float]:
-    """pinned, rank, last_used of a stats record: the columns eviction orders by."""
-    pinned = isinstance(stats, Mapping) and stats.get("pinned") is True
-    return int(pinned), eviction_rank(stats), stat_number(stats, "last_used", mtime)
+_STAT_NAMES = ("created", "uses", "compute_seconds", "label", "identity", "first_line")
+_LISTED = ("has_stats", "size", "pinned", "last_used", *_STAT_NAMES)
+_SET = "pinned = ?, rank = ?, last_used = ?, has_stats = ?, " + ", ".join(
+    f"{name} = ?" for name in _STAT_NAMES
+)
+
+
+# The entry's own fields are cast (they become an EntryStat); stats columns come back as
+# stored and are checked where they are read, as stats from any store are.
+_LISTING = (
+    "SELECT key, CAST(size AS INTEGER), COALESCE(CAST(mtime AS REAL), 0.0), has_stats, "
+    "CAST(size AS INTEGER), pinned, last_used, " + ", ".join(_STAT_NAMES) + " FROM entries"
+)
+
+
+def _columns(stats: Mapping[str, Any] | None, mtime: float) -> tuple[Any, ...]:
+    """The columns of a stats record (unsigned, so each checked): pinned, rank and last use,
+    which eviction orders by, then what a listing shows."""
+    if not isinstance(stats, Mapping):
+        return (0, 0.0, mtime, 0, None, None, None, None, None, None)
+    created = stats.get("created")
+    return (
+        int(stats.get("pinned") is True),
+        eviction_rank(stats),
+        stat_number(stats, "last_used", mtime),
+        1,
+        stat_number(stats, "created") if created is not None else None,
+        stat_number(stats, "uses"),
+        stat_number(stats, "compute_seconds"),
+        *(_text(stats.get(name)) for name in ("label", "identity", "first_line")),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value[:500] if isinstance(value, str) else None
