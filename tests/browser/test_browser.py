@@ -95,6 +95,13 @@ def test_browser_sorts_filters_and_deletes(lab: Lab, frontend: str, theme: str) 
         assert contrast(rows.nth(0).locator(".nbcache-cols > span").nth(0)) >= 4.5
         assert contrast(heads.nth(0)) >= 4.5
     browser.screenshot(path=ARTIFACTS / f"{lab.prefix}-browser.png")
+    lab.collapse_left()
+    for width in (800, 480):  # the table scrolls sideways; nothing else runs over
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(300)
+        assert overflows(browser) == [], f"a {width} px window"
+    browser.screenshot(path=ARTIFACTS / f"{lab.prefix}-browser-narrow.png")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     store = LocalStore(lab.server.root / folder)
     before = {e.key for e in store.entries()}
