@@ -520,7 +520,7 @@ class _Walk:
         self._pending = None
         if gen is None:
             result = node.finish()
-            if len(node._buf) > _REMEMBER_LEAVES:
+            if node._h is not None or len(node._buf) > _REMEMBER_LEAVES:
                 self.memo[key] = result
                 self.keep.append(value)
             # A small leaf (a tuple of scalars) is cheaper to hash again for

@@ -22,10 +22,16 @@ _CHUNK = 1 << 22  # 4 MiB slices between two looks at the clock
 
 
 def _dtype_text(dtype: Any) -> str:
-    text = f"{dtype.str}|{dtype!s}"  # byte order, and units, fields, subarrays
-    if dtype.metadata:
-        text += f"|{sorted(dtype.metadata.items())!r}"
+    if dtype.metadata:  # equal dtypes may differ in metadata: never from the cache
+        return f"{dtype.str}|{dtype!s}|{sorted(dtype.metadata.items())!r}"
+    text = _DTYPE_TEXTS.get(dtype)
+    if text is None:
+        # str(dtype) runs Python code in numpy, a fitted forest has hundreds of arrays.
+        text = _DTYPE_TEXTS[dtype] = f"{dtype.str}|{dtype!s}"  # units, fields, subarrays
     return text
+
+
+_DTYPE_TEXTS: dict[Any, str] = {}
 
 
 def ndarray_rule(n: Node, array: Any) -> Parts:
