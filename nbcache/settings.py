@@ -23,6 +23,7 @@ __all__ = [
     "max_size",
     "store_location",
     "tier_location",
+    "unusable_lock_url",
 ]
 
 DEFAULT_DIR = ".nbcache"

@@ -221,6 +221,12 @@ class Index:
 
         self._run(add)
 
+    def touch(self, key: str, when: float) -> None:
+        """Set the row's last use to ``when``."""
+        self._run(
+            lambda db: db.execute("UPDATE entries SET last_used = ? WHERE key = ?", (when, key))
+        )
+
     def remove(self, key: str) -> None:
         def remove(db: sqlite3.Connection) -> None:
             db.execute("BEGIN")

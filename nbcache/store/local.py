@@ -249,6 +249,14 @@ class LocalStore(Store):
             return False
         return True
 
+    def touch(self, key: str) -> None:
+        """Mark the entry as just used (its file's mtime and its index row), for a tier that
+        keeps the copies read most recently; never an error."""
+        now = time.time()
+        with contextlib.suppress(OSError):
+            os.utime(self.entry_path(key), (now, now), follow_symlinks=False)
+        self._index_quietly(lambda: self.index.touch(key, now))
+
     def remove_entry(self, key: str) -> None:
         for path in (self.entry_path(key), self._stats_path(key)):
             try:

@@ -11,7 +11,6 @@ dropping the copies read least recently.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -115,19 +114,23 @@ class TieredStore(Store):
         return self.remote.reindex()
 
     def trim(self, protect: str = "") -> list[str]:
-        """Drop the local copies read least recently until the folder fits ``max_size``."""
+        """Drop the local copies read least recently until the folder fits ``max_size``.
+
+        The total comes from the folder's index, and so does the order: copies carry no
+        stats, so they all rank alike and the least recently read goes first.
+        """
         if self.max_size is None:
             return []
-        copies = sorted(self.local.entries(), key=lambda stat: stat.mtime)
-        total = sum(stat.size for stat in copies)
-        dropped = []
-        for stat in copies:
+        total = self.local.total_size()
+        dropped: list[str] = []
+        if total <= self.max_size:
+            return dropped
+        for stat in self.local.eviction_order(protect=[protect]):
             if total <= self.max_size:
                 break
-            if stat.key != protect:
-                self._drop_local(stat.key)
-                total -= stat.size
-                dropped.append(stat.key)
+            self._drop_local(stat.key)
+            total -= stat.size
+            dropped.append(stat.key)
         return dropped
 
     # -- stats and leases: the remote's --------------------------------------
@@ -144,7 +147,4 @@ class TieredStore(Store):
 
 def _touch(local: LocalStore, key: str) -> None:
     """Mark a copy as just read, for :meth:`TieredStore.trim`."""
-    try:
-        os.utime(local.entry_path(key))
-    except OSError:
-        pass
+    local.touch(key)

@@ -118,3 +118,21 @@ def test_many_processes_share_one_index(tmp_path: Path) -> None:
     store = LocalStore(root)
     assert len(list(store.entries())) == 300 and store.total_size() == 3000
     assert store.reindex() == 300 and store.total_size() == 3000
+
+
+def test_the_tier_trims_the_copy_read_least_recently(tmp_path: Path) -> None:
+    """The tier's folder drops the copy read longest ago, found through its index."""
+    import secrets
+
+    from nbcache.store import FsspecStore, TieredStore
+
+    local = LocalStore(tmp_path / "tier")
+    tiered = TieredStore(local, FsspecStore(f"memory://tier-{secrets.token_hex(4)}"), 3500)
+    for n in range(3):
+        with tiered.write_entry(key_of(n)) as f:
+            f.write(bytes(1000))
+    with tiered.open_entry(key_of(0)) as f:  # read: now the most recent
+        f.read()
+    with tiered.write_entry(key_of(3)) as f:
+        f.write(bytes(1000))
+    assert sorted(s.key for s in local.entries()) == [key_of(0), key_of(2), key_of(3)]
