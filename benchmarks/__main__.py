@@ -20,7 +20,17 @@ from typing import Any
 
 from nbcache.units import format_size, parse_size
 
-from . import background, cells, keys_memo, on_dask, s3, store_io
+from . import (
+    background,
+    cells,
+    hashing_scale,
+    keys_memo,
+    notebook_overhead,
+    on_dask,
+    s3,
+    store_io,
+    store_scale,
+)
 from .common import (
     MEMORY_FILE_SYSTEMS,
     Group,
@@ -46,6 +56,9 @@ GROUPS: dict[str, Group] = {
         background.GROUP,
         on_dask.GROUP,
         s3.GROUP,
+        store_scale.GROUP,
+        hashing_scale.GROUP,
+        notebook_overhead.GROUP,
     )
 }
 
@@ -68,6 +81,24 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"--repeat must be a whole number ≥ 1, got {text!r}")
     return value
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers ≥ 1 ("100,10000,100000"; "10k" and "1M" too)."""
+    counts = []
+    for part in text.split(","):
+        word = part.strip().lower().replace("_", "")
+        scale = {"k": 1_000, "m": 1_000_000}.get(word[-1:], 1)
+        try:
+            value = int(word[:-1] if scale > 1 else word) * scale
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"expected whole numbers ≥ 1 separated by commas, got {text!r}"
+            )
+        counts.append(value)
+    return tuple(sorted(set(counts)))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,6 +138,20 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="also write every run's seconds and the figures to PATH as JSON",
+    )
+    parser.add_argument(
+        "--entries",
+        type=_counts,
+        default=store_scale.DEFAULT_ENTRIES,
+        metavar="N,N,...",
+        help="store_scale: the store sizes, in entries (default 100,10000,100000)",
+    )
+    parser.add_argument(
+        "--objects",
+        type=_counts,
+        default=hashing_scale.DEFAULT_SIZES,
+        metavar="N,N,...",
+        help="hashing_scale: the object-graph sizes (default 1k,10k,100k,1M)",
     )
     parser.add_argument(
         "--no-prefault",
@@ -189,6 +234,7 @@ def as_json(
                     "share": row.share,
                     "target": row.target.text if row.target else None,
                     "met": row.met,
+                    "status": row.status,
                 }
                 for row in rows
             ]
@@ -218,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.append(quiet)
     for text in warnings:
         print(f"warning: {text}", file=sys.stderr)
+    store_scale.ENTRIES = args.entries
+    hashing_scale.SIZES = args.objects
     folder = Path(tempfile.mkdtemp(prefix=".nbcache-bench-", dir=parent))
     settings = Settings(
         size=args.size,

@@ -34,6 +34,9 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
             "background",
             "on_dask",
             "s3",
+            "store_scale",
+            "hashing_scale",
+            "notebook_overhead",
         )
     }
 
@@ -216,11 +219,89 @@ def test_command_rejects_bad_options(
     bench: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
 ) -> None:
     main = bench["__main__"].main
-    for argv in (["--size", "lots"], ["--repeat", "0"], ["--only", "nope"]):
+    bad = (
+        ["--size", "lots"],
+        ["--repeat", "0"],
+        ["--only", "nope"],
+        ["--entries", "0"],
+        ["--objects", "many"],
+    )
+    for argv in bad:
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
     assert "cannot read the size" in capsys.readouterr().err
+
+
+def test_store_scale_rows(bench: dict[str, ModuleType], tmp_path: Path) -> None:
+    """Every row at two tiny store sizes; the stores are gone afterwards."""
+    common, store_scale = bench["common"], bench["store_scale"]
+    before = os.environ.get("NBCACHE_SECRET")
+    settings = common.Settings(size=8_000_000, repeat=1, directory=tmp_path)
+    rows = store_scale.run(settings, entries=(30, 10))
+    assert [(row.group, row.name) for row in rows] == store_scale.names((10, 30))
+    for row in rows:
+        assert row.times and all(t > 0 for t in row.times), row
+        if row.target is not None:
+            assert row.figure is not None and row.figure > 0 and row.met in (True, False), row
+    targets = [row.target.text for row in rows if row.target is not None]
+    assert targets == ["≤ 1.50×", "≤ 1 s", "≤ 10 ms"]  # at the largest size only
+    assert os.environ.get("NBCACHE_SECRET") == before
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_hashing_scale_rows(
+    bench: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every row, each from a child process; a row that hangs or raises says so instead."""
+    import importlib.util
+
+    common, hashing_scale = bench["common"], bench["hashing_scale"]
+    monkeypatch.setattr(hashing_scale, "TIMEOUT", 1.0)
+    settings = common.Settings(size=8_000_000, repeat=1, directory=tmp_path)
+    rows = hashing_scale.run(settings, sizes=(300, 100))
+    assert [(row.group, row.name) for row in rows] == hashing_scale.names((100, 300))
+    no_sklearn = importlib.util.find_spec("sklearn") is None
+    for row in rows:
+        assert all(t > 0 for t in row.times), row
+        if row.group == "real objects":
+            # a timeout, or nbcache refusing a live object, is a result too
+            assert row.times or row.status, row
+            if "sklearn" in row.name and no_sklearn:
+                assert row.status.startswith("error"), row
+            continue
+        assert not row.status.startswith(("error", "raises")), row
+        if row.target is None:
+            assert row.times or row.status.startswith("timeout"), row
+        else:
+            assert (row.figure is not None and row.figure > 0) or row.status, row
+            assert row.figure is None or row.met in (True, False), row
+    assert common.markdown_table(rows).count("≤ 2.00×") == 2
+
+
+def test_hashing_scale_reports_a_timeout(
+    bench: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashing_scale = bench["hashing_scale"]
+    monkeypatch.setattr(hashing_scale, "BUILD_TIMEOUT", 1.0)
+    result = hashing_scale.measure_child("hang", 0, 1)
+    assert result.timed_out == "build" and not any(result.times.values())
+    assert hashing_scale._status(result, hashing_scale.NB) == "build timed out"
+
+
+def test_notebook_overhead_rows(bench: dict[str, ModuleType], tmp_path: Path) -> None:
+    common, notebook_overhead = bench["common"], bench["notebook_overhead"]
+    before = {k: os.environ.get(k) for k in ("NBCACHE_DIR", "NBCACHE_SECRET")}
+    settings = common.Settings(size=8_000_000, repeat=1, directory=tmp_path)
+    rows = notebook_overhead.run(settings)
+    assert [row.name for row in rows] == list(notebook_overhead.NAMES)
+    for row in rows:
+        assert row.times and all(t > 0 for t in row.times), row
+        assert row.figure is not None, row
+        if row.target is not None:
+            assert row.met in (True, False), row
+    assert {k: os.environ.get(k) for k in before} == before
+    assert not list(tmp_path.iterdir())
 
 
 def test_file_system_of_a_path(bench: dict[str, ModuleType], tmp_path: Path) -> None:
