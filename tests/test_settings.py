@@ -160,3 +160,27 @@ def test_settings_are_read_in_one_module() -> None:
     """default.py builds stores; the environment is read in nbcache.settings only."""
     source = Path(default_module.__file__).read_text()
     assert "os.environ" not in source
+
+
+def test_a_cache_without_its_secret_reads_nothing_and_removes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A Cache made without a signer, whose secret cannot be read: lookups, listings and
+    puts are one warning, and every entry (even one whose stats were lost) stays."""
+    from nbcache import Cache
+
+    root = tmp_path / "store"
+    Cache(LocalStore(root)).put("ab" * 16, "kept")
+    (root / "v1" / "stats" / f"{'ab' * 16}.json").unlink()
+    (root / "v1" / "index.sqlite").unlink()
+    monkeypatch.delenv("NBCACHE_SECRET")
+    default_secret_path().mkdir(parents=True)
+    cache = Cache(LocalStore(root))
+
+    def everything() -> Any:
+        return cache.lookup("ab" * 16), cache.records(), cache.put("cd" * 16, "memory")
+
+    (hit, records, stored), warned = _caught(everything)
+    assert hit is None and stored == 0 and len(warned) == 1, warned
+    assert [r.key for r in LocalStore(root).entries()] == ["ab" * 16]
+    assert records == []
