@@ -46,6 +46,7 @@ __all__ = [
     "describe_unpicklable",
     "dump_parts",
     "load_parts",
+    "pickle_with",
     "probe",
     "rebuild_main_function",
     "restore_main_function",
@@ -193,10 +194,18 @@ class _KernelPickler(cloudpickle.Pickler):  # type: ignore[misc]
         return reduced
 
 
-def probe(obj: object) -> BaseException | None:
-    """Why ``obj`` cannot be pickled for the store, or None if it can."""
+def probe(obj: object, *, for_store: bool = True) -> BaseException | None:
+    """Why ``obj`` cannot be pickled, or None if it can.
+
+    Args:
+        obj: the value.
+        for_store: True asks as :func:`dump_parts` pickles for the store
+            (notebook functions without their globals); False as plain
+            cloudpickle pickles for a worker process (globals included).
+    """
+    pickler_type = _KernelPickler if for_store else cloudpickle.Pickler
     try:
-        _KernelPickler(_Sink(), protocol=PROTOCOL, buffer_callback=lambda _: False).dump(obj)
+        pickler_type(_Sink(), protocol=PROTOCOL, buffer_callback=lambda _: False).dump(obj)
     except Exception as exc:  # noqa: BLE001 - the probe reports, it does not handle
         return exc
     return None
@@ -212,9 +221,10 @@ class _Sink(io.RawIOBase):
         return memoryview(data).nbytes
 
 
-def _pickle_with(
+def pickle_with(
     pickler_type: type[pickle.Pickler], obj: object, min_oob: int
 ) -> tuple[bytes, list[memoryview]]:
+    """Pickle ``obj`` with ``pickler_type``: the stream, and its buffers of ``min_oob`` bytes up."""
     raw: list[memoryview] = []
 
     def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
@@ -227,6 +237,9 @@ def _pickle_with(
     out = io.BytesIO()
     pickler_type(out, protocol=PROTOCOL, buffer_callback=keep_large_out_of_band).dump(obj)
     return out.getvalue(), raw
+
+
+_pickle_with = pickle_with  # kept for callers that imported it before it was public
 
 
 def dump_parts(obj: object, name: str = "value", min_oob: int = OUT_OF_BAND_MIN) -> Pickled:
@@ -242,7 +255,7 @@ def dump_parts(obj: object, name: str = "value", min_oob: int = OUT_OF_BAND_MIN)
             the message names the path inside ``obj`` that failed.
     """
     try:
-        stream, buffers = _pickle_with(pickle.Pickler, obj, min_oob)
+        stream, buffers = pickle_with(pickle.Pickler, obj, min_oob)
         if _MAIN_MARKER not in stream:
             return Pickled(stream, buffers)
     except RecursionError as exc:
@@ -253,7 +266,7 @@ def dump_parts(obj: object, name: str = "value", min_oob: int = OUT_OF_BAND_MIN)
     except Exception:  # noqa: BLE001 - any failure here gets a second chance below
         pass
     try:
-        stream, buffers = _pickle_with(_KernelPickler, obj, min_oob)
+        stream, buffers = pickle_with(_KernelPickler, obj, min_oob)
     except Exception as exc:
         raise ValuePicklingError(_failure_message(obj, name, exc)) from exc
     return Pickled(stream, buffers, by_value=True)
@@ -360,11 +373,8 @@ def _type_name(obj: object) -> str:
 
 
 def _probe(obj: object) -> BaseException | None:
-    try:
-        cloudpickle.Pickler(_Sink(), protocol=PROTOCOL, buffer_callback=lambda _: False).dump(obj)
-    except Exception as exc:  # noqa: BLE001 - the probe reports, it does not handle
-        return exc
-    return None
+    """Kept for callers that imported it before :func:`probe` was public."""
+    return probe(obj, for_store=False)
 
 
 def _children(obj: object) -> Iterator[tuple[str, object]]:

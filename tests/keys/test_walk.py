@@ -191,19 +191,24 @@ def _gen() -> Any:
 
 
 LIVE = {
-    "generator": _gen(),
-    "lock": threading.Lock(),
-    "rlock": threading.RLock(),
-    "event": threading.Event(),
-    "open file": open(__file__),  # noqa: SIM115 - the handle is the value under test
+    "generator": _gen,
+    "lock": threading.Lock,
+    "rlock": threading.RLock,
+    "event": threading.Event,
+    "open file": lambda: open(__file__),  # noqa: SIM115 - the handle is the value under test
 }
 
 
 @pytest.mark.parametrize("case", sorted(LIVE))
 def test_live_handles(case: str) -> None:
-    """Generators, locks, events and open files raise LiveHandleError, chained to nothing odd."""
-    with pytest.raises(LiveHandleError):
-        digest({"x": LIVE[case]})
+    """Generators, locks, events and open files raise LiveHandleError wherever they sit."""
+    handle = LIVE[case]()
+    try:
+        with pytest.raises(LiveHandleError):
+            digest({"x": handle})
+    finally:
+        if isinstance(handle, io.IOBase):
+            handle.close()
 
 
 def test_in_memory_buffers_hash_by_content() -> None:
