@@ -136,14 +136,27 @@ class Index:
             # which `python -m nbcache check` (or a damaged index) rebuilds.
             db.execute("PRAGMA synchronous=NORMAL")
             if _older_schema(db):
-                # An index of another layout is rebuilt, not read with the wrong columns.
-                db.executescript(f"BEGIN IMMEDIATE; {_DROP} {_SCHEMA} COMMIT;")
+                self._drop_older(db)
             db.executescript(_SCHEMA)
             self._build_if_needed(db)
         except BaseException:
             db.close()
             raise
         return db
+
+    @staticmethod
+    def _drop_older(db: sqlite3.Connection) -> None:
+        """Drop an index of another layout (it is rebuilt, never read with the wrong
+        columns), checked again under the write lock so only one process drops it."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if _older_schema(db):
+                for statement in _DROP.strip().splitlines():
+                    db.execute(statement)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _build_if_needed(self, db: sqlite3.Connection) -> None:
         if self._built(db):

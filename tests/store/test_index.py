@@ -136,3 +136,19 @@ def test_the_tier_trims_the_copy_read_least_recently(tmp_path: Path) -> None:
     with tiered.write_entry(key_of(3)) as f:
         f.write(bytes(1000))
     assert sorted(s.key for s in local.entries()) == [key_of(0), key_of(2), key_of(3)]
+
+
+def test_an_index_of_another_layout_is_rebuilt(tmp_path: Path) -> None:
+    """An index whose layout version is not this nbcache's is dropped and rebuilt."""
+    import sqlite3
+
+    root = tmp_path / "store"
+    _fill(LocalStore(root), 4)
+    db = sqlite3.connect(root / "v1" / "index.sqlite")
+    db.execute("DROP TABLE entries")
+    db.execute("CREATE TABLE entries (key TEXT PRIMARY KEY, size INTEGER, mtime REAL)")
+    db.execute("UPDATE meta SET value = '1' WHERE name = 'version'")
+    db.commit()
+    db.close()
+    store = LocalStore(root)
+    assert len(list(store.entries_with_stats())) == 4 and store.total_size() == 400
