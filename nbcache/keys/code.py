@@ -385,12 +385,18 @@ _MISSING = object()
 
 
 def is_code(value: Any) -> bool:
-    if callable(value) and hasattr(value, "__wrapped__") and not isinstance(value, type):
+    """True for functions and classes defined in the notebook or a local module.
+
+    Asks the types and the instance dict only: ``hasattr`` would run a
+    ``__getattr__``, which may raise anything.
+    """
+    if callable(value) and type(value) is not type:
         value = unwrap(value)  # a decorated notebook helper counts by its code
-    if isinstance(value, types.FunctionType):
+    kind = type(value)
+    if kind is types.FunctionType:
         return is_local_module(value.__module__ or "")
-    if isinstance(value, type):
-        return is_local_module(value.__module__)
+    if issubclass(kind, type):
+        return is_local_module(str(value.__module__))
     return False
 
 

@@ -231,3 +231,17 @@ def test_linear_in_graph_size() -> None:
 
     small, big = timed(5_000), timed(50_000)
     assert big < small * 4
+
+
+def test_is_code_never_runs_getattr() -> None:
+    """is_code (asked of every cell input) does not trip over a raising __getattr__."""
+    from nbcache.keys.code import is_code
+
+    class Raising:
+        def __getattr__(self, name: str) -> Any:
+            raise ZeroDivisionError(name)
+
+        def __call__(self) -> None:
+            return None
+
+    assert not is_code(Raising())
