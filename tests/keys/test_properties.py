@@ -162,3 +162,35 @@ def test_same_digests_in_a_new_process_and_hash_seed(tmp_path_factory: Any, batc
             env={"PYTHONHASHSEED": seed, "PATH": ""},
         )
         assert done.stdout.strip() == expected
+
+
+def _column(name: str, kind: str) -> Any:
+    from hypothesis.extra import pandas as hpd
+
+    if kind == "object":  # Python strings, None among them
+        return hpd.column(name, elements=st.none() | st.text(max_size=3), dtype=object)
+    return hpd.column(name, dtype=kind)
+
+
+def _frames() -> st.SearchStrategy[Any]:
+    """Frames of two columns of drawn dtypes, the second maybe categorical."""
+    from hypothesis.extra import pandas as hpd
+
+    kinds = st.sampled_from(["int64", "float64", "bool", "datetime64[ns]", "object"])
+    return st.tuples(kinds, kinds, st.integers(0, 6), st.booleans()).flatmap(
+        lambda spec: hpd.data_frames(
+            [_column("a", spec[0]), _column("b", spec[1])],
+            index=hpd.range_indexes(min_size=spec[2], max_size=spec[2]),
+        ).map(lambda frame: frame.astype({"b": "category"}) if spec[3] else frame)
+    )
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_frames())
+def test_frames_built_differently_agree(frame: Any) -> None:
+    """A frame, its copy and its pickle round trip share a digest; a renamed index does not."""
+    expected = digest(frame)
+    assert digest(frame.copy()) == expected
+    assert digest(pickle.loads(pickle.dumps(frame))) == expected
+    assert digest(frame.rename_axis("other")) != expected
+    assert digest(frame.iloc[::-1]) != expected or len(frame) <= 1
