@@ -16,6 +16,7 @@ from typing import Any
 from .cache.core import Cache
 from .cache.default import default_cache, max_size, store_location
 from .errors import CacheError, CacheWarning
+from .settings import unusable_settings
 from .ui.listing import entries_table, matching_keys, plural, summary_lines
 from .units import parse_duration, parse_size
 
@@ -154,8 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _one_line_warnings():
         try:
             cache = None if args.command in ("demo", "tutorial") else default_cache()
-            if cache is not None and cache.store is None:
-                return 1  # the store cannot be used: default_cache's one line said why
+            if cache is not None and (cache.store is None or unusable_settings()):
+                return 1  # a setting or the store cannot be used: its one line said why
             return int(args.run(cache, args))
         except (CacheError, ValueError) as exc:
             print(f"nbcache: {exc}", file=sys.stderr)

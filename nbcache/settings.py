@@ -24,6 +24,7 @@ __all__ = [
     "store_location",
     "tier_location",
     "unusable_lock_url",
+    "unusable_settings",
 ]
 
 DEFAULT_DIR = ".nbcache"
@@ -41,6 +42,11 @@ def _unusable(name: str, value: str, why: str, fallback: str, fix: str) -> None:
         return
     _warned.add((name, value))
     warn(f"nbcache: {name}={value!r} {why}: {fallback}. {fix}", stacklevel=4)
+
+
+def unusable_settings() -> list[str]:
+    """The variables this process found unusable (and replaced by their defaults)."""
+    return sorted({name for name, _value in _warned})
 
 
 def store_location() -> str:

@@ -118,3 +118,23 @@ def test_percent_nbcache_clear_with_an_empty_target_removes_nothing(
         atexit.unregister(shell.atexit_operations)
         InteractiveShell.clear_instance()
     assert _entries(store) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("NBCACHE_MAX_SIZE", "lots"), ("NBCACHE_FSYNC", "maybe"), ("NBCACHE_DIR", "gopher://x/y")],
+)
+def test_an_unusable_setting_is_one_line_and_an_error_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    store = tmp_path / "store"
+    _filled(store)
+    monkeypatch.setenv(name, value)
+    env = {**_env(store), name: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "nbcache", "list"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done
+    assert (len(done.stderr.strip().splitlines()) == 1 and name in done.stderr) or (
+        name == "NBCACHE_DIR" and "gopher" in done.stderr
+    )
