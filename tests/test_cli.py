@@ -125,16 +125,18 @@ def test_percent_nbcache_clear_with_an_empty_target_removes_nothing(
     [("NBCACHE_MAX_SIZE", "lots"), ("NBCACHE_FSYNC", "maybe"), ("NBCACHE_DIR", "gopher://x/y")],
 )
 def test_an_unusable_setting_is_one_line_and_an_error_code(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+    tmp_path: Path, name: str, value: str
 ) -> None:
+    """A setting the CLI cannot use is answered, not silently replaced by its default."""
     store = tmp_path / "store"
     _filled(store)
-    monkeypatch.setenv(name, value)
-    env = {**_env(store), name: value}
     done = subprocess.run(
-        [sys.executable, "-m", "nbcache", "list"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "nbcache", "list"],
+        env={**_env(store), name: value},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr, done
-    assert (len(done.stderr.strip().splitlines()) == 1 and name in done.stderr) or (
-        name == "NBCACHE_DIR" and "gopher" in done.stderr
-    )
+    (line,) = done.stderr.strip().splitlines()
+    assert name in line or value in line, line
