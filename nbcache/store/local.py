@@ -258,6 +258,8 @@ class LocalStore(Store):
         self._index_quietly(lambda: self.index.touch(key, now))
 
     def remove_entry(self, key: str) -> None:
+        if not self._exists():
+            return  # no layout of ours (or a planted link in its place): nothing to remove
         for path in (self.entry_path(key), self._stats_path(key)):
             try:
                 path.unlink(missing_ok=True)  # unlink never follows a link
@@ -274,9 +276,11 @@ class LocalStore(Store):
             return self._walk()
 
     def _exists(self) -> bool:
-        """Whether there is a folder to look in; reading never creates one."""
+        """Whether there is a folder to look in (reading never creates one), made of real
+        folders: through a planted link, nothing is read, listed or removed."""
         try:
-            return stat.S_ISDIR(os.lstat(self._base / "entries").st_mode)
+            layout = (self._base, self._base / "entries")
+            return all(stat.S_ISDIR(os.lstat(path).st_mode) for path in layout)
         except OSError:
             return False
 

@@ -315,3 +315,15 @@ def test_of_many_writers_of_one_key_the_first_entry_stays(tmp_path: Path) -> Non
     store = LocalStore(root)
     assert [s.key for s in store.entries()] == [key_of(1)] and store.total_size() == 1000
     assert os.listdir(root / "v1" / "tmp") == []
+
+
+def test_a_layout_that_is_a_link_is_neither_read_nor_emptied(tmp_path: Path) -> None:
+    """A v1 that links to another store: nothing in it is listed, loaded or removed."""
+    other, root = tmp_path / "other", tmp_path / "store"
+    _cache(other).put(key_of(1), "theirs")
+    root.mkdir()
+    (root / "v1").symlink_to(other / "v1")
+    cache = _cache(root)
+    assert cache.records() == [] and cache.clear() == 0
+    cache.store.remove_entry(key_of(1))  # type: ignore[union-attr]
+    assert _entry(other, key_of(1)).exists()
