@@ -18,7 +18,7 @@ from tests.servers import redis_server, s3, s3_server  # noqa: F401 - shared-sto
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("NBCACHE_SECRET", "test-secret")
+    monkeypatch.setenv("NBCACHE_SECRET", "nbcache-test-secret-of-32-bytes-0k")
     monkeypatch.setenv("NBCACHE_DIR", str(tmp_path / "default-store"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     for name in ("NBCACHE_MAX_SIZE", "NBCACHE_TIER", "NBCACHE_LOCK_URL", "NBCACHE_DASK"):
@@ -33,7 +33,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 @pytest.fixture
 def signer() -> Signer:
-    return Signer(b"test-secret")
+    return Signer(b"nbcache-test-secret-of-32-bytes-0k")
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from nbcache.tasks.task import Task
-from nbcache.ui.widgets import WidgetCard, widgets_wanted
+from nbcache.ui.widgets import widgets_wanted
 
 
 class Gate:
@@ -162,35 +161,6 @@ def test_widgets_are_chosen_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
     assert widgets_wanted(shell)
     monkeypatch.setenv("NBCACHE_WIDGETS", "0")
     assert not widgets_wanted(shell)
-
-
-def test_widget_card_state_without_a_front_end() -> None:
-    """The card's bar, labels and button follow the task; danger is never painted over."""
-    shown: list[Any] = []
-    task: Task[None] = Task("fit")
-    card = WidgetCard(task, shown.append)
-    task.on_change(card.update)
-    assert shown == [card.box] and card.bar.bar_style == "info"
-    assert "nbcache-card" in card.box._dom_classes  # what styles and browser tests select
-    task.total_steps, task.done_steps = 10, 4
-    card.update(task)
-    assert (card.bar.value, card.bar.max) == (4, 10)
-
-    def fail() -> None:
-        raise RuntimeError("diverged")
-
-    task.run(fail)
-    assert card.state.value == "failed" and card.bar.bar_style == "danger"
-    card.update(task)
-    assert card.bar.bar_style == "danger" and card.cancel.disabled
-    assert any("diverged" in str(o) for o in card.out.outputs)
-
-    other: Task[None] = Task("slow")
-    other_card = WidgetCard(other, shown.append)
-    other.on_change(other_card.update)
-    other_card.cancel.click()  # the button cancels the task
-    assert other.state == "cancelled" and other_card.bar.bar_style == "warning"
-    os.environ.pop("NBCACHE_WIDGETS", None)
 
 
 def test_process_executor_runs_elsewhere_and_brings_variables_back(ip: InteractiveShell) -> None:

@@ -172,12 +172,12 @@ def test_cancel_reads_cancelling_until_the_worker_lets_go(
     started = time.monotonic()
     assert task.cancel()
     assert task.state == "cancelling"
-    assert card.state.value == "cancelling" and card.cancel.disabled
+    assert _shows(card, "cancelling") and card.cancel not in card.top.children
     ip.run_line_magic("nbcache", "wait long")
     assert task.state == "cancelled"
     assert time.monotonic() - started < 5  # it stopped at a step, not after 10 s
     assert states.index("cancelling") < states.index("cancelled")
-    assert card.state.value == "cancelled" and card.bar.bar_style == "warning"
+    assert _shows(card, "cancelled")
     assert "finished" not in ip.user_ns and "i" not in ip.user_ns
     assert on_dask.run(lambda: len(dx._here)) == dict.fromkeys(on_dask.run(os.getpid), 0)
     card._stop.set()
@@ -326,7 +326,10 @@ def test_memoize_submit_runs_on_dask(client: Client, tmp_path: Path) -> None:
     here (memory and store), shares a call already on its way, and a hit is done at once."""
     configure(executor=client)
     try:
-        store, signer = LocalStore(tmp_path / "store"), Signer(b"test-secret")
+        store, signer = (
+            LocalStore(tmp_path / "store"),
+            Signer(b"nbcache-test-secret-of-32-bytes-0k"),
+        )
         go = tmp_path / "go"
 
         @memoize(cache=Cache(store, signer=signer))
@@ -468,3 +471,11 @@ def test_local_cluster_started_once_and_closed(monkeypatch: pytest.MonkeyPatch) 
     while any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids):
         assert time.monotonic() < deadline, "the local cluster's workers outlived close()"
         time.sleep(0.1)
+
+
+def _shows(card: WidgetCard, state: str) -> bool:
+    """Whether the card's state chip reads ``state`` (it redraws a few times a second)."""
+    deadline = time.monotonic() + 5
+    while f'data-state="{state}"' not in card.head.value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return f'data-state="{state}"' in card.head.value

@@ -430,7 +430,7 @@ def test_bare_nbcache_shows_the_browser_as_text(
     capsys.readouterr()
     ip.run_line_magic("nbcache", "")
     out = capsys.readouterr().out
-    assert "entries: 1" in out and "first" in out
+    assert "1 entry" in out and "first" in out
 
 
 def test_help_is_the_docstring(ip: InteractiveShell) -> None:

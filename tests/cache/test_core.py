@@ -19,7 +19,7 @@ from tests.conftest import key_of
 def _fresh(cache: Cache) -> Cache:
     """A new process's view of the same store: nothing in memory."""
     assert isinstance(cache.store, LocalStore)
-    return Cache(LocalStore(cache.store.root), signer=Signer(b"test-secret"))
+    return Cache(LocalStore(cache.store.root), signer=Signer(b"nbcache-test-secret-of-32-bytes-0k"))
 
 
 def test_memory_then_store(cache: Cache) -> None:

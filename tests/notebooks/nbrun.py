@@ -29,7 +29,7 @@ __all__ = [
     "traceback_text",
 ]
 
-SECRET = "test-secret"
+SECRET = "nbcache-test-secret-of-32-bytes-0k"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

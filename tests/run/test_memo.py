@@ -43,7 +43,7 @@ def probe() -> Probe:
 
 def _other_process_view(cache: Cache) -> Cache:
     assert isinstance(cache.store, LocalStore)
-    return Cache(LocalStore(cache.store.root), signer=Signer(b"test-secret"))
+    return Cache(LocalStore(cache.store.root), signer=Signer(b"nbcache-test-secret-of-32-bytes-0k"))
 
 
 def test_miss_then_hit_with_cache_info(cache: Cache, probe: Probe) -> None:
