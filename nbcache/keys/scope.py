@@ -238,7 +238,9 @@ def analyze(source: str) -> CellCode:
     deferred = [name for name in sorted(scan.deferred) if name not in binds]
     reads = tuple(n for n in (*scan.reads, *deferred) if not is_shell_name(n))
     dumped = ast.dump(tree, include_attributes=False).encode()
-    first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+    lines = [line.strip() for line in source.splitlines() if line.strip()]
+    # A listing shows the first line of code, not the comment above it.
+    first = next((line for line in lines if not line.startswith("#")), lines[0] if lines else "")
     return CellCode(
         source=source,
         reads=tuple(dict.fromkeys(reads)),

@@ -81,3 +81,11 @@ def test_the_core_runs_without_ipython(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_listings_name_a_cell_by_its_first_line_of_code() -> None:
+    """A comment above the code does not name the cell; the code does."""
+    from nbcache.keys.scope import analyze
+
+    assert analyze("# Simulate a year\n\nyear = simulate(365)\n").first_line == "year = simulate(365)"
+    assert analyze("# only a comment\n").first_line == "# only a comment"
