@@ -87,5 +87,6 @@ def test_listings_name_a_cell_by_its_first_line_of_code() -> None:
     """A comment above the code does not name the cell; the code does."""
     from nbcache.keys.scope import analyze
 
-    assert analyze("# Simulate a year\n\nyear = simulate(365)\n").first_line == "year = simulate(365)"
+    code = analyze("# Simulate a year\n\nyear = simulate(365)\n")
+    assert code.first_line == "year = simulate(365)"
     assert analyze("# only a comment\n").first_line == "# only a comment"
