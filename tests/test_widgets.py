@@ -245,3 +245,12 @@ def test_text_form(cache: Cache, capsys: pytest.CaptureFixture[str]) -> None:
     assert text.startswith("nbcache: 3 entries, ") and "cell 2" in text
     assert "cell 0" in capsys.readouterr().out
     assert totals_text([], ".nbcache", None) == "The store .nbcache is empty."
+
+
+def test_browse_can_be_forced_to_text(cache: Any, capsys: Any) -> None:
+    """nbcache.browse(widgets=False) prints the text table even where widgets would show."""
+    import nbcache
+
+    cache.put("ab" * 16, 1, {"label": "forced"})
+    nbcache.browse(cache, widgets=False)
+    assert "forced" in capsys.readouterr().out
