@@ -219,6 +219,8 @@ DIFFERENT.update(
         ),
         "scipy sparse values": (_sparse(1.0), _sparse(2.0)),
         "scipy sparse format": (_sparse(1.0), _sparse(1.0).tocsc()),
+        "list subclass items": (type("L", (list,), {})([1]), type("L", (list,), {})([2])),
+        "dict subclass items": (type("D", (dict,), {})(a=1), type("D", (dict,), {})(a=2)),
         "set subclass vs set": (type("S", (set,), {})({1}), {1}),
         "namedtuple vs tuple": (collections.namedtuple("P", "x y")(1, 2), (1, 2)),
         "ufuncs": (np.square, np.sqrt),

@@ -34,6 +34,8 @@ from .containers import items_parts
 
 __all__ = ["RULES"]
 
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement, not a builtin
+
 
 def _wrapped_of(value: Any) -> Any:
     state = instance_dict(value)
@@ -162,9 +164,12 @@ def _is_plain_object(cls: type) -> bool:
             return False
     if hasattr(cls, "__getnewargs_ex__") or hasattr(cls, "__getnewargs__"):
         return False
-    slots_or_builtin = any("__slots__" in vars(k) for k in cls.__mro__[:-1])
-    has_dict = any("__dict__" in vars(k) for k in cls.__mro__[:-1])
-    return has_dict and not slots_or_builtin and cls.__flags__ & (1 << 9) != 0  # a heap type
+    bases = cls.__mro__[:-1]
+    if not all(k.__flags__ & _HEAPTYPE for k in bases):
+        return False  # a list or dict subclass: its items are not in its __dict__
+    if any("__slots__" in vars(k) for k in bases):
+        return False
+    return any("__dict__" in vars(k) for k in bases)
 
 
 def _object_rule(n: Node, value: Any) -> Parts:
