@@ -67,7 +67,9 @@ __all__ = [
 ]
 
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range)
-_SKIP_CLASS_ATTRS = {"__dict__", "__weakref__", "__module__", "__qualname__"}
+# Not the class's code: ``__slotnames__`` is pickle's cache, which copyreg writes into
+# the class the first time an instance is pickled (stored), changing vars(cls).
+_SKIP_CLASS_ATTRS = {"__dict__", "__weakref__", "__module__", "__qualname__", "__slotnames__"}
 
 
 def short_name(identity_name: str) -> str:

@@ -323,3 +323,12 @@ def test_fingerprint_raises_only_key_pickling_errors() -> None:
     ns = _notebook("import threading\nLOCK = threading.Lock()\ndef f():\n    return LOCK\n")
     with pytest.raises(KeyPicklingError, match="LOCK"):
         fingerprint(ns["f"])
+
+
+def test_pickling_an_instance_leaves_the_class_fingerprint() -> None:
+    """Storing an instance writes copyreg's __slotnames__ cache into its class: not code."""
+    ns = _notebook("class Bag(set):\n    pass\n")
+    before = fingerprint(ns["Bag"])
+    ns["Bag"]({1}).__reduce_ex__(2)  # what pickling it does first
+    assert "__slotnames__" in vars(ns["Bag"])
+    assert fingerprint(ns["Bag"]) == before

@@ -31,6 +31,37 @@ from nbcache.keys import digest  # noqa: E402
 
 Point = collections.namedtuple("Point", "x y")
 
+
+class MyList(list):  # type: ignore[type-arg]
+    """A list subclass: its items live outside its ``__dict__``."""
+
+
+class MyDict(dict):  # type: ignore[type-arg]
+    """A dict subclass, with an attribute of its own."""
+
+
+class MySet(set):  # type: ignore[type-arg]
+    """A set subclass: order-free like a set."""
+
+
+class Box:
+    """A plain object: its class and ``__dict__``."""
+
+    def __init__(self, content: Any) -> None:
+        self.content = content
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Box and other.content == self.content
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _my_dict(items: dict[Any, Any], tag: str) -> MyDict:
+    d = MyDict(items)
+    d.tag = tag  # type: ignore[attr-defined]
+    return d
+
+
 _DTYPES = st.sampled_from(
     ["i1", "<i4", ">i4", "<i8", "u2", "<f4", "<f8", "?", "<c16", "<M8[s]", "<M8[ns]", "<m8[ms]"]
 )
@@ -66,6 +97,12 @@ def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         | st.sets(_hashables, max_size=4)
         | st.frozensets(_hashables, max_size=4)
         | st.tuples(inner, inner).map(lambda t: Point(*t))
+        | st.lists(inner, max_size=3).map(MyList)
+        | st.tuples(st.dictionaries(keys, inner, max_size=3), st.text(max_size=2)).map(
+            lambda t: _my_dict(*t)
+        )
+        | st.sets(_hashables, max_size=3).map(MySet)
+        | inner.map(Box)
     )
 
 
@@ -91,10 +128,13 @@ def observe(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return (kind.__name__, sorted(repr(observe(v)) for v in value))
     if isinstance(value, dict):
-        extra = getattr(value, "default_factory", None)
+        factory = getattr(value, "default_factory", None)
+        extra = vars(value).get("tag") if kind is MyDict else factory
         return (kind.__name__, repr(extra), [(observe(k), observe(v)) for k, v in value.items()])
     if isinstance(value, (list, tuple)):
         return (kind.__name__, [observe(v) for v in value])
+    if kind is Box:
+        return (kind.__name__, observe(value.content))
     return (kind.__name__, value)
 
 
