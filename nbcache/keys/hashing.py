@@ -135,8 +135,17 @@ def digest(
             the budget (:class:`HashBudgetError`), or it is a live handle
             (:class:`LiveHandleError`).  Never anything else.
     """
+    encode = ATOMS.get(type(value))
+    if encode is not None:  # a plain scalar, the commonest argument: no walk to set up
+        node = Node(_SCALAR_WALKS[typed])
+        encode(node, value)
+        return _hexdigest(node.finish())
     walk = _Walk(typed, name, max_seconds, max_objects)
     return walk.hexdigest(value)
+
+
+def _hexdigest(root: bytes) -> str:
+    return str(xxhash.xxh3_128_hexdigest(b"nbcache-hash/%d\x00" % HASH_VERSION + root))
 
 
 def describe(value: Any) -> dict[str, Any]:
@@ -433,7 +442,7 @@ class _Walk:
             _local.deadline = outer
             if collecting:
                 gc.enable()
-        return str(xxhash.xxh3_128_hexdigest(b"nbcache-hash/%d\x00" % HASH_VERSION + root))
+        return _hexdigest(root)
 
     def _located(self, cls: type[KeyPicklingError], reason: str, exc: Exception) -> Exception:
         # Over budget is the whole input's fault, not the part it stopped at.
@@ -541,6 +550,13 @@ def _spell(step: Step) -> str:
         return f"[{step[0]!r}]"  # type: ignore[index]
     except Exception:  # noqa: BLE001 - a key whose repr fails is still a key
         return "[<key>]"
+
+
+# Walks that plain scalars are encoded under: only ``typed`` is read, and the clock
+# never runs out (a scalar is one object; a long string streams in slices).
+_SCALAR_WALKS = {
+    flag: _Walk(flag, "value", max_seconds=float("inf"), max_objects=1) for flag in (False, True)
+}
 
 
 # -- the registry ------------------------------------------------------------------
