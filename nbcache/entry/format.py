@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 
 import xxhash
 
-from .. import _version
+from .._version import __version__
 from ..errors import ForeignEntryError, IntegrityError
 from .buffers import allocate
 from .pickling import Pickled, load_parts
@@ -146,7 +146,7 @@ def write_entry(
             "key": key,
             "created": time.time(),
             "nbytes": pickled.nbytes,
-            "nbcache_version": _version.__version__,
+            "nbcache_version": __version__,
             "signer": signer.fingerprint,
             "by_value": pickled.by_value,
             "stream": [

@@ -74,7 +74,7 @@ def call_key(
         try:
             part = digest(value, typed=typed, name=param)
         except KeyPicklingError as exc:
-            raise KeyPicklingError(
+            raise type(exc)(
                 f"{exc} Pass a value that can be pickled, or leave `{param}` out of the key "
                 f"with ignore=({param!r},)."
             ) from exc

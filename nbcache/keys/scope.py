@@ -300,7 +300,8 @@ def cell_key(
         try:
             part = digest(value, name=name)
         except KeyPicklingError as exc:
-            raise KeyPicklingError(
+            # The same class, so the runner can tell a live handle from a value too big.
+            raise type(exc)(
                 f"{exc} The cell runs uncached; to cache it anyway, leave `{name}` out of "
                 f"the key with --ignore {name}."
             ) from exc

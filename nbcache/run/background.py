@@ -30,6 +30,7 @@ from .cellrun import (
     restored,
     storable,
 )
+from .checkpoint import checkpointing
 from .effects import Effects
 from .files import FileReads
 from .output import NO_RESULT, OutputLog, from_user_code
@@ -73,13 +74,20 @@ def start(
             log.add(kind, *payload)
             card.output(kind, *payload)
 
+        def card_display(data: dict[str, Any], metadata: dict[str, Any]) -> None:
+            card.output("display", data, metadata)
+
         def compute() -> dict[str, Any]:
             before = namespace_snapshot(namespace)
             outside = Effects.now()
             start = time.perf_counter()
             with routing.routed(sink), FileReads.recording(exclude) as read:
                 if here:
-                    result = shell.execute(code.source, namespace)
+                    with checkpointing(
+                        cache, run, namespace, before, log, outside, card_display
+                    ) as checkpoints:
+                        result = shell.execute(code.source, namespace)
+                    checkpoints.finished()  # its entry replaces its checkpoint
                 else:
                     result = _elsewhere(task, code, namespace, sink, get_executor(chosen))
             if task.cancel_requested:
@@ -239,8 +247,12 @@ def run_in_worker(
     names |= {n for n, v in namespace.items() if n != "__builtins__" and before.get(n) != id(v)}
     made = {n: storable(namespace[n]) for n in sorted(names) if not closed_file(namespace[n])}
     stay = {}
-    if probe(made) is not None:  # only what can be pickled can come back
-        stay = {n: f"{describe(v)['type']}: {e}" for n, v in made.items() if (e := probe(v))}
+    if probe(made, for_store=False) is not None:  # only what can be pickled can come back
+        stay = {
+            n: f"{describe(v)['type']}: {e}"
+            for n, v in made.items()
+            if (e := probe(v, for_store=False))
+        }
     return {
         "vars": {n: v for n, v in made.items() if n not in stay},
         "stayed": stay,

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from ..cache.core import Ask, Cache, Hit
 from ..errors import KeyPicklingError, warn
+from ..keys import LiveHandleError
 from ..keys.calls import explain
 from ..keys.scope import analyze, cell_key, namespace_snapshot
 from ..tasks.task import Task
@@ -36,6 +37,7 @@ from .cellrun import (
     restored,
     unpicklable_message,
 )
+from .checkpoint import checkpointing
 from .effects import Effects
 from .files import FileReads
 from .output import NO_RESULT, OutputLog
@@ -151,6 +153,10 @@ class CellCache:
         self.last = identity
         try:
             ck = cell_key(code, self.shell.user_ns, ignore=options.ignore, identity=identity)
+        except LiveHandleError:
+            # A figure, an axes, a widget, an open file: no content to key, and drawing on
+            # it again is what the user expects. It runs, as without the magic, silently.
+            return None
         except KeyPicklingError as exc:
             warn(f"nbcache: {exc}", stacklevel=3)
             return None
@@ -206,9 +212,13 @@ class CellCache:
             log.recording(self.shell.display_publisher),
             self.shell.paging(lambda data, start: log.add("page", data, start)),
             FileReads.recording(self._exclude()) as read,
+            checkpointing(
+                self.cache, run, namespace, before, log, outside, self.shell.publish
+            ) as checkpoints,
         ):
             result = self.shell.execute(run.code.source)
             self.shell.flush_figures()
+        checkpoints.finished()  # its entry replaces its checkpoint
         seconds = time.perf_counter() - start
         files = FileReads.of(read).merged(FileReads.of(run.options.watch))
         changes = outside.changes(Effects.now())

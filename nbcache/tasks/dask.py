@@ -63,7 +63,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..entry.pickling import OUT_OF_BAND_MIN, _pickle_with, _probe, describe_unpicklable
+from ..entry.pickling import OUT_OF_BAND_MIN, describe_unpicklable, pickle_with, probe
 from ..errors import ExecutorError
 from .futures import is_dask_client, settle_with
 from .task import Task, TaskCancelled
@@ -520,7 +520,7 @@ def _pack(
         for module in added:
             cloudpickle.register_pickle_by_value(module)
         try:
-            stream, views = _pickle_with(cloudpickle.Pickler, call, OUT_OF_BAND_MIN)
+            stream, views = pickle_with(cloudpickle.Pickler, call, OUT_OF_BAND_MIN)
         except Exception as exc:  # what fails is found while the modules are still registered
             raise ExecutorError(_unsendable(fn, args, kwargs, modules, exc)) from exc
         finally:
@@ -551,7 +551,11 @@ def _unsendable(
         parts += list(kwargs.items())
     parts += [(f"the module {name}", module) for name, module in modules.items()]
     where = next(
-        (describe_unpicklable(value, name) for name, value in parts if _probe(value)),
+        (
+            describe_unpicklable(value, name)
+            for name, value in parts
+            if probe(value, for_store=False)
+        ),
         "the call",
     )
     return (

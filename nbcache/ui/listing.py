@@ -50,7 +50,10 @@ def summary_lines(cache: Cache) -> list[str]:
 
 
 def matching_keys(cache: Cache, target: str) -> list[str]:
-    """Entries whose key starts with ``target``, or whose name or function is ``target``."""
+    """Entries whose key starts with ``target``, or whose name or function is ``target``;
+    none for an empty target (every key starts with "", and clearing all is ``--all``)."""
+    if not target.strip():
+        return []
     names = {target, f"{target}()"}
     return [
         r.key

@@ -1,0 +1,112 @@
+"""The package's shape holds: no import cycles, no private names across modules, modules
+of a readable size (the layers themselves are import-linter's, run by .ci/run)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import nbcache
+
+PACKAGE = Path(nbcache.__file__).parent
+LONGEST = 700  # lines; a module past this holds more than one concern
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """Every import in the module, at any depth (a lazy import is still an arrow):
+    ``(module, names)`` with relative imports resolved."""
+    here = _module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            found.append((target, [alias.name for alias in node.names]))
+    return found
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for target, names in _imports(path):
+            for candidate in [f"{target}.{n}" for n in names] + [target]:
+                if candidate in modules and candidate != name:
+                    graph[name].add(candidate)
+                    break
+    return graph
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Each cycle found by a depth-first walk, as the path that closes it."""
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*trail[trail.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    """No module reaches itself through imports, lazy ones included."""
+    graph = _graph()
+    # A package's __init__ re-exports what lies below it; count module-to-module arrows.
+    packages = {name for name, path in _modules().items() if path.name == "__init__.py"}
+    edges = {a: targets - packages for a, targets in graph.items() if a not in packages}
+    assert _cycles(edges) == []
+
+
+def test_the_cycle_search_finds_cycles() -> None:
+    """The search is not blind: a cycle through three modules is found, a chain is not."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_no_private_names_cross_modules() -> None:
+    """``from x import _y`` only within one module's own tests, never between modules."""
+    modules = _modules()
+    crossings = [
+        f"{_module_name(path)} imports {target}.{name}"
+        for path in modules.values()
+        for target, names in _imports(path)
+        if target.startswith("nbcache")
+        for name in names
+        if name.startswith("_") and not name.startswith("__")
+    ]
+    assert crossings == []
+
+
+def test_modules_stay_readable() -> None:
+    """No module grows past a few hundred lines of one concern."""
+    long = {
+        _module_name(p): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > LONGEST
+    }
+    assert long == {}
