@@ -177,3 +177,15 @@ def test_process_executor_runs_elsewhere_and_brings_variables_back(ip: Interacti
     assert ip.user_ns["answer"] == 42
     assert ip.user_ns["worker_pid"] != os.getpid()
     assert ip.user_ns["os"] is os  # modules come back as imports, not copies
+
+
+def test_a_function_made_on_a_worker_reads_the_live_notebook(ip: InteractiveShell) -> None:
+    """A function a process-executor cell defines comes back reading the notebook's own
+    globals, not the worker's copy of them."""
+    run(ip, "scale = 2")
+    run(ip, "%%cache -b --executor process -n maker\ndef times(x):\n    return scale * x\n")
+    ip.run_line_magic("nbcache", "wait maker")
+    task = ip.magics_manager.registry["NbcacheMagics"].cells.tasks["maker"]
+    assert task.state == "done", task.future.exception()
+    run(ip, "scale = 10")
+    assert run(ip, "times(3)") == 30

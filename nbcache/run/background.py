@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import linecache
 import time
+import types
 import uuid
 from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from ..cache.core import Cache
-from ..entry.pickling import probe
+from ..entry.pickling import dump_parts, load_parts, probe, restoring_into
 from ..keys.hashing import describe
 from ..keys.scope import CellCode, changed_names, namespace_snapshot
 from ..tasks.executors import check_executor, configured_executor, get_executor
@@ -101,14 +102,15 @@ def start(
         # The key missed a moment ago; if another kernel holds its lease, its entry is
         # waited for and restored here instead of computing the cell twice.
         try:
-            outcome = cache.get_or_compute(
-                run.key.key,
-                compute,
-                lambda entry: meta_of(run, made[0], entry),
-                force=options.force,
-                looked=True,
-                ask=run.ask,
-            )
+            with restoring_into(shell.user_ns):  # a thread starts without the caller's context
+                outcome = cache.get_or_compute(
+                    run.key.key,
+                    compute,
+                    lambda entry: meta_of(run, made[0], entry),
+                    force=options.force,
+                    looked=True,
+                    ask=run.ask,
+                )
         except NotKept as exc:  # the values the body made still reach the notebook
             card.output("stderr", f"nbcache: {exc}\n")
             bound, deleted = changed_names(made[0].before, namespace, code.binds)
@@ -172,8 +174,17 @@ def _elsewhere(
     for name, why in made["stayed"].items():
         sink("stderr", f"nbcache: `{name}` stayed on the worker: it cannot be pickled ({why})\n")
     for name, value in made["vars"].items():
-        namespace[name] = bring_back(value)
+        namespace[name] = _live(bring_back(value))
     return made["result"]
+
+
+def _live(value: Any) -> Any:
+    """A notebook function or class back from a worker carries the worker's copy of the
+    notebook's globals: rebuilt through the store's pickler it reads the live ones."""
+    if isinstance(value, (types.FunctionType, type)) and value.__module__ == "__main__":
+        pickled = dump_parts(value)
+        return load_parts(pickled.stream, pickled.buffers)
+    return value
 
 
 def _wait(task: Task[Any], executor: Executor, remote: Future[Any], filename: str) -> Any:

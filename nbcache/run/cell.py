@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..cache.core import Ask, Cache, Hit
+from ..entry.pickling import restoring_into
 from ..errors import KeyPicklingError, warn
 from ..keys import LiveHandleError
 from ..keys.calls import explain
@@ -104,7 +105,8 @@ class CellCache:
         if run is None:
             return self.shell.execute(source)  # uncached, exactly as without the magic
         if options.background:
-            hit = None if options.force else self.cache.lookup(run.key.key, ask=run.ask)
+            with restoring_into(self.shell.user_ns):
+                hit = None if options.force else self.cache.lookup(run.key.key, ask=run.ask)
             if hit is not None:
                 return self._restore(hit, options)
             self._explain_miss(run)
@@ -119,13 +121,15 @@ class CellCache:
             return kept(run.code, run.key, made[0])
 
         try:
-            outcome = self.cache.get_or_compute(
-                run.key.key,
-                compute,
-                lambda entry: meta_of(run, made[0], entry),
-                force=options.force,
-                ask=run.ask,
-            )
+            # Notebook functions in a restored entry read this shell's namespace, live.
+            with restoring_into(self.shell.user_ns):
+                outcome = self.cache.get_or_compute(
+                    run.key.key,
+                    compute,
+                    lambda entry: meta_of(run, made[0], entry),
+                    force=options.force,
+                    ask=run.ask,
+                )
         except NotKept as exc:
             warn(f"nbcache: {exc}", stacklevel=3)
             return made[0].result
