@@ -9,10 +9,10 @@ package before any of its modules, so no digest runs without them.
 from __future__ import annotations
 
 from . import arrays, code, frames, hashing
-from .hashing import HashBudgetError, LiveHandleError, describe, digest
+from .hashing import HashBudgetError, LiveHandleError, describe, digest, drawn_on
 from .rules import containers, handles, names, ndarrays, objects
 
-__all__ = ["HashBudgetError", "LiveHandleError", "describe", "digest"]
+__all__ = ["HashBudgetError", "LiveHandleError", "describe", "digest", "drawn_on"]
 
 hashing.register(
     *containers.RULES,  # exact builtins first: most objects are these

@@ -66,6 +66,7 @@ __all__ = [
     "Unfed",
     "describe",
     "digest",
+    "drawn_on",
     "has_attr",
     "instance_dict",
     "loaded_class",
@@ -99,7 +100,23 @@ _NAN = b"\x7f\xf8" + b"\x00" * 6
 
 
 class LiveHandleError(KeyPicklingError):
-    """A value is a live handle (figure, widget, open file, lock, ...): it has no content to key."""
+    """A value is a live handle (figure, widget, open file, lock, ...): it has no content to key.
+
+    ``drawing`` is True for figures, axes and widgets, which cells draw on: the shell
+    runs such a cell quietly instead of warning (see :func:`drawn_on`).
+    """
+
+    drawing = False
+
+
+def drawn_on(exc: BaseException) -> bool:
+    """Whether ``exc``, or what it was raised from, refused a figure, axes or widget."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, LiveHandleError) and seen.drawing:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class HashBudgetError(KeyPicklingError):

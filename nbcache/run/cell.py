@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from ..cache.core import Ask, Cache, Hit
 from ..entry.pickling import restoring_into
 from ..errors import KeyPicklingError, warn
-from ..keys import LiveHandleError
+from ..keys import LiveHandleError, drawn_on
 from ..keys.calls import explain
 from ..keys.scope import analyze, cell_key, namespace_snapshot
 from ..tasks.task import Task
@@ -157,9 +157,11 @@ class CellCache:
         self.last = identity
         try:
             ck = cell_key(code, self.shell.user_ns, ignore=options.ignore, identity=identity)
-        except LiveHandleError:
-            # A figure, an axes, a widget, an open file: no content to key, and drawing on
-            # it again is what the user expects. It runs, as without the magic, silently.
+        except LiveHandleError as exc:
+            if not drawn_on(exc):
+                warn(f"nbcache: {exc}", stacklevel=3)
+            # A figure, an axes or a widget has no content to key, and drawing on it again
+            # is what the user expects: such a cell runs as without the magic, quietly.
             return None
         except KeyPicklingError as exc:
             warn(f"nbcache: {exc}", stacklevel=3)

@@ -3,6 +3,7 @@ runs as plain Python would, with one warning line."""
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +146,23 @@ def test_any_failure_while_gathering_keeps_the_values(
     result, said = _run(ip, "%%cache\nz = 41 + 1\nz")
     assert result == 42 and ip.user_ns["z"] == 42
     assert len(said) == 1 and "nothing is stored" in said[0]
+
+
+def test_a_cell_drawing_on_an_existing_axes_runs_quietly(ip: InteractiveShell) -> None:
+    """``fig, ax = plt.subplots()`` in one cell, ``ax.plot(...)`` in the next: the second
+    reads a live axes, so it runs every time, as without the magic, and says nothing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    _run(ip, "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()")
+    for _ in range(2):
+        _result, said = _run(ip, "%%cache\nline, = ax.plot([1, 2, 3])\nn = len(ax.lines)")
+        assert said == []
+    assert ip.user_ns["n"] == 2  # it ran both times, on the live axes
+
+
+def test_a_lock_as_input_still_warns(ip: InteractiveShell) -> None:
+    """Other live handles (a lock, an open file) still get the one line naming them."""
+    ip.user_ns["guard"] = threading.Lock()
+    _result, said = _run(ip, "%%cache\nwith guard:\n    x = 1")
+    assert len(said) == 1 and "guard" in said[0] and "--ignore guard" in said[0]

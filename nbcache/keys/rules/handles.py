@@ -17,7 +17,7 @@ from typing import Any
 
 from ..hashing import LiveHandleError, Matcher, Node, Rule, loaded_class
 
-__all__ = ["RULES", "is_live_handle"]
+__all__ = ["RULES", "is_drawing", "is_live_handle"]
 
 
 _LIVE_STATIC: tuple[type, ...] = (
@@ -63,11 +63,28 @@ def is_live_handle(cls: type) -> bool:
     )
 
 
+_DRAWING = (
+    ("matplotlib.artist", "Artist"),
+    ("matplotlib.backend_bases", "FigureCanvasBase"),
+    ("ipywidgets", "Widget"),
+)
+
+
+def is_drawing(cls: type) -> bool:
+    """Figures, axes and widgets: what a cell draws on, rather than data it reads."""
+    return any(
+        (base := loaded_class(module, name)) is not None and issubclass(cls, base)
+        for module, name in _DRAWING
+    )
+
+
 def _live_rule(n: Node, value: Any) -> None:
-    raise LiveHandleError(
+    error = LiveHandleError(
         "it is a live handle (a figure, widget, open file, connection, lock or generator), "
         "whose state lives outside the value, so nbcache does not guess a key for it"
     )
+    error.drawing = is_drawing(type(value))
+    raise error
 
 
 RULES: tuple[tuple[Matcher, Rule], ...] = ((is_live_handle, _live_rule),)
