@@ -64,6 +64,8 @@ class CellOptions:
     background: bool = False
     # where a background cell runs: "thread", "process", "dask"; None: nbcache.configure's
     executor: str | None = None
+    # checkpoints of a progress loop: "auto" (cost-aware), "off", or seconds between two
+    checkpoint: str | float = "auto"
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,29 @@ cancelled task reads ``cancelling``.
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
-from typing import Any, Generic, Literal, TypeVar
+from contextlib import contextmanager
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from ..errors import CacheError
 from .futures import settle_with
 
-__all__ = ["State", "Task", "TaskCancelled", "current_task", "follow_tqdm", "progress"]
+__all__ = [
+    "LoopHook",
+    "State",
+    "Task",
+    "TaskCancelled",
+    "current_task",
+    "follow_tqdm",
+    "loop_hook",
+    "progress",
+]
 
 T = TypeVar("T")
 State = Literal["queued", "running", "cancelling", "done", "failed", "cancelled"]
@@ -216,18 +227,64 @@ def follow_tqdm(load: bool = False) -> None:
         _hooked.add("tqdm")
 
 
+class LoopHook(Protocol):
+    """What a running cell installs for its thread's progress loops (its checkpoints)."""
+
+    def enter(self, total: int | None) -> int | None:
+        """A loop starts: how many of its steps are done already; None: not followed."""
+
+    def after(self, step: int, force: bool = False) -> None:
+        """Step ``step`` (1-based) is done; ``force``: keep this point now (a cancel)."""
+
+    def leave(self) -> None:
+        """The loop ended, or was left."""
+
+
+@contextmanager
+def loop_hook(hook: LoopHook) -> Iterator[LoopHook]:
+    """Within the block, :func:`progress` loops on this thread report to ``hook``."""
+    previous = getattr(_current, "loop", None)
+    _current.loop = hook
+    try:
+        yield hook
+    finally:
+        _current.loop = previous
+
+
+def _skipping(iterable: Iterable[T], done: int) -> Iterable[T]:
+    """``iterable`` without its first ``done`` items: a sequence is indexed from there,
+    anything else iterated again and its first items dropped."""
+    if isinstance(iterable, Sequence):
+        return (iterable[i] for i in range(done, len(iterable)))
+    return itertools.islice(iterable, done, None)
+
+
 def progress(iterable: Iterable[T], total: int | None = None) -> Iterator[T]:
     """Iterate, reporting progress to the current task (if any) and stopping it at the
-    next step once it is cancelled."""
+    next step once it is cancelled.
+
+    In a ``%%cache`` cell the outermost such loop checkpoints the cell, and a
+    run that resumes skips the steps already done (see nbcache.run.checkpoint).
+    """
     task = current_task()
     if total is None:
         try:
             total = len(iterable)  # type: ignore[arg-type]
         except TypeError:
             total = None
-    if task is not None:
-        task.step(0, total)
-    for index, item in enumerate(iterable, 1):
-        yield item
+    hook: LoopHook | None = getattr(_current, "loop", None)
+    done = hook.enter(total) if hook is not None else None
+    if done is None:
+        hook, done = None, 0
+    try:
         if task is not None:
-            task.step(index, total)
+            task.step(done, total)
+        for index, item in enumerate(_skipping(iterable, done) if done else iterable, done + 1):
+            yield item
+            if hook is not None:
+                hook.after(index, task is not None and task.cancel_requested)
+            if task is not None:
+                task.step(index, total)
+    finally:
+        if hook is not None:
+            hook.leave()

@@ -21,6 +21,7 @@ from ..cache.default import check_store, default_cache, max_size, open_store, se
 from ..errors import CacheError, ExecutorError
 from ..run.cell import CellCache
 from ..run.cellrun import CellOptions
+from ..run.checkpoint import parse_policy
 from ..run.memo import Memoized, memoize
 from ..run.output import NO_RESULT
 from ..units import format_duration, parse_duration, parse_size
@@ -34,6 +35,13 @@ __all__ = ["NbcacheMagics"]
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _checkpoint(text: str) -> str | float:
+    try:
+        return parse_policy(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -79,6 +87,14 @@ class NbcacheMagics(Magics):
         help="where a background cell runs: a thread, a worker process (loky), or a dask "
         "cluster (NBCACHE_DASK or nbcache.configure); default: nbcache.configure's choice",
     )
+    @argument(
+        "--checkpoint",
+        type=_checkpoint,
+        default="auto",
+        metavar="WHEN",
+        help="checkpoints of a progress loop, so a killed or failed run resumes: auto "
+        "(cost-aware, the default), off, or how often (10m)",
+    )
     @cell_magic
     def cache(self, line: str, cell: str) -> Any:
         """Run the cell once; later runs with the same code and inputs restore its result.
@@ -102,6 +118,7 @@ class NbcacheMagics(Magics):
             quiet=args.quiet,
             background=args.background or args.executor not in (None, "thread"),
             executor=args.executor,
+            checkpoint=args.checkpoint,
         )
         try:
             result = self.cells.run(cell, options)

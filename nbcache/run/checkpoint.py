@@ -1,0 +1,441 @@
+"""Resumable cells: checkpoints taken at a cell's outermost progress loop, and resume.
+
+A running cell installs a :class:`Checkpointer` as this thread's loop hook
+(:func:`nbcache.tasks.task.loop_hook`); :func:`nbcache.progress` calls it when
+its loop starts, after every step, and when it ends.  Nothing of this runs
+unless the body loops over ``progress(...)``.
+
+- **A snapshot** is taken on the loop's thread at a step boundary, when the
+  policy says it is due: the variables the body bound or changed so far (as a
+  finished entry would keep them), the names it deleted, the output it showed
+  inside the loop, the loop's step, and the global generators' states.  It is
+  pickled there and its large buffers copied, so the loop may go on changing
+  its arrays at once.
+- **A writer** (one thread per cell run, one write at a time) stores it under
+  the checkpoint key (:func:`checkpoint_key`, never a cell's key); a newer
+  snapshot replaces one that has not started writing, and while a write runs
+  no new snapshot is taken: a slow disk never piles up behind the loop.
+- **Resume**: when the loop of a run with the same key starts and a checkpoint
+  is stored, its variables and the generators' states are put into the
+  namespace (after the code before the loop ran again, so ``total = 0`` there
+  does not undo the restored total), its output is shown again, and
+  ``progress`` skips the steps already done.
+- **Done**: a run whose body ends without an exception removes the
+  checkpoint (its entry replaces it); ``-f`` discards it.
+
+The policy (``--checkpoint``): ``auto`` (the default) takes a snapshot when
+the loop ran at least :data:`FLOOR` seconds since the last one, and so rarely
+that snapshots take at most :data:`SHARE` of the loop's time and writes at
+most :data:`WRITE_SHARE` of the writer's, but at least every :data:`CEILING`
+seconds; a duration (``10m``) takes one that often; ``off`` none.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+from ..cache.core import Ask, Cache
+from ..entry.pickling import Pickled, dump_parts
+from ..errors import CacheError, warn
+from ..tasks.task import loop_hook
+from ..units import format_duration, parse_duration
+from .cellrun import CellRun, Made, entry_of, failure, put_back
+from .effects import Effects
+from .files import FileReads
+from .output import OutputLog
+
+__all__ = [
+    "CEILING",
+    "FLOOR",
+    "SHARE",
+    "WRITE_SHARE",
+    "Checkpointer",
+    "Policy",
+    "checkpoint_key",
+    "checkpointing",
+    "parse_policy",
+]
+
+FLOOR = 10.0  # auto: loop seconds before the first snapshot, and between two
+CEILING = 300.0  # auto: loop seconds between two snapshots at most
+SHARE = 0.02  # auto: what taking snapshots may cost of the loop's time
+WRITE_SHARE = 0.25  # auto: how busy writing them may keep the writer
+CHECKPOINT_NAME = "the cell's checkpoint"
+_ASK = Ask(persist=True, remember=False, name=CHECKPOINT_NAME)
+
+
+def checkpoint_key(key: str) -> str:
+    """Where a cell's checkpoint is stored: derived from its key, never a cell's key."""
+    return xxhash.xxh3_128_hexdigest(f"checkpoint:{key}".encode())
+
+
+def parse_policy(text: str | float) -> str | float:
+    """``auto``, ``off``, or seconds between checkpoints (``10m``, ``90s``, ``0s``: every step).
+
+    Raises:
+        ValueError: neither a word nor a duration.
+    """
+    if isinstance(text, str) and text.strip().lower() in ("auto", "off"):
+        return text.strip().lower()
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"--checkpoint takes auto, off or a duration (10m): {exc}") from exc
+
+
+@dataclass
+class Policy:
+    """When a snapshot is due; ``every`` None is the cost-aware default."""
+
+    every: float | None = None
+    snapshot_cost: float = 0.0  # loop seconds the last snapshot took
+    write_cost: float = 0.0  # writer seconds the last write took
+
+    @classmethod
+    def of(cls, choice: str | float) -> Policy | None:
+        """The policy for a ``--checkpoint`` value; None for ``off``.
+
+        Raises:
+            ValueError: see :func:`parse_policy`.
+        """
+        choice = parse_policy(choice)
+        if choice == "off":
+            return None
+        return cls(None if choice == "auto" else float(choice))
+
+    @property
+    def interval(self) -> float:
+        if self.every is not None:
+            return self.every
+        wanted = max(FLOOR, self.snapshot_cost / SHARE, self.write_cost / WRITE_SHARE)
+        return min(CEILING, wanted)
+
+    def due(self, since_last: float) -> bool:
+        return since_last >= self.interval
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    step: int
+    pickled: Pickled
+    meta: dict[str, Any]
+
+
+class _Writer:
+    """One write at a time on its own thread; a newer snapshot replaces a waiting one."""
+
+    def __init__(self, cache: Cache, key: str, policy: Policy) -> None:
+        self._cache = cache
+        self._key = key
+        self._policy = policy
+        self._lock = threading.Lock()
+        self._waiting: _Snapshot | None = None
+        self._writing = False
+        self._closed = False  # the run finished: its checkpoint goes, nothing more is written
+        self._idle = threading.Event()
+        self._idle.set()
+        self.written: list[int] = []  # the steps stored, in order (for tests and reports)
+        self.dropped = 0
+
+    @property
+    def busy(self) -> bool:
+        return not self._idle.is_set()
+
+    def submit(self, snapshot: _Snapshot) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._waiting is not None:
+                self.dropped += 1
+            self._waiting = snapshot
+            if self._writing:
+                return
+            self._writing = True
+            self._idle.clear()
+        threading.Thread(target=self._drain, name="nbcache-checkpoint", daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                snapshot, self._waiting = self._waiting, None
+                if snapshot is None or self._closed:
+                    self._writing = False
+                    closed = self._closed
+                    break
+            start = time.perf_counter()
+            try:
+                self._cache.put(
+                    self._key, None, snapshot.meta, pickled=snapshot.pickled, ask=_ASK, replace=True
+                )
+                self.written.append(snapshot.step)
+            except Exception as exc:  # noqa: BLE001 - a checkpoint never breaks the cell
+                warn(f"nbcache: a checkpoint was not written ({failure(exc)})", stacklevel=2)
+            self._policy.write_cost = time.perf_counter() - start
+        if closed:
+            _remove(self._cache, self._key)
+        self._idle.set()
+
+    def close(self) -> None:
+        """The run finished: drop what waits; the checkpoint is removed once no write runs."""
+        with self._lock:
+            self._closed = True
+            self._waiting = None
+            writing = self._writing
+        if not writing:
+            _remove(self._cache, self._key)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._idle.wait(timeout)
+
+
+def _remove(cache: Cache, key: str) -> None:
+    try:
+        cache.remove(key)
+    except (CacheError, OSError, KeyError):
+        pass
+
+
+# Writers of runs that ended (raised, were interrupted) and may still be writing: a run
+# of the same cell waits for them before it looks for a checkpoint.
+_writers: dict[str, _Writer] = {}
+_writers_lock = threading.Lock()
+
+
+class Checkpointer:
+    """One cell run's checkpoints: the loop hook ``progress`` calls (see the module doc).
+
+    ``namespace`` is where the body runs (the notebook's, or a background cell's
+    copy), ``before`` what it held when the body started, ``log`` the output so
+    far, ``outside`` the outside state at the start.
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        run: CellRun,
+        namespace: dict[str, Any],
+        before: dict[str, int],
+        log: OutputLog,
+        outside: Effects,
+        *,
+        publish: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+        say: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.cache = cache
+        self.run = run
+        self.namespace = namespace
+        self.before = before
+        self.log = log
+        self.outside = outside
+        self.key = checkpoint_key(run.key.key)
+        self.policy = Policy.of(run.options.checkpoint)
+        self._publish = publish or (lambda data, metadata: None)
+        self._say = say or (lambda text: sys.stderr.write(text + "\n"))
+        self._clock = clock
+        self._loops = 0  # outermost loops entered so far
+        self._loop: int | None = None  # the ordinal of the loop running now
+        self._resume: dict[str, Any] | None = None  # a checkpoint not yet applied
+        self._looked = False
+        self._entered_at = 0.0
+        self._last = 0.0
+        self._total: int | None = None
+        self._outputs_at = (0, 0)  # where the loop's output starts in the log
+        self._seconds_before = 0.0  # loop seconds a resumed checkpoint had done
+        self._broken = False
+        self.resumed_at: int | None = None
+        self.writer: _Writer | None = None
+
+    # -- the hook -------------------------------------------------------------------
+
+    def enter(self, total: int | None) -> int | None:
+        """A progress loop starts: how many steps it skips; None: not ours (nested, off)."""
+        if self._loop is not None or self.policy is None or self._broken:
+            return None
+        ordinal, self._loops = self._loops, self._loops + 1
+        self._loop, self._total = ordinal, total
+        self._entered_at = self._last = self._clock()
+        self._outputs_at = _mark(self.log.events)
+        if not self._looked:
+            self._looked = True
+            self._resume = self._find()
+        skip = 0
+        if self._resume is not None and self._resume["loop"] == ordinal:
+            skip = self._apply(self._resume)
+            self._resume = None
+        if self.writer is None:
+            self.writer = _Writer(self.cache, self.key, self.policy)
+            with _writers_lock:
+                _writers[self.key] = self.writer
+        return skip
+
+    def after(self, step: int, force: bool = False) -> None:
+        """Step ``step`` of the loop is done: take a snapshot if one is due."""
+        if self.policy is None or self._broken or self.writer is None:
+            return
+        if self._resume is not None:
+            return  # an earlier loop of a resumed run: its checkpoint is further on
+        now = self._clock()
+        if not (force or self.policy.due(now - self._last)) or self.writer.busy:
+            return
+        self._last = now
+        snapshot = self._snapshot(step, now)
+        self._last = self._clock()
+        if snapshot is not None:
+            self.policy.snapshot_cost = self._last - now
+            self.writer.submit(snapshot)
+
+    def leave(self) -> None:
+        self._loop = None
+
+    # -- the runner's -----------------------------------------------------------------
+
+    def finished(self) -> None:
+        """The body ended: its entry replaces the checkpoint (only if a loop ran)."""
+        if self._loops == 0:
+            return
+        writer = self.writer or _Writer(self.cache, self.key, Policy())
+        writer.close()
+
+    # -- inside -----------------------------------------------------------------------
+
+    def _find(self) -> dict[str, Any] | None:
+        with _writers_lock:
+            earlier = _writers.pop(self.key, None)
+        if earlier is not None:
+            earlier.wait()  # the last write of a run that ended a moment ago
+        if self.run.options.force:
+            _remove(self.cache, self.key)
+            return None
+        try:
+            hit = self.cache.lookup(self.key, ask=_ASK)
+        except Exception as exc:  # noqa: BLE001 - a checkpoint we cannot read: start over
+            warn(f"nbcache: the checkpoint could not be read ({failure(exc)})", stacklevel=4)
+            return None
+        if hit is None or not isinstance(hit.value, dict):
+            return None
+        state = dict(hit.value)
+        if state.get("cell") != self.run.key.key:
+            return None
+        state["created"] = hit.info.created
+        return state
+
+    def _apply(self, state: Mapping[str, Any]) -> int:
+        """Put a checkpoint into the namespace, show its output again; the steps done."""
+        put_back(state, self.namespace)
+        before = list(self.log.events)
+        OutputLog(list(state["outputs"])).replay(self._publish)
+        step = int(state["step"])
+        total = state.get("total")
+        of = f" of {total}" if total is not None else ""
+        ago = format_duration(max(0.0, time.time() - float(state["created"])))
+        self._say(f"nbcache: resumed at step {step}{of}, saved {ago} ago")
+        # What this run showed before the loop, then the loop's output up to the step.
+        self.log.events[:] = before + [tuple(event) for event in state["outputs"]]
+        self._seconds_before = float(state.get("seconds", 0.0))
+        self.resumed_at = step
+        return step
+
+    def _snapshot(self, step: int, now: float) -> _Snapshot | None:
+        run = self.run
+        changes = self.outside.changes(Effects.now())
+        files = FileReads({}, {})
+        made = Made(self.namespace, self.before, self.log, None, 0.0, files, self.outside, changes)
+        try:
+            entry = entry_of(run.code, run.key, made)
+        except Exception as exc:  # noqa: BLE001 - the cell goes on, without checkpoints
+            self._give_up(f"its variables could not be gathered ({failure(exc)})")
+            return None
+        effects = dict(entry["effects"])
+        effects["random"] = random.getstate()
+        numpy = sys.modules.get("numpy")
+        if numpy is not None:
+            try:
+                effects["numpy.random"] = numpy.random.get_state()
+            except Exception:  # noqa: BLE001 - no global numpy generator to keep
+                pass
+        seconds = self._seconds_before + (now - self._entered_at)
+        state = {
+            "cell": run.key.key,
+            "loop": self._loop,
+            "step": step,
+            "total": self._total,
+            "vars": entry["vars"],
+            "deleted": entry["deleted"],
+            "effects": effects,
+            "outputs": _since(self.log.events, self._outputs_at),
+            "seconds": seconds,
+        }
+        try:
+            pickled = _owned(dump_parts(state, CHECKPOINT_NAME))
+        except Exception as exc:  # noqa: BLE001 - an unpicklable variable: no checkpoints
+            self._give_up(failure(exc))
+            return None
+        label = run.options.name or run.code.first_line
+        of = f" of {self._total}" if self._total is not None else ""
+        meta = {
+            "label": f"partial: {label} (step {step}{of})",
+            "identity": run.identity,
+            "kind": "checkpoint",
+            "cell_key": run.key.key,
+            "step": step,
+            "total": self._total,
+            "compute_seconds": seconds,
+            "pinned": False,
+        }
+        return _Snapshot(step, pickled, meta)
+
+    def _give_up(self, why: str) -> None:
+        self._broken = True
+        warn(f"nbcache: this cell is not checkpointed: {why}", stacklevel=5)
+
+
+def _owned(pickled: Pickled) -> Pickled:
+    """The snapshot with its own copy of every buffer, so the loop may change its arrays."""
+    buffers = [memoryview(bytes(buf)) for buf in pickled.buffers]
+    return Pickled(pickled.stream, buffers, pickled.by_value)
+
+
+def _mark(events: list[tuple[Any, ...]]) -> tuple[int, int]:
+    """Where the log ends now: its length, and the length of its last text (text written
+    next joins that event)."""
+    if events and events[-1][0] in ("stdout", "stderr"):
+        return len(events), len(events[-1][1])
+    return len(events), 0
+
+
+def _since(events: list[tuple[Any, ...]], mark: tuple[int, int]) -> list[tuple[Any, ...]]:
+    """The events logged since ``mark``."""
+    count, text = mark
+    out = list(events[count:])
+    if count and text and len(events[count - 1][1]) > text:
+        kind, joined = events[count - 1][:2]
+        out.insert(0, (kind, joined[text:]))
+    return out
+
+
+@contextmanager
+def checkpointing(
+    cache: Cache,
+    run: CellRun,
+    namespace: dict[str, Any],
+    before: dict[str, int],
+    log: OutputLog,
+    outside: Effects,
+    publish: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+) -> Iterator[Checkpointer]:
+    """Within the block, progress loops on this thread checkpoint ``run``; after it, call
+    ``finished()`` on what it yields once the body ended without an exception.
+    ``publish`` shows a checkpoint's rich output again when the run resumes."""
+    checkpointer = Checkpointer(cache, run, namespace, before, log, outside, publish=publish)
+    with loop_hook(checkpointer):
+        yield checkpointer

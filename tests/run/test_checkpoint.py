@@ -1,0 +1,303 @@
+"""Checkpoints and resume (``run/checkpoint.py``) against the fake shell: no IPython."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbcache.cache.core import Cache
+from nbcache.entry.pickling import Pickled
+from nbcache.entry.signing import Signer
+from nbcache.run import checkpoint
+from nbcache.run.cell import CellCache
+from nbcache.run.cellrun import CellOptions
+from nbcache.run.checkpoint import Policy, checkpoint_key, parse_policy
+from nbcache.store import LocalStore
+from tests.run.fake_shell import FakeShell
+
+# A loop that draws from both global generators and from a generator object it holds,
+# and fails at the step named by FAIL_AT (the environment is not part of a cell's key).
+LOOP = """\
+import os, random, time
+from nbcache import progress
+import numpy as np
+random.seed(1)
+np.random.seed(2)
+rng = np.random.default_rng(3)
+total = 0
+draws = []
+print("setup")
+for i in progress(range(30)):
+    total += i
+    draws.append((random.random(), float(np.random.rand()), float(rng.random())))
+    print(f"step {i}")
+    time.sleep(0.005)
+    if i == int(os.environ.get("FAIL_AT", "-1")):
+        raise ValueError(f"failed at {i}")
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_fail_at() -> Iterator[None]:
+    os.environ.pop("FAIL_AT", None)
+    yield
+    os.environ.pop("FAIL_AT", None)
+
+
+def _cells(root: Path) -> tuple[FakeShell, CellCache, Cache]:
+    shell = FakeShell()
+    cache = Cache(LocalStore(root), signer=Signer(b"secret"))
+    return shell, CellCache(shell, lambda: cache), cache
+
+
+def _settle() -> None:
+    """Wait for every checkpoint write of this process to end."""
+    for writer in list(checkpoint._writers.values()):
+        writer.wait(10)
+
+
+def _uninterrupted(root: Path) -> dict[str, Any]:
+    shell, cells, _ = _cells(root)
+    cells.run(LOOP, CellOptions(checkpoint="off"))
+    return {n: shell.user_ns[n] for n in ("total", "draws", "i")}
+
+
+def _checkpoints(cache: Cache) -> list[Any]:
+    return [r for r in cache.records() if r.label.startswith("partial:")]
+
+
+def test_policy_words_and_durations() -> None:
+    assert parse_policy("auto") == "auto" and parse_policy("OFF") == "off"
+    assert parse_policy("10m") == 600.0 and parse_policy("0s") == 0.0
+    with pytest.raises(ValueError, match="--checkpoint"):
+        parse_policy("sometimes")
+    assert Policy.of("off") is None
+    auto = Policy.of("auto")
+    assert auto is not None and auto.interval == checkpoint.FLOOR
+    auto.snapshot_cost = 1.0  # a 1 s snapshot: at most SHARE of the loop's time
+    assert auto.interval == pytest.approx(1.0 / checkpoint.SHARE)
+    auto.snapshot_cost = 60.0
+    assert auto.interval == checkpoint.CEILING  # still at least every few minutes
+    fixed = Policy.of(600.0)
+    assert fixed is not None and fixed.interval == 600.0
+
+
+def test_the_checkpoint_key_is_its_own() -> None:
+    key = "ab" * 16
+    assert checkpoint_key(key) != key and checkpoint_key(key) == checkpoint_key(key)
+    assert checkpoint_key(key) != checkpoint_key("cd" * 16)
+
+
+def test_an_exception_in_step_k_resumes_with_the_values_of_an_uninterrupted_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = _uninterrupted(tmp_path / "plain")
+    shell, cells, cache = _cells(tmp_path / "store")
+    os.environ["FAIL_AT"] = "17"
+    with pytest.raises(ValueError, match="failed at 17"):
+        cells.run(LOOP, CellOptions(checkpoint=0.0))
+    _settle()
+    (partial,) = _checkpoints(cache)
+    assert "step" in partial.label and partial.key == checkpoint_key(cells_key(cells, shell))
+    capsys.readouterr()
+    del os.environ["FAIL_AT"]
+    fresh, again, _ = _cells(tmp_path / "store")  # a new kernel on the same store
+    again.run(LOOP, CellOptions(checkpoint=0.0))
+    err = capsys.readouterr()
+    assert "nbcache: resumed at step" in err.err and "of 30, saved" in err.err
+    step = int(err.err.split("resumed at step ")[1].split()[0])
+    assert 0 < step <= 17
+    assert {n: fresh.user_ns[n] for n in expected} == expected
+    # the output shown: the setup once, then every step once, in order
+    out = err.out.replace("setup\n", "", 1)
+    assert out == "".join(f"step {i}\n" for i in range(30))
+    _settle()
+    assert _checkpoints(cache) == []  # the finished entry replaced it
+    # and the finished entry's output is the whole run's
+    third, hit, _ = _cells(tmp_path / "store")
+    hit.run(LOOP, CellOptions())
+    assert third.reports[-1].outcome == "restored"
+    assert capsys.readouterr().out == "setup\n" + "".join(f"step {i}\n" for i in range(30))
+
+
+def cells_key(cells: CellCache, shell: FakeShell) -> str:
+    run = cells._prepare(LOOP, CellOptions())
+    assert run is not None
+    return run.key.key
+
+
+def test_a_changed_cell_does_not_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _shell, cells, cache = _cells(tmp_path)
+    os.environ["FAIL_AT"] = "10"
+    with pytest.raises(ValueError):
+        cells.run(LOOP, CellOptions(checkpoint=0.0))
+    _settle()
+    del os.environ["FAIL_AT"]
+    capsys.readouterr()
+    changed = LOOP.replace("total = 0", "total = 0 * 1")
+    fresh, again, _ = _cells(tmp_path)
+    again.run(changed, CellOptions(checkpoint=0.0))
+    assert "resumed" not in capsys.readouterr().err
+    assert fresh.user_ns["total"] == sum(range(30))
+    # the other cell's checkpoint is left alone (it is not ours to remove)
+    _settle()
+    assert len(_checkpoints(cache)) == 1
+
+
+def test_force_discards_the_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _shell, cells, cache = _cells(tmp_path)
+    os.environ["FAIL_AT"] = "10"
+    with pytest.raises(ValueError):
+        cells.run(LOOP, CellOptions(checkpoint=0.0))
+    _settle()
+    del os.environ["FAIL_AT"]
+    capsys.readouterr()
+    cells.run(LOOP, CellOptions(checkpoint=0.0, force=True))
+    assert "resumed" not in capsys.readouterr().err
+    _settle()
+    assert _checkpoints(cache) == []
+
+
+def test_checkpoint_off_writes_none(tmp_path: Path) -> None:
+    _shell, cells, cache = _cells(tmp_path)
+    os.environ["FAIL_AT"] = "10"
+    with pytest.raises(ValueError):
+        cells.run(LOOP, CellOptions(checkpoint="off"))
+    _settle()
+    assert _checkpoints(cache) == []
+
+
+GENERATOR = """\
+from nbcache import progress
+seen = []
+def items():
+    for k in range(12):
+        yield k * 10
+for x in progress(items(), total=12):
+    with inner_lock:
+        seen.append(x)
+    for y in progress(range(3)):
+        pass
+    if x == fail_at[0]:
+        fail_at[0] = -1
+        raise RuntimeError("once")
+"""
+
+
+def test_an_iterable_without_indexing_is_iterated_again_and_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A generator is re-made by the code before the loop and its done items dropped; the
+    inner loop does not checkpoint (the outermost does)."""
+    shell, cells, cache = _cells(tmp_path)
+    shell.user_ns.update(inner_lock=threading.Lock(), fail_at=[70])
+    with pytest.raises(RuntimeError):
+        cells.run(GENERATOR, CellOptions(checkpoint=0.0, ignore=("inner_lock", "fail_at")))
+    _settle()
+    (partial,) = _checkpoints(cache)
+    assert partial.label.endswith("of 12)")
+    capsys.readouterr()
+    cells.run(GENERATOR, CellOptions(checkpoint=0.0, ignore=("inner_lock", "fail_at")))
+    assert "resumed at step" in capsys.readouterr().err
+    assert shell.user_ns["seen"] == [k * 10 for k in range(12)]
+
+
+class _SlowCache:
+    """Stands for the cache: each write waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.steps: list[int] = []
+
+    def put(self, key: str, value: Any, meta: dict[str, Any], **kw: Any) -> int:
+        self.go.wait(10)
+        self.steps.append(meta["step"])
+        return 1
+
+    def remove(self, key: str) -> None:
+        self.steps.append(-1)
+
+
+def test_the_writer_never_queues_more_than_one_snapshot() -> None:
+    """While one write runs, a newer snapshot replaces the one waiting; the loop is never
+    held up; closing removes the checkpoint once the last write ended."""
+    slow = _SlowCache()
+    writer = checkpoint._Writer(slow, "k" * 32, Policy())  # type: ignore[arg-type]
+    snap = [checkpoint._Snapshot(n, Pickled(b""), {"step": n}) for n in range(1, 5)]
+    start = time.perf_counter()
+    for s in snap:
+        writer.submit(s)
+    assert time.perf_counter() - start < 0.5 and writer.busy
+    slow.go.set()
+    assert writer.wait(10)
+    assert slow.steps == [1, 4] and writer.dropped == 2
+    writer.close()
+    assert slow.steps == [1, 4, -1]
+
+
+def test_the_loop_goes_on_while_a_checkpoint_is_written(tmp_path: Path) -> None:
+    """A write that takes long does not hold the loop: it finishes its steps meanwhile,
+    and takes no new snapshot until the write ended."""
+    shell, cells, cache = _cells(tmp_path)
+    slow = threading.Event()
+    steps_during_write: list[int] = []
+    real_put = cache.put
+
+    def put(key: str, value: Any, meta: Any = None, **kw: Any) -> int:
+        if meta and meta.get("kind") == "checkpoint":
+            slow.wait(5)
+            steps_during_write.append(shell.user_ns.get("i", -1))
+        return real_put(key, value, meta, **kw)
+
+    cache.put = put  # type: ignore[method-assign]
+    cell = (
+        "import time\nfrom nbcache import progress\nacc = []\n"
+        "for i in progress(range(40)):\n    acc.append(i)\n    time.sleep(0.005)\n"
+    )
+    threading.Timer(0.15, slow.set).start()
+    start = time.perf_counter()
+    cells.run(cell, CellOptions(checkpoint=0.0))
+    assert time.perf_counter() - start < 1.0
+    assert shell.user_ns["acc"] == list(range(40))
+    assert steps_during_write and steps_during_write[0] > 1  # it went on meanwhile
+
+
+BACKGROUND = """\
+import time
+from nbcache import progress
+total = 0
+for i in progress(range(200)):
+    total += i
+    time.sleep(0.01)
+"""
+
+
+def test_a_cancelled_background_cell_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cancel keeps the step it stopped at; the next run resumes there, on its card."""
+    shell2, cells2, cache = _cells(tmp_path)
+    cells2.run(BACKGROUND, CellOptions(background=True, name="bg2", checkpoint="10m"))
+    card = shell2.cards[0]
+    deadline = time.time() + 20
+    while card.task.done_steps < 30 and time.time() < deadline:
+        time.sleep(0.01)
+    card.task.cancel()
+    cells2.wait("bg2")
+    assert card.task.state == "cancelled"
+    _settle()
+    (partial,) = _checkpoints(cache)
+    step = int(partial.label.split("step ")[1].split()[0])
+    assert step >= 30
+    shell3, cells3, _ = _cells(tmp_path)
+    cells3.run(BACKGROUND, CellOptions(background=True, name="bg3", checkpoint="10m"))
+    cells3.wait("bg3")
+    text = "".join(str(p[0]) for k, *p in shell3.cards[0].outputs if k == "stderr")
+    assert f"resumed at step {step} of 200" in text
+    assert shell3.user_ns["total"] == sum(range(200))
