@@ -49,6 +49,11 @@ def unusable_settings() -> list[str]:
     return sorted({name for name, _value in _warned})
 
 
+def forget_warnings() -> None:
+    """Warn again about settings already warned about, as a new process would (tests)."""
+    _warned.clear()
+
+
 def store_location() -> str:
     """``NBCACHE_DIR`` or ``.nbcache`` in the working directory."""
     return os.environ.get("NBCACHE_DIR", "").strip() or DEFAULT_DIR

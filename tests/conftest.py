@@ -11,6 +11,7 @@ import pytest
 from nbcache.cache.core import Cache
 from nbcache.cache.default import set_default_cache
 from nbcache.entry.signing import Signer
+from nbcache.settings import forget_warnings
 from nbcache.store import LocalStore
 from tests.servers import redis_server, s3, s3_server  # noqa: F401 - shared-store fixtures
 
@@ -27,6 +28,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     # it; multiprocessing's spawn (a dask LocalCluster) then fails: put the real one back.
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     set_default_cache(None)
+    forget_warnings()  # each test is a process of its own as far as settings go
     yield
     set_default_cache(None)
 

@@ -16,8 +16,8 @@ from nbcache.entry.signing import Signer, default_secret_path, load_secret
 
 def test_env_secret_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     """NBCACHE_SECRET is used as is and no file is created."""
-    monkeypatch.setenv("NBCACHE_SECRET", "team-secret")
-    assert load_secret() == b"team-secret"
+    monkeypatch.setenv("NBCACHE_SECRET", "team-secret-of-a-safe-length")
+    assert load_secret() == b"team-secret-of-a-safe-length"
     assert not default_secret_path().exists()
 
 
