@@ -1,7 +1,7 @@
 """Writes the golden entries of the current on-disk format into tests/data/format<N>/.
 
 Run once per new format, then never again for that format: the committed files
-are what users' caches hold, and tests/test_golden.py proves they still load.
+are what users' caches hold, and tests/entry/test_golden.py proves they still load.
 """
 
 from __future__ import annotations

@@ -12,10 +12,9 @@ from nbcache.cache.core import Cache
 from nbcache.entry.format import FORMAT
 from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
+from tests.data.make_golden import GOLDEN, SECRET
 
-from .data.make_golden import GOLDEN, SECRET
-
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 FORMATS = sorted(DATA.glob("format*"))
 
 

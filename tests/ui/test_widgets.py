@@ -18,8 +18,7 @@ from nbcache.ui.browser import PAGE, BrowserState, CacheBrowser, totals_text
 from nbcache.ui.cards import TextCard, WidgetCard, card_view, make_card
 from nbcache.ui.status import names_text, status_line
 from nbcache.ui.widgets import browse
-
-from .conftest import key_of
+from tests.conftest import key_of
 
 # -- the task card ------------------------------------------------------------------
 

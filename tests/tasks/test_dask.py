@@ -31,11 +31,10 @@ from nbcache.tasks import dask as dx
 from nbcache.tasks.executors import check_executor, get_executor
 from nbcache.tasks.task import Task, TaskCancelled, progress
 from nbcache.ui.widgets import WidgetCard
+from tests.run.test_background import run
 from tests.servers import stop_process
 
-from .test_background import run
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

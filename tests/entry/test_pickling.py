@@ -225,7 +225,7 @@ def fact(n):
 
 
 def _defined_in_a_cell() -> tuple[dict[str, Any], str]:
-    from .notebook_sim import run_cell
+    from tests.notebook_sim import run_cell
 
     namespace = run_cell(_CELL, {})
     return namespace, namespace["f"].__code__.co_filename
@@ -271,7 +271,7 @@ def test_restored_functions_fingerprint_as_defined() -> None:
 
 def test_globals_are_not_pickled_with_notebook_functions() -> None:
     """A notebook function reading an unpicklable global (a lock) still stores."""
-    from .notebook_sim import run_cell
+    from tests.notebook_sim import run_cell
 
     source = "import threading\nLOCK = threading.Lock()\ndef g():\n    return LOCK\n"
     namespace = run_cell(source, {})
