@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
 import warnings
@@ -17,6 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nbcache import CacheWarning
 from nbcache.cache.default import set_default_cache
+from tests.shells import close_shell, new_shell
 
 
 class Probe:
@@ -32,30 +32,13 @@ class Probe:
         return (Probe, ())
 
 
-def _new_shell(cwd: Path) -> InteractiveShell:
-    os.chdir(cwd)
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "nbcache")
-    return shell
-
-
-def _close(shell: InteractiveShell) -> None:
-    shell.run_line_magic("unload_ext", "nbcache")
-    # Each shell registers an exit handler that collects garbage: 28 of them made
-    # pytest linger for half a minute after its summary.
-    shell.atexit_operations()
-    atexit.unregister(shell.atexit_operations)
-    InteractiveShell.clear_instance()
-
-
 @pytest.fixture
 def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     monkeypatch.chdir(tmp_path)
-    shell = _new_shell(tmp_path)
+    shell = new_shell(tmp_path)
     shell.user_ns["probe"] = Probe()
     yield shell
-    _close(shell)
+    close_shell(shell)
 
 
 def run(shell: InteractiveShell, cell: str) -> Any:
@@ -67,9 +50,9 @@ def run(shell: InteractiveShell, cell: str) -> Any:
 
 def restart(shell: InteractiveShell, tmp_path: Path) -> InteractiveShell:
     """A new kernel: fresh shell, fresh process-wide cache, same store on disk."""
-    _close(shell)
+    close_shell(shell)
     set_default_cache(None)
-    fresh = _new_shell(tmp_path)
+    fresh = new_shell(tmp_path)
     fresh.user_ns["probe"] = Probe()
     return fresh
 
