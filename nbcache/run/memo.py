@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import threading
 import time
 import types
@@ -89,7 +90,6 @@ class Memoized(Generic[P, R]):
         self._identity = identity(fn)
         self._is_async = inspect.iscoroutinefunction(fn)
         self._lock = threading.RLock()
-        self._counting = threading.Lock()  # the hit path's only lock
         self._memory: LRU[str, Kept] = LRU(maxsize)
         self._ask = Ask(
             persist=store,
@@ -100,7 +100,8 @@ class Memoized(Generic[P, R]):
         self._fast: dict[Any, str] = {}
         self._fp: Fingerprint | None = None
         self._elsewhere: dict[str, Future[Any]] = {}  # calls on another executor, by key
-        self._hits = self._misses = self._store_hits = 0
+        self._hit_count = itertools.count()  # next() is atomic: the hit path takes no lock
+        self._misses = self._store_hits = 0
         self._saved = 0.0
         self._warned = False
         self._previous: dict[str, Any] | None = None
@@ -141,8 +142,7 @@ class Memoized(Generic[P, R]):
             if found is not None and (
                 self._max_age is None or time.time() - found[1].created <= self._max_age
             ):
-                with self._counting:
-                    self._hits += 1
+                next(self._hit_count)
                 return found[0]  # type: ignore[no-any-return]
         ck = self._key(fp, args, kwargs)
         if ck is None:
@@ -169,12 +169,12 @@ class Memoized(Generic[P, R]):
 
     def _fast_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A dict key for plain scalar arguments as given, or None to go by content."""
-        if not kwargs and len(args) == 1:  # the common case, without building tuples
-            value = args[0]
-            kind = type(value)
-            if kind not in _SCALARS or (kind is float and value == 0.0):
-                return None
-            return (value, kind) if self._typed else args
+        if not kwargs:  # the common case: no tuple built to check, and types mapped in C
+            for value in args:
+                kind = type(value)
+                if kind not in _SCALARS or (kind is float and value == 0.0):
+                    return None
+            return args + tuple(map(type, args)) if self._typed else args
         values = (*args, *kwargs.values())
         for value in values:
             if type(value) not in _SCALARS or (type(value) is float and value == 0.0):
@@ -192,8 +192,7 @@ class Memoized(Generic[P, R]):
             return _MISS
         if self._max_age is not None and time.time() - found[1].created > self._max_age:
             return _MISS
-        with self._counting:
-            self._hits += 1
+        next(self._hit_count)
         return found[0]
 
     def _key(self, fp: Fingerprint | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -236,9 +235,9 @@ class Memoized(Generic[P, R]):
                 self._misses += 1
                 self._note_miss(ck)
             elif hit.source == "memory":
-                self._hits += 1
+                next(self._hit_count)
             else:
-                self._hits += 1
+                next(self._hit_count)
                 self._store_hits += 1
                 self._saved += hit.info.compute_seconds
 
@@ -290,7 +289,7 @@ class Memoized(Generic[P, R]):
         """Hits, misses, maxsize and current size, plus store hits and time saved."""
         with self._lock:
             return CacheInfo(
-                self._hits,
+                _count_of(self._hit_count),
                 self._misses,
                 self._maxsize,
                 len(self._memory),
@@ -304,7 +303,8 @@ class Memoized(Generic[P, R]):
         with self._lock:
             self._memory.clear()
             self._fast.clear()
-            self._hits = self._misses = self._store_hits = 0
+            self._hit_count = itertools.count()
+            self._misses = self._store_hits = 0
             self._saved = 0.0
         if store:
             cache = self.cache
@@ -453,6 +453,11 @@ class Memoized(Generic[P, R]):
             with self._lock:
                 self._elsewhere.pop(ck.key, None)
             settle(landed, done)
+
+
+def _count_of(counter: itertools.count[int]) -> int:
+    """How many times ``next`` was called on ``counter`` (read without advancing it)."""
+    return int(repr(counter)[len("count(") : -1])
 
 
 def _failure(exc: BaseException) -> str:
