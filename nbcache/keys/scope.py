@@ -41,7 +41,12 @@ _SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_ih", "_o
 
 
 def is_shell_name(name: str) -> bool:
+    """Names the shell or Python keeps in the namespace, never a cell's own variable:
+    IPython's history (``_``, ``_i3``, ``Out``), and dunders (``__warningregistry__``,
+    which ``warnings`` adds to a namespace a warning was raised in)."""
     if name in _SHELL_NAMES:
+        return True
+    if len(name) > 4 and name.startswith("__") and name.endswith("__"):
         return True
     # _, __, ___, _1, _i, _ii, _i3 ... : IPython's output and input history
     stripped = name.lstrip("_")

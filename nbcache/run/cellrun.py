@@ -192,7 +192,7 @@ def intact(entry: Mapping[str, Any]) -> bool:
 
 def unpicklable_message(entry: Mapping[str, Any], exc: ValuePicklingError) -> str:
     bad = [name for name, value in entry["vars"].items() if probe(value) is not None]
-    what = ", ".join(f"`{n}` ({describe(entry['vars'][n])['type']})" for n in bad) or "its output"
+    what = ", ".join(f"`{n}` ({describe(entry['vars'][n])['type']})" for n in bad) or "output"
     reason = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
     fix = f" `del {', '.join(bad)}` at the end of the cell to store the rest." if bad else ""
     return (

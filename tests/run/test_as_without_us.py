@@ -219,3 +219,14 @@ def test_pager_output_is_recorded_and_replayed(shells: Shells) -> None:
         shell.set_hook("show_in_pager", pager, 50)  # a kernel's payload pager stands here
         shells.run(cell)
     assert _runs(shells.root) == 1 and seen == ["the report", "the report"]
+
+
+def test_a_warning_in_a_cell_stores_no_registry(shells: Shells) -> None:
+    """``warnings`` puts ``__warningregistry__`` in the namespace a warning came from; it is
+    not one of the cell's variables, and a hit does not bring it back."""
+    shells.restart()
+    shells.run("%%cache\nimport warnings\nwarnings.warn('careful')\nw = 1")
+    shells.shell.user_ns.pop("__warningregistry__", None)  # type: ignore[union-attr]
+    shells.restart()
+    shells.run("%%cache\nimport warnings\nwarnings.warn('careful')\nw = 1")
+    assert "__warningregistry__" not in shells.shell.user_ns  # type: ignore[union-attr]
