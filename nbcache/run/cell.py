@@ -41,7 +41,7 @@ from .cellrun import (
 from .checkpoint import checkpointing
 from .effects import Effects
 from .files import FileReads
-from .output import NO_RESULT, OutputLog
+from .output import NO_RESULT, OutputLog, hides_result
 from .report import Card, CellReport
 
 __all__ = ["CellCache", "CellOptions", "Shell"]
@@ -70,6 +70,13 @@ class Shell(Protocol):
         ...
 
     def flush_figures(self) -> None: ...
+
+    def show_result(
+        self, value: Any, shown: tuple[dict[str, Any], dict[str, Any]] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Show ``value`` as the cell's result (``Out[n]``, ``_``), formatted now or as
+        ``shown`` (a hit shows what the miss showed); the ``(data, metadata)`` shown."""
+        ...
 
     def paging(self, add: Callable[[Any, int], None]) -> AbstractContextManager[None]:
         """Within the block, hand what goes to the pager (``%prun``, ``?``) to ``add`` too."""
@@ -103,12 +110,12 @@ class CellCache:
         source = self.shell.transform(cell)
         run = self._prepare(source, options)
         if run is None:
-            return self.shell.execute(source)  # uncached, exactly as without the magic
+            return self._uncached(source)
         if options.background:
             with restoring_into(self.shell.user_ns):
                 hit = None if options.force else self.cache.lookup(run.key.key, ask=run.ask)
             if hit is not None:
-                return self._restore(hit, options)
+                return self._restore(hit, options, hides_result(source))
             self._explain_miss(run)
             background.start(run, self.shell, self.cache, self.tasks, self._exclude())
             return NO_RESULT
@@ -134,7 +141,7 @@ class CellCache:
             warn(f"nbcache: {exc}", stacklevel=3)
             return made[0].result
         if outcome.hit is not None:
-            return self._restore(outcome.hit, options)
+            return self._restore(outcome.hit, options, hides_result(source))
         self.cache.note_latest(run.identity, {**run.key.summary, "seconds": made[0].seconds})
         if not options.quiet:
             names = list(outcome.value["vars"])
@@ -182,10 +189,29 @@ class CellCache:
 
     # -- a hit ------------------------------------------------------------------------
 
-    def _restore(self, hit: Hit[Any], options: CellOptions) -> Any:
+    def _uncached(self, source: str) -> Any:
+        """Run ``source`` exactly as without the magic, its result shown as IPython would."""
+        __tracebackhide__ = True
+        result = self.shell.execute(source)
+        if result is not NO_RESULT and not hides_result(source):
+            self.shell.show_result(result)
+        return result
+
+    def _restore(self, hit: Hit[Any], options: CellOptions, hidden: bool = False) -> Any:
+        """Put a hit back: variables, outside state, outputs in order, the result where it
+        came (unless this cell's ``;`` hides it: the key does not see a trailing ``;``)."""
         entry = hit.value
         put_back(entry, self.shell.user_ns)
-        OutputLog(list(entry["outputs"])).replay(self.shell.publish, self.shell.page)
+        result = entry["result"]
+        log = OutputLog(list(entry["outputs"]))
+
+        def show(data: dict[str, Any], meta: dict[str, Any]) -> None:
+            if not hidden:
+                self.shell.show_result(result, (data, meta))
+
+        log.replay(self.shell.publish, self.shell.page, show)
+        if not hidden and result is not NO_RESULT and not any(e[0] == "result" for e in log.events):
+            self.shell.show_result(result)  # its miss hid it with a ``;`` this cell lacks
         if not options.quiet:
             self.shell.report(restored(hit, entry))
         if options.background:
@@ -223,6 +249,11 @@ class CellCache:
             ) as checkpoints,
         ):
             result = self.shell.execute(run.code.source)
+            # The result shows before the figures, as IPython shows it before its
+            # post-execute hooks draw them (drawing first would also change it: a text's
+            # position moves once its figure is laid out).
+            if result is not NO_RESULT and not hides_result(run.code.source):
+                log.add("result", *self.shell.show_result(result))
             self.shell.flush_figures()
         checkpoints.finished()  # its entry replaces its checkpoint
         seconds = time.perf_counter() - start

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import sys
+import tokenize
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-__all__ = ["NO_RESULT", "OutputLog", "from_user_code"]
+__all__ = ["NO_RESULT", "OutputLog", "from_user_code", "hides_result"]
 
 
 class _NoResult:
@@ -93,9 +95,15 @@ class OutputLog:
         self,
         publish: Callable[[dict[str, Any], dict[str, Any]], None],
         page: Callable[[Any, int], None] | None = None,
+        result: Callable[[dict[str, Any], dict[str, Any]], object] | None = None,
     ) -> None:
-        """Show the recorded output again, in order (pager output through ``page``)."""
+        """Show the recorded output again, in order (pager output through ``page``, the
+        cell's result where it came, through ``result``)."""
         for kind, *payload in self.events:
+            if kind == "result" and result is not None:
+                sys.stdout.flush()
+                result(payload[0], payload[1])
+                continue
             if kind == "stdout":
                 sys.stdout.write(payload[0])
             elif kind == "stderr":
@@ -115,3 +123,15 @@ def from_user_code(tb: Any, filename: str) -> Any:
     while start is not None and start.tb_frame.f_code.co_filename != filename:
         start = start.tb_next
     return start if start is not None else tb
+
+
+def hides_result(source: str) -> bool:
+    """Whether the body ends with ``;``, which hides its result as it does without us
+    (IPython looks at the whole cell, whose last line is then the magic's call)."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    skip = (tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT)
+    last = next((t for t in reversed(tokens) if t.type not in skip), None)
+    return last is not None and last.type == tokenize.OP and last.string == ";"

@@ -91,6 +91,24 @@ class IPythonShell:
 
         page.page(data, start)
 
+    def show_result(
+        self, value: Any, shown: tuple[dict[str, Any], dict[str, Any]] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What IPython's display hook does with a cell's value (``Out[n]``, ``_``, the
+        ``execute_result``), with the formatting recorded on a miss replayed on a hit, so
+        a hit shows what the miss showed even where a repr depends on the moment."""
+        hook = self.shell.displayhook
+        hook.start_displayhook()
+        hook.write_output_prompt()
+        data, meta = shown if shown is not None else hook.compute_format_data(value)
+        hook.update_user_ns(value)
+        hook.fill_exec_result(value)
+        if data:
+            hook.write_format_data(data, meta)
+            hook.log_output(data)
+        hook.finish_displayhook()
+        return data, meta
+
     def flush_figures(self) -> None:
         """Show the cell's pending inline matplotlib figures now, while output is recorded.
 

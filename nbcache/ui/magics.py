@@ -6,9 +6,7 @@ Each magic parses its line, calls the core and formats what comes back.
 from __future__ import annotations
 
 import argparse
-import io
 import shlex
-import tokenize
 import types
 from typing import Any
 
@@ -23,7 +21,6 @@ from ..run.cell import CellCache
 from ..run.cellrun import CellOptions
 from ..run.checkpoint import parse_policy
 from ..run.memo import Memoized, memoize
-from ..run.output import NO_RESULT
 from ..units import format_duration, parse_duration, parse_size
 from .ipython import IPythonShell
 from .listing import entries_table, matching_keys, plural, summary_lines
@@ -121,12 +118,12 @@ class NbcacheMagics(Magics):
             checkpoint=args.checkpoint,
         )
         try:
-            result = self.cells.run(cell, options)
+            self.cells.run(cell, options)
         except ExecutorError as exc:  # not installed, not configured: one line says what to do
             raise UsageError(str(exc)) from exc
-        if result is NO_RESULT or _quiet(cell):
-            return None
-        return result
+        # The cell has shown its result already, in its place among its outputs (a
+        # background cell has none); returning it would show it twice.
+        return None
 
     # -- %memoize and %%memoize -------------------------------------------------------
 
@@ -292,15 +289,3 @@ def _parse(line: str) -> argparse.Namespace:
     wait = sub.add_parser("wait")
     wait.add_argument("name", nargs="?")
     return parser.parse_args(shlex.split(line))
-
-
-def _quiet(cell: str) -> bool:
-    """Whether the body ends with ``;``, which hides its result as it does without us
-    (IPython looks at the whole cell, whose last line is then ``%%cache``'s call)."""
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(cell).readline))
-    except (tokenize.TokenError, SyntaxError):
-        return False
-    skip = (tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT)
-    last = next((t for t in reversed(tokens) if t.type not in skip), None)
-    return last is not None and last.type == tokenize.OP and last.string == ";"

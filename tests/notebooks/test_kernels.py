@@ -123,9 +123,9 @@ def test_restart_restores_variables_and_outputs(work: Path, env: dict[str, str])
     (status_b,) = nbrun.status_lines(b, 2)
     assert status_a.startswith("nbcache: computed frame, total in ")
     assert status_b.startswith("nbcache: restored frame, total (")
-    # the status line comes after the cell's own output, before its result
-    assert nbrun.outputs(b, 2)[-2].data["text/plain"] == status_b
-    assert nbrun.outputs(b, 2)[-1].execution_count == 3
+    # the cell's outputs, its result among them, in the plain run's order; then the status
+    assert nbrun.outputs(b, 2)[-1].data["text/plain"] == status_b
+    assert nbrun.outputs(b, 2)[-2].execution_count == 3
     assert comparable(nbrun.outputs(b, 4, status=False)) == comparable(
         nbrun.outputs(a, 4, status=False)
     )

@@ -49,6 +49,7 @@ class FakeShell:
         self.reports: list[CellReport] = []
         self.cards: list[Card] = []
         self.paged: list[Any] = []
+        self.results: list[dict[str, Any]] = []
 
     def transform(self, cell: str) -> str:
         return cell
@@ -72,6 +73,13 @@ class FakeShell:
 
     def flush_figures(self) -> None:
         pass
+
+    def show_result(
+        self, value: Any, shown: tuple[dict[str, Any], dict[str, Any]] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        data, meta = shown if shown is not None else ({"text/plain": repr(value)}, {})
+        self.results.append(data)
+        return data, meta
 
     @contextmanager
     def paging(self, add: Callable[[Any, int], None]) -> Iterator[None]:
