@@ -193,7 +193,7 @@ class CellCache:
         """Run ``source`` exactly as without the magic, its result shown as IPython would."""
         __tracebackhide__ = True
         result = self.shell.execute(source)
-        if result is not NO_RESULT and not hides_result(source):
+        if _shown(result) and not hides_result(source):
             self.shell.show_result(result)
         return result
 
@@ -210,7 +210,7 @@ class CellCache:
                 self.shell.show_result(result, (data, meta))
 
         log.replay(self.shell.publish, self.shell.page, show)
-        if not hidden and result is not NO_RESULT and not any(e[0] == "result" for e in log.events):
+        if not hidden and _shown(result) and not any(e[0] == "result" for e in log.events):
             self.shell.show_result(result)  # its miss hid it with a ``;`` this cell lacks
         if not options.quiet:
             self.shell.report(restored(hit, entry))
@@ -252,7 +252,7 @@ class CellCache:
             # The result shows before the figures, as IPython shows it before its
             # post-execute hooks draw them (drawing first would also change it: a text's
             # position moves once its figure is laid out).
-            if result is not NO_RESULT and not hides_result(run.code.source):
+            if _shown(result) and not hides_result(run.code.source):
                 log.add("result", *self.shell.show_result(result))
             self.shell.flush_figures()
         checkpoints.finished()  # its entry replaces its checkpoint
@@ -283,3 +283,8 @@ class CellCache:
             if identity == target or identity == f"cell: {target}":
                 return reasons
         return [f"`{target}` has not missed in this session"]
+
+
+def _shown(result: Any) -> bool:
+    """Whether IPython would show ``result`` as the cell's ``Out``: not ``None`` either."""
+    return result is not NO_RESULT and result is not None

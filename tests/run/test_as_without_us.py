@@ -230,3 +230,16 @@ def test_a_warning_in_a_cell_stores_no_registry(shells: Shells) -> None:
     shells.restart()
     shells.run("%%cache\nimport warnings\nwarnings.warn('careful')\nw = 1")
     assert "__warningregistry__" not in shells.shell.user_ns  # type: ignore[union-attr]
+
+
+def test_a_last_expression_of_none_shows_nothing(
+    shells: Shells, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell ending in ``print(...)`` (its value None) shows no ``Out``, on a miss or a hit."""
+    for _ in range(2):
+        shells.restart()
+        capsys.readouterr()
+        shells.run("%%cache\nz = 3\nprint(z)")
+        assert "Out[" not in capsys.readouterr().out
+    shells.run("%%cache\nz")  # the same shell shows a value that is there
+    assert "Out[" in capsys.readouterr().out
