@@ -423,3 +423,23 @@ def test_xarray_by_buffers() -> None:
     assert digest(a) != digest(a.assign_attrs(u="s"))
     assert digest(a) != digest(a.assign_coords(x=[1, 2, 4]))
     assert digest(a.to_dataset(name="v")) != digest(a.to_dataset(name="w"))
+
+
+class _Bunch(dict):  # type: ignore[type-arg]
+    """statsmodels' and scikit-learn's Bunch: a dict whose attributes are its items."""
+
+    def __init__(self, **items: object) -> None:
+        super().__init__(items)
+        self.__dict__ = self
+
+
+def test_a_dict_that_is_its_own_dict_keeps_its_digest_through_pickle() -> None:
+    """A Bunch comes back from pickle with a separate, equal __dict__: the same digest,
+    so a cell reading a statsmodels Dataset restores after a restart."""
+    import pickle
+
+    bunch = _Bunch(data=[1, 2, 3], names=("a", "b"))
+    again = pickle.loads(pickle.dumps(bunch))
+    assert again == bunch and vars(again) is not again
+    assert digest(again) == digest(bunch)
+    assert digest(_Bunch(data=[1, 2, 4], names=("a", "b"))) != digest(bunch)

@@ -131,6 +131,10 @@ def _reduced_parts(n: Node, value: Any, reduced: Any) -> Parts:
         and type(state[1]) is dict
     ):
         state = {**(state[0] or {}), **state[1]}  # (__dict__, __slots__) as one mapping
+    if state is value and isinstance(state, dict):
+        # A dict whose __dict__ is itself (statsmodels' and sklearn's Bunch): pickling
+        # restores it with a separate, equal __dict__, so hash the mapping, not the cycle.
+        state = dict(state)
     if state is None and _reduce_is_inherited(type(value)):
         # A reduction a subclass inherits (a Counter subclass's) leaves out the
         # attributes the subclass adds: the key would be blind to them.  A
