@@ -75,9 +75,6 @@ def start(
             log.add(kind, *payload)
             card.output(kind, *payload)
 
-        def card_display(data: dict[str, Any], metadata: dict[str, Any]) -> None:
-            card.output("display", data, metadata)
-
         def compute() -> dict[str, Any]:
             before = namespace_snapshot(namespace)
             outside = Effects.now()
@@ -85,7 +82,7 @@ def start(
             with routing.routed(sink), FileReads.recording(exclude) as read:
                 if here:
                     with checkpointing(
-                        cache, run, namespace, before, log, outside, card_display
+                        cache, run, namespace, before, log, outside, show=card.output
                     ) as checkpoints:
                         result = shell.execute(code.source, namespace)
                     checkpoints.finished()  # its entry replaces its checkpoint

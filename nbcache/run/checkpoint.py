@@ -228,7 +228,7 @@ class Checkpointer:
         outside: Effects,
         *,
         publish: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
-        say: Callable[[str], None] | None = None,
+        show: Callable[..., None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.cache = cache
@@ -240,7 +240,7 @@ class Checkpointer:
         self.key = checkpoint_key(run.key.key)
         self.policy = Policy.of(run.options.checkpoint)
         self._publish = publish or (lambda data, metadata: None)
-        self._say = say or (lambda text: sys.stderr.write(text + "\n"))
+        self._show = show  # a background cell's card: output goes there, not to a stream
         self._clock = clock
         self._loops = 0  # outermost loops entered so far
         self._loop: int | None = None  # the ordinal of the loop running now
@@ -252,7 +252,9 @@ class Checkpointer:
         self._outputs_at = (0, 0)  # where the loop's output starts in the log
         self._seconds_before = 0.0  # loop seconds a resumed checkpoint had done
         self._broken = False
-        self.resumed_at: int | None = None
+        self.resumed_at: int | None = None  # the step a resumed run started from
+        self.resume_seconds: float | None = None  # finding and restoring its checkpoint
+        self.pauses: list[float] = []  # loop seconds each snapshot took
         self.writer: _Writer | None = None
 
     # -- the hook -------------------------------------------------------------------
@@ -272,6 +274,7 @@ class Checkpointer:
         if self._resume is not None and self._resume["loop"] == ordinal:
             skip = self._apply(self._resume)
             self._resume = None
+            self.resume_seconds = self._clock() - self._entered_at
         if self.writer is None:
             self.writer = _Writer(self.cache, self.key, self.policy)
             with _writers_lock:
@@ -290,6 +293,7 @@ class Checkpointer:
         self._last = now
         snapshot = self._snapshot(step, now)
         self._last = self._clock()
+        self.pauses.append(self._last - now)
         if snapshot is not None:
             self.policy.snapshot_cost = self._last - now
             self.writer.submit(snapshot)
@@ -333,12 +337,20 @@ class Checkpointer:
         """Put a checkpoint into the namespace, show its output again; the steps done."""
         put_back(state, self.namespace)
         before = list(self.log.events)
-        OutputLog(list(state["outputs"])).replay(self._publish)
+        if self._show is not None:
+            for event in state["outputs"]:
+                self._show(*event)
+        else:
+            OutputLog(list(state["outputs"])).replay(self._publish)
         step = int(state["step"])
         total = state.get("total")
         of = f" of {total}" if total is not None else ""
         ago = format_duration(max(0.0, time.time() - float(state["created"])))
-        self._say(f"nbcache: resumed at step {step}{of}, saved {ago} ago")
+        line = f"nbcache: resumed at step {step}{of}, saved {ago} ago\n"
+        if self._show is not None:
+            self._show("stderr", line)
+        else:
+            sys.stderr.write(line)
         # What this run showed before the loop, then the loop's output up to the step.
         self.log.events[:] = before + [tuple(event) for event in state["outputs"]]
         self._seconds_before = float(state.get("seconds", 0.0))
@@ -432,10 +444,16 @@ def checkpointing(
     log: OutputLog,
     outside: Effects,
     publish: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    show: Callable[..., None] | None = None,
 ) -> Iterator[Checkpointer]:
     """Within the block, progress loops on this thread checkpoint ``run``; after it, call
     ``finished()`` on what it yields once the body ended without an exception.
-    ``publish`` shows a checkpoint's rich output again when the run resumes."""
-    checkpointer = Checkpointer(cache, run, namespace, before, log, outside, publish=publish)
+
+    When the run resumes, a checkpoint's output is shown again through the streams and
+    ``publish`` (rich output), or, given ``show`` (a card's ``output(kind, *payload)``),
+    all through ``show``, as is the line that says it resumed."""
+    checkpointer = Checkpointer(
+        cache, run, namespace, before, log, outside, publish=publish, show=show
+    )
     with loop_hook(checkpointer):
         yield checkpointer

@@ -301,3 +301,24 @@ def test_a_cancelled_background_cell_resumes(
     text = "".join(str(p[0]) for k, *p in shell3.cards[0].outputs if k == "stderr")
     assert f"resumed at step {step} of 200" in text
     assert shell3.user_ns["total"] == sum(range(200))
+
+
+def test_checkpoints_are_listed_pruned_by_age_and_cleared(tmp_path: Path) -> None:
+    """A checkpoint is an entry in the store: listed as partial with its step, counted in
+    the store's size, removed by prune --older-than and by clear."""
+    _, cells, cache = _cells(tmp_path)
+    os.environ["FAIL_AT"] = "10"
+    with pytest.raises(ValueError):
+        cells.run(LOOP, CellOptions(checkpoint=0.0))
+    _settle()
+    (partial,) = _checkpoints(cache)
+    assert partial.size > 0 and " of 30)" in partial.label
+    assert cache.prune(older_than=3600) == []  # young: kept
+    time.sleep(0.05)
+    assert cache.prune(older_than=0.01) == [partial.key]
+    with pytest.raises(ValueError):
+        cells.run(LOOP, CellOptions(checkpoint=0.0))
+    _settle()
+    assert len(_checkpoints(cache)) == 1
+    cache.clear()
+    assert _checkpoints(cache) == []
