@@ -27,6 +27,7 @@ from . import (
     keys_memo,
     notebook_overhead,
     on_dask,
+    resume,
     s3,
     store_io,
     store_scale,
@@ -58,6 +59,7 @@ GROUPS: dict[str, Group] = {
         s3.GROUP,
         store_scale.GROUP,
         hashing_scale.GROUP,
+        resume.GROUP,
         notebook_overhead.GROUP,
     )
 }

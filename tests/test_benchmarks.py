@@ -37,6 +37,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
             "store_scale",
             "hashing_scale",
             "notebook_overhead",
+            "resume",
         )
     }
 
@@ -105,6 +106,21 @@ def test_background_rows(
     for row in rows:
         if row.target is not None:
             assert row.figure is not None and row.figure > 0 and row.met in (True, False), row
+
+
+def test_resume_rows(
+    bench: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common, resume = bench["common"], bench["resume"]
+    from nbcache.run import checkpoint
+
+    monkeypatch.setattr(resume, "STEPS", 40)
+    monkeypatch.setattr(resume, "STATE_BYTES", 1_000_000)
+    monkeypatch.setattr(resume, "STEP_SECONDS", 0.002)
+    monkeypatch.setattr(checkpoint, "FLOOR", 0.01)
+    rows = resume.run(common.Settings(size=1_000_000, repeat=1, directory=tmp_path))
+    assert [row.name for row in rows] == list(resume.NAMES)
+    assert all(row.figure is not None and row.figure >= 0 for row in rows[2:]), rows
 
 
 def test_dask_rows(bench: dict[str, ModuleType], tmp_path: Path) -> None:
