@@ -272,6 +272,21 @@ def dump_parts(obj: object, name: str = "value", min_oob: int = OUT_OF_BAND_MIN)
     return Pickled(stream, buffers, by_value=True)
 
 
+_LOAD_IN_MAIN = compile("value = loads(stream, buffers=buffers)", "<nbcache restore>", "exec")
+
+
+def _loads_in_main(stream: bytes | memoryview, buffers: Sequence[Any]) -> Any:
+    """``pickle.loads`` called from a frame whose globals are the notebook's namespace.
+
+    Some objects look their environment up while they unpickle: a statsmodels model
+    built from a formula re-evaluates it in its caller's frames (``double_it(x)``
+    needs the notebook's ``double_it``), which would otherwise be nbcache's own.
+    """
+    scope = {"loads": pickle.loads, "stream": stream, "buffers": buffers}
+    exec(_LOAD_IN_MAIN, _main_globals(), scope)
+    return scope["value"]
+
+
 def load_parts(stream: bytes | memoryview, buffers: Sequence[Any] = (), name: str = "value") -> Any:
     """The value that :func:`dump_parts` pickled, from verified bytes only.
 
@@ -280,7 +295,7 @@ def load_parts(stream: bytes | memoryview, buffers: Sequence[Any] = (), name: st
             missing, a class moved, the bytes are damaged).
     """
     try:
-        return pickle.loads(stream, buffers=buffers)
+        return _loads_in_main(stream, buffers)
     except ModuleNotFoundError as exc:
         raise ValueUnpicklingError(
             f"cannot load {name}: it needs the module {exc.name!r}, which is not importable "

@@ -243,3 +243,22 @@ def test_a_last_expression_of_none_shows_nothing(
         assert "Out[" not in capsys.readouterr().out
     shells.run("%%cache\nz")  # the same shell shows a value that is there
     assert "Out[" in capsys.readouterr().out
+
+
+def test_a_formula_model_calling_a_notebook_function_restores(shells: Shells) -> None:
+    """A statsmodels model fitted from a formula that calls a notebook function re-reads
+    the formula while it unpickles, in its caller's frames: those see the notebook."""
+    setup = "import numpy as np, pandas as pd\nimport statsmodels.formula.api as smf\n"
+    setup += "def double_it(x):\n    return 2 * x\n"
+    cell = (
+        "%%cache\n"
+        + BODY_MARK
+        + "df = pd.DataFrame({'y': np.arange(9.0), 'x': np.arange(9.0) ** 1.5})\n"
+        "fit = smf.ols('y ~ double_it(x)', data=df).fit()\n"
+    )
+    for _ in range(2):
+        shells.restart()
+        shells.run(setup)
+        shells.run(cell)
+    assert _runs(shells.root) == 1
+    assert shells.shell.user_ns["fit"].params.index.tolist()[1] == "double_it(x)"  # type: ignore[union-attr]
