@@ -46,7 +46,7 @@ import xxhash
 from ..cache.core import Ask, Cache
 from ..entry.pickling import Pickled, dump_parts
 from ..errors import CacheError, warn
-from ..tasks.task import loop_hook
+from ..tasks.task import follow_tqdm, loop_hook
 from ..units import format_duration, parse_duration
 from .cellrun import CellRun, Made, entry_of, failure, put_back
 from .effects import Effects
@@ -455,5 +455,7 @@ def checkpointing(
     checkpointer = Checkpointer(
         cache, run, namespace, before, log, outside, publish=publish, show=show
     )
+    if checkpointer.policy is not None and "tqdm" in run.code.source:
+        follow_tqdm(load=True)  # tqdm loops checkpoint too (imported here if the cell uses it)
     with loop_hook(checkpointer):
         yield checkpointer

@@ -224,7 +224,32 @@ def follow_tqdm(load: bool = False) -> None:
             return shown
 
         std.tqdm.update = update
+        std.tqdm.__iter__ = _followed_iter(std.tqdm.__iter__)
         _hooked.add("tqdm")
+
+
+def _followed_iter(original: Callable[[Any], Iterator[Any]]) -> Callable[[Any], Iterator[Any]]:
+    """tqdm's ``__iter__``, reporting to this thread's loop hook as :func:`progress` does
+    (a bar made with an iterable: ``tqdm(xs)``, ``trange(n)``); unchanged without a hook."""
+
+    def iterate(bar: Any) -> Iterator[Any]:
+        hook: LoopHook | None = getattr(_current, "loop", None)
+        done = hook.enter(bar.total) if hook is not None and not bar.disable else None
+        if hook is None or done is None:
+            yield from original(bar)
+            return
+        try:
+            if done:
+                bar.iterable = _skipping(bar.iterable, done)
+                bar.n = bar.last_print_n = done
+            task = current_task()
+            for index, item in enumerate(original(bar), done + 1):
+                yield item
+                hook.after(index, task is not None and task.cancel_requested)
+        finally:
+            hook.leave()
+
+    return iterate
 
 
 class LoopHook(Protocol):

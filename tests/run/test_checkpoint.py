@@ -322,3 +322,38 @@ def test_checkpoints_are_listed_pruned_by_age_and_cleared(tmp_path: Path) -> Non
     assert len(_checkpoints(cache)) == 1
     cache.clear()
     assert _checkpoints(cache) == []
+
+
+TQDM = """\
+import os, random
+from tqdm import tqdm, trange
+random.seed(5)
+acc = []
+for i in tqdm(range(25), disable=False, file=open(os.devnull, "w")):
+    acc.append(random.random())
+    for j in trange(2, file=open(os.devnull, "w")):
+        pass
+    if i == int(os.environ.get("FAIL_AT", "-1")):
+        raise ValueError(i)
+"""
+
+
+def test_a_tqdm_loop_checkpoints_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("tqdm")
+    plain, cells, _ = _cells(tmp_path / "plain")
+    cells.run(TQDM, CellOptions(checkpoint="off"))
+    _, cells, cache = _cells(tmp_path / "store")
+    os.environ["FAIL_AT"] = "14"
+    with pytest.raises(ValueError):
+        cells.run(TQDM, CellOptions(checkpoint=0.0))
+    _settle()
+    (partial,) = _checkpoints(cache)
+    assert partial.label.endswith("of 25)")
+    del os.environ["FAIL_AT"]
+    capsys.readouterr()
+    fresh, again, _ = _cells(tmp_path / "store")
+    again.run(TQDM, CellOptions(checkpoint=0.0))
+    assert "resumed at step" in capsys.readouterr().err
+    assert fresh.user_ns["acc"] == plain.user_ns["acc"]
