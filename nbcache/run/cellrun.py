@@ -18,7 +18,7 @@ from ..entry.pickling import probe
 from ..errors import CacheError, KeyPicklingError, ValuePicklingError
 from ..keys.hashing import describe, digest
 from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
-from .effects import Effects, seeds_first
+from .effects import Effects, only_imports, seeds_first
 from .effects import apply as apply_effects
 from .files import FileReads
 from .output import OutputLog
@@ -259,7 +259,9 @@ def meta_of(run: CellRun, made: Made, entry: Mapping[str, Any]) -> dict[str, Any
         "kind": "cell",
         "first_line": code.first_line,
         "outside": made.effects.inputs(
-            made.changes, seeded=seeds_first(code.source), drew=_drew(made.log)
+            made.changes,
+            seeded=seeds_first(code.source) or only_imports(code.source),
+            drew=_drew(made.log),
         ),
     }
 

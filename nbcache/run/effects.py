@@ -30,7 +30,7 @@ from typing import Any
 
 import xxhash
 
-__all__ = ["Effects", "seeds_first"]
+__all__ = ["Effects", "apply", "only_imports", "seeds_first"]
 
 _UNSET = "<unset>"
 
@@ -140,6 +140,17 @@ def seeds_first(source: str) -> bool:
         name = first.attr if isinstance(first, ast.Attribute) else getattr(first, "id", "")
         return isinstance(stmt, ast.Expr) and name in ("seed", "manual_seed")
     return False
+
+
+def only_imports(source: str) -> bool:
+    """Whether every statement of the cell is an import: what it binds (modules, functions)
+    cannot depend on the generators' state, though importing a library may draw from
+    them (scikit-learn's first import does)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return bool(tree.body) and all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in tree.body)
 
 
 def _numpy_state(numpy: Any) -> Any:

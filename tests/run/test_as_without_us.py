@@ -262,3 +262,26 @@ def test_a_formula_model_calling_a_notebook_function_restores(shells: Shells) ->
         shells.run(cell)
     assert _runs(shells.root) == 1
     assert shells.shell.user_ns["fit"].params.index.tolist()[1] == "double_it(x)"  # type: ignore[union-attr]
+
+
+def test_an_import_that_draws_at_import_still_restores(shells: Shells, tmp_path: Path) -> None:
+    """A cell of imports only restores after a restart even if importing the library drew
+    from the global generator (scikit-learn's first import does): what an import binds
+    cannot depend on the generator's state."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "draws_at_import.py").write_text("import random\nTOKEN = random.random()\n")
+    sys.path.insert(0, str(lib))
+    cell = "%%cache\nfrom draws_at_import import TOKEN as first\n"
+    try:
+        for n in range(2):
+            sys.modules.pop("draws_at_import", None)
+            random.seed(n)  # each kernel's generator starts elsewhere
+            shells.restart()
+            shells.run(cell)
+            drawn = shells.shell.user_ns["first"]  # type: ignore[union-attr]
+            if n == 0:
+                token = drawn
+        assert drawn == token  # restored: the second kernel's import did not run it
+    finally:
+        sys.modules.pop("draws_at_import", None)
