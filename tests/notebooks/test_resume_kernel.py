@@ -8,6 +8,7 @@ can kill or interrupt one in the middle of a cell.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -236,3 +237,37 @@ def test_a_background_cell_killed_half_way_resumes(kernels: Any, expected: str) 
     ran = second.run("import builtins; print(builtins.ran[0], builtins.ran[-1], len(builtins.ran))")
     start, end, count = map(int, ran.split())
     assert start >= 20 and end == STEPS - 1 and count == STEPS - start
+
+
+WRITES = """\
+%%cache -n writes --checkpoint 0s
+import time
+import numpy as np
+from nbcache import progress
+state = np.ones(50_000_000 // 8)
+stamps = []
+for i in progress(range(80)):
+    state[i::97] += 1.0
+    stamps.append(time.perf_counter())
+    time.sleep(0.02)
+"""
+WRITES_SEEN = """\
+from nbcache.run import checkpoint
+(writer,) = [w for w in checkpoint._writers.values() if w.written]
+writer.wait(30)
+gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+print("written", writer.written)
+print("longest", max(gaps), "write", writer._policy.write_cost)
+"""
+
+
+def test_the_checkpoint_write_runs_while_the_loop_goes_on(kernels: Any) -> None:
+    """With a 50 MB state and a checkpoint due at every step, the loop keeps its pace while
+    each write runs (no step waits for the disk), so the steps written are far apart."""
+    kernel = kernels()
+    kernel.run(WRITES)
+    out = kernel.run(WRITES_SEEN)
+    written = [int(n) for n in re.findall(r"\d+", out.split("written")[1].split("\n")[0])]
+    longest, write = map(float, re.findall(r"longest (\S+) write (\S+)", out)[0])
+    assert len(written) >= 2 and max(b - a for a, b in itertools.pairwise(written)) > 1
+    assert write > 0.03 and longest < write + 0.02, out  # no step waited for a whole write
