@@ -71,6 +71,7 @@ SHARE = 0.02  # auto: what taking snapshots may cost of the loop's time
 WRITE_SHARE = 0.25  # auto: how busy writing them may keep the writer
 CHECKPOINT_NAME = "the cell's checkpoint"
 _ASK = Ask(persist=True, remember=False, name=CHECKPOINT_NAME)
+_WAIT_EARLIER = 60.0  # seconds a run waits for the last write of the run before it
 
 
 def checkpoint_key(key: str) -> str:
@@ -316,7 +317,7 @@ class Checkpointer:
         with _writers_lock:
             earlier = _writers.pop(self.key, None)
         if earlier is not None:
-            earlier.wait()  # the last write of a run that ended a moment ago
+            earlier.wait(_WAIT_EARLIER)  # the last write of a run that ended a moment ago
         if self.run.options.force:
             _remove(self.cache, self.key)
             return None
