@@ -36,12 +36,13 @@ from .cellrun import (
     meta_of,
     put_back,
     restored,
+    result_of,
     unpicklable_message,
 )
 from .checkpoint import checkpointing
 from .effects import Effects
 from .files import FileReads
-from .output import NO_RESULT, OutputLog, hides_result
+from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .report import Card, CellReport
 
 __all__ = ["CellCache", "CellOptions", "Shell"]
@@ -202,7 +203,7 @@ class CellCache:
         came (unless this cell's ``;`` hides it: the key does not see a trailing ``;``)."""
         entry = hit.value
         put_back(entry, self.shell.user_ns)
-        result = entry["result"]
+        result = result_of(entry)
         log = OutputLog(list(entry["outputs"]))
 
         def show(data: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -220,7 +221,7 @@ class CellCache:
             done: Task[None] = Task(options.name or str(entry.get("label", "cell")))
             done.run(lambda: None)
             self.tasks[options.name or done.name] = done
-        return entry["result"]
+        return result
 
     # -- a miss -----------------------------------------------------------------------
 
@@ -253,7 +254,7 @@ class CellCache:
             # post-execute hooks draw them (drawing first would also change it: a text's
             # position moves once its figure is laid out).
             if _shown(result) and not hides_result(run.code.source):
-                log.add("result", *self.shell.show_result(result))
+                log.add_shown("result", lambda: self.shell.show_result(result))
             self.shell.flush_figures()
         checkpoints.finished()  # its entry replaces its checkpoint
         seconds = time.perf_counter() - start
@@ -287,4 +288,4 @@ class CellCache:
 
 def _shown(result: Any) -> bool:
     """Whether IPython would show ``result`` as the cell's ``Out``: not ``None`` either."""
-    return result is not NO_RESULT and result is not None
+    return result is not NO_RESULT and result is not None and result is not UNSTORED

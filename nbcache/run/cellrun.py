@@ -21,7 +21,7 @@ from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
 from .effects import Effects, only_imports, seeds_first
 from .effects import apply as apply_effects
 from .files import FileReads
-from .output import OutputLog
+from .output import NO_RESULT, MemoryOnly, OutputLog
 from .report import CellReport
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "meta_of",
     "put_back",
     "restored",
+    "result_of",
     "storable",
     "unpicklable_message",
 ]
@@ -238,10 +239,24 @@ def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
         "vars": {name: storable(namespace[name]) for name in names},
         "deleted": deleted,
         "outputs": made.log.events,
-        "result": made.result,
+        "result": _result_kept(made.result),
         "digests": _digests(namespace, names),
         "effects": made.changes,
     }
+
+
+def _result_kept(result: Any) -> Any:
+    """The result as the entry keeps it: itself, or, when it will not pickle (a seaborn
+    plot holding a vectorized ufunc), live in memory only; its shown output is kept."""
+    if result is NO_RESULT or result is None or probe(result) is None:
+        return result
+    return MemoryOnly(result)
+
+
+def result_of(entry: Mapping[str, Any]) -> Any:
+    """A stored entry's result: the live value, or :data:`UNSTORED` from the store."""
+    result = entry["result"]
+    return result.value if isinstance(result, MemoryOnly) else result
 
 
 def meta_of(run: CellRun, made: Made, entry: Mapping[str, Any]) -> dict[str, Any]:

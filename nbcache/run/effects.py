@@ -85,7 +85,8 @@ class Effects:
         if not seeded:
             if "random" in changes:
                 out["random"] = _digest(self.random)
-            if "numpy.random" in changes:
+            # numpy loaded by this very cell: its generator was new, nothing drew before.
+            if "numpy.random" in changes and self.numpy_random is not None:
                 out["numpy.random"] = _digest(self.numpy_random)
         if drew and self.rc is not None:
             out["rcParams"] = _digest(sorted((k, repr(v)) for k, v in self.rc.items()))

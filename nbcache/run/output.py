@@ -10,7 +10,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-__all__ = ["NO_RESULT", "OutputLog", "from_user_code", "hides_result"]
+__all__ = [
+    "NO_RESULT",
+    "UNSTORED",
+    "MemoryOnly",
+    "OutputLog",
+    "from_user_code",
+    "hides_result",
+    "unstored",
+]
 
 
 class _NoResult:
@@ -35,6 +43,40 @@ NO_RESULT: Any = _NoResult()
 """What running a cell returns when it does not end with an expression."""
 
 
+class _Unstored(_NoResult):
+    """A result that could not be pickled, as a stored entry has it: its output stays."""
+
+    _made: _NoResult | None = None
+
+    def __repr__(self) -> str:
+        return "<result not stored>"
+
+    def __reduce__(self) -> str:
+        return "UNSTORED"
+
+
+UNSTORED: Any = _Unstored()
+"""A stored cell's result that would not pickle; the entry keeps how it was shown."""
+
+
+class MemoryOnly:
+    """A cell's result kept live in memory and stored as :data:`UNSTORED`, so a result
+    that will not pickle does not keep the cell's variables out of the store."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (unstored, ())
+
+
+def unstored() -> Any:
+    """What a :class:`MemoryOnly` result loads as: :data:`UNSTORED`."""
+    return UNSTORED
+
+
 class _Tee:
     """A text stream that writes through to the real one and records what went by."""
 
@@ -44,7 +86,8 @@ class _Tee:
         self._log = log
 
     def write(self, text: str) -> int:
-        self._log.add(self._name, text)
+        if not self._log.quiet:
+            self._log.add(self._name, text)
         return self._stream.write(text)
 
     def __getattr__(self, attr: str) -> Any:
@@ -56,6 +99,18 @@ class OutputLog:
     """Everything a cell showed, in order: ``("stdout", text)``, ``("display", data, meta)``."""
 
     events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    quiet: bool = False  # while set, text written to the streams is shown, not recorded
+
+    def add_shown(self, kind: str, show: Callable[[], tuple[Any, ...]]) -> None:
+        """Record one event that ``show`` shows and returns, without the text it writes on
+        the way (a terminal's display hook prints ``Out[n]:``, a replay would print it twice)."""
+        self.quiet = True
+        try:
+            payload = show()
+        finally:
+            self.quiet = False
+        self.add(kind, *payload)
 
     def add(self, kind: str, *payload: Any) -> None:
         if kind in ("stdout", "stderr") and self.events and self.events[-1][0] == kind:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..run.output import NO_RESULT, from_user_code
+from ..run.output import NO_RESULT, UNSTORED, from_user_code
 from ..run.report import Card, CellReport
 from ..tasks.task import Task
 from .status import publish_status
@@ -101,8 +101,9 @@ class IPythonShell:
         hook.start_displayhook()
         hook.write_output_prompt()
         data, meta = shown if shown is not None else hook.compute_format_data(value)
-        hook.update_user_ns(value)
-        hook.fill_exec_result(value)
+        if value is not UNSTORED:  # a result that would not pickle: shown, not in Out
+            hook.update_user_ns(value)
+            hook.fill_exec_result(value)
         if data:
             hook.write_format_data(data, meta)
             hook.log_output(data)

@@ -285,3 +285,19 @@ def test_an_import_that_draws_at_import_still_restores(shells: Shells, tmp_path:
         assert drawn == token  # restored: the second kernel's import did not run it
     finally:
         sys.modules.pop("draws_at_import", None)
+
+
+def test_a_result_that_will_not_pickle_keeps_the_rest_stored(
+    shells: Shells, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell whose result cannot be pickled (a vectorized ufunc, as seaborn plots hold) is
+    still stored: a restart restores its variables and shows its result as it was shown."""
+    cell = "%%cache\n" + BODY_MARK + "import numpy as np\nv = 41\nnp.frompyfunc(str, 1, 1)"
+    shown = []
+    for _ in range(2):
+        shells.restart()
+        capsys.readouterr()
+        shells.run(cell)
+        shown.append([line for line in capsys.readouterr().out.splitlines() if "Out[" in line])
+    assert _runs(shells.root) == 1 and shells.shell.user_ns["v"] == 41  # type: ignore[union-attr]
+    assert shown[0] == shown[1] and "ufunc" in shown[0][0]
