@@ -30,7 +30,7 @@ from typing import Any
 
 import xxhash
 
-__all__ = ["Effects", "apply", "only_imports", "seeds_first"]
+__all__ = ["Effects", "apply", "forget_seeds", "only_imports", "seeds_first"]
 
 _UNSET = "<unset>"
 
@@ -44,18 +44,21 @@ class Effects:
     rc: dict[str, Any] | None
     path: list[str]
     environ: dict[str, str]
+    seeded: frozenset[str] = frozenset()  # generators seeded in this kernel by then
 
     @classmethod
     def now(cls) -> Effects:
         numpy = sys.modules.get("numpy")
         mpl = sys.modules.get("matplotlib")
         rc = getattr(mpl, "rcParams", None)
+        _watch_seeds(numpy)
         return cls(
             random=random.getstate(),
             numpy_random=_numpy_state(numpy),
             rc=dict.copy(rc) if isinstance(rc, dict) else None,  # no per-key validation
             path=list(sys.path),
             environ=dict(os.environ),
+            seeded=frozenset(_SEEDED),
         )
 
     def changes(self, after: Effects) -> dict[str, Any]:
@@ -76,17 +79,21 @@ class Effects:
         env.update({k: _UNSET for k in self.environ if k not in after.environ})
         if env:
             out["os.environ"] = env
+        if after.seeded != self.seeded and ("random" in out or "numpy.random" in out):
+            out["seeded"] = sorted(after.seeded)
         return out
 
     def inputs(self, changes: Mapping[str, Any], *, seeded: bool, drew: bool) -> dict[str, str]:
         """Digests of the outside state this run depended on: the generators it drew from
         (unless it seeded them first) and matplotlib's settings if it drew a figure."""
         out = {}
+        # A generator never seeded in this kernel holds entropy: what a cell draws from it
+        # is a sample as good as any other, so its state is no input (an unseeded
+        # simulation restores). Once seeded, its state decides what cells draw.
         if not seeded:
-            if "random" in changes:
+            if "random" in changes and "random" in self.seeded:
                 out["random"] = _digest(self.random)
-            # numpy loaded by this very cell: its generator was new, nothing drew before.
-            if "numpy.random" in changes and self.numpy_random is not None:
+            if "numpy.random" in changes and "numpy.random" in self.seeded:
                 out["numpy.random"] = _digest(self.numpy_random)
         if drew and self.rc is not None:
             out["rcParams"] = _digest(sorted((k, repr(v)) for k, v in self.rc.items()))
@@ -109,6 +116,9 @@ class Effects:
 
 def apply(changes: Mapping[str, Any]) -> None:
     """Make the outside state what a stored run left it (a hit)."""
+    if "seeded" in changes:
+        _SEEDED.clear()
+        _SEEDED.update(changes["seeded"])
     if "random" in changes:
         random.setstate(_tuples(changes["random"]))
     numpy = sys.modules.get("numpy")
@@ -124,6 +134,39 @@ def apply(changes: Mapping[str, Any]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+_SEEDED: set[str] = set()  # "random", "numpy.random": seeded with a value in this kernel
+_WATCHED: set[str] = set()
+
+
+def _watch_seeds(numpy: Any) -> None:
+    """Note when a global generator is seeded (``random.seed(0)``, ``np.random.seed(0)``),
+    by wrapping the seeding function once; seeding with None (entropy) clears the note."""
+    targets = [("random", random, "seed")]
+    if numpy is not None:
+        targets.append(("numpy.random", numpy.random, "seed"))
+    for name, module, attr in targets:
+        if name in _WATCHED:
+            continue
+        original = getattr(module, attr, None)
+        if original is None:
+            continue
+
+        def seed(*args: Any, __original: Any = original, __name: str = name, **kw: Any) -> Any:
+            value = args[0] if args else kw.get("a", kw.get("seed"))
+            (_SEEDED.discard if value is None else _SEEDED.add)(__name)
+            return __original(*args, **kw)
+
+        seed.__wrapped__ = original  # type: ignore[attr-defined]
+        seed.__doc__ = original.__doc__
+        setattr(module, attr, seed)
+        _WATCHED.add(name)
+
+
+def forget_seeds() -> None:
+    """Forget which generators were seeded, as a new kernel starts (tests, unload)."""
+    _SEEDED.clear()
 
 
 def seeds_first(source: str) -> bool:

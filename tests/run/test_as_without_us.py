@@ -16,6 +16,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from nbcache.cache.default import set_default_cache
+from nbcache.run.effects import forget_seeds
 from tests.shells import close_shell, new_shell
 
 
@@ -30,6 +31,7 @@ class Shells:
         if self.shell is not None:
             close_shell(self.shell)
         set_default_cache(None)  # a new kernel starts with nothing in memory
+        forget_seeds()  # and with generators nobody seeded
         self.shell = new_shell(self.root)
         return self.shell
 
@@ -301,3 +303,32 @@ def test_a_result_that_will_not_pickle_keeps_the_rest_stored(
         shown.append([line for line in capsys.readouterr().out.splitlines() if "Out[" in line])
     assert _runs(shells.root) == 1 and shells.shell.user_ns["v"] == 41  # type: ignore[union-attr]
     assert shown[0] == shown[1] and "ufunc" in shown[0][0]
+
+
+def test_an_unseeded_simulation_restores(shells: Shells) -> None:
+    """A cell drawing from a generator nobody seeded restores after a restart: any sample
+    is as good as another, and the cache is there to keep the one computed."""
+    cell = "%%cache\n" + BODY_MARK + "import numpy as np\nsample = np.random.rand(3)\n"
+    shells.restart()
+    shells.run("import numpy as np")
+    shells.run(cell)
+    first = shells.shell.user_ns["sample"].copy()  # type: ignore[union-attr]
+    shells.restart()
+    shells.run("import numpy as np")
+    shells.run(cell)
+    assert _runs(shells.root) == 1
+    assert np.array_equal(shells.shell.user_ns["sample"], first)  # type: ignore[union-attr]
+
+
+def test_a_seed_after_other_work_in_the_cell_still_restores(shells: Shells) -> None:
+    """``x = np.arange(n)`` then ``np.random.seed(1)`` in one cell, nothing seeded before:
+    the generator's earlier state is no input, so the cell restores."""
+    cell = (
+        "%%cache\n" + BODY_MARK + "x = np.arange(5)\nnp.random.seed(1)\nnoise = np.random.rand()\n"
+    )
+    for _ in range(2):
+        shells.restart()
+        shells.run("import numpy as np")
+        np.random.rand()  # each kernel's generator is somewhere else
+        shells.run(cell)
+    assert _runs(shells.root) == 1
