@@ -1,0 +1,1 @@
+"""The transparency run over public notebooks: see docs/transparency.md."""
