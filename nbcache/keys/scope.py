@@ -276,8 +276,15 @@ def cell_key(
     *,
     ignore: Iterable[str] = (),
     identity: str = "cell",
+    restored: Mapping[str, tuple[Any, str, str]] | None = None,
 ) -> CellKey:
     """The key of running ``code`` against ``namespace``.
+
+    ``restored`` maps a name to ``(value, digest now, digest when made)`` for values a
+    hit put back whose digest drifted through pickling (a Bunch whose ``__setstate__``
+    drops an attribute): while the value is that object and still hashes as it did
+    when restored, the key uses the digest it had when it was made, as the run that
+    made it did.
 
     Raises:
         KeyPicklingError: an input cannot be hashed; the message names it and
@@ -310,7 +317,10 @@ def cell_key(
                 f"{exc} The cell runs uncached; to cache it anyway, leave `{name}` out of "
                 f"the key with --ignore {name}."
             ) from exc
-        inputs[name] = part
+        inputs[name] = part  # what mutation checks compare with, after the run
+        drifted = (restored or {}).get(name)
+        if drifted is not None and drifted[0] is value and drifted[1] == part:
+            part = drifted[2]
         h.update(f"{name}={part}".encode())
         if is_code(value):
             deps[name] = ["code", part[:12]]

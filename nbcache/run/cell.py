@@ -30,6 +30,7 @@ from .cellrun import (
     NotKept,
     Unchanged,
     computed,
+    drifted,
     failure,
     intact,
     kept,
@@ -98,6 +99,8 @@ class CellCache:
     last: str | None = None
     reasons: dict[str, list[str]] = field(default_factory=dict)
     tasks: dict[str, Task[Any]] = field(default_factory=dict)
+    # Restored values whose digest drifted through pickling (see keys.scope.cell_key).
+    drifted: dict[str, tuple[Any, str, str]] = field(default_factory=dict)
 
     @property
     def cache(self) -> Cache:
@@ -164,7 +167,13 @@ class CellCache:
         identity = options.name or self.shell.cell_id or f"cell: {code.first_line}"
         self.last = identity
         try:
-            ck = cell_key(code, self.shell.user_ns, ignore=options.ignore, identity=identity)
+            ck = cell_key(
+                code,
+                self.shell.user_ns,
+                ignore=options.ignore,
+                identity=identity,
+                restored=self.drifted,
+            )
         except LiveHandleError as exc:
             if not drawn_on(exc):
                 warn(f"nbcache: {exc}", stacklevel=3)
@@ -203,6 +212,8 @@ class CellCache:
         came (unless this cell's ``;`` hides it: the key does not see a trailing ``;``)."""
         entry = hit.value
         put_back(entry, self.shell.user_ns)
+        if hit.source == "store":
+            self.drifted.update(drifted(entry, self.shell.user_ns))
         result = result_of(entry)
         log = OutputLog(list(entry["outputs"]))
 

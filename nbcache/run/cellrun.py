@@ -34,6 +34,7 @@ __all__ = [
     "bring_back",
     "closed_file",
     "computed",
+    "drifted",
     "entry_of",
     "failure",
     "intact",
@@ -297,6 +298,28 @@ def put_back(entry: Mapping[str, Any], namespace: dict[str, Any]) -> None:
     for name in entry["deleted"]:
         namespace.pop(name, None)
     apply_effects(entry.get("effects", {}))
+
+
+def drifted(
+    entry: Mapping[str, Any], namespace: Mapping[str, Any]
+) -> dict[str, tuple[Any, str, str]]:
+    """Restored values whose digest now differs from the one recorded when they were made:
+    ``name -> (value, digest now, digest then)``. Arrays and frames hash by their
+    buffers, which pickling keeps, so they are not hashed again here."""
+    out = {}
+    for name, recorded in entry.get("digests", {}).items():
+        value = namespace.get(name)
+        if recorded is None or value is None:
+            continue
+        if type(value).__module__.split(".")[0] in ("numpy", "pandas", "builtins"):
+            continue
+        try:
+            now = digest(value, name=name)
+        except Exception:  # noqa: BLE001 - a value that will not hash keeps its own rules
+            continue
+        if now != recorded:
+            out[name] = (value, now, recorded)
+    return out
 
 
 def restored(hit: Hit[Any], entry: Mapping[str, Any]) -> CellReport:

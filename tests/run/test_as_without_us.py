@@ -332,3 +332,59 @@ def test_a_seed_after_other_work_in_the_cell_still_restores(shells: Shells) -> N
         np.random.rand()  # each kernel's generator is somewhere else
         shells.run(cell)
     assert _runs(shells.root) == 1
+
+
+FORGETFUL = '''
+class Forgetful:
+    """Like scikit-learn's Bunch: unpickling drops an attribute __init__ set."""
+
+    def __init__(self, data):
+        self.data = data
+        self._internal = {}
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        self.data = state["data"]
+'''
+
+
+def _forgetful(tmp_path: Path) -> None:
+    lib = tmp_path / "forgetful_lib"
+    lib.mkdir(exist_ok=True)
+    (lib / "forgetful.py").write_text(FORGETFUL)
+    if str(lib) not in sys.path:
+        sys.path.insert(0, str(lib))
+
+
+def test_a_value_whose_digest_drifts_through_pickle_still_keys_later_cells(
+    shells: Shells, tmp_path: Path
+) -> None:
+    """A restored value that unpickles slightly different (its digest drifts) keys the
+    cells reading it as the value it was made as: they restore, not recompute."""
+    _forgetful(tmp_path)
+    make = "%%cache\nfrom forgetful import Forgetful\nthing = Forgetful([1, 2, 3])\n"
+    read = "%%cache\n" + BODY_MARK + "total = sum(thing.data)\n"
+    for _ in range(2):
+        shells.restart()
+        shells.run(make)
+        shells.run(read)
+    assert _runs(shells.root) == 1 and shells.shell.user_ns["total"] == 6  # type: ignore[union-attr]
+
+
+def test_a_drifted_value_changed_after_its_restore_is_a_miss(
+    shells: Shells, tmp_path: Path
+) -> None:
+    """The same value changed in place after it was restored: the cell reading it runs."""
+    _forgetful(tmp_path)
+    make = "%%cache\nfrom forgetful import Forgetful\nthing = Forgetful([1, 2, 3])\n"
+    read = "%%cache\n" + BODY_MARK + "total = sum(thing.data)\n"
+    shells.restart()
+    shells.run(make)
+    shells.run(read)
+    shells.restart()
+    shells.run(make)
+    shells.run("thing.data.append(4)")
+    shells.run(read)
+    assert _runs(shells.root) == 2 and shells.shell.user_ns["total"] == 10  # type: ignore[union-attr]
