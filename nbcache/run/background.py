@@ -79,6 +79,7 @@ def start(
             before = namespace_snapshot(namespace)
             outside = Effects.now()
             start = time.perf_counter()
+            earlier = 0.0  # what interrupted runs did, when this one resumed
             with routing.routed(sink), FileReads.recording(exclude) as read:
                 if here:
                     with checkpointing(
@@ -86,11 +87,12 @@ def start(
                     ) as checkpoints:
                         result = shell.execute(code.source, namespace)
                     checkpoints.finished()  # its entry replaces its checkpoint
+                    earlier = checkpoints.earlier_seconds
                 else:
                     result = _elsewhere(task, code, namespace, sink, get_executor(chosen))
             if task.cancel_requested:
                 raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is kept
-            seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - start + earlier
             files = FileReads.of(read).merged(watch)
             changes = outside.changes(Effects.now()) if here else {}
             made.append(Made(namespace, before, log, result, seconds, files, outside, changes))

@@ -268,7 +268,8 @@ class CellCache:
                 log.add_shown("result", lambda: self.shell.show_result(result))
             self.shell.flush_figures()
         checkpoints.finished()  # its entry replaces its checkpoint
-        seconds = time.perf_counter() - start
+        # A resumed run took what the interrupted ones did too: that is what a hit saves.
+        seconds = time.perf_counter() - start + checkpoints.earlier_seconds
         files = FileReads.of(read).merged(FileReads.of(run.options.watch))
         changes = outside.changes(Effects.now())
         return Made(namespace, before, log, result, seconds, files, outside, changes)

@@ -258,6 +258,11 @@ class Checkpointer:
         self.pauses: list[float] = []  # loop seconds each snapshot took
         self.writer: _Writer | None = None
 
+    @property
+    def earlier_seconds(self) -> float:
+        """Loop seconds the runs before this one did, when this run resumed (else 0)."""
+        return self._seconds_before if self.resumed_at is not None else 0.0
+
     # -- the hook -------------------------------------------------------------------
 
     def enter(self, total: int | None) -> int | None:

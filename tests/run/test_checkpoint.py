@@ -357,3 +357,20 @@ def test_a_tqdm_loop_checkpoints_and_resumes(
     again.run(TQDM, CellOptions(checkpoint=0.0))
     assert "resumed at step" in capsys.readouterr().err
     assert fresh.user_ns["acc"] == plain.user_ns["acc"]
+
+
+def test_a_resumed_run_counts_the_time_of_the_runs_before_it(tmp_path: Path) -> None:
+    """The entry a resumed run stores says what computing took in all, interrupted runs
+    included: that is the time a later hit saves (and what eviction weighs)."""
+    _shell, cells, _cache = _cells(tmp_path / "store")
+    slow = LOOP.replace("time.sleep(0.005)", "time.sleep(0.02)")
+    os.environ["FAIL_AT"] = "25"
+    with pytest.raises(ValueError):
+        cells.run(slow, CellOptions(checkpoint=0.0))
+    _settle()
+    del os.environ["FAIL_AT"]
+    fresh, again, _ = _cells(tmp_path / "store")
+    again.run(slow, CellOptions(checkpoint=0.0))
+    (report,) = fresh.reports
+    # Resumed near step 25 of 30: this run itself loops ~5 steps (0.1 s), all of them 30.
+    assert report.outcome == "computed" and report.seconds >= 29 * 0.02
