@@ -1,5 +1,10 @@
 """Background cells: the body runs on a thread, a process pool or dask while the cell
-returns at once; its variables join the notebook when it ends."""
+returns at once; its variables join the notebook when it ends.
+
+Wherever it runs, its progress loop checkpoints it (see :mod:`nbcache.run.checkpoint`):
+on a thread here, on a process pool or dask in the worker, which writes to the
+kernel's store. A run that resumed says so on its card.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,14 @@ import types
 import uuid
 from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import ExitStack
+from dataclasses import replace
 from typing import Any
 
 from ..cache.core import Cache
 from ..entry.pickling import dump_parts, load_parts, probe, restoring_into
 from ..keys.hashing import describe
-from ..keys.scope import CellCode, changed_names, namespace_snapshot
+from ..keys.scope import changed_names, namespace_snapshot
 from ..tasks.executors import check_executor, configured_executor, get_executor
 from ..tasks.task import Task, TaskCancelled, current_task, follow_tqdm
 from . import routing
@@ -31,11 +38,11 @@ from .cellrun import (
     restored,
     storable,
 )
-from .checkpoint import checkpointing
+from .checkpoint import CheckpointError, Remote, checkpointing, remote_checkpoints, worker_cache
 from .effects import Effects
 from .files import FileReads
 from .output import NO_RESULT, OutputLog, from_user_code
-from .report import Card
+from .report import Card, CellReport, Resume
 
 __all__ = ["run_in_worker", "start"]
 
@@ -70,10 +77,16 @@ def start(
     def body() -> None:
         log = OutputLog()
         made: list[Made] = []
+        resumed: list[Resume] = []  # where this run picked up an unfinished one
 
         def sink(kind: str, *payload: Any) -> None:
             log.add(kind, *payload)
             card.output(kind, *payload)
+
+        def told(report: CellReport) -> None:
+            if report.resumed is not None:
+                resumed.append(report.resumed)
+                task.mark_resumed(report.resumed.text)  # the card shows it while it runs
 
         def compute() -> dict[str, Any]:
             before = namespace_snapshot(namespace)
@@ -83,13 +96,18 @@ def start(
             with routing.routed(sink), FileReads.recording(exclude) as read:
                 if here:
                     with checkpointing(
-                        cache, run, namespace, before, log, outside, show=card.output
+                        cache, run, namespace, before, log, outside, show=card.output, report=told
                     ) as checkpoints:
                         result = shell.execute(code.source, namespace)
                     checkpoints.finished()  # its entry replaces its checkpoint
                     earlier = checkpoints.earlier_seconds
                 else:
-                    result = _elsewhere(task, code, namespace, sink, get_executor(chosen))
+                    executor = get_executor(chosen)
+                    remote = remote_checkpoints(cache, run)
+                    result, resume = _elsewhere(task, run, remote, namespace, sink, executor)
+                    if resume is not None:
+                        told(CellReport("resumed", (), 0.0, resumed=resume))
+                        earlier = resume.seconds_before
             if task.cancel_requested:
                 raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is kept
             seconds = time.perf_counter() - start + earlier
@@ -125,7 +143,8 @@ def start(
             shell.user_ns.update({name: namespace[name] for name in entry["vars"]})
             for name in entry["deleted"]:
                 shell.user_ns.pop(name, None)
-            card.finished(computed(list(entry["vars"]), made[0].seconds, outcome.stored, options))
+            report = computed(list(entry["vars"]), made[0].seconds, outcome.stored, options)
+            card.finished(replace(report, resumed=resumed[-1] if resumed else None))
         else:
             for kind, *payload in entry["outputs"]:
                 card.output(kind, *payload)
@@ -141,16 +160,24 @@ def start(
 
 
 def _elsewhere(
-    task: Task[Any], code: CellCode, namespace: dict[str, Any], sink: Any, executor: Executor
-) -> Any:
-    """Run the body on ``executor``: inputs pickled there, bound variables brought back.
+    task: Task[Any],
+    run: CellRun,
+    checkpoints: Remote | None,
+    namespace: dict[str, Any],
+    sink: Any,
+    executor: Executor,
+) -> tuple[Any, Resume | None]:
+    """Run the body on ``executor``: inputs pickled there, bound variables brought back;
+    its result, and where it resumed (None: from the start).
 
-    Cancelling stops it: a loky pool by stopping its workers, dask at the body's
-    next progress step, any other executor if the body has not started yet (else
-    it runs to its end); its variables are dropped either way.
+    The worker checkpoints the body into the store ``checkpoints`` names (None: it
+    does not). Cancelling stops it: a loky pool by stopping its workers, dask at the
+    body's next progress step (keeping that step), any other executor if the body has
+    not started yet (else it runs to its end); its variables are dropped either way.
     """
     from ..tasks.dask import DaskExecutor, modules_imported_by
 
+    code = run.code
     filename = _remember_source(code.source)
     binds = sorted(code.binds)
     remote: Future[Any]
@@ -158,14 +185,16 @@ def _elsewhere(
         inputs = {n: namespace[n] for n in code.reads if n in namespace}
         remote = executor.start(
             run_in_worker,
-            (code.source, inputs, binds, filename),
+            (code.source, inputs, binds, filename, checkpoints),
             name=task.name,
             modules=modules_imported_by(code.source),
             on_progress=task.record,
+            on_resumed=task.mark_resumed,
         )
     else:
         inputs = {n: storable(namespace[n]) for n in code.reads if n in namespace}
-        remote = executor.submit(run_in_worker, code.source, inputs, binds, filename)
+        args = (code.source, inputs, binds, filename, checkpoints)
+        remote = executor.submit(run_in_worker, *args)
     made = _wait(task, executor, remote, filename)
     for kind in ("stdout", "stderr"):
         if made[kind]:
@@ -174,7 +203,7 @@ def _elsewhere(
         sink("stderr", f"nbcache: `{name}` stayed on the worker: it cannot be pickled ({why})\n")
     for name, value in made["vars"].items():
         namespace[name] = _live(bring_back(value))
-    return made["result"]
+    return made["result"], made.get("resumed")
 
 
 def _live(value: Any) -> Any:
@@ -228,12 +257,19 @@ def _remember_source(source: str) -> str:
 
 
 def run_in_worker(
-    source: str, inputs: dict[str, Any], binds: list[str], filename: str = "<background cell>"
+    source: str,
+    inputs: dict[str, Any],
+    binds: list[str],
+    filename: str = "<background cell>",
+    checkpoints: Remote | None = None,
 ) -> dict[str, Any]:
     """The body of a background cell, as a worker process runs it.
 
     What the body prints is captured for this thread only (a dask worker runs
     other tasks meanwhile); its progress steps report to the task running it.
+    Given ``checkpoints``, its progress loop checkpoints into the kernel's store
+    and resumes from the checkpoint an earlier run (or an earlier attempt of this
+    task, on a worker that died) left there.
     """
     import ast
 
@@ -249,10 +285,51 @@ def run_in_worker(
         tree.body.pop()
         last = ast.Expression(final.value)
     out: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    log = OutputLog()  # what a checkpoint keeps of the output, in order
+    resumed: list[Resume] = []
+
+    def sink(kind: str, *payload: Any) -> None:
+        out[kind].append(payload[0])
+        log.add(kind, *payload)
+
+    def show(kind: str, *payload: Any) -> None:  # a resumed checkpoint's output, again
+        if kind in out:
+            out[kind].append(payload[0])
+
+    def told(report: CellReport) -> None:
+        if report.resumed is not None:
+            resumed.append(report.resumed)
+            task = current_task()
+            if task is not None:
+                task.mark_resumed(report.resumed.text)  # dask sends it to the card now
+
     routing.install()
-    with routing.routed(lambda kind, *payload: out[kind].append(payload[0])):
+    with routing.routed(sink), ExitStack() as stack:
+        taken = None
+        if checkpoints is not None:
+            try:
+                cache = worker_cache(checkpoints)
+            except CheckpointError as exc:
+                out["stderr"].append(f"nbcache: this cell is not checkpointed: {exc}\n")
+            else:
+                taken = stack.enter_context(
+                    checkpointing(
+                        cache,
+                        checkpoints.run,
+                        namespace,
+                        namespace_snapshot(namespace),
+                        log,
+                        Effects.now(),
+                        show=show,
+                        report=told,
+                    )
+                )
+                # the next run may start in another process: the last write lands first
+                stack.callback(taken.settle)
         exec(compile(tree, filename, "exec"), namespace)
         result = NO_RESULT if last is None else eval(compile(last, filename, "eval"), namespace)
+        if taken is not None:
+            taken.finished()  # the kernel stores the entry, which replaces the checkpoint
     names = {n for n in binds if n in namespace}
     names |= {n for n, v in namespace.items() if n != "__builtins__" and before.get(n) != id(v)}
     made = {n: storable(namespace[n]) for n in sorted(names) if not closed_file(namespace[n])}
@@ -269,4 +346,5 @@ def run_in_worker(
         "stdout": "".join(out["stdout"]),
         "stderr": "".join(out["stderr"]),
         "result": None if result is NO_RESULT else result,
+        "resumed": resumed[-1] if resumed else None,
     }

@@ -22,6 +22,14 @@ unless the body loops over ``progress(...)``.
   ``progress`` skips the steps already done.
 - **Done**: a run whose body ends without an exception removes the
   checkpoint (its entry replaces it); ``-f`` discards it.
+- **Elsewhere**: a background cell on a process pool or dask checkpoints in the
+  worker, into the kernel's store (:class:`Remote` says where, and whose secret
+  signs): a re-run, or dask running the task again after its worker died, resumes
+  there.  A worker whose secret is not the kernel's writes none (the kernel would
+  refuse them) and says so.
+- **Told**: a run that resumed tells ``report`` (a ``resumed`` :class:`CellReport`,
+  whose :class:`Resume` says ``resumed at step 412 of 1000, saved 3 min ago``): the
+  shell shows it as a status line, a background cell on its card.
 
 The policy (``--checkpoint``): ``auto`` (the default) takes a snapshot when
 the loop ran at least :data:`FLOOR` seconds since the last one, and so rarely
@@ -44,25 +52,32 @@ from typing import Any
 import xxhash
 
 from ..cache.core import Ask, Cache
+from ..cache.default import max_size, open_store
 from ..entry.pickling import Pickled, dump_parts
+from ..entry.signing import Signer, load_secret
 from ..errors import CacheError, warn
 from ..tasks.task import follow_tqdm, loop_hook
-from ..units import format_duration, parse_duration
+from ..units import parse_duration
 from .cellrun import CellRun, Made, entry_of, failure, put_back
 from .effects import Effects
 from .files import FileReads
 from .output import OutputLog
+from .report import CellReport, Resume
 
 __all__ = [
     "CEILING",
     "FLOOR",
     "SHARE",
     "WRITE_SHARE",
+    "CheckpointError",
     "Checkpointer",
     "Policy",
+    "Remote",
     "checkpoint_key",
     "checkpointing",
     "parse_policy",
+    "remote_checkpoints",
+    "worker_cache",
 ]
 
 FLOOR = 10.0  # auto: loop seconds before the first snapshot, and between two
@@ -72,6 +87,10 @@ WRITE_SHARE = 0.25  # auto: how busy writing them may keep the writer
 CHECKPOINT_NAME = "the cell's checkpoint"
 _ASK = Ask(persist=True, remember=False, name=CHECKPOINT_NAME)
 _WAIT_EARLIER = 60.0  # seconds a run waits for the last write of the run before it
+
+
+class CheckpointError(CacheError):
+    """A worker cannot write a cell's checkpoints (the cell still runs, without them)."""
 
 
 def checkpoint_key(key: str) -> str:
@@ -230,6 +249,7 @@ class Checkpointer:
         *,
         publish: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
         show: Callable[..., None] | None = None,
+        report: Callable[[CellReport], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.cache = cache
@@ -242,6 +262,7 @@ class Checkpointer:
         self.policy = Policy.of(run.options.checkpoint)
         self._publish = publish or (lambda data, metadata: None)
         self._show = show  # a background cell's card: output goes there, not to a stream
+        self._report = report  # where a resume is told (the shell's status line, a card)
         self._clock = clock
         self._loops = 0  # outermost loops entered so far
         self._loop: int | None = None  # the ordinal of the loop running now
@@ -254,6 +275,7 @@ class Checkpointer:
         self._seconds_before = 0.0  # loop seconds a resumed checkpoint had done
         self._broken = False
         self.resumed_at: int | None = None  # the step a resumed run started from
+        self.resumed: Resume | None = None  # where and from what a resumed run started
         self.resume_seconds: float | None = None  # finding and restoring its checkpoint
         self.pauses: list[float] = []  # loop seconds each snapshot took
         self.writer: _Writer | None = None
@@ -278,9 +300,10 @@ class Checkpointer:
             self._resume = self._find()
         skip = 0
         if self._resume is not None and self._resume["loop"] == ordinal:
-            skip = self._apply(self._resume)
-            self._resume = None
+            state, self._resume = self._resume, None
+            skip = self._apply(state)
             self.resume_seconds = self._clock() - self._entered_at
+            self._tell(state)
         if self.writer is None:
             self.writer = _Writer(self.cache, self.key, self.policy)
             with _writers_lock:
@@ -314,7 +337,14 @@ class Checkpointer:
         if self._loops == 0:
             return
         writer = self.writer or _Writer(self.cache, self.key, Policy())
+        self.writer = writer
         writer.close()
+
+    def settle(self, timeout: float = _WAIT_EARLIER) -> None:
+        """Wait (at most ``timeout``) for the write or removal under way: a worker does
+        before it lets go, since the next run may start in another process."""
+        if self.writer is not None:
+            self.writer.wait(timeout)
 
     # -- inside -----------------------------------------------------------------------
 
@@ -337,6 +367,7 @@ class Checkpointer:
         if state.get("cell") != self.run.key.key:
             return None
         state["created"] = hit.info.created
+        state["size"] = hit.size
         return state
 
     def _apply(self, state: Mapping[str, Any]) -> int:
@@ -350,18 +381,39 @@ class Checkpointer:
             OutputLog(list(state["outputs"])).replay(self._publish)
         step = int(state["step"])
         total = state.get("total")
-        of = f" of {total}" if total is not None else ""
-        ago = format_duration(max(0.0, time.time() - float(state["created"])))
-        line = f"nbcache: resumed at step {step}{of}, saved {ago} ago\n"
-        if self._show is not None:
-            self._show("stderr", line)
-        else:
-            sys.stderr.write(line)
         # What this run showed before the loop, then the loop's output up to the step.
         self.log.events[:] = before + [tuple(event) for event in state["outputs"]]
         self._seconds_before = float(state.get("seconds", 0.0))
         self.resumed_at = step
+        age = max(0.0, time.time() - float(state["created"]))
+        self.resumed = Resume(step, total, age, self._seconds_before)
         return step
+
+    def _tell(self, state: Mapping[str, Any]) -> None:
+        """Say that this run resumed: to ``report``, else (no outlet) as a line of stderr."""
+        resumed = self.resumed
+        if resumed is None:
+            return
+        if self._report is None:
+            line = f"nbcache: {resumed.text}\n"
+            if self._show is not None:
+                self._show("stderr", line)
+            else:
+                sys.stderr.write(line)
+            return
+        if self.run.options.quiet and not self.run.options.background:
+            return  # -q silences a cell's status lines; a card is the task itself
+        self._report(
+            CellReport(
+                "resumed",
+                tuple(state["vars"]),
+                self.resume_seconds or 0.0,
+                int(state.get("size", 0)),
+                computed_seconds=self._seconds_before,
+                computed_at=float(state["created"]),
+                resumed=resumed,
+            )
+        )
 
     def _snapshot(self, step: int, now: float) -> _Snapshot | None:
         run = self.run
@@ -403,6 +455,7 @@ class Checkpointer:
         meta = {
             "label": f"partial: {label} (step {step}{of})",
             "identity": run.identity,
+            "first_line": run.code.first_line,
             "kind": "checkpoint",
             "cell_key": run.key.key,
             "step": step,
@@ -451,17 +504,81 @@ def checkpointing(
     outside: Effects,
     publish: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
     show: Callable[..., None] | None = None,
+    report: Callable[[CellReport], None] | None = None,
 ) -> Iterator[Checkpointer]:
     """Within the block, progress loops on this thread checkpoint ``run``; after it, call
     ``finished()`` on what it yields once the body ended without an exception.
 
     When the run resumes, a checkpoint's output is shown again through the streams and
     ``publish`` (rich output), or, given ``show`` (a card's ``output(kind, *payload)``),
-    all through ``show``, as is the line that says it resumed."""
+    all through ``show``; ``report`` is told that it resumed (without one, a line of
+    stderr says so)."""
     checkpointer = Checkpointer(
-        cache, run, namespace, before, log, outside, publish=publish, show=show
+        cache, run, namespace, before, log, outside, publish=publish, show=show, report=report
     )
     if checkpointer.policy is not None and "tqdm" in run.code.source:
         follow_tqdm(load=True)  # tqdm loops checkpoint too (imported here if the cell uses it)
     with loop_hook(checkpointer):
         yield checkpointer
+
+
+# -- checkpoints written by a worker (a process pool, a dask cluster) -----------------
+
+
+@dataclass(frozen=True)
+class Remote:
+    """What a worker needs to checkpoint ``run``: the kernel's store, and the public name
+    of the kernel's secret (never the secret: the worker must hold the same one)."""
+
+    location: str
+    fingerprint: str
+    run: CellRun
+
+
+def remote_checkpoints(cache: Cache, run: CellRun) -> Remote | None:
+    """What a worker needs to checkpoint ``run`` into ``cache``'s store; None when it is
+    not to (``--checkpoint off``, no store, or a ``memory://`` store, which only this
+    process sees)."""
+    store = cache.store
+    if store is None or store.location.startswith("memory://"):
+        return None
+    if Policy.of(run.options.checkpoint) is None:
+        return None
+    try:
+        fingerprint = cache.signer.fingerprint
+    except CacheError:
+        return None
+    return Remote(store.location, fingerprint, run)
+
+
+_worker_caches: dict[tuple[str, str], Cache] = {}
+_worker_lock = threading.Lock()
+
+
+def worker_cache(remote: Remote) -> Cache:
+    """The cache a worker writes ``remote``'s checkpoints to: the kernel's store, opened
+    in this process (once), signed with this process's secret.
+
+    Raises:
+        CheckpointError: the store cannot be opened here, or this process's secret is
+            not the kernel's (the kernel would refuse what it signed).
+    """
+    wanted = (remote.location, remote.fingerprint)
+    with _worker_lock:
+        found = _worker_caches.get(wanted)
+        if found is not None:
+            return found
+        try:
+            signer = Signer(load_secret())
+            store = open_store(remote.location)
+        except (CacheError, OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"the store {remote.location} cannot be opened here ({failure(exc)})"
+            ) from exc
+        if signer.fingerprint != remote.fingerprint:
+            raise CheckpointError(
+                "this worker's nbcache secret is not the kernel's: set the same NBCACHE_SECRET "
+                "(or ~/.config/nbcache/secret) where the workers run"
+            )
+        found = _worker_caches[wanted] = Cache(store, signer=signer, max_size=max_size())
+        return found

@@ -36,7 +36,11 @@ tqdm) step, and the future ends when the worker lets go; a task no worker has
 started is refused by all of them and cancelled at once.
 
 **Progress** steps on a worker are sent back as dask events on a topic of the
-client (at most ten a second, and the last), and handed to the task's card.
+client (at most ten a second, and the last), and handed to the task's card; so is
+the line that says where the body resumed (``Task.resumed``), once.
+
+**A worker that dies** mid-task is dask's to handle: it runs the task again on
+another worker, where a body that checkpoints resumes (nbcache.run.checkpoint).
 """
 
 from __future__ import annotations
@@ -259,6 +263,7 @@ class DaskExecutor(Executor):
         # by key until it ends: its future, and the dask future (a dropped one never runs)
         self._running: dict[str, tuple[Future[Any], Any]] = {}
         self._progress: dict[str, Callable[[int, int | None], None]] = {}
+        self._resumed: dict[str, Callable[[str], None]] = {}
         self._shut = False
         _check_workers(client)
         client.subscribe_topic(self._topic, self._on_event)
@@ -279,6 +284,7 @@ class DaskExecutor(Executor):
         name: str | None = None,
         modules: Sequence[types.ModuleType] = (),
         on_progress: Callable[[int, int | None], None] | None = None,
+        on_resumed: Callable[[str], None] | None = None,
     ) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on a worker, as a task that reports progress and stops
         at a progress step once :meth:`stop` is called.
@@ -289,6 +295,8 @@ class DaskExecutor(Executor):
                 while it runs (in this process's version).
             on_progress: called with (done, total) as the worker reports steps,
                 on the client's event loop: keep it short.
+            on_resumed: called once, the same way, with the worker task's
+                ``resumed`` line when the call resumed at a checkpoint.
 
         Raises:
             ExecutorError: the call or its arguments cannot be pickled, or the
@@ -309,6 +317,8 @@ class DaskExecutor(Executor):
             self._running[key] = (future, None)
             if on_progress is not None:
                 self._progress[key] = on_progress
+            if on_resumed is not None:
+                self._resumed[key] = on_resumed
         try:
             remote = self.client.submit(
                 _run_packed, key, self._topic, stream, buffers, key=key, pure=False
@@ -317,6 +327,7 @@ class DaskExecutor(Executor):
             with self._lock:
                 del self._running[key]
                 self._progress.pop(key, None)
+                self._resumed.pop(key, None)
             raise
         with self._lock:
             self._running[key] = (future, remote)
@@ -366,6 +377,7 @@ class DaskExecutor(Executor):
         with self._lock:
             _, remote = self._running.pop(key, (None, None))
             self._progress.pop(key, None)
+            self._resumed.pop(key, None)
         if future.cancelled() and remote is not None:
             # drop the task; after cancel() on the future itself, also make sure a worker
             # that started it meanwhile stops too
@@ -389,6 +401,10 @@ class DaskExecutor(Executor):
                 report = self._progress.get(key)
                 if report is not None:
                     report(int(message["done"]), message.get("total"))
+                resumed = message.get("resumed")
+                tell = self._resumed.pop(key, None) if resumed else None
+                if tell is not None:
+                    tell(str(resumed))
         except Exception:
             log.debug("nbcache: a dask progress report failed", exc_info=True)
 
@@ -653,6 +669,7 @@ class _Forward:
             "event": "progress",
             "done": task.done_steps,
             "total": task.total_steps,
+            "resumed": task.resumed,  # in every report: a throttled one may be skipped
         }
         self._worker.log_event(self._topic, message)
 

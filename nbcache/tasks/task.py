@@ -72,6 +72,7 @@ class Task(Generic[T]):
         self._stop_remote: Callable[[Future[T]], Any] | None = None
         self.settled = threading.Event()  # set once the end was told to every callback
         self.expected: float | None = None  # seconds the last run of the same work took
+        self.resumed = ""  # ``resumed at step 412 of 1000, saved 3 min ago``: where it picked up
         self.future.add_done_callback(self._finished)
 
     def __repr__(self) -> str:
@@ -185,6 +186,11 @@ class Task(Generic[T]):
         self.done_steps = done
         if total is not None:
             self.total_steps = total
+        self._changed()
+
+    def mark_resumed(self, text: str) -> None:
+        """The body picked up an unfinished run at a checkpoint; ``text`` says where."""
+        self.resumed = text
         self._changed()
 
     def step(self, done: int, total: int | None = None) -> None:

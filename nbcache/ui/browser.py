@@ -7,21 +7,36 @@ Delete and Prune with a confirmation, a pager) and acts on the cache.  Only one 
 of rows exists as widgets, so a store of 10,000 entries costs what 25 cost in the
 front end; the records are read once per refresh, and sorting, filtering and paging
 are done in Python on that list.
+
+A checkpoint of an unfinished cell run is a *partial* entry: its row names the cell
+and says how far the run got and how old the checkpoint is (``partial · step 412 of
+1000 · saved 3 min ago``), as ``%nbcache list`` does.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..cache.ledger import EntryRecord
+from ..run.report import age_text
 from ..units import format_duration, format_size
 from .cards import short_path
 from .theme import escape, style_widget
 
-__all__ = ["COLUMNS", "BrowserState", "CacheBrowser", "Column", "totals_html", "totals_text"]
+__all__ = [
+    "COLUMNS",
+    "BrowserState",
+    "CacheBrowser",
+    "Column",
+    "Partial",
+    "partial_of",
+    "totals_html",
+    "totals_text",
+]
 
 PAGE = 25  # rows a page
 
@@ -36,6 +51,39 @@ class Column:
     text: Callable[[EntryRecord], str]
     numeric: bool = False
     tip: Callable[[EntryRecord], str] | None = None
+
+
+# The label a checkpoint is stored under (see nbcache.run.checkpoint): the only part of
+# its record that says what it is, and the same words %nbcache list shows.
+_PARTIAL = re.compile(r"^partial: (?P<name>.*) \(step (?P<step>\d+)(?: of (?P<total>\d+))?\)$")
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A checkpoint of a cell run that did not finish: the cell, the step, its age."""
+
+    name: str
+    step: int
+    total: int | None
+    age: float  # seconds since it was saved
+
+    @property
+    def text(self) -> str:
+        """``partial · step 412 of 1000 · saved 3 min ago``."""
+        of = f" of {self.total:,}" if self.total is not None else ""
+        return f"partial · step {self.step:,}{of} · saved {age_text(self.age)} ago"
+
+
+def partial_of(rec: EntryRecord, now: float | None = None) -> Partial | None:
+    """The checkpoint ``rec`` is, or None for a finished entry."""
+    found = _PARTIAL.match(rec.label)
+    if found is None:
+        return None
+    total = found.group("total")
+    age = max(0.0, (time.time() if now is None else now) - rec.created)
+    return Partial(
+        found.group("name"), int(found.group("step")), int(total) if total else None, age
+    )
 
 
 def entry_name(rec: EntryRecord) -> str:
@@ -209,6 +257,7 @@ def totals_html(records: Sequence[EntryRecord], location: str, limit: int | None
 def row_html(rec: EntryRecord) -> str:
     """One row's cells, laid out by the same grid as the column heads."""
     cells = []
+    partial = partial_of(rec)
     for column in COLUMNS:
         text = column.text(rec)
         tip = column.tip(rec) if column.tip is not None else text
@@ -216,6 +265,13 @@ def row_html(rec: EntryRecord) -> str:
         body = escape(text)
         if column.id == "code" and not text:
             body, tip = "—", "a memoized function's result: no cell code"
+        if column.id == "name" and partial is not None:
+            body = (
+                f'{escape(partial.name)} <span class="nbcache-partial" title="a checkpoint of '
+                'a run that did not finish: running the cell again resumes here">'
+                f"{escape(partial.text)}</span>"
+            )
+            tip = f"{partial.name}: {partial.text}"
         if column.id == "name" and rec.pinned:
             body += ' <span class="nbcache-pin" title="pinned: eviction leaves it">pinned</span>'
             tip += " (pinned)"

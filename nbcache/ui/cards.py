@@ -51,6 +51,7 @@ class CardView:
     location: str  # where the store is, for the result line
     error: str  # ``ValueError: late failure``
     traceback: str
+    resumed: str = ""  # ``resumed at step 412 of 1000, saved 3 min ago``; "": from the start
 
     @property
     def fraction(self) -> float | None:
@@ -126,6 +127,9 @@ def card_view(task: Task[Any], result: CellReport | None = None, location: str =
         if exc is not None:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             tb = failure_text(task)
+    resumed = task.resumed
+    if not resumed and result is not None and result.resumed is not None:
+        resumed = result.resumed.text
     return CardView(
         task.name,
         state,
@@ -138,6 +142,7 @@ def card_view(task: Task[Any], result: CellReport | None = None, location: str =
         location,
         error,
         tb,
+        resumed,
     )
 
 
@@ -179,6 +184,8 @@ def text_lines(view: CardView) -> list[str]:
     line = f"nbcache: {view.name} {view.state} after {format_duration(view.elapsed)}"
     if view.outcome:
         line += f" · {view.outcome}"
+    if view.resumed:
+        line += f" · {view.resumed}"
     if view.state == "failed" and view.traceback:
         return [line, view.traceback]
     return [line]
@@ -193,6 +200,7 @@ class TextCard:
         self.result: CellReport | None = None
         self._ended = False
         self._cancelling = False
+        self._resumed = ""
         show(text_lines(card_view(task))[0])
 
     def finished(self, report: CellReport) -> None:
@@ -203,6 +211,9 @@ class TextCard:
         """Output of the body, kept for the end (text has nowhere else to put it)."""
 
     def update(self, task: Task[Any]) -> None:
+        if task.resumed and not self._resumed and task.state not in ENDED:
+            self._resumed = task.resumed  # said at once: the end may be hours away
+            self._show(f"nbcache: {task.name} {task.resumed}")
         if task.state == "cancelling" and not self._cancelling:
             self._cancelling = True
             self._show(f"nbcache: {task.name} cancelling: it stops at its next progress step")
@@ -231,6 +242,8 @@ def render_card(view: CardView) -> str:
         f'<div class="nbcache-progress">{bar}{count}</div>',
         f'<div class="nbcache-card-time">{escape(view.timing)}</div>',
     ]
+    if view.resumed:
+        parts.append(f'<div class="nbcache-card-resumed">{escape(view.resumed)}</div>')
     if view.outcome:
         parts.append(f'<div class="nbcache-card-result">{_bold_names(view)}</div>')
     if view.error:

@@ -40,8 +40,16 @@ def _where(report: CellReport) -> str:
 
 def status_line(report: CellReport, *, prefix: str = "nbcache: ") -> str:
     """``nbcache: restored df, model (812 MB) in 0.41 s · computed in 3 min on 2026-11-21``;
-    ``nbcache: computed answer in 1.0 s · 821 B stored``."""
+    ``nbcache: computed answer in 1.0 s · 821 B stored``; ``nbcache: resumed at step 412
+    of 1000, saved 3 min ago · restored total, history (8.0 MB) in 0.1 s``."""
     names = names_text(report.names)
+    resumed = report.resumed
+    if report.outcome == "resumed":
+        text = resumed.text if resumed is not None else "resumed at a checkpoint"
+        if not report.names:
+            return f"{prefix}{text}"
+        size = f" ({format_size(report.size)})" if report.size else ""
+        return f"{prefix}{text} · restored {names}{size} in {format_duration(report.seconds)}"
     if report.outcome == "restored":
         size = f" ({format_size(report.size)})" if report.size else ""
         when = time.strftime("%Y-%m-%d", time.localtime(report.computed_at))
@@ -49,7 +57,8 @@ def status_line(report: CellReport, *, prefix: str = "nbcache: ") -> str:
             f"{prefix}restored {names}{size} in {format_duration(report.seconds)} · "
             f"computed in {format_duration(report.computed_seconds)} on {when}"
         )
-    return f"{prefix}computed {names} in {format_duration(report.seconds)} · {_where(report)}"
+    line = f"{prefix}computed {names} in {format_duration(report.seconds)} · {_where(report)}"
+    return f"{line} · {resumed.text}" if resumed is not None else line
 
 
 def status_html(report: CellReport) -> str:
@@ -58,7 +67,8 @@ def status_html(report: CellReport) -> str:
     line = escape(status_line(report, prefix=""))
     shown = escape(names_text(report.names))
     line = line.replace(shown, f"<b>{shown}</b>", 1)
-    chip = "hit" if report.outcome == "restored" else "done"
+    # a resumed cell goes on running: its chip is a running one until it reports again
+    chip = {"restored": "hit", "resumed": "running"}.get(report.outcome, "done")
     return (
         f'<div class="nbcache-status-line" title="{escape(", ".join(report.names))}">'
         f'<span class="nbcache-chip" data-state="{chip}">nbcache</span> '

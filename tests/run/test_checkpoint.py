@@ -15,10 +15,13 @@ from nbcache.cache.core import Cache
 from nbcache.entry.pickling import Pickled
 from nbcache.entry.signing import Signer
 from nbcache.run import checkpoint
+from nbcache.run.background import run_in_worker
 from nbcache.run.cell import CellCache
 from nbcache.run.cellrun import CellOptions
 from nbcache.run.checkpoint import Policy, checkpoint_key, parse_policy
+from nbcache.run.report import CellReport
 from nbcache.store import LocalStore
+from nbcache.ui.status import status_line
 from tests.run.fake_shell import FakeShell
 
 # A loop that draws from both global generators and from a generator object it holds,
@@ -72,6 +75,11 @@ def _checkpoints(cache: Cache) -> list[Any]:
     return [r for r in cache.records() if r.label.startswith("partial:")]
 
 
+def _resumed(shell: FakeShell) -> list[CellReport]:
+    """The reports that said the run resumed (the shell's status lines)."""
+    return [r for r in shell.reports if r.outcome == "resumed"]
+
+
 def test_policy_words_and_durations() -> None:
     assert parse_policy("auto") == "auto" and parse_policy("OFF") == "off"
     assert parse_policy("10m") == 600.0 and parse_policy("0s") == 0.0
@@ -110,9 +118,16 @@ def test_an_exception_in_step_k_resumes_with_the_values_of_an_uninterrupted_run(
     fresh, again, _ = _cells(tmp_path / "store")  # a new kernel on the same store
     again.run(LOOP, CellOptions(checkpoint=0.0))
     err = capsys.readouterr()
-    assert "nbcache: resumed at step" in err.err and "of 30, saved" in err.err
-    step = int(err.err.split("resumed at step ")[1].split()[0])
+    assert "resumed" not in err.err  # the shell's status line says so, not stderr
+    (told,) = _resumed(fresh)
+    assert told.resumed is not None and told.resumed.total == 30
+    step = told.resumed.step
     assert 0 < step <= 17
+    assert {"total", "draws", "rng"} <= set(told.names) and told.size > 0
+    line = status_line(told)
+    assert line.startswith(f"nbcache: resumed at step {step} of 30, saved ")
+    assert " ago · restored " in line
+    assert fresh.reports[-1].outcome == "computed"
     assert {n: fresh.user_ns[n] for n in expected} == expected
     # the output shown: the setup once, then every step once, in order
     out = err.out.replace("setup\n", "", 1)
@@ -143,7 +158,7 @@ def test_a_changed_cell_does_not_resume(tmp_path: Path, capsys: pytest.CaptureFi
     changed = LOOP.replace("total = 0", "total = 0 * 1")
     fresh, again, _ = _cells(tmp_path)
     again.run(changed, CellOptions(checkpoint=0.0))
-    assert "resumed" not in capsys.readouterr().err
+    assert "resumed" not in capsys.readouterr().err and _resumed(fresh) == []
     assert fresh.user_ns["total"] == sum(range(30))
     # the other cell's checkpoint is left alone (it is not ours to remove)
     _settle()
@@ -151,7 +166,7 @@ def test_a_changed_cell_does_not_resume(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_force_discards_the_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _shell, cells, cache = _cells(tmp_path)
+    shell, cells, cache = _cells(tmp_path)
     os.environ["FAIL_AT"] = "10"
     with pytest.raises(ValueError):
         cells.run(LOOP, CellOptions(checkpoint=0.0))
@@ -159,7 +174,7 @@ def test_force_discards_the_checkpoint(tmp_path: Path, capsys: pytest.CaptureFix
     del os.environ["FAIL_AT"]
     capsys.readouterr()
     cells.run(LOOP, CellOptions(checkpoint=0.0, force=True))
-    assert "resumed" not in capsys.readouterr().err
+    assert "resumed" not in capsys.readouterr().err and _resumed(shell) == []
     _settle()
     assert _checkpoints(cache) == []
 
@@ -202,9 +217,9 @@ def test_an_iterable_without_indexing_is_iterated_again_and_skipped(
     _settle()
     (partial,) = _checkpoints(cache)
     assert partial.label.endswith("of 12)")
-    capsys.readouterr()
     cells.run(GENERATOR, CellOptions(checkpoint=0.0, ignore=("inner_lock", "fail_at")))
-    assert "resumed at step" in capsys.readouterr().err
+    (told,) = _resumed(shell)
+    assert told.resumed is not None and told.resumed.total == 12
     assert shell.user_ns["seen"] == [k * 10 for k in range(12)]
 
 
@@ -298,9 +313,14 @@ def test_a_cancelled_background_cell_resumes(
     shell3, cells3, _ = _cells(tmp_path)
     cells3.run(BACKGROUND, CellOptions(background=True, name="bg3", checkpoint="10m"))
     cells3.wait("bg3")
-    text = "".join(str(p[0]) for k, *p in shell3.cards[0].outputs if k == "stderr")
-    assert f"resumed at step {step} of 200" in text
-    assert shell3.user_ns["total"] == sum(range(200))
+    card3 = shell3.cards[0]
+    # the card says where it resumed (its task, while it runs; its report, at the end),
+    # and nothing of it goes into the cell's output
+    assert card3.task.resumed.startswith(f"resumed at step {step} of 200, saved ")
+    (report,) = card3.reports
+    assert report.resumed is not None and report.resumed.step == step
+    assert not any("resumed" in str(p) for _, *p in card3.outputs)
+    assert shell3.reports == [] and shell3.user_ns["total"] == sum(range(200))
 
 
 def test_checkpoints_are_listed_pruned_by_age_and_cleared(tmp_path: Path) -> None:
@@ -352,10 +372,9 @@ def test_a_tqdm_loop_checkpoints_and_resumes(
     (partial,) = _checkpoints(cache)
     assert partial.label.endswith("of 25)")
     del os.environ["FAIL_AT"]
-    capsys.readouterr()
     fresh, again, _ = _cells(tmp_path / "store")
     again.run(TQDM, CellOptions(checkpoint=0.0))
-    assert "resumed at step" in capsys.readouterr().err
+    assert len(_resumed(fresh)) == 1
     assert fresh.user_ns["acc"] == plain.user_ns["acc"]
 
 
@@ -371,6 +390,79 @@ def test_a_resumed_run_counts_the_time_of_the_runs_before_it(tmp_path: Path) -> 
     del os.environ["FAIL_AT"]
     fresh, again, _ = _cells(tmp_path / "store")
     again.run(slow, CellOptions(checkpoint=0.0))
-    (report,) = fresh.reports
+    told, report = fresh.reports
+    assert told.outcome == "resumed"
     # Resumed near step 25 of 30: this run itself loops ~5 steps (0.1 s), all of them 30.
     assert report.outcome == "computed" and report.seconds >= 29 * 0.02
+
+
+REMOTE = """\
+import random
+from nbcache import progress
+random.seed(7)
+total = 0
+draws = []
+for i in progress(range(40)):
+    total += i
+    draws.append(random.random())
+    if i == fail_at:
+        raise ValueError(f"failed at {i}")
+"""
+
+
+def _remote_cells(root: Path, signer: Signer) -> tuple[FakeShell, CellCache, Cache]:
+    """A shell whose cache is signed with the secret the workers hold (NBCACHE_SECRET)."""
+    shell = FakeShell()
+    cache = Cache(LocalStore(root), signer=signer)
+    return shell, CellCache(shell, lambda: cache), cache
+
+
+def test_a_process_background_cell_checkpoints_in_the_worker_and_resumes(
+    tmp_path: Path, signer: Signer
+) -> None:
+    """On the process pool, the worker writes the checkpoints to the kernel's store; a
+    failed run leaves one, and the next run (same key) resumes there, in a worker, with
+    the values of an uninterrupted run; the card says where it resumed."""
+    plain = FakeShell()
+    plain.user_ns["fail_at"] = -1
+    plain.execute(REMOTE)
+    shell, cells, cache = _remote_cells(tmp_path / "store", signer)
+    options = CellOptions(
+        background=True, executor="process", checkpoint=0.0, ignore=("fail_at",), name="far"
+    )
+    shell.user_ns["fail_at"] = 23
+    cells.run(REMOTE, options)
+    cells.wait("far")
+    assert shell.cards[0].task.state == "failed"
+    (partial,) = _checkpoints(cache)  # written by the worker, before it let go
+    step = int(partial.label.split("step ")[1].split()[0])
+    assert 0 < step <= 23 and partial.label.endswith("of 40)")
+    again, cells2, _ = _remote_cells(tmp_path / "store", signer)
+    again.user_ns["fail_at"] = -1
+    cells2.run(REMOTE, options)
+    cells2.wait("far")
+    card = again.cards[0]
+    assert card.task.state == "done", card.task.future.exception()
+    assert card.task.resumed.startswith(f"resumed at step {step} of 40, saved ")
+    (report,) = card.reports
+    assert report.resumed is not None and report.resumed.step == step
+    assert {n: again.user_ns[n] for n in ("total", "draws", "i")} == {
+        n: plain.user_ns[n] for n in ("total", "draws", "i")
+    }
+    assert _checkpoints(cache) == []  # the finished entry replaced it
+
+
+def test_a_worker_with_another_secret_writes_no_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker whose secret is not the kernel's would write checkpoints the kernel
+    refuses: it writes none and the cell says so; the body still runs."""
+    _shell, cells, cache = _cells(tmp_path)  # signed with b"secret", not NBCACHE_SECRET
+    run = cells._prepare(BACKGROUND, CellOptions(checkpoint=0.0))
+    assert run is not None
+    remote = checkpoint.remote_checkpoints(cache, run)
+    assert remote is not None and remote.location == cache.store.location  # type: ignore[union-attr]
+    made = run_in_worker(BACKGROUND.replace("200", "5"), {}, ["total", "i"], "<cell>", remote)
+    assert made["vars"]["total"] == sum(range(5))
+    assert "not checkpointed" in made["stderr"] and "secret is not the kernel's" in made["stderr"]
+    assert _checkpoints(cache) == []

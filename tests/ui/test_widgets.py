@@ -12,13 +12,16 @@ import pytest
 
 from nbcache.cache.core import Cache
 from nbcache.cache.ledger import EntryRecord
-from nbcache.run.report import CellReport
+from nbcache.run.cell import CellCache
+from nbcache.run.cellrun import CellOptions
+from nbcache.run.report import CellReport, Resume
 from nbcache.tasks.task import Task
-from nbcache.ui.browser import PAGE, BrowserState, CacheBrowser, totals_text
+from nbcache.ui.browser import PAGE, BrowserState, CacheBrowser, partial_of, totals_text
 from nbcache.ui.cards import TextCard, WidgetCard, card_view, make_card
-from nbcache.ui.status import names_text, status_line
+from nbcache.ui.status import names_text, status_html, status_line
 from nbcache.ui.widgets import browse
 from tests.conftest import key_of
+from tests.run.fake_shell import FakeShell
 
 # -- the task card ------------------------------------------------------------------
 
@@ -105,6 +108,40 @@ def test_text_card_says_start_and_end() -> None:
     assert lines[1].startswith("nbcache: fit done after ") and "computed model · 2.0 KB" in lines[1]
 
 
+def test_card_says_where_the_run_resumed() -> None:
+    """A run that picked up a checkpoint says so on its card while it runs and once it
+    is done, in the widget and in the text twin; never in the cell's output pane."""
+    task, card = _card()
+    resume = Resume(412, 1000, 180.0)
+    lines: list[str] = []
+    text_task: Task[Any] = Task("fit")
+    text_card = TextCard(text_task, lines.append)
+    text_task.on_change(text_card.update)
+
+    def body(on: Task[Any]) -> None:
+        on.step(412, 1000)
+        on.mark_resumed(resume.text)
+        assert card_view(on).resumed == "resumed at step 412 of 1000, saved 3 min ago"
+
+    task.run(lambda: body(task))
+    card.finished(CellReport("computed", ("total",), 2.0, size=821, resumed=resume))
+    card.update(task)
+    assert (
+        '<div class="nbcache-card-resumed">resumed at step 412 of 1000, saved 3 min ago</div>'
+        in card.body.value
+    )
+    assert card.pane.layout.display == "none"  # no output: the line is not output
+    text_card.finished(CellReport("computed", ("total",), 2.0, size=821, resumed=resume))
+    text_task.run(lambda: body(text_task))
+    assert lines[1] == "nbcache: fit resumed at step 412 of 1000, saved 3 min ago"
+    assert lines[2].endswith("· resumed at step 412 of 1000, saved 3 min ago")
+    # a card that learns it only from the report (a process worker's) shows it too
+    quiet: Task[Any] = Task("far")
+    quiet.run(lambda: None)
+    done = card_view(quiet, CellReport("computed", ("x",), 1.0, resumed=resume))
+    assert done.resumed == resume.text
+
+
 # -- the status line ----------------------------------------------------------------
 
 
@@ -118,6 +155,21 @@ def test_status_line_names_and_size() -> None:
     assert status_line(hit).startswith("nbcache: restored answer (821 B) in 4 ms · computed in")
     memory = CellReport("computed", ("x",), 0.1, where="no-store")
     assert status_line(memory).endswith("kept in memory (--no-store)")
+
+
+def test_status_line_says_where_a_run_resumed() -> None:
+    """A resumed run's line says the step, the checkpoint's age and what came back."""
+    resume = Resume(412, 1000, 180.0, seconds_before=40.0)
+    told = CellReport("resumed", ("total", "history"), 0.1, size=8_000_000, resumed=resume)
+    assert status_line(told) == (
+        "nbcache: resumed at step 412 of 1000, saved 3 min ago · "
+        "restored total, history (8.0 MB) in 0.10 s"
+    )
+    assert 'data-state="running"' in status_html(told)  # the cell goes on running
+    endless = CellReport("resumed", (), 0.0, resumed=Resume(7, None, 5.0))
+    assert status_line(endless) == "nbcache: resumed at step 7, saved 5 s ago"
+    done = CellReport("computed", ("total",), 1.0, size=821, resumed=resume)
+    assert status_line(done).endswith("821 B stored · resumed at step 412 of 1000, saved 3 min ago")
 
 
 # -- the cache browser ----------------------------------------------------------------
@@ -185,6 +237,36 @@ def test_browser_pins_and_prunes(cache: Cache, monkeypatch: pytest.MonkeyPatch) 
     view.confirm.click()
     assert [r.key for r in cache.records()] == [keys[0]]
     assert view.message.value.startswith("Pruned 2 entries")
+
+
+def test_browser_shows_checkpoints_as_partial_entries(cache: Cache) -> None:
+    """A cell run that did not finish leaves a checkpoint: the browser lists it as a
+    partial entry of that cell, with the step it reached and its age; a finished entry
+    has no such mark."""
+    cells = CellCache(FakeShell(), lambda: cache)
+    loop = (
+        "from nbcache import progress\nacc = []\nfor i in progress(range(10)):\n"
+        "    acc.append(i)\n    if i == 6:\n        raise ValueError(i)\n"
+    )
+    with pytest.raises(ValueError):
+        cells.run(loop, CellOptions(name="loop", checkpoint=0.0))
+    cells.run("answer = 42", CellOptions(name="plain"))
+    deadline = time.monotonic() + 10
+    while not any(partial_of(r) for r in cache.records()) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the checkpoint is written in the background
+    (partial,) = [p for r in cache.records() if (p := partial_of(r, now=r.created + 120))]
+    assert (partial.name, partial.total) == ("loop", 10) and 1 <= partial.step <= 7
+    assert partial.text == f"partial · step {partial.step} of 10 · saved 2 min ago"
+    view = CacheBrowser(cache, lambda _box: None, lambda: None)
+    rows = _texts(view)
+    assert len(rows) == 2
+    (row,) = [r for r in rows if 'class="nbcache-partial"' in r]
+    assert ">loop <span" in row and f"partial · step {partial.step} of 10 · saved " in row
+    assert "from nbcache import progress" in row  # the cell's first line, not "—"
+    (plain,) = [r for r in rows if r is not row]
+    assert "plain" in plain and "partial" not in plain
+    view.filter.value = "partial"
+    assert _texts(view) == [row]
 
 
 def test_browser_empty_state(cache: Cache) -> None:
