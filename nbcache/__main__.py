@@ -80,6 +80,36 @@ def cmd_tutorial(_cache: Cache | None, args: argparse.Namespace) -> int:
     return run_tutorial(args.path, out=args.out)
 
 
+def cmd_run(_cache: Cache | None, args: argparse.Namespace) -> int:
+    from .notebooks.params import resolve
+
+    if not os.path.isfile(args.notebook):
+        print(f"nbcache: no notebook at {args.notebook}", file=sys.stderr)
+        return 2
+    parameters = {name: resolve(value) for name, value in args.parameter or []}
+    parameters.update({name: value for name, value in args.raw_parameter or []})
+    if args.plan:
+        from .notebooks.plan import plan_notebook
+
+        rows = plan_notebook(
+            args.notebook, store=args.store, kernel=args.kernel, parameters=parameters
+        )
+        print("\n".join(rows.lines()))
+        return 0
+    from .notebooks.runner import run_notebook
+
+    _, summary = run_notebook(
+        args.notebook,
+        out=args.output or args.notebook,
+        store=args.store,
+        timeout=args.timeout,
+        kernel=args.kernel,
+        parameters=parameters,
+    )
+    print(summary.line(), file=sys.stderr if summary.error else sys.stdout)
+    return 1 if summary.error else 0
+
+
 def _program() -> str:
     """The command as the user typed it: ``nbcache`` (the script) or ``python -m nbcache``."""
     name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
@@ -129,6 +159,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     tutorial.add_argument("--out", metavar="PATH", help="save the notebook as run 2 left it")
     tutorial.set_defaults(run=cmd_tutorial)
+    run = sub.add_parser(
+        "run",
+        help="run a notebook headless, cell by cell from the cache: only changed cells execute",
+    )
+    run.add_argument("notebook", help="the .ipynb to run")
+    run.add_argument(
+        "-o", "--output", help="where to write the executed notebook (default: in place)"
+    )
+    run.add_argument(
+        "--store", help="the store (a folder or URL; default: NBCACHE_DIR or .nbcache)"
+    )
+    run.add_argument("--timeout", type=int, help="seconds a cell may run (default: no limit)")
+    run.add_argument("--kernel", help="the kernel to run in (default: this Python's)")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="set a parameter, as papermill does (numbers, True/False/None, or text)",
+    )
+    run.add_argument(
+        "-r",
+        "--raw-parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="set a parameter to the text VALUE",
+    )
+    run.add_argument(
+        "--plan",
+        action="store_true",
+        help="say what a run would do for each cell, and why, without running any",
+    )
+    run.set_defaults(run=cmd_run)
     return parser
 
 
@@ -154,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with _one_line_warnings():
         try:
-            cache = None if args.command in ("demo", "tutorial") else default_cache()
+            cache = None if args.command in ("demo", "tutorial", "run") else default_cache()
             if cache is not None and (cache.store is None or unusable_settings()):
                 return 1  # a setting or the store cannot be used: its one line said why
             return int(args.run(cache, args))

@@ -18,6 +18,9 @@ from .units import format_size, parse_size
 __all__ = [
     "DEFAULT_DIR",
     "DEFAULT_MAX_SIZE",
+    "auto_log",
+    "auto_min_seconds",
+    "auto_mode",
     "fsync_enabled",
     "lock_url",
     "max_size",
@@ -130,3 +133,50 @@ def unusable_lock_url(url: str, why: str) -> None:
         'Install redis-py (`pip install "nbcache[redis]"`), fix the URL '
         "(redis://host:port/0), or unset it.",
     )
+
+
+def auto_mode() -> str | None:
+    """``NBCACHE_AUTO``: ``"on"`` (1/on/yes) caches every cell of a kernel that loads
+    nbcache, ``"lazy"`` also restores by recorded digests (whole-notebook runs); None
+    when unset or off. Anything else is off, with one warning."""
+    text = os.environ.get("NBCACHE_AUTO", "").strip().lower()
+    if text in _ON:
+        return "on"
+    if text == "lazy":
+        return "lazy"
+    if text and text not in _OFF:
+        _unusable(
+            "NBCACHE_AUTO",
+            text,
+            "is neither on, lazy nor off",
+            "auto mode is off",
+            "Set it to 1 to cache every cell, or unset it.",
+        )
+    return None
+
+
+def auto_min_seconds() -> float | None:
+    """``NBCACHE_AUTO_MIN_SECONDS``: in auto mode, store every cell that ran this long;
+    None (unset) is the cost-aware rule. A value that is not a number is unset."""
+    text = os.environ.get("NBCACHE_AUTO_MIN_SECONDS", "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0 or value != value:
+        _unusable(
+            "NBCACHE_AUTO_MIN_SECONDS",
+            text,
+            "is not a number of seconds",
+            "the cost-aware rule decides what is stored",
+            "Set it to 0 to store every cell, or unset it.",
+        )
+        return None
+    return value
+
+
+def auto_log() -> str | None:
+    """``NBCACHE_AUTO_LOG``: the file auto mode appends each cell's outcome to."""
+    return os.environ.get("NBCACHE_AUTO_LOG", "").strip() or None

@@ -18,7 +18,14 @@ from typing import Any, Generic, Literal, TypeVar
 from ..entry.format import EntryInfo, read_entry, read_info, write_entry
 from ..entry.pickling import Pickled, dump_parts
 from ..entry.signing import Signer, load_secret
-from ..errors import CacheError, ForeignEntryError, StoreError, ValuePicklingError, warn
+from ..errors import (
+    CacheError,
+    ForeignEntryError,
+    IntegrityError,
+    StoreError,
+    ValuePicklingError,
+    warn,
+)
 from ..store.base import Lease, Store
 from ..units import format_size
 from .ledger import EntryRecord, Ledger
@@ -79,6 +86,9 @@ class Ask:
     validate: Callable[[EntryInfo], bool] | None = None
     fresh: Callable[[Any], bool] | None = None
     unpicklable: Callable[[Any, ValuePicklingError], str] | None = None
+    # Whether a value of this many pickled bytes, computed in this many seconds, is
+    # worth storing; None: every one is. Refused values stay in the memory layer.
+    admit: Callable[[Any, int, float], bool] | None = None
 
 
 class Turn:
@@ -213,8 +223,28 @@ class Cache:
         self._count_use(key, info)
         return Hit(value, info, "store", time.perf_counter() - start, size)
 
+    def peek(self, key: str, *, ask: Ask) -> Hit[Any] | None:
+        """A lookup that leaves a stored value in the store: the hit's ``value`` is the
+        live one from memory, or None with the entry's checked header (``source`` says
+        which). A whole-notebook run restores most cells from their headers alone."""
+        memory = self._memory if ask.memory is None else ask.memory
+        if memory.get(key) is not None:
+            return self._lookup(key, ask)
+        start = time.perf_counter()
+        loaded = self._load(key, ask.name, ask.validate, header_only=True)
+        if loaded is None or _too_old(loaded[0], ask.max_age):
+            return None
+        info, _, size = loaded
+        self._count_use(key, info)
+        return Hit(None, info, "store", time.perf_counter() - start, size)
+
     def _load(
-        self, key: str, name: str, validate: Callable[[EntryInfo], bool] | None = None
+        self,
+        key: str,
+        name: str,
+        validate: Callable[[EntryInfo], bool] | None = None,
+        *,
+        header_only: bool = False,
     ) -> tuple[EntryInfo, Any, int] | None:
         if self.store is None:
             return None
@@ -236,8 +266,14 @@ class Cache:
             with f:
                 size = f.seek(0, io.SEEK_END)  # what listings show: the whole file
                 f.seek(0)
-                if validate is not None and not validate(read_info(f, signer)):
-                    return None
+                if validate is not None or header_only:
+                    info = read_info(f, signer)
+                    if validate is not None and not validate(info):
+                        return None
+                    if header_only:
+                        if info.key != key:
+                            raise IntegrityError("the entry is filed under another key")
+                        return info, None, size
                 return (*read_entry(f, key, signer, name=name), size)
         except ForeignEntryError as exc:
             # One warning per entry, not one per look: it stays for its owner.
@@ -301,6 +337,8 @@ class Cache:
         except Exception as exc:  # noqa: BLE001 - a pickler that breaks: keep it in memory
             warn(_unstored(ValuePicklingError(f"{type(exc).__name__}: {exc}")), stacklevel=3)
             return keep(info)
+        if ask.admit is not None and not ask.admit(value, pickled.nbytes, info.compute_seconds):
+            return keep(info)  # cheaper to compute again than to write and read back
         if self.max_size is not None and pickled.nbytes > self.max_size:
             warn(
                 f"nbcache: {ask.name} ({format_size(pickled.nbytes)}) is larger than the whole "

@@ -57,6 +57,7 @@ __all__ = [
     "RULES",
     "Dependency",
     "Fingerprint",
+    "code_reached",
     "fingerprint",
     "fingerprint_of",
     "identity",
@@ -540,10 +541,18 @@ def _code_rule(n: Node, value: Any) -> Generator[Request, bytes, None]:
         return
     module = getattr(value, "__module__", None) or ""
     if is_local_module(str(module)):
+        _local.reached = getattr(_local, "reached", 0) + 1
         n.tag(b"code")
         n.text(fingerprint(value))
         return
     yield from global_rule(n, value)
+
+
+def code_reached() -> int:
+    """How many times hashing in this thread reached a notebook function or class: a
+    value that holds one (a callback, an instance of a notebook class) calls code that
+    reads the namespace, so nbcache.run.lazy never stands in for it."""
+    return int(getattr(_local, "reached", 0))
 
 
 def _is_code_type(cls: type) -> bool:

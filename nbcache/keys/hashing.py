@@ -49,6 +49,7 @@ from typing import Any
 import xxhash
 
 from ..errors import KeyPicklingError
+from .recorded import Recorded
 
 __all__ = [
     "ATOMS",
@@ -152,6 +153,8 @@ def digest(
             the budget (:class:`HashBudgetError`), or it is a live handle
             (:class:`LiveHandleError`).  Never anything else.
     """
+    if type(value) is Recorded:  # a value not loaded yet: what it hashed to when made
+        return value.digest
     encode = ATOMS.get(type(value))
     if encode is not None:  # a plain scalar, the commonest argument: no walk to set up
         node = Node(_SCALAR_WALKS[typed])
@@ -171,6 +174,8 @@ def describe(value: Any) -> dict[str, Any]:
     Never raises: a value with a hostile ``__getattr__`` is described by its type.
     """
     cls = type(value)
+    if cls is Recorded:
+        return dict(value.described)
     summary: dict[str, Any] = {"type": type_name(cls)}
     try:
         shape = getattr(value, "shape", None) if has_attr(cls, "shape") else None

@@ -9,7 +9,7 @@ into one warning: the cell itself always runs or restores.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,9 +19,10 @@ from ..entry.pickling import restoring_into
 from ..errors import KeyPicklingError, warn
 from ..keys import LiveHandleError, drawn_on
 from ..keys.calls import explain
-from ..keys.scope import analyze, cell_key, namespace_snapshot
+from ..keys.scope import CellCode, analyze, cell_key, namespace_snapshot
 from ..tasks.task import Task
 from . import background
+from .auto import AutoMode
 from .cellrun import (
     VALUE_NAME,
     CellOptions,
@@ -43,7 +44,9 @@ from .cellrun import (
 from .checkpoint import checkpointing
 from .effects import Effects
 from .files import FileReads
+from .lazy import needed, pending, recorded_meta, stand_ins, swap_in
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
+from .plan import PlanRow, plan
 from .report import Card, CellReport
 
 __all__ = ["CellCache", "CellOptions", "Shell"]
@@ -101,6 +104,8 @@ class CellCache:
     tasks: dict[str, Task[Any]] = field(default_factory=dict)
     # Restored values whose digest drifted through pickling (see keys.scope.cell_key).
     drifted: dict[str, tuple[Any, str, str]] = field(default_factory=dict)
+    auto: AutoMode | None = None  # auto mode, when on (cells run with --auto use it)
+    loaded: list[str] = field(default_factory=list)  # stand-ins loaded for the next note
 
     @property
     def cache(self) -> Cache:
@@ -111,23 +116,36 @@ class CellCache:
     def run(self, cell: str, options: CellOptions) -> Any:
         """Restore or run ``cell``; returns its last expression's value (or NO_RESULT)."""
         __tracebackhide__ = True
+        if options.auto and self.auto is not None:
+            self.auto.cells.append((self.shell.cell_id, cell))
         source = self.shell.transform(cell)
         run = self._prepare(source, options)
         if run is None:
-            return self._uncached(source)
+            self._bring_in(None)
+            result = self._uncached(source)
+            self._note(options, "uncached")
+            return result
         if options.background:
             with restoring_into(self.shell.user_ns):
                 hit = None if options.force else self.cache.lookup(run.key.key, ask=run.ask)
             if hit is not None:
                 return self._restore(hit, options, hides_result(source))
             self._explain_miss(run)
+            self._bring_in(None)
             background.start(run, self.shell, self.cache, self.tasks, self._exclude())
             return NO_RESULT
+        if options.auto and self.auto is not None and self.auto.lazy and not options.force:
+            hit = self.cache.peek(run.key.key, ask=run.ask)
+            if hit is not None and hit.source == "store":
+                recorded = hit.info.meta.get("recorded")
+                if isinstance(recorded, dict) and _restorable(recorded):
+                    return self._restore_recorded(hit, recorded, options, hides_result(source))
         made: list[Made] = []
 
         def compute() -> dict[str, Any]:
             __tracebackhide__ = True
             self._explain_miss(run)
+            self._bring_in(run.code)
             made.append(self._run_body(run))
             return kept(run.code, run.key, made[0])
 
@@ -137,19 +155,37 @@ class CellCache:
                 outcome = self.cache.get_or_compute(
                     run.key.key,
                     compute,
-                    lambda entry: meta_of(run, made[0], entry),
+                    lambda entry: {
+                        **meta_of(run, made[0], entry),
+                        "recorded": recorded_meta(entry),
+                    },
                     force=options.force,
                     ask=run.ask,
                 )
         except NotKept as exc:
             warn(f"nbcache: {exc}", stacklevel=3)
+            self._note(options, "ran", seconds=made[0].seconds)
             return made[0].result
         if outcome.hit is not None:
             return self._restore(outcome.hit, options, hides_result(source))
-        self.cache.note_latest(run.identity, {**run.key.summary, "seconds": made[0].seconds})
+        entry = outcome.value
+        self.cache.note_latest(
+            run.identity,
+            {
+                **run.key.summary,
+                "seconds": made[0].seconds,
+                # what a plan needs of a cell kept in memory only: the key it had and
+                # the digests of what it bound, which the keys after it hashed
+                "key": run.key.key,
+                "stored": outcome.stored,
+                "digests": {n: d for n, d in entry["digests"].items() if d is not None},
+                "deleted": list(entry["deleted"]),
+            },
+        )
         if not options.quiet:
-            names = list(outcome.value["vars"])
+            names = list(entry["vars"])
             self.shell.report(computed(names, made[0].seconds, outcome.stored, options))
+        self._note(options, "ran", seconds=made[0].seconds, stored=outcome.stored)
         return made[0].result
 
     def _prepare(self, source: str, options: CellOptions) -> CellRun | None:
@@ -194,10 +230,17 @@ class CellCache:
             validate=unchanged,
             fresh=intact,
             unpicklable=unpicklable_message,
+            admit=self.auto.admit if options.auto and self.auto is not None else None,
         )
         return CellRun(code, ck, identity, options, unchanged, ask)
 
     # -- a hit ------------------------------------------------------------------------
+
+    def run_uncached(self, cell: str) -> Any:
+        """``%%nocache``: run ``cell`` exactly as without nbcache (stand-ins loaded first)."""
+        __tracebackhide__ = True
+        self._bring_in(None)
+        return self._uncached(self.shell.transform(cell))
 
     def _uncached(self, source: str) -> Any:
         """Run ``source`` exactly as without the magic, its result shown as IPython would."""
@@ -226,6 +269,7 @@ class CellCache:
             self.shell.show_result(result)  # its miss hid it with a ``;`` this cell lacks
         if not options.quiet:
             self.shell.report(restored(hit, entry))
+        self._note(options, "restored", seconds=hit.info.compute_seconds, hit=hit)
         if options.background:
             # A background cell that restored is a task that is already done, so that
             # `%nbcache wait NAME` and `%nbcache tasks` after it work as after a miss.
@@ -233,6 +277,58 @@ class CellCache:
             done.run(lambda: None)
             self.tasks[options.name or done.name] = done
         return result
+
+    def _restore_recorded(
+        self, hit: Hit[Any], recorded: Mapping[str, Any], options: CellOptions, hidden: bool
+    ) -> Any:
+        """A hit put back from its signed header alone: stand-ins for its values (loaded
+        when a cell that runs needs them), its output replayed, nothing unpickled."""
+        result = stand_ins(hit.info.key, recorded, self.shell.user_ns)
+        log = OutputLog([tuple(event) for event in recorded["outputs"]])
+
+        def show(data: dict[str, Any], meta: dict[str, Any]) -> None:
+            if not hidden:
+                self.shell.show_result(result if result is not None else UNSTORED, (data, meta))
+
+        log.replay(self.shell.publish, self.shell.page, show)
+        if not options.quiet:
+            self.shell.report(restored(hit, {"vars": recorded["vars"]}))
+        self._note(options, "restored", seconds=hit.info.compute_seconds, hit=hit)
+        return result if result is not None else NO_RESULT
+
+    def _bring_in(self, code: CellCode | None) -> None:
+        """Before a body runs: load the stand-ins it can reach (``code`` None: all)."""
+        namespace = self.shell.user_ns
+        if not pending(namespace):
+            return
+        namespace_now = self.shell.user_ns
+
+        def load(key: str) -> dict[str, Any] | None:
+            with restoring_into(namespace_now):
+                hit = self.cache.lookup(key, name=VALUE_NAME)
+            if hit is None:
+                warn(
+                    f"nbcache: the stored values of an earlier cell (entry {key[:12]}) are "
+                    "gone from the store since it was restored; run the notebook again.",
+                    stacklevel=5,
+                )
+                return None
+            value: dict[str, Any] = hit.value
+            return value
+
+        self.loaded.extend(swap_in(needed(code, namespace), namespace, load))
+
+    def _note(
+        self, options: CellOptions, outcome: str, *, hit: Hit[Any] | None = None, **more: Any
+    ) -> None:
+        """What an auto-mode cell did, for ``nbcache run``'s summary and ``%nbcache plan``."""
+        if not options.auto or self.auto is None:
+            return
+        loaded, self.loaded = self.loaded, []
+        record = {"cell_id": self.shell.cell_id, "outcome": outcome, "loaded": loaded, **more}
+        if hit is not None:
+            record["load_seconds"] = hit.load_seconds
+        self.auto.note(record)
 
     # -- a miss -----------------------------------------------------------------------
 
@@ -257,7 +353,14 @@ class CellCache:
             self.shell.paging(lambda data, start: log.add("page", data, start)),
             FileReads.recording(self._exclude()) as read,
             checkpointing(
-                self.cache, run, namespace, before, log, outside, self.shell.publish
+                self.cache,
+                run,
+                namespace,
+                before,
+                log,
+                outside,
+                self.shell.publish,
+                report=self.shell.report,
             ) as checkpoints,
         ):
             result = self.shell.execute(run.code.source)
@@ -285,6 +388,12 @@ class CellCache:
                 pass
         return chosen
 
+    def plan(self, cells: list[tuple[str | None, str]] | None = None) -> list[PlanRow]:
+        """What running ``cells`` (default: those auto mode ran so far) in a fresh kernel
+        would do with each, without running any."""
+        chosen = cells if cells is not None else list(self.auto.cells if self.auto else [])
+        return plan(chosen, self.cache, self.shell.transform)
+
     # -- %nbcache why -----------------------------------------------------------------
 
     def why(self, name: str | None = None) -> list[str]:
@@ -296,6 +405,18 @@ class CellCache:
             if identity == target or identity == f"cell: {target}":
                 return reasons
         return [f"`{target}` has not missed in this session"]
+
+
+def _restorable(recorded: Any) -> bool:
+    """Whether a header's record restores a hit without loading it: well formed, and a
+    result it shows where it came (a ``;`` on the miss hid it: that needs the value)."""
+    if not isinstance(recorded, dict):
+        return False
+    outputs = recorded.get("outputs")
+    if not isinstance(outputs, list) or not isinstance(recorded.get("vars"), dict):
+        return False
+    shown = any(isinstance(e, list) and e[:1] == ["result"] for e in outputs)
+    return shown or not recorded.get("result")
 
 
 def _shown(result: Any) -> bool:

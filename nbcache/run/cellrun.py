@@ -16,6 +16,7 @@ from ..cache.core import Ask, Hit
 from ..entry.format import EntryInfo
 from ..entry.pickling import probe
 from ..errors import CacheError, KeyPicklingError, ValuePicklingError
+from ..keys.code import code_reached
 from ..keys.hashing import describe, digest
 from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
 from .effects import Effects, only_imports, seeds_first
@@ -68,6 +69,8 @@ class CellOptions:
     executor: str | None = None
     # checkpoints of a progress loop: "auto" (cost-aware), "off", or seconds between two
     checkpoint: str | float = "auto"
+    # auto mode wrapped this cell (``%nbcache auto``): its store rule and outcome log apply
+    auto: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,14 +172,22 @@ def _sharing(namespace: Mapping[str, Any], names: list[str]) -> list[str]:
     ]
 
 
-def _digests(namespace: Mapping[str, Any], names: list[str]) -> dict[str, str | None]:
+def _digests(
+    namespace: Mapping[str, Any], names: list[str]
+) -> tuple[dict[str, str | None], list[str]]:
+    """Each value's digest, and the names of those whose hashing reached no notebook
+    code (see :func:`nbcache.keys.code.code_reached`)."""
     out: dict[str, str | None] = {}
+    plain = []
     for name in names:
+        before = code_reached()
         try:
             out[name] = digest(namespace[name], name=name)
         except KeyPicklingError:
             out[name] = None
-    return out
+        if code_reached() == before:
+            plain.append(name)
+    return out, plain
 
 
 def intact(entry: Mapping[str, Any]) -> bool:
@@ -236,12 +247,14 @@ def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
     mutated = _mutated(ck, namespace, bound)
     mutated += _sharing(namespace, [*bound, *mutated])
     names = sorted(n for n in {*bound, *mutated} if not closed_file(namespace[n]))
+    digests, plain = _digests(namespace, names)
     return {
         "vars": {name: storable(namespace[name]) for name in names},
         "deleted": deleted,
         "outputs": made.log.events,
         "result": _result_kept(made.result),
-        "digests": _digests(namespace, names),
+        "digests": digests,
+        "plain": plain,
         "effects": made.changes,
     }
 

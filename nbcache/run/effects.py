@@ -30,7 +30,7 @@ from typing import Any
 
 import xxhash
 
-__all__ = ["Effects", "apply", "forget_seeds", "only_imports", "seeds_first"]
+__all__ = ["Effects", "apply", "forget_seeds", "only_imports", "restore_state", "seeds_first"]
 
 _UNSET = "<unset>"
 
@@ -134,6 +134,23 @@ def apply(changes: Mapping[str, Any]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def restore_state(state: Effects) -> None:
+    """Put the outside state back as it was at ``state`` (after a plan restored entries)."""
+    random.setstate(state.random)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and state.numpy_random is not None:
+        numpy.random.set_state(state.numpy_random)
+    mpl = sys.modules.get("matplotlib")
+    if mpl is not None and state.rc is not None:
+        dict.update(mpl.rcParams, state.rc)  # as it was, without re-validating each key
+    sys.path[:] = state.path
+    for key in [k for k in os.environ if k not in state.environ]:
+        del os.environ[key]
+    os.environ.update(state.environ)
+    _SEEDED.clear()
+    _SEEDED.update(state.seeded)
 
 
 _SEEDED: set[str] = set()  # "random", "numpy.random": seeded with a value in this kernel

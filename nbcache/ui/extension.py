@@ -8,7 +8,9 @@ from typing import Any
 
 from ..errors import CacheWarning
 from ..run import routing as background
+from ..run.auto import from_environment
 from ..tasks.executors import shutdown as shutdown_executors
+from .automode import auto_off, auto_on
 from .magics import NbcacheMagics
 
 __all__ = ["load", "unload"]
@@ -31,6 +33,9 @@ def load(shell: Any) -> None:
     shell.events.register("pre_run_cell", remember_cell_id)
     _loaded[id(shell)] = (magics, remember_cell_id)
     _format_warnings_as_one_line()
+    auto = from_environment()  # NBCACHE_AUTO=1: every kernel that loads nbcache
+    if auto is not None:
+        auto_on(shell, magics.cells, auto)
 
 
 def unload(shell: Any) -> None:
@@ -39,6 +44,7 @@ def unload(shell: Any) -> None:
     if magics is None or hook is None:
         return
     shell.events.unregister("pre_run_cell", hook)
+    auto_off(shell, magics.cells)
     manager = shell.magics_manager
     for kind, names in magics.magics.items():
         for name in names:

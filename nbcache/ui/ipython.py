@@ -43,7 +43,15 @@ class IPythonShell:
         return self.shell.display_pub
 
     def transform(self, cell: str) -> str:
-        return self.shell.transform_cell(cell)  # type: ignore[no-any-return]
+        # A body is transformed as a cell, but auto mode's own step must not wrap it again.
+        cleanup = self.shell.input_transformers_cleanup
+        ours = [t for t in cleanup if getattr(t, "nbcache_auto", False)]
+        for step in ours:
+            cleanup.remove(step)
+        try:
+            return self.shell.transform_cell(cell)  # type: ignore[no-any-return]
+        finally:
+            cleanup.extend(ours)
 
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         self.shell.display_pub.publish(data=data, metadata=metadata or {})

@@ -6,6 +6,8 @@ Each magic parses its line, calls the core and formats what comes back.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import shlex
 import types
 from typing import Any
@@ -17,11 +19,13 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from ..cache.core import Cache
 from ..cache.default import check_store, default_cache, max_size, open_store, set_default_cache
 from ..errors import CacheError, ExecutorError
+from ..run.auto import AutoMode
 from ..run.cell import CellCache
 from ..run.cellrun import CellOptions
 from ..run.checkpoint import parse_policy
 from ..run.memo import Memoized, memoize
 from ..units import format_duration, parse_duration, parse_size
+from .automode import auto_off, auto_on
 from .ipython import IPythonShell
 from .listing import entries_table, matching_keys, plural, summary_lines
 from .widgets import browse
@@ -92,6 +96,7 @@ class NbcacheMagics(Magics):
         help="checkpoints of a progress loop, so a killed or failed run resumes: auto "
         "(cost-aware, the default), off, or how often (10m)",
     )
+    @argument("--auto", action="store_true", help=argparse.SUPPRESS)
     @cell_magic
     def cache(self, line: str, cell: str) -> Any:
         """Run the cell once; later runs with the same code and inputs restore its result.
@@ -112,7 +117,9 @@ class NbcacheMagics(Magics):
             ignore=tuple(args.ignore),
             watch=tuple(args.watch),
             pin=args.pin,
-            quiet=args.quiet,
+            # auto mode keeps the notebook as it is without nbcache: no status lines
+            quiet=args.quiet or args.auto,
+            auto=args.auto,
             background=args.background or args.executor not in (None, "thread"),
             executor=args.executor,
             checkpoint=args.checkpoint,
@@ -123,6 +130,15 @@ class NbcacheMagics(Magics):
             raise UsageError(str(exc)) from exc
         # The cell has shown its result already, in its place among its outputs (a
         # background cell has none); returning it would show it twice.
+        return None
+
+    @cell_magic
+    def nocache(self, line: str, cell: str) -> Any:
+        """Run the cell as without nbcache (in auto mode, a cell that must always run)."""
+        __tracebackhide__ = True
+        if line.strip():
+            raise UsageError("%%nocache takes no options")
+        self.cells.run_uncached(cell)
         return None
 
     # -- %memoize and %%memoize -------------------------------------------------------
@@ -174,6 +190,8 @@ class NbcacheMagics(Magics):
         %nbcache pin NAME|KEY         keep an entry out of eviction
         %nbcache prune [--max-size 5GB] [--older-than 30d]
         %nbcache dir [PATH]           show or change the store folder
+        %nbcache auto [on|off]        cache every cell as with %%cache (%%nocache: not this one)
+        %nbcache plan                 restore or run, and why, for the cells run so far
         %nbcache tasks                background cells and their states
         %nbcache wait [NAME]          block until a background cell (default: all) ends
         """
@@ -246,6 +264,33 @@ class NbcacheMagics(Magics):
             raise UsageError(f"no background cell named {args.name!r}: see %nbcache tasks")
         return ""
 
+    def _cmd_auto(self, args: argparse.Namespace) -> str:
+        if args.state == "off":
+            auto_off(self.shell, self.cells)
+            return "nbcache: auto mode off: only %%cache cells are cached"
+        auto = AutoMode(lazy=args.lazy, min_seconds=args.min_seconds)
+        auto_on(self.shell, self.cells, auto)
+        rule = (
+            f"cells that ran at least {format_duration(auto.min_seconds)} are stored"
+            if auto.min_seconds is not None
+            else "cells cheaper to run than to store are kept in memory only"
+        )
+        return f"nbcache: auto mode on: every cell is cached as with %%cache; {rule}"
+
+    def _cmd_plan(self, args: argparse.Namespace) -> str:
+        cells = None
+        if args.cells:
+            with open(args.cells, encoding="utf-8") as f:
+                cells = [(c.get("id"), str(c["source"])) for c in json.load(f)]
+        elif self.cells.auto is None or not self.cells.auto.cells:
+            return "nbcache: no cell has run in auto mode yet: `%nbcache auto` first"
+        rows = self.cells.plan(cells)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump([dataclasses.asdict(row) for row in rows], f)
+            return ""
+        return "\n".join(row.line() for row in rows)
+
     def _cmd_dir(self, args: argparse.Namespace) -> str:
         if args.path:
             try:
@@ -285,6 +330,13 @@ def _parse(line: str) -> argparse.Namespace:
     prune.add_argument("--older-than", type=_duration)
     folder = sub.add_parser("dir")
     folder.add_argument("path", nargs="?")
+    auto = sub.add_parser("auto")
+    auto.add_argument("state", nargs="?", choices=["on", "off"], default="on")
+    auto.add_argument("--lazy", action="store_true")
+    auto.add_argument("--min-seconds", type=float, default=None)
+    planned = sub.add_parser("plan")
+    planned.add_argument("--cells", help=argparse.SUPPRESS)  # nbcache run --plan's cells
+    planned.add_argument("--json", help=argparse.SUPPRESS)
     sub.add_parser("tasks")
     wait = sub.add_parser("wait")
     wait.add_argument("name", nargs="?")

@@ -28,6 +28,8 @@ __all__ = [
     "INSTALL_HINT",
     "NotebookUnavailable",
     "execute_notebook",
+    "kernel_manager_class",
+    "launch_options",
     "run_tutorial",
     "status_lines",
 ]
@@ -61,7 +63,7 @@ def _require() -> None:
 
 
 @functools.cache
-def _kernel_manager_class() -> type[Any]:
+def kernel_manager_class() -> type[Any]:
     """An AsyncKernelManager whose ``python3`` kernel is always this interpreter.
 
     A ``python3`` kernelspec in the user's or the system's Jupyter folders
@@ -89,7 +91,7 @@ def _kernel_manager_class() -> type[Any]:
     return ThisPythonKernelManager
 
 
-def _launch_options(manager: type[Any]) -> dict[str, Any]:
+def launch_options(manager: type[Any]) -> dict[str, Any]:
     """Encrypt the kernel's connection when this jupyter_client and pyzmq can; the kernel
     then also stops warning about plain-text TCP on the terminal."""
     import zmq
@@ -120,7 +122,7 @@ def execute_notebook(
     _require()
     from nbclient import NotebookClient
 
-    manager = _kernel_manager_class()
+    manager = kernel_manager_class()
     client = NotebookClient(
         nb,
         kernel_name="python3",
@@ -129,7 +131,7 @@ def execute_notebook(
         allow_errors=allow_errors,
         resources={"metadata": {"path": os.fspath(cwd)}},
     )
-    client.execute(env=dict(os.environ if env is None else env), **_launch_options(manager))
+    client.execute(env=dict(os.environ if env is None else env), **launch_options(manager))
     return nb
 
 

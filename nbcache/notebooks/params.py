@@ -1,0 +1,46 @@
+"""Papermill-style parameters: ``-p alpha 0.5`` becomes a cell after the one tagged
+``parameters`` (or first, without one), tagged ``injected-parameters`` as papermill
+tags it, so a sweep shares every cell upstream of a parameter's first use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["inject", "resolve"]
+
+
+def resolve(text: str) -> Any:
+    """A ``-p`` value as papermill reads it: a bool, None, an int, a float, or the text."""
+    if text in ("True", "False"):
+        return text == "True"
+    if text == "None":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def inject(nb: Any, parameters: Mapping[str, Any]) -> None:
+    """Add the parameters cell to ``nb`` (an nbformat notebook), replacing one a
+    previous injection left."""
+    if not parameters:
+        return
+    import importlib
+
+    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
+    lines = ["# Parameters"] + [f"{name} = {value!r}" for name, value in parameters.items()]
+    cell = nbformat.v4.new_code_cell("\n".join(lines) + "\n")
+    cell.metadata["tags"] = ["injected-parameters"]
+    cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
+    where = next((i + 1 for i, c in enumerate(cells) if "parameters" in _tags(c)), 0)
+    cells.insert(where, cell)
+    nb.cells = cells
+
+
+def _tags(cell: Any) -> list[str]:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return [str(t) for t in tags] if isinstance(tags, list) else []

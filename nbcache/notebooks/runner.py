@@ -1,0 +1,256 @@
+"""``nbcache run``: a notebook run headless in a fresh kernel in auto mode.
+
+The kernel loads nbcache at start (``--ext=nbcache``) with ``NBCACHE_AUTO=lazy``,
+so every code cell is looked up by its key and restores from its signed header
+when it hits; only the cells whose keys changed, and the cells whose keys change
+because of them, execute. The executed notebook has the outputs a plain run
+gives (``jupyter execute`` is the reference). Each cell is sent with its id, so
+``%nbcache why`` and the plan name cells stably across edits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..ui.tutorial import kernel_manager_class, launch_options
+from .params import inject
+
+__all__ = [
+    "CellOutcome",
+    "RunSummary",
+    "absolute_store",
+    "execute",
+    "kernel_environment",
+    "read_notebook",
+    "run_notebook",
+]
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What one code cell did in a run."""
+
+    index: int  # among the notebook's cells
+    cell_id: str
+    outcome: str  # "ran", "restored", "uncached" (nbcache cannot cache it), "not cached"
+    seconds: float = 0.0  # how long its body ran, or (restored) how long it ran when made
+    loaded: tuple[str, ...] = ()  # values loaded from the store before it ran
+
+
+@dataclass
+class RunSummary:
+    """A whole run: each cell's outcome, the time it took and the time restoring saved."""
+
+    cells: list[CellOutcome] = field(default_factory=list)
+    elapsed: float = 0.0
+    error: str | None = None
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for c in self.cells if c.outcome == outcome)
+
+    @property
+    def saved(self) -> float:
+        return sum(c.seconds for c in self.cells if c.outcome == "restored")
+
+    def line(self) -> str:
+        """The summary line: what ran, what restored, and the time saved."""
+        from ..units import format_duration
+
+        ran = self.count("ran") + self.count("uncached") + self.count("not cached")
+        parts = [f"{len(self.cells)} code cells", f"{self.count('restored')} restored"]
+        parts.append(f"{ran} ran")
+        text = f"nbcache run: {', '.join(parts)} in {format_duration(self.elapsed)}"
+        if self.saved:
+            text += f"; restoring saved {format_duration(self.saved)}"
+        if self.error:
+            text += f"; stopped: {self.error}"
+        return text
+
+
+def kernel_environment(
+    *, store: str | None = None, log: str | None = None, lazy: bool = True
+) -> dict[str, str]:
+    """The environment of a kernel that caches every cell (this process's, plus nbcache's)."""
+    env = dict(os.environ)
+    env["NBCACHE_AUTO"] = "lazy" if lazy else "1"
+    if log:
+        env["NBCACHE_AUTO_LOG"] = log
+    if store:
+        env["NBCACHE_DIR"] = store
+    return env
+
+
+def _client_class() -> type[Any]:
+    """nbclient's NotebookClient, sending each cell's id with its execute request as
+    JupyterLab does (nbclient sends none), so the kernel can name the cell."""
+    from nbclient import NotebookClient
+
+    class CellIdClient(NotebookClient):
+        current_id: str | None = None
+
+        async def async_execute_cell(self, cell: Any, cell_index: int, *a: Any, **kw: Any) -> Any:
+            self.current_id = cell.get("id")
+            return await super().async_execute_cell(cell, cell_index, *a, **kw)
+
+        async def async_start_new_kernel_client(self) -> Any:
+            kc = await super().async_start_new_kernel_client()
+            client = self
+
+            def execute(
+                code: str,
+                silent: bool = False,
+                store_history: bool = True,
+                user_expressions: Any = None,
+                allow_stdin: bool | None = None,
+                stop_on_error: bool = True,
+            ) -> str:
+                content = {
+                    "code": code,
+                    "silent": silent,
+                    "store_history": store_history,
+                    "user_expressions": user_expressions or {},
+                    "allow_stdin": kc.allow_stdin if allow_stdin is None else allow_stdin,
+                    "stop_on_error": stop_on_error,
+                }
+                metadata = {"cellId": client.current_id} if client.current_id else {}
+                msg = kc.session.msg("execute_request", content, metadata=metadata)
+                kc.shell_channel.send(msg)
+                return str(msg["header"]["msg_id"])
+
+            kc.execute = execute  # type: ignore[method-assign]
+            return kc
+
+    return CellIdClient
+
+
+def run_notebook(
+    path: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    store: str | None = None,
+    timeout: int | None = None,
+    kernel: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> tuple[Any, RunSummary]:
+    """Run the notebook at ``path`` in a fresh kernel in auto mode; the executed notebook
+    (written to ``out`` when given, even when a cell failed) and what each cell did."""
+    import importlib
+
+    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
+    source = Path(path)
+    nb = read_notebook(source, parameters)
+    summary = RunSummary()
+    with tempfile.TemporaryDirectory(prefix="nbcache-run-") as scratch:
+        log = os.path.join(scratch, "cells.jsonl")
+        env = kernel_environment(store=absolute_store(store), log=log)
+        start = time.perf_counter()
+        summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
+        summary.elapsed = time.perf_counter() - start
+        summary.cells = _outcomes(nb, _records(log))
+    if out is not None:
+        nbformat.write(nb, os.fspath(out))
+    return nb, summary
+
+
+def execute(
+    nb: Any,
+    folder: Path,
+    env: Mapping[str, str],
+    *,
+    kernel: str | None = None,
+    timeout: int | None = None,
+) -> str | None:
+    """Run ``nb`` in a fresh kernel that loads nbcache, in ``folder``, with ``env``;
+    None, or the one line that says why it stopped."""
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    options: dict[str, Any] = {"extra_arguments": ["--ext=nbcache"]}
+    if kernel:
+        options["kernel_name"] = kernel
+    else:
+        options.update(kernel_name="python3", kernel_manager_class=kernel_manager_class())
+    client = _client_class()(
+        nb,
+        timeout=timeout,
+        resources={"metadata": {"path": os.fspath(folder.resolve())}},
+        **options,
+    )
+    try:
+        launch = {} if kernel else launch_options(kernel_manager_class())
+        client.execute(env=dict(env), **launch)
+    except CellExecutionError as exc:
+        return _first_line(exc)
+    except CellTimeoutError:
+        return f"a cell ran longer than the --timeout of {timeout} s"
+    except DeadKernelError:
+        return "the kernel died"
+    return None
+
+
+def read_notebook(path: Path, parameters: Mapping[str, Any] | None = None) -> Any:
+    """The notebook at ``path``, every cell with an id, the parameters injected."""
+    import importlib
+
+    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
+    nb = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if not cell.get("id"):
+            cell["id"] = f"cell-{index}"  # nbformat < 4.5 has none: name cells by place
+    inject(nb, dict(parameters or {}))
+    return nb
+
+
+def absolute_store(store: str | None) -> str | None:
+    """A store folder given on the command line is relative to where it was typed, not to
+    the notebook's folder the kernel runs in; URLs stay as they are."""
+    if store is None or "://" in store:
+        return store
+    return os.path.abspath(store)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    tail = [line for line in text if line.strip()]
+    return tail[-1][:200] if tail else type(exc).__name__
+
+
+def _records(log: str) -> list[dict[str, Any]]:
+    try:
+        with open(log, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def _outcomes(nb: Any, records: list[dict[str, Any]]) -> list[CellOutcome]:
+    by_id: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record.get("cell_id"):
+            by_id[str(record["cell_id"])] = record
+    out = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        if cell.get("execution_count") is None and not cell.get("outputs"):
+            continue  # not reached: an earlier cell failed
+        found = by_id.get(str(cell.get("id")))
+        if found is None:
+            out.append(CellOutcome(index, str(cell.get("id")), "not cached"))
+            continue
+        out.append(
+            CellOutcome(
+                index,
+                str(cell.get("id")),
+                str(found.get("outcome", "ran")),
+                float(found.get("seconds", 0.0) or 0.0),
+                tuple(found.get("loaded", ())),
+            )
+        )
+    return out

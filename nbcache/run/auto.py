@@ -1,0 +1,120 @@
+"""Auto mode: every code cell cached as if it began with ``%%cache``.
+
+Which cells (:func:`wraps`): every cell with code, except one that begins with
+another cell magic (``%%time``, ``%%bash``, ``%%nocache``, ``%%cache`` itself)
+or awaits at its top level (IPython runs those in its event loop). A cell that
+cannot be cached (a line magic, a shell escape) is wrapped too and runs as
+without nbcache, saying nothing, as ``%%cache`` does with it.
+
+What is stored (:meth:`AutoMode.admit`): a cell whose run costs less than
+writing its entry and reading it back would is kept in memory only; its
+variables' digests still feed the keys of the cells after it, because later
+keys hash the values, not the cells that made them. The rule, from
+``benchmarks``' store measurements on this machine class (a 2-vCPU VM, local
+disk; see docs/decisions.md): writing an entry costs 2.4 ms plus the bytes at
+~1.3 GB/s, reading it back 0.13 ms plus the bytes at ~0.8 GB/s, so an entry is
+worth storing when its run took longer than 2.5 ms plus 2 ns per pickled byte.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import settings
+from .cellrun import ModuleRef
+
+__all__ = ["AUTO_MAGIC", "AutoMode", "fixed_cost", "from_environment", "wraps"]
+
+AUTO_MAGIC = "%%cache --auto"
+_FIXED_SECONDS = 0.0025
+_SECONDS_PER_BYTE = 2e-9
+_AWAIT = re.compile(r"\bawait\b|\basync\s+(for|with)\b")
+
+
+def fixed_cost(nbytes: int) -> float:
+    """What storing an entry of ``nbytes`` and restoring it once costs, in seconds."""
+    return _FIXED_SECONDS + nbytes * _SECONDS_PER_BYTE
+
+
+@dataclass
+class AutoMode:
+    """Auto mode in one kernel: on, how it restores, and what it noted of each cell."""
+
+    # Restore hits by their recorded digests and load values only when a running cell
+    # needs them (nbcache.run.lazy); whole-notebook runs turn it on.
+    lazy: bool = False
+    # Store every cell that ran at least this long; None: the cost-aware rule.
+    min_seconds: float | None = None
+    # A JSON-lines file each cell's outcome is appended to (``nbcache run`` reads it).
+    log_path: str | None = None
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    # the cells auto mode ran, in order, as typed: what `%nbcache plan` plans
+    cells: list[tuple[str | None, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def admit(self, entry: Any, nbytes: int, seconds: float) -> bool:
+        """Whether a cell's entry of ``nbytes`` pickled bytes, computed in ``seconds``, is
+        stored. One that binds notebook code or a module always is: a function's digest depends on
+        what it reads when a later cell hashes it, so neither a plan nor a later run can
+        stand in for it by the digest it had when it was defined."""
+        if isinstance(entry, dict):
+            plain = set(entry.get("plain", ()))
+            for name, value in entry.get("vars", {}).items():
+                # modules too: inside a fingerprint a module counts by its own digest
+                if name not in plain or isinstance(value, ModuleRef):
+                    return True
+        if self.min_seconds is not None:
+            return seconds >= self.min_seconds
+        return seconds >= fixed_cost(nbytes)
+
+    def note(self, outcome: dict[str, Any]) -> None:
+        """Keep what one cell did; append it to the log file when there is one."""
+        with self._lock:
+            self.outcomes.append(outcome)
+            if self.log_path:
+                try:
+                    with open(self.log_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(outcome, default=str) + "\n")
+                except OSError:
+                    self.log_path = None  # the driver went away; the kernel goes on
+
+
+def wraps(text: str) -> bool:
+    """Whether auto mode runs the raw cell ``text`` through ``%%cache``."""
+    stripped = text.lstrip()
+    if not stripped or stripped.startswith("%%"):
+        return False
+    return not (_AWAIT.search(text) and _awaits_at_top(text))
+
+
+def _awaits_at_top(text: str) -> bool:
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        # IPython may still run it (top-level await does not parse without its flag, and
+        # magics do not parse at all): leave such a cell to IPython.
+        return True
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Await, ast.AsyncFor, ast.AsyncWith)):
+            return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def from_environment() -> AutoMode | None:
+    """Auto mode as ``NBCACHE_AUTO`` and its companions set it (see nbcache.settings)."""
+    mode = settings.auto_mode()
+    if mode is None:
+        return None
+    return AutoMode(
+        lazy=mode == "lazy", min_seconds=settings.auto_min_seconds(), log_path=settings.auto_log()
+    )

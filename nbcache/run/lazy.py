@@ -1,0 +1,211 @@
+"""Restoring cells by their recorded digests, and loading values only when a cell needs them.
+
+In a whole-notebook run most cells hit, and unpickling everything they bound
+would cost as much as the values are large. So a hit of an entry made for it
+(:func:`recorded_meta` says which) puts a :class:`~nbcache.keys.recorded.Recorded`
+in the namespace for each value, replays the output kept in the signed header
+and loads nothing. Later keys hash the recorded digests. Before a cell body
+runs, :func:`needed` says which stand-ins it can reach (the names it reads, and
+the globals of the notebook functions and classes it reads, transitively), and
+:func:`load` swaps them for their values; a cell that might reach any name
+(``eval``, ``globals()``, a line magic, IPython's ``_`` and ``Out``) loads all.
+
+Entries that bind notebook code or modules, or that changed the random
+generators or other outside state, are never restored this way: code is
+hashed by what it reaches now, and outside state must be right before the
+next cell runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import types
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from ..keys.code import is_code
+from ..keys.hashing import describe
+from ..keys.recorded import Recorded
+from ..keys.scope import CellCode, is_shell_name
+from .cellrun import ModuleRef, result_of
+from .output import NO_RESULT
+
+__all__ = ["MAX_OUTPUT_BYTES", "needed", "pending", "recorded_meta", "stand_ins", "swap_in"]
+
+# Outputs go in the signed header, which is read on every lookup: a few pictures fit,
+# a cell that printed a megabyte keeps its output in the pickle and restores in full.
+MAX_OUTPUT_BYTES = 512 << 10
+
+# Names through which code reaches the namespace without naming what it reads.
+_DYNAMIC = frozenset(
+    {"eval", "exec", "globals", "vars", "locals", "dir", "__main__", "modules", "user_ns"}
+)
+
+
+def recorded_meta(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the signed header keeps so a hit can restore without loading any value, or
+    None when this entry must restore in full (see the module docstring)."""
+    if entry.get("effects"):
+        return None
+    plain = set(entry.get("plain", ()))
+    variables = {}
+    for name, value in entry["vars"].items():
+        recorded = entry["digests"].get(name)
+        if recorded is None or name not in plain or isinstance(value, ModuleRef):
+            return None
+        variables[name] = {"digest": recorded, "described": describe(value)}
+    try:
+        text = json.dumps(entry["outputs"])
+    except (TypeError, ValueError):
+        return None
+    if len(text) > MAX_OUTPUT_BYTES:
+        return None
+    result = entry["result"]
+    return {
+        "vars": variables,
+        "deleted": list(entry["deleted"]),
+        "outputs": json.loads(text),
+        "result": result is not None and result is not NO_RESULT,
+    }
+
+
+def stand_ins(key: str, recorded: Mapping[str, Any], namespace: dict[str, Any]) -> Recorded | None:
+    """Put the stand-ins of a hit restored from its header into ``namespace``; the
+    stand-in of its result (None when it has none)."""
+    for name, rec in recorded["vars"].items():
+        namespace[name] = Recorded(key, name, str(rec["digest"]), rec.get("described", {}))
+    for name in recorded["deleted"]:
+        namespace.pop(name, None)
+    return Recorded(key, "", "", {}) if recorded["result"] else None
+
+
+def pending(namespace: Mapping[str, Any]) -> bool:
+    """Whether any stand-in is left (IPython's ``Out`` included)."""
+    return any(True for _ in _all_stand_ins(namespace))
+
+
+def _all_stand_ins(namespace: Mapping[str, Any]) -> Iterator[tuple[str, Recorded]]:
+    for name, value in list(namespace.items()):
+        if type(value) is Recorded:
+            yield name, value
+    out = namespace.get("Out")
+    if isinstance(out, dict):
+        for number, value in list(out.items()):
+            if type(value) is Recorded:
+                yield f"Out[{number}]", value
+
+
+def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded] | None:
+    """The stand-ins a run of ``code`` can reach; None: any of them (load all).
+    ``code`` None is a cell nbcache cannot read."""
+    if code is None or _reaches_anything(_source_names(code.source)):
+        return None
+    found: dict[int, Recorded] = {}
+    todo = list(code.reads) + list(_deleted(code.source))
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        value = namespace.get(name)
+        if type(value) is Recorded:
+            found[id(value)] = value
+        elif value is not None and is_code(value):
+            names = _names_used(value)
+            if _reaches_anything(names):
+                return None
+            todo.extend(names)
+    return list(found.values())
+
+
+def _source_names(source: str) -> set[str]:
+    """The names a cell's code reads, and its attribute names (``sys.modules``)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set(_DYNAMIC)
+    names = {
+        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }
+    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    return names
+
+
+def _reaches_anything(names: Iterable[str]) -> bool:
+    # IPython's history names (``_``, ``_3``, ``Out``) hold results restored as stand-ins.
+    return any(n in _DYNAMIC or (is_shell_name(n) and not n.startswith("__")) for n in names)
+
+
+def _deleted(source: str) -> Iterator[str]:
+    """``del x`` needs ``x`` bound: it is not a read, but its stand-in must be there."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Del):
+            yield node.id
+
+
+def _names_used(value: Any) -> set[str]:
+    """Every name the code of a notebook function or class could look up as a global
+    (attribute names too: more than needed, never less)."""
+    names: set[str] = set()
+    seen: set[int] = set()
+    todo: list[Any] = [value]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        wrapped = getattr(obj, "__wrapped__", None)
+        if wrapped is not None and wrapped is not obj:
+            todo.append(wrapped)
+        if isinstance(obj, type):
+            todo.extend(vars(obj).values())
+        elif isinstance(obj, (staticmethod, classmethod)):
+            todo.append(obj.__func__)
+        elif isinstance(obj, property):
+            todo.extend(f for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
+        elif isinstance(obj, types.FunctionType):
+            todo.append(obj.__code__)
+        elif isinstance(obj, types.CodeType):
+            names.update(obj.co_names)
+            todo.extend(c for c in obj.co_consts if isinstance(c, types.CodeType))
+    return names
+
+
+def swap_in(
+    chosen: list[Recorded] | None,
+    namespace: dict[str, Any],
+    load: Any,
+) -> list[str]:
+    """Replace the ``chosen`` stand-ins (None: all) with their values, loading each entry
+    once through ``load(key) -> entry | None``; the names loaded. A stand-in whose entry
+    is gone stays, and a warning names it."""
+    wanted = None if chosen is None else {id(r) for r in chosen}
+    by_key: dict[str, list[tuple[str, Recorded]]] = {}
+    for where, rec in _all_stand_ins(namespace):
+        if wanted is None or id(rec) in wanted:
+            by_key.setdefault(rec.key, []).append((where, rec))
+    # a result is reached through the names IPython keeps for it, so all of them change
+    if wanted is not None:
+        keys = set(by_key)
+        for where, rec in _all_stand_ins(namespace):
+            if rec.key in keys and not rec.name and (where, rec) not in by_key[rec.key]:
+                by_key[rec.key].append((where, rec))
+    loaded: list[str] = []
+    for key, places in by_key.items():
+        entry = load(key)
+        if entry is None:
+            continue
+        for where, rec in places:
+            value = result_of(entry) if not rec.name else entry["vars"].get(rec.name, rec)
+            if where.startswith("Out["):
+                namespace["Out"][int(where[4:-1])] = value
+            else:
+                namespace[where] = value
+            loaded.append(where)
+    return loaded

@@ -1,0 +1,196 @@
+"""A plan before running: for each cell of a notebook, restore or run, and why, without
+executing any cell body.
+
+The plan walks the cells as a whole-notebook run in a fresh kernel would, in a
+scratch namespace: each cell's key is computed from what the cells before it
+bound. A hit binds its values as the run would (stand-ins from the signed
+header, or the entry itself when it binds code or modules, which is loaded but
+not run). A cell kept in memory only because it is cheap runs, but its last
+run recorded the digests of what it bound, so the keys after it are still
+known. A cell that misses runs, and what it binds is unknown until it has:
+the cells that read it run too, unless its values come out as before (the plan
+says so; it never says restore for a cell that then runs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..cache.core import Ask, Cache, Hit
+from ..entry.pickling import restoring_into
+from ..errors import KeyPicklingError
+from ..keys.calls import explain
+from ..keys.recorded import Recorded
+from ..keys.scope import CellCode, analyze, cell_key
+from ..units import format_duration
+from .auto import wraps
+from .cellrun import VALUE_NAME, Unchanged, intact, put_back
+from .effects import Effects, restore_state
+from .lazy import stand_ins
+
+__all__ = ["PlanRow", "plan"]
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """What a run would do with one cell."""
+
+    index: int  # among the cells planned
+    cell_id: str | None
+    first_line: str
+    action: Literal["restore", "run"]
+    reasons: tuple[str, ...]
+    seconds: float | None = None  # how long its body took the last time it ran
+
+    def line(self) -> str:
+        took = f" ({format_duration(self.seconds)})" if self.seconds is not None else ""
+        why = "; ".join(self.reasons)
+        return f"cell {self.index + 1} `{self.first_line}`: {self.action}{took}: {why}"
+
+
+def plan(
+    cells: Sequence[tuple[str | None, str]], cache: Cache, transform: Callable[[str], str]
+) -> list[PlanRow]:
+    """The plan of running ``cells`` (``(cell id, source as typed)``) in order in a fresh
+    kernel in auto mode, against ``cache``. The outside state (random generators,
+    matplotlib's settings) is as it was afterwards: restoring an entry applies its."""
+    walk = _Walk(cache, transform)
+    before = Effects.now()
+    try:
+        with restoring_into(walk.namespace):
+            for index, (cell_id, raw) in enumerate(cells):
+                row = walk.row(index, cell_id, raw)
+                if row is not None:
+                    walk.rows.append(row)
+    finally:
+        restore_state(before)
+    return walk.rows
+
+
+class _Walk:
+    def __init__(self, cache: Cache, transform: Callable[[str], str]) -> None:
+        self.cache = cache
+        self.transform = transform
+        self.namespace: dict[str, Any] = {}
+        self.unknown: dict[str, tuple[int, bool]] = {}  # name -> (cell, run outside the cache)
+        self.rows: list[PlanRow] = []
+
+    def row(self, index: int, cell_id: str | None, raw: str) -> PlanRow | None:
+        text = raw.strip()
+        if not text:
+            return None  # an empty cell is not run
+        first = text.splitlines()[0][:80]
+        if not wraps(raw):
+            magic = first.split()[0] if first.startswith("%%") else "await"
+            self._unknown_after(index, self._body_binds(raw), outside=True)
+            why = (
+                f"it begins with {magic}, so it runs as without nbcache"
+                if magic != "await"
+                else "it awaits at its top level, so it runs as without nbcache"
+            )
+            return PlanRow(index, cell_id, first, "run", (why,))
+        try:
+            code = analyze(self.transform(raw))
+        except SyntaxError:
+            return PlanRow(index, cell_id, first, "run", ("it does not parse",))
+        first = code.first_line
+        if code.uses_shell:
+            self._unknown_after(index, code.binds, outside=True)
+            why = "it calls IPython (a line magic, a shell escape), so it always runs"
+            return PlanRow(index, cell_id, first, "run", (why,))
+        identity = cell_id or f"cell: {first}"
+        latest = self.cache.latest(identity)
+        seconds = _seconds(latest)
+        for name in code.reads:
+            if name in self.unknown:
+                cell, outside = self.unknown[name]
+                how = "computes outside the cache" if outside else "runs again"
+                self._unknown_after(index, {*code.binds, *_vars(latest)})
+                why = (
+                    f"it reads `{name}`, which cell {cell + 1} {how} "
+                    f"(it restores instead if `{name}` comes out as before)"
+                )
+                return PlanRow(index, cell_id, first, "run", (why,), seconds)
+        return self._keyed(index, cell_id, code, identity, latest, seconds)
+
+    def _keyed(
+        self,
+        index: int,
+        cell_id: str | None,
+        code: CellCode,
+        identity: str,
+        latest: dict[str, Any] | None,
+        seconds: float | None,
+    ) -> PlanRow:
+        first = code.first_line
+        try:
+            ck = cell_key(code, self.namespace, identity=identity)
+        except KeyPicklingError as exc:
+            self._unknown_after(index, code.binds, outside=True)
+            return PlanRow(index, cell_id, first, "run", (f"it runs uncached: {exc}",), seconds)
+        unchanged = Unchanged()
+        ask = Ask(name=VALUE_NAME, validate=unchanged, fresh=intact, remember=False)
+        hit = self.cache.peek(ck.key, ask=ask)
+        if hit is not None and self._bind(hit, ask):
+            age = format_duration(max(0.0, time.time() - hit.info.created))
+            why = f"its key matches the entry stored {age} ago"
+            return PlanRow(index, cell_id, first, "restore", (why,), hit.info.compute_seconds)
+        if (
+            latest is not None
+            and latest.get("key") == ck.key
+            and not latest.get("stored")
+            and not unchanged.stale
+        ):
+            # Cheap, kept in memory only: it runs, and its last run says what it binds.
+            for name, recorded in dict(latest.get("digests", {})).items():
+                self.namespace[name] = Recorded("", str(name), str(recorded), {})
+                self.unknown.pop(str(name), None)
+            for name in latest.get("deleted", []):
+                self.namespace.pop(str(name), None)
+            why = "running it is cheaper than storing and loading it; what it binds is known"
+            return PlanRow(index, cell_id, first, "run", (why,), seconds)
+        self._unknown_after(index, {*code.binds, *_vars(latest)})
+        reasons = list(unchanged.stale) or explain(latest, ck.summary)
+        return PlanRow(index, cell_id, first, "run", tuple(reasons), seconds)
+
+    def _bind(self, hit: Hit[Any], ask: Ask) -> bool:
+        """Bind what a hit binds, as the run would; False if it cannot be read after all."""
+        recorded = hit.info.meta.get("recorded")
+        if hit.source == "store" and isinstance(recorded, dict) and "vars" in recorded:
+            stand_ins(hit.info.key, recorded, self.namespace)
+            names = list(recorded["vars"])
+        else:
+            full = hit if hit.value is not None else self.cache.lookup(hit.info.key, ask=ask)
+            if full is None:
+                return False
+            put_back(full.value, self.namespace)
+            names = list(full.value["vars"])
+        for name in names:
+            self.unknown.pop(name, None)
+        return True
+
+    def _unknown_after(self, index: int, names: Any, *, outside: bool = False) -> None:
+        for name in names:
+            self.unknown[str(name)] = (index, outside)
+            self.namespace.pop(str(name), None)
+
+    def _body_binds(self, raw: str) -> frozenset[str]:
+        """What a cell magic's body binds, if it is Python (``%%time``); else nothing."""
+        body = raw.strip().split("\n", 1)[1] if "\n" in raw.strip() else ""
+        try:
+            return analyze(self.transform(body)).binds
+        except Exception:  # noqa: BLE001 - not Python (%%bash): it binds nothing we know of
+            return frozenset()
+
+
+def _seconds(latest: dict[str, Any] | None) -> float | None:
+    value = (latest or {}).get("seconds")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _vars(latest: dict[str, Any] | None) -> list[str]:
+    digests = (latest or {}).get("digests", {})
+    return [str(n) for n in digests] if isinstance(digests, dict) else []
