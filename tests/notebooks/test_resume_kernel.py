@@ -1,9 +1,10 @@
 """Resumable cells in real kernels: a loop killed (SIGKILL), interrupted or failing half-way
 resumes at its last checkpoint in the next run and ends with the values an uninterrupted
-run gives; a changed cell does not resume.
+run gives; a changed cell does not resume. So do background cells whose worker (a dask
+worker, a process of the pool) is killed mid-loop, and one cancelled from its card.
 
 Kernels are driven with jupyter_client (not nbclient, which runs to the end), so a test
-can kill or interrupt one in the middle of a cell.
+can kill or interrupt one in the middle of a cell; the cancel runs through nbclient.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 
 import pytest
 
+from tests.notebooks import nbrun
 from tests.notebooks.nbrun import kernel_env
+from tests.notebooks.test_background_kernel import _card_of, _html
 
 pytest.importorskip("jupyter_client")
 pytest.importorskip("ipykernel")
@@ -52,7 +55,7 @@ RESUMED = re.compile(r"resumed at step (\d+) of (\d+), saved")
 class Kernel:
     """One ipykernel of this interpreter, on the test's store, driven message by message."""
 
-    def __init__(self, root: Path, store: Path) -> None:
+    def __init__(self, root: Path, store: Path, **env: str) -> None:
         from jupyter_client.kernelspec import KernelSpecManager
         from jupyter_client.manager import KernelManager
 
@@ -60,7 +63,7 @@ class Kernel:
         self.km = KernelManager(
             kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[])
         )
-        self.km.start_kernel(env=kernel_env(root, store), cwd=str(root))
+        self.km.start_kernel(env={**kernel_env(root, store), **env}, cwd=str(root))
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
@@ -116,8 +119,8 @@ class Kernel:
 def kernels(tmp_path: Path) -> Iterator[Any]:
     started: list[Kernel] = []
 
-    def start(store: str = "store") -> Kernel:
-        kernel = Kernel(tmp_path / f"k{len(started)}", tmp_path / store)
+    def start(store: str = "store", **env: str) -> Kernel:
+        kernel = Kernel(tmp_path / f"k{len(started)}", tmp_path / store, **env)
         started.append(kernel)
         return kernel
 
@@ -271,3 +274,108 @@ def test_the_checkpoint_write_runs_while_the_loop_goes_on(kernels: Any) -> None:
     longest, write = map(float, re.findall(r"longest (\S+) write (\S+)", out)[0])
     assert len(written) >= 2 and max(b - a for a, b in itertools.pairwise(written)) > 1
     assert write > 0.03 and longest < write + 0.02, out  # no step waited for a whole write
+
+
+def _elsewhere(executor: str, where: Path, loop: str = LOOP) -> str:
+    """The loop as a background cell on ``executor``; each step writes the worker's pid
+    and the step to ``where`` (the test reads it to know whom to kill, and when)."""
+    return loop.replace(
+        "%%cache -n resumable", f"%%cache -b -n resumable --executor {executor}"
+    ).replace(
+        'print(f"step {i}", flush=True)',
+        f'open({str(where)!r}, "w").write(f"{{os.getpid()}} {{i}}")',
+    )
+
+
+def _kill_worker_at(where: Path, step: int) -> int:
+    """Once the loop wrote ``step`` to ``where``, SIGKILL the worker process running it."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        seen = where.read_text().split() if where.exists() else []
+        if len(seen) == 2 and int(seen[1]) >= step:
+            os.kill(int(seen[0]), signal.SIGKILL)
+            return int(seen[0])
+        time.sleep(0.02)
+    raise TimeoutError(f"the worker did not reach step {step}")
+
+
+def test_a_dask_worker_killed_mid_loop_resumes_on_another(kernels: Any, tmp_path: Path) -> None:
+    """The worker running the cell is killed half-way: dask runs the task again on another
+    worker, which resumes at the checkpoint the dead one wrote to the kernel's store; the
+    cell ends with the values an uninterrupted run gives, and its card says it resumed.
+
+    The body draws from numpy's generators only: a dask worker's own threads draw from
+    the ``random`` module's, so its numbers differ from run to run on dask anyway."""
+    numpy_only = LOOP.replace("random.random(), ", "")
+    where = tmp_path / "dask-step"
+    kernel = kernels(NBCACHE_DASK="local")
+    kernel.run(numpy_only.replace("-n resumable --checkpoint 0s", "-n plain --checkpoint off"))
+    expected = _digest(kernel.run(DIGEST))
+    kernel.run(_elsewhere("dask", where, numpy_only))
+    killed = _kill_worker_at(where, 30)
+    kernel.run("%nbcache wait resumable")
+    assert kernel.run(f"print({TASK}.state)").strip() == "done"
+    assert int(where.read_text().split()[0]) != killed  # the end came from another worker
+    resumed = kernel.run(f"print({TASK}.resumed)")
+    assert 15 <= _resumed_step(resumed) <= 31
+    assert _digest(kernel.run(DIGEST)) == expected
+
+
+def test_a_process_worker_killed_mid_loop_resumes_when_run_again(
+    kernels: Any, expected: str, tmp_path: Path
+) -> None:
+    """The pool's worker running the cell is killed half-way: the task fails, and running
+    the cell again resumes (in a new worker) at the checkpoint the dead one wrote."""
+    where = tmp_path / "process-step"
+    cell = _elsewhere("process", where)
+    kernel = kernels()
+    kernel.run(cell)
+    _kill_worker_at(where, 30)
+    kernel.run("%nbcache wait resumable")
+    assert kernel.run(f"print({TASK}.state)").strip() == "failed"
+    kernel.run(cell)
+    kernel.run("%nbcache wait resumable")
+    assert kernel.run(f"print({TASK}.state)").strip() == "done"
+    assert 15 <= _resumed_step(kernel.run(f"print({TASK}.resumed)")) <= 31
+    assert _digest(kernel.run(DIGEST)) == expected
+
+
+CANCEL_AT = 25
+CANCEL = f"""\
+import gc, time
+from nbcache.ui.cards import WidgetCard
+task = {TASK}
+while task.done_steps < {CANCEL_AT} and not task.future.done():
+    time.sleep(0.01)
+(card,) = [o for o in gc.get_objects() if isinstance(o, WidgetCard) and o.task is task]
+card.cancel.click()  # what the card's Cancel button runs when it is pressed
+"""
+
+
+def test_cancel_on_a_background_card_resumes_when_run_again(tmp_path: Path, expected: str) -> None:
+    """In a real kernel (nbclient), the card's Cancel button stops the background cell
+    half-way; running the cell again resumes where Cancel stopped it, the card says so,
+    and the cell ends with the values an uninterrupted run gives."""
+    background = LOOP.replace("%%cache -n resumable", "%%cache -b -n resumable")
+    cells = [
+        "%load_ext nbcache",
+        background,
+        CANCEL,
+        f"%nbcache wait resumable\nprint({TASK}.state)",
+        background,
+        f"%nbcache wait resumable\nprint({TASK}.state)\nprint({TASK}.resumed)",
+        DIGEST,
+    ]
+    env = kernel_env(tmp_path, tmp_path / "store")
+    nb = nbrun.run(cells, cwd=tmp_path, env=env, timeout=120)
+    assert not nbrun.errors(nb)
+    assert nbrun.text_of(nb, 3) == "cancelled\n"
+    state, told = nbrun.text_of(nb, 5).splitlines()
+    assert state == "done" and CANCEL_AT <= _resumed_step(told) <= CANCEL_AT + 3
+    assert _digest(nbrun.text_of(nb, 6)) == expected
+    card = _html(_card_of(nb, 4))
+    assert 'data-state="done"' in card and f'class="nbcache-card-resumed">{told}<' in card
+    # the steps done before Cancel are shown again on the new card, then the rest
+    (pane,) = _card_of(nb, 4)["OutputModel"]
+    shown = "".join(o.get("text", "") for o in pane["outputs"])
+    assert _steps_shown(shown) == list(range(STEPS)) and "resumed" not in shown
