@@ -403,6 +403,9 @@ class Checkpointer:
             return
         if self.run.options.quiet and not self.run.options.background:
             return  # -q silences a cell's status lines; a card is the task itself
+        # The shell shows it through the display publisher the log records: it is not the
+        # body's output, so neither the entry nor a checkpoint keeps it.
+        mark = _mark(self.log.events)
         self._report(
             CellReport(
                 "resumed",
@@ -414,6 +417,7 @@ class Checkpointer:
                 resumed=resumed,
             )
         )
+        _cut(self.log.events, mark)
 
     def _snapshot(self, step: int, now: float) -> _Snapshot | None:
         run = self.run
@@ -482,6 +486,15 @@ def _mark(events: list[tuple[Any, ...]]) -> tuple[int, int]:
     if events and events[-1][0] in ("stdout", "stderr"):
         return len(events), len(events[-1][1])
     return len(events), 0
+
+
+def _cut(events: list[tuple[Any, ...]], mark: tuple[int, int]) -> None:
+    """Drop what was logged since ``mark``."""
+    count, text = mark
+    del events[count:]
+    if count and text:
+        kind, joined, *rest = events[count - 1]
+        events[count - 1] = (kind, joined[:text], *rest)
 
 
 def _since(events: list[tuple[Any, ...]], mark: tuple[int, int]) -> list[tuple[Any, ...]]:

@@ -90,8 +90,8 @@ class Kernel:
             elif kind == "error":
                 failed = True
                 text += "\n".join(content["traceback"])
-            elif kind in ("execute_result", "display_data"):
-                text += str(content["data"].get("text/plain", ""))
+            elif kind in ("execute_result", "display_data"):  # an output of its own: a line
+                text += str(content["data"].get("text/plain", "")) + "\n"
             elif kind == "status" and content["execution_state"] == "idle":
                 return text, failed
             if until is not None and until in text:

@@ -466,3 +466,50 @@ def test_a_worker_with_another_secret_writes_no_checkpoint(
     assert made["vars"]["total"] == sum(range(5))
     assert "not checkpointed" in made["stderr"] and "secret is not the kernel's" in made["stderr"]
     assert _checkpoints(cache) == []
+
+
+def test_quiet_silences_the_resume_line(tmp_path: Path) -> None:
+    """``-q`` silences a cell's status lines, the one that says it resumed too."""
+    _, cells, _ = _cells(tmp_path)
+    os.environ["FAIL_AT"] = "10"
+    with pytest.raises(ValueError):
+        cells.run(LOOP, CellOptions(checkpoint=0.0, quiet=True))
+    _settle()
+    del os.environ["FAIL_AT"]
+    fresh, again, _ = _cells(tmp_path)
+    again.run(LOOP, CellOptions(checkpoint=0.0, quiet=True))
+    assert fresh.reports == [] and fresh.user_ns["total"] == sum(range(30))
+    loud, third, _ = _cells(tmp_path / "other")
+    os.environ["FAIL_AT"] = "10"
+    with pytest.raises(ValueError):
+        third.run(LOOP, CellOptions(checkpoint=0.0))
+    _settle()
+    del os.environ["FAIL_AT"]
+    third.run(LOOP, CellOptions(checkpoint=0.0))
+    assert [r.outcome for r in loud.reports] == ["resumed", "computed"]
+
+
+class _PublishingShell(FakeShell):
+    """Shows each report through the display publisher, as the IPython shell does."""
+
+    def report(self, report: CellReport) -> None:
+        super().report(report)
+        self.display_publisher.publish({"text/plain": status_line(report)}, {"nbcache": {}})
+
+
+def test_the_resume_line_is_not_the_cells_output(tmp_path: Path) -> None:
+    """The resume status goes through the same publisher as the body's displays, but it
+    is not the body's: the finished entry's output (replayed on a hit) has none of it."""
+    cache = Cache(LocalStore(tmp_path), signer=Signer(b"secret"))
+    os.environ["FAIL_AT"] = "10"
+    with pytest.raises(ValueError):
+        CellCache(FakeShell(), lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
+    _settle()
+    del os.environ["FAIL_AT"]
+    shell = _PublishingShell()
+    CellCache(shell, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
+    assert "resumed at step" in str(shell.display_publisher.shown[0])  # it was shown
+    hit = FakeShell()
+    CellCache(hit, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
+    assert hit.reports[-1].outcome == "restored"
+    assert hit.display_publisher.shown == []  # the loop showed no display; neither does the hit
