@@ -63,7 +63,8 @@ def plan_notebook(
         cells_file = os.path.join(scratch, "cells.json")
         rows_file = os.path.join(scratch, "plan.json")
         with open(cells_file, "w", encoding="utf-8") as f:
-            json.dump([{"id": c.get("id"), "source": c.source} for _, c in code], f)
+            cells = [{"id": c.get("id"), "source": c.source, "number": i + 1} for i, c in code]
+            json.dump(cells, f)
         request = nbformat.v4.new_notebook()
         request.cells = [
             nbformat.v4.new_code_cell(

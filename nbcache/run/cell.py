@@ -388,11 +388,16 @@ class CellCache:
                 pass
         return chosen
 
-    def plan(self, cells: list[tuple[str | None, str]] | None = None) -> list[PlanRow]:
+    def plan(
+        self,
+        cells: list[tuple[str | None, str]] | None = None,
+        initial: Mapping[str, Any] | None = None,
+        numbers: list[int] | None = None,
+    ) -> list[PlanRow]:
         """What running ``cells`` (default: those auto mode ran so far) in a fresh kernel
-        would do with each, without running any."""
+        whose namespace starts as ``initial`` would do with each, without running any."""
         chosen = cells if cells is not None else list(self.auto.cells if self.auto else [])
-        return plan(chosen, self.cache, self.shell.transform)
+        return plan(chosen, self.cache, self.shell.transform, initial, numbers)
 
     # -- %nbcache why -----------------------------------------------------------------
 

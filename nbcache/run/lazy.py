@@ -19,6 +19,7 @@ next cell runs.
 from __future__ import annotations
 
 import ast
+import gc
 import json
 import types
 from collections.abc import Iterable, Iterator, Mapping
@@ -112,12 +113,46 @@ def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded
         value = namespace.get(name)
         if type(value) is Recorded:
             found[id(value)] = value
-        elif value is not None and is_code(value):
-            names = _names_used(value)
+            continue
+        code_values = _code_within(value)
+        if code_values is None:
+            return None  # too big to look through: load all
+        for code_value in code_values:
+            names = _names_used(code_value)
             if _reaches_anything(names):
                 return None
             todo.extend(names)
     return list(found.values())
+
+
+_LEAVES = (int, float, complex, str, bytes, bool, type(None), range)
+_WALK_LIMIT = 10_000
+
+
+def _code_within(value: Any) -> list[Any] | None:
+    """The notebook functions and classes ``value`` is or holds (a dict of callbacks, an
+    instance of a notebook class, a pipeline holding a notebook function), found by a
+    walk of at most ``_WALK_LIMIT`` objects; None beyond that."""
+    found: list[Any] = []
+    seen: set[int] = set()
+    todo = [value]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, _LEAVES) or type(obj) is Recorded:
+            continue
+        seen.add(id(obj))
+        if len(seen) > _WALK_LIMIT:
+            return None
+        if isinstance(obj, types.ModuleType):
+            continue
+        if is_code(obj):
+            found.append(obj)
+            continue  # what it reads is found from its code, not its globals
+        if isinstance(obj, type) or callable(getattr(obj, "__array__", None)):
+            continue  # installed classes, and arrays (their buffers hold no code)
+        todo.append(type(obj))
+        todo.extend(gc.get_referents(obj))
+    return found
 
 
 def _source_names(source: str) -> set[str]:

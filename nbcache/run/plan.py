@@ -15,11 +15,12 @@ says so; it never says restore for a cell that then runs).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..cache.core import Ask, Cache, Hit
+from ..cache.lru import LRU
 from ..entry.pickling import restoring_into
 from ..errors import KeyPicklingError
 from ..keys.calls import explain
@@ -39,6 +40,7 @@ class PlanRow:
     """What a run would do with one cell."""
 
     index: int  # among the cells planned
+    number: int  # as the reader counts the cell
     cell_id: str | None
     first_line: str
     action: Literal["restore", "run"]
@@ -48,16 +50,25 @@ class PlanRow:
     def line(self) -> str:
         took = f" ({format_duration(self.seconds)})" if self.seconds is not None else ""
         why = "; ".join(self.reasons)
-        return f"cell {self.index + 1} `{self.first_line}`: {self.action}{took}: {why}"
+        return f"cell {self.number} `{self.first_line}`: {self.action}{took}: {why}"
 
 
 def plan(
-    cells: Sequence[tuple[str | None, str]], cache: Cache, transform: Callable[[str], str]
+    cells: Sequence[tuple[str | None, str]],
+    cache: Cache,
+    transform: Callable[[str], str],
+    initial: Mapping[str, Any] | None = None,
+    numbers: Sequence[int] | None = None,
 ) -> list[PlanRow]:
     """The plan of running ``cells`` (``(cell id, source as typed)``) in order in a fresh
-    kernel in auto mode, against ``cache``. The outside state (random generators,
-    matplotlib's settings) is as it was afterwards: restoring an entry applies its."""
+    kernel in auto mode, against ``cache``; ``initial`` is what a fresh kernel's
+    namespace holds (IPython puts its own ``open`` there, which keys hash). The outside
+    state (random generators, matplotlib's settings) is as it was afterwards:
+    restoring an entry applies its. ``numbers`` are the cells' numbers as the reader
+    counts them (in a notebook with Markdown cells); default 1, 2, 3..."""
     walk = _Walk(cache, transform)
+    walk.namespace.update(initial or {})
+    walk.numbers = list(numbers) if numbers is not None else list(range(1, len(cells) + 1))
     before = Effects.now()
     try:
         with restoring_into(walk.namespace):
@@ -77,6 +88,7 @@ class _Walk:
         self.namespace: dict[str, Any] = {}
         self.unknown: dict[str, tuple[int, bool]] = {}  # name -> (cell, run outside the cache)
         self.rows: list[PlanRow] = []
+        self.numbers: list[int] = []
 
     def row(self, index: int, cell_id: str | None, raw: str) -> PlanRow | None:
         text = raw.strip()
@@ -91,16 +103,18 @@ class _Walk:
                 if magic != "await"
                 else "it awaits at its top level, so it runs as without nbcache"
             )
-            return PlanRow(index, cell_id, first, "run", (why,))
+            return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,))
         try:
             code = analyze(self.transform(raw))
         except SyntaxError:
-            return PlanRow(index, cell_id, first, "run", ("it does not parse",))
+            return PlanRow(
+                index, self.numbers[index], cell_id, first, "run", ("it does not parse",)
+            )
         first = code.first_line
         if code.uses_shell:
             self._unknown_after(index, code.binds, outside=True)
             why = "it calls IPython (a line magic, a shell escape), so it always runs"
-            return PlanRow(index, cell_id, first, "run", (why,))
+            return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,))
         identity = cell_id or f"cell: {first}"
         latest = self.cache.latest(identity)
         seconds = _seconds(latest)
@@ -110,10 +124,10 @@ class _Walk:
                 how = "computes outside the cache" if outside else "runs again"
                 self._unknown_after(index, {*code.binds, *_vars(latest)})
                 why = (
-                    f"it reads `{name}`, which cell {cell + 1} {how} "
+                    f"it reads `{name}`, which cell {self.numbers[cell]} {how} "
                     f"(it restores instead if `{name}` comes out as before)"
                 )
-                return PlanRow(index, cell_id, first, "run", (why,), seconds)
+                return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,), seconds)
         return self._keyed(index, cell_id, code, identity, latest, seconds)
 
     def _keyed(
@@ -130,14 +144,31 @@ class _Walk:
             ck = cell_key(code, self.namespace, identity=identity)
         except KeyPicklingError as exc:
             self._unknown_after(index, code.binds, outside=True)
-            return PlanRow(index, cell_id, first, "run", (f"it runs uncached: {exc}",), seconds)
+            return PlanRow(
+                index,
+                self.numbers[index],
+                cell_id,
+                first,
+                "run",
+                (f"it runs uncached: {exc}",),
+                seconds,
+            )
         unchanged = Unchanged()
-        ask = Ask(name=VALUE_NAME, validate=unchanged, fresh=intact, remember=False)
+        # As a fresh kernel would: what this kernel keeps in memory does not count.
+        ask = Ask(name=VALUE_NAME, validate=unchanged, fresh=intact, remember=False, memory=LRU(1))
         hit = self.cache.peek(ck.key, ask=ask)
         if hit is not None and self._bind(hit, ask):
             age = format_duration(max(0.0, time.time() - hit.info.created))
             why = f"its key matches the entry stored {age} ago"
-            return PlanRow(index, cell_id, first, "restore", (why,), hit.info.compute_seconds)
+            return PlanRow(
+                index,
+                self.numbers[index],
+                cell_id,
+                first,
+                "restore",
+                (why,),
+                hit.info.compute_seconds,
+            )
         if (
             latest is not None
             and latest.get("key") == ck.key
@@ -151,10 +182,10 @@ class _Walk:
             for name in latest.get("deleted", []):
                 self.namespace.pop(str(name), None)
             why = "running it is cheaper than storing and loading it; what it binds is known"
-            return PlanRow(index, cell_id, first, "run", (why,), seconds)
+            return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,), seconds)
         self._unknown_after(index, {*code.binds, *_vars(latest)})
         reasons = list(unchanged.stale) or explain(latest, ck.summary)
-        return PlanRow(index, cell_id, first, "run", tuple(reasons), seconds)
+        return PlanRow(index, self.numbers[index], cell_id, first, "run", tuple(reasons), seconds)
 
     def _bind(self, hit: Hit[Any], ask: Ask) -> bool:
         """Bind what a hit binds, as the run would; False if it cannot be read after all."""

@@ -8,9 +8,22 @@ from typing import Any
 from ..run.auto import AUTO_MAGIC, AutoMode, wraps
 from ..run.cell import CellCache
 
-__all__ = ["auto_off", "auto_on"]
+__all__ = ["auto_off", "auto_on", "transform_body"]
 
-_ON: dict[int, Any] = {}  # shell -> its transformer
+_ON: dict[int, Any] = {}  # shell -> its transformer and hooks
+_DEPTH: dict[int, list[int]] = {}  # shell -> how many cells (or bodies) it executes now
+
+
+def transform_body(shell: Any, source: str) -> str:
+    """Transform a magic's body as IPython does, never wrapping it in %%cache again."""
+    depth = _DEPTH.get(id(shell))
+    if depth is None:
+        return shell.transform_cell(source)  # type: ignore[no-any-return]
+    depth[0] += 1
+    try:
+        return shell.transform_cell(source)  # type: ignore[no-any-return]
+    finally:
+        depth[0] -= 1
 
 
 def auto_on(shell: Any, cells: CellCache, auto: AutoMode) -> None:
@@ -19,21 +32,37 @@ def auto_on(shell: Any, cells: CellCache, auto: AutoMode) -> None:
     if id(shell) in _ON:
         return
 
+    depth = _DEPTH.setdefault(id(shell), [0])  # a magic's body (%%time) is no cell
+
     def wrap(lines: list[str]) -> list[str]:
         # Runs after IPython's own clean-up (prompts, indentation), before it looks for
-        # a cell magic, so the cell reaches %%cache as typed.
-        if cells.auto is None or not wraps("".join(lines)):
+        # a cell magic, so the cell reaches %%cache as typed. A cell is transformed
+        # before it executes; a magic that transforms its body does so while it does.
+        if depth[0] or cells.auto is None or not wraps("".join(lines)):
             return lines
         return [AUTO_MAGIC + "\n", *lines]
 
-    wrap.nbcache_auto = True  # type: ignore[attr-defined]  # see IPythonShell.transform
+    def started() -> None:
+        depth[0] += 1
+
+    def ended() -> None:
+        depth[0] = max(0, depth[0] - 1)  # an early error may skip pre_execute, never post
+
     shell.input_transformers_cleanup.append(wrap)
-    _ON[id(shell)] = wrap
+    shell.events.register("pre_execute", started)
+    shell.events.register("post_execute", ended)
+    _ON[id(shell)] = (wrap, started, ended)
 
 
 def auto_off(shell: Any, cells: CellCache) -> None:
     """Back to caching only ``%%cache`` cells."""
     cells.auto = None
-    wrap = _ON.pop(id(shell), None)
-    if wrap is not None and wrap in shell.input_transformers_cleanup:
+    hooks = _ON.pop(id(shell), None)
+    _DEPTH.pop(id(shell), None)
+    if hooks is None:
+        return
+    wrap, started, ended = hooks
+    if wrap in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.remove(wrap)
+    shell.events.unregister("pre_execute", started)
+    shell.events.unregister("post_execute", ended)

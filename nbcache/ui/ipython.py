@@ -21,6 +21,7 @@ from typing import Any
 from ..run.output import NO_RESULT, UNSTORED, from_user_code
 from ..run.report import Card, CellReport
 from ..tasks.task import Task
+from .automode import transform_body
 from .status import publish_status
 from .widgets import make_card, widgets_wanted
 
@@ -43,15 +44,7 @@ class IPythonShell:
         return self.shell.display_pub
 
     def transform(self, cell: str) -> str:
-        # A body is transformed as a cell, but auto mode's own step must not wrap it again.
-        cleanup = self.shell.input_transformers_cleanup
-        ours = [t for t in cleanup if getattr(t, "nbcache_auto", False)]
-        for step in ours:
-            cleanup.remove(step)
-        try:
-            return self.shell.transform_cell(cell)  # type: ignore[no-any-return]
-        finally:
-            cleanup.extend(ours)
+        return transform_body(self.shell, cell)
 
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         self.shell.display_pub.publish(data=data, metadata=metadata or {})

@@ -278,13 +278,18 @@ class NbcacheMagics(Magics):
         return f"nbcache: auto mode on: every cell is cached as with %%cache; {rule}"
 
     def _cmd_plan(self, args: argparse.Namespace) -> str:
-        cells = None
+        cells = numbers = None
         if args.cells:
             with open(args.cells, encoding="utf-8") as f:
-                cells = [(c.get("id"), str(c["source"])) for c in json.load(f)]
+                given = json.load(f)
+            cells = [(c.get("id"), str(c["source"])) for c in given]
+            numbers = [int(c.get("number", i + 1)) for i, c in enumerate(given)]
         elif self.cells.auto is None or not self.cells.auto.cells:
             return "nbcache: no cell has run in auto mode yet: `%nbcache auto` first"
-        rows = self.cells.plan(cells)
+        # What IPython put in the namespace when it started, as a fresh kernel has it.
+        hidden = getattr(self.shell, "user_ns_hidden", {})
+        initial = {k: v for k, v in self.adapter.user_ns.items() if k in hidden}
+        rows = self.cells.plan(cells, initial, numbers)
         if args.json:
             with open(args.json, "w", encoding="utf-8") as f:
                 json.dump([dataclasses.asdict(row) for row in rows], f)

@@ -1,0 +1,175 @@
+"""``nbcache run`` on real notebooks in real kernels: a second run executes no cell body,
+an edit executes exactly the edited cell and its dependents, outputs are those of
+``jupyter execute``, the plan predicts the run, and parameters share upstream cells."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+# Each cell appends its number to runs.log when its body executes (a write is no input),
+# and takes a little time, as the cells worth caching do.
+CELLS = [
+    "import json\nimport numpy as np\nopen('runs.log', 'a').write('1\\n')",
+    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('2\\n')\n"
+    "raw = np.arange(200_000, dtype=float)",
+    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('3\\n')\nsquares = raw ** 2",
+    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('4\\n')\n"
+    "print('mean square', squares.mean())",
+    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('5\\n')\nhalf = raw / 2\nhalf[:3]",
+    "def summary(values):\n    open('runs.log', 'a').write('6\\n')\n"
+    "    return {'n': len(values), 'max': float(values.max())}",
+    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('7\\n')\nstats = summary(squares)\nstats",
+    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('8\\n')\n"
+    "report = json.dumps(stats)\nprint(report)",
+    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('9\\n')\ntail = half[-5:].tolist()\ntail",
+    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('10\\n')\n"
+    "from IPython.display import Markdown\nMarkdown(f'**{len(tail)}** values, {report}')",
+]
+
+
+def write_notebook(path: Path, cells: list[str], parameters: str | None = None) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# A notebook")]
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(nb, path)
+
+
+def nbcache_run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nbcache", "run", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def executed(folder: Path) -> list[str]:
+    """The cells whose bodies ran since the last call, in order."""
+    log = folder / "runs.log"
+    numbers = log.read_text().split() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return numbers
+
+
+def outputs(path: Path) -> list[Any]:
+    """What each code cell shows, as a reader sees it (no timings, no ids)."""
+    nb = nbformat.read(path, as_version=4)
+    out = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        shown = []
+        for output in cell.outputs:
+            output = dict(output)
+            output.pop("execution_count", None)
+            shown.append(json.dumps(output, sort_keys=True))
+        out.append((cell.execution_count, shown))
+    return out
+
+
+def jupyter_execute(folder: Path, name: str, out: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", "execute", name, f"--output={out}"],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NBCACHE_DIR", str(tmp_path / "store"))
+    return tmp_path
+
+
+def test_a_second_run_executes_no_cell_body_and_shows_what_jupyter_execute_shows(
+    folder: Path,
+) -> None:
+    write_notebook(folder / "nb.ipynb", CELLS)
+    jupyter_execute(folder, "nb.ipynb", "plain.ipynb")
+    every = ["1", "2", "3", "4", "5", "7", "6", "8", "9", "10"]  # cell 7 calls summary()
+    assert executed(folder) == every
+    first = nbcache_run(folder, "nb.ipynb", "-o", "first.ipynb")
+    assert first.returncode == 0, first.stderr
+    assert executed(folder) == every
+    second = nbcache_run(folder, "nb.ipynb", "-o", "second.ipynb")
+    assert second.returncode == 0, second.stderr
+    assert executed(folder) == []
+    assert "10 code cells, 10 restored, 0 ran" in second.stdout
+    plain = outputs(folder / "plain.ipynb")
+    assert outputs(folder / "first.ipynb") == plain
+    assert outputs(folder / "second.ipynb") == plain
+
+
+def test_an_edited_cell_executes_with_exactly_its_dependents_and_the_plan_says_so(
+    folder: Path,
+) -> None:
+    write_notebook(folder / "nb.ipynb", CELLS)
+    assert nbcache_run(folder, "nb.ipynb", "-o", "first.ipynb").returncode == 0
+    executed(folder)
+    nb = nbformat.read(folder / "nb.ipynb", as_version=4)
+    nb.cells[3].source = nb.cells[3].source.replace("raw ** 2", "raw ** 3")  # squares changes
+    nbformat.write(nb, folder / "nb.ipynb")  # as an editor saves it: the cells keep their ids
+    plan = nbcache_run(folder, "nb.ipynb", "--plan")
+    assert plan.returncode == 0, plan.stderr
+    actions = [
+        line.split("`: ")[1].split(" ")[0].rstrip(":")
+        for line in plan.stdout.splitlines()
+        if line.startswith("cell ")
+    ]
+    restore, run_ = "restore", "run"
+    assert actions == [restore, restore, run_, run_, restore, restore, run_, run_, restore, run_]
+    assert "the cell's code changed" in plan.stdout
+    assert "it reads `squares`, which cell 4 runs again" in plan.stdout  # after the Markdown
+    assert executed(folder) == []  # planning ran no body
+    run = nbcache_run(folder, "nb.ipynb", "-o", "edited.ipynb")
+    assert run.returncode == 0, run.stderr
+    # the edited cell, the cells that read what it made, and summary() called again by 7
+    assert executed(folder) == ["3", "4", "7", "6", "8", "10"]
+    ran = [n for n, action in enumerate(actions, start=1) if action == "run"]
+    assert ran == [3, 4, 7, 8, 10]
+    jupyter_execute(folder, "nb.ipynb", "plain.ipynb")
+    assert outputs(folder / "edited.ipynb") == outputs(folder / "plain.ipynb")
+
+
+def test_parameters_share_the_cells_upstream_of_their_first_use(folder: Path) -> None:
+    cells = [
+        "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('a\\n')\n"
+        "base = list(range(1000))",
+        "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('b\\n')\n"
+        "scaled = [v * alpha for v in base]\nsum(scaled)",
+    ]
+    write_notebook(folder / "sweep.ipynb", cells, parameters="alpha = 1")
+    for value, expected in (("2", ["a", "b"]), ("3", ["b"]), ("2", [])):
+        run = nbcache_run(folder, "sweep.ipynb", "-p", "alpha", value, "-o", f"out{value}.ipynb")
+        assert run.returncode == 0, run.stderr
+        assert executed(folder) == expected
+        nb = nbformat.read(folder / f"out{value}.ipynb", as_version=4)
+        assert nb.cells[2].metadata["tags"] == ["injected-parameters"]
+        assert nb.cells[-1].outputs[0]["data"]["text/plain"] == str(sum(range(1000)) * int(value))
+
+
+def test_a_failing_cell_stops_the_run_with_exit_status_1_and_its_traceback_kept(
+    folder: Path,
+) -> None:
+    write_notebook(folder / "bad.ipynb", ["x = 1", "1 / 0", "y = 2"])
+    run = nbcache_run(folder, "bad.ipynb")
+    assert run.returncode == 1
+    assert "ZeroDivisionError" in run.stderr and "stopped" in run.stderr
+    nb = nbformat.read(folder / "bad.ipynb", as_version=4)
+    assert nb.cells[2].outputs[0]["ename"] == "ZeroDivisionError"  # written in place
+    missing = nbcache_run(folder, "nothing.ipynb")
+    assert missing.returncode == 2 and "no notebook at nothing.ipynb" in missing.stderr

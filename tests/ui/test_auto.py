@@ -1,0 +1,237 @@
+"""Auto mode in a fresh InteractiveShell per test: every cell cached, cheap ones kept in
+memory, hits restored from their headers alone and values loaded only when needed,
+and a plan that says what a run will do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from nbcache.cache.default import default_cache, set_default_cache
+from nbcache.keys.recorded import Recorded
+from nbcache.run.auto import AutoMode, fixed_cost, wraps
+from nbcache.run.cell import CellCache
+from tests.shells import close_shell, new_shell
+
+SLOW = "__import__('time').sleep(0.01)\n"  # a body worth storing under the cost rule
+
+
+class Calls:
+    """Counts runs of a body without being one of its inputs (it hashes as nothing)."""
+
+    runs = 0
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (Calls, ())
+
+
+@pytest.fixture
+def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Opens shells on one store, one after the other, as kernel restarts do."""
+    monkeypatch.chdir(tmp_path)
+    shells: list[InteractiveShell] = []
+
+    def open_shell(auto: str = "%nbcache auto") -> InteractiveShell:
+        if shells:
+            close_shell(shells.pop())
+        set_default_cache(None)  # a new kernel: nothing in memory
+        shell = new_shell(tmp_path)
+        shell.run_line_magic("nbcache", auto.removeprefix("%nbcache "))
+        shells.append(shell)
+        return shell
+
+    yield open_shell
+    if shells:
+        close_shell(shells.pop())
+
+
+def run(shell: InteractiveShell, cell: str) -> Any:
+    result = shell.run_cell(cell, store_history=True)
+    if result.error_before_exec or result.error_in_exec:
+        raise result.error_before_exec or result.error_in_exec  # type: ignore[misc]
+    return result.result
+
+
+def cells_of(shell: InteractiveShell) -> CellCache:
+    cells: CellCache = shell.magics_manager.registry["NbcacheMagics"].cells
+    return cells
+
+
+def outcomes(shell: InteractiveShell) -> list[str]:
+    auto = cells_of(shell).auto
+    assert auto is not None
+    return [o["outcome"] for o in auto.outcomes]
+
+
+NOTEBOOK = [
+    SLOW + "a = list(range(1000))",
+    SLOW + "b = [x * 2 for x in a]",
+    SLOW + "c = sum(b)\nc",
+    SLOW + "d = {'n': len(a)}",
+]
+
+
+def test_every_cell_is_cached_and_a_restart_restores_them(session: Any) -> None:
+    shell = session()
+    for cell in NOTEBOOK:
+        run(shell, cell)
+    assert outcomes(shell) == ["ran"] * 4
+    shell = session()
+    results = [run(shell, cell) for cell in NOTEBOOK]
+    assert outcomes(shell) == ["restored"] * 4
+    assert shell.user_ns["c"] == sum(x * 2 for x in range(1000)) == results[2]
+    assert shell.user_ns["d"] == {"n": 1000}
+
+
+def test_nocache_other_cell_magics_and_awaiting_cells_run_as_usual(session: Any) -> None:
+    shell = session()
+    shell.user_ns["Calls"] = Calls
+    for _ in range(2):
+        run(shell, "%%nocache\nCalls.runs += 1")
+        run(shell, "%%capture\nCalls.runs += 1")
+    assert Calls.runs == 4
+    assert outcomes(shell) == []  # none of them went through %%cache
+    assert not wraps("%%time\nx = 1") and not wraps("   \n") and not wraps("await f()")
+    assert wraps("x = 1") and wraps("async def f():\n    await g()")
+
+
+def test_line_magics_and_shell_escapes_run_uncached_and_say_nothing(
+    session: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell = session()
+    run(shell, "%env NBCACHE_PROBE=1")
+    run(shell, "n = 5\n%env NBCACHE_PROBE")
+    assert outcomes(shell) == ["uncached", "uncached"]
+    assert "nbcache" not in capsys.readouterr().err
+
+
+def test_a_cheap_cell_is_kept_in_memory_only_and_its_dependents_still_restore(
+    session: Any,
+) -> None:
+    shell = session()
+    run(shell, "alpha = 3")
+    run(shell, SLOW + "beta = alpha * 2")
+    stored = {r.first_line for r in default_cache().records()}
+    assert "alpha = 3" not in stored and "__import__('time').sleep(0.01)" in stored
+    shell = session()
+    run(shell, "alpha = 3")
+    run(shell, SLOW + "beta = alpha * 2")
+    assert outcomes(shell) == ["ran", "restored"]
+    assert shell.user_ns["beta"] == 6
+
+
+def test_the_cost_rule_weighs_the_bytes_to_store() -> None:
+    auto = AutoMode()
+    entry = {"vars": {"x": 1}, "plain": ["x"]}
+    assert not auto.admit(entry, 1_000, 0.001)
+    assert auto.admit(entry, 1_000, 0.01)
+    # a cell that ran 0.1 s but binds a gigabyte is cheaper to run again
+    assert not auto.admit(entry, 1 << 30, 0.1)
+    assert fixed_cost(1 << 30) > 0.1
+    assert AutoMode(min_seconds=0.0).admit(entry, 1 << 30, 0.0)
+
+
+def test_a_cell_that_defines_a_function_or_imports_is_always_stored(session: Any) -> None:
+    shell = session()
+    run(shell, "def f(x):\n    return x + 1")
+    run(shell, "import json")
+    stored = {r.first_line for r in default_cache().records()}
+    assert {"def f(x):", "import json"} <= stored
+
+
+def test_a_lazy_run_loads_nothing_for_hits_and_only_what_an_edited_cell_reads(
+    session: Any,
+) -> None:
+    shell = session()
+    for cell in NOTEBOOK:
+        run(shell, cell)
+    shell = session("%nbcache auto --lazy")
+    for cell in NOTEBOOK[:-1]:
+        run(shell, cell)
+    assert outcomes(shell) == ["restored"] * 3
+    assert all(type(shell.user_ns[n]) is Recorded for n in "abc")
+    run(shell, SLOW + "e = len(b)")  # an edited last cell
+    assert shell.user_ns["e"] == 1000
+    auto = cells_of(shell).auto
+    assert auto is not None
+    assert auto.outcomes[-1]["outcome"] == "ran"
+    assert auto.outcomes[-1]["loaded"] == ["b"]
+    assert type(shell.user_ns["a"]) is Recorded and type(shell.user_ns["c"]) is Recorded
+
+
+def test_a_running_cell_loads_the_globals_of_the_functions_it_calls(session: Any) -> None:
+    shell = session()
+    run(shell, SLOW + "data = [1, 2, 3]")
+    run(shell, SLOW + "other = [4]")
+    run(shell, "def total():\n    return sum(data)")
+    shell = session("%nbcache auto --lazy")
+    run(shell, SLOW + "data = [1, 2, 3]")
+    run(shell, SLOW + "other = [4]")
+    run(shell, "def total():\n    return sum(data)")
+    assert run(shell, "total() + 1") == 7
+    auto = cells_of(shell).auto
+    assert auto is not None
+    assert auto.outcomes[-1]["loaded"] == ["data"]
+    assert type(shell.user_ns["other"]) is Recorded
+
+
+def test_a_cell_that_may_reach_any_name_loads_everything(session: Any) -> None:
+    shell = session()
+    run(shell, SLOW + "x = 41")
+    run(shell, SLOW + "y = 1")
+    shell = session("%nbcache auto --lazy")
+    run(shell, SLOW + "x = 41")
+    run(shell, SLOW + "y = 1")
+    assert run(shell, "eval('x + y')") == 42
+    assert shell.user_ns["x"] == 41 and shell.user_ns["y"] == 1
+
+
+def test_a_result_restored_lazily_is_loaded_for_ipythons_history_names(session: Any) -> None:
+    shell = session()
+    run(shell, SLOW + "[1, 2, 3]")
+    shell = session("%nbcache auto --lazy")
+    run(shell, SLOW + "[1, 2, 3]")
+    assert run(shell, "_ + [4]") == [1, 2, 3, 4]
+
+
+def test_a_value_holding_notebook_code_restores_in_full(session: Any) -> None:
+    shell = session()
+    run(shell, SLOW + "scale = 10")
+    run(shell, "def f(v):\n    return v * scale")
+    run(shell, SLOW + "callbacks = {'f': f}")
+    shell = session("%nbcache auto --lazy")
+    run(shell, SLOW + "scale = 10")
+    run(shell, "def f(v):\n    return v * scale")
+    run(shell, SLOW + "callbacks = {'f': f}")
+    assert type(shell.user_ns["callbacks"]) is dict  # not a stand-in: it calls into the notebook
+    assert run(shell, "callbacks['f'](2)") == 20
+
+
+def test_the_plan_says_what_a_run_then_does(session: Any) -> None:
+    shell = session()
+    for cell in NOTEBOOK:
+        run(shell, cell)
+    edited = [*NOTEBOOK]
+    edited[1] = SLOW + "b = [x * 3 for x in a]"
+    rows = cells_of(shell).plan([(None, cell) for cell in edited])
+    assert [r.action for r in rows] == ["restore", "run", "run", "restore"]
+    assert rows[1].reasons == ("the cell's code changed",)
+    assert "reads `b`, which cell 2 runs again" in rows[2].reasons[0]
+    shell = session("%nbcache auto --lazy")
+    for cell in edited:
+        run(shell, cell)
+    assert outcomes(shell) == ["restored", "ran", "ran", "restored"]
+
+
+def test_the_plan_of_the_cells_run_so_far(session: Any) -> None:
+    shell = session()
+    run(shell, SLOW + "a = 1")
+    run(shell, "b = a + 1")
+    shell.run_line_magic("nbcache", "plan")
+    text = "\n".join(row.line() for row in cells_of(shell).plan())
+    assert "cell 1 `__import__('time').sleep(0.01)`: restore" in text
+    assert "cell 2 `b = a + 1`: run" in text and "cheaper than storing" in text
