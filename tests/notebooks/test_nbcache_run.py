@@ -25,10 +25,12 @@ CELLS = [
     "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('5\\n')\nhalf = raw / 2\nhalf[:3]",
     "def summary(values):\n    open('runs.log', 'a').write('6\\n')\n"
     "    return {'n': len(values), 'max': float(values.max())}",
-    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('7\\n')\nstats = summary(squares)\nstats",
+    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('7\\n')\n"
+    "stats = summary(squares)\nstats",
     "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('8\\n')\n"
     "report = json.dumps(stats)\nprint(report)",
-    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('9\\n')\ntail = half[-5:].tolist()\ntail",
+    "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('9\\n')\n"
+    "tail = half[-5:].tolist()\ntail",
     "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('10\\n')\n"
     "from IPython.display import Markdown\nMarkdown(f'**{len(tail)}** values, {report}')",
 ]
