@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import gc
 import json
+import re
 import types
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -103,7 +104,7 @@ def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded
     if code is None or _reaches_anything(_source_names(code.source)):
         return None
     found: dict[int, Recorded] = {}
-    todo = list(code.reads) + list(_deleted(code.source))
+    todo = [*code.reads, *_deleted(code.source), *_named_in_strings(code.source)]
     seen: set[str] = set()
     while todo:
         name = todo.pop()
@@ -156,7 +157,8 @@ def _code_within(value: Any) -> list[Any] | None:
 
 
 def _source_names(source: str) -> set[str]:
-    """The names a cell's code reads, and its attribute names (``sys.modules``)."""
+    """The names a cell's code reads, its attribute names (``sys.modules``) and the
+    modules it imports from (``from __main__ import x``)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -165,7 +167,27 @@ def _source_names(source: str) -> set[str]:
         n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
     }
     names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     return names
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _named_in_strings(source: str) -> set[str]:
+    """Identifiers inside the cell's string constants: a formula (``"y ~ f(x)"``), a
+    ``DataFrame.query("a > @limit")`` or an ``eval`` string reads names by looking
+    them up in the caller's namespace, which no name in the code shows."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.update(_IDENTIFIER.findall(node.value[:100_000]))
+    return found
 
 
 def _reaches_anything(names: Iterable[str]) -> bool:
@@ -208,7 +230,11 @@ def _names_used(value: Any) -> set[str]:
             todo.append(obj.__code__)
         elif isinstance(obj, types.CodeType):
             names.update(obj.co_names)
-            todo.extend(c for c in obj.co_consts if isinstance(c, types.CodeType))
+            for const in obj.co_consts:
+                if isinstance(const, types.CodeType):
+                    todo.append(const)
+                elif isinstance(const, str):  # a formula or query it passes on
+                    names.update(_IDENTIFIER.findall(const[:100_000]))
     return names
 
 

@@ -235,3 +235,24 @@ def test_the_plan_of_the_cells_run_so_far(session: Any) -> None:
     text = "\n".join(row.line() for row in cells_of(shell).plan())
     assert "cell 1 `__import__('time').sleep(0.01)`: restore" in text
     assert "cell 2 `b = a + 1`: run" in text and "cheaper than storing" in text
+
+
+def test_names_a_cell_passes_in_strings_are_loaded(session: Any) -> None:
+    """pandas' query and eval, and formulas, look names up in the caller's namespace."""
+    cells = [SLOW + "limit = 1", SLOW + "import pandas as pd\nframe = pd.DataFrame({'a': [1, 2]})"]
+    shell = session()
+    for cell in cells:
+        run(shell, cell)
+    shell = session("%nbcache auto --lazy")
+    for cell in cells:
+        run(shell, cell)
+    assert type(shell.user_ns["limit"]) is Recorded
+    assert run(shell, "frame.query('a > @limit')['a'].tolist()") == [2]
+
+
+def test_a_cell_importing_from_main_loads_everything(session: Any) -> None:
+    shell = session()
+    run(shell, SLOW + "x = 5")
+    shell = session("%nbcache auto --lazy")
+    run(shell, SLOW + "x = 5")
+    assert run(shell, "from __main__ import x as y\ny + 1") == 6
