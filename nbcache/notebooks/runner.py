@@ -23,6 +23,7 @@ from ..ui.tutorial import kernel_manager_class, launch_options
 from .params import inject
 
 __all__ = [
+    "KERNEL_ARGUMENTS",
     "CellOutcome",
     "RunSummary",
     "absolute_store",
@@ -72,6 +73,14 @@ class RunSummary:
         if self.error:
             text += f"; stopped: {self.error}"
         return text
+
+
+# The kernel loads nbcache as it starts, but not as an IPython extension by name: a
+# notebook's own `%load_ext nbcache` would then print "already loaded", an output
+# a plain run does not have. Loading twice is a no-op, so that cell stays silent.
+KERNEL_ARGUMENTS = [
+    "--IPKernelApp.exec_lines=__import__('nbcache.ui.extension').ui.extension.load(get_ipython())"
+]
 
 
 def kernel_environment(
@@ -171,7 +180,7 @@ def execute(
     None, or the one line that says why it stopped."""
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    options: dict[str, Any] = {"extra_arguments": ["--ext=nbcache"]}
+    options: dict[str, Any] = {"extra_arguments": KERNEL_ARGUMENTS}
     if kernel:
         options["kernel_name"] = kernel
     else:

@@ -321,8 +321,9 @@ class CellCache:
     def _note(
         self, options: CellOptions, outcome: str, *, hit: Hit[Any] | None = None, **more: Any
     ) -> None:
-        """What an auto-mode cell did, for ``nbcache run``'s summary and ``%nbcache plan``."""
-        if not options.auto or self.auto is None:
+        """What a cell did while auto mode is on (a ``%%cache`` cell of the notebook too),
+        for ``nbcache run``'s summary."""
+        if self.auto is None:
             return
         loaded, self.loaded = self.loaded, []
         record = {"cell_id": self.shell.cell_id, "outcome": outcome, "loaded": loaded, **more}

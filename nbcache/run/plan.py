@@ -14,6 +14,7 @@ says so; it never says restore for a cell that then runs).
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,14 @@ class _Walk:
         if not text:
             return None  # an empty cell is not run
         first = text.splitlines()[0][:80]
+        explicit = _explicit_cache(text)
+        if explicit is not None:
+            name, force, ignore, body = explicit
+            if force:
+                self._unknown_after(index, self._body_binds(raw))
+                forced = ("it is run with -f",)
+                return PlanRow(index, self.numbers[index], cell_id, first, "run", forced)
+            return self._cell(index, cell_id, body, name, tuple(ignore))
         if not wraps(raw):
             magic = first.split()[0] if first.startswith("%%") else "await"
             self._unknown_after(index, self._body_binds(raw), outside=True)
@@ -104,18 +113,25 @@ class _Walk:
                 else "it awaits at its top level, so it runs as without nbcache"
             )
             return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,))
+        return self._cell(index, cell_id, raw, None, ())
+
+    def _cell(
+        self, index: int, cell_id: str | None, raw: str, name: str | None, ignore: tuple[str, ...]
+    ) -> PlanRow:
+        """The row of a cell %%cache runs: from auto mode (``name`` None) or the notebook's."""
+        first = raw.strip().splitlines()[0][:80] if raw.strip() else ""
         try:
             code = analyze(self.transform(raw))
         except SyntaxError:
             return PlanRow(
                 index, self.numbers[index], cell_id, first, "run", ("it does not parse",)
             )
-        first = code.first_line
-        if code.uses_shell:
+        if code.uses_shell:  # its own first line, not IPython's call of the magic
             self._unknown_after(index, code.binds, outside=True)
             why = "it calls IPython (a line magic, a shell escape), so it always runs"
             return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,))
-        identity = cell_id or f"cell: {first}"
+        first = code.first_line
+        identity = name or cell_id or f"cell: {first}"
         latest = self.cache.latest(identity)
         seconds = _seconds(latest)
         for name in code.reads:
@@ -128,7 +144,7 @@ class _Walk:
                     f"(it restores instead if `{name}` comes out as before)"
                 )
                 return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,), seconds)
-        return self._keyed(index, cell_id, code, identity, latest, seconds)
+        return self._keyed(index, cell_id, code, identity, latest, seconds, ignore)
 
     def _keyed(
         self,
@@ -138,10 +154,11 @@ class _Walk:
         identity: str,
         latest: dict[str, Any] | None,
         seconds: float | None,
+        ignore: tuple[str, ...] = (),
     ) -> PlanRow:
         first = code.first_line
         try:
-            ck = cell_key(code, self.namespace, identity=identity)
+            ck = cell_key(code, self.namespace, identity=identity, ignore=ignore)
         except KeyPicklingError as exc:
             self._unknown_after(index, code.binds, outside=True)
             return PlanRow(
@@ -215,6 +232,32 @@ class _Walk:
             return analyze(self.transform(body)).binds
         except Exception:  # noqa: BLE001 - not Python (%%bash): it binds nothing we know of
             return frozenset()
+
+
+def _explicit_cache(text: str) -> tuple[str | None, bool, list[str], str] | None:
+    """A ``%%cache`` cell of the notebook: its name, -f, --ignore and its body; None
+    for any other cell. Its other options say how it shows or where it runs, not
+    whether it restores."""
+    line, _, body = text.partition("\n")
+    words = line.split()
+    if not words or words[0] != "%%cache":
+        return None
+    try:
+        parts = shlex.split(line)[1:]
+    except ValueError:
+        parts = words[1:]
+    name, force, ignore = None, False, []
+    for i, part in enumerate(parts):
+        if part in ("-n", "--name") and i + 1 < len(parts):
+            name = parts[i + 1]
+        elif part in ("-f", "--force"):
+            force = True
+        elif part == "--ignore":
+            for value in parts[i + 1 :]:
+                if value.startswith("-"):
+                    break
+                ignore.append(value)
+    return name, force, ignore, body
 
 
 def _seconds(latest: dict[str, Any] | None) -> float | None:

@@ -175,3 +175,23 @@ def test_a_failing_cell_stops_the_run_with_exit_status_1_and_its_traceback_kept(
     assert nb.cells[2].outputs[0]["ename"] == "ZeroDivisionError"  # written in place
     missing = nbcache_run(folder, "nothing.ipynb")
     assert missing.returncode == 2 and "no notebook at nothing.ipynb" in missing.stderr
+
+
+def test_a_notebook_that_uses_nbcache_itself_runs_as_it_does_alone(folder: Path) -> None:
+    cells = [
+        "%load_ext nbcache",
+        "%%cache -n setup\n__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('s\\n')\n"
+        "base = 21",
+        "__import__('time').sleep(0.02)\nopen('runs.log', 'a').write('d\\n')\ndoubled = base * 2",
+    ]
+    write_notebook(folder / "own.ipynb", cells)
+    assert nbcache_run(folder, "own.ipynb", "-o", "first.ipynb").returncode == 0
+    nb = nbformat.read(folder / "first.ipynb", as_version=4)
+    assert nb.cells[1].outputs == []  # no "already loaded": a plain run shows nothing
+    assert executed(folder) == ["s", "d"]
+    plan = nbcache_run(folder, "own.ipynb", "--plan")
+    assert "cell 3 `__import__('time').sleep(0.02)`: restore" in plan.stdout  # the %%cache cell
+    assert "cell 2 `%load_ext nbcache`: run" in plan.stdout
+    second = nbcache_run(folder, "own.ipynb")
+    assert executed(folder) == []
+    assert "3 code cells, 2 restored, 1 ran" in second.stdout
