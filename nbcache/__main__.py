@@ -110,6 +110,34 @@ def cmd_run(_cache: Cache | None, args: argparse.Namespace) -> int:
     return 1 if summary.error else 0
 
 
+def cmd_run_each(cache: Cache | None, args: argparse.Namespace) -> int:
+    """``nbcache run A.ipynb B.ipynb``: each in turn, as pre-commit passes every file it
+    matched; every notebook runs even after one fails, and the worst status is returned."""
+    if len(args.notebook) > 1 and args.output:
+        print("nbcache: -o names one executed notebook; run one notebook with it", file=sys.stderr)
+        return 2
+    from .notebooks.inplace import keep_if_unchanged, read_bytes
+
+    status = 0
+    for path in args.notebook:
+        if len(args.notebook) > 1:
+            print(path)
+        before = None if args.plan or args.output else read_bytes(path)
+        status = max(status, cmd_run(cache, argparse.Namespace(**{**vars(args), "notebook": path})))
+        if before is not None:
+            keep_if_unchanged(path, before)  # a re-run that restored all leaves no diff
+    return status
+
+
+def cmd_kernel(_cache: Cache | None, args: argparse.Namespace) -> int:
+    from .notebooks.kernelspec import install
+
+    prefix = sys.prefix if args.sys_prefix else args.prefix
+    dest = install(name=args.name, display_name=args.display_name, user=args.user, prefix=prefix)
+    print(f"installed the kernelspec {args.name!r} in {dest}")
+    return 0
+
+
 def _program() -> str:
     """The command as the user typed it: ``nbcache`` (the script) or ``python -m nbcache``."""
     name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
@@ -163,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run a notebook headless, cell by cell from the cache: only changed cells execute",
     )
-    run.add_argument("notebook", help="the .ipynb to run")
+    run.add_argument("notebook", nargs="+", help="the .ipynb to run (several run in turn)")
     run.add_argument(
         "-o", "--output", help="where to write the executed notebook (default: in place)"
     )
@@ -193,7 +221,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="say what a run would do for each cell, and why, without running any",
     )
-    run.set_defaults(run=cmd_run)
+    run.set_defaults(run=cmd_run_each)
+    kernel = sub.add_parser("kernel", help="the nbcache kernel, for tools that run notebooks")
+    kernel_sub = kernel.add_subparsers(dest="kernel_command", required=True)
+    install = kernel_sub.add_parser(
+        "install", help="install a kernelspec that caches every cell (NBCACHE_AUTO=1)"
+    )
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="for this user only")
+    where.add_argument("--sys-prefix", action="store_true", help="in this environment (sys.prefix)")
+    where.add_argument("--prefix", help="under PREFIX/share/jupyter/kernels")
+    install.add_argument("--name", default="nbcache", help="the kernel's name (default: nbcache)")
+    install.add_argument(
+        "--display-name", default="Python 3 (nbcache)", help="the name a notebook UI shows"
+    )
+    install.set_defaults(run=cmd_kernel)
     return parser
 
 
@@ -219,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with _one_line_warnings():
         try:
-            cache = None if args.command in ("demo", "tutorial", "run") else default_cache()
+            cache = (
+                None if args.command in ("demo", "tutorial", "run", "kernel") else default_cache()
+            )
             if cache is not None and (cache.store is None or unusable_settings()):
                 return 1  # a setting or the store cannot be used: its one line said why
             return int(args.run(cache, args))

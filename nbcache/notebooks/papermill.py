@@ -1,0 +1,189 @@
+"""papermill's engine ``nbcache``: ``papermill --engine nbcache in.ipynb out.ipynb -p a 1``.
+
+papermill finds it through the ``papermill.engine`` entry point. It runs the
+notebook as papermill's own nbclient engine does (the same progress bar, output
+saving, error cell and metadata), with three differences: the kernel loads
+nbcache at start with ``NBCACHE_AUTO=lazy``, so every code
+cell is looked up by its key and restores when it hits; each cell is sent with
+its id, so the kernel names cells stably; and the cell papermill injects the
+parameters in gets a stable id instead of a new random one each run. A
+parameter sweep thus executes only the cells from a parameter's first use on.
+
+papermill is imported only when the engine runs, so nbcache works without it.
+From Python, ``papermill.execute_notebook(..., engine_name="nbcache", store=URL)``
+names the store (default: ``NBCACHE_DIR``, or ``.nbcache`` in the kernel's folder).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any
+
+from ..errors import CacheError
+from .runner import absolute_store, kernel_environment
+
+__all__ = ["NbcacheEngine", "NotAPythonKernel", "name_cells", "with_cell_ids"]
+
+INJECTED_ID = "injected-parameters"
+# The kernel loads nbcache as it starts, as ``nbcache run``'s does, but not as an IPython
+# extension by name (``--ext=nbcache``): a notebook's own ``%load_ext nbcache`` would then
+# print "already loaded", an output papermill's own engine does not give. Loading twice
+# is a no-op, so that cell stays silent.
+LOAD_NBCACHE = (
+    "--IPKernelApp.exec_lines=__import__('nbcache.ui.extension').ui.extension.load(get_ipython())"
+)
+
+
+class NotAPythonKernel(CacheError):
+    """The notebook's kernel is not a Python kernel, which nbcache cannot load into."""
+
+
+class NbcacheEngine:
+    """papermill's engine interface, delegating to an nbclient engine made on first use
+    (papermill's ``Engine`` classes cannot be subclassed before papermill is imported)."""
+
+    @classmethod
+    def execute_notebook(cls, nb: Any, kernel_name: str, **kwargs: Any) -> Any:
+        return _engine().execute_notebook(nb, kernel_name, **kwargs)
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, **kwargs: Any) -> Any:
+        return _engine().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    @classmethod
+    def nb_kernel_name(cls, nb: Any, name: str | None = None) -> Any:
+        return _engine().nb_kernel_name(nb, name)
+
+    @classmethod
+    def nb_language(cls, nb: Any, language: str | None = None) -> Any:
+        return _engine().nb_language(nb, language)
+
+
+@functools.cache
+def _engine() -> Any:
+    engines: Any = importlib.import_module("papermill.engines")  # untyped
+    clientwrap: Any = importlib.import_module("papermill.clientwrap")
+    utils: Any = importlib.import_module("papermill.utils")
+    client_class = with_cell_ids(clientwrap.PapermillNotebookClient)
+
+    class Engine(engines.NBClientEngine):  # type: ignore[misc]  # papermill is untyped
+        @classmethod
+        def execute_managed_notebook(
+            cls,
+            nb_man: Any,
+            kernel_name: str,
+            log_output: bool = False,
+            stdout_file: Any = None,
+            stderr_file: Any = None,
+            start_timeout: int = 60,
+            execution_timeout: int | None = None,
+            store: str | None = None,
+            lazy: bool = True,
+            **kwargs: Any,
+        ) -> Any:
+            # papermill's own NBClientEngine.execute_managed_notebook, argument for argument,
+            # so every option papermill passes means what it means there.
+            kwargs = utils.remove_args(["input_path"], **kwargs)
+            safe_kwargs = utils.remove_args(["timeout", "startup_timeout"], **kwargs)
+            extra = [str(a) for a in safe_kwargs.pop("extra_arguments", None) or []]
+            final_kwargs = utils.merge_kwargs(
+                safe_kwargs,
+                timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=engines.logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+                extra_arguments=[*extra, LOAD_NBCACHE],
+            )
+            _require_python(kernel_name)
+            name_cells(nb_man.nb)
+            # The kernel's environment is this process's (papermill runs the kernel in its
+            # own folder, or --cwd, where a relative NBCACHE_DIR then points too).
+            env = kernel_environment(store=absolute_store(store), lazy=lazy)
+            return client_class(nb_man, **final_kwargs).execute(env=env)
+
+    return Engine
+
+
+def name_cells(nb: Any) -> None:
+    """Give every cell an id: the one papermill injected a stable one (papermill makes a
+    random one each run, which would name the cell anew in ``why`` and the plan), and a
+    cell of a notebook older than nbformat 4.5 its place."""
+    used = {str(c.get("id")) for c in nb.cells if c.get("id")}
+    for index, cell in enumerate(nb.cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if isinstance(tags, list) and INJECTED_ID in tags and INJECTED_ID not in used:
+            used.discard(str(cell.get("id")))
+            cell["id"] = INJECTED_ID
+            used.add(INJECTED_ID)
+        elif not cell.get("id"):
+            cell["id"] = f"cell-{index}"
+
+
+def _require_python(kernel_name: str) -> None:
+    """nbcache's start-up argument means nothing to another language's kernel (and may
+    stop it starting): say so at once rather than fail obscurely."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        language = KernelSpecManager().get_kernel_spec(kernel_name).language
+    except NoSuchKernel:
+        return  # papermill says so in its own words
+    if language and str(language).lower() != "python":
+        raise NotAPythonKernel(
+            f"the kernel {kernel_name!r} runs {language}; nbcache caches Python kernels only "
+            "(run this notebook with papermill's default engine)"
+        )
+
+
+def with_cell_ids(base: type[Any]) -> type[Any]:
+    """A subclass of the nbclient client ``base`` that sends each cell's id with its
+    execute request, as JupyterLab does (nbclient sends none), so the kernel can name
+    the cell."""
+
+    run_sync: Any = importlib.import_module("nbclient.util").run_sync  # untyped
+
+    class CellIdClient(base):  # type: ignore[misc]  # nbclient is untyped
+        current_id: str | None = None
+
+        async def async_execute_cell(self, cell: Any, cell_index: int, *a: Any, **kw: Any) -> Any:
+            self.current_id = cell.get("id")
+            return await super().async_execute_cell(cell, cell_index, *a, **kw)
+
+        async def async_start_new_kernel_client(self) -> Any:
+            kc = await super().async_start_new_kernel_client()
+            client = self
+
+            def execute(
+                code: str,
+                silent: bool = False,
+                store_history: bool = True,
+                user_expressions: Any = None,
+                allow_stdin: bool | None = None,
+                stop_on_error: bool = True,
+            ) -> str:
+                content = {
+                    "code": code,
+                    "silent": silent,
+                    "store_history": store_history,
+                    "user_expressions": user_expressions or {},
+                    "allow_stdin": kc.allow_stdin if allow_stdin is None else allow_stdin,
+                    "stop_on_error": stop_on_error,
+                }
+                metadata = {"cellId": client.current_id} if client.current_id else {}
+                msg = kc.session.msg("execute_request", content, metadata=metadata)
+                kc.shell_channel.send(msg)
+                return str(msg["header"]["msg_id"])
+
+            kc.execute = execute
+            return kc
+
+        # nbclient binds its blocking methods to its own coroutines when the class is made;
+        # papermill calls the blocking ones, so bind them to these again.
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
+        execute_cell = run_sync(async_execute_cell)
+
+    return CellIdClient

@@ -1,0 +1,108 @@
+"""``papermill --engine nbcache``, run by the real papermill: a sweep over a parameter
+restores the cells upstream of its first use and executes the rest, with the outputs
+papermill's own engine gives."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import papermill as pm
+import pytest
+
+from nbcache import CacheError
+from nbcache.notebooks.papermill import NbcacheEngine
+
+from .clients import client_env, executed, outcomes, shown, write_notebook
+
+# Each body appends its name to runs.log when it executes (a write is no input).
+CELLS = [
+    ("setup", "%load_ext nbcache"),  # the kernel has it already: this must stay silent
+    ("params", "alpha = 0.1"),
+    ("load", "import json\nopen('runs.log', 'a').write('load\\n')\nraw = list(range(1000))"),
+    ("total", "open('runs.log', 'a').write('total\\n')\ntotal = sum(raw)\nprint('total', total)"),
+    ("scaled", "open('runs.log', 'a').write('scaled\\n')\nscaled = total * alpha\nscaled"),
+    ("report", "open('runs.log', 'a').write('report\\n')\nprint(json.dumps({'a': alpha}))"),
+]
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """papermill, in this process, starts its kernels with this process's environment:
+    make it the test's own."""
+    env = client_env(tmp_path)
+    for name in list(os.environ):
+        if name not in env:
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+def papermill(folder: Path, source: str, out: str, engine: str | None, **parameters: Any) -> None:
+    """papermill's Python API, as a script calls it (its CLI calls the same function)."""
+    pm.execute_notebook(
+        str(folder / source),
+        str(folder / out),
+        parameters=parameters,
+        engine_name=engine,
+        cwd=str(folder),
+        progress_bar=False,
+    )
+
+
+def test_papermill_finds_the_engine_by_its_entry_point() -> None:
+    from papermill.engines import papermill_engines
+
+    assert papermill_engines.get_engine("nbcache") is NbcacheEngine
+
+
+def test_a_sweep_restores_the_cells_upstream_of_the_parameter(folder: Path) -> None:
+    write_notebook(folder / "in.ipynb", CELLS, tags={"params": ["parameters"]})
+
+    papermill(folder, "in.ipynb", "out-1.ipynb", "nbcache", alpha=0.5)
+    assert executed(folder) == ["load", "total", "scaled", "report"]
+    first = outcomes(folder)
+    # the kernel loaded nbcache in auto mode and knew each cell by its id
+    assert [cell_id for cell_id, _ in first] == [
+        "setup",
+        "params",
+        "injected-parameters",
+        "load",
+        "total",
+        "scaled",
+        "report",
+    ]
+    assert {outcome for _, outcome in first[1:]} == {"ran"}
+
+    papermill(folder, "in.ipynb", "out-2.ipynb", "nbcache", alpha=2)
+    assert executed(folder) == ["scaled", "report"]
+    assert dict(outcomes(folder)) == {
+        "setup": "uncached",  # a line magic runs as without nbcache
+        "params": "restored",
+        "injected-parameters": "ran",
+        "load": "restored",
+        "total": "restored",
+        "scaled": "ran",
+        "report": "ran",
+    }
+
+    # papermill's own engine is the reference
+    papermill(folder, "in.ipynb", "plain.ipynb", None, alpha=2)
+    assert executed(folder) == ["load", "total", "scaled", "report"]
+    assert outcomes(folder) == []  # no nbcache in papermill's own kernel
+    assert shown(folder / "out-2.ipynb") == shown(folder / "plain.ipynb")
+    assert "999000" in json.dumps(shown(folder / "out-2.ipynb")[5])  # 999 * 1000 / 2 * 2
+
+
+def test_a_kernel_of_another_language_is_refused_by_name(folder: Path) -> None:
+    spec = folder / "jupyter-data" / "kernels" / "ir"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": ["false", "{connection_file}"], "display_name": "R", "language": "R"})
+    )
+    write_notebook(folder / "in.ipynb", CELLS[1:3], kernel="ir")
+    with pytest.raises(CacheError, match="the kernel 'ir' runs R; nbcache caches Python kernels"):
+        papermill(folder, "in.ipynb", "out.ipynb", "nbcache")
