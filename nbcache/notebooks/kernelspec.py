@@ -2,7 +2,7 @@
 mode, for every tool that runs notebooks by kernel name (Jupyter, MyST-NB, Jupyter
 Book, nbconvert, nbclient, VS Code).
 
-Its command is ipykernel's own plus ``--ext=nbcache``, and its environment sets
+Its command is ipykernel's own plus the argument that loads nbcache, and its environment sets
 ``NBCACHE_AUTO=1``, so every code cell is cached as if it began with ``%%cache``.
 Auto mode here restores values whole (not ``lazy``, as ``nbcache run`` does): a
 client may read any variable at any time, and nothing tells the kernel when a
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheError
+from .runner import KERNEL_ARGUMENTS
 
 __all__ = ["DISPLAY_NAME", "KERNEL_NAME", "KernelspecUnavailable", "install", "kernel_argv"]
 
@@ -31,8 +32,11 @@ class KernelspecUnavailable(CacheError):
 
 
 def kernel_argv() -> list[str]:
-    """The kernel's command: ipykernel's for this Python, loading nbcache at start."""
-    return [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--ext=nbcache"]
+    """The kernel's command: ipykernel's for this Python, loading nbcache at start as
+    ``nbcache run``'s kernel does (not ``--ext=nbcache``, under which a notebook's own
+    ``%load_ext nbcache`` prints "already loaded", an output no other kernel gives)."""
+    command = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    return [*command, *KERNEL_ARGUMENTS]
 
 
 def install(

@@ -21,18 +21,11 @@ import importlib
 from typing import Any
 
 from ..errors import CacheError
-from .runner import absolute_store, kernel_environment
+from .runner import KERNEL_ARGUMENTS, absolute_store, kernel_environment
 
 __all__ = ["NbcacheEngine", "NotAPythonKernel", "name_cells", "with_cell_ids"]
 
 INJECTED_ID = "injected-parameters"
-# The kernel loads nbcache as it starts, as ``nbcache run``'s does, but not as an IPython
-# extension by name (``--ext=nbcache``): a notebook's own ``%load_ext nbcache`` would then
-# print "already loaded", an output papermill's own engine does not give. Loading twice
-# is a no-op, so that cell stays silent.
-LOAD_NBCACHE = (
-    "--IPKernelApp.exec_lines=__import__('nbcache.ui.extension').ui.extension.load(get_ipython())"
-)
 
 
 class NotAPythonKernel(CacheError):
@@ -96,7 +89,9 @@ def _engine() -> Any:
                 log_output=log_output,
                 stdout_file=stdout_file,
                 stderr_file=stderr_file,
-                extra_arguments=[*extra, LOAD_NBCACHE],
+                # nbcache run's way of loading nbcache: a notebook's own `%load_ext
+                # nbcache` then stays silent, as under papermill's own engine
+                extra_arguments=[*extra, *KERNEL_ARGUMENTS],
             )
             _require_python(kernel_name)
             name_cells(nb_man.nb)

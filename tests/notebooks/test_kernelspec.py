@@ -12,6 +12,7 @@ import nbformat
 import pytest
 
 from nbcache.__main__ import main
+from nbcache.notebooks.runner import KERNEL_ARGUMENTS
 
 from .clients import BIN, client_env, executed, outcomes, write_notebook
 
@@ -32,7 +33,7 @@ def test_install_under_a_prefix_writes_the_nbcache_kernelspec(
         "ipykernel_launcher",
         "-f",
         "{connection_file}",
-        "--ext=nbcache",
+        *KERNEL_ARGUMENTS,  # nbcache loaded as nbcache run's kernel loads it
     ]
     assert spec["display_name"] == "Python 3 (nbcache)"
     assert spec["language"] == "python"
@@ -63,6 +64,7 @@ def test_jupyter_execute_in_the_nbcache_kernel_restores_the_second_run(tmp_path:
     env = client_env(tmp_path)
     subprocess.run([str(BIN / "nbcache"), "kernel", "install", "--user"], env=env, check=True)
     cells = [
+        ("setup", "%load_ext nbcache"),  # the kernel has it already: this stays silent
         ("load", "open('runs.log', 'a').write('load\\n')\nraw = list(range(1000))"),
         ("total", "open('runs.log', 'a').write('total\\n')\ntotal = sum(raw)\ntotal"),
     ]
@@ -73,7 +75,9 @@ def test_jupyter_execute_in_the_nbcache_kernel_restores_the_second_run(tmp_path:
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         nb = nbformat.read(tmp_path / "nb.ipynb", as_version=4)
-        shown.append(nb.cells[2].outputs[0].data["text/plain"])
+        assert nb.cells[1].outputs == []
+        shown.append(nb.cells[3].outputs[0].data["text/plain"])
     assert shown == ["499500", "499500"]
     assert executed(tmp_path) == ["load", "total"]  # the first run only
-    assert [outcome for _, outcome in outcomes(tmp_path)] == ["ran", "ran", "restored", "restored"]
+    first, second = ["uncached", "ran", "ran"], ["uncached", "restored", "restored"]
+    assert [outcome for _, outcome in outcomes(tmp_path)] == [*first, *second]
