@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from nbcache import CacheError
 from nbcache.notebooks.papermill import NbcacheEngine
 
-from .clients import client_env, executed, outcomes, shown, write_notebook
+from .clients import BIN, client_env, executed, outcomes, shown, write_notebook
 
 # Each body appends its name to runs.log when it executes (a write is no input).
 CELLS = [
@@ -62,7 +63,10 @@ def test_papermill_finds_the_engine_by_its_entry_point() -> None:
 def test_a_sweep_restores_the_cells_upstream_of_the_parameter(folder: Path) -> None:
     write_notebook(folder / "in.ipynb", CELLS, tags={"params": ["parameters"]})
 
-    papermill(folder, "in.ipynb", "out-1.ipynb", "nbcache", alpha=0.5)
+    # the command line first (as docs/whole-notebooks.md gives it), then the Python API
+    command = ["--engine", "nbcache", "in.ipynb", "out-1.ipynb", "-p", "alpha", "0.5"]
+    done = subprocess.run([str(BIN / "papermill"), *command], cwd=folder, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert executed(folder) == ["load", "total", "scaled", "report"]
     first = outcomes(folder)
     # the kernel loaded nbcache in auto mode and knew each cell by its id

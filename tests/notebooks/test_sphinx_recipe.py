@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
+
 from .clients import BIN, client_env, executed, outcomes, write_notebook
 
 CELLS = [
@@ -81,3 +83,24 @@ def test_myst_nb_executes_in_the_nbcache_kernel(tmp_path: Path) -> None:
     assert shows_outputs(build(docs, env, "second"))  # MyST-NB executes it again ...
     assert executed(docs) == []  # ... and every cell restores
     assert [outcome for _, outcome in outcomes(tmp_path)] == ["restored"] * 3
+
+
+def test_jupyter_cache_re_executes_an_edited_notebook_and_the_nbcache_kernel_restores(
+    tmp_path: Path,
+) -> None:
+    env = client_env(tmp_path)
+    run([str(BIN / "nbcache"), "kernel", "install", "--user"], tmp_path, env)
+    docs = project(tmp_path, "cache", {"python3": "nbcache"})
+    assert shows_outputs(build(docs, env, "first"))
+    assert executed(docs) == BODIES
+    outcomes(tmp_path)
+
+    # jupyter-cache re-executes a notebook whole when any cell changes: the nbcache kernel
+    # restores the cells the edit did not reach
+    nb = nbformat.read(docs / "analysis.ipynb", as_version=4)
+    nb.cells[-1].source = nb.cells[-1].source.replace("half is", "a half is")
+    nbformat.write(nb, docs / "analysis.ipynb")
+    html = build(docs, env, "second")
+    assert "a half is 249750.0" in html
+    assert executed(docs) == ["half"]
+    assert [outcome for _, outcome in outcomes(tmp_path)] == ["restored", "restored", "ran"]
