@@ -736,3 +736,46 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"(plain again {w['plain2']} s); harness {f['harness_wall_s']} s with "
         f"{f['workers']} workers",
     ]
+
+
+# -- pieces for other runs over the corpus (tests/notebooks/test_whole_notebooks_corpus.py) --
+
+
+def environment(
+    root: Path, store: Path, shared: Path, nbcache: str | None = None
+) -> dict[str, str]:
+    """A kernel's environment as the four runs here give it: a store and a secret, config
+    and IPython folders under ``root``, matplotlib's and XDG caches under ``shared``, one
+    BLAS thread."""
+    return _env(root, store, shared, nbcache)
+
+
+def plain_run(
+    book: corpus.Notebook | Mapping[str, Any],
+    base: Path,
+    shared: Path,
+    timeout: int = CELL_TIMEOUT,
+    ids: list[str] | None = None,
+) -> dict[str, Any]:
+    """One plain run of a corpus notebook (no setup cell), in ``base/work``: what
+    :func:`execute` returns. Cells are named ``c<number>`` unless ``ids`` are given."""
+    data = asdict(book) if isinstance(book, corpus.Notebook) else book
+    cwd = base / "work"
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = _env(base, base / "unused-store", shared)
+    names = ids if ids is not None else [f"c{n}" for n in data["numbers"]]
+    return execute(list(data["cells"]), names, cwd=cwd, env=env, timeout=timeout)
+
+
+def cell_differences(
+    plain: list[Any], plain2: list[Any], other: list[Any], deterministic: bool
+) -> list[str]:
+    """The kinds of difference of ``other`` (normalised outputs, see :func:`analyse_cell`)
+    from the plain run, as :func:`analyse` counts them: none for a cell whose two plain runs
+    differ, and none when ``other`` equals the second plain run."""
+    if not deterministic:
+        return []
+    kinds = differences(plain, other)
+    if kinds and not differences(plain2, other):
+        return []
+    return kinds
