@@ -17,7 +17,10 @@ TIMING = ("execution",)
 
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes | None:
-    """The file as it is now; None when it cannot be read (a run then reports why)."""
+    """The file as it is now; None when it is no regular file or cannot be read (the run
+    then says why)."""
+    if not os.path.isfile(path):
+        return None  # a FIFO, say: opening it would block until a writer came
     try:
         with open(path, "rb") as f:
             return f.read()
