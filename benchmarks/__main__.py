@@ -31,6 +31,7 @@ from . import (
     s3,
     store_io,
     store_scale,
+    whole_notebook,
 )
 from .common import (
     MEMORY_FILE_SYSTEMS,
@@ -61,6 +62,7 @@ GROUPS: dict[str, Group] = {
         hashing_scale.GROUP,
         resume.GROUP,
         notebook_overhead.GROUP,
+        whole_notebook.GROUP,
     )
 }
 
