@@ -14,17 +14,20 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import CacheError
 from ..ui.tutorial import kernel_manager_class, launch_options
 from .params import inject
 
 __all__ = [
     "KERNEL_ARGUMENTS",
     "CellOutcome",
+    "RunError",
     "RunSummary",
     "absolute_store",
     "execute",
@@ -65,7 +68,8 @@ class RunSummary:
         from ..units import format_duration
 
         ran = self.count("ran") + self.count("uncached") + self.count("not cached")
-        parts = [f"{len(self.cells)} code cells", f"{self.count('restored')} restored"]
+        cells = f"{len(self.cells)} code cell{'' if len(self.cells) == 1 else 's'}"
+        parts = [cells, f"{self.count('restored')} restored"]
         parts.append(f"{ran} ran")
         text = f"nbcache run: {', '.join(parts)} in {format_duration(self.elapsed)}"
         if self.saved:
@@ -94,6 +98,10 @@ def kernel_environment(
     if store:
         env["NBCACHE_DIR"] = store
     return env
+
+
+class RunError(CacheError):
+    """A notebook run that cannot start: no such kernel."""
 
 
 def _client_class() -> type[Any]:
@@ -178,6 +186,7 @@ def execute(
 ) -> str | None:
     """Run ``nb`` in a fresh kernel that loads nbcache, in ``folder``, with ``env``;
     None, or the one line that says why it stopped."""
+    from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     options: dict[str, Any] = {"extra_arguments": KERNEL_ARGUMENTS}
@@ -191,15 +200,23 @@ def execute(
         resources={"metadata": {"path": os.fspath(folder.resolve())}},
         **options,
     )
+    if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells):
+        return None  # nothing to run: no kernel to start (and stop while it starts)
     try:
         launch = {} if kernel else launch_options(kernel_manager_class())
         client.execute(env=dict(env), **launch)
+    except NoSuchKernel as exc:
+        raise RunError(
+            f"no kernel named {exc.name!r}: `jupyter kernelspec list` shows the kernels there are"
+        ) from exc
     except CellExecutionError as exc:
         return _first_line(exc)
     except CellTimeoutError:
         return f"a cell ran longer than the --timeout of {timeout} s"
     except DeadKernelError:
         return "the kernel died"
+    except RuntimeError as exc:  # jupyter_client: the kernel died before it answered
+        return f"the kernel did not start ({exc})"
     return None
 
 
@@ -208,7 +225,10 @@ def read_notebook(path: Path, parameters: Mapping[str, Any] | None = None) -> An
     import importlib
 
     nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
-    nb = nbformat.read(path, as_version=4)
+    with warnings.catch_warnings():
+        # nbformat warns of cells without ids, which this run gives them
+        warnings.simplefilter("ignore")
+        nb = nbformat.read(path, as_version=4)
     for index, cell in enumerate(nb.cells):
         if not cell.get("id"):
             cell["id"] = f"cell-{index}"  # nbformat < 4.5 has none: name cells by place

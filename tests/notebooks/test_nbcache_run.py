@@ -5,6 +5,7 @@ an edit executes exactly the edited cell and its dependents, outputs are those o
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,25 @@ def test_a_notebook_that_uses_nbcache_itself_runs_as_it_does_alone(folder: Path)
     second = nbcache_run(folder, "own.ipynb")
     assert executed(folder) == []
     assert "3 code cells, 2 restored, 1 ran" in second.stdout
+
+
+def test_what_is_no_notebook_gets_one_line_and_exit_status_2(folder: Path) -> None:
+    (folder / "text.ipynb").write_text("not json")
+    (folder / "empty.ipynb").write_text("")
+    (folder / "folder.ipynb").mkdir()
+    os.mkfifo(folder / "pipe.ipynb")  # would block a reader that opened it
+    write_notebook(folder / "ok.ipynb", ["x = 1"])
+    for name in ("text", "empty", "folder", "pipe"):
+        run = nbcache_run(folder, f"{name}.ipynb")
+        assert run.returncode == 2, (name, run.stderr)
+        assert len(run.stderr.strip().splitlines()) == 1 and run.stderr.startswith("nbcache:")
+    run = nbcache_run(folder, "ok.ipynb", "--kernel", "no-such-kernel")
+    assert run.returncode == 2 and "no kernel named 'no-such-kernel'" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_notebook_without_code_runs_without_a_kernel(folder: Path) -> None:
+    write_notebook(folder / "prose.ipynb", [])
+    run = nbcache_run(folder, "prose.ipynb")
+    assert run.returncode == 0 and run.stderr == ""
+    assert "0 code cells" in run.stdout
