@@ -18,13 +18,22 @@ __all__ = ["Recorded"]
 class Recorded:
     """Stands for a value kept in the store under ``key``: its digest and summary."""
 
-    __slots__ = ("described", "digest", "key", "name")
+    __slots__ = ("described", "digest", "key", "name", "string_reads")
 
-    def __init__(self, key: str, name: str, digest: str, described: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        key: str,
+        name: str,
+        digest: str,
+        described: Mapping[str, Any],
+        string_reads: tuple[str, ...] = (),
+    ) -> None:
         self.key = key
         self.name = name  # the variable in the entry ("" for the cell's result)
         self.digest = digest
         self.described = dict(described)
+        # a str value's names_in_string (a query, a formula): keys that read it hash them
+        self.string_reads = string_reads
 
     def __repr__(self) -> str:
         # Seen only if a cell reads a value nbcache failed to load: say so plainly.

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import keyword
+import re
 import symtable
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from ..errors import KeyPicklingError
 from .calls import KEY_VERSION
 from .code import fingerprint_of, is_code
 from .hashing import describe, digest
+from .recorded import Recorded
 
 __all__ = [
     "CellCode",
@@ -33,6 +36,7 @@ __all__ = [
     "cell_key",
     "changed_names",
     "is_shell_name",
+    "names_in_string",
     "namespace_snapshot",
 ]
 
@@ -72,6 +76,13 @@ class CellCode:
     # The cell calls into the shell (a line magic, a ``!`` escape): its effects lie
     # outside the namespace (an extension loaded, a backend chosen), so it always runs.
     uses_shell: bool = False
+    # Names read through strings: ``df.query("a > @limit")``, a formula
+    # ``"y ~ np.log(x)"``, an ``eval`` string. Keys hash them as inputs too.
+    string_reads: tuple[str, ...] = ()
+    # The names at the root of the attributes the cell's top level sets or deletes
+    # (``textwrap.dedent = f`` sets one of ``textwrap``): on a module or an installed
+    # class that is state outside the namespace, which a restore cannot replay.
+    attribute_roots: tuple[str, ...] = ()
 
 
 class _Scan(ast.NodeVisitor):
@@ -246,6 +257,17 @@ def analyze(source: str) -> CellCode:
     lines = [line.strip() for line in source.splitlines() if line.strip()]
     # A listing shows the first line of code, not the comment above it.
     first = next((line for line in lines if not line.startswith("#")), lines[0] if lines else "")
+    evaluates = any(n in ("eval", "exec") for n in (*scan.reads, *scan.deferred))
+    strings = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    string_reads = sorted(
+        {n for text in strings for n in names_in_string(text, evaluated=evaluates)}
+        - binds
+        - set(reads)
+    )
     return CellCode(
         source=source,
         reads=tuple(dict.fromkeys(reads)),
@@ -253,7 +275,53 @@ def analyze(source: str) -> CellCode:
         code_digest=xxhash.xxh3_128_hexdigest(dumped),
         first_line=first[:80],
         uses_shell="get_ipython" in scan.reads or "get_ipython" in scan.deferred,
+        string_reads=tuple(n for n in string_reads if not is_shell_name(n)),
+        attribute_roots=tuple(sorted(_attribute_roots(tree))),
     )
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_AT_NAME = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def names_in_string(text: str, *, evaluated: bool = False) -> set[str]:
+    """The names a string reads when a library evaluates it in its caller's namespace:
+    pandas' ``query``/``eval`` (``@limit``), a patsy or formulaic formula (every name
+    of ``"y ~ np.log(x)"``), or, when the code calls ``eval``/``exec``, every name."""
+    text = text[:100_000]
+    if evaluated or "~" in text:
+        return set(_IDENTIFIER.findall(text)) - _KEYWORDS
+    return set(_AT_NAME.findall(text))
+
+
+_KEYWORDS = frozenset(keyword.kwlist)
+
+
+def _attribute_roots(tree: ast.Module) -> set[str]:
+    """Roots of the attribute targets the cell's own statements assign or delete."""
+    roots: set[str] = set()
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue  # a body that runs later, if ever
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        elif isinstance(node, ast.Delete):
+            targets = list(node.targets)
+        for target in targets:
+            for part in ast.walk(target):
+                if isinstance(part, ast.Attribute) and isinstance(part.ctx, (ast.Store, ast.Del)):
+                    root: ast.expr = part
+                    while isinstance(root, (ast.Attribute, ast.Subscript)):
+                        root = root.value
+                    if isinstance(root, ast.Name):
+                        roots.add(root.id)
+        todo.extend(ast.iter_child_nodes(node))
+    return roots
 
 
 # -- the key -----------------------------------------------------------------------
@@ -298,13 +366,14 @@ def cell_key(
     inputs: dict[str, str] = {}
     args: dict[str, Any] = {}
     deps: dict[str, list[str]] = {}
-    for name in code.reads:
+    named = _named_by_strings(code, namespace)
+    for name in (*code.reads, *named):
         if name in skipped:
             continue
         if name in namespace:
             value = namespace[name]
-        elif hasattr(builtins, name):
-            continue
+        elif hasattr(builtins, name) or name in named:
+            continue  # a column in a formula, say: no variable of the notebook
         else:
             inputs[name] = _UNBOUND
             h.update(f"{name}={_UNBOUND}".encode())
@@ -336,6 +405,19 @@ def cell_key(
         "args": args,
     }
     return CellKey(h.hexdigest(), summary, inputs)
+
+
+def _named_by_strings(code: CellCode, namespace: Mapping[str, Any]) -> list[str]:
+    """Variables the cell reaches through strings: its own (``code.string_reads``) and
+    the ``str`` values it reads (a query built in an earlier cell), as keys hash them."""
+    found = dict.fromkeys(code.string_reads)
+    for name in code.reads:
+        value = namespace.get(name)
+        if type(value) is str:
+            found.update(dict.fromkeys(sorted(names_in_string(value))))
+        elif type(value) is Recorded:
+            found.update(dict.fromkeys(value.string_reads))
+    return [n for n in found if n not in code.reads and n not in code.binds]
 
 
 def _nested_dependencies(name: str, value: Any) -> dict[str, list[str]]:

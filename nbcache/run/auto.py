@@ -7,13 +7,19 @@ cannot be cached (a line magic, a shell escape) is wrapped too and runs as
 without nbcache, saying nothing, as ``%%cache`` does with it.
 
 What is stored (:meth:`AutoMode.admit`): a cell whose run costs less than
-writing its entry and reading it back would is kept in memory only; its
-variables' digests still feed the keys of the cells after it, because later
-keys hash the values, not the cells that made them. The rule, from
-``benchmarks``' store measurements on this machine class (a 2-vCPU VM, local
-disk; see docs/decisions.md): writing an entry costs 2.4 ms plus the bytes at
-~1.3 GB/s, reading it back 0.13 ms plus the bytes at ~0.8 GB/s, so an entry is
-worth storing when its run took longer than 2.5 ms plus 2 ns per pickled byte.
+restoring it would is kept in memory only; its variables' digests still feed the
+keys of the cells after it, because later keys hash the values, not the cells
+that made them. Measured on the local store of this machine class (a 2-vCPU VM,
+local disk; see docs/decisions.md): writing an entry costs 2.4 ms plus ~0.7 ns a
+byte, once; reading it back 0.13 ms plus ~1.3 ns a byte, on every later run
+(a whole-notebook run reads only the header of most). A hit from the header
+costs a cell 0.8 ms where a trivial cell without nbcache costs 0.48 ms (IPython's
+own work), and a cell that runs again in a later run must also load what it
+reads; the write is paid once. So a cell is stored when its body took longer
+than 0.5 ms plus 2 ns per pickled byte: an assignment of a constant (0.15 ms,
+compiling included) is not, a `df.head()` is, a cheap copy of a big array is not.
+Cells that drew random numbers, bound notebook code or a module are
+always stored.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from .cellrun import ModuleRef
 __all__ = ["AUTO_MAGIC", "AutoMode", "fixed_cost", "from_environment", "wraps"]
 
 AUTO_MAGIC = "%%cache --auto"
-_FIXED_SECONDS = 0.0025
+_FIXED_SECONDS = 0.0005
 _SECONDS_PER_BYTE = 2e-9
 _AWAIT = re.compile(r"\bawait\b|\basync\s+(for|with)\b")
 
@@ -63,6 +69,10 @@ class AutoMode:
         what it reads when a later cell hashes it, so neither a plan nor a later run can
         stand in for it by the digest it had when it was defined."""
         if isinstance(entry, dict):
+            if entry.get("effects"):
+                # it drew from the random generators (or changed other outside state): a
+                # run again makes other values, and later keys hash these ones
+                return True
             plain = set(entry.get("plain", ()))
             for name, value in entry.get("vars", {}).items():
                 # modules too: inside a fingerprint a module counts by its own digest

@@ -36,6 +36,7 @@ from .cellrun import (
     intact,
     kept,
     meta_of,
+    patches_outside,
     put_back,
     restored,
     result_of,
@@ -200,6 +201,18 @@ class CellCache:
             return None
         if code.uses_shell:
             return None  # line magics and shell escapes act outside the namespace: run it
+        patched = patches_outside(code, self.shell.user_ns)
+        if patched is not None:
+            # A patch of installed code (``mod.f = g``) lives outside the namespace,
+            # which no restore replays: run it, every time.
+            if not options.auto:
+                warn(
+                    f"nbcache: this cell sets an attribute of `{patched}`, which a restore "
+                    "cannot replay, so it runs uncached. Move the patch to a cell of its own "
+                    "to cache the rest.",
+                    3,
+                )
+            return None
         identity = options.name or self.shell.cell_id or f"cell: {code.first_line}"
         self.last = identity
         try:

@@ -16,7 +16,7 @@ from ..cache.core import Ask, Hit
 from ..entry.format import EntryInfo
 from ..entry.pickling import probe
 from ..errors import CacheError, KeyPicklingError, ValuePicklingError
-from ..keys.code import code_reached
+from ..keys.code import code_reached, is_code
 from ..keys.hashing import describe, digest
 from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
 from .effects import Effects, only_imports, seeds_first
@@ -41,6 +41,7 @@ __all__ = [
     "intact",
     "kept",
     "meta_of",
+    "patches_outside",
     "put_back",
     "restored",
     "result_of",
@@ -125,6 +126,21 @@ class ModuleRef:
 # -- gathering, checking and putting back -------------------------------------------
 
 
+def patches_outside(code: CellCode, namespace: Mapping[str, Any]) -> str | None:
+    """The module, installed class or function whose attribute the cell sets or deletes
+    (``textwrap.dedent = fake``, ``Colormap._repr_html_ = f``), or None. That change
+    lives outside the namespace, so no restore could replay it: such a cell always
+    runs, as without nbcache."""
+    for root in code.attribute_roots:
+        value = namespace.get(root)
+        if isinstance(value, types.ModuleType):
+            return root
+        code_like = isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType))
+        if code_like and not is_code(value):
+            return root
+    return None
+
+
 def closed_file(value: Any) -> bool:
     """``with open(...) as f`` leaves ``f`` bound to a closed file: nothing to restore."""
     return isinstance(value, io.IOBase) and value.closed
@@ -170,6 +186,23 @@ def _sharing(namespace: Mapping[str, Any], names: list[str]) -> list[str]:
         and not is_shell_name(name)
         and any(numpy.may_share_memory(value, other) for other in touched)
     ]
+
+
+def _aliases(namespace: Mapping[str, Any], names: list[str]) -> list[str]:
+    """Other names bound to the very objects the cell bound or changed (``b = a`` in an
+    earlier cell, then ``a.append(2)``): kept in the same entry, they come back as one
+    object, as they were, and not ``b`` as it was before the change."""
+    kept = {id(namespace[n]) for n in names if not isinstance(namespace[n], _IMMUTABLE)}
+    if not kept:
+        return []
+    return [
+        name
+        for name, value in namespace.items()
+        if name not in names and not is_shell_name(name) and id(value) in kept
+    ]
+
+
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range)
 
 
 def _digests(
@@ -246,6 +279,7 @@ def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
     bound, deleted = changed_names(made.before, namespace, code.binds)
     mutated = _mutated(ck, namespace, bound)
     mutated += _sharing(namespace, [*bound, *mutated])
+    mutated += _aliases(namespace, [*bound, *mutated])
     names = sorted(n for n in {*bound, *mutated} if not closed_file(namespace[n]))
     digests, plain = _digests(namespace, names)
     return {

@@ -29,7 +29,7 @@ from typing import Any
 from ..keys.code import is_code
 from ..keys.hashing import describe
 from ..keys.recorded import Recorded
-from ..keys.scope import CellCode, is_shell_name
+from ..keys.scope import CellCode, is_shell_name, names_in_string
 from .cellrun import ModuleRef, result_of
 from .output import NO_RESULT
 
@@ -54,9 +54,11 @@ def recorded_meta(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     variables = {}
     for name, value in entry["vars"].items():
         recorded = entry["digests"].get(name)
-        if recorded is None or name not in plain or isinstance(value, ModuleRef):
+        if recorded is None or name not in plain or not _data(value):
             return None
         variables[name] = {"digest": recorded, "described": describe(value)}
+        if type(value) is str:
+            variables[name]["string_reads"] = sorted(names_in_string(value))
     try:
         text = json.dumps(entry["outputs"])
     except (TypeError, ValueError):
@@ -72,11 +74,19 @@ def recorded_meta(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _data(value: Any) -> bool:
+    """Not a module, class or function (a library's, whose attributes a cell may set, and
+    which cost nothing to load): the values worth standing in for."""
+    code_like = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+    return not isinstance(value, (ModuleRef, *code_like))
+
+
 def stand_ins(key: str, recorded: Mapping[str, Any], namespace: dict[str, Any]) -> Recorded | None:
     """Put the stand-ins of a hit restored from its header into ``namespace``; the
     stand-in of its result (None when it has none)."""
     for name, rec in recorded["vars"].items():
-        namespace[name] = Recorded(key, name, str(rec["digest"]), rec.get("described", {}))
+        reads = tuple(str(n) for n in rec.get("string_reads", ()))
+        namespace[name] = Recorded(key, name, str(rec["digest"]), rec.get("described", {}), reads)
     for name in recorded["deleted"]:
         namespace.pop(name, None)
     return Recorded(key, "", "", {}) if recorded["result"] else None
@@ -114,6 +124,10 @@ def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded
         value = namespace.get(name)
         if type(value) is Recorded:
             found[id(value)] = value
+            todo.extend(value.string_reads)  # a query or formula it holds names these
+            continue
+        if type(value) is str:
+            todo.extend(names_in_string(value))
             continue
         code_values = _code_within(value)
         if code_values is None:

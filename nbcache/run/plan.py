@@ -29,7 +29,7 @@ from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, analyze, cell_key
 from ..units import format_duration
 from .auto import wraps
-from .cellrun import VALUE_NAME, Unchanged, intact, put_back
+from .cellrun import VALUE_NAME, Unchanged, intact, patches_outside, put_back
 from .effects import Effects, restore_state
 from .lazy import stand_ins
 
@@ -129,6 +129,11 @@ class _Walk:
         if code.uses_shell:  # its own first line, not IPython's call of the magic
             self._unknown_after(index, code.binds, outside=True)
             why = "it calls IPython (a line magic, a shell escape), so it always runs"
+            return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,))
+        patched = patches_outside(code, self.namespace)
+        if patched is not None:
+            self._unknown_after(index, code.binds, outside=True)
+            why = f"it sets an attribute of `{patched}`, outside the namespace, so it always runs"
             return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,))
         first = code.first_line
         identity = name or cell_id or f"cell: {first}"

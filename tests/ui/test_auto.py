@@ -15,6 +15,7 @@ from nbcache.cache.default import default_cache, set_default_cache
 from nbcache.keys.recorded import Recorded
 from nbcache.run.auto import AutoMode, fixed_cost, wraps
 from nbcache.run.cell import CellCache
+from nbcache.run.effects import forget_seeds
 from tests.shells import close_shell, new_shell
 
 SLOW = "__import__('time').sleep(0.01)\n"  # a body worth storing under the cost rule
@@ -38,7 +39,8 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     def open_shell(auto: str = "%nbcache auto") -> InteractiveShell:
         if shells:
             close_shell(shells.pop())
-        set_default_cache(None)  # a new kernel: nothing in memory
+        set_default_cache(None)  # a new kernel: nothing in memory, no generator seeded
+        forget_seeds()
         shell = new_shell(tmp_path)
         shell.run_line_magic("nbcache", auto.removeprefix("%nbcache "))
         shells.append(shell)
@@ -127,8 +129,8 @@ def test_a_cheap_cell_is_kept_in_memory_only_and_its_dependents_still_restore(
 def test_the_cost_rule_weighs_the_bytes_to_store() -> None:
     auto = AutoMode()
     entry = {"vars": {"x": 1}, "plain": ["x"]}
-    assert not auto.admit(entry, 1_000, 0.001)
-    assert auto.admit(entry, 1_000, 0.01)
+    assert not auto.admit(entry, 1_000, 0.0001)  # an assignment of a constant
+    assert auto.admit(entry, 1_000, 0.001)  # a df.head()
     # a cell that ran 0.1 s but binds a gigabyte is cheaper to run again
     assert not auto.admit(entry, 1 << 30, 0.1)
     assert fixed_cost(1 << 30) > 0.1
@@ -256,3 +258,73 @@ def test_a_cell_importing_from_main_loads_everything(session: Any) -> None:
     shell = session("%nbcache auto --lazy")
     run(shell, SLOW + "x = 5")
     assert run(shell, "from __main__ import x as y\ny + 1") == 6
+
+
+def test_a_cell_that_patches_installed_code_always_runs(session: Any) -> None:
+    """A restore cannot set a module's attribute again: later cells would see the
+    library unpatched (seaborn's colour-palette tutorial patches matplotlib)."""
+    import textwrap
+
+    cells = [
+        "import textwrap",
+        "def fake(*args, **kwargs):\n    return 'patched'\ntextwrap.dedent = fake",
+        "out = textwrap.dedent('  x')",  # cheap: it runs again, and must see the patch
+    ]
+    original = textwrap.dedent
+    try:
+        for mode in ("%nbcache auto", "%nbcache auto", "%nbcache auto --lazy"):
+            textwrap.dedent = original  # a new kernel imports the library unpatched
+            shell = session(mode)
+            for cell in cells:
+                run(shell, cell)
+            assert shell.user_ns["out"] == "patched"
+            assert outcomes(shell)[1] == "uncached"
+    finally:
+        textwrap.dedent = original
+
+
+def test_a_cheap_cell_that_drew_random_numbers_is_stored(session: Any) -> None:
+    """Run again it draws others, and every cell after it would miss."""
+    cells = ["import numpy as np", "y = np.random.normal(size=3)", SLOW + "z = float(y.sum())"]
+    shell = session()
+    for cell in cells:
+        run(shell, cell)
+    z = shell.user_ns["z"]
+    shell = session("%nbcache auto --lazy")
+    for cell in cells:
+        run(shell, cell)
+    assert outcomes(shell) == ["restored", "restored", "restored"]
+    run(shell, "again = z")
+    assert shell.user_ns["again"] == z
+
+
+def test_two_names_for_one_object_stay_one_object(session: Any) -> None:
+    cells = [SLOW + "a = [1]\nb = a", SLOW + "a.append(2)", SLOW + "c = list(b)"]
+    shell = session()
+    for cell in cells:
+        run(shell, cell)
+    assert shell.user_ns["c"] == [1, 2]
+    for number, mode in enumerate(("%nbcache auto", "%nbcache auto --lazy")):
+        shell = session(mode)
+        for cell in cells:
+            run(shell, cell)
+        run(shell, f"same = (b == [1, 2], b is a, {number})")  # a new cell each time
+        assert shell.user_ns["same"] == (True, True, number)
+
+
+def test_a_query_built_in_an_earlier_cell_keys_and_loads_what_it_names(session: Any) -> None:
+    cells = [
+        SLOW + "import pandas as pd\nframe = pd.DataFrame({'a': range(10)})\nexpr = 'a > @limit'",
+        SLOW + "limit = 5",
+        SLOW + "picked = frame.query(expr)['a'].tolist()",
+    ]
+    shell = session()
+    for cell in cells:
+        run(shell, cell)
+    assert shell.user_ns["picked"] == [6, 7, 8, 9]
+    shell = session("%nbcache auto --lazy")
+    run(shell, cells[0])
+    run(shell, SLOW + "limit = 7")  # another limit: the query cell must not restore
+    run(shell, cells[2])
+    assert shell.user_ns["picked"] == [8, 9]
+    assert outcomes(shell)[-1] == "ran"
