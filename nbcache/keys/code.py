@@ -332,10 +332,29 @@ class _Builder:
         members = {k: v for k, v in vars(cls).items() if k not in _SKIP_CLASS_ATTRS}
         snapshot = tuple(members.items())
         self.checks.append(lambda: _members_unchanged(cls, snapshot))
+        if _generated_doc(cls):
+            del members["__doc__"]
         for name, member in sorted(members.items()):
             for part_name, part in _member_parts(name, member):
                 qual = f"{cls.__qualname__}.{part_name}"
                 self._feed_value(h, qual, part, "member", _constant(part))
+
+
+def _generated_doc(cls: type) -> bool:
+    """A docstring ``@dataclass`` wrote: the signature, defaults shown by repr.
+
+    A set default's repr follows the per-process hash seed, so the class would
+    key differently in every kernel; what the text says, the fields and
+    ``__init__``'s defaults say too, and they are hashed.
+    """
+    doc = vars(cls).get("__doc__")
+    if "__dataclass_fields__" not in vars(cls) or type(doc) is not str:
+        return False
+    try:
+        signature = str(inspect.signature(cls)).replace(" -> None", "")
+    except (TypeError, ValueError):
+        signature = ""
+    return doc == cls.__name__ + signature
 
 
 def _members_unchanged(cls: type, snapshot: tuple[tuple[str, Any], ...]) -> bool:

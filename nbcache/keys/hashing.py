@@ -16,6 +16,10 @@ million nodes never meets Python's recursion limit.  A part met again while
 it is still being hashed (a cycle) counts as a back reference: how many
 levels up it points.
 
+An int that is the ``id()`` of a part of the value (seaborn's ``Plot`` keeps
+one per data vector) is hashed as a reference to that part's content, not as
+the address, which changes with every process (:meth:`_Walk.address`).
+
 Rules live in one registry (:func:`register`), asked in order, first match
 wins, the answer remembered per type.  This module is the walk and the
 registry only; the rules are families in modules of their own, which import
@@ -50,6 +54,7 @@ import xxhash
 
 from ..errors import KeyPicklingError
 from .recorded import Recorded
+from .versions import module_version
 
 __all__ = [
     "ATOMS",
@@ -98,6 +103,9 @@ _Q = struct.Struct("<Q").pack
 _q = struct.Struct("<q").pack
 _D = struct.Struct("<d").pack
 _NAN = b"\x7f\xf8" + b"\x00" * 6
+# Where ``id()`` values fall (8-aligned, see ``_Walk.address``): ints outside
+# this range are never taken for one, and cost one comparison more.
+_ADDRESS_LOW, _ADDRESS_HIGH = (1 << 20, 1 << 48) if sys.maxsize > 1 << 32 else (1 << 16, 1 << 32)
 
 
 class LiveHandleError(KeyPicklingError):
@@ -200,35 +208,6 @@ def type_name(cls: type) -> str:
     module = getattr(cls, "__module__", None) or "?"
     qualname = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
     return str(qualname) if module == "builtins" else f"{module}.{qualname}"
-
-
-def module_version(module_name: str) -> str:
-    """The installed version of the distribution providing top-level ``module_name``."""
-    top = module_name.partition(".")[0]
-    cached = _VERSIONS.get(top)
-    if cached is not None:
-        return cached
-    module = sys.modules.get(top)
-    version = getattr(module, "__version__", None)
-    if not isinstance(version, str):
-        version = _distribution_version(top)
-    _VERSIONS[top] = version
-    return version
-
-
-_VERSIONS: dict[str, str] = {}
-
-
-def _distribution_version(top: str) -> str:
-    from importlib import metadata
-
-    if top in sys.stdlib_module_names or top == "builtins":
-        return f"python-{sys.version_info[0]}.{sys.version_info[1]}"
-    try:
-        names = metadata.packages_distributions().get(top, [top])
-        return metadata.version(names[0])
-    except (metadata.PackageNotFoundError, IndexError, ValueError):
-        return "unknown"
 
 
 # -- nodes: what a rule writes into -----------------------------------------------
@@ -338,6 +317,8 @@ def _atom_bool(n: Node, value: bool) -> None:
 def _atom_int(n: Node, value: int) -> None:
     buf = n._buf
     if -(1 << 63) <= value < (1 << 63):
+        if _ADDRESS_LOW <= value < _ADDRESS_HIGH and not value & 7 and n._walk.address(n, value):
+            return
         buf += b"i"
         buf += _q(value)
         return
@@ -363,6 +344,8 @@ def _atom_complex(n: Node, value: complex) -> None:
 
 
 def _atom_str(n: Node, value: str) -> None:
+    if n._walk.looked_for:  # a str whose id() is kept as an int (sklearn's stop words)
+        n._walk.atom_met(value)
     data = value.encode("utf-8", "surrogatepass")
     if len(data) > _INLINE:
         n._buf += b"S"
@@ -375,6 +358,8 @@ def _atom_str(n: Node, value: str) -> None:
 
 
 def _atom_bytes(n: Node, value: bytes | bytearray) -> None:
+    if n._walk.looked_for:
+        n._walk.atom_met(value)
     n._buf += b"Y" if type(value) is bytes else b"A"
     if len(value) > _INLINE:
         n.raw(value)
@@ -428,6 +413,11 @@ class _Walk:
         self.keep: list[Any] = []  # memoised objects stay alive, so no id is reused meanwhile
         self.open: dict[int, int] = {}  # id -> depth of objects being hashed now (cycles)
         self.frames: list[_Frame] = []
+        # id() values kept as ints (see ``address``): noted, then looked for, then replaced.
+        self.noted: set[int] | None = set()
+        self.looked_for: set[int] = set()
+        self.found: dict[int, Any] = {}
+        self.refs: dict[int, bytes] | None = None
         self.objects = 0
         self.max_objects = DEFAULT_MAX_OBJECTS if max_objects is None else max_objects
         outer = getattr(_local, "deadline", None)
@@ -454,6 +444,8 @@ class _Walk:
         gc.disable()
         try:
             root = self._run(value)
+            if self.noted:
+                root = self._without_addresses(value, root)
         except KeyPicklingError as exc:
             if getattr(exc, "nbcache_located", False):
                 raise
@@ -486,6 +478,51 @@ class _Walk:
         return path, culprit
 
     _pending: Any = None  # the part being entered now, for error messages
+
+    def address(self, n: Node, value: int) -> bool:
+        """Write ``value`` as a reference if it is the ``id()`` of a part; else note it.
+
+        Libraries keep ``id()`` of what they hold as plain ints, a number that
+        changes with every process: the key would never restore after a
+        restart.  Such an int hashes as "the identity of a part whose content
+        is D", blind to aliasing as every key is.  Only a value holding an int
+        in the range of addresses takes a second walk to look for the parts,
+        and a third when one is found.
+        """
+        refs = self.refs
+        if refs is not None and value in self.found:
+            n._buf += b"R"
+            n._buf += refs.get(value, b"")  # empty inside a part's own digest: no recursion
+            return True
+        if self.noted is not None:
+            self.noted.add(value)
+        return False
+
+    def atom_met(self, value: Any) -> None:
+        if id(value) in self.looked_for:
+            self.found[id(value)] = value
+
+    def _without_addresses(self, value: Any, root: bytes) -> bytes:
+        """The root digest again, with the ints that are ids of parts written as references."""
+        finder = self._again(noted=None)
+        finder.looked_for = self.noted or set()
+        finder._run(value)
+        if not finder.found:
+            return root  # numbers that merely look like addresses
+        # Each part referred to, hashed with references marked but not followed
+        # (a part may hold its own id), then the whole with them filled in.
+        marks = {
+            key: self._again(noted=None, found=finder.found, refs={})._run(part)
+            for key, part in finder.found.items()
+        }
+        return self._again(noted=None, found=finder.found, refs=marks)._run(value)
+
+    def _again(self, **state: Any) -> _Walk:
+        walk = _Walk(self.typed, self.name, self.max_seconds, self.max_objects)
+        walk.deadline = self.deadline
+        for attr, current in state.items():
+            setattr(walk, attr, current)
+        return walk
 
     root: Any = None
 
@@ -535,6 +572,8 @@ class _Walk:
         known = self.memo.get(key)
         if known is not None:
             return known
+        if key in self.looked_for:
+            self.found[key] = value  # alive until the walk ends: its id stays its own
         depth = self.open.get(key)
         if depth is not None:
             return bytes(xxhash.xxh3_128_digest(b"cycle\x00" + _Q(len(self.frames) - depth)))
@@ -579,6 +618,8 @@ def _spell(step: Step) -> str:
 _SCALAR_WALKS = {
     flag: _Walk(flag, "value", max_seconds=float("inf"), max_objects=1) for flag in (False, True)
 }
+for _scalar_walk in _SCALAR_WALKS.values():
+    _scalar_walk.noted = None  # shared by every call: a lone int refers to no part
 
 
 # -- the registry ------------------------------------------------------------------

@@ -10,6 +10,7 @@ reduction lists the items in hash-seed order.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 from ..hashing import ATOMS, Matcher, Node, Parts, Rule, Unfed, instance_dict
@@ -78,6 +79,12 @@ def items_parts(n: Node, items: list[tuple[Any, Any]], attrs: bool) -> Parts:
     yield from _items_tail(n, items, 0, attrs)
 
 
+def _mappingproxy_rule(n: Node, value: types.MappingProxyType[Any, Any]) -> Parts:
+    # A read-only view of a dict (a dataclass field's metadata): its items, in order.
+    n.tag(b"mappingproxy")
+    yield from items_parts(n, list(value.items()), attrs=False)
+
+
 def _unordered(n: Node, items: Any) -> Parts:
     parts: list[bytes] = []
     for item in list(items):
@@ -110,4 +117,5 @@ RULES: tuple[tuple[Matcher, Rule], ...] = (
     (lambda c: c is dict, _dict_rule),
     (lambda c: c is set or c is frozenset, _set_rule),
     (lambda c: issubclass(c, (set, frozenset)), _set_subclass_rule),
+    (lambda c: c is types.MappingProxyType, _mappingproxy_rule),
 )

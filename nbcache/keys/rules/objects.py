@@ -4,6 +4,7 @@
   dict in order, without building a reduction.
 - A callable with ``__wrapped__`` (``lru_cache``, ``@memoize``): what it wraps.
 - A tensor with ``__dlpack__`` (torch, jax, cupy on the CPU): its buffer.
+- The global generators of ``random`` and ``numpy.random``: by name.
 - Anything else: the public reduce protocol (``copyreg.dispatch_table``, then
   ``__reduce_ex__(4)``), the same parts pickle would save, hashed by the
   other rules, plus the instance ``__dict__`` when a reduction inherited from
@@ -64,8 +65,28 @@ def _tensor_parts(n: Node, value: Any, array: Any) -> Parts:
     yield array, ".__dlpack__()"
 
 
+# The generators behind ``random.random()`` and ``np.random.normal()``, seeded
+# from the OS in each process.  They are module state, like the modules that
+# own them: a value holding one (a frozen scipy distribution, ``random.choice``)
+# keys on its name, as a cell calling ``np.random.normal`` does; the state is an
+# input of the cells that draw from it (``run/effects.py``), not of every value.
+_GLOBAL_GENERATORS = (("random", "_inst"), ("numpy.random.mtrand", "_rand"))
+
+
+def _global_generator(value: Any) -> str | None:
+    for module, attr in _GLOBAL_GENERATORS:
+        if getattr(sys.modules.get(module), attr, None) is value:
+            return f"{module}.{attr}"
+    return None
+
+
 def _reduce_rule(n: Node, value: Any) -> Parts | None:
     cls = type(value)
+    generator = _global_generator(value)
+    if generator is not None:
+        n.tag(b"global-generator")
+        n.text(generator)
+        return None
     wrapped = _wrapped_of(value)
     if wrapped is not None and callable(value):
         # A decorated function (lru_cache, @memoize): its code is what counts;
