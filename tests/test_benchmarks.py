@@ -15,6 +15,10 @@ from typing import Any
 
 import pytest
 
+# The corpus's download folder is read when it is imported, before each test points
+# XDG_CACHE_HOME at its own folder: imported here, it is the machine's, downloaded once.
+from tests.notebooks.transparency import corpus  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = "8MB"
 
@@ -38,6 +42,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
             "hashing_scale",
             "notebook_overhead",
             "resume",
+            "whole_notebook",
         )
     }
 
@@ -318,6 +323,22 @@ def test_notebook_overhead_rows(bench: dict[str, ModuleType], tmp_path: Path) ->
             assert row.met in (True, False), row
     assert {k: os.environ.get(k) for k in before} == before
     assert not list(tmp_path.iterdir())
+
+
+def test_whole_notebook_rows(bench: dict[str, ModuleType], tmp_path: Path) -> None:
+    common, whole = bench["common"], bench["whole_notebook"]
+    settings = common.Settings(size=0, repeat=1, directory=tmp_path)
+    rows = whole.run(settings, ("statsmodels/glm",))
+    names = [row.name for row in rows]
+    assert names[:3] == [whole.KERNEL, whole.PLAIN, whole.FIRST] and whole.BEYOND in names
+    for row in rows:
+        if row.times:
+            assert all(t > 0 for t in row.times), row
+        if row.target is not None:
+            assert row.met in (True, False), row
+    loaded = next(row for row in rows if row.name == whole.LOADED)
+    assert "from" in str(loaded.status)
+    assert not (tmp_path / "whole-notebook").exists()  # kernels' matplotlib config stays
 
 
 def test_file_system_of_a_path(bench: dict[str, ModuleType], tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import CacheError
 from ..ui.tutorial import kernel_manager_class, launch_options
+from .cellids import with_cell_ids
 from .params import inject
 
 __all__ = [
@@ -105,46 +106,10 @@ class RunError(CacheError):
 
 
 def _client_class() -> type[Any]:
-    """nbclient's NotebookClient, sending each cell's id with its execute request as
-    JupyterLab does (nbclient sends none), so the kernel can name the cell."""
+    """nbclient's NotebookClient, sending each cell's id (see nbcache.notebooks.cellids)."""
     from nbclient import NotebookClient
 
-    class CellIdClient(NotebookClient):
-        current_id: str | None = None
-
-        async def async_execute_cell(self, cell: Any, cell_index: int, *a: Any, **kw: Any) -> Any:
-            self.current_id = cell.get("id")
-            return await super().async_execute_cell(cell, cell_index, *a, **kw)
-
-        async def async_start_new_kernel_client(self) -> Any:
-            kc = await super().async_start_new_kernel_client()
-            client = self
-
-            def execute(
-                code: str,
-                silent: bool = False,
-                store_history: bool = True,
-                user_expressions: Any = None,
-                allow_stdin: bool | None = None,
-                stop_on_error: bool = True,
-            ) -> str:
-                content = {
-                    "code": code,
-                    "silent": silent,
-                    "store_history": store_history,
-                    "user_expressions": user_expressions or {},
-                    "allow_stdin": kc.allow_stdin if allow_stdin is None else allow_stdin,
-                    "stop_on_error": stop_on_error,
-                }
-                metadata = {"cellId": client.current_id} if client.current_id else {}
-                msg = kc.session.msg("execute_request", content, metadata=metadata)
-                kc.shell_channel.send(msg)
-                return str(msg["header"]["msg_id"])
-
-            kc.execute = execute  # type: ignore[method-assign]
-            return kc
-
-    return CellIdClient
+    return with_cell_ids(NotebookClient)
 
 
 def run_notebook(
