@@ -107,9 +107,13 @@ class Turn:
 
     def finish(self, value: T, seconds: float, meta: Meta = None) -> Outcome[T]:
         """Store ``value``, computed in ``seconds``, then release the claim."""
+
+        def signed() -> dict[str, Any]:
+            out = dict(meta(value) if callable(meta) else meta or {})
+            out.setdefault("compute_seconds", seconds)
+            return out
+
         try:
-            signed = dict(meta(value) if callable(meta) else meta or {})
-            signed.setdefault("compute_seconds", seconds)
             stored = self._cache.put(self.key, value, signed, ask=self._ask, replace=self.replace)
         except Exception as exc:  # noqa: BLE001 - the value is the caller's; only storing fails
             warn(f"nbcache: computed but not stored ({type(exc).__name__}: {exc})", stacklevel=3)
@@ -298,7 +302,7 @@ class Cache:
         self,
         key: str,
         value: Any,
-        meta: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
         *,
         pickled: Pickled | None = None,
         ask: Ask | None = None,
@@ -314,12 +318,14 @@ class Cache:
         user forced).
 
         ``meta`` (JSON-serialisable) is signed into the entry: ``compute_seconds``,
-        ``label`` and ``pinned`` are understood here, the rest is kept as is.
+        ``label`` and ``pinned`` are understood here, the rest is kept as is. A
+        callable is called once, after ``value`` is pickled.
         """
         ask = ask or Ask(**options)
-        meta = dict(meta or {})
         memory = self._memory if ask.memory is None else ask.memory
-        info = EntryInfo(key, time.time(), 0, meta, "", False)
+
+        def signed() -> dict[str, Any]:
+            return dict(meta() if callable(meta) else meta or {})
 
         def keep(info: EntryInfo, size: int = 0) -> int:
             if ask.remember:
@@ -327,16 +333,20 @@ class Cache:
             return size
 
         if not ask.persist or self.store is None:
-            return keep(info)
+            return keep(EntryInfo(key, time.time(), 0, signed(), "", False))
         try:
             pickled = pickled or dump_parts(value, ask.name)
         except ValuePicklingError as exc:
             why = ask.unpicklable(value, exc) if ask.unpicklable else _unstored(exc)
             warn(why, stacklevel=3)
-            return keep(info)
+            return keep(EntryInfo(key, time.time(), 0, signed(), "", False))
         except Exception as exc:  # noqa: BLE001 - a pickler that breaks: keep it in memory
             warn(_unstored(ValuePicklingError(f"{type(exc).__name__}: {exc}")), stacklevel=3)
-            return keep(info)
+            return keep(EntryInfo(key, time.time(), 0, signed(), "", False))
+        # Taken after pickling: a value that pickling changes (a lazy attribute its
+        # __getstate__ fills in) is then described as the code after it sees it.
+        meta = signed()
+        info = EntryInfo(key, time.time(), 0, meta, "", False)
         if ask.admit is not None and not ask.admit(value, pickled.nbytes, info.compute_seconds):
             return keep(info)  # cheaper to compute again than to write and read back
         if self.max_size is not None and pickled.nbytes > self.max_size:

@@ -223,6 +223,19 @@ def _digests(
     return out, plain
 
 
+_ATOMS = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _keeps_digest(value: Any) -> bool:
+    """Values pickling cannot change the digest of: arrays and frames (hashed by their
+    buffers) and plain scalars. A list can: it holds objects that may not (a frozen
+    scipy distribution comes back with a generator of its own)."""
+    return isinstance(value, _ATOMS) or type(value).__module__.split(".")[0] in (
+        "numpy",
+        "pandas",
+    )
+
+
 def intact(entry: Mapping[str, Any]) -> bool:
     """Whether live values kept in memory still hash as they did when stored."""
     for name, expected in entry.get("digests", {}).items():
@@ -356,9 +369,7 @@ def drifted(
     out = {}
     for name, recorded in entry.get("digests", {}).items():
         value = namespace.get(name)
-        if recorded is None or value is None:
-            continue
-        if type(value).__module__.split(".")[0] in ("numpy", "pandas", "builtins"):
+        if recorded is None or value is None or _keeps_digest(value):
             continue
         try:
             now = digest(value, name=name)

@@ -328,3 +328,26 @@ def test_a_query_built_in_an_earlier_cell_keys_and_loads_what_it_names(session: 
     run(shell, cells[2])
     assert shell.user_ns["picked"] == [8, 9]
     assert outcomes(shell)[-1] == "ran"
+
+
+def test_a_list_whose_digest_drifts_through_pickling_still_restores_what_reads_it(
+    session: Any,
+) -> None:
+    """A frozen scipy distribution comes back from pickle with a generator of its own,
+    not numpy's global one, so it hashes otherwise; in a list it did too (statsmodels'
+    copula tutorial: the cell after it never restored)."""
+    cells = [
+        "from scipy import stats\nfrom statsmodels.distributions.copula.api import (\n"
+        "    CopulaDistribution, GumbelCopula)",
+        SLOW + "copula = GumbelCopula(theta=2)",
+        SLOW + "marginals = [stats.gamma(2), stats.norm]\n"
+        "joint_dist = CopulaDistribution(copula, marginals)",
+        SLOW + "n = len(marginals)",
+    ]
+    seen = []
+    for mode in ("%nbcache auto", "%nbcache auto", "%nbcache auto --lazy"):
+        shell = session(mode)
+        for cell in cells:
+            run(shell, cell)
+        seen.append(outcomes(shell))
+    assert seen == [["ran"] * 4, ["restored"] * 4, ["restored"] * 4]
