@@ -184,3 +184,25 @@ def test_a_cache_without_its_secret_reads_nothing_and_removes_nothing(
     assert hit is None and stored == 0 and len(warned) == 1, warned
     assert [r.key for r in LocalStore(root).entries()] == ["ab" * 16]
     assert records == []
+
+
+def test_auto_mode_settings_read_and_bad_values_warn_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbcache import settings
+    from nbcache.run.auto import from_environment
+
+    for value, mode in (("1", "on"), ("on", "on"), ("lazy", "lazy"), ("off", None), ("", None)):
+        monkeypatch.setenv("NBCACHE_AUTO", value)
+        assert settings.auto_mode() == mode
+    monkeypatch.setenv("NBCACHE_AUTO", "sometimes")
+    mode, caught = _caught(settings.auto_mode)
+    assert mode is None and len(caught) == 1 and "NBCACHE_AUTO='sometimes'" in caught[0]
+    assert _caught(settings.auto_mode)[1] == []  # once per process
+    monkeypatch.setenv("NBCACHE_AUTO", "lazy")
+    monkeypatch.setenv("NBCACHE_AUTO_MIN_SECONDS", "soon")
+    auto, caught = _caught(from_environment)
+    assert auto is not None and auto.lazy and auto.min_seconds is None
+    assert len(caught) == 1 and "NBCACHE_AUTO_MIN_SECONDS" in caught[0]
+    monkeypatch.setenv("NBCACHE_AUTO_MIN_SECONDS", "0")
+    monkeypatch.setenv("NBCACHE_AUTO_LOG", "/tmp/cells.jsonl")
+    auto = from_environment()
+    assert auto is not None and auto.min_seconds == 0.0 and auto.log_path == "/tmp/cells.jsonl"
