@@ -226,6 +226,7 @@ def _more() -> dict[str, Callable[[], Any]]:
     import pandas as pd
     import scipy.interpolate as si
     import scipy.stats as st
+    import statsmodels.api as sm
     import statsmodels.formula.api as smf
     from PIL import Image
     from sklearn.cluster import KMeans
@@ -234,6 +235,10 @@ def _more() -> dict[str, Callable[[], Any]]:
     from sklearn.svm import SVC
 
     frame = pd.DataFrame({"y": [1.0, 2.5, 2.9, 4.2, 5.1], "x": [0, 1, 2, 3, 4], "g": list("ababa")})
+    rows = np.arange(300)
+    binary = pd.DataFrame(
+        {"y": (rows % 3 == 0).astype(float), "x": np.linspace(0.0, 1.0, 300), "z": np.cos(rows)}
+    )
     return {
         "random.random (bound to the global generator)": lambda: random.random,
         "functools.partial(random.choice)": lambda: functools.partial(random.choice, "abc"),
@@ -251,6 +256,14 @@ def _more() -> dict[str, Callable[[], Any]]:
         "scipy interp1d": lambda: si.interp1d([0.0, 1.0, 2.0], [0.0, 1.0, 4.0]),
         "np.poly1d": lambda: np.poly1d([1.0, 2.0, 3.0]),
         "statsmodels formula results": lambda: smf.ols("y ~ x + C(g)", data=frame).fit(),
+        # GLM keeps a work buffer from np.empty_like(exog) that IRLS never writes; the
+        # allocator's leftovers (addresses among them) show once exog outgrows a few rows.
+        "statsmodels formula GLM results": lambda: smf.glm(
+            "y ~ x + z", data=binary, family=sm.families.Binomial()
+        ).fit(),
+        "statsmodels formula GLM calling a __main__ function": lambda: smf.glm(
+            "y ~ double_it(x)", data=binary, family=sm.families.Binomial()
+        ).fit(),
         "pandas groupby": lambda: frame.groupby("g"),
         "pd.DataFrame of sets": lambda: pd.DataFrame({"s": [{"a", "b", "c"}, {"d", "e"}]}),
         "pd.DataFrame.attrs with a set": lambda: frame.assign(z=1).pipe(
@@ -268,6 +281,11 @@ def _more() -> dict[str, Callable[[], Any]]:
         "__slots__ object with a set": Slotted,
         "object with an id() attribute": lambda: _Tracker([1, 2]),
     }
+
+
+def double_it(x: Any) -> Any:
+    """A notebook function a formula calls: in the child it lives in ``__main__``."""
+    return 2 * x
 
 
 class _Tracker:
@@ -407,6 +425,25 @@ def test_a_mapping_proxy_hashes_as_its_items() -> None:
     assert digest(proxy({"a": 1})) == digest(proxy({"a": 1}))
     assert digest(proxy({"a": 1})) != digest(proxy({"a": 2}))
     assert digest(proxy({"a": 1})) != digest({"a": 1})
+
+
+def test_a_work_buffer_keys_by_its_shape_not_its_bytes() -> None:
+    """GLM's buffer for ``hessian``: left as allocated by fit, so only dtype and shape count."""
+    import numpy as np
+    import statsmodels.api as sm
+
+    from nbcache.keys import digest
+
+    rows = np.arange(40.0)
+    model = sm.GLM((rows % 2 == 0).astype(float), sm.add_constant(rows / 40))
+    before = digest(model)
+    model._tmp_like_exog.fill(7.0)  # what the allocator left could be anything
+    assert digest(model) == before
+    model._tmp_like_exog = np.empty((3, 2))
+    assert digest(model) != before
+    model._tmp_like_exog = np.empty_like(model.exog)
+    model.freq_weights = model.freq_weights * 2  # the model's other arrays still count
+    assert digest(model) != before
 
 
 if __name__ == "__main__":

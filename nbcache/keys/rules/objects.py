@@ -5,6 +5,8 @@
 - A callable with ``__wrapped__`` (``lru_cache``, ``@memoize``): what it wraps.
 - A tensor with ``__dlpack__`` (torch, jax, cupy on the CPU): its buffer.
 - The global generators of ``random`` and ``numpy.random``: by name.
+- A library's known work buffers (allocated empty, written before each
+  read): by dtype and shape, not by the allocator's leftovers.
 - Anything else: the public reduce protocol (``copyreg.dispatch_table``, then
   ``__reduce_ex__(4)``), the same parts pickle would save, hashed by the
   other rules, plus the instance ``__dict__`` when a reduction inherited from
@@ -28,6 +30,7 @@ from ..hashing import (
     Rule,
     has_attr,
     instance_dict,
+    loaded_class,
     module_version,
     type_name,
 )
@@ -78,6 +81,49 @@ def _global_generator(value: Any) -> str | None:
         if getattr(sys.modules.get(module), attr, None) is value:
             return f"{module}.{attr}"
     return None
+
+
+# Work buffers a library allocates with ``np.empty`` and fills in full before
+# each read (statsmodels' GLM keeps one for the ``out=`` of ``hessian``, which an
+# IRLS fit never calls): their bytes are what the allocator left there, addresses
+# among them, so they differ in every process though no result depends on them.
+# They key by dtype and shape.  (module, class) -> attribute names; subclasses too.
+_SCRATCH: dict[tuple[str, str], frozenset[str]] = {
+    ("statsmodels.genmod.generalized_linear_model", "GLM"): frozenset({"_tmp_like_exog"}),
+}
+_SCRATCH_BY_TYPE: dict[type, frozenset[str]] = {}
+
+
+def _scratch_of(cls: type) -> frozenset[str]:
+    known = _SCRATCH_BY_TYPE.get(cls)
+    if known is None:
+        # Asked only once an instance exists, so its library is imported already.
+        known = frozenset().union(
+            *(
+                names
+                for (module, name), names in _SCRATCH.items()
+                if (base := loaded_class(module, name)) is not None and issubclass(cls, base)
+            )
+        )
+        _SCRATCH_BY_TYPE[cls] = known
+    return known
+
+
+def _state_parts(n: Node, cls: type, state: dict[str, Any]) -> Parts:
+    """An instance's attributes in order; a known work buffer by its dtype and shape only."""
+    items = list(state.items())
+    scratch = _scratch_of(cls)
+    if scratch:
+        ndarray = getattr(sys.modules.get("numpy"), "ndarray", None)
+        kept = []
+        for key, item in items:
+            if key in scratch and ndarray is not None and type(item) is ndarray:
+                n.tag(b"scratch")
+                n.text(f"{key}|{item.dtype.str}|{item.shape}")
+            else:
+                kept.append((key, item))
+        items = kept
+    yield from items_parts(n, items, attrs=True)
 
 
 def _reduce_rule(n: Node, value: Any) -> Parts | None:
@@ -163,7 +209,7 @@ def _reduced_parts(n: Node, value: Any, reduced: Any) -> Parts:
         state = instance_dict(value) or None
     if type(state) is dict:
         n.tag(b"state")
-        yield from items_parts(n, list(state.items()), attrs=True)
+        yield from _state_parts(n, type(value), state)
     else:
         yield state, ".__getstate__()"
     if listitems is not None:
@@ -205,7 +251,7 @@ def _object_rule(n: Node, value: Any) -> Parts:
         return
     n.tag(b"object")
     yield type(value), ".__class__"
-    yield from items_parts(n, list(state.items()), attrs=True)
+    yield from _state_parts(n, type(value), state)
 
 
 RULES: tuple[tuple[Matcher, Rule], ...] = (
