@@ -201,19 +201,19 @@ class CellCache:
             return None
         if code.uses_shell:
             return None  # line magics and shell escapes act outside the namespace: run it
+        identity = options.name or self.shell.cell_id or f"cell: {code.first_line}"
         patched = patches_outside(code, self.shell.user_ns)
         if patched is not None:
             # A patch of installed code (``mod.f = g``) lives outside the namespace,
-            # which no restore replays: run it, every time.
-            if not options.auto:
-                warn(
-                    f"nbcache: this cell sets an attribute of `{patched}`, which a restore "
-                    "cannot replay, so it runs uncached. Move the patch to a cell of its own "
-                    "to cache the rest.",
-                    3,
-                )
+            # which no restore replays: it runs every time, quietly, as a cell that
+            # draws on a figure does; `%nbcache why` says so.
+            self.last = identity
+            self.reasons[identity] = [
+                f"it sets an attribute of `{patched}`, outside the namespace, which no "
+                "restore can replay, so it runs every time (move the patch to a cell of "
+                "its own to cache the rest)"
+            ]
             return None
-        identity = options.name or self.shell.cell_id or f"cell: {code.first_line}"
         self.last = identity
         try:
             ck = cell_key(

@@ -265,7 +265,7 @@ def test_the_loop_goes_on_while_a_checkpoint_is_written(tmp_path: Path) -> None:
     real_put = cache.put
 
     def put(key: str, value: Any, meta: Any = None, **kw: Any) -> int:
-        if meta and meta.get("kind") == "checkpoint":
+        if isinstance(meta, dict) and meta.get("kind") == "checkpoint":
             slow.wait(5)
             steps_during_write.append(shell.user_ns.get("i", -1))
         return real_put(key, value, meta, **kw)

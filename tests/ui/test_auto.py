@@ -351,3 +351,20 @@ def test_a_list_whose_digest_drifts_through_pickling_still_restores_what_reads_i
             run(shell, cell)
         seen.append(outcomes(shell))
     assert seen == [["ran"] * 4, ["restored"] * 4, ["restored"] * 4]
+
+
+def test_a_cached_cell_that_patches_a_library_runs_quietly_and_why_says_so(
+    session: Any, recwarn: pytest.WarningsRecorder
+) -> None:
+    import textwrap
+
+    original = textwrap.dedent
+    shell = session("%nbcache auto off")
+    try:
+        run(shell, "import textwrap")
+        run(shell, "%%cache\ndef fake(*args):\n    return 'patched'\ntextwrap.dedent = fake")
+        assert not [w for w in recwarn if "nbcache" in str(w.message)]
+        reasons = cells_of(shell).why()
+        assert "sets an attribute of `textwrap`" in reasons[0]
+    finally:
+        textwrap.dedent = original
