@@ -243,9 +243,24 @@ class CellCache:
             validate=unchanged,
             fresh=intact,
             unpicklable=unpicklable_message,
-            admit=self.auto.admit if options.auto and self.auto is not None else None,
+            admit=self._admit(identity) if options.auto and self.auto is not None else None,
         )
         return CellRun(code, ck, identity, options, unchanged, ask)
+
+    def _admit(self, identity: str) -> Callable[[Any, int, float], bool]:
+        """Auto mode's store rule, and once a cell was stored it stays stored: whether it
+        restores next time must not hang on how busy the machine was when it last ran
+        (a cell near the line crossed it with the load)."""
+        auto = self.auto
+        assert auto is not None
+
+        def admit(entry: Any, nbytes: int, seconds: float) -> bool:
+            if auto.admit(entry, nbytes, seconds):
+                return True
+            before = self.cache.latest(identity)  # read on a miss only
+            return bool(before and before.get("stored"))
+
+        return admit
 
     # -- a hit ------------------------------------------------------------------------
 

@@ -368,3 +368,18 @@ def test_a_cached_cell_that_patches_a_library_runs_quietly_and_why_says_so(
         assert "sets an attribute of `textwrap`" in reasons[0]
     finally:
         textwrap.dedent = original
+
+
+def test_a_cell_once_stored_stays_stored(session: Any) -> None:
+    """Whether a cell near the store line is stored must not hang on the machine's load
+    in each run (WHOLE_FINDINGS W4): here the line moves instead."""
+    shell = session("%nbcache auto --min-seconds 0")
+    run(shell, "alpha = 1")
+    run(shell, "beta = alpha * 2")
+    shell = session("%nbcache auto --min-seconds 10")
+    run(shell, "alpha = 2")
+    run(shell, "beta = alpha * 2")  # a miss that would not be stored under the new line
+    run(shell, "gamma = alpha * 3")  # never stored before: the line applies
+    stored = [r.first_line for r in default_cache().records()]
+    assert stored.count("beta = alpha * 2") == 2 and stored.count("alpha = 1") == 1
+    assert "gamma = alpha * 3" not in stored and "alpha = 2" not in stored  # other cells
