@@ -195,7 +195,9 @@ class Cache:
 
     # -- reading -------------------------------------------------------------
 
-    def lookup(self, key: str, *, ask: Ask | None = None, **options: Any) -> Hit[Any] | None:
+    def lookup(
+        self, key: str, *, ask: Ask | None = None, count: bool = True, **options: Any
+    ) -> Hit[Any] | None:
         """The value cached under ``key``, or None (a damaged entry is removed, with a warning).
 
         ``ask`` (or its fields as keywords: ``max_age``, ``name``, ``remember``,
@@ -203,9 +205,9 @@ class Cache:
         from the store out of the memory layer, for callers that keep live
         values themselves.
         """
-        return self._lookup(key, ask or Ask(**options))
+        return self._lookup(key, ask or Ask(**options), count=count)
 
-    def _lookup(self, key: str, ask: Ask) -> Hit[Any] | None:
+    def _lookup(self, key: str, ask: Ask, *, count: bool = True) -> Hit[Any] | None:
         start = time.perf_counter()
         memory = self._memory if ask.memory is None else ask.memory
         found = memory.get(key)
@@ -214,7 +216,8 @@ class Cache:
             usable = not _too_old(info, ask.max_age)
             usable = usable and (ask.validate is None or ask.validate(info))
             if usable and (ask.fresh is None or ask.fresh(value)):
-                self._count_use(key, info)
+                if count:
+                    self.count_use(key, info)
                 return Hit(value, info, "memory", time.perf_counter() - start, size)
             if usable:
                 memory.pop(key)  # later code mutated it: the store has it as it was made
@@ -224,22 +227,26 @@ class Cache:
         info, value, size = loaded
         if ask.remember:
             memory.put(key, (value, info, size))
-        self._count_use(key, info)
+        if count:
+            self.count_use(key, info)
         return Hit(value, info, "store", time.perf_counter() - start, size)
 
-    def peek(self, key: str, *, ask: Ask) -> Hit[Any] | None:
+    def peek(self, key: str, *, ask: Ask, count: bool = True) -> Hit[Any] | None:
         """A lookup that leaves a stored value in the store: the hit's ``value`` is the
         live one from memory, or None with the entry's checked header (``source`` says
-        which). A whole-notebook run restores most cells from their headers alone."""
+        which). A whole-notebook run restores most cells from their headers alone.
+        ``count=False`` counts no use (a plan; a caller that may look again, and then
+        counts it with :meth:`count_use` if it does not)."""
         memory = self._memory if ask.memory is None else ask.memory
         if memory.get(key) is not None:
-            return self._lookup(key, ask)
+            return self._lookup(key, ask, count=count)
         start = time.perf_counter()
         loaded = self._load(key, ask.name, ask.validate, header_only=True)
         if loaded is None or _too_old(loaded[0], ask.max_age):
             return None
         info, _, size = loaded
-        self._count_use(key, info)
+        if count:
+            self.count_use(key, info)
         return Hit(None, info, "store", time.perf_counter() - start, size)
 
     def _load(
@@ -374,7 +381,8 @@ class Cache:
         """The claim on ``key`` ended (see :class:`Turn`): wake this process's waiters."""
         self._inflight.leave(key)
 
-    def _count_use(self, key: str, info: EntryInfo) -> None:
+    def count_use(self, key: str, info: EntryInfo) -> None:
+        """Count one use of the entry ``info`` describes (eviction keeps the used ones)."""
         if self.ledger is not None:
             self.ledger.count_use(key, info)
 

@@ -45,7 +45,7 @@ from .cellrun import (
 from .checkpoint import checkpointing
 from .effects import Effects
 from .files import FileReads
-from .lazy import needed, pending, recorded_meta, stand_ins, swap_in
+from .lazy import needed, pending, recorded_meta, restorable, stand_ins, swap_in
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .plan import PlanRow, plan
 from .report import Card, CellReport
@@ -136,11 +136,15 @@ class CellCache:
             background.start(run, self.shell, self.cache, self.tasks, self._exclude())
             return NO_RESULT
         if options.auto and self.auto is not None and self.auto.lazy and not options.force:
-            hit = self.cache.peek(run.key.key, ask=run.ask)
-            if hit is not None and hit.source == "store":
-                recorded = hit.info.meta.get("recorded")
-                if isinstance(recorded, dict) and _restorable(recorded):
-                    return self._restore_recorded(hit, recorded, options, hides_result(source))
+            # Uses are counted once: here, or by the lookup below if it restores in full.
+            hit = self.cache.peek(run.key.key, ask=run.ask, count=False)
+            if hit is not None and hit.source == "memory":
+                self.cache.count_use(hit.info.key, hit.info)
+                return self._restore(hit, options, hides_result(source))
+            recorded = hit.info.meta.get("recorded") if hit is not None else None
+            if hit is not None and restorable(recorded):
+                self.cache.count_use(hit.info.key, hit.info)
+                return self._restore_recorded(hit, recorded, options, hides_result(source))
         made: list[Made] = []
 
         def compute() -> dict[str, Any]:
@@ -329,10 +333,9 @@ class CellCache:
         namespace = self.shell.user_ns
         if not pending(namespace):
             return
-        namespace_now = self.shell.user_ns
 
         def load(key: str) -> dict[str, Any] | None:
-            with restoring_into(namespace_now):
+            with restoring_into(namespace):
                 hit = self.cache.lookup(key, name=VALUE_NAME)
             if hit is None:
                 warn(
@@ -439,18 +442,6 @@ class CellCache:
             if identity == target or identity == f"cell: {target}":
                 return reasons
         return [f"`{target}` has not missed in this session"]
-
-
-def _restorable(recorded: Any) -> bool:
-    """Whether a header's record restores a hit without loading it: well formed, and a
-    result it shows where it came (a ``;`` on the miss hid it: that needs the value)."""
-    if not isinstance(recorded, dict):
-        return False
-    outputs = recorded.get("outputs")
-    if not isinstance(outputs, list) or not isinstance(recorded.get("vars"), dict):
-        return False
-    shown = any(isinstance(e, list) and e[:1] == ["result"] for e in outputs)
-    return shown or not recorded.get("result")
 
 
 def _shown(result: Any) -> bool:

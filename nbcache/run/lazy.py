@@ -21,10 +21,9 @@ from __future__ import annotations
 import ast
 import gc
 import json
-import re
 import types
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..keys.code import is_code
 from ..keys.hashing import describe
@@ -33,7 +32,15 @@ from ..keys.scope import CellCode, is_shell_name, names_in_string
 from .cellrun import ModuleRef, result_of
 from .output import NO_RESULT
 
-__all__ = ["MAX_OUTPUT_BYTES", "needed", "pending", "recorded_meta", "stand_ins", "swap_in"]
+__all__ = [
+    "MAX_OUTPUT_BYTES",
+    "needed",
+    "pending",
+    "recorded_meta",
+    "restorable",
+    "stand_ins",
+    "swap_in",
+]
 
 # Outputs go in the signed header, which is read on every lookup: a few pictures fit,
 # a cell that printed a megabyte keeps its output in the pickle and restores in full.
@@ -74,6 +81,18 @@ def recorded_meta(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def restorable(recorded: Any) -> TypeGuard[dict[str, Any]]:
+    """Whether a header's record restores a hit by stand-ins: well formed, and a result it
+    shows where it came (a ``;`` on the miss hid it: showing it needs the value)."""
+    if not isinstance(recorded, dict):
+        return False
+    outputs = recorded.get("outputs")
+    if not isinstance(outputs, list) or not isinstance(recorded.get("vars"), dict):
+        return False
+    shown = any(isinstance(e, list) and e[:1] == ["result"] for e in outputs)
+    return shown or not recorded.get("result")
+
+
 def _data(value: Any) -> bool:
     """Not a module, class or function (a library's, whose attributes a cell may set, and
     which cost nothing to load): the values worth standing in for."""
@@ -111,10 +130,11 @@ def _all_stand_ins(namespace: Mapping[str, Any]) -> Iterator[tuple[str, Recorded
 def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded] | None:
     """The stand-ins a run of ``code`` can reach; None: any of them (load all).
     ``code`` None is a cell nbcache cannot read."""
-    if code is None or _reaches_anything(_source_names(code.source)):
+    scanned = _source_scan(code.source) if code is not None else None
+    if code is None or scanned is None or _reaches_anything(scanned[0]):
         return None
     found: dict[int, Recorded] = {}
-    todo = [*code.reads, *_deleted(code.source), *_named_in_strings(code.source)]
+    todo = [*code.reads, *scanned[1]]
     seen: set[str] = set()
     while todo:
         name = todo.pop()
@@ -170,54 +190,39 @@ def _code_within(value: Any) -> list[Any] | None:
     return found
 
 
-def _source_names(source: str) -> set[str]:
-    """The names a cell's code reads, its attribute names (``sys.modules``) and the
-    modules it imports from (``from __main__ import x``)."""
+def _source_scan(source: str) -> tuple[set[str], set[str]] | None:
+    """One walk of the cell's code: the names that say what it may reach (the names it
+    reads, its attribute names such as ``sys.modules``, the modules it imports from,
+    ``from __main__ import x``), and the names it needs bound besides its reads: those
+    it deletes (``del x`` needs ``x``) and those its string constants name (a formula
+    ``"y ~ f(x)"``, ``DataFrame.query("a > @limit")``, an ``eval`` string looks names
+    up in the caller's namespace). None when it does not parse."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return set(_DYNAMIC)
-    names = {
-        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
-    }
-    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    return names
-
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _named_in_strings(source: str) -> set[str]:
-    """Identifiers inside the cell's string constants: a formula (``"y ~ f(x)"``), a
-    ``DataFrame.query("a > @limit")`` or an ``eval`` string reads names by looking
-    them up in the caller's namespace, which no name in the code shows."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set()
-    found: set[str] = set()
+        return None
+    reached: set[str] = set()
+    wanted: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            found.update(_IDENTIFIER.findall(node.value[:100_000]))
-    return found
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                reached.add(node.id)
+            elif isinstance(node.ctx, ast.Del):
+                wanted.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            reached.add(node.attr)
+        elif isinstance(node, ast.ImportFrom):
+            reached.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            reached.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            wanted.update(names_in_string(node.value, evaluated=True))
+    return reached, wanted
 
 
 def _reaches_anything(names: Iterable[str]) -> bool:
     # IPython's history names (``_``, ``_3``, ``Out``) hold results restored as stand-ins.
     return any(n in _DYNAMIC or (is_shell_name(n) and not n.startswith("__")) for n in names)
-
-
-def _deleted(source: str) -> Iterator[str]:
-    """``del x`` needs ``x`` bound: it is not a read, but its stand-in must be there."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Del):
-            yield node.id
 
 
 def _names_used(value: Any) -> set[str]:
@@ -248,7 +253,7 @@ def _names_used(value: Any) -> set[str]:
                 if isinstance(const, types.CodeType):
                     todo.append(const)
                 elif isinstance(const, str):  # a formula or query it passes on
-                    names.update(_IDENTIFIER.findall(const[:100_000]))
+                    names.update(names_in_string(const, evaluated=True))
     return names
 
 

@@ -31,7 +31,7 @@ from ..units import format_duration
 from .auto import wraps
 from .cellrun import VALUE_NAME, Unchanged, intact, patches_outside, put_back
 from .effects import Effects, restore_state
-from .lazy import stand_ins
+from .lazy import restorable, stand_ins
 
 __all__ = ["PlanRow", "plan"]
 
@@ -178,7 +178,7 @@ class _Walk:
         unchanged = Unchanged()
         # As a fresh kernel would: what this kernel keeps in memory does not count.
         ask = Ask(name=VALUE_NAME, validate=unchanged, fresh=intact, remember=False, memory=LRU(1))
-        hit = self.cache.peek(ck.key, ask=ask)
+        hit = self.cache.peek(ck.key, ask=ask, count=False)  # a plan is no use of it
         if hit is not None and self._bind(hit, ask):
             age = format_duration(max(0.0, time.time() - hit.info.created))
             why = f"its key matches the entry stored {age} ago"
@@ -212,11 +212,13 @@ class _Walk:
     def _bind(self, hit: Hit[Any], ask: Ask) -> bool:
         """Bind what a hit binds, as the run would; False if it cannot be read after all."""
         recorded = hit.info.meta.get("recorded")
-        if hit.source == "store" and isinstance(recorded, dict) and "vars" in recorded:
+        if hit.source == "store" and restorable(recorded):  # as the run decides
             stand_ins(hit.info.key, recorded, self.namespace)
             names = list(recorded["vars"])
         else:
-            full = hit if hit.value is not None else self.cache.lookup(hit.info.key, ask=ask)
+            full: Hit[Any] | None = hit
+            if hit.value is None:
+                full = self.cache.lookup(hit.info.key, ask=ask, count=False)
             if full is None:
                 return False
             put_back(full.value, self.namespace)

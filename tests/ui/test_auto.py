@@ -383,3 +383,23 @@ def test_a_cell_once_stored_stays_stored(session: Any) -> None:
     stored = [r.first_line for r in default_cache().records()]
     assert stored.count("beta = alpha * 2") == 2 and stored.count("alpha = 1") == 1
     assert "gamma = alpha * 3" not in stored and "alpha = 2" not in stored  # other cells
+
+
+def test_a_lazy_hit_counts_one_use_and_a_plan_none(session: Any) -> None:
+    """Uses rank entries for eviction: a restore is one, planning is none."""
+    cells = [SLOW + "a = [1, 2]", "import json\nb = json.dumps(a)"]  # stand-ins, in full
+    shell = session()
+    for cell in cells:
+        run(shell, cell)
+
+    def uses() -> list[int]:
+        return sorted(r.uses for r in default_cache().records())
+
+    assert uses() == [0, 0]
+    cells_of(shell).plan([(None, cell) for cell in cells])
+    assert uses() == [0, 0]
+    shell = session("%nbcache auto --lazy")
+    for cell in cells:
+        run(shell, cell)
+    assert outcomes(shell) == ["restored", "restored"]
+    assert uses() == [1, 1]
