@@ -213,19 +213,7 @@ def test_known_issues_only_shrink() -> None:
 
 @pytest.fixture(scope="module")
 def transparency(pytestconfig: pytest.Config) -> Iterator[dict[str, Any]]:
-    terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-
-    def say(line: str) -> None:
-        """Progress and the figures on the terminal, also when the test passes."""
-        if terminal is None:
-            return
-        if capture is None:
-            terminal.write_line(line)
-            return
-        with capture.global_and_fixture_disabled():
-            terminal.write_line(line)
-
+    say = harness.terminal_lines(pytestconfig)
     books = corpus.notebooks(log=say)
     folder = harness.report_dir()
     report = harness.run_corpus(books, log=say, keep_notebooks=folder / "notebooks")

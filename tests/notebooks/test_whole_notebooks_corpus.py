@@ -383,18 +383,7 @@ def test_edited_cells_are_found_and_reach_their_functions() -> None:
 
 @pytest.fixture(scope="module")
 def whole(pytestconfig: pytest.Config) -> Iterator[list[dict[str, Any]]]:
-    terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-
-    def say(line: str) -> None:
-        if terminal is None:
-            return
-        if capture is None:
-            terminal.write_line(line)
-            return
-        with capture.global_and_fixture_disabled():
-            terminal.write_line(line)
-
+    say = harness.terminal_lines(pytestconfig)
     books = corpus.notebooks(log=say)
     workdir = Path(tempfile.mkdtemp(prefix="nbcache-whole-"))
     try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import difflib
-import functools
 import json
 import multiprocessing
 import os
@@ -36,6 +35,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from nbcache.ui.tutorial import kernel_manager_class
 
 from . import corpus
 
@@ -55,26 +56,6 @@ CATEGORIES = ("error", "stdout", "stderr", "result", "display", "image", "order"
 
 
 # -- running -----------------------------------------------------------------------
-
-
-@functools.cache
-def _kernel_manager_class() -> type[Any]:
-    """An AsyncKernelManager whose ``python3`` kernel is always this interpreter's
-    ipykernel (no kernelspec folders searched), quick to shut down."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class ThisPythonKernelManager(AsyncKernelManager):  # type: ignore[misc]
-        @default("kernel_spec_manager")
-        def _kernel_spec_manager_default(self) -> KernelSpecManager:
-            return KernelSpecManager(kernel_dirs=[])
-
-        @default("shutdown_wait_time")
-        def _shutdown_wait_time_default(self) -> float:
-            return 1.0
-
-    return ThisPythonKernelManager
 
 
 def wrap(source: str) -> str:
@@ -156,7 +137,7 @@ def execute(
     def completed(cell: Any, cell_index: int, **_: Any) -> None:
         seconds[cell["id"]] = time.monotonic() - current["t"]
 
-    manager = _kernel_manager_class()
+    manager = kernel_manager_class()  # nbcache's own: this interpreter's python3
     client = NotebookClient(
         nb,
         kernel_name="python3",
@@ -708,6 +689,24 @@ def markdown(report: dict[str, Any]) -> str:
         for k in report["gone"]:
             lines.append(f"- {k['notebook']} cell {k['cell']} `{k['kind']}`: {k.get('reason', '')}")
     return "\n".join(lines) + "\n"
+
+
+def terminal_lines(pytestconfig: Any) -> Callable[[str], None]:
+    """A ``say(line)`` that writes progress and figures on pytest's terminal, also when the
+    test passes and its output is captured."""
+    terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        if terminal is None:
+            return
+        if capture is None:
+            terminal.write_line(line)
+            return
+        with capture.global_and_fixture_disabled():
+            terminal.write_line(line)
+
+    return say
 
 
 def report_dir() -> Path:
