@@ -4,10 +4,13 @@ tags it, so a sweep shares every cell upstream of a parameter's first use."""
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["inject", "resolve"]
+from ..errors import CacheError
+
+__all__ = ["ParameterError", "inject", "resolve"]
 
 
 def resolve(text: str) -> Any:
@@ -24,11 +27,26 @@ def resolve(text: str) -> Any:
     return text
 
 
+class ParameterError(CacheError):
+    """A parameter that cannot be set: its name is no Python name."""
+
+
 def inject(nb: Any, parameters: Mapping[str, Any]) -> None:
     """Add the parameters cell to ``nb`` (an nbformat notebook), replacing one a
-    previous injection left."""
+    previous injection left.
+
+    Raises:
+        ParameterError: a name is no Python identifier (``-p "x; import os" 1`` would
+            otherwise be code run in the kernel).
+    """
     if not parameters:
         return
+    for name in parameters:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ParameterError(
+                f"-p {name!r}: a parameter's name must be a Python variable name, "
+                "such as alpha or n_trees"
+            )
     import importlib
 
     nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length

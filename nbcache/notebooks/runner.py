@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -209,8 +210,12 @@ def absolute_store(store: str | None) -> str | None:
     return os.path.abspath(store)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    """The line that names the error (its last), without the kernel's terminal colours."""
+    text = _ANSI.sub("", str(exc)).strip().splitlines()
     tail = [line for line in text if line.strip()]
     return tail[-1][:200] if tail else type(exc).__name__
 

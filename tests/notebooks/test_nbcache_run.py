@@ -218,3 +218,22 @@ def test_a_notebook_without_code_runs_without_a_kernel(folder: Path) -> None:
     run = nbcache_run(folder, "prose.ipynb")
     assert run.returncode == 0 and run.stderr == ""
     assert "0 code cells" in run.stdout
+
+
+def test_a_parameter_name_that_is_no_variable_runs_nothing(folder: Path) -> None:
+    """`-p NAME VALUE` writes `NAME = VALUE` into a cell: a name that is code would run."""
+    write_notebook(folder / "p.ipynb", ["x = 1"], parameters="alpha = 1")
+    for name in ("x = 1; open('pwned', 'w') #", "1x", "class", ""):
+        run = nbcache_run(folder, "p.ipynb", "-p", name, "1", "-o", "out.ipynb")
+        assert run.returncode == 2, (name, run.stderr)
+        assert "a parameter's name must be a Python variable name" in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1
+    assert not (folder / "pwned").exists() and not (folder / "out.ipynb").exists()
+
+
+def test_the_summary_names_the_failure_without_terminal_colours(folder: Path) -> None:
+    write_notebook(folder / "bad.ipynb", ["1 / 0"])
+    run = nbcache_run(folder, "bad.ipynb", "-o", "out.ipynb")
+    assert run.returncode == 1
+    assert "stopped: ZeroDivisionError: division by zero" in run.stderr
+    assert "\x1b[" not in run.stderr
