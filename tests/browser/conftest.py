@@ -29,6 +29,7 @@ tests fail, rather than skip, without it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -605,6 +606,14 @@ _CONTRAST = """(el) => {
 
 
 def contrast(locator: Locator) -> float:
-    """The WCAG contrast ratio of ``locator``'s text against what is behind it."""
+    """The WCAG contrast ratio of ``locator``'s text against what is behind it.
+
+    A card's clock redraws its label every tick: read while it was being replaced,
+    the element has no computed colour and the ratio is NaN. Read it again then."""
     ratio: float = locator.evaluate(_CONTRAST)
+    for _ in range(20):
+        if not math.isnan(ratio):
+            break
+        time.sleep(0.05)
+        ratio = locator.evaluate(_CONTRAST)
     return ratio
