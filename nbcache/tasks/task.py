@@ -65,6 +65,7 @@ class Task(Generic[T]):
         self.ended: float | None = None
         self.done_steps = 0
         self.total_steps: int | None = None
+        self._first_step: int | None = None  # the count of the first report, in this run
         self.output: list[tuple[str, str]] = []
         self._cancel_requested = threading.Event()
         self._callbacks: list[Callable[[Task[T]], None]] = []
@@ -181,8 +182,25 @@ class Task(Generic[T]):
         self._changed()
         return not self.future.done()
 
+    @property
+    def start_step(self) -> int:
+        """The steps done before this run began: those a resumed run skipped (its first
+        report starts there), 0 for a run from the start."""
+        if not self.resumed or self._first_step is None:
+            return 0
+        return self._first_step
+
+    @property
+    def rate(self) -> float | None:
+        """Steps a second this run made: the steps done since it started over the time
+        since then (steps a resumed run skipped took no time here); None before any."""
+        steps, elapsed = self.done_steps - self.start_step, self.elapsed
+        return steps / elapsed if steps > 0 and elapsed > 0 else None
+
     def record(self, done: int, total: int | None = None) -> None:
         """Record progress made elsewhere (a worker's report) and tell the callbacks."""
+        if self._first_step is None and self.started is not None:
+            self._first_step = done
         self.done_steps = done
         if total is not None:
             self.total_steps = total

@@ -114,7 +114,7 @@ def card_view(task: Task[Any], result: CellReport | None = None, location: str =
     """The card of ``task`` as it is now."""
     state = task.state
     elapsed = task.elapsed
-    rate = task.done_steps / elapsed if task.done_steps and elapsed > 0 else None
+    rate = task.rate
     left: float | None = None
     if state == "running":
         if task.total_steps and rate:

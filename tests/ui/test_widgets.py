@@ -82,6 +82,34 @@ def test_card_progress_result_and_output_pane() -> None:
     assert card.out.outputs[0]["text"] == "one\ntwo\n"
 
 
+def test_card_rate_after_a_resume_counts_this_runs_steps() -> None:
+    """A run that resumed at step 100 of 600 and made 43 more in 2 s runs at 21.5 it/s,
+    with 457 steps (21.3 s) left: the skipped steps took no time in this run."""
+    task, _card_shown = _card()
+
+    def body() -> None:
+        task.mark_resumed("resumed at step 100 of 600, saved 1 min ago")
+        task.step(100, 600)  # the loop's first report: where the checkpoint left it
+        task.started = time.time() - 2
+        task.step(143, 600)
+        view = card_view(task)
+        assert view.count == "143 / 600 · 21.5 it/s"
+        assert view.timing.startswith("elapsed 2.0 s · about 21.")
+
+    task.run(body)
+    assert task.future.exception() is None
+    fresh: Task[Any] = Task("fresh")  # from the start: every step is this run's
+
+    def from_start() -> None:
+        fresh.step(0, 10)
+        fresh.started = time.time() - 2
+        fresh.step(4, 10)
+        assert card_view(fresh).count == "4 / 10 · 2.0 it/s"
+
+    fresh.run(from_start)
+    assert fresh.future.exception() is None
+
+
 def test_card_draws_progress_a_few_times_a_second() -> None:
     """Thousands of progress steps cost a handful of widget updates, not thousands."""
     task, card = _card()
