@@ -1,8 +1,8 @@
-"""Whole notebooks (issue 14): ``nbcache run`` after the last cell changed, against a plain
+"""Whole notebooks: ``nbcache run`` after the last cell changed, against a plain
 run and against jupyter-cache's re-execution, on real notebooks of the transparency corpus.
 
-For each notebook (:data:`NOTEBOOKS`, taken from PyPI sdists by
-``tests/notebooks/transparency/corpus.py``), every round, in this process:
+For each notebook (:data:`NOTEBOOKS`, kept in the repository and
+read by ``tests/notebooks/transparency/corpus.py``), every round, in this process:
 
 1. a plain run: nbclient's ``NotebookClient`` with the ``python3`` kernel, as
    ``jupyter execute`` runs it (kernel start and shutdown included);
@@ -235,7 +235,7 @@ def run(settings: Settings, names: Sequence[str] = NOTEBOOKS) -> list[Row]:
         sys.path.insert(0, str(root))
     from tests.notebooks.transparency import corpus
 
-    books = {b.id: b for b in corpus.notebooks(log=settings.say)}
+    books = {b.id: b for b in corpus.notebooks()}
     folder = settings.directory / "whole-notebook"
     rounds = max(1, min(settings.repeat, 3))
     rows: list[Row] = []
@@ -295,7 +295,7 @@ def _rows(name: str, n: int, got: Mapping[str, Any]) -> list[Row]:
 
 GROUP = Group(
     "whole_notebook",
-    "whole notebooks: nbcache run after an edit of the last cell (issue 14)",
+    "whole notebooks: nbcache run after an edit of the last cell",
     lambda settings: run(settings),
     notes=(
         f"Notebooks of the transparency corpus ({', '.join(NOTEBOOKS)}; code cells only, "

@@ -384,7 +384,7 @@ def test_edited_cells_are_found_and_reach_their_functions() -> None:
 @pytest.fixture(scope="module")
 def whole(pytestconfig: pytest.Config) -> Iterator[list[dict[str, Any]]]:
     say = harness.terminal_lines(pytestconfig)
-    books = corpus.notebooks(log=say)
+    books = corpus.notebooks()
     workdir = Path(tempfile.mkdtemp(prefix="nbcache-whole-"))
     try:
         t0 = time.monotonic()
@@ -403,7 +403,7 @@ def whole(pytestconfig: pytest.Config) -> Iterator[list[dict[str, Any]]]:
 
 
 @pytest.mark.transparency
-@pytest.mark.timeout(3600)  # the first run on a machine downloads the sdists (~5 min)
+@pytest.mark.timeout(1800)  # the whole corpus, several kernels a notebook
 def test_whole_notebooks_run_as_plain_restore_and_load_only_what_the_edit_needs(
     whole: list[dict[str, Any]],
 ) -> None:

@@ -3,7 +3,8 @@
 Prints the summary and writes the JSON and Markdown report (to
 ``$NBCACHE_TRANSPARENCY_REPORT`` or tests/notebooks/transparency/report/).
 ``--only`` picks notebooks by a part of their id; ``--plain`` runs each
-notebook once, plain, and prints its time and errors (to try out a corpus).
+notebook once, plain, and prints its time and errors (to try out a corpus);
+``--vendor`` fetches the notebooks the manifest names into the repository.
 """
 
 from __future__ import annotations
@@ -35,9 +36,19 @@ def main(argv: list[str] | None = None) -> int:
         "passes today and fails on anything new or fixed)",
     )
     parser.add_argument("--plain", action="store_true", help="one plain run each, to try a corpus")
+    parser.add_argument(
+        "--vendor",
+        action="store_true",
+        help="fetch the manifest's archives with pip and write their notebooks and licence "
+        "files into notebooks/ (when a version in the manifest changes)",
+    )
     args = parser.parse_args(argv)
+    if args.vendor:
+        written = corpus.vendor(corpus.load_manifest(args.manifest), log=print)
+        print(f"transparency: wrote {len(written)} files under {corpus.VENDORED}")
+        return 0
 
-    books = corpus.notebooks(corpus.load_manifest(args.manifest), log=print)
+    books = corpus.notebooks(corpus.load_manifest(args.manifest))
     if args.only:
         books = [b for b in books if any(part in b.id for part in args.only)]
     if args.plain:

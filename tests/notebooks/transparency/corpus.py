@@ -1,15 +1,16 @@
-"""The transparency corpus: public notebooks taken from PyPI archives at test time.
+"""The transparency corpus: public notebooks kept in the repository beside this file.
 
-Nothing of the notebooks is committed.  ``corpus.json`` beside this file
-names, for each notebook, the PyPI package and exact version it comes from,
-its path inside that package's sdist or wheel, its project's URL and licence,
+``corpus.json`` names, for each notebook, the PyPI package and exact version it
+comes from, its path inside that package's sdist, its project's URL and licence,
 the SHA-256 of the file, and every edit applied to it (by the code here, when
-the notebook is built).  The archives are downloaded with this interpreter's
-own pip into a cache folder outside the repository and extracted there, keyed
-by package and version:
+the notebook is built). The files themselves, with each package's licence file,
+are kept under ``notebooks/<package>-<version>/<path>`` so that no test needs the
+network: a notebook whose bytes differ from the manifest's SHA-256 is refused.
 
-    $NBCACHE_TRANSPARENCY_CACHE, or $XDG_CACHE_HOME/nbcache-transparency,
-    or ~/.cache/nbcache-transparency
+``python -m tests.notebooks.transparency --vendor`` fetches the archives again
+with this interpreter's pip (slow: pip prepares an sdist's metadata, which for
+statsmodels and scikit-learn means compiling them) and rewrites that folder; use
+it when a package's version in the manifest changes.
 
 A notebook is either a real ``.ipynb`` or a sphinx-gallery script (``# %%``
 or ``####`` separated blocks), which is split into cells the way
@@ -22,9 +23,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -36,19 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "corpus.json"
-
-
-def _cache_root() -> Path:
-    explicit = os.environ.get("NBCACHE_TRANSPARENCY_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "nbcache-transparency"
-
-
-# Read once, at import: the test suite's conftest points XDG_CACHE_HOME at each test's
-# tmp_path, and the corpus should be downloaded once per machine, not once per test.
-CACHE = _cache_root()
+VENDORED = HERE / "notebooks"
 
 
 class CorpusError(RuntimeError):
@@ -76,45 +63,55 @@ def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
-# -- archives ----------------------------------------------------------------------
+def vendored(name: str, pkg: dict[str, Any], member: str) -> Path:
+    """Where the repository keeps the file ``member`` of package ``name``'s archive."""
+    return VENDORED / f"{name}-{pkg['version']}" / member
 
 
-def archive_path(pkg: dict[str, Any]) -> Path:
-    return CACHE / "archives" / pkg["file"]
+# -- fetching the archives again (maintainers only; no test calls this) --------------
 
 
-def download(name: str, pkg: dict[str, Any], *, log: Any = None) -> Path:
-    """The package's archive in the cache, downloaded with pip if it is not there yet."""
-    target = archive_path(pkg)
-    if target.exists() and _sha256(target.read_bytes()) == pkg["sha256"]:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+def download(name: str, pkg: dict[str, Any], folder: Path, *, log: Any = None) -> Path:
+    """The package's archive, downloaded with pip into ``folder`` and checked."""
     spec = f"{name}=={pkg['version']}"
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp]
-        if pkg["archive"] == "sdist":
-            # --no-binary NAME only: the sdist's build requirements may still be wheels
-            # (pip prepares the sdist's metadata, which needs them).
-            cmd += ["--no-binary", name]
-        else:
-            cmd += ["--only-binary", ":all:"]
-        cmd.append(spec)
-        if log is not None:
-            log(f"transparency: downloading {spec} ({pkg['archive']}) into {target.parent}")
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
-        got = Path(tmp) / pkg["file"]
-        if done.returncode != 0 or not got.exists():
-            raise CorpusError(
-                f"pip download {spec} failed (exit {done.returncode}):\n"
-                f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-            )
-        digest = _sha256(got.read_bytes())
-        if digest != pkg["sha256"]:
-            raise CorpusError(
-                f"{pkg['file']}: SHA-256 {digest} is not the manifest's {pkg['sha256']}"
-            )
-        os.replace(got, target)
-    return target
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder)]
+    if pkg["archive"] == "sdist":
+        # --no-binary NAME only: the sdist's build requirements may still be wheels
+        # (pip prepares the sdist's metadata, which needs them).
+        cmd += ["--no-binary", name]
+    else:
+        cmd += ["--only-binary", ":all:"]
+    cmd.append(spec)
+    if log is not None:
+        log(f"transparency: downloading {spec} ({pkg['archive']})")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
+    got = folder / pkg["file"]
+    if done.returncode != 0 or not got.exists():
+        raise CorpusError(
+            f"pip download {spec} failed (exit {done.returncode}):\n"
+            f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        )
+    digest = _sha256(got.read_bytes())
+    if digest != pkg["sha256"]:
+        raise CorpusError(f"{pkg['file']}: SHA-256 {digest} is not the manifest's {pkg['sha256']}")
+    return got
+
+
+def vendor(manifest: dict[str, Any] | None = None, *, log: Any = None) -> list[Path]:
+    """Fetch every package's archive and write its notebooks and licence file into
+    ``notebooks/``; the files written."""
+    manifest = load_manifest() if manifest is None else manifest
+    written = []
+    with tempfile.TemporaryDirectory(prefix="nbcache-corpus-") as tmp:
+        for name, pkg in manifest["packages"].items():
+            archive = download(name, pkg, Path(tmp), log=log)
+            members = [n["path"] for n in manifest["notebooks"] if n["package"] == name]
+            for member in [*members, pkg["licence_file"]]:
+                target = vendored(name, pkg, member)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(_read_member(archive, member))
+                written.append(target)
+    return written
 
 
 def _sha256(data: bytes) -> str:
@@ -133,20 +130,6 @@ def _read_member(archive: Path, member: str) -> bytes:
             return f.read()
     with zipfile.ZipFile(archive) as zf:
         return zf.read(member)
-
-
-def extracted(name: str, pkg: dict[str, Any], member: str, *, log: Any = None) -> Path:
-    """The file ``member`` of package ``name``, extracted into the cache (downloaded first
-    if need be)."""
-    target = CACHE / f"{name}-{pkg['version']}" / member
-    if target.exists():
-        return target
-    data = _read_member(download(name, pkg, log=log), member)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
-    return target
 
 
 # -- notebooks -------------------------------------------------------------------------
@@ -230,15 +213,20 @@ def apply_edits(nb_id: str, cells: list[str], edits: list[dict[str, Any]]) -> li
     return [(i, c) for i, c in enumerate(cells) if i not in dropped]
 
 
-def notebooks(manifest: dict[str, Any] | None = None, *, log: Any = None) -> list[Notebook]:
-    """Every notebook of the manifest, downloaded and extracted if need be, edits applied."""
+def notebooks(manifest: dict[str, Any] | None = None) -> list[Notebook]:
+    """Every notebook of the manifest, read from the repository and checked, edits applied."""
     manifest = load_manifest() if manifest is None else manifest
     packages = manifest["packages"]
     out = []
     for entry in manifest["notebooks"]:
         name = entry["package"]
         pkg = packages[name]
-        path = extracted(name, pkg, entry["path"], log=log)
+        path = vendored(name, pkg, entry["path"])
+        if not path.is_file():
+            raise CorpusError(
+                f"{entry['id']}: {path} is missing; "
+                "`python -m tests.notebooks.transparency --vendor` fetches it"
+            )
         digest = _sha256(path.read_bytes())
         if digest != entry["sha256"]:
             raise CorpusError(
@@ -263,10 +251,3 @@ def notebooks(manifest: dict[str, Any] | None = None, *, log: Any = None) -> lis
             )
         )
     return out
-
-
-def clear_extracted() -> None:
-    """Forget the extracted files (the archives stay)."""
-    for child in CACHE.iterdir() if CACHE.exists() else []:
-        if child.is_dir() and child.name != "archives":
-            shutil.rmtree(child)
