@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -215,6 +216,11 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar=("NAME", "VALUE"),
         help="set a parameter to the text VALUE",
+    )
+    # argparse reads a value that starts with "-" as an option unless it looks like a
+    # number; -p x -inf, -1e400 and -nan are numbers too, as papermill reads them.
+    run._negative_number_matcher = re.compile(
+        r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE
     )
     run.add_argument(
         "--plan",

@@ -5,12 +5,13 @@ tags it, so a sweep shares every cell upstream of a parameter's first use."""
 from __future__ import annotations
 
 import keyword
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import CacheError
 
-__all__ = ["ParameterError", "inject", "resolve"]
+__all__ = ["ParameterError", "inject", "literal", "resolve"]
 
 
 def resolve(text: str) -> Any:
@@ -25,6 +26,14 @@ def resolve(text: str) -> Any:
         except ValueError:
             continue
     return text
+
+
+def literal(value: Any) -> str:
+    """``value`` as Python source that gives it back: ``repr``, except for the floats whose
+    repr is no expression (``nan``, ``inf``), written as papermill writes them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
+    return repr(value)
 
 
 class ParameterError(CacheError):
@@ -50,7 +59,7 @@ def inject(nb: Any, parameters: Mapping[str, Any]) -> None:
     import importlib
 
     nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
-    lines = ["# Parameters"] + [f"{name} = {value!r}" for name, value in parameters.items()]
+    lines = ["# Parameters"] + [f"{name} = {literal(value)}" for name, value in parameters.items()]
     cell = nbformat.v4.new_code_cell("\n".join(lines) + "\n")
     cell.metadata["tags"] = ["injected-parameters"]
     cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]

@@ -237,3 +237,16 @@ def test_the_summary_names_the_failure_without_terminal_colours(folder: Path) ->
     assert run.returncode == 1
     assert "stopped: ZeroDivisionError: division by zero" in run.stderr
     assert "\x1b[" not in run.stderr
+
+
+def test_parameters_that_are_not_finite_numbers_run_as_papermill_gives_them(
+    folder: Path,
+) -> None:
+    cells = ["import math\nprint(repr(x), type(x).__name__)"]
+    write_notebook(folder / "p.ipynb", cells, parameters="x = 0.0")
+    expected = {"nan": "nan", "inf": "inf", "-inf": "-inf", "1e400": "inf"}
+    for value, shown in expected.items():
+        run = nbcache_run(folder, "p.ipynb", "-p", "x", value, "-o", "out.ipynb")
+        assert run.returncode == 0, (value, run.stderr)
+        nb = nbformat.read(folder / "out.ipynb", as_version=4)
+        assert nb.cells[-1].outputs[0]["text"] == f"{shown} float\n"
