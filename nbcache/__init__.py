@@ -30,12 +30,12 @@ from .tasks.executors import configure
 from .tasks.task import progress
 
 
-def browse(cache: Cache | None = None, widgets: bool | None = None) -> Any:
-    """The cache browser: entries, totals, Delete, Pin and Prune (text outside a Jupyter
-    kernel; ``widgets=True`` or ``False`` forces either form)."""
+def browse(cache: Cache | None = None, widgets: bool | None = None) -> None:
+    """Show the cache browser: entries, totals, Delete, Pin and Prune (text outside a
+    Jupyter kernel; ``widgets=True`` or ``False`` forces either form)."""
     from .ui.widgets import browse as show
 
-    return show(cache, widgets)
+    show(cache, widgets)
 
 
 def load_ipython_extension(ipython: Any) -> None:

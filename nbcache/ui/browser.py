@@ -24,7 +24,8 @@ from typing import Any
 from ..cache.ledger import EntryRecord
 from ..run.report import age_text
 from ..units import format_duration, format_size
-from .cards import short_path
+from .cards import short_path, shown_with_text
+from .listing import entries_table
 from .theme import escape, style_widget
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "CacheBrowser",
     "Column",
     "Partial",
+    "browser_text",
     "partial_of",
     "totals_html",
     "totals_text",
@@ -236,6 +238,15 @@ def totals_text(records: Sequence[EntryRecord], location: str, limit: int | None
     return f"{text}; none has been used again yet."
 
 
+def browser_text(records: Sequence[EntryRecord], location: str, limit: int | None) -> str:
+    """The browser as text: the totals sentence, then a table of the entries (what a
+    terminal shows, and a saved notebook without widget state)."""
+    lines = [f"nbcache: {totals_text(records, location, limit)}"]
+    if records:
+        lines += ["", *entries_table(records)]
+    return "\n".join(lines)
+
+
 def totals_html(records: Sequence[EntryRecord], location: str, limit: int | None) -> str:
     """:func:`totals_text` with its figures in bold."""
     where = f'<code class="nbcache-totals-where">{escape(location)}</code>'
@@ -290,8 +301,10 @@ class CacheBrowser:
     """The store's entries as a table, with Pin, Delete and Prune acting on the store."""
 
     def __init__(
-        self, cache: Any, display: Callable[[Any], None], limit: Callable[[], int | None]
+        self, cache: Any, display: Callable[[Any], Any], limit: Callable[[], int | None]
     ) -> None:
+        """``display`` shows the browser; what it returns, if it has ``update`` (IPython's
+        display handle), gets the new text form after each refresh."""
         import ipywidgets as w
 
         self.cache = cache
@@ -375,8 +388,9 @@ class CacheBrowser:
             row.add_class("nbcache-row")
             row.add_class("nbcache-browser-row")
         self._filling = False
+        self._handle: Any = None
         self.refresh()
-        display(self.box)
+        self._handle = display(shown_with_text(self.box, self.text))
 
     # -- reading the store
 
@@ -385,11 +399,19 @@ class CacheBrowser:
         store = getattr(self.cache, "store", None)
         return short_path(str(store.location)) if store is not None else "memory only"
 
+    @property
+    def text(self) -> str:
+        """The browser's text form, as of its last refresh."""
+        return browser_text(self.state.records, self.location, self._limit())
+
     def refresh(self) -> None:
-        """Read the records again and redraw everything."""
+        """Read the records again and redraw everything, the text form too."""
         self.state.load(self.cache.records())
         self.totals.value = totals_html(self.state.records, self.location, self._limit())
         self.draw()
+        update = getattr(self._handle, "update", None)
+        if update is not None:
+            update(shown_with_text(self.box, self.text))
 
     # -- drawing
 

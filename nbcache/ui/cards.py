@@ -191,6 +191,15 @@ def text_lines(view: CardView) -> list[str]:
     return [line]
 
 
+def plain_text(view: CardView) -> str:
+    """The card's ``text/plain``, what a notebook saved without widget state shows: the
+    running line while it runs, then how it ended, with the error's line if it failed."""
+    line = text_lines(view)[0]
+    if view.state == "failed" and view.error:
+        return f"{line}\n{view.error}"
+    return line
+
+
 class TextCard:
     """A task's card as lines of text: started, then how it ended."""
 
@@ -295,7 +304,9 @@ class WidgetCard:
     """A task's card: name, state chip, Cancel, progress bar with count and rate, times,
     the result once done, the traceback on failure, and the cell's output."""
 
-    def __init__(self, task: Task[Any], display: Callable[[Any], None]) -> None:
+    def __init__(self, task: Task[Any], display: Callable[[Any], Any]) -> None:
+        """``display`` shows the card; what it returns, if it has ``update`` (IPython's
+        display handle), replaces the card's text form when the task ends."""
         import ipywidgets as w
 
         self.task = task
@@ -327,13 +338,16 @@ class WidgetCard:
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._ended = False
-        display(shown_with_text(self.box, text_lines(view)[0]))
+        self._text = plain_text(view)
+        self._handle = display(shown_with_text(self.box, self._text))
         threading.Thread(target=self._tick, name="nbcache-card", daemon=True).start()
 
     def finished(self, report: CellReport) -> None:
         """What the body made, shown on the card's second line once the task is done."""
         self.location = store_location()
         self.result = report
+        if self._ended:
+            self._retell()
 
     def _tick(self) -> None:
         """Redraw a running card a few times a second: its clock moves, and progress that
@@ -391,6 +405,18 @@ class WidgetCard:
             if self.pane.layout.display != "none":
                 self.pane.selected_index = None  # folded: the result line says the rest
         self._draw()
+        if state in ENDED:
+            self._retell()
+
+    def _retell(self) -> None:
+        """Replace the card's text form with how the task ended: a notebook saved
+        without widget state would otherwise say it still runs."""
+        update = getattr(self._handle, "update", None)
+        text = plain_text(card_view(self.task, self.result, self.location))
+        if update is None or text == self._text:
+            return
+        self._text = text
+        update(shown_with_text(self.box, text))
 
     def _changed_state(self, state: str) -> bool:
         before, self._state = self._state, state
@@ -418,7 +444,7 @@ def short_path(location: str) -> str:
 
 
 def make_card(
-    task: Task[Any], widgets: bool, display: Callable[[Any], None], show: Callable[[str], None]
+    task: Task[Any], widgets: bool, display: Callable[[Any], Any], show: Callable[[str], None]
 ) -> TextCard | WidgetCard:
     """A card for ``task``, shown now, that follows the task's changes."""
     card: TextCard | WidgetCard = WidgetCard(task, display) if widgets else TextCard(task, show)

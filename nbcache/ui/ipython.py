@@ -62,10 +62,11 @@ class IPythonShell:
     def card(self, task: Task[Any]) -> Card:
         return make_card(task, self.widgets, self.display_object, self.show_text)
 
-    def display_object(self, obj: Any) -> None:
+    def display_object(self, obj: Any) -> Any:
+        """Show ``obj``; the handle that can replace it (a card's text form, once ended)."""
         from IPython.display import display
 
-        display(obj)  # type: ignore[no-untyped-call]
+        return display(obj, display_id=True)  # type: ignore[no-untyped-call]
 
     def show_text(self, line: str) -> None:
         print(line, flush=True)

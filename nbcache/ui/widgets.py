@@ -36,7 +36,7 @@ def widgets_wanted(shell: Any) -> bool:
     return True
 
 
-def browse(cache: Any = None, widgets: bool | None = None) -> Any:
+def browse(cache: Any = None, widgets: bool | None = None) -> None:
     """Show the cache browser: a widget in a Jupyter kernel, a text table elsewhere.
 
     Args:
@@ -44,30 +44,28 @@ def browse(cache: Any = None, widgets: bool | None = None) -> Any:
         widgets: force the widget (True) or the text table (False); None decides as
             :func:`widgets_wanted` does.
 
-    Returns:
-        The :class:`~nbcache.ui.browser.CacheBrowser`, or the text that was printed.
+    Returns None, as ``display`` does: what it shows is the answer, and a value
+    returned as well would be shown a second time at the end of a cell.
     """
     from ..cache.default import default_cache, max_size
-    from .browser import totals_text
+    from .browser import browser_text
     from .cards import short_path
-    from .listing import entries_table
 
     cache = cache or default_cache()
     if widgets is None:
         widgets = widgets_wanted(_current_shell())
-    records = None if widgets else cache.records()
     if widgets:
         from IPython.display import display
 
-        return CacheBrowser(cache, display, max_size)
+        def show(obj: Any) -> Any:
+            return display(obj, display_id=True)  # type: ignore[no-untyped-call]
+
+        CacheBrowser(cache, show, max_size)
+        return None
     store = cache.store
     where = short_path(str(store.location)) if store is not None else "memory only"
-    lines = [f"nbcache: {totals_text(records or [], where, max_size())}"]
-    if records:
-        lines += ["", *entries_table(records)]
-    text = "\n".join(lines)
-    print(text)
-    return text
+    print(browser_text(cache.records(), where, max_size()))
+    return None
 
 
 def _current_shell() -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from nbcache.ui.status import names_text, status_html, status_line
 from nbcache.ui.widgets import browse
 from tests.conftest import key_of
 from tests.run.fake_shell import FakeShell
+from tests.shells import close_shell, new_shell
 
 # -- the task card ------------------------------------------------------------------
 
@@ -221,7 +223,7 @@ def test_browser_lists_sorts_and_filters(cache: Cache) -> None:
     _filled(cache)
     shown: list[Any] = []
     view = CacheBrowser(cache, shown.append, lambda: None)
-    assert shown == [view.box]
+    assert [item.widget for item in shown] == [view.box]
     assert len(_texts(view)) == 3
     assert view.totals.value.startswith('<div class="nbcache-totals"><b>3 entries</b>')
     view.heads[2].click()  # size, largest first
@@ -350,10 +352,86 @@ def test_browser_state_pages() -> None:
 def test_text_form(cache: Cache, capsys: pytest.CaptureFixture[str]) -> None:
     """Outside a Jupyter kernel the browser is a text table under the totals sentence."""
     _filled(cache)
-    text = browse(cache, widgets=False)
-    assert text.startswith("nbcache: 3 entries, ") and "cell 2" in text
-    assert "cell 0" in capsys.readouterr().out
+    browse(cache, widgets=False)
+    text = capsys.readouterr().out
+    assert text.startswith("nbcache: 3 entries, ") and "cell 2" in text and "cell 0" in text
     assert totals_text([], ".nbcache", None) == "The store .nbcache is empty."
+
+
+def test_browse_in_terminal_ipython_prints_the_table_once(
+    cache: Cache, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``nbcache.browse()`` as a cell's last line: the table once, no ``Out[1]`` copy."""
+    _filled(cache)
+    shell = new_shell(tmp_path)
+    try:
+        shell.user_ns["store_cache"] = cache
+        capsys.readouterr()
+        shell.run_cell("import nbcache\nnbcache.browse(store_cache, widgets=False)")  # type: ignore[no-untyped-call]
+        out = capsys.readouterr().out
+    finally:
+        close_shell(shell)
+    assert out.count("nbcache: 3 entries, ") == 1 and out.count("cell 2") == 1
+    assert "Out[" not in out
+
+
+def _bundle(shown: Any) -> dict[str, Any]:
+    return dict(shown._repr_mimebundle_())
+
+
+class _Shows:
+    """IPython's ``display(..., display_id=True)``: shows, and returns a handle whose
+    ``update`` replaces what it showed; both recorded here."""
+
+    def __init__(self) -> None:
+        self.shown: list[Any] = []
+
+    def __call__(self, obj: Any) -> _Shows:
+        self.shown.append(obj)
+        return self
+
+    def update(self, obj: Any) -> None:
+        self.shown.append(obj)
+
+
+def test_browser_saves_its_text_form(cache: Cache) -> None:
+    """A notebook saved without widget state shows the totals and the table, not the
+    widget's repr; after a Delete it shows what is left."""
+    keys = _filled(cache)
+    shows = _Shows()
+    view = CacheBrowser(cache, shows, lambda: None)
+    bundle = _bundle(shows.shown[0])
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    text = bundle["text/plain"]
+    assert text.startswith("nbcache: 3 entries, ") and "cell 0" in text and "cell 2" in text
+    assert "VBox" not in text and "<style>" not in text
+    view.select([keys[1]])
+    view.delete.click()
+    view.confirm.click()
+    text = _bundle(shows.shown[-1])["text/plain"]
+    assert text.startswith("nbcache: 2 entries, ") and "cell 1" not in text
+
+
+def test_card_text_form_follows_the_task(cache: Cache) -> None:
+    """A saved card says how its task ended: done with what it made, failed with the
+    error's line, cancelled; "runs in the background" only while it does."""
+    ended: dict[str, str] = {}
+    for name, body in (("good", lambda: None), ("broken", lambda: 1 / 0), ("stopped", None)):
+        task: Task[Any] = Task(name)
+        shows = _Shows()
+        make_card(task, True, shows, print)
+        assert _bundle(shows.shown[0])["text/plain"].endswith(
+            f"{name} runs in the background (%nbcache wait to block on it)"
+        )
+        if body is None:
+            task.cancel()
+        else:
+            task.run(body)
+        ended[name] = _bundle(shows.shown[-1])["text/plain"]
+    assert ended["good"].startswith("nbcache: good done after ")
+    assert ended["broken"].startswith("nbcache: broken failed after ")
+    assert ended["broken"].endswith("\nZeroDivisionError: division by zero")
+    assert ended["stopped"].startswith("nbcache: stopped cancelled after ")
 
 
 def test_browse_can_be_forced_to_text(cache: Any, capsys: Any) -> None:
