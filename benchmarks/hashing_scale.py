@@ -1,4 +1,4 @@
-"""How ``digest`` scales with the size of an object graph (issue 10), against joblib.hash.
+"""How ``digest`` scales with the size of an object graph, against joblib.hash.
 
 - an unshared graph: a list of distinct small tuples and dicts;
 - a shared graph: a DAG of layers, each a list holding the whole previous layer
@@ -384,7 +384,7 @@ def run(settings: Settings, sizes: Sequence[int] | None = None) -> list[Row]:
 
 GROUP = Group(
     "hashing_scale",
-    "digest against the size of an object graph (issue 10)",
+    "digest against the size of an object graph",
     lambda settings: run(settings),
     notes=(
         "Each row runs in a fresh child process that builds the value untimed, then times "

@@ -1,4 +1,4 @@
-"""What ``%%cache`` adds to every small cell of a notebook (issue 10).
+"""What ``%%cache`` adds to every small cell of a notebook.
 
 Thirty small, everyday cells (assignments, a little numpy and pandas, prints, a
 function defined and called) run in a fresh ``InteractiveShell``:
@@ -220,7 +220,7 @@ def _rows(times: dict[str, list[list[float]]], restored: dict[str, list[int]], n
 
 GROUP = Group(
     "notebook_overhead",
-    "what %%cache adds to each small cell (issue 10)",
+    "what %%cache adds to each small cell",
     lambda settings: run(settings),
     notes=(
         f"{len(CELLS)} small cells (assignments, numpy, pandas, prints, a function defined and "

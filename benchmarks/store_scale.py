@@ -1,5 +1,5 @@
 """A store with many entries: what a small write, a hit, a listing and an eviction cost
-as the store grows (issue 11), against diskcache at the same sizes.
+as the store grows, against diskcache at the same sizes.
 
 One store grows through the sizes of ``--entries`` (default 100, 10,000, 100,000):
 it is filled to the first size, measured, filled on to the next, and so on.  The
@@ -293,7 +293,7 @@ def _measure(settings: Settings, folder: Path, sizes: Sequence[int]) -> list[Row
 
 GROUP = Group(
     "store_scale",
-    "a store with many entries (issue 11)",
+    "a store with many entries",
     lambda settings: run(settings),
     notes=(
         "One store grows through the sizes of --entries. The fill rows time how it was filled: "
@@ -312,7 +312,7 @@ GROUP = Group(
         "The evicting put goes through a Cache whose max_size is the store's size plus three "
         "quarters of an entry, so exactly one entry goes (checked after each run, untimed). "
         "diskcache culls inside set; it has no like-for-like row.",
-        "Targets (issue 11) apply at the largest size: a put within 1.5× of the same put on an "
+        "Targets apply at the largest size: a put within 1.5× of the same put on an "
         "empty store, the listing under 1 s, the evicting put under 10 ms.",
     ),
 )
