@@ -65,7 +65,7 @@ def parse_size(value: str | int) -> int:
 
 
 def format_size(nbytes: float) -> str:
-    """``1234567`` -> ``'1.2 MB'`` (powers of 1000, as disks and the spec count)."""
+    """``1234567`` -> ``'1.2 MB'`` (powers of 1000, as disks and the README count)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(nbytes) < 1000 or unit == "TB":
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
