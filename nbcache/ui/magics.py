@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shlex
 import types
 from typing import Any
@@ -47,6 +48,16 @@ def _checkpoint(text: str) -> str | float:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _watched(text: str) -> str:
+    """A ``--watch`` path: it must be there, or a typo would key the cell on nothing."""
+    path = os.path.expanduser(text)
+    if not os.path.exists(path):
+        raise argparse.ArgumentTypeError(
+            f"{text}: no such file or folder in {os.getcwd()}; give a path that exists"
+        )
+    return path
+
+
 def _size(text: str) -> int:
     try:
         return parse_size(text)
@@ -71,7 +82,14 @@ class NbcacheMagics(Magics):
     @argument("--no-store", action="store_true", help="keep the entry in memory only")
     @argument("--max-age", type=_duration, help="older entries count as a miss (90s, 7d)")
     @argument("--ignore", nargs="+", default=[], metavar="VAR", help="inputs left out of the key")
-    @argument("--watch", nargs="+", default=[], metavar="PATH", help="files the cell depends on")
+    @argument(
+        "--watch",
+        nargs="+",
+        default=[],
+        type=_watched,
+        metavar="PATH",
+        help="files or folders the cell depends on (they must exist)",
+    )
     @argument("--pin", action="store_true", help="keep the entry out of eviction")
     @argument("-q", "--quiet", action="store_true", help="no status line")
     @argument(
