@@ -20,7 +20,7 @@ from nbcache.units import format_duration, format_size, parse_duration, parse_si
     ],
 )
 def test_parse_duration(text: str | int, seconds: float) -> None:
-    """Every duration unit of the spec converts to seconds."""
+    """Every duration unit the README lists converts to seconds."""
     assert parse_duration(text) == seconds
 
 

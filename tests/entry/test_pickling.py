@@ -207,7 +207,7 @@ def test_unpickle_garbage() -> None:
     assert info.value.__cause__ is not None
 
 
-# -- issue 10: restored code is live code ---------------------------------------
+# -- restored code is live code ------------------------------------------------
 
 _CELL = """
 scale = 2

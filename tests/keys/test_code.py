@@ -177,7 +177,7 @@ def test_fingerprint_is_stable_across_processes() -> None:
     assert seen == {fingerprint(_notebook()["outer"])}
 
 
-# -- issue 10: all the local code a call reaches, installed code by name ----------
+# -- all the local code a call reaches, installed code by name -------------------
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

@@ -136,7 +136,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", PendingDeprecationWarning)
     _MATRIX = np.matrix([[1, 2]])
 
-# Issue 10: what a cell can tell apart that the keys used to miss.
+# What a cell can tell apart that the keys used to miss.
 DIFFERENT.update(
     {
         "OrderedDict order": (

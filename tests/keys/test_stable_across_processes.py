@@ -358,7 +358,7 @@ def test_no_value_raises_anything_but_key_pickling_error(
 
 
 def test_seaborn_plot_digest_is_stable(two_runs: tuple[dict[str, str], dict[str, str]]) -> None:
-    """W3: ``so.Plot`` keeps ``id()`` of its data vectors; the digest must not see the address."""
+    """``so.Plot`` keeps ``id()`` of its data vectors; the digest must not see the address."""
     first, second = two_runs
     assert first["so.Plot"] == second["so.Plot"]
     assert not first["so.Plot"].startswith(("refused", "raised"))

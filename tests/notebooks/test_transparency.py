@@ -1,4 +1,4 @@
-"""Issue 10 part 6: nbcache is transparent on real notebooks that nobody here wrote.
+"""nbcache is transparent on real notebooks that nobody here wrote.
 
 The corpus (tests/notebooks/transparency/corpus.json) names public tutorials
 and gallery examples shipped in PyPI packages; they are kept in the repository

@@ -1,4 +1,4 @@
-"""Issue 14: whole notebooks, cached cell by cell, on the transparency corpus.
+"""Whole notebooks, cached cell by cell, on the transparency corpus.
 
 Each notebook of tests/notebooks/transparency/corpus.json runs in fresh kernels:
 
@@ -58,25 +58,25 @@ STAND_IN = "not loaded from nbcache's store yet"
 NBCACHE_RUNS = ("run1", "run2", "run3")
 RUN_TIMEOUT = 120  # seconds a cell may take under nbcache run before the run counts as hung
 
-# Breaks found, allowed while they are fixed (see WHOLE_FINDINGS.md; W<n> names the finding).
+# Breaks found, allowed while they are fixed (written up in the findings the docstring names).
 # (notebook, cell number, kind) -> why. A cell of None stands for any cell of the
 # notebook, and a notebook of None for any notebook: the breaks whose cells depend on
-# which cells auto mode stored, which its cost rule decides from wall-clock time (W4),
+# which cells auto mode stored, which its cost rule decides from wall-clock time,
 # so they come and go with the machine's load. Only the entries naming a cell must
 # still occur (the list shrinks as fixes land).
 KNOWN: dict[tuple[str | None, int | None, str], str] = {
     **{
-        ("seaborn/color_palettes", None, kind): "W1: cell 2 patches mpl.colors.Colormap's "
+        ("seaborn/color_palettes", None, kind): "cell 2 patches mpl.colors.Colormap's "
         "_repr_html_/_repr_png_; restored, the patch is lost, and a later colormap cell that "
         "runs (cheap, not stored) shows matplotlib's own picture"
         for kind in ("run2:result", "run2:image", "run3:result", "run3:image")
     },
-    ("statsmodels/predict", None, "run2:ran-stored"): "W2: cell 2 draws from the unseeded "
+    ("statsmodels/predict", None, "run2:ran-stored"): "cell 2 draws from the unseeded "
     "global generator and is cheap, so it is not stored and draws other numbers in run 2: "
     "the stored cells after it miss",
-    ("seaborn/properties", None, "run2:ran-stored"): "W3: cell 18's so.Plot hashes to "
+    ("seaborn/properties", None, "run2:ran-stored"): "cell 18's so.Plot hashes to "
     "another digest in each kernel, and is cheap: cells 19 and 20 miss in run 2",
-    ("seaborn/properties", None, "run3:loaded-unreachable"): "W8: the edited cell 23 loads "
+    ("seaborn/properties", None, "run3:loaded-unreachable"): "the edited cell 23 loads "
     "edge_plot, which it cannot reach (the walk for notebook code through axes_style's "
     "globals); only when cell 18 was stored",
     ("statsmodels/glm_formula", 2, "run2:stderr"): "known from the %%cache run "
@@ -85,7 +85,7 @@ KNOWN: dict[tuple[str | None, int | None, str], str] = {
     ("statsmodels/glm_formula", 2, "run3:stderr"): "as run2:stderr",
     ("statsmodels/glm_formula", 2, "run2:ran-stored"): "the entry that cannot load is "
     "removed and the cell computed again",
-    (None, None, "run3:loaded-beyond-edit"): "W7: cells kept out of the store because "
+    (None, None, "run3:loaded-beyond-edit"): "cells kept out of the store because "
     "they are cheap run on every run and load the values they read",
 }
 

@@ -372,7 +372,8 @@ def test_a_cached_cell_that_patches_a_library_runs_quietly_and_why_says_so(
 
 def test_a_cell_once_stored_stays_stored(session: Any) -> None:
     """Whether a cell near the store line is stored must not hang on the machine's load
-    in each run (WHOLE_FINDINGS W4): here the line moves instead."""
+    in each run, which made which cells ran differ from run to run: here the line moves
+    instead."""
     shell = session("%nbcache auto --min-seconds 0")
     run(shell, "alpha = 1")
     run(shell, "beta = alpha * 2")
