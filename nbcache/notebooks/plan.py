@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..units import format_duration
-from .runner import absolute_store, execute, kernel_environment, read_notebook
+from .runner import absolute_store, execute, kernel_environment, read_notebook, require_python
 
 __all__ = ["NotebookPlan", "plan_notebook"]
 
@@ -58,6 +58,7 @@ def plan_notebook(
     nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
     source = Path(path)
     nb = read_notebook(source, parameters)
+    require_python(nb, source, kernel)
     code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     with tempfile.TemporaryDirectory(prefix="nbcache-plan-") as scratch:
         cells_file = os.path.join(scratch, "cells.json")

@@ -35,6 +35,7 @@ __all__ = [
     "execute",
     "kernel_environment",
     "read_notebook",
+    "require_python",
     "run_notebook",
 ]
 
@@ -103,7 +104,50 @@ def kernel_environment(
 
 
 class RunError(CacheError):
-    """A notebook run that cannot start: no such kernel."""
+    """A notebook run that cannot start: no such kernel, a kernel of another language."""
+
+
+def require_python(nb: Any, path: Path, kernel: str | None = None) -> None:
+    """Refuse a notebook, or a ``--kernel``, of another language before any kernel starts:
+    its code would otherwise run in Python and stop at its first line.
+
+    Raises:
+        RunError: the notebook's metadata, or the kernel named, says another language.
+    """
+    metadata = nb.get("metadata", {})
+    spec = metadata.get("kernelspec", {}) if isinstance(metadata, dict) else {}
+    info = metadata.get("language_info", {}) if isinstance(metadata, dict) else {}
+    spec = spec if isinstance(spec, dict) else {}
+    info = info if isinstance(info, dict) else {}
+    said = spec.get("language") or info.get("name")
+    if said and not _is_python(str(said)):
+        name = f" (kernel {spec['name']})" if spec.get("name") else ""
+        raise RunError(
+            f"{path.name} is a notebook in {said}{name}; nbcache runs Python notebooks only: "
+            "run it with jupyter execute"
+        )
+    language = _kernel_language(kernel) if kernel else None
+    if language and not _is_python(language):
+        raise RunError(
+            f"the kernel {kernel!r} runs {language}; nbcache runs Python kernels only "
+            "(`jupyter kernelspec list` shows the kernels there are)"
+        )
+
+
+def _is_python(language: str) -> bool:
+    return language.strip().lower().startswith(("python", "ipython"))
+
+
+def _kernel_language(name: str) -> str | None:
+    """The language of the kernel ``name``; None when there is no such kernel (starting it
+    says so) or it names none."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        language = KernelSpecManager().get_kernel_spec(name).language
+    except NoSuchKernel:
+        return None
+    return str(language) if language else None
 
 
 def _client_class() -> type[Any]:
@@ -129,6 +173,7 @@ def run_notebook(
     nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
     source = Path(path)
     nb = read_notebook(source, parameters)
+    require_python(nb, source, kernel)
     summary = RunSummary()
     with tempfile.TemporaryDirectory(prefix="nbcache-run-") as scratch:
         log = os.path.join(scratch, "cells.jsonl")

@@ -250,3 +250,20 @@ def test_parameters_that_are_not_finite_numbers_run_as_papermill_gives_them(
         assert run.returncode == 0, (value, run.stderr)
         nb = nbformat.read(folder / "out.ipynb", as_version=4)
         assert nb.cells[-1].outputs[0]["text"] == f"{shown} float\n"
+
+
+def test_a_notebook_of_another_language_is_refused_in_one_line(folder: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}
+    nb.metadata["language_info"] = {"name": "R"}
+    nb.cells = [nbformat.v4.new_code_cell("x <- c(1, 2)\nprint(mean(x))")]
+    nbformat.write(nb, folder / "r.ipynb")
+    del nb.metadata["kernelspec"]  # only what the kernel said of itself when it last ran
+    nbformat.write(nb, folder / "info.ipynb")
+    before = (folder / "r.ipynb").read_bytes()
+    for args in (["r.ipynb"], ["r.ipynb", "--plan"], ["info.ipynb", "-o", "out.ipynb"]):
+        run = nbcache_run(folder, *args)
+        assert run.returncode == 2, (args, run.stdout, run.stderr)
+        assert run.stderr.startswith("nbcache: ") and len(run.stderr.strip().splitlines()) == 1
+        assert "is a notebook in R" in run.stderr and "Python" in run.stderr
+    assert (folder / "r.ipynb").read_bytes() == before and not (folder / "out.ipynb").exists()
