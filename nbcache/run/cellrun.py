@@ -3,6 +3,7 @@ gathered into an entry, validated on the next look and put back on a hit."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import io
 import re
@@ -320,6 +321,21 @@ def result_of(entry: Mapping[str, Any]) -> Any:
     return result.value if isinstance(result, MemoryOnly) else result
 
 
+def listed_line(code: CellCode) -> str:
+    """The line listings show for a cell: its first statement that is not an import
+    (``import nbcache`` says nothing of what the cell makes); its first line when the
+    cell only imports."""
+    try:
+        body = ast.parse(code.source).body
+    except SyntaxError:
+        return code.first_line
+    lines = code.source.splitlines()
+    for node in body:
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            return lines[node.lineno - 1].strip()[:80] or code.first_line
+    return code.first_line
+
+
 def meta_of(run: CellRun, made: Made, entry: Mapping[str, Any]) -> dict[str, Any]:
     """The signed metadata of a cell's entry: for listings, ``why`` and its file checks."""
     code, options = run.code, run.options
@@ -333,7 +349,7 @@ def meta_of(run: CellRun, made: Made, entry: Mapping[str, Any]) -> dict[str, Any
         "compute_seconds": made.seconds,
         "pinned": options.pin,
         "kind": "cell",
-        "first_line": code.first_line,
+        "first_line": listed_line(code),
         "outside": made.effects.inputs(
             made.changes,
             seeded=seeds_first(code.source) or only_imports(code.source),

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import inspect
 import itertools
+import reprlib
 import threading
 import time
 import types
@@ -32,6 +33,23 @@ from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
 from ..tasks.executors import get_executor
 from ..tasks.futures import settle
 from ..units import parse_duration
+
+_SHORT = reprlib.Repr()  # a call's arguments as a listing shows them
+_SHORT.maxstring = _SHORT.maxother = 24
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+
+
+def _short(value: Any) -> str:
+    """``value``'s repr cut short; its type's name when its repr fails (a listing's
+    words are never worth a call that runs uncached)."""
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) and not isinstance(value, type):  # arrays, frames
+        return f"<{type(value).__name__} {'x'.join(str(n) for n in shape)}>"
+    try:
+        return " ".join(_SHORT.repr(value).split())
+    except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything
+        return f"<{type(value).__name__}>"
+
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
 
@@ -203,12 +221,21 @@ class Memoized(Generic[P, R]):
         except TypeError:
             return None  # arguments that do not fit: the call itself says so, as without us
         try:
-            return call_key(self.__wrapped__, fp, arguments, typed=self._typed, ignore=self._ignore)
+            ck = call_key(self.__wrapped__, fp, arguments, typed=self._typed, ignore=self._ignore)
+            # The call as the user wrote it, for listings: the browser's code column.
+            return CallKey(ck.key, {**ck.summary, "call": self._call_text(args, kwargs)})
         except KeyPicklingError as exc:
             self._warn_uncached(str(exc))
         except Exception as exc:  # noqa: BLE001 - a key that cannot be built: run uncached
             self._warn_uncached(f"its arguments could not be hashed ({_failure(exc)})")
         return None
+
+    def _call_text(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """``f(3, n=2)``: each argument's repr cut short, the whole at most 80 characters."""
+        parts = [_short(value) for value in args]
+        parts += [f"{name}={_short(value)}" for name, value in kwargs.items()]
+        text = f"{short_name(self._identity)}({', '.join(parts)})"
+        return text if len(text) <= 80 else text[:78] + "…)"
 
     def _warn_uncached(self, reason: str) -> None:
         if not self._warned:
@@ -226,6 +253,7 @@ class Memoized(Generic[P, R]):
             "label": f"{short_name(self._identity)}()",
             "identity": self._identity,
             "summary": ck.summary,
+            "first_line": str(ck.summary.get("call", "")),
         }
 
     def _record(self, ck: CallKey, fast: Any, hit: Hit[Any] | None) -> None:

@@ -3,18 +3,22 @@ end, and their text forms."""
 
 from __future__ import annotations
 
+import html
+import re
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from nbcache.cache.core import Cache
 from nbcache.cache.ledger import EntryRecord
 from nbcache.run.cell import CellCache
 from nbcache.run.cellrun import CellOptions
+from nbcache.run.memo import memoize
 from nbcache.run.report import CellReport, Resume
 from nbcache.tasks.task import Task
 from nbcache.ui.browser import PAGE, BrowserState, CacheBrowser, partial_of, totals_text
@@ -297,6 +301,37 @@ def test_browser_shows_checkpoints_as_partial_entries(cache: Cache) -> None:
     assert "plain" in plain and "partial" not in plain
     view.filter.value = "partial"
     assert _texts(view) == [row]
+
+
+def _scaled(a: Any, n: Any = 1) -> Any:
+    return (a, n)
+
+
+def test_browser_code_column_says_what_made_each_entry(cache: Cache) -> None:
+    """A cell's row shows its first statement past its imports; a memoized call's row
+    shows the call, arguments and all, instead of a dash."""
+    cells = CellCache(FakeShell(), lambda: cache)
+    cells.run(
+        "import math\nfrom os import path\n\n# the sum\ntotal = math.fsum([1.0, 2.0])\n",
+        CellOptions(name="summed"),
+    )
+    cells.run("import json\n", CellOptions(name="imports only"))
+    scaled = memoize(cache=cache)(_scaled)
+    assert scaled(3, n=2) == (3, 2)
+    assert scaled(np.ones((2, 500)), n="x" * 200) is not None
+    view = CacheBrowser(cache, lambda _box: None, lambda: None)
+    codes = [
+        html.unescape(code)
+        for cells in _texts(view)
+        for code in re.findall(r'class="nbcache-code" title="([^"]*)"', cells)
+    ]
+    assert set(codes) >= {
+        "total = math.fsum([1.0, 2.0])",
+        "import json",
+        "_scaled(3, n=2)",
+    }
+    (big,) = [c for c in codes if "ndarray" in c]
+    assert big.startswith("_scaled(<ndarray 2x500>, n='xxxx") and len(big) < 60
 
 
 def test_browser_empty_state(cache: Cache) -> None:
