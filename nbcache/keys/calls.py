@@ -10,6 +10,7 @@ explained by comparing it with the summary of the entry made before.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,28 @@ import xxhash
 
 from .._version import __version__
 from ..errors import KeyPicklingError
+from ..units import format_duration
 from .code import Fingerprint, identity, short_name
 from .hashing import HASH_VERSION, describe, digest
 
-__all__ = ["CallKey", "bind_arguments", "call_key", "explain"]
+__all__ = [
+    "IMPORTS_ONLY",
+    "NOCACHE",
+    "CallKey",
+    "bind_arguments",
+    "call_key",
+    "explain",
+    "label_of",
+    "restored_reason",
+    "uncached_reason",
+    "unknown_name",
+]
+
+NOCACHE = "it ran uncached: it begins with %%nocache"
+IMPORTS_ONLY = (
+    "it only imports: restoring it imports the same modules again, so caching it saves "
+    "no time (leave it without %%cache)"
+)
 
 KEY_FORMAT = 1
 """How keys are put together; bumped only when that changes.  The on-disk format of
@@ -132,12 +151,19 @@ def _dep_change(label: str, kind: str) -> str:
     return f"global `{name}` changed{used}"
 
 
-def explain(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
-    """What differs between two key summaries, in words, most telling first."""
+def explain(
+    previous: Mapping[str, Any] | None, current: Mapping[str, Any], *, label: str | None = None
+) -> list[str]:
+    """What differs between two key summaries, in words, most telling first. A cell is
+    named by ``label`` (its ``-n`` name or first code line), never by the id a front
+    end filed it under, which the user never sees."""
     cell = current.get("kind") == "cell"
     noun = "input" if cell else "argument"
     identity = str(current.get("identity", "?:?"))
-    what = f"the cell `{identity}`" if cell else f"`{short_name(identity)}()`"
+    if cell:
+        what = f"the cell `{label or identity.removeprefix('cell: ')}`"
+    else:
+        what = f"`{short_name(identity)}()`"
     if previous is None:
         return [f"no earlier entry of {what} to compare with"]
     if previous.get("key_version") != current.get("key_version"):
@@ -163,3 +189,36 @@ def explain(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
             reasons.append(_arg_change(noun, arg, old_args[arg], info))
     reasons += [f"{noun} `{arg}` is no longer read" for arg in old_args if arg not in new_args]
     return reasons or ["nothing in the key differs from the earlier entry"]
+
+
+def label_of(source: str) -> str:
+    """A cell as the user knows it: its first line of code (a comment above it skipped),
+    as listings and ``nbcache.keys.scope.analyze`` give it."""
+    lines = [line.strip() for line in source.splitlines() if line.strip()]
+    first = next((line for line in lines if not line.startswith("#")), lines[0] if lines else "")
+    return first[:80]
+
+
+def restored_reason(created: float, compute_seconds: float) -> str:
+    """``why`` after a hit: the last run restored, from the entry made when."""
+    age = format_duration(max(0.0, time.time() - created))
+    took = format_duration(compute_seconds)
+    return f"it restored: its key matches the entry stored {age} ago, which took {took} to compute"
+
+
+def uncached_reason(exc: BaseException) -> str:
+    """``why`` after a cell ran uncached because of an input with no content to key."""
+    return f"it ran uncached: {exc}"
+
+
+def unknown_name(name: str, *, stored: bool) -> str:
+    """``why NAME`` for a name no cell has run under in this session."""
+    if stored:
+        return (
+            f"`{name}` has not run in this session; its entry is stored: run the cell, "
+            f"then `%nbcache why {name}`"
+        )
+    return (
+        f"no entry named `{name}`: give a cell's -n name, its first code line or a "
+        "memoized function (see %nbcache list)"
+    )

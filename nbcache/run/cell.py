@@ -11,14 +11,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ..cache.core import Ask, Cache, Hit
 from ..entry.pickling import restoring_into
 from ..errors import KeyPicklingError, warn
 from ..keys import LiveHandleError, drawn_on
-from ..keys.calls import explain
+from ..keys.calls import (
+    IMPORTS_ONLY,
+    NOCACHE,
+    explain,
+    label_of,
+    restored_reason,
+    uncached_reason,
+    unknown_name,
+)
 from ..keys.scope import CellCode, analyze, cell_key, namespace_snapshot
 from ..tasks.task import Task
 from . import background
@@ -43,9 +51,10 @@ from .cellrun import (
     unpicklable_message,
 )
 from .checkpoint import checkpointing
-from .effects import Effects
+from .effects import Effects, only_imports
 from .files import FileReads
 from .lazy import needed, pending, recorded_meta, restorable, stand_ins, swap_in
+from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .plan import PlanRow, plan
 from .report import Card, CellReport
@@ -107,6 +116,10 @@ class CellCache:
     drifted: dict[str, tuple[Any, str, str]] = field(default_factory=dict)
     auto: AutoMode | None = None  # auto mode, when on (cells run with --auto use it)
     loaded: list[str] = field(default_factory=list)  # stand-ins loaded for the next note
+    # the key summary of each cell's last run in this session, hit or miss: the next miss
+    # is explained against what the user last saw, not against an older miss
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    imports_told: bool = False  # the status line said once that imports gain nothing
 
     @property
     def cache(self) -> Cache:
@@ -130,7 +143,7 @@ class CellCache:
             with restoring_into(self.shell.user_ns):
                 hit = None if options.force else self.cache.lookup(run.key.key, ask=run.ask)
             if hit is not None:
-                return self._restore(hit, options, hides_result(source))
+                return self._restore(hit, options, hides_result(source), run)
             self._explain_miss(run)
             self._bring_in(None)
             background.start(run, self.shell, self.cache, self.tasks, self._exclude())
@@ -140,18 +153,20 @@ class CellCache:
             hit = self.cache.peek(run.key.key, ask=run.ask, count=False)
             if hit is not None and hit.source == "memory":
                 self.cache.count_use(hit.info.key, hit.info)
-                return self._restore(hit, options, hides_result(source))
+                return self._restore(hit, options, hides_result(source), run)
             recorded = hit.info.meta.get("recorded") if hit is not None else None
             if hit is not None and restorable(recorded):
                 self.cache.count_use(hit.info.key, hit.info)
-                return self._restore_recorded(hit, recorded, options, hides_result(source))
+                return self._restore_recorded(hit, recorded, options, hides_result(source), run)
         made: list[Made] = []
+        ran: list[float] = []  # when the body ended: what follows is pickling and storing
 
         def compute() -> dict[str, Any]:
             __tracebackhide__ = True
             self._explain_miss(run)
             self._bring_in(run.code)
             made.append(self._run_body(run))
+            ran.append(time.perf_counter())
             return kept(run.code, run.key, made[0])
 
         try:
@@ -172,7 +187,8 @@ class CellCache:
             self._note(options, "ran", seconds=made[0].seconds)
             return made[0].result
         if outcome.hit is not None:
-            return self._restore(outcome.hit, options, hides_result(source))
+            return self._restore(outcome.hit, options, hides_result(source), run)
+        store_seconds = time.perf_counter() - ran[0]
         entry = outcome.value
         self.cache.note_latest(
             run.identity,
@@ -188,8 +204,11 @@ class CellCache:
             },
         )
         if not options.quiet:
-            names = list(entry["vars"])
-            self.shell.report(computed(names, made[0].seconds, outcome.stored, options))
+            names = by_interest(run.code.source, entry["vars"], self.shell.user_ns)
+            report = computed(names, made[0].seconds, outcome.stored, options)
+            self.shell.report(
+                replace(report, store_seconds=store_seconds, only_imports=self._tell_imports(run))
+            )
         self._note(options, "ran", seconds=made[0].seconds, stored=outcome.stored)
         return made[0].result
 
@@ -199,24 +218,34 @@ class CellCache:
         try:
             code = analyze(source)
         except SyntaxError:
+            self._ran_uncached(source, options, "it does not parse, so Python ran it as it is")
             return None
         except Exception as exc:  # noqa: BLE001 - a cell we cannot read runs as Python runs it
             warn(f"nbcache: cannot read this cell ({failure(exc)}); it runs uncached.", 3)
+            self._ran_uncached(source, options, f"nbcache could not read it ({failure(exc)})")
             return None
+        identity = self._identity(source, options)
         if code.uses_shell:
-            return None  # line magics and shell escapes act outside the namespace: run it
-        identity = options.name or self.shell.cell_id or f"cell: {code.first_line}"
+            # line magics and shell escapes act outside the namespace: run it
+            self._ran_uncached(
+                source,
+                options,
+                "it calls IPython (a line magic or a shell escape), which acts outside the "
+                "namespace, so it runs every time",
+            )
+            return None
         patched = patches_outside(code, self.shell.user_ns)
         if patched is not None:
             # A patch of installed code (``mod.f = g``) lives outside the namespace,
             # which no restore replays: it runs every time, quietly, as a cell that
             # draws on a figure does; `%nbcache why` says so.
-            self.last = identity
-            self.reasons[identity] = [
+            self._ran_uncached(
+                source,
+                options,
                 f"it sets an attribute of `{patched}`, outside the namespace, which no "
                 "restore can replay, so it runs every time (move the patch to a cell of "
-                "its own to cache the rest)"
-            ]
+                "its own to cache the rest)",
+            )
             return None
         self.last = identity
         try:
@@ -232,12 +261,15 @@ class CellCache:
                 warn(f"nbcache: {exc}", stacklevel=3)
             # A figure, an axes or a widget has no content to key, and drawing on it again
             # is what the user expects: such a cell runs as without the magic, quietly.
+            self._ran_uncached(source, options, uncached_reason(exc))
             return None
         except KeyPicklingError as exc:
             warn(f"nbcache: {exc}", stacklevel=3)
+            self._ran_uncached(source, options, uncached_reason(exc))
             return None
         except Exception as exc:  # noqa: BLE001 - a key that cannot be built: run uncached
             warn(f"nbcache: cannot build this cell's key ({failure(exc)}); it runs uncached.", 3)
+            self._ran_uncached(source, options, f"its key could not be built ({failure(exc)})")
             return None
         unchanged = Unchanged()
         ask = Ask(
@@ -271,8 +303,21 @@ class CellCache:
     def run_uncached(self, cell: str) -> Any:
         """``%%nocache``: run ``cell`` exactly as without nbcache (stand-ins loaded first)."""
         __tracebackhide__ = True
+        self._ran_uncached(cell, CellOptions(), NOCACHE)
         self._bring_in(None)
         return self._uncached(self.shell.transform(cell))
+
+    def _identity(self, source: str, options: CellOptions) -> str:
+        """What the cell's entries and ``why`` are filed under: its ``-n`` name, the id
+        the front end gave it, or its first code line."""
+        return options.name or self.shell.cell_id or f"cell: {label_of(source)}"
+
+    def _ran_uncached(self, source: str, options: CellOptions, reason: str) -> None:
+        """Note for ``why`` that the cell ran as without nbcache, and why."""
+        identity = self._identity(source, options)
+        self.last = identity
+        self.reasons[identity] = [reason]
+        self.summaries.pop(identity, None)  # nothing was restored or stored
 
     def _uncached(self, source: str) -> Any:
         """Run ``source`` exactly as without the magic, its result shown as IPython would."""
@@ -282,9 +327,12 @@ class CellCache:
             self.shell.show_result(result)
         return result
 
-    def _restore(self, hit: Hit[Any], options: CellOptions, hidden: bool = False) -> Any:
+    def _restore(
+        self, hit: Hit[Any], options: CellOptions, hidden: bool = False, run: CellRun | None = None
+    ) -> Any:
         """Put a hit back: variables, outside state, outputs in order, the result where it
         came (unless this cell's ``;`` hides it: the key does not see a trailing ``;``)."""
+        self._explain_hit(run, hit)
         entry = hit.value
         put_back(entry, self.shell.user_ns)
         if hit.source == "store":
@@ -300,7 +348,7 @@ class CellCache:
         if not hidden and _shown(result) and not any(e[0] == "result" for e in log.events):
             self.shell.show_result(result)  # its miss hid it with a ``;`` this cell lacks
         if not options.quiet:
-            self.shell.report(restored(hit, entry))
+            self.shell.report(self._shown(restored(hit, entry), run))
         self._note(options, "restored", seconds=hit.info.compute_seconds, hit=hit)
         if options.background:
             # A background cell that restored is a task that is already done, so that
@@ -311,10 +359,16 @@ class CellCache:
         return result
 
     def _restore_recorded(
-        self, hit: Hit[Any], recorded: Mapping[str, Any], options: CellOptions, hidden: bool
+        self,
+        hit: Hit[Any],
+        recorded: Mapping[str, Any],
+        options: CellOptions,
+        hidden: bool,
+        run: CellRun,
     ) -> Any:
         """A hit put back from its signed header alone: stand-ins for its values (loaded
         when a cell that runs needs them), its output replayed, nothing unpickled."""
+        self._explain_hit(run, hit)
         result = stand_ins(hit.info.key, recorded, self.shell.user_ns)
         log = OutputLog([tuple(event) for event in recorded["outputs"]])
 
@@ -324,7 +378,7 @@ class CellCache:
 
         log.replay(self.shell.publish, self.shell.page, show)
         if not options.quiet:
-            self.shell.report(restored(hit, {"vars": recorded["vars"]}))
+            self.shell.report(self._shown(restored(hit, {"vars": recorded["vars"]}), run))
         self._note(options, "restored", seconds=hit.info.compute_seconds, hit=hit)
         return result if result is not None else NO_RESULT
 
@@ -366,11 +420,42 @@ class CellCache:
 
     def _explain_miss(self, run: CellRun) -> None:
         if run.options.force:
-            self.reasons[run.identity] = ["the cell was run with -f/--force"]
+            reasons = ["the cell was run with -f/--force"]
         elif run.unchanged.stale:
-            self.reasons[run.identity] = list(run.unchanged.stale)
+            reasons = list(run.unchanged.stale)
         else:
-            self.reasons[run.identity] = explain(self.cache.latest(run.identity), run.key.summary)
+            before = self.summaries.get(run.identity) or self.cache.latest(run.identity)
+            reasons = explain(before, run.key.summary, label=_label(run))
+        if only_imports(run.code.source):
+            reasons.append(IMPORTS_ONLY)
+        self.reasons[run.identity] = reasons
+        self.summaries[run.identity] = run.key.summary
+
+    def _explain_hit(self, run: CellRun | None, hit: Hit[Any]) -> None:
+        """Note for ``why`` that the cell's last run restored, and from what."""
+        if run is None:
+            return
+        reasons = [restored_reason(hit.info.created, hit.info.compute_seconds)]
+        if only_imports(run.code.source):
+            reasons.append(IMPORTS_ONLY)
+        self.reasons[run.identity] = reasons
+        self.summaries[run.identity] = run.key.summary
+
+    def _shown(self, report: CellReport, run: CellRun | None) -> CellReport:
+        """A restore's report as the status line shows it: names in the order the user
+        cares about (see nbcache.run.naming), imports that gain nothing said once."""
+        if run is None:
+            return report
+        names = tuple(by_interest(run.code.source, report.names, self.shell.user_ns))
+        return replace(report, names=names, only_imports=self._tell_imports(run))
+
+    def _tell_imports(self, run: CellRun | None) -> bool:
+        """Whether this status line says that caching imports gains nothing: the first
+        imports-only cell of the session says it, the others stay short."""
+        if run is None or self.imports_told or not only_imports(run.code.source):
+            return False
+        self.imports_told = True
+        return True
 
     def _run_body(self, run: CellRun) -> Made:
         """Run the body in the user namespace, recording its output and the files it read."""
@@ -434,14 +519,23 @@ class CellCache:
     # -- %nbcache why -----------------------------------------------------------------
 
     def why(self, name: str | None = None) -> list[str]:
-        """Why the named cell (default: the one run last) missed the last time it ran."""
+        """Why the named cell (default: the one run last) restored, ran or ran uncached
+        the last time it ran: a ``-n`` name, or a cell's first code line."""
         target = name or self.last
         if target is None:
             return ["no cached cell has run yet in this session"]
         for identity, reasons in self.reasons.items():
             if identity == target or identity == f"cell: {target}":
                 return reasons
-        return [f"`{target}` has not missed in this session"]
+        known = self.cache.latest(target) is not None or any(
+            target in (record.label, record.first_line) for record in self.cache.records()
+        )
+        return [unknown_name(target, stored=known)]
+
+
+def _label(run: CellRun) -> str:
+    """A cell as ``why`` names it: its ``-n`` name, else its first code line."""
+    return run.options.name or run.code.first_line
 
 
 def _shown(result: Any) -> bool:

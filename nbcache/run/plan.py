@@ -206,7 +206,9 @@ class _Walk:
             why = "running it is cheaper than storing and loading it; what it binds is known"
             return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,), seconds)
         self._unknown_after(index, {*code.binds, *_vars(latest)})
-        reasons = list(unchanged.stale) or explain(latest, ck.summary)
+        # named as the reader knows it: its -n name, else its first code line, not its id
+        label = first if identity in (cell_id, f"cell: {first}") else identity
+        reasons = list(unchanged.stale) or explain(latest, ck.summary, label=label)
         return PlanRow(index, self.numbers[index], cell_id, first, "run", tuple(reasons), seconds)
 
     def _bind(self, hit: Hit[Any], ask: Ask) -> bool:

@@ -60,6 +60,11 @@ class CellReport:
     computed_seconds: float = 0.0  # a restore: what computing took
     computed_at: float = 0.0  # a restore: when it was computed (seconds since the epoch)
     resumed: Resume | None = None  # the run started at a checkpoint (resumed, computed)
+    # a computed cell: pickling and writing its entry after the body ended, which the
+    # user waited for too (0.0: not measured)
+    store_seconds: float = 0.0
+    # the cell only imports, which caching cannot make faster: the line says so
+    only_imports: bool = False
 
 
 class Card(Protocol):

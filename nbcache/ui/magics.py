@@ -76,7 +76,8 @@ class NbcacheMagics(Magics):
 
     # -- %%cache ----------------------------------------------------------------------
 
-    @magic_arguments()
+    # The usage line IPython writes puts one % before the name: a cell magic needs two.
+    @magic_arguments(name="%cache")
     @argument("-n", "--name", help="label the entry, for listings and `%%nbcache why NAME`")
     @argument("-f", "--force", action="store_true", help="run and overwrite the entry")
     @argument("--no-store", action="store_true", help="keep the entry in memory only")
@@ -203,7 +204,8 @@ class NbcacheMagics(Magics):
         %nbcache                      the cache browser (a table with Delete and Prune)
         %nbcache info                 where the store is and what it holds
         %nbcache list                 its entries
-        %nbcache why [NAME]           why a cell (default: the last) or function missed
+        %nbcache why [NAME]           why a cell (default: the last; NAME: its -n name or
+                                      first code line) or function restored or ran
         %nbcache clear NAME|KEY|--all remove entries (a bare `clear` removes nothing)
         %nbcache pin NAME|KEY         keep an entry out of eviction
         %nbcache prune [--max-size 5GB] [--older-than 30d]
@@ -213,6 +215,10 @@ class NbcacheMagics(Magics):
         %nbcache tasks                background cells and their states
         %nbcache wait [NAME]          block until a background cell (default: all) ends
         """
+        command, _, rest = line.strip().partition(" ")
+        if command == "why":  # its name may be a line of code: taken as typed, not split
+            print(self._why(_unquoted(rest.strip())))
+            return
         args = _parse(line)
         if args.command is None:
             browse(default_cache(), widgets=self.adapter.widgets)
@@ -229,8 +235,7 @@ class NbcacheMagics(Magics):
         records = default_cache().records()
         return "\n".join(entries_table(records)) if records else "nbcache: no stored entries"
 
-    def _cmd_why(self, args: argparse.Namespace) -> str:
-        target = args.name
+    def _why(self, target: str | None) -> str:
         function = self.adapter.user_ns.get(target) if target else None
         reasons = function.why() if isinstance(function, Memoized) else self.cells.why(target)
         return "\n".join(f"- {reason}" for reason in reasons)
@@ -326,6 +331,13 @@ class NbcacheMagics(Magics):
         return f"nbcache: store {cache.store.location if cache.store else 'memory only'}"
 
 
+def _unquoted(text: str) -> str | None:
+    """``why "my name"`` as ``why my name``; an empty name is none (the last cell)."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return text or None
+
+
 def _is_function(value: Any) -> bool:
     return isinstance(value, types.FunctionType)
 
@@ -340,8 +352,7 @@ def _parse(line: str) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.add_parser("info")
     sub.add_parser("list")
-    why = sub.add_parser("why")
-    why.add_argument("name", nargs="?")
+    sub.add_parser("why")  # parsed by NbcacheMagics.nbcache: its name may be code
     clear = sub.add_parser("clear")
     target = clear.add_mutually_exclusive_group(required=True)
     target.add_argument("target", nargs="?")
@@ -363,4 +374,8 @@ def _parse(line: str) -> argparse.Namespace:
     sub.add_parser("tasks")
     wait = sub.add_parser("wait")
     wait.add_argument("name", nargs="?")
-    return parser.parse_args(shlex.split(line))
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:  # `why print("it's")`: a quote left open
+        raise UsageError(f"%nbcache {line}: {exc}; put the name in quotes") from exc
+    return parser.parse_args(words)

@@ -19,6 +19,10 @@ from .theme import escape, style_widget
 __all__ = ["names_text", "publish_status", "status_html", "status_line", "status_widget"]
 
 NAMES_SHOWN = 4  # names listed in full; past one more, "a, b, c and 9 more"
+# Storing that took less than this is left out of a computed cell's line: it changes
+# nothing the user could notice of what the cell cost.
+STORE_SECONDS_SHOWN = 0.1
+IMPORTS_NOTE = "imports only: a restore imports them again, so caching saves no time here"
 
 
 def names_text(names: Sequence[str], limit: int = NAMES_SHOWN) -> str:
@@ -35,13 +39,21 @@ def _where(report: CellReport) -> str:
         return "kept in memory (--no-store)"
     if report.where == "memory" or not report.size:
         return "kept in memory"
+    if report.store_seconds >= STORE_SECONDS_SHOWN:
+        return f"{format_size(report.size)} stored in {format_duration(report.store_seconds)}"
     return f"{format_size(report.size)} stored"
+
+
+def _noted(line: str, report: CellReport) -> str:
+    return f"{line} · {IMPORTS_NOTE}" if report.only_imports else line
 
 
 def status_line(report: CellReport, *, prefix: str = "nbcache: ") -> str:
     """``nbcache: restored df, model (812 MB) in 0.41 s · computed in 3 min on 2026-11-21``;
-    ``nbcache: computed answer in 1.0 s · 821 B stored``; ``nbcache: resumed at step 412
-    of 1000, saved 3 min ago · restored total, history (8.0 MB) in 0.1 s``."""
+    ``nbcache: computed answer in 1.0 s · 821 B stored``; ``nbcache: computed big in
+    3.5 s · 2.0 GB stored in 4.5 s`` (the store's time, when it is worth saying);
+    ``nbcache: resumed at step 412 of 1000, saved 3 min ago · restored total, history
+    (8.0 MB) in 0.1 s``."""
     names = names_text(report.names)
     resumed = report.resumed
     if report.outcome == "resumed":
@@ -53,12 +65,13 @@ def status_line(report: CellReport, *, prefix: str = "nbcache: ") -> str:
     if report.outcome == "restored":
         size = f" ({format_size(report.size)})" if report.size else ""
         when = time.strftime("%Y-%m-%d", time.localtime(report.computed_at))
-        return (
+        return _noted(
             f"{prefix}restored {names}{size} in {format_duration(report.seconds)} · "
-            f"computed in {format_duration(report.computed_seconds)} on {when}"
+            f"computed in {format_duration(report.computed_seconds)} on {when}",
+            report,
         )
     line = f"{prefix}computed {names} in {format_duration(report.seconds)} · {_where(report)}"
-    return f"{line} · {resumed.text}" if resumed is not None else line
+    return _noted(f"{line} · {resumed.text}" if resumed is not None else line, report)
 
 
 def status_html(report: CellReport) -> str:
