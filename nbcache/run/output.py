@@ -7,16 +7,18 @@ import sys
 import tokenize
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 __all__ = [
+    "KEEP_HEAD",
+    "KEEP_TAIL",
     "NO_RESULT",
     "UNSTORED",
     "MemoryOnly",
     "OutputLog",
     "from_user_code",
     "hides_result",
+    "omitted_line",
     "unstored",
 ]
 
@@ -94,13 +96,41 @@ class _Tee:
         return getattr(self._stream, attr)
 
 
-@dataclass
+KEEP_HEAD = 4_000_000
+"""Characters of a cell's output an entry keeps from its start..."""
+KEEP_TAIL = 4_000_000
+"""...and from its end; what a cell showed between them is left out of the entry, and an
+``("omitted", characters)`` event stands where it was (a restore says so there)."""
+
+_STREAMS = ("stdout", "stderr")
+
+
 class OutputLog:
-    """Everything a cell showed, in order: ``("stdout", text)``, ``("display", data, meta)``."""
+    """Everything a cell showed, in order: ``("stdout", text)``, ``("display", data, meta)``.
 
-    events: list[tuple[Any, ...]] = field(default_factory=list)
+    Recording is linear in what the cell prints: a run of writes to one stream is kept as
+    a list of pieces, joined once when the log is read. The log keeps at most
+    :data:`KEEP_HEAD` characters from the start and :data:`KEEP_TAIL` from the end (twice
+    that while recording, so trimming is paid once per ``KEEP_TAIL`` characters).
+    """
 
-    quiet: bool = False  # while set, text written to the streams is shown, not recorded
+    def __init__(self, events: list[tuple[Any, ...]] | None = None) -> None:
+        self._events: list[tuple[Any, ...]] = list(events) if events is not None else []
+        self.quiet = False  # while set, text written to the streams is shown, not recorded
+        self._kind: str | None = None  # the stream the pieces below were written to
+        self._pieces: list[str] = []
+        self._size = 0  # characters logged and kept, pieces included
+        self._dirty = True  # the events list may have been changed from outside: recount
+
+    @property
+    def events(self) -> list[tuple[Any, ...]]:
+        """The log as a list of events, each run of stream writes joined into one (a
+        caller may change it in place: the log counts again before its next write)."""
+        self._settle()
+        if self._size > KEEP_HEAD + KEEP_TAIL:
+            self._trim()
+        self._dirty = True
+        return self._events
 
     def add_shown(self, kind: str, show: Callable[[], tuple[Any, ...]]) -> None:
         """Record one event that ``show`` shows and returns, without the text it writes on
@@ -113,10 +143,53 @@ class OutputLog:
         self.add(kind, *payload)
 
     def add(self, kind: str, *payload: Any) -> None:
-        if kind in ("stdout", "stderr") and self.events and self.events[-1][0] == kind:
-            self.events[-1] = (kind, self.events[-1][1] + payload[0])
+        if self._dirty:
+            self._recount()
+        if kind in _STREAMS:
+            text = str(payload[0])
+            if kind != self._kind:
+                self._settle()
+                self._kind = kind
+            self._pieces.append(text)
+            self._size += len(text)
         else:
-            self.events.append((kind, *payload))
+            self._settle()
+            self._events.append((kind, *payload))
+            self._size += _size_of(self._events[-1])
+        if self._size > KEEP_HEAD + 2 * KEEP_TAIL:
+            self._settle()
+            self._trim()
+
+    def _settle(self) -> None:
+        """Join the pieces written to one stream since the last event into one event."""
+        if self._kind is None:
+            return
+        text = "".join(self._pieces)
+        last = self._events[-1] if self._events else None
+        if last is not None and last[0] == self._kind:
+            self._events[-1] = (self._kind, last[1] + text)
+        else:
+            self._events.append((self._kind, text))
+        self._kind, self._pieces = None, []
+
+    def _recount(self) -> None:
+        self._settle()
+        self._size = sum(_size_of(e) for e in self._events)
+        self._dirty = False
+
+    def _trim(self) -> None:
+        """Leave out all but the first KEEP_HEAD and the last KEEP_TAIL characters, where
+        an ``("omitted", characters)`` event then stands (the pieces are settled)."""
+        events = self._events
+        at = next((i for i, e in enumerate(events) if e[0] == "omitted"), None)
+        if at is None:
+            head, tail = _first(events, KEEP_HEAD)
+            omitted = 0
+        else:
+            head, tail, omitted = events[:at], events[at + 1 :], int(events[at][1])
+        kept, dropped = _last(tail, KEEP_TAIL)
+        self._events = [*head, ("omitted", omitted + dropped), *kept]
+        self._size = sum(_size_of(e) for e in head) + sum(_size_of(e) for e in kept)
 
     @contextmanager
     def recording(self, publisher: Any = None) -> Iterator[OutputLog]:
@@ -154,7 +227,13 @@ class OutputLog:
     ) -> None:
         """Show the recorded output again, in order (pager output through ``page``, the
         cell's result where it came, through ``result``)."""
+        last = None
         for kind, *payload in self.events:
+            if last in _STREAMS and kind != last:
+                # the plain run's streams interleave as written: a write to one stream
+                # after the other is its own output, not joined to the earlier text
+                getattr(sys, last).flush()
+            last = kind
             if kind == "result" and result is not None:
                 sys.stdout.flush()
                 result(payload[0], payload[1])
@@ -163,6 +242,10 @@ class OutputLog:
                 sys.stdout.write(payload[0])
             elif kind == "stderr":
                 sys.stderr.write(payload[0])
+            elif kind == "omitted":
+                sys.stdout.flush()
+                sys.stderr.write(omitted_line(int(payload[0])))
+                last = "stderr"
             elif kind == "display":
                 publish(payload[0], payload[1])
             elif kind == "page" and page is not None:
@@ -170,6 +253,59 @@ class OutputLog:
                 page(payload[0], payload[1])
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def _size_of(event: tuple[Any, ...]) -> int:
+    """What an event counts against the bound: a stream's characters, a display's text
+    and data; the result and paged text count nothing (they are always kept)."""
+    if event[0] in _STREAMS:
+        return len(event[1])
+    if event[0] == "display" and isinstance(event[1], dict):
+        return sum(len(v) for v in event[1].values() if isinstance(v, (str, bytes)))
+    return 0
+
+
+def _first(
+    events: list[tuple[Any, ...]], limit: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The events within the first ``limit`` characters, and the rest (a stream event the
+    line passes through is cut in two)."""
+    for i, event in enumerate(events):
+        size = _size_of(event)
+        if size <= limit:
+            limit -= size
+            continue
+        if event[0] in _STREAMS and limit:
+            cut = (event[0], event[1][:limit]), (event[0], event[1][limit:])
+            return [*events[:i], cut[0]], [cut[1], *events[i + 1 :]]
+        return events[:i], events[i:]
+    return list(events), []
+
+
+def _last(events: list[tuple[Any, ...]], limit: int) -> tuple[list[tuple[Any, ...]], int]:
+    """The events within the last ``limit`` characters (a stream event cut, a display left
+    out whole; the result and paged text always kept), and the characters left out."""
+    over = sum(_size_of(e) for e in events) - limit
+    kept: list[tuple[Any, ...]] = []
+    dropped = 0
+    for event in events:
+        size = _size_of(event)
+        if over <= 0 or size == 0:
+            kept.append(event)
+        elif event[0] in _STREAMS and size > over:
+            kept.append((event[0], event[1][over:]))
+            dropped, over = dropped + over, 0
+        else:
+            dropped, over = dropped + size, over - size
+    return kept, dropped
+
+
+def omitted_line(characters: int) -> str:
+    """What a restore shows where an entry left a cell's output out."""
+    return (
+        f"nbcache: {characters:,} characters of this cell's output are not shown: its "
+        f"stored entry keeps the first {KEEP_HEAD:,} and the last {KEEP_TAIL:,}\n"
+    )
 
 
 def from_user_code(tb: Any, filename: str) -> Any:
