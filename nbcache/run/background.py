@@ -73,6 +73,7 @@ def start(
     routing.install(shell.display_publisher)
     namespace = dict(shell.user_ns)
     watch = FileReads.of(options.watch)
+    number = shell.cell_number()  # read now: once the thread runs, the prompt counts on
 
     def body() -> None:
         log = OutputLog()
@@ -98,7 +99,7 @@ def start(
                     with checkpointing(
                         cache, run, namespace, before, log, outside, show=card.output, report=told
                     ) as checkpoints:
-                        result = shell.execute(code.source, namespace)
+                        result = shell.execute(code.source, namespace, number)
                     checkpoints.finished()  # its entry replaces its checkpoint
                     earlier = checkpoints.earlier_seconds
                 else:

@@ -75,7 +75,15 @@ class Shell(Protocol):
 
     def transform(self, cell: str) -> str: ...
 
-    def execute(self, source: str, namespace: dict[str, Any] | None = None) -> Any: ...
+    def execute(
+        self, source: str, namespace: dict[str, Any] | None = None, number: int | None = None
+    ) -> Any:
+        """Run ``source``; ``number`` is the prompt it is shown under (None: this cell's)."""
+        ...
+
+    def cell_number(self) -> int | None:
+        """The prompt number of the cell running now (None: the shell has none)."""
+        ...
 
     def report(self, report: CellReport) -> None:
         """Say what a cell run did (a status line, in IPython)."""

@@ -123,7 +123,7 @@ class IPythonShell:
         if flush is not None:
             flush()
 
-    def _cell_number(self) -> int:
+    def cell_number(self) -> int:
         """The In[n] of the cell being run (IPython counts it up before running it)."""
         mapping = getattr(self.shell.compile, "_filename_map", {})
         frame: types.FrameType | None = sys._getframe(1)
@@ -134,9 +134,12 @@ class IPythonShell:
             frame = frame.f_back
         return int(self.shell.execution_count)
 
-    def execute(self, source: str, namespace: dict[str, Any] | None = None) -> Any:
+    def execute(
+        self, source: str, namespace: dict[str, Any] | None = None, number: int | None = None
+    ) -> Any:
         """Run ``source`` in the user namespace (or ``namespace``); the last expression's
-        value, or NO_RESULT.
+        value, or NO_RESULT. ``number`` is the cell's In[n], which a background cell
+        reads before its thread starts: by then the prompt may have counted on.
 
         The user's own exception propagates with a traceback that starts at
         the user's code.
@@ -144,7 +147,8 @@ class IPythonShell:
         __tracebackhide__ = True
         padded = "\n" + source  # line n of the body is line n + 1 of the cell, after %%cache
         compiler = self.shell.compile
-        filename = compiler.cache(padded, self._cell_number(), raw_code=padded)
+        number = self.cell_number() if number is None else number
+        filename = compiler.cache(padded, number, raw_code=padded)
         tree = self.shell.transform_ast(compiler.ast_parse(padded, filename=filename))
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):

@@ -54,7 +54,9 @@ class FakeShell:
     def transform(self, cell: str) -> str:
         return cell
 
-    def execute(self, source: str, namespace: dict[str, Any] | None = None) -> Any:
+    def execute(
+        self, source: str, namespace: dict[str, Any] | None = None, number: int | None = None
+    ) -> Any:
         namespace = self.user_ns if namespace is None else namespace
         tree = ast.parse(source)
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
@@ -62,6 +64,9 @@ class FakeShell:
         if last is None:
             return NO_RESULT
         return eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
+
+    def cell_number(self) -> int | None:
+        return None
 
     def report(self, report: CellReport) -> None:
         self.reports.append(report)
