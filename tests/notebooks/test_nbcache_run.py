@@ -267,3 +267,19 @@ def test_a_notebook_of_another_language_is_refused_in_one_line(folder: Path) -> 
         assert run.stderr.startswith("nbcache: ") and len(run.stderr.strip().splitlines()) == 1
         assert "is a notebook in R" in run.stderr and "Python" in run.stderr
     assert (folder / "r.ipynb").read_bytes() == before and not (folder / "out.ipynb").exists()
+
+
+def test_a_restored_cell_interleaves_stdout_and_stderr_as_the_plain_run(folder: Path) -> None:
+    cell = (
+        "import sys, time\ntime.sleep(0.05)\nfor i in range(3):\n"
+        "    print('out', i); sys.stdout.flush()\n"
+        "    print('err', i, file=sys.stderr); sys.stderr.flush()\n"
+    )
+    write_notebook(folder / "nb.ipynb", [cell])
+    jupyter_execute(folder, "nb.ipynb", "plain.ipynb")
+    assert nbcache_run(folder, "nb.ipynb", "-o", "first.ipynb").returncode == 0
+    second = nbcache_run(folder, "nb.ipynb", "-o", "second.ipynb")
+    assert "1 restored" in second.stdout, second.stdout + second.stderr
+    plain = outputs(folder / "plain.ipynb")
+    assert len(plain[0][1]) == 6  # out, err, out, err, out, err
+    assert outputs(folder / "second.ipynb") == plain
