@@ -1,4 +1,6 @@
-"""Manage the nbcache store from a shell: list, info, clear, prune, check; demo, tutorial.
+"""nbcache from a shell: manage the store (list, info, clear, prune, check), run notebooks
+headless from the cache (run, run --plan), install the kernel that caches every cell
+(kernel install), and see it work (demo, tutorial).
 
 The store is the one the notebook uses: NBCACHE_DIR (default .nbcache here).
 """
