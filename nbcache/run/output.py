@@ -87,6 +87,11 @@ class _Tee:
         self._name = name
         self._log = log
 
+    @property
+    def wrapped(self) -> TextIO:
+        """The stream written through to (what a logging handler made in the cell meant)."""
+        return self._stream
+
     def write(self, text: str) -> int:
         if not self._log.quiet:
             self._log.add(self._name, text)
