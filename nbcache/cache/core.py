@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from .. import settings
 from ..entry.format import EntryInfo, read_entry, read_info, write_entry
 from ..entry.pickling import Pickled, dump_parts
 from ..entry.signing import Signer, load_secret
@@ -29,10 +30,10 @@ from ..errors import (
 from ..store.base import Lease, Store
 from ..units import format_size
 from .ledger import EntryRecord, Ledger
-from .lru import LRU
+from .lru import LRU, MemoryUse
 from .once import Inflight
 
-__all__ = ["Ask", "Cache", "EntryRecord", "Hit", "Kept", "Outcome", "Turn"]
+__all__ = ["Ask", "Cache", "EntryRecord", "Hit", "Kept", "MemoryUse", "Outcome", "Turn"]
 
 T = TypeVar("T")
 _POLL_START = 0.02
@@ -143,6 +144,10 @@ class Cache:
         signer: signs and checks entries; by default the user's secret.
         max_size: bytes the store may hold; None for no limit.
         memory_items: how many live values the memory layer keeps.
+        memory_bytes: how many bytes the memory layer alone keeps alive; None for no
+            bound; by default ``NBCACHE_MEMORY_SIZE`` (see :func:`nbcache.settings.memory_size`).
+        large: a part of a value this large is held in memory only while the user's
+            names hold it too (see :mod:`nbcache.cache.lru`); None: every value is held.
     """
 
     def __init__(
@@ -152,10 +157,14 @@ class Cache:
         signer: Signer | None = None,
         max_size: int | None = None,
         memory_items: int = 128,
+        memory_bytes: int | Literal["default"] | None = "default",
+        large: int | None = settings.LARGE_VALUE,
     ) -> None:
         self.store = store
         self._signer = signer
-        self._memory: LRU[str, tuple[Any, EntryInfo, int]] = LRU(memory_items)
+        if memory_bytes == "default":
+            memory_bytes = settings.memory_size()
+        self._memory: LRU[str, Kept] = LRU(memory_items, max_bytes=memory_bytes, large=large)
         self._lock = threading.RLock()
         self._inflight = Inflight()
         self._warned: set[str] = set()
@@ -367,11 +376,13 @@ class Cache:
         try:
             with self.store.write_entry(key, replace=replace) as f:
                 size = write_entry(f, key, pickled, meta, self.signer)
+                info = EntryInfo(key, time.time(), pickled.nbytes, meta, "", pickled.by_value)
+                if self.ledger is not None:
+                    self.ledger.publishing(key, info, size)  # accounted as it is published
         except (StoreError, OSError) as exc:
             self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
             return keep(info)
         self._warned.discard("write")
-        info = EntryInfo(key, time.time(), pickled.nbytes, meta, "", pickled.by_value)
         keep(info, size)
         if self.ledger is not None:
             self.ledger.added(key, info, size)
@@ -549,6 +560,10 @@ class Cache:
         if self.ledger is None:
             raise StoreError(f"no stored entry {key[:12]} to pin: run the cell or call first")
         self.ledger.pin(key, pinned)
+
+    def memory_use(self) -> MemoryUse:
+        """What the memory layer holds now (for ``%nbcache info``)."""
+        return self._memory.use()
 
     def forget(self, key: str) -> None:
         """Drop ``key``'s live value from memory only (its stored entry stays)."""

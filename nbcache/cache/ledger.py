@@ -76,6 +76,8 @@ class Ledger:
         max_size: int | None = None,
     ) -> None:
         self.store = store
+        self._max_size: int | None = None
+        self._enforced = False  # the store evicts as it publishes (see Store.keep_within)
         self.max_size = max_size
         self._signer = signer
         self._remove = remove
@@ -86,12 +88,40 @@ class Ledger:
         self._warned = False
         _LIVE.add(self)
 
+    @property
+    def max_size(self) -> int | None:
+        return self._max_size
+
+    @max_size.setter
+    def max_size(self, value: int | None) -> None:
+        self._max_size = value
+        self._enforced = self.store.keep_within(value)
+
+    def publishing(self, key: str, info: EntryInfo, size: int) -> None:
+        """Account for an entry written under ``key`` and about to be published, for a store
+        that evicts as it publishes: its stats go first, so its row ranks as what it is
+        from its first moment, and uses counted here are flushed when eviction is near, so
+        it ranks by them."""
+        if not self._enforced:
+            return
+        if self._pending_uses and self.max_size is not None:
+            try:
+                near = self.store.total_size() + size > self.max_size
+            except StoreError:
+                near = False
+            if near:
+                self.flush_uses()
+        self._write_stats(key, fresh_stats(info, size))
+
     def added(self, key: str, info: EntryInfo, size: int) -> None:
-        """Account for an entry just written under ``key``, then evict to fit the limit.
+        """Account for an entry just written under ``key``, then evict to fit the limit
+        (a store that evicts as it publishes did both already: :meth:`publishing`).
 
         The entry is stored whatever happens here: eviction that fails (a store gone
         read-only, a planted file) is one warning, never an error in the caller.
         """
+        if self._enforced:
+            return
         self._write_stats(key, fresh_stats(info, size))
         try:
             self.evict(protect=(key,), added=size)
@@ -191,6 +221,12 @@ class Ledger:
         """
         if self.max_size is None:
             return []
+        if self._enforced:
+            self.flush_uses()  # ranks as of now, not as of the last flush
+            evicted = self.store.evict_to(self.max_size, protect)
+            for key in evicted:
+                self.forget(key)
+            return evicted
         interval = self.store.list_interval
         now = time.monotonic()
         if interval and self._listed is not None and now - self._listed[0] < interval:

@@ -211,6 +211,28 @@ class Store(ABC):
         ranked.sort(key=lambda row: (row[0], row[1]))
         return iter([row[2] for row in ranked])
 
+    def keep_within(self, max_size: int | None) -> bool:
+        """Hold the entries to ``max_size`` bytes (None: no limit) by evicting as each entry
+        is published, in the same step; return whether this store does.
+
+        A store that cannot (no lock around its listing: a bucket) returns False, and the
+        cache evicts after each write instead.
+        """
+        return False
+
+    def evict_to(self, max_size: int, protect: Iterable[str] = ()) -> list[str]:
+        """Remove unpinned entries in :meth:`eviction_order` until the store holds at most
+        ``max_size`` bytes; return the removed keys."""
+        total = self.total_size()
+        removed: list[str] = []
+        for stat in self.eviction_order(protect) if total > max_size else ():
+            if total <= max_size:
+                break
+            self.remove_entry(stat.key)
+            removed.append(stat.key)
+            total -= stat.size
+        return removed
+
     def reindex(self) -> int:
         """Rebuild the index from the entries themselves; return how many it holds.
 

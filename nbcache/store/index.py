@@ -5,10 +5,19 @@ and the cheapest entry to evict come from the index instead of a walk of every
 entry file (diskcache stands on the same: SQLite in WAL mode, from the
 standard library).  The files stay the truth: the index is rebuilt from them
 when it is missing or damaged, in one write transaction that other processes
-wait for, and a row whose file is gone is dropped when it is next touched.
+wait for.
+
+SQLite's write lock is also the folder's lock for everything that changes
+which entries exist: a publish first reserves its row (``pending``, counted in
+the total, never evicted) in the same transaction that evicts to make room,
+and settles it from the file once linked; a removal unlinks the file and
+deletes its row in one transaction (:meth:`Index.exclusive`).  The mtime of
+each shard folder is kept beside the rows, so the store notices files added or
+removed behind its back without walking every shard.
 
 Rows are unsigned, like stats: whoever can write the folder can write them,
-which changes at most what a listing shows and the order of eviction.
+so the store checks a row's claims against its file before they cost another
+entry (see :mod:`nbcache.store.local`).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +52,14 @@ CREATE TABLE IF NOT EXISTS entries (
     compute_seconds REAL,
     label TEXT,
     identity TEXT,
-    first_line TEXT
+    first_line TEXT,
+    pending INTEGER NOT NULL DEFAULT 0,
+    writer TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS eviction ON entries (pinned, rank, last_used, key);
+CREATE INDEX IF NOT EXISTS by_size ON entries (size);
+CREATE INDEX IF NOT EXISTS reserved ON entries (pending) WHERE pending = 1;
+CREATE TABLE IF NOT EXISTS shards (name TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 0), bytes INTEGER NOT NULL);
 INSERT OR IGNORE INTO totals VALUES (0, 0);
@@ -56,12 +71,13 @@ CREATE TRIGGER IF NOT EXISTS resized AFTER UPDATE OF size ON entries
     BEGIN UPDATE totals SET bytes = bytes + NEW.size - OLD.size; END;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
-_VERSION = "2"
+_VERSION = "3"
 _DROP = """
 DROP TABLE IF EXISTS entries;
 DROP TABLE IF EXISTS stats;
 DROP TABLE IF EXISTS totals;
 DROP TABLE IF EXISTS meta;
+DROP TABLE IF EXISTS shards;
 """
 # Writers of one folder wait for each other this long (a rebuild of 100,000 entries
 # takes a few seconds); past it the index is skipped, never the write.
@@ -98,6 +114,8 @@ class Index:
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._pid = 0
+        self._depth = 0  # nested exclusive() blocks held by self._owner
+        self._owner = 0
 
     # -- connection -----------------------------------------------------------
 
@@ -177,16 +195,10 @@ class Index:
 
     def _fill(self, db: sqlite3.Connection) -> int:
         db.execute("DELETE FROM entries")
+        db.execute("DELETE FROM shards")  # every shard is looked at again
         count = 0
         for stat_, stats in self._scan():
-            db.execute(
-                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (stat_.key, stat_.size, stat_.mtime, *_columns(stats, stat_.mtime)),
-            )
-            if stats is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO stats VALUES (?, ?)", (stat_.key, json.dumps(stats))
-                )
+            _insert(db, stat_, stats, replace=True)
             count += 1
         db.execute("UPDATE totals SET bytes = (SELECT COALESCE(SUM(size), 0) FROM entries)")
         db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (_VERSION,))
@@ -205,9 +217,55 @@ class Index:
             try:
                 return action(db)
             except sqlite3.DatabaseError as exc:
+                if self._depth:
+                    raise IndexUnavailable(str(exc)) from exc  # exclusive() rolls back
                 self._forget()
                 if _damaged(exc):
                     self._move_aside()  # rebuilt by the next call
+                raise IndexUnavailable(str(exc)) from exc
+
+    def _write(self, action: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``action`` in a write transaction of its own, or in the one held by
+        :meth:`exclusive`."""
+        if self._depth and self._owner == threading.get_ident():
+            return self._run(action)
+        with self.exclusive():
+            return self._run(action)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the index's write lock (``BEGIN IMMEDIATE``) for the block: no other process
+        or thread changes a row meanwhile, and every change in the block commits at once
+        (or none, on an exception).  Nested blocks join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            db = self._connect()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
+                self._forget()
+                raise IndexUnavailable(str(exc)) from exc
+            self._depth, self._owner = 1, threading.get_ident()
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            try:
+                db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                self._forget()
                 raise IndexUnavailable(str(exc)) from exc
 
     def _forget(self) -> None:
@@ -222,17 +280,126 @@ class Index:
 
     # -- rows ----------------------------------------------------------------
 
-    def add(self, key: str, size: int, mtime: float) -> None:
-        """Count an entry about to be published (kept if it is there already)."""
+    def reserve(self, key: str, size: int, when: float, writer: str, *, replace: bool) -> bool:
+        """Count an entry about to be published as ``pending`` (counted in the total, never
+        evicted), with the stats already written for it; True if a row was made.  A row
+        there already is kept, unless ``replace``."""
 
-        def add(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO entries (key, size, mtime, last_used) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key) DO NOTHING",
-                (key, size, mtime, mtime),
+        def reserve(db: sqlite3.Connection) -> bool:
+            conflict = (
+                "DO UPDATE SET size = excluded.size, mtime = excluded.mtime, pending = 1, "
+                "writer = excluded.writer"
+                if replace
+                else "DO NOTHING"
             )
+            made = db.execute(
+                "INSERT INTO entries (key, size, mtime, last_used, pending, writer) "
+                f"VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (key) {conflict}",
+                (key, size, when, when, writer),
+            ).rowcount
+            if made:
+                _take_stats(db, key, when)
+            return bool(made)
 
-        self._run(add)
+        return bool(self._write(reserve))
+
+    def settle(self, key: str, found: EntryStat | None) -> None:
+        """Make the row of ``key`` say what its file says: published with the file's size, or
+        gone with the file."""
+
+        def settle(db: sqlite3.Connection) -> None:
+            if found is None:
+                db.execute("DELETE FROM entries WHERE key = ?", (key,))
+                return
+            made = db.execute(
+                "INSERT INTO entries (key, size, mtime, last_used) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET size = excluded.size, "
+                "mtime = excluded.mtime, pending = 0, writer = NULL",
+                (key, found.size, found.mtime, found.mtime),
+            ).rowcount
+            if made:
+                _take_stats(db, key, found.mtime, only_new=True)
+
+        self._write(settle)
+
+    def adopt(self, found: EntryStat, stats: Mapping[str, Any] | None) -> None:
+        """Count an entry file the index did not know (copied in, or written by an nbcache
+        that could not reach the index)."""
+        self._write(lambda db: _insert(db, found, stats, replace=False))
+
+    def resize(self, key: str, size: int) -> None:
+        """Correct a row's claimed size to its file's."""
+        self._write(lambda db: db.execute("UPDATE entries SET size = ? WHERE key = ?", (size, key)))
+
+    def pending(self) -> list[tuple[str, str, float, int]]:
+        """Reserved rows: key, writer, when reserved, size claimed."""
+        rows = self._run(
+            lambda db: db.execute(
+                "SELECT key, writer, mtime, size FROM entries WHERE pending = 1"
+            ).fetchall()
+        )
+        return [
+            (k, w if isinstance(w, str) else "", float(m or 0.0), int(s or 0))
+            for k, w, m, s in rows
+            if is_key(k)
+        ]
+
+    def rows_in(self, shard: str) -> dict[str, tuple[int, bool]]:
+        """The rows of one shard (keys starting with ``shard``): size claimed, pending."""
+        rows = self._run(
+            lambda db: db.execute(
+                "SELECT key, size, pending FROM entries WHERE key >= ? AND key < ?",
+                (shard, shard + "g"),  # "g" sorts after every hex digit
+            ).fetchall()
+        )
+        return {k: (_int(s), bool(p)) for k, s, p in rows if isinstance(k, str)}
+
+    def drop_shard(self, shard: str) -> None:
+        """Delete the rows of a shard whose folder is gone, and its mark."""
+
+        def drop(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM entries WHERE key >= ? AND key < ?", (shard, shard + "g"))
+            db.execute("DELETE FROM shards WHERE name = ?", (shard,))
+
+        self._write(drop)
+
+    def marks(self) -> dict[str, int]:
+        """The mtime (ns) each shard folder had when the index last agreed with it."""
+        rows = self._run(lambda db: db.execute("SELECT name, mtime_ns FROM shards").fetchall())
+        return {name: _int(mtime) for name, mtime in rows}
+
+    def mark_of(self, shard: str) -> int | None:
+        row = self._run(
+            lambda db: db.execute("SELECT mtime_ns FROM shards WHERE name = ?", (shard,)).fetchone()
+        )
+        return _int(row[0]) if row is not None else None
+
+    def mark(self, shard: str, mtime_ns: int) -> None:
+        self._write(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO shards VALUES (?, ?)", (shard, int(mtime_ns))
+            )
+        )
+
+    def claims_over(self, threshold: float, limit: int = _PAGE) -> list[tuple[str, int, bool]]:
+        """Rows claiming more than ``threshold`` bytes, or fewer than none: key, size, pending."""
+        rows = self._run(
+            lambda db: db.execute(
+                "SELECT key, size, pending FROM entries WHERE size > ? OR size < 0 "
+                f"ORDER BY size DESC LIMIT {int(limit)}",
+                (threshold,),
+            ).fetchall()
+        )
+        return [(k, _int(s), bool(p)) for k, s, p in rows if isinstance(k, str)]
+
+    def recount(self) -> int:
+        """Sum the rows again (the running total is a row anybody can write too)."""
+
+        def recount(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE totals SET bytes = (SELECT COALESCE(SUM(size), 0) FROM entries)")
+
+        self._write(recount)
+        return self.total_size()
 
     def touch(self, key: str, when: float) -> None:
         """Set the row's last use to ``when``."""
@@ -242,12 +409,10 @@ class Index:
 
     def remove(self, key: str) -> None:
         def remove(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN")
             db.execute("DELETE FROM entries WHERE key = ?", (key,))
             db.execute("DELETE FROM stats WHERE key = ?", (key,))
-            db.execute("COMMIT")
 
-        self._run(remove)
+        self._write(remove)
 
     def has(self, key: str) -> bool:
         found = self._run(
@@ -265,15 +430,17 @@ class Index:
         data = json.dumps(dict(stats), sort_keys=True)
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN")
             db.execute("INSERT OR REPLACE INTO stats VALUES (?, ?)", (key, data))
             db.execute(f"UPDATE entries SET {_SET} WHERE key = ?", (*_columns(stats, 0.0), key))
-            db.execute("COMMIT")
 
-        self._run(write)
+        self._write(write)
 
     def entries(self) -> list[EntryStat]:
-        rows = self._run(lambda db: db.execute("SELECT key, size, mtime FROM entries").fetchall())
+        rows = self._run(
+            lambda db: db.execute(
+                "SELECT key, size, mtime FROM entries WHERE pending = 0"
+            ).fetchall()
+        )
         return [EntryStat(k, int(s), float(m)) for k, s, m in rows if is_key(k)]
 
     def entries_with_stats(self) -> list[tuple[EntryStat, dict[str, Any] | None]]:
@@ -291,24 +458,26 @@ class Index:
 
     def total_size(self) -> int:
         row = self._run(lambda db: db.execute("SELECT bytes FROM totals").fetchone())
-        return max(0, int(row[0])) if row is not None else 0
+        return max(0, _int(row[0])) if row is not None else 0
 
     def eviction_order(self, protect: Iterable[str] = ()) -> Iterator[EntryStat]:
-        """Unpinned rows, lowest rank first then least recently used, a page at a time (rows
-        removed meanwhile are simply not seen again)."""
+        """Published, unpinned rows, lowest rank first then least recently used, a page at a
+        time (rows removed meanwhile are simply not seen again)."""
         keep = set(protect)
         after: tuple[float, float, str] | None = None
         while True:
             page = self._page(after)
             for key, size, mtime, rank, last_used in page:
                 if is_key(key) and key not in keep:
-                    yield EntryStat(key, int(size), float(mtime))
+                    yield EntryStat(key, _int(size), float(mtime))
                 after = (rank, last_used, key)
             if len(page) < _PAGE:
                 return
 
     def _page(self, after: tuple[float, float, str] | None) -> list[tuple[Any, ...]]:
-        query = "SELECT key, size, mtime, rank, last_used FROM entries WHERE pinned = 0"
+        query = (
+            "SELECT key, size, mtime, rank, last_used FROM entries WHERE pinned = 0 AND pending = 0"
+        )
         args: tuple[Any, ...] = ()
         if after is not None:
             query += " AND (rank, last_used, key) > (?, ?, ?)"
@@ -318,18 +487,7 @@ class Index:
 
     def rebuild(self) -> int:
         """Rebuild every row from the files; return how many entries there are."""
-
-        def rebuild(db: sqlite3.Connection) -> int:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                count = self._fill(db)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            return count
-
-        return int(self._run(rebuild))
+        return int(self._write(self._fill))
 
 
 def _older_schema(db: sqlite3.Connection) -> bool:
@@ -366,8 +524,46 @@ _SET = "pinned = ?, rank = ?, last_used = ?, has_stats = ?, " + ", ".join(
 # stored and are checked where they are read, as stats from any store are.
 _LISTING = (
     "SELECT key, CAST(size AS INTEGER), COALESCE(CAST(mtime AS REAL), 0.0), has_stats, "
-    "CAST(size AS INTEGER), pinned, last_used, " + ", ".join(_STAT_NAMES) + " FROM entries"
+    "CAST(size AS INTEGER), pinned, last_used, "
+    + ", ".join(_STAT_NAMES)
+    + " FROM entries WHERE pending = 0"
 )
+_ROW = "key, size, mtime, pinned, rank, last_used, has_stats, " + ", ".join(_STAT_NAMES)
+
+
+def _insert(
+    db: sqlite3.Connection, found: EntryStat, stats: Mapping[str, Any] | None, *, replace: bool
+) -> None:
+    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+    db.execute(
+        f"{verb} INTO entries ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (found.key, found.size, found.mtime, *_columns(stats, found.mtime)),
+    )
+    if stats is not None:
+        db.execute("INSERT OR REPLACE INTO stats VALUES (?, ?)", (found.key, json.dumps(stats)))
+
+
+def _take_stats(db: sqlite3.Connection, key: str, when: float, *, only_new: bool = False) -> None:
+    """Give a new row the stats written for its key before it was published, so it ranks
+    as what it is from its first moment (not as worthless, first to go)."""
+    if only_new:
+        row = db.execute("SELECT has_stats FROM entries WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0]:
+            return
+    found = db.execute("SELECT data FROM stats WHERE key = ?", (key,)).fetchone()
+    stats = _parse(found[0]) if found is not None else None
+    if stats is not None:
+        db.execute(f"UPDATE entries SET {_SET} WHERE key = ?", (*_columns(stats, when), key))
+
+
+def _int(value: Any) -> int:
+    """A column SQL was asked to keep as an integer, whatever a forged row put there."""
+    if value.__class__ is int:
+        return int(value)
+    try:
+        return int(float(value)) if value is not None else 0
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def _columns(stats: Mapping[str, Any] | None, mtime: float) -> tuple[Any, ...]:

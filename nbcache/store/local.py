@@ -40,6 +40,7 @@ from ..entry.format import bounded_json
 from ..errors import StoreError, warn
 from .base import EntryStat, Store, check_key, is_key
 from .index import Index, IndexUnavailable
+from .keeper import Keeper, writer_name
 from .leases.file import DEFAULT_TTL, HOST, FileLease, pid_alive
 
 __all__ = ["LocalStore"]
@@ -93,6 +94,11 @@ class LocalStore(Store):
         self._base = self.root / _LAYOUT
         self._ready = False
         self.index = Index(self._base / "index.sqlite", self._scan)
+        self.keeper = Keeper(
+            self.index, self._base / "entries", self._unlink_entry, self._read_stats_file
+        )
+        self._limit: int | None = None
+        self._warned_evict = False
 
     def __repr__(self) -> str:
         return f"LocalStore({self.location!r})"
@@ -212,30 +218,51 @@ class LocalStore(Store):
     def _publish(self, key: str, tmp: Path, final: Path, size: int, replace: bool) -> None:
         """Give the finished ``tmp`` its final name unless an entry has it already.
 
-        The index row comes first: a writer killed between the two leaves a row
-        without a file (dropped when touched), never a file the index misses.
+        Its row is reserved first, in the transaction that evicts to make room for it (so
+        the folder holds its limit at every moment, and no other writer can evict a row
+        whose file is not linked yet), then settled from the file once linked.  A writer
+        killed in between leaves a reservation that the next process to look settles from
+        the file, never a file the index misses.
         """
         self._shard(key, create=True)
-        if replace:
-            self._index_quietly(lambda: self.index.remove(key))
-        indexed = self._index_quietly(lambda: self.index.add(key, size, time.time()))
+        before = self.keeper.shard_mtime(key)
+        reserved = self._index_quietly(lambda: self._reserve(key, size, replace))
+        try:
+            self._link(tmp, final, replace)
+        finally:
+            if reserved:
+                self._index_quietly(lambda: self._settle(key, before))
+
+    def _reserve(self, key: str, size: int, replace: bool) -> None:
+        with self.index.exclusive():
+            self.index.reserve(key, size, time.time(), writer_name(), replace=replace)
+            if self._limit is not None:
+                try:
+                    self.keeper.fit(self._limit, protect=(key,), added=size)
+                except StoreError as exc:  # a file that cannot be removed: keep writing
+                    if not self._warned_evict:
+                        self._warned_evict = True
+                        warn(f"nbcache: the entry is stored, but could not evict: {exc}", 6)
+
+    def _settle(self, key: str, before: int | None) -> None:
+        with self.index.exclusive():
+            self.keeper.settle(key)
+            self.keeper.mark(key, before)
+
+    def _link(self, tmp: Path, final: Path, replace: bool) -> None:
         try:
             if replace:
                 os.replace(tmp, final)  # a link planted at final is replaced, not followed
-                if self.fsync:
-                    _fsync_dir(final.parent)
-                return
-            os.link(tmp, final)  # create-if-absent, atomic: the first writer's entry stays
+            else:
+                os.link(tmp, final)  # create-if-absent, atomic: the first writer's entry stays
         except FileExistsError:
             return
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                if indexed and not self.has_entry(key):
-                    self._index_quietly(lambda: self.index.remove(key))
                 raise
             # A file system without hard links: a rename that checks first, which two
             # writers racing within microseconds can both pass (the last one's stays).
-            if self.has_entry(key):
+            if self.has_entry(final.name):
                 return
             os.rename(tmp, final)
         if self.fsync:
@@ -260,18 +287,27 @@ class LocalStore(Store):
     def remove_entry(self, key: str) -> None:
         if not self._exists():
             return  # no layout of ours (or a planted link in its place): nothing to remove
+        check_key(key)
+        try:
+            with self.index.exclusive():
+                self.keeper.remove(key)  # the files and the row in one step
+        except IndexUnavailable:
+            self._unlink_entry(key)
+
+    def _unlink_entry(self, key: str) -> None:
         for path in (self.entry_path(key), self._stats_path(key)):
             try:
                 path.unlink(missing_ok=True)  # unlink never follows a link
             except OSError as exc:
                 raise _explain(exc, "remove", path) from exc
-        self._index_quietly(lambda: self.index.remove(key))
 
     def entries(self) -> Iterator[EntryStat]:
         if not self._exists():
             return iter(())
         try:
-            return iter(self.index.entries())
+            with self.index.exclusive():
+                self.keeper.look()
+                return iter(self.index.entries())
         except IndexUnavailable:
             return self._walk()
 
@@ -319,7 +355,9 @@ class LocalStore(Store):
         if not self._exists():
             return iter(())
         try:
-            return iter(self.index.entries_with_stats())
+            with self.index.exclusive():
+                self.keeper.look()
+                return iter(self.index.entries_with_stats())
         except IndexUnavailable:
             return super().entries_with_stats()
 
@@ -337,6 +375,23 @@ class LocalStore(Store):
         protect = list(protect)
         by_files = super().eviction_order
         return _chain_checked(self.index.eviction_order(protect), lambda: by_files(protect))
+
+    def keep_within(self, max_size: int | None) -> bool:
+        """Evict as each entry is published, in the step that reserves its row: the folder
+        holds ``max_size`` at every moment, whoever writes."""
+        self._limit = max_size
+        return True
+
+    def evict_to(self, max_size: int, protect: Iterable[str] = ()) -> list[str]:
+        """Evict until the folder fits ``max_size`` in one step against every other writer,
+        checking each row's claims against its file first."""
+        if not self._exists():
+            return []
+        try:
+            with self.index.exclusive():
+                return self.keeper.fit(max_size, protect)
+        except IndexUnavailable:
+            return super().evict_to(max_size, protect)
 
     def reindex(self) -> int:
         """Rebuild the index from the entry files and their stats; return how many entries."""

@@ -25,19 +25,30 @@ def _fill(store: LocalStore, count: int, size: int = 100) -> None:
 
 
 def test_a_listing_never_walks_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """entries(), total_size() and eviction_order() answer from the index: no scandir."""
+    """entries(), total_size() and eviction_order() answer from the index: the shard folders
+    are looked at (one lstat each), and none is listed unless it changed behind the
+    index's back."""
     store = LocalStore(tmp_path / "store")
     _fill(store, 20)
     fresh = LocalStore(tmp_path / "store")
     fresh.total_size()  # opens the index once
+    list(fresh.entries())  # a new index agrees with each shard once
+    real_scandir = os.scandir
+    entries = tmp_path / "store" / "v1" / "entries"
 
-    def walked(*_args: object) -> None:
-        raise AssertionError("the folder was walked")
+    def walked(path: object = ".") -> object:
+        if isinstance(path, (str, os.PathLike)) and Path(path).parent == entries:
+            raise AssertionError(f"the shard {path} was listed")
+        return real_scandir(path)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "scandir", walked)
-    assert len(list(fresh.entries())) == 20
-    assert fresh.total_size() == 2000
-    assert next(iter(fresh.eviction_order())).key == key_of(0)
+    for n in range(20, 30):  # written through the index: no shard to list again
+        with fresh.write_entry(key_of(n)) as f:
+            f.write(b"e" * 100)
+    fresh.remove_entry(key_of(25))
+    assert len(list(fresh.entries())) == 29
+    assert fresh.total_size() == 2900
+    assert next(iter(fresh.eviction_order())).key == key_of(20)  # no stats: ranks lowest
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage", "truncated", "fifo", "link"])
