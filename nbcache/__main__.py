@@ -119,6 +119,14 @@ def cmd_run_each(cache: Cache | None, args: argparse.Namespace) -> int:
     if len(args.notebook) > 1 and args.output:
         print("nbcache: -o names one executed notebook; run one notebook with it", file=sys.stderr)
         return 2
+    if (args.parameter or args.raw_parameter) and not args.output and not args.plan:
+        # the parameters cell would be written into the notebook the user edits
+        print(
+            "nbcache: -p and -r leave the notebook as it is: name the executed copy with "
+            "-o, e.g. -o out.ipynb",
+            file=sys.stderr,
+        )
+        return 2
     from .notebooks.inplace import keep_if_unchanged, read_bytes
 
     status = 0
@@ -196,7 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("notebook", nargs="+", help="the .ipynb to run (several run in turn)")
     run.add_argument(
-        "-o", "--output", help="where to write the executed notebook (default: in place)"
+        "-o",
+        "--output",
+        help="where to write the executed notebook (default: in place; needed with -p, -r)",
     )
     run.add_argument(
         "--store", help="the store (a folder or URL; default: NBCACHE_DIR or .nbcache)"

@@ -40,16 +40,17 @@ class ParameterError(CacheError):
     """A parameter that cannot be set: its name is no Python name."""
 
 
-def inject(nb: Any, parameters: Mapping[str, Any]) -> None:
+def inject(nb: Any, parameters: Mapping[str, Any]) -> bool:
     """Add the parameters cell to ``nb`` (an nbformat notebook), replacing one a
-    previous injection left.
+    previous injection left; whether it went after a cell tagged ``parameters`` (False:
+    first, or nothing to inject).
 
     Raises:
         ParameterError: a name is no Python identifier (``-p "x; import os" 1`` would
             otherwise be code run in the kernel).
     """
     if not parameters:
-        return
+        return False
     for name in parameters:
         if not name.isidentifier() or keyword.iskeyword(name):
             raise ParameterError(
@@ -66,6 +67,7 @@ def inject(nb: Any, parameters: Mapping[str, Any]) -> None:
     where = next((i + 1 for i, c in enumerate(cells) if "parameters" in _tags(c)), 0)
     cells.insert(where, cell)
     nb.cells = cells
+    return where > 0
 
 
 def _tags(cell: Any) -> list[str]:

@@ -37,12 +37,27 @@ class NotebookPlan:
                 f"cell {row['index'] + 1} `{row['first_line']}`: {row['action']}{took}: {why}"
             )
         runs = [r for r in self.rows if r["action"] == "run"]
-        expected = sum(r.get("seconds") or 0.0 for r in runs)
-        out.append(
-            f"nbcache run --plan: {len(self.rows) - len(runs)} restore, {len(runs)} run, "
-            f"expected to take about {format_duration(expected)} (from past runs)"
-        )
+        counts = f"{len(self.rows) - len(runs)} restore, {len(runs)} run"
+        out.append(f"nbcache run --plan: {counts}, {_estimate(runs)}")
         return out
+
+
+def _estimate(runs: list[dict[str, Any]]) -> str:
+    """How long the cells that run should take, from their past runs; a cell that never
+    ran with this store gives nothing to estimate from, which is said, not counted as 0."""
+    if not runs:
+        return "nothing to run"
+    known = [r["seconds"] for r in runs if r.get("seconds") is not None]
+    if not known:
+        return "no estimate: no cell to run has run before with this store"
+    took = format_duration(sum(known))
+    if len(known) < len(runs):
+        never = len(runs) - len(known)
+        return (
+            f"expected to take more than {took} (the past runs of {len(known)} of them; "
+            f"{never} never ran with this store)"
+        )
+    return f"expected to take about {took} (from past runs)"
 
 
 def plan_notebook(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CacheError
+from ..errors import CacheError, warn
 from ..ui.tutorial import kernel_manager_class, launch_options
 from .cellids import with_cell_ids
 from .params import inject
@@ -243,7 +243,14 @@ def read_notebook(path: Path, parameters: Mapping[str, Any] | None = None) -> An
     for index, cell in enumerate(nb.cells):
         if not cell.get("id"):
             cell["id"] = f"cell-{index}"  # nbformat < 4.5 has none: name cells by place
-    inject(nb, dict(parameters or {}))
+    if parameters and not inject(nb, dict(parameters)):
+        names = ", ".join(f"-p {name}" for name in parameters)
+        warn(
+            f"nbcache: {path.name} has no cell tagged `parameters`, so {names} is set in a "
+            "cell of its own before the first cell; tag the cell that sets the defaults "
+            "`parameters` to set them after it",
+            stacklevel=2,
+        )
     return nb
 
 

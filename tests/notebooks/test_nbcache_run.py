@@ -283,3 +283,41 @@ def test_a_restored_cell_interleaves_stdout_and_stderr_as_the_plain_run(folder: 
     plain = outputs(folder / "plain.ipynb")
     assert len(plain[0][1]) == 6  # out, err, out, err, out, err
     assert outputs(folder / "second.ipynb") == plain
+
+
+def test_parameters_never_change_the_source_notebook(folder: Path) -> None:
+    write_notebook(folder / "p.ipynb", ["y = alpha * 2\ny"], parameters="alpha = 1")
+    before = (folder / "p.ipynb").read_bytes()
+    run = nbcache_run(folder, "p.ipynb", "-p", "alpha", "0.5")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "-o" in run.stderr
+    assert (folder / "p.ipynb").read_bytes() == before
+    plan = nbcache_run(folder, "p.ipynb", "-p", "alpha", "0.5", "--plan")  # writes nothing
+    assert plan.returncode == 0, plan.stderr
+    assert (folder / "p.ipynb").read_bytes() == before
+
+
+def test_parameters_for_a_notebook_without_a_parameters_cell_say_where_they_went(
+    folder: Path,
+) -> None:
+    write_notebook(folder / "p.ipynb", ["alpha = 1", "y = alpha * 2\ny"])
+    run = nbcache_run(folder, "p.ipynb", "-p", "alpha", "3", "-o", "out.ipynb")
+    assert run.returncode == 0, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert "no cell tagged `parameters`" in line and line.startswith("nbcache: ")
+    nb = nbformat.read(folder / "out.ipynb", as_version=4)
+    assert nb.cells[0].metadata["tags"] == ["injected-parameters"]
+    tagged = nbcache_run(folder, "p.ipynb", "-o", "again.ipynb")  # no -p: nothing to say
+    assert tagged.returncode == 0 and tagged.stderr == ""
+
+
+def test_the_plan_on_an_empty_store_has_nothing_to_estimate_from(folder: Path) -> None:
+    write_notebook(folder / "nb.ipynb", CELLS[:3])
+    plan = nbcache_run(folder, "nb.ipynb", "--plan")
+    assert plan.returncode == 0, plan.stderr
+    last = plan.stdout.strip().splitlines()[-1]
+    assert "0 restore, 3 run" in last and "about 0 ms" not in last
+    assert "no estimate" in last
+    assert nbcache_run(folder, "nb.ipynb", "-o", "out.ipynb").returncode == 0
+    again = nbcache_run(folder, "nb.ipynb", "--plan").stdout.strip().splitlines()[-1]
+    assert "nothing to run" in again or "expected to take about" in again
