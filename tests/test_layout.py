@@ -4,6 +4,7 @@ of a readable size (the layers themselves are import-linter's, run by .ci/run)."
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import nbcache
@@ -110,3 +111,38 @@ def test_modules_stay_readable() -> None:
         if (n := len(p.read_text().splitlines())) > LONGEST
     }
     assert long == {}
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def modules_missing_from(doc: str) -> list[str]:
+    """Module files under nbcache/ whose path (relative to nbcache/, in backquotes) the
+    architecture document does not name."""
+    paths = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py"))
+    return [path for path in paths if f"`{path}`" not in doc]
+
+
+def test_the_architecture_names_every_module() -> None:
+    """docs/architecture.md has a row for every module, so a newcomer finds each one."""
+    missing = modules_missing_from(ARCHITECTURE.read_text())
+    assert missing == [], f"add a row to docs/architecture.md's module table for {missing}"
+
+
+def rows_without_a_module(doc: str) -> list[str]:
+    """Paths in the module table's first column that name no file under nbcache/."""
+    rows = re.findall(r"^\| `([\w/]+\.py)` \|", doc, flags=re.MULTILINE)
+    return [row for row in rows if not (PACKAGE / row).is_file()]
+
+
+def test_the_architecture_names_no_module_that_is_gone() -> None:
+    gone = rows_without_a_module(ARCHITECTURE.read_text())
+    assert gone == [], f"docs/architecture.md has rows for modules that are gone: {gone}"
+
+
+def test_a_module_left_out_of_the_architecture_is_found() -> None:
+    doc = ARCHITECTURE.read_text().replace("`run/plan.py`", "`run/plan`")
+    assert "run/plan.py" in modules_missing_from(doc)
+    assert rows_without_a_module(doc + "| `run/gone.py` | a module removed since |\n") == [
+        "run/gone.py"
+    ]
