@@ -149,6 +149,18 @@ def nbcache_run(path: Path, store: Path, log: Path) -> dict[str, Any]:
     }
 
 
+def become_user(base: Path, store: Path, shared: Path) -> None:
+    """Make this worker's environment the one a user typing ``nbcache run`` has: the plain
+    runs' (this process's, with the harness's folders and one BLAS thread), so that the two
+    sides differ by nbcache alone. The environment is computed before the process's own is
+    replaced: computed after, it lacked everything the machine sets (``PATH``, ``HOME``,
+    ``OPENBLAS_CORETYPE``), and where OpenBLAS's kernel is chosen by that variable the
+    nbcache runs computed with other kernels than the plain runs, and other last digits."""
+    env = harness.environment(base, store, shared)
+    os.environ.clear()
+    os.environ.update(env)
+
+
 def whole_runs(book: dict[str, Any], workdir: str) -> dict[str, Any]:
     """The five runs of one notebook (in a worker process)."""
     root = Path(workdir)
@@ -161,9 +173,7 @@ def whole_runs(book: dict[str, Any], workdir: str) -> dict[str, Any]:
     work = base / "work"
     work.mkdir(parents=True, exist_ok=True)
     store = base / "store"
-    # the kernel's environment is this process's, as for a user typing `nbcache run`
-    os.environ.clear()
-    os.environ.update(harness.environment(base, store, shared))
+    become_user(base, store, shared)
     edited, last = _edited(book["cells"])
     for run in NBCACHE_RUNS:
         path = work / "notebook.ipynb"
@@ -379,6 +389,20 @@ def test_edited_cells_are_found_and_reach_their_functions() -> None:
     reach = reachable(edited, index)
     assert reach is not None and {"f", "k", "y", "x"} <= reach and "np" not in reach
     assert reachable(["a = 1", "print(Out[1])"], 1) is None
+
+
+def test_nbcache_runs_get_the_environment_the_plain_runs_get(tmp_path: Path) -> None:
+    """The kernels of both sides see the machine's variables (a BLAS kernel chosen by one)."""
+    saved = dict(os.environ)
+    try:
+        os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+        plain = harness.environment(tmp_path, tmp_path / "store", tmp_path / "shared")
+        become_user(tmp_path, tmp_path / "store", tmp_path / "shared")
+        assert dict(os.environ) == plain
+        assert os.environ["OPENBLAS_CORETYPE"] == "Haswell" and "PATH" in os.environ
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")
