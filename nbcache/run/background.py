@@ -41,6 +41,7 @@ from .cellrun import (
 from .checkpoint import CheckpointError, Remote, checkpointing, remote_checkpoints, worker_cache
 from .effects import Effects
 from .files import FileReads
+from .naming import by_interest
 from .output import NO_RESULT, OutputLog, from_user_code
 from .report import Card, CellReport, Resume
 
@@ -144,13 +145,16 @@ def start(
             shell.user_ns.update({name: namespace[name] for name in entry["vars"]})
             for name in entry["deleted"]:
                 shell.user_ns.pop(name, None)
-            report = computed(list(entry["vars"]), made[0].seconds, outcome.stored, options)
+            names = by_interest(code.source, entry["vars"], shell.user_ns)  # as a status line
+            report = computed(names, made[0].seconds, outcome.stored, options)
             card.finished(replace(report, resumed=resumed[-1] if resumed else None))
         else:
             for kind, *payload in entry["outputs"]:
                 card.output(kind, *payload)
             put_back(entry, shell.user_ns)
-            card.finished(restored(outcome.hit, entry))
+            report = restored(outcome.hit, entry)
+            names = tuple(by_interest(code.source, report.names, shell.user_ns))
+            card.finished(replace(report, names=names))
 
     runner = chosen if isinstance(chosen, ThreadPoolExecutor) else get_executor("thread")
     task.submit_to(runner, body)

@@ -3,17 +3,21 @@
 A status line has room for four names (``computed a, b, c and 5 more``), so the
 order decides which the user sees. Alphabetical order put capitals first, so a
 cell that imports ``GradientBoostingClassifier`` and ``GridSearchCV`` and binds
-``search`` showed the classes and hid the search. The order, by rank and then
-by where the cell first binds each name:
+``search`` showed the classes and hid the search. The order, by rank:
 
 1. a name assigned on its own (``search = ...``, ``total += x``, ``n: int = 3``,
-   ``(y := f())``): what the cell was written to compute;
+   ``(y := f())``): what the cell was written to compute. A cell works toward its
+   results, so the name assigned last leads (``rng = ...`` at the top of a
+   simulation comes after the ``risk = ...`` it ends with);
 2. names unpacked together (``X_train, X_test, y_train, y_test = ...``,
    ``fig, ax = ...``), and inputs the cell changed in place;
 3. functions and classes the cell defines, and any name bound to one;
 4. imported names and modules;
 5. loop, ``with`` and ``except`` targets (``for day in days``): what is left of
    the iteration, rarely what the cell is for.
+
+Below the first rank, names keep the order the cell first binds them in
+(``X_train, X_test, y_train, y_test`` as written).
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ def by_interest(source: str, names: Iterable[str], namespace: Mapping[str, Any])
     ranks.visit(tree)
     keys = {}
     for name in wanted:
-        rank, place = ranks.seen.get(name, (_UNPACKED, len(ranks.seen)))
+        rank, place = ranks.seen.get(name, (_UNPACKED, ranks.binds + 1))
         value = namespace.get(name)
         if rank < _CODE and isinstance(value, (type, types.FunctionType)):
             rank = _CODE  # ``Model = GradientBoostingClassifier``: a class all the same
         if rank < _IMPORTED and isinstance(value, types.ModuleType):
             rank = _IMPORTED
+        if rank == _ALONE:
+            place = -ranks.last[name]  # the last assigned leads
         keys[name] = (rank, place, name)
     return sorted(wanted, key=keys.__getitem__)
 
@@ -53,12 +59,17 @@ class _Ranks(ast.NodeVisitor):
     """Each name the cell's top level binds: its best rank, and where it was first bound."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, tuple[int, int]] = {}
+        self.seen: dict[str, tuple[int, int]] = {}  # name -> (rank, first binding)
+        self.last: dict[str, int] = {}  # name -> its last assignment on its own
+        self.binds = 0  # bindings counted so far, in the order the code makes them
 
     def _bind(self, name: str, rank: int) -> None:
+        self.binds += 1
+        if rank == _ALONE:
+            self.last[name] = self.binds
         before = self.seen.get(name)
         if before is None:
-            self.seen[name] = (rank, len(self.seen))
+            self.seen[name] = (rank, self.binds)
         elif rank < before[0]:
             self.seen[name] = (rank, before[1])
 

@@ -145,6 +145,12 @@ def test_names_lead_with_what_the_cell_computed(ip: InteractiveShell) -> None:
     assert "computed search, X_train, X_test and 5 more" in line
     line = run(ip, "%%cache\ntotal = 0\nfor day in range(3):\n    total += day\n")
     assert "computed total, day " in line
+    simulation = (
+        "%%cache\nrng = 7\nmean = rng * 2\nstock = 0\nshort = 0\n"
+        "for day in range(3):\n    stock = stock + mean\n    short += stock < 0\n"
+        "risk = {'mean': mean, 'short': short}\n"
+    )
+    assert "computed risk, short, stock and 3 more" in run(ip, simulation)
 
 
 def test_names_order_in_detail() -> None:
@@ -158,9 +164,9 @@ def test_names_order_in_detail() -> None:
     names = ["Model", "ax", "f", "fh", "fig", "i", "json", "last", "result", "rows", "touched"]
     namespace: dict[str, Any] = {"json": json, "Model": int, "f": by_interest}
     assert by_interest(source, names, namespace) == [
-        "last",  # the walrus runs before `rows` is bound
+        "result",  # assigned last: what the cell ends with leads
         "rows",
-        "result",
+        "last",  # the walrus runs before `rows` is bound
         "fig",
         "ax",
         "touched",  # changed in place: bound nowhere in the cell
@@ -230,3 +236,11 @@ def test_why_takes_a_first_line_of_code_as_typed(ip: InteractiveShell) -> None:
 
     with pytest.raises(UsageError, match="No closing quotation"):
         ip.run_line_magic("nbcache", "clear 'it")  # other commands still parse as before
+
+
+def test_a_background_card_orders_names_as_the_status_line(ip: InteractiveShell) -> None:
+    cell = "%%cache -b -n order\nimport json\nfor i in range(2):\n    pass\nresult = json.dumps(i)\n"
+    with capture_output() as shown:
+        ip.run_cell(cell, store_history=True)
+        ip.run_line_magic("nbcache", "wait order")
+    assert "computed result, json, i" in shown.stdout, shown.stdout
