@@ -83,6 +83,12 @@ class CellCode:
     # (``textwrap.dedent = f`` sets one of ``textwrap``): on a module or an installed
     # class that is state outside the namespace, which a restore cannot replay.
     attribute_roots: tuple[str, ...] = ()
+    # ``name.attr`` as the cell spells it anywhere (``mymod.CONFIG``), and
+    # ``(module, name)`` of ``from module import name``: what of a module's state the
+    # cell may touch, compared before and after it runs.
+    module_attrs: tuple[tuple[str, str], ...] = ()
+    from_imports: tuple[tuple[str, str], ...] = ()
+    imports: tuple[str, ...] = ()  # the modules the cell imports, by full name
 
 
 class _Scan(ast.NodeVisitor):
@@ -258,11 +264,20 @@ def analyze(source: str) -> CellCode:
     # A listing shows the first line of code, not the comment above it.
     first = next((line for line in lines if not line.startswith("#")), lines[0] if lines else "")
     evaluates = any(n in ("eval", "exec") for n in (*scan.reads, *scan.deferred))
-    strings = [
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
-    ]
+    strings = []
+    attrs: dict[tuple[str, str], None] = {}
+    froms: dict[tuple[str, str], None] = {}
+    imports: dict[str, None] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            strings.append(node.value)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            attrs[(node.value.id, node.attr)] = None
+        elif isinstance(node, ast.Import):
+            imports.update(dict.fromkeys(alias.name for alias in node.names))
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imports[node.module] = None
+            froms.update(dict.fromkeys((node.module, a.name) for a in node.names))
     string_reads = sorted(
         {n for text in strings for n in names_in_string(text, evaluated=evaluates)}
         - binds
@@ -277,6 +292,9 @@ def analyze(source: str) -> CellCode:
         uses_shell="get_ipython" in scan.reads or "get_ipython" in scan.deferred,
         string_reads=tuple(n for n in string_reads if not is_shell_name(n)),
         attribute_roots=tuple(sorted(_attribute_roots(tree))),
+        module_attrs=tuple(attrs),
+        from_imports=tuple(froms),
+        imports=tuple(imports),
     )
 
 

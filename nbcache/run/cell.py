@@ -37,6 +37,7 @@ from .cellrun import (
     CellRun,
     Made,
     NotKept,
+    RunsAlways,
     Unchanged,
     computed,
     drifted,
@@ -54,6 +55,7 @@ from .checkpoint import checkpointing
 from .effects import Effects, only_imports
 from .files import FileReads
 from .lazy import needed, pending, recorded_meta, restorable, stand_ins, swap_in
+from .modstate import watching
 from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .plan import PlanRow, plan
@@ -190,6 +192,11 @@ class CellCache:
                     force=options.force,
                     ask=run.ask,
                 )
+        except RunsAlways as exc:
+            # nothing stored, quietly: it runs every time, as a patch does; why says so
+            self.reasons[run.identity] = [str(exc)]
+            self._note(options, "ran", seconds=made[0].seconds)
+            return made[0].result
         except NotKept as exc:
             warn(f"nbcache: {exc}", stacklevel=3)
             self._note(options, "ran", seconds=made[0].seconds)
@@ -477,6 +484,7 @@ class CellCache:
             log.recording(self.shell.display_publisher),
             self.shell.paging(lambda data, start: log.add("page", data, start)),
             FileReads.recording(self._exclude()) as read,
+            watching(run.code, namespace) as modules,
             checkpointing(
                 self.cache,
                 run,
@@ -500,7 +508,9 @@ class CellCache:
         seconds = time.perf_counter() - start + checkpoints.earlier_seconds
         files = FileReads.of(read).merged(FileReads.of(run.options.watch))
         changes = outside.changes(Effects.now())
-        return Made(namespace, before, log, result, seconds, files, outside, changes)
+        made = Made(namespace, before, log, result, seconds, files, outside, changes)
+        made.modules = modules.changed()
+        return made
 
     def _exclude(self) -> list[str]:
         return [self.cache.store.location] if self.cache.store is not None else []

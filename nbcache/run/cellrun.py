@@ -10,7 +10,7 @@ import re
 import sys
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..cache.core import Ask, Hit
@@ -22,7 +22,8 @@ from ..keys.hashing import describe, digest
 from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
 from .effects import Effects, only_imports, seeds_first
 from .effects import apply as apply_effects
-from .files import FileReads
+from .files import FileReads, Written
+from .modstate import held_by_module
 from .output import NO_RESULT, MemoryOnly, OutputLog
 from .report import CellReport
 
@@ -32,6 +33,7 @@ __all__ = [
     "Made",
     "ModuleRef",
     "NotKept",
+    "RunsAlways",
     "Unchanged",
     "bring_back",
     "closed_file",
@@ -97,6 +99,9 @@ class Unchanged:
     def __call__(self, info: EntryInfo) -> bool:
         files = FileReads(dict(info.meta.get("files", {})), dict(info.meta.get("paths", {})))
         self.stale = files.changed()
+        wrote = info.meta.get("wrote")
+        if isinstance(wrote, dict) and wrote:
+            self.stale += Written(dict(wrote)).missing()
         outside = info.meta.get("outside")
         if isinstance(outside, dict) and outside:
             self.stale += Effects.now().differs(outside)
@@ -115,6 +120,7 @@ class Made:
     files: FileReads
     effects: Effects  # the outside state when the body started
     changes: dict[str, Any]  # what of it the body changed
+    modules: list[str] = field(default_factory=list)  # module state it changed: mod.attr
 
 
 @dataclass(frozen=True)
@@ -265,8 +271,28 @@ class NotKept(CacheError):
     """The body ran, but what it made could not be gathered: nothing is stored."""
 
 
+class RunsAlways(NotKept):
+    """The body changed what no entry can bring back (a logging handler on a socket,
+    an object a module holds): nothing is stored, so the cell runs every time, quietly;
+    the message says why, for ``%nbcache why``."""
+
+
+_MODULE_STATE = (
+    "it changes `{}`, state held by a module, which no restore can bring back, so it "
+    "runs every time (keep such changes in a cell of their own, or in the module itself)"
+)
+
+
 def kept(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
     """:func:`entry_of`, with any failure of ours turned into :class:`NotKept`."""
+    unkept = made.effects.unkept(made.changes)
+    if unkept:
+        raise RunsAlways(
+            f"it changes {unkept[0]} to something that cannot be stored (a value that "
+            "will not pickle, a handler that cannot be made again), so it runs every time"
+        )
+    if made.modules:
+        raise RunsAlways(_MODULE_STATE.format(made.modules[0]))
     secret = [k for k in made.changes.get("os.environ", {}) if _SECRET_NAME.search(k)]
     if secret:
         raise NotKept(
@@ -275,6 +301,8 @@ def kept(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
         )
     try:
         return entry_of(code, ck, made)
+    except RunsAlways:
+        raise
     except Exception as exc:
         raise NotKept(
             f"the cell ran, but its variables could not be gathered for storing "
@@ -292,6 +320,10 @@ def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
     namespace = made.namespace
     bound, deleted = changed_names(made.before, namespace, code.binds)
     mutated = _mutated(ck, namespace, bound)
+    for name in mutated:
+        held = held_by_module(namespace[name])
+        if held is not None:
+            raise RunsAlways(_MODULE_STATE.format(held))
     mutated += _sharing(namespace, [*bound, *mutated])
     mutated += _aliases(namespace, [*bound, *mutated])
     names = sorted(n for n in {*bound, *mutated} if not closed_file(namespace[n]))
@@ -304,6 +336,8 @@ def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
         "digests": digests,
         "plain": plain,
         "effects": made.changes,
+        "file_contents": made.files.written.contents,
+        "wrote": made.files.written.states,
     }
 
 
@@ -345,6 +379,7 @@ def meta_of(run: CellRun, made: Made, entry: Mapping[str, Any]) -> dict[str, Any
         "summary": run.key.summary,
         "files": made.files.states,
         "paths": made.files.paths,
+        "wrote": made.files.written.states,
         "vars": list(entry["vars"]),
         "compute_seconds": made.seconds,
         "pinned": options.pin,
@@ -373,6 +408,10 @@ def put_back(entry: Mapping[str, Any], namespace: dict[str, Any]) -> None:
         namespace[name] = bring_back(value)
     for name in entry["deleted"]:
         namespace.pop(name, None)
+    wrote = entry.get("wrote")
+    if wrote:
+        # before the effects: the paths are relative to where the cell started
+        Written(dict(wrote)).put_back(dict(entry.get("file_contents", {})))
     apply_effects(entry.get("effects", {}))
 
 

@@ -1,156 +1,303 @@
 """State outside the namespace that a cell reads or changes, recorded and re-applied.
 
-A cell can change more than its variables: the global random generators
-(``random``, ``numpy.random``), matplotlib's settings (``plt.style.use``,
-``rcParams``), ``sys.path`` and ``os.environ``. A restore that skipped those
-would leave later cells drawing other numbers or other pictures, so:
+A cell can change more than its variables: the global random generators, numpy's
+print options, pandas' options, the warnings filters, the working directory,
+``sys.path``, ``os.environ`` and any other global a library keeps. A restore
+that skipped those would leave later cells computing or showing something else
+than a plain run, so each such state is a :class:`State` in one registry
+(:func:`register`; the built-in ones are in :mod:`nbcache.run.states`), with a
+cheap way to read it and one to set it back:
 
-- what a run changed of them is stored with the entry and applied again on a
-  hit (the generators' states after the cell, the settings it set, the paths
-  and variables it added or removed);
+- each state whose module is imported is read before and after a cell; what
+  differs is stored with the entry and applied again, in registry order, on a hit;
+- a state whose new value cannot be stored (a logging handler that cannot be
+  made again, a value that will not pickle) makes the cell run every time
+  (:attr:`Effects.unkept` says which, for ``why``);
+- the settings cells changed so far in this kernel (everything but the
+  generators, matplotlib's settings, the working directory, ``sys.path`` and
+  ``os.environ``) are an input of every later cell: another
+  ``np.set_printoptions`` upstream is a miss, not a stale printout;
 - the generators and matplotlib's settings are also inputs: a cell that drew
   random numbers without seeding first, or that drew a figure, hits only while
-  they are as they were when it ran (``inputs``); anything else would be stale.
+  they are as they were when it ran (``inputs``).
 
-``sys.path`` and ``os.environ`` are re-applied but not inputs (see
-docs/decisions.md). Only modules already imported are looked at: nothing here
-imports numpy or matplotlib.
+Nothing here imports a library: a state is read only once its module is loaded.
 """
 
 from __future__ import annotations
 
 import ast
-import os
 import pickle
 import random
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import xxhash
 
-__all__ = ["Effects", "apply", "forget_seeds", "only_imports", "restore_state", "seeds_first"]
+from ..errors import CacheError
+from .states import BUILT_IN, UNSET, State, Unkept
 
-_UNSET = "<unset>"
+__all__ = [
+    "UNSET",
+    "Effects",
+    "State",
+    "Unkept",
+    "apply",
+    "forget_seeds",
+    "only_imports",
+    "register",
+    "registered",
+    "restore_state",
+    "seeds_first",
+    "unregister",
+]
+
+
+class EffectsError(CacheError):
+    """A state registered wrongly (a name twice, a read that is not callable)."""
+
+
+_REGISTRY: dict[str, State] = {}
+
+
+def register(
+    name: str,
+    read: Callable[[], Any],
+    apply: Callable[[Any], None],
+    *,
+    module: str | None = None,
+    keyed: bool = False,
+    setting: bool = True,
+    what: str = "",
+    replace: bool = False,
+) -> State:
+    """Add a process-wide state for cells to record and restore (see docs/effects.md)."""
+    if not callable(read) or not callable(apply):
+        raise EffectsError(f"nbcache: state {name!r} needs a callable read and apply.")
+    if name in _REGISTRY and not replace:
+        raise EffectsError(
+            f"nbcache: a state named {name!r} is already registered; pass replace=True "
+            "to replace it, or pick another name."
+        )
+    state = State(name, read, apply, module, keyed, setting, what)
+    _REGISTRY[name] = state
+    return state
+
+
+for _state in BUILT_IN:
+    _REGISTRY[_state.name] = _state
+
+
+def unregister(name: str) -> None:
+    """Stop recording ``name`` (entries that stored it still apply it if registered)."""
+    _REGISTRY.pop(name, None)
+
+
+def registered() -> list[State]:
+    """The states, in the order they are read and applied."""
+    return list(_REGISTRY.values())
+
+
+# The settings cells changed so far in this kernel, as applied: an input of every cell.
+_world: dict[str, Any] = {}
+_world_digest: list[str | None] = [None]
+
+
+def _note_world(changes: Mapping[str, Any]) -> None:
+    touched = False
+    for name, value in changes.items():
+        state = _REGISTRY.get(name)
+        if state is None or not state.setting:
+            continue
+        touched = True
+        if state.keyed and isinstance(value, dict):
+            merged = dict(_world.get(name, {}))
+            merged.update(value)
+            _world[name] = merged
+        else:
+            _world[name] = value
+    if touched:
+        _world_digest[0] = None
+
+
+def _settings_digest() -> str:
+    known = _world_digest[0]
+    if known is None:
+        known = _world_digest[0] = _digest(sorted(_world.items()))
+    return known
 
 
 @dataclass(frozen=True)
 class Effects:
-    """The outside state at one moment (only the parts whose modules are loaded)."""
+    """The outside state at one moment (only the states whose modules are loaded)."""
 
-    random: Any
-    numpy_random: Any
-    rc: dict[str, Any] | None
-    path: list[str]
-    environ: dict[str, str]
+    values: dict[str, Any]
     seeded: frozenset[str] = frozenset()  # generators seeded in this kernel by then
+    world: dict[str, Any] = field(default_factory=dict)
+    settings: str = ""
 
     @classmethod
     def now(cls) -> Effects:
-        numpy = sys.modules.get("numpy")
-        mpl = sys.modules.get("matplotlib")
-        rc = getattr(mpl, "rcParams", None)
-        _watch_seeds(numpy)
-        return cls(
-            random=random.getstate(),
-            numpy_random=_numpy_state(numpy),
-            rc=dict.copy(rc) if isinstance(rc, dict) else None,  # no per-key validation
-            path=list(sys.path),
-            environ=dict(os.environ),
-            seeded=frozenset(_SEEDED),
-        )
+        modules = sys.modules
+        _watch_seeds(modules.get("numpy"))
+        values = {}
+        for state in list(_REGISTRY.values()):
+            if state.module is not None and state.module not in modules:
+                continue
+            try:
+                values[state.name] = state.read()
+            except Exception:  # noqa: BLE001 - a state that cannot be read now is skipped
+                continue
+        return cls(values, frozenset(_SEEDED), dict(_world), _settings_digest())
 
     def changes(self, after: Effects) -> dict[str, Any]:
         """What changed from this moment to ``after``, as stored with an entry."""
         out: dict[str, Any] = {}
-        if after.random != self.random:
-            out["random"] = after.random
-        if after.numpy_random is not None and not _same(self.numpy_random, after.numpy_random):
-            out["numpy.random"] = after.numpy_random
-        if after.rc is not None:
-            before = self.rc or {}
-            changed = {k: v for k, v in after.rc.items() if k not in before or before[k] != v}
-            if changed:
-                out["rcParams"] = changed
-        if after.path != self.path:
-            out["sys.path"] = after.path
-        env = {k: v for k, v in after.environ.items() if self.environ.get(k) != v}
-        env.update({k: _UNSET for k in self.environ if k not in after.environ})
-        if env:
-            out["os.environ"] = env
+        for name, value in after.values.items():
+            state = _REGISTRY.get(name)
+            if state is None:
+                continue
+            if name not in self.values:
+                before: Any = {} if state.keyed else None
+            else:
+                before = self.values[name]
+            if state.keyed and isinstance(value, dict) and isinstance(before, dict):
+                if _same_dict(before, value):
+                    continue
+                diff = {
+                    k: v for k, v in value.items() if k not in before or not _same(before[k], v)
+                }
+                diff.update({k: UNSET for k in before if k not in value})
+                if diff:
+                    out[name] = diff if state.delta is None else state.delta(before, diff)
+            elif name not in self.values or not _same(before, value):
+                out[name] = value if state.delta is None else state.delta(before, value)
         if after.seeded != self.seeded and ("random" in out or "numpy.random" in out):
             out["seeded"] = sorted(after.seeded)
+        _note_world(out)
         return out
 
     def inputs(self, changes: Mapping[str, Any], *, seeded: bool, drew: bool) -> dict[str, str]:
         """Digests of the outside state this run depended on: the generators it drew from
-        (unless it seeded them first) and matplotlib's settings if it drew a figure."""
-        out = {}
+        (unless it seeded them first), matplotlib's settings if it drew a figure, and the
+        settings earlier cells changed."""
+        out: dict[str, str] = {}
         # A generator never seeded in this kernel holds entropy: what a cell draws from it
         # is a sample as good as any other, so its state is no input (an unseeded
         # simulation restores). Once seeded, its state decides what cells draw.
         if not seeded:
-            if "random" in changes and "random" in self.seeded:
-                out["random"] = _digest(self.random)
-            if "numpy.random" in changes and "numpy.random" in self.seeded:
-                out["numpy.random"] = _digest(self.numpy_random)
-        if drew and self.rc is not None:
-            out["rcParams"] = _digest(sorted((k, repr(v)) for k, v in self.rc.items()))
+            for name in ("random", "numpy.random"):
+                if name in changes and name in self.seeded and name in self.values:
+                    out[name] = _digest(self.values[name])
+        rc = self.values.get("rcParams")
+        if drew and rc is not None:
+            out["rcParams"] = _rc_digest(rc)
+        if self.world:
+            out["settings"] = self.settings
         return out
 
     def differs(self, inputs: Mapping[str, str]) -> list[str]:
         """What of ``inputs`` differs now, in words for ``why``; empty when nothing does."""
-        now = {
-            "random": lambda: _digest(self.random),
-            "numpy.random": lambda: _digest(self.numpy_random),
-            "rcParams": lambda: _digest(sorted((k, repr(v)) for k, v in (self.rc or {}).items())),
-        }
         words = {
             "random": "the state of the `random` module's generator differs",
             "numpy.random": "the state of numpy's global random generator differs",
             "rcParams": "matplotlib's settings (rcParams, a style) differ",
+            "settings": "a setting an earlier cell changed (print options, library "
+            "options, warnings filters, ...) differs",
         }
-        return [words[k] for k, v in inputs.items() if k in now and now[k]() != v]
+        out = []
+        for name, recorded in inputs.items():
+            if name == "settings":
+                now = self.settings
+            elif name == "rcParams":
+                now = _rc_digest(self.values.get("rcParams") or {})
+            elif name in self.values:
+                now = _digest(self.values[name])
+            else:
+                continue
+            if now != recorded and name in words:
+                out.append(words[name])
+        # An entry made before any setting changed has no "settings" input: it hits
+        # only while none has changed.
+        if "settings" not in inputs and self.world:
+            out.append(words["settings"])
+        return out
+
+    def unkept(self, changes: Mapping[str, Any]) -> list[str]:
+        """The states in ``changes`` that cannot be stored, in words: the cell runs every
+        time."""
+        out = []
+        for name, value in changes.items():
+            state = _REGISTRY.get(name)
+            if state is None:
+                continue
+            items = value.values() if state.keyed and isinstance(value, dict) else [value]
+            if any(_unstorable(v) for v in items):
+                out.append(state.words)
+        return out
 
 
-def apply(changes: Mapping[str, Any]) -> None:
-    """Make the outside state what a stored run left it (a hit)."""
+def _unstorable(value: Any) -> bool:
+    if isinstance(value, Unkept):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_unstorable(v) for v in value)
+    try:
+        pickle.dumps(value, protocol=5)
+    except Exception:  # noqa: BLE001 - whatever will not pickle cannot be stored
+        return True
+    return False
+
+
+def apply(changes: Mapping[str, Any]) -> list[str]:
+    """Make the outside state what a stored run left it (a hit), in registry order; the
+    states that could not be set back, in words (a state no longer registered, a
+    library not installed here)."""
     if "seeded" in changes:
         _SEEDED.clear()
         _SEEDED.update(changes["seeded"])
-    if "random" in changes:
-        random.setstate(_tuples(changes["random"]))
-    numpy = sys.modules.get("numpy")
-    if "numpy.random" in changes and numpy is not None:
-        numpy.random.set_state(changes["numpy.random"])
-    mpl = sys.modules.get("matplotlib")
-    if "rcParams" in changes and mpl is not None:
-        mpl.rcParams.update(changes["rcParams"])
-    if "sys.path" in changes:
-        sys.path[:] = changes["sys.path"]
-    for key, value in changes.get("os.environ", {}).items():
-        if value == _UNSET:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    failed = []
+    for state in list(_REGISTRY.values()):
+        if state.name not in changes:
+            continue
+        if state.module is not None and state.module not in sys.modules:
+            try:
+                __import__(state.module)
+            except ImportError:
+                failed.append(state.words)
+                continue
+        try:
+            state.apply(changes[state.name])
+        except Exception:  # noqa: BLE001 - one state that will not set stops no other
+            failed.append(state.words)
+    _note_world(changes)
+    return failed
 
 
 def restore_state(state: Effects) -> None:
     """Put the outside state back as it was at ``state`` (after a plan restored entries)."""
-    random.setstate(state.random)
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and state.numpy_random is not None:
-        numpy.random.set_state(state.numpy_random)
-    mpl = sys.modules.get("matplotlib")
-    if mpl is not None and state.rc is not None:
-        dict.update(mpl.rcParams, state.rc)  # as it was, without re-validating each key
-    sys.path[:] = state.path
-    for key in [k for k in os.environ if k not in state.environ]:
-        del os.environ[key]
-    os.environ.update(state.environ)
+    for item in list(_REGISTRY.values()):
+        if item.name not in state.values:
+            continue
+        value = state.values[item.name]
+        try:
+            if item.keyed:
+                now = item.read()
+                diff = {k: v for k, v in value.items() if now.get(k) != v}
+                diff.update({k: UNSET for k in now if k not in value})
+                if diff:
+                    (item.reset or item.apply)(diff)
+            elif not _same(item.read(), value):
+                (item.reset or item.apply)(value)
+        except Exception:  # noqa: BLE001 - best effort: the rest are still put back
+            continue
     _SEEDED.clear()
     _SEEDED.update(state.seeded)
+    _world.clear()
+    _world.update(state.world)
+    _world_digest[0] = None
 
 
 _SEEDED: set[str] = set()  # "random", "numpy.random": seeded with a value in this kernel
@@ -182,8 +329,11 @@ def _watch_seeds(numpy: Any) -> None:
 
 
 def forget_seeds() -> None:
-    """Forget which generators were seeded, as a new kernel starts (tests, unload)."""
+    """Forget which generators were seeded and which settings cells changed, as a new
+    kernel starts (tests, unload)."""
     _SEEDED.clear()
+    _world.clear()
+    _world_digest[0] = None
 
 
 def seeds_first(source: str) -> bool:
@@ -214,27 +364,30 @@ def only_imports(source: str) -> bool:
     return bool(tree.body) and all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in tree.body)
 
 
-def _numpy_state(numpy: Any) -> Any:
-    if numpy is None:
-        return None
+def _same_dict(a: dict[Any, Any], b: dict[Any, Any]) -> bool:
     try:
-        return numpy.random.get_state()
-    except Exception:  # noqa: BLE001 - a numpy without a global generator: nothing to track
-        return None
+        return bool(a == b)  # one C-level pass when nothing changed, the usual case
+    except Exception:  # noqa: BLE001 - values that will not compare: key by key then
+        return False
 
 
 def _same(a: Any, b: Any) -> bool:
+    try:
+        equal = a == b
+        if isinstance(equal, bool):
+            return equal
+    except Exception:  # noqa: BLE001 - values that will not compare are compared by digest
+        pass
     return _digest(a) == _digest(b)
 
 
 def _digest(state: Any) -> str:
-    return xxhash.xxh3_128_hexdigest(pickle.dumps(state, protocol=4))
+    try:
+        data = pickle.dumps(state, protocol=4)
+    except Exception:  # noqa: BLE001 - a value that will not pickle digests by its repr
+        data = repr(state).encode()
+    return xxhash.xxh3_128_hexdigest(data)
 
 
-def _tuples(value: Any) -> Any:
-    """``random.setstate`` wants tuples where a round trip through storage may give lists."""
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    if isinstance(value, tuple):
-        return tuple(_tuples(v) for v in value)
-    return value
+def _rc_digest(rc: Mapping[str, Any]) -> str:
+    return _digest(sorted((k, repr(v)) for k, v in rc.items()))

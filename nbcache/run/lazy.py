@@ -10,8 +10,8 @@ the globals of the notebook functions and classes it reads, transitively), and
 :func:`load` swaps them for their values; a cell that might reach any name
 (``eval``, ``globals()``, a line magic, IPython's ``_`` and ``Out``) loads all.
 
-Entries that bind notebook code or modules, or that changed the random
-generators or other outside state, are never restored this way: code is
+Entries that bind notebook code or modules, that changed the random
+generators or other outside state, or that wrote files, are never restored this way: code is
 hashed by what it reaches now, and outside state must be right before the
 next cell runs.
 """
@@ -55,8 +55,8 @@ _DYNAMIC = frozenset(
 def recorded_meta(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     """What the signed header keeps so a hit can restore without loading any value, or
     None when this entry must restore in full (see the module docstring)."""
-    if entry.get("effects"):
-        return None
+    if entry.get("effects") or entry.get("wrote"):
+        return None  # the outside state and the files must be right before the next cell
     plain = set(entry.get("plain", ()))
     variables = {}
     for name, value in entry["vars"].items():

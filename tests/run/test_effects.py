@@ -1,0 +1,287 @@
+"""What a restored cell changed outside its namespace comes back: process settings, the
+working directory, files it wrote or deleted; what cannot come back (module state, a
+handler that cannot be made again) makes the cell run every time, and ``why`` says so.
+
+Each "restart" is a fresh InteractiveShell on the same store, with the process-wide
+states set back to what they were when the test started, as in a new kernel."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from nbcache.cache.default import set_default_cache
+from nbcache.effects import register, unregister
+from nbcache.run import files
+from nbcache.run.effects import Effects, forget_seeds, restore_state
+from tests.shells import close_shell, new_shell
+
+MARK = "with open('runs', 'a') as _f:\n    _f.write('x')\n"
+
+
+class Kernels:
+    """Shells one after another on one store, each as a restarted kernel."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.shell: InteractiveShell | None = None
+        self.fresh = Effects.now()
+        self.handlers = list(logging.root.handlers)
+
+    def restart(self) -> InteractiveShell:
+        self.close()
+        set_default_cache(None)
+        self.reset()
+        self.shell = new_shell(self.root)
+        return self.shell
+
+    def reset(self) -> None:
+        os.chdir(self.root)
+        restore_state(self.fresh)
+        logging.root.handlers[:] = self.handlers
+        forget_seeds()
+        sys.modules.pop("mymod", None)
+
+    def close(self) -> None:
+        if self.shell is not None:
+            close_shell(self.shell)
+            self.shell = None
+
+    def run(self, cell: str) -> Any:
+        assert self.shell is not None
+        result = self.shell.run_cell(cell)
+        assert result.error_before_exec is None and result.error_in_exec is None, result
+        return result.result
+
+    def out(self, cell: str, capsys: pytest.CaptureFixture[str]) -> str:
+        capsys.readouterr()
+        self.run(cell)
+        return capsys.readouterr().out
+
+    def why(self) -> str:
+        assert self.shell is not None
+        magics = self.shell.magics_manager.registry["NbcacheMagics"]
+        return "\n".join(magics.cells.why())  # type: ignore[attr-defined]
+
+    def runs(self) -> int:
+        marker = self.root / "runs"
+        n = len(marker.read_text()) if marker.exists() else 0
+        marker.unlink(missing_ok=True)
+        return n
+
+
+@pytest.fixture
+def kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kernels]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    runs = Kernels(tmp_path)
+    yield runs
+    runs.close()
+    runs.reset()
+
+
+SETTINGS = (
+    "%%cache\nimport decimal, logging, sys, warnings\nimport numpy as np, pandas as pd\n"
+    + MARK
+    + "np.set_printoptions(precision=2)\npd.set_option('display.max_columns', 5)\n"
+    "warnings.simplefilter('ignore')\nsys.setrecursionlimit(4321)\n"
+    "decimal.getcontext().prec = 5\nlogging.root.setLevel(logging.INFO)\n"
+    "logging.root.addHandler(logging.StreamHandler())\n"
+)
+SHOW = (
+    "import warnings\nwarnings.warn('shown?')\n"
+    "print(np.array([1 / 3]), pd.get_option('display.max_columns'), "
+    "sys.getrecursionlimit(), decimal.Decimal(1) / 7, logging.root.level, "
+    "[type(h).__name__ for h in logging.root.handlers if type(h) is logging.StreamHandler])"
+)
+
+
+def test_settings_a_restored_cell_made_are_made_again(
+    kernels: Kernels, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kernels.restart()
+    kernels.run(SETTINGS)
+    plain = kernels.out(SHOW, capsys)
+    assert "[0.33] 5 4321 0.14286 20 ['StreamHandler']" in plain
+    assert kernels.runs() == 1
+    kernels.restart()
+    kernels.run(SETTINGS)
+    assert kernels.runs() == 0  # restored
+    assert kernels.out(SHOW, capsys) == plain
+    assert np.get_printoptions()["precision"] == 2
+    assert pd.get_option("display.max_columns") == 5
+
+
+def test_a_setting_changed_upstream_is_a_miss_not_a_stale_output(
+    kernels: Kernels, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shown = "%%cache\n" + MARK + "print(np.array([1 / 3]))\n"
+    kernels.restart()
+    kernels.run("%%cache\nimport numpy as np\nnp.set_printoptions(precision=2)")
+    assert "[0.33]" in kernels.out(shown, capsys)
+    kernels.restart()
+    kernels.run("%%cache\nimport numpy as np\nnp.set_printoptions(precision=3)")
+    assert "[0.333]" in kernels.out(shown, capsys)
+    assert kernels.runs() == 2
+    assert "setting" in kernels.why()
+
+
+def test_the_working_directory_comes_back(kernels: Kernels) -> None:
+    (kernels.root / "data").mkdir()
+    (kernels.root / "data" / "table.txt").write_text("1 2 3")
+    cell = "%%cache\nimport os\nos.chdir('data')\nstep = 1\n"
+    kernels.restart()
+    kernels.run(cell)
+    kernels.run("text = open('table.txt').read()")
+    kernels.restart()
+    kernels.run(cell)
+    kernels.run("text = open('table.txt').read()")
+    assert os.getcwd() == str(kernels.root / "data")
+
+
+def test_files_written_come_back_and_deleted_ones_go(kernels: Kernels) -> None:
+    (kernels.root / "old.txt").write_text("old")
+    cell = (
+        "%%cache\nimport os\n" + MARK + "os.makedirs('out', exist_ok=True)\n"
+        "open('out/result.txt', 'w').write('hello')\nos.remove('old.txt')\nn = 1\n"
+    )
+    kernels.restart()
+    kernels.run(cell)
+    made = (kernels.root / "out" / "result.txt").stat().st_mtime_ns
+    (kernels.root / "out" / "result.txt").unlink()
+    (kernels.root / "out").rmdir()
+    (kernels.root / "old.txt").write_text("old")
+    kernels.restart()
+    kernels.run(cell)
+    assert kernels.runs() == 1  # the second run restored
+    assert (kernels.root / "out" / "result.txt").read_text() == "hello"
+    assert (kernels.root / "out" / "result.txt").stat().st_mtime_ns == made
+    assert not (kernels.root / "old.txt").exists()
+    # nothing written but the cell's own file, in the folder it wrote to
+    assert {p.name for p in kernels.root.iterdir()} - {"default-store", ".nbcache"} == {"out"}
+    assert [p.name for p in (kernels.root / "out").iterdir()] == ["result.txt"]
+
+
+def test_a_file_too_large_to_keep_makes_the_cell_run_again(
+    kernels: Kernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "KEPT_WRITE", 10)
+    cell = "%%cache\n" + MARK + "open('big.txt', 'w').write('x' * 100)\nn = 1\n"
+    kernels.restart()
+    kernels.run(cell)
+    kernels.restart()
+    kernels.run(cell)
+    assert kernels.runs() == 1  # unchanged: restored
+    (kernels.root / "big.txt").unlink()
+    kernels.restart()
+    kernels.run(cell)
+    assert kernels.runs() == 1 and (kernels.root / "big.txt").read_text() == "x" * 100
+    assert "too large" in kernels.why()
+
+
+def test_a_file_appended_to_is_a_log_not_restored(kernels: Kernels) -> None:
+    cell = "%%cache\n" + MARK + "n = 1\n"
+    kernels.restart()
+    kernels.run(cell)
+    assert kernels.runs() == 1
+    kernels.restart()
+    kernels.run(cell)
+    assert kernels.runs() == 0  # neither run again nor its log written back
+
+
+def test_module_state_changed_by_a_cell_makes_it_run_every_time(
+    kernels: Kernels, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (kernels.root / "mymod.py").write_text("CONFIG = {}\n")
+    cell = "%%cache\nimport mymod\n" + MARK + "mymod.CONFIG['x'] = 1\n"
+    kernels.restart()
+    kernels.run(cell)
+    assert "{'x': 1}" in kernels.out("print(mymod.CONFIG)", capsys)
+    kernels.restart()
+    kernels.run(cell)
+    assert kernels.runs() == 2
+    assert "{'x': 1}" in kernels.out("print(mymod.CONFIG)", capsys)
+    assert "mymod.CONFIG" in kernels.why()
+
+
+def test_a_variable_a_module_holds_changed_in_place_runs_every_time(
+    kernels: Kernels, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (kernels.root / "mymod.py").write_text("CONFIG = {}\ndef get():\n    return CONFIG\n")
+    kernels.restart()
+    kernels.run("from mymod import CONFIG, get")
+    kernels.run("%%cache\n" + MARK + "CONFIG['x'] = 1\n")
+    assert "mymod.CONFIG" in kernels.why()
+    kernels.restart()
+    kernels.run("from mymod import CONFIG, get")
+    kernels.run("%%cache\n" + MARK + "CONFIG['x'] = 1\n")
+    assert kernels.runs() == 2
+    assert "{'x': 1}" in kernels.out("print(get())", capsys)
+
+
+def test_a_handler_that_cannot_be_made_again_makes_the_cell_run_every_time(
+    kernels: Kernels,
+) -> None:
+    cell = (
+        "%%cache\nimport logging\n" + MARK + "class Mine(logging.Handler):\n"
+        "    def emit(self, record): pass\nlogging.root.addHandler(Mine())\n"
+    )
+    kernels.restart()
+    kernels.run(cell)
+    assert "root logger" in kernels.why()
+    kernels.restart()
+    kernels.run(cell)
+    assert kernels.runs() == 2
+
+
+def test_a_registered_state_set_by_a_cell_comes_back(kernels: Kernels) -> None:
+    import tests.run.test_effects as me
+
+    register("test.mode", lambda: me.Mode.value, lambda v: setattr(me.Mode, "value", v))
+    try:
+        cell = "%%cache\nimport tests.run.test_effects as t\n" + MARK + "t.set_mode('fancy')\n"
+        kernels.restart()
+        kernels.run(cell)
+        assert Mode.value == "fancy"
+        Mode.value = "plain"  # a new kernel
+        kernels.restart()
+        kernels.run(cell)
+        assert kernels.runs() == 1 and Mode.value == "fancy"
+    finally:
+        unregister("test.mode")
+        Mode.value = "plain"
+
+
+class Mode:
+    """A library's global mode, kept on a class (a state registered with nbcache)."""
+
+    value = "plain"
+
+
+def set_mode(mode: str) -> None:
+    Mode.value = mode
+
+
+def test_registering_a_name_twice_says_what_to_do() -> None:
+    register("test.twice", lambda: 1, lambda v: None)
+    try:
+        with pytest.raises(Exception, match="replace=True"):
+            register("test.twice", lambda: 1, lambda v: None)
+    finally:
+        unregister("test.twice")
+
+
+def test_capturing_reads_only_loaded_modules_and_stays_cheap() -> None:
+    """Each read is bounded by the states registered: count them, not time them."""
+    now = Effects.now()
+    assert "torch.flags" not in now.values  # torch is not imported here
+    assert {"numpy.printoptions", "pandas.options", "warnings", "cwd"} <= set(now.values)
