@@ -382,11 +382,21 @@ class Index:
         )
 
     def claims_over(self, threshold: float, limit: int = _PAGE) -> list[tuple[str, int, bool]]:
-        """Rows claiming more than ``threshold`` bytes, or fewer than none: key, size, pending."""
+        """Rows claiming more than ``threshold`` bytes, largest first: key, size, pending."""
         rows = self._run(
             lambda db: db.execute(
-                "SELECT key, size, pending FROM entries WHERE size > ? OR size < 0 "
+                "SELECT key, size, pending FROM entries WHERE size > ? "
                 f"ORDER BY size DESC LIMIT {int(limit)}",
+                (threshold,),
+            ).fetchall()
+        )
+        return [(k, _int(s), bool(p)) for k, s, p in rows if isinstance(k, str)]
+
+    def claims_below(self, threshold: float) -> list[tuple[str, int, bool]]:
+        """Rows claiming fewer than ``threshold`` bytes: key, size, pending."""
+        rows = self._run(
+            lambda db: db.execute(
+                f"SELECT key, size, pending FROM entries WHERE size < ? LIMIT {_PAGE}",
                 (threshold,),
             ).fetchall()
         )

@@ -143,6 +143,8 @@ class Keeper:
         for gone in marks.keys() - seen:
             self.index.drop_shard(gone)
         self._settle_stale()
+        if not due_only:
+            self.index.recount()  # the running total is a row anybody can write too
 
     def _relist(self, shard: str) -> None:
         files: dict[str, EntryStat] = {}
@@ -184,6 +186,8 @@ class Keeper:
         that is not explained by this write, so the total and the largest claims are
         checked first."""
         keep = set(protect)
+        for key, _size, _pending in self.index.claims_below(0):
+            self.settle(key)  # no file is smaller than nothing: it would hide real bytes
         self.look(due_only=self.index.total_size() <= limit)
         total = self.index.total_size()
         if total <= limit:

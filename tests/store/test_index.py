@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,10 +37,10 @@ def test_a_listing_never_walks_the_folder(tmp_path: Path, monkeypatch: pytest.Mo
     real_scandir = os.scandir
     entries = tmp_path / "store" / "v1" / "entries"
 
-    def walked(path: object = ".") -> object:
+    def walked(path: Any = ".") -> Any:
         if isinstance(path, (str, os.PathLike)) and Path(path).parent == entries:
             raise AssertionError(f"the shard {path} was listed")
-        return real_scandir(path)  # type: ignore[arg-type]
+        return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", walked)
     for n in range(20, 30):  # written through the index: no shard to list again
