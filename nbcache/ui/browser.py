@@ -15,6 +15,7 @@ and says how far the run got and how old the checkpoint is (``partial · step 41
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 PAGE = 25  # rows a page
+NAME_MAX = 36  # characters the name column widens to, at most, for the page's longest name
+_ids = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,13 @@ def totals_html(records: Sequence[EntryRecord], location: str, limit: int | None
     )
 
 
+def name_text(rec: EntryRecord) -> str:
+    """What a row's name cell says, as plain text (for the column's width)."""
+    partial = partial_of(rec)
+    text = f"{partial.name} {partial.text}" if partial is not None else entry_name(rec)
+    return text + (" pinned" if rec.pinned else "")
+
+
 def row_html(rec: EntryRecord) -> str:
     """One row's cells, laid out by the same grid as the column heads."""
     cells = []
@@ -317,10 +327,12 @@ class CacheBrowser:
         self.pin = w.Button(description="Pin", tooltip="Keep the selected entries out of eviction")
         self.delete = w.Button(description="Delete", tooltip="Remove the selected entries")
         self.prune = w.Button(description="Prune…")
+        self.reload = w.Button(description="Refresh", tooltip="Read the store again")
+        self.reload.on_click(lambda _b: self.refresh_asked())
         self.pin.on_click(lambda _b: self.pin_selected())
         self.delete.on_click(lambda _b: self.ask("delete"))
         self.prune.on_click(lambda _b: self.ask("prune"))
-        tools = w.HBox([self.filter, self.count, self.pin, self.delete, self.prune])
+        tools = w.HBox([self.filter, self.count, self.pin, self.delete, self.prune, self.reload])
         self.question = w.HTML()
         self.confirm = w.Button(description="Delete", button_style="danger")
         self.keep = w.Button(description="Keep them")
@@ -349,9 +361,24 @@ class CacheBrowser:
         self.next.on_click(lambda _b: self.turn(1))
         self.where = w.HTML()
         pager = w.HBox([self.prev, self.where, self.next])
+        # The name column is as wide as this page's longest name (up to NAME_MAX): a rule
+        # of this browser's own, in a hidden stylesheet widget of its own.
+        self._scope = f"nbcache-b{next(_ids)}"
+        self.sizing = w.HTML()
+        self.sizing.add_class("nbcache-style")
         self.box = w.VBox(
-            [style_widget(), self.totals, tools, self.confirmation, self.message, scroll, pager]
+            [
+                style_widget(),
+                self.sizing,
+                self.totals,
+                tools,
+                self.confirmation,
+                self.message,
+                scroll,
+                pager,
+            ]
         )
+        self.box.add_class(self._scope)
         for widget, part in (
             (self.box, "browser"),
             (self.totals, "browser-totals"),
@@ -361,6 +388,7 @@ class CacheBrowser:
             (self.pin, "browser-pin"),
             (self.delete, "browser-delete"),
             (self.prune, "browser-prune"),
+            (self.reload, "browser-refresh"),
             (self.confirmation, "browser-confirm"),
             (self.confirm, "browser-confirm-yes"),
             (self.keep, "browser-confirm-no"),
@@ -377,7 +405,8 @@ class CacheBrowser:
             (self.where, "browser-where"),
         ):
             widget.add_class(f"nbcache-{part}")
-        for button in (self.pin, self.delete, self.prune, self.keep, self.prev, self.next):
+        buttons = (self.pin, self.delete, self.prune, self.reload, self.keep, self.prev, self.next)
+        for button in buttons:
             button.add_class("nbcache-plain")
         for column, head in zip(COLUMNS, self.heads, strict=True):
             head.add_class("nbcache-th")
@@ -403,6 +432,16 @@ class CacheBrowser:
     def text(self) -> str:
         """The browser's text form, as of its last refresh."""
         return browser_text(self.state.records, self.location, self._limit())
+
+    def refresh_asked(self) -> None:
+        """The Refresh button: what others stored or removed since, and say so."""
+        before = len(self.state.records)
+        self.refresh()
+        after = len(self.state.records)
+        change = after - before
+        self.message.value = f"Read the store again: {_plural(after, 'entry', 'entries')}" + (
+            f" ({change:+,})." if change else ", as before."
+        )
 
     def refresh(self) -> None:
         """Read the records again and redraw everything, the text form too."""
@@ -438,9 +477,17 @@ class CacheBrowser:
             self.page_box.value = bool(rows) and all(r.key in state.selected for r in rows)
         finally:
             self._filling = False
+        self._size_names(rows)
         self._draw_empty()
         self._draw_pager()
         self._draw_buttons()
+
+    def _size_names(self, rows: Sequence[EntryRecord]) -> None:
+        widest = max((len(name_text(rec)) for rec in rows), default=0)
+        chars = min(max(widest + 1, 12), NAME_MAX)
+        rule = f"<style>.{self._scope} {{ --nbcache-name: {chars}ch; }}</style>"
+        if self.sizing.value != rule:
+            self.sizing.value = rule
 
     def _draw_empty(self) -> None:
         state = self.state
@@ -530,9 +577,14 @@ class CacheBrowser:
             if not chosen:
                 return
             what = _plural(len(chosen), "entry", "entries")
+            made = (
+                "The cell or call that made it"
+                if len(chosen) == 1
+                else "The cells and calls that made them"
+            )
             self.question.value = (
-                f"Delete <b>{what}</b> ({_total(chosen)}) from the store? The cells and "
-                "calls that made them compute again next time."
+                f"Delete <b>{what}</b> ({_total(chosen)}) from the store? {made} will compute "
+                "again next time."
             )
             self.confirm.description = f"Delete {what}"
         else:

@@ -25,6 +25,12 @@ _BRAND = "var(--jp-brand-color1, var(--vscode-progressBar-background, #1976d2))"
 _OK = "var(--jp-success-color1, var(--vscode-testing-iconPassed, #388e3c))"
 _WARN = "var(--jp-warn-color1, var(--vscode-editorWarning-foreground, #f57c00))"
 _ERR = "var(--jp-error-color1, var(--vscode-errorForeground, #d32f2f))"
+# State colours as text: a fifth of the text colour mixed in keeps them recognisable and
+# lifts them past WCAG's 4.5:1 on either theme (dark's error red alone is 4.4:1).
+_OK_TEXT = f"color-mix(in srgb, {_OK} 80%, {_FG})"
+_WARN_TEXT = f"color-mix(in srgb, {_WARN} 80%, {_FG})"
+_ERR_TEXT = f"color-mix(in srgb, {_ERR} 80%, {_FG})"
+_BRAND_TEXT = f"color-mix(in srgb, {_BRAND} 80%, {_FG})"
 _FONT = "var(--jp-ui-font-family, var(--vscode-font-family, system-ui, sans-serif))"
 _MONO = "var(--jp-code-font-family, var(--vscode-editor-font-family, monospace))"
 _SIZE = "var(--jp-ui-font-size1, 13px)"
@@ -62,10 +68,12 @@ CSS = f"""
   line-height: 16px; white-space: nowrap; border: 1px solid currentColor;
   color: {_FG_MUTED}; background: transparent;
 }}
-.nbcache-chip[data-state="running"] {{ color: {_BRAND}; }}
-.nbcache-chip[data-state="cancelling"], .nbcache-chip[data-state="cancelled"] {{ color: {_WARN}; }}
-.nbcache-chip[data-state="done"], .nbcache-chip[data-state="hit"] {{ color: {_OK}; }}
-.nbcache-chip[data-state="failed"] {{ color: {_ERR}; }}
+.nbcache-chip[data-state="running"] {{ color: {_BRAND_TEXT}; }}
+.nbcache-chip[data-state="cancelling"], .nbcache-chip[data-state="cancelled"] {{
+  color: {_WARN_TEXT};
+}}
+.nbcache-chip[data-state="done"], .nbcache-chip[data-state="hit"] {{ color: {_OK_TEXT}; }}
+.nbcache-chip[data-state="failed"] {{ color: {_ERR_TEXT}; }}
 .nbcache-card .widget-button.nbcache-card-cancel {{
   flex: 0 0 auto; width: auto; height: 24px; line-height: 22px; padding: 0 10px; margin: 0;
   font-size: 12px; background: transparent; color: {_FG}; border: 1px solid {_BORDER};
@@ -95,7 +103,9 @@ CSS = f"""
   font-variant-numeric: tabular-nums;
 }}
 .nbcache-card-result b, .nbcache-status b {{ color: {_FG}; font-weight: 600; }}
-.nbcache-card-error {{ color: {_ERR}; font-weight: 600; margin-top: 4px; overflow-wrap: anywhere; }}
+.nbcache-card-error {{
+  color: {_ERR_TEXT}; font-weight: 600; margin-top: 4px; overflow-wrap: anywhere;
+}}
 .nbcache-card-tb {{
   margin: 4px 0 0; padding: 6px 8px; border-radius: 4px; background: {_BG_SUNK};
   font-family: {_MONO}; font-size: 12px; line-height: 1.4;
@@ -104,12 +114,24 @@ CSS = f"""
 .nbcache-card .jupyter-widget-Accordion, .nbcache-card .widget-accordion,
 .nbcache-card .lm-Accordion, .nbcache-card .p-Accordion {{ width: 100%; min-width: 0; }}
 .nbcache-card .widget-output {{ min-width: 0; max-width: 100%; }}
+/* The folded pane's title: ipywidgets greys it (4.2:1 on dark); it is the card's text. */
+.nbcache-card .jupyter-widget-Collapse-header {{ color: {_FG}; }}
 /* Long output scrolls inside the card and, like a terminal, stays at its newest line. */
 .nbcache-card .widget-output.nbcache-card-output {{
   max-height: 20em; overflow-y: auto; display: flex; flex-direction: column-reverse;
 }}
 .nbcache-card .nbcache-card-output > .jp-OutputArea {{ flex: 0 0 auto; }}
-.nbcache-card .widget-output pre {{ white-space: pre-wrap; overflow-wrap: anywhere; }}
+/* JupyterLab breaks output text anywhere (word-break: break-all), mid-word; wrap at
+   spaces, and break only a word longer than the line. */
+.nbcache-card .widget-output pre {{
+  white-space: pre-wrap; word-break: normal; overflow-wrap: anywhere;
+}}
+/* nbcache's warnings come as stderr lines in the cell that shows a status line: the same
+   wrapping there (the cell's other stderr lines too; nothing is hidden by it). */
+.jp-OutputArea:has(> .jp-OutputArea-child .nbcache-status)
+  > .jp-OutputArea-child [data-mime-type="application/vnd.jupyter.stderr"] pre {{
+  word-break: normal; overflow-wrap: anywhere;
+}}
 
 /* -- the status line -- */
 .nbcache-status {{ width: 100%; }}
@@ -123,7 +145,7 @@ CSS = f"""
 /* -- the cache browser -- */
 .nbcache-browser {{
   width: 100%; max-width: 1100px; border: 1px solid {_BORDER}; border-radius: 6px;
-  background: {_BG}; padding: 10px 12px; gap: 8px;
+  background: {_BG}; padding: 10px 12px; gap: 8px; container: nbcache-browser / inline-size;
 }}
 .nbcache-browser-totals {{ width: 100%; }}
 .nbcache-totals b {{ font-weight: 600; }}
@@ -152,7 +174,10 @@ CSS = f"""
 .nbcache-browser-confirm > .widget-html {{ flex: 1 1 240px; }}
 .nbcache-browser-message {{ color: {_FG_MUTED}; }}
 .nbcache-browser-scroll {{ width: 100%; overflow-x: auto; overflow-y: hidden; }}
-.nbcache-browser-grid {{ min-width: 720px; width: 100%; }}
+/* --nbcache-name: the page's longest name, set by each browser for its own rows. */
+.nbcache-browser-grid {{
+  width: 100%; min-width: max(720px, calc(var(--nbcache-name, 9em) + 38em + 104px));
+}}
 .nbcache-row {{
   width: 100%; align-items: center; border-bottom: 1px solid {_BORDER}; min-height: 30px;
   gap: 0;
@@ -168,7 +193,8 @@ CSS = f"""
 .nbcache-row > .widget-html, .nbcache-row > .nbcache-heads {{ flex: 1 1 auto; min-width: 0; }}
 .nbcache-cols, .nbcache-heads {{
   display: grid; align-items: center; column-gap: 12px; min-width: 0;
-  grid-template-columns: minmax(9em, 1.6fr) minmax(8em, 1.6fr) 5.5em 7.5em 7.5em 3.5em 6em;
+  grid-template-columns:
+    minmax(var(--nbcache-name, 9em), 1.6fr) minmax(8em, 1.6fr) 5.5em 7.5em 7.5em 3.5em 6em;
 }}
 .nbcache-heads {{ padding: 2px 0; }}
 .nbcache-cols > span {{
@@ -176,7 +202,7 @@ CSS = f"""
 }}
 .nbcache-cols .nbcache-num, .nbcache-heads .nbcache-num {{ text-align: right; }}
 .nbcache-cols .nbcache-code {{ font-family: {_MONO}; font-size: 12px; color: {_FG_MUTED}; }}
-.nbcache-pin {{ color: {_BRAND}; font-weight: 600; }}
+.nbcache-pin {{ color: {_BRAND_TEXT}; font-weight: 600; }}
 .nbcache-browser .widget-button.nbcache-th {{
   background: transparent; color: {_FG_MUTED}; border: none; padding: 0; height: 24px;
   font-weight: 600; text-align: left; justify-content: flex-start; width: 100%; min-width: 0;
@@ -199,6 +225,25 @@ CSS = f"""
 .nbcache-empty {{ padding: 18px 8px; color: {_FG_MUTED}; text-align: center; }}
 .nbcache-empty b {{ color: {_FG}; }}
 .nbcache-empty code, .nbcache-totals code {{ font-family: {_MONO}; }}
+/* A narrow browser (a phone, a split screen) stacks each row instead of scrolling
+   sideways: the whole name on one line, then its code line, size and time saved. */
+@container nbcache-browser (max-width: 600px) {{
+  .nbcache-browser-grid {{ min-width: 0; }}
+  .nbcache-cols, .nbcache-heads {{ grid-template-columns: minmax(0, 1fr) 5.5em 6em; }}
+  .nbcache-cols > span {{ padding: 2px 0; }}
+  .nbcache-cols > .nbcache-name {{
+    grid-column: 1 / -1; grid-row: 1; white-space: normal; overflow-wrap: anywhere;
+  }}
+  .nbcache-cols > .nbcache-code {{ grid-column: 1; grid-row: 2; }}
+  .nbcache-cols > span:nth-child(3) {{ grid-column: 2; grid-row: 2; }}
+  .nbcache-cols > span:nth-child(7) {{ grid-column: 3; grid-row: 2; }}
+  .nbcache-cols > span:nth-child(4), .nbcache-cols > span:nth-child(5),
+  .nbcache-cols > span:nth-child(6) {{ display: none; }}
+  .nbcache-browser .widget-button.nbcache-th-code,
+  .nbcache-browser .widget-button.nbcache-th-created,
+  .nbcache-browser .widget-button.nbcache-th-last_used,
+  .nbcache-browser .widget-button.nbcache-th-uses {{ display: none; }}
+}}
 .nbcache-browser-pager {{ width: 100%; gap: 8px; align-items: center; justify-content: flex-end; }}
 .nbcache-browser-pager > .widget-html {{ flex: 0 1 auto; color: {_FG_MUTED}; }}
 """

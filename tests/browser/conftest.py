@@ -588,7 +588,11 @@ def overflows(locator: Locator) -> list[str]:
 
 # WCAG contrast of an element's text colour against the first opaque background behind it.
 _CONTRAST = """(el) => {
-  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const rgb = (c) => {
+    const n = (c.match(/[\\d.]+/g) || []).map(Number);
+    // color-mix() computes to color(srgb r g b / a), its channels 0..1
+    return c.startsWith("color(srgb") ? n.map((v, i) => (i < 3 ? v * 255 : v)) : n;
+  };
   const lum = ([r, g, b]) => {
     const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
     return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
@@ -599,9 +603,12 @@ _CONTRAST = """(el) => {
     if (c.length >= 3 && (c.length === 3 || c[3] > 0.9)) { bg = c; break; }
   }
   bg = bg || [255, 255, 255];
-  const fg = rgb(getComputedStyle(el).color);
-  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
-  return (a + 0.05) / (b + 0.05);
+  // Translucent text (JupyterLab's secondary colours are white or black at 54%) shows
+  // as its blend with what is behind it.
+  const [r, g, b, alpha = 1] = rgb(getComputedStyle(el).color);
+  const fg = [r, g, b].map((v, i) => alpha * v + (1 - alpha) * bg[i]);
+  const [hi, lo] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
 }"""
 
 

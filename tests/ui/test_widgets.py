@@ -251,6 +251,16 @@ def test_browser_deletes_after_confirming(cache: Cache) -> None:
     assert (
         view.confirmation.layout.display is None and "Delete <b>1 entry</b>" in view.question.value
     )
+    assert view.question.value.endswith(
+        "from the store? The cell or call that made it will compute again next time."
+    )
+    view.select(keys[:2])
+    view.delete.click()
+    assert "The cells and calls that made them will compute again next time." in (
+        view.question.value
+    )
+    view.select([keys[0]], False)
+    view.delete.click()
     assert {r.key for r in cache.records()} == set(keys)  # asked, not done
     view.confirm.click()
     assert {r.key for r in cache.records()} == {keys[0], keys[2]}
