@@ -1,10 +1,16 @@
-"""Every test runs with its own secret, config folder and store, never the user's."""
+"""Every test runs with its own secret, config folder and store, never the user's; each
+test is marked ``fast`` or ``slow`` (and why) by what it starts, so ``pytest -m fast`` is
+the quick loop of CONTRIBUTING.md."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +57,110 @@ def cache(store: LocalStore, signer: Signer) -> Cache:
 def key_of(n: int) -> str:
     """A valid cache key for test number ``n``."""
     return f"{n:032x}"
+
+
+# -- the fast subset --------------------------------------------------------------------
+# Marked here by where a test lives and what it uses, so a new test lands on the right
+# side without anyone marking it by hand. Each slow kind is a marker of its own
+# (registered in pyproject.toml), and ``slow`` stands for any of them.
+
+TESTS = Path(__file__).parent
+SERVER_FIXTURES = {"s3", "s3_server", "redis_server"}  # moto and redis-server on 127.0.0.1
+SERVER_BACKENDS = {"s3", "redis"}  # the store contract suite's backends that need a server
+SLOW_PLACES = {
+    "browser": ["browser"],  # JupyterLab in headless Chromium
+    "kernel": ["notebooks"],  # real kernels through nbclient, the notebook corpus
+    "dask": ["tasks/test_dask.py"],  # a LocalCluster and dask scheduler/worker commands
+    "processes": [  # many Python processes each: crashes, mounts, mypy, fresh interpreters
+        "test_crash.py",
+        "test_faults.py",
+        "test_typing.py",
+        "test_benchmarks.py",
+        "keys/test_stable_across_processes.py",
+    ],
+}
+SLOW_KINDS = (*SLOW_PLACES, "server")
+
+
+def slow_kinds(item: pytest.Item) -> list[str]:
+    """Why ``item`` is slow (the kinds of SLOW_KINDS it needs); empty for a fast test."""
+    where = Path(item.path).relative_to(TESTS).as_posix()
+    kinds = [
+        kind
+        for kind, places in SLOW_PLACES.items()
+        if any(where == place or where.startswith(place + "/") for place in places)
+    ]
+    callspec: Any = getattr(item, "callspec", None)
+    backend = callspec.params.get("store") if callspec is not None else None
+    if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or backend in SERVER_BACKENDS:
+        kinds.append("server")
+    kinds += [k for k in SLOW_KINDS if k not in kinds and item.get_closest_marker(k)]
+    return kinds
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the markers added here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        kinds = slow_kinds(item)
+        for kind in kinds:
+            item.add_marker(kind)
+        item.add_marker("slow" if kinds else "fast")
+
+
+# What a fast test must never start: a browser, a server, a kernel, a download.
+FORBIDDEN_IN_FAST = ("chromium", "chrome", "redis-server", "moto_server", "dask", "jupyter")
+
+
+def forbidden_command(args: Any) -> str | None:
+    """The part of a command a fast test may not run, or None."""
+    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    words = [os.path.basename(os.fsdecode(a)) for a in argv]
+    program = words[0].split()[0] if words else ""
+    if any(program.startswith(name) for name in FORBIDDEN_IN_FAST):
+        return program
+    if "ipykernel_launcher" in words or "ipykernel" in words:
+        return "a kernel"
+    if "pip" in words and "download" in words:
+        return "a download"
+    return None
+
+
+@contextlib.contextmanager
+def refusing_slow_commands(nodeid: str) -> Iterator[None]:
+    """While inside, a command :func:`forbidden_command` names fails instead of starting."""
+    original = subprocess.Popen.__init__
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **options: Any) -> None:
+        what = forbidden_command(args)
+        if what is not None:
+            raise AssertionError(
+                f"{nodeid} is in the fast subset but starts {what}: "
+                "add it to a slow kind in tests/conftest.py"
+            )
+        original(self, args, *rest, **options)
+
+    subprocess.Popen.__init__ = refuse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original  # type: ignore[method-assign]
+
+
+def _guarded(item: pytest.Item) -> Generator[None, Any, Any]:
+    """A test marked fast that starts a browser, server, kernel or download fails and
+    says where to mark it: the fast subset must run without any of them. Setup is
+    guarded too, where session fixtures (the servers) start."""
+    if item.get_closest_marker("fast") is None:
+        return (yield)
+    with refusing_slow_commands(item.nodeid):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _guarded(item))
