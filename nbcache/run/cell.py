@@ -130,6 +130,9 @@ class CellCache:
     # is explained against what the user last saw, not against an older miss
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     imports_told: bool = False  # the status line said once that imports gain nothing
+    # each cell's first code line by what it is filed under (a front end's id, in auto
+    # mode), so that `why` finds a cell by the line the user sees
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def cache(self) -> Cache:
@@ -325,7 +328,10 @@ class CellCache:
     def _identity(self, source: str, options: CellOptions) -> str:
         """What the cell's entries and ``why`` are filed under: its ``-n`` name, the id
         the front end gave it, or its first code line."""
-        return options.name or self.shell.cell_id or f"cell: {label_of(source)}"
+        label = label_of(source)
+        identity = options.name or self.shell.cell_id or f"cell: {label}"
+        self.labels[identity] = label
+        return identity
 
     def _ran_uncached(self, source: str, options: CellOptions, reason: str) -> None:
         """Note for ``why`` that the cell ran as without nbcache, and why."""
@@ -542,9 +548,13 @@ class CellCache:
         target = name or self.last
         if target is None:
             return ["no cached cell has run yet in this session"]
-        for identity, reasons in self.reasons.items():
-            if identity == target or identity == f"cell: {target}":
-                return reasons
+        found = [
+            reasons
+            for identity, reasons in self.reasons.items()
+            if target in (identity, self.labels.get(identity)) or identity == f"cell: {target}"
+        ]
+        if found:
+            return found[-1]
         known = self.cache.latest(target) is not None or any(
             target in (record.label, record.first_line) for record in self.cache.records()
         )

@@ -85,7 +85,7 @@ def test_miss_then_hit(ip: InteractiveShell, capsys: pytest.CaptureFixture[str])
     assert np.array_equal(ip.user_ns["data"], data)
     assert ip.user_ns["total"] == 9900.0
     out = capsys.readouterr().out
-    assert out.index("total is 9900.0") < out.index("nbcache: restored data, total")
+    assert out.index("total is 9900.0") < out.index("nbcache: restored total, data")
     assert ip.user_ns["Out"][max(ip.user_ns["Out"])] == 19800.0
 
 

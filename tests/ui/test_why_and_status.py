@@ -244,3 +244,14 @@ def test_a_background_card_orders_names_as_the_status_line(ip: InteractiveShell)
         ip.run_cell(cell, store_history=True)
         ip.run_line_magic("nbcache", "wait order")
     assert "computed result, json, i" in shown.stdout, shown.stdout
+
+
+def test_why_finds_an_auto_mode_cell_by_its_first_line(ip: InteractiveShell) -> None:
+    """Auto mode files cells under the front end's id; the user asks by the code they see."""
+    run(ip, "%nbcache auto")
+    run(ip, "a = 1", cell_id="aa11bb22")
+    run(ip, "b = a + 1", cell_id="cd12b6dd")
+    run(ip, "a = 2", cell_id="aa11bb22")
+    run(ip, "b = a + 1", cell_id="cd12b6dd")
+    run(ip, "c = 3", cell_id="ee33ff44")
+    assert why(ip, "b = a + 1") == "- input `a` changed (1 -> 2)\n"
