@@ -239,7 +239,7 @@ def test_why_takes_a_first_line_of_code_as_typed(ip: InteractiveShell) -> None:
 
 
 def test_a_background_card_orders_names_as_the_status_line(ip: InteractiveShell) -> None:
-    cell = "%%cache -b -n order\nimport json\nfor i in range(2):\n    pass\nresult = json.dumps(i)\n"
+    cell = "%%cache -b -n order\nimport json\nfor i in range(2):\n    pass\nresult = str(i)\n"
     with capture_output() as shown:
         ip.run_cell(cell, store_history=True)
         ip.run_line_magic("nbcache", "wait order")
