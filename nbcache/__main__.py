@@ -109,6 +109,8 @@ def cmd_run(_cache: Cache | None, args: argparse.Namespace) -> int:
         kernel=args.kernel,
         parameters=parameters,
     )
+    for line in summary.warning_lines():
+        print(line, file=sys.stderr)
     print(summary.line(), file=sys.stderr if summary.error else sys.stdout)
     return 1 if summary.error else 0
 

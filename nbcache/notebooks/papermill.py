@@ -18,11 +18,20 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
+import tempfile
 from typing import Any
 
+from .. import settings
 from ..errors import CacheError
 from .cellids import with_cell_ids
-from .runner import KERNEL_ARGUMENTS, absolute_store, kernel_environment
+from .runner import (
+    DRIVEN_KERNEL_ARGUMENTS,
+    RunSummary,
+    absolute_store,
+    kernel_environment,
+    logged_warnings,
+)
 
 __all__ = ["NbcacheEngine", "NotAPythonKernel", "name_cells"]
 
@@ -92,14 +101,24 @@ def _engine() -> Any:
                 stderr_file=stderr_file,
                 # nbcache run's way of loading nbcache: a notebook's own `%load_ext
                 # nbcache` then stays silent, as under papermill's own engine
-                extra_arguments=[*extra, *KERNEL_ARGUMENTS],
+                extra_arguments=[*extra, *DRIVEN_KERNEL_ARGUMENTS],
             )
             _require_python(kernel_name)
             name_cells(nb_man.nb)
             # The kernel's environment is this process's (papermill runs the kernel in its
             # own folder, or --cwd, where a relative NBCACHE_DIR then points too).
-            env = kernel_environment(store=absolute_store(store), lazy=lazy)
-            return client_class(nb_man, **final_kwargs).execute(env=env)
+            with tempfile.TemporaryDirectory(prefix="nbcache-papermill-") as scratch:
+                # nbcache's warnings go to papermill's log, not into the notebook: the
+                # kernel's cell log (one of the user's own, or ours) carries them here
+                log = settings.auto_log() or os.path.join(scratch, "cells.jsonl")
+                offset = os.path.getsize(log) if os.path.isfile(log) else 0
+                env = kernel_environment(store=absolute_store(store), lazy=lazy, log=log)
+                try:
+                    return client_class(nb_man, **final_kwargs).execute(env=env)
+                finally:
+                    said = RunSummary(warnings=logged_warnings(nb_man.nb, log, offset))
+                    for line in said.warning_lines("nbcache"):
+                        engines.logger.warning(line)
 
     return Engine
 

@@ -27,6 +27,7 @@ from .cellids import with_cell_ids
 from .params import inject
 
 __all__ = [
+    "DRIVEN_KERNEL_ARGUMENTS",
     "KERNEL_ARGUMENTS",
     "CellOutcome",
     "RunError",
@@ -34,6 +35,7 @@ __all__ = [
     "absolute_store",
     "execute",
     "kernel_environment",
+    "logged_warnings",
     "read_notebook",
     "require_python",
     "run_notebook",
@@ -58,6 +60,8 @@ class RunSummary:
     cells: list[CellOutcome] = field(default_factory=list)
     elapsed: float = 0.0
     error: str | None = None
+    # nbcache's warnings, kept out of the executed notebook: (cell index, first line, text)
+    warnings: list[tuple[int | None, str, str]] = field(default_factory=list)
 
     def count(self, outcome: str) -> int:
         return sum(1 for c in self.cells if c.outcome == outcome)
@@ -65,6 +69,16 @@ class RunSummary:
     @property
     def saved(self) -> float:
         return sum(c.seconds for c in self.cells if c.outcome == "restored")
+
+    def warning_lines(self, prefix: str = "nbcache run") -> list[str]:
+        """Each warning the kernel gave, as one line naming its cell."""
+        out = []
+        for index, first, text in self.warnings:
+            text = _IGNORE_ADVICE.sub(r"by beginning the cell with `%%cache --ignore \1`", text)
+            text = text.removeprefix("nbcache: ")
+            where = f"cell {index + 1} `{first}`: " if index is not None else ""
+            out.append(f"{prefix}: {where}{text}")
+        return out
 
     def line(self) -> str:
         """The summary line: what ran, what restored, and the time saved."""
@@ -87,6 +101,12 @@ class RunSummary:
 # a plain run does not have. Loading twice is a no-op, so that cell stays silent.
 KERNEL_ARGUMENTS = [
     "--IPKernelApp.exec_lines=__import__('nbcache.ui.extension').ui.extension.load(get_ipython())"
+]
+# A kernel a driver runs and reads the cell log of (nbcache run, papermill's engine) also
+# sends nbcache's warnings to that log, out of the executed notebook.
+DRIVEN_KERNEL_ARGUMENTS = [
+    "--IPKernelApp.exec_lines="
+    "__import__('nbcache.notebooks.kernelside').notebooks.kernelside.load(get_ipython())"
 ]
 
 
@@ -181,7 +201,9 @@ def run_notebook(
         start = time.perf_counter()
         summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
         summary.elapsed = time.perf_counter() - start
-        summary.cells = _outcomes(nb, _records(log))
+        records = _records(log)
+        summary.cells = _outcomes(nb, [r for r in records if "warning" not in r])
+        summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
     if out is not None:
         nbformat.write(nb, os.fspath(out))
     return nb, summary
@@ -200,7 +222,7 @@ def execute(
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    options: dict[str, Any] = {"extra_arguments": KERNEL_ARGUMENTS}
+    options: dict[str, Any] = {"extra_arguments": DRIVEN_KERNEL_ARGUMENTS}
     if kernel:
         options["kernel_name"] = kernel
     else:
@@ -263,6 +285,8 @@ def absolute_store(store: str | None) -> str | None:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# `%%cache --ignore NAME` is what an author can write in a notebook nbcache runs whole.
+_IGNORE_ADVICE = re.compile(r"with --ignore (\w+)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -272,12 +296,35 @@ def _first_line(exc: BaseException) -> str:
     return tail[-1][:200] if tail else type(exc).__name__
 
 
-def _records(log: str) -> list[dict[str, Any]]:
+def _records(log: str, offset: int = 0) -> list[dict[str, Any]]:
     try:
         with open(log, encoding="utf-8") as f:
+            f.seek(offset)
             return [json.loads(line) for line in f if line.strip()]
     except (OSError, ValueError):
         return []
+
+
+def logged_warnings(nb: Any, log: str, offset: int = 0) -> list[tuple[int | None, str, str]]:
+    """The warnings a driven kernel wrote to the cell log ``log`` from ``offset`` on, each
+    with the index and first line of the cell of ``nb`` it came from."""
+    return _warnings(nb, [r for r in _records(log, offset) if "warning" in r])
+
+
+def _warnings(nb: Any, records: list[dict[str, Any]]) -> list[tuple[int | None, str, str]]:
+    """Each warning record with the cell it came from (its index and first line)."""
+    where = {str(c.get("id")): (i, c) for i, c in enumerate(nb.cells)}
+    out: list[tuple[int | None, str, str]] = []
+    for record in records:
+        index, cell = where.get(str(record.get("cell_id")), (None, None))
+        first = _first_code_line(cell.source) if cell is not None else ""
+        out.append((index, first, str(record["warning"]).strip()))
+    return out
+
+
+def _first_code_line(source: str) -> str:
+    line = next((ln.strip() for ln in source.splitlines() if ln.strip()), "")
+    return line if len(line) <= 40 else line[:39] + "…"
 
 
 def _outcomes(nb: Any, records: list[dict[str, Any]]) -> list[CellOutcome]:

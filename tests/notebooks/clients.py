@@ -59,7 +59,8 @@ def outcomes(root: Path) -> list[tuple[str | None, str]]:
     if log.exists():
         for line in log.read_text().splitlines():
             record = json.loads(line)
-            found.append((record.get("cell_id"), str(record["outcome"])))
+            if "outcome" in record:  # not one of nbcache's warnings
+                found.append((record.get("cell_id"), str(record["outcome"])))
         log.unlink()
     return found
 

@@ -321,3 +321,22 @@ def test_the_plan_on_an_empty_store_has_nothing_to_estimate_from(folder: Path) -
     assert nbcache_run(folder, "nb.ipynb", "-o", "out.ipynb").returncode == 0
     again = nbcache_run(folder, "nb.ipynb", "--plan").stdout.strip().splitlines()[-1]
     assert "nothing to run" in again or "expected to take about" in again
+
+
+def test_nbcache_warnings_go_to_the_run_not_into_the_notebook(folder: Path) -> None:
+    """The executed notebook shows what jupyter execute shows; each warning is one line of
+    the run's stderr naming its cell, with advice an author can follow in a notebook."""
+    cells = [
+        "import threading, time\nlock = threading.Lock()\ntime.sleep(0.01)\nx = 1",
+        "time.sleep(0.01)\ny = lock.locked()\nprint(y)",
+    ]
+    write_notebook(folder / "nb.ipynb", cells)
+    jupyter_execute(folder, "nb.ipynb", "plain.ipynb")
+    run = nbcache_run(folder, "nb.ipynb", "-o", "out.ipynb")
+    assert run.returncode == 0, run.stderr
+    assert outputs(folder / "out.ipynb") == outputs(folder / "plain.ipynb")
+    pickled, hashed = run.stderr.strip().splitlines()
+    assert pickled.startswith("nbcache run: cell 2 `import threading, time`: this cell's `lock`")
+    assert "cannot be pickled" in pickled
+    assert hashed.startswith("nbcache run: cell 3 `time.sleep(0.01)`: cannot hash `lock`")
+    assert hashed.endswith("by beginning the cell with `%%cache --ignore lock`.")

@@ -110,3 +110,16 @@ def test_a_kernel_of_another_language_is_refused_by_name(folder: Path) -> None:
     write_notebook(folder / "in.ipynb", CELLS[1:3], kernel="ir")
     with pytest.raises(CacheError, match="the kernel 'ir' runs R; nbcache caches Python kernels"):
         papermill(folder, "in.ipynb", "out.ipynb", "nbcache")
+
+
+def test_nbcache_warnings_go_to_papermills_log_not_into_the_notebook(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cells = [("make", "import threading\nlock = threading.Lock()\nx = 1")]
+    write_notebook(folder / "in.ipynb", cells)
+    with caplog.at_level("WARNING", logger="papermill"):
+        papermill(folder, "in.ipynb", "out.ipynb", "nbcache")
+    assert shown(folder / "out.ipynb") == [(cells[0][1], [])]
+    said = [r.getMessage() for r in caplog.records if "cannot be pickled" in r.getMessage()]
+    assert said and said[0].startswith("nbcache: cell 2 `import threading`: this cell's `lock`")
+    assert dict(outcomes(folder)) == {"make": "ran"}  # the cell log keeps its own records
