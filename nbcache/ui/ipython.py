@@ -12,7 +12,9 @@ user's line; nbcache's own frames are hidden from it.
 from __future__ import annotations
 
 import ast
+import functools
 import sys
+import uuid
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ class IPythonShell:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.cell_id: str | None = None  # set by the pre_run_cell event when the front end sends it
+        self._resumed: tuple[int, str] | None = None  # a resumed cell's line: (cell, display id)
 
     @property
     def user_ns(self) -> dict[str, Any]:
@@ -57,7 +60,24 @@ class IPythonShell:
     def report(self, report: CellReport) -> None:
         """The status line: a widget in a Jupyter kernel whose text form is the line itself
         (what terminals, nbconvert and viewers without widgets show)."""
-        publish_status(report, self.widgets, self.publish)
+        cell = self.shell.execution_count
+        resumed, self._resumed = self._resumed, None
+        if report.outcome == "resumed":  # the cell goes on: its last line replaces this one
+            self._resumed = (cell, uuid.uuid4().hex)
+            publish = functools.partial(self._publish_line, self._resumed[1], False)
+        elif resumed is not None and resumed[0] == cell:
+            publish = functools.partial(self._publish_line, resumed[1], True)
+        else:
+            publish = self.publish
+        publish_status(report, self.widgets, publish)
+
+    def _publish_line(
+        self, line: str, update: bool, data: dict[str, Any], metadata: dict[str, Any] | None
+    ) -> None:
+        """Publish a status line that a later one replaces (``update``): one line per cell."""
+        self.shell.display_pub.publish(
+            data=data, metadata=metadata or {}, transient={"display_id": line}, update=update
+        )
 
     def card(self, task: Task[Any]) -> Card:
         return make_card(task, self.widgets, self.display_object, self.show_text)
