@@ -14,8 +14,8 @@ from __future__ import annotations
 import ast
 import functools
 import sys
-import uuid
 import types
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
