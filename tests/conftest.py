@@ -71,12 +71,20 @@ SLOW_PLACES = {
     "browser": ["browser"],  # JupyterLab in headless Chromium
     "kernel": ["notebooks"],  # real kernels through nbclient, the notebook corpus
     "dask": ["tasks/test_dask.py"],  # a LocalCluster and dask scheduler/worker commands
-    "processes": [  # many Python processes each: crashes, mounts, mypy, fresh interpreters
+    "processes": [  # Python processes of their own: crashes, mounts, mypy, the CLI, races
         "test_crash.py",
         "test_faults.py",
         "test_typing.py",
         "test_benchmarks.py",
+        "test_cli.py",
+        "test_package.py",
         "keys/test_stable_across_processes.py",
+        "keys/test_properties.py",
+        "ui/test_memory_freed.py",
+        "keys/test_hashing.py::test_same_digest_in_a_new_process",
+        "store/test_hostile.py::test_of_many_writers_of_one_key_the_first_entry_stays",
+        "store/test_index.py::test_many_processes_share_one_index",
+        "entry/test_signing.py::test_processes_starting_together_agree",
     ],
 }
 SLOW_KINDS = (*SLOW_PLACES, "server")
@@ -85,10 +93,11 @@ SLOW_KINDS = (*SLOW_PLACES, "server")
 def slow_kinds(item: pytest.Item) -> list[str]:
     """Why ``item`` is slow (the kinds of SLOW_KINDS it needs); empty for a fast test."""
     where = Path(item.path).relative_to(TESTS).as_posix()
+    test = f"{where}::{getattr(item, 'originalname', item.name)}"
     kinds = [
         kind
         for kind, places in SLOW_PLACES.items()
-        if any(where == place or where.startswith(place + "/") for place in places)
+        if any(place in (where, test) or where.startswith(place + "/") for place in places)
     ]
     callspec: Any = getattr(item, "callspec", None)
     backend = callspec.params.get("store") if callspec is not None else None
