@@ -153,8 +153,8 @@ def start(
                 card.output(kind, *payload)
             put_back(entry, shell.user_ns)
             report = restored(outcome.hit, entry)
-            names = tuple(by_interest(code.source, report.names, shell.user_ns))
-            card.finished(replace(report, names=names))
+            ordered = tuple(by_interest(code.source, report.names, shell.user_ns))
+            card.finished(replace(report, names=ordered))
 
     runner = chosen if isinstance(chosen, ThreadPoolExecutor) else get_executor("thread")
     task.submit_to(runner, body)
