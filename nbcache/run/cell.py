@@ -206,7 +206,7 @@ class CellCache:
             return made[0].result
         if outcome.hit is not None:
             return self._restore(outcome.hit, options, hides_result(source), run)
-        store_seconds = time.perf_counter() - ran[0] if ran else 0.0
+        store_seconds = time.perf_counter() - ran[0]
         entry = outcome.value
         self.cache.note_latest(
             run.identity,
