@@ -25,6 +25,7 @@ from ..errors import (
     IntegrityError,
     StoreError,
     ValuePicklingError,
+    ValueUnpicklingError,
     warn,
 )
 from ..store.base import Lease, Store
@@ -169,6 +170,8 @@ class Cache:
         self._inflight = Inflight()
         self._warned: set[str] = set()
         self._latest: dict[str, dict[str, Any]] = {}  # without a store, "why" still works
+        # identity -> why its newest entry did not load here (a class renamed since, say)
+        self._unloadable: dict[str, str] = {}
         self.ledger = (
             Ledger(
                 store,
@@ -294,7 +297,14 @@ class Cache:
                         if info.key != key:
                             raise IntegrityError("the entry is filed under another key")
                         return info, None, size
-                return (*read_entry(f, key, signer, name=name), size)
+                try:
+                    return (*read_entry(f, key, signer, name=name), size)
+                except ValueUnpicklingError as exc:
+                    f.seek(0)  # its header checked out: "why" can name the entry's owner
+                    owner = read_info(f, signer).meta.get("identity")
+                    if owner:
+                        self._unloadable[str(owner)] = str(exc)
+                    raise
         except ForeignEntryError as exc:
             # One warning per entry, not one per look: it stays for its owner.
             self._warn_once(
@@ -516,6 +526,7 @@ class Cache:
     def note_latest(self, identity: str, summary: Mapping[str, Any]) -> None:
         """Remember the key summary of ``identity``'s newest entry (for "why did it miss")."""
         self._latest[identity] = dict(summary)
+        self._unloadable.pop(identity, None)
         if self.ledger is not None:
             self.ledger.note_latest(identity, summary)
 
@@ -524,6 +535,9 @@ class Cache:
         found = self._latest.get(identity)
         if found is None and self.ledger is not None:
             found = self.ledger.latest(identity)
+        unloadable = self._unloadable.get(identity)
+        if found is not None and unloadable is not None:
+            return {**found, "unloadable": unloadable}  # why the same key missed
         return found
 
     def records(self) -> list[EntryRecord]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import linecache
 import pickle
+import re
 import sys
 import types
 from collections.abc import Iterator, Sequence
@@ -301,11 +302,27 @@ def load_parts(stream: bytes | memoryview, buffers: Sequence[Any] = (), name: st
             f"cannot load {name}: it needs the module {exc.name!r}, which is not importable "
             "here. Install it, or recompute the value."
         ) from exc
-    except Exception as exc:
+    except AttributeError as exc:
+        gone = _GONE.match(str(exc))
+        if gone is None:
+            raise ValueUnpicklingError(_differs(name, exc)) from exc
         raise ValueUnpicklingError(
-            f"cannot load {name}: {type(exc).__name__}: {exc}. The stored value was made with "
-            "code that differs from what is installed now; it will be recomputed."
+            f"cannot load {name}: `{gone['module']}.{gone['name']}`, which it was made with, "
+            "no longer exists here (renamed or moved since); it will be recomputed."
         ) from exc
+    except Exception as exc:
+        raise ValueUnpicklingError(_differs(name, exc)) from exc
+
+
+# pickle's words for a class or function its module no longer has
+_GONE = re.compile(r"Can't get attribute '(?P<name>[^']+)' on <module '(?P<module>[^']+)'")
+
+
+def _differs(name: str, exc: BaseException) -> str:
+    return (
+        f"cannot load {name}: {type(exc).__name__}: {exc}. The stored value was made with "
+        "code that differs from what is installed now; it will be recomputed."
+    )
 
 
 @overload

@@ -188,6 +188,10 @@ def explain(
         elif old_args[arg].get("digest") != info.get("digest"):
             reasons.append(_arg_change(noun, arg, old_args[arg], info))
     reasons += [f"{noun} `{arg}` is no longer read" for arg in old_args if arg not in new_args]
+    if not reasons and previous.get("unloadable"):
+        # the same key, found but not loadable here: say what stopped it
+        text = str(previous["unloadable"]).rstrip(".")
+        return [f"its stored entry no longer loads, so it ran again: {text}"]
     return reasons or ["nothing in the key differs from the earlier entry"]
 
 
