@@ -27,6 +27,7 @@ from . import (
     keys_memo,
     notebook_overhead,
     on_dask,
+    printing,
     resume,
     s3,
     store_io,
@@ -63,6 +64,7 @@ GROUPS: dict[str, Group] = {
         resume.GROUP,
         notebook_overhead.GROUP,
         whole_notebook.GROUP,
+        printing.GROUP,
     )
 }
 

@@ -43,6 +43,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
             "notebook_overhead",
             "resume",
             "whole_notebook",
+            "printing",
         )
     }
 
@@ -339,6 +340,24 @@ def test_whole_notebook_rows(bench: dict[str, ModuleType], tmp_path: Path) -> No
     loaded = next(row for row in rows if row.name == whole.LOADED)
     assert "from" in str(loaded.status)
     assert not (tmp_path / "whole-notebook").exists()  # kernels' matplotlib config stays
+
+
+def test_printing_rows(
+    bench: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common, printing = bench["common"], bench["printing"]
+    monkeypatch.setattr(printing, "PRINT_BYTES", 200_000)
+    settings = common.Settings(size=0, repeat=1, directory=tmp_path)
+    rows = printing.run(settings)
+    assert [row.name for row in rows] == list(printing.NAMES)
+    for row in rows:
+        if row.times:
+            assert all(t > 0 for t in row.times), row
+        if row.target is not None:
+            assert row.figure is not None and row.figure > 0 and row.met in (True, False), row
+    again = next(row for row in rows if row.name == printing.RUN_AGAIN)
+    assert again.versus == "the cell restored"
+    assert not (tmp_path / "printing").exists()
 
 
 def test_file_system_of_a_path(bench: dict[str, ModuleType], tmp_path: Path) -> None:
