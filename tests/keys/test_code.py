@@ -332,3 +332,124 @@ def test_pickling_an_instance_leaves_the_class_fingerprint() -> None:
     ns["Bag"]({1}).__reduce_ex__(2)  # what pickling it does first
     assert "__slotnames__" in vars(ns["Bag"])
     assert fingerprint(ns["Bag"]) == before
+
+
+DECORATED = '''
+import functools
+
+
+def deco(*args, **kwargs):
+    return args[0] if args and callable(args[0]) else (lambda f: f)
+
+
+@deco
+def plain(x):
+    return x
+
+
+@deco(
+    "def not_this():",
+    key=1,
+)
+@deco
+async def stacked(x):
+    """Two decorators, the first over three lines."""
+    return x
+
+
+class Holder:
+    @staticmethod
+    def method(x):
+        # a comment at the method's indentation
+        return x
+
+    @property
+    def value(self):
+        return 1
+
+
+def outer():
+    @deco
+    def nested(y):
+        return y
+
+    return nested
+
+
+@deco
+@functools.wraps(plain)
+def renamed(x):
+    return x + 1
+'''
+
+
+def test_decorated_functions_are_read_from_their_block_as_inspect_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decorators (stacked, spanning lines, on methods and nested functions) are part of
+    the block the fingerprint reads without inspect, and the tree is the one inspect's
+    source gives, so keys stay what they were; a function another name took (wraps)
+    is left to inspect."""
+    import ast
+    import importlib
+    import inspect
+    import textwrap
+
+    from nbcache.keys import code
+
+    (tmp_path / "decorated_fixture.py").write_text(DECORATED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("decorated_fixture")
+    functions = [
+        module.plain,
+        module.stacked,
+        module.Holder.method,
+        module.Holder.value.fget,
+        module.outer(),
+    ]
+    for fn in functions:
+        tree = code._block_tree(fn)
+        assert tree is not None, fn.__name__
+        by_inspect = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+        assert ast.dump(tree) == ast.dump(by_inspect), fn.__name__
+    assert code._block_tree(module.renamed) is None  # named plain: inspect decides
+
+
+def test_bytecode_scan_names_what_dis_names() -> None:
+    """The scan of globals and imports over raw bytecode agrees with dis on every code
+    object of a few standard modules (extended arguments and inline caches included)."""
+    import dis
+    import email.message
+    import json.decoder
+    import types
+
+    from nbcache.keys import code
+
+    ops = {"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"}
+
+    def walk(obj: types.CodeType) -> Any:
+        yield obj
+        for const in obj.co_consts:
+            if isinstance(const, types.CodeType):
+                yield from walk(const)
+
+    def by_dis(obj: types.CodeType) -> set[str]:
+        names = {ins.argval for ins in dis.get_instructions(obj) if ins.opname in ops}
+        for const in obj.co_consts:
+            if isinstance(const, types.CodeType):
+                names |= by_dis(const)
+        return names
+
+    seen = 0
+    for module in (json.decoder, email.message, dis):
+        source = Path(str(module.__file__)).read_text(encoding="utf-8")
+        for obj in walk(compile(source, str(module.__file__), "exec")):
+            assert code._global_names(obj) == by_dis(obj), obj.co_name
+            imported = {
+                ins.argval for ins in dis.get_instructions(obj) if ins.opname == "IMPORT_NAME"
+            }
+            assert {name.split(".")[0] for name in imported} <= {
+                name.split(".")[0] for name in code._imported_in_body(obj, "")
+            }
+            seen += 1
+    assert seen > 100

@@ -507,3 +507,58 @@ def test_cache_info_is_a_named_tuple_led_by_functools_fields(cache: Cache) -> No
     info = double.cache_info()
     assert info._fields[:4] == functools.lru_cache()(abs).cache_info()._fields
     assert info._asdict()["hits"] == 1 and info._replace(hits=5).hits == 5
+
+
+def test_first_hit_of_a_decorated_cell_function_reads_no_source_through_inspect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A @memoize function defined in a cell is fingerprinted from its own block of the
+    cell's lines: inspect's tokenizing reader, which costs a fresh kernel milliseconds,
+    is never asked on the hit path, and the key is the one inspect's source gives."""
+    import inspect
+
+    from nbcache.cache.default import set_default_cache
+    from nbcache.keys import code
+
+    from ..shells import close_shell, new_shell
+
+    cell = (
+        "@memoize(\n"
+        "    maxsize=4,\n"
+        ")\n"
+        "def work(n):\n"
+        "    # the body's own comment\n"
+        "    return list(range(n))\n"
+    )
+    signer = Signer(b"nbcache-test-secret-of-32-bytes-0k")
+    shell = new_shell(tmp_path)
+    try:
+        set_default_cache(Cache(LocalStore(tmp_path / "store"), signer=signer))
+        shell.run_cell("from nbcache import memoize", store_history=True)
+        assert shell.run_cell(cell + "work(3)\n", store_history=True).success  # stored
+        expected = code._source_digest(shell.user_ns["work"].__wrapped__)
+        assert expected.startswith("ast:")
+        # As after a restart: the cell runs again, nothing fingerprinted or in memory.
+        set_default_cache(Cache(LocalStore(tmp_path / "store"), signer=signer))
+        assert shell.run_cell(cell, store_history=True).success
+        memoized = shell.user_ns["work"]
+        asked: list[str] = []
+
+        def counting(name: str) -> Any:
+            original = getattr(inspect, name)
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                asked.append(name)
+                return original(*args, **kwargs)
+
+            return counted
+
+        for name in ("getsource", "getsourcelines", "findsource"):
+            monkeypatch.setattr(inspect, name, counting(name))
+        assert memoized(3) == [0, 1, 2]
+        assert memoized.cache_info().store_hits == 1
+        assert asked == []
+        assert code._source_digest(memoized.__wrapped__) == expected
+    finally:
+        set_default_cache(None)
+        close_shell(shell)
