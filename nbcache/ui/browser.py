@@ -123,7 +123,8 @@ def _full_when(stamp: float) -> str:
 
 COLUMNS: tuple[Column, ...] = (
     Column("name", "name", lambda r: entry_name(r).lower(), entry_name),
-    Column("code", "first code line", lambda r: r.first_line.lower(), lambda r: r.first_line),
+    # a cell's first statement past its imports, a memoized call with its arguments
+    Column("code", "code", lambda r: r.first_line.lower(), lambda r: r.first_line),
     Column("size", "size", lambda r: r.size, lambda r: format_size(r.size), True),
     Column(
         "created",
@@ -285,7 +286,7 @@ def row_html(rec: EntryRecord) -> str:
         css = "nbcache-num" if column.numeric else f"nbcache-{column.id}"
         body = escape(text)
         if column.id == "code" and not text:
-            body, tip = "—", "a memoized function's result: no cell code"
+            body, tip = "—", "stored before nbcache recorded a call's arguments"
         if column.id == "name" and partial is not None:
             body = (
                 f'{escape(partial.name)} <span class="nbcache-partial" title="a checkpoint of '
