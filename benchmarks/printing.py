@@ -193,7 +193,7 @@ GROUP = Group(
         "restores).",
         "Whole-run times include the kernel's start and stop and nbcache's import in the "
         "kernel; the cell rows are the cell's own time from the kernel's messages. An entry "
-        "keeps the first and the last 4 million characters of a cell's output "
-        "(nbcache.run.output), so the restore shows 8 MB and says what it left out.",
+        "keeps the first and the last million characters of a cell's output "
+        "(nbcache.run.output), so the restore shows 2 MB and says what it left out.",
     ),
 )

@@ -129,3 +129,13 @@ def test_a_replay_interleaves_the_streams_as_they_were_written() -> None:
         ("display", "x"),
         ("stderr", "err 1\n"),
     ]
+
+
+def test_what_the_stream_refuses_is_not_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    log = OutputLog()
+    with log.recording():
+        with pytest.raises(TypeError):
+            sys.stdout.write(b"bytes")  # type: ignore[arg-type]
+        print("text")
+    assert log.events == [("stdout", "text\n")]
