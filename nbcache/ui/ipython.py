@@ -12,6 +12,7 @@ user's line; nbcache's own frames are hidden from it.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import sys
 import types
@@ -36,7 +37,8 @@ class IPythonShell:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.cell_id: str | None = None  # set by the pre_run_cell event when the front end sends it
-        self._resumed: tuple[int, str] | None = None  # a resumed cell's line: (cell, display id)
+        # a resumed cell's line: its cell, its display id, what it said
+        self._resumed: tuple[int, str, CellReport] | None = None
 
     @property
     def user_ns(self) -> dict[str, Any]:
@@ -63,10 +65,12 @@ class IPythonShell:
         cell = self.shell.execution_count
         resumed, self._resumed = self._resumed, None
         if report.outcome == "resumed":  # the cell goes on: its last line replaces this one
-            self._resumed = (cell, uuid.uuid4().hex)
+            self._resumed = (cell, uuid.uuid4().hex, report)
             publish = functools.partial(self._publish_line, self._resumed[1], False)
         elif resumed is not None and resumed[0] == cell:
             publish = functools.partial(self._publish_line, resumed[1], True)
+            if report.resumed is None:  # the line it replaces said where the run resumed
+                report = dataclasses.replace(report, resumed=resumed[2].resumed)
         else:
             publish = self.publish
         publish_status(report, self.widgets, publish)

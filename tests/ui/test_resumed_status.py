@@ -59,6 +59,7 @@ def test_a_resumed_cell_shows_one_status_line(ip: InteractiveShell, tmp_path: Pa
     first, last = _statuses(calls)
     assert first["text"].startswith("nbcache: resumed at step ")
     assert last["text"].startswith("nbcache: computed ")
+    assert "resumed at step " in last["text"]  # the line it replaced said so
     display_id = first["transient"]["display_id"]
     assert last["transient"] == {"display_id": display_id} and last["update"] is True
     assert ip.user_ns["acc"] == list(range(10))
