@@ -64,6 +64,7 @@ class IPythonShell:
         (what terminals, nbconvert and viewers without widgets show)."""
         cell = self.shell.execution_count
         resumed, self._resumed = self._resumed, None
+        publish: Callable[[dict[str, Any], dict[str, Any] | None], None]
         if report.outcome == "resumed":  # the cell goes on: its last line replaces this one
             self._resumed = (cell, uuid.uuid4().hex, report)
             publish = functools.partial(self._publish_line, self._resumed[1], False)
