@@ -390,6 +390,8 @@ class Cache:
                 if self.ledger is not None:
                     self.ledger.publishing(key, info, size)  # accounted as it is published
         except (StoreError, OSError) as exc:
+            if self.ledger is not None:
+                self.ledger.unpublished(key)
             self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
             return keep(info)
         self._warned.discard("write")

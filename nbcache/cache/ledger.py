@@ -113,6 +113,16 @@ class Ledger:
                 self.flush_uses()
         self._write_stats(key, fresh_stats(info, size))
 
+    def unpublished(self, key: str) -> None:
+        """The write that :meth:`publishing` accounted for failed: drop its stats, unless an
+        entry is there after all (another writer's)."""
+        if not self._enforced or self.store.has_entry(key):
+            return
+        try:
+            self.store.remove_entry(key)
+        except StoreError:
+            pass  # a folder that refused the entry may refuse this too: stats are a heuristic
+
     def added(self, key: str, info: EntryInfo, size: int) -> None:
         """Account for an entry just written under ``key``, then evict to fit the limit
         (a store that evicts as it publishes did both already: :meth:`publishing`).

@@ -358,7 +358,10 @@ class Index:
         """Delete the rows of a shard whose folder is gone, and its mark."""
 
         def drop(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM entries WHERE key >= ? AND key < ?", (shard, shard + "g"))
+            db.execute(
+                "DELETE FROM entries WHERE key >= ? AND key < ? AND pending = 0",
+                (shard, shard + "g"),
+            )
             db.execute("DELETE FROM shards WHERE name = ?", (shard,))
 
         self._write(drop)

@@ -42,6 +42,9 @@ _STALE_RESERVATION = 60.0
 # appeared behind its back count against the limit soon (one lstat per shard).
 _LOOK_EVERY = 1.0
 _SHARD_NAMES = frozenset(f"{n:02x}" for n in range(256))
+# Rows checked against their files before one eviction, largest claims first: enough for
+# any forged row that matters, bounded for a limit lowered under a store of 100,000 entries.
+_MAX_CHECKED = 1024
 
 
 def writer_name() -> str:
@@ -140,8 +143,9 @@ class Keeper:
                 # The mtime read before listing: a change made while we list shows next time.
                 self._relist(shard.name)
                 self.index.mark(shard.name, st.st_mtime_ns)
-        for gone in marks.keys() - seen:
-            self.index.drop_shard(gone)
+        for gone in _SHARD_NAMES - seen:
+            if gone in marks or not due_only:
+                self.index.drop_shard(gone)  # no folder: none of its rows has a file
         self._settle_stale()
         if not due_only:
             self.index.recount()  # the running total is a row anybody can write too
@@ -216,7 +220,7 @@ class Keeper:
         files: one forged row must not cost every other entry its life."""
         checked: set[str] = set()
         total = self.index.recount()
-        while total > limit:
+        while total > limit and len(checked) < _MAX_CHECKED:
             rows = [
                 row
                 for row in self.index.claims_over(min(total - limit, limit))

@@ -232,6 +232,9 @@ class LocalStore(Store):
         finally:
             if reserved:
                 self._index_quietly(lambda: self._settle(key, before))
+        if not reserved and self._limit is not None:
+            with contextlib.suppress(StoreError):  # no index: evict by the files, as a bucket does
+                Store.evict_to(self, self._limit, (key,))
 
     def _reserve(self, key: str, size: int, replace: bool) -> None:
         with self.index.exclusive():
@@ -299,6 +302,8 @@ class LocalStore(Store):
             try:
                 path.unlink(missing_ok=True)  # unlink never follows a link
             except OSError as exc:
+                if not os.path.lexists(path):
+                    continue  # a read-only folder says so even of a name that is not there
                 raise _explain(exc, "remove", path) from exc
 
     def entries(self) -> Iterator[EntryStat]:
