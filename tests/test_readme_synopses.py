@@ -46,6 +46,7 @@ def test_nbcache_synopsis_names_every_command() -> None:
         assert re.search(rf"\b{command}\b", synopsis), command
 
 
+@pytest.mark.processes  # the CLI in a Python process of its own
 def test_help_names_every_command() -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "nbcache", "--help"], capture_output=True, text=True, check=True
