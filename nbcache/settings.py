@@ -18,12 +18,16 @@ from .units import format_size, parse_size
 __all__ = [
     "DEFAULT_DIR",
     "DEFAULT_MAX_SIZE",
+    "LARGE_VALUE",
+    "MEMORY_SHARE",
     "auto_log",
     "auto_min_seconds",
     "auto_mode",
     "fsync_enabled",
     "lock_url",
     "max_size",
+    "memory_size",
+    "physical_memory",
     "store_location",
     "tier_location",
     "unusable_lock_url",
@@ -34,6 +38,14 @@ DEFAULT_DIR = ".nbcache"
 # Big enough for a few fitted models and feature tables, small enough not to
 # fill a laptop's disk unnoticed.
 DEFAULT_MAX_SIZE = "10GB"
+# The memory layer keeps at most this share of the machine's memory alive on its own
+# (NBCACHE_MEMORY_SIZE overrides it): live values make hits instant, but a kernel that
+# holds gigabytes its user deleted is a kernel that runs out of memory.
+MEMORY_SHARE = 1 / 16
+# A value this large is never kept alive by the memory layer alone: it is held only
+# while the user's names hold it, so `del` frees it (a later hit loads it again).
+LARGE_VALUE = 16 * 1024**2
+_MEMORY_UNKNOWN = 1024**3  # where the machine does not say how much memory it has
 _OFF = {"0", "false", "no", "off"}
 _ON = {"1", "true", "yes", "on"}
 _UNLIMITED = {"0", "none", "unlimited", "inf"}
@@ -80,6 +92,49 @@ def max_size() -> int | None:
             f"is not a size ({exc})",
             f"the limit is the default, {format_size(default)}",
             "Set it to a size such as 20GB or 500MiB, or to none for no limit.",
+        )
+        return default
+
+
+def physical_memory() -> int | None:
+    """The machine's physical memory in bytes, or None where it cannot be read."""
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES")
+        page = os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None  # Windows has no sysconf
+    return pages * page if pages > 0 and page > 0 else None
+
+
+def memory_size() -> int | None:
+    """``NBCACHE_MEMORY_SIZE``: the bytes the in-memory layer alone keeps alive, a size
+    (``2GB``) or a share of the machine's memory (``10%``); None when ``none``.
+
+    Default: a sixteenth of physical memory (1.5 GB on a 24 GB machine; 1 GiB where
+    the machine does not say). A value that cannot be read is the default, with one
+    warning.
+    """
+    total = physical_memory()
+    default = int(total * MEMORY_SHARE) if total else _MEMORY_UNKNOWN
+    text = os.environ.get("NBCACHE_MEMORY_SIZE", "").strip()
+    if not text:
+        return default
+    if text.lower() in ("none", "unlimited", "inf"):
+        return None
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1])
+            if not 0 <= share <= 100:
+                raise ValueError(f"{share}% is not between 0% and 100%")
+            return int((total or _MEMORY_UNKNOWN * 16) * share / 100)
+        return parse_size(text)
+    except ValueError as exc:
+        _unusable(
+            "NBCACHE_MEMORY_SIZE",
+            text,
+            f"is neither a size nor a share of memory ({exc})",
+            f"the memory layer keeps up to the default, {format_size(default)}",
+            "Set it to a size such as 2GB, to a share such as 10%, or to none.",
         )
         return default
 

@@ -206,3 +206,29 @@ def test_auto_mode_settings_read_and_bad_values_warn_once(monkeypatch: pytest.Mo
     monkeypatch.setenv("NBCACHE_AUTO_LOG", "/tmp/cells.jsonl")
     auto = from_environment()
     assert auto is not None and auto.min_seconds == 0.0 and auto.log_path == "/tmp/cells.jsonl"
+
+
+def test_the_memory_bound_follows_the_machine_and_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sixteenth of physical memory by default; a size, a share or none when set; a
+    value that is neither is the default, with one warning naming it and the fix."""
+    from nbcache import settings
+
+    physical = settings.physical_memory()
+    assert physical is not None and physical > 0  # Linux says
+    monkeypatch.delenv("NBCACHE_MEMORY_SIZE", raising=False)
+    assert settings.memory_size() == physical // 16
+    for text, expected in (("2GB", 2 * 10**9), ("10%", physical // 10), ("none", None)):
+        monkeypatch.setenv("NBCACHE_MEMORY_SIZE", text)
+        assert settings.memory_size() == pytest.approx(expected, abs=1), text
+    monkeypatch.setenv("NBCACHE_MEMORY_SIZE", "0")
+    assert settings.memory_size() == 0  # nothing kept alive by the memory layer alone
+    for bad in ("lots", "150%"):
+        monkeypatch.setenv("NBCACHE_MEMORY_SIZE", bad)
+        value, warned = _caught(settings.memory_size)
+        assert value == physical // 16
+        assert len(warned) == 1 and "NBCACHE_MEMORY_SIZE" in warned[0] and "10%" in warned[0]
+    monkeypatch.setenv("NBCACHE_MEMORY_SIZE", "1MB")
+    set_default_cache(None)
+    assert default_cache().memory_use().max_bytes == 10**6

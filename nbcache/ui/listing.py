@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from ..cache.core import Cache
+from ..cache.core import Cache, MemoryUse
 from ..cache.default import max_size
 from ..cache.ledger import EntryRecord
 from ..entry.signing import default_secret_path
 from ..units import format_duration, format_size
 
-__all__ = ["entries_table", "matching_keys", "plural", "summary_lines", "when"]
+__all__ = ["entries_table", "matching_keys", "memory_line", "plural", "summary_lines", "when"]
 
 
 def when(stamp: float) -> str:
@@ -45,8 +45,26 @@ def summary_lines(cache: Cache) -> list[str]:
         f"entries: {len(records)}, {format_size(sum(r.size for r in records))}",
         f"limit:   {format_size(limit) if limit else 'none'} (NBCACHE_MAX_SIZE)",
         f"saved:   {format_duration(saved)} of computing so far",
+        f"memory:  {memory_line(cache.memory_use())}",
         f"secret:  {default_secret_path()} (or NBCACHE_SECRET)",
     ]
+
+
+def memory_line(use: MemoryUse) -> str:
+    """What the memory layer of this process holds, and its bounds."""
+    bound = format_size(use.max_bytes) if use.max_bytes is not None else "no bound"
+    line = (
+        f"{use.values} of {use.max_items if use.max_items is not None else 'any number of'} "
+        f"values in this process, keeping {format_size(use.kept_bytes)} alive "
+        f"(bound {bound}, NBCACHE_MEMORY_SIZE)"
+    )
+    if use.large is None:
+        return line
+    line += f"; values of {format_size(use.large)} or more only while your variables hold them"
+    if use.weak_values:
+        many = "value" if use.weak_values == 1 else "values"
+        line += f" ({use.weak_values} {many}, {format_size(use.weak_bytes)}, now)"
+    return line
 
 
 def matching_keys(cache: Cache, target: str) -> list[str]:
