@@ -55,7 +55,7 @@ from .checkpoint import checkpointing
 from .effects import Effects, only_imports
 from .files import FileReads
 from .lazy import needed, pending, recorded_meta, restorable, stand_ins, swap_in
-from .modstate import watching
+from .modstate import ModuleWatch
 from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .plan import PlanRow, plan
@@ -485,12 +485,13 @@ class CellCache:
         before = namespace_snapshot(namespace)
         log = OutputLog()
         outside = Effects.now()
+        modules = ModuleWatch(run.code, namespace)  # before the clock: not the body's time
         start = time.perf_counter()
         with (
             log.recording(self.shell.display_publisher),
             self.shell.paging(lambda data, start: log.add("page", data, start)),
             FileReads.recording(self._exclude()) as read,
-            watching(run.code, namespace) as modules,
+            modules.importing(),
             checkpointing(
                 self.cache,
                 run,

@@ -23,7 +23,7 @@ import sys
 import sysconfig
 import types
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from ..errors import KeyPicklingError
@@ -175,32 +175,36 @@ class ModuleWatch:
             out += [f"{name}.{a}" for a in names if after.get(a) != before.get(a)]
         return out
 
+    @contextmanager
+    def importing(self) -> Iterator[ModuleWatch]:
+        """Around the body: read each module the cell imports first just after its import
+        returns (``builtins.__import__`` wrapped only while such a cell runs)."""
+        if not self.fresh:
+            yield self
+            return
+        original = builtins.__import__
+        depth = [0]
 
-@contextmanager
-def watching(code: CellCode, namespace: Mapping[str, Any]) -> Iterator[ModuleWatch]:
-    """Read the module state ``code`` may touch, around the block that runs it."""
-    watch = ModuleWatch(code, namespace)
-    if not watch.fresh:
-        yield watch
-        return
-    original = builtins.__import__
-    depth = [0]
+        def hooked(*args: Any, **kwargs: Any) -> Any:
+            depth[0] += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    self.imported()
 
-    def hooked(*args: Any, **kwargs: Any) -> Any:
-        depth[0] += 1
+        builtins.__import__ = hooked
         try:
-            return original(*args, **kwargs)
+            yield self
         finally:
-            depth[0] -= 1
-            if depth[0] == 0:
-                watch.imported()
+            if builtins.__import__ is hooked:
+                builtins.__import__ = original
 
-    builtins.__import__ = hooked
-    try:
-        yield watch
-    finally:
-        if builtins.__import__ is hooked:
-            builtins.__import__ = original
+
+def watching(code: CellCode, namespace: Mapping[str, Any]) -> AbstractContextManager[ModuleWatch]:
+    """Read the module state ``code`` may touch, around the block that runs it."""
+    return ModuleWatch(code, namespace).importing()
 
 
 def held_by_module(value: Any) -> str | None:

@@ -102,6 +102,19 @@ class _Tee:
         return getattr(self._stream, attr)
 
 
+def _point_handlers(moves: dict[int, Any]) -> None:
+    """Point the logging stream handlers writing to a stream in ``moves`` at its new
+    stream. Only loggers that exist are looked at (nothing imports logging)."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return
+    for logger in [logging.root, *logging.Logger.manager.loggerDict.values()]:
+        for handler in list(getattr(logger, "handlers", ())):
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and id(stream) in moves:
+                handler.stream = moves[id(stream)]
+
+
 # Characters of a cell's output an entry keeps from its start and from its end; what
 # the cell showed between them is left out, and an ``("omitted", characters)`` event
 # stands where it was (a restore says so there). Storing and restoring more costs a
@@ -205,6 +218,8 @@ class OutputLog:
         saved = sys.stdout, sys.stderr
         sys.stdout = _Tee(sys.stdout, "stdout", self)
         sys.stderr = _Tee(sys.stderr, "stderr", self)
+        # logging handlers on the real streams log into the cell, as they show there
+        _point_handlers({id(saved[0]): sys.stdout, id(saved[1]): sys.stderr})
         original = getattr(publisher, "publish", None) if publisher is not None else None
         own = vars(publisher).get("publish") if hasattr(publisher, "__dict__") else None
         if original is not None:
@@ -212,7 +227,11 @@ class OutputLog:
         try:
             yield self
         finally:
+            tees = sys.stdout, sys.stderr
             sys.stdout, sys.stderr = saved
+            # back on the real streams, and those the cell made on a tee too: a plain
+            # run's handler writes to the stream, not to this cell's record of it
+            _point_handlers({id(t): saved[i] for i, t in enumerate(tees)})
             if original is not None:
                 if own is None:
                     del publisher.publish  # back to the class's method
