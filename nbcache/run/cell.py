@@ -447,7 +447,7 @@ class CellCache:
         else:
             before = self.summaries.get(run.identity) or self.cache.latest(run.identity)
             reasons = explain(before, run.key.summary, label=_label(run))
-        if only_imports(run.code.source):
+        if _advise_imports(run):
             reasons.append(IMPORTS_ONLY)
         self.reasons[run.identity] = reasons
         self.summaries[run.identity] = run.key.summary
@@ -457,7 +457,7 @@ class CellCache:
         if run is None:
             return
         reasons = [restored_reason(hit.info.created, hit.info.compute_seconds)]
-        if only_imports(run.code.source):
+        if _advise_imports(run):
             reasons.append(IMPORTS_ONLY)
         self.reasons[run.identity] = reasons
         self.summaries[run.identity] = run.key.summary
@@ -560,6 +560,12 @@ class CellCache:
             target in (record.label, record.first_line) for record in self.cache.records()
         )
         return [unknown_name(target, stored=known)]
+
+
+def _advise_imports(run: CellRun) -> bool:
+    """Whether ``why`` advises leaving this imports-only cell uncached: not in auto mode,
+    whose later keys and plans stand on what such a cell bound being stored."""
+    return not run.options.auto and only_imports(run.code.source)
 
 
 def _label(run: CellRun) -> str:

@@ -255,3 +255,11 @@ def test_why_finds_an_auto_mode_cell_by_its_first_line(ip: InteractiveShell) -> 
     run(ip, "b = a + 1", cell_id="cd12b6dd")
     run(ip, "c = 3", cell_id="ee33ff44")
     assert why(ip, "b = a + 1") == "- input `a` changed (1 -> 2)\n"
+
+
+def test_auto_mode_gives_no_advice_against_caching_imports(ip: InteractiveShell) -> None:
+    """Auto mode stores what an imports cell binds for the cells after it: `why` does not
+    tell the user to leave it uncached."""
+    run(ip, "%nbcache auto")
+    run(ip, "import json", cell_id="aa11bb22")
+    assert "it only imports" not in why(ip)
