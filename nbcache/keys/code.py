@@ -254,9 +254,9 @@ class _Builder:
             )
         )
         for index, value in enumerate(defaults or ()):
-            self._feed_value(h, f"default {index}", value, "default", _constant(value))
+            self._feed_value(h, f"default {index}", value, "default", None)
         for name, value in sorted((kwdefaults or {}).items()):
-            self._feed_value(h, f"default {name}", value, "default", _constant(value))
+            self._feed_value(h, f"default {name}", value, "default", None)
         for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True):
             try:
                 value = cell.cell_contents
@@ -268,7 +268,14 @@ class _Builder:
         for name in sorted(_global_names(fn.__code__)):
             if name in namespace:
                 value = namespace[name]
-                self._feed_value(h, name, value, "global", _global_reader(namespace, name))
+                self._feed_value(
+                    h,
+                    name,
+                    value,
+                    "global",
+                    _global_reader(namespace, name),
+                    _global_is(namespace, name, value),
+                )
             elif not _is_builtin(builtins, name):
                 h.tag(b"unbound")
                 h.text(name)
@@ -288,9 +295,21 @@ class _Builder:
         self.checks.append(lambda: module_fingerprint_by_name(module_name) == part)
 
     def _feed_value(
-        self, h: _Acc, name: str, value: Any, kind: str, current: Callable[[], Any]
+        self,
+        h: _Acc,
+        name: str,
+        value: Any,
+        kind: str,
+        current: Callable[[], Any] | None,
+        same: Callable[[], bool] | None = None,
     ) -> None:
-        """Hash one dependency and register the check that tells when it changed."""
+        """Hash one dependency and register the check that tells when it changed.
+
+        ``current`` reads what the name holds now; None for a value held by the code
+        itself (a default, a base, a member), which no rebinding can change: it gets
+        no identity check, which every call would pay for nothing. ``same`` is the
+        identity check in one call where the caller has one.
+        """
         h.text(f"{kind}:{name}")
         if is_code(value):
             sub = _Acc()
@@ -298,7 +317,7 @@ class _Builder:
             part = sub.hexdigest()
             h.text(part)
             self.deps.append(Dependency(name, "code", part, self._users[-1]))
-            self.checks.append(lambda: current() is value)
+            self._still_bound(current, value, same)
             return
         if isinstance(value, types.ModuleType):
             part = module_fingerprint(value)
@@ -306,7 +325,7 @@ class _Builder:
             self.deps.append(Dependency(name, "module", part, self._users[-1]))
             if is_local_module(value.__name__):
                 self.checks.append(lambda: module_fingerprint(value) == part)
-            self.checks.append(lambda: current() is value)
+            self._still_bound(current, value, same)
             return
         try:
             part = digest(value, name=name)
@@ -318,17 +337,28 @@ class _Builder:
         h.text(part)
         self.deps.append(Dependency(name, kind, part, self._users[-1]))
         if _is_immutable(value) or _is_library_object(value):
-            self.checks.append(lambda: current() is value)
+            self._still_bound(current, value, same)
         else:
             self.reads_data = True
-            self.checks.append(lambda: _same_digest(current(), part))
+            if current is None:
+                self.checks.append(lambda: _same_digest(value, part))
+            else:
+                self.checks.append(lambda: _same_digest(current(), part))
+
+    def _still_bound(
+        self, current: Callable[[], Any] | None, value: Any, same: Callable[[], bool] | None
+    ) -> None:
+        if same is not None:
+            self.checks.append(same)
+        elif current is not None:
+            self.checks.append(lambda: current() is value)
 
     # classes
 
     def _feed_class(self, h: _Acc, cls: type) -> None:
         h.tag(b"class")
         for base in cls.__bases__:
-            self._feed_value(h, f"base {base.__qualname__}", base, "base", _constant(base))
+            self._feed_value(h, f"base {base.__qualname__}", base, "base", None)
         members = {k: v for k, v in vars(cls).items() if k not in _SKIP_CLASS_ATTRS}
         snapshot = tuple(members.items())
         self.checks.append(lambda: _members_unchanged(cls, snapshot))
@@ -337,7 +367,7 @@ class _Builder:
         for name, member in sorted(members.items()):
             for part_name, part in _member_parts(name, member):
                 qual = f"{cls.__qualname__}.{part_name}"
-                self._feed_value(h, qual, part, "member", _constant(part))
+                self._feed_value(h, qual, part, "member", None)
 
 
 def _generated_doc(cls: type) -> bool:
@@ -381,10 +411,6 @@ def _member_parts(name: str, member: Any) -> list[tuple[str, Any]]:
 # -- helpers ---------------------------------------------------------------------
 
 
-def _constant(value: Any) -> Callable[[], Any]:
-    return lambda: value
-
-
 def _cell_reader(cell: types.CellType) -> Callable[[], Any]:
     def read() -> Any:
         try:
@@ -397,6 +423,10 @@ def _cell_reader(cell: types.CellType) -> Callable[[], Any]:
 
 def _global_reader(namespace: dict[str, Any], name: str) -> Callable[[], Any]:
     return lambda: namespace.get(name, _MISSING)
+
+
+def _global_is(namespace: dict[str, Any], name: str, value: Any) -> Callable[[], bool]:
+    return lambda: namespace.get(name, _MISSING) is value
 
 
 def _unbound_check(namespace: dict[str, Any], name: str) -> Callable[[], bool]:

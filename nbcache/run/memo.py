@@ -147,7 +147,14 @@ class Memoized(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self._is_async:
             return self._call_async(args, kwargs)  # type: ignore[return-value]
-        fast = self._fast_key(args, kwargs)
+        if kwargs:
+            fast = self._fast_key(args, kwargs)
+        else:  # _fast_key's common case, inline: a call less on every hit
+            kinds = tuple(map(type, args))
+            if not _SCALARS.issuperset(kinds) or (float in kinds and _zero_float(args)):
+                fast = None
+            else:
+                fast = args + kinds if self._typed else args
         # The hit path takes no lock: a refingerprint clears the shortcuts before it
         # publishes the new fingerprint, so a shortcut read here belongs to a valid one.
         fp = self._fp
@@ -187,12 +194,13 @@ class Memoized(Generic[P, R]):
 
     def _fast_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A dict key for plain scalar arguments as given, or None to go by content."""
-        if not kwargs:  # the common case: no tuple built to check, and types mapped in C
-            for value in args:
-                kind = type(value)
-                if kind not in _SCALARS or (kind is float and value == 0.0):
-                    return None
-            return args + tuple(map(type, args)) if self._typed else args
+        if not kwargs:  # the common case: the types mapped and checked in C
+            kinds = tuple(map(type, args))
+            if not _SCALARS.issuperset(kinds):
+                return None
+            if float in kinds and _zero_float(args):
+                return None
+            return args + kinds if self._typed else args
         values = (*args, *kwargs.values())
         for value in values:
             if type(value) not in _SCALARS or (type(value) is float and value == 0.0):
@@ -481,6 +489,12 @@ class Memoized(Generic[P, R]):
             with self._lock:
                 self._elsewhere.pop(ck.key, None)
             settle(landed, done)
+
+
+def _zero_float(values: tuple[Any, ...]) -> bool:
+    """Whether a float among ``values`` is a zero: -0.0 == 0.0, yet they can give
+    different results, so such a call goes by content."""
+    return any(type(v) is float and v == 0.0 for v in values)
 
 
 def _count_of(counter: itertools.count[int]) -> int:

@@ -562,3 +562,44 @@ def test_first_hit_of_a_decorated_cell_function_reads_no_source_through_inspect(
     finally:
         set_default_cache(None)
         close_shell(shell)
+
+
+HIT_THRESHOLD = 3
+
+
+def _hit_helper(x: int) -> int:
+    return x * HIT_THRESHOLD
+
+
+def test_an_in_memory_hit_with_a_helper_and_a_global_makes_few_python_calls() -> None:
+    """The hit path of f(1, 2), f using a module helper and an int global, re-checks both
+    (a dictionary lookup each) in at most eight Python-level calls: the checks of the
+    global names are one call each, values the code holds itself (defaults) are not
+    re-checked at all, and the scalar shortcut is built in C."""
+
+    @memoize(cache=Cache(None))
+    def with_helper(a: int, b: int, scale: int = 1) -> int:
+        return _hit_helper(a) * scale + b
+
+    assert with_helper(1, 2) == 5
+    events: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            events.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        result = with_helper(1, 2)
+    finally:
+        sys.setprofile(None)
+    assert result == 5
+    assert with_helper.cache_info().hits == 1
+    assert len(events) <= 8, events
+    # Still never stale: the global rebound is noticed on the next call.
+    global HIT_THRESHOLD
+    HIT_THRESHOLD = 4
+    try:
+        assert with_helper(1, 2) == 6
+    finally:
+        HIT_THRESHOLD = 3
