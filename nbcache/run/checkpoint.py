@@ -366,6 +366,19 @@ class Checkpointer:
         state = dict(hit.value)
         if state.get("cell") != self.run.key.key:
             return None
+        # Keyed like an entry: what the loop read until then must be as it was.
+        files = FileReads(dict(state.get("files", {})), dict(state.get("paths", {})))
+        stale = files.changed()
+        if state.get("settings", self.outside.settings) != self.outside.settings:
+            stale.append("a setting an earlier cell changed differs")
+        if stale:
+            _remove(self.cache, self.key)
+            warn(
+                f"nbcache: the checkpoint of this cell is not used, since {stale[0]}; the "
+                "loop starts over.",
+                stacklevel=4,
+            )
+            return None
         state["created"] = hit.info.created
         state["size"] = hit.size
         return state
@@ -422,7 +435,8 @@ class Checkpointer:
     def _snapshot(self, step: int, now: float) -> _Snapshot | None:
         run = self.run
         changes = self.outside.changes(Effects.now())
-        files = FileReads({}, {})
+        store = self.cache.store
+        files = FileReads.so_far([store.location] if store is not None else [])
         made = Made(self.namespace, self.before, self.log, None, 0.0, files, self.outside, changes)
         try:
             entry = entry_of(run.code, run.key, made)
@@ -448,6 +462,10 @@ class Checkpointer:
             "effects": effects,
             "outputs": _since(self.log.events, self._outputs_at),
             "seconds": seconds,
+            # what a resume checks first: the files read so far, the settings then
+            "files": files.states,
+            "paths": files.paths,
+            "settings": self.outside.settings,
         }
         try:
             pickled = _owned(dump_parts(state, CHECKPOINT_NAME))

@@ -213,6 +213,20 @@ class Written:
         return done
 
 
+def _skip(exclude: Iterable[str]) -> tuple[str, ...]:
+    return _SKIP_ROOTS + tuple(os.path.realpath(p) + os.sep for p in exclude)
+
+
+def _real(files: set[str], skip: tuple[str, ...]) -> dict[str, str]:
+    """``{path as given: real path}`` of the regular files among ``files``."""
+    out = {}
+    for path in files:
+        real = os.path.realpath(path)
+        if os.path.isfile(real) and not real.startswith(skip):
+            out[path] = real
+    return out
+
+
 @dataclass
 class FileReads:
     """Files a cell depends on: those it opened for reading, and ``--watch`` paths.
@@ -242,12 +256,16 @@ class FileReads:
             yield found
         finally:
             _recording.files = None
-            skip = _SKIP_ROOTS + tuple(os.path.realpath(p) + os.sep for p in exclude)
-            for path in files:
-                real = os.path.realpath(path)
-                if os.path.isfile(real) and not real.startswith(skip):
-                    found[path] = real
+            skip = _skip(exclude)
+            found.update(_real(files, skip))
             found.written = Written.of(written, start, skip)
+
+    @classmethod
+    def so_far(cls, exclude: Iterable[str] = ()) -> FileReads:
+        """The files this thread's recording saw read until now (what a checkpoint of a
+        loop was computed from); empty outside a recording."""
+        files: set[str] | None = getattr(_recording, "files", None)
+        return cls.of(_real(set(files or ()), _skip(exclude)))
 
     @classmethod
     def of(cls, paths: Iterable[str]) -> FileReads:

@@ -285,3 +285,53 @@ def test_capturing_reads_only_loaded_modules_and_stays_cheap() -> None:
     now = Effects.now()
     assert "torch.flags" not in now.values  # torch is not imported here
     assert {"numpy.printoptions", "pandas.options", "warnings", "cwd"} <= set(now.values)
+
+
+# A loop over numbers read from a file that fails at a bad one (the file is no input of
+# the cell's key: it is checked after, as an entry's files are).
+SUM_FILE = """\
+from nbcache import progress
+with open('numbers.txt') as f:
+    numbers = [int(x) for x in f.read().split()]
+total = 0
+for n in progress(numbers):
+    if n < 0:
+        raise ValueError(f"bad number {n}")
+    total += n
+    __import__('time').sleep(0.002)
+print('total', total)
+"""
+
+
+def test_a_resume_after_the_file_a_loop_read_changed_starts_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbcache.cache.core import Cache
+    from nbcache.entry.signing import Signer
+    from nbcache.run import checkpoint
+    from nbcache.run.cell import CellCache
+    from nbcache.run.cellrun import CellOptions
+    from nbcache.store import LocalStore
+    from tests.run.fake_shell import FakeShell
+
+    os.chdir(tmp_path)
+    (tmp_path / "numbers.txt").write_text("1 2 3 4 -5 6 7 8")
+
+    def cells() -> tuple[FakeShell, CellCache]:
+        shell = FakeShell()
+        cache = Cache(LocalStore(tmp_path / "store"), signer=Signer(b"secret"))
+        return shell, CellCache(shell, lambda: cache)
+
+    _, first = cells()
+    with pytest.raises(ValueError, match="bad number -5"):
+        first.run(SUM_FILE, CellOptions(checkpoint=0.0))
+    for writer in list(checkpoint._writers.values()):
+        writer.wait(10)
+    (tmp_path / "numbers.txt").write_text("10 20 30 40 50 60 70 80")  # fixed
+    capsys.readouterr()
+    shell, again = cells()
+    with pytest.warns(Warning, match=r"numbers.txt` changed; the loop starts over"):
+        again.run(SUM_FILE, CellOptions(checkpoint=0.0))
+    captured = capsys.readouterr()
+    assert "total 360" in captured.out  # not 1+2+3+4 of the old file plus the rest
+    assert [r for r in shell.reports if r.outcome == "resumed"] == []
