@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-__all__ = ["Sink", "install", "routed", "uninstall"]
+__all__ = ["Sink", "install", "reroute", "routed", "uninstall", "unrouted"]
 
 Sink = Callable[..., None]  # sink("stdout", text) / sink("display", data, metadata)
 _local = threading.local()
@@ -33,6 +33,10 @@ class _Router:
     def __init__(self, name: str, stream: TextIO) -> None:
         self._name = name
         self._stream = stream
+
+    @property
+    def inner(self) -> TextIO:
+        return self._stream
 
     def write(self, text: str) -> int:
         sink = _sink()
@@ -70,6 +74,30 @@ def install(publisher: Any = None) -> None:
                 return None
 
             publisher.publish = publish
+
+
+def reroute() -> dict[str, TextIO]:
+    """Route again where something replaced a routed stream since :func:`install` (a
+    terminal prompt's ``patch_stdout``, until the prompt ends); the replacements by name.
+    Whoever replaced them puts back what was there, and with it the first router."""
+    with _lock:
+        if not _installed:
+            return {}
+        replaced: dict[str, TextIO] = {}
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if not isinstance(stream, _Router):
+                replaced[name] = stream
+                setattr(sys, name, _Router(name, stream))
+        return replaced
+
+
+def unrouted(name: str) -> TextIO:
+    """The stream ``sys.<name>`` writes to for threads without a sink, past any router."""
+    stream = getattr(sys, name)
+    while isinstance(stream, _Router):
+        stream = stream.inner
+    return stream  # type: ignore[no-any-return]
 
 
 def uninstall() -> None:

@@ -1,5 +1,12 @@
 """Turning auto mode on and off in an IPython shell: the input transformer that puts
-``%%cache --auto`` in front of every cell auto mode caches (see nbcache.run.auto)."""
+``%%cache --auto`` in front of every cell auto mode caches (see nbcache.run.auto).
+
+Left to IPython, as without nbcache: a cell that does not parse (IPython shows its
+own SyntaxError, at the user's line), and a one-line cell IPython rewrites before
+running it (``exit``, ``quit``, autocall, automagic). The transformer is marked as
+having side effects, so the terminal's check of whether typed input is complete
+sees the user's code, not a cell magic (which would wait for a blank line).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,17 @@ from typing import Any
 from ..run.auto import AUTO_MAGIC, AutoMode, wraps
 from ..run.cell import CellCache
 
-__all__ = ["auto_off", "auto_on", "transform_body"]
+__all__ = ["auto_off", "auto_on", "transform_body", "wrapped"]
 
 _ON: dict[int, Any] = {}  # shell -> its transformer and hooks
 _DEPTH: dict[int, list[int]] = {}  # shell -> how many cells (or bodies) it executes now
+_WRAPPED: dict[int, str] = {}  # shell -> the last cell auto mode wrapped, as typed
+
+
+def wrapped(shell: Any, body: str) -> bool:
+    """Whether ``body`` is the cell auto mode wrapped last: no ``%%cache`` line is
+    above it, so its line 1 is the cell's line 1."""
+    return _WRAPPED.get(id(shell)) == body
 
 
 def transform_body(shell: Any, source: str) -> str:
@@ -40,7 +54,13 @@ def auto_on(shell: Any, cells: CellCache, auto: AutoMode) -> None:
         # before it executes; a magic that transforms its body does so while it does.
         if depth[0] or cells.auto is None or not wraps("".join(lines)):
             return lines
+        cell = "".join(lines)
+        if _left_to_ipython(shell, cell, depth):
+            return lines
+        _WRAPPED[id(shell)] = cell
         return [AUTO_MAGIC + "\n", *lines]
+
+    wrap.has_side_effects = True  # type: ignore[attr-defined]
 
     def started() -> None:
         depth[0] += 1
@@ -54,11 +74,40 @@ def auto_on(shell: Any, cells: CellCache, auto: AutoMode) -> None:
     _ON[id(shell)] = (wrap, started, ended)
 
 
+def _left_to_ipython(shell: Any, cell: str, depth: list[int]) -> bool:
+    """Whether IPython runs ``cell`` itself: it does not parse, or it is one line that
+    IPython's prefilter rewrites (``exit``, autocall, automagic)."""
+    depth[0] += 1  # transforming it here must not wrap it
+    try:
+        python = shell.input_transformer_manager.transform_cell(cell)
+    except SyntaxError:
+        return True  # IPython says so as it transforms the cell
+    finally:
+        depth[0] -= 1
+    if len(python.splitlines()) == 1 and _rewritten(shell, python.rstrip("\n")):
+        return True
+    try:
+        shell.compile.ast_parse(python)
+    except (SyntaxError, ValueError):
+        return True
+    return False
+
+
+def _rewritten(shell: Any, line: str) -> bool:
+    from IPython.core.splitinput import LineInfo
+
+    manager = shell.prefilter_manager
+    with shell.builtin_trap:
+        handler = manager.find_handler(LineInfo(line))
+    return handler is not manager.get_handler_by_name("normal")
+
+
 def auto_off(shell: Any, cells: CellCache) -> None:
     """Back to caching only ``%%cache`` cells."""
     cells.auto = None
     hooks = _ON.pop(id(shell), None)
     _DEPTH.pop(id(shell), None)
+    _WRAPPED.pop(id(shell), None)
     if hooks is None:
         return
     wrap, started, ended = hooks

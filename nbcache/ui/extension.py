@@ -12,6 +12,8 @@ from ..run.auto import from_environment
 from ..tasks.executors import shutdown as shutdown_executors
 from .automode import auto_off, auto_on
 from .magics import NbcacheMagics
+from .parsing import check_off, check_on
+from .terminal import close_terminal_output
 
 __all__ = ["load", "unload"]
 
@@ -31,6 +33,7 @@ def load(shell: Any) -> None:
         magics.adapter.cell_id = getattr(info, "cell_id", None) or None
 
     shell.events.register("pre_run_cell", remember_cell_id)
+    check_on(shell)  # a %%cache body that does not parse: IPython's own SyntaxError
     _loaded[id(shell)] = (magics, remember_cell_id)
     _format_warnings_as_one_line()
     auto = from_environment()  # NBCACHE_AUTO=1: every kernel that loads nbcache
@@ -44,6 +47,8 @@ def unload(shell: Any) -> None:
     if magics is None or hook is None:
         return
     shell.events.unregister("pre_run_cell", hook)
+    check_off(shell)
+    close_terminal_output(shell)
     auto_off(shell, magics.cells)
     manager = shell.magics_manager
     for kind, names in magics.magics.items():

@@ -24,8 +24,9 @@ from typing import Any
 from ..run.output import NO_RESULT, UNSTORED, from_user_code
 from ..run.report import Card, CellReport
 from ..tasks.task import Task
-from .automode import transform_body
+from .automode import transform_body, wrapped
 from .status import publish_status
+from .terminal import EchoingCard, is_terminal, terminal_output
 from .widgets import make_card, widgets_wanted
 
 __all__ = ["NO_RESULT", "IPythonShell"]
@@ -39,6 +40,7 @@ class IPythonShell:
         self.cell_id: str | None = None  # set by the pre_run_cell event when the front end sends it
         # a resumed cell's line: its cell, its display id, what it said
         self._resumed: tuple[int, str, CellReport] | None = None
+        self._unmarked: str | None = None  # the last body transformed of a cell auto mode wrapped
 
     @property
     def user_ns(self) -> dict[str, Any]:
@@ -49,7 +51,9 @@ class IPythonShell:
         return self.shell.display_pub
 
     def transform(self, cell: str) -> str:
-        return transform_body(self.shell, cell)
+        source = transform_body(self.shell, cell)
+        self._unmarked = source if wrapped(self.shell, cell) else None
+        return source
 
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         self.shell.display_pub.publish(data=data, metadata=metadata or {})
@@ -85,7 +89,12 @@ class IPythonShell:
         )
 
     def card(self, task: Task[Any]) -> Card:
-        return make_card(task, self.widgets, self.display_object, self.show_text)
+        if self.widgets or not is_terminal(self.shell):
+            return make_card(task, self.widgets, self.display_object, self.show_text)
+        # Terminal IPython: the body's output shows as it comes, never over the prompt.
+        out = terminal_output(self.shell)
+        card = make_card(task, False, self.display_object, out.line)
+        return EchoingCard(card, out.write)
 
     def display_object(self, obj: Any) -> Any:
         """Show ``obj``; the handle that can replace it (a card's text form, once ended)."""
@@ -170,7 +179,8 @@ class IPythonShell:
         the user's code.
         """
         __tracebackhide__ = True
-        padded = "\n" + source  # line n of the body is line n + 1 of the cell, after %%cache
+        # Line n of the body is line n + 1 of the cell, after %%cache; auto mode shows none.
+        padded = source if source == self._unmarked else "\n" + source
         compiler = self.shell.compile
         number = self.cell_number() if number is None else number
         filename = compiler.cache(padded, number, raw_code=padded)
