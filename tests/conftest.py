@@ -81,6 +81,7 @@ SLOW_PLACES = {
         "keys/test_stable_across_processes.py",
         "keys/test_properties.py",
         "ui/test_memory_freed.py",
+        "ui/test_terminal.py",  # terminal IPython in a pty
         "keys/test_hashing.py::test_same_digest_in_a_new_process",
         "store/test_hostile.py::test_of_many_writers_of_one_key_the_first_entry_stays",
         "store/test_index.py::test_many_processes_share_one_index",
