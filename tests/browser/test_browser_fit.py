@@ -144,3 +144,40 @@ def test_browser_and_card_as_a_new_user_meets_them(lab: Lab, frontend: str, them
         if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
     ]
     assert browser_text.startswith("nbcache: 4 entries, ") and LONG in browser_text
+
+
+RESUMABLE = """\
+%%cache -b -n resumable --checkpoint 0s
+import os, time
+from nbcache import progress
+total = 0
+for i in progress(range(80)):
+    total += i
+    time.sleep(0.1)
+    if i == int(os.environ.get("FAIL_AT", "-1")):
+        raise ValueError(f"failed at {i}")
+"""
+
+
+def test_a_resumed_card_counts_its_own_rate(lab: Lab) -> None:
+    """A background cell that resumed at step 31 of 80 runs at about 10 steps a second
+    (one step each 0.1 s): its card says so, not the 31 skipped steps over its few
+    seconds; the time left follows from that rate."""
+    page = lab.run_notebook(
+        [
+            "%load_ext nbcache\nimport os\nos.environ['FAIL_AT'] = '30'",
+            RESUMABLE,
+            "%nbcache wait resumable\ndel os.environ['FAIL_AT']",
+            RESUMABLE,
+        ]
+    )
+    card = page.locator(".nbcache-card").nth(1)
+    expect(card.locator(".nbcache-card-resumed")).to_contain_text("resumed at step ")
+    count = card.locator(".nbcache-card-count")
+    expect(count).to_have_text(re.compile(r"^(4\d|5\d) / 80 · "), timeout=15_000)
+    shown = count.inner_text()
+    rate = float(re.search(r"· ([\d.]+) it/s", shown).group(1))  # type: ignore[union-attr]
+    assert 3 <= rate <= 12, shown  # at most 10 it/s, less on a loaded machine
+    left = card.locator(".nbcache-card-time").inner_text()
+    seconds = float(re.search(r"about ([\d.]+) s left", left).group(1))  # type: ignore[union-attr]
+    assert seconds >= 2.0, left  # 20 or more steps of 0.1 s
