@@ -34,7 +34,8 @@ _WEIGH_OBJECTS = 10_000
 
 def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
     """The bytes ``value`` takes in memory, estimated: arrays and frames by their
-    buffers, containers and objects by their parts, at most ``limit`` objects seen."""
+    buffers, containers and objects by their parts, at most ``limit`` objects seen
+    (the parts not seen then count as the average of those seen)."""
     seen: set[int] = set()
     todo = [value]
     total = 0
@@ -66,6 +67,10 @@ def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
                 continue
             if isinstance(attributes, dict):
                 todo.extend(attributes.values())
+    if todo:
+        # Out of budget: what is left counts as the average of what was seen, so a long
+        # list of small objects is not taken for a small value.
+        total += len(todo) * (total // len(seen))
     return total
 
 
