@@ -38,7 +38,7 @@ def _recorded(shell: InteractiveShell) -> list[dict[str, Any]]:
         calls.append({"text": data.get("text/plain", ""), **kwargs})
         original(data, metadata, **kwargs)
 
-    shell.display_pub.publish = publish  # type: ignore[method-assign]
+    shell.display_pub.publish = publish  # type: ignore[method-assign, assignment]
     return calls
 
 
