@@ -146,3 +146,41 @@ def test_a_module_left_out_of_the_architecture_is_found() -> None:
     assert rows_without_a_module(doc + "| `run/gone.py` | a module removed since |\n") == [
         "run/gone.py"
     ]
+
+
+ROOT = PACKAGE.parent
+# A reference a reader cannot follow: an issue number, a finding code, a spec that is
+# not in the repository. Say what the thing is about instead.
+_DANGLING = re.compile(r"\b[Ii]ssues? #?\d+\b|\bW\d+\b|\b[Tt]he spec\b|\bspec's\b|\b[Tt]he issue\b")
+# the notebook corpus's manifest and findings, which name their findings by code
+_CORPUS = ROOT / "tests" / "notebooks" / "transparency"
+
+
+def dangling_references(paths: list[Path]) -> list[str]:
+    """``path:line: text`` for each line of ``paths`` with a reference to nothing."""
+    return [
+        f"{path.relative_to(ROOT) if ROOT in path.parents else path}:{number}: {line.strip()}"
+        for path in paths
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if _DANGLING.search(line)
+    ]
+
+
+def _prose_and_code() -> list[Path]:
+    found = [ROOT / "README.md", ROOT / "CONTRIBUTING.md"]
+    for folder in ("nbcache", "docs", "tests", "benchmarks"):
+        for suffix in ("py", "md"):
+            found += [p for p in (ROOT / folder).rglob(f"*.{suffix}") if _CORPUS not in p.parents]
+    return [p for p in found if p.is_file()]
+
+
+def test_nothing_points_at_issue_numbers_finding_codes_or_an_outside_spec() -> None:
+    assert dangling_references(_prose_and_code()) == []
+
+
+def test_a_dangling_reference_is_found(tmp_path: Path) -> None:
+    spec, issue, code = "the " + "spec", "issue " + "11", "W" + "4"  # not found here
+    lines = [f"fixed in {issue}", f"see {code}", f"as {spec} says", "plain", f"{code}x", "tissue 3"]
+    (tmp_path / "note.md").write_text("\n".join(lines))
+    found = dangling_references([tmp_path / "note.md"])
+    assert [f.rpartition(": ")[2] for f in found] == lines[:3]
