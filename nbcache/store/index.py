@@ -116,6 +116,7 @@ class Index:
         self._pid = 0
         self._depth = 0  # nested exclusive() blocks held by self._owner
         self._owner = 0
+        self._written: tuple[str, tuple[Any, ...]] | None = None  # the last stats written
 
     # -- connection -----------------------------------------------------------
 
@@ -292,20 +293,32 @@ class Index:
                 if replace
                 else "DO NOTHING"
             )
+            written = self._written
+            columns = written[1] if written is not None and written[0] == key else None
+            if columns is None:
+                made = db.execute(
+                    "INSERT INTO entries (key, size, mtime, last_used, pending, writer) "
+                    f"VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (key) {conflict}",
+                    (key, size, when, when, writer),
+                ).rowcount
+                if made:
+                    _take_stats(db, key, when)
+                return bool(made)
+            # The stats this process has just written for it: no need to read them back.
             made = db.execute(
-                "INSERT INTO entries (key, size, mtime, last_used, pending, writer) "
-                f"VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (key) {conflict}",
-                (key, size, when, when, writer),
+                f"INSERT INTO entries ({_ROW}, pending, writer) VALUES "
+                f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (key) {conflict}",
+                (key, size, when, *columns, writer),
             ).rowcount
-            if made:
-                _take_stats(db, key, when)
+            if made and replace:
+                db.execute(f"UPDATE entries SET {_SET} WHERE key = ?", (*columns, key))
             return bool(made)
 
         return bool(self._write(reserve))
 
-    def settle(self, key: str, found: EntryStat | None) -> None:
+    def settle(self, key: str, found: EntryStat | None, *, ours: bool = False) -> None:
         """Make the row of ``key`` say what its file says: published with the file's size, or
-        gone with the file."""
+        gone with the file.  ``ours``: this process reserved it, with its stats."""
 
         def settle(db: sqlite3.Connection) -> None:
             if found is None:
@@ -317,7 +330,7 @@ class Index:
                 "mtime = excluded.mtime, pending = 0, writer = NULL",
                 (key, found.size, found.mtime, found.mtime),
             ).rowcount
-            if made:
+            if made and not ours:
                 _take_stats(db, key, found.mtime, only_new=True)
 
         self._write(settle)
@@ -366,16 +379,31 @@ class Index:
 
         self._write(drop)
 
+    def drop_outside(self, shards: Iterable[str]) -> None:
+        """Delete the published rows of every shard not in ``shards`` (one pass over the
+        rows, for a listing that reads them all anyway)."""
+        names = sorted(set(shards))
+        marks = ", ".join("?" for _ in names)
+        self._write(
+            lambda db: db.execute(
+                f"DELETE FROM entries WHERE pending = 0 AND substr(key, 1, 2) NOT IN ({marks})",
+                names,
+            )
+        )
+
     def marks(self) -> dict[str, int]:
         """The mtime (ns) each shard folder had when the index last agreed with it."""
         rows = self._run(lambda db: db.execute("SELECT name, mtime_ns FROM shards").fetchall())
         return {name: _int(mtime) for name, mtime in rows}
 
-    def mark_of(self, shard: str) -> int | None:
-        row = self._run(
-            lambda db: db.execute("SELECT mtime_ns FROM shards WHERE name = ?", (shard,)).fetchone()
+    def mark_if(self, shard: str, before: int, mtime_ns: int) -> None:
+        """Move a shard's mark from ``before`` to ``mtime_ns``, if it is ``before``."""
+        self._write(
+            lambda db: db.execute(
+                "UPDATE shards SET mtime_ns = ? WHERE name = ? AND mtime_ns = ?",
+                (int(mtime_ns), shard, int(before)),
+            )
         )
-        return _int(row[0]) if row is not None else None
 
     def mark(self, shard: str, mtime_ns: int) -> None:
         self._write(
@@ -442,11 +470,14 @@ class Index:
     def write_stats(self, key: str, stats: Mapping[str, Any]) -> None:
         data = json.dumps(dict(stats), sort_keys=True)
 
+        columns = _columns(stats, 0.0)
+
         def write(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR REPLACE INTO stats VALUES (?, ?)", (key, data))
-            db.execute(f"UPDATE entries SET {_SET} WHERE key = ?", (*_columns(stats, 0.0), key))
+            db.execute(f"UPDATE entries SET {_SET} WHERE key = ?", (*columns, key))
 
         self._write(write)
+        self._written = (key, columns)
 
     def entries(self) -> list[EntryStat]:
         rows = self._run(

@@ -97,14 +97,14 @@ class Keeper:
         """Record the shard of ``key`` as in step with the index after a change of ours, if
         it was in step before it (``before``: its mtime then): only changes made behind
         the index's back leave a shard to be listed again."""
-        shard = key[:2]
         now = self.shard_mtime(key)
-        if before is not None and now is not None and self.index.mark_of(shard) == before:
-            self.index.mark(shard, now)
+        if before is not None and now is not None and now != before:
+            self.index.mark_if(key[:2], before, now)
 
-    def settle(self, key: str) -> None:
-        """Make the row of ``key`` what its file is (published or gone)."""
-        self.index.settle(key, self.found(key))
+    def settle(self, key: str, *, ours: bool = False) -> None:
+        """Make the row of ``key`` what its file is (published or gone); ``ours``: reserved
+        by this process."""
+        self.index.settle(key, self.found(key), ours=ours)
 
     def remove(self, key: str) -> None:
         """Remove an entry's files and its row in one step."""
@@ -115,11 +115,12 @@ class Keeper:
 
     # -- the folder against the index -------------------------------------------
 
-    def look(self, *, due_only: bool = False) -> None:
+    def look(self, *, due_only: bool = False, listing: bool = False) -> None:
         """Adopt files the index does not know, drop rows whose file is gone, correct sizes,
         in the shards whose folder changed since the index last agreed with it; settle
         reservations whose writer died.  ``due_only``: unless this process did it less than
-        a second ago."""
+        a second ago.  ``listing``: every row is about to be read anyway, so also drop rows
+        of shards that have no folder and sum the total again."""
         now = time.monotonic()
         if due_only and now - self._looked < _LOOK_EVERY:
             return
@@ -143,11 +144,11 @@ class Keeper:
                 # The mtime read before listing: a change made while we list shows next time.
                 self._relist(shard.name)
                 self.index.mark(shard.name, st.st_mtime_ns)
-        for gone in _SHARD_NAMES - seen:
-            if gone in marks or not due_only:
-                self.index.drop_shard(gone)  # no folder: none of its rows has a file
+        for gone in marks.keys() - seen:
+            self.index.drop_shard(gone)  # its folder went: none of its rows has a file
         self._settle_stale()
-        if not due_only:
+        if listing:
+            self.index.drop_outside(seen)
             self.index.recount()  # the running total is a row anybody can write too
 
     def _relist(self, shard: str) -> None:

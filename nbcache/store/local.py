@@ -225,8 +225,8 @@ class LocalStore(Store):
         the file, never a file the index misses.
         """
         self._shard(key, create=True)
-        before = self.keeper.shard_mtime(key)
         reserved = self._index_quietly(lambda: self._reserve(key, size, replace))
+        before = self.keeper.shard_mtime(key)  # after our own evictions moved it
         try:
             self._link(tmp, final, replace)
         finally:
@@ -249,7 +249,7 @@ class LocalStore(Store):
 
     def _settle(self, key: str, before: int | None) -> None:
         with self.index.exclusive():
-            self.keeper.settle(key)
+            self.keeper.settle(key, ours=True)
             self.keeper.mark(key, before)
 
     def _link(self, tmp: Path, final: Path, replace: bool) -> None:
@@ -311,7 +311,7 @@ class LocalStore(Store):
             return iter(())
         try:
             with self.index.exclusive():
-                self.keeper.look()
+                self.keeper.look(listing=True)
                 return iter(self.index.entries())
         except IndexUnavailable:
             return self._walk()
@@ -361,7 +361,7 @@ class LocalStore(Store):
             return iter(())
         try:
             with self.index.exclusive():
-                self.keeper.look()
+                self.keeper.look(listing=True)
                 return iter(self.index.entries_with_stats())
         except IndexUnavailable:
             return super().entries_with_stats()
