@@ -94,8 +94,19 @@ class _Tee:
 
     def write(self, text: str) -> int:
         written = self._stream.write(text)  # what the stream refuses is not recorded
-        if not self._log.quiet:
-            self._log.add(self._name, text)
+        log = self._log
+        if log.quiet:
+            return written
+        if log._kind == self._name and not log._dirty and isinstance(text, str):
+            # the common case, once or twice per print: one more piece of the stream
+            # written last (inline: a call more per write is a tenth of printing's time)
+            log._pieces.append(text)
+            log._size += len(text)
+            if log._size > _TRIM_AT:
+                log._settle()
+                log._trim()
+            return written
+        log.add(self._name, text)
         return written
 
     def __getattr__(self, attr: str) -> Any:
@@ -122,6 +133,7 @@ def _point_handlers(moves: dict[int, Any]) -> None:
 # with 4 million each, where printing it in a kernel takes 0.7 s).
 KEEP_HEAD = 1_000_000
 KEEP_TAIL = 1_000_000
+_TRIM_AT = KEEP_HEAD + 2 * KEEP_TAIL  # while recording: trimmed once per KEEP_TAIL
 
 _STREAMS = ("stdout", "stderr")
 
@@ -177,7 +189,7 @@ class OutputLog:
             self._settle()
             self._events.append((kind, *payload))
             self._size += _size_of(self._events[-1])
-        if self._size > KEEP_HEAD + 2 * KEEP_TAIL:
+        if self._size > _TRIM_AT:
             self._settle()
             self._trim()
 
