@@ -23,7 +23,17 @@ SESSION = textwrap.dedent(
     """
 )
 
-MODULE = "class Point:\n    def __init__(self, x):\n        self.x = x\n\n\ndef make():\n    return Point(3)\n"
+MODULE = textwrap.dedent(
+    """
+    class Point:
+        def __init__(self, x):
+            self.x = x
+
+
+    def make():
+        return Point(3)
+    """
+)
 
 
 def session(root: Path) -> subprocess.CompletedProcess[str]:
