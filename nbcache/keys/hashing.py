@@ -40,6 +40,7 @@ objects raises :class:`HashBudgetError`.
 
 from __future__ import annotations
 
+import array
 import gc
 import math
 import struct
@@ -58,6 +59,7 @@ from .versions import module_version
 
 __all__ = [
     "ATOMS",
+    "BULK_ITEMS",
     "DEFAULT_MAX_OBJECTS",
     "DEFAULT_MAX_SECONDS",
     "HASH_VERSION",
@@ -70,6 +72,7 @@ __all__ = [
     "Rule",
     "Step",
     "Unfed",
+    "bulk_atoms",
     "describe",
     "digest",
     "drawn_on",
@@ -381,6 +384,74 @@ ATOMS: Mapping[type, Callable[[Node, Any], None]] = {
     bytes: _atom_bytes,
     bytearray: _atom_bytes,
 }
+
+
+# A list or tuple this long whose items are all of one scalar type is encoded in C.
+BULK_ITEMS = 32
+
+
+def bulk_atoms(n: Node, items: list[Any] | tuple[Any, ...]) -> bool:
+    """Encode ``items``, all ints or all floats, in C; False, with nothing written, if not.
+
+    The bytes are exactly those one encode per item writes, so the digest is the
+    same: only the per-item work leaves Python.  Anything the walk must see item
+    by item falls back (False): ints beyond 64 bits, floats when untyped (an
+    integral float is written as an int then), an int the walk writes as a
+    reference to a part.
+    """
+    kinds = set(map(type, items))
+    if len(kinds) != 1:
+        return False
+    kind = kinds.pop()
+    if kind is int:
+        return _bulk_ints(n, items)
+    if kind is float and n.typed:
+        return _bulk_floats(n, items)
+    return False  # strs: their lengths vary, and C gains nothing over one encode each
+
+
+def _bulk_ints(n: Node, items: list[int] | tuple[int, ...]) -> bool:
+    import numpy as np
+
+    try:
+        values = np.frombuffer(array.array("q", items), dtype=np.int64)
+    except OverflowError:
+        return False
+    if values.max() >= _ADDRESS_LOW and values.min() < _ADDRESS_HIGH:
+        found = values[(values >= _ADDRESS_LOW) & (values < _ADDRESS_HIGH) & ((values & 7) == 0)]
+        if found.size:  # what _atom_int does with each, as ``_Walk.address`` says
+            walk = n._walk
+            candidates = found.tolist()
+            if walk.refs is not None and not walk.found.keys().isdisjoint(candidates):
+                return False  # some are written as references: item by item
+            if walk.noted is not None:
+                walk.noted.update(candidates)
+    _tagged_cells(n, b"i", values.astype("<i8", copy=False))
+    return True
+
+
+def _bulk_floats(n: Node, items: list[float] | tuple[float, ...]) -> bool:
+    import numpy as np
+
+    values = np.frombuffer(array.array("d", items), dtype=np.float64).astype("<f8", copy=False)
+    nan = np.isnan(values)
+    cells = values.view(np.uint8).reshape(-1, 8)
+    if nan.any():  # every NaN is one NaN, as _atom_float writes it
+        cells = cells.copy()
+        cells[nan] = np.frombuffer(_NAN, dtype=np.uint8)
+    _tagged_cells(n, b"F", cells)
+    return True
+
+
+def _tagged_cells(n: Node, tag: bytes, cells: Any) -> None:
+    """``tag`` before each 8-byte cell (a row of ``cells``), appended to the node."""
+    import numpy as np
+
+    rows = cells.view(np.uint8).reshape(-1, 8)
+    out = np.empty((len(rows), 9), dtype=np.uint8)
+    out[:, 0] = tag[0]
+    out[:, 1:] = rows
+    n._buf += out.data
 
 
 # -- the walk ------------------------------------------------------------------------

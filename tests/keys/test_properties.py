@@ -234,3 +234,94 @@ def test_frames_built_differently_agree(frame: Any) -> None:
     assert digest(pickle.loads(pickle.dumps(frame))) == expected
     assert digest(frame.rename_axis("other")) != expected
     assert digest(frame.iloc[::-1]) != expected or len(frame) <= 1
+
+
+# Long runs of one scalar type: encoded in C (``bulk_atoms``), byte for byte as item
+# by item. Ints reach 64-bit bounds, beyond them, and the range where ids fall.
+_bulk_ints = st.integers(-(2**63), 2**63 - 1) | st.integers(2**20, 2**48).map(lambda v: v & ~7)
+_bulk_items = (
+    st.lists(_bulk_ints, min_size=32, max_size=80)
+    | st.lists(st.integers(), min_size=32, max_size=80)
+    | st.lists(st.floats(allow_nan=True), min_size=32, max_size=80)
+    | st.lists(st.sampled_from([0.0, -0.0, math.nan, -math.nan, math.inf]), min_size=32)
+    | st.lists(st.integers(-3, 3) | st.floats(-3, 3) | st.booleans(), min_size=32, max_size=40)
+)
+
+
+def _item_by_item(value: Any, typed: bool) -> str:
+    from nbcache.keys.rules import containers
+
+    bulk = containers.BULK_ITEMS
+    containers.BULK_ITEMS = 1 << 62
+    try:
+        return digest(value, typed=typed)
+    finally:
+        containers.BULK_ITEMS = bulk
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_bulk_items, st.booleans(), st.booleans())
+def test_runs_of_one_scalar_type_digest_as_item_by_item(
+    items: list[Any], as_tuple: bool, typed: bool
+) -> None:
+    """The C encoding of a long list or tuple of ints or floats changes no digest."""
+    value = tuple(items) if as_tuple else items
+    assert digest(value, typed=typed) == _item_by_item(value, typed)
+    assert digest([value, "x"], typed=typed) == _item_by_item([value, "x"], typed)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_bulk_items, st.integers(0, 31), st.sampled_from(_MUTATIONS[7:9]) | st.just(None))
+def test_runs_a_cell_tells_apart_differ(items: list[Any], at: int, mutate: Any) -> None:
+    """One item of a long run changed (its type, its sign, its bits): another digest."""
+    changed = list(items)
+    item = changed[at]
+    if mutate is not None:
+        changed[at] = mutate(item)
+    elif type(item) is float:
+        changed[at] = -item if item == item else 0.0
+    else:
+        changed[at] = item ^ 8 if type(item) is int else not item
+    assume(repr(observe(items)) != repr(observe(changed)))
+    assert digest(items) != digest(changed)
+
+
+def test_a_long_run_of_ones_is_not_a_run_of_true_or_one_point_oh() -> None:
+    assert len({digest([1] * 40), digest([1.0] * 40), digest([True] * 40)}) == 3
+    assert digest([0.0] * 40) != digest([-0.0] * 40)
+    assert len({digest([1] * 40, typed=False), digest([1.0] * 40, typed=False)}) == 1
+
+
+def test_an_id_in_a_long_run_of_ints_still_names_its_part() -> None:
+    """Ids kept in a long list of ints resolve to the part they name, as item by item."""
+
+    def make() -> Box:
+        box = Box([1, 2])
+        box.ids = [id(box.content)] * 40  # type: ignore[attr-defined]
+        return box
+
+    assert digest(make()) == digest(make())
+    assert digest(make()) == _item_by_item(make(), True)
+
+
+def test_a_long_list_of_numbers_is_encoded_without_a_python_call_per_item() -> None:
+    """10,000 ints (ids' range included) or floats: a bounded number of Python-level
+    calls, not one or more per item."""
+    events: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            events.append(frame.f_code.co_name)
+
+    for value in (
+        [(1 << 30) + 8 * i for i in range(10_000)],
+        [float(i) / 3 for i in range(10_000)],
+        tuple(range(10_000)),
+    ):
+        events.clear()
+        sys.setprofile(profile)
+        try:
+            digest(value)
+        finally:
+            sys.setprofile(None)
+        assert len(events) < 200, (len(events), sorted(set(events)))

@@ -13,7 +13,17 @@ from __future__ import annotations
 import types
 from typing import Any
 
-from ..hashing import ATOMS, Matcher, Node, Parts, Rule, Unfed, instance_dict
+from ..hashing import (
+    ATOMS,
+    BULK_ITEMS,
+    Matcher,
+    Node,
+    Parts,
+    Rule,
+    Unfed,
+    bulk_atoms,
+    instance_dict,
+)
 
 __all__ = ["RULES", "items_parts"]
 
@@ -21,6 +31,8 @@ __all__ = ["RULES", "items_parts"]
 def _sequence_rule(n: Node, value: list[Any] | tuple[Any, ...]) -> Parts | None:
     n.tag(b"list" if type(value) is list else b"tuple")
     n.count(len(value))
+    if len(value) >= BULK_ITEMS and bulk_atoms(n, value):
+        return None  # a long run of one scalar type, encoded in C
     atoms = ATOMS
     for index, item in enumerate(value):
         encode = atoms.get(type(item))
