@@ -210,6 +210,67 @@ def _aliases(namespace: Mapping[str, Any], names: list[str]) -> list[str]:
 
 
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range)
+_WALK_BUDGET = 10_000  # objects an identity walk visits after a cell, as the hasher's
+_LEAVES = ("numpy", "pandas")  # buffers: shared memory is found by ``_sharing``
+
+
+def _parts(value: Any) -> list[Any]:
+    """The objects ``value`` holds directly, for an identity walk: container items and
+    the attributes of plain instances; nothing of code, modules or arrays."""
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    if isinstance(value, (type, types.ModuleType, types.FunctionType, types.MethodType)):
+        return []
+    if type(value).__module__.split(".")[0] in _LEAVES:
+        return []
+    space = getattr(value, "__dict__", None)
+    return list(space.values()) if isinstance(space, dict) else []
+
+
+def _mutable_parts(values: list[Any], budget: list[int]) -> dict[int, Any]:
+    """The mutable objects reachable from ``values`` (themselves included), by id, until
+    ``budget`` objects were visited."""
+    seen: dict[int, Any] = {}
+    todo = list(values)
+    while todo and budget[0] > 0:
+        value = todo.pop()
+        if isinstance(value, _ATOMS) or id(value) in seen:
+            continue
+        budget[0] -= 1
+        if not isinstance(value, (tuple, frozenset)):
+            seen[id(value)] = value
+        todo.extend(_parts(value))
+    return seen
+
+
+def _sharers(namespace: Mapping[str, Any], names: list[str]) -> list[str]:
+    """Other names whose values hold a mutable object that the values the cell bound or
+    changed hold too (``inner = d["k"]`` and ``d``): kept in the same entry, they come
+    back sharing it, so a later change through one shows through the other, as in the
+    plain run. Walks at most :data:`_WALK_BUDGET` objects."""
+    budget = [_WALK_BUDGET]
+    touched = _mutable_parts([namespace[n] for n in names], budget)
+    touched = {k: v for k, v in touched.items() if not _code_like(v)}
+    if not touched:
+        return []
+    out = []
+    for name, value in namespace.items():
+        if name in names or is_shell_name(name) or isinstance(value, _ATOMS) or budget[0] <= 0:
+            continue
+        if _code_like(value):
+            continue
+        if any(i in touched for i in _mutable_parts([value], budget)):
+            out.append(name)
+    return out
+
+
+def _code_like(value: Any) -> bool:
+    return (
+        isinstance(value, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType))
+        or type(value).__module__.split(".")[0] in _LEAVES
+    )
 
 
 def _digests(
@@ -326,6 +387,7 @@ def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
             raise RunsAlways(_MODULE_STATE.format(held))
     mutated += _sharing(namespace, [*bound, *mutated])
     mutated += _aliases(namespace, [*bound, *mutated])
+    mutated += _sharers(namespace, [*bound, *mutated])
     names = sorted(n for n in {*bound, *mutated} if not closed_file(namespace[n]))
     digests, plain = _digests(namespace, names)
     return {

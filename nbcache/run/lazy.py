@@ -270,11 +270,13 @@ def swap_in(
     for where, rec in _all_stand_ins(namespace):
         if wanted is None or id(rec) in wanted:
             by_key.setdefault(rec.key, []).append((where, rec))
-    # a result is reached through the names IPython keeps for it, so all of them change
+    # An entry's values load together: values that share an object (``inner = d["k"]``
+    # kept with ``d``) come back sharing it; a result is reached through the names
+    # IPython keeps for it, so all of them change.
     if wanted is not None:
         keys = set(by_key)
         for where, rec in _all_stand_ins(namespace):
-            if rec.key in keys and not rec.name and (where, rec) not in by_key[rec.key]:
+            if rec.key in keys and (where, rec) not in by_key[rec.key]:
                 by_key[rec.key].append((where, rec))
     loaded: list[str] = []
     for key, places in by_key.items():

@@ -40,9 +40,14 @@ CELLS = [
     "print(sys.getrecursionlimit(), decimal.Decimal(1) / 7)\nlogging.info('logged')\n"
     "print(mymod.CONFIG)\nprint(open('table.txt').read(), open('out.txt').read())\n"
     "print(os.path.basename(os.getcwd()))",
+    SLOW + MARK.format("dict") + "d = {'k': [1]}",
+    SLOW + MARK.format("inner") + "inner = d['k']",
+    SLOW + MARK.format("append") + "inner.append(2)",
+    "print(d)",
     SLOW + MARK.format("total") + "total = n + step\nprint('total', total)",
 ]
-EDITED = CELLS[-1].replace("n + step", "n * step")
+# the edited cell runs and changes the list through one name: the other shows it
+EDITED = CELLS[-1].replace("n + step", "n * step") + "\ninner.append(3)\nprint(d)"
 
 
 def write(folder: Path, cells: list[str], name: str = "nb.ipynb") -> None:
@@ -69,17 +74,23 @@ def ran(folder: Path) -> list[str]:
 
 
 def shown(path: Path) -> list[list[str]]:
-    """What each cell shows, as a reader sees it (no counts, no timings, no ids)."""
+    """What each cell shows, as a reader sees it (no counts, no timings, no ids). Each
+    stream's text is joined: how a kernel interleaves stdout and stderr depends on
+    when it flushes them, which is no part of what a cell computed."""
     nb = nbformat.read(path, as_version=4)
     out = []
     for cell in nb.cells:
+        streams = {"stdout": "", "stderr": ""}
         merged: list[str] = []
         for output in cell.outputs:
             output = dict(output)
+            if output.get("output_type") == "stream":
+                streams[output["name"]] += output["text"]
+                continue
             output.pop("execution_count", None)
             output.pop("metadata", None)
             merged.append(json.dumps(output, sort_keys=True))
-        out.append(merged)
+        out.append([f"{k}: {v}" for k, v in streams.items() if v] + merged)
     return out
 
 
@@ -165,7 +176,10 @@ def test_cache_cells_restore_the_world_after_a_restart(
 
     first = session()
     assert "[0.33 0.67]" in first[4] and "{'x': 1}" in first[4] and "4321 0.14286" in first[4]
-    assert ran(kernels.root) == ["configure", "module", "chdir", "write", "total"]
+    assert "{'k': [1, 2]}" in first[8]
+    assert ran(kernels.root) == [
+        *("configure", "module", "chdir", "write", "dict", "inner", "append", "total")
+    ]
     logging_out = _logged(kernels)
     second = session()
     assert ran(kernels.root) == ["module"]

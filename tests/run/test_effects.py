@@ -335,3 +335,34 @@ def test_a_resume_after_the_file_a_loop_read_changed_starts_over(
     captured = capsys.readouterr()
     assert "total 360" in captured.out  # not 1+2+3+4 of the old file plus the rest
     assert [r for r in shell.reports if r.outcome == "resumed"] == []
+
+
+def test_a_mutation_through_a_part_of_another_variable_comes_back(
+    kernels: Kernels, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cells = [
+        "%%cache\n" + MARK + "d = {'k': [1]}",
+        "%%cache\n" + MARK + "inner = d['k']",
+        "%%cache\n" + MARK + "inner.append(2)",
+    ]
+    for _ in range(2):
+        kernels.restart()
+        for cell in cells:
+            kernels.run(cell)
+        assert "{'k': [1, 2]}" in kernels.out("print(d)", capsys)
+        kernels.run("inner.append(3)")  # still one list, as in the plain run
+        assert "{'k': [1, 2, 3]}" in kernels.out("print(d)", capsys)
+    assert kernels.runs() == 3  # the second session restored every cell
+
+
+def test_the_identity_walk_is_bounded() -> None:
+    from nbcache.run import cellrun
+
+    chain: list[Any] = []
+    node = chain
+    for _ in range(50_000):
+        node.append([])
+        node = node[0]
+    budget = [cellrun._WALK_BUDGET]
+    parts = cellrun._mutable_parts([chain], budget)
+    assert len(parts) == cellrun._WALK_BUDGET and budget == [0]
