@@ -216,14 +216,15 @@ _LEAVES = ("numpy", "pandas")  # buffers: shared memory is found by ``_sharing``
 
 def _parts(value: Any) -> list[Any]:
     """The objects ``value`` holds directly, for an identity walk: container items and
-    the attributes of plain instances; nothing of code, modules or arrays."""
+    the attributes of instances of the notebook's classes; nothing of code, modules,
+    arrays, or library objects (a logger would lead to every logger)."""
     if isinstance(value, dict):
         return list(value.values())
     if isinstance(value, (list, tuple, set, frozenset)):
         return list(value)
     if isinstance(value, (type, types.ModuleType, types.FunctionType, types.MethodType)):
         return []
-    if type(value).__module__.split(".")[0] in _LEAVES:
+    if type(value).__module__ != "__main__":
         return []
     space = getattr(value, "__dict__", None)
     return list(space.values()) if isinstance(space, dict) else []
