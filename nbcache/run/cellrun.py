@@ -16,7 +16,7 @@ from typing import Any, Literal
 from ..cache.core import Ask, Hit
 from ..entry.format import EntryInfo
 from ..entry.pickling import probe
-from ..errors import CacheError, KeyPicklingError, ValuePicklingError
+from ..errors import CacheError, KeyPicklingError, ValuePicklingError, warn
 from ..keys.code import code_reached, is_code
 from ..keys.hashing import describe, digest
 from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
@@ -475,7 +475,14 @@ def put_back(entry: Mapping[str, Any], namespace: dict[str, Any]) -> None:
     if wrote:
         # before the effects: the paths are relative to where the cell started
         Written(dict(wrote)).put_back(dict(entry.get("file_contents", {})))
-    apply_effects(entry.get("effects", {}))
+    failed = apply_effects(entry.get("effects", {}))
+    if failed:
+        warn(
+            f"nbcache: {failed[0]} could not be set back as the cell left it (a library "
+            "missing here, a folder that is gone); later cells may differ from a plain "
+            "run: run this cell with -f.",
+            stacklevel=4,
+        )
 
 
 def drifted(

@@ -163,8 +163,9 @@ class Written:
     def of(cls, paths: Iterable[str], start: str, skip: tuple[str, ...]) -> Written:
         out = cls()
         for path in paths:
-            if os.path.realpath(path).startswith(skip):
-                continue
+            real = os.path.realpath(path)
+            if real.startswith(skip) or f"{os.sep}__pycache__{os.sep}" in real:
+                continue  # bytecode Python writes on import is no output of the cell
             state, data = _content(path)
             if not state and os.path.isdir(path):
                 continue  # a folder: its files were recorded as they were written

@@ -366,3 +366,28 @@ def test_the_identity_walk_is_bounded() -> None:
     budget = [cellrun._WALK_BUDGET]
     parts = cellrun._mutable_parts([chain], budget)
     assert len(parts) == cellrun._WALK_BUDGET and budget == [0]
+
+
+def test_a_folder_gone_since_is_one_line_not_a_silent_restore(kernels: Kernels) -> None:
+    (kernels.root / "data").mkdir()
+    cell = "%%cache\nimport os\nos.chdir('data')\nstep = 1\n"
+    kernels.restart()
+    kernels.run(cell)
+    os.chdir(kernels.root)
+    (kernels.root / "data").rmdir()
+    kernels.restart()
+    with pytest.warns(Warning, match="the working directory could not be set back"):
+        kernels.run(cell)
+
+
+def test_bytecode_written_by_a_cell_is_no_output_of_it(kernels: Kernels) -> None:
+    (kernels.root / "m.py").write_text("X = 1\n")
+    cell = "%%cache\nimport py_compile\n" + MARK + "done = bool(py_compile.compile('m.py'))\n"
+    kernels.restart()
+    kernels.run(cell)
+    assert (kernels.root / "__pycache__").is_dir()
+    for pyc in (kernels.root / "__pycache__").iterdir():
+        pyc.unlink()
+    kernels.restart()
+    kernels.run(cell)
+    assert kernels.runs() == 1 and list((kernels.root / "__pycache__").iterdir()) == []
