@@ -45,6 +45,8 @@ def _short(value: Any) -> str:
     shape = getattr(value, "shape", None)
     if isinstance(shape, tuple) and not isinstance(value, type):  # arrays, frames
         return f"<{type(value).__name__} {'x'.join(str(n) for n in shape)}>"
+    if isinstance(value, (bytes, bytearray, memoryview)):  # whose repr is the whole value
+        return f"<{type(value).__name__} of {len(value)}>"
     try:
         return " ".join(_SHORT.repr(value).split())
     except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything

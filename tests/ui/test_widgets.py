@@ -329,6 +329,7 @@ def test_browser_code_column_says_what_made_each_entry(cache: Cache) -> None:
     scaled = memoize(cache=cache)(_scaled)
     assert scaled(3, n=2) == (3, 2)
     assert scaled(np.ones((2, 500)), n="x" * 200) is not None
+    assert scaled(b"x" * 10_000) is not None  # a bytes' repr would be all of it
     view = CacheBrowser(cache, lambda _box: None, lambda: None)
     codes = [
         html.unescape(code)
@@ -339,6 +340,7 @@ def test_browser_code_column_says_what_made_each_entry(cache: Cache) -> None:
         "total = math.fsum([1.0, 2.0])",
         "import json",
         "_scaled(3, n=2)",
+        "_scaled(<bytes of 10000>)",
     }
     (big,) = [c for c in codes if "ndarray" in c]
     assert big.startswith("_scaled(<ndarray 2x500>, n='xxxx") and len(big) < 60
