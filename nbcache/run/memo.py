@@ -63,6 +63,7 @@ _KWARGS = object()
 _POLL_START = 0.02
 _POLL_MAX = 0.5
 _SCALARS = frozenset({int, str, bytes, bool, type(None), float})
+_SCALARS_LEFT = (bytes, bool, type(None))  # compared by identity: a type may be unhashable
 
 
 class CacheInfo(NamedTuple):
@@ -153,7 +154,11 @@ class Memoized(Generic[P, R]):
             fast = self._fast_key(args, kwargs)
         else:  # _fast_key's common case, inline: a call less on every hit
             kinds = tuple(map(type, args))
-            if not _SCALARS.issuperset(kinds) or (float in kinds and _zero_float(args)):
+            try:
+                scalars = _SCALARS.issuperset(kinds)
+            except TypeError:  # a class whose metaclass makes it unhashable
+                scalars = False
+            if not scalars or (float in kinds and _zero_float(args)):
                 fast = None
             else:
                 fast = args + kinds if self._typed else args
@@ -198,14 +203,20 @@ class Memoized(Generic[P, R]):
         """A dict key for plain scalar arguments as given, or None to go by content."""
         if not kwargs:  # the common case: the types mapped and checked in C
             kinds = tuple(map(type, args))
-            if not _SCALARS.issuperset(kinds):
+            try:
+                if not _SCALARS.issuperset(kinds):
+                    return None
+            except TypeError:  # a class whose metaclass makes it unhashable
                 return None
             if float in kinds and _zero_float(args):
                 return None
             return args + kinds if self._typed else args
         values = (*args, *kwargs.values())
         for value in values:
-            if type(value) not in _SCALARS or (type(value) is float and value == 0.0):
+            kind = type(value)
+            if not (kind is int or kind is str or kind is float or kind in _SCALARS_LEFT):
+                return None
+            if kind is float and value == 0.0:
                 return None  # -0.0 == 0.0, yet they can give different results
         key: tuple[Any, ...] = args if not kwargs else (*args, _KWARGS, *kwargs.items())
         if self._typed:

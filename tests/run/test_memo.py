@@ -603,3 +603,31 @@ def test_an_in_memory_hit_with_a_helper_and_a_global_makes_few_python_calls() ->
         assert with_helper(1, 2) == 6
     finally:
         HIT_THRESHOLD = 3
+
+
+class _Unhashable(type):
+    """A metaclass with __eq__ and no __hash__: its classes cannot be dict keys."""
+
+    def __eq__(cls, other: object) -> bool:
+        return cls is other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Odd(metaclass=_Unhashable):
+    pass
+
+
+def test_an_argument_whose_class_is_unhashable_never_raises_from_memoize() -> None:
+    """The scalar shortcut asks the arguments' types; a type that cannot be hashed is
+    simply not a scalar, and the call goes on (uncached if its key cannot be made)."""
+
+    @memoize(cache=Cache(None))
+    def name_of(x: Any, y: Any = None) -> str:
+        return type(x).__name__
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert name_of(_Odd()) == "_Odd"
+        assert name_of(_Odd(), y=_Odd()) == "_Odd"
+        assert name_of(1, y=_Odd()) == "int"
