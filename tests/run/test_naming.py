@@ -16,16 +16,12 @@ from nbcache.store import LocalStore
 from tests.run.fake_shell import FakeShell
 
 
-def _order(source: str, namespace: dict[str, object] | None = None) -> list[str]:
-    namespace = namespace or {}
-    names = sorted({*namespace, *_bound(source)})
-    return by_interest(source, names, namespace)
-
-
-def _bound(source: str) -> set[str]:
-    scratch: dict[str, object] = {}
-    exec(compile(source, "<cell>", "exec"), scratch)
-    return {name for name in scratch if name != "__builtins__"}
+def _order(source: str) -> list[str]:
+    """The names ``source`` binds, run in a namespace of its own, in the order shown."""
+    namespace: dict[str, object] = {}
+    exec(compile(source, "<cell>", "exec"), namespace)
+    del namespace["__builtins__"]
+    return by_interest(source, sorted(namespace), namespace)
 
 
 def test_results_before_imports_and_loop_variables() -> None:
@@ -45,7 +41,7 @@ def test_unpacked_names_keep_their_written_order_after_names_alone() -> None:
 
 def test_code_ranks_after_results_even_when_assigned_alone() -> None:
     source = "def fit(x):\n    return x\nfitted = fit(3)\nModel = dict\n"
-    assert _order(source) == ["fitted", "Model", "fit"]
+    assert _order(source) == ["fitted", "fit", "Model"]  # code in the order it is bound
 
 
 def test_a_module_bound_by_assignment_counts_as_imported() -> None:
