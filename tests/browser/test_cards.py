@@ -59,7 +59,7 @@ def test_card_in_every_state(lab: Lab, frontend: str, theme: str) -> None:
     expect(done.locator(chip)).to_have_text("done")
     expect(done.locator(cancel)).to_have_count(0)
     expect(done.locator(".nbcache-card-result")).to_have_text(
-        re.compile(r"computed i, tag, total · \d+(\.\d)? [KM]?B stored in \.nbcache$")
+        re.compile(r"computed total, tag, i · \d+(\.\d)? [KM]?B stored in \.nbcache$")
     )
     expect(done.locator(".nbcache-card-count")).to_have_text("10 / 10")
     expect(failed.locator(chip)).to_have_text("failed")

@@ -62,7 +62,7 @@ def test_background_cell_in_a_real_kernel(tmp_path: Path) -> None:
     card = _card_of(nb, 1)
     text = _html(card)
     assert 'data-state="done"' in text and ">bg<" in text and "20 / 20" in text
-    assert "width: 100.0%" in text and "computed <b>i, start, value</b>" in text
+    assert "width: 100.0%" in text and "computed <b>value, start, i</b>" in text
     assert "ButtonModel" not in card  # Cancel is gone once the task ended
     (pane,) = card["OutputModel"]
     assert "".join(o.get("text", "") for o in pane["outputs"]) == "bg done\n"
