@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-__all__ = ["Sink", "install", "reroute", "routed", "uninstall", "unrouted"]
+__all__ = ["Sink", "install", "reroute", "routed", "routed_stream", "uninstall", "unrouted"]
 
 Sink = Callable[..., None]  # sink("stdout", text) / sink("display", data, metadata)
 _local = threading.local()
@@ -90,6 +90,13 @@ def reroute() -> dict[str, TextIO]:
                 replaced[name] = stream
                 setattr(sys, name, _Router(name, stream))
         return replaced
+
+
+def routed_stream(name: str, stream: TextIO) -> TextIO:
+    """``stream`` with task threads' writes routed in front of it (``name``: stdout or
+    stderr), for whoever sets ``sys.<name>`` to ``stream`` while routing is on."""
+    with _lock:
+        return _Router(name, stream) if _installed else stream  # type: ignore[return-value]
 
 
 def unrouted(name: str) -> TextIO:

@@ -3,18 +3,23 @@ prompt, and still recorded into its entry.
 
 Terminal IPython draws its prompt with prompt_toolkit, inside ``patch_stdout``: while
 the prompt waits, ``sys.stdout`` is a proxy that prints above it. That proxy
-replaces nbcache's router (:mod:`nbcache.run.routing`), so a task thread's
-prints would reach the screen but not its entry; so each time the prompt starts,
-the router is put in front of the proxy again, and the task's output is written to
-the proxy (above the prompt). With ``--simple-prompt`` there is no proxy: output
-that arrives while the prompt waits starts on a line of its own and the prompt is
-shown again under it.
+replaced nbcache's router (:mod:`nbcache.run.routing`), so a task thread's prints
+reached the screen but not its entry. So while a terminal shell has a background
+task, IPython's prompt uses a ``patch_stdout`` of nbcache's that sets the streams
+to routers in front of the proxy, straight from the routers in place before: there
+is no moment in which a task's print goes unrecorded. The task's output is written
+to the proxy, above the prompt. (Where IPython has no such name to replace, the
+router is put in front of the proxy as the prompt starts.) With ``--simple-prompt``
+there is no proxy: output that arrives while the prompt waits starts on a line of
+its own and the prompt is shown again under it.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from ..run import routing
@@ -43,10 +48,46 @@ class TerminalOutput:
         self._plain = {name: routing.unrouted(name) for name in ("stdout", "stderr")}
         self._busy = True  # a cell runs (the one that started the task, now)
         self._pending = {"stdout": "", "stderr": ""}  # simple prompt: a line not ended yet
+        self._patched: tuple[Any, Any] | None = self._patch_prompt()
         shell.events.register("pre_execute", self._cell_starts)
         shell.events.register("post_run_cell", self._cell_ended)
 
+    def _patch_prompt(self) -> tuple[Any, Any] | None:
+        """Give IPython's prompt a ``patch_stdout`` that keeps task output routed; the
+        module and what it had, to put back."""
+        module = sys.modules.get("IPython.terminal.interactiveshell")
+        original = getattr(module, "patch_stdout", None)
+        try:
+            from prompt_toolkit.patch_stdout import StdoutProxy
+        except ImportError:
+            return None
+        if original is None or not is_terminal(self._shell):
+            return None
+
+        @contextmanager
+        def patch_stdout(raw: bool = False) -> Iterator[None]:
+            with StdoutProxy(raw=raw) as proxy:
+                saved = sys.stdout, sys.stderr
+                with self._lock:
+                    self._proxy = {"stdout": proxy, "stderr": proxy}  # type: ignore[dict-item]
+                # From the routers in place to routers in front of the proxy, at once.
+                sys.stdout = routing.routed_stream("stdout", proxy)  # type: ignore[arg-type]
+                sys.stderr = routing.routed_stream("stderr", proxy)  # type: ignore[arg-type]
+                try:
+                    yield
+                finally:
+                    sys.stdout, sys.stderr = saved
+                    with self._lock:
+                        self._proxy = {}
+
+        module.patch_stdout = patch_stdout  # type: ignore[union-attr]
+        return module, original
+
     def close(self) -> None:
+        if self._patched is not None:
+            module, original = self._patched
+            self._patched = None
+            module.patch_stdout = original
         for event, hook in (
             ("pre_execute", self._cell_starts),
             ("post_run_cell", self._cell_ended),
@@ -65,7 +106,7 @@ class TerminalOutput:
         with self._lock:
             self._busy = False
         app = getattr(getattr(self._shell, "pt_app", None), "app", None)
-        if app is not None:
+        if app is not None and self._patched is None:
             app.pre_run_callables.append(self._prompt_starts)
 
     def _prompt_starts(self) -> None:
