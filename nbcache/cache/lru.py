@@ -34,8 +34,8 @@ _WEIGH_OBJECTS = 10_000
 
 def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
     """The bytes ``value`` takes in memory, estimated: arrays and frames by their
-    buffers, containers and objects by their parts, at most ``limit`` objects seen
-    (the parts not seen then count as the average of those seen)."""
+    buffers (a view by its base's), containers and objects by their parts, at most
+    ``limit`` objects seen (the parts not seen count as the average of those seen)."""
     seen: set[int] = set()
     todo = [value]
     total = 0
@@ -47,7 +47,15 @@ def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
             continue
         seen.add(id(obj))
         if numpy is not None and isinstance(obj, numpy.ndarray):
-            total += int(obj.nbytes) + sys.getsizeof(obj, 0) * (obj.base is not None)
+            # A view keeps its whole base alive: that is what it costs to hold it.
+            root = obj
+            while isinstance(root.base, numpy.ndarray):
+                root = root.base
+            if root is obj:
+                total += int(obj.nbytes)
+            elif id(root) not in seen:
+                seen.add(id(root))
+                total += max(int(root.nbytes), int(obj.nbytes)) + sys.getsizeof(obj, 0)
             continue
         if pandas is not None and isinstance(obj, (pandas.DataFrame, pandas.Series)):
             total += _frame_bytes(obj)

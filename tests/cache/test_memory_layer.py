@@ -60,6 +60,17 @@ def test_a_large_value_lives_only_while_the_user_holds_it() -> None:
     assert lru.get("k") is None and len(lru) == 0
 
 
+def test_a_small_view_of_a_large_array_does_not_keep_the_array_alive() -> None:
+    lru: LRU[str, object] = LRU(10, max_bytes=100 * _MB, large=5 * _MB)
+    big = np.ones(10 * _MB // 8)
+    lru.put("k", {"vars": {"head": big[:10]}})
+    assert lru.use().kept_bytes < _MB  # held weakly: the view costs the whole base
+    gone = weakref.ref(big)
+    del big
+    gc.collect()
+    assert gone() is None and lru.get("k") is None
+
+
 def test_a_large_value_without_weak_references_is_not_kept() -> None:
     """A big list of numbers cannot be held weakly: keeping it would keep it alive."""
     lru: LRU[str, object] = LRU(10, max_bytes=100 * _MB, large=_MB)
