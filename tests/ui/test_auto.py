@@ -404,3 +404,15 @@ def test_a_lazy_hit_counts_one_use_and_a_plan_none(session: Any) -> None:
         run(shell, cell)
     assert outcomes(shell) == ["restored", "restored"]
     assert uses() == [1, 1]
+
+
+def test_the_wrapper_leaves_input_as_ipython_reads_it(session: Any) -> None:
+    """Whether typed input is complete is decided on the user's code, and a line IPython
+    rewrites (``exit``, autocall) or code that does not parse is left to IPython."""
+    shell = session()
+    check = shell.input_transformer_manager.check_complete
+    assert check("y = 41 + 1\n") == ("complete", None)
+    assert check("def f():\n")[0] == "incomplete"
+    assert "run_cell_magic('cache'" in shell.transform_cell("y = 41 + 1\n")
+    for plain in ("exit\n", "quit\n", "x = (\n"):
+        assert "run_cell_magic" not in shell.transform_cell(plain), plain
