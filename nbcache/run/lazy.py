@@ -21,6 +21,8 @@ from __future__ import annotations
 import ast
 import gc
 import json
+import os
+import sys
 import types
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeGuard
@@ -30,6 +32,7 @@ from ..keys.hashing import describe
 from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, is_shell_name, names_in_string
 from .cellrun import ModuleRef, result_of
+from .modstate import local
 from .output import NO_RESULT
 
 __all__ = [
@@ -146,6 +149,8 @@ def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded
             found[id(value)] = value
             todo.extend(value.string_reads)  # a query or formula it holds names these
             continue
+        if _beside_reading_main(value):
+            return None  # a helper module may read any name through ``__main__``
         if type(value) is str:
             todo.extend(names_in_string(value))
             continue
@@ -158,6 +163,47 @@ def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded
                 return None
             todo.extend(names)
     return list(found.values())
+
+
+# How code beside the notebook reaches its namespace without naming what it reads.
+_MAIN_WAYS = ("__main__", "_getframe", "f_globals", "f_back", "currentframe", "inspect.stack")
+_SOURCES: dict[tuple[str, int], bool] = {}  # (file, mtime) -> it mentions one of those
+
+
+def _beside_reading_main(value: Any) -> bool:
+    """Whether ``value`` is a module beside the notebook, or code from one, while some
+    module beside the notebook mentions a way to ``__main__``'s namespace in its source:
+    what such code reads is not known from the cell, so everything is loaded."""
+    if isinstance(value, types.ModuleType):
+        module: Any = value
+    elif callable(value) or isinstance(value, type):
+        module = sys.modules.get(getattr(value, "__module__", None) or "")
+    else:
+        return False
+    if module is None or module.__name__ == "__main__" or not local(module):
+        return False
+    return any(_reads_main(m) for m in list(sys.modules.values()) if _is_local(m))
+
+
+def _is_local(module: Any) -> bool:
+    return isinstance(module, types.ModuleType) and module.__name__ != "__main__" and local(module)
+
+
+def _reads_main(module: types.ModuleType) -> bool:
+    path = getattr(module, "__file__", "") or ""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return True  # its source cannot be read: it may
+    known = _SOURCES.get((path, mtime))
+    if known is None:
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            text = "__main__"
+        known = _SOURCES[(path, mtime)] = any(way in text for way in _MAIN_WAYS)
+    return known
 
 
 _LEAVES = (int, float, complex, str, bytes, bool, type(None), range)

@@ -4,7 +4,9 @@ an edit of a later cell) and under ``%%cache`` after a restart.
 
 Its first cell configures libraries (print options, pandas, warnings, the recursion
 limit, decimal, logging), then cells change a module's state, the working directory
-and write a file, and a cheap later cell, which runs every time, shows all of it."""
+and write a file, and a cheap later cell, which runs every time, shows all of it;
+later cells change a list through a name that shares it, and a module beside the
+notebook reads the notebook's namespace through ``__main__``."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ MARK = "open(LOG, 'a').write('{}\\n')\n"
 SLOW = "__import__('time').sleep(0.02)\n"  # worth storing
 CELLS = [
     "import decimal, logging, os, sys, warnings\nimport numpy as np, pandas as pd\n"
-    "import mymod\nLOG = os.path.abspath('runs.log')\n"
+    "import helper, mymod\nLOG = os.path.abspath('runs.log')\n"
     + SLOW
     + MARK.format("configure")
     + "np.set_printoptions(precision=2)\npd.set_option('display.max_columns', 3)\n"
@@ -43,6 +45,8 @@ CELLS = [
     SLOW + MARK.format("dict") + "d = {'k': [1]}",
     SLOW + MARK.format("inner") + "inner = d['k']",
     SLOW + MARK.format("append") + "inner.append(2)",
+    # a module beside the notebook that reads the notebook's namespace itself
+    "print(helper.keys())",
     "print(d)",
     SLOW + MARK.format("total") + "total = n + step\nprint('total', total)",
 ]
@@ -62,6 +66,9 @@ def checkout(folder: Path) -> None:
     cell reads are left as they are: a changed modification time is a miss)."""
     if not (folder / "mymod.py").exists():
         (folder / "mymod.py").write_text("CONFIG = {}\n")
+        (folder / "helper.py").write_text(
+            "import __main__\n\ndef keys():\n    return sorted(__main__.d)\n"
+        )
         (folder / "data").mkdir()
         (folder / "data" / "table.txt").write_text("1 2 3")
     (folder / "data" / "out.txt").unlink(missing_ok=True)
@@ -146,6 +153,7 @@ def test_nbcache_run_restores_the_world_a_plain_run_makes(folder: Path) -> None:
 def kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kernels]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])  # put back after
     runs = Kernels(tmp_path)
     yield runs
     runs.close()
@@ -157,7 +165,9 @@ def test_cache_cells_restore_the_world_after_a_restart(
 ) -> None:
     def session() -> list[str]:
         checkout(kernels.root)
-        kernels.restart()
+        shell = kernels.restart()
+        sys.modules["__main__"] = shell.user_module  # as in a kernel
+        sys.modules.pop("helper", None)
         out = []
         for cell in CELLS:
             # the cheap cell as a plain cell runs every time: it shows the world
@@ -176,7 +186,7 @@ def test_cache_cells_restore_the_world_after_a_restart(
 
     first = session()
     assert "[0.33 0.67]" in first[4] and "{'x': 1}" in first[4] and "4321 0.14286" in first[4]
-    assert "{'k': [1, 2]}" in first[8]
+    assert "['k']" in first[8] and "{'k': [1, 2]}" in first[9]
     assert ran(kernels.root) == [
         *("configure", "module", "chdir", "write", "dict", "inner", "append", "total")
     ]
