@@ -26,6 +26,7 @@ __all__ = ["KEPT_WRITE", "FileReads", "Written"]
 
 _SMALL_FILE = 1 << 20
 KEPT_WRITE = 8 << 20  # files a cell wrote up to this size are stored with its entry
+KEPT_WRITES = 64 << 20  # and up to this much in all, in the order it wrote them
 _recording = threading.local()
 _hook_installed = False
 _hook_lock = threading.Lock()
@@ -153,8 +154,9 @@ class Recorded(dict[str, str]):
 @dataclass
 class Written:
     """Files a cell wrote or deleted: ``states`` maps each path (relative to the folder
-    the cell started in when inside it) to [size, mtime_ns, digest], or [] when the cell
-    left it deleted; ``contents`` holds the bytes of those up to :data:`KEPT_WRITE`."""
+    the cell started in when inside it) to [size, mtime_ns, digest, kept], or [] when
+    the cell left it deleted; ``contents`` holds the bytes of those kept: each up to
+    :data:`KEPT_WRITE`, all up to :data:`KEPT_WRITES`."""
 
     states: dict[str, list[Any]] = field(default_factory=dict)
     contents: dict[str, bytes] = field(default_factory=dict)
@@ -162,6 +164,7 @@ class Written:
     @classmethod
     def of(cls, paths: Iterable[str], start: str, skip: tuple[str, ...]) -> Written:
         out = cls()
+        total = 0
         for path in paths:
             real = os.path.realpath(path)
             if real.startswith(skip) or f"{os.sep}__pycache__{os.sep}" in real:
@@ -171,9 +174,11 @@ class Written:
                 continue  # a folder: its files were recorded as they were written
             inside = os.path.abspath(path).startswith(start.rstrip(os.sep) + os.sep)
             name = os.path.relpath(path, start) if inside else os.path.abspath(path)
-            out.states[name] = state
-            if data is not None:
+            kept = data is not None and total + len(data) <= KEPT_WRITES
+            out.states[name] = [*state, kept] if state else state
+            if kept and data is not None:
                 out.contents[name] = data
+                total += len(data)
         return out
 
     def missing(self) -> list[str]:
@@ -181,10 +186,11 @@ class Written:
         cannot bring them back, so the cell runs again."""
         out = []
         for name, state in self.states.items():
-            if not state or state[2] is not None:
+            if not state or (state[3] if len(state) > 3 else state[2] is not None):
                 continue
             now, _ = _content(name)
-            if now[:2] != state[:2]:
+            same = now[:3:2] == state[:3:2] if state[2] else now[:2] == state[:2]
+            if not now or not same:
                 out.append(
                     f"file `{name}`, which the cell wrote, is missing or changed and too "
                     f"large to keep with the entry ({state[0]} bytes)"

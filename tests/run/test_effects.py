@@ -391,3 +391,22 @@ def test_bytecode_written_by_a_cell_is_no_output_of_it(kernels: Kernels) -> None
     kernels.restart()
     kernels.run(cell)
     assert kernels.runs() == 1 and list((kernels.root / "__pycache__").iterdir()) == []
+
+
+def test_files_past_the_total_kept_make_the_cell_run_again_when_gone(
+    kernels: Kernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "KEPT_WRITES", 150)
+    cell = (
+        "%%cache\n" + MARK + "for name in ('a.txt', 'b.txt'):\n"
+        "    open(name, 'w').write(name * 25)\n"
+    )
+    kernels.restart()
+    kernels.run(cell)
+    (kernels.root / "a.txt").unlink()
+    (kernels.root / "b.txt").unlink()
+    kernels.restart()
+    kernels.run(cell)
+    assert kernels.runs() == 2  # one of them was not kept: the cell ran again
+    assert (kernels.root / "a.txt").read_text() == "a.txt" * 25
+    assert (kernels.root / "b.txt").read_text() == "b.txt" * 25
