@@ -146,10 +146,12 @@ def require_python(nb: Any, path: Path, kernel: str | None = None) -> None:
             f"{path.name} is a notebook in {said}{name}; nbcache runs Python notebooks only: "
             "run it with jupyter execute"
         )
-    language = _kernel_language(kernel) if kernel else None
+    # the kernel asked for, else the one the notebook names when it says no language
+    named = kernel or (None if said else spec.get("name"))
+    language = _kernel_language(str(named)) if named else None
     if language and not _is_python(language):
         raise RunError(
-            f"the kernel {kernel!r} runs {language}; nbcache runs Python kernels only "
+            f"the kernel {named!r} runs {language}; nbcache runs Python kernels only "
             "(`jupyter kernelspec list` shows the kernels there are)"
         )
 

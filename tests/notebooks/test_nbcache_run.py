@@ -345,3 +345,22 @@ def test_nbcache_warnings_go_to_the_run_not_into_the_notebook(folder: Path) -> N
     assert "cannot be pickled" in pickled
     assert hashed.startswith("nbcache run: cell 3 `time.sleep(0.01)`: cannot hash `lock`")
     assert hashed.endswith("by beginning the cell with `%%cache --ignore lock`.")
+
+
+def test_a_notebook_naming_only_a_kernel_of_another_language_is_refused(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = folder / "jupyter-data" / "kernels" / "ir"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": ["false", "{connection_file}"], "display_name": "R", "language": "R"})
+    )
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(folder / "jupyter-data"))
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "ir", "display_name": "R"}  # no language written
+    nb.cells = [nbformat.v4.new_code_cell("x <- 1")]
+    nbformat.write(nb, folder / "r.ipynb")
+    run = nbcache_run(folder, "r.ipynb", "-o", "out.ipynb")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "runs R" in run.stderr and len(said(run.stderr)) == 1
+    assert not (folder / "out.ipynb").exists()
