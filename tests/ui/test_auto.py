@@ -19,6 +19,9 @@ from nbcache.run.effects import forget_seeds
 from tests.shells import close_shell, new_shell
 
 SLOW = "__import__('time').sleep(0.01)\n"  # a body worth storing under the cost rule
+# Auto mode whose store line sits between a cheap cell (under 1 ms, a few on a loaded
+# machine) and SLOW, for tests about what happens to cells on either side of it.
+CHEAP_UNDER = "%nbcache auto --min-seconds 0.005"
 
 
 class Calls:
@@ -114,12 +117,14 @@ def test_line_magics_and_shell_escapes_run_uncached_and_say_nothing(
 def test_a_cheap_cell_is_kept_in_memory_only_and_its_dependents_still_restore(
     session: Any,
 ) -> None:
-    shell = session()
+    # A line far from both cells' times: the cost rule's own line (0.5 ms for a small
+    # entry) is crossed by an assignment on a loaded machine; the rule has its own test.
+    shell = session(CHEAP_UNDER)
     run(shell, "alpha = 3")
     run(shell, SLOW + "beta = alpha * 2")
     stored = {r.first_line for r in default_cache().records()}
     assert "alpha = 3" not in stored and "__import__('time').sleep(0.01)" in stored
-    shell = session()
+    shell = session(CHEAP_UNDER)
     run(shell, "alpha = 3")
     run(shell, SLOW + "beta = alpha * 2")
     assert outcomes(shell) == ["ran", "restored"]
@@ -272,7 +277,7 @@ def test_a_cell_that_patches_installed_code_always_runs(session: Any) -> None:
     ]
     original = textwrap.dedent
     try:
-        for mode in ("%nbcache auto", "%nbcache auto", "%nbcache auto --lazy"):
+        for mode in (CHEAP_UNDER, CHEAP_UNDER, CHEAP_UNDER + " --lazy"):
             textwrap.dedent = original  # a new kernel imports the library unpatched
             shell = session(mode)
             for cell in cells:
