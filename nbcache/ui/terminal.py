@@ -81,13 +81,14 @@ class TerminalOutput:
                         self._proxy = {}
 
         module.patch_stdout = patch_stdout  # type: ignore[union-attr]
-        return module, original
+        return module, (original, patch_stdout)
 
     def close(self) -> None:
         if self._patched is not None:
-            module, original = self._patched
+            module, (original, ours) = self._patched
             self._patched = None
-            module.patch_stdout = original
+            if module.patch_stdout is ours:  # someone else's since stays theirs
+                module.patch_stdout = original
         for event, hook in (
             ("pre_execute", self._cell_starts),
             ("post_run_cell", self._cell_ended),
