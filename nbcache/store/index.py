@@ -117,6 +117,7 @@ class Index:
         self._depth = 0  # nested exclusive() blocks held by self._owner
         self._owner = 0
         self._written: tuple[str, tuple[Any, ...]] | None = None  # the last stats written
+        self._broken = False  # SQLite said "malformed" inside exclusive()
 
     # -- connection -----------------------------------------------------------
 
@@ -219,6 +220,7 @@ class Index:
                 return action(db)
             except sqlite3.DatabaseError as exc:
                 if self._depth:
+                    self._broken = self._broken or _damaged(exc)
                     raise IndexUnavailable(str(exc)) from exc  # exclusive() rolls back
                 self._forget()
                 if _damaged(exc):
@@ -259,6 +261,10 @@ class Index:
                 self._depth = 0
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
+                if self._broken:
+                    self._broken = False
+                    self._forget()
+                    self._move_aside()  # rebuilt by the next call
                 raise
             self._depth = 0
             try:

@@ -164,3 +164,25 @@ def test_an_index_of_another_layout_is_rebuilt(tmp_path: Path) -> None:
     db.close()
     store = LocalStore(root)
     assert len(list(store.entries_with_stats())) == 4 and store.total_size() == 400
+
+
+def test_an_index_damaged_while_open_is_rebuilt(tmp_path: Path) -> None:
+    """An index file overwritten under an open store: the write that finds it damaged
+    still stores its entry, and the next one rebuilds the index from the files."""
+    root = tmp_path / "store"
+    store = LocalStore(root)
+    _fill(store, 3)
+    index = root / "v1" / "index.sqlite"
+    size = index.stat().st_size
+    with open(index, "r+b") as f:  # the same file, so the open connection reads garbage
+        f.write(b"\xff" * size)
+    for name in ("index.sqlite-wal", "index.sqlite-shm"):
+        with open(root / "v1" / name, "r+b") as f:
+            f.write(b"\xff" * (root / "v1" / name).stat().st_size)
+    for n in (3, 4):
+        with store.write_entry(key_of(n)) as f:
+            f.write(b"e" * 100)
+    assert store.has_entry(key_of(3)) and store.has_entry(key_of(4))
+    assert {s.key for s in store.entries()} == {key_of(n) for n in range(5)}
+    assert store.total_size() == 500
+    assert store.index.has(key_of(4))  # answered by a rebuilt index, not by a walk
