@@ -27,6 +27,7 @@ Nothing here imports a library: a state is read only once its module is loaded.
 from __future__ import annotations
 
 import ast
+import io
 import pickle
 import random
 import sys
@@ -382,8 +383,14 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _digest(state: Any) -> str:
+    """The same for equal values however they share objects: a value read in this process
+    and the same value unpickled from an entry pickle the same without a memo."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=4)
+    pickler.fast = True  # no memo: shared and equal copies give the same bytes
     try:
-        data = pickle.dumps(state, protocol=4)
+        pickler.dump(state)
+        data = buffer.getvalue()
     except Exception:  # noqa: BLE001 - a value that will not pickle digests by its repr
         data = repr(state).encode()
     return xxhash.xxh3_128_hexdigest(data)

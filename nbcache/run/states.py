@@ -366,8 +366,14 @@ def _tf_apply(changes: Mapping[str, Any]) -> None:
 
 def _rc_read() -> Any:
     rc = getattr(sys.modules.get("matplotlib"), "rcParams", None)
-    # the stored values, without RcParams.__getitem__ (which resolves the backend)
-    return dict(dict.items(rc)) if isinstance(rc, dict) else {}
+    if not isinstance(rc, dict):
+        return {}
+    # the stored values, without RcParams.__getitem__ (which resolves the backend); a
+    # backend not chosen yet is a sentinel object, no setting (and unlike in any process)
+    out = dict(dict.items(rc))
+    if not isinstance(out.get("backend", ""), str):
+        del out["backend"]
+    return out
 
 
 def _rc_apply(changes: Mapping[str, Any]) -> None:

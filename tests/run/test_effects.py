@@ -410,3 +410,36 @@ def test_files_past_the_total_kept_make_the_cell_run_again_when_gone(
     assert kernels.runs() == 2  # one of them was not kept: the cell ran again
     assert (kernels.root / "a.txt").read_text() == "a.txt" * 25
     assert (kernels.root / "b.txt").read_text() == "b.txt" * 25
+
+
+def test_the_settings_digest_is_the_same_for_equal_values_however_they_share() -> None:
+    """A setting read in the process that ran the cell holds one string twice; the same
+    setting unpickled from the entry holds two copies: later cells must still hit."""
+    from nbcache.run.effects import apply
+
+    register("test.shared", lambda: {}, lambda v: None, keyed=True)
+    try:
+        forget_seeds()
+        once = "left" * 3
+        apply({"test.shared": {"a": once, "b": once}})
+        first = Effects.now().settings
+        forget_seeds()
+        apply({"test.shared": {"a": "".join(["left"] * 3), "b": "".join(["left"] * 3)}})
+        assert Effects.now().settings == first
+    finally:
+        unregister("test.shared")
+        forget_seeds()
+
+
+def test_a_backend_not_chosen_yet_is_no_setting() -> None:
+    import matplotlib
+
+    from nbcache.run.states import BUILT_IN
+
+    rc = next(s for s in BUILT_IN if s.name == "rcParams")
+    saved = dict.__getitem__(matplotlib.rcParams, "backend")
+    try:
+        dict.__setitem__(matplotlib.rcParams, "backend", object())  # as before any plot
+        assert "backend" not in rc.read()
+    finally:
+        dict.__setitem__(matplotlib.rcParams, "backend", saved)
