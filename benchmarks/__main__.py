@@ -235,6 +235,7 @@ def as_json(
                     "group": row.group,
                     "name": row.name,
                     "seconds": list(row.times),
+                    "cpu_seconds": list(row.cpu),
                     "nbytes": row.nbytes,
                     "ratio": row.ratio,
                     "share": row.share,

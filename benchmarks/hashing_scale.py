@@ -15,8 +15,10 @@ report ``TIMEOUT`` seconds, not minutes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import pickle
 import queue
 import subprocess
 import sys
@@ -36,18 +38,27 @@ SIZES: tuple[int, ...] = DEFAULT_SIZES  # --objects sets it
 TIMEOUT = 20.0  # seconds one timed run may take before its process is killed
 BUILD_TIMEOUT = 120.0  # seconds to start the child and build the value
 
-KINDS = ("unshared", "shared")
+KINDS = ("unshared", "shared", "id_ints", "odd_ints")
 OBJECTS = ("figure", "forest")
 OBJECT_TITLES = {
     "figure": "matplotlib Figure (subplots + plot, Agg)",
     "forest": "fitted sklearn RandomForestClassifier (10 trees)",
 }
-GROUP_TITLES = {"unshared": "unshared graph", "shared": "shared DAG", "objects": "real objects"}
+GROUP_TITLES = {
+    "unshared": "unshared graph",
+    "shared": "shared DAG",
+    "id_ints": "flat list of ints ≥ 2^20, multiples of 8",
+    "odd_ints": "flat list of odd ints ≥ 2^20",
+    "objects": "real objects",
+}
 
 GROWTH_TARGET = Target("<=", 2.0, "≤ 2.00×")
+# nbcache's digest at most twice pickle.dumps' time: pickle's time / nbcache's ≥ 0.5.
+PICKLE_TARGET = Target(">=", 0.5, "≤ 2× pickle's time")
 
 NB = "nbcache"
 JL = "joblib"
+PK = "pickle"
 
 
 def _nb_name(n: int) -> str:
@@ -56,6 +67,10 @@ def _nb_name(n: int) -> str:
 
 def _jl_name(n: int) -> str:
     return f"joblib.hash, {n:,} objects"
+
+
+def _pk_name(n: int) -> str:
+    return f"pickle.dumps (protocol 5), {n:,} objects"
 
 
 def _growth_name(sizes: Sequence[int]) -> str:
@@ -68,7 +83,11 @@ def names(sizes: Sequence[int] = DEFAULT_SIZES) -> list[tuple[str, str]]:
     rows = []
     for kind in KINDS:
         for n in sizes:
-            rows += [(GROUP_TITLES[kind], _nb_name(n)), (GROUP_TITLES[kind], _jl_name(n))]
+            rows += [
+                (GROUP_TITLES[kind], _nb_name(n)),
+                (GROUP_TITLES[kind], _jl_name(n)),
+                (GROUP_TITLES[kind], _pk_name(n)),
+            ]
         if len(sizes) > 1:
             rows.append((GROUP_TITLES[kind], _growth_name(sizes)))
     for what in OBJECTS:
@@ -111,6 +130,16 @@ def shared_graph(n: int) -> list[Any]:
     return layer
 
 
+def id_ints_graph(n: int) -> list[int]:
+    """``n`` ints in the range where ids fall (8-aligned, ≥ 2^20): each may be an id()."""
+    return [(1 << 21) + 8 * i for i in range(max(1, n - 1))]
+
+
+def odd_ints_graph(n: int) -> list[int]:
+    """The same ints plus one: odd, so none can be an id()."""
+    return [(1 << 21) + 8 * i + 1 for i in range(max(1, n - 1))]
+
+
 def real_object(what: str) -> Any:
     import numpy as np
 
@@ -150,20 +179,20 @@ def _child(kind: str, n: int, repeat: int, budget: float) -> None:
         time.sleep(3600)
     value = real_object(kind) if kind in OBJECTS else globals()[f"{kind}_graph"](n)
     _say({"built": time.perf_counter() - start})
-    tools = {JL: joblib.hash, NB: digest}
+    tools = {JL: joblib.hash, NB: digest, PK: functools.partial(pickle.dumps, protocol=5)}
     spent = 0.0
     for i in range(repeat):
         for tool, fn in list(tools.items()):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 fn(value)
             except Exception as exc:  # noqa: BLE001 - reported in the table, not raised
                 _say({"tool": tool, "error": f"raises {type(exc).__name__}: {exc}"})
                 del tools[tool]
                 continue
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             spent += seconds
-            _say({"tool": tool, "seconds": seconds})
+            _say({"tool": tool, "seconds": seconds, "cpu": cpu})
         if not tools or (i + 1 < repeat and spent > budget):
             break
 
@@ -179,7 +208,8 @@ def _say(event: dict[str, Any]) -> None:
 class Result:
     """What one child measured: seconds of each tool's runs, and whether a run timed out."""
 
-    times: dict[str, list[float]] = field(default_factory=lambda: {NB: [], JL: []})
+    times: dict[str, list[float]] = field(default_factory=lambda: {NB: [], JL: [], PK: []})
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {NB: [], JL: [], PK: []})
     raised: dict[str, str] = field(default_factory=dict)  # tool -> what it raised
     timed_out: str = ""  # the tool whose run was killed
     error: str = ""
@@ -231,6 +261,7 @@ def measure_child(kind: str, n: int, repeat: int) -> Result:
                     result.raised[event["tool"]] = str(event["error"])
                 else:
                     result.times[event["tool"]].append(float(event["seconds"]))
+                    result.cpu[event["tool"]].append(float(event["cpu"]))
                 expected = _next_tool(event["tool"], result.raised)
             wait = TIMEOUT
     finally:
@@ -245,7 +276,7 @@ def measure_child(kind: str, n: int, repeat: int) -> Result:
 
 def _next_tool(tool: str, raised: dict[str, str]) -> str:
     """Which tool the child times after ``tool`` (they take turns; one that raised is out)."""
-    left = [t for t in (JL, NB) if t not in raised]
+    left = [t for t in (JL, NB, PK) if t not in raised]
     if not left:
         return tool
     if tool not in left:
@@ -281,7 +312,7 @@ def _graph_rows(settings: Settings, kind: str, sizes: Sequence[int]) -> list[Row
     for n in sizes:
         settings.say(f"hashing_scale: {group}, {n:,} objects")
         result = measure_child(kind, n, settings.repeat)
-        nb, jl = result.times[NB], result.times[JL]
+        nb, jl, pk = result.times[NB], result.times[JL], result.times[PK]
         per_object[n] = min(nb) / n if nb else None
         rows.append(
             Row(
@@ -292,6 +323,7 @@ def _graph_rows(settings: Settings, kind: str, sizes: Sequence[int]) -> list[Row
                 unit="s",
                 versus="per object" if nb else "",
                 status=_status(result, NB),
+                cpu=tuple(result.cpu[NB]),
             )
         )
         ratio = versus = None
@@ -307,6 +339,24 @@ def _graph_rows(settings: Settings, kind: str, sizes: Sequence[int]) -> list[Row
                 ratio=ratio,
                 versus=versus or "",
                 status=_status(result, JL),
+                cpu=tuple(result.cpu[JL]),
+            )
+        )
+        ratio = versus = None
+        if pk and nb:
+            ratio, versus = min(pk) / min(nb), "nbcache's speed / this"
+        elif pk and result.timed_out == NB:
+            ratio, versus = min(pk) / TIMEOUT, "nbcache's speed / this, at most (nbcache timed out)"
+        rows.append(
+            Row(
+                group,
+                _pk_name(n),
+                tuple(pk),
+                ratio=ratio,
+                target=PICKLE_TARGET,
+                versus=versus or "",
+                status=_status(result, PK),
+                cpu=tuple(result.cpu[PK]),
             )
         )
     if len(sizes) > 1:
@@ -403,6 +453,14 @@ GROUP = Group(
         "out, the figure is a lower bound: the growth up to the largest graph that finished, "
         f"or {TIMEOUT:.0f} s / n of the largest over the smallest, whichever is higher (a bound "
         "within the target proves nothing and shows as unknown).",
+        "The pickle.dumps rows pickle the same value (protocol 5) in the same child, in turn "
+        "with the others: the floor a walk in C reaches. Target: nbcache's digest at most twice "
+        "pickle's time (the figure ≥ 0.5×).",
+        "The flat lists of ints: n − 1 ints from 2^21, all multiples of 8 (the range and "
+        "alignment of id() values, which the digest looks for among the value's parts), and the "
+        "same plus one (odd, so never an id).",
+        "CPU is the child's own process time: on a loaded machine the wall clock also counts "
+        "waiting for a CPU.",
         "The real objects: a matplotlib Figure from plt.subplots() with one plotted line "
         "(Agg backend); a RandomForestClassifier(n_estimators=10, max_depth=5) fitted on "
         "300 x 8 random features. scikit-learn is not in the test extra: without it that row "

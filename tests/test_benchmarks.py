@@ -82,7 +82,14 @@ def test_keys_and_memoize_rows(
         if row.target is not None:
             assert row.figure is not None and row.figure > 0 and row.met in (True, False), row
     table = common.markdown_table(rows)
-    assert "µs" in table and "≤ 2 µs" in table
+    assert "µs" in table and "≤ 1 µs" in table and "< 0.3 ms" in table
+    # The targets printed are the ones the README's performance table states.
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    performance = readme[readme.index("## Performance") :]
+    memoize_targets = {row.target.text for row in rows if row.group == "memoize" and row.target}
+    assert memoize_targets and all(text in performance for text in memoize_targets), memoize_targets
+    # CPU time beside the wall clock, for every memoize row that ran in a child or a loop.
+    assert all(row.cpu for row in rows if row.group == "memoize" and "large" not in row.name)
 
 
 def test_cells_rows(
@@ -298,7 +305,9 @@ def test_hashing_scale_rows(
         else:
             assert (row.figure is not None and row.figure > 0) or row.status, row
             assert row.figure is None or row.met in (True, False), row
-    assert common.markdown_table(rows).count("≤ 2.00×") == 2
+    table = common.markdown_table(rows)
+    assert table.count("≤ 2.00×") == len(hashing_scale.KINDS)  # one growth row each
+    assert table.count("≤ 2× pickle's time") == 2 * len(hashing_scale.KINDS)
 
 
 def test_hashing_scale_reports_a_timeout(
