@@ -388,7 +388,8 @@ def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
             raise RunsAlways(_MODULE_STATE.format(held))
     mutated += _sharing(namespace, [*bound, *mutated])
     mutated += _aliases(namespace, [*bound, *mutated])
-    mutated += _sharers(namespace, [*bound, *mutated])
+    shared = _sharers(namespace, [*bound, *mutated])
+    mutated += shared
     names = sorted(n for n in {*bound, *mutated} if not closed_file(namespace[n]))
     digests, plain = _digests(namespace, names)
     return {
@@ -399,6 +400,7 @@ def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
         "digests": digests,
         "plain": plain,
         "effects": made.changes,
+        "shared": shared,
         "file_contents": made.files.written.contents,
         "wrote": made.files.written.states,
     }

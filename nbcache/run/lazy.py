@@ -11,7 +11,8 @@ the globals of the notebook functions and classes it reads, transitively), and
 (``eval``, ``globals()``, a line magic, IPython's ``_`` and ``Out``) loads all.
 
 Entries that bind notebook code or modules, that changed the random
-generators or other outside state, or that wrote files, are never restored this way: code is
+generators or other outside state, that wrote files, or that keep values sharing an
+object with another (``inner = d["k"]``), are never restored this way: code is
 hashed by what it reaches now, and outside state must be right before the
 next cell runs.
 """
@@ -60,6 +61,8 @@ def recorded_meta(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     None when this entry must restore in full (see the module docstring)."""
     if entry.get("effects") or entry.get("wrote"):
         return None  # the outside state and the files must be right before the next cell
+    if entry.get("shared"):
+        return None  # values that share an object come back sharing it: from one pickle
     plain = set(entry.get("plain", ()))
     variables = {}
     for name, value in entry["vars"].items():
@@ -316,13 +319,11 @@ def swap_in(
     for where, rec in _all_stand_ins(namespace):
         if wanted is None or id(rec) in wanted:
             by_key.setdefault(rec.key, []).append((where, rec))
-    # An entry's values load together: values that share an object (``inner = d["k"]``
-    # kept with ``d``) come back sharing it; a result is reached through the names
-    # IPython keeps for it, so all of them change.
+    # a result is reached through the names IPython keeps for it, so all of them change
     if wanted is not None:
         keys = set(by_key)
         for where, rec in _all_stand_ins(namespace):
-            if rec.key in keys and (where, rec) not in by_key[rec.key]:
+            if rec.key in keys and not rec.name and (where, rec) not in by_key[rec.key]:
                 by_key[rec.key].append((where, rec))
     loaded: list[str] = []
     for key, places in by_key.items():
