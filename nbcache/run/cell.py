@@ -198,7 +198,7 @@ class CellCache:
         except RunsAlways as exc:
             # nothing stored, quietly: it runs every time, as a patch does; why says so
             self.reasons[run.identity] = [str(exc)]
-            self._note(options, "ran", seconds=made[0].seconds)
+            self._note(options, "ran", seconds=made[0].seconds, always=True)
             return made[0].result
         except NotKept as exc:
             warn(f"nbcache: {exc}", stacklevel=3)
@@ -433,6 +433,8 @@ class CellCache:
             return
         loaded, self.loaded = self.loaded, []
         record = {"cell_id": self.shell.cell_id, "outcome": outcome, "loaded": loaded, **more}
+        # why's words, so the executed notebook and `nbcache run -v` say them per cell
+        record["why"] = self.reasons.get(self.last, []) if self.last else []
         if hit is not None:
             record["load_seconds"] = hit.load_seconds
         self.auto.note(record)
