@@ -111,6 +111,9 @@ def cmd_run(_cache: Cache | None, args: argparse.Namespace) -> int:
     )
     for line in summary.warning_lines():
         print(line, file=sys.stderr)
+    if args.verbose:
+        for line in summary.verbose_lines():
+            print(f"nbcache run: {line}")
     print(summary.line(), file=sys.stderr if summary.error else sys.stdout)
     return 1 if summary.error else 0
 
@@ -240,6 +243,12 @@ def _parser() -> argparse.ArgumentParser:
         "--plan",
         action="store_true",
         help="say what a run would do for each cell, and why, without running any",
+    )
+    run.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="name each cell that executed (ran, always runs, ...) and why, one line each",
     )
     run.set_defaults(run=cmd_run_each)
     kernel = sub.add_parser("kernel", help="the nbcache kernel, for tools that run notebooks")

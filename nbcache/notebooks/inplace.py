@@ -12,8 +12,11 @@ from typing import Any
 
 __all__ = ["keep_if_unchanged", "read_bytes"]
 
-# Cell metadata that says when a cell ran, not what it showed.
-TIMING = ("execution",)
+# Cell metadata that says when a cell ran, not what it showed. nbcache's record of what a
+# cell did counts as such too: a re-run that restores what the last run computed shows
+# the same outputs, and the record then keeps telling of the run that made them (the
+# summary and `nbcache run -v` tell of this one).
+TIMING = ("execution", "nbcache")
 
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes | None:
@@ -30,7 +33,7 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes | None:
 
 def keep_if_unchanged(path: str | os.PathLike[str], before: bytes) -> bool:
     """Put ``before`` back at ``path`` when the notebook there differs from it only in
-    timing metadata; whether it did."""
+    timing metadata (nbcache's record of each cell included); whether it did."""
     after = read_bytes(path)
     if after is None or after == before:
         return after is not None

@@ -29,7 +29,9 @@ from .runner import (
     DRIVEN_KERNEL_ARGUMENTS,
     RunSummary,
     absolute_store,
+    annotate,
     kernel_environment,
+    logged_outcomes,
     logged_warnings,
 )
 
@@ -116,6 +118,9 @@ def _engine() -> Any:
                 try:
                     return client_class(nb_man, **final_kwargs).execute(env=env)
                 finally:
+                    # each cell's record, as nbcache run writes it; papermill saves the
+                    # notebook once more as it completes
+                    annotate(nb_man.nb, logged_outcomes(nb_man.nb, log, offset))
                     said = RunSummary(warnings=logged_warnings(nb_man.nb, log, offset))
                     for line in said.warning_lines("nbcache"):
                         engines.logger.warning(line)

@@ -33,8 +33,11 @@ __all__ = [
     "RunError",
     "RunSummary",
     "absolute_store",
+    "annotate",
+    "cell_outcomes",
     "execute",
     "kernel_environment",
+    "logged_outcomes",
     "logged_warnings",
     "read_notebook",
     "require_python",
@@ -42,15 +45,48 @@ __all__ = [
 ]
 
 
+# What a code cell did, as ``cell.metadata["nbcache"]["outcome"]`` says it (see
+# docs/whole-notebooks.md): every outcome but "restored" and "not run" executed the body.
+RESTORED = "restored"
+NOT_RUN = "not run"
+OUTCOMES = (
+    "restored",  # from the store; seconds: what computing it took, saved
+    "ran",  # executed and stored
+    "kept in memory",  # executed, cheaper to run again than to store
+    "always runs",  # executed; what it changes no restore can bring back
+    "uncached",  # executed as without nbcache (a line magic, an input with no content)
+    "not cached",  # left to IPython: a cell magic of its own, a top-level await
+    "failed",  # raised; the run stopped here unless the cell allows errors
+    "not run",  # after the cell the run stopped at
+)
+
+
 @dataclass(frozen=True)
 class CellOutcome:
-    """What one code cell did in a run."""
+    """What one code cell did in a run, and why."""
 
     index: int  # among the notebook's cells
     cell_id: str
-    outcome: str  # "ran", "restored", "uncached" (nbcache cannot cache it), "not cached"
+    outcome: str  # one of OUTCOMES
     seconds: float = 0.0  # how long its body ran, or (restored) how long it ran when made
     loaded: tuple[str, ...] = ()  # values loaded from the store before it ran
+    why: str = ""  # in the words of `%nbcache why`
+    first_line: str = ""
+
+    def record(self) -> dict[str, Any]:
+        """The cell's ``metadata["nbcache"]``: small, JSON, stable for the same outcome."""
+        out: dict[str, Any] = {"outcome": self.outcome, "why": self.why}
+        if self.outcome not in (NOT_RUN, "failed", "not cached", "uncached"):  # not timed
+            out["seconds"] = round(self.seconds, 4)
+        return out
+
+    def line(self) -> str:
+        """One line for ``nbcache run -v``: the cell by number and first line, and why."""
+        from ..units import format_duration
+
+        took = f" ({format_duration(self.seconds)})" if "seconds" in self.record() else ""
+        why = f": {self.why}" if self.why else ""
+        return f"cell {self.index + 1} `{self.first_line}`: {self.outcome}{took}{why}"
 
 
 @dataclass
@@ -68,7 +104,7 @@ class RunSummary:
 
     @property
     def saved(self) -> float:
-        return sum(c.seconds for c in self.cells if c.outcome == "restored")
+        return sum(c.seconds for c in self.cells if c.outcome == RESTORED)
 
     def warning_lines(self, prefix: str = "nbcache run") -> list[str]:
         """Each warning the kernel gave, as one line naming its cell."""
@@ -80,20 +116,51 @@ class RunSummary:
             out.append(f"{prefix}: {where}{text}")
         return out
 
+    def verbose_lines(self) -> list[str]:
+        """``nbcache run -v``: each cell that executed (restored and unreached ones are
+        counted by the summary line), one line each, with why."""
+        return [c.line() for c in self.cells if c.outcome not in (RESTORED, NOT_RUN)]
+
     def line(self) -> str:
-        """The summary line: what ran, what restored, and the time saved."""
+        """The summary line: what ran, what restored, what was not reached, the time saved."""
         from ..units import format_duration
 
-        ran = self.count("ran") + self.count("uncached") + self.count("not cached")
+        restored, unreached = self.count(RESTORED), self.count(NOT_RUN)
+        ran = len(self.cells) - restored - unreached
         cells = f"{len(self.cells)} code cell{'' if len(self.cells) == 1 else 's'}"
-        parts = [cells, f"{self.count('restored')} restored"]
-        parts.append(f"{ran} ran")
+        parts = [cells, f"{restored} restored", f"{ran} ran"]
+        if unreached:
+            parts.append(f"{unreached} not run")
         text = f"nbcache run: {', '.join(parts)} in {format_duration(self.elapsed)}"
         if self.saved:
             text += f"; restoring saved {format_duration(self.saved)}"
         if self.error:
             text += f"; stopped: {self.error}"
+            where = _stopped_at(self.cells)
+            if where is not None:
+                text += f" (cell {where.index + 1} `{where.first_line}`)"
         return text
+
+
+def annotate(nb: Any, cells: list[CellOutcome]) -> None:
+    """Write each code cell's record into its ``metadata["nbcache"]``; a cell with none (an
+    empty one) keeps no record of an earlier run."""
+    records = {c.index: c.record() for c in cells}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        metadata = cell.setdefault("metadata", {})
+        if index in records:
+            metadata["nbcache"] = records[index]
+        else:
+            metadata.pop("nbcache", None)
+
+
+def _stopped_at(cells: list[CellOutcome]) -> CellOutcome | None:
+    """The cell a run stopped at: the one that failed, else the last one it reached."""
+    failed = [c for c in cells if c.outcome == "failed"]
+    reached = [c for c in cells if c.outcome != NOT_RUN]
+    return failed[-1] if failed else (reached[-1] if reached else None)
 
 
 # The kernel loads nbcache as it starts, but not as an IPython extension by name: a
@@ -204,8 +271,9 @@ def run_notebook(
         summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
         summary.elapsed = time.perf_counter() - start
         records = _records(log)
-        summary.cells = _outcomes(nb, [r for r in records if "warning" not in r])
+        summary.cells = cell_outcomes(nb, records, summary.error)
         summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
+    annotate(nb, summary.cells)
     if out is not None:
         nbformat.write(nb, os.fspath(out))
     return nb, summary
@@ -329,28 +397,99 @@ def _first_code_line(source: str) -> str:
     return line if len(line) <= 40 else line[:39] + "…"
 
 
-def _outcomes(nb: Any, records: list[dict[str, Any]]) -> list[CellOutcome]:
+def logged_outcomes(nb: Any, log: str, offset: int = 0) -> list[CellOutcome]:
+    """What each code cell of ``nb`` did, from the cell log ``log`` a driven kernel wrote
+    from ``offset`` on (papermill's engine reads it so)."""
+    return cell_outcomes(nb, _records(log, offset))
+
+
+def cell_outcomes(
+    nb: Any, records: list[dict[str, Any]], stopped: str | None = None
+) -> list[CellOutcome]:
+    """Every non-empty code cell of the executed ``nb`` with what it did, from the kernel's
+    cell log records (the last one of each cell: a cell runs once per run); ``stopped``
+    says why the run stopped (a timeout, a dead kernel), for the cell it stopped in."""
     by_id: dict[str, dict[str, Any]] = {}
+    warned: dict[str, str] = {}
     for record in records:
-        if record.get("cell_id"):
+        if not record.get("cell_id"):
+            continue
+        if "warning" in record:
+            warned[str(record["cell_id"])] = str(record["warning"]).strip()
+        else:
             by_id[str(record["cell_id"])] = record
-    out = []
+    out: list[CellOutcome] = []
+    stop: int | None = None
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or not cell.source.strip():
             continue
-        if cell.get("execution_count") is None and not cell.get("outputs"):
-            continue  # not reached: an earlier cell failed
-        found = by_id.get(str(cell.get("id")))
-        if found is None:
-            out.append(CellOutcome(index, str(cell.get("id")), "not cached"))
+        first = _first_code_line(cell.source)
+        cell_id = str(cell.get("id"))
+        found = by_id.get(cell_id)
+        if found is None and cell.get("execution_count") is None and not cell.get("outputs"):
+            at = f"cell {stop + 1}" if stop is not None else "an earlier cell"
+            out.append(
+                CellOutcome(
+                    index, cell_id, NOT_RUN, why=f"the run stopped at {at}", first_line=first
+                )
+            )
             continue
+        stop = index
+        if found is None:
+            outcome, why = _unlogged(cell)
+            if outcome == "failed" and stopped and not _raised(cell):
+                why = stopped
+            out.append(CellOutcome(index, cell_id, outcome, why=why, first_line=first))
+            continue
+        outcome, why = _logged(found, warned.get(cell_id))
         out.append(
             CellOutcome(
                 index,
-                str(cell.get("id")),
-                str(found.get("outcome", "ran")),
+                cell_id,
+                outcome,
                 float(found.get("seconds", 0.0) or 0.0),
                 tuple(found.get("loaded", ())),
+                why,
+                first,
             )
         )
     return out
+
+
+_KEPT_IN_MEMORY = (
+    "it ran in less time than storing and restoring it would take, so it is kept in memory "
+    "only and runs again next time"
+)
+
+
+def _logged(record: dict[str, Any], warning: str | None) -> tuple[str, str]:
+    """A logged cell's outcome and why, in the words of ``%nbcache why`` (and of the
+    warning it gave, for a value that could not be stored)."""
+    reasons = [str(r) for r in record.get("why") or ()]
+    outcome = str(record.get("outcome", "ran"))
+    if outcome == "ran" and record.get("always"):
+        outcome = "always runs"
+    elif outcome == "ran" and "stored" in record and not record["stored"]:
+        outcome = "kept in memory"  # its size in the store is 0
+        reasons.append(warning.removeprefix("nbcache: ") if warning else _KEPT_IN_MEMORY)
+    return outcome, "; ".join(reasons)
+
+
+def _raised(cell: Any) -> bool:
+    return any(o.get("output_type") == "error" for o in cell.get("outputs", ()))
+
+
+def _unlogged(cell: Any) -> tuple[str, str]:
+    """A cell that executed with no record: it raised, or auto mode left it to IPython."""
+    for output in cell.get("outputs", ()):
+        if output.get("output_type") == "error":
+            return "failed", _ANSI.sub("", f"{output.get('ename')}: {output.get('evalue')}")[:200]
+    stripped = cell.source.lstrip()
+    if stripped.startswith("%%"):
+        magic = stripped.split(None, 1)[0]
+        return "not cached", f"it begins with the cell magic `{magic}`, which runs without nbcache"
+    from ..run.auto import wraps  # only here: the CLI need not import the run layer
+
+    if wraps(cell.source):
+        return "failed", "it stopped before nbcache could say what it did"
+    return "not cached", "it awaits at its top level, which IPython runs without nbcache"
