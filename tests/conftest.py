@@ -86,6 +86,9 @@ SLOW_PLACES = {
         "store/test_hostile.py::test_of_many_writers_of_one_key_the_first_entry_stays",
         "store/test_index.py::test_many_processes_share_one_index",
         "entry/test_signing.py::test_processes_starting_together_agree",
+        "store/test_index_concurrency.py",
+        "run/test_unloadable_entry.py::test_a_class_renamed_since_the_entry_was_made_is_a_miss_that_says_why",
+        "test_fast_subset.py::test_the_slow_folders_contribute_nothing_to_the_fast_selection",
     ],
 }
 SLOW_KINDS = (*SLOW_PLACES, "server")
@@ -106,6 +109,16 @@ def slow_kinds(item: pytest.Item) -> list[str]:
         kinds.append("server")
     kinds += [k for k in SLOW_KINDS if k not in kinds and item.get_closest_marker(k)]
     return kinds
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``-m fast`` exactly, the folders and modules that hold only slow tests are
+    not even imported (Chromium's and the kernels' clients take seconds to import)."""
+    if config.getoption("markexpr", "") != "fast" or not collection_path.is_relative_to(TESTS):
+        return None
+    where = collection_path.relative_to(TESTS).as_posix()
+    whole = [place for places in SLOW_PLACES.values() for place in places if "::" not in place]
+    return True if where in whole else None
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by the markers added here
