@@ -30,6 +30,7 @@ from ..cache.lru import LRU
 from ..errors import KeyPicklingError, warn
 from ..keys.calls import CallKey, bind_arguments, call_key, explain
 from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
+from ..settings import LARGE_VALUE, memory_size
 from ..tasks.executors import get_executor
 from ..tasks.futures import settle
 from ..units import parse_duration
@@ -111,7 +112,13 @@ class Memoized(Generic[P, R]):
         self._identity = identity(fn)
         self._is_async = inspect.iscoroutinefunction(fn)
         self._lock = threading.RLock()
-        self._memory: LRU[str, Kept] = LRU(maxsize)
+        # A function whose results are stored keeps them in memory as a cell's are: within
+        # NBCACHE_MEMORY_SIZE, and a large result only while the caller holds it too (a
+        # later call loads it again). One kept in memory only is kept as it is: there,
+        # memory is the only place the result lives.
+        self._memory: LRU[str, Kept] = (
+            LRU(maxsize, max_bytes=memory_size(), large=LARGE_VALUE) if store else LRU(maxsize)
+        )
         self._ask = Ask(
             persist=store,
             max_age=self._max_age,

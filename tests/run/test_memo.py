@@ -631,3 +631,41 @@ def test_an_argument_whose_class_is_unhashable_never_raises_from_memoize() -> No
         assert name_of(_Odd()) == "_Odd"
         assert name_of(_Odd(), y=_Odd()) == "_Odd"
         assert name_of(1, y=_Odd()) == "int"
+
+
+def test_a_large_stored_result_is_freed_when_the_caller_lets_go(cache: Cache, probe: Probe) -> None:
+    """The function's memory layer is never the only holder of a large result it stored:
+    ``del`` frees it, and the next call loads it from the store instead of computing."""
+    import gc
+    import weakref
+
+    @memoize(cache=cache)
+    def big(n: int) -> Any:
+        probe.calls.append(n)
+        return np.full(3 * 2**20, n, dtype=np.float64)  # 24 MiB, over the large-value size
+
+    result = big(7)
+    alive = weakref.ref(result)
+    del result
+    gc.collect()
+    assert alive() is None
+    again = big(7)
+    assert probe.calls == [7] and float(again[0]) == 7.0 and again.nbytes == 3 * 2**20 * 8
+    assert big.cache_info().store_hits == 1
+
+
+def test_a_large_result_kept_in_memory_only_stays_held(cache: Cache, probe: Probe) -> None:
+    """Without a store, memory is the only place the result lives: it is kept."""
+    import gc
+    import weakref
+
+    @memoize(cache=cache, store=False)
+    def big(n: int) -> Any:
+        probe.calls.append(n)
+        return np.full(3 * 2**20, n, dtype=np.float64)
+
+    alive = weakref.ref(big(7))
+    gc.collect()
+    assert alive() is not None
+    big(7)
+    assert probe.calls == [7]
