@@ -437,8 +437,8 @@ def cell_outcomes(
         stop = index
         if found is None:
             outcome, why = _unlogged(cell)
-            if outcome == "failed" and stopped and not _raised(cell):
-                why = stopped
+            if outcome == "failed" and stopped and why in ("KeyboardInterrupt", _STOPPED):
+                why = stopped  # the run stopped it (a timeout interrupts the kernel)
             out.append(CellOutcome(index, cell_id, outcome, why=why, first_line=first))
             continue
         outcome, why = _logged(found, warned.get(cell_id))
@@ -475,15 +475,15 @@ def _logged(record: dict[str, Any], warning: str | None) -> tuple[str, str]:
     return outcome, "; ".join(reasons)
 
 
-def _raised(cell: Any) -> bool:
-    return any(o.get("output_type") == "error" for o in cell.get("outputs", ()))
+_STOPPED = "it stopped before nbcache could say what it did"
 
 
 def _unlogged(cell: Any) -> tuple[str, str]:
     """A cell that executed with no record: it raised, or auto mode left it to IPython."""
     for output in cell.get("outputs", ()):
         if output.get("output_type") == "error":
-            return "failed", _ANSI.sub("", f"{output.get('ename')}: {output.get('evalue')}")[:200]
+            said = f"{output.get('ename')}: {output.get('evalue')}".removesuffix(": ")
+            return "failed", _ANSI.sub("", said)[:200]
     stripped = cell.source.lstrip()
     if stripped.startswith("%%"):
         magic = stripped.split(None, 1)[0]
@@ -491,5 +491,5 @@ def _unlogged(cell: Any) -> tuple[str, str]:
     from ..run.auto import wraps  # only here: the CLI need not import the run layer
 
     if wraps(cell.source):
-        return "failed", "it stopped before nbcache could say what it did"
+        return "failed", _STOPPED
     return "not cached", "it awaits at its top level, which IPython runs without nbcache"

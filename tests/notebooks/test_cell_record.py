@@ -128,6 +128,23 @@ def test_after_a_failing_cell_the_summary_counts_the_whole_notebook(
     assert got["later4"] == {"outcome": "not run", "why": "the run stopped at cell 3"}
 
 
+def test_a_cell_stopped_by_the_timeout_says_so(tmp_path: Path, env: dict[str, str]) -> None:
+    cells = [("a", "x = 1"), ("slow", "import time\ntime.sleep(60)"), ("b", "y = 2"), ("c", "")]
+    write_notebook(tmp_path / "slow.ipynb", cells)
+    nb = nbformat.read(tmp_path / "slow.ipynb", as_version=4)
+    nb.cells[-1].metadata["nbcache"] = {"outcome": "ran"}  # an empty cell keeps no record
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    run = nbcache_run(tmp_path, env, "slow.ipynb", "-o", "out.ipynb", "--timeout", "2")
+    assert run.returncode == 1
+    stopped = "a cell ran longer than the --timeout of 2 s"
+    assert "3 code cells, 0 restored, 2 ran, 1 not run in " in run.stderr, run.stderr
+    assert f"; stopped: {stopped} (cell 3 `import time`)" in run.stderr
+    got = records(tmp_path / "out.ipynb")
+    assert got["slow"] == {"outcome": "failed", "why": stopped}
+    assert got["b"] == {"outcome": "not run", "why": "the run stopped at cell 3"}
+    assert got["c"] == {}
+
+
 def test_a_rerun_in_place_that_restores_leaves_the_notebook_and_its_records_byte_for_byte(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
