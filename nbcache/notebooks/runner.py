@@ -419,7 +419,7 @@ def cell_outcomes(
         else:
             by_id[str(record["cell_id"])] = record
     out: list[CellOutcome] = []
-    stop: int | None = None
+    stop: CellOutcome | None = None  # the last cell reached
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or not cell.source.strip():
             continue
@@ -427,19 +427,20 @@ def cell_outcomes(
         cell_id = str(cell.get("id"))
         found = by_id.get(cell_id)
         if found is None and cell.get("execution_count") is None and not cell.get("outputs"):
-            at = f"cell {stop + 1}" if stop is not None else "an earlier cell"
+            # by its first line too: papermill inserts an error cell above it afterwards
+            at = f"cell {stop.index + 1} `{stop.first_line}`" if stop else "an earlier cell"
             out.append(
                 CellOutcome(
                     index, cell_id, NOT_RUN, why=f"the run stopped at {at}", first_line=first
                 )
             )
             continue
-        stop = index
         if found is None:
             outcome, why = _unlogged(cell)
             if outcome == "failed" and stopped and why in ("KeyboardInterrupt", _STOPPED):
                 why = stopped  # the run stopped it (a timeout interrupts the kernel)
             out.append(CellOutcome(index, cell_id, outcome, why=why, first_line=first))
+            stop = out[-1]
             continue
         outcome, why = _logged(found, warned.get(cell_id))
         out.append(
@@ -453,6 +454,7 @@ def cell_outcomes(
                 first,
             )
         )
+        stop = out[-1]
     return out
 
 

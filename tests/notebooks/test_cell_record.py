@@ -125,7 +125,10 @@ def test_after_a_failing_cell_the_summary_counts_the_whole_notebook(
     )
     got = records(tmp_path / "out.ipynb")
     assert got["boom"] == {"outcome": "failed", "why": "ValueError: no such column"}
-    assert got["later4"] == {"outcome": "not run", "why": "the run stopped at cell 3"}
+    assert got["later4"] == {
+        "outcome": "not run",
+        "why": "the run stopped at cell 3 `raise ValueError('no such column')`",
+    }
 
 
 def test_a_cell_stopped_by_the_timeout_says_so(tmp_path: Path, env: dict[str, str]) -> None:
@@ -141,7 +144,10 @@ def test_a_cell_stopped_by_the_timeout_says_so(tmp_path: Path, env: dict[str, st
     assert f"; stopped: {stopped} (cell 3 `import time`)" in run.stderr
     got = records(tmp_path / "out.ipynb")
     assert got["slow"] == {"outcome": "failed", "why": stopped}
-    assert got["b"] == {"outcome": "not run", "why": "the run stopped at cell 3"}
+    assert got["b"] == {
+        "outcome": "not run",
+        "why": "the run stopped at cell 3 `import time`",
+    }
     assert got["c"] == {}
 
 
@@ -200,3 +206,33 @@ def test_papermills_engine_writes_the_same_records(
     assert two["slow"]["outcome"] == "restored"
     assert two["slow"]["seconds"] == one["slow"]["seconds"]
     assert two["injected-parameters"]["outcome"] in ("ran", "kept in memory")
+
+
+def test_papermills_engine_records_a_failure_and_the_cells_it_did_not_reach(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import papermill as pm
+
+    for name in list(os.environ):
+        if name not in env:
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cells = [("a", "x = 1"), ("boom", "raise ValueError('bad')"), ("b", "y = 2")]
+    write_notebook(tmp_path / "in.ipynb", cells)
+    with pytest.raises(pm.PapermillExecutionError):
+        pm.execute_notebook(
+            str(tmp_path / "in.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            engine_name="nbcache",
+            cwd=str(tmp_path),
+            progress_bar=False,
+        )
+    got = records(tmp_path / "out.ipynb")
+    assert got["a"]["outcome"] == "kept in memory"
+    assert got["boom"] == {"outcome": "failed", "why": "ValueError: bad"}
+    # named by its first line too: papermill has since put an error cell above it
+    assert got["b"] == {
+        "outcome": "not run",
+        "why": "the run stopped at cell 3 `raise ValueError('bad')`",
+    }
