@@ -68,10 +68,10 @@ def test_files_written_deleted_and_excluded(tmp_path: Path) -> None:
         os.remove("old.txt")
         (tmp_path / "store" / "entry").read_text()
     assert dict(read) == {}
-    assert read.written.states["out.txt"][0] == 4
-    assert read.written.contents == {"out.txt": b"made"}
-    assert read.written.states["old.txt"] == []
-    assert "log.txt" not in read.written.states
+    assert FileReads.of(read).written.states["out.txt"][0] == 4
+    assert FileReads.of(read).written.contents == {"out.txt": b"made"}
+    assert FileReads.of(read).written.states["old.txt"] == []
+    assert "log.txt" not in FileReads.of(read).written.states
 
 
 def test_another_thread_is_not_recorded() -> None:
@@ -88,7 +88,7 @@ def test_put_back_writes_the_file_again_with_its_time_and_deletes_again() -> Non
     with FileReads.recording() as read:
         Path("out.txt").write_text("made")
         os.remove("gone.txt")
-    written = read.written
+    written = FileReads.of(read).written
     made = os.stat("out.txt").st_mtime_ns
     os.remove("out.txt")
     Path("gone.txt").write_text("back again")
@@ -101,7 +101,7 @@ def test_put_back_writes_the_file_again_with_its_time_and_deletes_again() -> Non
 def test_a_written_file_too_large_to_keep_is_missing_when_changed() -> None:
     with FileReads.recording() as read, open("big.bin", "wb") as f:
         f.truncate(KEPT_WRITE + 1)
-    written = read.written
+    written = FileReads.of(read).written
     assert written.contents == {} and written.states["big.bin"][2] is None
     assert written.missing() == []
     os.remove("big.bin")
