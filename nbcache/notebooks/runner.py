@@ -473,7 +473,9 @@ def _logged(record: dict[str, Any], warning: str | None) -> tuple[str, str]:
         outcome = "always runs"
     elif outcome == "ran" and "stored" in record and not record["stored"]:
         outcome = "kept in memory"  # its size in the store is 0
-        reasons.append(warning.removeprefix("nbcache: ") if warning else _KEPT_IN_MEMORY)
+        # first: it is why the cell ran, whatever its key says
+        said = warning.removeprefix("nbcache: ").removesuffix(".") if warning else None
+        reasons.insert(0, said or _KEPT_IN_MEMORY)
     return outcome, "; ".join(reasons)
 
 

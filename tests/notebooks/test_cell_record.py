@@ -131,6 +131,19 @@ def test_after_a_failing_cell_the_summary_counts_the_whole_notebook(
     }
 
 
+def test_a_value_that_cannot_be_pickled_keeps_its_cell_in_memory_and_why_says_so(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    cells = [("lock", "import time, threading\ntime.sleep(0.03)\nlock = threading.Lock()")]
+    write_notebook(tmp_path / "nb.ipynb", cells)
+    run = nbcache_run(tmp_path, env, "nb.ipynb", "-o", "out.ipynb")
+    assert run.returncode == 0, run.stderr
+    got = records(tmp_path / "out.ipynb")["lock"]
+    assert got["outcome"] == "kept in memory"
+    assert got["why"].startswith("this cell's `lock` (_thread.lock) cannot be pickled"), got
+    assert "to store the rest; no earlier entry" in got["why"]
+
+
 def test_a_cell_stopped_by_the_timeout_says_so(tmp_path: Path, env: dict[str, str]) -> None:
     cells = [("a", "x = 1"), ("slow", "import time\ntime.sleep(60)"), ("b", "y = 2"), ("c", "")]
     write_notebook(tmp_path / "slow.ipynb", cells)
