@@ -297,7 +297,11 @@ def test_killed_writers_leave_whole_entries_or_none(
     while True:
         proc = _spawn(script, "writer", root, child)
         _expect(proc, "started")
-        time.sleep(rng.uniform(0.0, 0.05))  # the random moment of the kill, not a handshake
+        # The random moment of the kill, not a handshake. Until a put has been seen whole,
+        # the window widens (a put takes 25-45 ms here, longer on a loaded or slower
+        # machine), so the test never runs out of kills before one lands after a put.
+        window = 0.05 if loaded else min(0.8, 0.05 * 2 ** (child // 4))
+        time.sleep(rng.uniform(0.0, window))
         proc.send_signal(signal.SIGKILL)
         _out, err = proc.communicate(timeout=HANG)
         assert proc.returncode == -signal.SIGKILL, f"writer died by itself (seed {seed}):\n{err}"
