@@ -24,6 +24,8 @@ CELLS = [
     ("magic", "%env NBCACHE_RECORD_TEST=1"),
     ("timed", "%%time\nz = y * 2"),
     ("uses", "time.sleep(0.02)\nw = y * 10\nw"),
+    # a root handler no entry can make again
+    ("logs", "import logging\nlogging.getLogger().addHandler(logging.NullHandler())"),
 ]
 
 
@@ -63,7 +65,9 @@ def test_each_cell_records_what_it_did_and_why_run_after_run(
         "magic": "uncached",
         "timed": "not cached",
         "uses": "ran",
+        "logs": "always runs",
     }
+    assert "root logger" in one["logs"]["why"] and "runs every time" in one["logs"]["why"]
     assert one["slow"]["seconds"] >= 0.05
     assert one["slow"]["why"].startswith("no earlier entry of the cell"), one["slow"]
     assert "kept in memory" in one["cheap"]["why"]
@@ -79,6 +83,7 @@ def test_each_cell_records_what_it_did_and_why_run_after_run(
     assert two["slow"]["why"].startswith("it restored")
     assert two["uses"]["outcome"] == "restored"
     assert two["cheap"]["outcome"] == "kept in memory"
+    assert two["logs"]["outcome"] == "always runs"
 
     nb = nbformat.read(tmp_path / "nb.ipynb", as_version=4)
     nb.cells[3].source = "y = x + 2"
@@ -99,12 +104,13 @@ def test_each_cell_records_what_it_did_and_why_run_after_run(
         "cell 5 `%env NBCACHE_RECORD_TEST=1`",
         "cell 6 `%%time`",
         "cell 7 `time.sleep(0.02)`",
+        "cell 8 `import logging`",
     ]
     assert lines[0].startswith("nbcache run: cell 4 `y = x + 2`: kept in memory (")
     assert lines[3].startswith("nbcache run: cell 7 `time.sleep(0.02)`: ran (")
     assert "`y`" in lines[3]
     summary = third.stdout.splitlines()[-1]
-    assert summary.startswith("nbcache run: 6 code cells, 2 restored, 4 ran in ")
+    assert summary.startswith("nbcache run: 7 code cells, 2 restored, 5 ran in ")
     # without -v, the summary line alone
     assert not [ln for ln in second.stdout.splitlines() if ln.startswith("nbcache run: cell")]
 
@@ -175,13 +181,14 @@ def test_a_rerun_in_place_that_restores_leaves_the_notebook_and_its_records_byte
     assert records(path)["slow"]["outcome"] == "ran"
     again = nbcache_run(tmp_path, env, "nb.ipynb")
     assert again.returncode == 0, again.stderr
-    assert "5 code cells, 3 restored, 2 ran" in again.stdout
-    # the cells that ran again (cheap, uncached) took other times; the file keeps
+    assert "6 code cells, 3 restored, 3 ran" in again.stdout
+    # the cells that ran again (cheap, uncached, always runs) took other times; the file keeps
     # the record of the run that made its outputs
     assert path.read_bytes() == after_first
     # a real change is written, records and all
     nb = nbformat.read(path, as_version=4)
-    nb.cells[-1].source = "w = y * 11\nw"
+    (uses,) = [c for c in nb.cells if c.get("id") == "uses"]
+    uses.source = "w = y * 11\nw"
     nbformat.write(nb, path)
     assert nbcache_run(tmp_path, env, "nb.ipynb").returncode == 0
     assert records(path)["slow"]["outcome"] == "restored"
