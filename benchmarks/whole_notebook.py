@@ -217,6 +217,8 @@ def _one(
         out["edited"].append(seconds)
         out["bodies"].append(sum(c.seconds for c in summary.cells if c.outcome != "restored"))
         out["outcomes"] = {o: summary.count(o) for o in ("restored", "ran", "uncached")}
+        # kept in memory and always runs executed too: the label counts them as ran
+        out["outcomes"]["ran"] += summary.count("kept in memory") + summary.count("always runs")
         out["loaded"] = [n for c in summary.cells for n in c.loaded]
         out["loaded_bytes"] = _loaded_bytes(summary, _edited(cells), store)
         settings.say(f"whole_notebook: {name}: jupyter-cache ({r + 1}/{rounds})")
