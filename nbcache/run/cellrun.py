@@ -22,6 +22,7 @@ from ..keys.hashing import describe, digest
 from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
 from .effects import Effects, only_imports, seeds_first
 from .effects import apply as apply_effects
+from .effects import stale as stale_inputs
 from .files import FileReads, Written
 from .modstate import held_by_module
 from .output import NO_RESULT, MemoryOnly, OutputLog
@@ -104,7 +105,7 @@ class Unchanged:
             self.stale += Written(dict(wrote)).missing()
         outside = info.meta.get("outside")
         if isinstance(outside, dict) and outside:
-            self.stale += Effects.now().differs(outside)
+            self.stale += stale_inputs(outside)
         return not self.stale
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "registered",
     "restore_state",
     "seeds_first",
+    "stale",
     "unregister",
 ]
 
@@ -238,6 +239,21 @@ class Effects:
             if any(_unstorable(v) for v in items):
                 out.append(state.words)
         return out
+
+
+def stale(inputs: Mapping[str, str]) -> list[str]:
+    """:meth:`Effects.differs` for the state now, reading only the states ``inputs``
+    names (a hit checks this before it is used: the settings alone cost no read)."""
+    values: dict[str, Any] = {}
+    for name in inputs:
+        state = _REGISTRY.get(name)
+        if state is None or (state.module is not None and state.module not in sys.modules):
+            continue
+        try:
+            values[name] = state.read()
+        except Exception:  # noqa: BLE001 - a state that cannot be read now is skipped
+            continue
+    return Effects(values, frozenset(_SEEDED), _world, _settings_digest()).differs(inputs)
 
 
 def _unstorable(value: Any) -> bool:
