@@ -34,6 +34,7 @@ __all__ = ["ModuleWatch", "held_by_module", "watching"]
 
 _CODE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
 _ALL = "*"
+_NOT = "unset"  # an attribute the module does not have (or a submodule: an import)
 
 
 def _installed_roots() -> tuple[str, ...]:
@@ -104,9 +105,15 @@ def _snapshot(
         if name == _ALL:
             continue
         if name not in space:
-            out[name] = "unset"
+            out[name] = _NOT
             continue
         value = space[name]
+        if isinstance(value, types.ModuleType):
+            # A submodule appears as an attribute when it is first imported, and numpy
+            # and others import theirs lazily on first use (``np.random.seed``): an
+            # import, not a change of state, so it reads as an attribute not set.
+            out[name] = _NOT
+            continue
         if id(value) in covered:
             continue
         data = not isinstance(value, _CODE)
@@ -172,7 +179,7 @@ class ModuleWatch:
             whole = local(module)
             after = _snapshot(module, {_ALL} if whole else set(before))
             names = sorted(set(before) | set(after)) if whole else sorted(before)
-            out += [f"{name}.{a}" for a in names if after.get(a) != before.get(a)]
+            out += [f"{name}.{a}" for a in names if after.get(a, _NOT) != before.get(a, _NOT)]
         return out
 
     @contextmanager

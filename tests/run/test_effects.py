@@ -228,6 +228,34 @@ def test_a_variable_a_module_holds_changed_in_place_runs_every_time(
     assert "{'x': 1}" in kernels.out("print(get())", capsys)
 
 
+def test_a_submodule_imported_on_first_use_is_no_change_of_module_state(
+    kernels: Kernels,
+) -> None:
+    """numpy imports ``numpy.random`` on first use (``np.random.seed``): the attribute that
+    appears is an import, not state the cell changed, and the cell restores."""
+    package = kernels.root / "lazypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import importlib\n\ndef __getattr__(name):\n"
+        "    return importlib.import_module(f'lazypkg.{name}')\n"
+    )
+    (package / "sub.py").write_text("VALUE = 3\n")
+    cell = "%%cache\nimport lazypkg\n" + MARK + "v = lazypkg.sub.VALUE\n"
+    try:
+        for _ in range(2):
+            for name in ("lazypkg", "lazypkg.sub"):
+                sys.modules.pop(name, None)
+            kernels.restart()
+            kernels.run(cell)
+            assert kernels.shell is not None and kernels.shell.user_ns["v"] == 3
+        why = kernels.why()
+        assert kernels.runs() == 1, why
+        assert "module" not in why
+    finally:
+        for name in ("lazypkg", "lazypkg.sub"):
+            sys.modules.pop(name, None)
+
+
 def test_a_handler_that_cannot_be_made_again_makes_the_cell_run_every_time(
     kernels: Kernels,
 ) -> None:
