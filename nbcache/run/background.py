@@ -40,6 +40,7 @@ from .cellrun import (
 )
 from .checkpoint import CheckpointError, Remote, checkpointing, remote_checkpoints, worker_cache
 from .effects import Effects
+from .effects import ran as effects_ran
 from .files import FileReads
 from .naming import by_interest
 from .output import NO_RESULT, OutputLog, from_user_code
@@ -115,6 +116,7 @@ def start(
             seconds = time.perf_counter() - start + earlier
             files = FileReads.of(read).merged(watch)
             changes = outside.changes(Effects.now()) if here else {}
+            effects_ran(changes)
             made.append(Made(namespace, before, log, result, seconds, files, outside, changes))
             return kept(code, run.key, made[0])
 

@@ -53,6 +53,7 @@ from .cellrun import (
 )
 from .checkpoint import checkpointing
 from .effects import Effects, only_imports
+from .effects import ran as effects_ran
 from .files import FileReads
 from .lazy import needed, pending, recorded_meta, restorable, stand_ins, swap_in
 from .modstate import ModuleWatch
@@ -517,6 +518,7 @@ class CellCache:
         seconds = time.perf_counter() - start + checkpoints.earlier_seconds
         files = FileReads.of(read).merged(FileReads.of(run.options.watch))
         changes = outside.changes(Effects.now())
+        effects_ran(changes)
         made = Made(namespace, before, log, result, seconds, files, outside, changes)
         made.modules = modules.changed()
         return made

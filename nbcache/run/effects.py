@@ -48,6 +48,7 @@ __all__ = [
     "apply",
     "forget_seeds",
     "only_imports",
+    "ran",
     "register",
     "registered",
     "restore_state",
@@ -105,6 +106,14 @@ def registered() -> list[State]:
 # The settings cells changed so far in this kernel, as applied: an input of every cell.
 _world: dict[str, Any] = {}
 _world_digest: list[str | None] = [None]
+
+
+def ran(changes: Mapping[str, Any]) -> None:
+    """A cell's run ended having made ``changes``: the settings among them are now an
+    input of the cells after it. Only a cell's end notes them, never a checkpoint in the
+    middle of its loop: its own changes would otherwise be "an earlier cell's" to its
+    next attempt, and no checkpoint of a cell that imports a library would resume."""
+    _note_world(changes)
 
 
 def _note_world(changes: Mapping[str, Any]) -> None:
@@ -178,7 +187,6 @@ class Effects:
                 out[name] = value if state.delta is None else state.delta(before, value)
         if after.seeded != self.seeded and ("random" in out or "numpy.random" in out):
             out["seeded"] = sorted(after.seeded)
-        _note_world(out)
         return out
 
     def inputs(self, changes: Mapping[str, Any], *, seeded: bool, drew: bool) -> dict[str, str]:

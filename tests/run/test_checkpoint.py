@@ -513,3 +513,30 @@ def test_the_resume_line_is_not_the_cells_output(tmp_path: Path) -> None:
     CellCache(hit, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
     assert hit.reports[-1].outcome == "restored"
     assert hit.display_publisher.shown == []  # the loop showed no display; neither does the hit
+
+
+def test_a_loop_that_changes_a_setting_resumes_in_the_same_kernel(tmp_path: Path) -> None:
+    """What the cell itself set (print options) is not "a setting an earlier cell changed"
+    to its own next attempt: its checkpoints must not count it while the loop runs."""
+    import numpy as np
+
+    from nbcache.run.effects import forget_seeds
+
+    cell = LOOP.replace(
+        "import numpy as np\n", "import numpy as np\nnp.set_printoptions(precision=3)\n"
+    )
+    options = np.get_printoptions()
+    forget_seeds()
+    try:
+        shell, cells, _ = _cells(tmp_path / "store")
+        os.environ["FAIL_AT"] = "17"
+        with pytest.raises(ValueError, match="failed at 17"):
+            cells.run(cell, CellOptions(checkpoint=0.0))
+        _settle()
+        del os.environ["FAIL_AT"]
+        cells.run(cell, CellOptions(checkpoint=0.0))
+        (told,) = _resumed(shell)
+        assert told.resumed is not None and 0 < told.resumed.step <= 17
+    finally:
+        np.set_printoptions(**options)
+        forget_seeds()
