@@ -494,7 +494,7 @@ class CellCache:
             log.recording(self.shell.display_publisher),
             self.shell.paging(lambda data, start: log.add("page", data, start)),
             FileReads.recording(self._exclude()) as read,
-            modules.importing(),
+            modules.importing(around=outside.importing),
             checkpointing(
                 self.cache,
                 run,

@@ -103,9 +103,10 @@ class Unchanged:
         wrote = info.meta.get("wrote")
         if isinstance(wrote, dict) and wrote:
             self.stale += Written(dict(wrote)).missing()
+        # An entry with no outside inputs was made before any setting changed: it hits
+        # only while none has changed (reading no state: this costs nothing).
         outside = info.meta.get("outside")
-        if isinstance(outside, dict) and outside:
-            self.stale += stale_inputs(outside)
+        self.stale += stale_inputs(outside if isinstance(outside, dict) else {})
         return not self.stale
 
 

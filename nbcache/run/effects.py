@@ -31,7 +31,8 @@ import io
 import pickle
 import random
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,8 @@ def registered() -> list[State]:
     return list(_REGISTRY.values())
 
 
+_ABSENT: Any = object()  # a state not readable at a moment (its module not loaded)
+
 # The settings cells changed so far in this kernel, as applied: an input of every cell.
 _world: dict[str, Any] = {}
 _world_digest: list[str | None] = [None]
@@ -162,6 +165,38 @@ class Effects:
             except Exception:  # noqa: BLE001 - a state that cannot be read now is skipped
                 continue
         return cls(values, frozenset(_SEEDED), dict(_world), _settings_digest())
+
+    @contextmanager
+    def importing(self) -> Iterator[None]:
+        """Around an import the cell makes: what the import itself sets (a library's
+        defaults once it is loaded, the warnings filters it adds) becomes part of this
+        starting state, so it is no change of the cell's. A plain kernel that imports the
+        library gets the same, and a cell that only imports changes no setting."""
+        pre = Effects.now()
+        try:
+            yield
+        finally:
+            self._absorb(pre, Effects.now())
+
+    def _absorb(self, pre: Effects, post: Effects) -> None:
+        for name, value in post.values.items():
+            had = pre.values.get(name, _ABSENT)
+            if had is not _ABSENT and _same(had, value):
+                continue  # the import left it as it was
+            mine = self.values.get(name, _ABSENT)
+            state = _REGISTRY.get(name)
+            if mine is _ABSENT or had is _ABSENT:
+                self.values[name] = value
+            elif state is not None and state.keyed and _dicts(mine, had, value):
+                merged = dict(mine)
+                for key, new in value.items():
+                    imported = key not in had or not _same(had[key], new)
+                    untouched = key not in mine or (key in had and _same(mine[key], had[key]))
+                    if imported and untouched:  # the import set it, the cell had not yet
+                        merged[key] = new
+                self.values[name] = merged
+            elif _same(mine, had):
+                self.values[name] = value
 
     def changes(self, after: Effects) -> dict[str, Any]:
         """What changed from this moment to ``after``, as stored with an entry."""
@@ -394,6 +429,10 @@ def _same_dict(a: dict[Any, Any], b: dict[Any, Any]) -> bool:
         return bool(a == b)  # one C-level pass when nothing changed, the usual case
     except Exception:  # noqa: BLE001 - values that will not compare: key by key then
         return False
+
+
+def _dicts(*values: Any) -> bool:
+    return all(isinstance(v, dict) for v in values)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -22,8 +22,8 @@ import os
 import sys
 import sysconfig
 import types
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from ..errors import KeyPicklingError
@@ -183,9 +183,13 @@ class ModuleWatch:
         return out
 
     @contextmanager
-    def importing(self) -> Iterator[ModuleWatch]:
+    def importing(
+        self, around: Callable[[], AbstractContextManager[object]] = nullcontext
+    ) -> Iterator[ModuleWatch]:
         """Around the body: read each module the cell imports first just after its import
-        returns (``builtins.__import__`` wrapped only while such a cell runs)."""
+        returns (``builtins.__import__`` wrapped only while such a cell runs); each such
+        import runs inside ``around()`` (what the import itself sets is no change of the
+        cell's: see :meth:`nbcache.run.effects.Effects.importing`)."""
         if not self.fresh:
             yield self
             return
@@ -195,6 +199,9 @@ class ModuleWatch:
         def hooked(*args: Any, **kwargs: Any) -> Any:
             depth[0] += 1
             try:
+                if depth[0] == 1:
+                    with around():
+                        return original(*args, **kwargs)
                 return original(*args, **kwargs)
             finally:
                 depth[0] -= 1

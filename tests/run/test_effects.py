@@ -256,6 +256,30 @@ def test_a_submodule_imported_on_first_use_is_no_change_of_module_state(
             sys.modules.pop(name, None)
 
 
+def test_what_an_import_sets_is_no_setting_the_cell_changed(kernels: Kernels) -> None:
+    """A library that adds a warnings filter as it loads: a cell that only imports it
+    changes no setting (a later cell still restores); one that sets a filter of its own
+    after the import does (the later cell runs again)."""
+    (kernels.root / "noisylib.py").write_text(
+        "import warnings\nwarnings.filterwarnings('ignore', message='noisylib says')\n"
+    )
+    later = "%%cache\n" + MARK + "x = 1\n"
+    try:
+        for first, runs in (
+            (None, 1),
+            ("%%cache\nimport noisylib\n", 0),
+            ("%%cache\nimport noisylib, warnings\nwarnings.filterwarnings('ignore', 'mine')\n", 1),
+        ):
+            sys.modules.pop("noisylib", None)
+            kernels.restart()
+            if first is not None:
+                kernels.run(first)
+            kernels.run(later)
+            assert kernels.runs() == runs, (first, kernels.why())
+    finally:
+        sys.modules.pop("noisylib", None)
+
+
 def test_a_handler_that_cannot_be_made_again_makes_the_cell_run_every_time(
     kernels: Kernels,
 ) -> None:
