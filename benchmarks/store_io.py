@@ -50,7 +50,7 @@ _SECRET = b"nbcache-benchmark-secret-not-for-real-use"
 _PREFIX_SIZE = 16  # see nbcache.entry.format: magic, format, flags, reserved
 _TRAILER = struct.Struct(f"<Q{MAC_SIZE}s8s")  # header length, MAC, end marker
 
-WRITE_TARGET = at_least(0.8)
+WRITE_TARGET = at_least(0.95)
 READ_TARGET = at_least(0.8)
 SHARE_TARGET = at_most(0.20)
 
@@ -443,11 +443,13 @@ NOTES = (
     "SHA-256 of the pickle stream and HMAC-SHA256 of the entry's prefix and header (the "
     "work a write does, and a read repeats to verify). Hashing a buffer that is not in the "
     "CPU cache is memory-bound, so this over-states the cost inside nbcache, which hashes "
-    "each 1 MB chunk next to the copy that moves it.",
+    "each chunk next to the copy that moves it (a buffer of 16 MB or more on a second "
+    "thread, while the same chunk is written).",
     "MAC + checksums, profiled: one more `Cache.put` / `Cache.lookup` under cProfile; the "
     "figure is the time inside xxhash, hashlib and hmac calls ÷ that call's total time. "
-    "On a write, xxh3 is the first to touch each chunk, so the fetch from RAM is charged to "
-    "it; on a read the chunk is already in cache.",
+    "On a read the chunk is already in cache when it is hashed. On a write, cProfile sees "
+    "only the calling thread: a large buffer's XXH3 runs on a second thread beside the "
+    "write, so the write rows count the stream and the MAC, not the hiding hash.",
     "Before each timed run the benchmark syncs dirty pages, collects garbage and touches then "
     "frees scratch memory as large as the array (--no-prefault turns this off). On VMs with "
     "free page reporting (virtio-balloon, e.g. Firecracker), memory left free for about 2 s "
@@ -456,7 +458,7 @@ NOTES = (
     "Ratios and shares use each contender's best run. On a VM, odd runs of any contender "
     "can still take several times longer (host memory, other guests); the median shows how "
     "noisy the run was, and --repeat 5 or more steadies the best.",
-    "Targets: write ≥ 0.8× np.save (each fsync variant against its like), "
+    "Targets: write ≥ 0.95× np.save (each fsync variant against its like), "
     "read ≥ 0.8× np.load, MAC + checksums ≤ 20 % of nbcache's write and read times. "
     "joblib and mmap rows are shown for context, without targets.",
 )
