@@ -14,7 +14,7 @@ import pytest
 from nbcache.cache.core import Cache
 from nbcache.entry.pickling import Pickled
 from nbcache.entry.signing import Signer
-from nbcache.run import checkpoint
+from nbcache.run import checkpoint, routing
 from nbcache.run.background import run_in_worker
 from nbcache.run.cell import CellCache
 from nbcache.run.cellrun import CellOptions
@@ -51,6 +51,9 @@ def _no_fail_at() -> Iterator[None]:
     os.environ.pop("FAIL_AT", None)
     yield
     os.environ.pop("FAIL_AT", None)
+    # run_in_worker routes the process's streams, as a worker process's are for good: in
+    # this process, put them back (a later test's background cell lost its output).
+    routing.uninstall()
 
 
 def _cells(root: Path) -> tuple[FakeShell, CellCache, Cache]:
