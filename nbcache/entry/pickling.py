@@ -179,7 +179,11 @@ class _KernelPickler(cloudpickle.Pickler):  # type: ignore[misc]
         reduced = super().reducer_override(obj)
         if (
             type(obj) is types.FunctionType
-            and obj.__module__ == "__main__"
+            # Code written in the notebook: its globals are the notebook's. Not its
+            # ``__module__``, which functools.wraps copies: a library's wrapper around a
+            # notebook method (scikit-learn's set_output) says "__main__" and reads the
+            # library's globals.
+            and obj.__globals__.get("__name__") == "__main__"
             and type(reduced) is tuple
             and len(reduced) == 6
             and reduced[0] is _CP_MAKE

@@ -269,6 +269,44 @@ def test_restored_functions_fingerprint_as_defined() -> None:
     assert {k: fingerprint(v) for k, v in restored.items()} == before
 
 
+def _library_helper(value: Any) -> Any:
+    """A name only this module's globals hold, as scikit-learn's wrappers read theirs."""
+    return ("wrapped", value)
+
+
+def _library_wraps(method: Any) -> Any:
+    """A library's wrapper around a notebook method (scikit-learn's set_output wraps
+    ``transform``): functools.wraps gives it the method's ``__module__``, "__main__"."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapped(self: Any, *args: Any) -> Any:
+        return _library_helper(method(self, *args))
+
+    return wrapped
+
+
+def test_a_library_wrapper_around_a_notebook_method_keeps_the_librarys_globals() -> None:
+    """Restored, the wrapper still reads the library's names and the method the notebook's."""
+    import linecache
+
+    from nbcache.entry.pickling import restoring_into
+    from tests.notebook_sim import run_cell
+
+    cell = (
+        "class Rescale:\n    def transform(self, x):\n        return x / scale\n"
+        "Rescale.transform = wraps(Rescale.transform)\n"
+    )
+    namespace = run_cell(cell, {"wraps": _library_wraps, "scale": 2})
+    assert namespace["Rescale"].transform.__module__ == "__main__"
+    parts = dump_parts({"Rescale": namespace["Rescale"]})
+    linecache.cache.pop(namespace["Rescale"].transform.__wrapped__.__code__.co_filename, None)
+    fresh: dict[str, Any] = {"__name__": "__main__", "scale": 4}
+    with restoring_into(fresh):
+        restored = load_parts(parts.stream, parts.buffers)
+    assert restored["Rescale"]().transform(8) == ("wrapped", 2.0)
+
+
 def test_globals_are_not_pickled_with_notebook_functions() -> None:
     """A notebook function reading an unpicklable global (a lock) still stores."""
     from tests.notebook_sim import run_cell
