@@ -17,7 +17,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 import xxhash
@@ -64,11 +64,16 @@ def hashed_write(f: BinaryIO, view: memoryview) -> str:
     with ThreadPoolExecutor(1, thread_name_prefix="nbcache-xxh3") as hasher:
         for start in range(0, view.nbytes, _OVERLAP_CHUNK):
             chunk = view[start : start + _OVERLAP_CHUNK]
-            hashed = hasher.submit(digest.update, chunk)
+            try:
+                hashed: Future[None] | None = hasher.submit(digest.update, chunk)
+            except RuntimeError:  # no new thread (interpreter exiting, a thread limit)
+                digest.update(chunk)
+                hashed = None
             try:
                 write_all(f, chunk)
             finally:  # one update at a time, in order, and none left running after a failure
-                hashed.result()
+                if hashed is not None:
+                    hashed.result()
     return str(digest.hexdigest())
 
 

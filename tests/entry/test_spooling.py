@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import io
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -145,3 +147,22 @@ def test_in_memory_and_special_files_are_not_preallocated(signer: Signer) -> Non
     with open(os.devnull, "wb", buffering=0) as null:
         spooling.preallocate(null, 1 << 30)  # a character device: nothing to allocate
     spooling.preallocate(io.BytesIO(), 1 << 30)
+
+
+def test_a_write_at_exit_hashes_on_its_own_thread(tmp_path: Path) -> None:
+    """At interpreter exit no new thread starts: a large buffer is still written and hashed."""
+    script = f"""
+import atexit, io, sys, numpy as np, xxhash
+from nbcache.entry.spooling import hashed_write
+data = np.arange(4 << 20, dtype=np.float64)
+def at_exit():
+    with open({str(tmp_path / "out")!r}, "wb", buffering=0) as f:
+        ok = hashed_write(f, memoryview(data)) == xxhash.xxh3_128(data.tobytes()).hexdigest()
+    print("same checksum" if ok else "other checksum")
+atexit.register(at_exit)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.stdout.strip() == "same checksum", done.stderr
+    assert (tmp_path / "out").stat().st_size == 32 << 20
