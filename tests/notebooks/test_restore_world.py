@@ -48,10 +48,20 @@ CELLS = [
     # a module beside the notebook that reads the notebook's namespace itself
     "print(helper.keys())",
     "print(d)",
+    # a scikit-learn transformer of the notebook's: the library wraps its transform
+    SLOW + MARK.format("class") + "from sklearn.base import BaseEstimator, TransformerMixin\n"
+    "class Rescale(TransformerMixin, BaseEstimator):\n"
+    "    def fit(self, X, y=None):\n        self.m_ = np.max(X)\n        return self\n"
+    "    def transform(self, X):\n        return np.asarray(X) / self.m_",
+    SLOW + MARK.format("fit") + "scaler = Rescale().fit([1.0, 2.0, 4.0])",
+    "print(scaler.transform([2.0, 4.0]))",
     SLOW + MARK.format("total") + "total = n + step\nprint('total', total)",
 ]
 # the edited cell runs and changes the list through one name: the other shows it
-EDITED = CELLS[-1].replace("n + step", "n * step") + "\ninner.append(3)\nprint(d)"
+EDITED = (
+    CELLS[-1].replace("n + step", "n * step")
+    + "\ninner.append(3)\nprint(d)\nprint(scaler.transform([2.0, 4.0]))"
+)
 
 
 def write(folder: Path, cells: list[str], name: str = "nb.ipynb") -> None:
@@ -188,7 +198,8 @@ def test_cache_cells_restore_the_world_after_a_restart(
     assert "[0.33 0.67]" in first[4] and "{'x': 1}" in first[4] and "4321 0.14286" in first[4]
     assert "['k']" in first[8] and "{'k': [1, 2]}" in first[9]
     assert ran(kernels.root) == [
-        *("configure", "module", "chdir", "write", "dict", "inner", "append", "total")
+        *("configure", "module", "chdir", "write", "dict", "inner", "append"),
+        *("class", "fit", "total"),
     ]
     logging_out = _logged(kernels)
     second = session()
