@@ -391,6 +391,8 @@ class CellCache:
         """A hit put back from its signed header alone: stand-ins for its values (loaded
         when a cell that runs needs them), its output replayed, nothing unpickled."""
         self._explain_hit(run, hit)
+        if self.cache.store is not None:
+            self.cache.store.hold(hit.info.key)  # its stand-ins may load from it later
         result = stand_ins(hit.info.key, recorded, self.shell.user_ns)
         log = OutputLog([tuple(event) for event in recorded["outputs"]])
 

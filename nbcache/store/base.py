@@ -27,6 +27,10 @@ __all__ = ["EntryStat", "Lease", "Store", "check_key", "eviction_rank", "is_key"
 
 _KEY = re.compile(r"^[0-9a-f]{16,128}$")
 _COPY_CHUNK = 8 << 20
+# Keys this process still needs whole (a lazy run's stand-ins load from them): no
+# eviction by this process removes them while it lives. Keys are content digests, so one
+# set serves every store.
+_HELD: set[str] = set()
 
 
 def is_key(name: object) -> bool:
@@ -198,10 +202,21 @@ class Store(ABC):
         """Bytes the entries take, summed over a listing unless the store keeps an index."""
         return sum(stat.size for stat in self.entries())
 
+    def hold(self, key: str) -> None:
+        """Keep ``key`` from eviction by this process while it lives: a value restored as a
+        stand-in loads from its entry when a later cell needs it, which eviction by the
+        cells stored meanwhile must not take away."""
+        _HELD.add(key)
+
+    @staticmethod
+    def held(protect: Iterable[str] = ()) -> set[str]:
+        """``protect`` and the keys this process holds (see :meth:`hold`)."""
+        return {*protect, *_HELD}
+
     def eviction_order(self, protect: Iterable[str] = ()) -> Iterator[EntryStat]:
         """Unpinned entries, lowest :func:`eviction_rank` first, least recently used among
-        equals."""
-        keep = set(protect)
+        equals (none this process holds)."""
+        keep = self.held(protect)
         ranked = []
         for stat, stats in self.entries_with_stats():
             if stat.key in keep or (isinstance(stats, Mapping) and stats.get("pinned") is True):

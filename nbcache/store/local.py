@@ -241,7 +241,7 @@ class LocalStore(Store):
             self.index.reserve(key, size, time.time(), writer_name(), replace=replace)
             if self._limit is not None:
                 try:
-                    self.keeper.fit(self._limit, protect=(key,), added=size)
+                    self.keeper.fit(self._limit, protect=self.held((key,)), added=size)
                 except StoreError as exc:  # a file that cannot be removed: keep writing
                     if not self._warned_evict:
                         self._warned_evict = True
@@ -377,7 +377,7 @@ class LocalStore(Store):
     def eviction_order(self, protect: Iterable[str] = ()) -> Iterator[EntryStat]:
         if not self._exists():
             return iter(())
-        protect = list(protect)
+        protect = list(self.held(protect))
         by_files = super().eviction_order
         return _chain_checked(self.index.eviction_order(protect), lambda: by_files(protect))
 
@@ -394,7 +394,7 @@ class LocalStore(Store):
             return []
         try:
             with self.index.exclusive():
-                return self.keeper.fit(max_size, protect)
+                return self.keeper.fit(max_size, self.held(protect))
         except IndexUnavailable:
             return super().evict_to(max_size, protect)
 

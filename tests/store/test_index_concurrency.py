@@ -371,3 +371,31 @@ def test_stress_writers_evictors_listers_and_kills(tmp_path: Path) -> None:
     cache.put("cd" * 16, b"after the storm")  # and the store goes on working
     assert _rows(root) == _files(root)
     assert sum(_files(root).values()) <= limit + max(_files(root).values())
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_an_entry_this_process_holds_is_never_evicted(tmp_path: Path, indexed: bool) -> None:
+    """A lazy run's stand-ins load from their entries later: the writes of the cells after
+    them evict others under the limit, never those (with the index or by the files)."""
+    from nbcache.store import base
+
+    root = tmp_path / "store"
+    payload = 48_000
+    cache = _cache(root, limit=200_000)
+    held = f"{0:032x}"
+    cache.put(held, b"h" * payload, {"compute_seconds": 0.001})  # the first to go otherwise
+    assert cache.store is not None
+    if not indexed:  # a folder where the index's file should be: no index opens
+        for path in (root / "v1").glob("index.sqlite*"):
+            path.unlink()
+        (root / "v1" / "index.sqlite").mkdir()
+        cache = _cache(root, limit=200_000)
+        assert cache.store is not None
+    cache.store.hold(held)
+    try:
+        for n in range(1, 12):
+            cache.put(f"{n:032x}", bytes([n]) * payload, {"compute_seconds": 100.0})
+        assert held in _files(root) and _cache(root).lookup(held) is not None
+        assert sum(_files(root).values()) <= 200_000 + payload
+    finally:
+        base._HELD.discard(held)

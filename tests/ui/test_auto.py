@@ -421,3 +421,20 @@ def test_the_wrapper_leaves_input_as_ipython_reads_it(session: Any) -> None:
     assert "run_cell_magic('cache'" in shell.transform_cell("y = 41 + 1\n")
     for plain in ("exit\n", "quit\n", "x = (\n"):
         assert "run_cell_magic" not in shell.transform_cell(plain), plain
+
+
+def test_a_lazy_restore_holds_its_entry_against_eviction(session: Any) -> None:
+    """The stand-ins a lazy run puts back load from their entry later: this process keeps
+    that entry from eviction while it lives."""
+    from nbcache.store import base
+
+    shell = session()
+    run(shell, SLOW + "kept = list(range(10))")
+    (record,) = default_cache().records()
+    shell = session("%nbcache auto --lazy")
+    try:
+        run(shell, SLOW + "kept = list(range(10))")
+        assert type(shell.user_ns["kept"]) is Recorded
+        assert record.key in base._HELD
+    finally:
+        base._HELD.discard(record.key)
