@@ -9,7 +9,8 @@ package before any of its modules, so no digest runs without them.
 from __future__ import annotations
 
 from . import arrays, code, frames, hashing
-from .hashing import HashBudgetError, LiveHandleError, describe, digest, drawn_on
+from .classes import describe
+from .hashing import HashBudgetError, LiveHandleError, digest, drawn_on
 from .rules import containers, handles, names, ndarrays, objects
 
 __all__ = ["HashBudgetError", "LiveHandleError", "describe", "digest", "drawn_on"]

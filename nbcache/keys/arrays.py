@@ -16,7 +16,8 @@ import sys
 from collections.abc import Generator
 from typing import Any
 
-from .hashing import Matcher, Node, Request, Rule, subclass_of
+from .classes import Matcher, subclass_of
+from .hashing import Node, Request, Rule
 
 __all__ = ["RULES"]
 

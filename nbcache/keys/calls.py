@@ -20,8 +20,9 @@ import xxhash
 from .._version import __version__
 from ..errors import KeyPicklingError
 from ..units import format_duration
+from .classes import describe
 from .code import Fingerprint, identity, short_name
-from .hashing import HASH_VERSION, describe, digest
+from .hashing import HASH_VERSION, digest
 
 __all__ = [
     "IMPORTS_ONLY",

@@ -36,14 +36,8 @@ from typing import Any
 import xxhash
 
 from ..errors import KeyPicklingError
-from .hashing import (
-    HASH_VERSION,
-    Matcher,
-    Node,
-    Request,
-    Rule,
-    digest,
-)
+from .classes import Matcher
+from .hashing import HASH_VERSION, Node, Request, Rule, digest
 from .modules import (
     absolute_name,
     expand_dotted,

@@ -21,7 +21,8 @@ import sys
 from collections.abc import Generator
 from typing import Any
 
-from .hashing import Matcher, Node, Request, Rule, subclass_of, type_name
+from .classes import Matcher, subclass_of, type_name
+from .hashing import Node, Request, Rule
 
 __all__ = ["RULES"]
 

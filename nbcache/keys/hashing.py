@@ -54,6 +54,7 @@ from typing import Any
 import xxhash
 
 from ..errors import KeyPicklingError
+from .classes import Matcher, type_name
 from .recorded import Recorded
 from .versions import module_version
 
@@ -65,7 +66,6 @@ __all__ = [
     "HASH_VERSION",
     "HashBudgetError",
     "LiveHandleError",
-    "Matcher",
     "Node",
     "Parts",
     "Request",
@@ -73,16 +73,10 @@ __all__ = [
     "Step",
     "Unfed",
     "bulk_atoms",
-    "describe",
     "digest",
     "drawn_on",
-    "has_attr",
-    "instance_dict",
-    "loaded_class",
     "module_version",
     "register",
-    "subclass_of",
-    "type_name",
 ]
 
 # Part of every key: bump it when a rule below changes, so old keys miss
@@ -177,40 +171,6 @@ def digest(
 
 def _hexdigest(root: bytes) -> str:
     return str(xxhash.xxh3_128_hexdigest(b"nbcache-hash/%d\x00" % HASH_VERSION + root))
-
-
-def describe(value: Any) -> dict[str, Any]:
-    """A short summary for "why did it miss": type, shape or length where known.
-
-    Never raises: a value with a hostile ``__getattr__`` is described by its type.
-    """
-    cls = type(value)
-    if cls is Recorded:
-        return dict(value.described)
-    summary: dict[str, Any] = {"type": type_name(cls)}
-    try:
-        shape = getattr(value, "shape", None) if has_attr(cls, "shape") else None
-        if type(shape) is tuple and all(type(n) is int for n in shape):
-            summary["shape"] = list(shape)
-        elif cls in (list, tuple, dict, set, frozenset, str, bytes):
-            summary["len"] = len(value)
-        if cls in (int, float, bool) or (cls is str and len(value) <= 40):
-            summary["repr"] = repr(value)
-    except Exception:  # noqa: BLE001 - a summary is best effort; the type is always known
-        return {"type": summary["type"]}
-    return summary
-
-
-def has_attr(cls: type, name: str) -> bool:
-    """True if ``cls`` or a base defines ``name``: asks the classes, never the instance."""
-    return any(name in vars(klass) for klass in cls.__mro__)
-
-
-def type_name(cls: type) -> str:
-    """``module.Qualname`` (bare for builtins), read from the class itself."""
-    module = getattr(cls, "__module__", None) or "?"
-    qualname = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
-    return str(qualname) if module == "builtins" else f"{module}.{qualname}"
 
 
 # -- nodes: what a rule writes into -----------------------------------------------
@@ -695,7 +655,6 @@ for _scalar_walk in _SCALAR_WALKS.values():
 
 # -- the registry ------------------------------------------------------------------
 
-Matcher = Callable[[type], bool]
 _REGISTERED: list[tuple[Matcher, Rule]] = []
 _BY_TYPE: dict[type, Rule] = {}
 _registry_lock = threading.Lock()
@@ -731,34 +690,3 @@ def _rule_for(cls: type) -> Rule:
 
 def _no_rule(n: Node, value: Any) -> None:
     raise KeyPicklingError("no hashing rule matches it (import nbcache.keys to register them)")
-
-
-def loaded_class(module: str, name: str) -> type | None:
-    """``module.name`` if ``module`` is imported already and it is a class, else None."""
-    mod = sys.modules.get(module)
-    cls: Any = mod
-    for part in name.split("."):
-        cls = getattr(cls, part, None)
-    return cls if isinstance(cls, type) else None
-
-
-def subclass_of(module: str, *names: str) -> Matcher:
-    """A matcher for subclasses of ``module.name`` that imports nothing."""
-
-    def matches(cls: type) -> bool:
-        for name in names:
-            base = loaded_class(module, name)
-            if base is not None and issubclass(cls, base):
-                return True
-        return False
-
-    return matches
-
-
-def instance_dict(value: Any) -> dict[str, Any] | None:
-    """``value.__dict__`` without running a ``__getattr__`` that answers every name."""
-    try:
-        state = object.__getattribute__(value, "__dict__")
-    except (AttributeError, TypeError):
-        return None
-    return state if type(state) is dict else None

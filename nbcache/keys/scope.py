@@ -25,8 +25,9 @@ import xxhash
 
 from ..errors import KeyPicklingError
 from .calls import KEY_VERSION
+from .classes import describe
 from .code import fingerprint_of, is_code
-from .hashing import describe, digest
+from .hashing import digest
 from .recorded import Recorded
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..cache.core import Cache
 from ..entry.pickling import dump_parts, load_parts, probe, restoring_into
-from ..keys.hashing import describe
+from ..keys.classes import describe
 from ..keys.scope import changed_names, namespace_snapshot
 from ..tasks.executors import check_executor, configured_executor, get_executor
 from ..tasks.task import Task, TaskCancelled, current_task, follow_tqdm

@@ -17,8 +17,9 @@ from ..cache.core import Ask, Hit
 from ..entry.format import EntryInfo
 from ..entry.pickling import probe
 from ..errors import CacheError, KeyPicklingError, ValuePicklingError, warn
+from ..keys.classes import describe
 from ..keys.code import code_reached, is_code
-from ..keys.hashing import describe, digest
+from ..keys.hashing import digest
 from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
 from .effects import Effects, only_imports, seeds_first
 from .effects import apply as apply_effects

@@ -28,8 +28,8 @@ import types
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeGuard
 
+from ..keys.classes import describe
 from ..keys.code import is_code
-from ..keys.hashing import describe
 from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, is_shell_name, names_in_string
 from .cellrun import ModuleRef, result_of

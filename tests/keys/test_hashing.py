@@ -16,7 +16,8 @@ import pyarrow as pa
 import pytest
 
 from nbcache import KeyPicklingError
-from nbcache.keys.hashing import describe, digest
+from nbcache.keys.classes import describe
+from nbcache.keys.hashing import digest
 
 from ..notebook_sim import outputs_under_hash_seeds
 

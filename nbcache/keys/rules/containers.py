@@ -13,17 +13,8 @@ from __future__ import annotations
 import types
 from typing import Any
 
-from ..hashing import (
-    ATOMS,
-    BULK_ITEMS,
-    Matcher,
-    Node,
-    Parts,
-    Rule,
-    Unfed,
-    bulk_atoms,
-    instance_dict,
-)
+from ..classes import Matcher, instance_dict
+from ..hashing import ATOMS, BULK_ITEMS, Node, Parts, Rule, Unfed, bulk_atoms
 
 __all__ = ["RULES", "items_parts"]
 

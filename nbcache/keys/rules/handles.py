@@ -15,7 +15,8 @@ import threading
 import types
 from typing import Any
 
-from ..hashing import LiveHandleError, Matcher, Node, Rule, loaded_class
+from ..classes import Matcher, loaded_class
+from ..hashing import LiveHandleError, Node, Rule
 
 __all__ = ["RULES", "is_drawing", "is_live_handle"]
 

@@ -12,7 +12,8 @@ import sys
 import types
 from typing import Any
 
-from ..hashing import Matcher, Node, Parts, Rule, module_version
+from ..classes import Matcher
+from ..hashing import Node, Parts, Rule, module_version
 
 __all__ = ["RULES", "global_rule"]
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import xxhash
 
-from ..hashing import Matcher, Node, Parts, Rule, instance_dict, subclass_of
+from ..classes import Matcher, instance_dict, subclass_of
+from ..hashing import Node, Parts, Rule
 from .containers import items_parts
 
 __all__ = ["RULES", "ndarray_rule"]

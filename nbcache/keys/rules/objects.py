@@ -23,17 +23,8 @@ import sys
 from typing import Any
 
 from ...errors import KeyPicklingError
-from ..hashing import (
-    Matcher,
-    Node,
-    Parts,
-    Rule,
-    has_attr,
-    instance_dict,
-    loaded_class,
-    module_version,
-    type_name,
-)
+from ..classes import Matcher, has_attr, instance_dict, loaded_class, type_name
+from ..hashing import Node, Parts, Rule, module_version
 from .containers import items_parts
 
 __all__ = ["RULES"]
