@@ -121,8 +121,8 @@ def test_restart_restores_variables_and_outputs(work: Path, env: dict[str, str])
     assert result.output_type == "execute_result" and result.data == {"text/plain": "140"}
     (status_a,) = nbrun.status_lines(a, 2)
     (status_b,) = nbrun.status_lines(b, 2)
-    assert status_a.startswith("nbcache: computed frame, total in ")
-    assert status_b.startswith("nbcache: restored frame, total (")
+    assert status_a.startswith("nbcache: computed total, frame in ")
+    assert status_b.startswith("nbcache: restored total, frame (")
     # the cell's outputs, its result among them, in the plain run's order; then the status
     assert nbrun.outputs(b, 2)[-1].data["text/plain"] == status_b
     assert nbrun.outputs(b, 2)[-2].execution_count == 3
@@ -235,7 +235,7 @@ def test_comments_and_layout_are_a_hit(computed: tuple[Path, Path], tmp_path: Pa
     assert runs(folder) == before
     assert nbrun.status_lines(nb, 2)[0].startswith("nbcache: restored total, values")
     assert nbrun.text_of(nb, 4) == "total = 208\n"
-    assert "has not missed in this session" in nbrun.text_of(nb, 3)
+    assert "it restored: its key matches the entry" in nbrun.text_of(nb, 3)
 
 
 def test_same_relative_path_in_another_folder_is_a_miss(work: Path, env: dict[str, str]) -> None:
@@ -308,7 +308,7 @@ def test_unpicklable_value_warns_once_and_runs_again_after_restart(
         assert warning.startswith("nbcache: this cell's `lock` (_thread.lock) cannot be pickled")
         assert "memory only" in warning
         (status,) = nbrun.status_lines(nb, 1)
-        assert status.startswith("nbcache: computed lock, threading, value")
+        assert status.startswith("nbcache: computed value, lock, threading")
         assert status.endswith("kept in memory")
         assert not nbrun.errors(nb)
 
@@ -320,7 +320,7 @@ def test_unpicklable_value_warns_every_time_the_cell_computes(
     cell = "%%cache\nimport threading\nlock = threading.Lock()\ny = x\n"
     nb = nbrun.run(["%load_ext nbcache\nx = 5", cell, "x = 6", cell], cwd=work, env=env)
     for index in (1, 3):
-        assert nbrun.status_lines(nb, index)[0].startswith("nbcache: computed lock")
+        assert nbrun.status_lines(nb, index)[0].startswith("nbcache: computed y, lock")
         assert "`lock` (_thread.lock) cannot be pickled" in nbrun.text_of(nb, index, "stderr")
 
 
