@@ -241,6 +241,20 @@ def environ(**values: str | None) -> Iterator[None]:
 # -- describing where and on what the run happened --------------------------
 
 
+def write_notebook(cells: Sequence[str], path: Path) -> None:
+    """A notebook of ``cells`` for the python3 kernel, each cell with an id (``c0``...)."""
+    import nbformat  # a benchmark of notebooks only
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(s, id=f"c{i}") for i, s in enumerate(cells)]
+    nbformat.write(nb, os.fspath(path))
+
+
 def file_system(path: Path) -> tuple[str, str]:
     """(type, mount point) of the file system holding ``path``, from /proc/mounts."""
     target = os.path.realpath(path)

@@ -21,13 +21,12 @@ import importlib
 import os
 import shutil
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from nbcache.units import format_size
 
-from .common import BENCH_SECRET, Group, Row, Settings, at_most, environ
+from .common import BENCH_SECRET, Group, Row, Settings, at_most, environ, write_notebook
 
 __all__ = ["GROUP", "NAMES", "PRINT_BYTES", "run"]
 
@@ -66,18 +65,6 @@ def cell(nbytes: int) -> str:
 
 def _nbformat() -> Any:
     return importlib.import_module("nbformat")  # untyped: kept at arm's length
-
-
-def _notebook(cells: Sequence[str], path: Path) -> None:
-    nbformat = _nbformat()
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(s, id=f"c{i}") for i, s in enumerate(cells)]
-    nbformat.write(nb, os.fspath(path))
 
 
 def _cell_seconds(nb: Any) -> float:
@@ -141,17 +128,17 @@ def run(settings: Settings) -> list[Row]:
                 NBCACHE_AUTO=None,
             ):
                 settings.say(f"printing: plain ({r + 1}/{rounds})")
-                _notebook([body], work / "plain.ipynb")
+                write_notebook([body], work / "plain.ipynb")
                 seconds, alone = _plain(work / "plain.ipynb")
                 got[PLAIN].append(seconds)
                 got[PLAIN_CELL].append(alone)
                 settings.say(f"printing: %%cache ({r + 1}/{rounds})")
-                _notebook(["%load_ext nbcache", "%%cache\n" + body], work / "cache.ipynb")
+                write_notebook(["%load_ext nbcache", "%%cache\n" + body], work / "cache.ipynb")
                 seconds, alone = _plain(work / "cache.ipynb")
                 got[CACHE].append(seconds)
                 got[CACHE_CELL].append(alone)
                 settings.say(f"printing: nbcache run ({r + 1}/{rounds})")
-                _notebook([body], work / "run.ipynb")
+                write_notebook([body], work / "run.ipynb")
                 seconds, alone, _ = _nbcache(work / "run.ipynb", work / "run-store")
                 got[RUN].append(seconds)
                 got[RUN_CELL].append(alone)

@@ -32,7 +32,7 @@ from typing import Any
 
 from nbcache.units import format_size
 
-from .common import BENCH_SECRET, Group, Row, Settings, Target, environ
+from .common import BENCH_SECRET, Group, Row, Settings, Target, environ, write_notebook
 
 __all__ = ["GROUP", "NOTEBOOKS", "run"]
 
@@ -59,19 +59,6 @@ FLOOR = "floor: kernel start, every import and line magic of the notebook"
 BEYOND = "edited run / plain run, beyond the floor"
 
 TARGET = Target("<=", 0.10, "≤ 10 %")
-
-
-def _notebook(cells: Sequence[str], path: Path) -> None:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(s, id=f"c{i}") for i, s in enumerate(cells)]
-    nbformat.write(nb, os.fspath(path))
 
 
 def _edited(cells: Sequence[str]) -> list[str]:
@@ -139,7 +126,7 @@ def _jupyter_cache(path: Path, folder: Path, cells: Sequence[str]) -> float:
     first = executor.run_and_cache(timeout=TIMEOUT)
     if first.excepted or first.errored or not first.succeeded:
         raise RuntimeError(f"jupyter-cache could not execute {path.name}: {first.as_json()}")
-    _notebook(_edited(cells), path)
+    write_notebook(_edited(cells), path)
     start = time.perf_counter()
     again = executor.run_and_cache(timeout=TIMEOUT)
     seconds = time.perf_counter() - start
@@ -202,17 +189,17 @@ def _one(
         work.mkdir(parents=True)
         path = work / "notebook.ipynb"
         settings.say(f"whole_notebook: {name}: plain ({r + 1}/{rounds})")
-        _notebook([], work / "empty.ipynb")
+        write_notebook([], work / "empty.ipynb")
         out["kernel"].append(_plain(work / "empty.ipynb"))
-        _notebook(_floor_cells(cells), work / "floor.ipynb")
+        write_notebook(_floor_cells(cells), work / "floor.ipynb")
         out["floor"].append(_plain(work / "floor.ipynb"))
-        _notebook(cells, path)
+        write_notebook(cells, path)
         out["plain"].append(_plain(path))
         settings.say(f"whole_notebook: {name}: nbcache run ({r + 1}/{rounds})")
         store = work / "store"
         seconds, _ = _nbcache(path, store)
         out["first"].append(seconds)
-        _notebook(_edited(cells), path)
+        write_notebook(_edited(cells), path)
         seconds, summary = _nbcache(path, store)
         out["edited"].append(seconds)
         out["bodies"].append(sum(c.seconds for c in summary.cells if c.outcome != "restored"))
@@ -224,7 +211,7 @@ def _one(
         settings.say(f"whole_notebook: {name}: jupyter-cache ({r + 1}/{rounds})")
         jc = work / "jc"
         jc.mkdir()
-        _notebook(cells, jc / "notebook.ipynb")
+        write_notebook(cells, jc / "notebook.ipynb")
         out["jcache"].append(_jupyter_cache(jc / "notebook.ipynb", jc / "cache", cells))
     return out
 
