@@ -151,6 +151,10 @@ class Effects:
     seeded: frozenset[str] = frozenset()  # generators seeded in this kernel by then
     world: dict[str, Any] = field(default_factory=dict)
     settings: str = ""
+    # States whose library the cell itself imported: their values then were the
+    # library's defaults, which a later kernel gets by importing it too, so they are
+    # no input (that kernel has not imported it yet when it looks the cell up).
+    imported: set[str] = field(default_factory=set)
 
     @classmethod
     def now(cls) -> Effects:
@@ -187,6 +191,8 @@ class Effects:
             state = _REGISTRY.get(name)
             if mine is _ABSENT or had is _ABSENT:
                 self.values[name] = value
+                if mine is _ABSENT:
+                    self.imported.add(name)
             elif state is not None and state.keyed and _dicts(mine, had, value):
                 merged = dict(mine)
                 for key, new in value.items():
@@ -237,7 +243,7 @@ class Effects:
                 if name in changes and name in self.seeded and name in self.values:
                     out[name] = _digest(self.values[name])
         rc = self.values.get("rcParams")
-        if drew and rc is not None:
+        if drew and rc is not None and "rcParams" not in self.imported:
             out["rcParams"] = _rc_digest(rc)
         if self.world:
             out["settings"] = self.settings

@@ -495,3 +495,43 @@ def test_a_backend_not_chosen_yet_is_no_setting() -> None:
         assert "backend" not in rc.read()
     finally:
         dict.__setitem__(matplotlib.rcParams, "backend", saved)
+
+
+def test_a_cell_that_imports_matplotlib_and_draws_restores_in_a_new_kernel(
+    tmp_path: Path,
+) -> None:
+    """matplotlib's settings are an input of a cell that draws, except when the cell itself
+    imported matplotlib: then they were its defaults, which the next kernel, which has
+    not imported it yet when it looks the cell up, gets the same way."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from IPython.core.interactiveshell import InteractiveShell
+        assert "matplotlib" not in sys.modules
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "nbcache")
+        shell.run_cell(
+            "%%cache\\nimport matplotlib.pyplot as plt\\nline = plt.plot([1, 2, 3])"
+        )
+        """
+    )
+    env = {
+        **os.environ,
+        "NBCACHE_DIR": str(tmp_path / "store"),
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
+    # as in a kernel: the inline backend, which shows the figure the cell drew
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+        )
+        for _ in range(2)
+    ]
+    assert all(out.returncode == 0 for out in outs), [out.stderr for out in outs]
+    assert "nbcache: computed" in outs[0].stdout
+    assert "nbcache: restored" in outs[1].stdout, outs[1].stdout
