@@ -24,6 +24,9 @@ from tests.servers import redis_server, s3, s3_server  # noqa: F401 - shared-sto
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # A restored cell that changed folder changes this process's: every test ends where
+    # it began (a later test, or mypy looking for nbcache, would run elsewhere).
+    monkeypatch.chdir(Path.cwd())
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("NBCACHE_SECRET", "nbcache-test-secret-of-32-bytes-0k")
     monkeypatch.setenv("NBCACHE_DIR", str(tmp_path / "default-store"))

@@ -18,10 +18,10 @@ from nbcache.run.cell import CellCache
 from nbcache.run.effects import forget_seeds
 from tests.shells import close_shell, new_shell
 
-SLOW = "__import__('time').sleep(0.01)\n"  # a body worth storing under the cost rule
+SLOW = "__import__('time').sleep(0.05)\n"  # a body worth storing under the cost rule
 # Auto mode whose store line sits between a cheap cell (under 1 ms, a few on a loaded
-# machine) and SLOW, for tests about what happens to cells on either side of it.
-CHEAP_UNDER = "%nbcache auto --min-seconds 0.005"
+# machine) and SLOW, far from both, for tests about cells on either side of it.
+CHEAP_UNDER = "%nbcache auto --min-seconds 0.02"
 
 
 class Calls:
@@ -123,7 +123,7 @@ def test_a_cheap_cell_is_kept_in_memory_only_and_its_dependents_still_restore(
     run(shell, "alpha = 3")
     run(shell, SLOW + "beta = alpha * 2")
     stored = {r.first_line for r in default_cache().records()}
-    assert "alpha = 3" not in stored and "__import__('time').sleep(0.01)" in stored
+    assert "alpha = 3" not in stored and "__import__('time').sleep(0.05)" in stored
     shell = session(CHEAP_UNDER)
     run(shell, "alpha = 3")
     run(shell, SLOW + "beta = alpha * 2")
@@ -235,12 +235,12 @@ def test_the_plan_says_what_a_run_then_does(session: Any) -> None:
 
 
 def test_the_plan_of_the_cells_run_so_far(session: Any) -> None:
-    shell = session()
+    shell = session(CHEAP_UNDER)
     run(shell, SLOW + "a = 1")
     run(shell, "b = a + 1")
     shell.run_line_magic("nbcache", "plan")
     text = "\n".join(row.line() for row in cells_of(shell).plan())
-    assert "cell 1 `__import__('time').sleep(0.01)`: restore" in text
+    assert "cell 1 `__import__('time').sleep(0.05)`: restore" in text
     assert "cell 2 `b = a + 1`: run" in text and "cheaper than storing" in text
 
 
