@@ -465,5 +465,11 @@ def _digest(state: Any) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
+# rcParams that decide how matplotlib runs, not what a figure looks like: IPython turns
+# ``interactive`` on when a cell first draws, which a restored cell never does, and an
+# unchosen ``backend`` resolves on first use.
+_RC_NOT_LOOKS = frozenset({"interactive", "backend"})
+
+
 def _rc_digest(rc: Mapping[str, Any]) -> str:
-    return _digest(sorted((k, repr(v)) for k, v in rc.items()))
+    return _digest(sorted((k, repr(v)) for k, v in rc.items() if k not in _RC_NOT_LOOKS))

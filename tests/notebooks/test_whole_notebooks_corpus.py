@@ -81,12 +81,6 @@ KNOWN: dict[tuple[str | None, int | None, str], str] = {
     "globals); only when cell 18 was stored",
     ("statsmodels/glm_formula", 2, "run2:ran-stored"): "the entry that cannot load is "
     "removed and the cell computed again",
-    **{
-        (book, None, "run2:ran-stored"): "a cell that draws after a cell that imported "
-        "matplotlib restored: matplotlib's settings digest it recorded differs from the one a "
-        "new kernel has at the lookup, so it runs again (outputs the same)"
-        for book in ("statsmodels/copula", "sphinx-gallery/plot_3_capture_repr")
-    },
     (None, None, "run3:loaded-beyond-edit"): "cells kept out of the store because "
     "they are cheap run on every run and load the values they read",
 }

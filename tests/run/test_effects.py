@@ -535,3 +535,22 @@ def test_a_cell_that_imports_matplotlib_and_draws_restores_in_a_new_kernel(
     assert all(out.returncode == 0 for out in outs), [out.stderr for out in outs]
     assert "nbcache: computed" in outs[0].stdout
     assert "nbcache: restored" in outs[1].stdout, outs[1].stdout
+
+
+def test_matplotlib_running_interactively_is_no_input_of_a_cell_that_draws() -> None:
+    """IPython turns ``interactive`` on when a cell first draws, which a restored cell never
+    does: a later cell that draws restores all the same; a setting of the look does not."""
+    import matplotlib
+
+    from nbcache.run.effects import stale
+
+    inputs = Effects.now().inputs({}, seeded=False, drew=True)
+    assert "rcParams" in inputs
+    before = dict.copy(matplotlib.rcParams)
+    try:
+        matplotlib.rcParams["interactive"] = not before["interactive"]
+        assert stale(inputs) == []
+        matplotlib.rcParams["lines.linewidth"] = before["lines.linewidth"] + 1
+        assert stale(inputs) != []
+    finally:
+        matplotlib.rcParams.update(before)
