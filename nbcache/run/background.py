@@ -8,11 +8,9 @@ kernel's store. A run that resumed says so on its card.
 
 from __future__ import annotations
 
-import linecache
 import time
 import types
-import uuid
-from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import ExitStack
 from dataclasses import replace
@@ -22,9 +20,17 @@ from ..cache.core import Cache
 from ..entry.pickling import dump_parts, load_parts, probe, restoring_into
 from ..keys.classes import describe
 from ..keys.scope import changed_names, namespace_snapshot
-from ..tasks.executors import check_executor, configured_executor, get_executor
+from ..tasks.executors import (
+    Placement,
+    check_executor,
+    configured_executor,
+    get_executor,
+    placement,
+    runs_here,
+)
 from ..tasks.task import Task, TaskCancelled, current_task, follow_tqdm
 from . import routing
+from .body import remember, run_source
 from .cellrun import (
     CellRun,
     Made,
@@ -67,7 +73,7 @@ def start(
     options, code = run.options, run.code
     chosen = options.executor or configured_executor()
     check_executor(chosen)
-    here = chosen == "thread" or isinstance(chosen, ThreadPoolExecutor)
+    here = runs_here(chosen)  # else it runs elsewhere and this thread waits for it
     task: Task[None] = Task(options.name or code.first_line)
     task.expected = (cache.latest(run.identity) or {}).get("seconds")  # for an ETA
     card: Card = shell.card(task)
@@ -105,9 +111,9 @@ def start(
                     checkpoints.finished()  # its entry replaces its checkpoint
                     earlier = checkpoints.earlier_seconds
                 else:
-                    executor = get_executor(chosen)
+                    where = placement(chosen)
                     remote = remote_checkpoints(cache, run)
-                    result, resume = _elsewhere(task, run, remote, namespace, sink, executor)
+                    result, resume = _elsewhere(task, run, remote, namespace, sink, where)
                     if resume is not None:
                         told(CellReport("resumed", (), 0.0, resumed=resume))
                         earlier = resume.seconds_before
@@ -158,7 +164,7 @@ def start(
             ordered = tuple(by_interest(code.source, report.names, shell.user_ns))
             card.finished(replace(report, names=ordered))
 
-    runner = chosen if isinstance(chosen, ThreadPoolExecutor) else get_executor("thread")
+    runner = get_executor(chosen if here else "thread")
     task.submit_to(runner, body)
     return task
 
@@ -172,37 +178,37 @@ def _elsewhere(
     checkpoints: Remote | None,
     namespace: dict[str, Any],
     sink: Any,
-    executor: Executor,
+    where: Placement,
 ) -> tuple[Any, Resume | None]:
-    """Run the body on ``executor``: inputs pickled there, bound variables brought back;
-    its result, and where it resumed (None: from the start).
+    """Run the body where ``where`` runs work: inputs pickled there, bound variables
+    brought back; its result, and where it resumed (None: from the start).
 
     The worker checkpoints the body into the store ``checkpoints`` names (None: it
-    does not). Cancelling stops it: a loky pool by stopping its workers, dask at the
-    body's next progress step (keeping that step), any other executor if the body has
-    not started yet (else it runs to its end); its variables are dropped either way.
+    does not). Cancelling stops it as ``where`` can: a loky pool by stopping its
+    workers, dask at the body's next progress step (keeping that step), any other
+    executor if the body has not started yet (else it runs to its end); its variables
+    are dropped either way.
     """
-    from ..tasks.dask import DaskExecutor, modules_imported_by
-
     code = run.code
-    filename = _remember_source(code.source)
+    filename = remember(code.source, "background cell")
     binds = sorted(code.binds)
-    remote: Future[Any]
-    if isinstance(executor, DaskExecutor):
+    if where.ships_modules:
+        from ..tasks.dask import modules_imported_by
+
         inputs = {n: namespace[n] for n in code.reads if n in namespace}
-        remote = executor.start(
-            run_in_worker,
-            (code.source, inputs, binds, filename, checkpoints),
-            name=task.name,
-            modules=modules_imported_by(code.source),
-            on_progress=task.record,
-            on_resumed=task.mark_resumed,
-        )
+        modules = modules_imported_by(code.source)
     else:
         inputs = {n: storable(namespace[n]) for n in code.reads if n in namespace}
-        args = (code.source, inputs, binds, filename, checkpoints)
-        remote = executor.submit(run_in_worker, *args)
-    made = _wait(task, executor, remote, filename)
+        modules = []
+    remote = where.start(
+        run_in_worker,
+        (code.source, inputs, binds, filename, checkpoints),
+        name=task.name,
+        modules=modules,
+        on_progress=task.record,
+        on_resumed=task.mark_resumed,
+    )
+    made = _wait(task, where, remote, filename)
     for kind in ("stdout", "stderr"):
         if made[kind]:
             sink(kind, made[kind])
@@ -222,7 +228,7 @@ def _live(value: Any) -> Any:
     return value
 
 
-def _wait(task: Task[Any], executor: Executor, remote: Future[Any], filename: str) -> Any:
+def _wait(task: Task[Any], where: Placement, remote: Future[Any], filename: str) -> Any:
     """``remote``'s result; stops it once the task is cancelled (then raises TaskCancelled)."""
     __tracebackhide__ = True
     stopping = False
@@ -232,35 +238,13 @@ def _wait(task: Task[Any], executor: Executor, remote: Future[Any], filename: st
         except FutureTimeout:
             if task.cancel_requested and not stopping:
                 stopping = True
-                if _stop(executor, remote):
+                if where.stop(remote):
                     raise TaskCancelled(f"task {task.name!r} was cancelled") from None
         except CancelledError:
             raise TaskCancelled(f"task {task.name!r} was cancelled") from None
         except BaseException as exc:  # noqa: BLE001 - the body's own, from its first line on
             # Re-raising the exception being handled keeps its own cause and context.
             raise exc.with_traceback(from_user_code(exc.__traceback__, filename))  # noqa: B904
-
-
-def _stop(executor: Executor, remote: Future[Any]) -> bool:
-    """Ask ``executor`` to stop ``remote``; True if nothing of it runs any more."""
-    from ..tasks.dask import DaskExecutor
-
-    if isinstance(executor, DaskExecutor):
-        executor.stop(remote)  # ``remote`` ends once the worker lets go
-        return False
-    if remote.cancel():
-        return True
-    if type(executor).__module__.startswith("joblib.externals.loky"):
-        executor.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
-        return True
-    return False  # it cannot be stopped: wait for its end, then drop its variables
-
-
-def _remember_source(source: str) -> str:
-    """A file name for the body, with its lines in linecache, so tracebacks show them."""
-    filename = f"<background cell {uuid.uuid4().hex[:8]}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    return filename
 
 
 def run_in_worker(
@@ -278,19 +262,11 @@ def run_in_worker(
     and resumes from the checkpoint an earlier run (or an earlier attempt of this
     task, on a worker that died) left there.
     """
-    import ast
-
     namespace: dict[str, Any] = {"__name__": "__main__"}
     namespace.update({name: bring_back(value) for name, value in inputs.items()})
     before = {name: id(value) for name, value in namespace.items()}
     if current_task() is not None and "tqdm" in source:
         follow_tqdm(load=True)  # a fresh worker has not imported tqdm yet
-    tree = ast.parse(source)
-    last = None
-    final = tree.body[-1] if tree.body else None
-    if isinstance(final, ast.Expr):
-        tree.body.pop()
-        last = ast.Expression(final.value)
     out: dict[str, list[str]] = {"stdout": [], "stderr": []}
     log = OutputLog()  # what a checkpoint keeps of the output, in order
     resumed: list[Resume] = []
@@ -333,8 +309,7 @@ def run_in_worker(
                 )
                 # the next run may start in another process: the last write lands first
                 stack.callback(taken.settle)
-        exec(compile(tree, filename, "exec"), namespace)
-        result = NO_RESULT if last is None else eval(compile(last, filename, "eval"), namespace)
+        result = run_source(source, namespace, filename)
         if taken is not None:
             taken.finished()  # the kernel stores the entry, which replaces the checkpoint
     names = {n for n in binds if n in namespace}
