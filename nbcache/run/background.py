@@ -265,8 +265,8 @@ def run_in_worker(
     namespace: dict[str, Any] = {"__name__": "__main__"}
     namespace.update({name: bring_back(value) for name, value in inputs.items()})
     before = {name: id(value) for name, value in namespace.items()}
-    if current_task() is not None and "tqdm" in source:
-        follow_tqdm(load=True)  # a fresh worker has not imported tqdm yet
+    if current_task() is not None:  # a dask worker: tqdm's steps go to the card
+        follow_tqdm()
     out: dict[str, list[str]] = {"stdout": [], "stderr": []}
     log = OutputLog()  # what a checkpoint keeps of the output, in order
     resumed: list[Resume] = []

@@ -547,8 +547,8 @@ def checkpointing(
     checkpointer = Checkpointer(
         cache, run, namespace, before, log, outside, publish=publish, show=show, report=report
     )
-    if checkpointer.policy is not None and "tqdm" in run.code.source:
-        follow_tqdm(load=True)  # tqdm loops checkpoint too (imported here if the cell uses it)
+    if checkpointer.policy is not None:
+        follow_tqdm()  # tqdm loops checkpoint too, whenever the body imports tqdm
     with loop_hook(checkpointer):
         yield checkpointer
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any
@@ -205,3 +206,29 @@ def test_tqdm_drives_the_task_progress() -> None:
     task.run(lambda: sum(1 for _ in tqdm.tqdm(range(50), disable=False, mininterval=0)))
     assert (task.done_steps, task.total_steps) == (50, 50)
     assert sum(1 for _ in tqdm.tqdm(range(3))) == 3  # no task: plain tqdm
+
+
+def test_tqdm_imported_after_a_task_asked_to_follow_it_drives_the_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fresh worker has not imported tqdm when the body starts: the body's own import
+    is what makes its bars report, whatever name the body reaches tqdm by."""
+    import importlib
+
+    import tqdm  # noqa: F401 - its modules are taken out below and put back after
+
+    from nbcache.tasks import task as tasks
+
+    for name in [n for n in sys.modules if n == "tqdm" or n.startswith("tqdm.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(tasks, "_hooked", set())
+    task: Task[int] = Task("bars")
+
+    def body() -> int:
+        fresh = importlib.import_module("tqdm")  # a module the body imports first
+        return sum(1 for _ in fresh.trange(20, disable=False, mininterval=0))
+
+    task.run(body)
+    assert task.future.result() == 20
+    assert (task.done_steps, task.total_steps) == (20, 20)
+    assert not [f for f in sys.meta_path if type(f).__module__ == tasks.__name__]
