@@ -25,6 +25,7 @@ from .futures import is_dask_client
 
 __all__ = [
     "Placement",
+    "PoolPlacement",
     "check_executor",
     "configure",
     "configured_executor",
