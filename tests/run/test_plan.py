@@ -112,11 +112,15 @@ def test_cells_that_always_run_say_why(tmp_path: Path) -> None:
     assert [r.number for r in rows] == [4, 6, 8, 10, 12]  # as the reader counts the cells
     assert [r.reasons[0] for r in rows] == [
         "it begins with %%time, so it runs as without nbcache",
-        "it is run with -f",
-        "it does not parse",
-        "it sets an attribute of `json`, outside the namespace, so it always runs",
+        "the cell was run with -f/--force",
+        "it does not parse, so Python runs it as it is",
+        "it sets an attribute of `json`, outside the namespace, which no restore can "
+        "replay, so it runs every time (move the patch to a cell of its own to cache the "
+        "rest)",
         "it awaits at its top level, so it runs as without nbcache",
     ]
+    # the plan's words are the run's: one decision, read by `%nbcache why` and the plan
+    assert [r.decided for r in rows] == ["uncached", "run", "uncached", "always", "uncached"]
     assert not hasattr(json, "nbcache_test_flag")
 
 
