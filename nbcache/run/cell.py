@@ -162,6 +162,12 @@ class CellCache:
             self._bring_in(None)
             background.start(run, self.shell, self.cache, self.tasks, self._exclude())
             return NO_RESULT
+        return self._run_and_keep(run, hidden)
+
+    def _run_and_keep(self, run: CellRun, hidden: bool) -> Any:
+        """A miss: run the body, keep what it made, say so; returns its result."""
+        __tracebackhide__ = True
+        options = run.options
         made: list[Made] = []
         ran: list[float] = []  # when the body ended: what follows is pickling and storing
 

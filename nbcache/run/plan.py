@@ -14,6 +14,8 @@ says so; it never says restore for a cell that then runs).
 
 from __future__ import annotations
 
+import ast
+import importlib
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +24,7 @@ from typing import Any, Literal
 
 from ..cache.core import Cache
 from ..entry.pickling import restoring_into
+from ..keys.modules import is_local_module
 from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, analyze
 from ..units import format_duration
@@ -103,7 +106,8 @@ class _Walk:
             )
         if not wraps(raw):
             magic = first.split()[0] if first.startswith("%%") else "await"
-            self._unknown_after(index, self._body_binds(raw), outside=True)
+            body = self._body(raw)
+            self._unknown_after(index, _binds(body), outside=True, source=body)
             why = (
                 f"it begins with {magic}, so it runs as without nbcache"
                 if magic != "await"
@@ -124,7 +128,8 @@ class _Walk:
         identity = options.name or cell_id or f"cell: {label}"
         readout = read(source, self.namespace, identity=identity)
         if readout.code is None or readout.action != "run":
-            self._unknown_after(index, readout.code.binds if readout.code else (), outside=True)
+            binds = readout.code.binds if readout.code else frozenset()
+            self._unknown_after(index, binds, outside=True, source=source)
             return PlanRow(
                 index, number, cell_id, first, "run", readout.reasons, None, readout.action
             )
@@ -136,7 +141,7 @@ class _Walk:
             if read_name in self.unknown:
                 cell, outside = self.unknown[read_name]
                 how = "computes outside the cache" if outside else "runs again"
-                self._unknown_after(index, {*code.binds, *_vars(latest)})
+                self._unknown_after(index, {*code.binds, *_vars(latest)}, source=source)
                 why = (
                     f"it reads `{read_name}`, which cell {self.numbers[cell]} {how} "
                     f"(it restores instead if `{read_name}` comes out as before)"
@@ -159,9 +164,9 @@ class _Walk:
             for deleted in latest.get("deleted", []):
                 self.namespace.pop(str(deleted), None)
         elif decision.run is None:
-            self._unknown_after(index, code.binds, outside=True)
+            self._unknown_after(index, code.binds, outside=True, source=source)
         else:
-            self._unknown_after(index, {*code.binds, *_vars(latest)})
+            self._unknown_after(index, {*code.binds, *_vars(latest)}, source=source)
         action = decision.action
         return PlanRow(index, number, cell_id, first, "run", decision.reasons, seconds, action)
 
@@ -178,18 +183,99 @@ class _Walk:
         for name in names:
             self.unknown.pop(name, None)
 
-    def _unknown_after(self, index: int, names: Any, *, outside: bool = False) -> None:
+    def _unknown_after(
+        self, index: int, names: Any, *, outside: bool = False, source: str = ""
+    ) -> None:
+        """What cell ``index`` binds is unknown until it has run, except a module it
+        imports (``source`` says which): the run binds the very module the plan can
+        import now, so later keys that hash it are known."""
+        imported = _imports(source)
         for name in names:
+            module = imported.get(str(name))
+            if module is not None:
+                self.namespace[str(name)] = module
+                self.unknown.pop(str(name), None)
+                continue
             self.unknown[str(name)] = (index, outside)
             self.namespace.pop(str(name), None)
 
-    def _body_binds(self, raw: str) -> frozenset[str]:
-        """What a cell magic's body binds, if it is Python (``%%time``); else nothing."""
+    def _body(self, raw: str) -> str:
+        """A cell magic's body (``%%time``) as Python, or "" when it is not Python."""
         body = raw.strip().split("\n", 1)[1] if "\n" in raw.strip() else ""
         try:
-            return analyze(self.transform(body)).binds
-        except Exception:  # noqa: BLE001 - not Python (%%bash): it binds nothing we know of
-            return frozenset()
+            return self.transform(body)
+        except Exception:  # noqa: BLE001 - a body IPython cannot transform binds nothing known
+            return ""
+
+
+def _binds(source: str) -> frozenset[str]:
+    """What ``source`` binds, if it is Python (``%%time``'s body); else nothing."""
+    try:
+        return analyze(source).binds
+    except Exception:  # noqa: BLE001 - not Python (%%bash): it binds nothing we know of
+        return frozenset()
+
+
+def _imports(source: str) -> dict[str, Any]:
+    """The names ``source``'s top level binds by importing an installed module and by
+    nothing else, imported now: what the same statements bind when the cell runs. A
+    name bound in any other way, an import under ``if`` or ``try``, a module of the
+    notebook's folder or one that fails to import stays unknown."""
+    if "import" not in source:
+        return {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    wanted: dict[str, tuple[str, str | None]] = {}
+    other: set[str] = set()
+    for statement in tree.body:
+        if isinstance(statement, ast.Import):
+            for alias in statement.names:
+                if alias.asname:
+                    wanted[alias.asname] = (alias.name, None)
+                else:
+                    top = alias.name.split(".")[0]
+                    wanted[top] = (top, None)
+        elif isinstance(statement, ast.ImportFrom) and not statement.level and statement.module:
+            for alias in statement.names:
+                if alias.name != "*":
+                    wanted[alias.asname or alias.name] = (statement.module, alias.name)
+        else:
+            for node in ast.walk(statement):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                    other.add(node.id)
+                elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    other.add(node.name)
+                elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                    other.update((a.asname or a.name).split(".")[0] for a in node.names)
+    out: dict[str, Any] = {}
+    for name, (module, attribute) in wanted.items():
+        if name in other:
+            continue
+        value = _installed(module, attribute)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _installed(module: str, attribute: str | None) -> Any:
+    """``module`` (or its ``attribute``) when it is installed code, imported; else None."""
+    try:
+        imported = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - the run will say why it fails; the plan knows nothing
+        return None
+    if is_local_module(imported.__name__):
+        return None  # the notebook's own module: its code may change between runs
+    if attribute is None:
+        return imported
+    value = getattr(imported, attribute, None)
+    if value is None and "." not in attribute:
+        try:
+            value = importlib.import_module(f"{module}.{attribute}")
+        except Exception:  # noqa: BLE001 - no such submodule: unknown
+            return None
+    return value
 
 
 def _explicit_cache(text: str) -> tuple[str | None, bool, list[str], str] | None:
