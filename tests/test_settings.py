@@ -58,7 +58,7 @@ def test_an_unusable_max_size_is_the_default_with_one_warning(
     assert calls == 1
     assert len(warned) == 1, warned
     assert "NBCACHE_MAX_SIZE" in warned[0] and repr(value) in warned[0] and "20GB" in warned[0]
-    assert default_cache().max_size == 10 * 10**9
+    assert default_cache().ledger.max_size == 10 * 10**9
     assert isinstance(default_cache().store, LocalStore)
 
 
@@ -178,7 +178,7 @@ def test_a_cache_without_its_secret_reads_nothing_and_removes_nothing(
     cache = Cache(LocalStore(root))
 
     def everything() -> Any:
-        return cache.lookup("ab" * 16), cache.records(), cache.put("cd" * 16, "memory")
+        return cache.lookup("ab" * 16), cache.ledger.records(), cache.put("cd" * 16, "memory")
 
     (hit, records, stored), warned = _caught(everything)
     assert hit is None and stored == 0 and len(warned) == 1, warned

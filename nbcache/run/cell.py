@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from ..cache.core import Ask, Cache, Hit
+from ..cache.core import Ask, Cache, Hit, Start
 from ..entry.pickling import restoring_into
 from ..errors import KeyPicklingError, warn
 from ..keys import LiveHandleError, drawn_on
@@ -164,13 +164,13 @@ class CellCache:
             return NO_RESULT
         if options.auto and self.auto is not None and self.auto.lazy and not options.force:
             # Uses are counted once: here, or by the lookup below if it restores in full.
-            hit = self.cache.peek(run.key.key, ask=run.ask, count=False)
+            hit = self.cache.peek(run.key.key, ask=run.ask)
             if hit is not None and hit.source == "memory":
-                self.cache.count_use(hit.info.key, hit.info)
+                self.cache.ledger.count_use(hit.info.key, hit.info)
                 return self._restore(hit, options, hides_result(source), run)
             recorded = hit.info.meta.get("recorded") if hit is not None else None
             if hit is not None and restorable(recorded):
-                self.cache.count_use(hit.info.key, hit.info)
+                self.cache.ledger.count_use(hit.info.key, hit.info)
                 return self._restore_recorded(hit, recorded, options, hides_result(source), run)
         made: list[Made] = []
         ran: list[float] = []  # when the body ended: what follows is pickling and storing
@@ -193,8 +193,8 @@ class CellCache:
                         **meta_of(run, made[0], entry),
                         "recorded": recorded_meta(entry),
                     },
-                    force=options.force,
                     ask=run.ask,
+                    start=Start.FORCE if options.force else Start.LOOK,
                 )
         except RunsAlways as exc:
             # nothing stored, quietly: it runs every time, as a patch does; why says so
@@ -414,7 +414,7 @@ class CellCache:
 
         def load(key: str) -> dict[str, Any] | None:
             with restoring_into(namespace):
-                hit = self.cache.lookup(key, name=VALUE_NAME)
+                hit = self.cache.lookup(key, Ask(name=VALUE_NAME))
             if hit is None:
                 warn(
                     f"nbcache: the stored values of an earlier cell (entry {key[:12]}) are "
@@ -563,7 +563,7 @@ class CellCache:
         if found:
             return found[-1]
         known = self.cache.latest(target) is not None or any(
-            target in (record.label, record.first_line) for record in self.cache.records()
+            target in (record.label, record.first_line) for record in self.cache.ledger.records()
         )
         return [unknown_name(target, stored=known)]
 

@@ -193,8 +193,8 @@ class _Writer:
                     break
             start = time.perf_counter()
             try:
-                self._cache.put(
-                    self._key, None, snapshot.meta, pickled=snapshot.pickled, ask=_ASK, replace=True
+                self._cache.overwrite(
+                    self._key, None, snapshot.meta, pickled=snapshot.pickled, ask=_ASK
                 )
                 self.written.append(snapshot.step)
             except Exception as exc:  # noqa: BLE001 - a checkpoint never breaks the cell

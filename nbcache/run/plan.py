@@ -177,8 +177,15 @@ class _Walk:
             )
         unchanged = Unchanged()
         # As a fresh kernel would: what this kernel keeps in memory does not count.
-        ask = Ask(name=VALUE_NAME, validate=unchanged, fresh=intact, remember=False, memory=LRU(1))
-        hit = self.cache.peek(ck.key, ask=ask, count=False)  # a plan is no use of it
+        ask = Ask(
+            name=VALUE_NAME,
+            validate=unchanged,
+            fresh=intact,
+            remember=False,
+            count_uses=False,  # a plan is no use of it
+            memory=LRU(1),
+        )
+        hit = self.cache.peek(ck.key, ask=ask)
         if hit is not None and self._bind(hit, ask):
             age = format_duration(max(0.0, time.time() - hit.info.created))
             why = f"its key matches the entry stored {age} ago"
@@ -220,7 +227,7 @@ class _Walk:
         else:
             full: Hit[Any] | None = hit
             if hit.value is None:
-                full = self.cache.lookup(hit.info.key, ask=ask, count=False)
+                full = self.cache.lookup(hit.info.key, ask=ask)
             if full is None:
                 return False
             put_back(full.value, self.namespace)

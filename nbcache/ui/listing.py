@@ -37,7 +37,7 @@ def entries_table(records: Sequence[EntryRecord]) -> list[str]:
 
 def summary_lines(cache: Cache) -> list[str]:
     """Where the store is, what it holds, its limit and the time it saved."""
-    records = cache.records()
+    records = cache.ledger.records()
     limit = max_size()
     saved = sum(r.compute_seconds * r.uses for r in records)
     return [
@@ -75,7 +75,7 @@ def matching_keys(cache: Cache, target: str) -> list[str]:
     names = {target, f"{target}()"}
     return [
         r.key
-        for r in cache.records()
+        for r in cache.ledger.records()
         if r.key.startswith(target) or r.label in names or r.identity in names
     ]
 

@@ -232,7 +232,7 @@ class NbcacheMagics(Magics):
         return "\n".join(summary_lines(default_cache()))
 
     def _cmd_list(self, _args: argparse.Namespace) -> str:
-        records = default_cache().records()
+        records = default_cache().ledger.records()
         return "\n".join(entries_table(records)) if records else "nbcache: no stored entries"
 
     def _why(self, target: str | None) -> str:
@@ -259,14 +259,14 @@ class NbcacheMagics(Magics):
         if not keys:
             raise UsageError(f"no entry matches {args.target!r}: see %nbcache list")
         for key in keys:
-            cache.pin(key)
+            cache.ledger.pin(key)
         return f"nbcache: pinned {plural(len(keys))}"
 
     def _cmd_prune(self, args: argparse.Namespace) -> str:
         limit = args.max_size if args.max_size is not None else None
         if args.max_size is None and args.older_than is None:
             limit = max_size()
-        removed = default_cache().prune(max_size=limit, older_than=args.older_than)
+        removed = default_cache().ledger.prune(max_size=limit, older_than=args.older_than)
         return f"nbcache: removed {plural(len(removed))}"
 
     def _cmd_tasks(self, _args: argparse.Namespace) -> str:

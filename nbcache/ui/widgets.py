@@ -64,7 +64,7 @@ def browse(cache: Any = None, widgets: bool | None = None) -> None:
         return None
     store = cache.store
     where = short_path(str(store.location)) if store is not None else "memory only"
-    print(browser_text(cache.records(), where, max_size()))
+    print(browser_text(cache.ledger.records(), where, max_size()))
     return None
 
 

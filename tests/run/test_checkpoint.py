@@ -75,7 +75,7 @@ def _uninterrupted(root: Path) -> dict[str, Any]:
 
 
 def _checkpoints(cache: Cache) -> list[Any]:
-    return [r for r in cache.records() if r.label.startswith("partial:")]
+    return [r for r in cache.ledger.records() if r.label.startswith("partial:")]
 
 
 def _resumed(shell: FakeShell) -> list[CellReport]:
@@ -336,9 +336,9 @@ def test_checkpoints_are_listed_pruned_by_age_and_cleared(tmp_path: Path) -> Non
     _settle()
     (partial,) = _checkpoints(cache)
     assert partial.size > 0 and " of 30)" in partial.label
-    assert cache.prune(older_than=3600) == []  # young: kept
+    assert cache.ledger.prune(older_than=3600) == []  # young: kept
     time.sleep(0.05)
-    assert cache.prune(older_than=0.01) == [partial.key]
+    assert cache.ledger.prune(older_than=0.01) == [partial.key]
     with pytest.raises(ValueError):
         cells.run(LOOP, CellOptions(checkpoint=0.0))
     _settle()
