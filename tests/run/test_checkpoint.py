@@ -233,7 +233,7 @@ class _SlowCache:
         self.go = threading.Event()
         self.steps: list[int] = []
 
-    def put(self, key: str, value: Any, meta: dict[str, Any], **kw: Any) -> int:
+    def overwrite(self, key: str, value: Any, meta: dict[str, Any], **kw: Any) -> int:
         self.go.wait(10)
         self.steps.append(meta["step"])
         return 1
@@ -265,15 +265,15 @@ def test_the_loop_goes_on_while_a_checkpoint_is_written(tmp_path: Path) -> None:
     shell, cells, cache = _cells(tmp_path)
     slow = threading.Event()
     steps_during_write: list[int] = []
-    real_put = cache.put
+    real_overwrite = cache.overwrite
 
-    def put(key: str, value: Any, meta: Any = None, **kw: Any) -> int:
+    def overwrite(key: str, value: Any, meta: Any = None, **kw: Any) -> int:
         if isinstance(meta, dict) and meta.get("kind") == "checkpoint":
             slow.wait(5)
             steps_during_write.append(shell.user_ns.get("i", -1))
-        return real_put(key, value, meta, **kw)
+        return real_overwrite(key, value, meta, **kw)
 
-    cache.put = put  # type: ignore[method-assign]
+    cache.overwrite = overwrite  # type: ignore[method-assign]
     cell = (
         "import time\nfrom nbcache import progress\nacc = []\n"
         "for i in progress(range(40)):\n    acc.append(i)\n    time.sleep(0.005)\n"
