@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from .cache.core import Cache
-from .cache.default import default_cache, max_size, store_location
+from .cache.default import default_cache
 from .errors import CacheError, CacheWarning
-from .settings import unusable_settings
+from .settings import max_size, store_location, unusable_settings
 from .ui.listing import entries_table, matching_keys, plural, summary_lines
 from .units import parse_duration, parse_size
 

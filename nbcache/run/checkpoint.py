@@ -52,10 +52,11 @@ from typing import Any
 import xxhash
 
 from ..cache.core import Ask, Cache
-from ..cache.default import max_size, open_store
+from ..cache.default import open_store
 from ..entry.pickling import Pickled, dump_parts
 from ..entry.signing import Signer, load_secret
 from ..errors import CacheError, warn
+from ..settings import max_size
 from ..tasks.task import follow_tqdm, loop_hook
 from ..units import parse_duration
 from .cellrun import CellRun, Made, entry_of, failure, put_back

@@ -9,7 +9,8 @@ import sys
 import time
 
 from ..cache.core import Ask
-from ..cache.default import default_cache, store_location
+from ..cache.default import default_cache
+from ..settings import store_location
 from ..units import format_duration, format_size
 
 __all__ = ["run_demo", "run_demo_child"]

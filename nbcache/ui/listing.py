@@ -6,9 +6,9 @@ import time
 from collections.abc import Sequence
 
 from ..cache.core import Cache, MemoryUse
-from ..cache.default import max_size
 from ..cache.ledger import EntryRecord
 from ..entry.signing import default_secret_path
+from ..settings import max_size
 from ..units import format_duration, format_size
 
 __all__ = ["entries_table", "matching_keys", "memory_line", "plural", "summary_lines", "when"]

@@ -18,13 +18,14 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, 
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ..cache.core import Cache
-from ..cache.default import check_store, default_cache, max_size, open_store, set_default_cache
+from ..cache.default import check_store, default_cache, open_store, set_default_cache
 from ..errors import CacheError, ExecutorError
 from ..run.auto import AutoMode
 from ..run.cell import CellCache
 from ..run.cellrun import CellOptions
 from ..run.checkpoint import parse_policy
 from ..run.memo import Memoized, memoize
+from ..settings import max_size
 from ..units import format_duration, parse_duration, parse_size
 from .automode import auto_off, auto_on
 from .ipython import IPythonShell
