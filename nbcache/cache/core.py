@@ -1,112 +1,36 @@
 """The cache: live values in memory in front of a signed, shared store.
 
-This is the one place that turns store faults into warnings: a damaged entry
-is a miss, a full or read-only store leaves caching in memory, an unpicklable
-value stays in memory only.  Nothing here raises into the user's code except
-the user's own exception from ``compute``.
+This (with :mod:`nbcache.cache.reading`) is the one place that turns store faults
+into warnings: a damaged entry is a miss, a full or read-only store leaves caching in
+memory, an unpicklable value stays in memory only.  Nothing here raises into the
+user's code except the user's own exception from ``compute``.
 """
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .. import settings
-from ..entry.format import EntryInfo, read_entry, read_info, write_entry
+from ..entry.format import EntryInfo, write_entry
 from ..entry.pickling import Pickled, dump_parts
 from ..entry.signing import Signer, load_secret
-from ..errors import (
-    CacheError,
-    ForeignEntryError,
-    IntegrityError,
-    StoreError,
-    ValuePicklingError,
-    ValueUnpicklingError,
-    warn,
-)
+from ..errors import StoreError, ValuePicklingError, warn
 from ..store.base import Lease, Store
 from ..units import format_size
 from .ledger import EntryRecord, Ledger, NoLedger
 from .lru import LRU, MemoryUse
 from .once import Inflight
+from .reading import EntryReader, WarnOnce
+from .terms import PLAIN, Ask, Hit, Kept, Meta, Outcome, Start
 
 __all__ = ["Ask", "Cache", "EntryRecord", "Hit", "Kept", "MemoryUse", "Outcome", "Start", "Turn"]
 
 T = TypeVar("T")
 _POLL_START = 0.02
 _POLL_MAX = 0.5
-
-
-@dataclass(frozen=True)
-class Hit(Generic[T]):
-    """A value found in the cache, where, and what its entry says."""
-
-    value: T
-    info: EntryInfo
-    source: Literal["memory", "store"]
-    load_seconds: float
-    size: int = 0  # what the entry takes in the store, as listings show it; 0: memory only
-
-
-@dataclass(frozen=True)
-class Outcome(Generic[T]):
-    """What :meth:`Cache.get_or_compute` did: ``hit`` is None when it computed."""
-
-    value: T
-    hit: Hit[T] | None
-    compute_seconds: float = 0.0
-    stored: int = 0  # the entry's size in the store; 0 when kept in memory only
-
-
-Kept = tuple[Any, EntryInfo, int]
-"""What a memory layer keeps of an entry: the live value, its header, its stored size."""
-
-Meta = Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] | None
-
-
-@dataclass(frozen=True)
-class Ask:
-    """How one caller reads a key and keeps what it computes; made once, passed as one.
-
-    ``memory`` is the caller's own memory layer (a memoized function's), used
-    instead of the cache's.  ``validate`` sees an entry's signed metadata
-    before its value is loaded (False: a miss, say a file it was computed from
-    changed); ``fresh`` sees a live value from memory (False: load it again
-    from the store, a later cell mutated it).  ``unpicklable`` words the
-    warning when a value cannot be stored.  ``remember=False`` leaves a value
-    loaded from the store out of the memory layer, for callers that keep live
-    values themselves; ``count_uses=False`` reads without counting a use of the
-    entry (a plan, which only looks; eviction keeps the used ones).
-    """
-
-    persist: bool = True
-    max_age: float | None = None
-    name: str = "value"
-    remember: bool = True
-    count_uses: bool = True
-    memory: LRU[str, Kept] | None = None
-    validate: Callable[[EntryInfo], bool] | None = None
-    fresh: Callable[[Any], bool] | None = None
-    unpicklable: Callable[[Any, ValuePicklingError], str] | None = None
-    # Whether a value of this many pickled bytes, computed in this many seconds, is
-    # worth storing; None: every one is. Refused values stay in the memory layer.
-    admit: Callable[[Any, int, float], bool] | None = None
-
-
-_PLAIN = Ask()
-
-
-class Start(Enum):
-    """How :meth:`Cache.begin` starts on a key."""
-
-    LOOK = "look"  # look the key up first; compute only on a miss
-    MISSED = "missed"  # the caller has just looked it up and missed: claim it at once
-    FORCE = "force"  # compute anew whatever is stored; the new entry replaces the stored one
 
 
 class Turn:
@@ -186,17 +110,21 @@ class Cache:
         self._memory: LRU[str, Kept] = LRU(memory_items, max_bytes=memory_bytes, large=large)
         self._lock = threading.RLock()
         self._inflight = Inflight()
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce()
         self._latest: dict[str, dict[str, Any]] = {}  # without a store, "why" still works
         # identity -> why its newest entry did not load here (a class renamed since, say)
         self._unloadable: dict[str, str] = {}
+        self._reader: EntryReader | None = None
         self.ledger: Ledger | NoLedger = NoLedger()
         if store is not None:
+            self._reader = EntryReader(
+                store, lambda: self.signer, self._warn_once, self._unloadable
+            )
             self.ledger = Ledger(
                 store,
                 signer=lambda: self.signer,
                 remove=self.remove,
-                discard=self._discard,
+                discard=self._reader.discard,
                 max_size=max_size,
             )
 
@@ -206,14 +134,9 @@ class Cache:
             self._signer = Signer(load_secret())
         return self._signer
 
-    def _warn_once(self, topic: str, message: str, stacklevel: int = 3) -> None:
-        if topic not in self._warned:
-            self._warned.add(topic)
-            warn(message, stacklevel=stacklevel)
-
     # -- reading -------------------------------------------------------------
 
-    def lookup(self, key: str, ask: Ask = _PLAIN) -> Hit[Any] | None:
+    def lookup(self, key: str, ask: Ask = PLAIN) -> Hit[Any] | None:
         """The value cached under ``key``, or None (a damaged entry is removed, with a warning).
 
         ``ask`` says how (see :class:`Ask`).
@@ -235,7 +158,7 @@ class Cache:
                 return Hit(value, info, "memory", time.perf_counter() - start, size)
             if usable:
                 memory.pop(key)  # later code mutated it: the store has it as it was made
-        loaded = self._load(key, ask.name, ask.validate)
+        loaded = self._reader.load(key, ask.name, ask.validate) if self._reader else None
         if loaded is None or _too_old(loaded[0], ask.max_age):
             return None
         info, value, size = loaded
@@ -243,7 +166,7 @@ class Cache:
             memory.put(key, (value, info, size))
         return Hit(value, info, "store", time.perf_counter() - start, size)
 
-    def peek(self, key: str, ask: Ask = _PLAIN) -> Hit[Any] | None:
+    def peek(self, key: str, ask: Ask = PLAIN) -> Hit[Any] | None:
         """A lookup that leaves a stored value in the store: the hit's ``value`` is the
         live one from memory, or None with the entry's checked header (``source`` says
         which). A whole-notebook run restores most cells from their headers alone.
@@ -253,72 +176,11 @@ class Cache:
         if memory.get(key) is not None:
             return self._find(key, ask)
         start = time.perf_counter()
-        loaded = self._load(key, ask.name, ask.validate, header_only=True)
+        loaded = self._reader.load_header(key, ask.validate) if self._reader else None
         if loaded is None or _too_old(loaded[0], ask.max_age):
             return None
-        info, _, size = loaded
+        info, size = loaded
         return Hit(None, info, "store", time.perf_counter() - start, size)
-
-    def _load(
-        self,
-        key: str,
-        name: str,
-        validate: Callable[[EntryInfo], bool] | None = None,
-        *,
-        header_only: bool = False,
-    ) -> tuple[EntryInfo, Any, int] | None:
-        if self.store is None:
-            return None
-        try:
-            signer = self.signer
-        except CacheError as exc:
-            # No secret, no check: nothing is loaded, and no entry is blamed and removed.
-            # "write": the put that follows fails the same way and must not warn again.
-            self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
-            return None
-        try:
-            f = self.store.open_entry(key)
-        except KeyError:
-            return None
-        except StoreError as exc:
-            self._warn_once("read", f"nbcache: cannot read the store, computing instead: {exc}")
-            return None
-        try:
-            with f:
-                size = f.seek(0, io.SEEK_END)  # what listings show: the whole file
-                f.seek(0)
-                if validate is not None or header_only:
-                    info = read_info(f, signer)
-                    if validate is not None and not validate(info):
-                        return None
-                    if header_only:
-                        if info.key != key:
-                            raise IntegrityError("the entry is filed under another key")
-                        return info, None, size
-                try:
-                    return (*read_entry(f, key, signer, name=name), size)
-                except ValueUnpicklingError as exc:
-                    f.seek(0)  # its header checked out: "why" can name the entry's owner
-                    owner = read_info(f, signer).meta.get("identity")
-                    if owner:
-                        self._unloadable[str(owner)] = str(exc)
-                    raise
-        except ForeignEntryError as exc:
-            # One warning per entry, not one per look: it stays for its owner.
-            self._warn_once(
-                f"foreign:{key}", f"nbcache: ignored the cached entry {key[:12]}: {exc}"
-            )
-            return None
-        except (CacheError, OSError) as exc:
-            self._discard(key, exc)
-            return None
-
-    def _discard(self, key: str, exc: BaseException) -> None:
-        warn(f"nbcache: ignored and removed the cached entry {key[:12]}: {exc}", stacklevel=4)
-        try:
-            self.store.remove_entry(key) if self.store else None
-        except StoreError:
-            pass  # a read-only store keeps it; it is refused again next time
 
     # -- writing -------------------------------------------------------------
 
@@ -329,7 +191,7 @@ class Cache:
         meta: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
         *,
         pickled: Pickled | None = None,
-        ask: Ask = _PLAIN,
+        ask: Ask = PLAIN,
     ) -> int:
         """Cache ``value`` under ``key``; the entry's size in the store, 0 if kept in memory only.
 
@@ -351,7 +213,7 @@ class Cache:
         meta: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
         *,
         pickled: Pickled | None = None,
-        ask: Ask = _PLAIN,
+        ask: Ask = PLAIN,
     ) -> int:
         """:meth:`put`, replacing an entry already stored under ``key`` (a run the user
         forced, a newer checkpoint)."""
@@ -402,7 +264,7 @@ class Cache:
             self.ledger.unpublished(key)
             self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}", 4)
             return keep(info)
-        self._warned.discard("write")
+        self._warn_once.clear("write")
         keep(info, size)
         self.ledger.added(key, info, size)
         return size
@@ -435,7 +297,7 @@ class Cache:
         compute: Callable[[], T],
         meta: Meta = None,
         *,
-        ask: Ask = _PLAIN,
+        ask: Ask = PLAIN,
         start: Start = Start.LOOK,
     ) -> Outcome[T]:
         """The cached value of ``key``, or ``compute()`` run once among all threads and
