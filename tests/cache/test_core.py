@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from nbcache import CacheWarning
-from nbcache.cache.core import Ask, Cache, Start
+from nbcache.cache.core import Ask, Cache, Hit, Start, Turn
+from nbcache.cache.ledger import Ledger, NoLedger
 from nbcache.entry.signing import Signer
+from nbcache.errors import StoreError
 from nbcache.store import LocalStore
 from tests.conftest import key_of
 
@@ -247,3 +249,30 @@ def test_memory_layer_is_bounded(store: LocalStore, signer: Signer) -> None:
         cache.put(key_of(n), n)
     assert cache.lookup(key_of(0)) is None
     assert cache.lookup(key_of(2)) is not None
+
+
+def test_a_cache_without_a_store_has_a_ledger_that_keeps_nothing() -> None:
+    """Every ledger method a cache calls exists on the ledger of a storeless cache too."""
+    public = {name for name in dir(Ledger) if not name.startswith("_")}
+    assert public <= set(dir(NoLedger))
+    cache = Cache(None, max_size=10)
+    assert cache.put(key_of(1), 1) == 0 and cache.lookup(key_of(1)) is not None
+    assert cache.ledger.max_size is None and cache.ledger.records() == []
+    assert cache.ledger.prune(older_than=0) == [] and cache.ledger.evict() == []
+    with pytest.raises(StoreError, match="no stored entry"):
+        cache.ledger.pin(key_of(1))
+
+
+def test_try_begin_gives_way_to_a_caller_computing_the_key(cache: Cache) -> None:
+    """begin claims the key; try_begin then returns None instead of waiting, and the hit
+    once the value is stored. Start.FORCE claims it even though it is stored."""
+    turn = cache.begin(key_of(1), Ask())
+    assert isinstance(turn, Turn)
+    assert cache.try_begin(key_of(1), Ask()) is None
+    turn.finish(1, 0.0)
+    hit = cache.try_begin(key_of(1), Ask())
+    assert isinstance(hit, Hit) and hit.value == 1
+    forced = cache.begin(key_of(1), Ask(), Start.FORCE)
+    assert isinstance(forced, Turn)
+    forced.finish(2, 0.0)
+    assert _fresh(cache).lookup(key_of(1)).value == 2  # type: ignore[union-attr]
