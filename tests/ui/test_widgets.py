@@ -366,6 +366,10 @@ class _BigCache:
             for n in range(count)
         ]
 
+    @property
+    def ledger(self) -> _BigCache:
+        return self  # listings are the ledger's: it stands for both
+
     def records(self) -> list[EntryRecord]:
         return self.items
 
