@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..cache.core import Ask, Cache, Hit
@@ -52,6 +52,9 @@ it runs as without nbcache; ``always``: it runs every time, by what it does."""
 
 FORCED = "the cell was run with -f/--force"
 MEMORY_ONLY = "running it is cheaper than storing and loading it; what it binds is known"
+# How a plan reads: as a fresh kernel would (what this kernel keeps in memory does not
+# count), and a plan is no use of an entry.
+_PLANNED = Ask(name=VALUE_NAME, fresh=intact, remember=False, count_uses=False)
 
 
 class Look(enum.Enum):
@@ -156,16 +159,7 @@ def prepare(
         )
     unchanged = Unchanged()
     if look is Look.PLANNED:
-        # As a fresh kernel would: what this kernel keeps in memory does not count, and
-        # a plan is no use of an entry.
-        ask = Ask(
-            name=VALUE_NAME,
-            validate=unchanged,
-            fresh=intact,
-            remember=False,
-            count_uses=False,
-            memory=LRU(1),
-        )
+        ask = replace(_PLANNED, validate=unchanged, memory=LRU(1))
     else:
         ask = Ask(
             persist=options.store,
