@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cache.default import store_location
+from ..settings import store_location
 from ..units import format_duration
 from .kernels import NotebookUnavailable, execute_notebook, require, status_lines
 
