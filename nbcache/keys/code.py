@@ -37,7 +37,7 @@ import xxhash
 
 from ..errors import KeyPicklingError
 from .classes import Matcher
-from .hashing import HASH_VERSION, Node, Request, Rule, digest
+from .hashing import HASH_VERSION, digest
 from .modules import (
     absolute_name,
     expand_dotted,
@@ -45,6 +45,7 @@ from .modules import (
     module_fingerprint,
     module_fingerprint_by_name,
 )
+from .node import Node, Request, Rule
 from .rules.names import global_rule
 
 __all__ = [
