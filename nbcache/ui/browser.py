@@ -322,46 +322,12 @@ class CacheBrowser:
         self._limit = limit
         self.state = BrowserState()
         self.totals = w.HTML()
-        self.filter = w.Text(placeholder="Filter by name or code", continuous_update=True)
-        self.filter.observe(lambda change: self._filtered(change["new"]), "value")
-        self.count = w.HTML()
-        self.pin = w.Button(description="Pin", tooltip="Keep the selected entries out of eviction")
-        self.delete = w.Button(description="Delete", tooltip="Remove the selected entries")
-        self.prune = w.Button(description="Prune…")
-        self.reload = w.Button(description="Refresh", tooltip="Read the store again")
-        self.reload.on_click(lambda _b: self.refresh_asked())
-        self.pin.on_click(lambda _b: self.pin_selected())
-        self.delete.on_click(lambda _b: self.ask("delete"))
-        self.prune.on_click(lambda _b: self.ask("prune"))
-        tools = w.HBox([self.filter, self.count, self.pin, self.delete, self.prune, self.reload])
-        self.question = w.HTML()
-        self.confirm = w.Button(description="Delete", button_style="danger")
-        self.keep = w.Button(description="Keep them")
-        self.confirm.on_click(lambda _b: self.do_asked())
-        self.keep.on_click(lambda _b: self.ask(None))
-        self.confirmation = w.HBox([self.question, self.confirm, self.keep])
-        self.confirmation.layout.display = "none"
+        tools = self._make_tools(w)
+        self.confirmation = self._make_confirmation(w)
         self._asked: str | None = None
         self.message = w.HTML()
-        self.heads = [w.Button(description=c.head, tooltip=f"Sort by {c.head}") for c in COLUMNS]
-        for column, head in zip(COLUMNS, self.heads, strict=True):
-            head.on_click(lambda _b, c=column.id: self.sort_by(c))
-        self.page_box = w.Checkbox(value=False, indent=False, tooltip="Select this page")
-        self.page_box.observe(lambda change: self._select_page(change["new"]), "value")
-        head_row = self.head_row = w.HBox([self.page_box, w.GridBox(self.heads)])
-        self.rows = [w.HBox([w.Checkbox(value=False, indent=False), w.HTML()]) for _ in range(PAGE)]
-        for index, row in enumerate(self.rows):
-            tick = row.children[0]
-            tick.observe(lambda change, i=index: self._tick_row(i, change["new"]), "value")
-        self.empty = w.HTML(value=_EMPTY)
-        grid = w.VBox([head_row, *self.rows, self.empty])
-        scroll = w.Box([grid])
-        self.prev = w.Button(description="‹ Previous")
-        self.next = w.Button(description="Next ›")
-        self.prev.on_click(lambda _b: self.turn(-1))
-        self.next.on_click(lambda _b: self.turn(1))
-        self.where = w.HTML()
-        pager = w.HBox([self.prev, self.where, self.next])
+        scroll, grid = self._make_table(w)
+        pager = self._make_pager(w)
         # The name column is as wide as this page's longest name (up to NAME_MAX): a rule
         # of this browser's own, in a hidden stylesheet widget of its own.
         self._scope = f"nbcache-b{next(_ids)}"
@@ -380,6 +346,68 @@ class CacheBrowser:
             ]
         )
         self.box.add_class(self._scope)
+        self._add_classes(tools, scroll, grid, pager)
+        self._filling = False
+        self._handle: Any = None
+        self.refresh()
+        self._handle = display(shown_with_text(self.box, self.text))
+
+    # -- the widgets
+
+    def _make_tools(self, w: Any) -> Any:
+        """The filter box, the selection's size, and the buttons that act on the store."""
+        self.filter = w.Text(placeholder="Filter by name or code", continuous_update=True)
+        self.filter.observe(lambda change: self._filtered(change["new"]), "value")
+        self.count = w.HTML()
+        self.pin = w.Button(description="Pin", tooltip="Keep the selected entries out of eviction")
+        self.delete = w.Button(description="Delete", tooltip="Remove the selected entries")
+        self.prune = w.Button(description="Prune…")
+        self.reload = w.Button(description="Refresh", tooltip="Read the store again")
+        self.reload.on_click(lambda _b: self.refresh_asked())
+        self.pin.on_click(lambda _b: self.pin_selected())
+        self.delete.on_click(lambda _b: self.ask("delete"))
+        self.prune.on_click(lambda _b: self.ask("prune"))
+        return w.HBox([self.filter, self.count, self.pin, self.delete, self.prune, self.reload])
+
+    def _make_confirmation(self, w: Any) -> Any:
+        """The question asked before Delete or Prune, hidden until then."""
+        self.question = w.HTML()
+        self.confirm = w.Button(description="Delete", button_style="danger")
+        self.keep = w.Button(description="Keep them")
+        self.confirm.on_click(lambda _b: self.do_asked())
+        self.keep.on_click(lambda _b: self.ask(None))
+        confirmation = w.HBox([self.question, self.confirm, self.keep])
+        confirmation.layout.display = "none"
+        return confirmation
+
+    def _make_table(self, w: Any) -> tuple[Any, Any]:
+        """The column heads that sort, one page of rows with a checkbox each, and what an
+        empty table says: the scrolling box and the grid inside it."""
+        self.heads = [w.Button(description=c.head, tooltip=f"Sort by {c.head}") for c in COLUMNS]
+        for column, head in zip(COLUMNS, self.heads, strict=True):
+            head.on_click(lambda _b, c=column.id: self.sort_by(c))
+        self.page_box = w.Checkbox(value=False, indent=False, tooltip="Select this page")
+        self.page_box.observe(lambda change: self._select_page(change["new"]), "value")
+        head_row = self.head_row = w.HBox([self.page_box, w.GridBox(self.heads)])
+        self.rows = [w.HBox([w.Checkbox(value=False, indent=False), w.HTML()]) for _ in range(PAGE)]
+        for index, row in enumerate(self.rows):
+            tick = row.children[0]
+            tick.observe(lambda change, i=index: self._tick_row(i, change["new"]), "value")
+        self.empty = w.HTML(value=_EMPTY)
+        grid = w.VBox([head_row, *self.rows, self.empty])
+        return w.Box([grid]), grid
+
+    def _make_pager(self, w: Any) -> Any:
+        self.prev = w.Button(description="‹ Previous")
+        self.next = w.Button(description="Next ›")
+        self.prev.on_click(lambda _b: self.turn(-1))
+        self.next.on_click(lambda _b: self.turn(1))
+        self.where = w.HTML()
+        return w.HBox([self.prev, self.where, self.next])
+
+    def _add_classes(self, tools: Any, scroll: Any, grid: Any, pager: Any) -> None:
+        """The CSS classes the stylesheet (ui/theme.py) finds each part by."""
+        head_row = self.head_row
         for widget, part in (
             (self.box, "browser"),
             (self.totals, "browser-totals"),
@@ -417,10 +445,6 @@ class CacheBrowser:
         for row in self.rows:
             row.add_class("nbcache-row")
             row.add_class("nbcache-browser-row")
-        self._filling = False
-        self._handle: Any = None
-        self.refresh()
-        self._handle = display(shown_with_text(self.box, self.text))
 
     # -- reading the store
 
