@@ -48,7 +48,7 @@ def browse(cache: Any = None, widgets: bool | None = None) -> None:
     returned as well would be shown a second time at the end of a cell.
     """
     from ..cache.default import default_cache, max_size
-    from .browser import browser_text
+    from .browserstate import browser_text
     from .cards import short_path
 
     cache = cache or default_cache()
