@@ -14,7 +14,6 @@ import asyncio
 import functools
 import inspect
 import itertools
-import reprlib
 import threading
 import time
 import types
@@ -34,25 +33,7 @@ from ..settings import LARGE_VALUE, memory_size
 from ..tasks.executors import get_executor
 from ..tasks.futures import settle
 from ..units import parse_duration
-
-_SHORT = reprlib.Repr()  # a call's arguments as a listing shows them
-_SHORT.maxstring = _SHORT.maxother = 24
-_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
-
-
-def _short(value: Any) -> str:
-    """``value``'s repr cut short; its type's name when its repr fails (a listing's
-    words are never worth a call that runs uncached)."""
-    shape = getattr(value, "shape", None)
-    if isinstance(shape, tuple) and not isinstance(value, type):  # arrays, frames
-        return f"<{type(value).__name__} {'x'.join(str(n) for n in shape)}>"
-    if isinstance(value, (bytes, bytearray, memoryview)):  # whose repr is the whole value
-        return f"<{type(value).__name__} of {len(value)}>"
-    try:
-        return " ".join(_SHORT.repr(value).split())
-    except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything
-        return f"<{type(value).__name__}>"
-
+from .callargs import SCALARS, call_text, fast_key, zero_float
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
 
@@ -60,11 +41,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MISS: Any = object()
-_KWARGS = object()
 _POLL_START = 0.02
 _POLL_MAX = 0.5
-_SCALARS = frozenset({int, str, bytes, bool, type(None), float})
-_SCALARS_LEFT = (bytes, bool, type(None))  # compared by identity: a type may be unhashable
 
 
 class CacheInfo(NamedTuple):
@@ -158,14 +136,14 @@ class Memoized(Generic[P, R]):
         if self._is_async:
             return self._call_async(args, kwargs)  # type: ignore[return-value]
         if kwargs:
-            fast = self._fast_key(args, kwargs)
-        else:  # _fast_key's common case, inline: a call less on every hit
+            fast = fast_key(args, kwargs, self._typed)
+        else:  # fast_key's common case, inline: a call less on every hit
             kinds = tuple(map(type, args))
             try:
-                scalars = _SCALARS.issuperset(kinds)
+                scalars = SCALARS.issuperset(kinds)
             except TypeError:  # a class whose metaclass makes it unhashable
                 scalars = False
-            if not scalars or (float in kinds and _zero_float(args)):
+            if not scalars or (float in kinds and zero_float(args)):
                 fast = None
             else:
                 fast = args + kinds if self._typed else args
@@ -206,30 +184,6 @@ class Memoized(Generic[P, R]):
             self._warn_uncached(f"its code could not be fingerprinted ({_failure(exc)})")
         return self._fp
 
-    def _fast_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """A dict key for plain scalar arguments as given, or None to go by content."""
-        if not kwargs:  # the common case: the types mapped and checked in C
-            kinds = tuple(map(type, args))
-            try:
-                if not _SCALARS.issuperset(kinds):
-                    return None
-            except TypeError:  # a class whose metaclass makes it unhashable
-                return None
-            if float in kinds and _zero_float(args):
-                return None
-            return args + kinds if self._typed else args
-        values = (*args, *kwargs.values())
-        for value in values:
-            kind = type(value)
-            if not (kind is int or kind is str or kind is float or kind in _SCALARS_LEFT):
-                return None
-            if kind is float and value == 0.0:
-                return None  # -0.0 == 0.0, yet they can give different results
-        key: tuple[Any, ...] = args if not kwargs else (*args, _KWARGS, *kwargs.items())
-        if self._typed:
-            key = (*key, *(type(value) for value in values))
-        return key
-
     def _from_memory(self, key: str | None) -> Any:
         if key is None:
             return _MISS
@@ -251,19 +205,14 @@ class Memoized(Generic[P, R]):
         try:
             ck = call_key(self.__wrapped__, fp, arguments, typed=self._typed, ignore=self._ignore)
             # The call as the user wrote it, for listings: the browser's code column.
-            return CallKey(ck.key, {**ck.summary, "call": self._call_text(args, kwargs)})
+            return CallKey(
+                ck.key, {**ck.summary, "call": call_text(short_name(self._identity), args, kwargs)}
+            )
         except KeyPicklingError as exc:
             self._warn_uncached(str(exc))
         except Exception as exc:  # noqa: BLE001 - a key that cannot be built: run uncached
             self._warn_uncached(f"its arguments could not be hashed ({_failure(exc)})")
         return None
-
-    def _call_text(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """``f(3, n=2)``: each argument's repr cut short, the whole at most 80 characters."""
-        parts = [_short(value) for value in args]
-        parts += [f"{name}={_short(value)}" for name, value in kwargs.items()]
-        text = f"{short_name(self._identity)}({', '.join(parts)})"
-        return text if len(text) <= 80 else text[:78] + "…)"
 
     def _warn_uncached(self, reason: str) -> None:
         if not self._warned:
@@ -404,7 +353,7 @@ class Memoized(Generic[P, R]):
             ExecutorError: the configured executor cannot run work (dask not
                 installed or not configured, its scheduler unreachable).
         """
-        fast = self._fast_key(args, kwargs)
+        fast = fast_key(args, kwargs, self._typed)
         with self._lock:
             fp = self._fingerprint()
             found = self._from_memory(self._fast.get(fast)) if fast is not None else _MISS
@@ -509,12 +458,6 @@ class Memoized(Generic[P, R]):
             with self._lock:
                 self._elsewhere.pop(ck.key, None)
             settle(landed, done)
-
-
-def _zero_float(values: tuple[Any, ...]) -> bool:
-    """Whether a float among ``values`` is a zero: -0.0 == 0.0, yet they can give
-    different results, so such a call goes by content."""
-    return any(type(v) is float and v == 0.0 for v in values)
 
 
 def _count_of(counter: itertools.count[int]) -> int:
