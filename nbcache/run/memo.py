@@ -31,9 +31,9 @@ from ..keys.calls import CallKey, bind_arguments, call_key, explain
 from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
 from ..settings import LARGE_VALUE, memory_size
 from ..tasks.executors import get_executor
-from ..tasks.futures import settle
 from ..units import parse_duration
 from .callargs import SCALARS, call_text, fast_key, zero_float
+from .elsewhere import Elsewhere
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
 
@@ -105,7 +105,7 @@ class Memoized(Generic[P, R]):
         )
         self._fast: dict[Any, str] = {}
         self._fp: Fingerprint | None = None
-        self._elsewhere: dict[str, Future[Any]] = {}  # calls on another executor, by key
+        self._elsewhere = Elsewhere(self._lock)  # calls on another executor, by key
         self._hit_count = itertools.count()  # next() is atomic: the hit path takes no lock
         self._misses = self._store_hits = 0
         self._saved = 0.0
@@ -393,71 +393,24 @@ class Memoized(Generic[P, R]):
             with self._lock:
                 self._misses += 1
             return executor.submit(call, *args, **kwargs)
-        with self._lock:
-            running = self._elsewhere.get(ck.key)
-            if running is not None:
-                return running
-            landed: Future[R] = Future()
-            self._elsewhere[ck.key] = landed
-        turn = self.cache.begin(ck.key, self._ask, looked=True, wait=False)
-        if isinstance(turn, Hit):  # its entry landed since we looked
-            with self._lock:
-                del self._elsewhere[ck.key]
-            self._record(ck, fast, turn)
-            landed.set_result(turn.value)
-            return landed
-        if turn is None:
+
+        def keep(turn: Turn, value: Any, seconds: float) -> None:
+            turn.finish(value, seconds, self._meta(ck))
+            self._record(ck, fast, None)
+
+        return self._elsewhere.submit(
+            executor,
+            call,
+            args,
+            kwargs,
+            ck.key,
+            begin=lambda: self.cache.begin(ck.key, self._ask, looked=True, wait=False),
+            found=lambda hit: self._record(ck, fast, hit),
             # Another caller computes this call: wait for its entry here, as a call would
             # (and compute here if that process dies).
-            waiting = get_executor("thread").submit(self, *args, **kwargs)
-            waiting.add_done_callback(lambda done: self._settle_elsewhere(ck, landed, done))
-            landed.add_done_callback(lambda mine: mine.cancelled() and waiting.cancel())
-            return landed
-        start = time.perf_counter()
-        try:
-            remote = executor.submit(call, *args, **kwargs)
-        except BaseException:
-            with self._lock:
-                del self._elsewhere[ck.key]
-            turn.abandon()
-            raise
-        # The remote's callbacks run on its executor's own thread: keep the result on ours.
-        remote.add_done_callback(
-            lambda done: get_executor("thread").submit(
-                self._land, ck, fast, done, landed, start, turn
-            )
+            wait=lambda: get_executor("thread").submit(self, *args, **kwargs),
+            keep=keep,
         )
-        landed.add_done_callback(lambda mine: mine.cancelled() and remote.cancel())
-        return landed
-
-    def _settle_elsewhere(self, ck: CallKey, landed: Future[R], done: Future[Any]) -> None:
-        with self._lock:
-            self._elsewhere.pop(ck.key, None)
-        settle(landed, done)
-
-    def _land(
-        self,
-        ck: CallKey,
-        fast: Any,
-        done: Future[Any],
-        landed: Future[R],
-        start: float,
-        turn: Turn,
-    ) -> None:
-        """Keep what a call elsewhere returned (memory and store), then finish ``landed``;
-        the claim ends once the entry is stored, so a waiting process finds it."""
-        try:
-            if not done.cancelled() and done.exception() is None:
-                turn.finish(done.result(), time.perf_counter() - start, self._meta(ck))
-                self._record(ck, fast, None)
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
-            if not landed.done():
-                landed.set_exception(exc)
-        finally:
-            turn.abandon()
-            with self._lock:
-                self._elsewhere.pop(ck.key, None)
-            settle(landed, done)
 
 
 def _count_of(counter: itertools.count[int]) -> int:
