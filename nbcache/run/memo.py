@@ -23,7 +23,7 @@ from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ..cache.core import Ask, Cache, Hit, Kept, Turn
+from ..cache.core import Ask, Cache, Hit, Kept, Start, Turn
 from ..cache.default import default_cache
 from ..cache.lru import LRU
 from ..errors import KeyPicklingError, warn
@@ -268,7 +268,7 @@ class Memoized(Generic[P, R]):
             return await self.__wrapped__(*args, **kwargs)  # type: ignore[misc]
         delay = _POLL_START
         while True:
-            turn = self.cache.begin(ck.key, self._ask, wait=False)
+            turn = self.cache.try_begin(ck.key, self._ask)
             if turn is not None:
                 break
             # Another coroutine, thread or process computes this call: poll for its entry
@@ -313,7 +313,7 @@ class Memoized(Generic[P, R]):
             self._saved = 0.0
         if store:
             cache = self.cache
-            for record in cache.records():
+            for record in cache.ledger.records():
                 if record.identity == self._identity:
                     cache.remove(record.key)
 
@@ -404,7 +404,7 @@ class Memoized(Generic[P, R]):
             args,
             kwargs,
             ck.key,
-            begin=lambda: self.cache.begin(ck.key, self._ask, looked=True, wait=False),
+            begin=lambda: self.cache.try_begin(ck.key, self._ask, Start.MISSED),
             found=lambda hit: self._record(ck, fast, hit),
             # Another caller computes this call: wait for its entry here, as a call would
             # (and compute here if that process dies).

@@ -205,7 +205,7 @@ class CacheBrowser:
 
     def refresh(self) -> None:
         """Read the records again and redraw everything, the text form too."""
-        self.state.load(self.cache.records())
+        self.state.load(self.cache.ledger.records())
         self.totals.value = totals_html(self.state.records, self.location, self._limit())
         self.draw()
         update = getattr(self._handle, "update", None)
@@ -381,8 +381,9 @@ class CacheBrowser:
     def pin_selected(self) -> None:
         chosen = self.state.chosen
         pin = not all(r.pinned for r in chosen)
+        ledger = self.cache.ledger
         for rec in chosen:
-            self.cache.pin(rec.key, pin)
+            (ledger.pin if pin else ledger.unpin)(rec.key)
         what = plural(len(chosen), "entry", "entries")
         self.message.value = (
             f"Pinned {what}: eviction and Prune leave them alone." if pin else f"Unpinned {what}."
@@ -391,7 +392,7 @@ class CacheBrowser:
 
     def prune_to_limit(self) -> None:
         before = {r.key: r for r in self.state.records}
-        removed = self.cache.prune(max_size=self._limit())
+        removed = self.cache.ledger.prune(max_size=self._limit())
         gone = [before[k] for k in removed if k in before]
         self.message.value = (
             f"Pruned {plural(len(removed), 'entry', 'entries')} ({size_of(gone)})."

@@ -6,8 +6,6 @@ Each magic parses its line, calls the core and formats what comes back.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import shlex
 import types
@@ -18,13 +16,14 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, 
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ..cache.core import Cache
-from ..cache.default import check_store, default_cache, max_size, open_store, set_default_cache
+from ..cache.default import check_store, default_cache, open_store, set_default_cache
 from ..errors import CacheError, ExecutorError
 from ..run.auto import AutoMode
 from ..run.cell import CellCache
 from ..run.cellrun import CellOptions
 from ..run.checkpoint import parse_policy
 from ..run.memo import Memoized, memoize
+from ..settings import max_size
 from ..units import format_duration, parse_duration, parse_size
 from .automode import auto_off, auto_on
 from .ipython import IPythonShell
@@ -232,7 +231,7 @@ class NbcacheMagics(Magics):
         return "\n".join(summary_lines(default_cache()))
 
     def _cmd_list(self, _args: argparse.Namespace) -> str:
-        records = default_cache().records()
+        records = default_cache().ledger.records()
         return "\n".join(entries_table(records)) if records else "nbcache: no stored entries"
 
     def _why(self, target: str | None) -> str:
@@ -259,14 +258,14 @@ class NbcacheMagics(Magics):
         if not keys:
             raise UsageError(f"no entry matches {args.target!r}: see %nbcache list")
         for key in keys:
-            cache.pin(key)
+            cache.ledger.pin(key)
         return f"nbcache: pinned {plural(len(keys))}"
 
     def _cmd_prune(self, args: argparse.Namespace) -> str:
         limit = args.max_size if args.max_size is not None else None
         if args.max_size is None and args.older_than is None:
             limit = max_size()
-        removed = default_cache().prune(max_size=limit, older_than=args.older_than)
+        removed = default_cache().ledger.prune(max_size=limit, older_than=args.older_than)
         return f"nbcache: removed {plural(len(removed))}"
 
     def _cmd_tasks(self, _args: argparse.Namespace) -> str:
@@ -301,23 +300,12 @@ class NbcacheMagics(Magics):
         return f"nbcache: auto mode on: every cell is cached as with %%cache; {rule}"
 
     def _cmd_plan(self, args: argparse.Namespace) -> str:
-        cells = numbers = None
-        if args.cells:
-            with open(args.cells, encoding="utf-8") as f:
-                given = json.load(f)
-            cells = [(c.get("id"), str(c["source"])) for c in given]
-            numbers = [int(c.get("number", i + 1)) for i, c in enumerate(given)]
-        elif self.cells.auto is None or not self.cells.auto.cells:
+        if self.cells.auto is None or not self.cells.auto.cells:
             return "nbcache: no cell has run in auto mode yet: `%nbcache auto` first"
         # What IPython put in the namespace when it started, as a fresh kernel has it.
         hidden = getattr(self.shell, "user_ns_hidden", {})
         initial = {k: v for k, v in self.adapter.user_ns.items() if k in hidden}
-        rows = self.cells.plan(cells, initial, numbers)
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump([dataclasses.asdict(row) for row in rows], f)
-            return ""
-        return "\n".join(row.line() for row in rows)
+        return "\n".join(row.line() for row in self.cells.plan(None, initial))
 
     def _cmd_dir(self, args: argparse.Namespace) -> str:
         if args.path:
@@ -368,9 +356,7 @@ def _parse(line: str) -> argparse.Namespace:
     auto.add_argument("state", nargs="?", choices=["on", "off"], default="on")
     auto.add_argument("--lazy", action="store_true")
     auto.add_argument("--min-seconds", type=float, default=None)
-    planned = sub.add_parser("plan")
-    planned.add_argument("--cells", help=argparse.SUPPRESS)  # nbcache run --plan's cells
-    planned.add_argument("--json", help=argparse.SUPPRESS)
+    sub.add_parser("plan")
     sub.add_parser("tasks")
     wait = sub.add_parser("wait")
     wait.add_argument("name", nargs="?")
