@@ -177,6 +177,15 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_store_commands(sub)
+    _add_demo_commands(sub)
+    _add_run(sub)
+    _add_kernel(sub)
+    return parser
+
+
+def _add_store_commands(sub: Any) -> None:
+    """``list``, ``info``, ``clear``, ``prune`` and ``check``: the store and its entries."""
     sub.add_parser("list", help="list stored entries").set_defaults(run=cmd_list)
     sub.add_parser("info", help="where the store is and what it holds").set_defaults(run=cmd_info)
     clear = sub.add_parser("clear", help="remove entries (a key prefix or label, or --all)")
@@ -191,6 +200,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="rebuild the store's index from its entry files").set_defaults(
         run=cmd_check
     )
+
+
+def _add_demo_commands(sub: Any) -> None:
+    """``demo`` and ``tutorial``: nbcache shown at work."""
     demo = sub.add_parser("demo", help="compute in one process, restore in a second")
     demo.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--limit", type=int, default=20_000_000, help=argparse.SUPPRESS)
@@ -203,6 +216,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     tutorial.add_argument("--out", metavar="PATH", help="save the notebook as run 2 left it")
     tutorial.set_defaults(run=cmd_tutorial)
+
+
+def _add_run(sub: Any) -> None:
+    """``run``: notebooks headless, cell by cell from the cache."""
     run = sub.add_parser(
         "run",
         help="run a notebook headless, cell by cell from the cache: only changed cells execute",
@@ -251,6 +268,10 @@ def _parser() -> argparse.ArgumentParser:
         help="name each cell that executed (ran, always runs, ...) and why, one line each",
     )
     run.set_defaults(run=cmd_run_each)
+
+
+def _add_kernel(sub: Any) -> None:
+    """``kernel install``: the nbcache kernelspec."""
     kernel = sub.add_parser("kernel", help="the nbcache kernel, for tools that run notebooks")
     kernel_sub = kernel.add_subparsers(dest="kernel_command", required=True)
     install = kernel_sub.add_parser(
@@ -265,7 +286,6 @@ def _parser() -> argparse.ArgumentParser:
         "--display-name", default="Python 3 (nbcache)", help="the name a notebook UI shows"
     )
     install.set_defaults(run=cmd_kernel)
-    return parser
 
 
 @contextmanager

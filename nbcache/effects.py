@@ -16,6 +16,6 @@ it again before the next cell runs. See docs/effects.md.
 from __future__ import annotations
 
 from .run.effects import EffectsError, State, Unkept, register, registered, unregister
-from .run.states import UNSET
+from .run.state import UNSET
 
 __all__ = ["UNSET", "EffectsError", "State", "Unkept", "register", "registered", "unregister"]

@@ -22,7 +22,7 @@ from collections.abc import Generator
 from typing import Any
 
 from .classes import Matcher, subclass_of, type_name
-from .hashing import Node, Request, Rule
+from .node import Node, Request, Rule
 
 __all__ = ["RULES"]
 

@@ -22,7 +22,8 @@ the address, which changes with every process (:meth:`_Walk.address`).
 
 Rules live in one registry (:func:`register`), asked in order, first match
 wins, the answer remembered per type.  This module is the walk and the
-registry only; the rules are families in modules of their own, which import
+registry only (what a rule writes into, and plain scalars, are
+``keys/node.py``); the rules are families in modules of their own, which import
 this one and nothing of each other: ``keys/rules/`` (containers, live
 handles, installed code by name, numpy, and objects through the reduce
 protocol, the fallback), ``keys/frames.py``, ``keys/arrays.py`` and
@@ -40,39 +41,26 @@ objects raises :class:`HashBudgetError`.
 
 from __future__ import annotations
 
-import array
 import gc
-import math
 import struct
-import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import xxhash
 
 from ..errors import KeyPicklingError
 from .classes import Matcher, type_name
+from .node import ATOMS, Node, Parts, Rule, Step, Unfed
 from .recorded import Recorded
 from .versions import module_version
 
 __all__ = [
-    "ATOMS",
-    "BULK_ITEMS",
     "DEFAULT_MAX_OBJECTS",
     "DEFAULT_MAX_SECONDS",
     "HASH_VERSION",
     "HashBudgetError",
     "LiveHandleError",
-    "Node",
-    "Parts",
-    "Request",
-    "Rule",
-    "Step",
-    "Unfed",
-    "bulk_atoms",
     "digest",
     "drawn_on",
     "module_version",
@@ -92,17 +80,9 @@ HASH_VERSION = 2
 DEFAULT_MAX_SECONDS = 30.0
 DEFAULT_MAX_OBJECTS = 20_000_000
 
-_CHUNK = 1 << 22  # big buffers go to the hasher in 4 MiB slices, checking the clock
-_INLINE = 1 << 16  # buffers above this skip the node's small byte buffer
 _CHECK_EVERY = 1 << 12  # objects between two looks at the clock
 _REMEMBER_LEAVES = 1 << 12  # bytes above which an object without parts is remembered
 _Q = struct.Struct("<Q").pack
-_q = struct.Struct("<q").pack
-_D = struct.Struct("<d").pack
-_NAN = b"\x7f\xf8" + b"\x00" * 6
-# Where ``id()`` values fall (8-aligned, see ``_Walk.address``): ints outside
-# this range are never taken for one, and cost one comparison more.
-_ADDRESS_LOW, _ADDRESS_HIGH = (1 << 20, 1 << 48) if sys.maxsize > 1 << 32 else (1 << 16, 1 << 32)
 
 
 class LiveHandleError(KeyPicklingError):
@@ -171,247 +151,6 @@ def digest(
 
 def _hexdigest(root: bytes) -> str:
     return str(xxhash.xxh3_128_hexdigest(b"nbcache-hash/%d\x00" % HASH_VERSION + root))
-
-
-# -- nodes: what a rule writes into -----------------------------------------------
-
-
-@dataclass(frozen=True)
-class Unfed:
-    """Yielded by a rule that wants a part's digest back without adding it (sets sort them)."""
-
-    value: Any
-    step: Step
-
-
-# A step names a part inside its parent for error messages: an int is an index
-# (``[3]``), a str is appended as it is (``.mask``), a 1-tuple holds a key
-# (``['name']``).  Paths are only spelled out when something fails.
-Step = int | str | tuple[Any]
-Request = tuple[Any, Step] | Unfed
-Parts = Generator[Request, bytes, None]  # what a rule yields: the parts it contains
-Rule = Callable[["Node", Any], Parts | None]
-
-
-class Node:
-    """The digest of one object in the making: rules add tags, bytes and parts' digests."""
-
-    __slots__ = ("_buf", "_h", "_walk")
-
-    def __init__(self, walk: _Walk) -> None:
-        self._walk = walk
-        self._buf = bytearray()
-        self._h: Any = None
-
-    @property
-    def typed(self) -> bool:
-        return self._walk.typed
-
-    def tag(self, label: bytes) -> None:
-        self._buf += label
-        self._buf += b"\x00"
-
-    def raw(self, data: bytes | bytearray | memoryview) -> None:
-        """Length-prefixed bytes; big buffers stream in slices under the budget's clock."""
-        view = memoryview(data)
-        if view.ndim != 1 or view.format != "B":
-            view = view.cast("B")
-        self._buf += _Q(view.nbytes)
-        if view.nbytes <= _INLINE:
-            self._buf += view
-            return
-        if self._h is None:
-            self._h = xxhash.xxh3_128()
-        self._h.update(self._buf)
-        self._buf = bytearray()
-        for start in range(0, view.nbytes, _CHUNK):
-            self._h.update(view[start : start + _CHUNK])
-            self._walk.check_clock()
-
-    def text(self, value: str) -> None:
-        self.raw(value.encode("utf-8", "surrogatepass"))
-
-    def count(self, n: int) -> None:
-        self._buf += _q(n)
-
-    def atom(self, value: Any) -> bool:
-        """Add a plain scalar inline and return True; return False for anything else."""
-        encode = ATOMS.get(type(value))
-        if encode is None:
-            return False
-        encode(self, value)
-        return True
-
-    def atom_digest(self, value: Any) -> bytes | None:
-        """The digest a plain scalar would have as a part of its own, or None."""
-        encode = ATOMS.get(type(value))
-        if encode is None:
-            return None
-        leaf = Node(self._walk)
-        encode(leaf, value)
-        return leaf.finish()
-
-    def add(self, part: bytes) -> None:
-        """Add a part's 16-byte digest."""
-        self._buf += part
-
-    def check_clock(self) -> None:
-        """Raise HashBudgetError past the deadline: for rules that loop over big data."""
-        self._walk.check_clock()
-
-    def finish(self) -> bytes:
-        if self._h is None:
-            return bytes(xxhash.xxh3_128_digest(self._buf))
-        self._h.update(self._buf)
-        return bytes(self._h.digest())
-
-
-def _atom_none(n: Node, value: None) -> None:
-    n._buf += b"N"
-
-
-def _atom_bool(n: Node, value: bool) -> None:
-    if n.typed:
-        n._buf += b"B\x01" if value else b"B\x00"
-    else:
-        _atom_int(n, int(value))
-
-
-def _atom_int(n: Node, value: int) -> None:
-    buf = n._buf
-    if -(1 << 63) <= value < (1 << 63):
-        if _ADDRESS_LOW <= value < _ADDRESS_HIGH and not value & 7 and n._walk.address(n, value):
-            return
-        buf += b"i"
-        buf += _q(value)
-        return
-    # Bytes, not str(): int-to-str is quadratic and refused above 4300 digits.
-    data = value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True)
-    buf += b"I"
-    buf += _Q(len(data))
-    buf += data
-
-
-def _atom_float(n: Node, value: float) -> None:
-    if not n.typed and value.is_integer() and not (value == 0 and math.copysign(1, value) < 0):
-        _atom_int(n, int(value))
-        return
-    n._buf += b"F"
-    n._buf += _NAN if math.isnan(value) else _D(value)
-
-
-def _atom_complex(n: Node, value: complex) -> None:
-    n._buf += b"C"
-    for part in (value.real, value.imag):
-        n._buf += _NAN if math.isnan(part) else _D(part)
-
-
-def _atom_str(n: Node, value: str) -> None:
-    if n._walk.looked_for:  # a str whose id() is kept as an int (sklearn's stop words)
-        n._walk.atom_met(value)
-    data = value.encode("utf-8", "surrogatepass")
-    if len(data) > _INLINE:
-        n._buf += b"S"
-        n.raw(data)
-        return
-    buf = n._buf
-    buf += b"S"
-    buf += _Q(len(data))
-    buf += data
-
-
-def _atom_bytes(n: Node, value: bytes | bytearray) -> None:
-    if n._walk.looked_for:
-        n._walk.atom_met(value)
-    n._buf += b"Y" if type(value) is bytes else b"A"
-    if len(value) > _INLINE:
-        n.raw(value)
-        return
-    n._buf += _Q(len(value))
-    n._buf += value
-
-
-# Values hashed inline by value wherever they appear: no identity, no memo.
-# Sharing one is unobservable (bytearray aside, whose aliasing keys ignore,
-# as they ignore all aliasing: a key is about content).
-ATOMS: Mapping[type, Callable[[Node, Any], None]] = {
-    type(None): _atom_none,
-    bool: _atom_bool,
-    int: _atom_int,
-    float: _atom_float,
-    complex: _atom_complex,
-    str: _atom_str,
-    bytes: _atom_bytes,
-    bytearray: _atom_bytes,
-}
-
-
-# A list or tuple this long whose items are all of one scalar type is encoded in C.
-BULK_ITEMS = 32
-
-
-def bulk_atoms(n: Node, items: list[Any] | tuple[Any, ...]) -> bool:
-    """Encode ``items``, all ints or all floats, in C; False, with nothing written, if not.
-
-    The bytes are exactly those one encode per item writes, so the digest is the
-    same: only the per-item work leaves Python.  Anything the walk must see item
-    by item falls back (False): ints beyond 64 bits, floats when untyped (an
-    integral float is written as an int then), an int the walk writes as a
-    reference to a part.
-    """
-    kinds = set(map(type, items))
-    if len(kinds) != 1:
-        return False
-    kind = kinds.pop()
-    if kind is int:
-        return _bulk_ints(n, items)
-    if kind is float and n.typed:
-        return _bulk_floats(n, items)
-    return False  # strs: their lengths vary, and C gains nothing over one encode each
-
-
-def _bulk_ints(n: Node, items: list[int] | tuple[int, ...]) -> bool:
-    import numpy as np
-
-    try:
-        values = np.frombuffer(array.array("q", items), dtype=np.int64)
-    except OverflowError:
-        return False
-    if values.max() >= _ADDRESS_LOW and values.min() < _ADDRESS_HIGH:
-        found = values[(values >= _ADDRESS_LOW) & (values < _ADDRESS_HIGH) & ((values & 7) == 0)]
-        if found.size:  # what _atom_int does with each, as ``_Walk.address`` says
-            walk = n._walk
-            candidates = found.tolist()
-            if walk.refs is not None and not walk.found.keys().isdisjoint(candidates):
-                return False  # some are written as references: item by item
-            if walk.noted is not None:
-                walk.noted.update(candidates)
-    _tagged_cells(n, b"i", values.astype("<i8", copy=False))
-    return True
-
-
-def _bulk_floats(n: Node, items: list[float] | tuple[float, ...]) -> bool:
-    import numpy as np
-
-    values = np.frombuffer(array.array("d", items), dtype=np.float64).astype("<f8", copy=False)
-    nan = np.isnan(values)
-    cells = values.view(np.uint8).reshape(-1, 8)
-    if nan.any():  # every NaN is one NaN, as _atom_float writes it
-        cells = cells.copy()
-        cells[nan] = np.frombuffer(_NAN, dtype=np.uint8)
-    _tagged_cells(n, b"F", cells)
-    return True
-
-
-def _tagged_cells(n: Node, tag: bytes, cells: Any) -> None:
-    """``tag`` before each 8-byte cell (a row of ``cells``), appended to the node."""
-    import numpy as np
-
-    rows = cells.view(np.uint8).reshape(-1, 8)
-    out = np.empty((len(rows), 9), dtype=np.uint8)
-    out[:, 0] = tag[0]
-    out[:, 1:] = rows
-    n._buf += out.data
 
 
 # -- the walk ------------------------------------------------------------------------
@@ -522,8 +261,7 @@ class _Walk:
         """
         refs = self.refs
         if refs is not None and value in self.found:
-            n._buf += b"R"
-            n._buf += refs.get(value, b"")  # empty inside a part's own digest: no recursion
+            n.add(b"R" + refs.get(value, b""))  # empty inside a part's own digest: no recursion
             return True
         if self.noted is not None:
             self.noted.add(value)
@@ -621,7 +359,7 @@ class _Walk:
         self._pending = None
         if gen is None:
             result = node.finish()
-            if node._h is not None or len(node._buf) > _REMEMBER_LEAVES:
+            if node.larger_than(_REMEMBER_LEAVES):
                 self.memo[key] = result
                 self.keep.append(value)
             # A small leaf (a tuple of scalars) is cheaper to hash again for

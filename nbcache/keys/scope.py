@@ -397,18 +397,7 @@ def cell_key(
             inputs[name] = _UNBOUND
             h.update(f"{name}={_UNBOUND}".encode())
             continue
-        try:
-            part = digest(value, name=name)
-        except KeyPicklingError as exc:
-            # The same class, so the runner can tell a live handle from a value too big.
-            raise type(exc)(
-                f"{exc} The cell runs uncached; to cache it anyway, leave `{name}` out of "
-                f"the key with --ignore {name}."
-            ) from exc
-        inputs[name] = part  # what mutation checks compare with, after the run
-        drifted = (restored or {}).get(name)
-        if drifted is not None and drifted[0] is value and drifted[1] == part:
-            part = drifted[2]
+        inputs[name], part = _input_digest(name, value, restored)
         h.update(f"{name}={part}".encode())
         if is_code(value):
             deps[name] = ["code", part[:12]]
@@ -424,6 +413,25 @@ def cell_key(
         "args": args,
     }
     return CellKey(h.hexdigest(), summary, inputs)
+
+
+def _input_digest(
+    name: str, value: Any, restored: Mapping[str, tuple[Any, str, str]] | None
+) -> tuple[str, str]:
+    """An input's digest now (what mutation checks compare with, after the run) and the
+    one its key uses: the digest it had when made, for a restored value that drifted."""
+    try:
+        part = digest(value, name=name)
+    except KeyPicklingError as exc:
+        # The same class, so the runner can tell a live handle from a value too big.
+        raise type(exc)(
+            f"{exc} The cell runs uncached; to cache it anyway, leave `{name}` out of "
+            f"the key with --ignore {name}."
+        ) from exc
+    drifted = (restored or {}).get(name)
+    if drifted is not None and drifted[0] is value and drifted[1] == part:
+        return part, drifted[2]
+    return part, part
 
 
 def _named_by_strings(code: CellCode, namespace: Mapping[str, Any]) -> list[str]:

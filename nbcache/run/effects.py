@@ -39,7 +39,8 @@ from typing import Any
 import xxhash
 
 from ..errors import CacheError
-from .states import BUILT_IN, UNSET, State, Unkept
+from .state import UNSET, State, Unkept
+from .states import BUILT_IN
 
 __all__ = [
     "UNSET",

@@ -14,7 +14,6 @@ import asyncio
 import functools
 import inspect
 import itertools
-import reprlib
 import threading
 import time
 import types
@@ -32,27 +31,9 @@ from ..keys.calls import CallKey, bind_arguments, call_key, explain
 from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
 from ..settings import LARGE_VALUE, memory_size
 from ..tasks.executors import get_executor
-from ..tasks.futures import settle
 from ..units import parse_duration
-
-_SHORT = reprlib.Repr()  # a call's arguments as a listing shows them
-_SHORT.maxstring = _SHORT.maxother = 24
-_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
-
-
-def _short(value: Any) -> str:
-    """``value``'s repr cut short; its type's name when its repr fails (a listing's
-    words are never worth a call that runs uncached)."""
-    shape = getattr(value, "shape", None)
-    if isinstance(shape, tuple) and not isinstance(value, type):  # arrays, frames
-        return f"<{type(value).__name__} {'x'.join(str(n) for n in shape)}>"
-    if isinstance(value, (bytes, bytearray, memoryview)):  # whose repr is the whole value
-        return f"<{type(value).__name__} of {len(value)}>"
-    try:
-        return " ".join(_SHORT.repr(value).split())
-    except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything
-        return f"<{type(value).__name__}>"
-
+from .callargs import SCALARS, call_text, fast_key, zero_float
+from .elsewhere import Elsewhere
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
 
@@ -60,11 +41,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MISS: Any = object()
-_KWARGS = object()
 _POLL_START = 0.02
 _POLL_MAX = 0.5
-_SCALARS = frozenset({int, str, bytes, bool, type(None), float})
-_SCALARS_LEFT = (bytes, bool, type(None))  # compared by identity: a type may be unhashable
 
 
 class CacheInfo(NamedTuple):
@@ -127,7 +105,7 @@ class Memoized(Generic[P, R]):
         )
         self._fast: dict[Any, str] = {}
         self._fp: Fingerprint | None = None
-        self._elsewhere: dict[str, Future[Any]] = {}  # calls on another executor, by key
+        self._elsewhere = Elsewhere(self._lock)  # calls on another executor, by key
         self._hit_count = itertools.count()  # next() is atomic: the hit path takes no lock
         self._misses = self._store_hits = 0
         self._saved = 0.0
@@ -158,14 +136,14 @@ class Memoized(Generic[P, R]):
         if self._is_async:
             return self._call_async(args, kwargs)  # type: ignore[return-value]
         if kwargs:
-            fast = self._fast_key(args, kwargs)
-        else:  # _fast_key's common case, inline: a call less on every hit
+            fast = fast_key(args, kwargs, self._typed)
+        else:  # fast_key's common case, inline: a call less on every hit
             kinds = tuple(map(type, args))
             try:
-                scalars = _SCALARS.issuperset(kinds)
+                scalars = SCALARS.issuperset(kinds)
             except TypeError:  # a class whose metaclass makes it unhashable
                 scalars = False
-            if not scalars or (float in kinds and _zero_float(args)):
+            if not scalars or (float in kinds and zero_float(args)):
                 fast = None
             else:
                 fast = args + kinds if self._typed else args
@@ -206,30 +184,6 @@ class Memoized(Generic[P, R]):
             self._warn_uncached(f"its code could not be fingerprinted ({_failure(exc)})")
         return self._fp
 
-    def _fast_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """A dict key for plain scalar arguments as given, or None to go by content."""
-        if not kwargs:  # the common case: the types mapped and checked in C
-            kinds = tuple(map(type, args))
-            try:
-                if not _SCALARS.issuperset(kinds):
-                    return None
-            except TypeError:  # a class whose metaclass makes it unhashable
-                return None
-            if float in kinds and _zero_float(args):
-                return None
-            return args + kinds if self._typed else args
-        values = (*args, *kwargs.values())
-        for value in values:
-            kind = type(value)
-            if not (kind is int or kind is str or kind is float or kind in _SCALARS_LEFT):
-                return None
-            if kind is float and value == 0.0:
-                return None  # -0.0 == 0.0, yet they can give different results
-        key: tuple[Any, ...] = args if not kwargs else (*args, _KWARGS, *kwargs.items())
-        if self._typed:
-            key = (*key, *(type(value) for value in values))
-        return key
-
     def _from_memory(self, key: str | None) -> Any:
         if key is None:
             return _MISS
@@ -251,19 +205,14 @@ class Memoized(Generic[P, R]):
         try:
             ck = call_key(self.__wrapped__, fp, arguments, typed=self._typed, ignore=self._ignore)
             # The call as the user wrote it, for listings: the browser's code column.
-            return CallKey(ck.key, {**ck.summary, "call": self._call_text(args, kwargs)})
+            return CallKey(
+                ck.key, {**ck.summary, "call": call_text(short_name(self._identity), args, kwargs)}
+            )
         except KeyPicklingError as exc:
             self._warn_uncached(str(exc))
         except Exception as exc:  # noqa: BLE001 - a key that cannot be built: run uncached
             self._warn_uncached(f"its arguments could not be hashed ({_failure(exc)})")
         return None
-
-    def _call_text(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """``f(3, n=2)``: each argument's repr cut short, the whole at most 80 characters."""
-        parts = [_short(value) for value in args]
-        parts += [f"{name}={_short(value)}" for name, value in kwargs.items()]
-        text = f"{short_name(self._identity)}({', '.join(parts)})"
-        return text if len(text) <= 80 else text[:78] + "…)"
 
     def _warn_uncached(self, reason: str) -> None:
         if not self._warned:
@@ -404,7 +353,7 @@ class Memoized(Generic[P, R]):
             ExecutorError: the configured executor cannot run work (dask not
                 installed or not configured, its scheduler unreachable).
         """
-        fast = self._fast_key(args, kwargs)
+        fast = fast_key(args, kwargs, self._typed)
         with self._lock:
             fp = self._fingerprint()
             found = self._from_memory(self._fast.get(fast)) if fast is not None else _MISS
@@ -444,77 +393,24 @@ class Memoized(Generic[P, R]):
             with self._lock:
                 self._misses += 1
             return executor.submit(call, *args, **kwargs)
-        with self._lock:
-            running = self._elsewhere.get(ck.key)
-            if running is not None:
-                return running
-            landed: Future[R] = Future()
-            self._elsewhere[ck.key] = landed
-        turn = self.cache.try_begin(ck.key, self._ask, Start.MISSED)
-        if isinstance(turn, Hit):  # its entry landed since we looked
-            with self._lock:
-                del self._elsewhere[ck.key]
-            self._record(ck, fast, turn)
-            landed.set_result(turn.value)
-            return landed
-        if turn is None:
+
+        def keep(turn: Turn, value: Any, seconds: float) -> None:
+            turn.finish(value, seconds, self._meta(ck))
+            self._record(ck, fast, None)
+
+        return self._elsewhere.submit(
+            executor,
+            call,
+            args,
+            kwargs,
+            ck.key,
+            begin=lambda: self.cache.try_begin(ck.key, self._ask, Start.MISSED),
+            found=lambda hit: self._record(ck, fast, hit),
             # Another caller computes this call: wait for its entry here, as a call would
             # (and compute here if that process dies).
-            waiting = get_executor("thread").submit(self, *args, **kwargs)
-            waiting.add_done_callback(lambda done: self._settle_elsewhere(ck, landed, done))
-            landed.add_done_callback(lambda mine: mine.cancelled() and waiting.cancel())
-            return landed
-        start = time.perf_counter()
-        try:
-            remote = executor.submit(call, *args, **kwargs)
-        except BaseException:
-            with self._lock:
-                del self._elsewhere[ck.key]
-            turn.abandon()
-            raise
-        # The remote's callbacks run on its executor's own thread: keep the result on ours.
-        remote.add_done_callback(
-            lambda done: get_executor("thread").submit(
-                self._land, ck, fast, done, landed, start, turn
-            )
+            wait=lambda: get_executor("thread").submit(self, *args, **kwargs),
+            keep=keep,
         )
-        landed.add_done_callback(lambda mine: mine.cancelled() and remote.cancel())
-        return landed
-
-    def _settle_elsewhere(self, ck: CallKey, landed: Future[R], done: Future[Any]) -> None:
-        with self._lock:
-            self._elsewhere.pop(ck.key, None)
-        settle(landed, done)
-
-    def _land(
-        self,
-        ck: CallKey,
-        fast: Any,
-        done: Future[Any],
-        landed: Future[R],
-        start: float,
-        turn: Turn,
-    ) -> None:
-        """Keep what a call elsewhere returned (memory and store), then finish ``landed``;
-        the claim ends once the entry is stored, so a waiting process finds it."""
-        try:
-            if not done.cancelled() and done.exception() is None:
-                turn.finish(done.result(), time.perf_counter() - start, self._meta(ck))
-                self._record(ck, fast, None)
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
-            if not landed.done():
-                landed.set_exception(exc)
-        finally:
-            turn.abandon()
-            with self._lock:
-                self._elsewhere.pop(ck.key, None)
-            settle(landed, done)
-
-
-def _zero_float(values: tuple[Any, ...]) -> bool:
-    """Whether a float among ``values`` is a zero: -0.0 == 0.0, yet they can give
-    different results, so such a call goes by content."""
-    return any(type(v) is float and v == 0.0 for v in values)
 
 
 def _count_of(counter: itertools.count[int]) -> int:

@@ -33,57 +33,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..entry.format import bounded_json
-from .base import EntryStat, eviction_rank, is_key, stat_number
+from .base import EntryStat, is_key
+from .schema import (
+    LISTED,
+    LISTING,
+    ROW,
+    SET_STATS,
+    as_int,
+    create,
+    damaged,
+    fill,
+    insert_row,
+    is_built,
+    parse_stats,
+    stat_columns,
+    take_stats,
+)
 
 __all__ = ["Index", "IndexUnavailable"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    key TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime REAL NOT NULL,
-    pinned INTEGER NOT NULL DEFAULT 0,
-    rank REAL NOT NULL DEFAULT 0,
-    last_used REAL NOT NULL DEFAULT 0,
-    has_stats INTEGER NOT NULL DEFAULT 0,
-    created REAL,
-    uses REAL,
-    compute_seconds REAL,
-    label TEXT,
-    identity TEXT,
-    first_line TEXT,
-    pending INTEGER NOT NULL DEFAULT 0,
-    writer TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS eviction ON entries (pinned, rank, last_used, key);
-CREATE INDEX IF NOT EXISTS by_size ON entries (size);
-CREATE INDEX IF NOT EXISTS reserved ON entries (pending) WHERE pending = 1;
-CREATE TABLE IF NOT EXISTS shards (name TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 0), bytes INTEGER NOT NULL);
-INSERT OR IGNORE INTO totals VALUES (0, 0);
-CREATE TRIGGER IF NOT EXISTS added AFTER INSERT ON entries
-    BEGIN UPDATE totals SET bytes = bytes + NEW.size; END;
-CREATE TRIGGER IF NOT EXISTS removed AFTER DELETE ON entries
-    BEGIN UPDATE totals SET bytes = bytes - OLD.size; END;
-CREATE TRIGGER IF NOT EXISTS resized AFTER UPDATE OF size ON entries
-    BEGIN UPDATE totals SET bytes = bytes + NEW.size - OLD.size; END;
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-"""
-_VERSION = "3"
-_DROP = """
-DROP TABLE IF EXISTS entries;
-DROP TABLE IF EXISTS stats;
-DROP TABLE IF EXISTS totals;
-DROP TABLE IF EXISTS meta;
-DROP TABLE IF EXISTS shards;
-"""
 # Writers of one folder wait for each other this long (a rebuild of 100,000 entries
 # takes a few seconds); past it the index is skipped, never the write.
 _BUSY_SECONDS = 15.0
 _PAGE = 256
-_MAX_STATS = 64 << 10
 
 
 class IndexUnavailable(Exception):
@@ -128,7 +100,7 @@ class Index:
         try:
             db = self._open()
         except sqlite3.DatabaseError as exc:
-            if not _damaged(exc):
+            if not damaged(exc):
                 raise IndexUnavailable(str(exc)) from exc
             self._move_aside()
             try:
@@ -155,56 +127,24 @@ class Index:
             # NORMAL: a commit waits for no fsync; a power loss may drop the last rows,
             # which `python -m nbcache check` (or a damaged index) rebuilds.
             db.execute("PRAGMA synchronous=NORMAL")
-            if _older_schema(db):
-                self._drop_older(db)
-            db.executescript(_SCHEMA)
+            create(db)
             self._build_if_needed(db)
         except BaseException:
             db.close()
             raise
         return db
 
-    @staticmethod
-    def _drop_older(db: sqlite3.Connection) -> None:
-        """Drop an index of another layout (it is rebuilt, never read with the wrong
-        columns), checked again under the write lock so only one process drops it."""
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if _older_schema(db):
-                for statement in _DROP.strip().splitlines():
-                    db.execute(statement)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
     def _build_if_needed(self, db: sqlite3.Connection) -> None:
-        if self._built(db):
+        if is_built(db):
             return
         db.execute("BEGIN IMMEDIATE")  # other processes wait: one of them builds it
         try:
-            if not self._built(db):
-                self._fill(db)
+            if not is_built(db):
+                fill(db, self._scan())
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-
-    @staticmethod
-    def _built(db: sqlite3.Connection) -> bool:
-        row = db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
-        return row is not None and row[0] == _VERSION
-
-    def _fill(self, db: sqlite3.Connection) -> int:
-        db.execute("DELETE FROM entries")
-        db.execute("DELETE FROM shards")  # every shard is looked at again
-        count = 0
-        for stat_, stats in self._scan():
-            _insert(db, stat_, stats, replace=True)
-            count += 1
-        db.execute("UPDATE totals SET bytes = (SELECT COALESCE(SUM(size), 0) FROM entries)")
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (_VERSION,))
-        return count
 
     def _move_aside(self) -> None:
         """Drop a damaged or planted index (unlinking a link or FIFO never touches what it
@@ -220,10 +160,10 @@ class Index:
                 return action(db)
             except sqlite3.DatabaseError as exc:
                 if self._depth:
-                    self._broken = self._broken or _damaged(exc)
+                    self._broken = self._broken or damaged(exc)
                     raise IndexUnavailable(str(exc)) from exc  # exclusive() rolls back
                 self._forget()
-                if _damaged(exc):
+                if damaged(exc):
                     self._move_aside()  # rebuilt by the next call
                 raise IndexUnavailable(str(exc)) from exc
 
@@ -308,16 +248,16 @@ class Index:
                     (key, size, when, when, writer),
                 ).rowcount
                 if made:
-                    _take_stats(db, key, when)
+                    take_stats(db, key, when)
                 return bool(made)
             # The stats this process has just written for it: no need to read them back.
             made = db.execute(
-                f"INSERT INTO entries ({_ROW}, pending, writer) VALUES "
+                f"INSERT INTO entries ({ROW}, pending, writer) VALUES "
                 f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (key) {conflict}",
                 (key, size, when, *columns, writer),
             ).rowcount
             if made and replace:
-                db.execute(f"UPDATE entries SET {_SET} WHERE key = ?", (*columns, key))
+                db.execute(f"UPDATE entries SET {SET_STATS} WHERE key = ?", (*columns, key))
             return bool(made)
 
         return bool(self._write(reserve))
@@ -337,14 +277,14 @@ class Index:
                 (key, found.size, found.mtime, found.mtime),
             ).rowcount
             if made and not ours:
-                _take_stats(db, key, found.mtime, only_new=True)
+                take_stats(db, key, found.mtime, only_new=True)
 
         self._write(settle)
 
     def adopt(self, found: EntryStat, stats: Mapping[str, Any] | None) -> None:
         """Count an entry file the index did not know (copied in, or written by an nbcache
         that could not reach the index)."""
-        self._write(lambda db: _insert(db, found, stats, replace=False))
+        self._write(lambda db: insert_row(db, found, stats, replace=False))
 
     def resize(self, key: str, size: int) -> None:
         """Correct a row's claimed size to its file's."""
@@ -371,7 +311,7 @@ class Index:
                 (shard, shard + "g"),  # "g" sorts after every hex digit
             ).fetchall()
         )
-        return {k: (_int(s), bool(p)) for k, s, p in rows if isinstance(k, str)}
+        return {k: (as_int(s), bool(p)) for k, s, p in rows if isinstance(k, str)}
 
     def drop_shard(self, shard: str) -> None:
         """Delete the rows of a shard whose folder is gone, and its mark."""
@@ -400,7 +340,7 @@ class Index:
     def marks(self) -> dict[str, int]:
         """The mtime (ns) each shard folder had when the index last agreed with it."""
         rows = self._run(lambda db: db.execute("SELECT name, mtime_ns FROM shards").fetchall())
-        return {name: _int(mtime) for name, mtime in rows}
+        return {name: as_int(mtime) for name, mtime in rows}
 
     def mark_if(self, shard: str, before: int, mtime_ns: int) -> None:
         """Move a shard's mark from ``before`` to ``mtime_ns``, if it is ``before``."""
@@ -427,7 +367,7 @@ class Index:
                 (threshold,),
             ).fetchall()
         )
-        return [(k, _int(s), bool(p)) for k, s, p in rows if isinstance(k, str)]
+        return [(k, as_int(s), bool(p)) for k, s, p in rows if isinstance(k, str)]
 
     def claims_below(self, threshold: float) -> list[tuple[str, int, bool]]:
         """Rows claiming fewer than ``threshold`` bytes: key, size, pending."""
@@ -437,7 +377,7 @@ class Index:
                 (threshold,),
             ).fetchall()
         )
-        return [(k, _int(s), bool(p)) for k, s, p in rows if isinstance(k, str)]
+        return [(k, as_int(s), bool(p)) for k, s, p in rows if isinstance(k, str)]
 
     def recount(self) -> int:
         """Sum the rows again (the running total is a row anybody can write too)."""
@@ -471,16 +411,16 @@ class Index:
         row = self._run(
             lambda db: db.execute("SELECT data FROM stats WHERE key = ?", (key,)).fetchone()
         )
-        return _parse(row[0]) if row is not None else None
+        return parse_stats(row[0]) if row is not None else None
 
     def write_stats(self, key: str, stats: Mapping[str, Any]) -> None:
         data = json.dumps(dict(stats), sort_keys=True)
 
-        columns = _columns(stats, 0.0)
+        columns = stat_columns(stats, 0.0)
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR REPLACE INTO stats VALUES (?, ?)", (key, data))
-            db.execute(f"UPDATE entries SET {_SET} WHERE key = ?", (*columns, key))
+            db.execute(f"UPDATE entries SET {SET_STATS} WHERE key = ?", (*columns, key))
 
         self._write(write)
         self._written = (key, columns)
@@ -496,8 +436,8 @@ class Index:
     def entries_with_stats(self) -> list[tuple[EntryStat, dict[str, Any] | None]]:
         """Every row, its stats from the columns written with them: no JSON to parse, and
         SQL casts whatever a forged index holds to the types a listing expects."""
-        rows = self._run(lambda db: db.execute(_LISTING).fetchall())
-        names = _LISTED
+        rows = self._run(lambda db: db.execute(LISTING).fetchall())
+        names = LISTED
         return [
             (EntryStat(row[0], row[1], row[2]), dict(zip(names, row[3:], strict=True)))
             if row[3]
@@ -508,7 +448,7 @@ class Index:
 
     def total_size(self) -> int:
         row = self._run(lambda db: db.execute("SELECT bytes FROM totals").fetchone())
-        return max(0, _int(row[0])) if row is not None else 0
+        return max(0, as_int(row[0])) if row is not None else 0
 
     def eviction_order(self, protect: Iterable[str] = ()) -> Iterator[EntryStat]:
         """Published, unpinned rows, lowest rank first then least recently used, a page at a
@@ -519,7 +459,7 @@ class Index:
             page = self._page(after)
             for key, size, mtime, rank, last_used in page:
                 if is_key(key) and key not in keep:
-                    yield EntryStat(key, _int(size), float(mtime))
+                    yield EntryStat(key, as_int(size), float(mtime))
                 after = (rank, last_used, key)
             if len(page) < _PAGE:
                 return
@@ -537,102 +477,4 @@ class Index:
 
     def rebuild(self) -> int:
         """Rebuild every row from the files; return how many entries there are."""
-        return int(self._write(self._fill))
-
-
-def _older_schema(db: sqlite3.Connection) -> bool:
-    try:
-        row = db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
-    except sqlite3.OperationalError:
-        return False  # no meta table yet: a new index
-    return row is not None and row[0] != _VERSION
-
-
-def _damaged(exc: sqlite3.DatabaseError) -> bool:
-    """Whether SQLite says the file is not (or no longer) a database, as opposed to busy or
-    read-only, which pass."""
-    text = str(exc).lower()
-    return "malformed" in text or "not a database" in text
-
-
-def _parse(data: str) -> dict[str, Any] | None:
-    try:
-        parsed = bounded_json(data.encode(), max_size=_MAX_STATS)
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-_STAT_NAMES = ("created", "uses", "compute_seconds", "label", "identity", "first_line")
-_LISTED = ("has_stats", "size", "pinned", "last_used", *_STAT_NAMES)
-_SET = "pinned = ?, rank = ?, last_used = ?, has_stats = ?, " + ", ".join(
-    f"{name} = ?" for name in _STAT_NAMES
-)
-
-
-# The entry's own fields are cast (they become an EntryStat); stats columns come back as
-# stored and are checked where they are read, as stats from any store are.
-_LISTING = (
-    "SELECT key, CAST(size AS INTEGER), COALESCE(CAST(mtime AS REAL), 0.0), has_stats, "
-    "CAST(size AS INTEGER), pinned, last_used, "
-    + ", ".join(_STAT_NAMES)
-    + " FROM entries WHERE pending = 0"
-)
-_ROW = "key, size, mtime, pinned, rank, last_used, has_stats, " + ", ".join(_STAT_NAMES)
-
-
-def _insert(
-    db: sqlite3.Connection, found: EntryStat, stats: Mapping[str, Any] | None, *, replace: bool
-) -> None:
-    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-    db.execute(
-        f"{verb} INTO entries ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (found.key, found.size, found.mtime, *_columns(stats, found.mtime)),
-    )
-    if stats is not None:
-        db.execute("INSERT OR REPLACE INTO stats VALUES (?, ?)", (found.key, json.dumps(stats)))
-
-
-def _take_stats(db: sqlite3.Connection, key: str, when: float, *, only_new: bool = False) -> None:
-    """Give a new row the stats written for its key before it was published, so it ranks
-    as what it is from its first moment (not as worthless, first to go)."""
-    if only_new:
-        row = db.execute("SELECT has_stats FROM entries WHERE key = ?", (key,)).fetchone()
-        if row is None or row[0]:
-            return
-    found = db.execute("SELECT data FROM stats WHERE key = ?", (key,)).fetchone()
-    stats = _parse(found[0]) if found is not None else None
-    if stats is not None:
-        db.execute(f"UPDATE entries SET {_SET} WHERE key = ?", (*_columns(stats, when), key))
-
-
-def _int(value: Any) -> int:
-    """A column SQL was asked to keep as an integer, whatever a forged row put there."""
-    if value.__class__ is int:
-        return int(value)
-    try:
-        return int(float(value)) if value is not None else 0
-    except (TypeError, ValueError, OverflowError):
-        return 0
-
-
-def _columns(stats: Mapping[str, Any] | None, mtime: float) -> tuple[Any, ...]:
-    """The columns of a stats record (unsigned, so each checked): pinned, rank and last use,
-    which eviction orders by, then what a listing shows."""
-    if not isinstance(stats, Mapping):
-        return (0, 0.0, mtime, 0, None, None, None, None, None, None)
-    created = stats.get("created")
-    return (
-        int(stats.get("pinned") is True),
-        eviction_rank(stats),
-        stat_number(stats, "last_used", mtime),
-        1,
-        stat_number(stats, "created") if created is not None else None,
-        stat_number(stats, "uses"),
-        stat_number(stats, "compute_seconds"),
-        *(_text(stats.get(name)) for name in ("label", "identity", "first_line")),
-    )
-
-
-def _text(value: Any) -> str | None:
-    return value[:500] if isinstance(value, str) else None
+        return int(self._write(lambda db: fill(db, self._scan())))

@@ -27,7 +27,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import secrets
 import stat
 import time
@@ -41,7 +40,19 @@ from ..errors import StoreError, warn
 from .base import EntryStat, Store, check_key, is_key
 from .index import Index, IndexUnavailable
 from .keeper import Keeper, writer_name
-from .leases.file import DEFAULT_TTL, HOST, FileLease, pid_alive
+from .leases.file import DEFAULT_TTL, HOST, FileLease
+from .paths import (
+    DIRECTORY,
+    NOFOLLOW,
+    NotRegular,
+    abandoned,
+    explain,
+    fsync_dir,
+    open_regular,
+    real_dir,
+    remove_quietly,
+    write_marker,
+)
 
 __all__ = ["LocalStore"]
 
@@ -52,36 +63,7 @@ _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This folder is a cache made by nbcache; backup tools may skip it.\n"
 )
-# A temporary file this old is abandoned even if its writer looks alive
-# (another host, or a recycled pid).
-_ABANDONED_AFTER = 24 * 3600.0
-# key.host.pid.random.tmp: the only names the sweep ever removes.
-_TEMPORARY = re.compile(
-    r"^[0-9a-f]{16,128}\.(?P<host>[^/]+)\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}\.tmp$"
-)
 _MAX_STATS = 64 << 10
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-
-
-def _explain(exc: OSError, action: str, where: Path) -> StoreError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        hint = "the disk is full or a size limit was hit; free space or set NBCACHE_MAX_SIZE lower"
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        hint = "the folder is read-only for you; point NBCACHE_DIR at a writable folder"
-    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        hint = "a file stands where the cache expects a folder; point NBCACHE_DIR elsewhere"
-    else:
-        hint = "check the folder, or point NBCACHE_DIR elsewhere"
-    return StoreError(f"cannot {action} {where}: {exc.strerror or exc}; {hint}")
-
-
-def _planted(path: Path, what: str) -> StoreError:
-    return StoreError(
-        f"{path} is not a folder nbcache made ({what}): nbcache never follows it out of the "
-        "store. Remove it (nbcache recreates the folder) or point NBCACHE_DIR elsewhere."
-    )
 
 
 class LocalStore(Store):
@@ -122,14 +104,14 @@ class LocalStore(Store):
         except FileNotFoundError:
             return  # made on the first write
         except OSError as exc:
-            raise _explain(exc, "use the cache folder", self.root) from exc
+            raise explain(exc, "use the cache folder", self.root) from exc
         if not stat.S_ISDIR(info.st_mode):
             raise StoreError(
                 f"NBCACHE_DIR names {self.root}, which is a file, not a folder: point "
                 "NBCACHE_DIR at a folder (it is created if missing)."
             )
         for path in (self._base, *(self._base / sub for sub in _SUBDIRS)):
-            _real_dir(path, create=False)
+            real_dir(path, create=False)
 
     def _ensure(self) -> None:
         if self._ready:
@@ -137,22 +119,22 @@ class LocalStore(Store):
         self.check()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            _real_dir(self._base, create=True)
+            real_dir(self._base, create=True)
             for sub in _SUBDIRS:
-                _real_dir(self._base / sub, create=True)
+                real_dir(self._base / sub, create=True)
             for name, text in ((".gitignore", _GITIGNORE), ("CACHEDIR.TAG", _CACHEDIR_TAG)):
-                _write_marker(self.root / name, text)
+                write_marker(self.root / name, text)
         except OSError as exc:
-            raise _explain(exc, "create the cache folder", self.root) from exc
+            raise explain(exc, "create the cache folder", self.root) from exc
         self._ready = True
         self.sweep()
 
     def _shard(self, key: str, *, create: bool) -> Path:
         shard = self._base / "entries" / check_key(key)[:2]
         try:
-            _real_dir(shard, create=create)
+            real_dir(shard, create=create)
         except OSError as exc:
-            raise _explain(exc, "write to", shard) from exc
+            raise explain(exc, "write to", shard) from exc
         return shard
 
     # -- entries -------------------------------------------------------------
@@ -160,17 +142,17 @@ class LocalStore(Store):
     def open_entry(self, key: str) -> BinaryIO:
         path = self.entry_path(key)
         try:
-            return _open_regular(path)
+            return open_regular(path)
         except FileNotFoundError:
             raise KeyError(key) from None
-        except _NotRegular as exc:
+        except NotRegular as exc:
             self._remove_planted(path, f"a {exc}")
             raise KeyError(key) from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 self._remove_planted(path, "a symbolic link")
                 raise KeyError(key) from None
-            raise _explain(exc, "read", path) from exc
+            raise explain(exc, "read", path) from exc
 
     def _remove_planted(self, path: Path, what: str) -> None:
         """Something nbcache never writes stands at an entry's name: it is no entry (a miss),
@@ -198,9 +180,9 @@ class LocalStore(Store):
         self._ensure()
         tmp = self._tmp_path(key)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
         except OSError as exc:
-            raise _explain(exc, "write to", self.root) from exc
+            raise explain(exc, "write to", self.root) from exc
         try:
             with open(fd, "wb", buffering=0) as f:
                 yield f
@@ -210,10 +192,10 @@ class LocalStore(Store):
             self._publish(key, tmp, final, size, replace)
         except BaseException as exc:
             if isinstance(exc, OSError):
-                raise _explain(exc, "write to", self.root) from exc
+                raise explain(exc, "write to", self.root) from exc
             raise
         finally:
-            _remove_quietly(tmp)
+            remove_quietly(tmp)
 
     def _publish(self, key: str, tmp: Path, final: Path, size: int, replace: bool) -> None:
         """Give the finished ``tmp`` its final name unless an entry has it already.
@@ -269,7 +251,7 @@ class LocalStore(Store):
                 return
             os.rename(tmp, final)
         if self.fsync:
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
 
     def _index_quietly(self, action: Any) -> bool:
         """Run an index update; the files stay the truth when the index cannot be written."""
@@ -304,7 +286,7 @@ class LocalStore(Store):
             except OSError as exc:
                 if not os.path.lexists(path):
                     continue  # a read-only folder says so even of a name that is not there
-                raise _explain(exc, "remove", path) from exc
+                raise explain(exc, "remove", path) from exc
 
     def entries(self) -> Iterator[EntryStat]:
         if not self._exists():
@@ -333,7 +315,7 @@ class LocalStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as exc:
-            raise _explain(exc, "list", top) from exc
+            raise explain(exc, "list", top) from exc
         for shard in shards:
             try:
                 files = list(os.scandir(shard.path))
@@ -424,9 +406,9 @@ class LocalStore(Store):
 
     def _read_stats_file(self, key: str) -> dict[str, Any] | None:
         try:
-            with _open_regular(self._stats_path(key)) as f:
+            with open_regular(self._stats_path(key)) as f:
                 data = bounded_json(f.read(_MAX_STATS + 1), max_size=_MAX_STATS)
-        except (OSError, ValueError, _NotRegular):
+        except (OSError, ValueError, NotRegular):
             return None  # stats are a heuristic: missing, planted or torn ones are rebuilt
         return data if isinstance(data, dict) else None
 
@@ -435,13 +417,13 @@ class LocalStore(Store):
         final = self._stats_path(key)
         tmp = self._tmp_path(key)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
             with open(fd, "w") as f:
                 f.write(json.dumps(dict(stats), sort_keys=True))
             os.replace(tmp, final)  # a link planted at final is replaced, never followed
         except OSError as exc:
-            _remove_quietly(tmp)
-            raise _explain(exc, "write to", final) from exc
+            remove_quietly(tmp)
+            raise explain(exc, "write to", final) from exc
         self._index_quietly(lambda: self.index.write_stats(key, stats))
 
     # -- leases and housekeeping --------------------------------------------
@@ -456,11 +438,11 @@ class LocalStore(Store):
         ``tmp`` folder (opened without following links), are ever removed.
         """
         try:
-            base = os.open(self._base, os.O_RDONLY | _DIRECTORY | _NOFOLLOW)
+            base = os.open(self._base, os.O_RDONLY | DIRECTORY | NOFOLLOW)
         except OSError:
             return 0
         try:
-            tmp = os.open("tmp", os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=base)
+            tmp = os.open("tmp", os.O_RDONLY | DIRECTORY | NOFOLLOW, dir_fd=base)
         except OSError:
             return 0
         finally:
@@ -471,7 +453,7 @@ class LocalStore(Store):
             with os.scandir(tmp) as items:
                 names = [item.name for item in items]
             for name in names:
-                if _abandoned(name, tmp, now):
+                if abandoned(name, tmp, now):
                     try:
                         os.unlink(name, dir_fd=tmp)
                         removed += 1
@@ -480,69 +462,6 @@ class LocalStore(Store):
         finally:
             os.close(tmp)
         return removed
-
-
-class _NotRegular(Exception):
-    """A path that is there but is no regular file (a FIFO, a device, a folder)."""
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "special file"
-
-
-def _open_regular(path: Path) -> BinaryIO:
-    """``path`` opened for reading if it is a regular file, without following a link and
-    without blocking (a FIFO would block ``open()`` for ever)."""
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise _NotRegular(_kind(mode))
-        if _NONBLOCK:
-            os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return open(fd, "rb", buffering=0)
-
-
-def _real_dir(path: Path, *, create: bool) -> None:
-    """Check ``path`` is a folder and not a link (made if ``create`` and missing).
-
-    Raises:
-        StoreError: a link or a file stands there.
-        OSError: it cannot be made.
-    """
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        if not create:
-            return
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path)
-        mode = os.lstat(path).st_mode
-    if stat.S_ISLNK(mode):
-        raise _planted(path, "a symbolic link")
-    if not stat.S_ISDIR(mode):
-        raise _planted(path, f"a {_kind(mode) if not stat.S_ISREG(mode) else 'file'}")
-
-
-def _write_marker(path: Path, text: str) -> None:
-    """Create ``path`` with ``text`` unless something is there (a planted link included)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
-    except FileExistsError:
-        return
-    with open(fd, "w") as f:
-        f.write(text)
 
 
 def _chain_checked(
@@ -559,34 +478,3 @@ def _chain_checked(
     except IndexUnavailable:
         if not started:
             yield from fallback()
-
-
-def _remove_quietly(path: Path) -> None:
-    """Clean up after a write; on a read-only folder there is nothing to clean."""
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a new name durable: it lives in the directory's own blocks."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _abandoned(name: str, folder: int, now: float) -> bool:
-    match = _TEMPORARY.match(name)
-    if match is None:
-        return False  # not a name nbcache gives its temporaries: never ours to remove
-    try:
-        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
-    except OSError:
-        return False
-    if not stat.S_ISREG(info.st_mode):
-        return False
-    old = now - info.st_mtime > _ABANDONED_AFTER
-    return old or (match["host"] == HOST and not pid_alive(int(match["pid"])))

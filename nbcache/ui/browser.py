@@ -1,304 +1,39 @@
 """The cache browser: the store's entries as a sortable, filterable table that pages.
 
-:class:`BrowserState` is the table without any widget: the records, the filter, the
-sort, the page and the selection; :class:`CacheBrowser` draws it with built-in
-ipywidgets controls (column heads that sort, a filter box, a checkbox per row, Pin,
-Delete and Prune with a confirmation, a pager) and acts on the cache.  Only one page
+:class:`CacheBrowser` draws a :class:`~nbcache.ui.browserstate.BrowserState` (the table
+without any widget: the records, the filter, the sort, the page and the selection) with
+built-in ipywidgets controls (column heads that sort, a filter box, a checkbox per row,
+Pin, Delete and Prune with a confirmation, a pager) and acts on the cache.  Only one page
 of rows exists as widgets, so a store of 10,000 entries costs what 25 cost in the
-front end; the records are read once per refresh, and sorting, filtering and paging
-are done in Python on that list.
-
-A checkpoint of an unfinished cell run is a *partial* entry: its row names the cell
-and says how far the run got and how old the checkpoint is (``partial · step 412 of
-1000 · saved 3 min ago``), as ``%nbcache list`` does.
+front end; the records are read once per refresh.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..cache.ledger import EntryRecord
-from ..run.report import age_text
-from ..units import format_duration, format_size
+from ..units import format_size
+from .browserstate import (
+    COLUMNS,
+    PAGE,
+    BrowserState,
+    browser_text,
+    name_text,
+    plural,
+    row_html,
+    size_of,
+    totals_html,
+)
 from .cards import short_path, shown_with_text
-from .listing import entries_table
 from .theme import escape, style_widget
 
-__all__ = [
-    "COLUMNS",
-    "BrowserState",
-    "CacheBrowser",
-    "Column",
-    "Partial",
-    "browser_text",
-    "partial_of",
-    "totals_html",
-    "totals_text",
-]
+__all__ = ["CacheBrowser"]
 
-PAGE = 25  # rows a page
 NAME_MAX = 36  # characters the name column widens to, at most, for the page's longest name
 _ids = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column: its id, its head, what it sorts by, how a cell reads."""
-
-    id: str
-    head: str
-    key: Callable[[EntryRecord], Any]
-    text: Callable[[EntryRecord], str]
-    numeric: bool = False
-    tip: Callable[[EntryRecord], str] | None = None
-
-
-# The label a checkpoint is stored under (see nbcache.run.checkpoint): the only part of
-# its record that says what it is, and the same words %nbcache list shows.
-_PARTIAL = re.compile(r"^partial: (?P<name>.*) \(step (?P<step>\d+)(?: of (?P<total>\d+))?\)$")
-
-
-@dataclass(frozen=True)
-class Partial:
-    """A checkpoint of a cell run that did not finish: the cell, the step, its age."""
-
-    name: str
-    step: int
-    total: int | None
-    age: float  # seconds since it was saved
-
-    @property
-    def text(self) -> str:
-        """``partial · step 412 of 1000 · saved 3 min ago``."""
-        of = f" of {self.total:,}" if self.total is not None else ""
-        return f"partial · step {self.step:,}{of} · saved {age_text(self.age)} ago"
-
-
-def partial_of(rec: EntryRecord, now: float | None = None) -> Partial | None:
-    """The checkpoint ``rec`` is, or None for a finished entry."""
-    found = _PARTIAL.match(rec.label)
-    if found is None:
-        return None
-    total = found.group("total")
-    age = max(0.0, (time.time() if now is None else now) - rec.created)
-    return Partial(
-        found.group("name"), int(found.group("step")), int(total) if total else None, age
-    )
-
-
-def entry_name(rec: EntryRecord) -> str:
-    """An entry's name: its label (``-n NAME``, a function), else its key's start."""
-    return rec.label or rec.key[:12]
-
-
-def saved_seconds(rec: EntryRecord) -> float:
-    """Computing the entry's uses did not have to do."""
-    return rec.compute_seconds * rec.uses
-
-
-def short_when(stamp: float, now: float | None = None) -> str:
-    """``today 14:05``, ``yesterday 09:12``, ``Nov 21 14:05``, ``2025-11-21``."""
-    now = time.time() if now is None else now
-    then, today = time.localtime(stamp), time.localtime(now)
-    days = (
-        time.mktime((*today[:3], 0, 0, 0, 0, 0, -1)) - time.mktime((*then[:3], 0, 0, 0, 0, 0, -1))
-    ) / 86400
-    if round(days) == 0:
-        return time.strftime("today %H:%M", then)
-    if round(days) == 1:
-        return time.strftime("yesterday %H:%M", then)
-    if then.tm_year == today.tm_year:
-        return time.strftime("%b %d %H:%M", then)
-    return time.strftime("%Y-%m-%d", then)
-
-
-def _full_when(stamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
-
-
-COLUMNS: tuple[Column, ...] = (
-    Column("name", "name", lambda r: entry_name(r).lower(), entry_name),
-    # a cell's first statement past its imports, a memoized call with its arguments
-    Column("code", "code", lambda r: r.first_line.lower(), lambda r: r.first_line),
-    Column("size", "size", lambda r: r.size, lambda r: format_size(r.size), True),
-    Column(
-        "created",
-        "created",
-        lambda r: r.created,
-        lambda r: short_when(r.created),
-        False,
-        lambda r: _full_when(r.created),
-    ),
-    Column(
-        "last_used",
-        "last used",
-        lambda r: r.last_used,
-        lambda r: short_when(r.last_used),
-        False,
-        lambda r: _full_when(r.last_used),
-    ),
-    Column("uses", "uses", lambda r: r.uses, lambda r: f"{r.uses:,}", True),
-    Column(
-        "saved",
-        "time saved",
-        saved_seconds,
-        lambda r: format_duration(saved_seconds(r)),
-        True,
-        lambda r: f"computed in {format_duration(r.compute_seconds)}, used {r.uses:,} times",
-    ),
-)
-_BY_ID = {column.id: column for column in COLUMNS}
-
-
-@dataclass
-class BrowserState:
-    """The table without widgets: what is shown, in which order, and what is selected."""
-
-    records: list[EntryRecord] = field(default_factory=list)
-    query: str = ""
-    sort: str = "last_used"
-    descending: bool = True
-    page: int = 0
-    selected: set[str] = field(default_factory=set)
-    _shown: list[EntryRecord] | None = None
-
-    def load(self, records: Sequence[EntryRecord]) -> None:
-        """New records (after a refresh): keep the selection of entries still there."""
-        self.records = list(records)
-        keys = {r.key for r in self.records}
-        self.selected &= keys
-        self._shown = None
-        self.page = min(self.page, max(self.pages - 1, 0))
-
-    def filter(self, query: str) -> None:
-        self.query = query
-        self.page = 0
-        self._shown = None
-
-    def sort_by(self, column: str) -> None:
-        """Sort by ``column``; again by the same column turns the order round."""
-        if column == self.sort:
-            self.descending = not self.descending
-        else:
-            self.sort = column
-            self.descending = _BY_ID[column].numeric or column in ("created", "last_used")
-        self._shown = None
-
-    @property
-    def shown(self) -> list[EntryRecord]:
-        """The records that match the filter, in the chosen order."""
-        if self._shown is None:
-            words = self.query.lower().split()
-            rows = [r for r in self.records if all(w in _haystack(r) for w in words)]
-            rows.sort(key=_BY_ID[self.sort].key, reverse=self.descending)
-            self._shown = rows
-        return self._shown
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-len(self.shown) // PAGE))
-
-    def turn(self, step: int) -> None:
-        self.page = min(max(self.page + step, 0), self.pages - 1)
-
-    @property
-    def rows(self) -> list[EntryRecord]:
-        """The records on the current page."""
-        return self.shown[self.page * PAGE : (self.page + 1) * PAGE]
-
-    @property
-    def chosen(self) -> list[EntryRecord]:
-        return [r for r in self.records if r.key in self.selected]
-
-
-def _haystack(rec: EntryRecord) -> str:
-    return f"{rec.label} {rec.first_line} {rec.identity} {rec.key}".lower()
-
-
-def _plural(count: int, one: str, many: str) -> str:
-    return f"{count:,} {one if count == 1 else many}"
-
-
-def _total(records: Sequence[EntryRecord]) -> str:
-    return format_size(sum(r.size for r in records))
-
-
-def totals_text(records: Sequence[EntryRecord], location: str, limit: int | None) -> str:
-    """The totals as a sentence: ``3 entries, 2.4 MB of a 10.0 GB limit, in .nbcache;
-    they have saved 4 min 12 s of computing so far.``"""
-    if not records:
-        return f"The store {location} is empty."
-    size = _total(records)
-    of = f" of a {format_size(limit)} limit" if limit else " (no size limit)"
-    saved = sum(saved_seconds(r) for r in records)
-    text = f"{_plural(len(records), 'entry', 'entries')}, {size}{of}, in {location}"
-    if saved:
-        return f"{text}; they have saved {format_duration(saved)} of computing so far."
-    return f"{text}; none has been used again yet."
-
-
-def browser_text(records: Sequence[EntryRecord], location: str, limit: int | None) -> str:
-    """The browser as text: the totals sentence, then a table of the entries (what a
-    terminal shows, and a saved notebook without widget state)."""
-    lines = [f"nbcache: {totals_text(records, location, limit)}"]
-    if records:
-        lines += ["", *entries_table(records)]
-    return "\n".join(lines)
-
-
-def totals_html(records: Sequence[EntryRecord], location: str, limit: int | None) -> str:
-    """:func:`totals_text` with its figures in bold."""
-    where = f'<code class="nbcache-totals-where">{escape(location)}</code>'
-    if not records:
-        return f'<div class="nbcache-totals">The store {where} is empty.</div>'
-    of = f" of a {escape(format_size(limit))} limit" if limit else " (no size limit)"
-    saved = sum(saved_seconds(r) for r in records)
-    tail = (
-        f"; they have saved <b>{escape(format_duration(saved))}</b> of computing so far."
-        if saved
-        else "; none has been used again yet."
-    )
-    return (
-        f'<div class="nbcache-totals"><b>{_plural(len(records), "entry", "entries")}</b>, '
-        f"<b>{escape(_total(records))}</b>{of}, in {where}{tail}</div>"
-    )
-
-
-def name_text(rec: EntryRecord) -> str:
-    """What a row's name cell says, as plain text (for the column's width)."""
-    partial = partial_of(rec)
-    text = f"{partial.name} {partial.text}" if partial is not None else entry_name(rec)
-    return text + (" pinned" if rec.pinned else "")
-
-
-def row_html(rec: EntryRecord) -> str:
-    """One row's cells, laid out by the same grid as the column heads."""
-    cells = []
-    partial = partial_of(rec)
-    for column in COLUMNS:
-        text = column.text(rec)
-        tip = column.tip(rec) if column.tip is not None else text
-        css = "nbcache-num" if column.numeric else f"nbcache-{column.id}"
-        body = escape(text)
-        if column.id == "code" and not text:
-            body, tip = "—", "stored before nbcache recorded a call's arguments"
-        if column.id == "name" and partial is not None:
-            body = (
-                f'{escape(partial.name)} <span class="nbcache-partial" title="a checkpoint of '
-                'a run that did not finish: running the cell again resumes here">'
-                f"{escape(partial.text)}</span>"
-            )
-            tip = f"{partial.name}: {partial.text}"
-        if column.id == "name" and rec.pinned:
-            body += ' <span class="nbcache-pin" title="pinned: eviction leaves it">pinned</span>'
-            tip += " (pinned)"
-        cells.append(f'<span class="{css}" title="{escape(tip)}">{body}</span>')
-    return f'<div class="nbcache-cols">{"".join(cells)}</div>'
 
 
 _EMPTY = (
@@ -322,46 +57,12 @@ class CacheBrowser:
         self._limit = limit
         self.state = BrowserState()
         self.totals = w.HTML()
-        self.filter = w.Text(placeholder="Filter by name or code", continuous_update=True)
-        self.filter.observe(lambda change: self._filtered(change["new"]), "value")
-        self.count = w.HTML()
-        self.pin = w.Button(description="Pin", tooltip="Keep the selected entries out of eviction")
-        self.delete = w.Button(description="Delete", tooltip="Remove the selected entries")
-        self.prune = w.Button(description="Prune…")
-        self.reload = w.Button(description="Refresh", tooltip="Read the store again")
-        self.reload.on_click(lambda _b: self.refresh_asked())
-        self.pin.on_click(lambda _b: self.pin_selected())
-        self.delete.on_click(lambda _b: self.ask("delete"))
-        self.prune.on_click(lambda _b: self.ask("prune"))
-        tools = w.HBox([self.filter, self.count, self.pin, self.delete, self.prune, self.reload])
-        self.question = w.HTML()
-        self.confirm = w.Button(description="Delete", button_style="danger")
-        self.keep = w.Button(description="Keep them")
-        self.confirm.on_click(lambda _b: self.do_asked())
-        self.keep.on_click(lambda _b: self.ask(None))
-        self.confirmation = w.HBox([self.question, self.confirm, self.keep])
-        self.confirmation.layout.display = "none"
+        tools = self._make_tools(w)
+        self.confirmation = self._make_confirmation(w)
         self._asked: str | None = None
         self.message = w.HTML()
-        self.heads = [w.Button(description=c.head, tooltip=f"Sort by {c.head}") for c in COLUMNS]
-        for column, head in zip(COLUMNS, self.heads, strict=True):
-            head.on_click(lambda _b, c=column.id: self.sort_by(c))
-        self.page_box = w.Checkbox(value=False, indent=False, tooltip="Select this page")
-        self.page_box.observe(lambda change: self._select_page(change["new"]), "value")
-        head_row = self.head_row = w.HBox([self.page_box, w.GridBox(self.heads)])
-        self.rows = [w.HBox([w.Checkbox(value=False, indent=False), w.HTML()]) for _ in range(PAGE)]
-        for index, row in enumerate(self.rows):
-            tick = row.children[0]
-            tick.observe(lambda change, i=index: self._tick_row(i, change["new"]), "value")
-        self.empty = w.HTML(value=_EMPTY)
-        grid = w.VBox([head_row, *self.rows, self.empty])
-        scroll = w.Box([grid])
-        self.prev = w.Button(description="‹ Previous")
-        self.next = w.Button(description="Next ›")
-        self.prev.on_click(lambda _b: self.turn(-1))
-        self.next.on_click(lambda _b: self.turn(1))
-        self.where = w.HTML()
-        pager = w.HBox([self.prev, self.where, self.next])
+        scroll, grid = self._make_table(w)
+        pager = self._make_pager(w)
         # The name column is as wide as this page's longest name (up to NAME_MAX): a rule
         # of this browser's own, in a hidden stylesheet widget of its own.
         self._scope = f"nbcache-b{next(_ids)}"
@@ -380,6 +81,68 @@ class CacheBrowser:
             ]
         )
         self.box.add_class(self._scope)
+        self._add_classes(tools, scroll, grid, pager)
+        self._filling = False
+        self._handle: Any = None
+        self.refresh()
+        self._handle = display(shown_with_text(self.box, self.text))
+
+    # -- the widgets
+
+    def _make_tools(self, w: Any) -> Any:
+        """The filter box, the selection's size, and the buttons that act on the store."""
+        self.filter = w.Text(placeholder="Filter by name or code", continuous_update=True)
+        self.filter.observe(lambda change: self._filtered(change["new"]), "value")
+        self.count = w.HTML()
+        self.pin = w.Button(description="Pin", tooltip="Keep the selected entries out of eviction")
+        self.delete = w.Button(description="Delete", tooltip="Remove the selected entries")
+        self.prune = w.Button(description="Prune…")
+        self.reload = w.Button(description="Refresh", tooltip="Read the store again")
+        self.reload.on_click(lambda _b: self.refresh_asked())
+        self.pin.on_click(lambda _b: self.pin_selected())
+        self.delete.on_click(lambda _b: self.ask("delete"))
+        self.prune.on_click(lambda _b: self.ask("prune"))
+        return w.HBox([self.filter, self.count, self.pin, self.delete, self.prune, self.reload])
+
+    def _make_confirmation(self, w: Any) -> Any:
+        """The question asked before Delete or Prune, hidden until then."""
+        self.question = w.HTML()
+        self.confirm = w.Button(description="Delete", button_style="danger")
+        self.keep = w.Button(description="Keep them")
+        self.confirm.on_click(lambda _b: self.do_asked())
+        self.keep.on_click(lambda _b: self.ask(None))
+        confirmation = w.HBox([self.question, self.confirm, self.keep])
+        confirmation.layout.display = "none"
+        return confirmation
+
+    def _make_table(self, w: Any) -> tuple[Any, Any]:
+        """The column heads that sort, one page of rows with a checkbox each, and what an
+        empty table says: the scrolling box and the grid inside it."""
+        self.heads = [w.Button(description=c.head, tooltip=f"Sort by {c.head}") for c in COLUMNS]
+        for column, head in zip(COLUMNS, self.heads, strict=True):
+            head.on_click(lambda _b, c=column.id: self.sort_by(c))
+        self.page_box = w.Checkbox(value=False, indent=False, tooltip="Select this page")
+        self.page_box.observe(lambda change: self._select_page(change["new"]), "value")
+        head_row = self.head_row = w.HBox([self.page_box, w.GridBox(self.heads)])
+        self.rows = [w.HBox([w.Checkbox(value=False, indent=False), w.HTML()]) for _ in range(PAGE)]
+        for index, row in enumerate(self.rows):
+            tick = row.children[0]
+            tick.observe(lambda change, i=index: self._tick_row(i, change["new"]), "value")
+        self.empty = w.HTML(value=_EMPTY)
+        grid = w.VBox([head_row, *self.rows, self.empty])
+        return w.Box([grid]), grid
+
+    def _make_pager(self, w: Any) -> Any:
+        self.prev = w.Button(description="‹ Previous")
+        self.next = w.Button(description="Next ›")
+        self.prev.on_click(lambda _b: self.turn(-1))
+        self.next.on_click(lambda _b: self.turn(1))
+        self.where = w.HTML()
+        return w.HBox([self.prev, self.where, self.next])
+
+    def _add_classes(self, tools: Any, scroll: Any, grid: Any, pager: Any) -> None:
+        """The CSS classes the stylesheet (ui/theme.py) finds each part by."""
+        head_row = self.head_row
         for widget, part in (
             (self.box, "browser"),
             (self.totals, "browser-totals"),
@@ -417,10 +180,6 @@ class CacheBrowser:
         for row in self.rows:
             row.add_class("nbcache-row")
             row.add_class("nbcache-browser-row")
-        self._filling = False
-        self._handle: Any = None
-        self.refresh()
-        self._handle = display(shown_with_text(self.box, self.text))
 
     # -- reading the store
 
@@ -440,7 +199,7 @@ class CacheBrowser:
         self.refresh()
         after = len(self.state.records)
         change = after - before
-        self.message.value = f"Read the store again: {_plural(after, 'entry', 'entries')}" + (
+        self.message.value = f"Read the store again: {plural(after, 'entry', 'entries')}" + (
             f" ({change:+,})." if change else ", as before."
         )
 
@@ -518,7 +277,7 @@ class CacheBrowser:
     def _draw_buttons(self) -> None:
         chosen = self.state.chosen
         self.count.value = (
-            f"{_plural(len(chosen), 'entry', 'entries')} selected ({_total(chosen)})"
+            f"{plural(len(chosen), 'entry', 'entries')} selected ({size_of(chosen)})"
             if chosen
             else ""
         )
@@ -577,14 +336,14 @@ class CacheBrowser:
             chosen = self.state.chosen
             if not chosen:
                 return
-            what = _plural(len(chosen), "entry", "entries")
+            what = plural(len(chosen), "entry", "entries")
             made = (
                 "The cell or call that made it"
                 if len(chosen) == 1
                 else "The cells and calls that made them"
             )
             self.question.value = (
-                f"Delete <b>{what}</b> ({_total(chosen)}) from the store? {made} will compute "
+                f"Delete <b>{what}</b> ({size_of(chosen)}) from the store? {made} will compute "
                 "again next time."
             )
             self.confirm.description = f"Delete {what}"
@@ -615,7 +374,7 @@ class CacheBrowser:
             self.cache.remove(rec.key)
         self.state.selected.clear()
         self.message.value = (
-            f"Deleted {_plural(len(chosen), 'entry', 'entries')} ({_total(chosen)})."
+            f"Deleted {plural(len(chosen), 'entry', 'entries')} ({size_of(chosen)})."
         )
         self.refresh()
 
@@ -625,7 +384,7 @@ class CacheBrowser:
         ledger = self.cache.ledger
         for rec in chosen:
             (ledger.pin if pin else ledger.unpin)(rec.key)
-        what = _plural(len(chosen), "entry", "entries")
+        what = plural(len(chosen), "entry", "entries")
         self.message.value = (
             f"Pinned {what}: eviction and Prune leave them alone." if pin else f"Unpinned {what}."
         )
@@ -636,7 +395,7 @@ class CacheBrowser:
         removed = self.cache.ledger.prune(max_size=self._limit())
         gone = [before[k] for k in removed if k in before]
         self.message.value = (
-            f"Pruned {_plural(len(removed), 'entry', 'entries')} ({_total(gone)})."
+            f"Pruned {plural(len(removed), 'entry', 'entries')} ({size_of(gone)})."
             if removed
             else "Nothing to prune: the store is within its limit."
         )

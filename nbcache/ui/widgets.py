@@ -47,7 +47,7 @@ def browse(cache: Any = None, widgets: bool | None = None) -> None:
     """
     from ..cache.default import default_cache
     from ..settings import max_size
-    from .browser import browser_text
+    from .browserstate import browser_text
     from .cards import short_path
 
     cache = cache or default_cache()

@@ -395,7 +395,7 @@ def test_decorated_functions_are_read_from_their_block_as_inspect_reads_them(
     import inspect
     import textwrap
 
-    from nbcache.keys import code
+    from nbcache.keys import source
 
     (tmp_path / "decorated_fixture.py").write_text(DECORATED)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -408,11 +408,11 @@ def test_decorated_functions_are_read_from_their_block_as_inspect_reads_them(
         module.outer(),
     ]
     for fn in functions:
-        tree = code._block_tree(fn)
+        tree = source._block_tree(fn)
         assert tree is not None, fn.__name__
         by_inspect = ast.parse(textwrap.dedent(inspect.getsource(fn)))
         assert ast.dump(tree) == ast.dump(by_inspect), fn.__name__
-    assert code._block_tree(module.renamed) is None  # named plain: inspect decides
+    assert source._block_tree(module.renamed) is None  # named plain: inspect decides
 
 
 def test_bytecode_scan_names_what_dis_names() -> None:
@@ -423,7 +423,7 @@ def test_bytecode_scan_names_what_dis_names() -> None:
     import json.decoder
     import types
 
-    from nbcache.keys import code
+    from nbcache.keys.source import global_names, imported_in_body
 
     ops = {"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"}
 
@@ -444,12 +444,12 @@ def test_bytecode_scan_names_what_dis_names() -> None:
     for module in (json.decoder, email.message, dis):
         source = Path(str(module.__file__)).read_text(encoding="utf-8")
         for obj in walk(compile(source, str(module.__file__), "exec")):
-            assert code._global_names(obj) == by_dis(obj), obj.co_name
+            assert global_names(obj) == by_dis(obj), obj.co_name
             imported = {
                 ins.argval for ins in dis.get_instructions(obj) if ins.opname == "IMPORT_NAME"
             }
             assert {name.split(".")[0] for name in imported} <= {
-                name.split(".")[0] for name in code._imported_in_body(obj, "")
+                name.split(".")[0] for name in imported_in_body(obj, "")
             }
             seen += 1
     assert seen > 100

@@ -518,7 +518,7 @@ def test_first_hit_of_a_decorated_cell_function_reads_no_source_through_inspect(
     import inspect
 
     from nbcache.cache.default import set_default_cache
-    from nbcache.keys import code
+    from nbcache.keys import source
 
     from ..shells import close_shell, new_shell
 
@@ -536,7 +536,7 @@ def test_first_hit_of_a_decorated_cell_function_reads_no_source_through_inspect(
         set_default_cache(Cache(LocalStore(tmp_path / "store"), signer=signer))
         shell.run_cell("from nbcache import memoize", store_history=True)
         assert shell.run_cell(cell + "work(3)\n", store_history=True).success  # stored
-        expected = code._source_digest(shell.user_ns["work"].__wrapped__)
+        expected = source.source_digest(shell.user_ns["work"].__wrapped__)
         assert expected.startswith("ast:")
         # As after a restart: the cell runs again, nothing fingerprinted or in memory.
         set_default_cache(Cache(LocalStore(tmp_path / "store"), signer=signer))
@@ -558,7 +558,7 @@ def test_first_hit_of_a_decorated_cell_function_reads_no_source_through_inspect(
         assert memoized(3) == [0, 1, 2]
         assert memoized.cache_info().store_hits == 1
         assert asked == []
-        assert code._source_digest(memoized.__wrapped__) == expected
+        assert source.source_digest(memoized.__wrapped__) == expected
     finally:
         set_default_cache(None)
         close_shell(shell)

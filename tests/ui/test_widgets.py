@@ -21,7 +21,8 @@ from nbcache.run.cellrun import CellOptions
 from nbcache.run.memo import memoize
 from nbcache.run.report import CellReport, Resume
 from nbcache.tasks.task import Task
-from nbcache.ui.browser import PAGE, BrowserState, CacheBrowser, partial_of, totals_text
+from nbcache.ui.browser import CacheBrowser
+from nbcache.ui.browserstate import PAGE, BrowserState, partial_of, totals_text
 from nbcache.ui.cards import TextCard, WidgetCard, card_view, make_card
 from nbcache.ui.status import names_text, status_html, status_line
 from nbcache.ui.widgets import browse

@@ -14,7 +14,7 @@ import types
 from typing import Any
 
 from ..classes import Matcher, instance_dict
-from ..hashing import ATOMS, BULK_ITEMS, Node, Parts, Rule, Unfed, bulk_atoms
+from ..node import ATOMS, BULK_ITEMS, Node, Parts, Rule, Unfed, bulk_atoms
 
 __all__ = ["RULES", "items_parts"]
 

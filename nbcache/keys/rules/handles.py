@@ -16,7 +16,8 @@ import types
 from typing import Any
 
 from ..classes import Matcher, loaded_class
-from ..hashing import LiveHandleError, Node, Rule
+from ..hashing import LiveHandleError
+from ..node import Node, Rule
 
 __all__ = ["RULES", "is_drawing", "is_live_handle"]
 

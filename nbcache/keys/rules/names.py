@@ -13,7 +13,8 @@ import types
 from typing import Any
 
 from ..classes import Matcher
-from ..hashing import Node, Parts, Rule, module_version
+from ..hashing import module_version
+from ..node import Node, Parts, Rule
 
 __all__ = ["RULES", "global_rule"]
 

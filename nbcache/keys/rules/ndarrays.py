@@ -14,7 +14,7 @@ from typing import Any
 import xxhash
 
 from ..classes import Matcher, instance_dict, subclass_of
-from ..hashing import Node, Parts, Rule
+from ..node import Node, Parts, Rule
 from .containers import items_parts
 
 __all__ = ["RULES", "ndarray_rule"]

@@ -24,7 +24,8 @@ from typing import Any
 
 from ...errors import KeyPicklingError
 from ..classes import Matcher, has_attr, instance_dict, loaded_class, type_name
-from ..hashing import Node, Parts, Rule, module_version
+from ..hashing import module_version
+from ..node import Node, Parts, Rule
 from .containers import items_parts
 
 __all__ = ["RULES"]

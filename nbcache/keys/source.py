@@ -1,0 +1,208 @@
+"""A function's code read without running it: its source as an AST (its bytecode where
+there is no source), the globals it looks up and the modules its ``import``
+statements load, and the streaming digest a fingerprint is made of.
+"""
+
+from __future__ import annotations
+
+import ast
+import dis
+import inspect
+import linecache
+import sys
+import textwrap
+import types
+from typing import Any
+
+import xxhash
+
+from .hashing import digest
+from .modules import absolute_name, expand_dotted
+
+__all__ = ["Accumulator", "global_names", "imported_in_body", "source_digest"]
+
+
+class Accumulator:
+    """A streaming XXH3-128 over tagged parts: what a fingerprint is made of."""
+
+    def __init__(self) -> None:
+        self._h = xxhash.xxh3_128()
+
+    def tag(self, label: bytes) -> None:
+        self._h.update(label)
+        self._h.update(b"\x00")
+
+    def text(self, value: str) -> None:
+        data = value.encode("utf-8", "surrogatepass")
+        self._h.update(len(data).to_bytes(8, "little"))
+        self._h.update(data)
+
+    def feed(self, value: Any, name: str) -> None:
+        self.text(digest(value, name=name))
+
+    def hexdigest(self) -> str:
+        return str(self._h.hexdigest())
+
+
+_GLOBAL_OPS = {"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"}
+_GLOBAL_OPCODES = frozenset(dis.opmap[name] for name in _GLOBAL_OPS)
+_LOAD_GLOBAL = dis.opmap["LOAD_GLOBAL"]
+# From 3.11 LOAD_GLOBAL's argument carries a flag in its lowest bit (push NULL first).
+_LOAD_GLOBAL_SHIFT = 1 if sys.version_info >= (3, 11) else 0
+_IMPORT_NAME = dis.opmap["IMPORT_NAME"]
+_LOAD_CONST = dis.opmap["LOAD_CONST"]
+_CACHE_OPCODE = dis.opmap.get("CACHE", -1)
+
+
+def _instructions(code: types.CodeType) -> list[tuple[int, int]]:
+    """``(opcode, argument)`` of each instruction, without inline caches.
+
+    What ``dis.get_instructions`` yields, reduced to the two numbers these scans
+    read: dis builds an object per instruction with its positions and label, a
+    tenth of a millisecond per function on the first hit of a fresh kernel.
+    """
+    raw = code.co_code
+    found: list[tuple[int, int]] = []
+    extended = 0
+    for index in range(0, len(raw), 2):
+        op = raw[index]
+        arg = raw[index + 1] | extended
+        if op == dis.EXTENDED_ARG:
+            extended = arg << 8
+            continue
+        extended = 0
+        if op != _CACHE_OPCODE:
+            found.append((op, arg))
+    return found
+
+
+def global_names(code: types.CodeType) -> set[str]:
+    """Names the code looks up as globals (``x.model`` does not make ``model`` one)."""
+    names = code.co_names
+    found = {
+        names[arg >> _LOAD_GLOBAL_SHIFT if op == _LOAD_GLOBAL else arg]
+        for op, arg in _instructions(code)
+        if op in _GLOBAL_OPCODES
+    }
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= global_names(const)
+    return found
+
+
+def source_digest(fn: types.FunctionType) -> str:
+    """The function's source as an AST (comments, blank lines and layout do not count)."""
+    tree = _block_tree(fn)
+    if tree is None:
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+        except (OSError, TypeError, SyntaxError, IndentationError):
+            return "bytecode:" + _code_digest(fn.__code__)
+    return "ast:" + xxhash.xxh3_128_hexdigest(ast.dump(tree, include_attributes=False).encode())
+
+
+def _block_tree(fn: types.FunctionType) -> ast.Module | None:
+    """The ``def`` block at the function's first line, cut by indentation, or None.
+
+    ``inspect.getsource`` tokenizes, and compiling tokenize's patterns costs a
+    fresh process 5 ms; most functions end where their indentation does.  Any
+    doubt (a lambda, a string or bracket that spans the cut, another name)
+    returns None and the caller asks inspect.
+    """
+    code = fn.__code__
+    if code.co_name == "<lambda>":
+        return None
+    lines = linecache.getlines(code.co_filename, fn.__globals__)
+    start = code.co_firstlineno - 1
+    if not 0 <= start < len(lines):
+        return None
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    header = _def_line(lines, start, indent)
+    if header is None:
+        return None
+    end = header + 1
+    while end < len(lines):
+        text = lines[end]
+        stripped = text.strip()
+        if stripped and not stripped.startswith("#") and len(text) - len(text.lstrip()) <= indent:
+            break
+        end += 1
+    try:
+        block = "".join(lines[start:end])
+        tree = ast.parse(textwrap.dedent(block) if indent else block)
+    except (SyntaxError, ValueError):
+        return None
+    body = tree.body
+    if len(body) != 1 or not isinstance(body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    if body[0].name != fn.__name__ or bool(body[0].decorator_list) != (header > start):
+        return None
+    return tree
+
+
+_DECORATOR_LINES = 50  # more lines of decorators than this: ask inspect
+
+
+def _def_line(lines: list[str], start: int, indent: int) -> int | None:
+    """The index of the ``def`` line that ``start`` opens: ``start`` itself, or the
+    first ``def`` at the same indentation after the decorators that begin there.
+
+    A decorated function's code starts at its first decorator, and the block is cut
+    by indentation from its ``def``; a decorator whose arguments span lines is read
+    through, and the parse that follows proves the cut.
+    """
+    first = lines[start].lstrip()
+    if not first.startswith("@"):
+        return start
+    for index in range(start + 1, min(len(lines), start + _DECORATOR_LINES)):
+        text = lines[index]
+        stripped = text.lstrip()
+        if len(text) - len(stripped) == indent and stripped.startswith(("def ", "async def ")):
+            return index
+    return None
+
+
+def imported_in_body(code: types.CodeType, package: str) -> set[str]:
+    """Absolute names of the modules that ``import`` statements in the code load."""
+    found: set[str] = set()
+    instructions = _instructions(code)
+    for index, (op, arg) in enumerate(instructions):
+        if op != _IMPORT_NAME:
+            continue
+        # IMPORT_NAME follows LOAD_CONST level and LOAD_CONST fromlist.
+        level = _const_before(code, instructions, index - 2) or 0
+        fromlist = _const_before(code, instructions, index - 1)
+        target = code.co_names[arg]
+        name = "." * int(level or 0) + target
+        absolute = absolute_name(name, package) if level else target
+        if not absolute:
+            continue
+        found.update(expand_dotted(absolute))
+        for item in fromlist or ():
+            if item != "*":
+                found.add(f"{absolute}.{item}")
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= imported_in_body(const, package)
+    return found
+
+
+def _const_before(code: types.CodeType, instructions: list[tuple[int, int]], index: int) -> Any:
+    if index < 0 or instructions[index][0] != _LOAD_CONST:
+        return None
+    return code.co_consts[instructions[index][1]]
+
+
+def _code_digest(code: types.CodeType) -> str:
+    """Where no source exists: bytecode, constants and names (specific to this Python)."""
+    h = Accumulator()
+    h.text(f"python-{sys.version_info[0]}.{sys.version_info[1]}")
+    h.text(code.co_code.hex())
+    h.feed(list(code.co_names), "co_names")
+    h.feed(list(code.co_varnames), "co_varnames")
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            h.text(_code_digest(const))
+        else:
+            h.feed(const, "co_consts")
+    return h.hexdigest()

@@ -1,0 +1,72 @@
+"""A memoized call's arguments as given: a dict key for plain scalars (the path a hit
+takes without hashing anything), and the call as a listing shows it.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+__all__ = ["SCALARS", "call_text", "fast_key", "zero_float"]
+
+SCALARS = frozenset({int, str, bytes, bool, type(None), float})
+_SCALARS_LEFT = (bytes, bool, type(None))  # compared by identity: a type may be unhashable
+_KWARGS = object()
+
+_SHORT = reprlib.Repr()  # a call's arguments as a listing shows them
+_SHORT.maxstring = _SHORT.maxother = 24
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+
+
+def _short(value: Any) -> str:
+    """``value``'s repr cut short; its type's name when its repr fails (a listing's
+    words are never worth a call that runs uncached)."""
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) and not isinstance(value, type):  # arrays, frames
+        return f"<{type(value).__name__} {'x'.join(str(n) for n in shape)}>"
+    if isinstance(value, (bytes, bytearray, memoryview)):  # whose repr is the whole value
+        return f"<{type(value).__name__} of {len(value)}>"
+    try:
+        return " ".join(_SHORT.repr(value).split())
+    except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything
+        return f"<{type(value).__name__}>"
+
+
+def fast_key(args: tuple[Any, ...], kwargs: dict[str, Any], typed: bool) -> Any:
+    """A dict key for plain scalar arguments as given, or None to go by content."""
+    if not kwargs:  # the common case: the types mapped and checked in C
+        kinds = tuple(map(type, args))
+        try:
+            if not SCALARS.issuperset(kinds):
+                return None
+        except TypeError:  # a class whose metaclass makes it unhashable
+            return None
+        if float in kinds and zero_float(args):
+            return None
+        return args + kinds if typed else args
+    values = (*args, *kwargs.values())
+    for value in values:
+        kind = type(value)
+        if not (kind is int or kind is str or kind is float or kind in _SCALARS_LEFT):
+            return None
+        if kind is float and value == 0.0:
+            return None  # -0.0 == 0.0, yet they can give different results
+    key: tuple[Any, ...] = args if not kwargs else (*args, _KWARGS, *kwargs.items())
+    if typed:
+        key = (*key, *(type(value) for value in values))
+    return key
+
+
+def zero_float(values: tuple[Any, ...]) -> bool:
+    """Whether a float among ``values`` is a zero: -0.0 == 0.0, yet they can give
+    different results, so such a call goes by content."""
+    return any(type(v) is float and v == 0.0 for v in values)
+
+
+def call_text(function: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """``f(3, n=2)`` for a call of ``function`` (its short name): each argument's repr cut
+    short, the whole at most 80 characters."""
+    parts = [_short(value) for value in args]
+    parts += [f"{name}={_short(value)}" for name, value in kwargs.items()]
+    text = f"{function}({', '.join(parts)})"
+    return text if len(text) <= 80 else text[:78] + "…)"
