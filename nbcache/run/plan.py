@@ -32,6 +32,7 @@ from .auto import wraps
 from .cellrun import VALUE_NAME, Unchanged, intact, patches_outside, put_back
 from .effects import Effects, restore_state
 from .lazy import restorable, stand_ins
+from .records import CellEntry, LatestRun
 
 __all__ = ["PlanRow", "plan"]
 
@@ -137,7 +138,7 @@ class _Walk:
             return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,))
         first = code.first_line
         identity = name or cell_id or f"cell: {first}"
-        latest = self.cache.latest(identity)
+        latest = LatestRun.read(self.cache.latest(identity))
         seconds = _seconds(latest)
         for name in code.reads:
             if name in self.unknown:
@@ -157,7 +158,7 @@ class _Walk:
         cell_id: str | None,
         code: CellCode,
         identity: str,
-        latest: dict[str, Any] | None,
+        latest: LatestRun | None,
         seconds: float | None,
         ignore: tuple[str, ...] = (),
     ) -> PlanRow:
@@ -193,38 +194,40 @@ class _Walk:
             )
         if (
             latest is not None
-            and latest.get("key") == ck.key
-            and not latest.get("stored")
+            and latest.key == ck.key
+            and not latest.stored
             and not unchanged.stale
         ):
             # Cheap, kept in memory only: it runs, and its last run says what it binds.
-            for name, recorded in dict(latest.get("digests", {})).items():
-                self.namespace[name] = Recorded("", str(name), str(recorded), {})
-                self.unknown.pop(str(name), None)
-            for name in latest.get("deleted", []):
-                self.namespace.pop(str(name), None)
+            for name, recorded in latest.digests.items():
+                self.namespace[name] = Recorded("", name, recorded, {})
+                self.unknown.pop(name, None)
+            for name in latest.deleted:
+                self.namespace.pop(name, None)
             why = "running it is cheaper than storing and loading it; what it binds is known"
             return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,), seconds)
         self._unknown_after(index, {*code.binds, *_vars(latest)})
         # named as the reader knows it: its -n name, else its first code line, not its id
         label = first if identity in (cell_id, f"cell: {first}") else identity
-        reasons = list(unchanged.stale) or explain(latest, ck.summary, label=label)
+        before = latest.summary if latest is not None else None
+        reasons = list(unchanged.stale) or explain(before, ck.summary, label=label)
         return PlanRow(index, self.numbers[index], cell_id, first, "run", tuple(reasons), seconds)
 
     def _bind(self, hit: Hit[Any], ask: Ask) -> bool:
         """Bind what a hit binds, as the run would; False if it cannot be read after all."""
-        recorded = hit.info.meta.get("recorded")
-        if hit.source == "store" and restorable(recorded):  # as the run decides
+        recorded = restorable(hit.info.meta) if hit.source == "store" else None
+        if recorded is not None:  # as the run decides
             stand_ins(hit.info.key, recorded, self.namespace)
-            names = list(recorded["vars"])
+            names = list(recorded.vars)
         else:
             full: Hit[Any] | None = hit
             if hit.value is None:
                 full = self.cache.lookup(hit.info.key, ask=ask, count=False)
-            if full is None:
+            entry = CellEntry.read(full.value) if full is not None else None
+            if entry is None:
                 return False
-            put_back(full.value, self.namespace)
-            names = list(full.value["vars"])
+            put_back(entry, self.namespace)
+            names = list(entry.vars)
         for name in names:
             self.unknown.pop(name, None)
         return True
@@ -269,11 +272,9 @@ def _explicit_cache(text: str) -> tuple[str | None, bool, list[str], str] | None
     return name, force, ignore, body
 
 
-def _seconds(latest: dict[str, Any] | None) -> float | None:
-    value = (latest or {}).get("seconds")
-    return float(value) if isinstance(value, (int, float)) else None
+def _seconds(latest: LatestRun | None) -> float | None:
+    return latest.seconds if latest is not None else None
 
 
-def _vars(latest: dict[str, Any] | None) -> list[str]:
-    digests = (latest or {}).get("digests", {})
-    return [str(n) for n in digests] if isinstance(digests, dict) else []
+def _vars(latest: LatestRun | None) -> list[str]:
+    return list(latest.digests) if latest is not None else []
