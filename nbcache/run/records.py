@@ -24,6 +24,8 @@ __all__ = ["CellEntry", "HeaderRecord", "LatestRun", "RecordedVar", "header_meta
 
 # the header's metadata key under which a cell's record is signed
 _HEADER_KEY = "recorded"
+# what every entry ever stored holds; the keys added since may be missing
+_ENTRY_REQUIRED = frozenset({"vars", "deleted", "outputs", "result"})
 # what a latest record keeps beside the key summary
 _LATEST_OWN = ("seconds", "key", "stored", "digests", "deleted")
 
@@ -75,9 +77,7 @@ class CellEntry:
     def read(cls, value: Any) -> CellEntry | None:
         """The entry ``value`` (as the cache gives it back) holds; None when it is none.
         Keys added after the first entries were stored may be missing: they default."""
-        if not isinstance(value, dict) or not {"vars", "deleted", "outputs", "result"} <= set(
-            value
-        ):
+        if not isinstance(value, dict) or not _ENTRY_REQUIRED.issubset(value):
             return None
         variables = _str_keys(value["vars"])
         deleted = _str_list(value["deleted"])
@@ -99,7 +99,9 @@ class CellEntry:
             or shared is None
             or effects is None
             or contents is None
+            or not all(isinstance(data, bytes) for data in contents.values())
             or wrote is None
+            or not all(isinstance(state, list) for state in wrote.values())
         ):
             return None
         return cls(

@@ -91,6 +91,8 @@ def test_output_events_come_back_as_tuples() -> None:
         {"vars": {}, "deleted": [], "outputs": [], "result": None, "plain": "x"},
         {"vars": {}, "deleted": [], "outputs": [], "result": None, "effects": ["random"]},
         {"vars": {}, "deleted": [], "outputs": [], "result": None, "wrote": [1]},
+        {"vars": {}, "deleted": [], "outputs": [], "result": None, "wrote": {"f": 1}},
+        {"vars": {}, "deleted": [], "outputs": [], "result": None, "file_contents": {"f": "s"}},
     ],
 )
 def test_what_is_no_entry_reads_as_none(value: Any) -> None:
