@@ -219,3 +219,15 @@ def test_mypy_sees_the_fields_of_an_entry(tmp_path: Path, field: str, passes: bo
     assert (status == 0) is passes, out
     if not passes:
         assert '"CellEntry" has no attribute "varz"' in out, out
+
+
+def test_a_cell_stores_its_entry_as_the_plain_dict_it_always_was(tmp_path: Path) -> None:
+    """The store keeps no class of this module: entries on disk load in any version."""
+    first = Cache(LocalStore(tmp_path), signer=Signer(b"secret"))
+    CellCache(FakeShell(), lambda: first).run("z = 5\nz", CellOptions())
+    cache = Cache(LocalStore(tmp_path), signer=Signer(b"secret"))
+    (record,) = cache.records()
+    hit = cache.lookup(record.key)
+    assert hit is not None and type(hit.value) is dict and set(hit.value) == STORED_KEYS
+    entry = CellEntry.read(hit.value)
+    assert entry is not None and entry.vars == {"z": 5} and entry.result == 5
