@@ -4,6 +4,7 @@ without executing any cell body."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -12,42 +13,56 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cache.default import default_cache
+from ..run.plan import PlanRow, plan
 from ..units import format_duration
 from .runner import absolute_store, execute, kernel_environment, read_notebook, require_python
 
-__all__ = ["NotebookPlan", "plan_notebook"]
+__all__ = ["NotebookPlan", "plan_notebook", "write_plan"]
 
 
 @dataclass(frozen=True)
 class NotebookPlan:
-    """One row per code cell: ``index`` (among the notebook's cells), ``action``,
-    ``reasons``, ``seconds`` (its last run), ``first_line``."""
+    """One row per code cell, numbered as the notebook's cells are (Markdown counted)."""
 
-    rows: list[dict[str, Any]]
+    rows: list[PlanRow]
     error: str | None = None
 
     def lines(self) -> list[str]:
         if self.error:
             return [f"nbcache run --plan: {self.error}"]
-        out = []
-        for row in self.rows:
-            took = f" ({format_duration(row['seconds'])})" if row.get("seconds") is not None else ""
-            why = "; ".join(row["reasons"])
-            out.append(
-                f"cell {row['index'] + 1} `{row['first_line']}`: {row['action']}{took}: {why}"
-            )
-        runs = [r for r in self.rows if r["action"] == "run"]
+        out = [row.line() for row in self.rows]
+        runs = [r for r in self.rows if r.action == "run"]
         counts = f"{len(self.rows) - len(runs)} restore, {len(runs)} run"
         out.append(f"nbcache run --plan: {counts}, {_estimate(runs)}")
         return out
 
 
-def _estimate(runs: list[dict[str, Any]]) -> str:
+def write_plan(cells_file: str, rows_file: str) -> None:
+    """In the kernel ``nbcache run --plan`` starts: plan the cells in ``cells_file`` (a
+    JSON list of ``{"id", "source", "number"}``) against this kernel's cache and write
+    the rows to ``rows_file`` as JSON. Nothing of the cells runs."""
+    import IPython
+
+    shell: Any = IPython.get_ipython()
+    with open(cells_file, encoding="utf-8") as f:
+        given = json.load(f)
+    cells = [(c.get("id"), str(c["source"])) for c in given]
+    numbers = [int(c.get("number", i + 1)) for i, c in enumerate(given)]
+    # What IPython put in the namespace when it started, as a fresh kernel has it.
+    hidden = getattr(shell, "user_ns_hidden", {})
+    initial = {k: v for k, v in shell.user_ns.items() if k in hidden}
+    rows = plan(cells, default_cache(), shell.transform_cell, initial, numbers)
+    with open(rows_file, "w", encoding="utf-8") as f:
+        json.dump([dataclasses.asdict(row) for row in rows], f)
+
+
+def _estimate(runs: list[PlanRow]) -> str:
     """How long the cells that run should take, from their past runs; a cell that never
     ran with this store gives nothing to estimate from, which is said, not counted as 0."""
     if not runs:
         return "nothing to run"
-    known = [r["seconds"] for r in runs if r.get("seconds") is not None]
+    known = [r.seconds for r in runs if r.seconds is not None]
     if not known:
         return "no estimate: no cell to run has run before with this store"
     took = format_duration(sum(known))
@@ -84,7 +99,8 @@ def plan_notebook(
         request = nbformat.v4.new_notebook()
         request.cells = [
             nbformat.v4.new_code_cell(
-                f"%nbcache plan --cells {json.dumps(cells_file)} --json {json.dumps(rows_file)}"
+                "from nbcache.notebooks.plan import write_plan\n"
+                f"write_plan({cells_file!r}, {rows_file!r})"
             )
         ]
         env = kernel_environment(store=absolute_store(store))
@@ -94,10 +110,4 @@ def plan_notebook(
             return NotebookPlan([], error)
         with open(rows_file, encoding="utf-8") as f:
             rows = json.load(f)
-    by_cell = {row["index"]: row for row in rows}
-    out = []
-    for position, (index, _cell) in enumerate(code):
-        row = by_cell.get(position)
-        if row is not None:
-            out.append({**row, "index": index})
-    return NotebookPlan(out)
+    return NotebookPlan([PlanRow(**row) for row in rows])

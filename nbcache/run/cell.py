@@ -14,20 +14,17 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from ..cache.core import Ask, Cache, Hit
+from ..cache.core import Cache, Hit
 from ..entry.pickling import restoring_into
-from ..errors import KeyPicklingError, warn
-from ..keys import LiveHandleError, drawn_on
+from ..errors import warn
 from ..keys.calls import (
     IMPORTS_ONLY,
     NOCACHE,
-    explain,
     label_of,
     restored_reason,
-    uncached_reason,
     unknown_name,
 )
-from ..keys.scope import CellCode, analyze, cell_key, namespace_snapshot
+from ..keys.scope import CellCode, namespace_snapshot
 from ..tasks.task import Task
 from . import background
 from .auto import AutoMode
@@ -38,24 +35,20 @@ from .cellrun import (
     Made,
     NotKept,
     RunsAlways,
-    Unchanged,
     computed,
     drifted,
-    failure,
-    intact,
     kept,
     meta_of,
-    patches_outside,
     put_back,
     restored,
     result_of,
-    unpicklable_message,
 )
 from .checkpoint import checkpointing
+from .decide import Decision, Look, decide
 from .effects import Effects, only_imports
 from .effects import ran as effects_ran
 from .files import FileReads
-from .lazy import needed, pending, recorded_meta, restorable, stand_ins, swap_in
+from .lazy import needed, pending, recorded_meta, stand_ins, swap_in
 from .modstate import ModuleWatch
 from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
@@ -148,38 +141,40 @@ class CellCache:
         if options.auto and self.auto is not None:
             self.auto.cells.append((self.shell.cell_id, cell))
         source = self.shell.transform(cell)
-        run = self._prepare(source, options)
+        decision = self.decide(source, options)
+        self.last = decision.identity
+        run = decision.run
         if run is None:
+            if decision.warning is not None:
+                warn(decision.warning, stacklevel=2)
+            self._ran_uncached(decision)
             self._bring_in(None)
             result = self._uncached(source)
             self._note(options, "uncached")
             return result
+        hidden = hides_result(source)
+        if decision.action == "restore" and decision.hit is not None:
+            return self._restore(decision.hit, options, hidden, run)
+        if decision.action == "restore-header" and decision.hit is not None:
+            assert decision.recorded is not None
+            return self._restore_recorded(decision.hit, decision.recorded, options, hidden, run)
+        self._explain_miss(run, decision)
         if options.background:
-            with restoring_into(self.shell.user_ns):
-                hit = None if options.force else self.cache.lookup(run.key.key, ask=run.ask)
-            if hit is not None:
-                return self._restore(hit, options, hides_result(source), run)
-            self._explain_miss(run)
             self._bring_in(None)
             background.start(run, self.shell, self.cache, self.tasks, self._exclude())
             return NO_RESULT
-        if options.auto and self.auto is not None and self.auto.lazy and not options.force:
-            # Uses are counted once: here, or by the lookup below if it restores in full.
-            hit = self.cache.peek(run.key.key, ask=run.ask, count=False)
-            if hit is not None and hit.source == "memory":
-                self.cache.count_use(hit.info.key, hit.info)
-                return self._restore(hit, options, hides_result(source), run)
-            recorded = restorable(hit.info.meta) if hit is not None else None
-            if hit is not None and recorded is not None:
-                self.cache.count_use(hit.info.key, hit.info)
-                return self._restore_recorded(hit, recorded, options, hides_result(source), run)
+        return self._run_and_keep(run, hidden)
+
+    def _run_and_keep(self, run: CellRun, hidden: bool) -> Any:
+        """A miss: run the body, keep what it made, say so; returns its result."""
+        __tracebackhide__ = True
+        options = run.options
         made: list[Made] = []
         entries: list[CellEntry] = []
         ran: list[float] = []  # when the body ended: what follows is pickling and storing
 
         def compute() -> dict[str, Any]:
             __tracebackhide__ = True
-            self._explain_miss(run)
             self._bring_in(run.code)
             made.append(self._run_body(run))
             ran.append(time.perf_counter())
@@ -188,6 +183,8 @@ class CellCache:
 
         try:
             # Notebook functions in a restored entry read this shell's namespace, live.
+            # The decision looked the key up a moment ago; under the claim it is looked
+            # up again, in case another kernel stored it meanwhile.
             with restoring_into(self.shell.user_ns):
                 outcome = self.cache.get_or_compute(
                     run.key.key,
@@ -197,6 +194,7 @@ class CellCache:
                         **header_meta(recorded_meta(entries[0])),
                     },
                     force=options.force,
+                    looked=True,
                     ask=run.ask,
                 )
         except RunsAlways as exc:
@@ -209,7 +207,7 @@ class CellCache:
             self._note(options, "ran", seconds=made[0].seconds)
             return made[0].result
         if outcome.hit is not None:
-            return self._restore(outcome.hit, options, hides_result(source), run)
+            return self._restore(outcome.hit, options, hidden, run)
         store_seconds = time.perf_counter() - ran[0]
         entry = entries[0]
         self.cache.note_latest(
@@ -234,76 +232,21 @@ class CellCache:
         self._note(options, "ran", seconds=made[0].seconds, stored=outcome.stored)
         return made[0].result
 
-    def _prepare(self, source: str, options: CellOptions) -> CellRun | None:
-        """The cell's code, key and name; None when it must run uncached (a syntax error,
-        which Python then reports, a line magic, or an input that cannot be hashed)."""
-        try:
-            code = analyze(source)
-        except SyntaxError:
-            self._ran_uncached(source, options, "it does not parse, so Python ran it as it is")
-            return None
-        except Exception as exc:  # noqa: BLE001 - a cell we cannot read runs as Python runs it
-            warn(f"nbcache: cannot read this cell ({failure(exc)}); it runs uncached.", 3)
-            self._ran_uncached(source, options, f"nbcache could not read it ({failure(exc)})")
-            return None
+    def decide(self, source: str, options: CellOptions) -> Decision:
+        """What running ``source`` with ``options`` in this shell does now, and why."""
         identity = self._identity(source, options)
-        if code.uses_shell:
-            # line magics and shell escapes act outside the namespace: run it
-            self._ran_uncached(
-                source,
-                options,
-                "it calls IPython (a line magic or a shell escape), which acts outside the "
-                "namespace, so it runs every time",
-            )
-            return None
-        patched = patches_outside(code, self.shell.user_ns)
-        if patched is not None:
-            # A patch of installed code (``mod.f = g``) lives outside the namespace,
-            # which no restore replays: it runs every time, quietly, as a cell that
-            # draws on a figure does; `%nbcache why` says so.
-            self._ran_uncached(
-                source,
-                options,
-                f"it sets an attribute of `{patched}`, outside the namespace, which no "
-                "restore can replay, so it runs every time (move the patch to a cell of "
-                "its own to cache the rest)",
-            )
-            return None
-        self.last = identity
-        try:
-            ck = cell_key(
-                code,
-                self.shell.user_ns,
-                ignore=options.ignore,
-                identity=identity,
-                restored=self.drifted,
-            )
-        except LiveHandleError as exc:
-            if not drawn_on(exc):
-                warn(f"nbcache: {exc}", stacklevel=3)
-            # A figure, an axes or a widget has no content to key, and drawing on it again
-            # is what the user expects: such a cell runs as without the magic, quietly.
-            self._ran_uncached(source, options, uncached_reason(exc))
-            return None
-        except KeyPicklingError as exc:
-            warn(f"nbcache: {exc}", stacklevel=3)
-            self._ran_uncached(source, options, uncached_reason(exc))
-            return None
-        except Exception as exc:  # noqa: BLE001 - a key that cannot be built: run uncached
-            warn(f"nbcache: cannot build this cell's key ({failure(exc)}); it runs uncached.", 3)
-            self._ran_uncached(source, options, f"its key could not be built ({failure(exc)})")
-            return None
-        unchanged = Unchanged()
-        ask = Ask(
-            persist=options.store,
-            max_age=options.max_age,
-            name=VALUE_NAME,
-            validate=unchanged,
-            fresh=intact,
-            unpicklable=unpicklable_message,
+        lazy = options.auto and self.auto is not None and self.auto.lazy
+        return decide(
+            source,
+            options,
+            self.shell.user_ns,
+            self.cache,
+            identity=identity,
+            look=Look.HEADER if lazy and not options.background else Look.FULL,
+            restored=self.drifted,
             admit=self._admit(identity) if options.auto and self.auto is not None else None,
+            before=self.summaries.get(identity),
         )
-        return CellRun(code, ck, identity, options, unchanged, ask)
 
     def _admit(self, identity: str) -> Callable[[Any, int, float], bool]:
         """Auto mode's store rule, and once a cell was stored it stays stored: whether it
@@ -325,7 +268,9 @@ class CellCache:
     def run_uncached(self, cell: str) -> Any:
         """``%%nocache``: run ``cell`` exactly as without nbcache (stand-ins loaded first)."""
         __tracebackhide__ = True
-        self._ran_uncached(cell, CellOptions(), NOCACHE)
+        identity = self._identity(cell, CellOptions())
+        self.last = identity
+        self._ran_uncached(Decision("uncached", identity, (NOCACHE,)))
         self._bring_in(None)
         return self._uncached(self.shell.transform(cell))
 
@@ -337,12 +282,10 @@ class CellCache:
         self.labels[identity] = label
         return identity
 
-    def _ran_uncached(self, source: str, options: CellOptions, reason: str) -> None:
+    def _ran_uncached(self, decision: Decision) -> None:
         """Note for ``why`` that the cell ran as without nbcache, and why."""
-        identity = self._identity(source, options)
-        self.last = identity
-        self.reasons[identity] = [reason]
-        self.summaries.pop(identity, None)  # nothing was restored or stored
+        self.reasons[decision.identity] = list(decision.reasons)
+        self.summaries.pop(decision.identity, None)  # nothing was restored or stored
 
     def _uncached(self, source: str) -> Any:
         """Run ``source`` exactly as without the magic, its result shown as IPython would."""
@@ -454,16 +397,8 @@ class CellCache:
 
     # -- a miss -----------------------------------------------------------------------
 
-    def _explain_miss(self, run: CellRun) -> None:
-        if run.options.force:
-            reasons = ["the cell was run with -f/--force"]
-        elif run.unchanged.stale:
-            reasons = list(run.unchanged.stale)
-        else:
-            before = self.summaries.get(run.identity) or _summary(
-                LatestRun.read(self.cache.latest(run.identity))
-            )
-            reasons = explain(before, run.key.summary, label=_label(run))
+    def _explain_miss(self, run: CellRun, decision: Decision) -> None:
+        reasons = list(decision.reasons)
         if _advise_imports(run):
             reasons.append(IMPORTS_ONLY)
         self.reasons[run.identity] = reasons
@@ -584,15 +519,6 @@ def _advise_imports(run: CellRun) -> bool:
     """Whether ``why`` advises leaving this imports-only cell uncached: not in auto mode,
     whose later keys and plans stand on what such a cell bound being stored."""
     return not run.options.auto and only_imports(run.code.source)
-
-
-def _summary(latest: LatestRun | None) -> dict[str, Any] | None:
-    return latest.summary if latest is not None else None
-
-
-def _label(run: CellRun) -> str:
-    """A cell as ``why`` names it: its ``-n`` name, else its first code line."""
-    return run.options.name or run.code.first_line
 
 
 def _shown(result: Any) -> bool:

@@ -14,24 +14,25 @@ says so; it never says restore for a cell that then runs).
 
 from __future__ import annotations
 
+import ast
+import importlib
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..cache.core import Ask, Cache, Hit
-from ..cache.lru import LRU
+from ..cache.core import Cache
 from ..entry.pickling import restoring_into
-from ..errors import KeyPicklingError
-from ..keys.calls import explain
+from ..keys.modules import is_local_module
 from ..keys.recorded import Recorded
-from ..keys.scope import CellCode, analyze, cell_key
+from ..keys.scope import CellCode, analyze
 from ..units import format_duration
 from .auto import wraps
-from .cellrun import VALUE_NAME, Unchanged, intact, patches_outside, put_back
+from .cellrun import CellOptions, put_back
+from .decide import Action, Decision, Look, decide, read
 from .effects import Effects, restore_state
-from .lazy import restorable, stand_ins
+from .lazy import stand_ins
 from .records import CellEntry, LatestRun
 
 __all__ = ["PlanRow", "plan"]
@@ -48,6 +49,7 @@ class PlanRow:
     action: Literal["restore", "run"]
     reasons: tuple[str, ...]
     seconds: float | None = None  # how long its body took the last time it ran
+    decided: Action = "run"  # the decision in full: how it restores, how it runs
 
     def line(self) -> str:
         took = f" ({format_duration(self.seconds)})" if self.seconds is not None else ""
@@ -100,150 +102,184 @@ class _Walk:
         explicit = _explicit_cache(text)
         if explicit is not None:
             name, force, ignore, body = explicit
-            if force:
-                self._unknown_after(index, self._body_binds(raw))
-                forced = ("it is run with -f",)
-                return PlanRow(index, self.numbers[index], cell_id, first, "run", forced)
-            return self._cell(index, cell_id, body, name, tuple(ignore))
+            return self._cell(
+                index, cell_id, body, CellOptions(name=name, force=force, ignore=tuple(ignore))
+            )
         if not wraps(raw):
             magic = first.split()[0] if first.startswith("%%") else "await"
-            self._unknown_after(index, self._body_binds(raw), outside=True)
+            body = self._body(raw)
+            self._unknown_after(index, _binds(body), outside=True, source=body)
             why = (
                 f"it begins with {magic}, so it runs as without nbcache"
                 if magic != "await"
                 else "it awaits at its top level, so it runs as without nbcache"
             )
-            return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,))
-        return self._cell(index, cell_id, raw, None, ())
+            number = self.numbers[index]
+            return PlanRow(index, number, cell_id, first, "run", (why,), None, "uncached")
+        return self._cell(index, cell_id, raw, CellOptions())
 
-    def _cell(
-        self, index: int, cell_id: str | None, raw: str, name: str | None, ignore: tuple[str, ...]
-    ) -> PlanRow:
-        """The row of a cell %%cache runs: from auto mode (``name`` None) or the notebook's."""
+    def _cell(self, index: int, cell_id: str | None, raw: str, options: CellOptions) -> PlanRow:
+        """The row of a cell %%cache runs: from auto mode or the notebook's (its options),
+        as :func:`nbcache.run.decide.decide` decides it, against a fresh kernel."""
+        number = self.numbers[index]
         first = raw.strip().splitlines()[0][:80] if raw.strip() else ""
-        try:
-            code = analyze(self.transform(raw))
-        except SyntaxError:
+        source = self.transform(raw)
+        code = _code(source)
+        label = code.first_line if code is not None else first
+        identity = options.name or cell_id or f"cell: {label}"
+        readout = read(source, self.namespace, identity=identity)
+        if readout.code is None or readout.action != "run":
+            binds = readout.code.binds if readout.code else frozenset()
+            self._unknown_after(index, binds, outside=True, source=source)
             return PlanRow(
-                index, self.numbers[index], cell_id, first, "run", ("it does not parse",)
+                index, number, cell_id, first, "run", readout.reasons, None, readout.action
             )
-        if code.uses_shell:  # its own first line, not IPython's call of the magic
-            self._unknown_after(index, code.binds, outside=True)
-            why = "it calls IPython (a line magic, a shell escape), so it always runs"
-            return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,))
-        patched = patches_outside(code, self.namespace)
-        if patched is not None:
-            self._unknown_after(index, code.binds, outside=True)
-            why = f"it sets an attribute of `{patched}`, outside the namespace, so it always runs"
-            return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,))
+        code = readout.code
         first = code.first_line
-        identity = name or cell_id or f"cell: {first}"
         latest = LatestRun.read(self.cache.latest(identity))
         seconds = _seconds(latest)
-        for name in code.reads:
-            if name in self.unknown:
-                cell, outside = self.unknown[name]
+        for read_name in code.reads:
+            if read_name in self.unknown:
+                cell, outside = self.unknown[read_name]
                 how = "computes outside the cache" if outside else "runs again"
-                self._unknown_after(index, {*code.binds, *_vars(latest)})
+                self._unknown_after(index, {*code.binds, *_vars(latest)}, source=source)
                 why = (
-                    f"it reads `{name}`, which cell {self.numbers[cell]} {how} "
-                    f"(it restores instead if `{name}` comes out as before)"
+                    f"it reads `{read_name}`, which cell {self.numbers[cell]} {how} "
+                    f"(it restores instead if `{read_name}` comes out as before)"
                 )
-                return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,), seconds)
-        return self._keyed(index, cell_id, code, identity, latest, seconds, ignore)
-
-    def _keyed(
-        self,
-        index: int,
-        cell_id: str | None,
-        code: CellCode,
-        identity: str,
-        latest: LatestRun | None,
-        seconds: float | None,
-        ignore: tuple[str, ...] = (),
-    ) -> PlanRow:
-        first = code.first_line
-        try:
-            ck = cell_key(code, self.namespace, identity=identity, ignore=ignore)
-        except KeyPicklingError as exc:
-            self._unknown_after(index, code.binds, outside=True)
-            return PlanRow(
-                index,
-                self.numbers[index],
-                cell_id,
-                first,
-                "run",
-                (f"it runs uncached: {exc}",),
-                seconds,
-            )
-        unchanged = Unchanged()
-        # As a fresh kernel would: what this kernel keeps in memory does not count.
-        ask = Ask(name=VALUE_NAME, validate=unchanged, fresh=intact, remember=False, memory=LRU(1))
-        hit = self.cache.peek(ck.key, ask=ask, count=False)  # a plan is no use of it
-        if hit is not None and self._bind(hit, ask):
-            age = format_duration(max(0.0, time.time() - hit.info.created))
+                return PlanRow(index, number, cell_id, first, "run", (why,), seconds)
+        decision = decide(
+            readout, options, self.namespace, self.cache, identity=identity, look=Look.PLANNED
+        )
+        if decision.hit is not None and decision.restores:
+            self._bind(decision)
+            age = format_duration(max(0.0, time.time() - decision.hit.info.created))
             why = f"its key matches the entry stored {age} ago"
-            return PlanRow(
-                index,
-                self.numbers[index],
-                cell_id,
-                first,
-                "restore",
-                (why,),
-                hit.info.compute_seconds,
-            )
-        if (
-            latest is not None
-            and latest.key == ck.key
-            and not latest.stored
-            and not unchanged.stale
-        ):
-            # Cheap, kept in memory only: it runs, and its last run says what it binds.
-            for name, recorded in latest.digests.items():
-                self.namespace[name] = Recorded("", name, recorded, {})
-                self.unknown.pop(name, None)
-            for name in latest.deleted:
-                self.namespace.pop(name, None)
-            why = "running it is cheaper than storing and loading it; what it binds is known"
-            return PlanRow(index, self.numbers[index], cell_id, first, "run", (why,), seconds)
-        self._unknown_after(index, {*code.binds, *_vars(latest)})
-        # named as the reader knows it: its -n name, else its first code line, not its id
-        label = first if identity in (cell_id, f"cell: {first}") else identity
-        before = latest.summary if latest is not None else None
-        reasons = list(unchanged.stale) or explain(before, ck.summary, label=label)
-        return PlanRow(index, self.numbers[index], cell_id, first, "run", tuple(reasons), seconds)
-
-    def _bind(self, hit: Hit[Any], ask: Ask) -> bool:
-        """Bind what a hit binds, as the run would; False if it cannot be read after all."""
-        recorded = restorable(hit.info.meta) if hit.source == "store" else None
-        if recorded is not None:  # as the run decides
-            stand_ins(hit.info.key, recorded, self.namespace)
-            names = list(recorded.vars)
+            took = decision.hit.info.compute_seconds
+            return PlanRow(index, number, cell_id, first, "restore", (why,), took, decision.action)
+        if decision.action == "run-memory" and latest is not None:
+            # it runs, and its last run says what it binds
+            for bound, recorded in latest.digests.items():
+                self.namespace[bound] = Recorded("", bound, recorded, {})
+                self.unknown.pop(bound, None)
+            for deleted in latest.deleted:
+                self.namespace.pop(deleted, None)
+        elif decision.run is None:
+            self._unknown_after(index, code.binds, outside=True, source=source)
         else:
-            full: Hit[Any] | None = hit
-            if hit.value is None:
-                full = self.cache.lookup(hit.info.key, ask=ask, count=False)
-            entry = CellEntry.read(full.value) if full is not None else None
-            if entry is None:
-                return False
+            self._unknown_after(index, {*code.binds, *_vars(latest)}, source=source)
+        action = decision.action
+        return PlanRow(index, number, cell_id, first, "run", decision.reasons, seconds, action)
+
+    def _bind(self, decision: Decision) -> None:
+        """Bind what a restore binds, as the run would."""
+        hit = decision.hit
+        assert hit is not None
+        if decision.action == "restore-header" and decision.recorded is not None:
+            stand_ins(hit.info.key, decision.recorded, self.namespace)
+            names = list(decision.recorded.vars)
+        else:
+            entry = CellEntry.read(hit.value)
+            if entry is None:  # the decision restores only what reads as an entry
+                return
             put_back(entry, self.namespace)
             names = list(entry.vars)
         for name in names:
             self.unknown.pop(name, None)
-        return True
 
-    def _unknown_after(self, index: int, names: Any, *, outside: bool = False) -> None:
+    def _unknown_after(
+        self, index: int, names: Any, *, outside: bool = False, source: str = ""
+    ) -> None:
+        """What cell ``index`` binds is unknown until it has run, except a module it
+        imports (``source`` says which): the run binds the very module the plan can
+        import now, so later keys that hash it are known."""
+        imported = _imports(source)
         for name in names:
+            module = imported.get(str(name))
+            if module is not None:
+                self.namespace[str(name)] = module
+                self.unknown.pop(str(name), None)
+                continue
             self.unknown[str(name)] = (index, outside)
             self.namespace.pop(str(name), None)
 
-    def _body_binds(self, raw: str) -> frozenset[str]:
-        """What a cell magic's body binds, if it is Python (``%%time``); else nothing."""
+    def _body(self, raw: str) -> str:
+        """A cell magic's body (``%%time``) as Python, or "" when it is not Python."""
         body = raw.strip().split("\n", 1)[1] if "\n" in raw.strip() else ""
         try:
-            return analyze(self.transform(body)).binds
-        except Exception:  # noqa: BLE001 - not Python (%%bash): it binds nothing we know of
-            return frozenset()
+            return self.transform(body)
+        except Exception:  # noqa: BLE001 - a body IPython cannot transform binds nothing known
+            return ""
+
+
+def _binds(source: str) -> frozenset[str]:
+    """What ``source`` binds, if it is Python (``%%time``'s body); else nothing."""
+    try:
+        return analyze(source).binds
+    except Exception:  # noqa: BLE001 - not Python (%%bash): it binds nothing we know of
+        return frozenset()
+
+
+def _imports(source: str) -> dict[str, Any]:
+    """The names ``source``'s top level binds by importing an installed module and by
+    nothing else, imported now: what the same statements bind when the cell runs. A
+    name bound in any other way, an import under ``if`` or ``try``, a module of the
+    notebook's folder or one that fails to import stays unknown."""
+    if "import" not in source:
+        return {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    wanted: dict[str, tuple[str, str | None]] = {}
+    other: set[str] = set()
+    for statement in tree.body:
+        if isinstance(statement, ast.Import):
+            for alias in statement.names:
+                if alias.asname:
+                    wanted[alias.asname] = (alias.name, None)
+                else:
+                    top = alias.name.split(".")[0]
+                    wanted[top] = (top, None)
+        elif isinstance(statement, ast.ImportFrom) and not statement.level and statement.module:
+            for alias in statement.names:
+                if alias.name != "*":
+                    wanted[alias.asname or alias.name] = (statement.module, alias.name)
+        else:
+            for node in ast.walk(statement):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                    other.add(node.id)
+                elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    other.add(node.name)
+                elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                    other.update((a.asname or a.name).split(".")[0] for a in node.names)
+    out: dict[str, Any] = {}
+    for name, (module, attribute) in wanted.items():
+        if name in other:
+            continue
+        value = _installed(module, attribute)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _installed(module: str, attribute: str | None) -> Any:
+    """``module`` (or its ``attribute``) when it is installed code, imported; else None."""
+    try:
+        imported = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - the run will say why it fails; the plan knows nothing
+        return None
+    if is_local_module(imported.__name__):
+        return None  # the notebook's own module: its code may change between runs
+    if attribute is None:
+        return imported
+    value = getattr(imported, attribute, None)
+    if value is None and "." not in attribute:
+        try:
+            value = importlib.import_module(f"{module}.{attribute}")
+        except Exception:  # noqa: BLE001 - no such submodule: unknown
+            return None
+    return value
 
 
 def _explicit_cache(text: str) -> tuple[str | None, bool, list[str], str] | None:
@@ -270,6 +306,13 @@ def _explicit_cache(text: str) -> tuple[str | None, bool, list[str], str] | None
                     break
                 ignore.append(value)
     return name, force, ignore, body
+
+
+def _code(source: str) -> CellCode | None:
+    try:
+        return analyze(source)
+    except Exception:  # noqa: BLE001 - read() says why it cannot be read
+        return None
 
 
 def _seconds(latest: LatestRun | None) -> float | None:

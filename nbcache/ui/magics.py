@@ -6,8 +6,6 @@ Each magic parses its line, calls the core and formats what comes back.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import shlex
 import types
@@ -301,23 +299,12 @@ class NbcacheMagics(Magics):
         return f"nbcache: auto mode on: every cell is cached as with %%cache; {rule}"
 
     def _cmd_plan(self, args: argparse.Namespace) -> str:
-        cells = numbers = None
-        if args.cells:
-            with open(args.cells, encoding="utf-8") as f:
-                given = json.load(f)
-            cells = [(c.get("id"), str(c["source"])) for c in given]
-            numbers = [int(c.get("number", i + 1)) for i, c in enumerate(given)]
-        elif self.cells.auto is None or not self.cells.auto.cells:
+        if self.cells.auto is None or not self.cells.auto.cells:
             return "nbcache: no cell has run in auto mode yet: `%nbcache auto` first"
         # What IPython put in the namespace when it started, as a fresh kernel has it.
         hidden = getattr(self.shell, "user_ns_hidden", {})
         initial = {k: v for k, v in self.adapter.user_ns.items() if k in hidden}
-        rows = self.cells.plan(cells, initial, numbers)
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump([dataclasses.asdict(row) for row in rows], f)
-            return ""
-        return "\n".join(row.line() for row in rows)
+        return "\n".join(row.line() for row in self.cells.plan(None, initial))
 
     def _cmd_dir(self, args: argparse.Namespace) -> str:
         if args.path:
@@ -368,9 +355,7 @@ def _parse(line: str) -> argparse.Namespace:
     auto.add_argument("state", nargs="?", choices=["on", "off"], default="on")
     auto.add_argument("--lazy", action="store_true")
     auto.add_argument("--min-seconds", type=float, default=None)
-    planned = sub.add_parser("plan")
-    planned.add_argument("--cells", help=argparse.SUPPRESS)  # nbcache run --plan's cells
-    planned.add_argument("--json", help=argparse.SUPPRESS)
+    sub.add_parser("plan")
     sub.add_parser("tasks")
     wait = sub.add_parser("wait")
     wait.add_argument("name", nargs="?")

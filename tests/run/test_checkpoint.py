@@ -145,7 +145,7 @@ def test_an_exception_in_step_k_resumes_with_the_values_of_an_uninterrupted_run(
 
 
 def cells_key(cells: CellCache, shell: FakeShell) -> str:
-    run = cells._prepare(LOOP, CellOptions())
+    run = cells.decide(LOOP, CellOptions(force=True)).run  # forced: no lookup
     assert run is not None
     return run.key.key
 
@@ -461,7 +461,7 @@ def test_a_worker_with_another_secret_writes_no_checkpoint(
     """A worker whose secret is not the kernel's would write checkpoints the kernel
     refuses: it writes none and the cell says so; the body still runs."""
     _shell, cells, cache = _cells(tmp_path)  # signed with b"secret", not NBCACHE_SECRET
-    run = cells._prepare(BACKGROUND, CellOptions(checkpoint=0.0))
+    run = cells.decide(BACKGROUND, CellOptions(checkpoint=0.0, force=True)).run
     assert run is not None
     remote = checkpoint.remote_checkpoints(cache, run)
     assert remote is not None and remote.location == cache.store.location  # type: ignore[union-attr]

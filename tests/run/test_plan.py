@@ -112,11 +112,15 @@ def test_cells_that_always_run_say_why(tmp_path: Path) -> None:
     assert [r.number for r in rows] == [4, 6, 8, 10, 12]  # as the reader counts the cells
     assert [r.reasons[0] for r in rows] == [
         "it begins with %%time, so it runs as without nbcache",
-        "it is run with -f",
-        "it does not parse",
-        "it sets an attribute of `json`, outside the namespace, so it always runs",
+        "the cell was run with -f/--force",
+        "it does not parse, so Python runs it as it is",
+        "it sets an attribute of `json`, outside the namespace, which no restore can "
+        "replay, so it runs every time (move the patch to a cell of its own to cache the "
+        "rest)",
         "it awaits at its top level, so it runs as without nbcache",
     ]
+    # the plan's words are the run's: one decision, read by `%nbcache why` and the plan
+    assert [r.decided for r in rows] == ["uncached", "run", "uncached", "always", "uncached"]
     assert not hasattr(json, "nbcache_test_flag")
 
 
@@ -137,3 +141,25 @@ def test_a_row_reads_as_one_line() -> None:
     assert row.line() == "cell 2 `b = a + 1`: run (2.5 s): first reason; second"
     bare = PlanRow(0, 1, None, "a = 1", "restore", ("its key matches",))
     assert bare.line() == "cell 1 `a = 1`: restore: its key matches"
+
+
+def test_a_module_imported_by_a_cell_that_runs_again_is_known_to_the_cells_after_it(
+    tmp_path: Path,
+) -> None:
+    """A cell that runs again binds the same installed module it bound before: the cells
+    that read only that module still restore, in the plan as in the run."""
+    cells = [
+        ("one", "a = [1]"),
+        ("two", "import json as j\nimport textwrap\nb = a + [2]\ntextwrap = 0"),
+        ("three", "c = j.dumps([3])"),
+        ("four", "d = textwrap"),
+    ]
+    _run(tmp_path, cells)
+    edited = [("one", "a = [1, 1]"), *cells[1:]]
+    rows = _plan(tmp_path, edited)
+    assert [r.action for r in rows] == ["run", "run", "restore", "run"]
+    assert "it reads `a`, which cell 1 runs again" in rows[1].reasons[0]
+    # `textwrap` is bound by more than its import: what it holds is known once it ran
+    assert "it reads `textwrap`, which cell 2 runs again" in rows[3].reasons[0]
+    shell = _run(tmp_path, edited)
+    assert shell.reports[2].outcome == "restored" and shell.reports[3].outcome == "restored"
