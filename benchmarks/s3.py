@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from nbcache.cache.core import Cache
+from nbcache.cache.core import Ask, Cache
 from nbcache.entry.signing import Signer
 from nbcache.errors import StoreError
 from nbcache.store.remote import FsspecStore, open_fsspec
@@ -37,6 +37,7 @@ __all__ = ["GROUP", "NAMES", "run"]
 
 # A fixed throwaway secret: the benchmark never reads or creates the user's secret file.
 _SECRET = b"bench"
+_UNREMEMBERED = Ask(remember=False)  # a fresh Cache per call: its memory layer stays empty
 # The array is this fraction of --size: 200 MB at the default 1 GB.
 SIZE_FRACTION = 5
 
@@ -174,7 +175,7 @@ class _Bench:
 
     def _nb_put(self, _i: int) -> tuple[str, int]:
         key = _new_key()
-        return key, self.cache().put(key, self.a, remember=False)
+        return key, self.cache().put(key, self.a, ask=_UNREMEMBERED)
 
     def _nb_put_after(self, _i: int, result: tuple[str, int]) -> None:
         key, size = result
@@ -211,7 +212,7 @@ class _Bench:
             raise RuntimeError(f"{who} did not give the array back: the benchmark is broken")
 
     def _nb_get(self, _i: int) -> Any:
-        hit = self.cache().lookup(self.read_key, remember=False)
+        hit = self.cache().lookup(self.read_key, _UNREMEMBERED)
         if hit is None or hit.source != "store":
             raise RuntimeError("Cache.lookup missed the entry: the benchmark is broken")
         return hit.value
@@ -228,7 +229,7 @@ class _Bench:
 
     def gets(self, times: dict[str, Timing]) -> None:
         self.settings.say("s3: putting the objects to get")
-        if self.cache().put(self.read_key, self.a, remember=False) < self.a.nbytes:
+        if self.cache().put(self.read_key, self.a, ask=_UNREMEMBERED) < self.a.nbytes:
             raise RuntimeError("Cache.put did not reach the store: the benchmark is broken")
         self.peer_fs.pipe_file(self.read_path, self.data)
         contenders = [
@@ -304,14 +305,14 @@ NOTES = (
     "Figure, on a peer's row: nbcache's speed ÷ the peer's speed, from **medians** here (the "
     "peer's median time ÷ nbcache's median time; ≥ 1× means nbcache is faster): a local HTTP "
     "server's odd runs are slower for either side, and the median is the typical run.",
-    "Put: `Cache(FsspecStore(url), memory_items=0).put(key, a, remember=False)` with a new "
-    "store and a new key every run (putting an existing key is a skip, not an upload): "
+    "Put: `Cache(FsspecStore(url), memory_items=0).put(key, a, ask=Ask(remember=False))` "
+    "with a new store and a new key every run (putting an existing key is a skip, not an upload): "
     "pickle with the array out of band, check the key is free (HEAD), spool the signed entry "
     "(memory up to 64 MB, then a temporary file), upload it (one PUT, or a multipart upload "
     "of 50 MiB parts past 100 MiB), write its stats (a small PUT). s3fs: "
     "`fs.pipe_file(path, data)` on a fresh path, one PUT or the same multipart upload. Every "
     "object is deleted after its run, untimed.",
-    "Get: `Cache(FsspecStore(url), memory_items=0).lookup(key, remember=False)` on a new "
+    "Get: `Cache(FsspecStore(url), memory_items=0).lookup(key, Ask(remember=False))` on a new "
     "Cache, so nothing is in memory: one GET, then (past 50 MiB) concurrent ranged GETs "
     "pinned to its ETag, straight into page-aligned memory; check the MAC and checksums in "
     "place, unpickle with the arrays on that memory. s3fs: `fs.cat_file(path)` of the same "

@@ -15,7 +15,7 @@ At each size, taking turns:
   default ``NBCACHE_MAX_SIZE``), so the put checks the store's size but evicts
   nothing; without and with fsync; the entry is removed after each run, untimed;
 - a lookup of a stored entry on a fresh ``Cache`` (nothing in memory);
-- ``Cache.records()`` on a fresh ``Cache``: what ``python -m nbcache list`` does;
+- ``Cache.ledger.records()`` on a fresh ``Cache``: what ``python -m nbcache list`` does;
 - a put that takes the store just over ``max_size``, so exactly one entry is
   evicted (checked after each run, untimed);
 - diskcache's ``set``, ``get`` and ``iterkeys`` on a diskcache holding as many
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from nbcache import Cache, LocalStore
+from nbcache.cache.core import Ask
 
 from .common import BENCH_SECRET, Contender, Group, Row, Settings, Target, environ, measure
 
@@ -113,7 +114,7 @@ class _Stores:
         missing = n - (self.count() if self.filled else 0)
         start = time.perf_counter()
         for i in range(self.filled, self.filled + missing):
-            self.entry_size = self.filler.put(_key("fill", i), _value(i), remember=False)
+            self.entry_size = self.filler.put(_key("fill", i), _value(i), ask=Ask(remember=False))
         os.sync()
         seconds = time.perf_counter() - start
         self.filled += missing
@@ -173,7 +174,7 @@ def _read_contenders(stores: _Stores, n: int, repeat: int) -> list[Contender]:
     return [
         Contender(HIT, lambda i: fresh[i].lookup(keys[i]), hit_after),
         Contender(GET_DC, lambda i: stores.dc.get(keys[i]), get_after),
-        Contender(LIST, lambda i: Cache(LocalStore(root)).records(), listed_after),
+        Contender(LIST, lambda i: Cache(LocalStore(root)).ledger.records(), listed_after),
         Contender(LIST_DC, lambda i: list(stores.dc.iterkeys()), listed_after),
     ]
 
@@ -183,7 +184,7 @@ def _evict_contender(stores: _Stores, n: int, label: str) -> Contender:
     cache = Cache(LocalStore(stores.root, fsync=False))
 
     def limit() -> None:
-        cache.max_size = stores.total() + stores.entry_size - stores.entry_size // 4
+        cache.ledger.max_size = stores.total() + stores.entry_size - stores.entry_size // 4
 
     def after(i: int, size: Any) -> None:
         assert size > 0

@@ -156,7 +156,7 @@ def _loaded_bytes(summary: Any, cells: Sequence[str], store: Path) -> int:
             binds.append(analyze(transform(source)).binds)
         except SyntaxError:
             binds.append(frozenset())
-    records = Cache(open_store(str(store)), signer=Signer(BENCH_SECRET.encode())).records()
+    records = Cache(open_store(str(store)), signer=Signer(BENCH_SECRET.encode())).ledger.records()
     latest: dict[str, Any] = {}
     for record in records:
         if record.identity not in latest or record.last_used > latest[record.identity].last_used:

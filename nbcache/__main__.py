@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from .cache.core import Cache
-from .cache.default import default_cache, max_size, store_location
+from .cache.default import default_cache
 from .errors import CacheError, CacheWarning
-from .settings import unusable_settings
+from .settings import max_size, store_location, unusable_settings
 from .ui.listing import entries_table, matching_keys, plural, summary_lines
 from .units import parse_duration, parse_size
 
@@ -27,7 +27,7 @@ __all__ = ["main"]
 
 
 def cmd_list(cache: Cache, _args: argparse.Namespace) -> int:
-    records = cache.records()
+    records = cache.ledger.records()
     if not records:
         print(f"no entries in {store_location()}")
         return 0
@@ -60,7 +60,7 @@ def cmd_prune(cache: Cache, args: argparse.Namespace) -> int:
     else:
         limit = parse_size(args.max_size) if args.max_size else None
     older = parse_duration(args.older_than) if args.older_than else None
-    removed = cache.prune(max_size=limit, older_than=older)
+    removed = cache.ledger.prune(max_size=limit, older_than=older)
     print(f"removed {plural(len(removed))}")
     return 0
 

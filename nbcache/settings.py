@@ -23,15 +23,18 @@ __all__ = [
     "auto_log",
     "auto_min_seconds",
     "auto_mode",
+    "dask_address",
     "fsync_enabled",
     "lock_url",
     "max_size",
     "memory_size",
     "physical_memory",
+    "secret",
     "store_location",
     "tier_location",
     "unusable_lock_url",
     "unusable_settings",
+    "widgets_forced",
 ]
 
 DEFAULT_DIR = ".nbcache"
@@ -235,3 +238,26 @@ def auto_min_seconds() -> float | None:
 def auto_log() -> str | None:
     """``NBCACHE_AUTO_LOG``: the file auto mode appends each cell's outcome to."""
     return os.environ.get("NBCACHE_AUTO_LOG", "").strip() or None
+
+
+def secret() -> str | None:
+    """``NBCACHE_SECRET``: the secret entries are signed with, or None (the secret file's);
+    :func:`nbcache.entry.signing.load_secret` checks its strength."""
+    return os.environ.get("NBCACHE_SECRET") or None
+
+
+def dask_address() -> str | None:
+    """``NBCACHE_DASK``: the dask scheduler to run on (``tcp://host:port``, or ``local``
+    for a cluster nbcache starts), or None."""
+    return os.environ.get("NBCACHE_DASK", "").strip() or None
+
+
+def widgets_forced() -> bool | None:
+    """``NBCACHE_WIDGETS``: True (1/on) or False (0/off) overrides whether widgets are
+    shown; None (unset, or anything else) leaves it to the shell."""
+    text = os.environ.get("NBCACHE_WIDGETS", "").strip().lower()
+    if text in _ON:
+        return True
+    if text in _OFF:
+        return False
+    return None

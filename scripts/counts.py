@@ -39,11 +39,11 @@ def main(root: Path) -> None:
                 classes.append((size, f"{name}:{node.name}"))
             elif isinstance(node, ast.ImportFrom) and not name.startswith(("ui/", "__main__")):
                 target = node.module or ""
-                if node.level and (target == "ui" or target.startswith("ui.")):
-                    ui_imports.append(name)
-                elif node.level == 2 and target.startswith("ui"):
-                    ui_imports.append(name)
-                elif target.startswith("nbcache.ui"):
+                if (
+                    (node.level and (target == "ui" or target.startswith("ui.")))
+                    or (node.level == 2 and target.startswith("ui"))
+                    or target.startswith("nbcache.ui")
+                ):
                     ui_imports.append(name)
         if ENTRY_FIELDS.search(text):
             indexing.append(name)
@@ -57,8 +57,10 @@ def main(root: Path) -> None:
     for size, name in sorted(classes, reverse=True)[:3]:
         print(f"  {size:5d} {name}")
     print(f"modules indexing an entry or record by string ({len(indexing)}): {', '.join(indexing)}")
-    print(f"modules outside ui/ and the CLI importing ui/ ({len(set(ui_imports))}): "
-          f"{', '.join(sorted(set(ui_imports)))}")
+    print(
+        f"modules outside ui/ and the CLI importing ui/ ({len(set(ui_imports))}): "
+        f"{', '.join(sorted(set(ui_imports)))}"
+    )
 
 
 if __name__ == "__main__":

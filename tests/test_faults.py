@@ -624,7 +624,7 @@ def test_a_read_only_folder_of_entries_serves_them_and_lists(
     for n, key in enumerate((KEY, OTHER_KEY)):
         assert _cache(root).put(key, n)
     _make_read_only(mount, root)
-    records, warned = _caught(lambda: _cache(root).records())
+    records, warned = _caught(lambda: _cache(root).ledger.records())
     assert {r.key for r in records} == {KEY, OTHER_KEY} and warned == []
     hit, warned = _lookup(root, OTHER_KEY)
     assert hit is not None and hit.value == 1 and warned == []

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import nbcache
-from nbcache.cache.default import default_cache, max_size, open_store
+from nbcache.cache.default import default_cache, open_store
+from nbcache.settings import max_size
 
 ROOT = Path(__file__).parent.parent
 

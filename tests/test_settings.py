@@ -4,6 +4,7 @@ the fix, then the default (or memory only); never an error before a call's body 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import warnings
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from nbcache import CacheWarning, memoize
+from nbcache import CacheWarning, memoize, settings
 from nbcache.cache import default as default_module
 from nbcache.cache.default import default_cache, set_default_cache
 from nbcache.entry.signing import default_secret_path
@@ -58,7 +59,7 @@ def test_an_unusable_max_size_is_the_default_with_one_warning(
     assert calls == 1
     assert len(warned) == 1, warned
     assert "NBCACHE_MAX_SIZE" in warned[0] and repr(value) in warned[0] and "20GB" in warned[0]
-    assert default_cache().max_size == 10 * 10**9
+    assert default_cache().ledger.max_size == 10 * 10**9
     assert isinstance(default_cache().store, LocalStore)
 
 
@@ -162,6 +163,21 @@ def test_settings_are_read_in_one_module() -> None:
     assert "os.environ" not in source
 
 
+def test_no_module_but_settings_reads_an_nbcache_variable() -> None:
+    """Every ``NBCACHE_*`` variable is read through nbcache.settings (writing one into a
+    child's environment is not reading it); settings are imported from there, not from
+    a module that passes them on."""
+    package = Path(default_module.__file__).parents[1]
+    reads = re.compile(r"""(environ(\.get)?|getenv)\(?\[?\s*["']NBCACHE_""")
+    readers = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "settings.py" and reads.search(path.read_text())
+    ]
+    assert readers == []
+    assert not set(default_module.__all__) & set(dir(settings))
+
+
 def test_a_cache_without_its_secret_reads_nothing_and_removes_nothing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -178,7 +194,7 @@ def test_a_cache_without_its_secret_reads_nothing_and_removes_nothing(
     cache = Cache(LocalStore(root))
 
     def everything() -> Any:
-        return cache.lookup("ab" * 16), cache.records(), cache.put("cd" * 16, "memory")
+        return cache.lookup("ab" * 16), cache.ledger.records(), cache.put("cd" * 16, "memory")
 
     (hit, records, stored), warned = _caught(everything)
     assert hit is None and stored == 0 and len(warned) == 1, warned
@@ -187,7 +203,6 @@ def test_a_cache_without_its_secret_reads_nothing_and_removes_nothing(
 
 
 def test_auto_mode_settings_read_and_bad_values_warn_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nbcache import settings
     from nbcache.run.auto import from_environment
 
     for value, mode in (("1", "on"), ("on", "on"), ("lazy", "lazy"), ("off", None), ("", None)):

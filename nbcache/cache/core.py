@@ -1,111 +1,50 @@
 """The cache: live values in memory in front of a signed, shared store.
 
-This is the one place that turns store faults into warnings: a damaged entry
-is a miss, a full or read-only store leaves caching in memory, an unpicklable
-value stays in memory only.  Nothing here raises into the user's code except
-the user's own exception from ``compute``.
+This (with :mod:`nbcache.cache.reading`) is the one place that turns store faults
+into warnings: a damaged entry is a miss, a full or read-only store leaves caching in
+memory, an unpicklable value stays in memory only.  Nothing here raises into the
+user's code except the user's own exception from ``compute``.
 """
 
 from __future__ import annotations
 
-import io
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 from .. import settings
-from ..entry.format import EntryInfo, read_entry, read_info, write_entry
+from ..entry.format import EntryInfo, write_entry
 from ..entry.pickling import Pickled, dump_parts
 from ..entry.signing import Signer, load_secret
-from ..errors import (
-    CacheError,
-    ForeignEntryError,
-    IntegrityError,
-    StoreError,
-    ValuePicklingError,
-    ValueUnpicklingError,
-    warn,
-)
+from ..errors import StoreError, ValuePicklingError, warn
 from ..store.base import Lease, Store
 from ..units import format_size
-from .ledger import EntryRecord, Ledger
+from .ledger import EntryRecord, Ledger, NoLedger
 from .lru import LRU, MemoryUse
 from .once import Inflight
+from .reading import EntryReader, WarnOnce
+from .terms import PLAIN, Ask, Hit, Kept, Meta, Outcome, Start
 
-__all__ = ["Ask", "Cache", "EntryRecord", "Hit", "Kept", "MemoryUse", "Outcome", "Turn"]
+__all__ = ["Ask", "Cache", "EntryRecord", "Hit", "Kept", "MemoryUse", "Outcome", "Start", "Turn"]
 
 T = TypeVar("T")
 _POLL_START = 0.02
 _POLL_MAX = 0.5
 
 
-@dataclass(frozen=True)
-class Hit(Generic[T]):
-    """A value found in the cache, where, and what its entry says."""
-
-    value: T
-    info: EntryInfo
-    source: Literal["memory", "store"]
-    load_seconds: float
-    size: int = 0  # what the entry takes in the store, as listings show it; 0: memory only
-
-
-@dataclass(frozen=True)
-class Outcome(Generic[T]):
-    """What :meth:`Cache.get_or_compute` did: ``hit`` is None when it computed."""
-
-    value: T
-    hit: Hit[T] | None
-    compute_seconds: float = 0.0
-    stored: int = 0  # the entry's size in the store; 0 when kept in memory only
-
-
-Kept = tuple[Any, EntryInfo, int]
-"""What a memory layer keeps of an entry: the live value, its header, its stored size."""
-
-Meta = Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] | None
-
-
-@dataclass(frozen=True)
-class Ask:
-    """How one caller reads a key and keeps what it computes; made once, passed as one.
-
-    ``memory`` is the caller's own memory layer (a memoized function's), used
-    instead of the cache's.  ``validate`` sees an entry's signed metadata
-    before its value is loaded (False: a miss, say a file it was computed from
-    changed); ``fresh`` sees a live value from memory (False: load it again
-    from the store, a later cell mutated it).  ``unpicklable`` words the
-    warning when a value cannot be stored.
-    """
-
-    persist: bool = True
-    max_age: float | None = None
-    name: str = "value"
-    remember: bool = True
-    memory: LRU[str, Kept] | None = None
-    validate: Callable[[EntryInfo], bool] | None = None
-    fresh: Callable[[Any], bool] | None = None
-    unpicklable: Callable[[Any, ValuePicklingError], str] | None = None
-    # Whether a value of this many pickled bytes, computed in this many seconds, is
-    # worth storing; None: every one is. Refused values stay in the memory layer.
-    admit: Callable[[Any, int, float], bool] | None = None
-
-
 class Turn:
     """A key this caller computes now: :meth:`finish` stores the value, :meth:`abandon`
     gives the key up (the computation failed); either ends the claim."""
 
-    def __init__(
-        self, cache: Cache, key: str, ask: Ask, lease: Lease | None, *, replace: bool = False
-    ) -> None:
+    def __init__(self, cache: Cache, key: str, ask: Ask, lease: Lease | None, start: Start) -> None:
         self.key = key
-        self.replace = replace  # a forced run: its entry replaces the one stored
         self._cache = cache
         self._ask = ask
         self._lease = lease
         self._open = True
+        # a forced run: its entry replaces the one stored
+        self._store = cache.overwrite if start is Start.FORCE else cache.put
 
     def finish(self, value: T, seconds: float, meta: Meta = None) -> Outcome[T]:
         """Store ``value``, computed in ``seconds``, then release the claim."""
@@ -116,7 +55,7 @@ class Turn:
             return out
 
         try:
-            stored = self._cache.put(self.key, value, signed, ask=self._ask, replace=self.replace)
+            stored = self._store(self.key, value, signed, ask=self._ask)
         except Exception as exc:  # noqa: BLE001 - the value is the caller's; only storing fails
             warn(f"nbcache: computed but not stored ({type(exc).__name__}: {exc})", stacklevel=3)
             stored = 0
@@ -139,6 +78,9 @@ class Turn:
 
 class Cache:
     """Memory LRU of live values in front of a :class:`~nbcache.store.Store`.
+
+    Uses, listings, eviction and pins are the ledger's (:attr:`ledger`, a
+    :class:`~nbcache.cache.ledger.Ledger`; without a store, one that keeps nothing).
 
     Args:
         store: where entries persist; None keeps everything in memory.
@@ -168,31 +110,23 @@ class Cache:
         self._memory: LRU[str, Kept] = LRU(memory_items, max_bytes=memory_bytes, large=large)
         self._lock = threading.RLock()
         self._inflight = Inflight()
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce()
         self._latest: dict[str, dict[str, Any]] = {}  # without a store, "why" still works
         # identity -> why its newest entry did not load here (a class renamed since, say)
         self._unloadable: dict[str, str] = {}
-        self.ledger = (
-            Ledger(
+        self._reader: EntryReader | None = None
+        self.ledger: Ledger | NoLedger = NoLedger()
+        if store is not None:
+            self._reader = EntryReader(
+                store, lambda: self.signer, self._warn_once, self._unloadable
+            )
+            self.ledger = Ledger(
                 store,
                 signer=lambda: self.signer,
                 remove=self.remove,
-                discard=self._discard,
+                discard=self._reader.discard,
                 max_size=max_size,
             )
-            if store is not None
-            else None
-        )
-
-    @property
-    def max_size(self) -> int | None:
-        """Bytes the store may hold; None for no limit."""
-        return self.ledger.max_size if self.ledger is not None else None
-
-    @max_size.setter
-    def max_size(self, value: int | None) -> None:
-        if self.ledger is not None:
-            self.ledger.max_size = value
 
     @property
     def signer(self) -> Signer:
@@ -200,26 +134,19 @@ class Cache:
             self._signer = Signer(load_secret())
         return self._signer
 
-    def _warn_once(self, topic: str, message: str) -> None:
-        if topic not in self._warned:
-            self._warned.add(topic)
-            warn(message, stacklevel=3)
-
     # -- reading -------------------------------------------------------------
 
-    def lookup(
-        self, key: str, *, ask: Ask | None = None, count: bool = True, **options: Any
-    ) -> Hit[Any] | None:
+    def lookup(self, key: str, ask: Ask = PLAIN) -> Hit[Any] | None:
         """The value cached under ``key``, or None (a damaged entry is removed, with a warning).
 
-        ``ask`` (or its fields as keywords: ``max_age``, ``name``, ``remember``,
-        ``validate``, ...) says how: ``remember=False`` leaves a value loaded
-        from the store out of the memory layer, for callers that keep live
-        values themselves.
+        ``ask`` says how (see :class:`Ask`).
         """
-        return self._lookup(key, ask or Ask(**options), count=count)
+        hit = self._find(key, ask)
+        if hit is not None and ask.count_uses:
+            self.ledger.count_use(key, hit.info)
+        return hit
 
-    def _lookup(self, key: str, ask: Ask, *, count: bool = True) -> Hit[Any] | None:
+    def _find(self, key: str, ask: Ask) -> Hit[Any] | None:
         start = time.perf_counter()
         memory = self._memory if ask.memory is None else ask.memory
         found = memory.get(key)
@@ -228,99 +155,32 @@ class Cache:
             usable = not _too_old(info, ask.max_age)
             usable = usable and (ask.validate is None or ask.validate(info))
             if usable and (ask.fresh is None or ask.fresh(value)):
-                if count:
-                    self.count_use(key, info)
                 return Hit(value, info, "memory", time.perf_counter() - start, size)
             if usable:
                 memory.pop(key)  # later code mutated it: the store has it as it was made
-        loaded = self._load(key, ask.name, ask.validate)
+        loaded = self._reader.load(key, ask.name, ask.validate) if self._reader else None
         if loaded is None or _too_old(loaded[0], ask.max_age):
             return None
         info, value, size = loaded
         if ask.remember:
             memory.put(key, (value, info, size))
-        if count:
-            self.count_use(key, info)
         return Hit(value, info, "store", time.perf_counter() - start, size)
 
-    def peek(self, key: str, *, ask: Ask, count: bool = True) -> Hit[Any] | None:
+    def peek(self, key: str, ask: Ask = PLAIN) -> Hit[Any] | None:
         """A lookup that leaves a stored value in the store: the hit's ``value`` is the
         live one from memory, or None with the entry's checked header (``source`` says
         which). A whole-notebook run restores most cells from their headers alone.
-        ``count=False`` counts no use (a plan; a caller that may look again, and then
-        counts it with :meth:`count_use` if it does not)."""
+        A peek counts no use (a plan; a caller that may look again): a caller that uses
+        the hit counts it with the ledger's ``count_use``."""
         memory = self._memory if ask.memory is None else ask.memory
         if memory.get(key) is not None:
-            return self._lookup(key, ask, count=count)
+            return self._find(key, ask)
         start = time.perf_counter()
-        loaded = self._load(key, ask.name, ask.validate, header_only=True)
+        loaded = self._reader.load_header(key, ask.validate) if self._reader else None
         if loaded is None or _too_old(loaded[0], ask.max_age):
             return None
-        info, _, size = loaded
-        if count:
-            self.count_use(key, info)
+        info, size = loaded
         return Hit(None, info, "store", time.perf_counter() - start, size)
-
-    def _load(
-        self,
-        key: str,
-        name: str,
-        validate: Callable[[EntryInfo], bool] | None = None,
-        *,
-        header_only: bool = False,
-    ) -> tuple[EntryInfo, Any, int] | None:
-        if self.store is None:
-            return None
-        try:
-            signer = self.signer
-        except CacheError as exc:
-            # No secret, no check: nothing is loaded, and no entry is blamed and removed.
-            # "write": the put that follows fails the same way and must not warn again.
-            self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
-            return None
-        try:
-            f = self.store.open_entry(key)
-        except KeyError:
-            return None
-        except StoreError as exc:
-            self._warn_once("read", f"nbcache: cannot read the store, computing instead: {exc}")
-            return None
-        try:
-            with f:
-                size = f.seek(0, io.SEEK_END)  # what listings show: the whole file
-                f.seek(0)
-                if validate is not None or header_only:
-                    info = read_info(f, signer)
-                    if validate is not None and not validate(info):
-                        return None
-                    if header_only:
-                        if info.key != key:
-                            raise IntegrityError("the entry is filed under another key")
-                        return info, None, size
-                try:
-                    return (*read_entry(f, key, signer, name=name), size)
-                except ValueUnpicklingError as exc:
-                    f.seek(0)  # its header checked out: "why" can name the entry's owner
-                    owner = read_info(f, signer).meta.get("identity")
-                    if owner:
-                        self._unloadable[str(owner)] = str(exc)
-                    raise
-        except ForeignEntryError as exc:
-            # One warning per entry, not one per look: it stays for its owner.
-            self._warn_once(
-                f"foreign:{key}", f"nbcache: ignored the cached entry {key[:12]}: {exc}"
-            )
-            return None
-        except (CacheError, OSError) as exc:
-            self._discard(key, exc)
-            return None
-
-    def _discard(self, key: str, exc: BaseException) -> None:
-        warn(f"nbcache: ignored and removed the cached entry {key[:12]}: {exc}", stacklevel=4)
-        try:
-            self.store.remove_entry(key) if self.store else None
-        except StoreError:
-            pass  # a read-only store keeps it; it is refused again next time
 
     # -- writing -------------------------------------------------------------
 
@@ -331,23 +191,44 @@ class Cache:
         meta: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
         *,
         pickled: Pickled | None = None,
-        ask: Ask | None = None,
-        replace: bool = False,
-        **options: Any,
+        ask: Ask = PLAIN,
     ) -> int:
         """Cache ``value`` under ``key``; the entry's size in the store, 0 if kept in memory only.
 
         ``pickled`` is ``value`` already pickled by :func:`~nbcache.entry.pickling.dump_parts`,
-        for callers that checked it themselves; ``ask`` (or its fields as
-        keywords: ``persist``, ``name``, ``remember``) says where it goes.
-        An entry already stored under ``key`` stays, unless ``replace`` (a run the
-        user forced).
+        for callers that checked it themselves; ``ask`` (its ``persist``, ``name``,
+        ``remember``, ``admit``) says where it goes.  An entry already stored under
+        ``key`` stays (:meth:`overwrite` replaces it).
 
         ``meta`` (JSON-serialisable) is signed into the entry: ``compute_seconds``,
         ``label`` and ``pinned`` are understood here, the rest is kept as is. A
         callable is called once, after ``value`` is pickled.
         """
-        ask = ask or Ask(**options)
+        return self._put(key, value, meta, pickled, ask, replace=False)
+
+    def overwrite(
+        self,
+        key: str,
+        value: Any,
+        meta: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+        *,
+        pickled: Pickled | None = None,
+        ask: Ask = PLAIN,
+    ) -> int:
+        """:meth:`put`, replacing an entry already stored under ``key`` (a run the user
+        forced, a newer checkpoint)."""
+        return self._put(key, value, meta, pickled, ask, replace=True)
+
+    def _put(
+        self,
+        key: str,
+        value: Any,
+        meta: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None,
+        pickled: Pickled | None,
+        ask: Ask,
+        *,
+        replace: bool,
+    ) -> int:
         memory = self._memory if ask.memory is None else ask.memory
 
         def signed() -> dict[str, Any]:
@@ -364,50 +245,49 @@ class Cache:
             pickled = pickled or dump_parts(value, ask.name)
         except ValuePicklingError as exc:
             why = ask.unpicklable(value, exc) if ask.unpicklable else _unstored(exc)
-            warn(why, stacklevel=3)
+            warn(why, stacklevel=4)
             return keep(EntryInfo(key, time.time(), 0, signed(), "", False))
         except Exception as exc:  # noqa: BLE001 - a pickler that breaks: keep it in memory
-            warn(_unstored(ValuePicklingError(f"{type(exc).__name__}: {exc}")), stacklevel=3)
+            warn(_unstored(ValuePicklingError(f"{type(exc).__name__}: {exc}")), stacklevel=4)
             return keep(EntryInfo(key, time.time(), 0, signed(), "", False))
         # Taken after pickling: a value that pickling changes (a lazy attribute its
         # __getstate__ fills in) is then described as the code after it sees it.
-        meta = signed()
-        info = EntryInfo(key, time.time(), 0, meta, "", False)
-        if ask.admit is not None and not ask.admit(value, pickled.nbytes, info.compute_seconds):
-            return keep(info)  # cheaper to compute again than to write and read back
-        if self.max_size is not None and pickled.nbytes > self.max_size:
-            warn(
-                f"nbcache: {ask.name} ({format_size(pickled.nbytes)}) is larger than the whole "
-                f"cache limit ({format_size(self.max_size)}): kept in memory only. Raise "
-                "NBCACHE_MAX_SIZE to store it.",
-                stacklevel=3,
-            )
+        info = EntryInfo(key, time.time(), 0, signed(), "", False)
+        if self._refuses(ask, value, pickled, info):
             return keep(info)
         try:
             with self.store.write_entry(key, replace=replace) as f:
-                size = write_entry(f, key, pickled, meta, self.signer)
-                info = EntryInfo(key, time.time(), pickled.nbytes, meta, "", pickled.by_value)
-                if self.ledger is not None:
-                    self.ledger.publishing(key, info, size)  # accounted as it is published
+                size = write_entry(f, key, pickled, info.meta, self.signer)
+                info = EntryInfo(key, time.time(), pickled.nbytes, info.meta, "", pickled.by_value)
+                self.ledger.publishing(key, info, size)  # accounted as it is published
         except (StoreError, OSError) as exc:
-            if self.ledger is not None:
-                self.ledger.unpublished(key)
-            self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}")
+            self.ledger.unpublished(key)
+            self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}", 4)
             return keep(info)
-        self._warned.discard("write")
+        self._warn_once.clear("write")
         keep(info, size)
-        if self.ledger is not None:
-            self.ledger.added(key, info, size)
+        self.ledger.added(key, info, size)
         return size
+
+    def _refuses(self, ask: Ask, value: Any, pickled: Pickled, info: EntryInfo) -> bool:
+        """Whether a value is kept in memory only: cheaper to compute again than to write
+        and read back, or larger than the whole store may hold (one warning)."""
+        if ask.admit is not None and not ask.admit(value, pickled.nbytes, info.compute_seconds):
+            return True
+        limit = self.ledger.max_size
+        if limit is not None and pickled.nbytes > limit:
+            warn(
+                f"nbcache: {ask.name} ({format_size(pickled.nbytes)}) is larger than the whole "
+                f"cache limit ({format_size(limit)}): kept in memory only. Raise "
+                "NBCACHE_MAX_SIZE to store it.",
+                stacklevel=4,
+            )
+            return True
+        return False
 
     def done(self, key: str) -> None:
         """The claim on ``key`` ended (see :class:`Turn`): wake this process's waiters."""
         self._inflight.leave(key)
-
-    def count_use(self, key: str, info: EntryInfo) -> None:
-        """Count one use of the entry ``info`` describes (eviction keeps the used ones)."""
-        if self.ledger is not None:
-            self.ledger.count_use(key, info)
 
     # -- computing once ------------------------------------------------------
 
@@ -417,10 +297,8 @@ class Cache:
         compute: Callable[[], T],
         meta: Meta = None,
         *,
-        force: bool = False,
-        looked: bool = False,
-        ask: Ask | None = None,
-        **options: Any,
+        ask: Ask = PLAIN,
+        start: Start = Start.LOOK,
     ) -> Outcome[T]:
         """The cached value of ``key``, or ``compute()`` run once among all threads and
         processes.
@@ -429,43 +307,41 @@ class Cache:
         if the computing process dies its lease goes stale and a waiter takes
         over.  ``compute``'s own exception propagates; nothing is stored.
         ``meta`` is signed into the entry, or computed from the value (a callable).
-        ``looked=True``: the caller has just looked the key up and missed.
-        ``options`` are :class:`Ask`'s fields, for callers without an ``ask``.
+        ``start`` says whether to look the key up first (see :class:`Start`).
         """
         __tracebackhide__ = True  # the user's exception from compute shows without our frames
-        ask = ask or Ask(**options)
-        turn = self.begin(key, ask, force=force, looked=looked)
+        turn = self.begin(key, ask, start)
         if isinstance(turn, Hit):
             return Outcome(turn.value, turn)
-        assert turn is not None  # begin waits for its turn unless told not to
         try:
-            start = time.perf_counter()
+            began = time.perf_counter()
             value = compute()
-            seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - began
         except BaseException:
             turn.abandon()
             raise
         return turn.finish(value, seconds, meta)
 
-    def begin(
-        self,
-        key: str,
-        ask: Ask,
-        *,
-        force: bool = False,
-        looked: bool = False,
-        wait: bool = True,
-    ) -> Hit[Any] | Turn | None:
+    def begin(self, key: str, ask: Ask, start: Start = Start.LOOK) -> Hit[Any] | Turn:
         """Look ``key`` up, then claim it: the hit, or a :class:`Turn` to fill.
 
         The claim is once in this process (other threads wait for the caller)
         and once among processes (the store's lease; others poll for the entry).
-        ``wait=False`` returns None instead of waiting when someone else computes
-        the key, for work that runs elsewhere and must not block a thread.
         """
+        claimed = self._begin(key, ask, start, wait=True)
+        assert claimed is not None  # it waits for its turn
+        return claimed
+
+    def try_begin(self, key: str, ask: Ask, start: Start = Start.LOOK) -> Hit[Any] | Turn | None:
+        """:meth:`begin`, or None instead of waiting when someone else computes the key,
+        for work that runs elsewhere and must not block a thread."""
+        return self._begin(key, ask, start, wait=False)
+
+    def _begin(self, key: str, ask: Ask, start: Start, *, wait: bool) -> Hit[Any] | Turn | None:
+        looked = start is not Start.LOOK  # forced, or just looked up and missed
         while True:
-            if not (force or looked):
-                hit = self._lookup(key, ask)
+            if not looked:
+                hit = self.lookup(key, ask)
                 if hit is not None:
                     return hit
             running = self._inflight.enter(key)
@@ -476,39 +352,39 @@ class Cache:
             # Another thread of this process computed it: look again (a forced run still
             # computes, after the one before it).
             running.result()
-            looked = False
+            looked = start is Start.FORCE
         try:
-            return self._claim(key, ask, force=force, wait=wait)
+            return self._claim(key, ask, start, wait=wait)
         except BaseException:
             self._inflight.leave(key)
             raise
 
-    def _claim(self, key: str, ask: Ask, *, force: bool, wait: bool) -> Hit[Any] | Turn | None:
+    def _claim(self, key: str, ask: Ask, start: Start, *, wait: bool) -> Hit[Any] | Turn | None:
         """Take the lease of ``key``, which this thread now computes (see :meth:`begin`)."""
         lease = self._lease(key) if ask.persist else None
         if lease is None:
-            return Turn(self, key, ask, None, replace=force)
+            return Turn(self, key, ask, None, start)
         delay = _POLL_START
         while True:
             try:
                 if lease.acquire():
-                    if force:
-                        return Turn(self, key, ask, lease, replace=True)
+                    if start is Start.FORCE:
+                        return Turn(self, key, ask, lease, start)
                     # Its holder may have finished between our miss and our claim.
-                    hit = self._lookup(key, ask)
+                    hit = self.lookup(key, ask)
                     if hit is None:
-                        return Turn(self, key, ask, lease)
+                        return Turn(self, key, ask, lease, start)
                     lease.release()
                     self._inflight.leave(key)
                     return hit
             except StoreError as exc:
                 self._warn_once("lease", f"nbcache: computing without a lease: {exc}")
-                return Turn(self, key, ask, None, replace=force)
+                return Turn(self, key, ask, None, start)
             if not wait:
                 self._inflight.leave(key)
                 return None
             if self.store is not None and self.store.has_entry(key):
-                hit = self._lookup(key, ask)
+                hit = self.lookup(key, ask)
                 if hit is not None:
                     self._inflight.leave(key)
                     return hit
@@ -529,53 +405,17 @@ class Cache:
         """Remember the key summary of ``identity``'s newest entry (for "why did it miss")."""
         self._latest[identity] = dict(summary)
         self._unloadable.pop(identity, None)
-        if self.ledger is not None:
-            self.ledger.note_latest(identity, summary)
+        self.ledger.note_latest(identity, summary)
 
     def latest(self, identity: str) -> dict[str, Any] | None:
         """The key summary noted last for ``identity``, in this process or any other."""
         found = self._latest.get(identity)
-        if found is None and self.ledger is not None:
+        if found is None:
             found = self.ledger.latest(identity)
         unloadable = self._unloadable.get(identity)
         if found is not None and unloadable is not None:
             return {**found, "unloadable": unloadable}  # why the same key missed
         return found
-
-    def records(self) -> list[EntryRecord]:
-        """Every stored entry with its stats (see :meth:`Ledger.records`)."""
-        return self.ledger.records() if self.ledger is not None else []
-
-    def flush_uses(self) -> None:
-        if self.ledger is not None:
-            self.ledger.flush_uses()
-
-    def evict(self, protect: Iterable[str] = (), added: int = 0) -> list[str]:
-        """Remove the least valuable entries until the store fits ``max_size``."""
-        return self.ledger.evict(protect, added) if self.ledger is not None else []
-
-    def prune(
-        self,
-        *,
-        max_size: int | None = None,
-        older_than: float | None = None,
-        protect: Iterable[str] = (),
-    ) -> list[str]:
-        """Remove unpinned entries unused for ``older_than`` seconds, then the least valuable
-        until ``max_size`` is met; return the removed keys."""
-        if self.ledger is None:
-            return []
-        return self.ledger.prune(max_size=max_size, older_than=older_than, protect=protect)
-
-    def pin(self, key: str, pinned: bool = True) -> None:
-        """Keep ``key`` out of eviction and pruning (or let it go again).
-
-        Raises:
-            StoreError: no such stored entry.
-        """
-        if self.ledger is None:
-            raise StoreError(f"no stored entry {key[:12]} to pin: run the cell or call first")
-        self.ledger.pin(key, pinned)
 
     def memory_use(self) -> MemoryUse:
         """What the memory layer holds now (for ``%nbcache info``)."""
@@ -590,8 +430,7 @@ class Cache:
         """Forget ``key`` in memory and in the store."""
         with self._lock:
             self._memory.pop(key)
-        if self.ledger is not None:
-            self.ledger.forget(key)
+        self.ledger.forget(key)
         if self.store is not None:
             self.store.remove_entry(key)
 
@@ -599,8 +438,7 @@ class Cache:
         """Remove every entry (pinned ones too); return how many stored entries went."""
         with self._lock:
             self._memory.clear()
-        if self.ledger is not None:
-            self.ledger.forget_all()
+        self.ledger.forget_all()
         keys = [stat.key for stat in self.store.entries()] if self.store else []
         for key in keys:
             self.remove(key)

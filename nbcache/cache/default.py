@@ -7,47 +7,28 @@ from __future__ import annotations
 
 import threading
 
+from .. import settings
 from ..entry.signing import Signer, load_secret
 from ..errors import CacheError, warn
-from ..settings import (
-    DEFAULT_DIR,
-    DEFAULT_MAX_SIZE,
-    fsync_enabled,
-    lock_url,
-    max_size,
-    store_location,
-    tier_location,
-    unusable_lock_url,
-)
 from ..store import FsspecStore, LeasedStore, LocalStore, Store, TieredStore
 from ..store.leases.redis import redis_client
 from .core import Cache
 
-__all__ = [
-    "DEFAULT_DIR",
-    "DEFAULT_MAX_SIZE",
-    "check_store",
-    "default_cache",
-    "fsync_enabled",
-    "max_size",
-    "open_store",
-    "set_default_cache",
-    "store_location",
-    "tier_location",
-]
+__all__ = ["check_store", "default_cache", "open_store", "set_default_cache"]
 
 
 def open_store(location: str | None = None) -> Store:
-    """The store at ``location`` (default :func:`store_location`): a folder, or any fsspec
-    URL (``s3://bucket/prefix``, ``memory://...``) with a local tier in front
+    """The store at ``location`` (default ``NBCACHE_DIR``, see
+    :func:`~nbcache.settings.store_location`): a folder, or any fsspec URL
+    (``s3://bucket/prefix``, ``memory://...``) with a local tier in front
     (``NBCACHE_TIER``), and leases in Redis when ``NBCACHE_LOCK_URL`` is set.
 
     Raises:
         CacheError: ``location`` is a URL this installation cannot open, or
             ``NBCACHE_LOCK_URL`` cannot be used.
     """
-    store = _folder_or_url(location or store_location())
-    url = lock_url()
+    store = _folder_or_url(location or settings.store_location())
+    url = settings.lock_url()
     if url:
         store = LeasedStore(store, redis_client(url))
     return store
@@ -58,11 +39,12 @@ def _folder_or_url(location: str) -> Store:
     if location.startswith("file://"):
         location = location[len("file://") :]
     if "://" not in location:
-        return LocalStore(location, fsync=fsync_enabled())
+        return LocalStore(location, fsync=settings.fsync_enabled())
     store = FsspecStore(location)
-    tier = tier_location(location)
+    tier = settings.tier_location(location)
     if tier is not None:
-        store = TieredStore(LocalStore(tier, fsync=fsync_enabled()), store, max_size())
+        local = LocalStore(tier, fsync=settings.fsync_enabled())
+        store = TieredStore(local, store, settings.max_size())
     return store
 
 
@@ -73,7 +55,7 @@ def check_store(store: Store) -> None:
 
 def _default_store() -> Store | None:
     """The configured store, or None (with one warning saying why and what to do)."""
-    location = store_location()
+    location = settings.store_location()
     try:
         store = _folder_or_url(location)
         if isinstance(store, LocalStore):
@@ -81,12 +63,12 @@ def _default_store() -> Store | None:
     except CacheError as exc:
         warn(f"nbcache: caching in memory only: {exc}", stacklevel=4)
         return None
-    url = lock_url()
+    url = settings.lock_url()
     if url:
         try:
             store = LeasedStore(store, redis_client(url))
         except CacheError as exc:
-            unusable_lock_url(url, _first_line(exc))
+            settings.unusable_lock_url(url, _first_line(exc))
     return store
 
 
@@ -110,14 +92,14 @@ def default_cache() -> Cache:
 def _make_default() -> Cache:
     store = _default_store()
     if store is None:
-        return Cache(None, max_size=max_size())
+        return Cache(None, max_size=settings.max_size())
     try:
         signer = Signer(load_secret())
     except CacheError as exc:
         # Without the secret nothing can be checked: nothing is read, and nothing removed.
         warn(f"nbcache: caching in memory only: {exc}", stacklevel=4)
-        return Cache(None, max_size=max_size())
-    return Cache(store, signer=signer, max_size=max_size())
+        return Cache(None, max_size=settings.max_size())
+    return Cache(store, signer=signer, max_size=settings.max_size())
 
 
 def set_default_cache(cache: Cache | None) -> None:

@@ -31,7 +31,7 @@ from ..entry.signing import Signer
 from ..errors import CacheError, ForeignEntryError, StoreError, warn
 from ..store.base import EntryStat, Store, stat_number
 
-__all__ = ["EntryRecord", "Ledger", "fresh_stats", "latest_key"]
+__all__ = ["EntryRecord", "Ledger", "NoLedger", "fresh_stats", "latest_key"]
 
 
 @dataclass
@@ -290,17 +290,89 @@ class Ledger:
             self._remove(key)
         return removed
 
-    def pin(self, key: str, pinned: bool = True) -> None:
-        """Keep ``key`` out of eviction and pruning (or let it go again).
+    def pin(self, key: str) -> None:
+        """Keep ``key`` out of eviction and pruning.
 
         Raises:
             StoreError: no such stored entry.
         """
+        self._set_pinned(key, True)
+
+    def unpin(self, key: str) -> None:
+        """Let eviction and pruning take ``key`` again (see :meth:`pin`)."""
+        self._set_pinned(key, False)
+
+    def _set_pinned(self, key: str, pinned: bool) -> None:
         if not self.store.has_entry(key):
             raise StoreError(f"no stored entry {key[:12]} to pin: run the cell or call first")
         stats = self.store.read_stats(key) or self._rebuild_stats(key) or {}
         stats["pinned"] = pinned
         self.store.write_stats(key, stats)
+
+
+class NoLedger:
+    """The ledger of a cache without a store: nothing stored, so nothing to count, list,
+    evict or pin. Its methods are :class:`Ledger`'s, so a cache calls them either way."""
+
+    @property
+    def max_size(self) -> int | None:
+        return None  # a limit on a store there is not: nothing is ever over it
+
+    @max_size.setter
+    def max_size(self, value: int | None) -> None:
+        pass
+
+    def publishing(self, key: str, info: EntryInfo, size: int) -> None:
+        pass
+
+    def unpublished(self, key: str) -> None:
+        pass
+
+    def added(self, key: str, info: EntryInfo, size: int) -> None:
+        pass
+
+    def forget(self, key: str) -> None:
+        pass
+
+    def forget_all(self) -> None:
+        pass
+
+    def count_use(self, key: str, info: EntryInfo) -> None:
+        pass
+
+    def flush_uses(self) -> None:
+        pass
+
+    def note_latest(self, identity: str, summary: Mapping[str, Any]) -> None:
+        pass  # the cache remembers it in memory
+
+    def latest(self, identity: str) -> dict[str, Any] | None:
+        return None
+
+    def records(self) -> list[EntryRecord]:
+        return []
+
+    def evict(self, protect: Iterable[str] = (), added: int = 0) -> list[str]:
+        return []
+
+    def prune(
+        self,
+        *,
+        max_size: int | None = None,
+        older_than: float | None = None,
+        protect: Iterable[str] = (),
+    ) -> list[str]:
+        return []
+
+    def pin(self, key: str) -> None:
+        """Raises:
+        StoreError: always; without a store there is no stored entry to pin."""
+        raise StoreError(f"no stored entry {key[:12]} to pin: run the cell or call first")
+
+    def unpin(self, key: str) -> None:
+        """Raises:
+        StoreError: always, as :meth:`pin` does."""
+        raise StoreError(f"no stored entry {key[:12]} to pin: run the cell or call first")
 
 
 def latest_key(identity_name: str) -> str:

@@ -18,6 +18,7 @@ import stat
 import zlib
 from pathlib import Path
 
+from .. import settings
 from ..errors import StoreError, warn
 
 __all__ = ["MAC_SIZE", "MIN_SECRET_BYTES", "Signer", "default_secret_path", "load_secret"]
@@ -42,7 +43,7 @@ def load_secret(path: Path | None = None) -> bytes:
     Raises:
         StoreError: the secret file can neither be read nor created, or is empty.
     """
-    from_env = os.environ.get("NBCACHE_SECRET")
+    from_env = settings.secret()
     if from_env:
         _check_strength(from_env.encode(), "NBCACHE_SECRET")
         return from_env.encode()

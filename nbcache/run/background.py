@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any
 
-from ..cache.core import Cache
+from ..cache.core import Cache, Start
 from ..entry.pickling import dump_parts, load_parts, probe, restoring_into
 from ..keys.classes import describe
 from ..keys.scope import changed_names, namespace_snapshot
@@ -133,9 +133,8 @@ def start(
                     run.key.key,
                     compute,
                     lambda _: meta_of(run, made[0], entries[0]),
-                    force=options.force,
-                    looked=True,
                     ask=run.ask,
+                    start=Start.FORCE if options.force else Start.MISSED,
                 )
         except NotKept as exc:  # the values the body made still reach the notebook
             card.output("stderr", f"nbcache: {exc}\n")

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from ..cache.core import Cache, Hit
+from ..cache.core import Ask, Cache, Hit, Start
 from ..entry.pickling import restoring_into
 from ..errors import warn
 from ..keys.calls import (
@@ -193,9 +193,8 @@ class CellCache:
                         **meta_of(run, made[0], entries[0]),
                         **header_meta(recorded_meta(entries[0])),
                     },
-                    force=options.force,
-                    looked=True,
                     ask=run.ask,
+                    start=Start.FORCE if options.force else Start.MISSED,
                 )
         except RunsAlways as exc:
             # nothing stored, quietly: it runs every time, as a patch does; why says so
@@ -367,7 +366,7 @@ class CellCache:
 
         def load(key: str) -> CellEntry | None:
             with restoring_into(namespace):
-                hit = self.cache.lookup(key, name=VALUE_NAME)
+                hit = self.cache.lookup(key, Ask(name=VALUE_NAME))
             entry = CellEntry.read(hit.value) if hit is not None else None
             if entry is None:
                 warn(
@@ -510,7 +509,7 @@ class CellCache:
         if found:
             return found[-1]
         known = self.cache.latest(target) is not None or any(
-            target in (record.label, record.first_line) for record in self.cache.records()
+            target in (record.label, record.first_line) for record in self.cache.ledger.records()
         )
         return [unknown_name(target, stored=known)]
 

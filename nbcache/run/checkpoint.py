@@ -52,10 +52,11 @@ from typing import Any
 import xxhash
 
 from ..cache.core import Ask, Cache
-from ..cache.default import max_size, open_store
+from ..cache.default import open_store
 from ..entry.pickling import Pickled, dump_parts
 from ..entry.signing import Signer, load_secret
 from ..errors import CacheError, warn
+from ..settings import max_size
 from ..tasks.task import follow_tqdm, loop_hook
 from ..units import parse_duration
 from .cellrun import CellRun, Made, entry_of, failure, put_back
@@ -194,8 +195,8 @@ class _Writer:
                     break
             start = time.perf_counter()
             try:
-                self._cache.put(
-                    self._key, None, snapshot.meta, pickled=snapshot.pickled, ask=_ASK, replace=True
+                self._cache.overwrite(
+                    self._key, None, snapshot.meta, pickled=snapshot.pickled, ask=_ASK
                 )
                 self.written.append(snapshot.step)
             except Exception as exc:  # noqa: BLE001 - a checkpoint never breaks the cell

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..cache.core import Ask, Cache, Hit
@@ -53,6 +53,9 @@ it runs as without nbcache; ``always``: it runs every time, by what it does."""
 
 FORCED = "the cell was run with -f/--force"
 MEMORY_ONLY = "running it is cheaper than storing and loading it; what it binds is known"
+# How a plan reads: as a fresh kernel would (what this kernel keeps in memory does not
+# count), and a plan is no use of an entry.
+_PLANNED = Ask(name=VALUE_NAME, fresh=intact, remember=False, count_uses=False)
 
 
 class Look(enum.Enum):
@@ -157,8 +160,7 @@ def prepare(
         )
     unchanged = Unchanged()
     if look is Look.PLANNED:
-        # As a fresh kernel would: what this kernel keeps in memory does not count.
-        ask = Ask(name=VALUE_NAME, validate=unchanged, fresh=intact, remember=False, memory=LRU(1))
+        ask = replace(_PLANNED, validate=unchanged, memory=LRU(1))
     else:
         ask = Ask(
             persist=options.store,
@@ -210,20 +212,20 @@ def _look(cache: Cache, run: CellRun, look: Look) -> Decision | None:
     key, ask = run.key.key, run.ask
     if look is not Look.FULL:
         # Uses are counted once: here, or by the full lookup below.
-        hit = cache.peek(key, ask=ask, count=False)
+        hit = cache.peek(key, ask=ask)
         if hit is not None:
             recorded = restorable(hit.info.meta) if hit.source == "store" else None
             if recorded is not None and look is Look.HEADER:
-                cache.count_use(hit.info.key, hit.info)
+                cache.ledger.count_use(hit.info.key, hit.info)
             if recorded is not None:
                 return Decision("restore-header", run.identity, (), run.code, run, hit, recorded)
             if hit.source == "memory" and CellEntry.read(hit.value) is not None:
                 if look is Look.HEADER:
-                    cache.count_use(hit.info.key, hit.info)
+                    cache.ledger.count_use(hit.info.key, hit.info)
                 return Decision("restore", run.identity, (), run.code, run, hit)
         if look is Look.PLANNED and hit is None:
             return None
-    full = cache.lookup(key, ask=ask, count=look is not Look.PLANNED)
+    full = cache.lookup(key, ask=ask)  # a plan's ask counts no use
     if full is None or CellEntry.read(full.value) is None:
         return None  # a value that is no cell's entry (forged, of another shape): a miss
     return Decision("restore", run.identity, (), run.code, run, full)

@@ -24,7 +24,7 @@ from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ..cache.core import Ask, Cache, Hit, Kept, Turn
+from ..cache.core import Ask, Cache, Hit, Kept, Start, Turn
 from ..cache.default import default_cache
 from ..cache.lru import LRU
 from ..errors import KeyPicklingError, warn
@@ -319,7 +319,7 @@ class Memoized(Generic[P, R]):
             return await self.__wrapped__(*args, **kwargs)  # type: ignore[misc]
         delay = _POLL_START
         while True:
-            turn = self.cache.begin(ck.key, self._ask, wait=False)
+            turn = self.cache.try_begin(ck.key, self._ask)
             if turn is not None:
                 break
             # Another coroutine, thread or process computes this call: poll for its entry
@@ -364,7 +364,7 @@ class Memoized(Generic[P, R]):
             self._saved = 0.0
         if store:
             cache = self.cache
-            for record in cache.records():
+            for record in cache.ledger.records():
                 if record.identity == self._identity:
                     cache.remove(record.key)
 
@@ -450,7 +450,7 @@ class Memoized(Generic[P, R]):
                 return running
             landed: Future[R] = Future()
             self._elsewhere[ck.key] = landed
-        turn = self.cache.begin(ck.key, self._ask, looked=True, wait=False)
+        turn = self.cache.try_begin(ck.key, self._ask, Start.MISSED)
         if isinstance(turn, Hit):  # its entry landed since we looked
             with self._lock:
                 del self._elsewhere[ck.key]

@@ -67,6 +67,7 @@ from typing import Any
 
 import cloudpickle
 
+from .. import settings
 from ..entry.pickling import OUT_OF_BAND_MIN, describe_unpicklable, pickle_with, probe
 from ..errors import ExecutorError
 from .futures import is_dask_client, settle_with
@@ -86,7 +87,6 @@ __all__ = [
 log = logging.getLogger("nbcache")
 
 LOCAL = "local"  # NBCACHE_DASK=local: a LocalCluster nbcache starts and closes
-_ENV = "NBCACHE_DASK"
 _PROGRESS_EVERY = 0.1  # seconds between progress events from one task
 _REFUSE_FOR = 3600.0  # seconds a worker remembers a cancelled key it never started
 _NO_CLUSTER = (
@@ -133,7 +133,7 @@ def _chosen() -> Any:
     """The configured client or address, else NBCACHE_DASK, else None."""
     if _cluster is not None:
         return _cluster
-    return os.environ.get(_ENV, "").strip() or None
+    return settings.dask_address()
 
 
 def check(client: Any = None) -> None:

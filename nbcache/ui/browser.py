@@ -446,7 +446,7 @@ class CacheBrowser:
 
     def refresh(self) -> None:
         """Read the records again and redraw everything, the text form too."""
-        self.state.load(self.cache.records())
+        self.state.load(self.cache.ledger.records())
         self.totals.value = totals_html(self.state.records, self.location, self._limit())
         self.draw()
         update = getattr(self._handle, "update", None)
@@ -622,8 +622,9 @@ class CacheBrowser:
     def pin_selected(self) -> None:
         chosen = self.state.chosen
         pin = not all(r.pinned for r in chosen)
+        ledger = self.cache.ledger
         for rec in chosen:
-            self.cache.pin(rec.key, pin)
+            (ledger.pin if pin else ledger.unpin)(rec.key)
         what = _plural(len(chosen), "entry", "entries")
         self.message.value = (
             f"Pinned {what}: eviction and Prune leave them alone." if pin else f"Unpinned {what}."
@@ -632,7 +633,7 @@ class CacheBrowser:
 
     def prune_to_limit(self) -> None:
         before = {r.key: r for r in self.state.records}
-        removed = self.cache.prune(max_size=self._limit())
+        removed = self.cache.ledger.prune(max_size=self._limit())
         gone = [before[k] for k in removed if k in before]
         self.message.value = (
             f"Pruned {_plural(len(removed), 'entry', 'entries')} ({_total(gone)})."

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 
-from ..cache.default import default_cache, store_location
+from ..cache.core import Ask
+from ..cache.default import default_cache
+from ..settings import store_location
 from ..units import format_duration, format_size
 
 __all__ = ["run_demo", "run_demo_child"]
@@ -40,7 +42,7 @@ def run_demo_child(limit: int = LIMIT) -> int:
         _demo_key(limit),
         lambda: primes_below(limit),
         {"label": f"demo: primes below {limit:,}"},
-        name="primes",
+        ask=Ask(name="primes"),
     )
     elapsed = time.perf_counter() - start
     primes = outcome.value
@@ -68,7 +70,7 @@ def run_demo(limit: int = LIMIT) -> int:
         if code:
             return code
         print(f"  whole process: {format_duration(time.perf_counter() - start)}")
-    sizes = [r.size for r in default_cache().records() if r.key == _demo_key(limit)]
+    sizes = [r.size for r in default_cache().ledger.records() if r.key == _demo_key(limit)]
     if sizes:
         print(f"the entry is {format_size(sizes[0])}, signed with your secret")
     return 0

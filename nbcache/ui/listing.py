@@ -6,9 +6,9 @@ import time
 from collections.abc import Sequence
 
 from ..cache.core import Cache, MemoryUse
-from ..cache.default import max_size
 from ..cache.ledger import EntryRecord
 from ..entry.signing import default_secret_path
+from ..settings import max_size
 from ..units import format_duration, format_size
 
 __all__ = ["entries_table", "matching_keys", "memory_line", "plural", "summary_lines", "when"]
@@ -37,7 +37,7 @@ def entries_table(records: Sequence[EntryRecord]) -> list[str]:
 
 def summary_lines(cache: Cache) -> list[str]:
     """Where the store is, what it holds, its limit and the time it saved."""
-    records = cache.records()
+    records = cache.ledger.records()
     limit = max_size()
     saved = sum(r.compute_seconds * r.uses for r in records)
     return [
@@ -75,7 +75,7 @@ def matching_keys(cache: Cache, target: str) -> list[str]:
     names = {target, f"{target}()"}
     return [
         r.key
-        for r in cache.records()
+        for r in cache.ledger.records()
         if r.key.startswith(target) or r.label in names or r.identity in names
     ]
 

@@ -16,13 +16,14 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, 
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ..cache.core import Cache
-from ..cache.default import check_store, default_cache, max_size, open_store, set_default_cache
+from ..cache.default import check_store, default_cache, open_store, set_default_cache
 from ..errors import CacheError, ExecutorError
 from ..run.auto import AutoMode
 from ..run.cell import CellCache
 from ..run.cellrun import CellOptions
 from ..run.checkpoint import parse_policy
 from ..run.memo import Memoized, memoize
+from ..settings import max_size
 from ..units import format_duration, parse_duration, parse_size
 from .automode import auto_off, auto_on
 from .ipython import IPythonShell
@@ -230,7 +231,7 @@ class NbcacheMagics(Magics):
         return "\n".join(summary_lines(default_cache()))
 
     def _cmd_list(self, _args: argparse.Namespace) -> str:
-        records = default_cache().records()
+        records = default_cache().ledger.records()
         return "\n".join(entries_table(records)) if records else "nbcache: no stored entries"
 
     def _why(self, target: str | None) -> str:
@@ -257,14 +258,14 @@ class NbcacheMagics(Magics):
         if not keys:
             raise UsageError(f"no entry matches {args.target!r}: see %nbcache list")
         for key in keys:
-            cache.pin(key)
+            cache.ledger.pin(key)
         return f"nbcache: pinned {plural(len(keys))}"
 
     def _cmd_prune(self, args: argparse.Namespace) -> str:
         limit = args.max_size if args.max_size is not None else None
         if args.max_size is None and args.older_than is None:
             limit = max_size()
-        removed = default_cache().prune(max_size=limit, older_than=args.older_than)
+        removed = default_cache().ledger.prune(max_size=limit, older_than=args.older_than)
         return f"nbcache: removed {plural(len(removed))}"
 
     def _cmd_tasks(self, _args: argparse.Namespace) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cache.default import store_location
+from ..settings import store_location
 from ..units import format_duration
 
 __all__ = [

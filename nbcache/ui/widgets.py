@@ -10,10 +10,10 @@ cache browser), all styled by :mod:`nbcache.ui.theme`.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
+from .. import settings
 from .browser import CacheBrowser
 from .cards import TextCard, WidgetCard, make_card
 
@@ -22,11 +22,9 @@ __all__ = ["CacheBrowser", "TextCard", "WidgetCard", "browse", "make_card", "wid
 
 def widgets_wanted(shell: Any) -> bool:
     """Widgets in a Jupyter kernel with ipywidgets installed; NBCACHE_WIDGETS overrides."""
-    forced = os.environ.get("NBCACHE_WIDGETS", "").strip().lower()
-    if forced in ("1", "true", "yes", "on"):
-        return True
-    if forced in ("0", "false", "no", "off"):
-        return False
+    forced = settings.widgets_forced()
+    if forced is not None:
+        return forced
     if type(shell).__name__ != "ZMQInteractiveShell":
         return False
     try:
@@ -47,7 +45,8 @@ def browse(cache: Any = None, widgets: bool | None = None) -> None:
     Returns None, as ``display`` does: what it shows is the answer, and a value
     returned as well would be shown a second time at the end of a cell.
     """
-    from ..cache.default import default_cache, max_size
+    from ..cache.default import default_cache
+    from ..settings import max_size
     from .browser import browser_text
     from .cards import short_path
 
@@ -64,7 +63,7 @@ def browse(cache: Any = None, widgets: bool | None = None) -> None:
         return None
     store = cache.store
     where = short_path(str(store.location)) if store is not None else "memory only"
-    print(browser_text(cache.records(), where, max_size()))
+    print(browser_text(cache.ledger.records(), where, max_size()))
     return None
 
 

@@ -151,6 +151,9 @@ class BigStore:
                         label=f"feature_{n:05d}", first_line=f"features = build({n})")
             for n in range(10_000)
         ]
+    @property
+    def ledger(self):
+        return self  # listings are the ledger's: it stands for both
     def records(self):
         return self.items
 

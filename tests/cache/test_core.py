@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from nbcache import CacheWarning
-from nbcache.cache.core import Cache
+from nbcache.cache.core import Ask, Cache, Hit, Start, Turn
+from nbcache.cache.ledger import Ledger, NoLedger
 from nbcache.entry.signing import Signer
+from nbcache.errors import StoreError
 from nbcache.store import LocalStore
 from tests.conftest import key_of
 
@@ -42,15 +44,15 @@ def test_miss(cache: Cache) -> None:
 def test_max_age(cache: Cache) -> None:
     """An entry older than max_age counts as a miss but stays stored."""
     cache.put(key_of(1), 1)
-    assert cache.lookup(key_of(1), max_age=3600) is not None
-    assert cache.lookup(key_of(1), max_age=0) is None
-    assert _fresh(cache).lookup(key_of(1), max_age=0) is None
+    assert cache.lookup(key_of(1), Ask(max_age=3600)) is not None
+    assert cache.lookup(key_of(1), Ask(max_age=0)) is None
+    assert _fresh(cache).lookup(key_of(1), Ask(max_age=0)) is None
     assert _fresh(cache).lookup(key_of(1)) is not None
 
 
 def test_persist_false_keeps_memory_only(cache: Cache) -> None:
     """persist=False (--no-store) never writes to the store."""
-    assert not cache.put(key_of(1), [1, 2], persist=False)
+    assert not cache.put(key_of(1), [1, 2], ask=Ask(persist=False))
     assert cache.lookup(key_of(1)) is not None
     assert _fresh(cache).lookup(key_of(1)) is None
 
@@ -59,7 +61,7 @@ def test_unpicklable_value_stays_in_memory_with_a_warning(cache: Cache) -> None:
     """A value that will not pickle is kept in memory only and named in one warning."""
     value = {"ok": 1, "lock": threading.Lock()}
     with pytest.warns(CacheWarning, match=r"memory only.*result\['lock'\] \(_thread.lock\)"):
-        assert not cache.put(key_of(1), value, name="result")
+        assert not cache.put(key_of(1), value, ask=Ask(name="result"))
     hit = cache.lookup(key_of(1))
     assert hit is not None and hit.value is value
     assert _fresh(cache).lookup(key_of(1)) is None
@@ -93,7 +95,7 @@ def test_get_or_compute_computes_once(cache: Cache) -> None:
 def test_force_recomputes(cache: Cache) -> None:
     """force=True computes and overwrites even when an entry exists."""
     cache.get_or_compute(key_of(1), lambda: 1)
-    assert cache.get_or_compute(key_of(1), lambda: 2, force=True).value == 2
+    assert cache.get_or_compute(key_of(1), lambda: 2, start=Start.FORCE).value == 2
     hit = _fresh(cache).lookup(key_of(1))
     assert hit is not None and hit.value == 2
 
@@ -159,20 +161,20 @@ def test_eviction_keeps_what_saves_most_per_byte(store: LocalStore, signer: Sign
     used = _stored(cache, 2, 400_000, seconds=1.0, uses=3)  # 1e-5
     slow = _stored(cache, 3, 400_000, seconds=10.0)  # 2.5e-5
     small = _stored(cache, 4, 100_000, seconds=1.0)  # 1e-5, but older than `used`
-    sizes = {r.key: r.size for r in cache.records()}
+    sizes = {r.key: r.size for r in cache.ledger.records()}
     limit = sizes[slow] + sizes[used] + 1000
-    cache.max_size = limit
-    evicted = cache.evict()
+    cache.ledger.max_size = limit
+    evicted = cache.ledger.evict()
     assert evicted == [cheap, small]
-    assert {r.key for r in cache.records()} == {used, slow}
+    assert {r.key for r in cache.ledger.records()} == {used, slow}
 
 
 def test_lru_breaks_ties(store: LocalStore, signer: Signer) -> None:
     """Among entries of equal value the least recently used goes first."""
     cache = Cache(store, signer=signer)
     keys = [_stored(cache, n, 200_000, seconds=1.0) for n in (3, 1, 2)]
-    cache.max_size = sum(r.size for r in cache.records()) - 1
-    assert cache.evict() == [keys[1]]  # last_used 1001, the oldest
+    cache.ledger.max_size = sum(r.size for r in cache.ledger.records()) - 1
+    assert cache.ledger.evict() == [keys[1]]  # last_used 1001, the oldest
 
 
 def test_pinned_entries_stay(store: LocalStore, signer: Signer) -> None:
@@ -180,11 +182,11 @@ def test_pinned_entries_stay(store: LocalStore, signer: Signer) -> None:
     cache = Cache(store, signer=signer)
     low = _stored(cache, 1, 300_000, seconds=0.001)
     high = _stored(cache, 2, 300_000, seconds=100.0)
-    cache.pin(low)
-    cache.max_size = 400_000
-    assert cache.evict() == [high]
-    assert cache.prune(older_than=0) == []
-    assert [r.key for r in cache.records()] == [low]
+    cache.ledger.pin(low)
+    cache.ledger.max_size = 400_000
+    assert cache.ledger.evict() == [high]
+    assert cache.ledger.prune(older_than=0) == []
+    assert [r.key for r in cache.ledger.records()] == [low]
 
 
 def test_eviction_on_write_spares_the_new_entry(store: LocalStore, signer: Signer) -> None:
@@ -194,7 +196,7 @@ def test_eviction_on_write_spares_the_new_entry(store: LocalStore, signer: Signe
     _stored(cache, 2, 300_000, seconds=40.0)
     new = key_of(3)
     cache.put(new, np.zeros(300_000, dtype=np.uint8), {"compute_seconds": 0.001})
-    assert {r.key for r in cache.records()} == {old, new}
+    assert {r.key for r in cache.ledger.records()} == {old, new}
 
 
 def test_prune_older_than(cache: Cache) -> None:
@@ -202,8 +204,8 @@ def test_prune_older_than(cache: Cache) -> None:
     old = _stored(cache, 1, 10, seconds=1.0)
     recent = key_of(2)
     cache.put(recent, 1)
-    assert cache.prune(older_than=3600) == [old]
-    assert [r.key for r in cache.records()] == [recent]
+    assert cache.ledger.prune(older_than=3600) == [old]
+    assert [r.key for r in cache.ledger.records()] == [recent]
 
 
 def test_uses_are_counted(cache: Cache) -> None:
@@ -215,8 +217,8 @@ def test_uses_are_counted(cache: Cache) -> None:
     other.lookup(key_of(1))
     stats = cache.store.read_stats(key_of(1))  # type: ignore[union-attr]
     assert stats is not None and stats["uses"] == 0  # counted in memory: a hit writes no file
-    other.flush_uses()  # what the other process does when it exits
-    (record,) = cache.records()
+    other.ledger.flush_uses()  # what the other process does when it exits
+    (record,) = cache.ledger.records()
     assert record.uses == 3
     assert record.last_used <= time.time()
 
@@ -226,7 +228,7 @@ def test_records_rebuilt_from_signed_header(cache: Cache) -> None:
     cache.put(key_of(1), "v", {"compute_seconds": 3.0, "label": "fit"})
     assert cache.store is not None
     (cache.store.root / "v1" / "stats" / f"{key_of(1)}.json").unlink()  # type: ignore[attr-defined]
-    (record,) = _fresh(cache).records()
+    (record,) = _fresh(cache).ledger.records()
     assert (record.compute_seconds, record.label, record.uses) == (3.0, "fit", 0)
 
 
@@ -237,7 +239,7 @@ def test_clear_and_remove(cache: Cache, tmp_path: Path) -> None:
     cache.remove(key_of(0))
     assert cache.lookup(key_of(0)) is None
     assert cache.clear() == 2
-    assert cache.lookup(key_of(1)) is None and cache.records() == []
+    assert cache.lookup(key_of(1)) is None and cache.ledger.records() == []
 
 
 def test_memory_layer_is_bounded(store: LocalStore, signer: Signer) -> None:
@@ -247,3 +249,30 @@ def test_memory_layer_is_bounded(store: LocalStore, signer: Signer) -> None:
         cache.put(key_of(n), n)
     assert cache.lookup(key_of(0)) is None
     assert cache.lookup(key_of(2)) is not None
+
+
+def test_a_cache_without_a_store_has_a_ledger_that_keeps_nothing() -> None:
+    """Every ledger method a cache calls exists on the ledger of a storeless cache too."""
+    public = {name for name in dir(Ledger) if not name.startswith("_")}
+    assert public <= set(dir(NoLedger))
+    cache = Cache(None, max_size=10)
+    assert cache.put(key_of(1), 1) == 0 and cache.lookup(key_of(1)) is not None
+    assert cache.ledger.max_size is None and cache.ledger.records() == []
+    assert cache.ledger.prune(older_than=0) == [] and cache.ledger.evict() == []
+    with pytest.raises(StoreError, match="no stored entry"):
+        cache.ledger.pin(key_of(1))
+
+
+def test_try_begin_gives_way_to_a_caller_computing_the_key(cache: Cache) -> None:
+    """begin claims the key; try_begin then returns None instead of waiting, and the hit
+    once the value is stored. Start.FORCE claims it even though it is stored."""
+    turn = cache.begin(key_of(1), Ask())
+    assert isinstance(turn, Turn)
+    assert cache.try_begin(key_of(1), Ask()) is None
+    turn.finish(1, 0.0)
+    hit = cache.try_begin(key_of(1), Ask())
+    assert isinstance(hit, Hit) and hit.value == 1
+    forced = cache.begin(key_of(1), Ask(), Start.FORCE)
+    assert isinstance(forced, Turn)
+    forced.finish(2, 0.0)
+    assert _fresh(cache).lookup(key_of(1)).value == 2  # type: ignore[union-attr]

@@ -115,7 +115,7 @@ def test_a_cheap_cell_stays_in_memory_and_the_others_are_stored(tmp_path: Path) 
     shell, cells, cache = _session(tmp_path / "store", auto)
     _run(shell, cells, NOTEBOOK)
     assert [r.where for r in shell.reports] == ["memory", "store", "store"]
-    assert sorted(r.first_line for r in cache.records()) == [
+    assert sorted(r.first_line for r in cache.ledger.records()) == [
         "def double(x):",
         "r = random.random()",
     ]
@@ -142,4 +142,4 @@ def test_a_new_session_restores_the_stored_cells(tmp_path: Path) -> None:
 def test_with_no_threshold_every_cell_is_stored(tmp_path: Path) -> None:
     shell, cells, cache = _session(tmp_path / "store", AutoMode(min_seconds=0))
     _run(shell, cells, NOTEBOOK)
-    assert [r.where for r in shell.reports] == ["store"] * 3 and len(cache.records()) == 3
+    assert [r.where for r in shell.reports] == ["store"] * 3 and len(cache.ledger.records()) == 3

@@ -75,7 +75,7 @@ def _uninterrupted(root: Path) -> dict[str, Any]:
 
 
 def _checkpoints(cache: Cache) -> list[Any]:
-    return [r for r in cache.records() if r.label.startswith("partial:")]
+    return [r for r in cache.ledger.records() if r.label.startswith("partial:")]
 
 
 def _resumed(shell: FakeShell) -> list[CellReport]:
@@ -233,7 +233,7 @@ class _SlowCache:
         self.go = threading.Event()
         self.steps: list[int] = []
 
-    def put(self, key: str, value: Any, meta: dict[str, Any], **kw: Any) -> int:
+    def overwrite(self, key: str, value: Any, meta: dict[str, Any], **kw: Any) -> int:
         self.go.wait(10)
         self.steps.append(meta["step"])
         return 1
@@ -265,15 +265,15 @@ def test_the_loop_goes_on_while_a_checkpoint_is_written(tmp_path: Path) -> None:
     shell, cells, cache = _cells(tmp_path)
     slow = threading.Event()
     steps_during_write: list[int] = []
-    real_put = cache.put
+    real_overwrite = cache.overwrite
 
-    def put(key: str, value: Any, meta: Any = None, **kw: Any) -> int:
+    def overwrite(key: str, value: Any, meta: Any = None, **kw: Any) -> int:
         if isinstance(meta, dict) and meta.get("kind") == "checkpoint":
             slow.wait(5)
             steps_during_write.append(shell.user_ns.get("i", -1))
-        return real_put(key, value, meta, **kw)
+        return real_overwrite(key, value, meta, **kw)
 
-    cache.put = put  # type: ignore[method-assign]
+    cache.overwrite = overwrite  # type: ignore[method-assign]
     cell = (
         "import time\nfrom nbcache import progress\nacc = []\n"
         "for i in progress(range(40)):\n    acc.append(i)\n    time.sleep(0.005)\n"
@@ -336,9 +336,9 @@ def test_checkpoints_are_listed_pruned_by_age_and_cleared(tmp_path: Path) -> Non
     _settle()
     (partial,) = _checkpoints(cache)
     assert partial.size > 0 and " of 30)" in partial.label
-    assert cache.prune(older_than=3600) == []  # young: kept
+    assert cache.ledger.prune(older_than=3600) == []  # young: kept
     time.sleep(0.05)
-    assert cache.prune(older_than=0.01) == [partial.key]
+    assert cache.ledger.prune(older_than=0.01) == [partial.key]
     with pytest.raises(ValueError):
         cells.run(LOOP, CellOptions(checkpoint=0.0))
     _settle()

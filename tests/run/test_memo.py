@@ -76,7 +76,7 @@ def test_positional_and_keyword_share_one_entry(cache: Cache, probe: Probe) -> N
 
     assert f(1) == f(x=1) == f(1, y=2) == f(1, 2) == 3
     assert probe.calls == [(1, 2)]
-    assert len(cache.records()) == 1
+    assert len(cache.ledger.records()) == 1
 
 
 def test_stored_hit_in_a_fresh_cache(cache: Cache, probe: Probe) -> None:
@@ -271,7 +271,7 @@ def test_unpicklable_result_is_kept_in_memory(cache: Cache, probe: Probe) -> Non
     with pytest.warns(CacheWarning, match=r"memory only.*\['lock'\] \(_thread.lock\)"):
         first = connect("db")
     assert connect("db") is first
-    assert cache.records() == []
+    assert cache.ledger.records() == []
     assert probe.calls == ["db"]
 
 
@@ -311,7 +311,7 @@ def test_store_false_and_max_age(cache: Cache, probe: Probe) -> None:
         return x
 
     local(1)
-    assert cache.records() == []
+    assert cache.ledger.records() == []
 
     @memoize(cache=cache, max_age=0)
     def fresh(x: int) -> int:
@@ -348,7 +348,7 @@ def test_cache_clear(cache: Cache, probe: Probe) -> None:
     assert probe.calls == [1]  # from the store
     assert f.cache_info().store_hits == 1
     f.cache_clear(store=True)
-    assert cache.records() == []
+    assert cache.ledger.records() == []
     f(1)
     assert probe.calls == [1, 1]
 

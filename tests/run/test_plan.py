@@ -90,12 +90,12 @@ def test_a_changed_input_from_the_namespace_runs_the_cell(tmp_path: Path) -> Non
 def test_a_plan_runs_no_body_and_counts_no_use(tmp_path: Path) -> None:
     _run(tmp_path, NOTEBOOK)
     cache = _cache(tmp_path)
-    uses = {r.key: r.uses for r in cache.records()}
+    uses = {r.key: r.uses for r in cache.ledger.records()}
     calls: list[int] = []
     cells = [*NOTEBOOK, ("five", "calls.append(1)\nraise RuntimeError('ran')")]
     rows = plan(cells, cache, lambda s: s, initial={"calls": calls})
     assert calls == [] and [r.action for r in rows] == [*["restore"] * 4, "run"]
-    assert {r.key: r.uses for r in cache.records()} == uses  # records() writes pending uses
+    assert {r.key: r.uses for r in cache.ledger.records()} == uses  # records() writes pending uses
 
 
 def test_cells_that_always_run_say_why(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_a_computed_then_a_restored_report(tmp_path: Path) -> None:
     (computed,) = shell.reports
     assert computed.outcome == "computed" and computed.where == "store"
     assert set(computed.names) == {"started", "words", "time"}
-    (record,) = cache.records()
+    (record,) = cache.ledger.records()
     assert computed.size == record.size > 0  # the number listings show
     assert computed.seconds > 0 and computed.store_seconds > 0 and computed.resumed is None
     assert not computed.only_imports

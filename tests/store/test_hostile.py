@@ -153,7 +153,7 @@ def test_fifos_at_stats_lease_and_index_do_not_hang(tmp_path: Path) -> None:
 
     def everything() -> Any:
         fresh = _cache(root)
-        records = fresh.records()
+        records = fresh.ledger.records()
         outcome = fresh.get_or_compute(key_of(3), lambda: 3)
         return records, outcome
 
@@ -179,7 +179,7 @@ def test_stray_files_are_skipped_by_listing_clearing_and_eviction(
     for n in range(2, 12):
         stored, warned = _caught(lambda n=n: cache.put(key_of(n), b"y" * 1000))
         assert stored > 0 and warned == [], warned
-    assert {r.key for r in cache.records()} <= {key_of(n) for n in range(1, 12)}
+    assert {r.key for r in cache.ledger.records()} <= {key_of(n) for n in range(1, 12)}
     assert cache.clear() > 0
     assert stray.read_text() == "not an entry"
 
@@ -202,9 +202,9 @@ def test_garbled_stats_change_a_listing_not_the_outcome(tmp_path: Path) -> None:
         path = root / "v1" / "stats" / f"{key_of(n)}.json"
         path.write_text("[" * 5000)  # unparseable on disk too
     cache.lookup(key_of(1))
-    records, warned = _caught(cache.records)
+    records, warned = _caught(cache.ledger.records)
     assert {r.key for r in records} == {key_of(n) for n in range(1, 4)} and warned == []
-    cache.flush_uses()
+    cache.ledger.flush_uses()
     assert cache.put(key_of(9), b"y" * 8000) > 0
 
 
@@ -324,6 +324,6 @@ def test_a_layout_that_is_a_link_is_neither_read_nor_emptied(tmp_path: Path) -> 
     root.mkdir()
     (root / "v1").symlink_to(other / "v1")
     cache = _cache(root)
-    assert cache.records() == [] and cache.clear() == 0
+    assert cache.ledger.records() == [] and cache.clear() == 0
     cache.store.remove_entry(key_of(1))  # type: ignore[union-attr]
     assert _entry(other, key_of(1)).exists()

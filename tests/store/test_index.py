@@ -91,7 +91,7 @@ def test_a_store_made_before_the_index_is_indexed_on_first_use(tmp_path: Path) -
         cache.put(key_of(n), n, {"compute_seconds": 2.0, "label": f"cell {n}"})
     for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
         (root / "v1" / name).unlink(missing_ok=True)
-    records = Cache(LocalStore(root), signer=Signer(b"index-tests-secret")).records()
+    records = Cache(LocalStore(root), signer=Signer(b"index-tests-secret")).ledger.records()
     assert sorted(r.label for r in records) == ["cell 0", "cell 1", "cell 2"]
 
 

@@ -56,9 +56,9 @@ CHILD = textwrap.dedent(
             cache.put(key, b"v" * rng.randrange(100, 1500), {"compute_seconds": rng.random()})
             keys.append(key)
         elif pick < 0.8:
-            cache.evict()
+            cache.ledger.evict()
         elif pick < 0.9:
-            cache.records()
+            cache.ledger.records()
         elif pick < 0.98:
             if keys:
                 cache.remove(rng.choice(keys))
@@ -138,9 +138,9 @@ def test_entries_copied_in_are_listed_pruned_and_cleared(tmp_path: Path) -> None
     for n in range(2, 5):
         other.put(f"{n:032x}", n, {"compute_seconds": 5.0})
     _copy_entries(theirs, mine)
-    assert len(cache.records()) == 5  # list and info
-    assert len(_cache(mine).records()) == 5
-    assert cache.prune(older_than=3600) == []
+    assert len(cache.ledger.records()) == 5  # list and info
+    assert len(_cache(mine).ledger.records()) == 5
+    assert cache.ledger.prune(older_than=3600) == []
     assert cache.clear() == 5
     assert _files(mine) == {} and _rows(mine) == {}
 
@@ -163,11 +163,11 @@ def test_entries_deleted_by_hand_cost_no_other_entry(tmp_path: Path) -> None:
         cache.put(f"{n:032x}", bytes([n]) * payload, {"compute_seconds": 100.0})
     for path in (root / "v1" / "entries").glob("*/*"):
         path.unlink()  # by hand, behind nbcache's back
-    assert cache.records() == []
+    assert cache.ledger.records() == []
     fresh = _cache(root, limit=500_000)
     for n in range(10, 19):  # 9 writes, 9 x 49 KB < 500 KB: all of them stay
         fresh.put(f"{n:032x}", bytes([n]) * payload, {"compute_seconds": 1.0})
-    assert len(fresh.records()) == 9
+    assert len(fresh.ledger.records()) == 9
     assert _rows(root) == _files(root) and len(_files(root)) == 9
 
 
@@ -253,7 +253,7 @@ def test_a_forged_row_costs_no_entry(tmp_path: Path, pinned: bool) -> None:
     for n in range(5, 8):
         cache.put(f"{n:032x}", bytes([n]) * 1000, {"compute_seconds": 1.0})
     assert len(_files(root)) == 8
-    assert len(cache.records()) == 8
+    assert len(cache.ledger.records()) == 8
     assert "f" * 32 not in _rows(root)
 
 
@@ -311,7 +311,7 @@ def test_a_writer_killed_while_publishing_leaves_the_index_exact(tmp_path: Path,
     assert proc.returncode == -signal.SIGKILL
     cache = _cache(root)
     expected = {"aa" * 16} | ({"bb" * 16} if when == "after" else set())
-    assert {r.key for r in cache.records()} == expected
+    assert {r.key for r in cache.ledger.records()} == expected
     assert _rows(root) == _files(root)
     assert cache.clear() == len(expected)
     assert _files(root) == {} and _rows(root) == {}
@@ -363,7 +363,7 @@ def test_stress_writers_evictors_listers_and_kills(tmp_path: Path) -> None:
     assert kills == 12
 
     cache = _cache(root, limit)
-    records = cache.records()  # the listing settles what the killed writers left
+    records = cache.ledger.records()  # the listing settles what the killed writers left
     files, rows = _files(root), _rows(root)
     assert rows == files
     assert {r.key for r in records} == set(files)

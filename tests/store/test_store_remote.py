@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from nbcache.cache.core import Cache
-from nbcache.cache.default import open_store, tier_location
+from nbcache.cache.default import open_store
 from nbcache.entry.signing import Signer
 from nbcache.errors import StoreError
+from nbcache.settings import tier_location
 from nbcache.store import FsspecStore, LeasedStore, LocalStore, TieredStore
 from nbcache.store import remote as remote_module
 from nbcache.store.leases.object import ObjectLease

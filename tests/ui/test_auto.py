@@ -123,7 +123,7 @@ def test_a_cheap_cell_is_kept_in_memory_only_and_its_dependents_still_restore(
     shell = session(CHEAP_UNDER)
     run(shell, "alpha = 3")
     run(shell, SLOW + "beta = alpha * 2")
-    stored = {r.first_line for r in default_cache().records()}
+    stored = {r.first_line for r in default_cache().ledger.records()}
     assert "alpha = 3" not in stored and "__import__('time').sleep(0.05)" in stored
     shell = session(CHEAP_UNDER)
     run(shell, "alpha = 3")
@@ -147,7 +147,7 @@ def test_a_cell_that_defines_a_function_or_imports_is_always_stored(session: Any
     shell = session()
     run(shell, "def f(x):\n    return x + 1")
     run(shell, "import json")
-    stored = {r.first_line for r in default_cache().records()}
+    stored = {r.first_line for r in default_cache().ledger.records()}
     assert {"def f(x):", "import json"} <= stored
 
 
@@ -387,7 +387,7 @@ def test_a_cell_once_stored_stays_stored(session: Any) -> None:
     run(shell, "alpha = 2")
     run(shell, "beta = alpha * 2")  # a miss that would not be stored under the new line
     run(shell, "gamma = alpha * 3")  # never stored before: the line applies
-    stored = [r.first_line for r in default_cache().records()]
+    stored = [r.first_line for r in default_cache().ledger.records()]
     assert stored.count("beta = alpha * 2") == 2 and stored.count("alpha = 1") == 1
     assert "gamma = alpha * 3" not in stored and "alpha = 2" not in stored  # other cells
 
@@ -400,7 +400,7 @@ def test_a_lazy_hit_counts_one_use_and_a_plan_none(session: Any) -> None:
         run(shell, cell)
 
     def uses() -> list[int]:
-        return sorted(r.uses for r in default_cache().records())
+        return sorted(r.uses for r in default_cache().ledger.records())
 
     assert uses() == [0, 0]
     cells_of(shell).plan([(None, cell) for cell in cells])
@@ -431,7 +431,7 @@ def test_a_lazy_restore_holds_its_entry_against_eviction(session: Any) -> None:
 
     shell = session()
     run(shell, SLOW + "kept = list(range(10))")
-    (record,) = default_cache().records()
+    (record,) = default_cache().ledger.records()
     shell = session("%nbcache auto --lazy")
     try:
         run(shell, SLOW + "kept = list(range(10))")

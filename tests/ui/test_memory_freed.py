@@ -39,9 +39,10 @@ after = resident()
 shell.run_cell("%nbcache info")
 from nbcache.cache.default import default_cache
 cache = default_cache()
-cache.flush_uses()
-uses = sum(r.uses for r in cache.records())
-print(json.dumps({"before": before, "after": after, "uses": uses, "stored": len(cache.records())}))
+cache.ledger.flush_uses()
+records = cache.ledger.records()
+uses = sum(r.uses for r in records)
+print(json.dumps({"before": before, "after": after, "uses": uses, "stored": len(records)}))
 """
 
 

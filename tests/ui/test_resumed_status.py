@@ -51,7 +51,7 @@ def test_a_resumed_cell_shows_one_status_line(ip: InteractiveShell, tmp_path: Pa
     ip.run_cell(LOOP)  # type: ignore[no-untyped-call]
     (tmp_path / "stop-at-6").unlink()
     deadline = time.monotonic() + 10
-    while not any(r.label.startswith("partial: ") for r in default_cache().records()):
+    while not any(r.label.startswith("partial: ") for r in default_cache().ledger.records()):
         assert time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.01)  # the checkpoint is written in the background
     calls = _recorded(ip)

@@ -1,0 +1,137 @@
+"""Reading one entry from the store: checked, and every fault a miss with one warning.
+
+A damaged entry is removed (it would fail the same way for everyone); one signed
+with another secret stays for its owner; a store that cannot be read is computing
+instead.  Nothing here raises into the caller.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any, BinaryIO, TypeVar
+
+from ..entry.format import EntryInfo, read_entry, read_info
+from ..entry.signing import Signer
+from ..errors import (
+    CacheError,
+    ForeignEntryError,
+    IntegrityError,
+    StoreError,
+    ValueUnpicklingError,
+    warn,
+)
+from ..store.base import Store
+
+__all__ = ["EntryReader", "WarnOnce"]
+
+R = TypeVar("R")
+
+
+class WarnOnce:
+    """One warning per topic until the topic is cleared (the fault went away)."""
+
+    def __init__(self) -> None:
+        self._topics: set[str] = set()
+
+    def __call__(self, topic: str, message: str, stacklevel: int = 3) -> None:
+        if topic not in self._topics:
+            self._topics.add(topic)
+            warn(message, stacklevel=stacklevel)
+
+    def clear(self, topic: str) -> None:
+        self._topics.discard(topic)
+
+
+class EntryReader:
+    """Loads entries of ``store``, checked with the signer ``signer`` gives.
+
+    Into ``unloadable`` it writes, for a function's or cell's identity, why its newest
+    entry did not load here (a class renamed since, say), for "why did it miss".
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        signer: Callable[[], Signer],
+        warn_once: WarnOnce,
+        unloadable: dict[str, str],
+    ) -> None:
+        self.store = store
+        self._signer = signer
+        self._warn_once = warn_once
+        self._unloadable = unloadable
+
+    def load(
+        self, key: str, name: str, validate: Callable[[EntryInfo], bool] | None = None
+    ) -> tuple[EntryInfo, Any, int] | None:
+        """The header, value and stored size of ``key``'s entry, or None. ``validate``
+        sees the signed header before the value is loaded (False: None)."""
+
+        def read(f: BinaryIO, signer: Signer, size: int) -> tuple[EntryInfo, Any, int] | None:
+            if validate is not None and not validate(read_info(f, signer)):
+                return None
+            try:
+                return (*read_entry(f, key, signer, name=name), size)
+            except ValueUnpicklingError as exc:
+                f.seek(0)  # its header checked out: "why" can name the entry's owner
+                owner = read_info(f, signer).meta.get("identity")
+                if owner:
+                    self._unloadable[str(owner)] = str(exc)
+                raise
+
+        return self._read(key, read)
+
+    def load_header(
+        self, key: str, validate: Callable[[EntryInfo], bool] | None = None
+    ) -> tuple[EntryInfo, int] | None:
+        """The checked header and stored size of ``key``'s entry, its value left unread."""
+
+        def read(f: BinaryIO, signer: Signer, size: int) -> tuple[EntryInfo, int] | None:
+            info = read_info(f, signer)
+            if validate is not None and not validate(info):
+                return None
+            if info.key != key:
+                raise IntegrityError("the entry is filed under another key")
+            return info, size
+
+        return self._read(key, read)
+
+    def _read(self, key: str, read: Callable[[BinaryIO, Signer, int], R | None]) -> R | None:
+        try:
+            signer = self._signer()
+        except CacheError as exc:
+            # No secret, no check: nothing is loaded, and no entry is blamed and removed.
+            # "write": the put that follows fails the same way and must not warn again.
+            self._warn_once("write", f"nbcache: caching goes on in memory only: {exc}", 4)
+            return None
+        try:
+            f = self.store.open_entry(key)
+        except KeyError:
+            return None
+        except StoreError as exc:
+            message = f"nbcache: cannot read the store, computing instead: {exc}"
+            self._warn_once("read", message, 4)
+            return None
+        try:
+            with f:
+                size = f.seek(0, io.SEEK_END)  # what listings show: the whole file
+                f.seek(0)
+                return read(f, signer, size)
+        except ForeignEntryError as exc:
+            # One warning per entry, not one per look: it stays for its owner.
+            message = f"nbcache: ignored the cached entry {key[:12]}: {exc}"
+            self._warn_once(f"foreign:{key}", message, 4)
+            return None
+        except (CacheError, OSError) as exc:
+            self.discard(key, exc, 5)
+            return None
+
+    def discard(self, key: str, exc: BaseException, stacklevel: int = 4) -> None:
+        """Remove the damaged entry of ``key``, with a warning that says why."""
+        message = f"nbcache: ignored and removed the cached entry {key[:12]}: {exc}"
+        warn(message, stacklevel=stacklevel)
+        try:
+            self.store.remove_entry(key)
+        except StoreError:
+            pass  # a read-only store keeps it; it is refused again next time
