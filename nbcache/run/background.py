@@ -50,6 +50,7 @@ from .effects import ran as effects_ran
 from .files import FileReads
 from .naming import by_interest
 from .output import NO_RESULT, OutputLog, from_user_code
+from .records import CellEntry, LatestRun
 from .report import Card, CellReport, Resume
 
 __all__ = ["run_in_worker", "start"]
@@ -75,7 +76,8 @@ def start(
     check_executor(chosen)
     here = runs_here(chosen)  # else it runs elsewhere and this thread waits for it
     task: Task[None] = Task(options.name or code.first_line)
-    task.expected = (cache.latest(run.identity) or {}).get("seconds")  # for an ETA
+    latest = LatestRun.read(cache.latest(run.identity))
+    task.expected = latest.seconds if latest is not None else None  # for an ETA
     card: Card = shell.card(task)
     tasks[run.identity] = task
     routing.install(shell.display_publisher)
@@ -96,6 +98,8 @@ def start(
             if report.resumed is not None:
                 resumed.append(report.resumed)
                 task.mark_resumed(report.resumed.text)  # the card shows it while it runs
+
+        entries: list[CellEntry] = []
 
         def compute() -> dict[str, Any]:
             before = namespace_snapshot(namespace)
@@ -124,7 +128,8 @@ def start(
             changes = outside.changes(Effects.now()) if here else {}
             effects_ran(changes)
             made.append(Made(namespace, before, log, result, seconds, files, outside, changes))
-            return kept(code, run.key, made[0])
+            entries.append(kept(code, run.key, made[0]))
+            return entries[0].stored()
 
         # The key missed a moment ago; if another kernel holds its lease, its entry is
         # waited for and restored here instead of computing the cell twice.
@@ -133,7 +138,7 @@ def start(
                 outcome = cache.get_or_compute(
                     run.key.key,
                     compute,
-                    lambda entry: meta_of(run, made[0], entry),
+                    lambda _: meta_of(run, made[0], entries[0]),
                     ask=run.ask,
                     start=Start.FORCE if options.force else Start.MISSED,
                 )
@@ -146,20 +151,26 @@ def start(
             return
         if task.cancel_requested:
             raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is merged
-        entry = outcome.value
         if outcome.hit is None:
-            cache.note_latest(run.identity, {**run.key.summary, "seconds": made[0].seconds})
-            shell.user_ns.update({name: namespace[name] for name in entry["vars"]})
-            for name in entry["deleted"]:
+            entry = entries[0]
+            cache.note_latest(
+                run.identity, LatestRun(run.key.summary, made[0].seconds).stored_form()
+            )
+            shell.user_ns.update({name: namespace[name] for name in entry.vars})
+            for name in entry.deleted:
                 shell.user_ns.pop(name, None)
-            names = by_interest(code.source, entry["vars"], shell.user_ns)  # as a status line
+            names = by_interest(code.source, entry.vars, shell.user_ns)  # as a status line
             report = computed(names, made[0].seconds, outcome.stored, options)
             card.finished(replace(report, resumed=resumed[-1] if resumed else None))
         else:
-            for kind, *payload in entry["outputs"]:
+            found = CellEntry.read(outcome.value)
+            if found is None:  # no cell's entry (forged, or of another shape): nothing to put back
+                card.output("stderr", "nbcache: the cached entry holds no cell's variables\n")
+                return
+            for kind, *payload in found.outputs:
                 card.output(kind, *payload)
-            put_back(entry, shell.user_ns)
-            report = restored(outcome.hit, entry)
+            put_back(found, shell.user_ns)
+            report = restored(outcome.hit, found.vars)
             ordered = tuple(by_interest(code.source, report.names, shell.user_ns))
             card.finished(replace(report, names=ordered))
 

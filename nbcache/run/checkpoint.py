@@ -63,6 +63,7 @@ from .cellrun import CellRun, Made, entry_of, failure, put_back
 from .effects import Effects
 from .files import FileReads
 from .output import OutputLog
+from .records import CellEntry
 from .report import CellReport, Resume
 
 __all__ = [
@@ -386,7 +387,7 @@ class Checkpointer:
 
     def _apply(self, state: Mapping[str, Any]) -> int:
         """Put a checkpoint into the namespace, show its output again; the steps done."""
-        put_back(state, self.namespace)
+        put_back(_entry_of_state(state), self.namespace)
         before = list(self.log.events)
         if self._show is not None:
             for event in state["outputs"]:
@@ -444,7 +445,7 @@ class Checkpointer:
         except Exception as exc:  # noqa: BLE001 - the cell goes on, without checkpoints
             self._give_up(f"its variables could not be gathered ({failure(exc)})")
             return None
-        effects = dict(entry["effects"])
+        effects = dict(entry.effects)
         effects["random"] = random.getstate()
         numpy = sys.modules.get("numpy")
         if numpy is not None:
@@ -458,8 +459,8 @@ class Checkpointer:
             "loop": self._loop,
             "step": step,
             "total": self._total,
-            "vars": entry["vars"],
-            "deleted": entry["deleted"],
+            "vars": entry.vars,
+            "deleted": entry.deleted,
             "effects": effects,
             "outputs": _since(self.log.events, self._outputs_at),
             "seconds": seconds,
@@ -491,6 +492,16 @@ class Checkpointer:
     def _give_up(self, why: str) -> None:
         self._broken = True
         warn(f"nbcache: this cell is not checkpointed: {why}", stacklevel=5)
+
+
+def _entry_of_state(state: Mapping[str, Any]) -> CellEntry:
+    """What a checkpoint puts back, as an entry would: the variables and deleted names
+    so far, and the outside state then (its output is shown apart, step by step)."""
+    return CellEntry(
+        vars=dict(state["vars"]),
+        deleted=list(state["deleted"]),
+        effects=dict(state.get("effects", {})),
+    )
 
 
 def _owned(pickled: Pickled) -> Pickled:

@@ -16,6 +16,7 @@ from nbcache.keys.recorded import Recorded
 from nbcache.run.auto import AutoMode, fixed_cost, wraps
 from nbcache.run.cell import CellCache
 from nbcache.run.effects import forget_seeds
+from nbcache.run.records import CellEntry
 from tests.shells import close_shell, new_shell
 
 SLOW = "__import__('time').sleep(0.05)\n"  # a body worth storing under the cost rule
@@ -133,7 +134,7 @@ def test_a_cheap_cell_is_kept_in_memory_only_and_its_dependents_still_restore(
 
 def test_the_cost_rule_weighs_the_bytes_to_store() -> None:
     auto = AutoMode()
-    entry = {"vars": {"x": 1}, "plain": ["x"]}
+    entry = CellEntry(vars={"x": 1}, plain=["x"]).stored()
     assert not auto.admit(entry, 1_000, 0.0001)  # an assignment of a constant
     assert auto.admit(entry, 1_000, 0.001)  # a df.head()
     # a cell that ran 0.1 s but binds a gigabyte is cheaper to run again
