@@ -37,6 +37,7 @@ from .modules import (
     module_fingerprint_by_name,
 )
 from .node import Node, Request, Rule
+from .recorded import Recorded
 from .rules.names import global_rule
 from .source import Accumulator, global_names, imported_in_body, source_digest
 
@@ -282,6 +283,15 @@ class _Builder:
             part = sub.hexdigest()
             h.text(part)
             self.deps.append(Dependency(name, "code", part, self._users[-1]))
+            self._still_bound(current, value, same)
+            return
+        if type(value) is Recorded and value.imports:
+            # a library's module, function or class not imported yet (nbcache.run.lazy):
+            # what the value itself feeds, so the fingerprint is the one it will have
+            part = value.fingerprint or value.digest
+            h.text(part)
+            what = "module" if value.fingerprint else kind
+            self.deps.append(Dependency(name, what, part, self._users[-1]))
             self._still_bound(current, value, same)
             return
         if isinstance(value, types.ModuleType):

@@ -48,7 +48,15 @@ from .decide import Decision, Look, decide
 from .effects import Effects, only_imports
 from .effects import ran as effects_ran
 from .files import FileReads
-from .lazy import needed, pending, recorded_meta, stand_ins, swap_in
+from .lazy import (
+    import_stand_ins,
+    needed,
+    pending,
+    recorded_imports,
+    recorded_meta,
+    stand_ins,
+    swap_in,
+)
 from .modstate import ModuleWatch
 from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
@@ -191,7 +199,7 @@ class CellCache:
                     compute,
                     lambda _: {
                         **meta_of(run, made[0], entries[0]),
-                        **header_meta(recorded_meta(entries[0])),
+                        **header_meta(recorded_meta(entries[0]), recorded_imports(entries[0])),
                     },
                     ask=run.ask,
                     start=Start.FORCE if options.force else Start.MISSED,
@@ -308,7 +316,9 @@ class CellCache:
             )
             return self._uncached(run.code.source) if run is not None else NO_RESULT
         self._explain_hit(run, hit)
-        put_back(entry, self.shell.user_ns)
+        lazy = self.auto is not None and self.auto.lazy
+        standing = import_stand_ins(hit.info.key, hit.info.meta) if lazy else None
+        put_back(entry, self.shell.user_ns, standing)
         if hit.source == "store":
             self.drifted.update(drifted(entry, self.shell.user_ns))
         result = result_of(entry)

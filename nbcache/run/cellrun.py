@@ -20,6 +20,7 @@ from ..errors import CacheError, KeyPicklingError, ValuePicklingError, warn
 from ..keys.classes import describe
 from ..keys.code import code_reached, is_code
 from ..keys.hashing import digest
+from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
 from .effects import Effects, only_imports, seeds_first
 from .effects import apply as apply_effects
@@ -146,6 +147,8 @@ def patches_outside(code: CellCode, namespace: Mapping[str, Any]) -> str | None:
         value = namespace.get(root)
         if isinstance(value, types.ModuleType):
             return root
+        if type(value) is Recorded and value.imports:
+            return root  # a library's module, function or class not imported yet
         code_like = isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType))
         if code_like and not is_code(value):
             return root
@@ -315,10 +318,11 @@ def intact(value: Any) -> bool:
     if entry is None:
         return False  # not an entry: load it again, the store's copy is checked then
     for name, expected in entry.digests.items():
-        if expected is None:
-            continue
+        value = entry.vars.get(name)
+        if expected is None or isinstance(value, ModuleRef):
+            continue  # a module is kept by name: nothing in memory changes it (no import)
         try:
-            if digest(bring_back(entry.vars[name]), name=name) != expected:
+            if digest(value, name=name) != expected:
                 return False
         except KeyPicklingError:
             return False
@@ -475,11 +479,15 @@ def _drew(log: OutputLog) -> bool:
     )
 
 
-def put_back(entry: CellEntry, namespace: dict[str, Any]) -> None:
+def put_back(
+    entry: CellEntry, namespace: dict[str, Any], standing: Mapping[str, Any] | None = None
+) -> None:
     """A hit: the stored variables into ``namespace``, deleted names out of it, and the
-    outside state as the run left it."""
+    outside state as the run left it. ``standing`` holds stand-ins for modules not to
+    import now (see :func:`nbcache.run.lazy.import_stand_ins`)."""
+    standing = standing or {}
     for name, value in entry.vars.items():
-        namespace[name] = bring_back(value)
+        namespace[name] = standing[name] if name in standing else bring_back(value)
     for name in entry.deleted:
         namespace.pop(name, None)
     if entry.wrote:

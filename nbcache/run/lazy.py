@@ -10,17 +10,26 @@ the globals of the notebook functions and classes it reads, transitively), and
 :func:`load` swaps them for their values; a cell that might reach any name
 (``eval``, ``globals()``, a line magic, IPython's ``_`` and ``Out``) loads all.
 
-Entries that bind notebook code or modules, that changed the random
-generators or other outside state, that wrote files, or that keep values sharing an
-object with another (``inner = d["k"]``), are never restored this way: code is
-hashed by what it reaches now, and outside state must be right before the
-next cell runs.
+A module a cell imported, or a library's function or class it bound (``import
+numpy as np``, ``from scipy.stats import norm``), is not imported on a hit either:
+its stand-in says where it is imported from, hashes as the value would (its digest
+and, read as a global by notebook code, its module's fingerprint), and is imported
+when a cell that runs can reach it. That digest holds while the file of the
+library's package is the one it was made with (:func:`stamp`); otherwise, or
+when the module is loaded already, the real value is bound at once.
+
+Entries that bind notebook code or modules beside the notebook, that changed the
+random generators or other outside state, that wrote files, or that keep values
+sharing an object with another (``inner = d["k"]``), are never restored this way:
+code is hashed by what it reaches now, and outside state must be right before
+the next cell runs.
 """
 
 from __future__ import annotations
 
 import ast
 import gc
+import importlib
 import json
 import os
 import sys
@@ -30,19 +39,23 @@ from typing import Any
 
 from ..keys.classes import describe
 from ..keys.code import is_code
+from ..keys.modules import is_local_module, locate_module, module_fingerprint
 from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, is_shell_name, names_in_string
 from .cellrun import ModuleRef, result_of
 from .modstate import local
 from .output import NO_RESULT
-from .records import CellEntry, HeaderRecord, RecordedVar
+from .records import CellEntry, HeaderRecord, RecordedVar, modules_of_meta
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
+    "import_stand_ins",
     "needed",
     "pending",
+    "recorded_imports",
     "recorded_meta",
     "restorable",
+    "stamp",
     "stand_ins",
     "swap_in",
 ]
@@ -68,8 +81,14 @@ def recorded_meta(entry: CellEntry) -> HeaderRecord | None:
     variables = {}
     for name, value in entry.vars.items():
         recorded = entry.digests.get(name)
-        if recorded is None or name not in plain or not _data(value):
+        if recorded is None or name not in plain:
             return None
+        if not _data(value):
+            imported = _importable(recorded, value)
+            if imported is None:
+                return None  # notebook code, a module beside the notebook: in full
+            variables[name] = imported
+            continue
         reads = tuple(sorted(names_in_string(value))) if type(value) is str else None
         variables[name] = RecordedVar(recorded, describe(value), reads)
     try:
@@ -84,6 +103,38 @@ def recorded_meta(entry: CellEntry) -> HeaderRecord | None:
         deleted=list(entry.deleted),
         outputs=json.loads(text),
         result=result is not None and result is not NO_RESULT,
+    )
+
+
+def recorded_imports(entry: CellEntry) -> dict[str, RecordedVar]:
+    """The records of the library modules, functions and classes ``entry`` binds that a
+    stand-in can import later (kept in the header of an entry restored in full)."""
+    out = {}
+    for name, value in entry.vars.items():
+        recorded = entry.digests.get(name)
+        if recorded is not None and not _data(value) and name in entry.plain:
+            imported = _importable(recorded, value)
+            if imported is not None:
+                out[name] = imported
+    return out
+
+
+def import_stand_ins(key: str, meta: Mapping[str, Any]) -> dict[str, Recorded]:
+    """For an entry restored in full: stand-ins for the modules, functions and classes it
+    binds that are not loaded yet and whose package is as it was (see :func:`stand_ins`)."""
+    out = {}
+    for name, rec in modules_of_meta(meta).items():
+        assert rec.imports is not None
+        if rec.imports.partition(":")[0] in sys.modules or stamp(rec.imports) != rec.stamp:
+            continue  # loaded already, or changed since: the restore imports it
+        out[name] = _import_stand_in(key, name, rec)
+    return out
+
+
+def _import_stand_in(key: str, name: str, rec: RecordedVar) -> Recorded:
+    assert rec.imports is not None
+    return Recorded(
+        key, name, rec.digest, rec.described, imports=rec.imports, fingerprint=rec.fingerprint
     )
 
 
@@ -105,10 +156,96 @@ def _data(value: Any) -> bool:
     return not isinstance(value, (ModuleRef, *code_like))
 
 
+def _importable(recorded: str, value: Any) -> RecordedVar | None:
+    """The record of a module, or of an installed function or class, that a stand-in
+    can import again and whose digest ``recorded`` is what importing it gives while its
+    package's file stays as it is now; None for notebook code, code or modules beside
+    the notebook, and what no name imports (a closure a library made)."""
+    if isinstance(value, ModuleRef):
+        module = sys.modules.get(value.name)
+        if module is None or is_local_module(value.name):
+            return None
+        where, fingerprint, live = value.name, module_fingerprint(module), module
+    else:
+        found = _import_path(value)
+        if found is None:
+            return None
+        where, fingerprint, live = found, "", value
+    stamped = stamp(where)
+    if stamped is None:
+        return None  # a built-in or namespace package: nothing tells its version apart
+    return RecordedVar(recorded, describe(live), None, where, fingerprint, stamped)
+
+
+def _import_path(value: Any) -> str | None:
+    """``module:qual.name`` that gives ``value`` again, for a library's function, class or
+    a class's method (``ols = OLS.from_formula``); None for anything else."""
+    module: Any
+    qualname: Any
+    if isinstance(value, types.MethodType):
+        owner = value.__self__
+        if not isinstance(owner, type):
+            return None
+        module, qualname = owner.__module__, f"{owner.__qualname__}.{value.__func__.__name__}"
+    else:
+        if isinstance(value, types.BuiltinFunctionType) and not isinstance(
+            getattr(value, "__self__", None), (types.ModuleType, type(None))
+        ):
+            return None  # ``[].append``: bound to an object, not a name
+        module = getattr(value, "__module__", None)
+        qualname = getattr(value, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    if module not in sys.modules or is_local_module(module):
+        return None
+    where = f"{module}:{qualname}"
+    try:
+        found = _resolve(where, load=False)
+    except Exception:  # noqa: BLE001 - a name that does not give it back: no stand-in
+        return None
+    same = found is value or (isinstance(value, types.MethodType) and found == value)
+    return where if same else None
+
+
+def _resolve(where: str, *, load: bool = True) -> Any:
+    """The module or attribute ``where`` (``module`` or ``module:qual.name``) names,
+    imported as a plain run's import does (``load`` False: only if loaded already)."""
+    module_name, _, qualname = where.partition(":")
+    found: Any = importlib.import_module(module_name) if load else sys.modules[module_name]
+    for part in qualname.split(".") if qualname else ():
+        found = getattr(found, part)
+    return found
+
+
+def stamp(where: str) -> tuple[Any, ...] | None:
+    """The path, size, modification time and inode of the file of the package ``where``
+    lives in, found without importing it: an upgrade or reinstall writes it anew, and its
+    version is what the digest of each of its modules, functions and classes holds.
+    None when it has no file (a built-in module, a namespace package)."""
+    top = where.partition(":")[0].partition(".")[0]
+    path = locate_module(top)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (path, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 def stand_ins(key: str, recorded: HeaderRecord, namespace: dict[str, Any]) -> Recorded | None:
     """Put the stand-ins of a hit restored from its header into ``namespace``; the
-    stand-in of its result (None when it has none)."""
+    stand-in of its result (None when it has none). A module, function or class whose
+    module is loaded already is bound at once, as is one whose package changed since
+    (imported now, as a restore in full would)."""
     for name, rec in recorded.vars.items():
+        if rec.imports is not None:
+            module_name = rec.imports.partition(":")[0]
+            if module_name in sys.modules or stamp(rec.imports) != rec.stamp:
+                namespace[name] = _resolve(rec.imports)
+                continue
+            namespace[name] = _import_stand_in(key, name, rec)
+            continue
         reads = rec.string_reads or ()
         namespace[name] = Recorded(key, name, rec.digest, rec.described, reads)
     for name in recorded.deleted:
@@ -325,7 +462,14 @@ def swap_in(
             if rec.key in keys and not rec.name and (where, rec) not in by_key[rec.key]:
                 by_key[rec.key].append((where, rec))
     loaded: list[str] = []
-    for key, places in by_key.items():
+    for key, places in list(by_key.items()):
+        imported = [(where, rec) for where, rec in places if rec.imports]
+        for where, rec in imported:
+            namespace[where] = _resolve(rec.imports)  # as the plain run's import did
+            loaded.append(where)
+        places = [place for place in places if not place[1].imports]
+        if not places:
+            continue
         entry = load(key)
         if entry is None:
             continue

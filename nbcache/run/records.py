@@ -20,10 +20,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CellEntry", "HeaderRecord", "LatestRun", "RecordedVar", "header_meta"]
+__all__ = [
+    "CellEntry",
+    "HeaderRecord",
+    "LatestRun",
+    "RecordedVar",
+    "header_meta",
+    "modules_of_meta",
+]
 
 # the header's metadata key under which a cell's record is signed
 _HEADER_KEY = "recorded"
+# the same for a record with imports, which versions before those stand-ins never read
+_IMPORTS_KEY = "recorded_imports"
+# an entry restored in full: the modules it binds that a stand-in may import later
+_MODULES_KEY = "recorded_modules"
 # what every entry ever stored holds; the keys added since may be missing
 _ENTRY_REQUIRED = frozenset({"vars", "deleted", "outputs", "result"})
 # what a latest record keeps beside the key summary
@@ -170,11 +181,17 @@ def _number(value: Any) -> bool:
 @dataclass(frozen=True)
 class RecordedVar:
     """One value a header record stands in for: its digest, what it is (for listings
-    and the stand-in's repr), and the names a string value mentions (a query, a formula)."""
+    and the stand-in's repr), and the names a string value mentions (a query, a formula).
+    A library's module, function or class also says where it is imported from, the
+    fingerprint code reading a module hashes, and the stamp of its package's file that
+    says the digest still holds (see :mod:`nbcache.run.lazy`)."""
 
     digest: str
     described: dict[str, Any]
     string_reads: tuple[str, ...] | None = None  # None: not a string
+    imports: str | None = None  # "module" or "module:qual.name"; None: a value
+    fingerprint: str = ""  # a module's, as code fingerprints hash it
+    stamp: tuple[Any, ...] = ()  # (path, size, mtime_ns, inode) of its package's file
 
 
 @dataclass(frozen=True)
@@ -192,6 +209,10 @@ class HeaderRecord:
             variables[name] = {"digest": var.digest, "described": var.described}
             if var.string_reads is not None:
                 variables[name]["string_reads"] = list(var.string_reads)
+            if var.imports is not None:
+                variables[name]["imports"] = var.imports
+                variables[name]["fingerprint"] = var.fingerprint
+                variables[name]["stamp"] = list(var.stamp)
         return {
             "vars": variables,
             "deleted": self.deleted,
@@ -224,7 +245,11 @@ class HeaderRecord:
     def of_meta(cls, meta: Mapping[str, Any]) -> HeaderRecord | None:
         """The record in an entry's signed metadata; None when it has none (an entry that
         restores in full) or it is malformed."""
-        return cls.read(meta.get(_HEADER_KEY))
+        return cls.read(meta.get(_HEADER_KEY) or meta.get(_IMPORTS_KEY))
+
+    def imports(self) -> bool:
+        """Whether it stands in for a module, function or class to import."""
+        return any(var.imports is not None for var in self.vars.values())
 
 
 def _recorded_var(value: Any) -> RecordedVar | None:
@@ -238,10 +263,47 @@ def _recorded_var(value: Any) -> RecordedVar | None:
         reads = _str_list(reads)
         if reads is None:
             return None
-    return RecordedVar(digest, described, None if reads is None else tuple(reads))
+    imports, fingerprint = value.get("imports"), value.get("fingerprint", "")
+    stamp: Any = value.get("stamp") if imports is not None else []
+    if imports is not None and (
+        not isinstance(imports, str)
+        or not imports
+        or not isinstance(fingerprint, str)
+        or not isinstance(stamp, list)
+        or not stamp
+    ):
+        return None
+    reads = None if reads is None else tuple(reads)
+    return RecordedVar(digest, described, reads, imports, fingerprint, tuple(stamp))
 
 
-def header_meta(record: HeaderRecord | None) -> dict[str, Any]:
+def header_meta(
+    record: HeaderRecord | None, modules: Mapping[str, RecordedVar] | None = None
+) -> dict[str, Any]:
     """The part of an entry's signed metadata that holds ``record`` (None: the entry
-    restores in full, which the header says too)."""
-    return {_HEADER_KEY: record.stored() if record is not None else None}
+    restores in full, which the header says too). A record that stands in for imports
+    is kept under a key of its own, so that a version of nbcache that cannot import
+    a stand-in restores such an entry in full. An entry restored in full keeps the
+    records of the ``modules``, functions and classes it binds that can be imported
+    later instead (see :func:`modules_of_meta`)."""
+    if record is not None and record.imports():
+        return {_HEADER_KEY: None, _IMPORTS_KEY: record.stored()}
+    out: dict[str, Any] = {_HEADER_KEY: record.stored() if record is not None else None}
+    if record is None and modules:
+        out[_MODULES_KEY] = HeaderRecord(dict(modules), [], [], False).stored()["vars"]
+    return out
+
+
+def modules_of_meta(meta: Mapping[str, Any]) -> dict[str, RecordedVar]:
+    """The records of the modules, functions and classes an entry restored in full binds
+    that a stand-in can import later; empty when it has none or they are malformed."""
+    found = _str_keys(meta.get(_MODULES_KEY))
+    if not found:
+        return {}
+    out = {}
+    for name, value in found.items():
+        var = _recorded_var(value)
+        if var is None or var.imports is None:
+            return {}
+        out[name] = var
+    return out

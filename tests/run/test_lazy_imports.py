@@ -1,0 +1,152 @@
+"""``run/lazy.py``: in a whole-notebook run, a module a restored cell imported (or a
+library's function it bound) is imported only when a cell that runs can reach it, and
+every key is the key an eager restore gives."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from nbcache.cache.core import Cache
+from nbcache.entry.signing import Signer
+from nbcache.keys.recorded import Recorded
+from nbcache.run import lazy
+from nbcache.run.auto import AutoMode
+from nbcache.run.cell import CellCache
+from nbcache.run.cellrun import CellOptions
+from nbcache.store import LocalStore
+from tests.run.fake_shell import FakeShell
+
+# colorsys and wave: standard modules nothing else here imports, so a test can forget them
+NOTEBOOK = [
+    ("imports", "import colorsys\nimport json\nfrom wave import open as wave_open"),
+    ("data", "a = list(range(10))"),
+    ("helper", "def hsv(x):\n    return colorsys.rgb_to_hsv(*x)"),
+    ("uses", "b = json.dumps(a)"),
+    ("last", "c = len(a)"),
+]
+EDITED = ("last", "c = len(a) + 1")
+
+
+def _forget(*names: str) -> None:
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_modules() -> None:
+    _forget("colorsys", "wave")
+
+
+def _session(root: Path, lazy: bool) -> tuple[FakeShell, CellCache]:
+    shell = FakeShell()
+    shell.user_ns["__name__"] = "__main__"  # as a kernel's: notebook functions load live
+    cache = Cache(LocalStore(root), signer=Signer(b"secret"))
+    cells = CellCache(shell, lambda: cache)
+    cells.auto = AutoMode(lazy=lazy, min_seconds=0)  # every cell stored
+    return shell, cells
+
+
+def _run(cells: CellCache, notebook: list[tuple[str, str]]) -> list[str]:
+    """Run ``notebook``; the key of each cell."""
+    keys = []
+    for cell_id, source in notebook:
+        cells.shell.cell_id = cell_id
+        run = cells.decide(source, CellOptions(auto=True)).run
+        assert run is not None
+        keys.append(run.key.key)
+        cells.run(source, CellOptions(auto=True))
+    return keys
+
+
+def _notebook_run(
+    root: Path, lazy: bool, notebook: list[tuple[str, str]]
+) -> tuple[FakeShell, CellCache, list[str]]:
+    _forget("colorsys", "wave")  # a fresh kernel
+    shell, cells = _session(root, lazy)
+    return shell, cells, _run(cells, notebook)
+
+
+def test_a_module_no_running_cell_reaches_is_not_imported(tmp_path: Path) -> None:
+    _notebook_run(tmp_path, False, NOTEBOOK)
+    edited = [*NOTEBOOK[:-1], EDITED]
+    shell, cells, lazy_keys = _notebook_run(tmp_path, True, edited)
+    assert shell.user_ns["c"] == 11
+    assert "colorsys" not in sys.modules and "wave" not in sys.modules
+    assert type(shell.user_ns["colorsys"]) is Recorded
+    assert type(shell.user_ns["wave_open"]) is Recorded
+    assert shell.user_ns["json"] is sys.modules["json"]  # loaded already: bound at once
+    auto = cells.auto
+    assert auto is not None
+    assert [o["outcome"] for o in auto.outcomes] == ["restored"] * 4 + ["ran"]
+    # every key is the one an eager restore gives (the edited cell's too)
+    _, _, eager_keys = _notebook_run(tmp_path, False, edited)
+    assert lazy_keys == eager_keys
+
+
+def test_a_running_cell_that_reaches_a_module_gets_the_module_a_plain_run_gives(
+    tmp_path: Path,
+) -> None:
+    _notebook_run(tmp_path, False, NOTEBOOK)
+    shell, cells, _ = _notebook_run(tmp_path, True, NOTEBOOK)
+    assert "colorsys" not in sys.modules
+    # through a notebook function's globals
+    keys = _run(cells, [("call", "h = hsv((0.2, 0.4, 0.4))")])
+    assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
+    assert shell.user_ns["h"] == sys.modules["colorsys"].rgb_to_hsv(0.2, 0.4, 0.4)
+    assert "wave" not in sys.modules
+    # by name: a function imported from a module
+    _run(cells, [("named", "w = wave_open.__name__")])
+    assert shell.user_ns["wave_open"] is sys.modules["wave"].open
+    _, _, eager = _notebook_run(tmp_path, False, [*NOTEBOOK, ("call", "h = hsv((0.2, 0.4, 0.4))")])
+    assert eager[-1] == keys[0]
+
+
+def test_a_cell_reading_the_namespace_wholesale_imports_everything(tmp_path: Path) -> None:
+    _notebook_run(tmp_path, False, NOTEBOOK)
+    shell, cells, _ = _notebook_run(tmp_path, True, NOTEBOOK)
+    _run(cells, [("all", "names = sorted(k for k in globals() if not k.startswith('_'))")])
+    assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
+    assert shell.user_ns["wave_open"] is sys.modules["wave"].open
+
+
+def test_a_cell_setting_an_attribute_of_a_module_not_imported_yet_always_runs(
+    tmp_path: Path,
+) -> None:
+    _notebook_run(tmp_path, False, NOTEBOOK)
+    _, cells, _ = _notebook_run(tmp_path, True, NOTEBOOK)
+    cells.shell.cell_id = "patch"
+    decision = cells.decide("colorsys.ONE_THIRD = 0.3", CellOptions(auto=True))
+    assert decision.action == "always"
+
+
+def test_a_package_changed_since_is_imported_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _notebook_run(tmp_path, False, NOTEBOOK)
+    monkeypatch.setattr(lazy, "stamp", lambda where: ("elsewhere", 0, 0, 0))
+    shell, _, _ = _notebook_run(tmp_path, True, NOTEBOOK)
+    assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
+
+
+def test_an_import_cell_that_seeds_restores_in_full_but_imports_later(tmp_path: Path) -> None:
+    """An entry that changed outside state restores in full (its state must be right
+    before the next cell), yet the modules it binds still wait for a cell that needs them."""
+    notebook = [
+        ("imports", "import colorsys\nimport random\nrandom.seed(3)"),
+        ("draw", "r = random.random()"),
+    ]
+    import random
+
+    _notebook_run(tmp_path, False, notebook)
+    shell, cells, lazy_keys = _notebook_run(tmp_path, True, notebook[:1])
+    assert "colorsys" not in sys.modules and type(shell.user_ns["colorsys"]) is Recorded
+    assert shell.user_ns["random"] is random
+    assert random.random() == __import__("random").Random(3).random()  # the seed applied
+    random.seed(3)
+    _run(cells, [("hsv", "h = colorsys.rgb_to_hsv(0.2, 0.4, 0.4)")])
+    assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
+    _, _, eager_keys = _notebook_run(tmp_path, False, notebook[:1])
+    assert lazy_keys == eager_keys
