@@ -48,15 +48,7 @@ from .decide import Decision, Look, decide
 from .effects import Effects, only_imports
 from .effects import ran as effects_ran
 from .files import FileReads
-from .lazy import (
-    import_stand_ins,
-    needed,
-    pending,
-    recorded_imports,
-    recorded_meta,
-    stand_ins,
-    swap_in,
-)
+from .lazy import header_records, import_stand_ins, needed, pending, stand_ins, swap_in
 from .modstate import ModuleWatch
 from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
@@ -199,7 +191,7 @@ class CellCache:
                     compute,
                     lambda _: {
                         **meta_of(run, made[0], entries[0]),
-                        **header_meta(recorded_meta(entries[0]), recorded_imports(entries[0])),
+                        **header_meta(*header_records(entries[0], made[0].effects.import_changed)),
                     },
                     ask=run.ask,
                     start=Start.FORCE if options.force else Start.MISSED,

@@ -49,6 +49,7 @@ from .records import CellEntry, HeaderRecord, RecordedVar, modules_of_meta
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
+    "header_records",
     "import_stand_ins",
     "needed",
     "pending",
@@ -104,6 +105,20 @@ def recorded_meta(entry: CellEntry) -> HeaderRecord | None:
         outputs=json.loads(text),
         result=result is not None and result is not NO_RESULT,
     )
+
+
+def header_records(
+    entry: CellEntry, import_changed: Iterable[str] = ()
+) -> tuple[HeaderRecord | None, dict[str, RecordedVar]]:
+    """What an entry's signed header keeps for a lazy run: the record it restores from
+    (:func:`recorded_meta`), and, for an entry restored in full, the modules it binds
+    that may be imported later (:func:`recorded_imports`). A cell whose imports changed
+    state set before them (``import_changed``: a warnings filter, a generator drawn
+    from) has its modules imported when it restores, as a plain run had them then."""
+    record = recorded_meta(entry)
+    if not any(True for _ in import_changed):
+        return record, recorded_imports(entry) if record is None else {}
+    return (record if record is None or not record.imports() else None), {}
 
 
 def recorded_imports(entry: CellEntry) -> dict[str, RecordedVar]:

@@ -5,6 +5,7 @@ every key is the key an eager restore gives."""
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,25 @@ def test_an_import_cell_that_seeds_restores_in_full_but_imports_later(tmp_path: 
     assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
     _, _, eager_keys = _notebook_run(tmp_path, False, notebook[:1])
     assert lazy_keys == eager_keys
+
+
+def test_a_module_whose_import_changed_a_setting_is_imported_on_restore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library that adds a warnings filter as it loads: a plain run has the filter
+    from that cell on, so the cell's modules come back imported."""
+    (tmp_path / "noisy_lib.py").write_text(
+        "import warnings\nwarnings.filterwarnings('ignore', message='nbcache-test')\n"
+    )
+    (tmp_path / "quiet_lib.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(lazy, "is_local_module", lambda name: False)  # as if installed
+    notebook = [("noisy", "import noisy_lib"), ("quiet", "import quiet_lib")]
+    with warnings.catch_warnings():
+        _forget("noisy_lib", "quiet_lib")
+        _notebook_run(tmp_path / "store", False, notebook)
+    with warnings.catch_warnings():
+        _forget("noisy_lib", "quiet_lib")
+        shell, _, _ = _notebook_run(tmp_path / "store", True, notebook)
+        assert shell.user_ns["noisy_lib"] is sys.modules["noisy_lib"]
+        assert type(shell.user_ns["quiet_lib"]) is Recorded and "quiet_lib" not in sys.modules
