@@ -22,7 +22,9 @@ Entries that bind notebook code or modules beside the notebook, that changed the
 random generators or other outside state, that wrote files, or that keep values
 sharing an object with another (``inner = d["k"]``), are never restored this way:
 code is hashed by what it reaches now, and outside state must be right before
-the next cell runs.
+the next cell runs. Such an entry still leaves its library modules to stand-ins
+(:func:`import_stand_ins`), unless the cell's imports themselves changed outside
+state (:func:`header_records`).
 """
 
 from __future__ import annotations
