@@ -156,10 +156,10 @@ class Effects:
     # library's defaults, which a later kernel gets by importing it too, so they are
     # no input (that kernel has not imported it yet when it looks the cell up).
     imported: set[str] = field(default_factory=set)
-    # States set before the cell that one of its imports changed (a warnings filter a
-    # library adds, a generator it draws from): a plain kernel has them changed from that
-    # cell on, so its modules are imported when it restores (see nbcache.run.lazy).
-    import_changed: set[str] = field(default_factory=set)
+    # States set before the cell that one of its imports changed, before and after (a
+    # warnings filter a library adds, a generator it draws from): a plain kernel has them
+    # changed from that cell on (see nbcache.run.lazy.header_records).
+    import_changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @classmethod
     def now(cls) -> Effects:
@@ -193,7 +193,7 @@ class Effects:
             if had is not _ABSENT and _same(had, value):
                 continue  # the import left it as it was
             if had is not _ABSENT:
-                self.import_changed.add(name)
+                self.import_changed[name] = (had, value)
             mine = self.values.get(name, _ABSENT)
             state = _REGISTRY.get(name)
             if mine is _ABSENT or had is _ABSENT:

@@ -70,6 +70,8 @@ MAX_OUTPUT_BYTES = 512 << 10
 # Names through which code reaches the namespace without naming what it reads.
 _DYNAMIC = frozenset(
     {"eval", "exec", "globals", "vars", "locals", "dir", "__main__", "modules", "user_ns"}
+    # the environment an import not made yet would have set
+    | {"environ", "getenv"}
 )
 
 
@@ -110,17 +112,50 @@ def recorded_meta(entry: CellEntry) -> HeaderRecord | None:
 
 
 def header_records(
-    entry: CellEntry, import_changed: Iterable[str] = ()
+    entry: CellEntry, import_changed: Mapping[str, tuple[Any, Any]] | None = None
 ) -> tuple[HeaderRecord | None, dict[str, RecordedVar]]:
     """What an entry's signed header keeps for a lazy run: the record it restores from
     (:func:`recorded_meta`), and, for an entry restored in full, the modules it binds
     that may be imported later (:func:`recorded_imports`). A cell whose imports changed
-    state set before them (``import_changed``: a warnings filter, a generator drawn
-    from) has its modules imported when it restores, as a plain run had them then."""
+    state set before them that another cell can see (``import_changed``, see
+    :func:`_seen_elsewhere`) has its modules imported when it restores, as a plain run
+    had that state from then on."""
     record = recorded_meta(entry)
-    if not any(True for _ in import_changed):
+    if not _seen_elsewhere(import_changed or {}):
         return record, recorded_imports(entry) if record is None else {}
     return (record if record is None or not record.imports() else None), {}
+
+
+def _seen_elsewhere(changed: Mapping[str, tuple[Any, Any]]) -> bool:
+    """Whether a state an import changed can show in a cell that does not use the library:
+    any but the warnings filters a library adds for its own warnings or messages (only
+    its code raises them, after it is imported) and the environment variables it sets
+    for the native code it loads (a cell that names ``environ`` or ``getenv`` loads every
+    stand-in first: :func:`needed`)."""
+    for name, (before, after) in changed.items():
+        if name == "os.environ":
+            continue
+        if name == "warnings" and _narrow_filters_added(before, after):
+            continue
+        return True
+    return False
+
+
+def _narrow_filters_added(before: Any, after: Any) -> bool:
+    """Whether ``after`` is ``before`` with filters added in front, each one naming a
+    message or a warning class of a library's own (not a builtin category)."""
+    try:
+        before, after = list(before), list(after)
+        added = after[: len(after) - len(before)]
+        if after[len(added) :] != before:
+            return False
+        for _action, message, category, _module, _line in added:
+            pattern = getattr(message, "pattern", message) or ""
+            if pattern in ("", ".*") and getattr(category, "__module__", "") == "builtins":
+                return False
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def recorded_imports(entry: CellEntry) -> dict[str, RecordedVar]:

@@ -105,10 +105,20 @@ def test_a_running_cell_that_reaches_a_module_gets_the_module_a_plain_run_gives(
     assert eager[-1] == keys[0]
 
 
-def test_a_cell_reading_the_namespace_wholesale_imports_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "names = sorted(k for k in globals() if not k.startswith('_'))",
+        # an import not made yet may have set environment variables a plain run has
+        "import os\nhome = os.environ.get('HOME')",
+    ],
+)
+def test_a_cell_reading_the_namespace_wholesale_imports_everything(
+    tmp_path: Path, cell: str
+) -> None:
     _notebook_run(tmp_path, False, NOTEBOOK)
     shell, cells, _ = _notebook_run(tmp_path, True, NOTEBOOK)
-    _run(cells, [("all", "names = sorted(k for k in globals() if not k.startswith('_'))")])
+    _run(cells, [("all", cell)])
     assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
     assert shell.user_ns["wave_open"] is sys.modules["wave"].open
 
@@ -156,12 +166,15 @@ def test_an_import_cell_that_seeds_restores_in_full_but_imports_later(tmp_path: 
 def test_a_module_whose_import_changed_a_setting_is_imported_on_restore(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A library that adds a warnings filter as it loads: a plain run has the filter
-    from that cell on, so the cell's modules come back imported."""
+    """A library that silences a builtin category as it loads: a plain run has the filter
+    from that cell on, so the cell's modules come back imported. One that adds a filter
+    for its own message alone affects only its own code, which imports it first."""
     (tmp_path / "noisy_lib.py").write_text(
-        "import warnings\nwarnings.filterwarnings('ignore', message='nbcache-test')\n"
+        "import warnings\nwarnings.simplefilter('ignore', FutureWarning)\n"
     )
-    (tmp_path / "quiet_lib.py").write_text("VALUE = 1\n")
+    (tmp_path / "quiet_lib.py").write_text(
+        "import warnings\nwarnings.filterwarnings('ignore', message='quiet_lib says')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(lazy, "is_local_module", lambda name: False)  # as if installed
     notebook = [("noisy", "import noisy_lib"), ("quiet", "import quiet_lib")]
