@@ -34,11 +34,11 @@ from .body import remember, run_source
 from .cellrun import (
     CellRun,
     Made,
-    NotKept,
+    NotStored,
     bring_back,
     closed_file,
     computed,
-    kept,
+    gathered,
     meta_of,
     put_back,
     restored,
@@ -128,7 +128,7 @@ def start(
             changes = outside.changes(Effects.now()) if here else {}
             effects_ran(changes)
             made.append(Made(namespace, before, log, result, seconds, files, outside, changes))
-            entries.append(kept(code, run.key, made[0]))
+            entries.append(gathered(code, run.key, made[0]))
             return entries[0].stored()
 
         # The key missed a moment ago; if another kernel holds its lease, its entry is
@@ -142,7 +142,7 @@ def start(
                     ask=run.ask,
                     start=Start.FORCE if options.force else Start.MISSED,
                 )
-        except NotKept as exc:  # the values the body made still reach the notebook
+        except NotStored as exc:  # the values the body made still reach the notebook
             card.output("stderr", f"nbcache: {exc}\n")
             bound, deleted = changed_names(made[0].before, namespace, code.binds)
             shell.user_ns.update({name: namespace[name] for name in bound})

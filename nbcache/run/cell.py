@@ -33,11 +33,11 @@ from .cellrun import (
     CellOptions,
     CellRun,
     Made,
-    NotKept,
+    NotStored,
     RunsAlways,
     computed,
     drifted,
-    kept,
+    gathered,
     meta_of,
     put_back,
     restored,
@@ -56,7 +56,7 @@ from .plan import PlanRow, plan
 from .records import CellEntry, HeaderRecord, LatestRun, header_meta
 from .report import Card, CellReport
 
-__all__ = ["CellCache", "CellOptions", "Shell"]
+__all__ = ["CellOptions", "CellRunner", "Shell"]
 
 
 class Shell(Protocol):
@@ -109,7 +109,7 @@ class Shell(Protocol):
 
 
 @dataclass
-class CellCache:
+class CellRunner:
     """Per-shell state of ``%%cache``: the cache, and what ran last for ``why``."""
 
     shell: Shell
@@ -163,9 +163,9 @@ class CellCache:
             self._bring_in(None)
             background.start(run, self.shell, self.cache, self.tasks, self._exclude())
             return NO_RESULT
-        return self._run_and_keep(run, hidden)
+        return self._run_and_store(run, hidden)
 
-    def _run_and_keep(self, run: CellRun, hidden: bool) -> Any:
+    def _run_and_store(self, run: CellRun, hidden: bool) -> Any:
         """A miss: run the body, keep what it made, say so; returns its result."""
         __tracebackhide__ = True
         options = run.options
@@ -178,7 +178,7 @@ class CellCache:
             self._bring_in(run.code)
             made.append(self._run_body(run))
             ran.append(time.perf_counter())
-            entries.append(kept(run.code, run.key, made[0]))
+            entries.append(gathered(run.code, run.key, made[0]))
             return entries[0].stored()
 
         try:
@@ -201,7 +201,7 @@ class CellCache:
             self.reasons[run.identity] = [str(exc)]
             self._note(options, "ran", seconds=made[0].seconds, always=True)
             return made[0].result
-        except NotKept as exc:
+        except NotStored as exc:
             warn(f"nbcache: {exc}", stacklevel=3)
             self._note(options, "ran", seconds=made[0].seconds)
             return made[0].result

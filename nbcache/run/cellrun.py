@@ -35,7 +35,7 @@ __all__ = [
     "CellRun",
     "Made",
     "ModuleRef",
-    "NotKept",
+    "NotStored",
     "RunsAlways",
     "Unchanged",
     "bring_back",
@@ -44,8 +44,8 @@ __all__ = [
     "drifted",
     "entry_of",
     "failure",
+    "gathered",
     "intact",
-    "kept",
     "meta_of",
     "patches_outside",
     "put_back",
@@ -338,11 +338,11 @@ def unpicklable_message(value: Any, exc: ValuePicklingError) -> str:
     )
 
 
-class NotKept(CacheError):
+class NotStored(CacheError):
     """The body ran, but what it made could not be gathered: nothing is stored."""
 
 
-class RunsAlways(NotKept):
+class RunsAlways(NotStored):
     """The body changed what no entry can bring back (a logging handler on a socket,
     an object a module holds): nothing is stored, so the cell runs every time, quietly;
     the message says why, for ``%nbcache why``."""
@@ -354,19 +354,19 @@ _MODULE_STATE = (
 )
 
 
-def kept(code: CellCode, ck: CellKey, made: Made) -> CellEntry:
-    """:func:`entry_of`, with any failure of ours turned into :class:`NotKept`."""
-    unkept = made.effects.unkept(made.changes)
-    if unkept:
+def gathered(code: CellCode, ck: CellKey, made: Made) -> CellEntry:
+    """:func:`entry_of`, with any failure of ours turned into :class:`NotStored`."""
+    unrestorable = made.effects.unrestorable(made.changes)
+    if unrestorable:
         raise RunsAlways(
-            f"it changes {unkept[0]} to something that cannot be stored (a value that "
+            f"it changes {unrestorable[0]} to something that cannot be stored (a value that "
             "will not pickle, a handler that cannot be made again), so it runs every time"
         )
     if made.modules:
         raise RunsAlways(_MODULE_STATE.format(made.modules[0]))
     secret = [k for k in made.changes.get("os.environ", {}) if _SECRET_NAME.search(k)]
     if secret:
-        raise NotKept(
+        raise NotStored(
             f"the cell sets the environment variable {secret[0]}, which looks like a secret; "
             "secrets are never written to the store, so the cell runs again next time."
         )
@@ -375,7 +375,7 @@ def kept(code: CellCode, ck: CellKey, made: Made) -> CellEntry:
     except RunsAlways:
         raise
     except Exception as exc:
-        raise NotKept(
+        raise NotStored(
             f"the cell ran, but its variables could not be gathered for storing "
             f"({failure(exc)}); nothing is stored and it runs again next time."
         ) from exc
