@@ -13,7 +13,7 @@ import types
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..cache.core import Cache, Start
@@ -53,7 +53,19 @@ from .output import NO_RESULT, OutputLog, from_user_code
 from .records import CellEntry, LatestRun
 from .report import Card, CellReport, Resume
 
-__all__ = ["run_in_worker", "start"]
+__all__ = ["WorkerReply", "run_in_worker", "start"]
+
+
+@dataclass(frozen=True)
+class WorkerReply:
+    """What a body run on another process or a dask worker sends back to the kernel."""
+
+    vars: dict[str, Any]  # what it bound or changed, as it pickles (modules by name)
+    stayed: dict[str, str]  # names that cannot be pickled, and why: they stay there
+    stdout: str
+    stderr: str
+    result: Any  # its last expression's value; None when it had none
+    resumed: Resume | None  # where it picked up an interrupted run
 
 
 def start(
@@ -218,15 +230,15 @@ def _elsewhere(
         on_progress=task.record,
         on_resumed=task.mark_resumed,
     )
-    made = _wait(task, where, remote, filename)
-    for kind in ("stdout", "stderr"):
-        if made[kind]:
-            sink(kind, made[kind])
-    for name, why in made["stayed"].items():
+    made: WorkerReply = _wait(task, where, remote, filename)
+    for kind, text in (("stdout", made.stdout), ("stderr", made.stderr)):
+        if text:
+            sink(kind, text)
+    for name, why in made.stayed.items():
         sink("stderr", f"nbcache: `{name}` stayed on the worker: it cannot be pickled ({why})\n")
-    for name, value in made["vars"].items():
+    for name, value in made.vars.items():
         namespace[name] = _live(bring_back(value))
-    return made["result"], made.get("resumed")
+    return made.result, made.resumed
 
 
 def _live(value: Any) -> Any:
@@ -263,7 +275,7 @@ def run_in_worker(
     binds: list[str],
     filename: str = "<background cell>",
     checkpoints: Remote | None = None,
-) -> dict[str, Any]:
+) -> WorkerReply:
     """The body of a background cell, as a worker process runs it.
 
     What the body prints is captured for this thread only (a dask worker runs
@@ -332,11 +344,11 @@ def run_in_worker(
             for n, v in made.items()
             if (e := probe(v, for_store=False))
         }
-    return {
-        "vars": {n: v for n, v in made.items() if n not in stay},
-        "stayed": stay,
-        "stdout": "".join(out["stdout"]),
-        "stderr": "".join(out["stderr"]),
-        "result": None if result is NO_RESULT else result,
-        "resumed": resumed[-1] if resumed else None,
-    }
+    return WorkerReply(
+        {n: v for n, v in made.items() if n not in stay},
+        stay,
+        "".join(out["stdout"]),
+        "".join(out["stderr"]),
+        None if result is NO_RESULT else result,
+        resumed[-1] if resumed else None,
+    )

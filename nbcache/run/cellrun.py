@@ -27,7 +27,7 @@ from .effects import stale as stale_inputs
 from .files import FileReads, Written
 from .modstate import held_by_module
 from .output import NO_RESULT, MemoryOnly, OutputLog
-from .records import CellEntry
+from .records import CellEntry, EntryInputs
 from .report import CellReport
 
 __all__ = [
@@ -100,15 +100,16 @@ class Unchanged:
         self.stale: list[str] = []
 
     def __call__(self, info: EntryInfo) -> bool:
-        files = FileReads(dict(info.meta.get("files", {})), dict(info.meta.get("paths", {})))
-        self.stale = files.changed()
-        wrote = info.meta.get("wrote")
-        if isinstance(wrote, dict) and wrote:
-            self.stale += Written(dict(wrote)).missing()
+        inputs = EntryInputs.of_meta(info.meta)
+        if inputs is None:
+            self.stale = ["its entry's record of the files and settings it used does not read"]
+            return False
+        self.stale = FileReads(dict(inputs.files), dict(inputs.paths)).changed()
+        if inputs.wrote:
+            self.stale += Written(dict(inputs.wrote)).missing()
         # An entry with no outside inputs was made before any setting changed: it hits
         # only while none has changed (reading no state: this costs nothing).
-        outside = info.meta.get("outside")
-        self.stale += stale_inputs(outside if isinstance(outside, dict) else {})
+        self.stale += stale_inputs(inputs.outside)
         return not self.stale
 
 
@@ -451,19 +452,21 @@ def meta_of(run: CellRun, made: Made, entry: CellEntry) -> dict[str, Any]:
         "label": options.name or code.first_line,
         "identity": run.identity,
         "summary": run.key.summary,
-        "files": made.files.states,
-        "paths": made.files.paths,
-        "wrote": made.files.written.states,
+        **EntryInputs(
+            made.files.states,
+            made.files.paths,
+            made.files.written.states,
+            made.effects.inputs(
+                made.changes,
+                seeded=seeds_first(code.source) or only_imports(code.source),
+                drew=_drew(made.log),
+            ),
+        ).stored(),
         "vars": list(entry.vars),
         "compute_seconds": made.seconds,
         "pinned": options.pin,
         "kind": "cell",
         "first_line": listed_line(code),
-        "outside": made.effects.inputs(
-            made.changes,
-            seeded=seeds_first(code.source) or only_imports(code.source),
-            drew=_drew(made.log),
-        ),
     }
 
 

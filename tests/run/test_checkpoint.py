@@ -466,8 +466,8 @@ def test_a_worker_with_another_secret_writes_no_checkpoint(
     remote = checkpoint.remote_checkpoints(cache, run)
     assert remote is not None and remote.location == cache.store.location  # type: ignore[union-attr]
     made = run_in_worker(BACKGROUND.replace("200", "5"), {}, ["total", "i"], "<cell>", remote)
-    assert made["vars"]["total"] == sum(range(5))
-    assert "not checkpointed" in made["stderr"] and "secret is not the kernel's" in made["stderr"]
+    assert made.vars["total"] == sum(range(5))
+    assert "not checkpointed" in made.stderr and "secret is not the kernel's" in made.stderr
     assert _checkpoints(cache) == []
 
 
