@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 import types
+from collections.abc import Iterable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..cache.core import Cache, Start
+from ..cache.core import Cache, Hit, Start
 from ..entry.pickling import dump_parts, load_parts, probe, restoring_into
 from ..keys.classes import describe
 from ..keys.scope import changed_names, namespace_snapshot
@@ -52,6 +53,7 @@ from .naming import by_interest
 from .output import NO_RESULT, OutputLog, from_user_code
 from .records import CellEntry, LatestRun
 from .report import Card, CellReport, Resume
+from .shell import Shell
 
 __all__ = ["WorkerReply", "run_in_worker", "start"]
 
@@ -69,7 +71,7 @@ class WorkerReply:
 
 
 def start(
-    run: CellRun, shell: Any, cache: Cache, tasks: dict[str, Task[Any]], exclude: list[str]
+    run: CellRun, shell: Shell, cache: Cache, tasks: dict[str, Task[Any]], exclude: list[str]
 ) -> Task[None]:
     """Run the body in the background, in a copy of the namespace; return its task at once.
 
@@ -83,112 +85,149 @@ def start(
         ExecutorError: the executor cannot run work (dask not installed or not
             configured), before anything starts.
     """
-    options, code = run.options, run.code
-    chosen = options.executor or configured_executor()
+    chosen = run.options.executor or configured_executor()
     check_executor(chosen)
-    here = runs_here(chosen)  # else it runs elsewhere and this thread waits for it
-    task: Task[None] = Task(options.name or code.first_line)
+    task: Task[None] = Task(run.options.name or run.code.first_line)
     latest = LatestRun.read(cache.latest(run.identity))
     task.expected = latest.seconds if latest is not None else None  # for an ETA
-    card: Card = shell.card(task)
+    cell = _Background(run, shell, cache, task, shell.card(task), chosen, exclude)
     tasks[run.identity] = task
     routing.install(shell.display_publisher)
-    namespace = dict(shell.user_ns)
-    watch = FileReads.of(options.watch)
-    number = shell.cell_number()  # read now: once the thread runs, the prompt counts on
+    task.submit_to(get_executor(chosen if cell.here else "thread"), cell.body)
+    return task
 
-    def body() -> None:
-        log = OutputLog()
-        made: list[Made] = []
-        resumed: list[Resume] = []  # where this run picked up an unfinished one
 
-        def sink(kind: str, *payload: Any) -> None:
-            log.add(kind, *payload)
-            card.output(kind, *payload)
+class _Background:
+    """One background cell from its start to its variables joining the notebook."""
 
-        def told(report: CellReport) -> None:
-            if report.resumed is not None:
-                resumed.append(report.resumed)
-                task.mark_resumed(report.resumed.text)  # the card shows it while it runs
+    def __init__(
+        self,
+        run: CellRun,
+        shell: Shell,
+        cache: Cache,
+        task: Task[None],
+        card: Card,
+        chosen: Any,
+        exclude: list[str],
+    ) -> None:
+        self.run, self.shell, self.cache, self.task, self.card = run, shell, cache, task, card
+        self.chosen = chosen
+        self.here = runs_here(chosen)  # else it runs elsewhere and a thread waits for it
+        self.exclude = exclude
+        self.namespace = dict(shell.user_ns)
+        self.watch = FileReads.of(run.options.watch)
+        self.number = shell.cell_number()  # read now: once it runs, the prompt counts on
+        self.log = OutputLog()
+        self.made: Made | None = None
+        self.entry: CellEntry | None = None
+        self.resumed: list[Resume] = []  # where this run picked up an unfinished one
 
-        entries: list[CellEntry] = []
+    def sink(self, kind: str, *payload: Any) -> None:
+        self.log.add(kind, *payload)
+        self.card.output(kind, *payload)
 
-        def compute() -> dict[str, Any]:
-            before = namespace_snapshot(namespace)
-            outside = Effects.now()
-            start = time.perf_counter()
-            earlier = 0.0  # what interrupted runs did, when this one resumed
-            with routing.routed(sink), FileReads.recording(exclude) as read:
-                if here:
-                    with checkpointing(
-                        cache, run, namespace, before, log, outside, show=card.output, report=told
-                    ) as checkpoints:
-                        result = shell.execute(code.source, namespace, number)
-                    checkpoints.finished()  # its entry replaces its checkpoint
-                    earlier = checkpoints.earlier_seconds
-                else:
-                    where = placement(chosen)
-                    remote = remote_checkpoints(cache, run)
-                    result, resume = _elsewhere(task, run, remote, namespace, sink, where)
-                    if resume is not None:
-                        told(CellReport("resumed", (), 0.0, resumed=resume))
-                        earlier = resume.seconds_before
-            if task.cancel_requested:
-                raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is kept
-            seconds = time.perf_counter() - start + earlier
-            files = FileReads.of(read).merged(watch)
-            changes = outside.changes(Effects.now()) if here else {}
-            effects_ran(changes)
-            made.append(Made(namespace, before, log, result, seconds, files, outside, changes))
-            entries.append(gathered(code, run.key, made[0]))
-            return entries[0].stored()
+    def told(self, report: CellReport) -> None:
+        if report.resumed is not None:
+            self.resumed.append(report.resumed)
+            self.task.mark_resumed(report.resumed.text)  # the card shows it while it runs
 
+    def body(self) -> None:
+        """What the task runs: compute (or restore) the cell, then merge what it made."""
+        run = self.run
         # The key missed a moment ago; if another kernel holds its lease, its entry is
         # waited for and restored here instead of computing the cell twice.
         try:
-            with restoring_into(shell.user_ns):  # a thread starts without the caller's context
-                outcome = cache.get_or_compute(
+            with restoring_into(self.shell.user_ns):  # a thread starts without its context
+                outcome = self.cache.get_or_compute(
                     run.key.key,
-                    compute,
-                    lambda _: meta_of(run, made[0], entries[0]),
+                    self.compute,
+                    lambda _: meta_of(run, self._made(), self._entry()),
                     ask=run.ask,
-                    start=Start.FORCE if options.force else Start.MISSED,
+                    start=Start.FORCE if run.options.force else Start.MISSED,
                 )
         except NotStored as exc:  # the values the body made still reach the notebook
-            card.output("stderr", f"nbcache: {exc}\n")
-            bound, deleted = changed_names(made[0].before, namespace, code.binds)
-            shell.user_ns.update({name: namespace[name] for name in bound})
-            for name in deleted:
-                shell.user_ns.pop(name, None)
+            self.card.output("stderr", f"nbcache: {exc}\n")
+            bound, deleted = changed_names(self._made().before, self.namespace, run.code.binds)
+            self._merge(bound, deleted)
             return
-        if task.cancel_requested:
-            raise TaskCancelled(f"task {task.name!r} was cancelled")  # nothing is merged
+        if self.task.cancel_requested:
+            raise TaskCancelled(f"task {self.task.name!r} was cancelled")  # nothing is merged
         if outcome.hit is None:
-            entry = entries[0]
-            cache.note_latest(
-                run.identity, LatestRun(run.key.summary, made[0].seconds).stored_form()
-            )
-            shell.user_ns.update({name: namespace[name] for name in entry.vars})
-            for name in entry.deleted:
-                shell.user_ns.pop(name, None)
-            names = by_interest(code.source, entry.vars, shell.user_ns)  # as a status line
-            report = computed(names, made[0].seconds, outcome.stored, options)
-            card.finished(replace(report, resumed=resumed[-1] if resumed else None))
+            self._computed(outcome.stored)
         else:
-            found = CellEntry.read(outcome.value)
-            if found is None:  # no cell's entry (forged, or of another shape): nothing to put back
-                card.output("stderr", "nbcache: the cached entry holds no cell's variables\n")
-                return
-            for kind, *payload in found.outputs:
-                card.output(kind, *payload)
-            put_back(found, shell.user_ns)
-            report = restored(outcome.hit, found.vars)
-            ordered = tuple(by_interest(code.source, report.names, shell.user_ns))
-            card.finished(replace(report, names=ordered))
+            self._restored(outcome.hit, outcome.value)
 
-    runner = get_executor(chosen if here else "thread")
-    task.submit_to(runner, body)
-    return task
+    def compute(self) -> dict[str, Any]:
+        run, namespace = self.run, self.namespace
+        before = namespace_snapshot(namespace)
+        outside = Effects.now()
+        start = time.perf_counter()
+        earlier = 0.0  # what interrupted runs did, when this one resumed
+        with routing.routed(self.sink), FileReads.recording(self.exclude) as read:
+            if self.here:
+                with checkpointing(
+                    self.cache,
+                    run,
+                    namespace,
+                    before,
+                    self.log,
+                    outside,
+                    show=self.card.output,
+                    report=self.told,
+                ) as checkpoints:
+                    result = self.shell.execute(run.code.source, namespace, self.number)
+                checkpoints.finished()  # its entry replaces its checkpoint
+                earlier = checkpoints.earlier_seconds
+            else:
+                where = placement(self.chosen)
+                remote = remote_checkpoints(self.cache, run)
+                result, resume = _elsewhere(self.task, run, remote, namespace, self.sink, where)
+                if resume is not None:
+                    self.told(CellReport("resumed", (), 0.0, resumed=resume))
+                    earlier = resume.seconds_before
+        if self.task.cancel_requested:
+            raise TaskCancelled(f"task {self.task.name!r} was cancelled")  # nothing is kept
+        seconds = time.perf_counter() - start + earlier
+        files = FileReads.of(read).merged(self.watch)
+        changes = outside.changes(Effects.now()) if self.here else {}
+        effects_ran(changes)
+        self.made = Made(namespace, before, self.log, result, seconds, files, outside, changes)
+        self.entry = gathered(run.code, run.key, self.made)
+        return self.entry.stored()
+
+    def _made(self) -> Made:
+        assert self.made is not None  # set by compute, before anything reads it
+        return self.made
+
+    def _entry(self) -> CellEntry:
+        assert self.entry is not None
+        return self.entry
+
+    def _merge(self, bound: Iterable[str], deleted: Iterable[str]) -> None:
+        """The names the body bound join the notebook; those it deleted leave it."""
+        self.shell.user_ns.update({name: self.namespace[name] for name in bound})
+        for name in deleted:
+            self.shell.user_ns.pop(name, None)
+
+    def _computed(self, stored: int) -> None:
+        run, made, entry = self.run, self._made(), self._entry()
+        self.cache.note_latest(run.identity, LatestRun(run.key.summary, made.seconds).stored_form())
+        self._merge(entry.vars, entry.deleted)
+        names = by_interest(run.code.source, entry.vars, self.shell.user_ns)  # as a status line
+        report = computed(names, made.seconds, stored, run.options)
+        self.card.finished(replace(report, resumed=self.resumed[-1] if self.resumed else None))
+
+    def _restored(self, hit: Hit[Any], value: Any) -> None:
+        found = CellEntry.read(value)
+        if found is None:  # no cell's entry (forged, or of another shape): nothing to put back
+            self.card.output("stderr", "nbcache: the cached entry holds no cell's variables\n")
+            return
+        for kind, *payload in found.outputs:
+            self.card.output(kind, *payload)
+        put_back(found, self.shell.user_ns)
+        report = restored(hit, found.vars)
+        ordered = tuple(by_interest(self.run.code.source, report.names, self.shell.user_ns))
+        self.card.finished(replace(report, names=ordered))
 
 
 # -- a background cell elsewhere: another process, a dask cluster ------------------------
