@@ -45,7 +45,14 @@ from .cellrun import (
     restored,
     storable,
 )
-from .checkpoint import CheckpointError, Remote, checkpointing, remote_checkpoints, worker_cache
+from .checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    Remote,
+    checkpointing,
+    remote_checkpoints,
+    worker_cache,
+)
 from .effects import Effects
 from .effects import ran as effects_ran
 from .files import FileReads
@@ -328,51 +335,82 @@ def run_in_worker(
     before = {name: id(value) for name, value in namespace.items()}
     if current_task() is not None:  # a dask worker: tqdm's steps go to the card
         follow_tqdm()
-    out: dict[str, list[str]] = {"stdout": [], "stderr": []}
-    log = OutputLog()  # what a checkpoint keeps of the output, in order
-    resumed: list[Resume] = []
+    worker = _Worker()
+    routing.install()
+    with routing.routed(worker.sink), ExitStack() as stack:
+        taken = worker.checkpointing(stack, checkpoints, namespace)
+        result = run_source(source, namespace, filename)
+        if taken is not None:
+            taken.finished()  # the kernel stores the entry, which replaces the checkpoint
+    made, stay = _sent_back(namespace, binds, before)
+    return WorkerReply(
+        made,
+        stay,
+        "".join(worker.out["stdout"]),
+        "".join(worker.out["stderr"]),
+        None if result is NO_RESULT else result,
+        worker.resumed[-1] if worker.resumed else None,
+    )
 
-    def sink(kind: str, *payload: Any) -> None:
-        out[kind].append(payload[0])
-        log.add(kind, *payload)
 
-    def show(kind: str, *payload: Any) -> None:  # a resumed checkpoint's output, again
-        if kind in out:
-            out[kind].append(payload[0])
+class _Worker:
+    """What a body run on a worker printed, what a checkpoint keeps of it, and where it
+    resumed."""
 
-    def told(report: CellReport) -> None:
+    def __init__(self) -> None:
+        self.out: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.log = OutputLog()  # what a checkpoint keeps of the output, in order
+        self.resumed: list[Resume] = []
+
+    def sink(self, kind: str, *payload: Any) -> None:
+        self.out[kind].append(payload[0])
+        self.log.add(kind, *payload)
+
+    def show(self, kind: str, *payload: Any) -> None:  # a resumed checkpoint's output, again
+        if kind in self.out:
+            self.out[kind].append(payload[0])
+
+    def told(self, report: CellReport) -> None:
         if report.resumed is not None:
-            resumed.append(report.resumed)
+            self.resumed.append(report.resumed)
             task = current_task()
             if task is not None:
                 task.mark_resumed(report.resumed.text)  # dask sends it to the card now
 
-    routing.install()
-    with routing.routed(sink), ExitStack() as stack:
-        taken = None
-        if checkpoints is not None:
-            try:
-                cache = worker_cache(checkpoints)
-            except CheckpointError as exc:
-                out["stderr"].append(f"nbcache: this cell is not checkpointed: {exc}\n")
-            else:
-                taken = stack.enter_context(
-                    checkpointing(
-                        cache,
-                        checkpoints.run,
-                        namespace,
-                        namespace_snapshot(namespace),
-                        log,
-                        Effects.now(),
-                        show=show,
-                        report=told,
-                    )
-                )
-                # the next run may start in another process: the last write lands first
-                stack.callback(taken.settle)
-        result = run_source(source, namespace, filename)
-        if taken is not None:
-            taken.finished()  # the kernel stores the entry, which replaces the checkpoint
+    def checkpointing(
+        self, stack: ExitStack, checkpoints: Remote | None, namespace: dict[str, Any]
+    ) -> Checkpointer | None:
+        """Checkpoint the body's progress loop into the kernel's store, when it says
+        where; the checkpoints (None: not checkpointed, and the output says why)."""
+        if checkpoints is None:
+            return None
+        try:
+            cache = worker_cache(checkpoints)
+        except CheckpointError as exc:
+            self.out["stderr"].append(f"nbcache: this cell is not checkpointed: {exc}\n")
+            return None
+        taken = stack.enter_context(
+            checkpointing(
+                cache,
+                checkpoints.run,
+                namespace,
+                namespace_snapshot(namespace),
+                self.log,
+                Effects.now(),
+                show=self.show,
+                report=self.told,
+            )
+        )
+        # the next run may start in another process: the last write lands first
+        stack.callback(taken.settle)
+        return taken
+
+
+def _sent_back(
+    namespace: dict[str, Any], binds: list[str], before: dict[str, int]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """What a worker sends back of the names a body bound or rebound, as they pickle, and
+    the names that stay on the worker since they cannot be pickled, with why."""
     names = {n for n in binds if n in namespace}
     names |= {n for n, v in namespace.items() if n != "__builtins__" and before.get(n) != id(v)}
     made = {n: storable(namespace[n]) for n in sorted(names) if not closed_file(namespace[n])}
@@ -383,11 +421,4 @@ def run_in_worker(
             for n, v in made.items()
             if (e := probe(v, for_store=False))
         }
-    return WorkerReply(
-        {n: v for n, v in made.items() if n not in stay},
-        stay,
-        "".join(out["stdout"]),
-        "".join(out["stderr"]),
-        None if result is NO_RESULT else result,
-        resumed[-1] if resumed else None,
-    )
+    return {n: v for n, v in made.items() if n not in stay}, stay

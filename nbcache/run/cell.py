@@ -160,19 +160,8 @@ class CellRunner:
             return self._restore(outcome.hit, options, hidden, run)
         store_seconds = time.perf_counter() - ran[0]
         entry = entries[0]
-        self.cache.note_latest(
-            run.identity,
-            LatestRun(
-                run.key.summary,
-                made[0].seconds,
-                # what a plan needs of a cell kept in memory only: the key it had and
-                # the digests of what it bound, which the keys after it hashed
-                key=run.key.key,
-                stored=outcome.stored,
-                digests={n: d for n, d in entry.digests.items() if d is not None},
-                deleted=list(entry.deleted),
-            ).stored_form(),
-        )
+        latest = LatestRun.of_entry(run.key, made[0].seconds, outcome.stored, entry)
+        self.cache.note_latest(run.identity, latest.stored_form())
         if not options.quiet:
             names = by_interest(run.code.source, entry.vars, self.shell.user_ns)
             report = computed(names, made[0].seconds, outcome.stored, options)

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..keys.scope import CellKey
 
 __all__ = [
     "CellEntry",
@@ -138,6 +141,14 @@ class LatestRun:
     stored: int = 0  # its entry's size in the store; 0: kept in memory only
     digests: dict[str, str] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of_entry(cls, key: CellKey, seconds: float, stored: int, entry: CellEntry) -> LatestRun:
+        """The record of a run that made ``entry`` under ``key``: what a plan needs of a
+        cell kept in memory only too (the key it had, the digests of what it bound,
+        which the keys after it hashed)."""
+        digests = {n: d for n, d in entry.digests.items() if d is not None}
+        return cls(key.summary, seconds, key.key, stored, digests, list(entry.deleted))
 
     def stored_form(self) -> dict[str, Any]:
         """The JSON-like form the ledger keeps: the summary with these beside it."""
