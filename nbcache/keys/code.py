@@ -37,9 +37,9 @@ from .modules import (
     module_fingerprint_by_name,
 )
 from .node import Node, Request, Rule
-from .recorded import Recorded
 from .rules.names import global_rule
 from .source import Accumulator, global_names, imported_in_body, source_digest
+from .standin import StandIn
 
 __all__ = [
     "RULES",
@@ -285,7 +285,7 @@ class _Builder:
             self.deps.append(Dependency(name, "code", part, self._users[-1]))
             self._still_bound(current, value, same)
             return
-        if type(value) is Recorded and value.imports:
+        if type(value) is StandIn and value.imports:
             # a library's module, function or class not imported yet (nbcache.run.lazy):
             # what the value itself feeds, so the fingerprint is the one it will have
             part = value.fingerprint or value.digest

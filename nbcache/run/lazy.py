@@ -2,7 +2,7 @@
 
 In a whole-notebook run most cells hit, and unpickling everything they bound
 would cost as much as the values are large. So a hit of an entry made for it
-(:func:`recorded_meta` says which) puts a :class:`~nbcache.keys.recorded.Recorded`
+(:func:`recorded_meta` says which) puts a :class:`~nbcache.keys.standin.StandIn`
 in the namespace for each value, replays the output kept in the signed header
 and loads nothing. Later keys hash the recorded digests. Before a cell body
 runs, :func:`needed` says which stand-ins it can reach (the names it reads, and
@@ -12,26 +12,21 @@ the globals of the notebook functions and classes it reads, transitively), and
 
 A module a cell imported, or a library's function or class it bound (``import
 numpy as np``, ``from scipy.stats import norm``), is not imported on a hit either:
-its stand-in says where it is imported from, hashes as the value would (its digest
-and, read as a global by notebook code, its module's fingerprint), and is imported
-when a cell that runs can reach it. That digest holds while the file of the
-library's package is the one it was made with (:func:`stamp`); otherwise, or
-when the module is loaded already, the real value is bound at once.
+its stand-in says where it is imported from, hashes as the value would, and is
+imported when a cell that runs can reach it (:mod:`nbcache.run.lazyimports`).
 
 Entries that bind notebook code or modules beside the notebook, that changed the
 random generators or other outside state, that wrote files, or that keep values
 sharing an object with another (``inner = d["k"]``), are never restored this way:
 code is hashed by what it reaches now, and outside state must be right before
-the next cell runs. Such an entry still leaves its library modules to stand-ins
-(:func:`import_stand_ins`), unless the cell's imports themselves changed outside
-state (:func:`header_records`).
+the next cell runs. Such an entry still leaves its library modules to stand-ins,
+unless the cell's imports themselves changed outside state (:func:`header_records`).
 """
 
 from __future__ import annotations
 
 import ast
 import gc
-import importlib
 import json
 import os
 import sys
@@ -41,24 +36,22 @@ from typing import Any
 
 from ..keys.classes import describe
 from ..keys.code import is_code
-from ..keys.modules import is_local_module, locate_module, module_fingerprint
-from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, is_shell_name, names_in_string
+from ..keys.standin import StandIn
 from .cellrun import ModuleRef, result_of
+from .lazyimports import importable, placed, resolve, seen_elsewhere
 from .modstate import local
 from .output import NO_RESULT
-from .records import CellEntry, HeaderRecord, RecordedVar, modules_of_meta
+from .records import CellEntry, HeaderRecord, RecordedVar
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
     "header_records",
-    "import_stand_ins",
     "needed",
     "pending",
     "recorded_imports",
     "recorded_meta",
     "restorable",
-    "stamp",
     "stand_ins",
     "swap_in",
 ]
@@ -89,7 +82,7 @@ def recorded_meta(entry: CellEntry) -> HeaderRecord | None:
         if recorded is None or name not in plain:
             return None
         if not _data(value):
-            imported = _importable(recorded, value)
+            imported = importable(recorded, value)
             if imported is None:
                 return None  # notebook code, a module beside the notebook: in full
             variables[name] = imported
@@ -117,45 +110,13 @@ def header_records(
     """What an entry's signed header keeps for a lazy run: the record it restores from
     (:func:`recorded_meta`), and, for an entry restored in full, the modules it binds
     that may be imported later (:func:`recorded_imports`). A cell whose imports changed
-    state set before them that another cell can see (``import_changed``, see
-    :func:`_seen_elsewhere`) has its modules imported when it restores, as a plain run
-    had that state from then on."""
+    state set before them that another cell can see (``import_changed``: see
+    ``seen_elsewhere``) has its modules imported when it restores, as a plain run had
+    that state from then on."""
     record = recorded_meta(entry)
-    if not _seen_elsewhere(import_changed or {}):
+    if not seen_elsewhere(import_changed or {}):
         return record, recorded_imports(entry) if record is None else {}
     return (record if record is None or not record.imports() else None), {}
-
-
-def _seen_elsewhere(changed: Mapping[str, tuple[Any, Any]]) -> bool:
-    """Whether a state an import changed can show in a cell that does not use the library:
-    any but the warnings filters a library adds for its own warnings or messages (only
-    its code raises them, after it is imported) and the environment variables it sets
-    for the native code it loads (a cell that names ``environ`` or ``getenv`` loads every
-    stand-in first: :func:`needed`)."""
-    for name, (before, after) in changed.items():
-        if name == "os.environ":
-            continue
-        if name == "warnings" and _narrow_filters_added(before, after):
-            continue
-        return True
-    return False
-
-
-def _narrow_filters_added(before: Any, after: Any) -> bool:
-    """Whether ``after`` is ``before`` with filters added in front, each one naming a
-    message or a warning class of a library's own (not a builtin category)."""
-    try:
-        before, after = list(before), list(after)
-        added = after[: len(after) - len(before)]
-        if after[len(added) :] != before:
-            return False
-        for _action, message, category, _module, _line in added:
-            pattern = getattr(message, "pattern", message) or ""
-            if pattern in ("", ".*") and getattr(category, "__module__", "") == "builtins":
-                return False
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def recorded_imports(entry: CellEntry) -> dict[str, RecordedVar]:
@@ -165,29 +126,10 @@ def recorded_imports(entry: CellEntry) -> dict[str, RecordedVar]:
     for name, value in entry.vars.items():
         recorded = entry.digests.get(name)
         if recorded is not None and not _data(value) and name in entry.plain:
-            imported = _importable(recorded, value)
+            imported = importable(recorded, value)
             if imported is not None:
                 out[name] = imported
     return out
-
-
-def import_stand_ins(key: str, meta: Mapping[str, Any]) -> dict[str, Recorded]:
-    """For an entry restored in full: stand-ins for the modules, functions and classes it
-    binds that are not loaded yet and whose package is as it was (see :func:`stand_ins`)."""
-    out = {}
-    for name, rec in modules_of_meta(meta).items():
-        assert rec.imports is not None
-        if rec.imports.partition(":")[0] in sys.modules or stamp(rec.imports) != rec.stamp:
-            continue  # loaded already, or changed since: the restore imports it
-        out[name] = _import_stand_in(key, name, rec)
-    return out
-
-
-def _import_stand_in(key: str, name: str, rec: RecordedVar) -> Recorded:
-    assert rec.imports is not None
-    return Recorded(
-        key, name, rec.digest, rec.described, imports=rec.imports, fingerprint=rec.fingerprint
-    )
 
 
 def restorable(meta: Mapping[str, Any]) -> HeaderRecord | None:
@@ -208,101 +150,20 @@ def _data(value: Any) -> bool:
     return not isinstance(value, (ModuleRef, *code_like))
 
 
-def _importable(recorded: str, value: Any) -> RecordedVar | None:
-    """The record of a module, or of an installed function or class, that a stand-in
-    can import again and whose digest ``recorded`` is what importing it gives while its
-    package's file stays as it is now; None for notebook code, code or modules beside
-    the notebook, and what no name imports (a closure a library made)."""
-    if isinstance(value, ModuleRef):
-        module = sys.modules.get(value.name)
-        if module is None or is_local_module(value.name):
-            return None
-        where, fingerprint, live = value.name, module_fingerprint(module), module
-    else:
-        found = _import_path(value)
-        if found is None:
-            return None
-        where, fingerprint, live = found, "", value
-    stamped = stamp(where)
-    if stamped is None:
-        return None  # a built-in or namespace package: nothing tells its version apart
-    return RecordedVar(recorded, describe(live), None, where, fingerprint, stamped)
-
-
-def _import_path(value: Any) -> str | None:
-    """``module:qual.name`` that gives ``value`` again, for a library's function, class or
-    a class's method (``ols = OLS.from_formula``); None for anything else."""
-    module: Any
-    qualname: Any
-    if isinstance(value, types.MethodType):
-        owner = value.__self__
-        if not isinstance(owner, type):
-            return None
-        module, qualname = owner.__module__, f"{owner.__qualname__}.{value.__func__.__name__}"
-    else:
-        if isinstance(value, types.BuiltinFunctionType) and not isinstance(
-            getattr(value, "__self__", None), (types.ModuleType, type(None))
-        ):
-            return None  # ``[].append``: bound to an object, not a name
-        module = getattr(value, "__module__", None)
-        qualname = getattr(value, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
-        return None
-    if module not in sys.modules or is_local_module(module):
-        return None
-    where = f"{module}:{qualname}"
-    try:
-        found = _resolve(where, load=False)
-    except Exception:  # noqa: BLE001 - a name that does not give it back: no stand-in
-        return None
-    same = found is value or (isinstance(value, types.MethodType) and found == value)
-    return where if same else None
-
-
-def _resolve(where: str, *, load: bool = True) -> Any:
-    """The module or attribute ``where`` (``module`` or ``module:qual.name``) names,
-    imported as a plain run's import does (``load`` False: only if loaded already)."""
-    module_name, _, qualname = where.partition(":")
-    found: Any = importlib.import_module(module_name) if load else sys.modules[module_name]
-    for part in qualname.split(".") if qualname else ():
-        found = getattr(found, part)
-    return found
-
-
-def stamp(where: str) -> tuple[Any, ...] | None:
-    """The path, size, modification time and inode of the file of the package ``where``
-    lives in, found without importing it: an upgrade or reinstall writes it anew, and its
-    version is what the digest of each of its modules, functions and classes holds.
-    None when it has no file (a built-in module, a namespace package)."""
-    top = where.partition(":")[0].partition(".")[0]
-    path = locate_module(top)
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (path, st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-def stand_ins(key: str, recorded: HeaderRecord, namespace: dict[str, Any]) -> Recorded | None:
+def stand_ins(key: str, recorded: HeaderRecord, namespace: dict[str, Any]) -> StandIn | None:
     """Put the stand-ins of a hit restored from its header into ``namespace``; the
     stand-in of its result (None when it has none). A module, function or class whose
     module is loaded already is bound at once, as is one whose package changed since
     (imported now, as a restore in full would)."""
     for name, rec in recorded.vars.items():
         if rec.imports is not None:
-            module_name = rec.imports.partition(":")[0]
-            if module_name in sys.modules or stamp(rec.imports) != rec.stamp:
-                namespace[name] = _resolve(rec.imports)
-                continue
-            namespace[name] = _import_stand_in(key, name, rec)
+            namespace[name] = placed(key, name, rec)
             continue
         reads = rec.string_reads or ()
-        namespace[name] = Recorded(key, name, rec.digest, rec.described, reads)
+        namespace[name] = StandIn(key, name, rec.digest, rec.described, reads)
     for name in recorded.deleted:
         namespace.pop(name, None)
-    return Recorded(key, "", "", {}) if recorded.result else None
+    return StandIn(key, "", "", {}) if recorded.result else None
 
 
 def pending(namespace: Mapping[str, Any]) -> bool:
@@ -310,24 +171,24 @@ def pending(namespace: Mapping[str, Any]) -> bool:
     return any(True for _ in _all_stand_ins(namespace))
 
 
-def _all_stand_ins(namespace: Mapping[str, Any]) -> Iterator[tuple[str, Recorded]]:
+def _all_stand_ins(namespace: Mapping[str, Any]) -> Iterator[tuple[str, StandIn]]:
     for name, value in list(namespace.items()):
-        if type(value) is Recorded:
+        if type(value) is StandIn:
             yield name, value
     out = namespace.get("Out")
     if isinstance(out, dict):
         for number, value in list(out.items()):
-            if type(value) is Recorded:
+            if type(value) is StandIn:
                 yield f"Out[{number}]", value
 
 
-def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded] | None:
+def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[StandIn] | None:
     """The stand-ins a run of ``code`` can reach; None: any of them (load all).
     ``code`` None is a cell nbcache cannot read."""
     scanned = _source_scan(code.source) if code is not None else None
     if code is None or scanned is None or _reaches_anything(scanned[0]):
         return None
-    found: dict[int, Recorded] = {}
+    found: dict[int, StandIn] = {}
     todo = [*code.reads, *scanned[1]]
     seen: set[str] = set()
     while todo:
@@ -336,7 +197,7 @@ def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded
             continue
         seen.add(name)
         value = namespace.get(name)
-        if type(value) is Recorded:
+        if type(value) is StandIn:
             found[id(value)] = value
             todo.extend(value.string_reads)  # a query or formula it holds names these
             continue
@@ -410,7 +271,7 @@ def _code_within(value: Any) -> list[Any] | None:
     todo = [value]
     while todo:
         obj = todo.pop()
-        if id(obj) in seen or isinstance(obj, _LEAVES) or type(obj) is Recorded:
+        if id(obj) in seen or isinstance(obj, _LEAVES) or type(obj) is StandIn:
             continue
         seen.add(id(obj))
         if len(seen) > _WALK_LIMIT:
@@ -495,7 +356,7 @@ def _names_used(value: Any) -> set[str]:
 
 
 def swap_in(
-    chosen: list[Recorded] | None,
+    chosen: list[StandIn] | None,
     namespace: dict[str, Any],
     load: Callable[[str], CellEntry | None],
 ) -> list[str]:
@@ -503,7 +364,7 @@ def swap_in(
     once through ``load(key) -> CellEntry | None``; the names loaded. A stand-in whose entry
     is gone stays, and a warning names it."""
     wanted = None if chosen is None else {id(r) for r in chosen}
-    by_key: dict[str, list[tuple[str, Recorded]]] = {}
+    by_key: dict[str, list[tuple[str, StandIn]]] = {}
     for where, rec in _all_stand_ins(namespace):
         if wanted is None or id(rec) in wanted:
             by_key.setdefault(rec.key, []).append((where, rec))
@@ -517,7 +378,7 @@ def swap_in(
     for key, places in list(by_key.items()):
         imported = [(where, rec) for where, rec in places if rec.imports]
         for where, rec in imported:
-            namespace[where] = _resolve(rec.imports)  # as the plain run's import did
+            namespace[where] = resolve(rec.imports)  # as the plain run's import did
             loaded.append(where)
         places = [place for place in places if not place[1].imports]
         if not places:

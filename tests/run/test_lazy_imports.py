@@ -12,10 +12,10 @@ import pytest
 
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
-from nbcache.keys.recorded import Recorded
-from nbcache.run import lazy
+from nbcache.keys.standin import StandIn
+from nbcache.run import lazyimports
 from nbcache.run.auto import AutoMode
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.store import LocalStore
 from tests.run.fake_shell import FakeShell
@@ -41,16 +41,16 @@ def _fresh_modules() -> None:
     _forget("colorsys", "wave")
 
 
-def _session(root: Path, lazy: bool) -> tuple[FakeShell, CellCache]:
+def _session(root: Path, lazy: bool) -> tuple[FakeShell, CellRunner]:
     shell = FakeShell()
     shell.user_ns["__name__"] = "__main__"  # as a kernel's: notebook functions load live
     cache = Cache(LocalStore(root), signer=Signer(b"secret"))
-    cells = CellCache(shell, lambda: cache)
+    cells = CellRunner(shell, lambda: cache)
     cells.auto = AutoMode(lazy=lazy, min_seconds=0)  # every cell stored
     return shell, cells
 
 
-def _run(cells: CellCache, notebook: list[tuple[str, str]]) -> list[str]:
+def _run(cells: CellRunner, notebook: list[tuple[str, str]]) -> list[str]:
     """Run ``notebook``; the key of each cell."""
     keys = []
     for cell_id, source in notebook:
@@ -64,7 +64,7 @@ def _run(cells: CellCache, notebook: list[tuple[str, str]]) -> list[str]:
 
 def _notebook_run(
     root: Path, lazy: bool, notebook: list[tuple[str, str]]
-) -> tuple[FakeShell, CellCache, list[str]]:
+) -> tuple[FakeShell, CellRunner, list[str]]:
     _forget("colorsys", "wave")  # a fresh kernel
     shell, cells = _session(root, lazy)
     return shell, cells, _run(cells, notebook)
@@ -76,8 +76,8 @@ def test_a_module_no_running_cell_reaches_is_not_imported(tmp_path: Path) -> Non
     shell, cells, lazy_keys = _notebook_run(tmp_path, True, edited)
     assert shell.user_ns["c"] == 11
     assert "colorsys" not in sys.modules and "wave" not in sys.modules
-    assert type(shell.user_ns["colorsys"]) is Recorded
-    assert type(shell.user_ns["wave_open"]) is Recorded
+    assert type(shell.user_ns["colorsys"]) is StandIn
+    assert type(shell.user_ns["wave_open"]) is StandIn
     assert shell.user_ns["json"] is sys.modules["json"]  # loaded already: bound at once
     auto = cells.auto
     assert auto is not None
@@ -137,7 +137,7 @@ def test_a_package_changed_since_is_imported_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _notebook_run(tmp_path, False, NOTEBOOK)
-    monkeypatch.setattr(lazy, "stamp", lambda where: ("elsewhere", 0, 0, 0))
+    monkeypatch.setattr(lazyimports, "stamp", lambda where: ("elsewhere", 0, 0, 0))
     shell, _, _ = _notebook_run(tmp_path, True, NOTEBOOK)
     assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
 
@@ -153,7 +153,7 @@ def test_an_import_cell_that_seeds_restores_in_full_but_imports_later(tmp_path: 
 
     _notebook_run(tmp_path, False, notebook)
     shell, cells, lazy_keys = _notebook_run(tmp_path, True, notebook[:1])
-    assert "colorsys" not in sys.modules and type(shell.user_ns["colorsys"]) is Recorded
+    assert "colorsys" not in sys.modules and type(shell.user_ns["colorsys"]) is StandIn
     assert shell.user_ns["random"] is random
     assert random.random() == __import__("random").Random(3).random()  # the seed applied
     random.seed(3)
@@ -176,7 +176,7 @@ def test_a_module_whose_import_changed_a_setting_is_imported_on_restore(
         "import warnings\nwarnings.filterwarnings('ignore', message='quiet_lib says')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(lazy, "is_local_module", lambda name: False)  # as if installed
+    monkeypatch.setattr(lazyimports, "is_local_module", lambda name: False)  # as if installed
     notebook = [("noisy", "import noisy_lib"), ("quiet", "import quiet_lib")]
     with warnings.catch_warnings():
         _forget("noisy_lib", "quiet_lib")
@@ -185,4 +185,4 @@ def test_a_module_whose_import_changed_a_setting_is_imported_on_restore(
         _forget("noisy_lib", "quiet_lib")
         shell, _, _ = _notebook_run(tmp_path / "store", True, notebook)
         assert shell.user_ns["noisy_lib"] is sys.modules["noisy_lib"]
-        assert type(shell.user_ns["quiet_lib"]) is Recorded and "quiet_lib" not in sys.modules
+        assert type(shell.user_ns["quiet_lib"]) is StandIn and "quiet_lib" not in sys.modules
