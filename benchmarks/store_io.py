@@ -431,11 +431,14 @@ def _rows(
     nbytes: int,
 ) -> list[Row]:
     def timed(group: str, name: str) -> Row:
-        return Row(group, name, tuple(times[name].times), nbytes)
+        return Row(group, name, tuple(times[name].times), nbytes, cpu=tuple(times[name].cpu))
 
     def peer(group: str, name: str, ours: str, target: Target | None = None) -> Row:
         ratio = times[name].best / times[ours].best
-        return Row(group, name, tuple(times[name].times), nbytes, ratio=ratio, target=target)
+        run = times[name]
+        return Row(
+            group, name, tuple(run.times), nbytes, ratio=ratio, target=target, cpu=tuple(run.cpu)
+        )
 
     hashing = times[HASH_STANDALONE].best
 
@@ -516,6 +519,10 @@ NOTES = (
     "free page reporting (virtio-balloon, e.g. Firecracker), memory left free for about 2 s "
     "is handed back to the host, and the next allocation of it runs up to 10x slower; "
     "without the prefault, whichever contender first allocates after a pause pays that.",
+    "Best CPU is the process's CPU time over all its threads (a fresh process's own, on "
+    "those rows): on a write it includes the checksum nbcache's second thread computes, "
+    "which the wall clock hides on an idle machine with a core to spare and shows on a "
+    "loaded one.",
     "Ratios and shares use each contender's best run. On a VM, odd runs of any contender "
     "can still take several times longer (host memory, other guests); the median shows how "
     "noisy the run was, and --repeat 5 or more steadies the best.",
