@@ -185,9 +185,9 @@ def maps_safely(folder: Path) -> bool:
     that cannot be read, is no)."""
     if sys.platform != "linux":
         return False  # Windows cannot remove a mapped file at all; macOS is not checked
-    key = os.path.realpath(folder)
-    if key not in _mappable:
-        _mappable[key] = _file_system_type(key) in _MAPPABLE_TYPES
+    key = str(folder)
+    if key not in _mappable:  # asked on every read: the mount table is read once per folder
+        _mappable[key] = _file_system_type(os.path.realpath(folder)) in _MAPPABLE_TYPES
     return _mappable[key]
 
 
