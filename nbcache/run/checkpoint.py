@@ -44,7 +44,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +63,7 @@ from .cellrun import CellRun, Made, entry_of, failure, put_back
 from .effects import Effects
 from .files import FileReads
 from .output import OutputLog
+from .records import Checkpoint
 from .report import CellReport, Resume
 
 __all__ = [
@@ -142,6 +143,15 @@ class Policy:
 
     def due(self, since_last: float) -> bool:
         return since_last >= self.interval
+
+
+@dataclass(frozen=True)
+class Found:
+    """A checkpoint found for this run, with when it was written and its size."""
+
+    state: Checkpoint
+    created: float
+    size: int
 
 
 @dataclass(frozen=True)
@@ -267,7 +277,7 @@ class Checkpointer:
         self._clock = clock
         self._loops = 0  # outermost loops entered so far
         self._loop: int | None = None  # the ordinal of the loop running now
-        self._resume: dict[str, Any] | None = None  # a checkpoint not yet applied
+        self._resume: Found | None = None  # a checkpoint not yet applied
         self._looked = False
         self._entered_at = 0.0
         self._last = 0.0
@@ -300,7 +310,7 @@ class Checkpointer:
             self._looked = True
             self._resume = self._find()
         skip = 0
-        if self._resume is not None and self._resume["loop"] == ordinal:
+        if self._resume is not None and self._resume.state.loop == ordinal:
             state, self._resume = self._resume, None
             skip = self._apply(state)
             self.resume_seconds = self._clock() - self._entered_at
@@ -349,7 +359,7 @@ class Checkpointer:
 
     # -- inside -----------------------------------------------------------------------
 
-    def _find(self) -> dict[str, Any] | None:
+    def _find(self) -> Found | None:
         with _writers_lock:
             earlier = _writers.pop(self.key, None)
         if earlier is not None:
@@ -362,15 +372,13 @@ class Checkpointer:
         except Exception as exc:  # noqa: BLE001 - a checkpoint we cannot read: start over
             warn(f"nbcache: the checkpoint could not be read ({failure(exc)})", stacklevel=4)
             return None
-        if hit is None or not isinstance(hit.value, dict):
-            return None
-        state = dict(hit.value)
-        if state.get("cell") != self.run.key.key:
+        state = Checkpoint.read(hit.value) if hit is not None else None
+        if hit is None or state is None or state.cell != self.run.key.key:
             return None
         # Keyed like an entry: what the loop read until then must be as it was.
-        files = FileReads(dict(state.get("files", {})), dict(state.get("paths", {})))
-        stale = files.changed()
-        if state.get("settings", self.outside.settings) != self.outside.settings:
+        stale = FileReads(dict(state.files), dict(state.paths)).changed()
+        settings = state.settings if state.settings is not None else self.outside.settings
+        if settings != self.outside.settings:
             stale.append("a setting an earlier cell changed differs")
         if stale:
             _remove(self.cache, self.key)
@@ -380,30 +388,27 @@ class Checkpointer:
                 stacklevel=4,
             )
             return None
-        state["created"] = hit.info.created
-        state["size"] = hit.size
-        return state
+        return Found(state, hit.info.created, hit.size)
 
-    def _apply(self, state: Mapping[str, Any]) -> int:
+    def _apply(self, found: Found) -> int:
         """Put a checkpoint into the namespace, show its output again; the steps done."""
-        put_back(state, self.namespace)
+        state = found.state
+        put_back(state.entry(), self.namespace)
         before = list(self.log.events)
         if self._show is not None:
-            for event in state["outputs"]:
+            for event in state.outputs:
                 self._show(*event)
         else:
-            OutputLog(list(state["outputs"])).replay(self._publish)
-        step = int(state["step"])
-        total = state.get("total")
+            OutputLog(list(state.outputs)).replay(self._publish)
         # What this run showed before the loop, then the loop's output up to the step.
-        self.log.events[:] = before + [tuple(event) for event in state["outputs"]]
-        self._seconds_before = float(state.get("seconds", 0.0))
-        self.resumed_at = step
-        age = max(0.0, time.time() - float(state["created"]))
-        self.resumed = Resume(step, total, age, self._seconds_before)
-        return step
+        self.log.events[:] = before + list(state.outputs)
+        self._seconds_before = state.seconds
+        self.resumed_at = state.step
+        age = max(0.0, time.time() - found.created)
+        self.resumed = Resume(state.step, state.total, age, self._seconds_before)
+        return state.step
 
-    def _tell(self, state: Mapping[str, Any]) -> None:
+    def _tell(self, found: Found) -> None:
         """Say that this run resumed: to ``report``, else (no outlet) as a line of stderr."""
         resumed = self.resumed
         if resumed is None:
@@ -423,11 +428,11 @@ class Checkpointer:
         self._report(
             CellReport(
                 "resumed",
-                tuple(state["vars"]),
+                tuple(found.state.vars),
                 self.resume_seconds or 0.0,
-                int(state.get("size", 0)),
+                found.size,
                 computed_seconds=self._seconds_before,
-                computed_at=float(state["created"]),
+                computed_at=found.created,
                 resumed=resumed,
             )
         )
@@ -444,7 +449,7 @@ class Checkpointer:
         except Exception as exc:  # noqa: BLE001 - the cell goes on, without checkpoints
             self._give_up(f"its variables could not be gathered ({failure(exc)})")
             return None
-        effects = dict(entry["effects"])
+        effects = dict(entry.effects)
         effects["random"] = random.getstate()
         numpy = sys.modules.get("numpy")
         if numpy is not None:
@@ -453,23 +458,23 @@ class Checkpointer:
             except Exception:  # noqa: BLE001 - no global numpy generator to keep
                 pass
         seconds = self._seconds_before + (now - self._entered_at)
-        state = {
-            "cell": run.key.key,
-            "loop": self._loop,
-            "step": step,
-            "total": self._total,
-            "vars": entry["vars"],
-            "deleted": entry["deleted"],
-            "effects": effects,
-            "outputs": _since(self.log.events, self._outputs_at),
-            "seconds": seconds,
+        state = Checkpoint(
+            run.key.key,
+            step,
+            entry.vars,
+            entry.deleted,
+            effects,
+            _since(self.log.events, self._outputs_at),
+            seconds,
+            self._loop,
+            self._total,
             # what a resume checks first: the files read so far, the settings then
-            "files": files.states,
-            "paths": files.paths,
-            "settings": self.outside.settings,
-        }
+            files.states,
+            files.paths,
+            self.outside.settings,
+        )
         try:
-            pickled = _owned(dump_parts(state, CHECKPOINT_NAME))
+            pickled = _owned(dump_parts(state.stored(), CHECKPOINT_NAME))
         except Exception as exc:  # noqa: BLE001 - an unpicklable variable: no checkpoints
             self._give_up(failure(exc))
             return None
@@ -548,8 +553,8 @@ def checkpointing(
     checkpointer = Checkpointer(
         cache, run, namespace, before, log, outside, publish=publish, show=show, report=report
     )
-    if checkpointer.policy is not None and "tqdm" in run.code.source:
-        follow_tqdm(load=True)  # tqdm loops checkpoint too (imported here if the cell uses it)
+    if checkpointer.policy is not None:
+        follow_tqdm()  # tqdm loops checkpoint too, whenever the body imports tqdm
     with loop_hook(checkpointer):
         yield checkpointer
 

@@ -131,9 +131,7 @@ def set_cluster(cluster: Any) -> None:
 
 def _chosen() -> Any:
     """The configured client or address, else NBCACHE_DASK, else None."""
-    if _cluster is not None:
-        return _cluster
-    return settings.dask_address()
+    return _cluster if _cluster is not None else settings.dask_address()
 
 
 def check(client: Any = None) -> None:
@@ -255,6 +253,8 @@ class DaskExecutor(Executor):
     true once a worker starts the call.  :meth:`start` adds what task cards use:
     a name for the dashboard, modules to make importable, progress reports.
     """
+
+    here, ships_modules = False, True  # a Placement: worker processes, local modules by value
 
     def __init__(self, client: Any) -> None:
         self.client = client

@@ -16,7 +16,7 @@ from nbcache.entry.pickling import Pickled
 from nbcache.entry.signing import Signer
 from nbcache.run import checkpoint, routing
 from nbcache.run.background import run_in_worker
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.run.checkpoint import Policy, checkpoint_key, parse_policy
 from nbcache.run.report import CellReport
@@ -56,10 +56,10 @@ def _no_fail_at() -> Iterator[None]:
     routing.uninstall()
 
 
-def _cells(root: Path) -> tuple[FakeShell, CellCache, Cache]:
+def _cells(root: Path) -> tuple[FakeShell, CellRunner, Cache]:
     shell = FakeShell()
     cache = Cache(LocalStore(root), signer=Signer(b"secret"))
-    return shell, CellCache(shell, lambda: cache), cache
+    return shell, CellRunner(shell, lambda: cache), cache
 
 
 def _settle() -> None:
@@ -144,7 +144,7 @@ def test_an_exception_in_step_k_resumes_with_the_values_of_an_uninterrupted_run(
     assert capsys.readouterr().out == "setup\n" + "".join(f"step {i}\n" for i in range(30))
 
 
-def cells_key(cells: CellCache, shell: FakeShell) -> str:
+def cells_key(cells: CellRunner, shell: FakeShell) -> str:
     run = cells.decide(LOOP, CellOptions(force=True)).run  # forced: no lookup
     assert run is not None
     return run.key.key
@@ -413,11 +413,11 @@ for i in progress(range(40)):
 """
 
 
-def _remote_cells(root: Path, signer: Signer) -> tuple[FakeShell, CellCache, Cache]:
+def _remote_cells(root: Path, signer: Signer) -> tuple[FakeShell, CellRunner, Cache]:
     """A shell whose cache is signed with the secret the workers hold (NBCACHE_SECRET)."""
     shell = FakeShell()
     cache = Cache(LocalStore(root), signer=signer)
-    return shell, CellCache(shell, lambda: cache), cache
+    return shell, CellRunner(shell, lambda: cache), cache
 
 
 def test_a_process_background_cell_checkpoints_in_the_worker_and_resumes(
@@ -466,8 +466,8 @@ def test_a_worker_with_another_secret_writes_no_checkpoint(
     remote = checkpoint.remote_checkpoints(cache, run)
     assert remote is not None and remote.location == cache.store.location  # type: ignore[union-attr]
     made = run_in_worker(BACKGROUND.replace("200", "5"), {}, ["total", "i"], "<cell>", remote)
-    assert made["vars"]["total"] == sum(range(5))
-    assert "not checkpointed" in made["stderr"] and "secret is not the kernel's" in made["stderr"]
+    assert made.vars["total"] == sum(range(5))
+    assert "not checkpointed" in made.stderr and "secret is not the kernel's" in made.stderr
     assert _checkpoints(cache) == []
 
 
@@ -506,14 +506,14 @@ def test_the_resume_line_is_not_the_cells_output(tmp_path: Path) -> None:
     cache = Cache(LocalStore(tmp_path), signer=Signer(b"secret"))
     os.environ["FAIL_AT"] = "10"
     with pytest.raises(ValueError):
-        CellCache(FakeShell(), lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
+        CellRunner(FakeShell(), lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
     _settle()
     del os.environ["FAIL_AT"]
     shell = _PublishingShell()
-    CellCache(shell, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
+    CellRunner(shell, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
     assert "resumed at step" in str(shell.display_publisher.shown[0])  # it was shown
     hit = FakeShell()
-    CellCache(hit, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
+    CellRunner(hit, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
     assert hit.reports[-1].outcome == "restored"
     assert hit.display_publisher.shown == []  # the loop showed no display; neither does the hit
 

@@ -361,7 +361,7 @@ def test_a_resume_after_the_file_a_loop_read_changed_starts_over(
     from nbcache.cache.core import Cache
     from nbcache.entry.signing import Signer
     from nbcache.run import checkpoint
-    from nbcache.run.cell import CellCache
+    from nbcache.run.cell import CellRunner
     from nbcache.run.cellrun import CellOptions
     from nbcache.store import LocalStore
     from tests.run.fake_shell import FakeShell
@@ -369,10 +369,10 @@ def test_a_resume_after_the_file_a_loop_read_changed_starts_over(
     os.chdir(tmp_path)
     (tmp_path / "numbers.txt").write_text("1 2 3 4 -5 6 7 8")
 
-    def cells() -> tuple[FakeShell, CellCache]:
+    def cells() -> tuple[FakeShell, CellRunner]:
         shell = FakeShell()
         cache = Cache(LocalStore(tmp_path / "store"), signer=Signer(b"secret"))
-        return shell, CellCache(shell, lambda: cache)
+        return shell, CellRunner(shell, lambda: cache)
 
     _, first = cells()
     with pytest.raises(ValueError, match="bad number -5"):
