@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,14 @@ import pytest
 from nbcache.cache.core import Cache
 from nbcache.entry.buffers import EntryFile
 from nbcache.entry.signing import Signer
-from nbcache.store import LocalStore, paths
+from nbcache.store import LocalStore, Store, paths
 from nbcache.store.paths import maps_safely
+from nbcache.store.remote import FsspecStore
+from nbcache.store.tiered import TieredStore
 from tests.conftest import key_of
 
 pytestmark = pytest.mark.skipif(
-    sys.platform != "linux" or not maps_safely(Path.cwd()),
+    sys.platform != "linux" or not maps_safely(Path(tempfile.gettempdir())),
     reason="entries are mapped on Linux's local file systems only",
 )
 
@@ -39,7 +43,7 @@ def _array() -> np.ndarray[Any, Any]:
     return np.arange(SIZE // 8, dtype=np.float64)
 
 
-def _restore(store: LocalStore, signer: Signer, key: str = KEY) -> Any:
+def _restore(store: Store, signer: Signer, key: str = KEY) -> Any:
     """The value of ``key`` read from its entry file: a fresh Cache has nothing in memory."""
     hit = Cache(store, signer=signer).lookup(key)
     assert hit is not None and hit.source == "store"
@@ -238,3 +242,17 @@ def test_network_file_systems_are_not_mapped(
     table.write_text("")
     monkeypatch.setattr(paths, "_mappable", {})
     assert not maps_safely(Path("/home/me/work/.nbcache"))
+
+
+def test_remote_entries_are_read_into_memory(tmp_path: Path, signer: Signer) -> None:
+    """A remote store's entry is downloaded and read into memory, never mapped; a tier's
+    local copy of it is a local file like any other, and is mapped."""
+    remote = FsspecStore(f"memory://mapped-{secrets.token_hex(6)}")
+    assert Cache(remote, signer=signer).put(KEY, _array())
+    with remote.open_entry(KEY) as f:
+        assert not isinstance(f, EntryFile)
+    assert np.array_equal(_restore(remote, signer), _array())
+    tiered = TieredStore(LocalStore(tmp_path / "tier"), remote, max_size=None)
+    assert np.array_equal(_restore(tiered, signer), _array())
+    with tiered.open_entry(KEY) as f:
+        assert isinstance(f, EntryFile)
