@@ -261,7 +261,7 @@ def _elsewhere(
     filename = remember(code.source, "background cell")
     binds = sorted(code.binds)
     if where.ships_modules:
-        from ..tasks.dask import modules_imported_by
+        from ..tasks.daskpack import modules_imported_by
 
         inputs = {n: namespace[n] for n in code.reads if n in namespace}
         modules = modules_imported_by(code.source)

@@ -21,8 +21,8 @@ from ..errors import CacheError, ExecutorError
 from ..run.auto import AutoMode
 from ..run.cell import CellRunner
 from ..run.cellrun import CellOptions
-from ..run.checkpoint import parse_policy
 from ..run.memo import Memoized, memoize
+from ..run.snapshots import parse_policy
 from ..settings import max_size
 from ..units import format_duration, parse_duration, parse_size
 from .automode import auto_off, auto_on

@@ -14,12 +14,13 @@ import pytest
 from nbcache.cache.core import Cache
 from nbcache.entry.pickling import Pickled
 from nbcache.entry.signing import Signer
-from nbcache.run import checkpoint, routing
+from nbcache.run import checkpoint, routing, snapshots
 from nbcache.run.background import run_in_worker
 from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
-from nbcache.run.checkpoint import Policy, checkpoint_key, parse_policy
+from nbcache.run.checkpoint import checkpoint_key
 from nbcache.run.report import CellReport
+from nbcache.run.snapshots import Policy, parse_policy
 from nbcache.store import LocalStore
 from nbcache.ui.status import status_line
 from tests.run.fake_shell import FakeShell
@@ -90,11 +91,11 @@ def test_policy_words_and_durations() -> None:
         parse_policy("sometimes")
     assert Policy.of("off") is None
     auto = Policy.of("auto")
-    assert auto is not None and auto.interval == checkpoint.FLOOR
+    assert auto is not None and auto.interval == snapshots.FLOOR
     auto.snapshot_cost = 1.0  # a 1 s snapshot: at most SHARE of the loop's time
-    assert auto.interval == pytest.approx(1.0 / checkpoint.SHARE)
+    assert auto.interval == pytest.approx(1.0 / snapshots.SHARE)
     auto.snapshot_cost = 60.0
-    assert auto.interval == checkpoint.CEILING  # still at least every few minutes
+    assert auto.interval == snapshots.CEILING  # still at least every few minutes
     fixed = Policy.of(600.0)
     assert fixed is not None and fixed.interval == 600.0
 
@@ -246,8 +247,8 @@ def test_the_writer_never_queues_more_than_one_snapshot() -> None:
     """While one write runs, a newer snapshot replaces the one waiting; the loop is never
     held up; closing removes the checkpoint once the last write ended."""
     slow = _SlowCache()
-    writer = checkpoint._Writer(slow, "k" * 32, Policy())  # type: ignore[arg-type]
-    snap = [checkpoint._Snapshot(n, Pickled(b""), {"step": n}) for n in range(1, 5)]
+    writer = snapshots.Writer(slow, "k" * 32, Policy())  # type: ignore[arg-type]
+    snap = [snapshots.Snapshot(n, Pickled(b""), {"step": n}) for n in range(1, 5)]
     start = time.perf_counter()
     for s in snap:
         writer.submit(s)

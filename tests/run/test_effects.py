@@ -408,16 +408,16 @@ def test_a_mutation_through_a_part_of_another_variable_comes_back(
 
 
 def test_the_identity_walk_is_bounded() -> None:
-    from nbcache.run import cellrun
+    from nbcache.run import sharing
 
     chain: list[Any] = []
     node = chain
     for _ in range(50_000):
         node.append([])
         node = node[0]
-    budget = [cellrun._WALK_BUDGET]
-    parts = cellrun._mutable_parts([chain], budget)
-    assert len(parts) == cellrun._WALK_BUDGET and budget == [0]
+    budget = [sharing.WALK_BUDGET]
+    parts = sharing.mutable_parts([chain], budget)
+    assert len(parts) == sharing.WALK_BUDGET and budget == [0]
 
 
 def test_a_folder_gone_since_is_one_line_not_a_silent_restore(kernels: Kernels) -> None:
