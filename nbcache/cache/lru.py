@@ -137,6 +137,9 @@ def _take(held: Any) -> Any:
     return held
 
 
+_HELD = (_Weak, _Rebuilt)  # what _take must turn back into the value
+
+
 class _Holding:
     """What one put holds: strong parts and their bytes, weak parts and theirs."""
 
@@ -231,10 +234,12 @@ class LRU(Generic[K, V]):
         slot = data.get(key)
         if slot is None:
             return None
-        value = _take(slot.held)
-        if value is _GONE:
-            self._drop(key, slot)
-            return None
+        value = slot.held
+        if isinstance(value, _HELD):  # held weakly or rebuilt: the common case needs no call
+            value = _take(value)
+            if value is _GONE:
+                self._drop(key, slot)
+                return None
         try:
             data.move_to_end(key)
         except KeyError:

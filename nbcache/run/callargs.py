@@ -7,9 +7,14 @@ from __future__ import annotations
 import reprlib
 from typing import Any
 
-__all__ = ["SCALARS", "call_text", "fast_key", "zero_float"]
+__all__ = ["EXACT", "SCALARS", "call_text", "fast_key", "zero_float"]
 
 SCALARS = frozenset({int, str, bytes, bool, type(None), float})
+# Types whose equal values are of the same type among themselves (1 == True == 1.0 are
+# not, so bool and float are left out): arguments of these alone key as they are, as
+# typed keys would, without their types. A typed key holds types, which these never
+# are, so the two never meet in one dictionary.
+EXACT = frozenset({int, str, bytes, type(None)})
 _SCALARS_LEFT = (bytes, bool, type(None))  # compared by identity: a type may be unhashable
 _KWARGS = object()
 
@@ -35,6 +40,8 @@ def _short(value: Any) -> str:
 def fast_key(args: tuple[Any, ...], kwargs: dict[str, Any], typed: bool) -> Any:
     """A dict key for plain scalar arguments as given, or None to go by content."""
     if not kwargs:  # the common case: the types mapped and checked in C
+        if EXACT.issuperset(map(type, args)):
+            return args
         kinds = tuple(map(type, args))
         try:
             if not SCALARS.issuperset(kinds):

@@ -32,7 +32,7 @@ from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
 from ..settings import LARGE_VALUE, memory_size
 from ..tasks.executors import get_executor
 from ..units import parse_duration
-from .callargs import SCALARS, call_text, fast_key, zero_float
+from .callargs import EXACT, SCALARS, call_text, fast_key, zero_float
 from .elsewhere import Elsewhere
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
@@ -138,19 +138,21 @@ class Memoized(Generic[P, R]):
         if kwargs:
             fast = fast_key(args, kwargs, self._typed)
         else:  # fast_key's common case, inline: a call less on every hit
-            kinds = tuple(map(type, args))
             try:
-                scalars = SCALARS.issuperset(kinds)
+                if EXACT.issuperset(map(type, args)):
+                    fast = args
+                else:
+                    kinds = tuple(map(type, args))
+                    if not SCALARS.issuperset(kinds) or (float in kinds and zero_float(args)):
+                        fast = None
+                    else:
+                        fast = args + kinds if self._typed else args
             except TypeError:  # a class whose metaclass makes it unhashable
-                scalars = False
-            if not scalars or (float in kinds and zero_float(args)):
                 fast = None
-            else:
-                fast = args + kinds if self._typed else args
         # The hit path takes no lock: a refingerprint clears the shortcuts before it
         # publishes the new fingerprint, so a shortcut read here belongs to a valid one.
         fp = self._fp
-        if fp is None or not fp.still_valid():
+        if fp is None or not fp.valid():
             with self._lock:
                 fp = self._fingerprint()
         if fp is not None and fast is not None:
@@ -171,7 +173,7 @@ class Memoized(Generic[P, R]):
     def _fingerprint(self) -> Fingerprint | None:
         """The current fingerprint; None (after one warning) when it cannot be made."""
         fp = self._fp
-        if fp is not None and fp.still_valid():
+        if fp is not None and fp.valid():
             return fp
         self._fast.clear()  # raw-argument shortcuts point at keys of the old code
         try:
