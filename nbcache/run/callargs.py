@@ -4,10 +4,11 @@ takes without hashing anything), and the call as a listing shows it.
 
 from __future__ import annotations
 
+import inspect
 import reprlib
 from typing import Any
 
-__all__ = ["EXACT", "SCALARS", "call_text", "fast_key", "zero_float"]
+__all__ = ["EXACT", "SCALARS", "Positional", "call_text", "fast_key", "zero_float"]
 
 SCALARS = frozenset({int, str, bytes, bool, type(None), float})
 # Types whose equal values are of the same type among themselves (1 == True == 1.0 are
@@ -35,6 +36,38 @@ def _short(value: Any) -> str:
         return " ".join(_SHORT.repr(value).split())
     except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything
         return f"<{type(value).__name__}>"
+
+
+_PLAIN_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class Positional:
+    """Positional arguments bound to a signature of plain parameters, without inspect.
+
+    ``Signature.bind`` walks the parameters in Python on every call; a function whose
+    parameters are all positional (no ``*args``, ``**kwargs`` or keyword-only ones),
+    called without keywords, binds by zipping, with the same result.
+    """
+
+    def __init__(self, signature: inspect.Signature) -> None:
+        parameters = list(signature.parameters.values())
+        self.usable = all(p.kind in _PLAIN_KINDS for p in parameters)
+        self._names = tuple(p.name for p in parameters)
+        self._defaults = tuple(p.default for p in parameters)
+
+    def bind(self, args: tuple[Any, ...]) -> dict[str, Any] | None:
+        """The arguments by name, defaults applied; None when inspect must decide (too
+        many arguments, or one missing: it raises as the call would)."""
+        names = self._names
+        if not self.usable or len(args) > len(names):
+            return None
+        arguments = dict(zip(names, args, strict=False))  # fewer args: defaults follow
+        for index in range(len(args), len(names)):
+            default = self._defaults[index]
+            if default is inspect.Parameter.empty:
+                return None
+            arguments[names[index]] = default
+        return arguments
 
 
 def fast_key(args: tuple[Any, ...], kwargs: dict[str, Any], typed: bool) -> Any:

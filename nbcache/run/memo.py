@@ -32,7 +32,7 @@ from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
 from ..settings import LARGE_VALUE, memory_size
 from ..tasks.executors import get_executor
 from ..units import parse_duration
-from .callargs import EXACT, SCALARS, call_text, fast_key, zero_float
+from .callargs import EXACT, SCALARS, Positional, call_text, fast_key, zero_float
 from .elsewhere import Elsewhere
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
@@ -75,6 +75,7 @@ class Memoized(Generic[P, R]):
         functools.update_wrapper(self, fn)
         self.__wrapped__ = fn
         self._signature = inspect.signature(fn)
+        self._positional = Positional(self._signature)
         self._ignore = tuple(ignore)
         unknown = set(self._ignore) - set(self._signature.parameters)
         if unknown:
@@ -200,10 +201,12 @@ class Memoized(Generic[P, R]):
     def _key(self, fp: Fingerprint | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if fp is None:
             return None
-        try:
-            arguments = bind_arguments(self._signature, args, kwargs)
-        except TypeError:
-            return None  # arguments that do not fit: the call itself says so, as without us
+        arguments = None if kwargs else self._positional.bind(args)
+        if arguments is None:
+            try:
+                arguments = bind_arguments(self._signature, args, kwargs)
+            except TypeError:
+                return None  # arguments that do not fit: the call itself says so, as without us
         try:
             ck = call_key(self.__wrapped__, fp, arguments, typed=self._typed, ignore=self._ignore)
             # The call as the user wrote it, for listings: the browser's code column.
