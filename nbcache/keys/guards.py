@@ -4,7 +4,7 @@ Every in-memory hit of a memoized function re-runs them, so a redefined helper
 or a rebound global misses on the very next call.  Run from the list, each
 check is a Python call; after a fingerprint has held a few times its checks
 are compiled into one function of ``is`` comparisons (``f.__code__ is c0 and
-g('THRESHOLD', M) is v1 and ...``), one Python call per hit whatever the
+ns['THRESHOLD'] is v1 and ...``), one Python call per hit whatever the
 number of dependencies.  Compiling costs more than running the list once, so a
 fingerprint checked once or twice (a fresh kernel's first hit) never pays it.
 Both forms check exactly the same things, in the same order.
@@ -51,9 +51,8 @@ class Guards:
     def bound(self, namespace: dict[str, Any], name: str, value: Any) -> None:
         """``namespace`` still binds ``name`` to this very object."""
         self.checks.append(lambda: namespace.get(name, MISSING) is value)
-        self._parts.append(
-            f"{self._name(namespace.get)}({self._name(name)}, M) is {self._name(value)}"
-        )
+        # A subscript, not a call of get: the compiled function catches the KeyError.
+        self._parts.append(f"{self._name(namespace)}[{self._name(name)}] is {self._name(value)}")
 
     def unbound(self, namespace: dict[str, Any], name: str) -> None:
         """``namespace`` still does not bind ``name`` (a builtin or a later definition)."""
@@ -68,7 +67,14 @@ class Guards:
     def compiled(self) -> Callable[[], bool]:
         """One function that runs every check, in order, as one Python call."""
         body = " and ".join(f"({part})" for part in self._parts) or "True"
+        source = (
+            "def valid():\n"
+            "    try:\n"
+            f"        return {body}\n"
+            "    except KeyError:\n"  # a global no longer bound
+            "        return False\n"
+        )
         namespace = dict(self._values)
-        exec(compile(f"def valid():\n    return {body}\n", "<nbcache checks>", "exec"), namespace)
+        exec(compile(source, "<nbcache checks>", "exec"), namespace)
         valid: Callable[[], bool] = namespace["valid"]
         return valid
