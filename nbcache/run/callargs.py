@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import inspect
 import reprlib
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["EXACT", "SCALARS", "Positional", "call_text", "fast_key", "zero_float"]
+__all__ = ["EXACT", "SCALARS", "Call", "Positional", "call_text", "fast_key", "zero_float"]
 
 SCALARS = frozenset({int, str, bytes, bool, type(None), float})
 # Types whose equal values are of the same type among themselves (1 == True == 1.0 are
@@ -36,6 +37,30 @@ def _short(value: Any) -> str:
         return " ".join(_SHORT.repr(value).split())
     except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything
         return f"<{type(value).__name__}>"
+
+
+class Call:
+    """A memoized call's key, and its summary (for listings and "why") made when first
+    asked: a hit never asks, a miss asks before the function runs (it may change its
+    arguments)."""
+
+    __slots__ = ("_make", "_summary", "key")
+
+    def __init__(self, key: str, make: Callable[[], dict[str, Any]]) -> None:
+        self.key = key
+        self._make = make
+        self._summary: dict[str, Any] | None = None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        if self._summary is None:
+            self._summary = self._make()
+        return self._summary
+
+    def settle(self) -> None:
+        """Make the summary now, from the arguments as they are now."""
+        if self._summary is None:
+            self._summary = self._make()
 
 
 _PLAIN_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)

@@ -27,12 +27,12 @@ from ..cache.core import Ask, Cache, Hit, Kept, Start, Turn
 from ..cache.default import default_cache
 from ..cache.lru import LRU
 from ..errors import KeyPicklingError, warn
-from ..keys.calls import CallKey, bind_arguments, call_key, explain
+from ..keys.calls import bind_arguments, call_digests, call_summary, explain
 from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
 from ..settings import LARGE_VALUE, memory_size
 from ..tasks.executors import get_executor
 from ..units import parse_duration
-from .callargs import EXACT, SCALARS, Positional, call_text, fast_key, zero_float
+from .callargs import EXACT, SCALARS, Call, Positional, call_text, fast_key, zero_float
 from .elsewhere import Elsewhere
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
@@ -112,7 +112,7 @@ class Memoized(Generic[P, R]):
         self._saved = 0.0
         self._warned = False
         self._previous: dict[str, Any] | None = None
-        self._last: CallKey | None = None
+        self._last: Call | None = None
 
     def __repr__(self) -> str:
         return f"<memoized {self._identity}>"
@@ -207,30 +207,44 @@ class Memoized(Generic[P, R]):
                 arguments = bind_arguments(self._signature, args, kwargs)
             except TypeError:
                 return None  # arguments that do not fit: the call itself says so, as without us
+        fn = self.__wrapped__
         try:
-            ck = call_key(self.__wrapped__, fp, arguments, typed=self._typed, ignore=self._ignore)
-            # The call as the user wrote it, for listings: the browser's code column.
-            return CallKey(
-                ck.key, {**ck.summary, "call": call_text(short_name(self._identity), args, kwargs)}
-            )
+            key, digests = call_digests(fn, fp, arguments, typed=self._typed, ignore=self._ignore)
         except KeyPicklingError as exc:
             self._warn_uncached(str(exc))
+            return None
         except Exception as exc:  # noqa: BLE001 - a key that cannot be built: run uncached
             self._warn_uncached(f"its arguments could not be hashed ({_failure(exc)})")
-        return None
+            return None
+
+        def summary() -> dict[str, Any]:
+            return {
+                **call_summary(fn, fp, arguments, digests),
+                # The call as the user wrote it, for listings: the browser's code column.
+                "call": call_text(short_name(self._identity), args, kwargs),
+            }
+
+        return Call(key, summary)
 
     def _warn_uncached(self, reason: str) -> None:
         if not self._warned:
             self._warned = True
             warn(f"nbcache: {self._identity}() runs uncached: {reason}", stacklevel=4)
 
-    def _resolve(self, ck: CallKey, fast: Any, compute: Callable[[], R]) -> R:
+    def _resolve(self, ck: Call, fast: Any, compute: Callable[[], R]) -> R:
         """Memory, then the store, then compute: once per key among threads and processes."""
-        outcome = self.cache.get_or_compute(ck.key, compute, self._meta(ck), ask=self._ask)
+
+        def run() -> R:
+            ck.settle()  # a miss: the arguments described before the function may change them
+            return compute()
+
+        outcome = self.cache.get_or_compute(
+            ck.key, run, lambda value: self._meta(ck), ask=self._ask
+        )
         self._record(ck, fast, outcome.hit)
         return outcome.value
 
-    def _meta(self, ck: CallKey) -> dict[str, Any]:
+    def _meta(self, ck: Call) -> dict[str, Any]:
         return {
             "label": f"{short_name(self._identity)}()",
             "identity": self._identity,
@@ -238,7 +252,7 @@ class Memoized(Generic[P, R]):
             "first_line": str(ck.summary.get("call", "")),
         }
 
-    def _record(self, ck: CallKey, fast: Any, hit: Hit[Any] | None) -> None:
+    def _record(self, ck: Call, fast: Any, hit: Hit[Any] | None) -> None:
         with self._lock:
             self._remember_fast(fast, ck.key)
             if hit is None:
@@ -255,7 +269,7 @@ class Memoized(Generic[P, R]):
         if fast is not None and (self._maxsize is None or len(self._fast) < 4 * self._maxsize):
             self._fast[fast] = key
 
-    def _note_miss(self, ck: CallKey) -> None:
+    def _note_miss(self, ck: Call) -> None:
         if self._previous is None and self._last is None:
             self._previous = self.cache.latest(self._identity)
         elif self._last is not None:
@@ -284,6 +298,7 @@ class Memoized(Generic[P, R]):
             self._record(ck, None, turn)
             return turn.value
         try:
+            ck.settle()
             start = time.perf_counter()
             value = await self.__wrapped__(*args, **kwargs)  # type: ignore[misc]
         except BaseException:
@@ -383,7 +398,7 @@ class Memoized(Generic[P, R]):
     def _submit_elsewhere(
         self,
         executor: Executor,
-        ck: CallKey | None,
+        ck: Call | None,
         fast: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -398,6 +413,8 @@ class Memoized(Generic[P, R]):
             with self._lock:
                 self._misses += 1
             return executor.submit(call, *args, **kwargs)
+
+        ck.settle()
 
         def keep(turn: Turn, value: Any, seconds: float) -> None:
             turn.finish(value, seconds, self._meta(ck))

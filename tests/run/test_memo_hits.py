@@ -250,3 +250,19 @@ def test_positional_binding_keys_as_inspect_does(cache: Cache) -> None:
         scaled()
     with pytest.raises(TypeError):
         scaled(1, 2, 3, 4)
+
+
+def test_a_miss_describes_its_arguments_before_the_function_changes_them(cache: Cache) -> None:
+    """A hit makes no summary of its call; a miss makes it before the body runs, so why()
+    and listings show the arguments as they were passed."""
+
+    @memoize(cache=cache)
+    def grow(items: list[int]) -> int:
+        items.append(0)
+        return len(items)
+
+    assert grow([1, 2]) == 3
+    assert grow([1, 2, 3]) == 4
+    assert grow.why() == ["argument `items` changed (len 2 -> len 3)"]
+    [record] = [r for r in cache.ledger.records() if r.key == grow._last.key]  # type: ignore[union-attr]
+    assert record.first_line == "grow([1, 2, 3])"
