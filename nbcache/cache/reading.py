@@ -52,11 +52,12 @@ WHOLE_READ = 1 << 20
 
 
 def _whole(f: BinaryIO, size: int) -> BinaryIO:
-    """``f``, or for a small entry of a file not already in memory, all of it in memory."""
-    if size > WHOLE_READ or getattr(f, "mapped", None) is not None:
+    """``f``, or for a small entry read from a file (not bytes a store already holds in
+    memory), all of it in memory."""
+    if size > WHOLE_READ or not isinstance(f, io.RawIOBase) or hasattr(f, "mapped"):
         return f
     data = bytearray(size)
-    got = f.readinto(data)  # type: ignore[attr-defined]
+    got = f.readinto(data)
     if got != size:  # a short read: stream it as any entry
         f.seek(0)
         return f

@@ -4,6 +4,7 @@ of the entry, the fingerprint's checks compiled, and still never stale."""
 from __future__ import annotations
 
 import inspect
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -49,27 +50,40 @@ class CountingStore(LocalStore):
         return _Counted(f, self)  # type: ignore[return-value]
 
 
-class _Counted:
+class _Counted(io.RawIOBase):
+    """The entry file, each read of it counted."""
+
     def __init__(self, f: Any, store: CountingStore) -> None:
+        super().__init__()
         self._f = f
         self._store = store
 
-    def read(self, *args: Any) -> bytes:
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
         self._store.reads += 1
-        return self._f.read(*args)  # type: ignore[no-any-return]
+        return self._f.read(size)  # type: ignore[no-any-return]
 
     def readinto(self, buffer: Any) -> int:
         self._store.reads += 1
         return self._f.readinto(buffer)  # type: ignore[no-any-return]
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._f, name)
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)  # type: ignore[no-any-return]
 
-    def __enter__(self) -> _Counted:
-        return self
+    def tell(self) -> int:
+        return self._f.tell()  # type: ignore[no-any-return]
 
-    def __exit__(self, *exc: object) -> None:
+    def fileno(self) -> int:
+        return self._f.fileno()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
         self._f.close()
+        super().close()
 
 
 def _define(ns: dict[str, Any]) -> None:
