@@ -23,16 +23,16 @@ from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ..cache.core import Ask, Cache, Hit, Kept, Start, Turn
+from ..cache.core import Ask, Cache, Hit, InMemory, Start, Turn
 from ..cache.default import default_cache
 from ..cache.lru import LRU
 from ..errors import KeyPicklingError, warn
-from ..keys.calls import bind_arguments, call_digests, call_summary, explain
+from ..keys.calls import explain
 from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
 from ..settings import LARGE_VALUE, memory_size
 from ..tasks.executors import get_executor
 from ..units import parse_duration
-from .callargs import EXACT, SCALARS, Call, Positional, call_text, fast_key, zero_float
+from .callargs import EXACT, SCALARS, Binder, Call, call_of, fast_key, zero_float
 from .elsewhere import Elsewhere
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
@@ -75,7 +75,7 @@ class Memoized(Generic[P, R]):
         functools.update_wrapper(self, fn)
         self.__wrapped__ = fn
         self._signature = inspect.signature(fn)
-        self._positional = Positional(self._signature)
+        self._binder = Binder(self._signature)
         self._ignore = tuple(ignore)
         unknown = set(self._ignore) - set(self._signature.parameters)
         if unknown:
@@ -95,7 +95,7 @@ class Memoized(Generic[P, R]):
         # NBCACHE_MEMORY_SIZE, and a large result only while the caller holds it too (a
         # later call loads it again). One kept in memory only is kept as it is: there,
         # memory is the only place the result lives.
-        self._memory: LRU[str, Kept] = (
+        self._memory: LRU[str, InMemory] = (
             LRU(maxsize, max_bytes=memory_size(), large=LARGE_VALUE) if store else LRU(maxsize)
         )
         self._ask = Ask(
@@ -201,30 +201,19 @@ class Memoized(Generic[P, R]):
     def _key(self, fp: Fingerprint | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if fp is None:
             return None
-        arguments = None if kwargs else self._positional.bind(args)
-        if arguments is None:
-            try:
-                arguments = bind_arguments(self._signature, args, kwargs)
-            except TypeError:
-                return None  # arguments that do not fit: the call itself says so, as without us
-        fn = self.__wrapped__
         try:
-            key, digests = call_digests(fn, fp, arguments, typed=self._typed, ignore=self._ignore)
+            arguments = self._binder.arguments(args, kwargs)
+        except TypeError:
+            return None  # arguments that do not fit: the call itself says so, as without us
+        try:
+            return call_of(
+                self.__wrapped__, fp, arguments, (args, kwargs), self._typed, self._ignore
+            )
         except KeyPicklingError as exc:
             self._warn_uncached(str(exc))
-            return None
         except Exception as exc:  # noqa: BLE001 - a key that cannot be built: run uncached
             self._warn_uncached(f"its arguments could not be hashed ({_failure(exc)})")
-            return None
-
-        def summary() -> dict[str, Any]:
-            return {
-                **call_summary(fn, fp, arguments, digests),
-                # The call as the user wrote it, for listings: the browser's code column.
-                "call": call_text(short_name(self._identity), args, kwargs),
-            }
-
-        return Call(key, summary)
+        return None
 
     def _warn_uncached(self, reason: str) -> None:
         if not self._warned:
@@ -233,14 +222,8 @@ class Memoized(Generic[P, R]):
 
     def _resolve(self, ck: Call, fast: Any, compute: Callable[[], R]) -> R:
         """Memory, then the store, then compute: once per key among threads and processes."""
-
-        def run() -> R:
-            ck.settle()  # a miss: the arguments described before the function may change them
-            return compute()
-
-        outcome = self.cache.get_or_compute(
-            ck.key, run, lambda value: self._meta(ck), ask=self._ask
-        )
+        meta = lambda value: self._meta(ck)  # noqa: E731 - made only when a miss stores
+        outcome = self.cache.get_or_compute(ck.key, ck.settled(compute), meta, ask=self._ask)
         self._record(ck, fast, outcome.hit)
         return outcome.value
 
