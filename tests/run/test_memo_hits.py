@@ -280,3 +280,21 @@ def test_a_miss_describes_its_arguments_before_the_function_changes_them(cache: 
     assert grow.why() == ["argument `items` changed (len 2 -> len 3)"]
     [record] = [r for r in cache.ledger.records() if r.key == grow._last.key]  # type: ignore[union-attr]
     assert record.first_line == "grow([1, 2, 3])"
+
+
+def test_a_function_redefined_in_a_cell_misses(cache: Cache) -> None:
+    """The defining cell run again with another body: the new function's first call is a
+    miss, and the old body's result is not what it gets."""
+    ns: dict[str, Any] = {"memoize": memoize, "np": np, "cache": cache}
+    _define(ns)
+    assert len(_warm(ns["work"], 3)["rows"]) == 6
+    run_cell(
+        """
+        @memoize(cache=cache)
+        def work(n):
+            return {"rows": np.arange(helper(n) + 1, dtype=np.float64), "label": "features"}
+        """,
+        ns,
+    )
+    assert len(ns["work"](3)["rows"]) == 7
+    assert ns["work"].cache_info()[:2] == (0, 1)
