@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cache.core import Cache
 from ..errors import CacheError, warn
 from .cellids import with_cell_ids
 from .kernels import kernel_manager_class, launch_options
 from .params import inject
+from .unchanged import keep, open_cache, record_key, restore
 
 __all__ = [
     "DRIVEN_KERNEL_ARGUMENTS",
@@ -98,6 +100,8 @@ class RunSummary:
     error: str | None = None
     # nbcache's warnings, kept out of the executed notebook: (cell index, first line, text)
     warnings: list[tuple[int | None, str, str]] = field(default_factory=list)
+    # when the run whose outputs were written with no kernel started was made
+    unchanged: float | None = None
 
     def count(self, outcome: str) -> int:
         return sum(1 for c in self.cells if c.outcome == outcome)
@@ -134,6 +138,9 @@ class RunSummary:
         text = f"nbcache run: {', '.join(parts)} in {format_duration(self.elapsed)}"
         if self.saved:
             text += f"; restoring saved {format_duration(self.saved)}"
+        if self.unchanged is not None:
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.unchanged))
+            text += f"; unchanged since {when}: no kernel started"
         if self.error:
             text += f"; stopped: {self.error}"
             where = _stopped_at(self.cells)
@@ -269,15 +276,53 @@ def run_notebook(
         log = os.path.join(scratch, "cells.jsonl")
         env = kernel_environment(store=absolute_store(store), log=log)
         start = time.perf_counter()
-        summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
-        summary.elapsed = time.perf_counter() - start
-        records = _records(log)
-        summary.cells = cell_outcomes(nb, records, summary.error)
-        summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
+        key = _recorded(nb, source.parent, env, kernel)
+        cache = open_cache(env, source.parent) if key is not None else None
+        if (
+            key is not None
+            and cache is not None
+            and _unchanged(nb, summary, cache, key, source.parent)
+        ):
+            summary.elapsed = time.perf_counter() - start
+        else:
+            summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
+            summary.elapsed = time.perf_counter() - start
+            records = _records(log)
+            summary.cells = cell_outcomes(nb, records, summary.error)
+            summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
+            cache = cache or open_cache(env, source.parent)  # the first run made the store
+            if key is not None and cache is not None and summary.error is None:
+                keep(nb, key, cache, source.parent, records, summary.elapsed)
     annotate(nb, summary.cells)
     if out is not None:
         nbformat.write(nb, os.fspath(out))
     return nb, summary
+
+
+def _recorded(nb: Any, folder: Path, env: Mapping[str, str], kernel: str | None) -> str | None:
+    """The key of the record of ``nb`` run so (see :mod:`nbcache.notebooks.unchanged`);
+    None for a notebook with no code."""
+    if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells):
+        return None
+    return record_key(nb, folder, env, kernel)
+
+
+def _unchanged(nb: Any, summary: RunSummary, cache: Cache, key: str, folder: Path) -> bool:
+    """Write ``nb``'s outputs from its record ``key``, with no kernel, when nothing they
+    depend on changed; whether it did."""
+    done = restore(nb, key, cache, folder)
+    if done is None:
+        return False
+    summary.unchanged = done.made
+    by_index = {index: (why, seconds) for index, why, seconds in done.cells}
+    for index, cell in enumerate(nb.cells):
+        if index in by_index:
+            why, seconds = by_index[index]
+            first = _first_code_line(cell.source)
+            summary.cells.append(
+                CellOutcome(index, str(cell.get("id")), RESTORED, seconds, (), why, first)
+            )
+    return True
 
 
 def execute(

@@ -191,7 +191,9 @@ class CellCache:
                         "recorded": recorded_meta(entry),
                     },
                     ask=run.ask,
-                    start=Start.FORCE if options.force else Start.MISSED,
+                    # an entry whose files changed is replaced, or the cell would run
+                    # again on every later run
+                    start=Start.FORCE if options.force or run.unchanged.stale else Start.MISSED,
                 )
         except RunsAlways as exc:
             # nothing stored, quietly: it runs every time, as a patch does; why says so
@@ -225,7 +227,9 @@ class CellCache:
             self.shell.report(
                 replace(report, store_seconds=store_seconds, only_imports=self._tell_imports(run))
             )
-        self._note(options, "ran", seconds=made[0].seconds, stored=outcome.stored)
+        # the entry's key, for the record a whole-notebook run keeps of the notebook
+        stored: dict[str, Any] = {"key": run.key.key} if outcome.stored else {}
+        self._note(options, "ran", seconds=made[0].seconds, stored=outcome.stored, **stored)
         return made[0].result
 
     def decide(self, source: str, options: CellOptions) -> Decision:
@@ -382,6 +386,7 @@ class CellCache:
         record["why"] = self.reasons.get(self.last, []) if self.last else []
         if hit is not None:
             record["load_seconds"] = hit.load_seconds
+            record["key"] = hit.info.key
         self.auto.note(record)
 
     # -- a miss -----------------------------------------------------------------------

@@ -1,0 +1,312 @@
+"""A notebook unchanged since its last run: its outputs written again with no kernel started.
+
+After a run that reached every cell, ``nbcache run`` keeps a record of the notebook in
+the store, keyed by its code cells as run (parameters included), the folder, the
+kernel's command and the environment variables that shape it, and nbcache's key
+version. The record holds each cell's entry key and executed outputs, and what must be
+checked again: the local modules the kernel imported (by their files' digests) and the
+installed distributions on the kernel's ``sys.path`` (by their ``*.dist-info`` names,
+which carry versions, read without starting the kernel's Python).
+
+The next run checks what a cell hit checks: every entry still in the store with a
+valid signed header, the files each read unchanged, the files each wrote as it left
+them; then the modules and the distributions. All hold: the stored outputs are
+written and no kernel starts. Any doubt starts the kernel as before.
+
+A cell that always runs allows this only when running it again changes nothing a
+restored cell's output depends on (:data:`ALLOWED`); its last run's output is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from ..cache.core import Cache
+from ..cache.terms import Ask
+from ..entry.format import EntryInfo
+from ..keys.calls import KEY_VERSION
+from ..run.files import FileReads
+
+__all__ = [
+    "ALLOWED",
+    "Restored",
+    "allowed",
+    "distributions",
+    "file_digest",
+    "keep",
+    "open_cache",
+    "record_key",
+    "restore",
+]
+
+RECORD_VERSION = "1"
+# Line magics that set up the kernel for what follows and leave no value a restored
+# cell's output depends on; any other always-run cell (a shell escape, `%cd`, `%run`,
+# `%env`, a patch, another cell magic) starts the kernel.
+ALLOWED = ("matplotlib", "load_ext", "reload_ext", "config", "autoreload", "aimport")
+# Line magics whose output is a measurement: with no kernel, the last run's is kept.
+MEASURED = ("time", "timeit")
+_MAGIC = re.compile(r"%(\w+)\s*(.*)")
+# Record files listed as installed distributions: their names carry the version.
+_DISTS = (".dist-info", ".egg-info", ".egg-link", ".pth")
+_ASK = Ask(remember=False, name="notebook")
+
+
+def allowed(source: str) -> str | None:
+    """The magic of an always-run cell that allows a notebook-level hit, or None: every
+    line a comment or an :data:`ALLOWED` magic, or one line timing an expression
+    (``%timeit f(x)``: it runs in a function of its own and binds nothing)."""
+    lines = [ln.strip() for ln in source.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("#")]
+    found = [_MAGIC.fullmatch(ln) for ln in lines]
+    if not found or any(m is None for m in found):
+        return None
+    magics = [m.group(1) for m in found if m is not None]
+    if all(name in ALLOWED for name in magics):
+        return magics[0]
+    if len(found) == 1 and found[0] is not None and magics[0] in MEASURED:
+        import ast
+
+        try:
+            ast.parse(found[0].group(2), mode="eval")
+        except SyntaxError:
+            return None  # a statement: `%time x = f()` binds x for the cells after it
+        return magics[0]
+    return None
+
+
+def file_digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return xxhash.xxh3_128_hexdigest(f.read())
+    except OSError:
+        return None
+
+
+def distributions(paths: list[str]) -> str:
+    """A digest of the installed distributions on ``paths`` (a kernel's ``sys.path``):
+    the names of their metadata folders, which carry each version."""
+    h = xxhash.xxh3_128()
+    for entry in paths:
+        h.update(f"\0{entry}\0".encode())
+        try:
+            names = sorted(n for n in os.listdir(entry or ".") if n.endswith(_DISTS))
+        except OSError:
+            h.update(b"-")  # missing, a zip, a file: its appearance is a change too
+            continue
+        h.update("\n".join(names).encode())
+    return h.hexdigest()
+
+
+def kernel_command(kernel: str | None) -> list[str]:
+    """The command that starts the kernel: its spec's, its interpreter found on PATH and
+    stamped (an interpreter upgraded in place is another kernel)."""
+    if not kernel:
+        argv = [sys.executable]
+    else:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+        try:
+            argv = list(KernelSpecManager().get_kernel_spec(kernel).argv)
+        except NoSuchKernel:
+            return []
+    found = shutil.which(argv[0]) if argv else None
+    if found:
+        st = os.stat(os.path.realpath(found))
+        argv = [os.path.realpath(found), f"{st.st_size}:{st.st_mtime_ns}", *argv[1:]]
+    return argv
+
+
+def record_key(nb: Any, folder: Path, env: Mapping[str, str], kernel: str | None) -> str | None:
+    """The key of the record of ``nb`` run in ``folder`` with ``env`` on ``kernel``; None
+    when the kernel cannot be named (no such kernel: starting it says so)."""
+    command = kernel_command(kernel)
+    if not command:
+        return None
+    shaping = {
+        k: v
+        for k, v in env.items()
+        if k.startswith(("NBCACHE_", "PYTHON")) and k != "NBCACHE_AUTO_LOG"
+    }
+    parts = {
+        "record": RECORD_VERSION,
+        "keys": KEY_VERSION,
+        "folder": os.fspath(folder.resolve()),
+        "kernel": command,
+        "env": sorted(shaping.items()),
+        "cells": [c.source for c in nb.cells if c.cell_type == "code"],
+    }
+    text = json.dumps(parts, sort_keys=True)
+    return xxhash.xxh3_128_hexdigest(b"nbcache notebook record\0" + text.encode())
+
+
+def open_cache(env: Mapping[str, str], folder: Path) -> Cache | None:
+    """The store the kernel uses, as the driver sees it (a relative folder is the
+    notebook folder's, where the kernel runs); None when it cannot be opened."""
+    from ..cache.default import open_store
+    from ..entry.signing import Signer, load_secret
+    from ..errors import CacheError
+    from ..settings import DEFAULT_DIR
+
+    location = env.get("NBCACHE_DIR", "").strip() or DEFAULT_DIR
+    if "://" not in location and not os.path.isabs(location):
+        location = os.path.join(folder, location)
+    try:
+        if "://" not in location and not os.path.isdir(location):
+            return None
+        return Cache(open_store(location), signer=Signer(load_secret()), memory_bytes=None)
+    except (CacheError, OSError):
+        return None
+
+
+@contextmanager
+def _inside(folder: Path) -> Iterator[None]:
+    """Relative paths an entry recorded are the notebook folder's, where the kernel ran."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def _unchanged(info: EntryInfo) -> bool:
+    """A cell hit's file checks: what it read is as it was, what it wrote as it left it
+    (with no kernel nothing can be put back)."""
+    reads = FileReads(dict(info.meta.get("files", {})), dict(info.meta.get("paths", {})))
+    if reads.changed():
+        return False
+    wrote = info.meta.get("wrote")
+    for name, state in dict(wrote if isinstance(wrote, dict) else {}).items():
+        try:
+            st = os.stat(name)
+        except OSError:
+            if state:
+                return False
+            continue
+        if not state or [st.st_size, st.st_mtime_ns] != list(state[:2]):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A notebook written from its record: when that run was, and each code cell's
+    (index, why, seconds)."""
+
+    made: float
+    cells: list[tuple[int, str, float]]
+
+
+def restore(nb: Any, key: str, cache: Cache, folder: Path) -> Restored | None:
+    """Write the outputs of the record ``key`` into ``nb`` when every check holds; None
+    (nb untouched) at the first doubt."""
+    import importlib
+
+    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
+    found = cache.lookup(key, _ASK)
+    record = found.value if found is not None else None
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        return None
+    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    cells = record.get("cells")
+    if not isinstance(cells, list) or len(cells) != len(code):
+        return None
+    if any(c.source != kept.get("source") for (_, c), kept in zip(code, cells, strict=True)):
+        return None
+    hits = []
+    with _inside(folder):
+        for kept in cells:
+            if kept.get("key"):
+                hit = cache.peek(str(kept["key"]), Ask(validate=_unchanged))
+                if hit is None:
+                    return None  # evicted, damaged, or a file it read changed
+                hits.append(hit)
+        modules = dict(record.get("modules", {}))
+        if any(file_digest(path) != digest for path, digest in modules.items()):
+            return None  # a local module was edited
+        if distributions(list(record.get("path", []))) != record.get("dists"):
+            return None  # a distribution was installed, removed, upgraded
+    for hit in hits:
+        cache.ledger.count_use(hit.info.key, hit.info)  # a restore is a use
+    cache.ledger.flush_uses()
+    made = float(record.get("made", 0.0))
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(made))
+    out = []
+    for (index, cell), kept in zip(code, cells, strict=True):
+        if not cell.source.strip():
+            continue
+        cell.outputs = [nbformat.from_dict(o) for o in kept.get("outputs", [])]
+        cell.execution_count = kept.get("execution_count")
+        why = f"unchanged since {when}: no kernel started"
+        if kept.get("magic") in MEASURED:
+            why += f"; the output `%{kept['magic']}` gave then is kept"
+        out.append((index, why, float(kept.get("seconds", 0.0))))
+    if record.get("language_info"):
+        nb.metadata["language_info"] = nbformat.from_dict(record["language_info"])
+    return Restored(made, out)
+
+
+def keep(
+    nb: Any, key: str, cache: Cache, folder: Path, records: list[dict[str, Any]], seconds: float
+) -> bool:
+    """After a run that reached every cell: store the record of ``nb`` under ``key``
+    when every cell restores from an entry or is :func:`allowed`; else remove an older
+    record under it. Whether one was stored."""
+    by_id: dict[str, dict[str, Any]] = {}
+    modules: dict[str, str] = {}
+    path: list[str] = []
+    for record in records:
+        environment = record.get("environment")
+        if isinstance(environment, dict):
+            modules.update(environment.get("modules", {}))
+            path += [p for p in environment.get("path", []) if p not in path]
+        elif record.get("cell_id") and "warning" not in record:
+            by_id[str(record["cell_id"])] = record
+    cells = []
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        kept = {
+            "source": cell.source,
+            "outputs": json.loads(json.dumps(cell.get("outputs", []))),
+            "execution_count": cell.get("execution_count"),
+        }
+        logged = by_id.get(str(cell.get("id")))
+        if cell.source.strip():
+            if logged is None or cell.source.lstrip().startswith("%%"):
+                cache.remove(key)  # left to IPython: another cell magic, an await
+                return False
+            outcome = logged.get("outcome")
+            if outcome in ("restored", "ran") and logged.get("key") and not logged.get("always"):
+                kept.update(key=logged["key"], seconds=float(logged.get("seconds") or 0.0))
+            elif outcome == "uncached" and (magic := allowed(cell.source)) is not None:
+                kept["magic"] = magic
+            else:
+                cache.remove(key)
+                return False
+        cells.append(kept)
+    info = nb.get("metadata", {}).get("language_info")
+    with _inside(folder):  # a kernel's '' on sys.path is the folder it ran in
+        dists = distributions(path)
+    value = {
+        "version": RECORD_VERSION,
+        "made": time.time(),
+        "cells": cells,
+        "modules": modules,
+        "path": path,
+        "dists": dists,
+        "language_info": json.loads(json.dumps(info)) if info else None,
+    }
+    meta = {"label": "notebook record", "kind": "notebook", "compute_seconds": seconds}
+    return cache.overwrite(key, value, meta, ask=_ASK) > 0
