@@ -5,7 +5,9 @@ so every code cell is looked up by its key and restores from its signed header
 when it hits; only the cells whose keys changed, and the cells whose keys change
 because of them, execute. The executed notebook has the outputs a plain run
 gives (``jupyter execute`` is the reference). Each cell is sent with its id, so
-``%nbcache why`` and the plan name cells stably across edits.
+``%nbcache why`` and the plan name cells stably across edits. A notebook unchanged
+since a run that reached every cell is written from its record with no kernel
+started (:mod:`nbcache.notebooks.unchanged`).
 """
 
 from __future__ import annotations
@@ -292,7 +294,7 @@ def run_notebook(
             summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
             cache = cache or open_cache(env, source.parent)  # the first run made the store
             if key is not None and cache is not None and summary.error is None:
-                keep(nb, key, cache, source.parent, records, summary.elapsed)
+                keep(nb, key, cache, source.parent, records, summary.elapsed, source.name)
     annotate(nb, summary.cells)
     if out is not None:
         nbformat.write(nb, os.fspath(out))

@@ -233,6 +233,8 @@ def restore(nb: Any, key: str, cache: Cache, folder: Path) -> Restored | None:
                 hit = cache.peek(str(kept["key"]), Ask(validate=_unchanged))
                 if hit is None:
                     return None  # evicted, damaged, or a file it read changed
+                if hit.info.created != kept.get("created"):
+                    return None  # made again since (its files changed, say): other outputs
                 hits.append(hit)
         modules = dict(record.get("modules", {}))
         if any(file_digest(path) != digest for path, digest in modules.items()):
@@ -260,7 +262,13 @@ def restore(nb: Any, key: str, cache: Cache, folder: Path) -> Restored | None:
 
 
 def keep(
-    nb: Any, key: str, cache: Cache, folder: Path, records: list[dict[str, Any]], seconds: float
+    nb: Any,
+    key: str,
+    cache: Cache,
+    folder: Path,
+    records: list[dict[str, Any]],
+    seconds: float,
+    name: str = "",
 ) -> bool:
     """After a run that reached every cell: store the record of ``nb`` under ``key``
     when every cell restores from an entry or is :func:`allowed`; else remove an older
@@ -288,8 +296,11 @@ def keep(
                 cache.remove(key)  # left to IPython: another cell magic, an await
                 return False
             outcome = logged.get("outcome")
-            if outcome in ("restored", "ran") and logged.get("key") and not logged.get("always"):
-                kept.update(key=logged["key"], seconds=float(logged.get("seconds") or 0.0))
+            entry = str(logged.get("key") or "")
+            found = cache.peek(entry) if outcome in ("restored", "ran") and entry else None
+            if found is not None and not logged.get("always"):
+                took = float(logged.get("seconds") or 0.0)
+                kept.update(key=entry, created=found.info.created, seconds=took)
             elif outcome == "uncached" and (magic := allowed(cell.source)) is not None:
                 kept["magic"] = magic
             else:
@@ -308,5 +319,5 @@ def keep(
         "dists": dists,
         "language_info": json.loads(json.dumps(info)) if info else None,
     }
-    meta = {"label": "notebook record", "kind": "notebook", "compute_seconds": seconds}
+    meta = {"label": f"notebook {name}".strip(), "kind": "notebook", "compute_seconds": seconds}
     return cache.overwrite(key, value, meta, ask=_ASK) > 0

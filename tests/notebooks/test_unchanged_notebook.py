@@ -7,6 +7,8 @@ gone from the store each send the run back to a kernel."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,18 @@ def test_an_unchanged_notebook_is_written_again_with_no_kernel(
     assert records["read"]["why"].endswith(": no kernel started")
     assert "the output `%timeit` gave then is kept" in records["timed"]["why"]
     assert nb.metadata["language_info"]["name"] == "python"
+    # in place, as pre-commit runs it: the second run leaves the file byte for byte
+    for _ in range(2):
+        before = (folder / "nb.ipynb").read_bytes()
+        done = subprocess.run(
+            [sys.executable, "-m", "nbcache", "run", "nb.ipynb"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0 and "no kernel started" in done.stdout, done.stderr
+    assert (folder / "nb.ipynb").read_bytes() == before
 
 
 def test_every_change_a_cell_hit_checks_starts_the_kernel(
@@ -194,3 +208,25 @@ def test_a_notebook_with_a_cell_that_always_runs_executes_only_it_from_run_two_o
         ran = [c.first_line for c in summary.cells if c.outcome != "restored"]
         assert ran == (["a = 1", "b = a + 1", "!echo hi", "c = b * 2"] if n == 0 else ["!echo hi"])
         assert not summary.count("kept in memory")
+
+
+def test_an_entry_made_again_since_the_record_starts_the_kernel(tmp_path: Path) -> None:
+    """Another run (another notebook, a session sharing the store) may replace a cell's
+    entry under the same key: its outputs are then no longer the record's."""
+    from nbcache.cache.core import Cache
+    from nbcache.entry.signing import Signer
+    from nbcache.notebooks.unchanged import keep, restore
+    from nbcache.store import LocalStore
+
+    cache = Cache(LocalStore(tmp_path / "store"), signer=Signer(b"k" * 32))
+    entry = f"{7:032x}"
+    cache.put(entry, {"x": 1}, {"files": {}, "paths": {}})
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", id="a", execution_count=1)]
+    logged = [{"cell_id": "a", "outcome": "ran", "key": entry, "seconds": 0.5}]
+    record = f"{8:032x}"
+    assert keep(nb, record, cache, tmp_path, logged, 1.0)
+    assert restore(nb, record, cache, tmp_path) is not None
+    __import__("time").sleep(0.01)
+    cache.overwrite(entry, {"x": 2}, {"files": {}, "paths": {}})
+    assert restore(nb, record, cache, tmp_path) is None
