@@ -80,9 +80,11 @@ def allowed(source: str) -> str | None:
         import ast
 
         try:
-            ast.parse(found[0].group(2), mode="eval")
+            tree = ast.parse(found[0].group(2), mode="eval")
         except SyntaxError:
             return None  # a statement: `%time x = f()` binds x for the cells after it
+        if any(isinstance(node, ast.NamedExpr) for node in ast.walk(tree)):
+            return None  # `%time (x := f())` binds x too
         return magics[0]
     return None
 

@@ -105,6 +105,7 @@ def test_the_magics_that_allow_a_run_without_a_kernel() -> None:
     assert allowed("%config InlineBackend.figure_format = 'svg'") == "config"
     assert allowed("%timeit f(x)") == "timeit"
     assert allowed("%time x = f()") is None  # it binds x for the cells after it
+    assert allowed("%time (x := f())") is None
     for other in ("!ls", "%cd ..", "%run other.py", "%env A=1", "%pip install x", "x = 1"):
         assert allowed(other) is None, other
 
