@@ -113,8 +113,8 @@ def distributions(paths: list[str]) -> str:
 
 
 def kernel_command(kernel: str | None) -> list[str]:
-    """The command that starts the kernel: its spec's, its interpreter found on PATH and
-    stamped (an interpreter upgraded in place is another kernel)."""
+    """The command that starts the kernel, as its kernelspec gives it, with its
+    interpreter found on PATH and stamped (one upgraded in place is another kernel)."""
     if not kernel:
         argv = [sys.executable]
     else:
