@@ -5,9 +5,7 @@ so every code cell is looked up by its key and restores from its signed header
 when it hits; only the cells whose keys changed, and the cells whose keys change
 because of them, execute. The executed notebook has the outputs a plain run
 gives (``jupyter execute`` is the reference). Each cell is sent with its id, so
-``%nbcache why`` and the plan name cells stably across edits. A notebook unchanged
-since a run that reached every cell is written from its record with no kernel
-started (:mod:`nbcache.notebooks.unchanged`).
+``%nbcache why`` and the plan name cells stably across edits.
 """
 
 from __future__ import annotations
@@ -23,12 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cache.core import Cache
 from ..errors import CacheError, warn
 from .cellids import with_cell_ids
-from .kernels import kernel_manager_class, launch_options
+from .kernels import is_python, kernel_language, kernel_manager_class, launch_options
 from .params import inject
-from .unchanged import keep, open_cache, record_key, restore
+from .unchanged import Whole, since
 
 __all__ = [
     "DRIVEN_KERNEL_ARGUMENTS",
@@ -102,8 +99,7 @@ class RunSummary:
     error: str | None = None
     # nbcache's warnings, kept out of the executed notebook: (cell index, first line, text)
     warnings: list[tuple[int | None, str, str]] = field(default_factory=list)
-    # when the run whose outputs were written with no kernel started was made
-    unchanged: float | None = None
+    unchanged: float | None = None  # when the run written again with no kernel was
 
     def count(self, outcome: str) -> int:
         return sum(1 for c in self.cells if c.outcome == outcome)
@@ -140,9 +136,7 @@ class RunSummary:
         text = f"nbcache run: {', '.join(parts)} in {format_duration(self.elapsed)}"
         if self.saved:
             text += f"; restoring saved {format_duration(self.saved)}"
-        if self.unchanged is not None:
-            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.unchanged))
-            text += f"; unchanged since {when}: no kernel started"
+        text += f"; {since(self.unchanged)}" if self.unchanged is not None else ""
         if self.error:
             text += f"; stopped: {self.error}"
             where = _stopped_at(self.cells)
@@ -217,7 +211,7 @@ def require_python(nb: Any, path: Path, kernel: str | None = None) -> None:
     spec = spec if isinstance(spec, dict) else {}
     info = info if isinstance(info, dict) else {}
     said = spec.get("language") or info.get("name")
-    if said and not _is_python(str(said)):
+    if said and not is_python(str(said)):
         name = f" (kernel {spec['name']})" if spec.get("name") else ""
         raise RunError(
             f"{path.name} is a notebook in {said}{name}; nbcache runs Python notebooks only: "
@@ -225,28 +219,12 @@ def require_python(nb: Any, path: Path, kernel: str | None = None) -> None:
         )
     # the kernel asked for, else the one the notebook names when it says no language
     named = kernel or (None if said else spec.get("name"))
-    language = _kernel_language(str(named)) if named else None
-    if language and not _is_python(language):
+    language = kernel_language(str(named)) if named else None
+    if language and not is_python(language):
         raise RunError(
             f"the kernel {named!r} runs {language}; nbcache runs Python kernels only "
             "(`jupyter kernelspec list` shows the kernels there are)"
         )
-
-
-def _is_python(language: str) -> bool:
-    return language.strip().lower().startswith(("python", "ipython"))
-
-
-def _kernel_language(name: str) -> str | None:
-    """The language of the kernel ``name``; None when there is no such kernel (starting it
-    says so) or it names none."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        language = KernelSpecManager().get_kernel_spec(name).language
-    except NoSuchKernel:
-        return None
-    return str(language) if language else None
 
 
 def _client_class() -> type[Any]:
@@ -265,8 +243,8 @@ def run_notebook(
     kernel: str | None = None,
     parameters: Mapping[str, Any] | None = None,
 ) -> tuple[Any, RunSummary]:
-    """Run the notebook at ``path`` in a fresh kernel in auto mode; the executed notebook
-    (written to ``out`` when given, even when a cell failed) and what each cell did."""
+    """Run the notebook at ``path`` in a fresh kernel in auto mode (none when unchanged);
+    the executed notebook (written to ``out`` when given, even when a cell failed)."""
     import importlib
 
     nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
@@ -278,53 +256,28 @@ def run_notebook(
         log = os.path.join(scratch, "cells.jsonl")
         env = kernel_environment(store=absolute_store(store), log=log)
         start = time.perf_counter()
-        key = _recorded(nb, source.parent, env, kernel)
-        cache = open_cache(env, source.parent) if key is not None else None
-        if (
-            key is not None
-            and cache is not None
-            and _unchanged(nb, summary, cache, key, source.parent)
-        ):
-            summary.elapsed = time.perf_counter() - start
+        whole = Whole.of(nb, source.parent, env, kernel)
+        done = whole.restore(nb) if whole is not None else None
+        if done is not None:
+            summary.unchanged = done.made
+            summary.cells = [_restored(nb, index, why, took) for index, why, took in done.cells]
         else:
             summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
-            summary.elapsed = time.perf_counter() - start
             records = _records(log)
             summary.cells = cell_outcomes(nb, records, summary.error)
             summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
-            cache = cache or open_cache(env, source.parent)  # the first run made the store
-            if key is not None and cache is not None and summary.error is None:
-                keep(nb, key, cache, source.parent, records, summary.elapsed, source.name)
+            if whole is not None and summary.error is None:
+                whole.keep(nb, records, time.perf_counter() - start, source.name)
+        summary.elapsed = time.perf_counter() - start
     annotate(nb, summary.cells)
     if out is not None:
         nbformat.write(nb, os.fspath(out))
     return nb, summary
 
 
-def _recorded(nb: Any, folder: Path, env: Mapping[str, str], kernel: str | None) -> str | None:
-    """The key of the record of ``nb`` run so (see :mod:`nbcache.notebooks.unchanged`);
-    None for a notebook with no code."""
-    if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells):
-        return None
-    return record_key(nb, folder, env, kernel)
-
-
-def _unchanged(nb: Any, summary: RunSummary, cache: Cache, key: str, folder: Path) -> bool:
-    """Write ``nb``'s outputs from its record ``key``, with no kernel, when nothing they
-    depend on changed; whether it did."""
-    done = restore(nb, key, cache, folder)
-    if done is None:
-        return False
-    summary.unchanged = done.made
-    by_index = {index: (why, seconds) for index, why, seconds in done.cells}
-    for index, cell in enumerate(nb.cells):
-        if index in by_index:
-            why, seconds = by_index[index]
-            first = _first_code_line(cell.source)
-            summary.cells.append(
-                CellOutcome(index, str(cell.get("id")), RESTORED, seconds, (), why, first)
-            )
-    return True
+def _restored(nb: Any, index: int, why: str, seconds: float) -> CellOutcome:
+    cell, first = nb.cells[index], _first_code_line(nb.cells[index].source)
+    return CellOutcome(index, str(cell.get("id")), RESTORED, seconds, (), why, first)
 
 
 def execute(

@@ -34,7 +34,7 @@ from typing import Any
 import xxhash
 
 from ..cache.core import Cache
-from ..cache.terms import Ask
+from ..cache.terms import Ask, Hit
 from ..entry.format import EntryInfo
 from ..keys.calls import KEY_VERSION
 from ..run.files import FileReads
@@ -42,13 +42,13 @@ from ..run.files import FileReads
 __all__ = [
     "ALLOWED",
     "Restored",
+    "Whole",
     "allowed",
     "distributions",
     "file_digest",
-    "keep",
     "open_cache",
     "record_key",
-    "restore",
+    "since",
 ]
 
 RECORD_VERSION = "1"
@@ -203,6 +203,12 @@ def _unchanged(info: EntryInfo) -> bool:
     return True
 
 
+def since(made: float) -> str:
+    """What a run written from the record made at ``made`` says of itself."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(made))
+    return f"unchanged since {when}: no kernel started"
+
+
 @dataclass(frozen=True)
 class Restored:
     """A notebook written from its record: when that run was, and each code cell's
@@ -212,25 +218,79 @@ class Restored:
     cells: list[tuple[int, str, float]]
 
 
-def restore(nb: Any, key: str, cache: Cache, folder: Path) -> Restored | None:
-    """Write the outputs of the record ``key`` into ``nb`` when every check holds; None
-    (nb untouched) at the first doubt."""
-    import importlib
+@dataclass
+class Whole:
+    """The record of one notebook run so: where it is kept and under which key."""
 
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
-    found = cache.lookup(key, _ASK)
-    record = found.value if found is not None else None
-    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
-        return None
-    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    cells = record.get("cells")
-    if not isinstance(cells, list) or len(cells) != len(code):
-        return None
-    if any(c.source != kept.get("source") for (_, c), kept in zip(code, cells, strict=True)):
-        return None
+    key: str
+    folder: Path
+    env: Mapping[str, str]
+    cache: Cache | None  # None until the first run makes the store
+
+    @classmethod
+    def of(cls, nb: Any, folder: Path, env: Mapping[str, str], kernel: str | None) -> Whole | None:
+        """None for a notebook with no code, or a kernel that cannot be named."""
+        if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells):
+            return None
+        key = record_key(nb, folder, env, kernel)
+        return cls(key, folder, env, open_cache(env, folder)) if key is not None else None
+
+    def restore(self, nb: Any) -> Restored | None:
+        """Write the record's outputs into ``nb`` when every check holds; None (``nb``
+        untouched) at the first doubt."""
+        found = self.cache.lookup(self.key, _ASK) if self.cache is not None else None
+        record = found.value if found is not None else None
+        if self.cache is None or not isinstance(record, dict):
+            return None
+        code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        cells = record.get("cells")
+        if record.get("version") != RECORD_VERSION or not isinstance(cells, list):
+            return None
+        if [c.source for _, c in code] != [kept.get("source") for kept in cells]:
+            return None
+        hits = _checked(record, self.cache, self.folder)
+        if hits is None:
+            return None
+        for hit in hits:
+            self.cache.ledger.count_use(hit.info.key, hit.info)  # a restore is a use
+        self.cache.ledger.flush_uses()
+        return _written(nb, code, record)
+
+    def keep(self, nb: Any, records: list[dict[str, Any]], seconds: float, name: str) -> bool:
+        """After a run that reached every cell: store the record of ``nb`` when every cell
+        restores from an entry or is :func:`allowed`, else remove an older one; whether
+        one was stored."""
+        cache = self.cache = self.cache or open_cache(self.env, self.folder)
+        if cache is None:
+            return False
+        modules, path, by_id = _logged(records)
+        cells = [_kept(cell, by_id.get(str(cell.get("id"))), cache) for cell in nb.cells]
+        if any(kept is None for kept in cells):
+            cache.remove(self.key)
+            return False
+        info = nb.get("metadata", {}).get("language_info")
+        with _inside(self.folder):  # a kernel's '' on sys.path is the folder it ran in
+            dists = distributions(path)
+        value = {
+            "version": RECORD_VERSION,
+            "made": time.time(),
+            "cells": [kept for kept in cells if kept],
+            "modules": modules,
+            "path": path,
+            "dists": dists,
+            "language_info": json.loads(json.dumps(info)) if info else None,
+        }
+        label = f"notebook {name}".strip()
+        meta = {"label": label, "kind": "notebook", "compute_seconds": seconds}
+        return cache.overwrite(self.key, value, meta, ask=_ASK) > 0
+
+
+def _checked(record: dict[str, Any], cache: Cache, folder: Path) -> list[Hit[Any]] | None:
+    """The hits of the record's entries when what a cell hit checks holds, and the local
+    modules and installed distributions are as they were; None at the first doubt."""
     hits = []
     with _inside(folder):
-        for kept in cells:
+        for kept in record["cells"]:
             if kept.get("key"):
                 hit = cache.peek(str(kept["key"]), Ask(validate=_unchanged))
                 if hit is None:
@@ -243,18 +303,21 @@ def restore(nb: Any, key: str, cache: Cache, folder: Path) -> Restored | None:
             return None  # a local module was edited
         if distributions(list(record.get("path", []))) != record.get("dists"):
             return None  # a distribution was installed, removed, upgraded
-    for hit in hits:
-        cache.ledger.count_use(hit.info.key, hit.info)  # a restore is a use
-    cache.ledger.flush_uses()
+    return hits
+
+
+def _written(nb: Any, code: list[tuple[int, Any]], record: dict[str, Any]) -> Restored:
+    import importlib
+
+    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
     made = float(record.get("made", 0.0))
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(made))
     out = []
-    for (index, cell), kept in zip(code, cells, strict=True):
+    for (index, cell), kept in zip(code, record["cells"], strict=True):
         if not cell.source.strip():
             continue
         cell.outputs = [nbformat.from_dict(o) for o in kept.get("outputs", [])]
         cell.execution_count = kept.get("execution_count")
-        why = f"unchanged since {when}: no kernel started"
+        why = since(made)
         if kept.get("magic") in MEASURED:
             why += f"; the output `%{kept['magic']}` gave then is kept"
         out.append((index, why, float(kept.get("seconds", 0.0))))
@@ -263,18 +326,11 @@ def restore(nb: Any, key: str, cache: Cache, folder: Path) -> Restored | None:
     return Restored(made, out)
 
 
-def keep(
-    nb: Any,
-    key: str,
-    cache: Cache,
-    folder: Path,
+def _logged(
     records: list[dict[str, Any]],
-    seconds: float,
-    name: str = "",
-) -> bool:
-    """After a run that reached every cell: store the record of ``nb`` under ``key``
-    when every cell restores from an entry or is :func:`allowed`; else remove an older
-    record under it. Whether one was stored."""
+) -> tuple[dict[str, str], list[str], dict[str, dict[str, Any]]]:
+    """From the kernel's cell log: the local modules' digests, its ``sys.path``, and each
+    cell's last record by id."""
     by_id: dict[str, dict[str, Any]] = {}
     modules: dict[str, str] = {}
     path: list[str] = []
@@ -285,41 +341,28 @@ def keep(
             path += [p for p in environment.get("path", []) if p not in path]
         elif record.get("cell_id") and "warning" not in record:
             by_id[str(record["cell_id"])] = record
-    cells = []
-    for cell in (c for c in nb.cells if c.cell_type == "code"):
-        kept = {
-            "source": cell.source,
-            "outputs": json.loads(json.dumps(cell.get("outputs", []))),
-            "execution_count": cell.get("execution_count"),
-        }
-        logged = by_id.get(str(cell.get("id")))
-        if cell.source.strip():
-            if logged is None or cell.source.lstrip().startswith("%%"):
-                cache.remove(key)  # left to IPython: another cell magic, an await
-                return False
-            outcome = logged.get("outcome")
-            entry = str(logged.get("key") or "")
-            found = cache.peek(entry) if outcome in ("restored", "ran") and entry else None
-            if found is not None and not logged.get("always"):
-                took = float(logged.get("seconds") or 0.0)
-                kept.update(key=entry, created=found.info.created, seconds=took)
-            elif outcome == "uncached" and (magic := allowed(cell.source)) is not None:
-                kept["magic"] = magic
-            else:
-                cache.remove(key)
-                return False
-        cells.append(kept)
-    info = nb.get("metadata", {}).get("language_info")
-    with _inside(folder):  # a kernel's '' on sys.path is the folder it ran in
-        dists = distributions(path)
-    value = {
-        "version": RECORD_VERSION,
-        "made": time.time(),
-        "cells": cells,
-        "modules": modules,
-        "path": path,
-        "dists": dists,
-        "language_info": json.loads(json.dumps(info)) if info else None,
+    return modules, path, by_id
+
+
+def _kept(cell: Any, logged: dict[str, Any] | None, cache: Cache) -> dict[str, Any] | None:
+    """What the record keeps of a code cell ({} for any other cell); None when the cell
+    allows no notebook-level hit."""
+    if cell.cell_type != "code":
+        return {}
+    kept = {
+        "source": cell.source,
+        "outputs": json.loads(json.dumps(cell.get("outputs", []))),
+        "execution_count": cell.get("execution_count"),
     }
-    meta = {"label": f"notebook {name}".strip(), "kind": "notebook", "compute_seconds": seconds}
-    return cache.overwrite(key, value, meta, ask=_ASK) > 0
+    if not cell.source.strip():
+        return kept
+    if logged is None or cell.source.lstrip().startswith("%%"):
+        return None  # left to IPython: another cell magic, an await; or it failed
+    outcome, entry = logged.get("outcome"), str(logged.get("key") or "")
+    found = cache.peek(entry) if outcome in ("restored", "ran") and entry else None
+    if found is not None and not logged.get("always"):
+        took = float(logged.get("seconds") or 0.0)
+        return {**kept, "key": entry, "created": found.info.created, "seconds": took}
+    if outcome == "uncached" and (magic := allowed(cell.source)) is not None:
+        return {**kept, "magic": magic}
+    return None

@@ -216,7 +216,7 @@ def test_an_entry_made_again_since_the_record_starts_the_kernel(tmp_path: Path) 
     entry under the same key: its outputs are then no longer the record's."""
     from nbcache.cache.core import Cache
     from nbcache.entry.signing import Signer
-    from nbcache.notebooks.unchanged import keep, restore
+    from nbcache.notebooks.unchanged import Whole
     from nbcache.store import LocalStore
 
     cache = Cache(LocalStore(tmp_path / "store"), signer=Signer(b"k" * 32))
@@ -225,9 +225,9 @@ def test_an_entry_made_again_since_the_record_starts_the_kernel(tmp_path: Path) 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 1", id="a", execution_count=1)]
     logged = [{"cell_id": "a", "outcome": "ran", "key": entry, "seconds": 0.5}]
-    record = f"{8:032x}"
-    assert keep(nb, record, cache, tmp_path, logged, 1.0)
-    assert restore(nb, record, cache, tmp_path) is not None
+    whole = Whole(f"{8:032x}", tmp_path, {}, cache)
+    assert whole.keep(nb, logged, 1.0, "nb.ipynb")
+    assert whole.restore(nb) is not None
     __import__("time").sleep(0.01)
     cache.overwrite(entry, {"x": 2}, {"files": {}, "paths": {}})
-    assert restore(nb, record, cache, tmp_path) is None
+    assert whole.restore(nb) is None
