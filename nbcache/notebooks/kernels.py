@@ -1,5 +1,6 @@
 """Notebooks run headless in a fresh kernel of this interpreter: the kernel manager, the
-connection options, one call that runs a notebook, and the status lines it showed.
+connection options, one call that runs a notebook, the status lines it showed, and the
+language a kernelspec names.
 
 Running notebooks needs the ``notebook`` extra (nbclient, nbformat, ipykernel);
 this module imports them only when a notebook runs.  The kernel is always this

@@ -38,6 +38,7 @@ from ..cache.terms import Ask, Hit
 from ..entry.format import EntryInfo
 from ..keys.calls import KEY_VERSION
 from ..run.files import FileReads
+from ..run.records import EntryInputs
 
 __all__ = [
     "ALLOWED",
@@ -187,18 +188,17 @@ def _inside(folder: Path) -> Iterator[None]:
 def _unchanged(info: EntryInfo) -> bool:
     """A cell hit's file checks: what it read is as it was, what it wrote as it left it
     (with no kernel nothing can be put back)."""
-    reads = FileReads(dict(info.meta.get("files", {})), dict(info.meta.get("paths", {})))
-    if reads.changed():
+    inputs = EntryInputs.of_meta(info.meta)
+    if inputs is None or FileReads(dict(inputs.files), dict(inputs.paths)).changed():
         return False
-    wrote = info.meta.get("wrote")
-    for name, state in dict(wrote if isinstance(wrote, dict) else {}).items():
+    for name, state in inputs.wrote.items():
         try:
             st = os.stat(name)
         except OSError:
             if state:
                 return False
             continue
-        if not state or [st.st_size, st.st_mtime_ns] != list(state[:2]):
+        if not isinstance(state, list) or [st.st_size, st.st_mtime_ns] != state[:2]:
             return False
     return True
 
