@@ -306,6 +306,8 @@ def _fields(column: list[Any], kind: int, size: int) -> list[list[Any]]:
     if kind == DICT:
         keys = list(chain.from_iterable(column))
         values = list(chain.from_iterable(map(dict.values, column)))
+        if size == 1:
+            return [keys, values]
         return [field for j in range(size) for field in (keys[j::size], values[j::size])]
     flat = list(chain.from_iterable(column))
     return [flat[j::size] for j in range(size)] if size > 1 else [flat] * size
@@ -340,7 +342,10 @@ def _row_digests(np: Any, walk: Walker, column: list[Any], kind: int, fields: li
         cuts = [0, *(np.flatnonzero(np.diff(lengths)) + 1).tolist(), count]
         if len(cuts) > 66:
             return None  # many lengths: each leaf placed on its own
-        data = np.fromiter(varying[0].data, object, count)[order].tolist()
+        # Every str's bytes one after another, and where each begins: a group of
+        # one length is read out of them as rows, in one call.
+        joined = np.frombuffer(varying[0].joined(varying[0].data), np.uint8)
+        begins = np.cumsum(varying[0].lengths) - varying[0].lengths
     walk.entered(column)
     head = np.frombuffer(_TAGS[kind] + struct.pack("<q", size), np.uint8)
     fixed = sum(filler.widths for filler in fillers if not isinstance(filler, Varying))
@@ -357,9 +362,8 @@ def _row_digests(np: Any, walk: Walker, column: list[Any], kind: int, fields: li
                 step = filler.head if isinstance(filler, Varying) else filler.widths
                 block[:, at : at + step] = filler.cells[rows]
                 at += step
-            if isinstance(filler, Varying):
-                body = np.frombuffer(filler.joined(data[first:stop]), np.uint8)
-                block[:, at : at + extra] = body.reshape(stop - first, extra)
+            if isinstance(filler, Varying) and extra:
+                block[:, at : at + extra] = _windows(np, joined, extra)[begins[rows]]
                 at += extra
         rows_bytes = block.view(f"V{width}").ravel().tolist()
         parts.append(b"".join(map(xxhash.xxh3_128_digest, rows_bytes)))
@@ -374,6 +378,13 @@ def _row_digests(np: Any, walk: Walker, column: list[Any], kind: int, fields: li
             sizes += varying[0].head + varying[0].lengths
         _remember_large(walk, column, made, sizes)
     return made
+
+
+def _windows(np: Any, data: Any, width: int) -> Any:
+    """Every ``width`` bytes of ``data`` from each offset on, as rows (a view, no copy)."""
+    return np.lib.stride_tricks.as_strided(
+        data, shape=(len(data) - width + 1, width), strides=(1, 1), writeable=False
+    )
 
 
 def _remember_large(walk: Walker, column: list[Any], made: Any, sizes: Any) -> None:

@@ -149,7 +149,11 @@ class Varying(Column):
             self.head = rows.shape[1]
         super().__init__(lengths + self.head, rows)
 
+    everything: bytes | None = None  # all the data joined, when known already
+
     def joined(self, data: list[Any]) -> bytes:
+        if data is self.data and self.everything is not None:
+            return self.everything
         return "".join(data).encode("ascii") if self.text else b"".join(data)
 
     def fill(self, np: Any, out: Any, starts: Any) -> None:
@@ -221,9 +225,11 @@ def _complex_column(np: Any, walk: Walker, column: list[Any]) -> Column:
 
 def _str_column(np: Any, walk: Walker, column: list[Any]) -> Column:
     walk.met_all(column)
-    if "".join(column).isascii():  # a char a byte: encoded later, many strs in one call
+    everything = "".join(column)
+    if everything.isascii():  # a char a byte: all encoded in one call
         text = Varying(np, column, b"S")
         text.text = True
+        text.everything = everything.encode("ascii")
         return text
     data = list(map(str.encode, column, repeat("utf-8"), repeat("surrogatepass")))
     return Varying(np, data, b"S")

@@ -289,7 +289,10 @@ BULK_ITEMS = 32
 
 
 def bulk_atoms(
-    n: Node, items: list[Any] | tuple[Any, ...], types: list[type] | None = None
+    n: Node,
+    items: list[Any] | tuple[Any, ...],
+    types: list[type] | None = None,
+    alike: bool = False,
 ) -> bool:
     """Encode ``items``, all ints or all floats, in C; False, with nothing written, if not.
 
@@ -297,13 +300,17 @@ def bulk_atoms(
     same: only the per-item work leaves Python.  Anything the walk must see item
     by item falls back (False): ints beyond 64 bits, floats when untyped (an
     integral float is written as an int then), an int the walk writes as a
-    reference to a part.  ``types``, if given, is ``list(map(type, items))``.
+    reference to a part.  ``types``, if given, is ``list(map(type, items))``;
+    ``alike`` says the caller knows the items are all of one type.
     """
-    if types is None:
-        types = list(map(type, items))
-    kind = types[0] if types else type(None)
-    if types.count(kind) != len(types):
-        return False
+    if alike:
+        kind = type(items[0]) if items else type(None)
+    else:
+        if types is None:
+            types = list(map(type, items))
+        kind = types[0] if types else type(None)
+        if types.count(kind) != len(types):
+            return False
     if kind is int:
         return _bulk_ints(n, items)
     if kind is float and n.typed:

@@ -35,12 +35,16 @@ def _sequence_rule(n: Node, value: list[Any] | tuple[Any, ...]) -> Parts | None:
     n.count(len(value))
     if len(value) >= BULK_ITEMS:
         types = list(map(type, value))
-        if bulk_atoms(n, value, types):
-            return None  # a long run of one scalar type, encoded in C
-        kinds = set(types)
-        others = _others(n, types, kinds)
-        if others is not None:
-            return _runs(n, value, types, others)
+        alike = types.count(types[0])
+        if alike == len(value):
+            if bulk_atoms(n, value, alike=True):
+                return None  # a long run of one scalar type, encoded in C
+            kinds = {types[0]}
+        else:
+            kinds = set(types)
+            others = _others(n, types, kinds, alike)
+            if others is not None:
+                return _runs(n, value, others)
         if len(value) >= max(BATCH_ITEMS, _BATCH_PER_TYPE * len(kinds)):
             layout = encode_items(n.walker, value, types)
             if layout is not None:
@@ -65,11 +69,19 @@ def _sequence_tail(n: Node, value: list[Any] | tuple[Any, ...], start: int) -> P
             encode(n, item)
 
 
-def _others(n: Node, types: list[type], kinds: set[type]) -> list[int] | None:
-    """Where the few items that break a run of ints (or floats) are, or None."""
+def _others(n: Node, types: list[type], kinds: set[type], first: int) -> list[int] | None:
+    """Where the few items that break a run of ints (or floats) are, or None.
+
+    ``first`` is how many items are of the first item's type.
+    """
     if len(kinds) > 4:
         return None
-    counts = {kind: types.count(kind) for kind in kinds}
+    counts = {types[0]: first}
+    rest = kinds - {types[0]}
+    if len(rest) == 1:
+        counts[next(iter(rest))] = len(types) - first
+    else:
+        counts.update((kind, types.count(kind)) for kind in rest)
     major = max(counts, key=counts.__getitem__)
     if len(types) - counts[major] > _FEW or not (major is int or (major is float and n.typed)):
         return None
@@ -82,14 +94,14 @@ def _others(n: Node, types: list[type], kinds: set[type]) -> list[int] | None:
     return sorted(where)
 
 
-def _runs(n: Node, value: Any, types: list[type], others: list[int]) -> Parts:
+def _runs(n: Node, value: Any, others: list[int]) -> Parts:
     """The runs between ``others`` encoded in C, and the others one by one, in order."""
     atoms = ATOMS
     start = 0
     for at in [*others, len(value)]:
         if at > start:
             run = value[start:at]
-            if len(run) < BULK_ITEMS or not bulk_atoms(n, run, types[start:at]):
+            if len(run) < BULK_ITEMS or not bulk_atoms(n, run, alike=True):
                 for item in run:
                     atoms[type(item)](n, item)
         if at < len(value):
