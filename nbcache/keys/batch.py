@@ -320,21 +320,14 @@ def _row_digests(np: Any, walk: Walker, column: list[Any], kind: int, fields: li
     Rows whose varying field is as long lie at the same offsets: each length is
     one 2-D array, filled a field at a time and hashed a row at a time.
     """
-    size = len(fields) // 2 if kind == DICT else len(fields)
-    kinds = []
-    for field in fields:
-        types = set(map(type, field))
-        code = CODES[types.pop()] if len(types) == 1 else OTHER
-        if code > LAST_SCALAR:
-            return None
-        kinds.append(code)
-    fillers = [_COLUMNS[code](np, walk, field) for code, field in zip(kinds, fields, strict=True)]
-    varying = [filler for filler in fillers if isinstance(filler, Varying)]
-    if len(varying) > 1:
+    fillers = _row_fields(np, walk, fields)
+    if fillers is None:
         return None
+    varying = [filler for filler in fillers if isinstance(filler, Varying)]
     count = len(column)
     order = lengths = None
     cuts = [0, count]
+    text = None
     if varying:
         lengths = varying[0].lengths
         order = np.argsort(lengths, kind="stable")
@@ -345,39 +338,64 @@ def _row_digests(np: Any, walk: Walker, column: list[Any], kind: int, fields: li
         # Every str's bytes one after another, and where each begins: a group of
         # one length is read out of them as rows, in one call.
         joined = np.frombuffer(varying[0].joined(varying[0].data), np.uint8)
-        begins = np.cumsum(varying[0].lengths) - varying[0].lengths
+        text = (joined, np.cumsum(varying[0].lengths) - varying[0].lengths)
     walk.entered(column)
+    size = len(fields) // 2 if kind == DICT else len(fields)
     head = np.frombuffer(_TAGS[kind] + struct.pack("<q", size), np.uint8)
-    fixed = sum(filler.widths for filler in fillers if not isinstance(filler, Varying))
     parts = []
     for first, stop in pairwise(cuts):
         rows = slice(None) if order is None else order[first:stop]
         extra = 0 if lengths is None else int(lengths[first])
-        width = len(head) + fixed + (varying[0].head + extra if varying else 0)
-        block = np.empty((stop - first, width), np.uint8)
-        block[:, : len(head)] = head
-        at = len(head)
-        for filler in fillers:
-            if filler.cells is not None:
-                step = filler.head if isinstance(filler, Varying) else filler.widths
-                block[:, at : at + step] = filler.cells[rows]
-                at += step
-            if isinstance(filler, Varying) and extra:
-                block[:, at : at + extra] = _windows(np, joined, extra)[begins[rows]]
-                at += extra
-        rows_bytes = block.view(f"V{width}").ravel().tolist()
-        parts.append(b"".join(map(xxhash.xxh3_128_digest, rows_bytes)))
+        parts.append(_hash_rows(np, head, fillers, rows, stop - first, extra, text))
     made = np.frombuffer(b"".join(parts), np.uint8).reshape(-1, 16)
     if order is not None:
         unsorted = np.empty_like(made)
         unsorted[order] = made
         made = unsorted
-    if width > _REMEMBER_BYTES:  # the last rows, the longest, are long
-        sizes = np.full(count, len(head) + fixed, np.int64)
-        if varying:
-            sizes += varying[0].head + varying[0].lengths
-        _remember_large(walk, column, made, sizes)
+    fixed = len(head) + sum(f.widths for f in fillers if not isinstance(f, Varying))
+    sizes = np.full(count, fixed, np.int64)
+    if varying:
+        sizes += varying[0].head + varying[0].lengths
+    _remember_large(walk, column, made, sizes)
     return made
+
+
+def _row_fields(np: Any, walk: Walker, fields: list[Any]) -> list[Column] | None:
+    """A column for each field, if each is of one scalar type and at most one varies."""
+    kinds = []
+    for field in fields:
+        types = set(map(type, field))
+        code = CODES[types.pop()] if len(types) == 1 else OTHER
+        if code > LAST_SCALAR:
+            return None
+        kinds.append(code)
+    fillers = [_COLUMNS[code](np, walk, field) for code, field in zip(kinds, fields, strict=True)]
+    if sum(isinstance(filler, Varying) for filler in fillers) > 1:
+        return None
+    return fillers
+
+
+def _hash_rows(
+    np: Any, head: Any, fillers: list[Column], rows: Any, count: int, extra: int, text: Any
+) -> bytes:
+    """The digests of ``count`` rows whose varying field is ``extra`` bytes long."""
+    width = len(head) + sum(
+        filler.head + extra if isinstance(filler, Varying) else filler.widths for filler in fillers
+    )
+    block = np.empty((count, width), np.uint8)
+    block[:, : len(head)] = head
+    at = len(head)
+    for filler in fillers:
+        if filler.cells is not None:
+            step = filler.head if isinstance(filler, Varying) else filler.widths
+            block[:, at : at + step] = filler.cells[rows]
+            at += step
+        if isinstance(filler, Varying) and extra:
+            joined, begins = text
+            block[:, at : at + extra] = _windows(np, joined, extra)[begins[rows]]
+            at += extra
+    rows_bytes = block.view(f"V{width}").ravel().tolist()
+    return b"".join(map(xxhash.xxh3_128_digest, rows_bytes))
 
 
 def _windows(np: Any, data: Any, width: int) -> Any:
