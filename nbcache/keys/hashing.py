@@ -159,9 +159,10 @@ def digest(
 def visits(value: Any, *, typed: bool = True) -> Counter[int]:
     """How often one ``digest(value)`` hashes each object that is not a scalar, by id.
 
-    For tests that bound the work: a part that many paths reach is hashed once,
-    and so is every other object.  Walks again to replace ids (see
-    ``_Walk.address``) are counted too.
+    For tests that bound the work: an object that many paths reach is hashed
+    once, save a small container of scalars that long containers hold (see
+    ``keys/batch.py``): once for each reference to it there.  Walks again to
+    replace ids (see ``_Walk.address``) are counted too.
     """
     counts: Counter[int] = Counter()
     walk = _Walk(typed, "value", None, None)
