@@ -41,7 +41,11 @@ def _sequence_rule(n: Node, value: list[Any] | tuple[Any, ...]) -> Parts | None:
                 return None  # a long run of one scalar type, encoded in C
             kinds = {types[0]}
         else:
-            kinds = set(types)
+            last = types[-1]
+            if last is not types[0] and alike + types.count(last) == len(value):
+                kinds = {types[0], last}  # two types, one at each end: no pass to find them
+            else:
+                kinds = set(types)
             others = _others(n, types, kinds, alike)
             if others is not None:
                 return _runs(n, value, others)
