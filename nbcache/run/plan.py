@@ -19,13 +19,13 @@ import importlib
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..cache.core import Cache
 from ..entry.pickling import restoring_into
 from ..keys.modules import is_local_module
-from ..keys.scope import CellCode, analyze
+from ..keys.scope import analyze
 from ..keys.standin import StandIn
 from ..units import format_duration
 from .auto import wraps
@@ -124,10 +124,11 @@ class _Walk:
         number = self.numbers[index]
         first = raw.strip().splitlines()[0][:80] if raw.strip() else ""
         source = self.transform(raw)
-        code = _code(source)
-        label = code.first_line if code is not None else first
+        # read once; its identity (which names the cell by its first code line) after
+        readout = read(source, self.namespace, identity="")
+        label = readout.code.first_line if readout.code is not None else first
         identity = options.name or cell_id or f"cell: {label}"
-        readout = read(source, self.namespace, identity=identity)
+        readout = replace(readout, identity=identity)
         if readout.code is None or readout.action != "run":
             binds = readout.code.binds if readout.code else frozenset()
             self._unknown_after(index, binds, outside=True, source=source)
@@ -306,13 +307,6 @@ def _explicit_cache(text: str) -> tuple[str | None, bool, list[str], str] | None
                     break
                 ignore.append(value)
     return name, force, ignore, body
-
-
-def _code(source: str) -> CellCode | None:
-    try:
-        return analyze(source)
-    except Exception:  # noqa: BLE001 - read() says why it cannot be read
-        return None
 
 
 def _seconds(latest: LatestRun | None) -> float | None:
