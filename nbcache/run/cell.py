@@ -149,7 +149,9 @@ class CellCache:
                 warn(decision.warning, stacklevel=2)
             self._ran_uncached(decision)
             self._bring_in(None)
+            started = time.perf_counter()
             result = self._uncached(source)
+            self._note_seconds(decision.identity, time.perf_counter() - started)
             self._note(options, "uncached")
             return result
         hidden = hides_result(source)
@@ -199,6 +201,9 @@ class CellCache:
         except RunsAlways as exc:
             # nothing stored, quietly: it runs every time, as a patch does; why says so
             self.reasons[run.identity] = [str(exc)]
+            self.cache.note_latest(
+                run.identity, LatestRun(run.key.summary, made[0].seconds).stored_form()
+            )
             self._note(options, "ran", seconds=made[0].seconds, always=True)
             return made[0].result
         except NotKept as exc:
@@ -378,6 +383,15 @@ class CellCache:
             return entry
 
         self.loaded.extend(swap_in(needed(code, namespace), namespace, load))
+
+    def _note_seconds(self, identity: str, seconds: float) -> None:
+        """In auto mode, how long a cell that runs as without nbcache took, for a plan's
+        estimate; the key summary ``why`` compares with stays the last keyed run's."""
+        if self.auto is None:
+            return
+        before = LatestRun.read(self.cache.latest(identity))
+        summary = before.summary if before is not None else {}
+        self.cache.note_latest(identity, LatestRun(summary, seconds).stored_form())
 
     def _note(
         self, options: CellOptions, outcome: str, *, hit: Hit[Any] | None = None, **more: Any
