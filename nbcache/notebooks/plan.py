@@ -33,8 +33,12 @@ class NotebookPlan:
             return [f"nbcache run --plan: {self.error}"]
         out = [row.line() for row in self.rows]
         runs = [r for r in self.rows if r.action == "run"]
-        counts = f"{len(self.rows) - len(runs)} restore, {len(runs)} run"
-        out.append(f"nbcache run --plan: {counts}, {_estimate(runs)}")
+        depends = [r for r in self.rows if r.action == "depends"]
+        restores = len(self.rows) - len(runs) - len(depends)
+        counts = f"{len(self.rows)} code cells: {restores} restore, {len(runs)} run"
+        if depends:
+            counts += f", {len(depends)} run or restore"
+        out.append(f"nbcache run --plan: {counts}; {_estimate(runs, depends)}")
         return out
 
 
@@ -57,22 +61,28 @@ def write_plan(cells_file: str, rows_file: str) -> None:
         json.dump([dataclasses.asdict(row) for row in rows], f)
 
 
-def _estimate(runs: list[PlanRow]) -> str:
-    """How long the cells that run should take, from their past runs; a cell that never
-    ran with this store gives nothing to estimate from, which is said, not counted as 0."""
-    if not runs:
+def _estimate(runs: list[PlanRow], depends: list[PlanRow]) -> str:
+    """How long the cells that execute should take, from their past runs: every cell that
+    runs (those that always run included), and, as an upper bound, those that may restore.
+    A cell never timed with this store gives nothing to estimate from, which is said, not
+    counted as 0."""
+    if not runs and not depends:
         return "nothing to run"
-    known = [r.seconds for r in runs if r.seconds is not None]
+    said = _seconds(runs, "the cells that run") if runs else "nothing certain to run"
+    if depends:
+        said += f"; up to {_seconds(depends, 'those that may restore')} more if they run"
+    return said
+
+
+def _seconds(rows: list[PlanRow], what: str) -> str:
+    known = [r.seconds for r in rows if r.seconds is not None]
     if not known:
-        return "no estimate: no cell to run has run before with this store"
+        return f"no estimate for {what} (none has run before with this store)"
     took = format_duration(sum(known))
-    if len(known) < len(runs):
-        never = len(runs) - len(known)
-        return (
-            f"expected to take more than {took} (the past runs of {len(known)} of them; "
-            f"{never} never ran with this store)"
-        )
-    return f"expected to take about {took} (from past runs)"
+    if len(known) < len(rows):
+        never = len(rows) - len(known)
+        return f"more than {took} for {what} ({never} of {len(rows)} never timed with this store)"
+    return f"about {took} for {what} (from past runs)"
 
 
 def plan_notebook(

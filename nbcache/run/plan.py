@@ -7,9 +7,12 @@ bound. A hit binds its values as the run would (stand-ins from the signed
 header, or the entry itself when it binds code or modules, which is loaded but
 not run). A cell kept in memory only because it is cheap runs, but its last
 run recorded the digests of what it bound, so the keys after it are still
-known. A cell that misses runs, and what it binds is unknown until it has:
-the cells that read it run too, unless its values come out as before (the plan
-says so; it never says restore for a cell that then runs).
+known. A cell that misses runs, and what it binds is unknown until it has: a
+cell that reads it ``depends`` (it runs, or restores if the values come out as
+before), unless no entry in the store can be its (it never ran with this store
+and no cell before it has its code), when it runs. So each row is a statement
+the run can be checked against: ``restore`` and ``run`` are what it does,
+``depends`` either.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, analyze
 from ..units import format_duration
 from .auto import wraps
-from .cellrun import CellOptions, put_back
+from .cellrun import CellOptions, listed_line, put_back
 from .decide import Action, Decision, Look, decide, read
 from .effects import Effects, restore_state
 from .lazy import stand_ins
@@ -46,7 +49,7 @@ class PlanRow:
     number: int  # as the reader counts the cell
     cell_id: str | None
     first_line: str
-    action: Literal["restore", "run"]
+    action: Literal["restore", "run", "depends"]  # depends: run, or restore (see reasons)
     reasons: tuple[str, ...]
     seconds: float | None = None  # how long its body took the last time it ran
     decided: Action = "run"  # the decision in full: how it restores, how it runs
@@ -54,7 +57,18 @@ class PlanRow:
     def line(self) -> str:
         took = f" ({format_duration(self.seconds)})" if self.seconds is not None else ""
         why = "; ".join(self.reasons)
-        return f"cell {self.number} `{self.first_line}`: {self.action}{took}: {why}"
+        action = "run or restore" if self.action == "depends" else self.action
+        return f"cell {self.number} `{self.first_line}`: {action}{took}: {why}"
+
+    def allows(self, outcome: str) -> bool:
+        """Whether a run's ``outcome`` for the cell (``metadata["nbcache"]["outcome"]``)
+        is what this row says: restored for a restore, any outcome that executed the
+        body for a run, either for a row that depends."""
+        if outcome == "not run":
+            return True  # the run stopped before it: nothing to compare
+        if self.action == "depends":
+            return True
+        return (outcome == "restored") == (self.action == "restore")
 
 
 def plan(
@@ -93,6 +107,18 @@ class _Walk:
         self.unknown: dict[str, tuple[int, bool]] = {}  # name -> (cell, run outside the cache)
         self.rows: list[PlanRow] = []
         self.numbers: list[int] = []
+        self.listed: set[str] = set()  # the listed lines of the cells planned so far
+        self.made: tuple[set[str], set[str]] | None = None  # the store's makers, lines
+
+    def _new(self, identity: str, listed: str) -> bool:
+        """Whether no entry can hit for a cell whatever its inputs: none in the store was
+        made by it or by a cell with its listed line (same code, same line), and no cell
+        before it in this run has that line (whose entry it could hit in memory)."""
+        if self.made is None:
+            records = self.cache.ledger.records()
+            self.made = ({r.identity for r in records}, {r.first_line for r in records})
+        identities, lines = self.made  # every cell's entry says its line (meta_of)
+        return identity not in identities and listed not in lines and listed not in self.listed
 
     def row(self, index: int, cell_id: str | None, raw: str) -> PlanRow | None:
         text = raw.strip()
@@ -131,23 +157,29 @@ class _Walk:
         if readout.code is None or readout.action != "run":
             binds = readout.code.binds if readout.code else frozenset()
             self._unknown_after(index, binds, outside=True, source=source)
+            took = _seconds(LatestRun.read(self.cache.latest(identity)))
             return PlanRow(
-                index, number, cell_id, first, "run", readout.reasons, None, readout.action
+                index, number, cell_id, first, "run", readout.reasons, took, readout.action
             )
         code = readout.code
         first = code.first_line
         latest = LatestRun.read(self.cache.latest(identity))
         seconds = _seconds(latest)
+        listed = listed_line(code)
         for read_name in code.reads:
             if read_name in self.unknown:
                 cell, outside = self.unknown[read_name]
                 how = "computes outside the cache" if outside else "runs again"
                 self._unknown_after(index, {*code.binds, *_vars(latest)}, source=source)
-                why = (
-                    f"it reads `{read_name}`, which cell {self.numbers[cell]} {how} "
-                    f"(it restores instead if `{read_name}` comes out as before)"
-                )
-                return PlanRow(index, number, cell_id, first, "run", (why,), seconds)
+                said = f"it reads `{read_name}`, which cell {self.numbers[cell]} {how}"
+                if self._new(identity, listed):
+                    why = f"{said}, and it never ran with this store"
+                    self.listed.add(listed)
+                    return PlanRow(index, number, cell_id, first, "run", (why,), seconds)
+                self.listed.add(listed)
+                why = f"{said} (it restores instead if `{read_name}` comes out as before)"
+                return PlanRow(index, number, cell_id, first, "depends", (why,), seconds)
+        self.listed.add(listed)
         decision = decide(
             readout, options, self.namespace, self.cache, identity=identity, look=Look.PLANNED
         )

@@ -68,11 +68,13 @@ def test_an_edited_cell_runs_and_so_do_the_cells_that_read_it(tmp_path: Path) ->
     edited = list(NOTEBOOK)
     edited[1] = ("two", "b = [x * 3 for x in a]")
     rows = _plan(tmp_path, edited)
-    assert [r.action for r in rows] == ["restore", "run", "run", "restore"]
+    # cell 3 runs unless the new `b` comes out as the old: no plan can know before
+    assert [r.action for r in rows] == ["restore", "run", "depends", "restore"]
     assert rows[1].reasons == ("the cell's code changed",)
     assert rows[2].reasons == (
         "it reads `b`, which cell 2 runs again (it restores instead if `b` comes out as before)",
     )
+    assert rows[2].line().startswith("cell 3 `c = sum(b)`: run or restore (")
 
 
 def test_a_changed_input_from_the_namespace_runs_the_cell(tmp_path: Path) -> None:
@@ -157,9 +159,61 @@ def test_a_module_imported_by_a_cell_that_runs_again_is_known_to_the_cells_after
     _run(tmp_path, cells)
     edited = [("one", "a = [1, 1]"), *cells[1:]]
     rows = _plan(tmp_path, edited)
-    assert [r.action for r in rows] == ["run", "run", "restore", "run"]
+    assert [r.action for r in rows] == ["run", "depends", "restore", "depends"]
     assert "it reads `a`, which cell 1 runs again" in rows[1].reasons[0]
     # `textwrap` is bound by more than its import: what it holds is known once it ran
     assert "it reads `textwrap`, which cell 2 runs again" in rows[3].reasons[0]
     shell = _run(tmp_path, edited)
     assert shell.reports[2].outcome == "restored" and shell.reports[3].outcome == "restored"
+
+
+def test_a_row_says_which_outcomes_of_the_run_it_allows() -> None:
+    def row(action: str) -> PlanRow:
+        return PlanRow(0, 1, "id", "a = 1", action, ())  # type: ignore[arg-type]
+
+    executed = ("ran", "kept in memory", "always runs", "uncached", "not cached", "failed")
+    assert row("restore").allows("restored") and row("restore").allows("not run")
+    assert not any(row("restore").allows(o) for o in executed)
+    assert all(row("run").allows(o) for o in executed) and not row("run").allows("restored")
+    assert all(row("depends").allows(o) for o in (*executed, "restored"))
+
+
+def test_a_cell_that_never_ran_with_the_store_runs_whatever_it_reads(tmp_path: Path) -> None:
+    """No entry can be its: none was made by it or by a cell of its code, so it runs even
+    though what it reads is not known yet; a cell with the code of one before it may hit
+    that cell's entry, made moments before, so it depends."""
+    cells = [("one", "a = [1]"), ("two", "b = a * 2"), ("three", "b = a * 2")]
+    rows = _plan(tmp_path, cells)
+    assert [r.action for r in rows] == ["run", "run", "depends"]
+    assert rows[1].reasons == (
+        "it reads `a`, which cell 1 runs again, and it never ran with this store",
+    )
+    _run(tmp_path, cells[:1])
+    edited = [("one", "a = [2]"), ("two", "b = a * 2")]
+    assert [r.action for r in _plan(tmp_path, edited)] == ["run", "run"]
+    _run(tmp_path, cells)
+    assert [r.action for r in _plan(tmp_path, edited)] == ["run", "depends"]
+    # another id, the same code: that cell's entry may be the one it restores from
+    assert _plan(tmp_path, [("one", "a = [3]"), ("new", "b = a * 2")])[1].action == "depends"
+
+
+def test_cells_that_run_every_time_have_the_seconds_of_their_last_run(tmp_path: Path) -> None:
+    """A plan's estimate counts every cell that executes, so auto mode notes how long a
+    cell that ran uncached took, as it does for a cell that ran cached."""
+    from nbcache.run.auto import AutoMode
+
+    shell = FakeShell()
+    cells = CellCache(shell, lambda: _cache(tmp_path))
+    cells.auto = AutoMode()
+    given = {"json": json, "get_ipython": lambda: None}
+    shell.user_ns.update(given)
+    notebook = [("shell", "get_ipython()\nq = 1"), ("patch", "json.nbcache_plan_flag = 1")]
+    try:
+        for cell_id, source in notebook:
+            shell.cell_id = cell_id
+            cells.run(source, CellOptions(auto=True))
+    finally:
+        vars(json).pop("nbcache_plan_flag", None)
+    rows = _plan(tmp_path, notebook, initial=given)
+    assert [(r.action, r.decided) for r in rows] == [("run", "uncached"), ("run", "always")]
+    assert all(r.seconds is not None and r.seconds >= 0 for r in rows)
