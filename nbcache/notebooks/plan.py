@@ -5,6 +5,7 @@ without executing any cell body."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -56,7 +57,9 @@ def write_plan(cells_file: str, rows_file: str) -> None:
     # What IPython put in the namespace when it started, as a fresh kernel has it.
     hidden = getattr(shell, "user_ns_hidden", {})
     initial = {k: v for k, v in shell.user_ns.items() if k in hidden}
-    rows = plan(cells, default_cache(), shell.transform_cell, initial, numbers)
+    # %matplotlib runs here as in the run: this kernel is a scratch one, gone after the plan
+    replay = functools.partial(shell.run_line_magic, "matplotlib")
+    rows = plan(cells, default_cache(), shell.transform_cell, initial, numbers, replay)
     with open(rows_file, "w", encoding="utf-8") as f:
         json.dump([dataclasses.asdict(row) for row in rows], f)
 
@@ -70,14 +73,14 @@ def _estimate(runs: list[PlanRow], depends: list[PlanRow]) -> str:
         return "nothing to run"
     said = _seconds(runs, "the cells that run") if runs else "nothing certain to run"
     if depends:
-        said += f"; up to {_seconds(depends, 'those that may restore')} more if they run"
+        said += f"; {_seconds(depends, 'those that may restore instead')}"
     return said
 
 
 def _seconds(rows: list[PlanRow], what: str) -> str:
     known = [r.seconds for r in rows if r.seconds is not None]
     if not known:
-        return f"no estimate for {what} (none has run before with this store)"
+        return f"no estimate for {what}: none has run before with this store"
     took = format_duration(sum(known))
     if len(known) < len(rows):
         never = len(rows) - len(known)

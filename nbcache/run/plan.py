@@ -32,7 +32,7 @@ from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, analyze
 from ..units import format_duration
 from .auto import wraps
-from .cellrun import CellOptions, listed_line, put_back
+from .cellrun import CellOptions, drifted, listed_line, put_back
 from .decide import Action, Decision, Look, decide, read
 from .effects import Effects, restore_state
 from .lazy import stand_ins
@@ -77,14 +77,20 @@ def plan(
     transform: Callable[[str], str],
     initial: Mapping[str, Any] | None = None,
     numbers: Sequence[int] | None = None,
+    matplotlib: Callable[[str], object] | None = None,
 ) -> list[PlanRow]:
     """The plan of running ``cells`` (``(cell id, source as typed)``) in order in a fresh
     kernel in auto mode, against ``cache``; ``initial`` is what a fresh kernel's
     namespace holds (IPython puts its own ``open`` there, which keys hash). The outside
     state (random generators, matplotlib's settings) is as it was afterwards:
     restoring an entry applies its. ``numbers`` are the cells' numbers as the reader
-    counts them (in a notebook with Markdown cells); default 1, 2, 3..."""
-    walk = _Walk(cache, transform)
+    counts them (in a notebook with Markdown cells); default 1, 2, 3...
+
+    ``matplotlib`` runs a ``%matplotlib`` line magic (its argument given) in the
+    kernel the plan is made in, as the run will: it sets matplotlib's backend and
+    settings, which the keys of the cells drawing after it read. Without it (a plan in
+    the user's own kernel, where it ran already) such cells are not replayed."""
+    walk = _Walk(cache, transform, matplotlib)
     walk.namespace.update(initial or {})
     walk.numbers = list(numbers) if numbers is not None else list(range(1, len(cells) + 1))
     before = Effects.now()
@@ -100,25 +106,36 @@ def plan(
 
 
 class _Walk:
-    def __init__(self, cache: Cache, transform: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        transform: Callable[[str], str],
+        matplotlib: Callable[[str], object] | None = None,
+    ) -> None:
         self.cache = cache
         self.transform = transform
+        self.matplotlib = matplotlib
+        # the first cell that executes and may change the outside state (a seed, a
+        # style) as no plan can know: after it, a miss for that state only depends
+        self.unsettled: int | None = None
+        self.drifted: dict[str, tuple[Any, str, str]] = {}  # as the run keeps them
         self.namespace: dict[str, Any] = {}
         self.unknown: dict[str, tuple[int, bool]] = {}  # name -> (cell, run outside the cache)
         self.rows: list[PlanRow] = []
         self.numbers: list[int] = []
-        self.listed: set[str] = set()  # the listed lines of the cells planned so far
+        self.codes: set[str] = set()  # the code digests of the cells planned so far
         self.made: tuple[set[str], set[str]] | None = None  # the store's makers, lines
 
-    def _new(self, identity: str, listed: str) -> bool:
+    def _new(self, identity: str, listed: str, code: str) -> bool:
         """Whether no entry can hit for a cell whatever its inputs: none in the store was
-        made by it or by a cell with its listed line (same code, same line), and no cell
-        before it in this run has that line (whose entry it could hit in memory)."""
+        made by it or by a cell with its listed line (the same code has the same line),
+        and no cell before it in this run has its code (whose entry, made moments before,
+        it could hit)."""
         if self.made is None:
             records = self.cache.ledger.records()
             self.made = ({r.identity for r in records}, {r.first_line for r in records})
         identities, lines = self.made  # every cell's entry says its line (meta_of)
-        return identity not in identities and listed not in lines and listed not in self.listed
+        return identity not in identities and listed not in lines and code not in self.codes
 
     def row(self, index: int, cell_id: str | None, raw: str) -> PlanRow | None:
         text = raw.strip()
@@ -135,6 +152,8 @@ class _Walk:
             magic = first.split()[0] if first.startswith("%%") else "await"
             body = self._body(raw)
             self._unknown_after(index, _binds(body), outside=True, source=body)
+            if magic.removeprefix("%%") not in _NOT_PYTHON:
+                self._executes(index, body)
             why = (
                 f"it begins with {magic}, so it runs as without nbcache"
                 if magic != "await"
@@ -157,6 +176,7 @@ class _Walk:
         if readout.code is None or readout.action != "run":
             binds = readout.code.binds if readout.code else frozenset()
             self._unknown_after(index, binds, outside=True, source=source)
+            self._executes(index, source)
             took = _seconds(LatestRun.read(self.cache.latest(identity)))
             return PlanRow(
                 index, number, cell_id, first, "run", readout.reasons, took, readout.action
@@ -172,16 +192,23 @@ class _Walk:
                 how = "computes outside the cache" if outside else "runs again"
                 self._unknown_after(index, {*code.binds, *_vars(latest)}, source=source)
                 said = f"it reads `{read_name}`, which cell {self.numbers[cell]} {how}"
-                if self._new(identity, listed):
+                new = self._new(identity, listed, code.code_digest)
+                self.codes.add(code.code_digest)
+                self._executes(index, source)
+                if new:
                     why = f"{said}, and it never ran with this store"
-                    self.listed.add(listed)
                     return PlanRow(index, number, cell_id, first, "run", (why,), seconds)
-                self.listed.add(listed)
                 why = f"{said} (it restores instead if `{read_name}` comes out as before)"
                 return PlanRow(index, number, cell_id, first, "depends", (why,), seconds)
-        self.listed.add(listed)
+        self.codes.add(code.code_digest)
         decision = decide(
-            readout, options, self.namespace, self.cache, identity=identity, look=Look.PLANNED
+            readout,
+            options,
+            self.namespace,
+            self.cache,
+            identity=identity,
+            look=Look.PLANNED,
+            restored=self.drifted,
         )
         if decision.hit is not None and decision.restores:
             self._bind(decision)
@@ -200,8 +227,35 @@ class _Walk:
             self._unknown_after(index, code.binds, outside=True, source=source)
         else:
             self._unknown_after(index, {*code.binds, *_vars(latest)}, source=source)
+        unsettled = self.unsettled
+        if decision.action != "run-memory":  # a cell kept in memory changed nothing outside
+            self._executes(index, source)
+        stale = decision.run is not None and decision.run.unchanged.stale
+        if stale and not options.force and unsettled is not None:
+            # the entry's outside state differs from the plan's, which lacks what cell
+            # `unsettled` does when it runs: it may set that state as the entry has it
+            reasons = (
+                *decision.reasons,
+                f"cell {self.numbers[unsettled]} runs before it and may set that as it was "
+                "(it restores then)",
+            )
+            return PlanRow(index, number, cell_id, first, "depends", reasons, seconds, "run")
         action = decision.action
         return PlanRow(index, number, cell_id, first, "run", decision.reasons, seconds, action)
+
+    def _executes(self, index: int, source: str) -> None:
+        """Cell ``index`` runs (or may): a ``%matplotlib`` magic in it is replayed, and
+        anything in it but imports and such magics may change the outside state."""
+        replay = _settles(source)
+        if replay is None:
+            if self.unsettled is None:
+                self.unsettled = index
+            return
+        if self.matplotlib is not None:
+            for argument in replay:
+                self.matplotlib(argument)
+        elif replay and self.unsettled is None:
+            self.unsettled = index
 
     def _bind(self, decision: Decision) -> None:
         """Bind what a restore binds, as the run would."""
@@ -215,6 +269,7 @@ class _Walk:
             if entry is None:  # the decision restores only what reads as an entry
                 return
             put_back(entry, self.namespace)
+            self.drifted.update(drifted(entry, self.namespace))  # as the run does
             names = list(entry.vars)
         for name in names:
             self.unknown.pop(name, None)
@@ -242,6 +297,37 @@ class _Walk:
             return self.transform(body)
         except Exception:  # noqa: BLE001 - a body IPython cannot transform binds nothing known
             return ""
+
+
+# Cell magics whose body is no Python the kernel runs: they change nothing a key reads.
+_NOT_PYTHON = frozenset({"javascript", "js", "html", "markdown", "latex", "svg"})
+
+
+def _settles(source: str) -> list[str] | None:
+    """The arguments of the ``%matplotlib`` magics of ``source`` (as IPython transformed
+    it) when it does nothing else but import; None when it does more, which may change
+    the outside state."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    out = []
+    for statement in tree.body:
+        if isinstance(statement, (ast.Import, ast.ImportFrom)):
+            continue
+        call = statement.value if isinstance(statement, ast.Expr) else None
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "run_line_magic"
+            and len(call.args) == 2
+            and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in call.args)
+            and call.args[0].value == "matplotlib"  # type: ignore[attr-defined]
+        ):
+            out.append(str(call.args[1].value))  # type: ignore[attr-defined]
+            continue
+        return None
+    return out
 
 
 def _binds(source: str) -> frozenset[str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
 from nbcache.run.cell import CellCache
@@ -217,3 +219,76 @@ def test_cells_that_run_every_time_have_the_seconds_of_their_last_run(tmp_path: 
     rows = _plan(tmp_path, notebook, initial=given)
     assert [(r.action, r.decided) for r in rows] == [("run", "uncached"), ("run", "always")]
     assert all(r.seconds is not None and r.seconds >= 0 for r in rows)
+
+
+FORGETFUL = '''
+class Forgetful:
+    """Like scikit-learn's Bunch: unpickling drops an attribute __init__ set."""
+
+    def __init__(self, data):
+        self.data = data
+        self._internal = {}
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        self.data = state["data"]
+'''
+
+
+def test_a_value_whose_digest_drifts_through_pickle_keys_the_cells_after_it_as_in_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run keys a restored value that unpickles slightly different by the digest it
+    was made with; so does the plan, or it says run where the run restores."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "forgetful_plan.py").write_text(FORGETFUL)
+    monkeypatch.syspath_prepend(str(lib))
+    cells = [
+        # seeding changes the outside state: the entry restores in full, not by stand-ins
+        (
+            "make",
+            "import random\nfrom forgetful_plan import Forgetful\nrandom.seed(5)\n"
+            "thing = Forgetful([1, 2, 3])",
+        ),
+        ("read", "total = sum(thing.data)"),
+    ]
+    store = tmp_path / "store"
+    _run(store, cells)
+    rows = _plan(store, cells)
+    assert [(r.action, r.decided) for r in rows] == [
+        ("restore", "restore"),
+        ("restore", "restore-header"),
+    ]
+
+
+def test_after_a_cell_that_runs_every_time_a_changed_outside_state_only_depends(
+    tmp_path: Path,
+) -> None:
+    """A cell that runs uncached may seed a generator as the run before did: the plan,
+    which runs nothing, cannot know, so a cell whose entry was made after that seed may
+    restore or run."""
+    given = {"get_ipython": lambda: None}
+    cells = [
+        ("seed", "get_ipython()\nimport random\nrandom.seed(7)"),
+        ("draw", "import random\nx = random.random()"),
+    ]
+    shell = FakeShell()
+    shell.user_ns.update(given)
+    runner = CellCache(shell, lambda: _cache(tmp_path))
+    for cell_id, source in cells:
+        shell.cell_id = cell_id
+        runner.run(source, CellOptions())
+    import random
+
+    random.seed(8)  # the plan's kernel has drawn elsewhere
+    rows = _plan(tmp_path, cells, initial=given)
+    assert [r.action for r in rows] == ["run", "depends"]
+    assert "the state of the `random` module's generator differs" in rows[1].reasons[0]
+    assert (
+        rows[1].reasons[-1] == "cell 1 runs before it and may set that as it was (it restores then)"
+    )
+    # without the cell that may seed it, the same difference is a run
+    assert [r.action for r in _plan(tmp_path, cells[1:], initial=given)] == ["run"]
