@@ -10,14 +10,19 @@ Each notebook of tests/notebooks/transparency/corpus.json runs in fresh kernels:
 4. ``run3``: the last code cell edited (a line put before its code, so a result
    it shows still shows), ``nbcache run`` a third time.
 
+Runs 2 and 3 are planned first (``nbcache run --plan``: ``plan2``, ``plan3``), from
+the store the runs before them left, adding a scratch kernel each (no cell body
+runs in it) rather than runs of their own.
+
 What must hold: every run's outputs equal the plain run's as the transparency
 harness compares them; no nbcache traceback, no stand-in (``<x: not loaded from
 nbcache's store yet>``) in any output, no run that stops; run 2 executes no
 cell run 1 stored (cells kept out of the store because they are cheap may run);
-run 3 executes the edited cell and restores every cell run 2 restored; run 3
-loads nothing for a cell that restored, and only values the edited cell can
-reach (the names it reads and, transitively, those the notebook's functions and
-classes it reads use).
+run 3 executes the edited cell and restores every cell run 2 restored; each
+plan row is what its run then records for the cell (``PlanRow.allows``: restore,
+run, or "run or restore"); run 3 loads nothing for a cell that restored, and
+only values the edited cell can reach (the names it reads and, transitively,
+those the notebook's functions and classes it reads use).
 
 A break found is an issue ``(notebook, cell, kind)``; those listed in
 ``KNOWN`` (with the reason) are allowed while fixes land, and a known one that
@@ -156,8 +161,13 @@ def nbcache_plan(path: Path, store: Path) -> dict[str, Any]:
     """``nbcache run --plan PATH --store STORE``: each row by cell id, or why it failed."""
     from nbcache.notebooks.plan import plan_notebook
 
+    t0 = time.monotonic()
     planned = plan_notebook(path, store=os.fspath(store))
-    return {"error": planned.error, "rows": {str(r.cell_id): asdict(r) for r in planned.rows}}
+    return {
+        "error": planned.error,
+        "rows": {str(r.cell_id): asdict(r) for r in planned.rows},
+        "wall": time.monotonic() - t0,
+    }
 
 
 def become_user(base: Path, store: Path, shared: Path) -> None:
@@ -213,7 +223,9 @@ def run_all(
             book = futures[future]
             runs = future.result()
             results[book.id] = runs
-            walls = " ".join(f"{r} {runs[r]['wall']:.1f}s" for r in ("plain", *NBCACHE_RUNS))
+            walls = " ".join(
+                f"{r} {runs[r]['wall']:.1f}s" for r in ("plain", *NBCACHE_RUNS, *PLANNED.values())
+            )
             log(f"whole notebooks: {book.id}: {walls}")
     return results
 
