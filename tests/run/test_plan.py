@@ -292,3 +292,34 @@ def test_after_a_cell_that_runs_every_time_a_changed_outside_state_only_depends(
     )
     # without the cell that may seed it, the same difference is a run
     assert [r.action for r in _plan(tmp_path, cells[1:], initial=given)] == ["run"]
+
+
+def test_a_matplotlib_magic_is_replayed_and_imports_change_nothing_outside(
+    tmp_path: Path,
+) -> None:
+    """``%matplotlib`` sets the backend and settings the keys of drawing cells read: the
+    plan runs it as the run will. A cell of it and imports leaves the outside state known,
+    so a difference in that state after it is a run, not "run or restore"."""
+    import random
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    given = {"get_ipython": lambda: None}
+    cells = [("mpl", "%matplotlib inline\nimport json"), ("draw", "x = random.random()")]
+    shell = FakeShell()
+    shell.user_ns.update({**given, "random": random})
+    runner = CellCache(shell, lambda: _cache(tmp_path))
+    shell.cell_id = "draw"
+    runner.run(cells[1][1], CellOptions())
+    random.seed(9)
+    replayed: list[str] = []
+    rows = plan(
+        cells,
+        _cache(tmp_path),
+        TransformerManager().transform_cell,
+        initial={**given, "random": random},
+        matplotlib=replayed.append,
+    )
+    assert replayed == ["inline"]
+    assert [r.action for r in rows] == ["run", "run"]
+    assert "the state of the `random` module's generator differs" in rows[1].reasons
