@@ -28,8 +28,8 @@ from typing import Any, Literal
 from ..cache.core import Cache
 from ..entry.pickling import restoring_into
 from ..keys.modules import is_local_module
-from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, analyze
+from ..keys.standin import StandIn
 from ..units import format_duration
 from .auto import wraps
 from .cellrun import CellOptions, drifted, listed_line, put_back
@@ -219,7 +219,7 @@ class _Walk:
         if decision.action == "run-memory" and latest is not None:
             # it runs, and its last run says what it binds
             for bound, recorded in latest.digests.items():
-                self.namespace[bound] = Recorded("", bound, recorded, {})
+                self.namespace[bound] = StandIn("", bound, recorded, {})
                 self.unknown.pop(bound, None)
             for deleted in latest.deleted:
                 self.namespace.pop(deleted, None)
