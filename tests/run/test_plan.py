@@ -205,7 +205,7 @@ def test_cells_that_run_every_time_have_the_seconds_of_their_last_run(tmp_path: 
     from nbcache.run.auto import AutoMode
 
     shell = FakeShell()
-    cells = CellCache(shell, lambda: _cache(tmp_path))
+    cells = CellRunner(shell, lambda: _cache(tmp_path))
     cells.auto = AutoMode()
     given = {"json": json, "get_ipython": lambda: None}
     shell.user_ns.update(given)
@@ -277,7 +277,7 @@ def test_after_a_cell_that_runs_every_time_a_changed_outside_state_only_depends(
     ]
     shell = FakeShell()
     shell.user_ns.update(given)
-    runner = CellCache(shell, lambda: _cache(tmp_path))
+    runner = CellRunner(shell, lambda: _cache(tmp_path))
     for cell_id, source in cells:
         shell.cell_id = cell_id
         runner.run(source, CellOptions())
@@ -308,7 +308,7 @@ def test_a_matplotlib_magic_is_replayed_and_imports_change_nothing_outside(
     cells = [("mpl", "%matplotlib inline\nimport json"), ("draw", "x = random.random()")]
     shell = FakeShell()
     shell.user_ns.update({**given, "random": random})
-    runner = CellCache(shell, lambda: _cache(tmp_path))
+    runner = CellRunner(shell, lambda: _cache(tmp_path))
     shell.cell_id = "draw"
     runner.run(cells[1][1], CellOptions())
     random.seed(9)
