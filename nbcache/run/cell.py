@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from ..cache.core import Ask, Cache, Hit, Start
 from ..entry.pickling import restoring_into
@@ -33,11 +32,11 @@ from .cellrun import (
     CellOptions,
     CellRun,
     Made,
-    NotKept,
+    NotStored,
     RunsAlways,
     computed,
     drifted,
-    kept,
+    gathered,
     meta_of,
     put_back,
     restored,
@@ -54,62 +53,14 @@ from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .plan import PlanRow, plan
 from .records import CellEntry, HeaderRecord, LatestRun, header_meta
-from .report import Card, CellReport
+from .report import CellReport
+from .shell import Shell
 
-__all__ = ["CellCache", "CellOptions", "Shell"]
-
-
-class Shell(Protocol):
-    """What running a cell needs from the interactive shell (see nbcache.ui.ipython)."""
-
-    cell_id: str | None
-
-    @property
-    def user_ns(self) -> dict[str, Any]: ...
-
-    @property
-    def display_publisher(self) -> Any: ...
-
-    def transform(self, cell: str) -> str: ...
-
-    def execute(
-        self, source: str, namespace: dict[str, Any] | None = None, number: int | None = None
-    ) -> Any:
-        """Run ``source``; ``number`` is the prompt it is shown under (None: this cell's)."""
-        ...
-
-    def cell_number(self) -> int | None:
-        """The prompt number of the cell running now (None: the shell has none)."""
-        ...
-
-    def report(self, report: CellReport) -> None:
-        """Say what a cell run did (a status line, in IPython)."""
-
-    def card(self, task: Task[Any]) -> Card:
-        """Show a card that follows ``task`` from now on, and return it."""
-        ...
-
-    def flush_figures(self) -> None: ...
-
-    def show_result(
-        self, value: Any, shown: tuple[dict[str, Any], dict[str, Any]] | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Show ``value`` as the cell's result (``Out[n]``, ``_``), formatted now or as
-        ``shown`` (a hit shows what the miss showed); the ``(data, metadata)`` shown."""
-        ...
-
-    def paging(self, add: Callable[[Any, int], None]) -> AbstractContextManager[None]:
-        """Within the block, hand what goes to the pager (``%prun``, ``?``) to ``add`` too."""
-        ...
-
-    def page(self, data: Any, start: int) -> None:
-        """Send ``data`` to the pager again (a hit of a cell that paged)."""
-
-    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None: ...
+__all__ = ["CellOptions", "CellRunner", "Shell"]
 
 
 @dataclass
-class CellCache:
+class CellRunner:
     """Per-shell state of ``%%cache``: the cache, and what ran last for ``why``."""
 
     shell: Shell
@@ -165,9 +116,9 @@ class CellCache:
             self._bring_in(None)
             background.start(run, self.shell, self.cache, self.tasks, self._exclude())
             return NO_RESULT
-        return self._run_and_keep(run, hidden)
+        return self._run_and_store(run, hidden)
 
-    def _run_and_keep(self, run: CellRun, hidden: bool) -> Any:
+    def _run_and_store(self, run: CellRun, hidden: bool) -> Any:
         """A miss: run the body, keep what it made, say so; returns its result."""
         __tracebackhide__ = True
         options = run.options
@@ -180,7 +131,7 @@ class CellCache:
             self._bring_in(run.code)
             made.append(self._run_body(run))
             ran.append(time.perf_counter())
-            entries.append(kept(run.code, run.key, made[0]))
+            entries.append(gathered(run.code, run.key, made[0]))
             return entries[0].stored()
 
         try:
@@ -206,7 +157,7 @@ class CellCache:
             )
             self._note(options, "ran", seconds=made[0].seconds, always=True)
             return made[0].result
-        except NotKept as exc:
+        except NotStored as exc:
             warn(f"nbcache: {exc}", stacklevel=3)
             self._note(options, "ran", seconds=made[0].seconds)
             return made[0].result
@@ -214,19 +165,8 @@ class CellCache:
             return self._restore(outcome.hit, options, hidden, run)
         store_seconds = time.perf_counter() - ran[0]
         entry = entries[0]
-        self.cache.note_latest(
-            run.identity,
-            LatestRun(
-                run.key.summary,
-                made[0].seconds,
-                # what a plan needs of a cell kept in memory only: the key it had and
-                # the digests of what it bound, which the keys after it hashed
-                key=run.key.key,
-                stored=outcome.stored,
-                digests={n: d for n, d in entry.digests.items() if d is not None},
-                deleted=list(entry.deleted),
-            ).stored_form(),
-        )
+        latest = LatestRun.of_entry(run.key, made[0].seconds, outcome.stored, entry)
+        self.cache.note_latest(run.identity, latest.stored_form())
         if not options.quiet:
             names = by_interest(run.code.source, entry.vars, self.shell.user_ns)
             report = computed(names, made[0].seconds, outcome.stored, options)

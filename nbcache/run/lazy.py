@@ -2,7 +2,7 @@
 
 In a whole-notebook run most cells hit, and unpickling everything they bound
 would cost as much as the values are large. So a hit of an entry made for it
-(:func:`recorded_meta` says which) puts a :class:`~nbcache.keys.recorded.Recorded`
+(:func:`recorded_meta` says which) puts a :class:`~nbcache.keys.standin.StandIn`
 in the namespace for each value, replays the output kept in the signed header
 and loads nothing. Later keys hash the recorded digests. Before a cell body
 runs, :func:`needed` says which stand-ins it can reach (the names it reads, and
@@ -30,8 +30,8 @@ from typing import Any
 
 from ..keys.classes import describe
 from ..keys.code import is_code
-from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, is_shell_name, names_in_string
+from ..keys.standin import StandIn
 from .cellrun import ModuleRef, result_of
 from .modstate import local
 from .output import NO_RESULT
@@ -105,15 +105,15 @@ def _data(value: Any) -> bool:
     return not isinstance(value, (ModuleRef, *code_like))
 
 
-def stand_ins(key: str, recorded: HeaderRecord, namespace: dict[str, Any]) -> Recorded | None:
+def stand_ins(key: str, recorded: HeaderRecord, namespace: dict[str, Any]) -> StandIn | None:
     """Put the stand-ins of a hit restored from its header into ``namespace``; the
     stand-in of its result (None when it has none)."""
     for name, rec in recorded.vars.items():
         reads = rec.string_reads or ()
-        namespace[name] = Recorded(key, name, rec.digest, rec.described, reads)
+        namespace[name] = StandIn(key, name, rec.digest, rec.described, reads)
     for name in recorded.deleted:
         namespace.pop(name, None)
-    return Recorded(key, "", "", {}) if recorded.result else None
+    return StandIn(key, "", "", {}) if recorded.result else None
 
 
 def pending(namespace: Mapping[str, Any]) -> bool:
@@ -121,24 +121,24 @@ def pending(namespace: Mapping[str, Any]) -> bool:
     return any(True for _ in _all_stand_ins(namespace))
 
 
-def _all_stand_ins(namespace: Mapping[str, Any]) -> Iterator[tuple[str, Recorded]]:
+def _all_stand_ins(namespace: Mapping[str, Any]) -> Iterator[tuple[str, StandIn]]:
     for name, value in list(namespace.items()):
-        if type(value) is Recorded:
+        if type(value) is StandIn:
             yield name, value
     out = namespace.get("Out")
     if isinstance(out, dict):
         for number, value in list(out.items()):
-            if type(value) is Recorded:
+            if type(value) is StandIn:
                 yield f"Out[{number}]", value
 
 
-def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded] | None:
+def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[StandIn] | None:
     """The stand-ins a run of ``code`` can reach; None: any of them (load all).
     ``code`` None is a cell nbcache cannot read."""
     scanned = _source_scan(code.source) if code is not None else None
     if code is None or scanned is None or _reaches_anything(scanned[0]):
         return None
-    found: dict[int, Recorded] = {}
+    found: dict[int, StandIn] = {}
     todo = [*code.reads, *scanned[1]]
     seen: set[str] = set()
     while todo:
@@ -147,7 +147,7 @@ def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded
             continue
         seen.add(name)
         value = namespace.get(name)
-        if type(value) is Recorded:
+        if type(value) is StandIn:
             found[id(value)] = value
             todo.extend(value.string_reads)  # a query or formula it holds names these
             continue
@@ -221,7 +221,7 @@ def _code_within(value: Any) -> list[Any] | None:
     todo = [value]
     while todo:
         obj = todo.pop()
-        if id(obj) in seen or isinstance(obj, _LEAVES) or type(obj) is Recorded:
+        if id(obj) in seen or isinstance(obj, _LEAVES) or type(obj) is StandIn:
             continue
         seen.add(id(obj))
         if len(seen) > _WALK_LIMIT:
@@ -306,7 +306,7 @@ def _names_used(value: Any) -> set[str]:
 
 
 def swap_in(
-    chosen: list[Recorded] | None,
+    chosen: list[StandIn] | None,
     namespace: dict[str, Any],
     load: Callable[[str], CellEntry | None],
 ) -> list[str]:
@@ -314,7 +314,7 @@ def swap_in(
     once through ``load(key) -> CellEntry | None``; the names loaded. A stand-in whose entry
     is gone stays, and a warning names it."""
     wanted = None if chosen is None else {id(r) for r in chosen}
-    by_key: dict[str, list[tuple[str, Recorded]]] = {}
+    by_key: dict[str, list[tuple[str, StandIn]]] = {}
     for where, rec in _all_stand_ins(namespace):
         if wanted is None or id(rec) in wanted:
             by_key.setdefault(rec.key, []).append((where, rec))

@@ -28,8 +28,8 @@ from typing import Any, Literal
 from ..cache.core import Cache
 from ..entry.pickling import restoring_into
 from ..keys.modules import is_local_module
-from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, analyze
+from ..keys.standin import StandIn
 from ..units import format_duration
 from .auto import wraps
 from .cellrun import CellOptions, drifted, listed_line, put_back
@@ -182,24 +182,13 @@ class _Walk:
                 index, number, cell_id, first, "run", readout.reasons, took, readout.action
             )
         code = readout.code
-        first = code.first_line
         latest = LatestRun.read(self.cache.latest(identity))
-        seconds = _seconds(latest)
-        listed = listed_line(code)
-        for read_name in code.reads:
-            if read_name in self.unknown:
-                cell, outside = self.unknown[read_name]
-                how = "computes outside the cache" if outside else "runs again"
-                self._unknown_after(index, {*code.binds, *_vars(latest)}, source=source)
-                said = f"it reads `{read_name}`, which cell {self.numbers[cell]} {how}"
-                new = self._new(identity, listed, code.code_digest)
-                self.codes.add(code.code_digest)
-                self._executes(index, source)
-                if new:
-                    why = f"{said}, and it never ran with this store"
-                    return PlanRow(index, number, cell_id, first, "run", (why,), seconds)
-                why = f"{said} (it restores instead if `{read_name}` comes out as before)"
-                return PlanRow(index, number, cell_id, first, "depends", (why,), seconds)
+        waits = self._waits(index, identity, code, latest, source)
+        if waits is not None:
+            action, why = waits
+            return PlanRow(
+                index, number, cell_id, code.first_line, action, (why,), _seconds(latest)
+            )
         self.codes.add(code.code_digest)
         decision = decide(
             readout,
@@ -210,23 +199,65 @@ class _Walk:
             look=Look.PLANNED,
             restored=self.drifted,
         )
+        return self._decided(index, cell_id, source, options, decision, latest)
+
+    def _waits(
+        self,
+        index: int,
+        identity: str,
+        code: CellCode,
+        latest: LatestRun | None,
+        source: str,
+    ) -> tuple[Literal["run", "depends"], str] | None:
+        """A cell that reads what an earlier cell computes again: its key is unknown until
+        that cell has run, so it runs, or restores if that comes out as before; it runs
+        for certain when no entry can be its."""
+        for read_name in code.reads:
+            if read_name not in self.unknown:
+                continue
+            cell, outside = self.unknown[read_name]
+            how = "computes outside the cache" if outside else "runs again"
+            self._unknown_after(index, {*code.binds, *_vars(latest)}, source=source)
+            said = f"it reads `{read_name}`, which cell {self.numbers[cell]} {how}"
+            new = self._new(identity, listed_line(code), code.code_digest)
+            self.codes.add(code.code_digest)
+            self._executes(index, source)
+            if new:
+                return "run", f"{said}, and it never ran with this store"
+            return "depends", f"{said} (it restores instead if `{read_name}` comes out as before)"
+        return None
+
+    def _decided(
+        self,
+        index: int,
+        cell_id: str | None,
+        source: str,
+        options: CellOptions,
+        decision: Decision,
+        latest: LatestRun | None,
+    ) -> PlanRow:
+        """The row of a cell the decision was taken for, what it binds bound as the run
+        will bind it, or unknown."""
+        assert decision.code is not None
+        number, first, seconds = self.numbers[index], decision.code.first_line, _seconds(latest)
         if decision.hit is not None and decision.restores:
             self._bind(decision)
             age = format_duration(max(0.0, time.time() - decision.hit.info.created))
             why = f"its key matches the entry stored {age} ago"
             took = decision.hit.info.compute_seconds
             return PlanRow(index, number, cell_id, first, "restore", (why,), took, decision.action)
+        binds = decision.code.binds
         if decision.action == "run-memory" and latest is not None:
             # it runs, and its last run says what it binds
             for bound, recorded in latest.digests.items():
-                self.namespace[bound] = Recorded("", bound, recorded, {})
+                self.namespace[bound] = StandIn("", bound, recorded, {})
                 self.unknown.pop(bound, None)
             for deleted in latest.deleted:
                 self.namespace.pop(deleted, None)
         elif decision.run is None:
-            self._unknown_after(index, code.binds, outside=True, source=source)
+            self._unknown_after(index, binds, outside=True, source=source)
         else:
-            self._unknown_after(index, {*code.binds, *_vars(latest)}, source=source)
+            self._unknown_after(index, {*binds, *_vars(latest)}, source=source)
         unsettled = self.unsettled
         if decision.action != "run-memory":  # a cell kept in memory changed nothing outside
             self._executes(index, source)

@@ -18,9 +18,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CellEntry", "HeaderRecord", "LatestRun", "RecordedVar", "header_meta"]
+if TYPE_CHECKING:
+    from ..keys.scope import CellKey
+
+__all__ = [
+    "CellEntry",
+    "Checkpoint",
+    "EntryInputs",
+    "HeaderRecord",
+    "LatestRun",
+    "RecordedVar",
+    "header_meta",
+]
 
 # the header's metadata key under which a cell's record is signed
 _HEADER_KEY = "recorded"
@@ -130,6 +141,14 @@ class LatestRun:
     stored: int = 0  # its entry's size in the store; 0: kept in memory only
     digests: dict[str, str] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of_entry(cls, key: CellKey, seconds: float, stored: int, entry: CellEntry) -> LatestRun:
+        """The record of a run that made ``entry`` under ``key``: what a plan needs of a
+        cell kept in memory only too (the key it had, the digests of what it bound,
+        which the keys after it hashed)."""
+        digests = {n: d for n, d in entry.digests.items() if d is not None}
+        return cls(key.summary, seconds, key.key, stored, digests, list(entry.deleted))
 
     def stored_form(self) -> dict[str, Any]:
         """The JSON-like form the ledger keeps: the summary with these beside it."""
@@ -245,3 +264,116 @@ def header_meta(record: HeaderRecord | None) -> dict[str, Any]:
     """The part of an entry's signed metadata that holds ``record`` (None: the entry
     restores in full, which the header says too)."""
     return {_HEADER_KEY: record.stored() if record is not None else None}
+
+
+@dataclass(frozen=True)
+class EntryInputs:
+    """What a cell's entry was computed from outside its key, as its signed header keeps
+    it: the files it read (states and the paths they were named by), the files it wrote
+    (their states, so a restore knows they are still there) and the outside state it
+    depended on (settings, random generators)."""
+
+    files: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, Any] = field(default_factory=dict)
+    wrote: dict[str, Any] = field(default_factory=dict)
+    outside: dict[str, Any] = field(default_factory=dict)
+
+    def stored(self) -> dict[str, Any]:
+        """The part of the signed metadata that holds these."""
+        return {
+            "files": self.files,
+            "paths": self.paths,
+            "wrote": self.wrote,
+            "outside": self.outside,
+        }
+
+    @classmethod
+    def of_meta(cls, meta: Mapping[str, Any]) -> EntryInputs | None:
+        """The inputs an entry's signed metadata names (a part it lacks: none, as in the
+        entries made before it was recorded); None when a part is not what it should be,
+        which a caller must take as changed, never as unchanged."""
+        parts = [_str_keys(meta.get(name, {})) for name in ("files", "paths", "wrote", "outside")]
+        files, paths, wrote, outside = parts
+        if files is None or paths is None or wrote is None or outside is None:
+            return None
+        return cls(files, paths, wrote, outside)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint of a cell's progress loop keeps: the cell's key, where the loop
+    was, what the cell had bound and shown until then, and what a resume checks first
+    (the files read so far, the settings then)."""
+
+    cell: str  # the key of the cell it is a checkpoint of
+    step: int  # the steps done
+    vars: dict[str, Any] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    effects: dict[str, Any] = field(default_factory=dict)  # random generators included
+    outputs: list[tuple[Any, ...]] = field(default_factory=list)  # the loop's, so far
+    seconds: float = 0.0  # what the run took until then, earlier attempts included
+    loop: Any = None  # which loop of the cell (as checkpoint.py names it)
+    total: int | None = None
+    files: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, Any] = field(default_factory=dict)
+    settings: Any = None  # the settings when it was taken; None: not recorded
+
+    def stored(self) -> dict[str, Any]:
+        """The plain dict a checkpoint entry pickles."""
+        return {
+            "cell": self.cell,
+            "loop": self.loop,
+            "step": self.step,
+            "total": self.total,
+            "vars": self.vars,
+            "deleted": self.deleted,
+            "effects": self.effects,
+            "outputs": self.outputs,
+            "seconds": self.seconds,
+            "files": self.files,
+            "paths": self.paths,
+            "settings": self.settings,
+        }
+
+    def entry(self) -> CellEntry:
+        """What it puts back, as an entry would (its output is shown apart)."""
+        return CellEntry(vars=dict(self.vars), deleted=list(self.deleted), effects=self.effects)
+
+    @classmethod
+    def read(cls, value: Any) -> Checkpoint | None:
+        """The checkpoint ``value`` (as the cache gives it back) holds; None when none."""
+        if not isinstance(value, dict):
+            return None
+        cell, step = value.get("cell"), value.get("step")
+        variables, deleted = _str_keys(value.get("vars")), _str_list(value.get("deleted"))
+        effects, outputs = _str_keys(value.get("effects", {})), value.get("outputs")
+        files, paths = _str_keys(value.get("files", {})), _str_keys(value.get("paths", {}))
+        seconds, total = value.get("seconds", 0.0), value.get("total")
+        if (
+            not isinstance(cell, str)
+            or not isinstance(step, int)
+            or variables is None
+            or deleted is None
+            or effects is None
+            or not isinstance(outputs, list)
+            or files is None
+            or paths is None
+            or not _number(seconds)
+            or not (total is None or isinstance(total, int))
+        ):
+            return None
+        events = [tuple(event) for event in outputs if isinstance(event, (list, tuple))]
+        return cls(
+            cell,
+            step,
+            variables,
+            deleted,
+            effects,
+            events,
+            float(seconds),
+            value.get("loop"),
+            total,
+            files,
+            paths,
+            value.get("settings"),
+        )

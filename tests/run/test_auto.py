@@ -11,7 +11,7 @@ import pytest
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
 from nbcache.run.auto import AutoMode, fixed_cost, from_environment, wraps
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions, ModuleRef
 from nbcache.run.records import CellEntry
 from nbcache.store import LocalStore
@@ -96,15 +96,15 @@ NOTEBOOK = [
 ]
 
 
-def _session(root: Path, auto: AutoMode) -> tuple[FakeShell, CellCache, Cache]:
+def _session(root: Path, auto: AutoMode) -> tuple[FakeShell, CellRunner, Cache]:
     shell = FakeShell()
     cache = Cache(LocalStore(root), signer=Signer(b"secret"))
-    cells = CellCache(shell, lambda: cache)
+    cells = CellRunner(shell, lambda: cache)
     cells.auto = auto
     return shell, cells, cache
 
 
-def _run(shell: FakeShell, cells: CellCache, notebook: list[tuple[str, str]]) -> None:
+def _run(shell: FakeShell, cells: CellRunner, notebook: list[tuple[str, str]]) -> None:
     for cell_id, source in notebook:
         shell.cell_id = cell_id
         cells.run(source, CellOptions(auto=True))

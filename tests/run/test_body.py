@@ -179,9 +179,9 @@ def test_a_worker_runs_the_body_with_the_same_runner() -> None:
     """What a process pool or dask worker runs: statements, the last expression's value,
     and the variables the body bound."""
     made = run_in_worker("total = base + 1\ntotal * 10", {"base": 4}, ["total"], "<bg>")
-    assert made["result"] == 50
-    assert made["vars"] == {"total": 5}
-    assert run_in_worker("x = 1", {}, ["x"], "<bg>")["result"] is None
+    assert made.result == 50
+    assert made.vars == {"total": 5}
+    assert run_in_worker("x = 1", {}, ["x"], "<bg>").result is None
 
 
 def test_a_workers_exception_starts_at_the_body() -> None:

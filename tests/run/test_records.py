@@ -14,7 +14,7 @@ from mypy import api
 
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions, ModuleRef
 from nbcache.run.output import NO_RESULT
 from nbcache.run.records import CellEntry, HeaderRecord, LatestRun, RecordedVar, header_meta
@@ -185,7 +185,7 @@ def test_a_forged_entry_under_a_cell_key_is_a_miss_and_the_cell_runs(tmp_path: P
     and the cell body runs, as on a miss."""
     cache = Cache(LocalStore(tmp_path), signer=Signer(b"secret"))
     shell = FakeShell()
-    cells = CellCache(shell, lambda: cache)
+    cells = CellRunner(shell, lambda: cache)
     cells.run("y = 2", CellOptions())
     (record,) = cache.ledger.records()
     cache.overwrite(record.key, {"not": "an entry"})
@@ -193,7 +193,7 @@ def test_a_forged_entry_under_a_cell_key_is_a_miss_and_the_cell_runs(tmp_path: P
     again = FakeShell()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        CellCache(again, lambda: fresh).run("y = 2", CellOptions())
+        CellRunner(again, lambda: fresh).run("y = 2", CellOptions())
     assert again.user_ns["y"] == 2
     assert any("holds no cell's variables" in str(w.message) for w in caught)
 
@@ -224,7 +224,7 @@ def test_mypy_sees_the_fields_of_an_entry(tmp_path: Path, field: str, passes: bo
 def test_a_cell_stores_its_entry_as_the_plain_dict_it_always_was(tmp_path: Path) -> None:
     """The store keeps no class of this module: entries on disk load in any version."""
     first = Cache(LocalStore(tmp_path), signer=Signer(b"secret"))
-    CellCache(FakeShell(), lambda: first).run("z = 5\nz", CellOptions())
+    CellRunner(FakeShell(), lambda: first).run("z = 5\nz", CellOptions())
     cache = Cache(LocalStore(tmp_path), signer=Signer(b"secret"))
     (record,) = cache.ledger.records()
     hit = cache.lookup(record.key)
