@@ -28,7 +28,7 @@ from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
 from nbcache.tasks import dask as dx
-from nbcache.tasks import daskpack
+from nbcache.tasks import daskpack, daskworker
 from nbcache.tasks.executors import check_executor, get_executor
 from nbcache.tasks.task import Task, TaskCancelled, progress
 from nbcache.ui.widgets import WidgetCard
@@ -179,7 +179,7 @@ def test_cancel_reads_cancelling_until_the_worker_lets_go(
     assert states.index("cancelling") < states.index("cancelled")
     assert _shows(card, "cancelled")
     assert "finished" not in ip.user_ns and "i" not in ip.user_ns
-    assert on_dask.run(lambda: len(dx._here)) == dict.fromkeys(on_dask.run(os.getpid), 0)
+    assert on_dask.run(lambda: len(daskworker._here)) == dict.fromkeys(on_dask.run(os.getpid), 0)
     card._stop.set()
 
 
