@@ -147,7 +147,9 @@ class CellRunner:
                         **header_meta(recorded_meta(entries[0])),
                     },
                     ask=run.ask,
-                    start=Start.FORCE if options.force else Start.MISSED,
+                    # an entry whose files changed is replaced, or the cell would run
+                    # again on every later run
+                    start=Start.FORCE if options.force or run.unchanged.stale else Start.MISSED,
                 )
         except RunsAlways as exc:
             # nothing stored, quietly: it runs every time, as a patch does; why says so
@@ -173,7 +175,9 @@ class CellRunner:
             self.shell.report(
                 replace(report, store_seconds=store_seconds, only_imports=self._tell_imports(run))
             )
-        self._note(options, "ran", seconds=made[0].seconds, stored=outcome.stored)
+        # the entry's key, for the record a whole-notebook run keeps of the notebook
+        stored: dict[str, Any] = {"key": run.key.key} if outcome.stored else {}
+        self._note(options, "ran", seconds=made[0].seconds, stored=outcome.stored, **stored)
         return made[0].result
 
     def decide(self, source: str, options: CellOptions) -> Decision:
@@ -346,6 +350,7 @@ class CellRunner:
         record["why"] = self.reasons.get(self.last, []) if self.last else []
         if hit is not None:
             record["load_seconds"] = hit.load_seconds
+            record["key"] = hit.info.key
         self.auto.note(record)
 
     # -- a miss -----------------------------------------------------------------------
