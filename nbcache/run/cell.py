@@ -154,9 +154,7 @@ class CellRunner:
         except RunsAlways as exc:
             # nothing stored, quietly: it runs every time, as a patch does; why says so
             self.reasons[run.identity] = [str(exc)]
-            self.cache.note_latest(
-                run.identity, LatestRun(run.key.summary, made[0].seconds).stored_form()
-            )
+            self._note_seconds(run.identity, made[0].seconds, run.key.summary)
             self._note(options, "ran", seconds=made[0].seconds, always=True)
             return made[0].result
         except NotStored as exc:
@@ -328,13 +326,17 @@ class CellRunner:
 
         self.loaded.extend(swap_in(needed(code, namespace), namespace, load))
 
-    def _note_seconds(self, identity: str, seconds: float) -> None:
-        """In auto mode, how long a cell that runs as without nbcache took, for a plan's
-        estimate; the key summary ``why`` compares with stays the last keyed run's."""
+    def _note_seconds(
+        self, identity: str, seconds: float, summary: dict[str, Any] | None = None
+    ) -> None:
+        """In auto mode, how long a cell that runs uncached or always runs took, for a
+        plan's estimate; the key summary ``why`` compares with is ``summary`` (the cell's
+        key, when it has one), else stays the last keyed run's."""
         if self.auto is None:
             return
-        before = LatestRun.read(self.cache.latest(identity))
-        summary = before.summary if before is not None else {}
+        if summary is None:
+            before = LatestRun.read(self.cache.latest(identity))
+            summary = before.summary if before is not None else {}
         self.cache.note_latest(identity, LatestRun(summary, seconds).stored_form())
 
     def _note(
