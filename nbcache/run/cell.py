@@ -100,7 +100,9 @@ class CellRunner:
                 warn(decision.warning, stacklevel=2)
             self._ran_uncached(decision)
             self._bring_in(None)
+            started = time.perf_counter()
             result = self._uncached(source)
+            self._note_seconds(decision.identity, time.perf_counter() - started)
             self._note(options, "uncached")
             return result
         hidden = hides_result(source)
@@ -152,6 +154,7 @@ class CellRunner:
         except RunsAlways as exc:
             # nothing stored, quietly: it runs every time, as a patch does; why says so
             self.reasons[run.identity] = [str(exc)]
+            self._note_seconds(run.identity, made[0].seconds, run.key.summary)
             self._note(options, "ran", seconds=made[0].seconds, always=True)
             return made[0].result
         except NotStored as exc:
@@ -322,6 +325,19 @@ class CellRunner:
             return entry
 
         self.loaded.extend(swap_in(needed(code, namespace), namespace, load))
+
+    def _note_seconds(
+        self, identity: str, seconds: float, summary: dict[str, Any] | None = None
+    ) -> None:
+        """In auto mode, how long a cell that runs uncached or always runs took, for a
+        plan's estimate; the key summary ``why`` compares with is ``summary`` (the cell's
+        key, when it has one), else stays the last keyed run's."""
+        if self.auto is None:
+            return
+        if summary is None:
+            before = LatestRun.read(self.cache.latest(identity))
+            summary = before.summary if before is not None else {}
+        self.cache.note_latest(identity, LatestRun(summary, seconds).stored_form())
 
     def _note(
         self, options: CellOptions, outcome: str, *, hit: Hit[Any] | None = None, **more: Any
