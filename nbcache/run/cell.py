@@ -48,7 +48,7 @@ from .effects import Effects, only_imports
 from .effects import ran as effects_ran
 from .files import FileReads
 from .lazy import header_records, needed, pending, stand_ins, swap_in
-from .lazyimports import import_stand_ins
+from .lazyimports import deferred, import_deferred, import_stand_ins, imported_in_order
 from .modstate import ModuleWatch
 from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
@@ -73,6 +73,8 @@ class CellRunner:
     drifted: dict[str, tuple[Any, str, str]] = field(default_factory=dict)
     auto: AutoMode | None = None  # auto mode, when on (cells run with --auto use it)
     loaded: list[str] = field(default_factory=list)  # stand-ins loaded for the next note
+    # modules restored cells imported that a lazy run has not yet (imported before a body)
+    deferred: list[str] = field(default_factory=list)
     # the key summary of each cell's last run in this session, hit or miss: the next miss
     # is explained against what the user last saw, not against an older miss
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -145,7 +147,10 @@ class CellRunner:
                     compute,
                     lambda _: {
                         **meta_of(run, made[0], entries[0]),
-                        **header_meta(*header_records(entries[0], made[0].effects.import_changed)),
+                        **header_meta(
+                            *header_records(entries[0], made[0].effects.import_changed),
+                            imported_in_order(run.code),
+                        ),
                     },
                     ask=run.ask,
                     # an entry whose files changed is replaced, or the cell would run
@@ -259,6 +264,7 @@ class CellRunner:
         lazy = self.auto is not None and self.auto.lazy
         standing = import_stand_ins(hit.info.key, hit.info.meta) if lazy else None
         put_back(entry, self.shell.user_ns, standing)
+        self.deferred += deferred(hit.info.meta, lazy)
         if hit.source == "store":
             self.drifted.update(drifted(entry, self.shell.user_ns))
         result = result_of(entry)
@@ -296,6 +302,7 @@ class CellRunner:
         if self.cache.store is not None:
             self.cache.store.hold(hit.info.key)  # its stand-ins may load from it later
         result = stand_ins(hit.info.key, recorded, self.shell.user_ns)
+        self.deferred += deferred(hit.info.meta)
         log = OutputLog([tuple(event) for event in recorded.outputs])
 
         def show(data: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -309,8 +316,11 @@ class CellRunner:
         return result if result is not None else NO_RESULT
 
     def _bring_in(self, code: CellCode | None) -> None:
-        """Before a body runs: load the stand-ins it can reach (``code`` None: all)."""
+        """Before a body runs: import every module restored cells left waiting, then load
+        the stand-ins of values it can reach (``code`` None: all)."""
         namespace = self.shell.user_ns
+        waiting, self.deferred = self.deferred, []
+        self.loaded.extend(import_deferred(waiting, namespace))
         if not pending(namespace):
             return
 

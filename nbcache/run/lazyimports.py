@@ -20,15 +20,19 @@ from typing import Any
 
 from ..keys.classes import describe
 from ..keys.modules import is_local_module, locate_module, module_fingerprint
+from ..keys.scope import CellCode
 from ..keys.standin import StandIn
 from .cellrun import ModuleRef
-from .records import RecordedVar, modules_of_meta
+from .records import RecordedVar, imports_of_meta, modules_of_meta
 
 __all__ = [
+    "deferred",
+    "import_deferred",
     "import_path",
     "import_stand_in",
     "import_stand_ins",
     "importable",
+    "imported_in_order",
     "placed",
     "resolve",
     "seen_elsewhere",
@@ -44,6 +48,50 @@ def placed(key: str, name: str, rec: RecordedVar) -> Any:
     if rec.imports.partition(":")[0] in sys.modules or stamp(rec.imports) != rec.stamp:
         return resolve(rec.imports)
     return import_stand_in(key, name, rec)
+
+
+def imported_in_order(code: CellCode) -> list[str]:
+    """After a cell ran: the modules its imports name that are loaded, in its order, a
+    submodule a ``from`` import bound after its package. Importing them again is what the
+    cell's imports did (an import inside a function it never called is left out, unless
+    another cell loaded the module, which a lazy run imports for that cell anyway)."""
+    out: dict[str, None] = {}
+    for module in code.imports:
+        if module in sys.modules:
+            out[module] = None
+        for package, name in code.from_imports:
+            if package == module and f"{module}.{name}" in sys.modules:
+                out[f"{module}.{name}"] = None
+    return list(out)
+
+
+def deferred(meta: Mapping[str, Any], lazy: bool = True) -> list[str]:
+    """After a restore: the modules the entry's cell imported that are not loaded now
+    (``import hvplot.pandas`` binds ``hvplot`` alone, which a restore imports). A lazy
+    run leaves them to :func:`import_deferred` before the next cell runs; else they are
+    imported now (``lazy`` False), and none is left."""
+    waiting = [m for m in imports_of_meta(meta) or () if m not in sys.modules]
+    if lazy:
+        return waiting
+    import_deferred(waiting, {})
+    return []
+
+
+def import_deferred(modules: list[str], namespace: dict[str, Any]) -> list[str]:
+    """Before a cell runs in a lazy run: import every module restored cells left waiting
+    (``modules``, in the notebook's order), then bind every stand-in of a module, function
+    or class to its value; the names bound. All of them, whatever the cell reads: an
+    import may register into another library (an accessor on pandas' DataFrame, a
+    projection in matplotlib, a colormap), and what the cell reaches of those libraries,
+    through a restored value or its own import, cannot be told from its names."""
+    for module in modules:
+        importlib.import_module(module)  # as the plain run's import did, in its order
+    bound = []
+    for name, value in list(namespace.items()):
+        if type(value) is StandIn and value.imports:
+            namespace[name] = resolve(value.imports)
+            bound.append(name)
+    return bound
 
 
 def seen_elsewhere(changed: Mapping[str, tuple[Any, Any]]) -> bool:

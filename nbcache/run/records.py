@@ -16,7 +16,7 @@ error. No other module indexes these records by their keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,15 +31,19 @@ __all__ = [
     "LatestRun",
     "RecordedVar",
     "header_meta",
+    "imports_of_meta",
     "modules_of_meta",
 ]
 
 # the header's metadata key under which a cell's record is signed
 _HEADER_KEY = "recorded"
 # the same for a record with imports, which versions before those stand-ins never read
-_IMPORTS_KEY = "recorded_imports"
+_IMPORTS_KEY = "recorded_deferred"
 # an entry restored in full: the modules it binds that a stand-in may import later
-_MODULES_KEY = "recorded_modules"
+_MODULES_KEY = "deferred_modules"
+# the modules the cell's imports had loaded when it ended, in its order: what a lazy
+# run imports for it before any cell runs after it
+_IMPORTED_KEY = "imported_in_order"
 # what every entry ever stored holds; the keys added since may be missing
 _ENTRY_REQUIRED = frozenset({"vars", "deleted", "outputs", "result"})
 # what a latest record keeps beside the key summary
@@ -258,7 +262,10 @@ class HeaderRecord:
     def of_meta(cls, meta: Mapping[str, Any]) -> HeaderRecord | None:
         """The record in an entry's signed metadata; None when it has none (an entry that
         restores in full) or it is malformed."""
-        return cls.read(meta.get(_HEADER_KEY) or meta.get(_IMPORTS_KEY))
+        found = meta.get(_HEADER_KEY)
+        if found is None and imports_of_meta(meta) is not None:
+            found = meta.get(_IMPORTS_KEY)  # its stand-ins wait only with that list
+        return cls.read(found)
 
     def imports(self) -> bool:
         """Whether it stands in for a module, function or class to import."""
@@ -291,27 +298,42 @@ def _recorded_var(value: Any) -> RecordedVar | None:
 
 
 def header_meta(
-    record: HeaderRecord | None, modules: Mapping[str, RecordedVar] | None = None
+    record: HeaderRecord | None,
+    modules: Mapping[str, RecordedVar] | None = None,
+    imported: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The part of an entry's signed metadata that holds ``record`` (None: the entry
     restores in full, which the header says too). A record that stands in for imports
     is kept under a key of its own, so that a version of nbcache that cannot import
     a stand-in restores such an entry in full. An entry restored in full keeps the
     records of the ``modules``, functions and classes it binds that can be imported
-    later instead (see :func:`modules_of_meta`)."""
-    if record is not None and record.imports():
-        return {_HEADER_KEY: None, _IMPORTS_KEY: record.stored()}
+    later instead (see :func:`modules_of_meta`). Any entry keeps the modules the
+    cell's imports loaded, ``imported`` (see :func:`imports_of_meta`)."""
     out: dict[str, Any] = {_HEADER_KEY: record.stored() if record is not None else None}
+    if record is not None and record.imports():
+        out = {_HEADER_KEY: None, _IMPORTS_KEY: record.stored()}
     if record is None and modules:
         out[_MODULES_KEY] = HeaderRecord(dict(modules), [], [], False).stored()["vars"]
+    if imported or _IMPORTS_KEY in out or _MODULES_KEY in out:
+        out[_IMPORTED_KEY] = [*imported]
     return out
+
+
+def imports_of_meta(meta: Mapping[str, Any]) -> list[str] | None:
+    """The modules a cell's imports had loaded when it ended, in its order, for an entry
+    that stands in for imports; None when it has no such list or it is malformed (then
+    nothing of it may wait: a lazy run could not import for it all a plain run did)."""
+    found = meta.get(_IMPORTED_KEY)
+    if not isinstance(found, list) or not all(isinstance(m, str) and m for m in found):
+        return None
+    return found
 
 
 def modules_of_meta(meta: Mapping[str, Any]) -> dict[str, RecordedVar]:
     """The records of the modules, functions and classes an entry restored in full binds
     that a stand-in can import later; empty when it has none or they are malformed."""
     found = _str_keys(meta.get(_MODULES_KEY))
-    if not found:
+    if not found or imports_of_meta(meta) is None:
         return {}
     out = {}
     for name, value in found.items():

@@ -1,12 +1,15 @@
-"""``nbcache run`` in a real kernel: after an edit, a module an import cell restored is
-imported only once a cell that runs needs it, and then it is the module itself."""
+"""``nbcache run`` in a real kernel: a module an import cell restored is imported only
+once a cell runs, with every other import a plain run made before that cell, and then it
+is the module itself; a library whose import registers into pandas is among them."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
+from nbclient import NotebookClient
 
 from tests.notebooks.test_nbcache_run import nbcache_run, write_notebook
 
@@ -44,7 +47,7 @@ def _edit(path: Path, source: str, *more: str) -> None:
     nbformat.write(nb, path)
 
 
-def test_an_edited_last_cell_leaves_an_unused_import_unimported(folder: Path) -> None:
+def test_an_edited_last_cell_sees_the_modules_a_plain_run_imported(folder: Path) -> None:
     write_notebook(folder / "nb.ipynb", CELLS)
     first = nbcache_run(folder, "nb.ipynb")
     assert first.returncode == 0, first.stderr
@@ -53,7 +56,7 @@ def test_an_edited_last_cell_leaves_an_unused_import_unimported(folder: Path) ->
     edited = nbcache_run(folder, "nb.ipynb")
     assert edited.returncode == 0, edited.stderr
     assert "3 code cells, 2 restored, 1 ran" in edited.stdout
-    assert _printed(folder / "nb.ipynb")[-1] == "False 11\n"
+    assert _printed(folder / "nb.ipynb")[-1] == "True 11\n"  # a plain run's
 
 
 def test_a_cell_that_uses_the_module_gets_it(folder: Path) -> None:
@@ -67,3 +70,56 @@ def test_a_cell_that_uses_the_module_gets_it(folder: Path) -> None:
     edited = nbcache_run(folder, "nb.ipynb")
     assert edited.returncode == 0, edited.stderr
     assert _printed(folder / "nb.ipynb")[-2:] == ["10\n", "True 0.5\n"]
+
+
+# Installed libraries as far as nbcache can tell (their files under a site-packages):
+# importing one registers an accessor on pandas' DataFrame, as pandas_flavor's and
+# hvplot.pandas' imports do.
+ACCESSOR = """import pandas as pd
+
+
+@pd.api.extensions.register_dataframe_accessor({name!r})
+class Accessor:
+    def __init__(self, df):
+        self.df = df
+
+    def __call__(self):
+        return {name!r} + ":" + str(int(self.df.to_numpy().sum()))
+"""
+REGISTERING = [
+    "import fake_ext\nimport fake_plot.pandas\nimport pandas as pd",
+    SLOW + "df = pd.DataFrame({'a': [1, 2, 3]})",
+    SLOW + "print(len(df))",
+]
+
+
+def _plain(path: Path) -> list[str]:
+    """The last cell's printed text when the notebook runs without nbcache."""
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(path.parent)}}).execute()
+    plain = path.with_name("plain.ipynb")
+    nbformat.write(nb, plain)
+    return _printed(plain)
+
+
+def test_a_library_that_registers_into_pandas_is_imported_before_a_cell_runs(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib = folder / "lib" / "site-packages"
+    (lib / "fake_plot").mkdir(parents=True)
+    (lib / "fake_ext.py").write_text(ACCESSOR.format(name="fake"))
+    (lib / "fake_plot" / "__init__.py").write_text("")
+    (lib / "fake_plot" / "pandas.py").write_text(ACCESSOR.format(name="fakeplot"))
+    paths = [str(lib), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    work = folder / "work"
+    work.mkdir()
+    write_notebook(work / "nb.ipynb", REGISTERING)
+    first = nbcache_run(work, "nb.ipynb")
+    assert first.returncode == 0, first.stderr
+    _edit(work / "nb.ipynb", SLOW + "print(df.fake(), df.fakeplot())")
+    edited = nbcache_run(work, "nb.ipynb")
+    assert edited.returncode == 0, edited.stderr
+    assert "3 code cells, 2 restored, 1 ran" in edited.stdout
+    assert _printed(work / "nb.ipynb")[-1] == "fake:6 fakeplot:6\n"
+    assert _printed(work / "nb.ipynb") == _plain(work / "nb.ipynb")

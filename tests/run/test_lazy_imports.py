@@ -1,6 +1,7 @@
 """``run/lazy.py``: in a whole-notebook run, a module a restored cell imported (or a
-library's function it bound) is imported only when a cell that runs can reach it, and
-every key is the key an eager restore gives."""
+library's function it bound) is not imported while cells only restore; before a cell
+runs, every module restored cells imported is, in the notebook's order, as a plain run
+had them; and every key is the key an eager restore gives."""
 
 from __future__ import annotations
 
@@ -70,15 +71,28 @@ def _notebook_run(
     return shell, cells, _run(cells, notebook)
 
 
-def test_a_module_no_running_cell_reaches_is_not_imported(tmp_path: Path) -> None:
+def test_restoring_cells_imports_nothing_until_a_cell_runs(tmp_path: Path) -> None:
     _notebook_run(tmp_path, False, NOTEBOOK)
-    edited = [*NOTEBOOK[:-1], EDITED]
-    shell, cells, lazy_keys = _notebook_run(tmp_path, True, edited)
-    assert shell.user_ns["c"] == 11
+    shell, cells, lazy_keys = _notebook_run(tmp_path, True, NOTEBOOK)
     assert "colorsys" not in sys.modules and "wave" not in sys.modules
     assert type(shell.user_ns["colorsys"]) is StandIn
     assert type(shell.user_ns["wave_open"]) is StandIn
     assert shell.user_ns["json"] is sys.modules["json"]  # loaded already: bound at once
+    auto = cells.auto
+    assert auto is not None
+    assert [o["outcome"] for o in auto.outcomes] == ["restored"] * 5
+    assert lazy_keys == _notebook_run(tmp_path, False, NOTEBOOK)[2]
+
+
+def test_an_edited_cell_runs_after_every_import_a_plain_run_made(tmp_path: Path) -> None:
+    """Even one that reads none of them: an import may have registered into a library the
+    cell reaches some other way (see test_an_import_registering_into_another_library)."""
+    _notebook_run(tmp_path, False, NOTEBOOK)
+    edited = [*NOTEBOOK[:-1], EDITED]
+    shell, cells, lazy_keys = _notebook_run(tmp_path, True, edited)
+    assert shell.user_ns["c"] == 11
+    assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
+    assert shell.user_ns["wave_open"] is sys.modules["wave"].open
     auto = cells.auto
     assert auto is not None
     assert [o["outcome"] for o in auto.outcomes] == ["restored"] * 4 + ["ran"]
@@ -97,9 +111,6 @@ def test_a_running_cell_that_reaches_a_module_gets_the_module_a_plain_run_gives(
     keys = _run(cells, [("call", "h = hsv((0.2, 0.4, 0.4))")])
     assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
     assert shell.user_ns["h"] == sys.modules["colorsys"].rgb_to_hsv(0.2, 0.4, 0.4)
-    assert "wave" not in sys.modules
-    # by name: a function imported from a module
-    _run(cells, [("named", "w = wave_open.__name__")])
     assert shell.user_ns["wave_open"] is sys.modules["wave"].open
     _, _, eager = _notebook_run(tmp_path, False, [*NOTEBOOK, ("call", "h = hsv((0.2, 0.4, 0.4))")])
     assert eager[-1] == keys[0]
@@ -186,3 +197,70 @@ def test_a_module_whose_import_changed_a_setting_is_imported_on_restore(
         shell, _, _ = _notebook_run(tmp_path / "store", True, notebook)
         assert shell.user_ns["noisy_lib"] is sys.modules["noisy_lib"]
         assert type(shell.user_ns["quiet_lib"]) is StandIn and "quiet_lib" not in sys.modules
+
+
+def _plugins(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Libraries whose imports register into another one, as ``hvplot.pandas`` adds an
+    accessor to pandas, ``janitor`` DataFrame methods, ``mpl_toolkits.mplot3d`` a
+    projection: in the order they are imported."""
+    (root / "registry_lib.py").write_text("REGISTERED = []\n")
+    for name in ("plugin_a", "plugin_b"):
+        (root / f"{name}.py").write_text(
+            f"import registry_lib\nregistry_lib.REGISTERED.append({name!r})\n"
+        )
+    (root / "plugin_pkg").mkdir()
+    (root / "plugin_pkg" / "__init__.py").write_text("")
+    (root / "plugin_pkg" / "ext.py").write_text(
+        "import registry_lib\nregistry_lib.REGISTERED.append('plugin_pkg.ext')\n"
+    )
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setattr(lazyimports, "is_local_module", lambda name: False)  # as if installed
+
+
+PLUGINS = ["registry_lib", "plugin_a", "plugin_b", "plugin_pkg", "plugin_pkg.ext"]
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "seen = list(registry_lib.REGISTERED)",  # it reads what a restored cell bound
+        # it reads nothing restored: it imports the library itself
+        "import registry_lib as reg\nseen = list(reg.REGISTERED)",
+    ],
+)
+def test_an_import_registering_into_another_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cell: str
+) -> None:
+    _plugins(tmp_path, monkeypatch)
+    notebook = [
+        ("first", "import plugin_b\nimport plugin_pkg.ext"),
+        ("second", "import plugin_a\nimport registry_lib"),
+        ("data", "n = 1"),
+    ]
+    _forget(*PLUGINS)
+    _notebook_run(tmp_path / "store", False, [*notebook, ("use", cell)])
+    plain = ["plugin_b", "plugin_pkg.ext", "plugin_a"]
+    assert plain == sys.modules["registry_lib"].REGISTERED
+    _forget(*PLUGINS)
+    shell, cells, _ = _notebook_run(tmp_path / "store", True, notebook)
+    assert not any(name in sys.modules for name in PLUGINS)  # restored: nothing imported
+    _run(cells, [("use", cell + "\nedited = True")])  # edited: it runs
+    assert shell.user_ns["seen"] == plain
+    assert shell.user_ns["plugin_pkg"] is sys.modules["plugin_pkg"]
+    _forget(*PLUGINS)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_restored_import_of_a_submodule_imports_the_submodule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lazy: bool
+) -> None:
+    """``import hvplot.pandas`` binds ``hvplot``: bringing that name back is not the import."""
+    _plugins(tmp_path, monkeypatch)
+    notebook = [("first", "import plugin_pkg.ext"), ("data", "n = 1")]
+    _forget(*PLUGINS)
+    _notebook_run(tmp_path / "store", False, notebook)
+    _forget(*PLUGINS)
+    _, cells, _ = _notebook_run(tmp_path / "store", lazy, notebook)
+    _run(cells, [("use", "m = n + 1")])
+    assert sys.modules["registry_lib"].REGISTERED == ["plugin_pkg.ext"]
+    _forget(*PLUGINS)
