@@ -102,7 +102,7 @@ class CellRunner:
             if decision.warning is not None:
                 warn(decision.warning, stacklevel=2)
             self._ran_uncached(decision)
-            self._bring_in(None)
+            self.bring_in(None)
             started = time.perf_counter()
             result = self._uncached(source)
             self._note_seconds(decision.identity, time.perf_counter() - started)
@@ -116,7 +116,7 @@ class CellRunner:
             return self._restore_recorded(decision.hit, decision.recorded, options, hidden, run)
         self._explain_miss(run, decision)
         if options.background:
-            self._bring_in(None)
+            self.bring_in(None)
             background.start(run, self.shell, self.cache, self.tasks, self._exclude())
             return NO_RESULT
         return self._run_and_store(run, hidden)
@@ -131,7 +131,7 @@ class CellRunner:
 
         def compute() -> dict[str, Any]:
             __tracebackhide__ = True
-            self._bring_in(run.code)
+            self.bring_in(run.code)
             made.append(self._run_body(run))
             ran.append(time.perf_counter())
             entries.append(gathered(run.code, run.key, made[0]))
@@ -223,7 +223,7 @@ class CellRunner:
         identity = self._identity(cell, CellOptions())
         self.last = identity
         self._ran_uncached(Decision("uncached", identity, (NOCACHE,)))
-        self._bring_in(None)
+        self.bring_in(None)
         return self._uncached(self.shell.transform(cell))
 
     def _identity(self, source: str, options: CellOptions) -> str:
@@ -315,7 +315,7 @@ class CellRunner:
         self._note(options, "restored", seconds=hit.info.compute_seconds, hit=hit)
         return result if result is not None else NO_RESULT
 
-    def _bring_in(self, code: CellCode | None) -> None:
+    def bring_in(self, code: CellCode | None) -> None:
         """Before a body runs: import every module restored cells left waiting, then load
         the stand-ins of values it can reach (``code`` None: all)."""
         namespace = self.shell.user_ns

@@ -52,10 +52,14 @@ def auto_on(shell: Any, cells: CellRunner, auto: AutoMode) -> None:
         # Runs after IPython's own clean-up (prompts, indentation), before it looks for
         # a cell magic, so the cell reaches %%cache as typed. A cell is transformed
         # before it executes; a magic that transforms its body does so while it does.
-        if depth[0] or cells.auto is None or not wraps("".join(lines)):
+        if depth[0] or cells.auto is None:
             return lines
         cell = "".join(lines)
-        if _left_to_ipython(shell, cell, depth):
+        if not wraps(cell) or _left_to_ipython(shell, cell, depth):
+            if cell.strip() and not cell.lstrip().startswith(("%%cache", "%%nocache")):
+                # IPython runs it (``%%time``, a line it rewrites): it may read any name,
+                # and must see every import restored cells made
+                cells.bring_in(None)
             return lines
         _WRAPPED[id(shell)] = cell
         return [AUTO_MAGIC + "\n", *lines]

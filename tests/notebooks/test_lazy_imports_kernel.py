@@ -123,3 +123,15 @@ def test_a_library_that_registers_into_pandas_is_imported_before_a_cell_runs(
     assert "3 code cells, 2 restored, 1 ran" in edited.stdout
     assert _printed(work / "nb.ipynb")[-1] == "fake:6 fakeplot:6\n"
     assert _printed(work / "nb.ipynb") == _plain(work / "nb.ipynb")
+
+
+def test_a_cell_ipython_runs_itself_sees_what_a_plain_run_has(folder: Path) -> None:
+    """A ``%%time`` cell is left to IPython: it may read any name, so every value and
+    every import restored cells left waiting is loaded before it runs."""
+    cells = [*CELLS[:2], "%%time\n" + LOADED + f"print('scipy' in {IN}, len(a))"]
+    write_notebook(folder / "nb.ipynb", cells)
+    assert nbcache_run(folder, "nb.ipynb").returncode == 0
+    again = nbcache_run(folder, "nb.ipynb")
+    assert again.returncode == 0, again.stderr
+    assert "3 code cells, 2 restored, 1 ran" in again.stdout
+    assert _printed(folder / "nb.ipynb")[-1].startswith("True 10\n")
