@@ -12,8 +12,10 @@ the globals of the notebook functions and classes it reads, transitively), and
 
 A module a cell imported, or a library's function or class it bound (``import
 numpy as np``, ``from scipy.stats import norm``), is not imported on a hit either:
-its stand-in says where it is imported from, hashes as the value would, and is
-imported when a cell that runs can reach it (:mod:`nbcache.run.lazyimports`).
+its stand-in says where it is imported from and hashes as the value would. Before
+any cell runs, every module restored cells imported is, in the notebook's order,
+whatever the cell reads (:mod:`nbcache.run.lazyimports`): an import may register
+into another library, which a cell reaches without naming the module.
 
 Entries that bind notebook code or modules beside the notebook, that changed the
 random generators or other outside state, that wrote files, or that keep values

@@ -1,5 +1,12 @@
 """A library's modules, functions and classes a restored cell bound, standing in until
-a cell that runs needs them (see :mod:`nbcache.run.lazy`).
+a cell runs (see :mod:`nbcache.run.lazy`), and the imports made then.
+
+Before any cell runs, every module restored cells imported is imported, in the
+notebook's order, and every stand-in bound (:func:`import_deferred`): importing
+``hvplot.pandas`` adds an accessor to pandas' DataFrame, ``janitor`` methods,
+``mpl_toolkits.mplot3d`` a projection, and a cell uses those through a value, or
+through its own ``import pandas``, without naming the module. Which imports
+changed nothing outside their own package is not known, so none is left out.
 
 A stand-in says where its value is imported from (``module`` or
 ``module:qual.name``) and hashes as the value would: its digest and, for a module,
