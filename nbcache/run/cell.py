@@ -48,12 +48,12 @@ from .effects import Effects, only_imports
 from .effects import ran as effects_ran
 from .files import FileReads
 from .lazy import header_records, needed, pending, stand_ins, swap_in
-from .lazyimports import deferred, import_deferred, import_stand_ins, imported_in_order
+from .lazyimports import deferred, import_deferred, import_stand_ins
 from .modstate import ModuleWatch
 from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .plan import PlanRow, plan
-from .records import CellEntry, HeaderRecord, LatestRun, header_meta
+from .records import CellEntry, HeaderRecord, LatestRun
 from .report import CellReport
 from .shell import Shell
 
@@ -147,10 +147,7 @@ class CellRunner:
                     compute,
                     lambda _: {
                         **meta_of(run, made[0], entries[0]),
-                        **header_meta(
-                            *header_records(entries[0], made[0].effects.import_changed),
-                            imported_in_order(run.code),
-                        ),
+                        **header_records(entries[0], made[0].effects.import_changed, run.code),
                     },
                     ask=run.ask,
                     # an entry whose files changed is replaced, or the cell would run

@@ -41,10 +41,10 @@ from ..keys.code import is_code
 from ..keys.scope import CellCode, is_shell_name, names_in_string
 from ..keys.standin import StandIn
 from .cellrun import ModuleRef, result_of
-from .lazyimports import importable, placed, resolve, seen_elsewhere
+from .lazyimports import importable, imported_in_order, placed, resolve, seen_elsewhere
 from .modstate import local
 from .output import NO_RESULT
-from .records import CellEntry, HeaderRecord, RecordedVar
+from .records import CellEntry, HeaderRecord, RecordedVar, header_meta
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
@@ -107,18 +107,20 @@ def recorded_meta(entry: CellEntry) -> HeaderRecord | None:
 
 
 def header_records(
-    entry: CellEntry, import_changed: Mapping[str, tuple[Any, Any]] | None = None
-) -> tuple[HeaderRecord | None, dict[str, RecordedVar]]:
-    """What an entry's signed header keeps for a lazy run: the record it restores from
-    (:func:`recorded_meta`), and, for an entry restored in full, the modules it binds
-    that may be imported later (:func:`recorded_imports`). A cell whose imports changed
-    state set before them that another cell can see (``import_changed``: see
+    entry: CellEntry, import_changed: Mapping[str, tuple[Any, Any]], code: CellCode
+) -> dict[str, Any]:
+    """What an entry's signed header keeps for a lazy run (``header_meta``): the record
+    it restores from (:func:`recorded_meta`), and, for an entry restored in full, the
+    modules it binds that may be imported later (:func:`recorded_imports`); beside either,
+    the modules the cell's imports loaded (``imported_in_order``). A cell whose imports
+    changed state set before them that another cell can see (``import_changed``: see
     ``seen_elsewhere``) has its modules imported when it restores, as a plain run had
     that state from then on."""
     record = recorded_meta(entry)
-    if not seen_elsewhere(import_changed or {}):
-        return record, recorded_imports(entry) if record is None else {}
-    return (record if record is None or not record.imports() else None), {}
+    imported = imported_in_order(code)
+    if not seen_elsewhere(import_changed):
+        return header_meta(record, recorded_imports(entry) if record is None else {}, imported)
+    return header_meta(record if record is None or not record.imports() else None, {}, imported)
 
 
 def recorded_imports(entry: CellEntry) -> dict[str, RecordedVar]:

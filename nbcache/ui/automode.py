@@ -20,6 +20,8 @@ __all__ = ["auto_off", "auto_on", "transform_body", "wrapped"]
 _ON: dict[int, Any] = {}  # shell -> its transformer and hooks
 _DEPTH: dict[int, list[int]] = {}  # shell -> how many cells (or bodies) it executes now
 _WRAPPED: dict[int, str] = {}  # shell -> the last cell auto mode wrapped, as typed
+# shell -> that cell as IPython's static transforms made it, which its body's run needs
+_TRANSFORMED: dict[int, tuple[str, str]] = {}
 
 
 def wrapped(shell: Any, body: str) -> bool:
@@ -33,6 +35,12 @@ def transform_body(shell: Any, source: str) -> str:
     depth = _DEPTH.get(id(shell))
     if depth is None:
         return shell.transform_cell(source)  # type: ignore[no-any-return]
+    known = _TRANSFORMED.pop(id(shell), None)
+    # the wrapped cell's static transforms, made a moment ago: what IPython's
+    # transform_cell does besides them applies to one-line cells only
+    same = known is not None and known[0] == source and len(known[1].splitlines()) != 1
+    if same and known is not None and not shell.input_transformers_post:
+        return known[1]
     depth[0] += 1
     try:
         return shell.transform_cell(source)  # type: ignore[no-any-return]
@@ -55,7 +63,7 @@ def auto_on(shell: Any, cells: CellRunner, auto: AutoMode) -> None:
         if depth[0] or cells.auto is None:
             return lines
         cell = "".join(lines)
-        if not wraps(cell) or _left_to_ipython(shell, cell, depth):
+        if not wraps(cell) or _left_to_ipython(shell, cell, depth) is None:
             if cell.strip() and not cell.lstrip().startswith(("%%cache", "%%nocache")):
                 # IPython runs it (``%%time``, a line it rewrites): it may read any name,
                 # and must see every import restored cells made
@@ -78,23 +86,25 @@ def auto_on(shell: Any, cells: CellRunner, auto: AutoMode) -> None:
     _ON[id(shell)] = (wrap, started, ended)
 
 
-def _left_to_ipython(shell: Any, cell: str, depth: list[int]) -> bool:
-    """Whether IPython runs ``cell`` itself: it does not parse, or it is one line that
-    IPython's prefilter rewrites (``exit``, autocall, automagic)."""
+def _left_to_ipython(shell: Any, cell: str, depth: list[int]) -> str | None:
+    """``cell`` as IPython's static transforms make it; None when IPython runs it itself:
+    it does not parse, or it is one line that IPython's prefilter rewrites (``exit``,
+    autocall, automagic)."""
     depth[0] += 1  # transforming it here must not wrap it
     try:
-        python = shell.input_transformer_manager.transform_cell(cell)
+        python: str = shell.input_transformer_manager.transform_cell(cell)
     except SyntaxError:
-        return True  # IPython says so as it transforms the cell
+        return None  # IPython says so as it transforms the cell
     finally:
         depth[0] -= 1
     if len(python.splitlines()) == 1 and _rewritten(shell, python.rstrip("\n")):
-        return True
+        return None
     try:
         shell.compile.ast_parse(python)
     except (SyntaxError, ValueError):
-        return True
-    return False
+        return None
+    _TRANSFORMED[id(shell)] = (cell, python)
+    return python
 
 
 def _rewritten(shell: Any, line: str) -> bool:
@@ -112,6 +122,7 @@ def auto_off(shell: Any, cells: CellRunner) -> None:
     hooks = _ON.pop(id(shell), None)
     _DEPTH.pop(id(shell), None)
     _WRAPPED.pop(id(shell), None)
+    _TRANSFORMED.pop(id(shell), None)
     if hooks is None:
         return
     wrap, started, ended = hooks

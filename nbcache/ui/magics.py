@@ -64,6 +64,17 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+_AUTO_ARGS: list[argparse.Namespace] = []  # ``%%cache --auto``'s arguments, parsed once
+
+
+def _parsed_auto(magics: Any) -> argparse.Namespace:
+    """The arguments of ``%%cache --auto``, which auto mode puts on every cell: parsed
+    once (their defaults read no file and no clock), not by argparse on each cell."""
+    if not _AUTO_ARGS:
+        _AUTO_ARGS.append(parse_argstring(magics.cache, "--auto"))
+    return _AUTO_ARGS[0]
+
+
 @magics_class
 class NbcacheMagics(Magics):
     """nbcache's magics; one instance per shell."""
@@ -126,7 +137,7 @@ class NbcacheMagics(Magics):
         stores all that, in memory and in the store (.nbcache/ or NBCACHE_DIR).
         """
         __tracebackhide__ = True
-        args = parse_argstring(self.cache, line)
+        args = _parsed_auto(self) if line.strip() == "--auto" else parse_argstring(self.cache, line)
         options = CellOptions(
             name=args.name,
             force=args.force,

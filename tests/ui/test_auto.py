@@ -17,6 +17,7 @@ from nbcache.run.auto import AutoMode, fixed_cost, wraps
 from nbcache.run.cell import CellRunner
 from nbcache.run.effects import forget_seeds
 from nbcache.run.records import CellEntry
+from nbcache.ui import magics
 from tests.shells import close_shell, new_shell
 
 SLOW = "__import__('time').sleep(0.05)\n"  # a body worth storing under the cost rule
@@ -441,3 +442,23 @@ def test_a_lazy_restore_holds_its_entry_against_eviction(session: Any) -> None:
         assert record.key in base._HELD
     finally:
         base._HELD.discard(record.key)
+
+
+def test_a_cell_is_transformed_and_its_arguments_parsed_no_more_than_needed(
+    session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per cell: IPython's static transforms once for IPython and once to see whether the
+    cell parses (its body's run reuses that), and %%cache --auto's arguments not again."""
+    shell = session()
+    run(shell, NOTEBOOK[0])  # parses the arguments of --auto once
+    manager = shell.input_transformer_manager
+    transforms: list[str] = []
+    real = manager.transform_cell
+    monkeypatch.setattr(manager, "transform_cell", lambda c: transforms.append(c) or real(c))
+    parses: list[str] = []
+    monkeypatch.setattr(magics, "parse_argstring", lambda *a: parses.append(a[1]))
+    for cell in NOTEBOOK[1:]:
+        run(shell, cell)
+    assert len(transforms) == 2 * len(NOTEBOOK[1:])
+    assert parses == []
+    assert outcomes(shell) == ["ran"] * len(NOTEBOOK)
