@@ -261,7 +261,7 @@ class CellRunner:
         lazy = self.auto is not None and self.auto.lazy
         standing = import_stand_ins(hit.info.key, hit.info.meta) if lazy else None
         put_back(entry, self.shell.user_ns, standing)
-        self.deferred += deferred(hit.info.meta, lazy)
+        self.deferred += deferred(hit.info.meta, lazy, self.shell.display_publisher)
         if hit.source == "store":
             self.drifted.update(drifted(entry, self.shell.user_ns))
         result = result_of(entry)
@@ -317,7 +317,7 @@ class CellRunner:
         the stand-ins of values it can reach (``code`` None: all)."""
         namespace = self.shell.user_ns
         waiting, self.deferred = self.deferred, []
-        self.loaded.extend(import_deferred(waiting, namespace))
+        self.loaded.extend(import_deferred(waiting, namespace, self.shell.display_publisher))
         if not pending(namespace):
             return
 

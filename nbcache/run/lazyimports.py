@@ -19,10 +19,13 @@ back is the import a plain run made, so a cell sees the very module it would.
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import sys
 import types
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from ..keys.classes import describe
@@ -72,7 +75,7 @@ def imported_in_order(code: CellCode) -> list[str]:
     return list(out)
 
 
-def deferred(meta: Mapping[str, Any], lazy: bool = True) -> list[str]:
+def deferred(meta: Mapping[str, Any], lazy: bool = True, publisher: Any = None) -> list[str]:
     """After a restore: the modules the entry's cell imported that are not loaded now
     (``import hvplot.pandas`` binds ``hvplot`` alone, which a restore imports). A lazy
     run leaves them to :func:`import_deferred` before the next cell runs; else they are
@@ -80,24 +83,48 @@ def deferred(meta: Mapping[str, Any], lazy: bool = True) -> list[str]:
     waiting = [m for m in imports_of_meta(meta) or () if m not in sys.modules]
     if lazy:
         return waiting
-    import_deferred(waiting, {})
+    import_deferred(waiting, {}, publisher)
     return []
 
 
-def import_deferred(modules: list[str], namespace: dict[str, Any]) -> list[str]:
+@contextmanager
+def _quietly(publisher: Any) -> Iterator[None]:
+    """What an import prints, shows or warns goes nowhere: the restored cell that made it
+    replayed what it showed then. ``publisher``: the shell's display publisher, if any."""
+    saved = sys.stdout, sys.stderr, warnings.showwarning
+    own = vars(publisher).get("publish") if hasattr(publisher, "__dict__") else None
+    sys.stdout = sys.stderr = io.StringIO()
+    warnings.showwarning = lambda *args, **kwargs: None
+    if publisher is not None:
+        publisher.publish = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr, warnings.showwarning = saved
+        if publisher is not None:
+            if own is None:
+                del publisher.publish  # back to the class's method
+            else:
+                publisher.publish = own
+
+
+def import_deferred(
+    modules: list[str], namespace: dict[str, Any], publisher: Any = None
+) -> list[str]:
     """Before a cell runs in a lazy run: import every module restored cells left waiting
     (``modules``, in the notebook's order), then bind every stand-in of a module, function
     or class to its value; the names bound. All of them, whatever the cell reads: an
     import may register into another library (an accessor on pandas' DataFrame, a
     projection in matplotlib, a colormap), and what the cell reaches of those libraries,
     through a restored value or its own import, cannot be told from its names."""
-    for module in modules:
-        importlib.import_module(module)  # as the plain run's import did, in its order
     bound = []
-    for name, value in list(namespace.items()):
-        if type(value) is StandIn and value.imports:
-            namespace[name] = resolve(value.imports)
-            bound.append(name)
+    with _quietly(publisher):
+        for module in modules:
+            importlib.import_module(module)  # as the plain run's import did, in its order
+        for name, value in list(namespace.items()):
+            if type(value) is StandIn and value.imports:
+                namespace[name] = resolve(value.imports)
+                bound.append(name)
     return bound
 
 

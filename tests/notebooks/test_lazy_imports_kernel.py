@@ -77,6 +77,7 @@ def test_a_cell_that_uses_the_module_gets_it(folder: Path) -> None:
 # hvplot.pandas' imports do.
 ACCESSOR = """import pandas as pd
 
+print({name!r}, "registered")  # shown by the import cell, in a plain run as in a restore
 
 @pd.api.extensions.register_dataframe_accessor({name!r})
 class Accessor:
