@@ -3,7 +3,9 @@
 
 Left to IPython, as without nbcache: a cell that does not parse (IPython shows its
 own SyntaxError, at the user's line), and a one-line cell IPython rewrites before
-running it (``exit``, ``quit``, autocall, automagic). The transformer is marked as
+running it (``exit``, ``quit``, autocall, automagic). Before such a cell, or one of
+another cell magic (``%%time``), every stand-in a lazy run left is loaded and every
+waiting import made: the cell may read any name. The transformer is marked as
 having side effects, so the terminal's check of whether typed input is complete
 sees the user's code, not a cell magic (which would wait for a blank line).
 """
