@@ -48,7 +48,7 @@ from .effects import Effects, only_imports
 from .effects import ran as effects_ran
 from .files import FileReads
 from .lazy import header_records, needed, pending, stand_ins, swap_in
-from .lazyimports import deferred, import_deferred, import_stand_ins
+from .lazyimports import Waiting, import_stand_ins
 from .modstate import ModuleWatch
 from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
@@ -73,8 +73,8 @@ class CellRunner:
     drifted: dict[str, tuple[Any, str, str]] = field(default_factory=dict)
     auto: AutoMode | None = None  # auto mode, when on (cells run with --auto use it)
     loaded: list[str] = field(default_factory=list)  # stand-ins loaded for the next note
-    # modules restored cells imported that a lazy run has not yet (imported before a body)
-    deferred: list[str] = field(default_factory=list)
+    # the imports restored cells made that a lazy run has not yet made
+    deferred: Waiting = field(default_factory=Waiting)
     # the key summary of each cell's last run in this session, hit or miss: the next miss
     # is explained against what the user last saw, not against an older miss
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -195,6 +195,7 @@ class CellRunner:
             restored=self.drifted,
             admit=self._admit(identity) if options.auto and self.auto is not None else None,
             before=self.summaries.get(identity),
+            waiting=lambda: self.deferred.make(self.shell.user_ns, self.shell.display_publisher),
         )
 
     def _admit(self, identity: str) -> Callable[[Any, int, float], bool]:
@@ -261,7 +262,7 @@ class CellRunner:
         lazy = self.auto is not None and self.auto.lazy
         standing = import_stand_ins(hit.info.key, hit.info.meta) if lazy else None
         put_back(entry, self.shell.user_ns, standing)
-        self.deferred += deferred(hit.info.meta, lazy, self.shell.display_publisher)
+        self.deferred.add(hit.info.meta, lazy, self.shell.display_publisher)
         if hit.source == "store":
             self.drifted.update(drifted(entry, self.shell.user_ns))
         result = result_of(entry)
@@ -299,7 +300,7 @@ class CellRunner:
         if self.cache.store is not None:
             self.cache.store.hold(hit.info.key)  # its stand-ins may load from it later
         result = stand_ins(hit.info.key, recorded, self.shell.user_ns)
-        self.deferred += deferred(hit.info.meta)
+        self.deferred.add(hit.info.meta, True, self.shell.display_publisher)
         log = OutputLog([tuple(event) for event in recorded.outputs])
 
         def show(data: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -316,8 +317,7 @@ class CellRunner:
         """Before a body runs: import every module restored cells left waiting, then load
         the stand-ins of values it can reach (``code`` None: all)."""
         namespace = self.shell.user_ns
-        waiting, self.deferred = self.deferred, []
-        self.loaded.extend(import_deferred(waiting, namespace, self.shell.display_publisher))
+        self.deferred.make(namespace, self.shell.display_publisher)  # no value: not listed
         if not pending(namespace):
             return
 

@@ -7,8 +7,9 @@ import ast
 import importlib
 import io
 import re
+import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from ..keys.code import code_reached, is_code
 from ..keys.hashing import digest
 from ..keys.scope import CellCode, CellKey, changed_names
 from ..keys.standin import StandIn
-from .effects import Effects, only_imports, seeds_first
+from .effects import Effects, only_imports, registered, seeds_first
 from .effects import apply as apply_effects
 from .effects import stale as stale_inputs
 from .files import FileReads, Written
@@ -97,8 +98,12 @@ class Unchanged:
     """Validates an entry by what it was computed from outside its key: the files it read
     and the outside state it depended on; keeps what changed, for why."""
 
-    def __init__(self) -> None:
+    def __init__(self, waiting: Callable[[], object] | None = None) -> None:
         self.stale: list[str] = []
+        # a lazy run's imports restored cells left waiting, made before the outside state
+        # is read while a module it lives in is not loaded: a plain run's imports had set
+        # it (matplotlib's settings once pyplot was imported in a kernel)
+        self.waiting = waiting
 
     def __call__(self, info: EntryInfo) -> bool:
         inputs = EntryInputs.of_meta(info.meta)
@@ -110,6 +115,11 @@ class Unchanged:
             self.stale += Written(dict(inputs.wrote)).missing()
         # An entry with no outside inputs was made before any setting changed: it hits
         # only while none has changed (reading no state: this costs nothing).
+        if self.waiting is not None and any(
+            s.name in inputs.outside and s.module is not None and s.module not in sys.modules
+            for s in registered()
+        ):
+            self.waiting()
         self.stale += stale_inputs(inputs.outside)
         return not self.stale
 

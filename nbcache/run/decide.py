@@ -124,9 +124,11 @@ def prepare(
     look: Look = Look.FULL,
     restored: Mapping[str, tuple[Any, str, str]] | None = None,
     admit: Callable[[Any, int, float], bool] | None = None,
+    waiting: Callable[[], object] | None = None,
 ) -> Decision:
     """The cell read (``source``, or what :func:`read` made of it) and keyed, not yet
-    looked up (``action`` ``run``, its ``run`` set), or why it runs without its key."""
+    looked up (``action`` ``run``, its ``run`` set), or why it runs without its key.
+    ``waiting`` makes a lazy run's waiting imports (see ``Unchanged``)."""
     readout = read(source, namespace, identity=identity) if isinstance(source, str) else source
     code = readout.code
     if readout.action != "run" or code is None:
@@ -158,7 +160,7 @@ def prepare(
             code,
             warning=f"nbcache: cannot build this cell's key ({failure(exc)}); it runs uncached.",
         )
-    unchanged = Unchanged()
+    unchanged = Unchanged(waiting)
     if look is Look.PLANNED:
         ask = replace(_PLANNED, validate=unchanged, memory=LRU(1))
     else:
@@ -186,6 +188,7 @@ def decide(
     restored: Mapping[str, tuple[Any, str, str]] | None = None,
     admit: Callable[[Any, int, float], bool] | None = None,
     before: Mapping[str, Any] | None = None,
+    waiting: Callable[[], object] | None = None,
 ) -> Decision:
     """What happens to ``source`` (or what :func:`read` made of it) run with ``options``
     in ``namespace`` against ``cache``.
@@ -194,7 +197,14 @@ def decide(
     this session); default, the cache's record of its latest run.
     """
     prepared = prepare(
-        source, options, namespace, identity=identity, look=look, restored=restored, admit=admit
+        source,
+        options,
+        namespace,
+        identity=identity,
+        look=look,
+        restored=restored,
+        admit=admit,
+        waiting=waiting,
     )
     run = prepared.run
     if run is None:

@@ -26,6 +26,7 @@ import types
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..keys.classes import describe
@@ -36,6 +37,7 @@ from .cellrun import ModuleRef
 from .records import RecordedVar, imports_of_meta, modules_of_meta
 
 __all__ = [
+    "Waiting",
     "deferred",
     "import_deferred",
     "import_path",
@@ -85,6 +87,24 @@ def deferred(meta: Mapping[str, Any], lazy: bool = True, publisher: Any = None) 
         return waiting
     import_deferred(waiting, {}, publisher)
     return []
+
+
+@dataclass
+class Waiting:
+    """The modules restored cells imported that a lazy run has not imported yet, in the
+    notebook's order; made before a cell runs, and before a hit's outside state is read
+    while a module it lives in is not loaded (a plain run's imports had set it)."""
+
+    modules: list[str] = field(default_factory=list)
+
+    def add(self, meta: Mapping[str, Any], lazy: bool, publisher: Any) -> None:
+        """After a restore: see :func:`deferred`."""
+        self.modules += deferred(meta, lazy, publisher)
+
+    def make(self, namespace: dict[str, Any], publisher: Any) -> list[str]:
+        """Every waiting import, then every stand-in of a module bound: the names bound."""
+        waiting, self.modules = self.modules, []
+        return import_deferred(waiting, namespace, publisher)
 
 
 @contextmanager

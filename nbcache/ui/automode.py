@@ -70,6 +70,7 @@ def auto_on(shell: Any, cells: CellRunner, auto: AutoMode) -> None:
                 # IPython runs it (``%%time``, a line it rewrites): it may read any name,
                 # and must see every import restored cells made
                 cells.bring_in(None)
+                cells.loaded.clear()  # no record of this cell to list them in
             return lines
         _WRAPPED[id(shell)] = cell
         return [AUTO_MAGIC + "\n", *lines]

@@ -136,3 +136,18 @@ def test_a_cell_ipython_runs_itself_sees_what_a_plain_run_has(folder: Path) -> N
     assert again.returncode == 0, again.stderr
     assert "3 code cells, 2 restored, 1 ran" in again.stdout
     assert _printed(folder / "nb.ipynb")[-1].startswith("True 10\n")
+
+
+def test_a_drawing_cell_restores_with_pyplot_waiting(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A figure's entry holds matplotlib's settings as they were; importing pyplot in a
+    kernel set some of them (the inline backend's). With that import waiting, the check
+    of the settings makes it first, as a plain run had by then, instead of missing."""
+    cells = ["import matplotlib.pyplot as plt", SLOW + "fig, ax = plt.subplots()\nax.plot([1, 2])"]
+    write_notebook(folder / "nb.ipynb", cells)
+    assert nbcache_run(folder, "nb.ipynb").returncode == 0
+    monkeypatch.setenv("NBCACHE_TEST_KERNEL", "again")  # no notebook-level hit: a kernel
+    again = nbcache_run(folder, "nb.ipynb")
+    assert again.returncode == 0, again.stderr
+    assert "2 code cells, 2 restored" in again.stdout, again.stdout + again.stderr
