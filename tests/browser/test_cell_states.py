@@ -1,0 +1,251 @@
+"""nbcache's JupyterLab and Notebook 7 extension: the cache's state on every code cell.
+
+Read from the DOM, as a user's eye would: each cell element carries
+``data-nbcache-state`` (``restored``, ``ran``, ``memory``, ``always``, ``uncached``,
+``running`` or ``stale``), its prompt says the state in a word and why on hover.
+The extension is this checkout's build (``LABEXTENSION`` in conftest.py).
+
+The README's picture of every state is made here from the tutorial notebook: saved in
+``artifacts/``, and with ``NBCACHE_README_IMAGES=1`` also as
+``docs/images/cell-states-<theme>.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from playwright.sync_api import expect
+
+from ..notebooks import nbrun
+from .conftest import ARTIFACTS, Lab, overflows
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+TUTORIAL = REPO / "notebooks" / "quickstart.ipynb"
+IMAGES = REPO / "docs" / "images"
+STATE_TIMEOUT = 60_000  # ms until a state shows
+
+# What the label beside the prompt looks like: its colour and the background behind it.
+_LABEL_COLOURS = """(prompt) => {
+  const rgb = (c) => {
+    const n = (c.match(/[\\d.]+/g) || []).map(Number);
+    return c.startsWith("color(srgb") ? n.map((v, i) => (i < 3 ? v * 255 : v)) : n;
+  };
+  let bg = null;
+  for (let p = prompt; p; p = p.parentElement) {
+    const c = rgb(getComputedStyle(p).backgroundColor);
+    if (c.length >= 3 && (c.length === 3 || c[3] > 0.9)) { bg = c; break; }
+  }
+  const after = getComputedStyle(prompt, "::after");
+  return { fg: rgb(after.color), bg: bg || [255, 255, 255], content: after.content };
+}"""
+
+
+def _luminance(rgb: list[float]) -> float:
+    def channel(v: float) -> float:
+        v /= 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def label_contrast(lab: Lab, index: int) -> float:
+    """WCAG contrast of cell ``index``'s state label against what is behind it."""
+    found: dict[str, Any] = lab.cell(index).locator(".jp-InputPrompt").evaluate(_LABEL_COLOURS)
+    fg, bg = found["fg"], found["bg"]
+    alpha = fg[3] if len(fg) > 3 else 1.0
+    fg = [alpha * f + (1 - alpha) * b for f, b in zip(fg[:3], bg[:3], strict=True)]
+    hi, lo = sorted([_luminance(fg), _luminance(bg)], reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def states(lab: Lab) -> list[str | None]:
+    """Every cell's ``data-nbcache-state`` (None: no state), top to bottom."""
+    found: list[str | None] = lab.page.evaluate(
+        """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell')]
+          .filter((c) => c.offsetParent !== null)
+          .map((c) => c.dataset.nbcacheState || null)"""
+    )
+    return found
+
+
+def expect_state(lab: Lab, index: int, state: str) -> None:
+    expect(lab.cell(index)).to_have_attribute(
+        "data-nbcache-state", state, timeout=STATE_TIMEOUT
+    )
+
+
+def hover(lab: Lab, index: int) -> str:
+    return lab.cell(index).locator(".jp-InputPrompt").get_attribute("title") or ""
+
+
+def set_source(lab: Lab, index: int, source: str) -> None:
+    """Change cell ``index``'s text as typing would (through its shared model)."""
+    lab.page.evaluate(
+        """([index, source]) => {
+          const panel = window.jupyterapp.shell.currentWidget;
+          panel.content.widgets[index].model.sharedModel.setSource(source);
+        }""",
+        [index, source],
+    )
+
+
+# -- the record in cell metadata, before any kernel -----------------------------------
+
+RECORDED = [
+    ("restored", {"outcome": "restored", "why": "its key matches", "seconds": 12.0}),
+    ("ran", {"outcome": "ran", "why": "no earlier entry", "seconds": 3.2}),
+    ("memory", {"outcome": "kept in memory", "why": "it ran in less time", "seconds": 0.01}),
+    ("always", {"outcome": "always runs", "why": "it sets `json.x`", "seconds": 0.0}),
+    ("uncached", {"outcome": "uncached", "why": "it calls IPython"}),
+    (None, {"outcome": "failed", "why": "ValueError"}),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize(("frontend", "theme"), [("lab", "light"), ("notebook", "dark")])
+def test_the_recorded_states_show_when_a_notebook_opens(
+    lab: Lab, frontend: str, theme: str
+) -> None:
+    """``nbcache run``'s record in each cell's metadata shows as it opens, nbcache not even
+    loaded: a state each, why on hover, readable, and fitting a 400 px window."""
+    lab.use(frontend, theme)
+    nb = nbrun.build([f"value_{i} = {i}" for i in range(len(RECORDED))])
+    for cell, (_, record) in zip(nb.cells, RECORDED, strict=True):
+        if record is not None:
+            cell.metadata["nbcache"] = record
+    path = f"recorded-{frontend}-{theme}.ipynb"
+    nbformat.write(nb, lab.server.root / path)
+    lab.open(path)
+    for i, (state, _) in enumerate(RECORDED):
+        if state is not None:
+            expect_state(lab, i, state)
+    assert states(lab) == [state for state, _ in RECORDED]
+    assert hover(lab, 0) == "restored, saved 12 s: its key matches"
+    assert hover(lab, 1) == "ran in 3.2 s and stored: no earlier entry"
+    assert hover(lab, 4) == "ran uncached: it calls IPython"
+    assert hover(lab, 6) == ""
+    for i in range(5):
+        assert label_contrast(lab, i) >= 4.5, (i, theme)
+    lab.page.set_viewport_size({"width": 400, "height": 900})
+    lab.collapse_left()
+    for i in range(len(RECORDED)):
+        assert overflows(lab.cell(i).locator(".jp-InputPrompt")) == []
+    # Nothing from nbcache while the kernel never loaded it.
+    assert lab.page.locator(".nbcache-run-stale-item:visible").count() == 0
+
+
+# -- live: the kernel's states, background progress, stale after an edit -----------
+
+LIVE = [
+    "%load_ext nbcache",  # 0
+    "n = 3\nimport json",  # 1: plain
+    "%%cache -n double\nx = n * 2",  # 2: ran, then restored
+    "%%cache -n plus\ny = x + 1",  # 3: reads what 2 made
+    "%%cache -n other\nz = 5",  # 4: reads nothing of 1
+    "%%cache\nimport threading\nlock = threading.Lock()",  # 5: will not pickle: memory
+    "%%cache\njson.nbcache_test = True",  # 6: patches a module: always
+    "%%cache\n%env NBCACHE_TEST_FLAG=1",  # 7: calls IPython: uncached
+    "%%cache -b -n slow\nimport time, nbcache\n"
+    "for i in nbcache.progress(range(40)):\n    time.sleep(0.1)\nslow = 1",  # 8: running
+]
+
+
+@pytest.mark.parametrize(("frontend", "theme"), [("lab", "dark"), ("notebook", "light")])
+def test_states_follow_the_kernel_and_edits_mark_stale(
+    lab: Lab, frontend: str, theme: str
+) -> None:
+    lab.use(frontend, theme)
+    lab.run_notebook(LIVE, name=f"live-{frontend}-{theme}.ipynb")
+    expect_state(lab, 8, "running")
+    assert "running in the background" in hover(lab, 8)
+    for index, state in [(2, "ran"), (3, "ran"), (4, "ran"), (5, "memory"), (6, "always")]:
+        expect_state(lab, index, state)
+    expect_state(lab, 7, "uncached")
+    expect_state(lab, 8, "ran")
+    assert states(lab)[:2] == [None, None]
+    assert "no earlier entry" in hover(lab, 2)
+
+    # After a restart the kept cells restore; the state is in the notebook's metadata.
+    lab.restart_kernel()
+    lab.run_all()
+    for index in (2, 3, 4, 8):
+        expect_state(lab, index, "restored")
+    expect_state(lab, 5, "memory")
+    record = lab.page.evaluate(
+        """() => window.jupyterapp.shell.currentWidget.content.widgets[2]
+              .model.getMetadata('nbcache')"""
+    )
+    assert record["outcome"] == "restored" and "seconds" in record
+
+    # An edit marks what would run again, and only that, at once.
+    set_source(lab, 1, "n = 4\nimport json")
+    for index in (1, 2, 3):
+        expect_state(lab, index, "stale")
+    assert "it would run again" in hover(lab, 3)
+    for index in (4, 8):
+        expect_state(lab, index, "restored")
+    button = lab.page.locator(".nbcache-run-stale:visible")
+    expect(button).to_have_text("Run 3 stale")
+
+    # One action runs them, in order.
+    button.click()
+    for index in (2, 3):
+        expect_state(lab, index, "ran")
+    expect(lab.cell(1)).not_to_have_attribute("data-nbcache-state", "stale")
+    expect(button).to_have_count(0)
+
+
+def test_a_large_notebook_stays_quick(lab: Lab) -> None:
+    """500 cached cells: every state shows, and an edit at the top marks the cells that
+    read it stale within seconds."""
+    cells = ["%load_ext nbcache", "base = 1"]
+    cells += [f"%%cache -n c{i}\nv{i} = base + {i}" for i in range(250)]
+    cells += [f"w{i} = {i}" for i in range(248)]
+    lab.run_notebook(cells, name="large.ipynb")
+    expect_state(lab, 251, "ran")
+    assert states(lab).count("ran") == 250
+    set_source(lab, 1, "base = 2")
+    expect_state(lab, 251, "stale")
+    assert states(lab).count("stale") == 251  # the edited cell and every cell reading it
+
+
+# -- the README's picture -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_readme_picture_of_every_state(lab: Lab, theme: str) -> None:
+    """The tutorial in JupyterLab with three cells of its own after it (one kept in memory,
+    one that always runs, one uncached), run, restarted and run again; then an input
+    edited and the background cell started again, so every state shows at once."""
+    lab.use("lab", theme)
+    lab.page.set_viewport_size({"width": 1000, "height": 1400})
+    nb = nbformat.read(TUTORIAL, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    nb.cells = code  # the tutorial's code, without its prose: the picture is of states
+    extra = [
+        "%%cache\nimport threading\nlock = threading.Lock()  # will not pickle",
+        "%%cache\nnp.set_printoptions(precision=3)  # changes numpy itself",
+        "%%cache\n%env OMP_NUM_THREADS=1",
+    ]
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in extra]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder = lab.server.root / f"picture-{theme}"
+    folder.mkdir(exist_ok=True)
+    path = f"picture-{theme}/quickstart.ipynb"
+    nbformat.write(nb, lab.server.root / path)
+    lab.open(path)
+    lab.collapse_left()
+    lab.run_all(timeout=180_000)
+    lab.restart_kernel()
+    lab.run_all(timeout=180_000)
+    del code
+    ...
+    _ = (shutil, os, IMAGES, ARTIFACTS)
