@@ -20,7 +20,7 @@ const KEPT: (State | null)[] = ['restored', 'ran', 'memory'];
 interface IStateMessage {
   type: 'state';
   cell_id: string;
-  state: State | null;
+  cell_state: State | null;
   record?: IRecord;
   progress?: Progress;
 }
@@ -97,7 +97,11 @@ export class CellStates {
     if (!kernel) {
       return;
     }
-    kernel.registerCommTarget(TARGET, comm => this.attach(comm));
+    // The kernel sends nothing until told that someone listens: say hello.
+    kernel.registerCommTarget(TARGET, comm => {
+      this.attach(comm);
+      comm.send({ type: 'hello' });
+    });
     kernel.statusChanged.connect((_, status) => {
       if (status === 'restarting' || status === 'autorestarting') {
         this.comm = null;
@@ -152,20 +156,27 @@ export class CellStates {
     const id = data.cell_id;
     this.stale.delete(id);
     this.edited.delete(id);
-    if (data.state === 'running') {
+    if (data.cell_state === 'running') {
       this.running.set(id, data.progress ?? [0, null]);
       this.render(cell);
+      this.refreshButton();
       return;
     }
     this.running.delete(id);
-    if (data.state && data.record) {
-      cell.model.setMetadata('nbcache', data.record);
-    } else if (cell.model.getMetadata('nbcache') !== undefined) {
+    const before = cell.model.getMetadata('nbcache');
+    if (data.cell_state && data.record) {
+      if (JSON.stringify(before) !== JSON.stringify(data.record)) {
+        cell.model.setMetadata('nbcache', data.record); // told again: no change to save
+      }
+    } else if (before !== undefined) {
       cell.model.deleteMetadata('nbcache');
     }
     this.render(cell);
-    // what it bound may differ from before: the cells after it may run again now
-    this.planFrom(this.indexOf(id) + 1);
+    this.refreshButton();
+    if (data.cell_state !== 'restored') {
+      // what it bound may differ from before: the cells after it may run again now
+      this.planFrom(this.indexOf(id) + 1, 'ran');
+    }
   }
 
   private planMessage(data: IPlanMessage): void {
@@ -197,19 +208,28 @@ export class CellStates {
     this.refreshButton();
   }
 
-  /** Ask the kernel for the plan from cell `index` on, once edits pause. */
-  private planFrom(index: number): void {
+  /**
+   * Ask the kernel for the plan from cell `index` on, once edits and runs pause: from
+   * the first cell edited, and from after the last cell that ran. (Not the first that
+   * ran: after Run All, the namespace holds what the last cells bound, which the first
+   * cells did not read when they ran.)
+   */
+  private planFrom(index: number, why: 'edited' | 'ran'): void {
     if (!this.connected) {
       return;
     }
-    this.from = this.from === null ? index : Math.min(this.from, index);
+    if (why === 'edited') {
+      this.editedFrom = Math.min(this.editedFrom ?? index, index);
+    } else {
+      this.ranFrom = index;
+    }
     window.clearTimeout(this.timer);
     this.timer = window.setTimeout(() => this.sendPlan(), DEBOUNCE_MS);
   }
 
   private sendPlan(): void {
-    const from = this.from ?? 0;
-    this.from = null;
+    const from = Math.min(this.editedFrom ?? Infinity, this.ranFrom ?? Infinity);
+    this.editedFrom = this.ranFrom = null;
     if (!this.comm || this.comm.isDisposed) {
       return;
     }
@@ -242,7 +262,7 @@ export class CellStates {
         model.sharedModel.changed.connect((_, change) => {
           if (change.sourceChange && this.connected) {
             this.edited.add(model.id);
-            this.planFrom(this.indexOf(model.id));
+            this.planFrom(this.indexOf(model.id), 'edited');
           }
         }, this);
         void cell.ready.then(() => this.render(cell));
@@ -322,7 +342,8 @@ export class CellStates {
   private comm: Kernel.IComm | null = null;
   private seq = 0;
   private timer = 0;
-  private from: number | null = null;
+  private editedFrom: number | null = null;
+  private ranFrom: number | null = null;
 }
 
 /** The toolbar's "Run N stale" button, hidden while no cell is stale. */

@@ -8,9 +8,11 @@ running the notebook on from a cell in this kernel, so that the editor can mark 
 cells that would run again as stale. The plan is :func:`nbcache.run.plan.plan`, so
 the decision is the one a run takes.
 
-The kernel never depends on it: with no front end listening, the comm the kernel opens
-when nbcache loads is closed by the front end (or ignored), and nothing else is sent.
-Status lines and cards show as they always do, for every other front end.
+The kernel never depends on it. It sends only over a comm an editor said hello on: the
+one the kernel opens when nbcache loads is closed or ignored by front ends without the
+extension (nbclient would even take a message with a ``state`` for a widget's), so a
+headless run or another front end gets nothing but that one comm_open. Status lines and
+cards show as they always do, for every front end.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import warnings
 from typing import Any
 
 from ..run.cell import CellCache
-from ..run.decide import MEMORY_ONLY
+from ..run.decide import FORCED, MEMORY_ONLY
 from ..tasks.task import Task
 
 __all__ = ["TARGET", "Editor", "state_of"]
@@ -55,7 +57,9 @@ class Editor:
     def __init__(self, shell: Any, cells: CellCache) -> None:
         self.shell = shell
         self.cells = cells
-        self.comms: list[Any] = []
+        self.comms: list[Any] = []  # those an editor listens on
+        self.opened: list[Any] = []  # every comm, to close
+        self.latest: dict[str, dict[str, Any]] = {}  # each cell's last state message
         self._lock = threading.Lock()
 
     # -- opening and closing -------------------------------------------------------
@@ -70,7 +74,7 @@ class Editor:
         except ImportError:  # an old ipykernel without the comm package
             return
         get_comm_manager().register_target(TARGET, self._opened)
-        self._follow(create_comm(target_name=TARGET, data={"type": "hello"}))
+        self.follow(create_comm(target_name=TARGET, data={"type": "hello"}), heard=False)
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
 
@@ -87,27 +91,48 @@ class Editor:
                 self.shell.events.unregister(name, hook)
             except ValueError:
                 pass  # never registered: open() found no comm package
-        for comm in list(self.comms):
+        for comm in self.opened:
             comm.close()
+        self.opened.clear()
         self.comms.clear()
 
     def _opened(self, comm: Any, _msg: Any) -> None:
-        self._follow(comm)
+        self.follow(comm, heard=True)  # an editor opened it: it listens
 
-    def _follow(self, comm: Any) -> None:
-        comm.on_msg(self._received)
+    def follow(self, comm: Any, *, heard: bool) -> None:
+        """Take messages from ``comm``; send to it once an editor is ``heard`` on it."""
+        self.opened.append(comm)
+        comm.on_msg(lambda msg: self._received(comm, msg))
         comm.on_close(lambda _msg: self._forget(comm))
+        if heard:
+            self._heard(comm)
+
+    def _heard(self, comm: Any) -> None:
+        """An editor listens on ``comm``: from now on it is sent every state, and now the
+        last state of each cell that ran so far (a notebook run with Run All is told of
+        its comm only once the kernel has run every cell the editor had queued)."""
         with self._lock:
+            if comm in self.comms:
+                return
             self.comms.append(comm)
+            told = list(self.latest.values())
+        for data in told:
+            comm.send(data)
 
     def _forget(self, comm: Any) -> None:
         with self._lock:
             if comm in self.comms:
                 self.comms.remove(comm)
+            if comm in self.opened:
+                self.opened.remove(comm)
 
     def send(self, data: dict[str, Any]) -> None:
-        """Send ``data`` to every editor listening (from any thread)."""
+        """Send ``data`` to every editor listening (from any thread); a cell's state is
+        kept for editors that say hello later."""
         with self._lock:
+            if data.get("type") == "state":
+                self.latest.pop(data["cell_id"], None)  # in the order the cells last ran
+                self.latest[data["cell_id"]] = data
             comms = list(self.comms)
         for comm in comms:
             comm.send(data)
@@ -121,7 +146,7 @@ class Editor:
         """Tell the editors what nbcache did with the cell that just ran (nothing: it
         ran without nbcache, or raised)."""
         cell_id = getattr(getattr(result, "info", None), "cell_id", None)
-        if not cell_id or not self.comms:
+        if not cell_id:
             return
         noted, self.cells.noted = self.cells.noted, None
         identity = self.cells.last
@@ -131,7 +156,7 @@ class Editor:
         elif task is not None and not task.future.done() and noted is None:
             self._follow_task(cell_id, task)
         else:
-            self.send({"type": "state", "cell_id": cell_id, "state": None})
+            self.send({"type": "state", "cell_id": cell_id, "cell_state": None})
 
     def record(self, cell_id: str, state: str, seconds: Any) -> dict[str, Any]:
         """The message of a cell's state, with the record ``nbcache run`` writes."""
@@ -141,7 +166,7 @@ class Editor:
         record: dict[str, Any] = {"outcome": OUTCOMES[state], "why": "; ".join(reasons)}
         if state not in _UNTIMED and isinstance(seconds, (int, float)):
             record["seconds"] = round(float(seconds), 4)
-        return {"type": "state", "cell_id": cell_id, "state": state, "record": record}
+        return {"type": "state", "cell_id": cell_id, "cell_state": state, "record": record}
 
     def _follow_task(self, cell_id: str, task: Task[Any]) -> None:
         """A background cell: its progress now and then, its state once it ends."""
@@ -150,7 +175,7 @@ class Editor:
 
         def running(message: dict[str, Any]) -> dict[str, Any]:
             done, total = task.done_steps, task.total_steps
-            return {**message, "state": "running", "progress": [done, total]}
+            return {**message, "cell_state": "running", "progress": [done, total]}
 
         def changed(task: Task[Any]) -> None:
             if task.future.done():
@@ -166,18 +191,21 @@ class Editor:
 
     def _task_ended(self, cell_id: str, identity: str, task: Task[Any]) -> None:
         if task.state != "done":
-            self.send({"type": "state", "cell_id": cell_id, "state": None})
+            self.send({"type": "state", "cell_id": cell_id, "cell_state": None})
             return
         reasons = self.cells.reasons.get(identity, [])
         record = {"outcome": "ran", "why": "; ".join(reasons), "seconds": round(task.elapsed, 4)}
-        self.send({"type": "state", "cell_id": cell_id, "state": "ran", "record": record})
+        self.send({"type": "state", "cell_id": cell_id, "cell_state": "ran", "record": record})
 
     # -- what the editor asks ------------------------------------------------------------
 
-    def _received(self, msg: Any) -> None:
+    def _received(self, comm: Any, msg: Any) -> None:
         data = msg.get("content", {}).get("data", {}) if isinstance(msg, dict) else {}
-        if data.get("type") == "plan":
-            self.send(self.plan(data))
+        if data.get("type") == "hello":
+            self._heard(comm)
+        elif data.get("type") == "plan":
+            self._heard(comm)
+            comm.send(self.plan(data))
 
     def plan(self, request: dict[str, Any]) -> dict[str, Any]:
         """The plan of running ``request["cells"]`` (``[cell id, source, number]``, in
@@ -196,7 +224,12 @@ class Editor:
             reply["error"] = f"{type(exc).__name__}: {exc}"
             return reply
         reply["rows"] = [
-            {"cell_id": row.cell_id, "decided": row.decided, "why": "; ".join(row.reasons)}
+            {
+                "cell_id": row.cell_id,
+                # a cell run with -f runs every time: not stale, whatever changed
+                "decided": "forced" if row.reasons == (FORCED,) else row.decided,
+                "why": "; ".join(row.reasons),
+            }
             for row in rows
         ]
         return reply

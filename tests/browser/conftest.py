@@ -432,6 +432,16 @@ class Lab:
             "PUT", "lab/api/settings/@jupyterlab/apputils-extension:themes", {"raw": raw}
         )
 
+    def change_theme(self, theme: str) -> None:
+        """Switch the page open now to ``theme`` ("light" or "dark"), as the Settings menu
+        does, and wait for its colours to land."""
+        self.theme = theme
+        self.page.evaluate(
+            "(name) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: name})",
+            THEMES[theme],
+        )
+        self.page.wait_for_function(_THEME_LANDED, arg=theme == "dark")
+
     # -- opening and running
 
     def write(self, cells: Sequence[str], name: str | None = None) -> str:
