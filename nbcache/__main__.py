@@ -78,7 +78,7 @@ def cmd_demo(_cache: Cache | None, args: argparse.Namespace) -> int:
 
 
 def cmd_tutorial(_cache: Cache | None, args: argparse.Namespace) -> int:
-    from .ui.tutorial import run_tutorial
+    from .notebooks.tutorial import run_tutorial
 
     return run_tutorial(args.path, out=args.out)
 

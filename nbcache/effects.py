@@ -15,7 +15,7 @@ it again before the next cell runs. See docs/effects.md.
 
 from __future__ import annotations
 
-from .run.effects import EffectsError, State, Unkept, register, registered, unregister
+from .run.effects import EffectsError, State, Unrestorable, register, registered, unregister
 from .run.state import UNSET
 
-__all__ = ["UNSET", "EffectsError", "State", "Unkept", "register", "registered", "unregister"]
+__all__ = ["UNSET", "EffectsError", "State", "Unrestorable", "register", "registered", "unregister"]

@@ -10,7 +10,8 @@ from pathlib import Path
 import nbcache
 
 PACKAGE = Path(nbcache.__file__).parent
-LONGEST = 700  # lines; a module past this holds more than one concern
+LONGEST = 500  # lines; a module past this holds more than one concern
+LONGEST_FUNCTION = 60  # lines; a function past this does more than one thing
 
 
 def _module_name(path: Path) -> str:
@@ -109,6 +110,18 @@ def test_modules_stay_readable() -> None:
         _module_name(p): n
         for p in PACKAGE.rglob("*.py")
         if (n := len(p.read_text().splitlines())) > LONGEST
+    }
+    assert long == {}
+
+
+def test_functions_stay_readable() -> None:
+    """No function or method grows past one screen."""
+    long = {
+        f"{_module_name(p)}.{node.name}": size
+        for p in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and (size := (node.end_lineno or node.lineno) - node.lineno + 1) > LONGEST_FUNCTION
     }
     assert long == {}
 

@@ -24,9 +24,19 @@ from .ledger import EntryRecord, Ledger, NoLedger
 from .lru import LRU, MemoryUse
 from .once import Inflight
 from .reading import EntryReader, WarnOnce
-from .terms import PLAIN, Ask, Hit, Kept, Meta, Outcome, Start
+from .terms import PLAIN, Ask, Hit, InMemory, Meta, Outcome, Start
 
-__all__ = ["Ask", "Cache", "EntryRecord", "Hit", "Kept", "MemoryUse", "Outcome", "Start", "Turn"]
+__all__ = [
+    "Ask",
+    "Cache",
+    "EntryRecord",
+    "Hit",
+    "InMemory",
+    "MemoryUse",
+    "Outcome",
+    "Start",
+    "Turn",
+]
 
 T = TypeVar("T")
 _POLL_START = 0.02
@@ -107,7 +117,7 @@ class Cache:
         self._signer = signer
         if memory_bytes == "default":
             memory_bytes = settings.memory_size()
-        self._memory: LRU[str, Kept] = LRU(memory_items, max_bytes=memory_bytes, large=large)
+        self._memory: LRU[str, InMemory] = LRU(memory_items, max_bytes=memory_bytes, large=large)
         self._lock = threading.RLock()
         self._inflight = Inflight()
         self._warn_once = WarnOnce()

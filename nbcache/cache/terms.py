@@ -12,7 +12,7 @@ from ..entry.format import EntryInfo
 from ..errors import ValuePicklingError
 from .lru import LRU
 
-__all__ = ["PLAIN", "Ask", "Hit", "Kept", "Meta", "Outcome", "Start"]
+__all__ = ["PLAIN", "Ask", "Hit", "InMemory", "Meta", "Outcome", "Start"]
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ class Outcome(Generic[T]):
     stored: int = 0  # the entry's size in the store; 0 when kept in memory only
 
 
-Kept = tuple[Any, EntryInfo, int]
+InMemory = tuple[Any, EntryInfo, int]
 """What a memory layer keeps of an entry: the live value, its header, its stored size."""
 
 Meta = Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] | None
@@ -64,7 +64,7 @@ class Ask:
     name: str = "value"
     remember: bool = True
     count_uses: bool = True
-    memory: LRU[str, Kept] | None = None
+    memory: LRU[str, InMemory] | None = None
     validate: Callable[[EntryInfo], bool] | None = None
     fresh: Callable[[Any], bool] | None = None
     unpicklable: Callable[[Any, ValuePicklingError], str] | None = None

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .recorded import Recorded
+from .standin import StandIn
 
 __all__ = [
     "Matcher",
@@ -32,7 +32,7 @@ def describe(value: Any) -> dict[str, Any]:
     Never raises: a value with a hostile ``__getattr__`` is described by its type.
     """
     cls = type(value)
-    if cls is Recorded:
+    if cls is StandIn:
         return dict(value.described)
     summary: dict[str, Any] = {"type": type_name(cls)}
     try:

@@ -52,7 +52,7 @@ import xxhash
 from ..errors import KeyPicklingError
 from .classes import Matcher, type_name
 from .node import ATOMS, Node, Parts, Rule, Step, Unfed
-from .recorded import Recorded
+from .standin import StandIn
 from .versions import module_version
 
 __all__ = [
@@ -138,7 +138,7 @@ def digest(
             the budget (:class:`HashBudgetError`), or it is a live handle
             (:class:`LiveHandleError`).  Never anything else.
     """
-    if type(value) is Recorded:  # a value not loaded yet: what it hashed to when made
+    if type(value) is StandIn:  # a value not loaded yet: what it hashed to when made
         return value.digest
     encode = ATOMS.get(type(value))
     if encode is not None:  # a plain scalar, the commonest argument: no walk to set up

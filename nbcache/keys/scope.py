@@ -28,7 +28,7 @@ from .calls import KEY_VERSION
 from .classes import describe
 from .code import fingerprint_of, is_code
 from .hashing import digest
-from .recorded import Recorded
+from .standin import StandIn
 
 __all__ = [
     "CellCode",
@@ -442,7 +442,7 @@ def _named_by_strings(code: CellCode, namespace: Mapping[str, Any]) -> list[str]
         value = namespace.get(name)
         if type(value) is str:
             found.update(dict.fromkeys(sorted(names_in_string(value))))
-        elif type(value) is Recorded:
+        elif type(value) is StandIn:
             found.update(dict.fromkeys(value.string_reads))
     return [n for n in found if n not in code.reads and n not in code.binds]
 

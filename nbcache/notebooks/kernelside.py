@@ -1,6 +1,6 @@
-"""What a kernel that ``nbcache run`` or papermill's engine starts does as it starts: load
-nbcache, and send nbcache's own warnings to the driver's cell log (``NBCACHE_AUTO_LOG``)
-instead of into the cells' output.
+"""What a kernel that ``nbcache run`` or papermill's engine starts does as it starts, once
+nbcache is loaded: send nbcache's own warnings to the driver's cell log
+(``NBCACHE_AUTO_LOG``) instead of into the cells' output.
 
 The executed notebook then shows what ``jupyter execute`` shows; the driver says
 each warning on its own stderr (or papermill's log), naming the cell. In a kernel no
@@ -24,10 +24,9 @@ _lock = threading.Lock()
 
 
 def load(shell: Any) -> None:
-    """Load nbcache into ``shell``; divert its warnings to the driver's log, if any."""
-    from ..ui.extension import load as load_extension
-
-    load_extension(shell)
+    """Divert nbcache's warnings in ``shell`` to the driver's log, if any (the kernel's
+    start-up line loads nbcache first: see ``DRIVEN_KERNEL_ARGUMENTS`` in
+    :mod:`nbcache.notebooks.runner`)."""
     path = settings.auto_log()
     if not path:
         return

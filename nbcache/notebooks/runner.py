@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheError, warn
-from ..ui.tutorial import kernel_manager_class, launch_options
 from .cellids import with_cell_ids
+from .kernels import kernel_manager_class, launch_options
 from .params import inject
 
 __all__ = [
@@ -166,13 +166,14 @@ def _stopped_at(cells: list[CellOutcome]) -> CellOutcome | None:
 # The kernel loads nbcache as it starts, but not as an IPython extension by name: a
 # notebook's own `%load_ext nbcache` would then print "already loaded", an output
 # a plain run does not have. Loading twice is a no-op, so that cell stays silent.
-KERNEL_ARGUMENTS = [
-    "--IPKernelApp.exec_lines=__import__('nbcache.ui.extension').ui.extension.load(get_ipython())"
-]
+# What loads it is named here, not imported: it runs in the kernel, and the driver's side
+# (this part) never imports the shell's (nbcache.ui).
+_LOAD = "__import__('nbcache.ui.extension').ui.extension.load(get_ipython())"
+KERNEL_ARGUMENTS = [f"--IPKernelApp.exec_lines={_LOAD}"]
 # A kernel a driver runs and reads the cell log of (nbcache run, papermill's engine) also
 # sends nbcache's warnings to that log, out of the executed notebook.
 DRIVEN_KERNEL_ARGUMENTS = [
-    "--IPKernelApp.exec_lines="
+    f"--IPKernelApp.exec_lines={_LOAD}; "
     "__import__('nbcache.notebooks.kernelside').notebooks.kernelside.load(get_ipython())"
 ]
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from .. import settings
 from .cellrun import ModuleRef
+from .records import CellEntry
 
 __all__ = ["AUTO_MAGIC", "AutoMode", "fixed_cost", "from_environment", "wraps"]
 
@@ -68,13 +69,14 @@ class AutoMode:
         stored. One that binds notebook code or a module always is: a function's digest depends on
         what it reads when a later cell hashes it, so neither a plan nor a later run can
         stand in for it by the digest it had when it was defined."""
-        if isinstance(entry, dict):
-            if entry.get("effects"):
+        found = CellEntry.read(entry)
+        if found is not None:
+            if found.effects:
                 # it drew from the random generators (or changed other outside state): a
                 # run again makes other values, and later keys hash these ones
                 return True
-            plain = set(entry.get("plain", ()))
-            for name, value in entry.get("vars", {}).items():
+            plain = set(found.plain)
+            for name, value in found.vars.items():
                 # modules too: inside a fingerprint a module counts by its own digest
                 if name not in plain or isinstance(value, ModuleRef):
                     return True

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from ..cache.core import Ask, Cache, Hit, Start
 from ..entry.pickling import restoring_into
@@ -33,11 +32,11 @@ from .cellrun import (
     CellOptions,
     CellRun,
     Made,
-    NotKept,
+    NotStored,
     RunsAlways,
     computed,
     drifted,
-    kept,
+    gathered,
     meta_of,
     put_back,
     restored,
@@ -53,62 +52,15 @@ from .modstate import ModuleWatch
 from .naming import by_interest
 from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .plan import PlanRow, plan
-from .report import Card, CellReport
+from .records import CellEntry, HeaderRecord, LatestRun, header_meta
+from .report import CellReport
+from .shell import Shell
 
-__all__ = ["CellCache", "CellOptions", "Shell"]
-
-
-class Shell(Protocol):
-    """What running a cell needs from the interactive shell (see nbcache.ui.ipython)."""
-
-    cell_id: str | None
-
-    @property
-    def user_ns(self) -> dict[str, Any]: ...
-
-    @property
-    def display_publisher(self) -> Any: ...
-
-    def transform(self, cell: str) -> str: ...
-
-    def execute(
-        self, source: str, namespace: dict[str, Any] | None = None, number: int | None = None
-    ) -> Any:
-        """Run ``source``; ``number`` is the prompt it is shown under (None: this cell's)."""
-        ...
-
-    def cell_number(self) -> int | None:
-        """The prompt number of the cell running now (None: the shell has none)."""
-        ...
-
-    def report(self, report: CellReport) -> None:
-        """Say what a cell run did (a status line, in IPython)."""
-
-    def card(self, task: Task[Any]) -> Card:
-        """Show a card that follows ``task`` from now on, and return it."""
-        ...
-
-    def flush_figures(self) -> None: ...
-
-    def show_result(
-        self, value: Any, shown: tuple[dict[str, Any], dict[str, Any]] | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Show ``value`` as the cell's result (``Out[n]``, ``_``), formatted now or as
-        ``shown`` (a hit shows what the miss showed); the ``(data, metadata)`` shown."""
-        ...
-
-    def paging(self, add: Callable[[Any, int], None]) -> AbstractContextManager[None]:
-        """Within the block, hand what goes to the pager (``%prun``, ``?``) to ``add`` too."""
-        ...
-
-    def page(self, data: Any, start: int) -> None:
-        """Send ``data`` to the pager again (a hit of a cell that paged)."""
-
-    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None: ...
+__all__ = ["CellOptions", "CellRunner", "Shell"]
 
 
 @dataclass
-class CellCache:
+class CellRunner:
     """Per-shell state of ``%%cache``: the cache, and what ran last for ``why``."""
 
     shell: Shell
@@ -166,13 +118,14 @@ class CellCache:
             self._bring_in(None)
             background.start(run, self.shell, self.cache, self.tasks, self._exclude())
             return NO_RESULT
-        return self._run_and_keep(run, hidden)
+        return self._run_and_store(run, hidden)
 
-    def _run_and_keep(self, run: CellRun, hidden: bool) -> Any:
+    def _run_and_store(self, run: CellRun, hidden: bool) -> Any:
         """A miss: run the body, keep what it made, say so; returns its result."""
         __tracebackhide__ = True
         options = run.options
         made: list[Made] = []
+        entries: list[CellEntry] = []
         ran: list[float] = []  # when the body ended: what follows is pickling and storing
 
         def compute() -> dict[str, Any]:
@@ -180,7 +133,8 @@ class CellCache:
             self._bring_in(run.code)
             made.append(self._run_body(run))
             ran.append(time.perf_counter())
-            return kept(run.code, run.key, made[0])
+            entries.append(gathered(run.code, run.key, made[0]))
+            return entries[0].stored()
 
         try:
             # Notebook functions in a restored entry read this shell's namespace, live.
@@ -190,9 +144,9 @@ class CellCache:
                 outcome = self.cache.get_or_compute(
                     run.key.key,
                     compute,
-                    lambda entry: {
-                        **meta_of(run, made[0], entry),
-                        "recorded": recorded_meta(entry),
+                    lambda _: {
+                        **meta_of(run, made[0], entries[0]),
+                        **header_meta(recorded_meta(entries[0])),
                     },
                     ask=run.ask,
                     start=Start.FORCE if options.force else Start.MISSED,
@@ -202,29 +156,18 @@ class CellCache:
             self.reasons[run.identity] = [str(exc)]
             self._note(options, "ran", seconds=made[0].seconds, always=True)
             return made[0].result
-        except NotKept as exc:
+        except NotStored as exc:
             warn(f"nbcache: {exc}", stacklevel=3)
             self._note(options, "ran", seconds=made[0].seconds)
             return made[0].result
         if outcome.hit is not None:
             return self._restore(outcome.hit, options, hidden, run)
         store_seconds = time.perf_counter() - ran[0]
-        entry = outcome.value
-        self.cache.note_latest(
-            run.identity,
-            {
-                **run.key.summary,
-                "seconds": made[0].seconds,
-                # what a plan needs of a cell kept in memory only: the key it had and
-                # the digests of what it bound, which the keys after it hashed
-                "key": run.key.key,
-                "stored": outcome.stored,
-                "digests": {n: d for n, d in entry["digests"].items() if d is not None},
-                "deleted": list(entry["deleted"]),
-            },
-        )
+        entry = entries[0]
+        latest = LatestRun.of_entry(run.key, made[0].seconds, outcome.stored, entry)
+        self.cache.note_latest(run.identity, latest.stored_form())
         if not options.quiet:
-            names = by_interest(run.code.source, entry["vars"], self.shell.user_ns)
+            names = by_interest(run.code.source, entry.vars, self.shell.user_ns)
             report = computed(names, made[0].seconds, outcome.stored, options)
             self.shell.report(
                 replace(report, store_seconds=store_seconds, only_imports=self._tell_imports(run))
@@ -258,8 +201,8 @@ class CellCache:
         def admit(entry: Any, nbytes: int, seconds: float) -> bool:
             if auto.admit(entry, nbytes, seconds):
                 return True
-            before = self.cache.latest(identity)  # read on a miss only
-            return bool(before and before.get("stored"))
+            before = LatestRun.read(self.cache.latest(identity))  # read on a miss only
+            return before is not None and bool(before.stored)
 
         return admit
 
@@ -300,13 +243,20 @@ class CellCache:
     ) -> Any:
         """Put a hit back: variables, outside state, outputs in order, the result where it
         came (unless this cell's ``;`` hides it: the key does not see a trailing ``;``)."""
+        entry = CellEntry.read(hit.value)
+        if entry is None:  # no cell's entry (forged, or of another shape): as a miss
+            warn(
+                f"nbcache: ignored the cached entry {hit.info.key[:12]}: it holds no cell's "
+                "variables; the cell runs.",
+                stacklevel=3,
+            )
+            return self._uncached(run.code.source) if run is not None else NO_RESULT
         self._explain_hit(run, hit)
-        entry = hit.value
         put_back(entry, self.shell.user_ns)
         if hit.source == "store":
             self.drifted.update(drifted(entry, self.shell.user_ns))
         result = result_of(entry)
-        log = OutputLog(list(entry["outputs"]))
+        log = OutputLog(list(entry.outputs))
 
         def show(data: dict[str, Any], meta: dict[str, Any]) -> None:
             if not hidden:
@@ -316,12 +266,12 @@ class CellCache:
         if not hidden and _shown(result) and not any(e[0] == "result" for e in log.events):
             self.shell.show_result(result)  # its miss hid it with a ``;`` this cell lacks
         if not options.quiet:
-            self.shell.report(self._shown(restored(hit, entry), run))
+            self.shell.report(self._shown(restored(hit, entry.vars), run))
         self._note(options, "restored", seconds=hit.info.compute_seconds, hit=hit)
         if options.background:
             # A background cell that restored is a task that is already done, so that
             # `%nbcache wait NAME` and `%nbcache tasks` after it work as after a miss.
-            done: Task[None] = Task(options.name or str(entry.get("label", "cell")))
+            done: Task[None] = Task(options.name or "cell")
             done.run(lambda: None)
             self.tasks[options.name or done.name] = done
         return result
@@ -329,7 +279,7 @@ class CellCache:
     def _restore_recorded(
         self,
         hit: Hit[Any],
-        recorded: Mapping[str, Any],
+        recorded: HeaderRecord,
         options: CellOptions,
         hidden: bool,
         run: CellRun,
@@ -340,7 +290,7 @@ class CellCache:
         if self.cache.store is not None:
             self.cache.store.hold(hit.info.key)  # its stand-ins may load from it later
         result = stand_ins(hit.info.key, recorded, self.shell.user_ns)
-        log = OutputLog([tuple(event) for event in recorded["outputs"]])
+        log = OutputLog([tuple(event) for event in recorded.outputs])
 
         def show(data: dict[str, Any], meta: dict[str, Any]) -> None:
             if not hidden:
@@ -348,7 +298,7 @@ class CellCache:
 
         log.replay(self.shell.publish, self.shell.page, show)
         if not options.quiet:
-            self.shell.report(self._shown(restored(hit, {"vars": recorded["vars"]}), run))
+            self.shell.report(self._shown(restored(hit, recorded.vars), run))
         self._note(options, "restored", seconds=hit.info.compute_seconds, hit=hit)
         return result if result is not None else NO_RESULT
 
@@ -358,18 +308,18 @@ class CellCache:
         if not pending(namespace):
             return
 
-        def load(key: str) -> dict[str, Any] | None:
+        def load(key: str) -> CellEntry | None:
             with restoring_into(namespace):
                 hit = self.cache.lookup(key, Ask(name=VALUE_NAME))
-            if hit is None:
+            entry = CellEntry.read(hit.value) if hit is not None else None
+            if entry is None:
                 warn(
                     f"nbcache: the stored values of an earlier cell (entry {key[:12]}) are "
                     "gone from the store since it was restored; run the notebook again.",
                     stacklevel=5,
                 )
                 return None
-            value: dict[str, Any] = hit.value
-            return value
+            return entry
 
         self.loaded.extend(swap_in(needed(code, namespace), namespace, load))
 

@@ -7,9 +7,8 @@ import ast
 import importlib
 import io
 import re
-import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,21 +19,23 @@ from ..errors import CacheError, KeyPicklingError, ValuePicklingError, warn
 from ..keys.classes import describe
 from ..keys.code import code_reached, is_code
 from ..keys.hashing import digest
-from ..keys.scope import CellCode, CellKey, changed_names, is_shell_name
+from ..keys.scope import CellCode, CellKey, changed_names
 from .effects import Effects, only_imports, seeds_first
 from .effects import apply as apply_effects
 from .effects import stale as stale_inputs
 from .files import FileReads, Written
 from .modstate import held_by_module
 from .output import NO_RESULT, MemoryOnly, OutputLog
+from .records import CellEntry, EntryInputs
 from .report import CellReport
+from .sharing import aliases, sharers, sharing
 
 __all__ = [
     "CellOptions",
     "CellRun",
     "Made",
     "ModuleRef",
-    "NotKept",
+    "NotStored",
     "RunsAlways",
     "Unchanged",
     "bring_back",
@@ -43,8 +44,8 @@ __all__ = [
     "drifted",
     "entry_of",
     "failure",
+    "gathered",
     "intact",
-    "kept",
     "meta_of",
     "patches_outside",
     "put_back",
@@ -99,15 +100,16 @@ class Unchanged:
         self.stale: list[str] = []
 
     def __call__(self, info: EntryInfo) -> bool:
-        files = FileReads(dict(info.meta.get("files", {})), dict(info.meta.get("paths", {})))
-        self.stale = files.changed()
-        wrote = info.meta.get("wrote")
-        if isinstance(wrote, dict) and wrote:
-            self.stale += Written(dict(wrote)).missing()
+        inputs = EntryInputs.of_meta(info.meta)
+        if inputs is None:
+            self.stale = ["its entry's record of the files and settings it used does not read"]
+            return False
+        self.stale = FileReads(dict(inputs.files), dict(inputs.paths)).changed()
+        if inputs.wrote:
+            self.stale += Written(dict(inputs.wrote)).missing()
         # An entry with no outside inputs was made before any setting changed: it hits
         # only while none has changed (reading no state: this costs nothing).
-        outside = info.meta.get("outside")
-        self.stale += stale_inputs(outside if isinstance(outside, dict) else {})
+        self.stale += stale_inputs(inputs.outside)
         return not self.stale
 
 
@@ -178,105 +180,6 @@ def _mutated(ck: CellKey, namespace: Mapping[str, Any], bound: list[str]) -> lis
     return changed
 
 
-def _sharing(namespace: Mapping[str, Any], names: list[str]) -> list[str]:
-    """Arrays elsewhere in the namespace that share memory with the arrays the cell bound
-    or changed: a write through a view (``sub[0] = 99``) changes its base, and the other
-    way round, so both are kept."""
-    numpy = sys.modules.get("numpy")
-    if numpy is None:
-        return []
-    touched = [namespace[n] for n in names if isinstance(namespace[n], numpy.ndarray)]
-    if not touched:
-        return []
-    return [
-        name
-        for name, value in namespace.items()
-        if name not in names
-        and isinstance(value, numpy.ndarray)
-        and not is_shell_name(name)
-        and any(numpy.may_share_memory(value, other) for other in touched)
-    ]
-
-
-def _aliases(namespace: Mapping[str, Any], names: list[str]) -> list[str]:
-    """Other names bound to the very objects the cell bound or changed (``b = a`` in an
-    earlier cell, then ``a.append(2)``): kept in the same entry, they come back as one
-    object, as they were, and not ``b`` as it was before the change."""
-    kept = {id(namespace[n]) for n in names if not isinstance(namespace[n], _IMMUTABLE)}
-    if not kept:
-        return []
-    return [
-        name
-        for name, value in namespace.items()
-        if name not in names and not is_shell_name(name) and id(value) in kept
-    ]
-
-
-_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range)
-_WALK_BUDGET = 10_000  # objects an identity walk visits after a cell, as the hasher's
-_LEAVES = ("numpy", "pandas")  # buffers: shared memory is found by ``_sharing``
-
-
-def _parts(value: Any) -> list[Any]:
-    """The objects ``value`` holds directly, for an identity walk: container items and
-    the attributes of instances of the notebook's classes; nothing of code, modules,
-    arrays, or library objects (a logger would lead to every logger)."""
-    if isinstance(value, dict):
-        return list(value.values())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return list(value)
-    if isinstance(value, (type, types.ModuleType, types.FunctionType, types.MethodType)):
-        return []
-    if type(value).__module__ != "__main__":
-        return []
-    space = getattr(value, "__dict__", None)
-    return list(space.values()) if isinstance(space, dict) else []
-
-
-def _mutable_parts(values: list[Any], budget: list[int]) -> dict[int, Any]:
-    """The mutable objects reachable from ``values`` (themselves included), by id, until
-    ``budget`` objects were visited."""
-    seen: dict[int, Any] = {}
-    todo = list(values)
-    while todo and budget[0] > 0:
-        value = todo.pop()
-        if isinstance(value, _ATOMS) or id(value) in seen:
-            continue
-        budget[0] -= 1
-        if not isinstance(value, (tuple, frozenset)):
-            seen[id(value)] = value
-        todo.extend(_parts(value))
-    return seen
-
-
-def _sharers(namespace: Mapping[str, Any], names: list[str]) -> list[str]:
-    """Other names whose values hold a mutable object that the values the cell bound or
-    changed hold too (``inner = d["k"]`` and ``d``): kept in the same entry, they come
-    back sharing it, so a later change through one shows through the other, as in the
-    plain run. Walks at most :data:`_WALK_BUDGET` objects."""
-    budget = [_WALK_BUDGET]
-    touched = _mutable_parts([namespace[n] for n in names], budget)
-    touched = {k: v for k, v in touched.items() if not _code_like(v)}
-    if not touched:
-        return []
-    out = []
-    for name, value in namespace.items():
-        if name in names or is_shell_name(name) or isinstance(value, _ATOMS) or budget[0] <= 0:
-            continue
-        if _code_like(value):
-            continue
-        if any(i in touched for i in _mutable_parts([value], budget)):
-            out.append(name)
-    return out
-
-
-def _code_like(value: Any) -> bool:
-    return (
-        isinstance(value, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType))
-        or type(value).__module__.split(".")[0] in _LEAVES
-    )
-
-
 def _digests(
     namespace: Mapping[str, Any], names: list[str]
 ) -> tuple[dict[str, str | None], list[str]]:
@@ -308,22 +211,27 @@ def _keeps_digest(value: Any) -> bool:
     )
 
 
-def intact(entry: Mapping[str, Any]) -> bool:
+def intact(value: Any) -> bool:
     """Whether live values kept in memory still hash as they did when stored."""
-    for name, expected in entry.get("digests", {}).items():
+    entry = CellEntry.read(value)
+    if entry is None:
+        return False  # not an entry: load it again, the store's copy is checked then
+    for name, expected in entry.digests.items():
         if expected is None:
             continue
         try:
-            if digest(bring_back(entry["vars"][name]), name=name) != expected:
+            if digest(bring_back(entry.vars[name]), name=name) != expected:
                 return False
         except KeyPicklingError:
             return False
     return True
 
 
-def unpicklable_message(entry: Mapping[str, Any], exc: ValuePicklingError) -> str:
-    bad = [name for name, value in entry["vars"].items() if probe(value) is not None]
-    what = ", ".join(f"`{n}` ({describe(entry['vars'][n])['type']})" for n in bad) or "output"
+def unpicklable_message(value: Any, exc: ValuePicklingError) -> str:
+    entry = CellEntry.read(value)
+    variables = entry.vars if entry is not None else {}
+    bad = [name for name, kept_value in variables.items() if probe(kept_value) is not None]
+    what = ", ".join(f"`{n}` ({describe(variables[n])['type']})" for n in bad) or "output"
     reason = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
     fix = f" `del {', '.join(bad)}` at the end of the cell to store the rest." if bad else ""
     return (
@@ -332,11 +240,11 @@ def unpicklable_message(entry: Mapping[str, Any], exc: ValuePicklingError) -> st
     )
 
 
-class NotKept(CacheError):
+class NotStored(CacheError):
     """The body ran, but what it made could not be gathered: nothing is stored."""
 
 
-class RunsAlways(NotKept):
+class RunsAlways(NotStored):
     """The body changed what no entry can bring back (a logging handler on a socket,
     an object a module holds): nothing is stored, so the cell runs every time, quietly;
     the message says why, for ``%nbcache why``."""
@@ -348,19 +256,19 @@ _MODULE_STATE = (
 )
 
 
-def kept(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
-    """:func:`entry_of`, with any failure of ours turned into :class:`NotKept`."""
-    unkept = made.effects.unkept(made.changes)
-    if unkept:
+def gathered(code: CellCode, ck: CellKey, made: Made) -> CellEntry:
+    """:func:`entry_of`, with any failure of ours turned into :class:`NotStored`."""
+    unrestorable = made.effects.unrestorable(made.changes)
+    if unrestorable:
         raise RunsAlways(
-            f"it changes {unkept[0]} to something that cannot be stored (a value that "
+            f"it changes {unrestorable[0]} to something that cannot be stored (a value that "
             "will not pickle, a handler that cannot be made again), so it runs every time"
         )
     if made.modules:
         raise RunsAlways(_MODULE_STATE.format(made.modules[0]))
     secret = [k for k in made.changes.get("os.environ", {}) if _SECRET_NAME.search(k)]
     if secret:
-        raise NotKept(
+        raise NotStored(
             f"the cell sets the environment variable {secret[0]}, which looks like a secret; "
             "secrets are never written to the store, so the cell runs again next time."
         )
@@ -369,7 +277,7 @@ def kept(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
     except RunsAlways:
         raise
     except Exception as exc:
-        raise NotKept(
+        raise NotStored(
             f"the cell ran, but its variables could not be gathered for storing "
             f"({failure(exc)}); nothing is stored and it runs again next time."
         ) from exc
@@ -379,7 +287,7 @@ def failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
+def entry_of(code: CellCode, ck: CellKey, made: Made) -> CellEntry:
     """What is stored of a cell run: the variables it bound or mutated, the names it
     deleted, its outputs in order and its result."""
     namespace = made.namespace
@@ -389,24 +297,24 @@ def entry_of(code: CellCode, ck: CellKey, made: Made) -> dict[str, Any]:
         held = held_by_module(namespace[name])
         if held is not None:
             raise RunsAlways(_MODULE_STATE.format(held))
-    mutated += _sharing(namespace, [*bound, *mutated])
-    mutated += _aliases(namespace, [*bound, *mutated])
-    shared = _sharers(namespace, [*bound, *mutated])
+    mutated += sharing(namespace, [*bound, *mutated])
+    mutated += aliases(namespace, [*bound, *mutated])
+    shared = sharers(namespace, [*bound, *mutated])
     mutated += shared
     names = sorted(n for n in {*bound, *mutated} if not closed_file(namespace[n]))
     digests, plain = _digests(namespace, names)
-    return {
-        "vars": {name: storable(namespace[name]) for name in names},
-        "deleted": deleted,
-        "outputs": made.log.events,
-        "result": _result_kept(made.result),
-        "digests": digests,
-        "plain": plain,
-        "effects": made.changes,
-        "shared": shared,
-        "file_contents": made.files.written.contents,
-        "wrote": made.files.written.states,
-    }
+    return CellEntry(
+        vars={name: storable(namespace[name]) for name in names},
+        deleted=deleted,
+        outputs=made.log.events,
+        result=_result_kept(made.result),
+        digests=digests,
+        plain=plain,
+        effects=made.changes,
+        shared=shared,
+        file_contents=made.files.written.contents,
+        wrote=made.files.written.states,
+    )
 
 
 def _result_kept(result: Any) -> Any:
@@ -417,9 +325,9 @@ def _result_kept(result: Any) -> Any:
     return MemoryOnly(result)
 
 
-def result_of(entry: Mapping[str, Any]) -> Any:
+def result_of(entry: CellEntry) -> Any:
     """A stored entry's result: the live value, or :data:`UNSTORED` from the store."""
-    result = entry["result"]
+    result = entry.result
     return result.value if isinstance(result, MemoryOnly) else result
 
 
@@ -438,26 +346,28 @@ def listed_line(code: CellCode) -> str:
     return code.first_line
 
 
-def meta_of(run: CellRun, made: Made, entry: Mapping[str, Any]) -> dict[str, Any]:
+def meta_of(run: CellRun, made: Made, entry: CellEntry) -> dict[str, Any]:
     """The signed metadata of a cell's entry: for listings, ``why`` and its file checks."""
     code, options = run.code, run.options
     return {
         "label": options.name or code.first_line,
         "identity": run.identity,
         "summary": run.key.summary,
-        "files": made.files.states,
-        "paths": made.files.paths,
-        "wrote": made.files.written.states,
-        "vars": list(entry["vars"]),
+        **EntryInputs(
+            made.files.states,
+            made.files.paths,
+            made.files.written.states,
+            made.effects.inputs(
+                made.changes,
+                seeded=seeds_first(code.source) or only_imports(code.source),
+                drew=_drew(made.log),
+            ),
+        ).stored(),
+        "vars": list(entry.vars),
         "compute_seconds": made.seconds,
         "pinned": options.pin,
         "kind": "cell",
         "first_line": listed_line(code),
-        "outside": made.effects.inputs(
-            made.changes,
-            seeded=seeds_first(code.source) or only_imports(code.source),
-            drew=_drew(made.log),
-        ),
     }
 
 
@@ -469,18 +379,17 @@ def _drew(log: OutputLog) -> bool:
     )
 
 
-def put_back(entry: Mapping[str, Any], namespace: dict[str, Any]) -> None:
+def put_back(entry: CellEntry, namespace: dict[str, Any]) -> None:
     """A hit: the stored variables into ``namespace``, deleted names out of it, and the
     outside state as the run left it."""
-    for name, value in entry["vars"].items():
+    for name, value in entry.vars.items():
         namespace[name] = bring_back(value)
-    for name in entry["deleted"]:
+    for name in entry.deleted:
         namespace.pop(name, None)
-    wrote = entry.get("wrote")
-    if wrote:
+    if entry.wrote:
         # before the effects: the paths are relative to where the cell started
-        Written(dict(wrote)).put_back(dict(entry.get("file_contents", {})))
-    failed = apply_effects(entry.get("effects", {}))
+        Written(dict(entry.wrote)).put_back(dict(entry.file_contents))
+    failed = apply_effects(entry.effects)
     if failed:
         warn(
             f"nbcache: {failed[0]} could not be set back as the cell left it (a library "
@@ -490,14 +399,12 @@ def put_back(entry: Mapping[str, Any], namespace: dict[str, Any]) -> None:
         )
 
 
-def drifted(
-    entry: Mapping[str, Any], namespace: Mapping[str, Any]
-) -> dict[str, tuple[Any, str, str]]:
+def drifted(entry: CellEntry, namespace: Mapping[str, Any]) -> dict[str, tuple[Any, str, str]]:
     """Restored values whose digest now differs from the one recorded when they were made:
     ``name -> (value, digest now, digest then)``. Arrays and frames hash by their
     buffers, which pickling keeps, so they are not hashed again here."""
     out = {}
-    for name, recorded in entry.get("digests", {}).items():
+    for name, recorded in entry.digests.items():
         value = namespace.get(name)
         if recorded is None or value is None or _keeps_digest(value):
             continue
@@ -510,10 +417,11 @@ def drifted(
     return out
 
 
-def restored(hit: Hit[Any], entry: Mapping[str, Any]) -> CellReport:
+def restored(hit: Hit[Any], names: Iterable[str]) -> CellReport:
+    """The report of a hit that restored ``names``."""
     return CellReport(
         "restored",
-        tuple(entry["vars"]),
+        tuple(names),
         hit.load_seconds,
         hit.size,
         hit.source,

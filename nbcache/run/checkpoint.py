@@ -44,49 +44,38 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import xxhash
 
-from ..cache.core import Ask, Cache
+from ..cache.core import Cache
 from ..cache.default import open_store
 from ..entry.pickling import Pickled, dump_parts
 from ..entry.signing import Signer, load_secret
 from ..errors import CacheError, warn
 from ..settings import max_size
 from ..tasks.task import follow_tqdm, loop_hook
-from ..units import parse_duration
 from .cellrun import CellRun, Made, entry_of, failure, put_back
 from .effects import Effects
 from .files import FileReads
 from .output import OutputLog
+from .records import Checkpoint
 from .report import CellReport, Resume
+from .snapshots import ASK, CHECKPOINT_NAME, Policy, Snapshot, Writer, remove
 
 __all__ = [
-    "CEILING",
-    "FLOOR",
-    "SHARE",
-    "WRITE_SHARE",
     "CheckpointError",
     "Checkpointer",
-    "Policy",
     "Remote",
     "checkpoint_key",
     "checkpointing",
-    "parse_policy",
     "remote_checkpoints",
     "worker_cache",
 ]
 
-FLOOR = 10.0  # auto: loop seconds before the first snapshot, and between two
-CEILING = 300.0  # auto: loop seconds between two snapshots at most
-SHARE = 0.02  # auto: what taking snapshots may cost of the loop's time
-WRITE_SHARE = 0.25  # auto: how busy writing them may keep the writer
-CHECKPOINT_NAME = "the cell's checkpoint"
-_ASK = Ask(persist=True, remember=False, name=CHECKPOINT_NAME)
 _WAIT_EARLIER = 60.0  # seconds a run waits for the last write of the run before it
 
 
@@ -99,135 +88,18 @@ def checkpoint_key(key: str) -> str:
     return xxhash.xxh3_128_hexdigest(f"checkpoint:{key}".encode())
 
 
-def parse_policy(text: str | float) -> str | float:
-    """``auto``, ``off``, or seconds between checkpoints (``10m``, ``90s``, ``0s``: every step).
-
-    Raises:
-        ValueError: neither a word nor a duration.
-    """
-    if isinstance(text, str) and text.strip().lower() in ("auto", "off"):
-        return text.strip().lower()
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise ValueError(f"--checkpoint takes auto, off or a duration (10m): {exc}") from exc
-
-
-@dataclass
-class Policy:
-    """When a snapshot is due; ``every`` None is the cost-aware default."""
-
-    every: float | None = None
-    snapshot_cost: float = 0.0  # loop seconds the last snapshot took
-    write_cost: float = 0.0  # writer seconds the last write took
-
-    @classmethod
-    def of(cls, choice: str | float) -> Policy | None:
-        """The policy for a ``--checkpoint`` value; None for ``off``.
-
-        Raises:
-            ValueError: see :func:`parse_policy`.
-        """
-        choice = parse_policy(choice)
-        if choice == "off":
-            return None
-        return cls(None if choice == "auto" else float(choice))
-
-    @property
-    def interval(self) -> float:
-        if self.every is not None:
-            return self.every
-        wanted = max(FLOOR, self.snapshot_cost / SHARE, self.write_cost / WRITE_SHARE)
-        return min(CEILING, wanted)
-
-    def due(self, since_last: float) -> bool:
-        return since_last >= self.interval
-
-
 @dataclass(frozen=True)
-class _Snapshot:
-    step: int
-    pickled: Pickled
-    meta: dict[str, Any]
+class Found:
+    """A checkpoint found for this run, with when it was written and its size."""
 
-
-class _Writer:
-    """One write at a time on its own thread; a newer snapshot replaces a waiting one."""
-
-    def __init__(self, cache: Cache, key: str, policy: Policy) -> None:
-        self._cache = cache
-        self._key = key
-        self._policy = policy
-        self._lock = threading.Lock()
-        self._waiting: _Snapshot | None = None
-        self._writing = False
-        self._closed = False  # the run finished: its checkpoint goes, nothing more is written
-        self._idle = threading.Event()
-        self._idle.set()
-        self.written: list[int] = []  # the steps stored, in order (for tests and reports)
-        self.dropped = 0
-
-    @property
-    def busy(self) -> bool:
-        return not self._idle.is_set()
-
-    def submit(self, snapshot: _Snapshot) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            if self._waiting is not None:
-                self.dropped += 1
-            self._waiting = snapshot
-            if self._writing:
-                return
-            self._writing = True
-            self._idle.clear()
-        threading.Thread(target=self._drain, name="nbcache-checkpoint", daemon=True).start()
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                snapshot, self._waiting = self._waiting, None
-                if snapshot is None or self._closed:
-                    self._writing = False
-                    closed = self._closed
-                    break
-            start = time.perf_counter()
-            try:
-                self._cache.overwrite(
-                    self._key, None, snapshot.meta, pickled=snapshot.pickled, ask=_ASK
-                )
-                self.written.append(snapshot.step)
-            except Exception as exc:  # noqa: BLE001 - a checkpoint never breaks the cell
-                warn(f"nbcache: a checkpoint was not written ({failure(exc)})", stacklevel=2)
-            self._policy.write_cost = time.perf_counter() - start
-        if closed:
-            _remove(self._cache, self._key)
-        self._idle.set()
-
-    def close(self) -> None:
-        """The run finished: drop what waits; the checkpoint is removed once no write runs."""
-        with self._lock:
-            self._closed = True
-            self._waiting = None
-            writing = self._writing
-        if not writing:
-            _remove(self._cache, self._key)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._idle.wait(timeout)
-
-
-def _remove(cache: Cache, key: str) -> None:
-    try:
-        cache.remove(key)
-    except (CacheError, OSError, KeyError):
-        pass
+    state: Checkpoint
+    created: float
+    size: int
 
 
 # Writers of runs that ended (raised, were interrupted) and may still be writing: a run
 # of the same cell waits for them before it looks for a checkpoint.
-_writers: dict[str, _Writer] = {}
+_writers: dict[str, Writer] = {}
 _writers_lock = threading.Lock()
 
 
@@ -267,7 +139,7 @@ class Checkpointer:
         self._clock = clock
         self._loops = 0  # outermost loops entered so far
         self._loop: int | None = None  # the ordinal of the loop running now
-        self._resume: dict[str, Any] | None = None  # a checkpoint not yet applied
+        self._resume: Found | None = None  # a checkpoint not yet applied
         self._looked = False
         self._entered_at = 0.0
         self._last = 0.0
@@ -279,7 +151,7 @@ class Checkpointer:
         self.resumed: Resume | None = None  # where and from what a resumed run started
         self.resume_seconds: float | None = None  # finding and restoring its checkpoint
         self.pauses: list[float] = []  # loop seconds each snapshot took
-        self.writer: _Writer | None = None
+        self.writer: Writer | None = None
 
     @property
     def earlier_seconds(self) -> float:
@@ -300,13 +172,13 @@ class Checkpointer:
             self._looked = True
             self._resume = self._find()
         skip = 0
-        if self._resume is not None and self._resume["loop"] == ordinal:
+        if self._resume is not None and self._resume.state.loop == ordinal:
             state, self._resume = self._resume, None
             skip = self._apply(state)
             self.resume_seconds = self._clock() - self._entered_at
             self._tell(state)
         if self.writer is None:
-            self.writer = _Writer(self.cache, self.key, self.policy)
+            self.writer = Writer(self.cache, self.key, self.policy)
             with _writers_lock:
                 _writers[self.key] = self.writer
         return skip
@@ -337,7 +209,7 @@ class Checkpointer:
         """The body ended: its entry replaces the checkpoint (only if a loop ran)."""
         if self._loops == 0:
             return
-        writer = self.writer or _Writer(self.cache, self.key, Policy())
+        writer = self.writer or Writer(self.cache, self.key, Policy())
         self.writer = writer
         writer.close()
 
@@ -349,61 +221,56 @@ class Checkpointer:
 
     # -- inside -----------------------------------------------------------------------
 
-    def _find(self) -> dict[str, Any] | None:
+    def _find(self) -> Found | None:
         with _writers_lock:
             earlier = _writers.pop(self.key, None)
         if earlier is not None:
             earlier.wait(_WAIT_EARLIER)  # the last write of a run that ended a moment ago
         if self.run.options.force:
-            _remove(self.cache, self.key)
+            remove(self.cache, self.key)
             return None
         try:
-            hit = self.cache.lookup(self.key, ask=_ASK)
+            hit = self.cache.lookup(self.key, ask=ASK)
         except Exception as exc:  # noqa: BLE001 - a checkpoint we cannot read: start over
             warn(f"nbcache: the checkpoint could not be read ({failure(exc)})", stacklevel=4)
             return None
-        if hit is None or not isinstance(hit.value, dict):
-            return None
-        state = dict(hit.value)
-        if state.get("cell") != self.run.key.key:
+        state = Checkpoint.read(hit.value) if hit is not None else None
+        if hit is None or state is None or state.cell != self.run.key.key:
             return None
         # Keyed like an entry: what the loop read until then must be as it was.
-        files = FileReads(dict(state.get("files", {})), dict(state.get("paths", {})))
-        stale = files.changed()
-        if state.get("settings", self.outside.settings) != self.outside.settings:
+        stale = FileReads(dict(state.files), dict(state.paths)).changed()
+        settings = state.settings if state.settings is not None else self.outside.settings
+        if settings != self.outside.settings:
             stale.append("a setting an earlier cell changed differs")
         if stale:
-            _remove(self.cache, self.key)
+            remove(self.cache, self.key)
             warn(
                 f"nbcache: the checkpoint of this cell is not used, since {stale[0]}; the "
                 "loop starts over.",
                 stacklevel=4,
             )
             return None
-        state["created"] = hit.info.created
-        state["size"] = hit.size
-        return state
+        return Found(state, hit.info.created, hit.size)
 
-    def _apply(self, state: Mapping[str, Any]) -> int:
+    def _apply(self, found: Found) -> int:
         """Put a checkpoint into the namespace, show its output again; the steps done."""
-        put_back(state, self.namespace)
+        state = found.state
+        put_back(state.entry(), self.namespace)
         before = list(self.log.events)
         if self._show is not None:
-            for event in state["outputs"]:
+            for event in state.outputs:
                 self._show(*event)
         else:
-            OutputLog(list(state["outputs"])).replay(self._publish)
-        step = int(state["step"])
-        total = state.get("total")
+            OutputLog(list(state.outputs)).replay(self._publish)
         # What this run showed before the loop, then the loop's output up to the step.
-        self.log.events[:] = before + [tuple(event) for event in state["outputs"]]
-        self._seconds_before = float(state.get("seconds", 0.0))
-        self.resumed_at = step
-        age = max(0.0, time.time() - float(state["created"]))
-        self.resumed = Resume(step, total, age, self._seconds_before)
-        return step
+        self.log.events[:] = before + list(state.outputs)
+        self._seconds_before = state.seconds
+        self.resumed_at = state.step
+        age = max(0.0, time.time() - found.created)
+        self.resumed = Resume(state.step, state.total, age, self._seconds_before)
+        return state.step
 
-    def _tell(self, state: Mapping[str, Any]) -> None:
+    def _tell(self, found: Found) -> None:
         """Say that this run resumed: to ``report``, else (no outlet) as a line of stderr."""
         resumed = self.resumed
         if resumed is None:
@@ -423,17 +290,17 @@ class Checkpointer:
         self._report(
             CellReport(
                 "resumed",
-                tuple(state["vars"]),
+                tuple(found.state.vars),
                 self.resume_seconds or 0.0,
-                int(state.get("size", 0)),
+                found.size,
                 computed_seconds=self._seconds_before,
-                computed_at=float(state["created"]),
+                computed_at=found.created,
                 resumed=resumed,
             )
         )
         _cut(self.log.events, mark)
 
-    def _snapshot(self, step: int, now: float) -> _Snapshot | None:
+    def _snapshot(self, step: int, now: float) -> Snapshot | None:
         run = self.run
         changes = self.outside.changes(Effects.now())
         store = self.cache.store
@@ -444,7 +311,7 @@ class Checkpointer:
         except Exception as exc:  # noqa: BLE001 - the cell goes on, without checkpoints
             self._give_up(f"its variables could not be gathered ({failure(exc)})")
             return None
-        effects = dict(entry["effects"])
+        effects = dict(entry.effects)
         effects["random"] = random.getstate()
         numpy = sys.modules.get("numpy")
         if numpy is not None:
@@ -453,23 +320,23 @@ class Checkpointer:
             except Exception:  # noqa: BLE001 - no global numpy generator to keep
                 pass
         seconds = self._seconds_before + (now - self._entered_at)
-        state = {
-            "cell": run.key.key,
-            "loop": self._loop,
-            "step": step,
-            "total": self._total,
-            "vars": entry["vars"],
-            "deleted": entry["deleted"],
-            "effects": effects,
-            "outputs": _since(self.log.events, self._outputs_at),
-            "seconds": seconds,
+        state = Checkpoint(
+            run.key.key,
+            step,
+            entry.vars,
+            entry.deleted,
+            effects,
+            _since(self.log.events, self._outputs_at),
+            seconds,
+            self._loop,
+            self._total,
             # what a resume checks first: the files read so far, the settings then
-            "files": files.states,
-            "paths": files.paths,
-            "settings": self.outside.settings,
-        }
+            files.states,
+            files.paths,
+            self.outside.settings,
+        )
         try:
-            pickled = _owned(dump_parts(state, CHECKPOINT_NAME))
+            pickled = _owned(dump_parts(state.stored(), CHECKPOINT_NAME))
         except Exception as exc:  # noqa: BLE001 - an unpicklable variable: no checkpoints
             self._give_up(failure(exc))
             return None
@@ -486,7 +353,7 @@ class Checkpointer:
             "compute_seconds": seconds,
             "pinned": False,
         }
-        return _Snapshot(step, pickled, meta)
+        return Snapshot(step, pickled, meta)
 
     def _give_up(self, why: str) -> None:
         self._broken = True
@@ -548,8 +415,8 @@ def checkpointing(
     checkpointer = Checkpointer(
         cache, run, namespace, before, log, outside, publish=publish, show=show, report=report
     )
-    if checkpointer.policy is not None and "tqdm" in run.code.source:
-        follow_tqdm(load=True)  # tqdm loops checkpoint too (imported here if the cell uses it)
+    if checkpointer.policy is not None:
+        follow_tqdm()  # tqdm loops checkpoint too, whenever the body imports tqdm
     with loop_hook(checkpointer):
         yield checkpointer
 

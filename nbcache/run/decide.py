@@ -40,6 +40,7 @@ from .cellrun import (
     unpicklable_message,
 )
 from .lazy import restorable
+from .records import CellEntry, HeaderRecord, LatestRun
 
 __all__ = ["FORCED", "Action", "Decision", "Look", "decide", "prepare", "read"]
 
@@ -75,7 +76,7 @@ class Decision:
     code: CellCode | None = None  # None: it does not parse
     run: CellRun | None = None  # its key and how it is read: set once it was keyed
     hit: Hit[Any] | None = None  # a restore's hit (its value None from a header)
-    recorded: Mapping[str, Any] | None = None  # a header restore's record
+    recorded: HeaderRecord | None = None  # a header restore's record
     warning: str | None = None  # one line the shell shows as a warning
 
     @property
@@ -213,21 +214,20 @@ def _look(cache: Cache, run: CellRun, look: Look) -> Decision | None:
         # Uses are counted once: here, or by the full lookup below.
         hit = cache.peek(key, ask=ask)
         if hit is not None:
-            recorded = hit.info.meta.get("recorded")
-            header = hit.source == "store" and restorable(recorded)
-            if header and look is Look.HEADER:
+            recorded = restorable(hit.info.meta) if hit.source == "store" else None
+            if recorded is not None and look is Look.HEADER:
                 cache.ledger.count_use(hit.info.key, hit.info)
-            if header:
+            if recorded is not None:
                 return Decision("restore-header", run.identity, (), run.code, run, hit, recorded)
-            if hit.source == "memory":
+            if hit.source == "memory" and CellEntry.read(hit.value) is not None:
                 if look is Look.HEADER:
                     cache.ledger.count_use(hit.info.key, hit.info)
                 return Decision("restore", run.identity, (), run.code, run, hit)
         if look is Look.PLANNED and hit is None:
             return None
     full = cache.lookup(key, ask=ask)  # a plan's ask counts no use
-    if full is None:
-        return None
+    if full is None or CellEntry.read(full.value) is None:
+        return None  # a value that is no cell's entry (forged, of another shape): a miss
     return Decision("restore", run.identity, (), run.code, run, full)
 
 
@@ -244,15 +244,15 @@ def _missed(
         return Decision("run", run.identity, (FORCED,), run.code, run)
     if run.unchanged.stale:
         return Decision("run", run.identity, tuple(run.unchanged.stale), run.code, run)
-    latest = cache.latest(run.identity)
+    latest = LatestRun.read(cache.latest(run.identity))
     if (
         look is Look.PLANNED
         and latest is not None
-        and latest.get("key") == run.key.key
-        and not latest.get("stored")
+        and latest.key == run.key.key
+        and not latest.stored
     ):
         return Decision("run-memory", run.identity, (MEMORY_ONLY,), run.code, run)
-    compared = before if before is not None else latest
+    compared = before if before is not None else latest.summary if latest is not None else None
     reasons = explain(compared, run.key.summary, label=_label(run))
     return Decision("run", run.identity, tuple(reasons), run.code, run)
 

@@ -12,7 +12,7 @@ cheap way to read it and one to set it back:
   differs is stored with the entry and applied again, in registry order, on a hit;
 - a state whose new value cannot be stored (a logging handler that cannot be
   made again, a value that will not pickle) makes the cell run every time
-  (:attr:`Effects.unkept` says which, for ``why``);
+  (:attr:`Effects.unrestorable` says which, for ``why``);
 - the settings cells changed so far in this kernel (everything but the
   generators, matplotlib's settings, the working directory, ``sys.path`` and
   ``os.environ``) are an input of every later cell: another
@@ -39,14 +39,14 @@ from typing import Any
 import xxhash
 
 from ..errors import CacheError
-from .state import UNSET, State, Unkept
+from .state import UNSET, State, Unrestorable
 from .states import BUILT_IN
 
 __all__ = [
     "UNSET",
     "Effects",
     "State",
-    "Unkept",
+    "Unrestorable",
     "apply",
     "forget_seeds",
     "only_imports",
@@ -277,7 +277,7 @@ class Effects:
             out.append(words["settings"])
         return out
 
-    def unkept(self, changes: Mapping[str, Any]) -> list[str]:
+    def unrestorable(self, changes: Mapping[str, Any]) -> list[str]:
         """The states in ``changes`` that cannot be stored, in words: the cell runs every
         time."""
         out = []
@@ -307,7 +307,7 @@ def stale(inputs: Mapping[str, str]) -> list[str]:
 
 
 def _unstorable(value: Any) -> bool:
-    if isinstance(value, Unkept):
+    if isinstance(value, Unrestorable):
         return True
     if isinstance(value, (tuple, list)):
         return any(_unstorable(v) for v in value)

@@ -144,7 +144,7 @@ def _content(path: str) -> tuple[list[Any], bytes | None]:
     return [len(data), st.st_mtime_ns, xxhash.xxh3_128_hexdigest(data)], data
 
 
-class Recorded(dict[str, str]):
+class StandIn(dict[str, str]):
     """The files read, ``{path as given: real path}``, and those written, once a
     recording ends."""
 
@@ -258,7 +258,7 @@ class FileReads:
         start = os.getcwd()
         _recording.files = files
         _recording.written = written
-        found = Recorded()
+        found = StandIn()
         try:
             yield found
         finally:
@@ -277,7 +277,7 @@ class FileReads:
     @classmethod
     def of(cls, paths: Iterable[str]) -> FileReads:
         meant = {path: os.path.realpath(path) for path in sorted(paths)}
-        written = paths.written if isinstance(paths, Recorded) else Written()
+        written = paths.written if isinstance(paths, StandIn) else Written()
         return cls({real: _file_state(real) for real in meant.values()}, meant, written)
 
     def merged(self, other: FileReads) -> FileReads:

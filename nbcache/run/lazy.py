@@ -2,7 +2,7 @@
 
 In a whole-notebook run most cells hit, and unpickling everything they bound
 would cost as much as the values are large. So a hit of an entry made for it
-(:func:`recorded_meta` says which) puts a :class:`~nbcache.keys.recorded.Recorded`
+(:func:`recorded_meta` says which) puts a :class:`~nbcache.keys.standin.StandIn`
 in the namespace for each value, replays the output kept in the signed header
 and loads nothing. Later keys hash the recorded digests. Before a cell body
 runs, :func:`needed` says which stand-ins it can reach (the names it reads, and
@@ -25,16 +25,17 @@ import json
 import os
 import sys
 import types
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TypeGuard
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from ..keys.classes import describe
 from ..keys.code import is_code
-from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, is_shell_name, names_in_string
+from ..keys.standin import StandIn
 from .cellrun import ModuleRef, result_of
 from .modstate import local
 from .output import NO_RESULT
+from .records import CellEntry, HeaderRecord, RecordedVar
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
@@ -56,47 +57,45 @@ _DYNAMIC = frozenset(
 )
 
 
-def recorded_meta(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+def recorded_meta(entry: CellEntry) -> HeaderRecord | None:
     """What the signed header keeps so a hit can restore without loading any value, or
     None when this entry must restore in full (see the module docstring)."""
-    if entry.get("effects") or entry.get("wrote"):
+    if entry.effects or entry.wrote:
         return None  # the outside state and the files must be right before the next cell
-    if entry.get("shared"):
+    if entry.shared:
         return None  # values that share an object come back sharing it: from one pickle
-    plain = set(entry.get("plain", ()))
+    plain = set(entry.plain)
     variables = {}
-    for name, value in entry["vars"].items():
-        recorded = entry["digests"].get(name)
+    for name, value in entry.vars.items():
+        recorded = entry.digests.get(name)
         if recorded is None or name not in plain or not _data(value):
             return None
-        variables[name] = {"digest": recorded, "described": describe(value)}
-        if type(value) is str:
-            variables[name]["string_reads"] = sorted(names_in_string(value))
+        reads = tuple(sorted(names_in_string(value))) if type(value) is str else None
+        variables[name] = RecordedVar(recorded, describe(value), reads)
     try:
-        text = json.dumps(entry["outputs"])
+        text = json.dumps(entry.outputs)
     except (TypeError, ValueError):
         return None
     if len(text) > MAX_OUTPUT_BYTES:
         return None
-    result = entry["result"]
-    return {
-        "vars": variables,
-        "deleted": list(entry["deleted"]),
-        "outputs": json.loads(text),
-        "result": result is not None and result is not NO_RESULT,
-    }
+    result = entry.result
+    return HeaderRecord(
+        vars=variables,
+        deleted=list(entry.deleted),
+        outputs=json.loads(text),
+        result=result is not None and result is not NO_RESULT,
+    )
 
 
-def restorable(recorded: Any) -> TypeGuard[dict[str, Any]]:
-    """Whether a header's record restores a hit by stand-ins: well formed, and a result it
-    shows where it came (a ``;`` on the miss hid it: showing it needs the value)."""
-    if not isinstance(recorded, dict):
-        return False
-    outputs = recorded.get("outputs")
-    if not isinstance(outputs, list) or not isinstance(recorded.get("vars"), dict):
-        return False
-    shown = any(isinstance(e, list) and e[:1] == ["result"] for e in outputs)
-    return shown or not recorded.get("result")
+def restorable(meta: Mapping[str, Any]) -> HeaderRecord | None:
+    """The record of an entry's signed metadata ``meta`` when it restores a hit by
+    stand-ins: well formed, and a result it shows where it came (a ``;`` on the miss
+    hid it: showing it needs the value); else None."""
+    recorded = HeaderRecord.of_meta(meta)
+    if recorded is None:
+        return None
+    shown = any(isinstance(e, list) and e[:1] == ["result"] for e in recorded.outputs)
+    return recorded if shown or not recorded.result else None
 
 
 def _data(value: Any) -> bool:
@@ -106,15 +105,15 @@ def _data(value: Any) -> bool:
     return not isinstance(value, (ModuleRef, *code_like))
 
 
-def stand_ins(key: str, recorded: Mapping[str, Any], namespace: dict[str, Any]) -> Recorded | None:
+def stand_ins(key: str, recorded: HeaderRecord, namespace: dict[str, Any]) -> StandIn | None:
     """Put the stand-ins of a hit restored from its header into ``namespace``; the
     stand-in of its result (None when it has none)."""
-    for name, rec in recorded["vars"].items():
-        reads = tuple(str(n) for n in rec.get("string_reads", ()))
-        namespace[name] = Recorded(key, name, str(rec["digest"]), rec.get("described", {}), reads)
-    for name in recorded["deleted"]:
+    for name, rec in recorded.vars.items():
+        reads = rec.string_reads or ()
+        namespace[name] = StandIn(key, name, rec.digest, rec.described, reads)
+    for name in recorded.deleted:
         namespace.pop(name, None)
-    return Recorded(key, "", "", {}) if recorded["result"] else None
+    return StandIn(key, "", "", {}) if recorded.result else None
 
 
 def pending(namespace: Mapping[str, Any]) -> bool:
@@ -122,24 +121,24 @@ def pending(namespace: Mapping[str, Any]) -> bool:
     return any(True for _ in _all_stand_ins(namespace))
 
 
-def _all_stand_ins(namespace: Mapping[str, Any]) -> Iterator[tuple[str, Recorded]]:
+def _all_stand_ins(namespace: Mapping[str, Any]) -> Iterator[tuple[str, StandIn]]:
     for name, value in list(namespace.items()):
-        if type(value) is Recorded:
+        if type(value) is StandIn:
             yield name, value
     out = namespace.get("Out")
     if isinstance(out, dict):
         for number, value in list(out.items()):
-            if type(value) is Recorded:
+            if type(value) is StandIn:
                 yield f"Out[{number}]", value
 
 
-def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded] | None:
+def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[StandIn] | None:
     """The stand-ins a run of ``code`` can reach; None: any of them (load all).
     ``code`` None is a cell nbcache cannot read."""
     scanned = _source_scan(code.source) if code is not None else None
     if code is None or scanned is None or _reaches_anything(scanned[0]):
         return None
-    found: dict[int, Recorded] = {}
+    found: dict[int, StandIn] = {}
     todo = [*code.reads, *scanned[1]]
     seen: set[str] = set()
     while todo:
@@ -148,7 +147,7 @@ def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[Recorded
             continue
         seen.add(name)
         value = namespace.get(name)
-        if type(value) is Recorded:
+        if type(value) is StandIn:
             found[id(value)] = value
             todo.extend(value.string_reads)  # a query or formula it holds names these
             continue
@@ -222,7 +221,7 @@ def _code_within(value: Any) -> list[Any] | None:
     todo = [value]
     while todo:
         obj = todo.pop()
-        if id(obj) in seen or isinstance(obj, _LEAVES) or type(obj) is Recorded:
+        if id(obj) in seen or isinstance(obj, _LEAVES) or type(obj) is StandIn:
             continue
         seen.add(id(obj))
         if len(seen) > _WALK_LIMIT:
@@ -307,15 +306,15 @@ def _names_used(value: Any) -> set[str]:
 
 
 def swap_in(
-    chosen: list[Recorded] | None,
+    chosen: list[StandIn] | None,
     namespace: dict[str, Any],
-    load: Any,
+    load: Callable[[str], CellEntry | None],
 ) -> list[str]:
     """Replace the ``chosen`` stand-ins (None: all) with their values, loading each entry
-    once through ``load(key) -> entry | None``; the names loaded. A stand-in whose entry
+    once through ``load(key) -> CellEntry | None``; the names loaded. A stand-in whose entry
     is gone stays, and a warning names it."""
     wanted = None if chosen is None else {id(r) for r in chosen}
-    by_key: dict[str, list[tuple[str, Recorded]]] = {}
+    by_key: dict[str, list[tuple[str, StandIn]]] = {}
     for where, rec in _all_stand_ins(namespace):
         if wanted is None or id(rec) in wanted:
             by_key.setdefault(rec.key, []).append((where, rec))
@@ -331,7 +330,7 @@ def swap_in(
         if entry is None:
             continue
         for where, rec in places:
-            value = result_of(entry) if not rec.name else entry["vars"].get(rec.name, rec)
+            value = result_of(entry) if not rec.name else entry.vars.get(rec.name, rec)
             if where.startswith("Out["):
                 namespace["Out"][int(where[4:-1])] = value
             else:

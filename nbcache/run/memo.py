@@ -23,7 +23,7 @@ from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ..cache.core import Ask, Cache, Hit, Kept, Start, Turn
+from ..cache.core import Ask, Cache, Hit, InMemory, Start, Turn
 from ..cache.default import default_cache
 from ..cache.lru import LRU
 from ..errors import KeyPicklingError, warn
@@ -94,7 +94,7 @@ class Memoized(Generic[P, R]):
         # NBCACHE_MEMORY_SIZE, and a large result only while the caller holds it too (a
         # later call loads it again). One kept in memory only is kept as it is: there,
         # memory is the only place the result lives.
-        self._memory: LRU[str, Kept] = (
+        self._memory: LRU[str, InMemory] = (
             LRU(maxsize, max_bytes=memory_size(), large=LARGE_VALUE) if store else LRU(maxsize)
         )
         self._ask = Ask(

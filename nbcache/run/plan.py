@@ -25,14 +25,15 @@ from typing import Any, Literal
 from ..cache.core import Cache
 from ..entry.pickling import restoring_into
 from ..keys.modules import is_local_module
-from ..keys.recorded import Recorded
 from ..keys.scope import CellCode, analyze
+from ..keys.standin import StandIn
 from ..units import format_duration
 from .auto import wraps
 from .cellrun import CellOptions, put_back
 from .decide import Action, Decision, Look, decide, read
 from .effects import Effects, restore_state
 from .lazy import stand_ins
+from .records import CellEntry, LatestRun
 
 __all__ = ["PlanRow", "plan"]
 
@@ -135,7 +136,7 @@ class _Walk:
             )
         code = readout.code
         first = code.first_line
-        latest = self.cache.latest(identity)
+        latest = LatestRun.read(self.cache.latest(identity))
         seconds = _seconds(latest)
         for read_name in code.reads:
             if read_name in self.unknown:
@@ -158,11 +159,11 @@ class _Walk:
             return PlanRow(index, number, cell_id, first, "restore", (why,), took, decision.action)
         if decision.action == "run-memory" and latest is not None:
             # it runs, and its last run says what it binds
-            for bound, recorded in dict(latest.get("digests", {})).items():
-                self.namespace[bound] = Recorded("", str(bound), str(recorded), {})
-                self.unknown.pop(str(bound), None)
-            for deleted in latest.get("deleted", []):
-                self.namespace.pop(str(deleted), None)
+            for bound, recorded in latest.digests.items():
+                self.namespace[bound] = StandIn("", bound, recorded, {})
+                self.unknown.pop(bound, None)
+            for deleted in latest.deleted:
+                self.namespace.pop(deleted, None)
         elif decision.run is None:
             self._unknown_after(index, code.binds, outside=True, source=source)
         else:
@@ -176,10 +177,13 @@ class _Walk:
         assert hit is not None
         if decision.action == "restore-header" and decision.recorded is not None:
             stand_ins(hit.info.key, decision.recorded, self.namespace)
-            names = list(decision.recorded["vars"])
+            names = list(decision.recorded.vars)
         else:
-            put_back(hit.value, self.namespace)
-            names = list(hit.value["vars"])
+            entry = CellEntry.read(hit.value)
+            if entry is None:  # the decision restores only what reads as an entry
+                return
+            put_back(entry, self.namespace)
+            names = list(entry.vars)
         for name in names:
             self.unknown.pop(name, None)
 
@@ -311,11 +315,9 @@ def _code(source: str) -> CellCode | None:
         return None
 
 
-def _seconds(latest: dict[str, Any] | None) -> float | None:
-    value = (latest or {}).get("seconds")
-    return float(value) if isinstance(value, (int, float)) else None
+def _seconds(latest: LatestRun | None) -> float | None:
+    return latest.seconds if latest is not None else None
 
 
-def _vars(latest: dict[str, Any] | None) -> list[str]:
-    digests = (latest or {}).get("digests", {})
-    return [str(n) for n in digests] if isinstance(digests, dict) else []
+def _vars(latest: LatestRun | None) -> list[str]:
+    return list(latest.digests) if latest is not None else []

@@ -1,5 +1,5 @@
 """One process-wide state: how it is read and set (:class:`State`), a value that cannot
-be made again (:class:`Unkept`), and a key a cell removed (:data:`UNSET`).
+be made again (:class:`Unrestorable`), and a key a cell removed (:data:`UNSET`).
 
 The built-in states are in :mod:`nbcache.run.states` and :mod:`nbcache.run.libstates`.
 """
@@ -11,12 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["UNSET", "State", "Unkept", "loaded", "present"]
+__all__ = ["UNSET", "State", "Unrestorable", "loaded", "present"]
 
 UNSET = "<unset>"  # a key of a keyed state that the cell removed
 
 
-class Unkept:
+class Unrestorable:
     """A read value that cannot be made again (a logging handler writing to a socket):
     a cell that changes a state to one of these runs every time. Equal when it stands
     for the same object, so an unchanged one is no change."""
@@ -28,7 +28,10 @@ class Unkept:
         self.ident = ident
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Unkept) and (other.what, other.ident) == (self.what, self.ident)
+        return isinstance(other, Unrestorable) and (other.what, other.ident) == (
+            self.what,
+            self.ident,
+        )
 
     def __hash__(self) -> int:
         return hash((self.what, self.ident))

@@ -32,7 +32,7 @@ from .libstates import (
     torch_cudnn_read,
     torch_read,
 )
-from .state import UNSET, State, Unkept, loaded
+from .state import UNSET, State, Unrestorable, loaded
 
 __all__ = ["BUILT_IN"]
 
@@ -97,9 +97,9 @@ _STYLES = {"PercentStyle": "%", "StrFormatStyle": "{", "StringTemplateStyle": "$
 
 
 def _handler(h: Any) -> Any:
-    """A root handler as data that makes it again, or :class:`Unkept`."""
+    """A root handler as data that makes it again, or :class:`Unrestorable`."""
     logging = loaded("logging")
-    opaque = Unkept(f"logging handler {type(h).__name__}", id(h))
+    opaque = Unrestorable(f"logging handler {type(h).__name__}", id(h))
     fmt = h.formatter
     if h.filters or (fmt is not None and type(fmt) is not logging.Formatter):
         return opaque
@@ -165,7 +165,7 @@ def _logging_apply(value: Any) -> None:
     for spec in added:
         if spec in present:
             continue
-        if isinstance(spec, Unkept):
+        if isinstance(spec, Unrestorable):
             raise TypeError(f"{spec!r} cannot be made again")
         root.addHandler(_make_handler(spec))
 

@@ -45,33 +45,25 @@ another worker, where a body that checkpoints resumes (nbcache.run.checkpoint).
 
 from __future__ import annotations
 
-import ast
 import atexit
 import importlib
 import importlib.util
-import inspect
 import logging
-import os
-import pickle
 import re
 import sys
 import threading
-import time
 import types
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
-
 from .. import settings
-from ..entry.pickling import OUT_OF_BAND_MIN, describe_unpicklable, pickle_with, probe
 from ..errors import ExecutorError
+from .daskpack import pack
+from .daskworker import Cancelled, run_packed, stop_here
 from .futures import is_dask_client, settle_with
-from .task import Task, TaskCancelled
+from .task import TaskCancelled
 
 __all__ = [
     "LOCAL",
@@ -79,16 +71,12 @@ __all__ = [
     "check",
     "close",
     "executor",
-    "modules_imported_by",
-    "notebook_modules",
     "set_cluster",
 ]
 
 log = logging.getLogger("nbcache")
 
 LOCAL = "local"  # NBCACHE_DASK=local: a LocalCluster nbcache starts and closes
-_PROGRESS_EVERY = 0.1  # seconds between progress events from one task
-_REFUSE_FOR = 3600.0  # seconds a worker remembers a cancelled key it never started
 _NO_CLUSTER = (
     "no dask cluster to run on: set NBCACHE_DASK=tcp://host:port (a scheduler) or "
     "NBCACHE_DASK=local (a local cluster nbcache starts), or call "
@@ -131,9 +119,7 @@ def set_cluster(cluster: Any) -> None:
 
 def _chosen() -> Any:
     """The configured client or address, else NBCACHE_DASK, else None."""
-    if _cluster is not None:
-        return _cluster
-    return settings.dask_address()
+    return _cluster if _cluster is not None else settings.dask_address()
 
 
 def check(client: Any = None) -> None:
@@ -256,6 +242,8 @@ class DaskExecutor(Executor):
     a name for the dashboard, modules to make importable, progress reports.
     """
 
+    here, ships_modules = False, True  # a Placement: worker processes, local modules by value
+
     def __init__(self, client: Any) -> None:
         self.client = client
         self._topic = f"nbcache-{client.id}"
@@ -302,14 +290,10 @@ class DaskExecutor(Executor):
             ExecutorError: the call or its arguments cannot be pickled, or the
                 executor was shut down.
         """
-        if self._shut:
-            raise ExecutorError(
-                "this DaskExecutor was shut down: get a new one with "
-                "nbcache.tasks.executors.get_executor('dask')"
-            )
+        self._check_open()
         kwargs = dict(kwargs or {})
         shipped = {module.__name__: module for module in modules}
-        stream, buffers = _pack(fn, tuple(args), kwargs, shipped)
+        stream, buffers = pack(fn, tuple(args), kwargs, shipped)
         key = _new_key(name or str(getattr(fn, "__name__", "call")))
         future: Future[Any] = Future()
         future.key = key  # type: ignore[attr-defined]
@@ -321,7 +305,7 @@ class DaskExecutor(Executor):
                 self._resumed[key] = on_resumed
         try:
             remote = self.client.submit(
-                _run_packed, key, self._topic, stream, buffers, key=key, pure=False
+                run_packed, key, self._topic, stream, buffers, key=key, pure=False
             )
         except BaseException:
             with self._lock:
@@ -337,6 +321,13 @@ class DaskExecutor(Executor):
         future.add_done_callback(lambda done: self._ended(key, done))
         return future
 
+    def _check_open(self) -> None:
+        if self._shut:
+            raise ExecutorError(
+                "this DaskExecutor was shut down: get a new one with "
+                "nbcache.tasks.executors.get_executor('dask')"
+            )
+
     def stop(self, future: Future[Any]) -> bool:
         """Stop the call behind ``future``, wherever it is.
 
@@ -349,7 +340,7 @@ class DaskExecutor(Executor):
         if key is None or future.done():
             return future.cancel()
         try:
-            answers = self.client.run(_stop_here, key, on_error="return")
+            answers = self.client.run(stop_here, key, on_error="return")
         except Exception:
             log.warning("nbcache: could not ask the dask workers to stop %s", key, exc_info=True)
             answers = {}
@@ -384,7 +375,7 @@ class DaskExecutor(Executor):
             try:
                 remote.cancel()
                 if not getattr(future, "told", False):
-                    self.client.run(_stop_here, key, wait=False, on_error="ignore")
+                    self.client.run(stop_here, key, wait=False, on_error="ignore")
             except Exception:
                 log.debug("nbcache: could not tell the workers to stop %s", key, exc_info=True)
 
@@ -428,273 +419,7 @@ def _new_key(name: str) -> str:
     return f"nbcache-{slug}-{uuid.uuid4().hex}"
 
 
-@dataclass(frozen=True)
-class _Cancelled:
-    """What a worker returns for a task it stopped (raising would log an error there)."""
-
-    key: str
-
-
 def _unwrap(result: Any) -> Any:
-    if isinstance(result, _Cancelled):
+    if isinstance(result, Cancelled):
         raise TaskCancelled(f"task {result.key!r} was cancelled")
     return result
-
-
-# -- pickling the call ---------------------------------------------------------------
-
-_pickling = threading.Lock()
-_local: dict[tuple[str, str], bool] = {}  # (folder, file) -> notebook-local?
-
-
-def notebook_modules(folder: str | None = None) -> list[types.ModuleType]:
-    """The top-level modules loaded from a file under ``folder`` (default: the working
-    directory) that is not inside site-packages, dist-packages or the Python installation."""
-    root = os.path.realpath(folder or os.getcwd())
-    found = []
-    for name, module in list(sys.modules.items()):
-        if "." in name or name in ("__main__", "nbcache") or module is None:
-            continue
-        file = getattr(module, "__file__", None)
-        if not isinstance(file, str):
-            continue
-        local = _local.get((root, file))
-        if local is None:
-            local = _local[(root, file)] = _is_local(file, root)
-        if local:
-            found.append(module)
-    return found
-
-
-def _is_local(file: str, root: str) -> bool:
-    path = os.path.realpath(file)
-    if not path.startswith(root.rstrip(os.sep) + os.sep):
-        return False
-    parts = path.split(os.sep)
-    if "site-packages" in parts or "dist-packages" in parts:
-        return False
-    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    return not any(path.startswith(prefix.rstrip(os.sep) + os.sep) for prefix in prefixes)
-
-
-def modules_imported_by(source: str, folder: str | None = None) -> list[types.ModuleType]:
-    """The notebook-local modules (and their parent packages) that ``source`` imports.
-
-    One not loaded yet is imported here first, as running ``source`` here would,
-    so that its current version can be sent.
-    """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    root = os.path.realpath(folder or os.getcwd())
-    wanted: dict[str, types.ModuleType] = {}
-    for name in sorted(names):
-        parts = name.split(".")
-        if not _importable_here(parts[0], root):
-            continue
-        for depth in range(1, len(parts) + 1):
-            dotted = ".".join(parts[:depth])
-            module = sys.modules.get(dotted)
-            if module is None and depth == 1:
-                module = importlib.import_module(dotted)
-            if module is not None:
-                wanted[dotted] = module
-    return list(wanted.values())
-
-
-def _importable_here(top: str, root: str) -> bool:
-    """Whether the top-level module ``top`` is (or would load as) notebook-local."""
-    module = sys.modules.get(top)
-    if module is not None:
-        return module in notebook_modules(root)
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return False
-    if spec is None or not spec.has_location or not isinstance(spec.origin, str):
-        return False  # not found, built in, frozen or a namespace package
-    return top != "nbcache" and _is_local(spec.origin, root)
-
-
-def _pack(
-    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], modules: dict[str, types.ModuleType]
-) -> tuple[bytes, list[Any]]:
-    """The call pickled with notebook-local modules by value; large buffers out of band."""
-    call = (fn, args, kwargs, modules)
-    local = notebook_modules()
-    with _pickling:
-        registered = cloudpickle.list_registry_pickle_by_value()
-        added = [module for module in local if module.__name__ not in registered]
-        for module in added:
-            cloudpickle.register_pickle_by_value(module)
-        try:
-            stream, views = pickle_with(cloudpickle.Pickler, call, OUT_OF_BAND_MIN)
-        except Exception as exc:  # what fails is found while the modules are still registered
-            raise ExecutorError(_unsendable(fn, args, kwargs, modules, exc)) from exc
-        finally:
-            for module in added:
-                cloudpickle.unregister_pickle_by_value(module)
-    numpy = sys.modules.get("numpy")
-    if numpy is None:
-        return stream, [pickle.PickleBuffer(view) for view in views]
-    # dask sends numpy arrays without a copy and they arrive writable: 100 MB took 0.11 s
-    # as uint8 arrays and 0.45 s as PickleBuffers on a LocalCluster
-    return stream, [numpy.frombuffer(view, dtype=numpy.uint8) for view in views]
-
-
-def _unsendable(
-    fn: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    modules: dict[str, types.ModuleType],
-    exc: Exception,
-) -> str:
-    """Which part of a call cannot be pickled, and what to do about it."""
-    parts: list[tuple[str, Any]] = [(getattr(fn, "__name__", "the function"), fn)]
-    try:
-        bound = inspect.signature(fn).bind(*args, **kwargs).arguments
-        parts += list(bound.items())
-    except (TypeError, ValueError):
-        parts += [(f"argument {i}", value) for i, value in enumerate(args)]
-        parts += list(kwargs.items())
-    parts += [(f"the module {name}", module) for name, module in modules.items()]
-    where = next(
-        (
-            describe_unpicklable(value, name)
-            for name, value in parts
-            if probe(value, for_store=False)
-        ),
-        "the call",
-    )
-    return (
-        f"cannot send {where} to the dask workers: {exc}. Make it where it is used (inside "
-        "the cell or function), or run on the thread executor."
-    )
-
-
-# -- on a worker ----------------------------------------------------------------------
-
-_here_lock = threading.Lock()
-_here: dict[str, Task[Any]] = {}  # tasks running in this worker process, by key
-_refused: dict[str, float] = {}  # keys cancelled before they started here, and when
-_shipped: dict[str, tuple[int, Any]] = {}  # name -> (users, the module it replaced)
-_ABSENT = object()
-
-
-def _stop_here(key: str) -> bool:
-    """On every worker, through ``Client.run``: stop ``key`` at its next progress step if
-    it runs here (True); otherwise refuse to start it later (False)."""
-    with _here_lock:
-        task = _here.get(key)
-        if task is None:
-            now = time.monotonic()
-            for old in [k for k, when in _refused.items() if now - when > _REFUSE_FOR]:
-                del _refused[old]
-            _refused[key] = now
-            return False
-    task.cancel()
-    return True
-
-
-def _run_packed(key: str, topic: str, stream: bytes, buffers: list[Any]) -> Any:
-    """What a worker runs: the pickled call, as a task whose progress goes to ``topic``."""
-    worker = importlib.import_module("distributed").get_worker()
-    task: Task[Any] = Task(key)
-    with _here_lock:
-        if _refused.pop(key, None) is not None:
-            return _Cancelled(key)
-        _here[key] = task
-    try:
-        worker.log_event(topic, {"key": key, "event": "start"})
-        fn, args, kwargs, modules = _unpack(stream, buffers, worker.address)
-        task.on_change(_Forward(worker, topic, key))
-        with _importable(modules):
-            task.run(lambda: fn(*args, **kwargs))
-    finally:
-        with _here_lock:
-            _here.pop(key, None)
-    if task.future.cancelled():
-        return _Cancelled(key)
-    exc = task.future.exception()
-    if isinstance(exc, TaskCancelled):
-        return _Cancelled(key)
-    if exc is not None:
-        raise exc
-    return task.future.result()
-
-
-def _unpack(stream: bytes, buffers: list[Any], where: str) -> Any:
-    # dask hands buffers over read-only: arrays made from them must stay writable
-    writable = [bytearray(b) if memoryview(b).readonly else b for b in buffers]
-    try:
-        return pickle.loads(stream, buffers=writable)
-    except ModuleNotFoundError as exc:
-        raise ExecutorError(
-            f"the dask worker {where} cannot load this work: it needs the module "
-            f"{exc.name!r}, which is not importable there. Install it where the workers "
-            "run, or keep it beside the notebook so nbcache sends it (see "
-            "nbcache.tasks.dask)."
-        ) from exc
-    except Exception as exc:
-        raise ExecutorError(
-            f"the dask worker {where} cannot load this work: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-class _Forward:
-    """Sends a worker task's progress to the client: at most every 0.1 s, and its last step."""
-
-    def __init__(self, worker: Any, topic: str, key: str) -> None:
-        self._worker = worker
-        self._topic = topic
-        self._key = key
-        self._sent = 0.0
-
-    def __call__(self, task: Task[Any]) -> None:
-        now = time.monotonic()
-        last = task.future.done() or task.done_steps == task.total_steps
-        if not last and now - self._sent < _PROGRESS_EVERY:
-            return
-        self._sent = now
-        message = {
-            "key": self._key,
-            "event": "progress",
-            "done": task.done_steps,
-            "total": task.total_steps,
-            "resumed": task.resumed,  # in every report: a throttled one may be skipped
-        }
-        self._worker.log_event(self._topic, message)
-
-
-@contextmanager
-def _importable(modules: Mapping[str, types.ModuleType]) -> Iterator[None]:
-    """Make ``modules`` importable by name in this worker process while the block runs.
-
-    Tasks running at once that ship the same module share it; the module that
-    was there before (or its absence) comes back when the last of them ends.
-    """
-    with _here_lock:
-        for name, module in modules.items():
-            users, replaced = _shipped.get(name, (0, sys.modules.get(name, _ABSENT)))
-            _shipped[name] = (users + 1, replaced)
-            sys.modules[name] = module
-    try:
-        yield
-    finally:
-        with _here_lock:
-            for name in modules:
-                users, replaced = _shipped.pop(name)
-                if users > 1:
-                    _shipped[name] = (users - 1, replaced)
-                elif replaced is _ABSENT:
-                    sys.modules.pop(name, None)
-                else:
-                    sys.modules[name] = replaced

@@ -10,15 +10,17 @@ cancelled task reads ``cancelling``.
 
 from __future__ import annotations
 
-import importlib
+import importlib.abc
+import importlib.machinery
 import itertools
 import logging
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from ..errors import CacheError
@@ -221,19 +223,24 @@ class Task(Generic[T]):
 _hooked: set[str] = set()
 
 
-def follow_tqdm(load: bool = False) -> None:
-    """Let tqdm bars inside a task's body drive its progress (once tqdm is imported, or
-    now with ``load`` when tqdm is installed: a worker process has not imported it yet).
+def follow_tqdm() -> None:
+    """Let tqdm bars inside a task's body drive its progress: now if tqdm is imported, else
+    the moment anything imports it (in a fresh worker process, the body itself).
 
     Only threads running a task report; everywhere else tqdm behaves as always.
     """
-    if load and "tqdm.std" not in sys.modules:
-        try:
-            importlib.import_module("tqdm.std")
-        except ImportError:
-            return
     std = sys.modules.get("tqdm.std")
-    if std is None or "tqdm" in _hooked:
+    if std is not None:
+        _follow(std)
+        return
+    with _hook_lock:
+        if not any(isinstance(finder, _FollowOnImport) for finder in sys.meta_path):
+            sys.meta_path.insert(0, _FollowOnImport())
+
+
+def _follow(std: types.ModuleType) -> None:
+    """Report the steps of ``tqdm.std``'s bars to the task running them."""
+    if "tqdm" in _hooked:
         return
     with _hook_lock:
         if "tqdm" in _hooked:
@@ -250,6 +257,35 @@ def follow_tqdm(load: bool = False) -> None:
         std.tqdm.update = update
         std.tqdm.__iter__ = _followed_iter(std.tqdm.__iter__)
         _hooked.add("tqdm")
+
+
+class _FollowOnImport(importlib.abc.MetaPathFinder):
+    """Finds ``tqdm.std`` as the next finder would, and follows it once it has run."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "tqdm.std":
+            return None
+        spec: importlib.machinery.ModuleSpec | None = None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None) if finder is not self else None
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                break
+        run = getattr(spec.loader, "exec_module", None) if spec is not None else None
+        if spec is None or run is None:
+            return spec
+
+        def exec_module(module: types.ModuleType) -> None:
+            run(module)
+            with suppress(ValueError):  # another thread took it out first
+                sys.meta_path.remove(self)
+            _follow(module)
+
+        # a path finder makes a loader for this one module: changing it changes no other
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign,union-attr]
+        return spec
 
 
 def _followed_iter(original: Callable[[Any], Iterator[Any]]) -> Callable[[Any], Iterator[Any]]:

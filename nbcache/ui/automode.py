@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..run.auto import AUTO_MAGIC, AutoMode, wraps
-from ..run.cell import CellCache
+from ..run.cell import CellRunner
 
 __all__ = ["auto_off", "auto_on", "transform_body", "wrapped"]
 
@@ -40,7 +40,7 @@ def transform_body(shell: Any, source: str) -> str:
         depth[0] -= 1
 
 
-def auto_on(shell: Any, cells: CellCache, auto: AutoMode) -> None:
+def auto_on(shell: Any, cells: CellRunner, auto: AutoMode) -> None:
     """Cache every cell of ``shell`` from its next cell on."""
     cells.auto = auto
     if id(shell) in _ON:
@@ -102,7 +102,7 @@ def _rewritten(shell: Any, line: str) -> bool:
     return handler is not manager.get_handler_by_name("normal")
 
 
-def auto_off(shell: Any, cells: CellCache) -> None:
+def auto_off(shell: Any, cells: CellRunner) -> None:
     """Back to caching only ``%%cache`` cells."""
     cells.auto = None
     hooks = _ON.pop(id(shell), None)

@@ -22,7 +22,7 @@ import time
 import warnings
 from typing import Any
 
-from ..run.cell import CellCache
+from ..run.cell import CellRunner
 from ..run.decide import FORCED, MEMORY_ONLY
 from ..tasks.task import Task
 
@@ -42,7 +42,7 @@ _UNTIMED = ("uncached",)  # as CellOutcome.record: a run outside the cache is no
 
 
 def state_of(noted: dict[str, Any]) -> str:
-    """The editor's state of a cell from what :class:`CellCache` noted of its run."""
+    """The editor's state of a cell from what :class:`CellRunner` noted of its run."""
     outcome = str(noted.get("outcome", "ran"))
     if noted.get("action") == "always" or (outcome == "ran" and noted.get("always")):
         return "always"
@@ -54,7 +54,7 @@ def state_of(noted: dict[str, Any]) -> str:
 class Editor:
     """The kernel's end of the ``nbcache`` comm, for one shell."""
 
-    def __init__(self, shell: Any, cells: CellCache) -> None:
+    def __init__(self, shell: Any, cells: CellRunner) -> None:
         self.shell = shell
         self.cells = cells
         self.comms: list[Any] = []  # those an editor listens on

@@ -1,17 +1,17 @@
 """The IPython side of running a cell: transform, compile, execute, publish.
 
 A cached cell's body runs the way ``%%time`` runs it: the cell is transformed
-(so ``%magic`` and ``!shell`` lines inside it work), parsed, the statements are
-executed in the user namespace and the last expression, if any, is evaluated
-and returned, so IPython's display hook shows it once and records it in
-``Out``.  The body is registered in IPython's linecache under the cell's own
-number, with its lines where the user sees them, so a traceback points at the
-user's line; nbcache's own frames are hidden from it.
+(so ``%magic`` and ``!shell`` lines inside it work) and parsed by IPython, its
+AST transformers applied, and the body runner (:mod:`nbcache.run.body`) executes
+the statements in the user namespace with IPython's compiler and evaluates and
+returns the last expression, if any, so IPython's display hook shows it once and
+records it in ``Out``.  The body is registered in IPython's linecache under the
+cell's own number, with its lines where the user sees them, so a traceback points
+at the user's line; nbcache's own frames are hidden from it.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
 import sys
@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..run.output import NO_RESULT, UNSTORED, from_user_code
+from ..run.body import run_tree
+from ..run.output import NO_RESULT, UNSTORED
 from ..run.report import Card, CellReport
 from ..tasks.task import Task
 from .automode import transform_body, wrapped
@@ -185,15 +186,5 @@ class IPythonShell:
         number = self.cell_number() if number is None else number
         filename = compiler.cache(padded, number, raw_code=padded)
         tree = self.shell.transform_ast(compiler.ast_parse(padded, filename=filename))
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
         namespace = self.user_ns if namespace is None else namespace
-        try:
-            exec(compiler(tree, filename, "exec"), namespace)
-            if last is None:
-                return NO_RESULT
-            return eval(compiler(last, filename, "eval"), namespace)
-        except BaseException as exc:  # noqa: BLE001 - the user's own, re-raised unchanged
-            # Re-raising the exception being handled keeps its own cause and context.
-            raise exc.with_traceback(from_user_code(exc.__traceback__, filename))  # noqa: B904
+        return run_tree(tree, filename, namespace, compiler)

@@ -19,10 +19,10 @@ from ..cache.core import Cache
 from ..cache.default import check_store, default_cache, open_store, set_default_cache
 from ..errors import CacheError, ExecutorError
 from ..run.auto import AutoMode
-from ..run.cell import CellCache
+from ..run.cell import CellRunner
 from ..run.cellrun import CellOptions
-from ..run.checkpoint import parse_policy
 from ..run.memo import Memoized, memoize
+from ..run.snapshots import parse_policy
 from ..settings import max_size
 from ..units import format_duration, parse_duration, parse_size
 from .automode import auto_off, auto_on
@@ -71,7 +71,7 @@ class NbcacheMagics(Magics):
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         self.adapter = IPythonShell(shell)
-        self.cells = CellCache(self.adapter, default_cache)
+        self.cells = CellRunner(self.adapter, default_cache)
 
     # -- %%cache ----------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Notebooks built from cell sources with nbformat, run in a fresh ipykernel through nbclient.
 
 Each run starts a new kernel of this interpreter (see
-:func:`nbcache.ui.tutorial.execute_notebook`) in a given folder, with an
+:func:`nbcache.notebooks.kernels.execute_notebook`) in a given folder, with an
 environment built here from scratch for nbcache and IPython, so no kernel ever
 touches the user's ~/.config, ~/.ipython or a repository's .nbcache.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import nbformat
 
-from nbcache.ui.tutorial import execute_notebook, is_status
+from nbcache.notebooks.kernels import execute_notebook, is_status
 
 __all__ = [
     "build",

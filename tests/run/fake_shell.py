@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import builtins
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nbcache.run.output import NO_RESULT
+from nbcache.run.body import run_source
 from nbcache.run.report import CellReport
 from nbcache.tasks.task import Task
 
@@ -57,13 +56,7 @@ class FakeShell:
     def execute(
         self, source: str, namespace: dict[str, Any] | None = None, number: int | None = None
     ) -> Any:
-        namespace = self.user_ns if namespace is None else namespace
-        tree = ast.parse(source)
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        exec(compile(tree, "<cell>", "exec"), namespace)
-        if last is None:
-            return NO_RESULT
-        return eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
+        return run_source(source, self.user_ns if namespace is None else namespace)
 
     def cell_number(self) -> int | None:
         return None

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
 from nbcache.run.auto import AutoMode, fixed_cost, from_environment, wraps
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions, ModuleRef
+from nbcache.run.records import CellEntry
 from nbcache.store import LocalStore
 from tests.run.fake_shell import FakeShell
 
@@ -45,20 +45,20 @@ def test_the_store_rule_weighs_time_against_size() -> None:
     auto = AutoMode()
     assert fixed_cost(0) == pytest.approx(0.0005)
     assert fixed_cost(10**6) == pytest.approx(0.0025)
-    assert not auto.admit({"vars": {}}, 10**6, 0.002)
-    assert auto.admit({"vars": {}}, 10**6, 0.003)
-    assert AutoMode(min_seconds=0.1).admit({"vars": {}}, 0, 0.1)
-    assert not AutoMode(min_seconds=0.1).admit({"vars": {}}, 0, 0.099)
+    assert not auto.admit(CellEntry(vars={}).stored(), 10**6, 0.002)
+    assert auto.admit(CellEntry(vars={}).stored(), 10**6, 0.003)
+    assert AutoMode(min_seconds=0.1).admit(CellEntry(vars={}).stored(), 0, 0.1)
+    assert not AutoMode(min_seconds=0.1).admit(CellEntry(vars={}).stored(), 0, 0.099)
 
 
 def test_some_cells_are_stored_whatever_they_cost() -> None:
     """Outside state changed (random draws), notebook code or a module bound."""
     auto = AutoMode(min_seconds=NEVER)
-    cheap: dict[str, Any] = {"vars": {"x": 1}, "plain": ["x"]}
+    cheap = CellEntry(vars={"x": 1}, plain=["x"]).stored()
     assert not auto.admit(cheap, 10, 0.0)
     assert auto.admit({**cheap, "effects": {"random": "state"}}, 10, 0.0)
-    assert auto.admit({"vars": {"f": object()}, "plain": []}, 10, 0.0)  # not plain data
-    assert auto.admit({"vars": {"np": ModuleRef("numpy")}, "plain": ["np"]}, 10, 0.0)
+    assert auto.admit(CellEntry(vars={"f": object()}).stored(), 10, 0.0)  # not plain data
+    assert auto.admit(CellEntry(vars={"np": ModuleRef("numpy")}, plain=["np"]).stored(), 10, 0.0)
 
 
 def test_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -96,15 +96,15 @@ NOTEBOOK = [
 ]
 
 
-def _session(root: Path, auto: AutoMode) -> tuple[FakeShell, CellCache, Cache]:
+def _session(root: Path, auto: AutoMode) -> tuple[FakeShell, CellRunner, Cache]:
     shell = FakeShell()
     cache = Cache(LocalStore(root), signer=Signer(b"secret"))
-    cells = CellCache(shell, lambda: cache)
+    cells = CellRunner(shell, lambda: cache)
     cells.auto = auto
     return shell, cells, cache
 
 
-def _run(shell: FakeShell, cells: CellCache, notebook: list[tuple[str, str]]) -> None:
+def _run(shell: FakeShell, cells: CellRunner, notebook: list[tuple[str, str]]) -> None:
     for cell_id, source in notebook:
         shell.cell_id = cell_id
         cells.run(source, CellOptions(auto=True))

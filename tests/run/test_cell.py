@@ -9,16 +9,16 @@ from pathlib import Path
 
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.store import LocalStore
 from tests.run.fake_shell import FakeShell
 
 
-def _cells(root: Path) -> tuple[FakeShell, CellCache]:
+def _cells(root: Path) -> tuple[FakeShell, CellRunner]:
     shell = FakeShell()
     cache = Cache(LocalStore(root), signer=Signer(b"secret"))
-    return shell, CellCache(shell, lambda: cache)
+    return shell, CellRunner(shell, lambda: cache)
 
 
 def test_a_miss_then_a_hit_in_a_new_shell(tmp_path: Path) -> None:
@@ -67,13 +67,13 @@ def test_the_core_runs_without_ipython(tmp_path: Path) -> None:
         sys.path.insert(0, {str(Path(__file__).parents[2])!r})
         from nbcache.cache.core import Cache
         from nbcache.entry.signing import Signer
-        from nbcache.run.cell import CellCache
+        from nbcache.run.cell import CellRunner
         from nbcache.run.cellrun import CellOptions
         from nbcache.store import LocalStore
         from tests.run.fake_shell import FakeShell
         shell = FakeShell()
         cache = Cache(LocalStore({str(tmp_path)!r}), signer=Signer(b"s"))
-        cells = CellCache(shell, lambda: cache)
+        cells = CellRunner(shell, lambda: cache)
         assert cells.run("x = 1\\nx + 1", CellOptions()) == 2
         print(sorted(m for m in ("IPython", "ipywidgets") if m in sys.modules))
         """

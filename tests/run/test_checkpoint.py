@@ -14,12 +14,13 @@ import pytest
 from nbcache.cache.core import Cache
 from nbcache.entry.pickling import Pickled
 from nbcache.entry.signing import Signer
-from nbcache.run import checkpoint, routing
+from nbcache.run import checkpoint, routing, snapshots
 from nbcache.run.background import run_in_worker
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
-from nbcache.run.checkpoint import Policy, checkpoint_key, parse_policy
+from nbcache.run.checkpoint import checkpoint_key
 from nbcache.run.report import CellReport
+from nbcache.run.snapshots import Policy, parse_policy
 from nbcache.store import LocalStore
 from nbcache.ui.status import status_line
 from tests.run.fake_shell import FakeShell
@@ -56,10 +57,10 @@ def _no_fail_at() -> Iterator[None]:
     routing.uninstall()
 
 
-def _cells(root: Path) -> tuple[FakeShell, CellCache, Cache]:
+def _cells(root: Path) -> tuple[FakeShell, CellRunner, Cache]:
     shell = FakeShell()
     cache = Cache(LocalStore(root), signer=Signer(b"secret"))
-    return shell, CellCache(shell, lambda: cache), cache
+    return shell, CellRunner(shell, lambda: cache), cache
 
 
 def _settle() -> None:
@@ -90,11 +91,11 @@ def test_policy_words_and_durations() -> None:
         parse_policy("sometimes")
     assert Policy.of("off") is None
     auto = Policy.of("auto")
-    assert auto is not None and auto.interval == checkpoint.FLOOR
+    assert auto is not None and auto.interval == snapshots.FLOOR
     auto.snapshot_cost = 1.0  # a 1 s snapshot: at most SHARE of the loop's time
-    assert auto.interval == pytest.approx(1.0 / checkpoint.SHARE)
+    assert auto.interval == pytest.approx(1.0 / snapshots.SHARE)
     auto.snapshot_cost = 60.0
-    assert auto.interval == checkpoint.CEILING  # still at least every few minutes
+    assert auto.interval == snapshots.CEILING  # still at least every few minutes
     fixed = Policy.of(600.0)
     assert fixed is not None and fixed.interval == 600.0
 
@@ -144,7 +145,7 @@ def test_an_exception_in_step_k_resumes_with_the_values_of_an_uninterrupted_run(
     assert capsys.readouterr().out == "setup\n" + "".join(f"step {i}\n" for i in range(30))
 
 
-def cells_key(cells: CellCache, shell: FakeShell) -> str:
+def cells_key(cells: CellRunner, shell: FakeShell) -> str:
     run = cells.decide(LOOP, CellOptions(force=True)).run  # forced: no lookup
     assert run is not None
     return run.key.key
@@ -246,8 +247,8 @@ def test_the_writer_never_queues_more_than_one_snapshot() -> None:
     """While one write runs, a newer snapshot replaces the one waiting; the loop is never
     held up; closing removes the checkpoint once the last write ended."""
     slow = _SlowCache()
-    writer = checkpoint._Writer(slow, "k" * 32, Policy())  # type: ignore[arg-type]
-    snap = [checkpoint._Snapshot(n, Pickled(b""), {"step": n}) for n in range(1, 5)]
+    writer = snapshots.Writer(slow, "k" * 32, Policy())  # type: ignore[arg-type]
+    snap = [snapshots.Snapshot(n, Pickled(b""), {"step": n}) for n in range(1, 5)]
     start = time.perf_counter()
     for s in snap:
         writer.submit(s)
@@ -413,11 +414,11 @@ for i in progress(range(40)):
 """
 
 
-def _remote_cells(root: Path, signer: Signer) -> tuple[FakeShell, CellCache, Cache]:
+def _remote_cells(root: Path, signer: Signer) -> tuple[FakeShell, CellRunner, Cache]:
     """A shell whose cache is signed with the secret the workers hold (NBCACHE_SECRET)."""
     shell = FakeShell()
     cache = Cache(LocalStore(root), signer=signer)
-    return shell, CellCache(shell, lambda: cache), cache
+    return shell, CellRunner(shell, lambda: cache), cache
 
 
 def test_a_process_background_cell_checkpoints_in_the_worker_and_resumes(
@@ -466,8 +467,8 @@ def test_a_worker_with_another_secret_writes_no_checkpoint(
     remote = checkpoint.remote_checkpoints(cache, run)
     assert remote is not None and remote.location == cache.store.location  # type: ignore[union-attr]
     made = run_in_worker(BACKGROUND.replace("200", "5"), {}, ["total", "i"], "<cell>", remote)
-    assert made["vars"]["total"] == sum(range(5))
-    assert "not checkpointed" in made["stderr"] and "secret is not the kernel's" in made["stderr"]
+    assert made.vars["total"] == sum(range(5))
+    assert "not checkpointed" in made.stderr and "secret is not the kernel's" in made.stderr
     assert _checkpoints(cache) == []
 
 
@@ -506,14 +507,14 @@ def test_the_resume_line_is_not_the_cells_output(tmp_path: Path) -> None:
     cache = Cache(LocalStore(tmp_path), signer=Signer(b"secret"))
     os.environ["FAIL_AT"] = "10"
     with pytest.raises(ValueError):
-        CellCache(FakeShell(), lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
+        CellRunner(FakeShell(), lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
     _settle()
     del os.environ["FAIL_AT"]
     shell = _PublishingShell()
-    CellCache(shell, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
+    CellRunner(shell, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
     assert "resumed at step" in str(shell.display_publisher.shown[0])  # it was shown
     hit = FakeShell()
-    CellCache(hit, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
+    CellRunner(hit, lambda: cache).run(LOOP, CellOptions(checkpoint=0.0))
     assert hit.reports[-1].outcome == "restored"
     assert hit.display_publisher.shown == []  # the loop showed no display; neither does the hit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
 from nbcache.run.auto import AutoMode
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.run.decide import FORCED, Look, decide, read
 from nbcache.run.plan import plan
@@ -42,7 +42,7 @@ def test_miss_restore_and_force(tmp_path: Path) -> None:
 
     shell = FakeShell()
     shell.cell_id = "x"
-    CellCache(shell, lambda: cache).run("a = [1, 2]", CellOptions())
+    CellRunner(shell, lambda: cache).run("a = [1, 2]", CellOptions())
     again = decide("a = [1, 2]", CellOptions(), {}, _cache(tmp_path), identity="x")
     assert again.action == "restore" and again.hit is not None
     assert again.hit.info.key == first.run.key.key  # the key the miss would have stored
@@ -57,13 +57,13 @@ def test_the_plan_and_the_run_take_the_same_decision(tmp_path: Path) -> None:
     fresh kernel) then does."""
     cells = [("one", "a = list(range(5))"), ("two", "b = a + [1]"), ("three", "c = len(b)")]
     shell = FakeShell()
-    runner = CellCache(shell, lambda: _cache(tmp_path))
+    runner = CellRunner(shell, lambda: _cache(tmp_path))
     for cell_id, source in cells:
         shell.cell_id = cell_id
         runner.run(source, CellOptions())
     rows = plan(cells, _cache(tmp_path), lambda s: s)  # type: ignore[arg-type]
     fresh = FakeShell()
-    again = CellCache(fresh, lambda: _cache(tmp_path), auto=AutoMode(lazy=True))
+    again = CellRunner(fresh, lambda: _cache(tmp_path), auto=AutoMode(lazy=True))
     outcomes = []
     for cell_id, source in cells:
         fresh.cell_id = cell_id
@@ -77,7 +77,7 @@ def test_a_header_hit_in_a_whole_notebook_run_restores_stand_ins(tmp_path: Path)
     cache = _cache(tmp_path)
     shell = FakeShell()
     shell.cell_id = "x"
-    CellCache(shell, lambda: cache).run("a = list(range(10))", CellOptions(auto=True))
+    CellRunner(shell, lambda: cache).run("a = list(range(10))", CellOptions(auto=True))
     fresh = _cache(tmp_path)  # a new kernel: nothing in memory
     header = decide("a = list(range(10))", CellOptions(), {}, fresh, identity="x", look=Look.HEADER)
     assert header.action == "restore-header" and header.recorded is not None

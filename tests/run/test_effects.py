@@ -361,7 +361,7 @@ def test_a_resume_after_the_file_a_loop_read_changed_starts_over(
     from nbcache.cache.core import Cache
     from nbcache.entry.signing import Signer
     from nbcache.run import checkpoint
-    from nbcache.run.cell import CellCache
+    from nbcache.run.cell import CellRunner
     from nbcache.run.cellrun import CellOptions
     from nbcache.store import LocalStore
     from tests.run.fake_shell import FakeShell
@@ -369,10 +369,10 @@ def test_a_resume_after_the_file_a_loop_read_changed_starts_over(
     os.chdir(tmp_path)
     (tmp_path / "numbers.txt").write_text("1 2 3 4 -5 6 7 8")
 
-    def cells() -> tuple[FakeShell, CellCache]:
+    def cells() -> tuple[FakeShell, CellRunner]:
         shell = FakeShell()
         cache = Cache(LocalStore(tmp_path / "store"), signer=Signer(b"secret"))
-        return shell, CellCache(shell, lambda: cache)
+        return shell, CellRunner(shell, lambda: cache)
 
     _, first = cells()
     with pytest.raises(ValueError, match="bad number -5"):
@@ -408,16 +408,16 @@ def test_a_mutation_through_a_part_of_another_variable_comes_back(
 
 
 def test_the_identity_walk_is_bounded() -> None:
-    from nbcache.run import cellrun
+    from nbcache.run import sharing
 
     chain: list[Any] = []
     node = chain
     for _ in range(50_000):
         node.append([])
         node = node[0]
-    budget = [cellrun._WALK_BUDGET]
-    parts = cellrun._mutable_parts([chain], budget)
-    assert len(parts) == cellrun._WALK_BUDGET and budget == [0]
+    budget = [sharing.WALK_BUDGET]
+    parts = sharing.mutable_parts([chain], budget)
+    assert len(parts) == sharing.WALK_BUDGET and budget == [0]
 
 
 def test_a_folder_gone_since_is_one_line_not_a_silent_restore(kernels: Kernels) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.run.files import KEPT_WRITE, FileReads, Written
 from nbcache.store import LocalStore
@@ -136,10 +136,10 @@ def test_a_watched_folder_changes_when_a_file_in_it_does(tmp_path: Path) -> None
 # -- through cells ---------------------------------------------------------------------
 
 
-def _cells(root: Path) -> tuple[FakeShell, CellCache]:
+def _cells(root: Path) -> tuple[FakeShell, CellRunner]:
     shell = FakeShell()
     cache = Cache(LocalStore(root), signer=Signer(b"secret"))
-    return shell, CellCache(shell, lambda: cache)
+    return shell, CellRunner(shell, lambda: cache)
 
 
 def test_a_cell_runs_again_when_a_file_it_read_changed(tmp_path: Path) -> None:

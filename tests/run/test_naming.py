@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.run.naming import by_interest
 from nbcache.store import LocalStore
@@ -72,6 +72,6 @@ def test_a_report_names_what_the_cell_computed_first(tmp_path: Path) -> None:
     shell = FakeShell()
     cache = Cache(LocalStore(tmp_path), signer=Signer(b"secret"))
     source = "import math\nfor i in range(3):\n    pass\ntotal = math.fsum([1.0] * i)\n"
-    CellCache(shell, lambda: cache).run(source, CellOptions())
+    CellRunner(shell, lambda: cache).run(source, CellOptions())
     (report,) = shell.reports
     assert report.names == ("total", "math", "i")

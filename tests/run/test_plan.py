@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.run.plan import PlanRow, plan
 from nbcache.store import LocalStore
@@ -29,7 +29,7 @@ def _cache(root: Path) -> Cache:
 def _run(root: Path, cells: list[tuple[str, str]]) -> FakeShell:
     """Run ``cells`` as %%cache cells, each under its id, in a fresh fake shell."""
     shell = FakeShell()
-    runner = CellCache(shell, lambda: _cache(root))
+    runner = CellRunner(shell, lambda: _cache(root))
     for cell_id, source in cells:
         shell.cell_id = cell_id
         runner.run(source, CellOptions())
@@ -80,7 +80,7 @@ def test_a_changed_input_from_the_namespace_runs_the_cell(tmp_path: Path) -> Non
     shell = FakeShell()
     shell.user_ns["limit"] = 3
     shell.cell_id = "cut"
-    CellCache(shell, lambda: _cache(tmp_path)).run("kept = [0, 5, 9][:limit]", CellOptions())
+    CellRunner(shell, lambda: _cache(tmp_path)).run("kept = [0, 5, 9][:limit]", CellOptions())
     cell = [("cut", "kept = [0, 5, 9][:limit]")]
     assert [r.action for r in _plan(tmp_path, cell, initial={"limit": 3})] == ["restore"]
     (row,) = _plan(tmp_path, cell, initial={"limit": 2})
@@ -127,7 +127,7 @@ def test_cells_that_always_run_say_why(tmp_path: Path) -> None:
 def test_a_named_cache_cell_is_compared_with_the_last_run_of_that_name(tmp_path: Path) -> None:
     shell = FakeShell()
     shell.cell_id = "x"
-    CellCache(shell, lambda: _cache(tmp_path)).run("h = 40 + 2", CellOptions(name="named"))
+    CellRunner(shell, lambda: _cache(tmp_path)).run("h = 40 + 2", CellOptions(name="named"))
     (row,) = _plan(tmp_path, [("another-id", "%%cache -n named\nh = 40 + 2")])
     assert row.action == "restore"
     (row,) = _plan(tmp_path, [("another-id", "%%cache -n named\nh = 40 + 3")])

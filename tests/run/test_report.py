@@ -10,7 +10,7 @@ import pytest
 from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
 from nbcache.errors import CacheWarning
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.run.report import CellReport, Resume, age_text
 from nbcache.store import LocalStore
@@ -40,10 +40,10 @@ def test_a_resume_says_where_it_picked_up() -> None:
     assert Resume(7, None, 5.0).text == "resumed at step 7, saved 5 s ago"
 
 
-def _cells(root: Path) -> tuple[FakeShell, CellCache, Cache]:
+def _cells(root: Path) -> tuple[FakeShell, CellRunner, Cache]:
     shell = FakeShell()
     cache = Cache(LocalStore(root), signer=Signer(b"secret"))
-    return shell, CellCache(shell, lambda: cache), cache
+    return shell, CellRunner(shell, lambda: cache), cache
 
 
 def test_a_computed_then_a_restored_report(tmp_path: Path) -> None:

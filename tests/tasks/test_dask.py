@@ -28,6 +28,7 @@ from nbcache.cache.core import Cache
 from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
 from nbcache.tasks import dask as dx
+from nbcache.tasks import daskpack, daskworker
 from nbcache.tasks.executors import check_executor, get_executor
 from nbcache.tasks.task import Task, TaskCancelled, progress
 from nbcache.ui.widgets import WidgetCard
@@ -178,7 +179,7 @@ def test_cancel_reads_cancelling_until_the_worker_lets_go(
     assert states.index("cancelling") < states.index("cancelled")
     assert _shows(card, "cancelled")
     assert "finished" not in ip.user_ns and "i" not in ip.user_ns
-    assert on_dask.run(lambda: len(dx._here)) == dict.fromkeys(on_dask.run(os.getpid), 0)
+    assert on_dask.run(lambda: len(daskworker._here)) == dict.fromkeys(on_dask.run(os.getpid), 0)
     card._stop.set()
 
 
@@ -310,11 +311,11 @@ def test_which_modules_are_notebook_local(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(here)
     names = [f"{name}_{tag}" for name in ("near", "inst", "far")]
     source = "".join(f"import {name}\n" for name in names) + "import json, _bisect, nbcache\n"
-    assert [m.__name__ for m in dx.modules_imported_by(source)] == [names[0]]
+    assert [m.__name__ for m in daskpack.modules_imported_by(source)] == [names[0]]
     assert names[0] in sys.modules  # loaded here, so that its current version can be sent
     for name in names[1:]:
         __import__(name)
-    local = {m.__name__ for m in dx.notebook_modules()}
+    local = {m.__name__ for m in daskpack.notebook_modules()}
     assert names[0] in local and not local & {*names[1:], "nbcache", "json"}
     for name in names:
         monkeypatch.delitem(sys.modules, name)

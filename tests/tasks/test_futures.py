@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from nbcache import CacheError
-from nbcache.tasks.executors import configure, configured_executor, get_executor
+from nbcache.tasks.executors import (
+    PoolPlacement,
+    configure,
+    configured_executor,
+    get_executor,
+    placement,
+    runs_here,
+)
 from nbcache.tasks.futures import as_future, wrap_future
 from nbcache.tasks.task import Task, TaskCancelled, current_task, progress
 from nbcache.ui.widgets import TextCard
@@ -205,3 +213,58 @@ def test_tqdm_drives_the_task_progress() -> None:
     task.run(lambda: sum(1 for _ in tqdm.tqdm(range(50), disable=False, mininterval=0)))
     assert (task.done_steps, task.total_steps) == (50, 50)
     assert sum(1 for _ in tqdm.tqdm(range(3))) == 3  # no task: plain tqdm
+
+
+def test_tqdm_imported_after_a_task_asked_to_follow_it_drives_the_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fresh worker has not imported tqdm when the body starts: the body's own import
+    is what makes its bars report, whatever name the body reaches tqdm by."""
+    import importlib
+
+    import tqdm  # noqa: F401 - its modules are taken out below and put back after
+
+    from nbcache.tasks import task as tasks
+
+    for name in [n for n in sys.modules if n == "tqdm" or n.startswith("tqdm.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(tasks, "_hooked", set())
+    task: Task[int] = Task("bars")
+
+    def body() -> int:
+        fresh = importlib.import_module("tqdm")  # a module the body imports first
+        return sum(1 for _ in fresh.trange(20, disable=False, mininterval=0))
+
+    task.run(body)
+    assert task.future.result() == 20
+    assert (task.done_steps, task.total_steps) == (20, 20)
+    assert not [f for f in sys.meta_path if type(f).__module__ == tasks.__name__]
+
+
+class _Inline(Executor):
+    """An executor of the user's own, neither a thread pool nor loky: its calls run
+    elsewhere as far as nbcache knows, and stop only before they start."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_executors_declare_where_work_runs_and_how_it_stops() -> None:
+    assert runs_here("thread") and runs_here(ThreadPoolExecutor(1))
+    assert not runs_here("process") and not runs_here("dask") and not runs_here(_Inline())
+    threads = placement("thread")
+    assert threads.here and not threads.ships_modules
+    assert threads.start(pow, (2, 5)).result(5) == 32
+    own = placement(_Inline())
+    assert not own.here and not own.ships_modules
+    done = own.start(pow, (2, 3))
+    assert done.result() == 8 and own.stop(done) is False  # it ran: nothing stops it now
+    pending: Future[Any] = Future()
+    assert own.stop(pending) is True and pending.cancelled()  # not started: cancelled
+
+
+def test_a_loky_pool_stops_by_stopping_its_workers() -> None:
+    pool = placement("process")
+    assert isinstance(pool, PoolPlacement) and pool.kills_workers and not pool.here

@@ -12,10 +12,11 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from nbcache.cache.default import default_cache, set_default_cache
-from nbcache.keys.recorded import Recorded
+from nbcache.keys.standin import StandIn
 from nbcache.run.auto import AutoMode, fixed_cost, wraps
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.effects import forget_seeds
+from nbcache.run.records import CellEntry
 from tests.shells import close_shell, new_shell
 
 SLOW = "__import__('time').sleep(0.05)\n"  # a body worth storing under the cost rule
@@ -61,8 +62,8 @@ def run(shell: InteractiveShell, cell: str) -> Any:
     return result.result
 
 
-def cells_of(shell: InteractiveShell) -> CellCache:
-    cells: CellCache = shell.magics_manager.registry["NbcacheMagics"].cells
+def cells_of(shell: InteractiveShell) -> CellRunner:
+    cells: CellRunner = shell.magics_manager.registry["NbcacheMagics"].cells
     return cells
 
 
@@ -133,7 +134,7 @@ def test_a_cheap_cell_is_kept_in_memory_only_and_its_dependents_still_restore(
 
 def test_the_cost_rule_weighs_the_bytes_to_store() -> None:
     auto = AutoMode()
-    entry = {"vars": {"x": 1}, "plain": ["x"]}
+    entry = CellEntry(vars={"x": 1}, plain=["x"]).stored()
     assert not auto.admit(entry, 1_000, 0.0001)  # an assignment of a constant
     assert auto.admit(entry, 1_000, 0.001)  # a df.head()
     # a cell that ran 0.1 s but binds a gigabyte is cheaper to run again
@@ -160,14 +161,14 @@ def test_a_lazy_run_loads_nothing_for_hits_and_only_what_an_edited_cell_reads(
     for cell in NOTEBOOK[:-1]:
         run(shell, cell)
     assert outcomes(shell) == ["restored"] * 3
-    assert all(type(shell.user_ns[n]) is Recorded for n in "abc")
+    assert all(type(shell.user_ns[n]) is StandIn for n in "abc")
     run(shell, SLOW + "e = len(b)")  # an edited last cell
     assert shell.user_ns["e"] == 1000
     auto = cells_of(shell).auto
     assert auto is not None
     assert auto.outcomes[-1]["outcome"] == "ran"
     assert auto.outcomes[-1]["loaded"] == ["b"]
-    assert type(shell.user_ns["a"]) is Recorded and type(shell.user_ns["c"]) is Recorded
+    assert type(shell.user_ns["a"]) is StandIn and type(shell.user_ns["c"]) is StandIn
 
 
 def test_a_running_cell_loads_the_globals_of_the_functions_it_calls(session: Any) -> None:
@@ -183,7 +184,7 @@ def test_a_running_cell_loads_the_globals_of_the_functions_it_calls(session: Any
     auto = cells_of(shell).auto
     assert auto is not None
     assert auto.outcomes[-1]["loaded"] == ["data"]
-    assert type(shell.user_ns["other"]) is Recorded
+    assert type(shell.user_ns["other"]) is StandIn
 
 
 def test_a_cell_that_may_reach_any_name_loads_everything(session: Any) -> None:
@@ -253,7 +254,7 @@ def test_names_a_cell_passes_in_strings_are_loaded(session: Any) -> None:
     shell = session("%nbcache auto --lazy")
     for cell in cells:
         run(shell, cell)
-    assert type(shell.user_ns["limit"]) is Recorded
+    assert type(shell.user_ns["limit"]) is StandIn
     assert run(shell, "frame.query('a > @limit')['a'].tolist()") == [2]
 
 
@@ -434,7 +435,7 @@ def test_a_lazy_restore_holds_its_entry_against_eviction(session: Any) -> None:
     shell = session("%nbcache auto --lazy")
     try:
         run(shell, SLOW + "kept = list(range(10))")
-        assert type(shell.user_ns["kept"]) is Recorded
+        assert type(shell.user_ns["kept"]) is StandIn
         assert record.key in base._HELD
     finally:
         base._HELD.discard(record.key)

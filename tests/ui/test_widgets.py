@@ -16,7 +16,7 @@ import pytest
 
 from nbcache.cache.core import Cache
 from nbcache.cache.ledger import EntryRecord
-from nbcache.run.cell import CellCache
+from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.run.memo import memoize
 from nbcache.run.report import CellReport, Resume
@@ -288,7 +288,7 @@ def test_browser_shows_checkpoints_as_partial_entries(cache: Cache) -> None:
     """A cell run that did not finish leaves a checkpoint: the browser lists it as a
     partial entry of that cell, with the step it reached and its age; a finished entry
     has no such mark."""
-    cells = CellCache(FakeShell(), lambda: cache)
+    cells = CellRunner(FakeShell(), lambda: cache)
     loop = (
         "from nbcache import progress\nacc = []\nfor i in progress(range(10)):\n"
         "    acc.append(i)\n    if i == 6:\n        raise ValueError(i)\n"
@@ -321,7 +321,7 @@ def _scaled(a: Any, n: Any = 1) -> Any:
 def test_browser_code_column_says_what_made_each_entry(cache: Cache) -> None:
     """A cell's row shows its first statement past its imports; a memoized call's row
     shows the call, arguments and all, instead of a dash."""
-    cells = CellCache(FakeShell(), lambda: cache)
+    cells = CellRunner(FakeShell(), lambda: cache)
     cells.run(
         "import math\nfrom os import path\n\n# the sum\ntotal = math.fsum([1.0, 2.0])\n",
         CellOptions(name="summed"),

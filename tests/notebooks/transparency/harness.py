@@ -36,7 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from nbcache.ui.tutorial import kernel_manager_class
+from nbcache.notebooks.kernels import kernel_manager_class
 
 from . import corpus
 

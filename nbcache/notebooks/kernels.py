@@ -1,50 +1,40 @@
-"""``python -m nbcache tutorial [PATH]``: run a notebook twice headless, each in a fresh kernel.
+"""Notebooks run headless in a fresh kernel of this interpreter: the kernel manager, the
+connection options, one call that runs a notebook, and the status lines it showed.
 
-The first run computes every ``%%cache`` cell and stores it; the second run,
-in a new kernel just as after a restart, restores them.  For each run this
-prints how long the whole run took and the status line of each cached cell.
-
-Running notebooks needs the ``notebook`` extra (nbclient, nbformat,
-ipykernel); this module imports them only when a notebook runs.  The kernel
-is always this interpreter's own ipykernel (the ``python3`` kernel), whatever
-other kernelspecs are installed, so it sees this installation of nbcache.
+Running notebooks needs the ``notebook`` extra (nbclient, nbformat, ipykernel);
+this module imports them only when a notebook runs.  The kernel is always this
+interpreter's own ipykernel (the ``python3`` kernel), whatever other kernelspecs
+are installed, so it sees this installation of nbcache.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import sys
-import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from ..settings import store_location
-from ..units import format_duration
-
 __all__ = [
-    "DEFAULT_NOTEBOOK",
+    "CELL_TIMEOUT",
     "INSTALL_HINT",
     "NotebookUnavailable",
     "execute_notebook",
+    "is_status",
     "kernel_manager_class",
     "launch_options",
-    "run_tutorial",
+    "require",
     "status_lines",
 ]
 
-DEFAULT_NOTEBOOK = os.path.join("notebooks", "quickstart.ipynb")
 INSTALL_HINT = 'pip install "nbcache[notebook]"'
 CELL_TIMEOUT = 600  # seconds a single cell may take before the run is stopped
-RUNS = ("run 1 (fresh kernel)", "run 2 (restarted kernel)")
 
 
 class NotebookUnavailable(ImportError):
     """nbclient, nbformat or ipykernel is missing: notebooks cannot run headless here."""
 
 
-def _require() -> None:
+def require() -> None:
     """Import what running a notebook needs, or say what to install.
 
     Raises:
@@ -119,7 +109,7 @@ def execute_notebook(
         nbclient.exceptions.CellTimeoutError: a cell ran longer than ``timeout`` seconds.
         nbclient.exceptions.DeadKernelError: the kernel died.
     """
-    _require()
+    require()
     from nbclient import NotebookClient
 
     manager = kernel_manager_class()
@@ -149,78 +139,3 @@ def status_lines(nb: Any) -> list[tuple[Any, str]]:
             if is_status(output):
                 found.append((cell.get("execution_count"), output["data"]["text/plain"]))
     return found
-
-
-def _store_for_kernels() -> str:
-    """The store the command's user means: NBCACHE_DIR, or .nbcache here, made absolute
-    because the kernel starts in the notebook's folder."""
-    location = store_location()
-    return location if "://" in location else os.path.abspath(location)
-
-
-def _failure(run: str, exc: BaseException) -> str:
-    """One readable line for a run that stopped."""
-    from nbclient.exceptions import CellExecutionError
-
-    if isinstance(exc, CellExecutionError):
-        where = f"{exc.ename}: {exc.evalue}" if exc.ename else str(exc).strip().splitlines()[-1]
-        return f"nbcache: {run} stopped: a cell raised {where}"
-    return f"nbcache: {run} stopped: {type(exc).__name__}: {exc}"
-
-
-def run_tutorial(
-    path: str | os.PathLike[str] | None = None,
-    out: str | os.PathLike[str] | None = None,
-    runs: Sequence[str] = RUNS,
-) -> int:
-    """Run the notebook at ``path`` once per entry of ``runs``, each in a fresh kernel, on
-    the default store; print each run's time and cached cells' status lines.
-
-    ``out`` saves the notebook as the last run left it.  Returns the exit code: 0, 1 when
-    a run stopped, 2 when the notebook or the packages to run it are missing.
-    """
-    notebook = Path(path if path is not None else DEFAULT_NOTEBOOK)
-    if not notebook.is_file():
-        print(
-            f"nbcache: no notebook at {notebook}: run this from the folder that holds "
-            f"{DEFAULT_NOTEBOOK}, or give the notebook's path",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        _require()
-    except NotebookUnavailable as exc:
-        print(f"nbcache: {exc}", file=sys.stderr)
-        return 2
-    import nbformat
-    from nbclient.exceptions import CellControlSignal, DeadKernelError
-
-    store = _store_for_kernels()
-    env = {**os.environ, "NBCACHE_DIR": store}
-    print(f"nbcache tutorial: {notebook}, store {store}")
-    executed: Any = None
-    computed: list[int] = []
-    for run in runs:
-        nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
-        start = time.perf_counter()
-        try:
-            executed = execute_notebook(nb, cwd=notebook.resolve().parent, env=env)
-        except (CellControlSignal, DeadKernelError, RuntimeError) as exc:
-            print(_failure(run, exc), file=sys.stderr)
-            return 1
-        lines = status_lines(executed)
-        print(f"{run}: {format_duration(time.perf_counter() - start)}")
-        for count, line in lines:
-            print(f"  In [{count}]: {line}")
-        if not lines:
-            print("  (no %%cache cell showed a status line)")
-        computed.append(sum(line.startswith("nbcache: computed") for _, line in lines))
-    if len(computed) > 1 and computed[0] == 0:
-        print(
-            "run 1 restored too: this store already held the notebook's results; point "
-            "NBCACHE_DIR at an empty folder to watch a cold run"
-        )
-    if out is not None and executed is not None:
-        nbformat.write(executed, os.fspath(out))  # type: ignore[no-untyped-call]
-        print(f"saved the executed notebook to {out}")
-    return 0

@@ -2,8 +2,8 @@
 
 A whole-notebook run that restores most cells need not unpickle what they bound:
 each entry records the digest and summary of every value it binds, and a
-:class:`Recorded` stands in the namespace for the value until a cell that runs
-reads it.  Hashing a :class:`Recorded` gives the recorded digest, so a later
+:class:`StandIn` stands in the namespace for the value until a cell that runs
+reads it.  Hashing a :class:`StandIn` gives the recorded digest, so a later
 cell's key is the key it would have with the value itself.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Recorded"]
+__all__ = ["StandIn"]
 
 
-class Recorded:
+class StandIn:
     """Stands for a value kept in the store under ``key``: its digest and summary."""
 
     __slots__ = ("described", "digest", "key", "name", "string_reads")

@@ -1,0 +1,63 @@
+"""The port between running a cell and the shell it runs in: what a cell run needs from
+IPython (its namespace, transform, execute, display), implemented by
+:mod:`nbcache.ui.ipython` and, in tests, by a plain class with no IPython at all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from ..tasks.task import Task
+from .report import Card, CellReport
+
+__all__ = ["Shell"]
+
+
+class Shell(Protocol):
+    """What running a cell needs from the interactive shell (see nbcache.ui.ipython)."""
+
+    cell_id: str | None
+
+    @property
+    def user_ns(self) -> dict[str, Any]: ...
+
+    @property
+    def display_publisher(self) -> Any: ...
+
+    def transform(self, cell: str) -> str: ...
+
+    def execute(
+        self, source: str, namespace: dict[str, Any] | None = None, number: int | None = None
+    ) -> Any:
+        """Run ``source``; ``number`` is the prompt it is shown under (None: this cell's)."""
+        ...
+
+    def cell_number(self) -> int | None:
+        """The prompt number of the cell running now (None: the shell has none)."""
+        ...
+
+    def report(self, report: CellReport) -> None:
+        """Say what a cell run did (a status line, in IPython)."""
+
+    def card(self, task: Task[Any]) -> Card:
+        """Show a card that follows ``task`` from now on, and return it."""
+        ...
+
+    def flush_figures(self) -> None: ...
+
+    def show_result(
+        self, value: Any, shown: tuple[dict[str, Any], dict[str, Any]] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Show ``value`` as the cell's result (``Out[n]``, ``_``), formatted now or as
+        ``shown`` (a hit shows what the miss showed); the ``(data, metadata)`` shown."""
+        ...
+
+    def paging(self, add: Callable[[Any, int], None]) -> AbstractContextManager[None]:
+        """Within the block, hand what goes to the pager (``%prun``, ``?``) to ``add`` too."""
+        ...
+
+    def page(self, data: Any, start: int) -> None:
+        """Send ``data`` to the pager again (a hit of a cell that paged)."""
+
+    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None: ...
