@@ -26,6 +26,7 @@ __all__ = [
     "dask_address",
     "fsync_enabled",
     "lock_url",
+    "map_entries",
     "max_size",
     "memory_size",
     "physical_memory",
@@ -157,6 +158,29 @@ def fsync_enabled() -> bool:
             "is neither on nor off",
             "entries are synced to disk (the default)",
             "Set it to 0 (faster, less durable) or 1.",
+        )
+    return True
+
+
+def map_entries() -> bool:
+    """False when ``NBCACHE_MAP_ENTRIES`` is 0/false/no/off: large arrays of a local entry
+    are copied into memory when restored instead of mapped copy-on-write.
+
+    Mapped (the default), an array is verified as the file reads when it is restored and
+    then used in place; copied, the bytes verified are the bytes kept, whatever is done
+    to the file afterwards (see docs/threat-model.md). Anything else but an on-word is
+    the default (mapped), with one warning.
+    """
+    text = os.environ.get("NBCACHE_MAP_ENTRIES", "").strip().lower()
+    if text in _OFF:
+        return False
+    if text and text not in _ON:
+        _unusable(
+            "NBCACHE_MAP_ENTRIES",
+            text,
+            "is neither on nor off",
+            "large arrays of local entries are mapped (the default)",
+            "Set it to 0 (copy into memory) or 1.",
         )
     return True
 

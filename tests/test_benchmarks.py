@@ -125,12 +125,12 @@ def test_resume_rows(
     bench: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     common, resume = bench["common"], bench["resume"]
-    from nbcache.run import checkpoint
+    from nbcache.run import snapshots
 
     monkeypatch.setattr(resume, "STEPS", 40)
     monkeypatch.setattr(resume, "STATE_BYTES", 1_000_000)
     monkeypatch.setattr(resume, "STEP_SECONDS", 0.002)
-    monkeypatch.setattr(checkpoint, "FLOOR", 0.01)
+    monkeypatch.setattr(snapshots, "FLOOR", 0.01)
     rows = resume.run(common.Settings(size=1_000_000, repeat=1, directory=tmp_path))
     assert [row.name for row in rows] == list(resume.NAMES)
     assert all(row.figure is not None and row.figure >= 0 for row in rows[2:]), rows

@@ -32,6 +32,9 @@ V = TypeVar("V")
 _WEIGH_OBJECTS = 10_000
 
 
+_LEAVES = frozenset({str, bytes, int, float, bool, complex, type(None)})
+
+
 def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
     """The bytes ``value`` takes in memory, estimated: arrays and frames by their
     buffers (a view by its base's), containers and objects by their parts, at most
@@ -41,11 +44,23 @@ def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
     total = 0
     numpy = sys.modules.get("numpy")
     pandas = sys.modules.get("pandas")
+    getsizeof = sys.getsizeof
     while todo and len(seen) < limit:
         obj = todo.pop()
         if id(obj) in seen:
             continue
         seen.add(id(obj))
+        # Plain builtins by their exact type first, counted as the general checks below
+        # would count them: metadata (an entry's header, a call's summary) is dozens.
+        kind = type(obj)
+        if kind in _LEAVES:
+            total += getsizeof(obj, 0)
+            continue
+        if kind is dict:
+            total += getsizeof(obj, 0)
+            todo.extend(obj.keys())
+            todo.extend(obj.values())
+            continue
         if numpy is not None and isinstance(obj, numpy.ndarray):
             # A view keeps its whole base alive: that is what it costs to hold it.
             root = obj
@@ -135,6 +150,9 @@ def _take(held: Any) -> Any:
             items.append(value)
         return items if held.kind is list else tuple(items)
     return held
+
+
+_HELD = (_Weak, _Rebuilt)  # what _take must turn back into the value
 
 
 class _Holding:
@@ -231,10 +249,12 @@ class LRU(Generic[K, V]):
         slot = data.get(key)
         if slot is None:
             return None
-        value = _take(slot.held)
-        if value is _GONE:
-            self._drop(key, slot)
-            return None
+        value = slot.held
+        if isinstance(value, _HELD):  # held weakly or rebuilt: the common case needs no call
+            value = _take(value)
+            if value is _GONE:
+                self._drop(key, slot)
+                return None
         try:
             data.move_to_end(key)
         except KeyError:

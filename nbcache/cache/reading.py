@@ -11,6 +11,7 @@ import io
 from collections.abc import Callable
 from typing import Any, BinaryIO, TypeVar
 
+from ..entry.buffers import MappedReader
 from ..entry.format import EntryInfo, read_entry, read_info
 from ..entry.signing import Signer
 from ..errors import (
@@ -23,7 +24,7 @@ from ..errors import (
 )
 from ..store.base import Store
 
-__all__ = ["EntryReader", "WarnOnce"]
+__all__ = ["WHOLE_READ", "EntryReader", "WarnOnce"]
 
 R = TypeVar("R")
 
@@ -41,6 +42,26 @@ class WarnOnce:
 
     def clear(self, topic: str) -> None:
         self._topics.discard(topic)
+
+
+# An entry this small is read with one read, then checked and loaded from memory (its
+# arrays are slices of that memory, which is writable): a first hit's few reads of a
+# small entry cost more than the bytes. A larger one streams, each buffer hashed as it
+# arrives, so it is never read whole before it is checked.
+WHOLE_READ = 1 << 20
+
+
+def _whole(f: BinaryIO, size: int) -> BinaryIO:
+    """``f``, or for a small entry read from a file (not bytes a store already holds in
+    memory), all of it in memory."""
+    if size > WHOLE_READ or not isinstance(f, io.RawIOBase) or hasattr(f, "mapped"):
+        return f
+    data = bytearray(size)
+    got = f.readinto(data)
+    if got != size:  # a short read: stream it as any entry
+        f.seek(0)
+        return f
+    return MappedReader(data)  # type: ignore[return-value]
 
 
 class EntryReader:
@@ -117,7 +138,7 @@ class EntryReader:
             with f:
                 size = f.seek(0, io.SEEK_END)  # what listings show: the whole file
                 f.seek(0)
-                return read(f, signer, size)
+                return read(_whole(f, size), signer, size)
         except ForeignEntryError as exc:
             # One warning per entry, not one per look: it stays for its owner.
             message = f"nbcache: ignored the cached entry {key[:12]}: {exc}"

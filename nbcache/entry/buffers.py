@@ -2,7 +2,9 @@
 
 A store that already holds an entry's bytes in memory (a download) hands them
 over as a :class:`MappedReader`; :func:`nbcache.entry.format.read_entry` then verifies
-array buffers in place and loads them without another copy.
+array buffers in place and loads them without another copy.  A store whose entry
+files are never rewritten in place (a local folder) hands over an :class:`EntryFile`,
+whose array buffers are mapped copy-on-write instead of read.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import io
 import mmap
 from typing import Any
 
-__all__ = ["MappedReader", "allocate"]
+__all__ = ["EntryFile", "MappedReader", "allocate", "map_private", "release_pages"]
 
 
 def allocate(length: int) -> mmap.mmap:
@@ -60,3 +62,40 @@ class MappedReader(io.RawIOBase):
         out[:n] = self.mapped[start : start + n]
         self._position = start + n
         return n
+
+
+class EntryFile(io.FileIO):
+    """An entry file its store never rewrites in place, on a file system that keeps a
+    mapped file readable after it is unlinked or replaced.
+
+    Such a store writes every entry to a new file that takes the entry's name whole, so
+    a private map of the file outlives the entry being replaced, evicted or removed:
+    the kernel keeps the unlinked inode's pages for as long as they are mapped.  A file
+    cut short under a live map would fault (SIGBUS) when read; no store writes so.
+    """
+
+
+def map_private(f: EntryFile) -> mmap.mmap | None:
+    """All of ``f`` mapped copy-on-write: reads share the page cache, a write copies the
+    page it touches and never reaches the file. None where it cannot be mapped."""
+    try:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError):  # no mmap on this file system, no address space left
+        return None
+
+
+def release_pages(mapping: mmap.mmap, offset: int, length: int) -> None:
+    """Unmap the pages of ``mapping`` that verifying its buffer read, until used again.
+
+    Unwritten pages of a private file map are the page cache's own: dropping them from
+    this process costs nothing, and the next read maps them back without a copy.  So a
+    restored value counts in the process's resident memory only once it is used.
+    """
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if advice is None:
+        return
+    start = offset - offset % mmap.PAGESIZE
+    try:
+        mapping.madvise(advice, start, min(offset + length, len(mapping)) - start)
+    except (OSError, ValueError):  # only an accounting nicety
+        return

@@ -19,7 +19,13 @@ write to the store and compute XXH3 collisions; it never lets them run code.
 
 The header sits at the end so buffers stream to disk in one pass, each hashed
 while it is still in the CPU cache.  Buffers start on page boundaries so a read
-lands in page-aligned memory (and could be memory-mapped).
+lands in page-aligned memory, and a local entry's buffers can be memory-mapped.
+
+A mapped buffer (an :class:`~nbcache.entry.buffers.EntryFile`'s) is checked where it
+lies, by hashing it once through the map, before anything is unpickled; the value's
+arrays then use the map copy-on-write, so restoring costs what verifying does.  What
+is checked is the file as read then: see docs/threat-model.md for what a later edit
+of the file in place can and cannot do, and ``NBCACHE_MAP_ENTRIES=0`` to copy instead.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import xxhash
 
 from .._version import __version__
 from ..errors import ForeignEntryError, IntegrityError
-from .buffers import allocate
+from .buffers import EntryFile, allocate, map_private, release_pages
 from .pickling import Pickled, load_parts
 from .signing import MAC_SIZE, Signer, check_fingerprint
 from .spooling import PREALLOCATE_MIN, hashed_write, preallocate, write_all
@@ -259,10 +265,14 @@ def read_info(f: BinaryIO, signer: Signer) -> EntryInfo:
 
 
 def _read_buffer(
-    f: BinaryIO, offset: int, length: int, checksum: str
+    f: BinaryIO, offset: int, length: int, checksum: str, mapping: mmap.mmap | None
 ) -> mmap.mmap | memoryview | bytes:
     if length == 0:
         return b""
+    if mapping is not None:
+        view = _verified_slice(memoryview(mapping), offset, length, checksum)
+        release_pages(mapping, offset, length)
+        return view
     mapped = getattr(f, "mapped", None)
     if isinstance(mapped, memoryview):
         return _verified_slice(mapped, offset, length, checksum)
@@ -287,7 +297,7 @@ def _read_buffer(
 
 
 def _verified_slice(mapped: memoryview, offset: int, length: int, checksum: str) -> memoryview:
-    """A buffer of an entry already in memory, checked where it lies: no copy."""
+    """A buffer of an entry in memory or mapped, checked where it lies: no copy."""
     view = mapped[offset : offset + length]
     if view.nbytes != length:
         raise IntegrityError("the entry is truncated: it will be recomputed")
@@ -312,5 +322,9 @@ def read_entry(f: BinaryIO, key: str, signer: Signer, name: str = "value") -> tu
     stream = _read_exact(f, offset, length)
     if hashlib.sha256(stream).hexdigest() != sha:
         raise IntegrityError("the entry's pickle stream is damaged: it will be recomputed")
-    buffers = [_read_buffer(f, o, n, c) for o, n, c in header["buffers"]]
+    layout = header["buffers"]
+    mapping = map_private(f) if layout and isinstance(f, EntryFile) else None
+    # Every buffer is checked (and its pages released) before any is used: releasing
+    # a page of a private map drops what was written to it.
+    buffers = [_read_buffer(f, o, n, c, mapping) for o, n, c in layout]
     return info, load_parts(stream, buffers, name=name)

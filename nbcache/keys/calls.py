@@ -29,7 +29,9 @@ __all__ = [
     "NOCACHE",
     "CallKey",
     "bind_arguments",
+    "call_digests",
     "call_key",
+    "call_summary",
     "explain",
     "label_of",
     "restored_reason",
@@ -81,13 +83,30 @@ def call_key(
     Raises:
         KeyPicklingError: an argument cannot be hashed; the message names it.
     """
+    key, digests = call_digests(fn, fingerprint, arguments, typed=typed, ignore=ignore)
+    return CallKey(key, call_summary(fn, fingerprint, arguments, digests))
+
+
+def call_digests(
+    fn: Any,
+    fingerprint: Fingerprint,
+    arguments: Mapping[str, Any],
+    *,
+    typed: bool = True,
+    ignore: Iterable[str] = (),
+) -> tuple[str, dict[str, str]]:
+    """:func:`call_key`'s key, and the digest of each argument in it by name, for
+    :func:`call_summary` when the summary is wanted (a hit never wants it).
+
+    Raises:
+        KeyPicklingError: an argument cannot be hashed; the message names it.
+    """
     skipped = set(ignore)
     h = xxhash.xxh3_128()
-    name = identity(fn)
-    for part in (KEY_VERSION, name, fingerprint.digest):
+    for part in (KEY_VERSION, identity(fn), fingerprint.digest):
         h.update(part.encode())
         h.update(b"\x00")
-    args: dict[str, Any] = {}
+    digests: dict[str, str] = {}
     for param, value in arguments.items():
         if param in skipped:
             continue
@@ -101,8 +120,17 @@ def call_key(
         h.update(param.encode())
         h.update(b"=")
         h.update(part.encode())
-        args[param] = {**describe(value), "digest": part[:12]}
-    summary = {
+        digests[param] = part
+    return h.hexdigest(), digests
+
+
+def call_summary(
+    fn: Any, fingerprint: Fingerprint, arguments: Mapping[str, Any], digests: Mapping[str, str]
+) -> dict[str, Any]:
+    """What :func:`call_key`'s key was made of, for "why did it miss": each argument in
+    ``digests`` described as it is now."""
+    name = identity(fn)
+    return {
         "identity": name,
         "key_version": KEY_VERSION,
         "nbcache": __version__,
@@ -111,9 +139,11 @@ def call_key(
             _dep_label(d.name, d.via, name): [d.kind, d.digest[:12]]
             for d in fingerprint.dependencies
         },
-        "args": args,
+        "args": {
+            param: {**describe(arguments[param]), "digest": part[:12]}
+            for param, part in digests.items()
+        },
     }
-    return CallKey(h.hexdigest(), summary)
 
 
 def _dep_label(name: str, via: str, top: str) -> str:

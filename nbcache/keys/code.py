@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import KeyPicklingError
 from .classes import Matcher
+from .guards import MISSING, Guards
 from .hashing import HASH_VERSION, digest
 from .modules import (
     is_local_module,
@@ -99,19 +100,40 @@ class Dependency:
     via: str = ""  # qualified name of the function or class that uses it
 
 
+# Checks run from their list this many times before they are compiled into one function.
+_COMPILE_AFTER = 16
+
+
 @dataclass
 class Fingerprint:
-    """A function's code digest, what it was made of, and how to tell it still holds."""
+    """A function's code digest, what it was made of, and how to tell it still holds.
+
+    :attr:`valid` is the check itself, an attribute so the hit path calls it without a
+    method of its own in between: at first it runs the checks from their list, and once
+    they held a few times, the one function :class:`~nbcache.keys.guards.Guards` compiles.
+    """
 
     digest: str
     dependencies: list[Dependency] = field(default_factory=list)
     checks: list[Callable[[], bool]] = field(default_factory=list)
     reads_data: bool = False  # some dependency is re-hashed on every check
+    guards: Guards | None = field(default=None, repr=False, compare=False)
+    valid: Callable[[], bool] = field(init=False, repr=False, compare=False)
+    _passes: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.valid = self._from_list
 
     def still_valid(self) -> bool:
-        for check in self.checks:  # noqa: SIM110 - a plain loop is faster on this hot path
+        return self.valid()
+
+    def _from_list(self) -> bool:
+        for check in self.checks:
             if not check():
                 return False
+        self._passes += 1
+        if self._passes >= _COMPILE_AFTER and self.guards is not None:
+            self.valid = self.guards.compiled()
         return True
 
 
@@ -178,14 +200,15 @@ class _Builder:
         self._stack: set[int] = set()
         self._users: list[str] = []
         self.deps: list[Dependency] = []
-        self.checks: list[Callable[[], bool]] = []
+        self.guards = Guards()
         self.reads_data = False
 
     def build(self, obj: Any) -> Fingerprint:
         h = Accumulator()
         h.tag(f"fingerprint-v{HASH_VERSION}".encode())
         self._feed_code_object(h, obj)
-        return Fingerprint(h.hexdigest(), self.deps, self.checks, self.reads_data)
+        guards = self.guards
+        return Fingerprint(h.hexdigest(), self.deps, guards.checks, self.reads_data, guards)
 
     def _feed_code_object(self, h: Accumulator, obj: Any) -> None:
         h.text(identity(obj))
@@ -211,13 +234,7 @@ class _Builder:
         h.tag(b"function")
         h.text(source_digest(fn))
         code, defaults, kwdefaults = fn.__code__, fn.__defaults__, fn.__kwdefaults__
-        self.checks.append(
-            lambda: (
-                fn.__code__ is code
-                and fn.__defaults__ is defaults
-                and fn.__kwdefaults__ is kwdefaults
-            )
-        )
+        self.guards.same_code(fn, code, defaults, kwdefaults)
         for index, value in enumerate(defaults or ()):
             self._feed_value(h, f"default {index}", value, "default", None)
         for name, value in sorted((kwdefaults or {}).items()):
@@ -234,17 +251,12 @@ class _Builder:
             if name in namespace:
                 value = namespace[name]
                 self._feed_value(
-                    h,
-                    name,
-                    value,
-                    "global",
-                    _global_reader(namespace, name),
-                    _global_is(namespace, name, value),
+                    h, name, value, "global", _global_reader(namespace, name), (namespace, name)
                 )
             elif not _is_builtin(builtins, name):
                 h.tag(b"unbound")
                 h.text(name)
-                self.checks.append(_unbound_check(namespace, name))
+                self.guards.unbound(namespace, name)
         package = namespace.get("__package__") or ""
         for module_name in sorted(imported_in_body(fn.__code__, str(package))):
             self._feed_imported(h, module_name)
@@ -257,7 +269,7 @@ class _Builder:
         h.text(f"import:{module_name}")
         h.text(part)
         self.deps.append(Dependency(module_name, "module", part, self._users[-1]))
-        self.checks.append(lambda: module_fingerprint_by_name(module_name) == part)
+        self.guards.call(lambda: module_fingerprint_by_name(module_name) == part)
 
     def _feed_value(
         self,
@@ -266,14 +278,14 @@ class _Builder:
         value: Any,
         kind: str,
         current: Callable[[], Any] | None,
-        same: Callable[[], bool] | None = None,
+        where: tuple[dict[str, Any], str] | None = None,
     ) -> None:
         """Hash one dependency and register the check that tells when it changed.
 
         ``current`` reads what the name holds now; None for a value held by the code
         itself (a default, a base, a member), which no rebinding can change: it gets
-        no identity check, which every call would pay for nothing. ``same`` is the
-        identity check in one call where the caller has one.
+        no identity check, which every call would pay for nothing. ``where`` is the
+        namespace and name of a global, checked by one dictionary look-up.
         """
         h.text(f"{kind}:{name}")
         if is_code(value):
@@ -282,15 +294,15 @@ class _Builder:
             part = sub.hexdigest()
             h.text(part)
             self.deps.append(Dependency(name, "code", part, self._users[-1]))
-            self._still_bound(current, value, same)
+            self._still_bound(current, value, where)
             return
         if isinstance(value, types.ModuleType):
             part = module_fingerprint(value)
             h.text(part)
             self.deps.append(Dependency(name, "module", part, self._users[-1]))
             if is_local_module(value.__name__):
-                self.checks.append(lambda: module_fingerprint(value) == part)
-            self._still_bound(current, value, same)
+                self.guards.call(lambda: module_fingerprint(value) == part)
+            self._still_bound(current, value, where)
             return
         try:
             part = digest(value, name=name)
@@ -302,21 +314,24 @@ class _Builder:
         h.text(part)
         self.deps.append(Dependency(name, kind, part, self._users[-1]))
         if _is_immutable(value) or _is_library_object(value):
-            self._still_bound(current, value, same)
+            self._still_bound(current, value, where)
         else:
             self.reads_data = True
             if current is None:
-                self.checks.append(lambda: _same_digest(value, part))
+                self.guards.call(lambda: _same_digest(value, part))
             else:
-                self.checks.append(lambda: _same_digest(current(), part))
+                self.guards.call(lambda: _same_digest(current(), part))
 
     def _still_bound(
-        self, current: Callable[[], Any] | None, value: Any, same: Callable[[], bool] | None
+        self,
+        current: Callable[[], Any] | None,
+        value: Any,
+        where: tuple[dict[str, Any], str] | None,
     ) -> None:
-        if same is not None:
-            self.checks.append(same)
+        if where is not None:
+            self.guards.bound(*where, value)
         elif current is not None:
-            self.checks.append(lambda: current() is value)
+            self.guards.call(lambda: current() is value)
 
     # classes
 
@@ -326,7 +341,7 @@ class _Builder:
             self._feed_value(h, f"base {base.__qualname__}", base, "base", None)
         members = {k: v for k, v in vars(cls).items() if k not in _SKIP_CLASS_ATTRS}
         snapshot = tuple(members.items())
-        self.checks.append(lambda: _members_unchanged(cls, snapshot))
+        self.guards.call(lambda: _members_unchanged(cls, snapshot))
         if _generated_doc(cls):
             del members["__doc__"]
         for name, member in sorted(members.items()):
@@ -381,24 +396,13 @@ def _cell_reader(cell: types.CellType) -> Callable[[], Any]:
         try:
             return cell.cell_contents
         except ValueError:  # deleted since
-            return _MISSING
+            return MISSING
 
     return read
 
 
 def _global_reader(namespace: dict[str, Any], name: str) -> Callable[[], Any]:
-    return lambda: namespace.get(name, _MISSING)
-
-
-def _global_is(namespace: dict[str, Any], name: str, value: Any) -> Callable[[], bool]:
-    return lambda: namespace.get(name, _MISSING) is value
-
-
-def _unbound_check(namespace: dict[str, Any], name: str) -> Callable[[], bool]:
-    return lambda: name not in namespace
-
-
-_MISSING = object()
+    return lambda: namespace.get(name, MISSING)
 
 
 def is_code(value: Any) -> bool:

@@ -18,7 +18,13 @@ levels up it points.
 
 An int that is the ``id()`` of a part of the value (seaborn's ``Plot`` keeps
 one per data vector) is hashed as a reference to that part's content, not as
-the address, which changes with every process (:meth:`_Walk.address`).
+the address, which changes with every process (:meth:`_Walk.address`).  The
+walk notes the ints that could be ids and keeps the parts it met; only when one
+of those ints is the id of one of those parts is the value walked again.
+
+Long containers are encoded many items at once, in C (``keys/batch.py``):
+their scalars by type, as columns, and their small containers of scalars
+together, one C call each; the walk enters only what holds objects.
 
 Rules live in one registry (:func:`register`), asked in order, first match
 wins, the answer remembered per type.  This module is the walk and the
@@ -45,13 +51,14 @@ import gc
 import struct
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import xxhash
 
 from ..errors import KeyPicklingError
 from .classes import Matcher, type_name
-from .node import ATOMS, Node, Parts, Rule, Step, Unfed
+from .node import ATOMS, Node, Parts, Rule, Step, Unfed, numpy
 from .standin import StandIn
 from .versions import module_version
 
@@ -65,6 +72,7 @@ __all__ = [
     "drawn_on",
     "module_version",
     "register",
+    "visits",
 ]
 
 # Part of every key: bump it when a rule below changes, so old keys miss
@@ -81,7 +89,6 @@ DEFAULT_MAX_SECONDS = 30.0
 DEFAULT_MAX_OBJECTS = 20_000_000
 
 _CHECK_EVERY = 1 << 12  # objects between two looks at the clock
-_REMEMBER_LEAVES = 1 << 12  # bytes above which an object without parts is remembered
 _Q = struct.Struct("<Q").pack
 
 
@@ -149,6 +156,21 @@ def digest(
     return walk.hexdigest(value)
 
 
+def visits(value: Any, *, typed: bool = True) -> Counter[int]:
+    """How often one ``digest(value)`` hashes each object that is not a scalar, by id.
+
+    For tests that bound the work: an object that many paths reach is hashed
+    once, save a small container of scalars that long containers hold (see
+    ``keys/batch.py``): once for each reference to it there.  Walks again to
+    replace ids (see ``_Walk.address``) are counted too.
+    """
+    counts: Counter[int] = Counter()
+    walk = _Walk(typed, "value", None, None)
+    walk.visits = counts
+    walk.hexdigest(value)
+    return counts
+
+
 def _hexdigest(root: bytes) -> str:
     return str(xxhash.xxh3_128_hexdigest(b"nbcache-hash/%d\x00" % HASH_VERSION + root))
 
@@ -183,11 +205,14 @@ class _Walk:
         self.keep: list[Any] = []  # memoised objects stay alive, so no id is reused meanwhile
         self.open: dict[int, int] = {}  # id -> depth of objects being hashed now (cycles)
         self.frames: list[_Frame] = []
-        # id() values kept as ints (see ``address``): noted, then looked for, then replaced.
+        # id() values kept as ints (see ``address``): noted, then matched to the parts seen.
         self.noted: set[int] | None = set()
-        self.looked_for: set[int] = set()
+        self.noted_runs: list[Any] = []  # numpy arrays of ints noted many at once
+        self.seen: list[Any] | None = []  # parts met: objects entered, strs, bytes
+        self.seen_runs: list[list[Any]] = []  # parts met many at once
         self.found: dict[int, Any] = {}
         self.refs: dict[int, bytes] | None = None
+        self.visits: Counter[int] | None = None
         self.objects = 0
         self.max_objects = DEFAULT_MAX_OBJECTS if max_objects is None else max_objects
         outer = getattr(_local, "deadline", None)
@@ -214,8 +239,9 @@ class _Walk:
         gc.disable()
         try:
             root = self._run(value)
-            if self.noted:
-                root = self._without_addresses(value, root)
+            found = self._found()
+            if found:
+                root = self._with_references(value, found)
         except KeyPicklingError as exc:
             if getattr(exc, "nbcache_located", False):
                 raise
@@ -267,28 +293,67 @@ class _Walk:
             self.noted.add(value)
         return False
 
-    def atom_met(self, value: Any) -> None:
-        if id(value) in self.looked_for:
-            self.found[id(value)] = value
+    def note_run(self, values: Any) -> None:
+        if self.noted is not None:
+            self.noted_runs.append(values)
 
-    def _without_addresses(self, value: Any, root: bytes) -> bytes:
+    def met_all(self, values: list[Any]) -> None:
+        if self.seen is not None:
+            self.seen_runs.append(values)
+
+    def entered(self, objects: list[Any]) -> None:
+        self.objects += len(objects)
+        if self.objects > self.max_objects:
+            raise HashBudgetError(
+                f"it has more than {self.max_objects:,} objects, so it cannot be part of the key"
+            )
+        self.check_clock()
+        self.met_all(objects)
+        if self.visits is not None:
+            self.visits.update(map(id, objects))
+
+    def remember(self, objects: list[Any], digests: list[bytes]) -> None:
+        self.memo.update(zip(map(id, objects), digests, strict=True))
+        self.keep += objects
+
+    def _found(self) -> dict[int, Any]:
+        """The parts seen whose ids are among the ints noted: what those ints name.
+
+        Every part the walk met is still alive (the value, ``keep``, ``seen``), so
+        no id was reused meanwhile.  Usually no noted int names a part: numbers
+        that merely look like addresses cost this look-up and nothing more.
+        """
+        if not self.noted and not self.noted_runs:
+            return {}
+        parts = {id(part): part for part in self.seen or ()}
+        for run in self.seen_runs:
+            parts.update(zip(map(id, run), run, strict=True))
+        found = {key: parts[key] for key in self.noted or () if key in parts}
+        if self.noted_runs:
+            np = numpy()
+            runs = np.concatenate(self.noted_runs)
+            # A table of the parts' ids, hashed into bits, drops most numbers in
+            # C; the few left are looked up exactly.
+            size = 1 << min(26, max(12, (4 * len(parts)).bit_length()))
+            table = np.zeros(size, bool)
+            table[(np.fromiter(parts, np.int64, len(parts)) >> 3) & (size - 1)] = True
+            for key in runs[table[(runs >> 3) & (size - 1)]].tolist():
+                if key in parts:
+                    found[key] = parts[key]
+        return found
+
+    def _with_references(self, value: Any, found: dict[int, Any]) -> bytes:
         """The root digest again, with the ints that are ids of parts written as references."""
-        finder = self._again(noted=None)
-        finder.looked_for = self.noted or set()
-        finder._run(value)
-        if not finder.found:
-            return root  # numbers that merely look like addresses
         # Each part referred to, hashed with references marked but not followed
         # (a part may hold its own id), then the whole with them filled in.
-        marks = {
-            key: self._again(noted=None, found=finder.found, refs={})._run(part)
-            for key, part in finder.found.items()
-        }
-        return self._again(noted=None, found=finder.found, refs=marks)._run(value)
+        marks = {key: self._again(found=found, refs={})._run(part) for key, part in found.items()}
+        return self._again(found=found, refs=marks)._run(value)
 
     def _again(self, **state: Any) -> _Walk:
         walk = _Walk(self.typed, self.name, self.max_seconds, self.max_objects)
         walk.deadline = self.deadline
+        walk.noted = walk.seen = None
+        walk.visits = self.visits
         for attr, current in state.items():
             setattr(walk, attr, current)
         return walk
@@ -341,12 +406,14 @@ class _Walk:
         known = self.memo.get(key)
         if known is not None:
             return known
-        if key in self.looked_for:
-            self.found[key] = value  # alive until the walk ends: its id stays its own
         depth = self.open.get(key)
         if depth is not None:
             return bytes(xxhash.xxh3_128_digest(b"cycle\x00" + _Q(len(self.frames) - depth)))
         self._pending = value
+        if self.seen is not None:
+            self.seen.append(value)  # alive until the walk ends: its id stays its own
+        if self.visits is not None:
+            self.visits[key] += 1
         self.objects += 1
         if self.objects > self.max_objects:
             raise HashBudgetError(
@@ -357,14 +424,9 @@ class _Walk:
         node = Node(self)
         gen = _rule_for(type(value))(node, value)
         self._pending = None
-        if gen is None:
-            result = node.finish()
-            if node.larger_than(_REMEMBER_LEAVES):
-                self.memo[key] = result
-                self.keep.append(value)
-            # A small leaf (a tuple of scalars) is cheaper to hash again for
-            # each parent that holds it than to remember: still linear, since
-            # the parents themselves are remembered.
+        if gen is None:  # a leaf: remembered too, so every object is hashed once
+            result = self.memo[key] = node.finish()
+            self.keep.append(value)
             return result
         self.open[key] = len(self.frames)
         self.frames.append(_Frame(value, node, gen))
@@ -388,7 +450,7 @@ _SCALAR_WALKS = {
     flag: _Walk(flag, "value", max_seconds=float("inf"), max_objects=1) for flag in (False, True)
 }
 for _scalar_walk in _SCALAR_WALKS.values():
-    _scalar_walk.noted = None  # shared by every call: a lone int refers to no part
+    _scalar_walk.noted = _scalar_walk.seen = None  # shared by every call: a lone int names no part
 
 
 # -- the registry ------------------------------------------------------------------

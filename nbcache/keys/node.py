@@ -20,6 +20,7 @@ import xxhash
 __all__ = [
     "ATOMS",
     "BULK_ITEMS",
+    "NAN_BYTES",
     "Node",
     "Parts",
     "Request",
@@ -27,7 +28,11 @@ __all__ = [
     "Step",
     "Unfed",
     "Walker",
+    "address_range",
     "bulk_atoms",
+    "encoded",
+    "numpy",
+    "tag_rows",
 ]
 
 _CHUNK = 1 << 22  # big buffers go to the hasher in 4 MiB slices, checking the clock
@@ -35,26 +40,57 @@ _INLINE = 1 << 16  # buffers above this skip the node's small byte buffer
 _Q = struct.Struct("<Q").pack
 _q = struct.Struct("<q").pack
 _D = struct.Struct("<d").pack
-_NAN = b"\x7f\xf8" + b"\x00" * 6
+_NAN = NAN_BYTES = b"\x7f\xf8" + b"\x00" * 6  # every NaN is written as this one
 # Where ``id()`` values fall (8-aligned, see ``Walker.address``): ints outside
 # this range are never taken for one, and cost one comparison more.
 _ADDRESS_LOW, _ADDRESS_HIGH = (1 << 20, 1 << 48) if sys.maxsize > 1 << 32 else (1 << 16, 1 << 32)
 
 
+def address_range() -> tuple[int, int]:
+    """[low, high): where ``id()`` values fall; an 8-aligned int there may be one."""
+    return _ADDRESS_LOW, _ADDRESS_HIGH
+
+
 class Walker(Protocol):
-    """What a node asks of the walk it is part of."""
+    """What a node, and a rule encoding many items at once, ask of the walk they are part of."""
 
     typed: bool
-    looked_for: set[int]
-    found: dict[int, Any]
-    refs: dict[int, bytes] | None
-    noted: set[int] | None
+    found: dict[int, Any]  # parts an int names, by that int (once they are known)
+    refs: dict[int, bytes] | None  # set when ints that name parts are written as references
+    seen: list[Any] | None  # strs and bytes met, which an int may name
+    memo: dict[int, bytes]
 
     def check_clock(self) -> None: ...
 
     def address(self, n: Node, value: int) -> bool: ...
 
-    def atom_met(self, value: Any) -> None: ...
+    def note_run(self, values: Any) -> None:
+        """Note a numpy array of ints that may be ids, as ``address`` notes one."""
+
+    def met_all(self, values: list[Any]) -> None:
+        """Scalars met without a node (strs, bytes), which an int may name."""
+
+    def entered(self, objects: list[Any]) -> None:
+        """Objects hashed without a frame of the walk, as if each had been entered."""
+
+    def remember(self, objects: list[Any], digests: list[bytes]) -> None:
+        """Remember the objects' digests, as the walk remembers what it hashed itself."""
+
+
+_np: Any = None
+
+
+def numpy() -> Any:
+    """numpy, or None where it is not installed (then everything goes item by item)."""
+    global _np
+    if _np is None:
+        try:
+            import numpy as np
+        except ImportError:
+            _np = False
+        else:
+            _np = np
+    return _np or None
 
 
 @dataclass(frozen=True)
@@ -87,6 +123,10 @@ class Node:
     @property
     def typed(self) -> bool:
         return self._walk.typed
+
+    @property
+    def walker(self) -> Walker:
+        return self._walk
 
     def tag(self, label: bytes) -> None:
         self._buf += label
@@ -132,7 +172,7 @@ class Node:
         encode(leaf, value)
         return leaf.finish()
 
-    def add(self, part: bytes) -> None:
+    def add(self, part: bytes | bytearray) -> None:
         """Add a part's 16-byte digest."""
         self._buf += part
 
@@ -192,8 +232,9 @@ def _atom_complex(n: Node, value: complex) -> None:
 
 
 def _atom_str(n: Node, value: str) -> None:
-    if n._walk.looked_for:  # a str whose id() is kept as an int (sklearn's stop words)
-        n._walk.atom_met(value)
+    seen = n._walk.seen
+    if seen is not None:  # a str whose id() is kept as an int (sklearn's stop words)
+        seen.append(value)
     data = value.encode("utf-8", "surrogatepass")
     if len(data) > _INLINE:
         n._buf += b"S"
@@ -206,8 +247,9 @@ def _atom_str(n: Node, value: str) -> None:
 
 
 def _atom_bytes(n: Node, value: bytes | bytearray) -> None:
-    if n._walk.looked_for:
-        n._walk.atom_met(value)
+    seen = n._walk.seen
+    if seen is not None:
+        seen.append(value)
     n._buf += b"Y" if type(value) is bytes else b"A"
     if len(value) > _INLINE:
         n.raw(value)
@@ -231,23 +273,44 @@ ATOMS: Mapping[type, Callable[[Node, Any], None]] = {
 }
 
 
+def encoded(walk: Walker, value: Any) -> bytes | None:
+    """The bytes a plain scalar writes into a node of ``walk``; None if not a scalar or
+    too long to hold as bytes."""
+    encode = ATOMS.get(type(value))
+    if encode is None:
+        return None
+    node = Node(walk)
+    encode(node, value)
+    return None if node._h is not None else bytes(node._buf)
+
+
 # A list or tuple this long whose items are all of one scalar type is encoded in C.
 BULK_ITEMS = 32
 
 
-def bulk_atoms(n: Node, items: list[Any] | tuple[Any, ...]) -> bool:
+def bulk_atoms(
+    n: Node,
+    items: list[Any] | tuple[Any, ...],
+    types: list[type] | None = None,
+    alike: bool = False,
+) -> bool:
     """Encode ``items``, all ints or all floats, in C; False, with nothing written, if not.
 
     The bytes are exactly those one encode per item writes, so the digest is the
     same: only the per-item work leaves Python.  Anything the walk must see item
     by item falls back (False): ints beyond 64 bits, floats when untyped (an
     integral float is written as an int then), an int the walk writes as a
-    reference to a part.
+    reference to a part.  ``types``, if given, is ``list(map(type, items))``;
+    ``alike`` says the caller knows the items are all of one type.
     """
-    kinds = set(map(type, items))
-    if len(kinds) != 1:
-        return False
-    kind = kinds.pop()
+    if alike:
+        kind = type(items[0]) if items else type(None)
+    else:
+        if types is None:
+            types = list(map(type, items))
+        kind = types[0] if types else type(None)
+        if types.count(kind) != len(types):
+            return False
     if kind is int:
         return _bulk_ints(n, items)
     if kind is float and n.typed:
@@ -256,8 +319,9 @@ def bulk_atoms(n: Node, items: list[Any] | tuple[Any, ...]) -> bool:
 
 
 def _bulk_ints(n: Node, items: list[int] | tuple[int, ...]) -> bool:
-    import numpy as np
-
+    np = numpy()
+    if np is None:
+        return False
     try:
         values = np.frombuffer(array.array("q", items), dtype=np.int64)
     except OverflowError:
@@ -266,18 +330,17 @@ def _bulk_ints(n: Node, items: list[int] | tuple[int, ...]) -> bool:
         found = values[(values >= _ADDRESS_LOW) & (values < _ADDRESS_HIGH) & ((values & 7) == 0)]
         if found.size:  # what _atom_int does with each, as ``Walker.address`` says
             walk = n._walk
-            candidates = found.tolist()
-            if walk.refs is not None and not walk.found.keys().isdisjoint(candidates):
+            if walk.refs is not None and not walk.found.keys().isdisjoint(found.tolist()):
                 return False  # some are written as references: item by item
-            if walk.noted is not None:
-                walk.noted.update(candidates)
+            walk.note_run(found)
     _tagged_cells(n, b"i", values.astype("<i8", copy=False))
     return True
 
 
 def _bulk_floats(n: Node, items: list[float] | tuple[float, ...]) -> bool:
-    import numpy as np
-
+    np = numpy()
+    if np is None:
+        return False
     values = np.frombuffer(array.array("d", items), dtype=np.float64).astype("<f8", copy=False)
     nan = np.isnan(values)
     cells = values.view(np.uint8).reshape(-1, 8)
@@ -290,10 +353,13 @@ def _bulk_floats(n: Node, items: list[float] | tuple[float, ...]) -> bool:
 
 def _tagged_cells(n: Node, tag: bytes, cells: Any) -> None:
     """``tag`` before each 8-byte cell (a row of ``cells``), appended to the node."""
-    import numpy as np
+    n._buf += tag_rows(numpy(), tag, cells).data
 
+
+def tag_rows(np: Any, tag: bytes, cells: Any) -> Any:
+    """``tag`` (one byte) before each 8-byte cell (a row of ``cells``): rows of 9 bytes."""
     rows = cells.view(np.uint8).reshape(-1, 8)
-    out = np.empty((len(rows), 9), dtype=np.uint8)
-    out[:, 0] = tag[0]
-    out[:, 1:] = rows
-    n._buf += out.data
+    out = np.empty(len(rows), np.dtype([("tag", "u1"), ("cell", "V8")]))  # packed: 9 bytes
+    out["tag"] = tag[0]
+    out["cell"] = rows.view("V8").ravel()
+    return out.view(np.uint8).reshape(-1, 9)

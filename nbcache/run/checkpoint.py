@@ -31,10 +31,10 @@ unless the body loops over ``progress(...)``.
   whose :class:`Resume` says ``resumed at step 412 of 1000, saved 3 min ago``): the
   shell shows it as a status line, a background cell on its card.
 
-The policy (``--checkpoint``): ``auto`` (the default) takes a snapshot when
-the loop ran at least :data:`FLOOR` seconds since the last one, and so rarely
-that snapshots take at most :data:`SHARE` of the loop's time and writes at
-most :data:`WRITE_SHARE` of the writer's, but at least every :data:`CEILING`
+The policy (``--checkpoint``, :mod:`nbcache.run.snapshots`): ``auto`` (the default)
+takes a snapshot when the loop ran at least ``FLOOR`` seconds since the last one,
+and so rarely that snapshots take at most ``SHARE`` of the loop's time and writes
+at most ``WRITE_SHARE`` of the writer's, but at least every ``CEILING``
 seconds; a duration (``10m``) takes one that often; ``off`` none.
 """
 

@@ -27,12 +27,12 @@ from ..cache.core import Ask, Cache, Hit, InMemory, Start, Turn
 from ..cache.default import default_cache
 from ..cache.lru import LRU
 from ..errors import KeyPicklingError, warn
-from ..keys.calls import CallKey, bind_arguments, call_key, explain
+from ..keys.calls import explain
 from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
 from ..settings import LARGE_VALUE, memory_size
 from ..tasks.executors import get_executor
 from ..units import parse_duration
-from .callargs import SCALARS, call_text, fast_key, zero_float
+from .callargs import EXACT, SCALARS, Binder, Call, call_of, fast_key, zero_float
 from .elsewhere import Elsewhere
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
@@ -75,6 +75,7 @@ class Memoized(Generic[P, R]):
         functools.update_wrapper(self, fn)
         self.__wrapped__ = fn
         self._signature = inspect.signature(fn)
+        self._binder = Binder(self._signature)
         self._ignore = tuple(ignore)
         unknown = set(self._ignore) - set(self._signature.parameters)
         if unknown:
@@ -111,7 +112,7 @@ class Memoized(Generic[P, R]):
         self._saved = 0.0
         self._warned = False
         self._previous: dict[str, Any] | None = None
-        self._last: CallKey | None = None
+        self._last: Call | None = None
 
     def __repr__(self) -> str:
         return f"<memoized {self._identity}>"
@@ -138,19 +139,21 @@ class Memoized(Generic[P, R]):
         if kwargs:
             fast = fast_key(args, kwargs, self._typed)
         else:  # fast_key's common case, inline: a call less on every hit
-            kinds = tuple(map(type, args))
             try:
-                scalars = SCALARS.issuperset(kinds)
+                if EXACT.issuperset(map(type, args)):
+                    fast = args
+                else:
+                    kinds = tuple(map(type, args))
+                    if not SCALARS.issuperset(kinds) or (float in kinds and zero_float(args)):
+                        fast = None
+                    else:
+                        fast = args + kinds if self._typed else args
             except TypeError:  # a class whose metaclass makes it unhashable
-                scalars = False
-            if not scalars or (float in kinds and zero_float(args)):
                 fast = None
-            else:
-                fast = args + kinds if self._typed else args
         # The hit path takes no lock: a refingerprint clears the shortcuts before it
         # publishes the new fingerprint, so a shortcut read here belongs to a valid one.
         fp = self._fp
-        if fp is None or not fp.still_valid():
+        if fp is None or not fp.valid():
             with self._lock:
                 fp = self._fingerprint()
         if fp is not None and fast is not None:
@@ -171,7 +174,7 @@ class Memoized(Generic[P, R]):
     def _fingerprint(self) -> Fingerprint | None:
         """The current fingerprint; None (after one warning) when it cannot be made."""
         fp = self._fp
-        if fp is not None and fp.still_valid():
+        if fp is not None and fp.valid():
             return fp
         self._fast.clear()  # raw-argument shortcuts point at keys of the old code
         try:
@@ -199,14 +202,12 @@ class Memoized(Generic[P, R]):
         if fp is None:
             return None
         try:
-            arguments = bind_arguments(self._signature, args, kwargs)
+            arguments = self._binder.arguments(args, kwargs)
         except TypeError:
             return None  # arguments that do not fit: the call itself says so, as without us
         try:
-            ck = call_key(self.__wrapped__, fp, arguments, typed=self._typed, ignore=self._ignore)
-            # The call as the user wrote it, for listings: the browser's code column.
-            return CallKey(
-                ck.key, {**ck.summary, "call": call_text(short_name(self._identity), args, kwargs)}
+            return call_of(
+                self.__wrapped__, fp, arguments, (args, kwargs), self._typed, self._ignore
             )
         except KeyPicklingError as exc:
             self._warn_uncached(str(exc))
@@ -219,13 +220,14 @@ class Memoized(Generic[P, R]):
             self._warned = True
             warn(f"nbcache: {self._identity}() runs uncached: {reason}", stacklevel=4)
 
-    def _resolve(self, ck: CallKey, fast: Any, compute: Callable[[], R]) -> R:
+    def _resolve(self, ck: Call, fast: Any, compute: Callable[[], R]) -> R:
         """Memory, then the store, then compute: once per key among threads and processes."""
-        outcome = self.cache.get_or_compute(ck.key, compute, self._meta(ck), ask=self._ask)
+        meta = lambda value: self._meta(ck)  # noqa: E731 - made only when a miss stores
+        outcome = self.cache.get_or_compute(ck.key, ck.settled(compute), meta, ask=self._ask)
         self._record(ck, fast, outcome.hit)
         return outcome.value
 
-    def _meta(self, ck: CallKey) -> dict[str, Any]:
+    def _meta(self, ck: Call) -> dict[str, Any]:
         return {
             "label": f"{short_name(self._identity)}()",
             "identity": self._identity,
@@ -233,7 +235,7 @@ class Memoized(Generic[P, R]):
             "first_line": str(ck.summary.get("call", "")),
         }
 
-    def _record(self, ck: CallKey, fast: Any, hit: Hit[Any] | None) -> None:
+    def _record(self, ck: Call, fast: Any, hit: Hit[Any] | None) -> None:
         with self._lock:
             self._remember_fast(fast, ck.key)
             if hit is None:
@@ -250,7 +252,7 @@ class Memoized(Generic[P, R]):
         if fast is not None and (self._maxsize is None or len(self._fast) < 4 * self._maxsize):
             self._fast[fast] = key
 
-    def _note_miss(self, ck: CallKey) -> None:
+    def _note_miss(self, ck: Call) -> None:
         if self._previous is None and self._last is None:
             self._previous = self.cache.latest(self._identity)
         elif self._last is not None:
@@ -279,6 +281,7 @@ class Memoized(Generic[P, R]):
             self._record(ck, None, turn)
             return turn.value
         try:
+            ck.settle()
             start = time.perf_counter()
             value = await self.__wrapped__(*args, **kwargs)  # type: ignore[misc]
         except BaseException:
@@ -378,7 +381,7 @@ class Memoized(Generic[P, R]):
     def _submit_elsewhere(
         self,
         executor: Executor,
-        ck: CallKey | None,
+        ck: Call | None,
         fast: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -393,6 +396,8 @@ class Memoized(Generic[P, R]):
             with self._lock:
                 self._misses += 1
             return executor.submit(call, *args, **kwargs)
+
+        ck.settle()
 
         def keep(turn: Turn, value: Any, seconds: float) -> None:
             turn.finish(value, seconds, self._meta(ck))

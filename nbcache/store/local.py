@@ -15,6 +15,12 @@ an entry is never replaced, not even by a kernel with another secret); a
 reader sees the whole entry or none.  Temporary files of writers that died are
 removed the next time a process of this host writes.
 
+No entry file is ever written again once it has its name: a forced rewrite links a
+new file over the name, eviction unlinks it.  That is what lets a restored value's
+arrays stay mapped from the file (see nbcache.entry.buffers.EntryFile) after its
+entry is replaced, evicted or cleared, on the local file systems where the kernel
+keeps an unlinked mapped file readable (``maps_safely``).
+
 The folder may hold what nbcache did not put there (a cloned repository, a
 shared drive, a ``.DS_Store``): files are opened without following links and
 only when they are regular files, so a planted FIFO never blocks and a planted
@@ -35,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .. import settings
 from ..entry.format import bounded_json
 from ..errors import StoreError, warn
 from .base import EntryStat, Store, check_key, is_key
@@ -48,6 +55,7 @@ from .paths import (
     abandoned,
     explain,
     fsync_dir,
+    maps_safely,
     open_regular,
     real_dir,
     remove_quietly,
@@ -141,8 +149,9 @@ class LocalStore(Store):
 
     def open_entry(self, key: str) -> BinaryIO:
         path = self.entry_path(key)
+        mappable = settings.map_entries() and maps_safely(self._base)
         try:
-            return open_regular(path)
+            return open_regular(path, mappable=mappable)
         except FileNotFoundError:
             raise KeyError(key) from None
         except NotRegular as exc:

@@ -1,6 +1,7 @@
 """The file-system steps a folder store takes with care: folders checked for planted
 links, files opened without following a link or blocking on a FIFO, new names made
-durable, temporaries their writers abandoned, and OS errors explained in words.
+durable, temporaries their writers abandoned, file systems whose files may be mapped,
+and OS errors explained in words.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import errno
 import os
 import re
 import stat
+import sys
 from pathlib import Path
 from typing import BinaryIO
 
+from ..entry.buffers import EntryFile
 from ..errors import StoreError
 from .leases.file import HOST, pid_alive
 
@@ -23,6 +26,7 @@ __all__ = [
     "abandoned",
     "explain",
     "fsync_dir",
+    "maps_safely",
     "open_regular",
     "planted",
     "real_dir",
@@ -79,9 +83,13 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def open_regular(path: Path) -> BinaryIO:
+def open_regular(path: Path, *, mappable: bool = False) -> BinaryIO:
     """``path`` opened for reading if it is a regular file, without following a link and
-    without blocking (a FIFO would block ``open()`` for ever)."""
+    without blocking (a FIFO would block ``open()`` for ever).
+
+    ``mappable``: the caller never rewrites the file in place, so it comes back as an
+    :class:`~nbcache.entry.buffers.EntryFile`, whose buffers are mapped when read.
+    """
     fd = os.open(path, os.O_RDONLY | NOFOLLOW | _NONBLOCK)
     try:
         mode = os.fstat(fd).st_mode
@@ -92,6 +100,8 @@ def open_regular(path: Path) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+    if mappable:
+        return EntryFile(fd, "rb")
     return open(fd, "rb", buffering=0)
 
 
@@ -155,3 +165,52 @@ def abandoned(name: str, folder: int, now: float) -> bool:
         return False
     old = now - info.st_mtime > _ABANDONED_AFTER
     return old or (match["host"] == HOST and not pid_alive(int(match["pid"])))
+
+
+# File systems whose files a process may map while others unlink or replace them: the
+# kernel keeps an unlinked inode's pages while they are mapped.  Not NFS, SMB, FUSE or
+# a cluster file system: another host can remove the file from under the map (a read
+# then faults), and their page caches are not always kept coherent.
+_MAPPABLE_TYPES = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "bcachefs", "f2fs", "jfs", "nilfs2", "reiserfs"}
+    | {"tmpfs", "ramfs", "overlay", "zfs"}
+)
+_MOUNTINFO = "/proc/self/mountinfo"
+_mappable: dict[str, bool] = {}
+
+
+def maps_safely(folder: Path) -> bool:
+    """Whether files in ``folder`` may stay mapped while other processes remove them:
+    only on Linux, on a local file system it names (anything else, or a mount table
+    that cannot be read, is no)."""
+    if sys.platform != "linux":
+        return False  # Windows cannot remove a mapped file at all; macOS is not checked
+    key = str(folder)
+    if key not in _mappable:  # asked on every read: the mount table is read once per folder
+        _mappable[key] = _file_system_type(os.path.realpath(folder)) in _MAPPABLE_TYPES
+    return _mappable[key]
+
+
+def _file_system_type(path: str) -> str | None:
+    """The type of the file system mounted deepest above ``path``, from the mount table."""
+    try:
+        with open(_MOUNTINFO, encoding="utf-8", errors="replace") as table:
+            lines = table.readlines()
+    except OSError:
+        return None
+    best, found = -1, None
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts, kind = fields.split(), rest.split()
+        if len(parts) < 5 or not kind:
+            continue
+        point = _unescape(parts[4])
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= best:  # the last of equal mounts is the one on top
+            best, found = len(point), kind[0]
+    return found
+
+
+def _unescape(field: str) -> str:
+    """The mount table writes a space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

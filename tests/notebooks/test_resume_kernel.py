@@ -248,32 +248,28 @@ import time
 import numpy as np
 from nbcache import progress
 state = np.ones(50_000_000 // 8)
-stamps = []
 for i in progress(range(80)):
     state[i::97] += 1.0
-    stamps.append(time.perf_counter())
     time.sleep(0.02)
 """
 WRITES_SEEN = """\
 from nbcache.run import checkpoint
 (writer,) = [w for w in checkpoint._writers.values() if w.written]
 writer.wait(30)
-gaps = [b - a for a, b in zip(stamps, stamps[1:])]
 print("written", writer.written)
-print("longest", max(gaps), "write", writer._policy.write_cost)
 """
 
 
 def test_the_checkpoint_write_runs_while_the_loop_goes_on(kernels: Any) -> None:
-    """With a 50 MB state and a checkpoint due at every step, the loop keeps its pace while
-    each write runs (no step waits for the disk), so the steps written are far apart."""
+    """With a 50 MB state and a checkpoint due at every step, the loop goes on while each
+    write runs: a loop that waited for the disk would have every step written, so steps
+    written far apart show it did not (counted, not timed: a loaded machine slows both)."""
     kernel = kernels()
     kernel.run(WRITES)
     out = kernel.run(WRITES_SEEN)
     written = [int(n) for n in re.findall(r"\d+", out.split("written")[1].split("\n")[0])]
-    longest, write = map(float, re.findall(r"longest (\S+) write (\S+)", out)[0])
-    assert len(written) >= 2 and max(b - a for a, b in itertools.pairwise(written)) > 1
-    assert write > 0.03 and longest < write + 0.02, out  # no step waited for a whole write
+    assert len(written) >= 2 and max(b - a for a, b in itertools.pairwise(written)) > 1, out
+    assert len(written) < 80, out  # steps went on while their snapshots were being written
 
 
 def _elsewhere(executor: str, where: Path, loop: str = LOOP) -> str:

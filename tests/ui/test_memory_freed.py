@@ -31,6 +31,8 @@ shell.run_cell("import numpy as np")
 result = shell.run_cell("%%cache\\na = np.ones(NBYTES // 8)\\n")
 result.raise_error()
 assert shell.user_ns["a"].nbytes == NBYTES
+# A restored array is mapped from its entry file, resident only once read: read it all.
+float(shell.user_ns["a"].sum())
 gc.collect()
 before = resident()
 shell.run_cell("del a")

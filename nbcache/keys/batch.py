@@ -1,0 +1,439 @@
+"""A long container's items encoded at once, in C: scalars, and small containers of scalars.
+
+A list of a million records is a million small objects, each with a digest of
+its own (``keys/hashing.py``); one Python step per item is twenty times
+pickle's time.  Here a container's items are sorted by type in C-level passes
+(``map``, ``itertools``, numpy), each type is encoded as a column
+(``keys/columns.py``), and the small tuples, lists and dicts among them that
+hold only scalars (leaves) are encoded together and hashed one C call each;
+leaves of one shape are rows of a 2-D array.  What is left, objects and containers that
+hold objects, stays with the walk: a hole of 16 bytes for each, which the rule
+fills with the part's digest.  A part the walk hashed already is taken from its
+memo, so shared parts are still hashed once.
+
+The bytes are exactly those that encoding item by item writes, so no digest
+changes.  Anything the columns cannot say as item by item would (a float when
+untyped, an int that names a part, a very long string) goes item by item
+instead.  numpy does the column work; without numpy nothing here runs.
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+from collections.abc import Sequence
+from itertools import chain, pairwise, repeat
+from typing import Any
+
+import xxhash
+
+from .columns import (
+    CODES,
+    DICT,
+    LAST_SCALAR,
+    LIST,
+    OTHER,
+    SCALAR_COLUMNS,
+    TUPLE,
+    Column,
+    ItemByItem,
+    Varying,
+    le8,
+    place_rows,
+    select,
+    tagged,
+    type_codes,
+)
+from .node import Walker, numpy
+
+__all__ = ["LEAF_ITEMS", "Layout", "encode_items"]
+
+# A tuple, list or dict with fewer items than this is looked into, for a leaf.
+# Bounded, so a part that many parents hold costs each of them little.
+LEAF_ITEMS = 32
+_REMEMBER_BYTES = 1 << 12  # a leaf encoded in more bytes than this is remembered
+_TAGS = {TUPLE: b"tuple\x00", LIST: b"list\x00", DICT: b"dict\x00"}
+
+
+class Layout:
+    """A container's items encoded into ``buf``; ``holes`` are (item index, byte offset)
+    pairs where the walk puts a part's 16-byte digest."""
+
+    __slots__ = ("buf", "holes")
+
+    def __init__(self, buf: bytearray, holes: list[tuple[int, int]]) -> None:
+        self.buf = buf
+        self.holes = holes
+
+
+def encode_items(
+    walk: Walker, items: Sequence[Any], types: list[type] | None = None
+) -> Layout | None:
+    """``items`` encoded as one encode or part per item would write them, or None.
+
+    None means: go item by item (numpy missing, or something only the walk can say).
+    ``types``, if given, is ``list(map(type, items))``.
+    """
+    np = numpy()
+    if np is None:
+        return None
+    try:
+        buf, _, holes = _encode(np, walk, items, True, types)
+    except ItemByItem:
+        return None
+    return Layout(buf, holes)
+
+
+def _encode(
+    np: Any, walk: Walker, items: Sequence[Any], holes_allowed: bool, types: list[type] | None
+) -> tuple[bytearray, Any, list[tuple[int, int]]]:
+    """(the bytes, each item's offset in them with the end last, the holes)."""
+    columns, widths = _measure(np, walk, items, types, holes_allowed, 0)
+    offsets = np.zeros(len(items) + 1, np.int64)
+    np.cumsum(widths, out=offsets[1:])
+    buf = bytearray(int(offsets[-1]))
+    holes = _fill(np, columns, np.frombuffer(buf, np.uint8), offsets)
+    return buf, offsets, holes
+
+
+def _measure(
+    np: Any, walk: Walker, items: Sequence[Any], codes: Any, holes_allowed: bool, period: int
+) -> tuple[list[tuple[Any, Column]], Any]:
+    """The items sorted into columns by type, and each item's width.
+
+    With ``period`` k, when item i has the type of item i mod k throughout (rows
+    of k fields each), the columns are slices: no sorting.
+    """
+    count = len(items)
+    widths = np.zeros(count, np.int64)
+    columns = []
+    if (
+        period
+        and codes is not None
+        and not isinstance(codes, list)
+        and count % period == 0
+        and (codes.reshape(-1, period) == codes[:period]).all()
+    ):
+        groups = [(np.arange(j, count, period), items[j::period]) for j in range(period)]
+        kinds = codes[:period].tolist()
+    else:
+        kinds, groups = _by_type(np, items, codes)
+    for kind, (where, column) in zip(kinds, groups, strict=True):
+        if kind > LAST_SCALAR and not holes_allowed:
+            raise ItemByItem
+        filler = _COLUMNS[kind](np, walk, column)
+        widths[where] = filler.widths
+        columns.append((where, filler))
+    return columns, widths
+
+
+_FEW = 64  # this many items of other types among one type's are found one by one
+
+
+def _by_type(np: Any, items: Sequence[Any], codes: Any) -> tuple[list[int], list[Any]]:
+    """(codes, [(positions, items)]): the items grouped by their type's code.
+
+    ``codes`` is an array of codes, or a list of the items' types, or None.
+    """
+    count = len(items)
+    if codes is None or isinstance(codes, list):
+        types = list(map(type, items)) if codes is None else codes
+        counts = {kind: types.count(kind) for kind in set(types)}
+        if len(counts) == 1:
+            return [CODES[types[0]]], [(np.arange(count), list(items))]
+        major = max(counts, key=counts.__getitem__)
+        if count - counts[major] <= _FEW:  # a run with a few others: slices of it
+            return _runs(np, items, types, counts, major)
+        codes = np.fromiter(map(CODES.__getitem__, types), np.int8, count)
+    kinds = np.unique(codes).tolist()
+    if len(kinds) == 1:
+        return kinds, [(np.arange(count), list(items))]
+    objects = np.fromiter(items, object, count)
+    wheres = [np.flatnonzero(codes == kind) for kind in kinds]
+    return kinds, [(where, objects[where].tolist()) for where in wheres]
+
+
+def _runs(
+    np: Any, items: Sequence[Any], types: list[type], counts: dict[type, int], major: type
+) -> tuple[list[int], list[Any]]:
+    kinds, groups, others = [], [], []
+    for kind, many in counts.items():
+        if kind is major:
+            continue
+        at = -1
+        where = []
+        for _ in range(many):
+            at = types.index(kind, at + 1)
+            where.append(at)
+        kinds.append(CODES[kind])
+        groups.append((np.array(where, np.int64), [items[i] for i in where]))
+        others += where
+    others.sort()
+    bounds = [-1, *others, len(items)]
+    column = list(chain.from_iterable(items[a + 1 : b] for a, b in pairwise(bounds)))
+    kinds.append(CODES[major])
+    groups.append((np.delete(np.arange(len(items)), others), column))
+    return kinds, groups
+
+
+def _fill(
+    np: Any, columns: list[tuple[Any, Column]], out: Any, starts: Any
+) -> list[tuple[int, int]]:
+    """Each column's bytes into ``out`` at its items' ``starts``; the holes left."""
+    holes: list[tuple[int, int]] = []
+    for where, filler in columns:
+        filler.fill(np, out, starts[where])
+        if filler.holes is not None:
+            at = where[filler.holes]
+            holes += zip(at.tolist(), starts[at].tolist(), strict=True)
+    holes.sort()
+    return holes
+
+
+def _object_column(np: Any, walk: Walker, column: list[Any]) -> Column:
+    holes = Column(16)
+    holes.holes = np.arange(len(column))
+    return holes
+
+
+def _container_column(kind: int) -> Any:
+    def column_of(np: Any, walk: Walker, column: list[Any]) -> Column:
+        return _Leaves(np, walk, column, kind)
+
+    return column_of
+
+
+class _Leaves(Column):
+    """Tuples, lists or dicts of one type: the digest of each, or a hole for the walk.
+
+    One already hashed comes from the walk's memo; one with few items, all
+    scalars, is a leaf: all leaves are encoded together and hashed a C call
+    each.  A leaf this container holds twice is hashed twice: remembering a
+    million small leaves costs more than hashing the few repeated ones again,
+    and the work stays bounded by the references.  A leaf whose bytes are many
+    (a long string) is remembered, so its other holders do not hash it again.
+    The rest are holes.
+    """
+
+    def __init__(self, np: Any, walk: Walker, column: list[Any], kind: int) -> None:
+        count = len(column)
+        super().__init__(16)
+        memo = walk.memo
+        known = list(map(memo.get, map(id, column))) if memo else []
+        if known and known.count(None) < count:
+            is_known = np.fromiter(map(operator.is_not, known, repeat(None)), bool, count)
+        else:
+            is_known = np.zeros(count, bool)
+        lengths = np.fromiter(map(len, column), np.int64, count)
+        small = (lengths < LEAF_ITEMS) & ~is_known
+        digests = np.zeros((count, 16), np.uint8)
+        if is_known.any():
+            found = [d for d in known if d is not None]
+            digests[is_known] = np.frombuffer(b"".join(found), np.uint8).reshape(-1, 16)
+        leaf = np.zeros(count, bool)
+        if small.any():
+            every = small.all()
+            some = column if every else select(column, small)
+            made, leaf[small] = _leaf_digests(
+                np, walk, some, kind, lengths if every else lengths[small]
+            )
+            digests[small] = made
+        self.cells = digests
+        holes = ~(leaf | is_known)
+        if holes.any():
+            self.holes = np.flatnonzero(holes)
+
+
+def _leaf_digests(
+    np: Any, walk: Walker, column: list[Any], kind: int, sizes: Any
+) -> tuple[Any, Any]:
+    """(a digest per container, whether it is a leaf): only leaves get theirs."""
+    count = len(column)
+    if count and sizes.min() == sizes.max():  # all as long: perhaps rows
+        made = _row_digests(np, walk, column, kind, _fields(column, kind, int(sizes[0])))
+        if made is not None:
+            return made, np.ones(count, bool)
+    if kind == DICT:
+        flat = list(chain.from_iterable(chain.from_iterable(map(dict.items, column))))
+        spans = sizes * 2
+    else:
+        flat = list(chain.from_iterable(column))
+        spans = sizes
+    ends = np.cumsum(spans)
+    starts = ends - spans
+    codes = type_codes(np, flat)
+    objects = np.concatenate(([0], np.cumsum(codes > LAST_SCALAR)))
+    leaves = objects[ends] == objects[starts]
+    digests = np.zeros((count, 16), np.uint8)
+    if not leaves.all():  # containers holding objects: the walk's
+        keep = np.repeat(leaves, spans)
+        column = select(column, leaves)
+        flat = select(flat, keep)
+        codes, sizes, spans = codes[keep], sizes[leaves], spans[leaves]
+        ends = np.cumsum(spans)
+        starts = ends - spans
+    if not len(column):
+        return digests, leaves
+    walk.entered(column)
+    period = int(spans[0]) if spans.min() == spans.max() else 0
+    columns, widths = _measure(np, walk, flat, codes, False, period)
+    offsets = np.zeros(len(flat) + 1, np.int64)
+    np.cumsum(widths, out=offsets[1:])
+    tag = _TAGS[kind]
+    head = len(tag) + 8
+    begin, end = offsets[starts], offsets[ends]
+    lengths = end - begin + head
+    # Each leaf's bytes one after another, the shortest first: leaves of one
+    # length then lie side by side, rows of one array, and become bytes together.
+    order = np.argsort(lengths, kind="stable")
+    into = np.zeros(len(column) + 1, np.int64)
+    np.cumsum(lengths[order], out=into[1:])
+    at = np.empty(len(column), np.int64)
+    at[order] = into[:-1]
+    whole = np.zeros(int(into[-1]), np.uint8)
+    place_rows(np, whole, at, tagged(np, tag, le8(np, sizes)))
+    # Each item where its leaf's bytes begin, after the header, plus its place in them.
+    _fill(np, columns, whole, np.repeat(at + head - begin, spans) + offsets[:-1])
+    made = np.empty((len(column), 16), np.uint8)
+    made[order] = _hash_each(np, whole, into, lengths[order])
+    digests[leaves] = made
+    _remember_large(walk, column, made, lengths)
+    return digests, leaves
+
+
+def _fields(column: list[Any], kind: int, size: int) -> list[list[Any]]:
+    """The items of containers all ``size`` long, as columns: a dict's keys, then its values."""
+    if kind == DICT:
+        keys = list(chain.from_iterable(column))
+        values = list(chain.from_iterable(map(dict.values, column)))
+        if size == 1:
+            return [keys, values]
+        return [field for j in range(size) for field in (keys[j::size], values[j::size])]
+    flat = list(chain.from_iterable(column))
+    return [flat[j::size] for j in range(size)] if size > 1 else [flat] * size
+
+
+def _row_digests(np: Any, walk: Walker, column: list[Any], kind: int, fields: list[Any]) -> Any:
+    """Digests of leaves that are rows: a field each, every field of one scalar type
+    throughout, at most one of them of varying width (a str).  None if not rows.
+
+    Rows whose varying field is as long lie at the same offsets: each length is
+    one 2-D array, filled a field at a time and hashed a row at a time.
+    """
+    fillers = _row_fields(np, walk, fields)
+    if fillers is None:
+        return None
+    varying = [filler for filler in fillers if isinstance(filler, Varying)]
+    count = len(column)
+    order = lengths = None
+    cuts = [0, count]
+    text = None
+    if varying:
+        lengths = varying[0].lengths
+        order = np.argsort(lengths, kind="stable")
+        lengths = lengths[order]
+        cuts = [0, *(np.flatnonzero(np.diff(lengths)) + 1).tolist(), count]
+        if len(cuts) > 66:
+            return None  # many lengths: each leaf placed on its own
+        # Every str's bytes one after another, and where each begins: a group of
+        # one length is read out of them as rows, in one call.
+        joined = np.frombuffer(varying[0].joined(varying[0].data), np.uint8)
+        text = (joined, np.cumsum(varying[0].lengths) - varying[0].lengths)
+    walk.entered(column)
+    size = len(fields) // 2 if kind == DICT else len(fields)
+    head = np.frombuffer(_TAGS[kind] + struct.pack("<q", size), np.uint8)
+    parts = []
+    for first, stop in pairwise(cuts):
+        rows = slice(None) if order is None else order[first:stop]
+        extra = 0 if lengths is None else int(lengths[first])
+        parts.append(_hash_rows(np, head, fillers, rows, stop - first, extra, text))
+    made = np.frombuffer(b"".join(parts), np.uint8).reshape(-1, 16)
+    if order is not None:
+        unsorted = np.empty_like(made)
+        unsorted[order] = made
+        made = unsorted
+    fixed = len(head) + sum(f.widths for f in fillers if not isinstance(f, Varying))
+    sizes = np.full(count, fixed, np.int64)
+    if varying:
+        sizes += varying[0].head + varying[0].lengths
+    _remember_large(walk, column, made, sizes)
+    return made
+
+
+def _row_fields(np: Any, walk: Walker, fields: list[Any]) -> list[Column] | None:
+    """A column for each field, if each is of one scalar type and at most one varies."""
+    kinds = []
+    for field in fields:
+        types = set(map(type, field))
+        code = CODES[types.pop()] if len(types) == 1 else OTHER
+        if code > LAST_SCALAR:
+            return None
+        kinds.append(code)
+    fillers = [_COLUMNS[code](np, walk, field) for code, field in zip(kinds, fields, strict=True)]
+    if sum(isinstance(filler, Varying) for filler in fillers) > 1:
+        return None
+    return fillers
+
+
+def _hash_rows(
+    np: Any, head: Any, fillers: list[Column], rows: Any, count: int, extra: int, text: Any
+) -> bytes:
+    """The digests of ``count`` rows whose varying field is ``extra`` bytes long."""
+    width = len(head) + sum(
+        filler.head + extra if isinstance(filler, Varying) else filler.widths for filler in fillers
+    )
+    block = np.empty((count, width), np.uint8)
+    block[:, : len(head)] = head
+    at = len(head)
+    for filler in fillers:
+        if filler.cells is not None:
+            step = filler.head if isinstance(filler, Varying) else filler.widths
+            block[:, at : at + step] = filler.cells[rows]
+            at += step
+        if isinstance(filler, Varying) and extra:
+            joined, begins = text
+            block[:, at : at + extra] = _windows(np, joined, extra)[begins[rows]]
+            at += extra
+    rows_bytes = block.view(f"V{width}").ravel().tolist()
+    return b"".join(map(xxhash.xxh3_128_digest, rows_bytes))
+
+
+def _windows(np: Any, data: Any, width: int) -> Any:
+    """Every ``width`` bytes of ``data`` from each offset on, as rows (a view, no copy)."""
+    return np.lib.stride_tricks.as_strided(
+        data, shape=(len(data) - width + 1, width), strides=(1, 1), writeable=False
+    )
+
+
+def _remember_large(walk: Walker, column: list[Any], made: Any, sizes: Any) -> None:
+    large = (sizes > _REMEMBER_BYTES).nonzero()[0].tolist()
+    if large:
+        walk.remember([column[i] for i in large], [bytes(made[i]) for i in large])
+
+
+def _hash_each(np: Any, whole: Any, into: Any, lengths: Any) -> Any:
+    """The XXH3-128 digest of each slice ``whole[into[i]:into[i + 1]]`` (``lengths``
+    ascending), as rows of 16 bytes."""
+    cuts = np.flatnonzero(np.diff(lengths)) + 1
+    bounds = [0, *cuts.tolist(), len(lengths)]
+    if len(bounds) > 66:  # many lengths: slice by slice
+        view = memoryview(whole)
+        slices = map(slice, into[:-1].tolist(), into[1:].tolist())
+        pieces: Any = map(operator.getitem, repeat(view), slices)
+        made = b"".join(map(xxhash.xxh3_128_digest, pieces))
+        return np.frombuffer(made, np.uint8).reshape(-1, 16)
+    parts = []
+    for first, stop in pairwise(bounds):
+        size = int(lengths[first])
+        block = whole[into[first] : into[stop]].reshape(stop - first, size)
+        parts.append(b"".join(map(xxhash.xxh3_128_digest, block.view(f"V{size}").ravel().tolist())))
+    return np.frombuffer(b"".join(parts), np.uint8).reshape(-1, 16)
+
+
+_COLUMNS = {
+    **SCALAR_COLUMNS,
+    TUPLE: _container_column(TUPLE),
+    LIST: _container_column(LIST),
+    DICT: _container_column(DICT),
+    OTHER: _object_column,
+}
