@@ -1,5 +1,6 @@
 """Notebooks run headless in a fresh kernel of this interpreter: the kernel manager, the
-connection options, one call that runs a notebook, and the status lines it showed.
+connection options, one call that runs a notebook, the status lines it showed, and the
+language a kernelspec names.
 
 Running notebooks needs the ``notebook`` extra (nbclient, nbformat, ipykernel);
 this module imports them only when a notebook runs.  The kernel is always this
@@ -19,7 +20,9 @@ __all__ = [
     "INSTALL_HINT",
     "NotebookUnavailable",
     "execute_notebook",
+    "is_python",
     "is_status",
+    "kernel_language",
     "kernel_manager_class",
     "launch_options",
     "require",
@@ -139,3 +142,19 @@ def status_lines(nb: Any) -> list[tuple[Any, str]]:
             if is_status(output):
                 found.append((cell.get("execution_count"), output["data"]["text/plain"]))
     return found
+
+
+def is_python(language: str) -> bool:
+    return language.strip().lower().startswith(("python", "ipython"))
+
+
+def kernel_language(name: str) -> str | None:
+    """The language of the kernel ``name``; None when there is no such kernel (starting it
+    says so) or it names none."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        language = KernelSpecManager().get_kernel_spec(name).language
+    except NoSuchKernel:
+        return None
+    return str(language) if language else None

@@ -6,17 +6,25 @@ The executed notebook then shows what ``jupyter execute`` shows; the driver says
 each warning on its own stderr (or papermill's log), naming the cell. In a kernel no
 driver reads (the ``nbcache`` kernelspec in JupyterLab, say) the warnings stay where
 the user reads them: under the cell.
+
+After each cell it also logs what the driver must check again before it writes an
+unchanged notebook with no kernel (:mod:`nbcache.notebooks.unchanged`): ``sys.path``
+and the digests of the local modules imported since the last cell.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 import warnings
 from typing import Any
 
 from .. import settings
 from ..errors import CacheWarning
+from ..keys.modules import is_local_module
+from .unchanged import file_digest
 
 __all__ = ["load"]
 
@@ -36,6 +44,7 @@ def load(shell: Any) -> None:
         cell[0] = getattr(info, "cell_id", None) or None
 
     shell.events.register("pre_run_cell", remember)
+    shell.events.register("post_run_cell", _environment_logger(path))
     shown = warnings.showwarning
 
     def show(
@@ -52,10 +61,37 @@ def load(shell: Any) -> None:
     warnings.showwarning = show
 
 
+def _environment_logger(path: str) -> Any:
+    """A post-run hook that logs ``sys.path`` when it changed and the local modules
+    imported since it last ran, each by its file's digest (cheap: only new modules)."""
+    seen: set[str] = set()
+    last: list[Any] = [None, -1]  # sys.path, len(sys.modules)
+
+    def log(_result: Any = None) -> None:
+        if last[0] == sys.path and last[1] == len(sys.modules):
+            return
+        modules = {}
+        for name, module in list(sys.modules.items()):
+            if name in seen:
+                continue
+            seen.add(name)
+            file = getattr(module, "__file__", None)
+            if isinstance(file, str) and name != "__main__" and is_local_module(name):
+                modules[os.path.abspath(file)] = file_digest(file)
+        last[:] = [list(sys.path), len(sys.modules)]
+        _write(path, {"environment": {"path": last[0], "modules": modules}})
+
+    return log
+
+
 def _logged(path: str, cell_id: str | None, text: str) -> bool:
     """Append a warning to the driver's log; False when it cannot be written (the
     warning then shows under the cell, as without a driver)."""
-    record = json.dumps({"cell_id": cell_id, "warning": text})
+    return _write(path, {"cell_id": cell_id, "warning": text})
+
+
+def _write(path: str, data: dict[str, Any]) -> bool:
+    record = json.dumps(data)
     try:
         with _lock, open(path, "a", encoding="utf-8") as f:
             f.write(record + "\n")

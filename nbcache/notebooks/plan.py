@@ -5,6 +5,7 @@ without executing any cell body."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -33,8 +34,12 @@ class NotebookPlan:
             return [f"nbcache run --plan: {self.error}"]
         out = [row.line() for row in self.rows]
         runs = [r for r in self.rows if r.action == "run"]
-        counts = f"{len(self.rows) - len(runs)} restore, {len(runs)} run"
-        out.append(f"nbcache run --plan: {counts}, {_estimate(runs)}")
+        depends = [r for r in self.rows if r.action == "depends"]
+        restores = len(self.rows) - len(runs) - len(depends)
+        counts = f"{len(self.rows)} code cells: {restores} restore, {len(runs)} run"
+        if depends:
+            counts += f", {len(depends)} run or restore"
+        out.append(f"nbcache run --plan: {counts}; {_estimate(runs, depends)}")
         return out
 
 
@@ -52,27 +57,35 @@ def write_plan(cells_file: str, rows_file: str) -> None:
     # What IPython put in the namespace when it started, as a fresh kernel has it.
     hidden = getattr(shell, "user_ns_hidden", {})
     initial = {k: v for k, v in shell.user_ns.items() if k in hidden}
-    rows = plan(cells, default_cache(), shell.transform_cell, initial, numbers)
+    # %matplotlib runs here as in the run: this kernel is a scratch one, gone after the plan
+    replay = functools.partial(shell.run_line_magic, "matplotlib")
+    rows = plan(cells, default_cache(), shell.transform_cell, initial, numbers, replay)
     with open(rows_file, "w", encoding="utf-8") as f:
         json.dump([dataclasses.asdict(row) for row in rows], f)
 
 
-def _estimate(runs: list[PlanRow]) -> str:
-    """How long the cells that run should take, from their past runs; a cell that never
-    ran with this store gives nothing to estimate from, which is said, not counted as 0."""
-    if not runs:
+def _estimate(runs: list[PlanRow], depends: list[PlanRow]) -> str:
+    """How long the cells that execute should take, from their past runs: every cell that
+    runs (those that always run included), and, as an upper bound, those that may restore.
+    A cell never timed with this store gives nothing to estimate from, which is said, not
+    counted as 0."""
+    if not runs and not depends:
         return "nothing to run"
-    known = [r.seconds for r in runs if r.seconds is not None]
+    said = _seconds(runs, "the cells that run") if runs else "nothing certain to run"
+    if depends:
+        said += f"; {_seconds(depends, 'those that may restore instead')}"
+    return said
+
+
+def _seconds(rows: list[PlanRow], what: str) -> str:
+    known = [r.seconds for r in rows if r.seconds is not None]
     if not known:
-        return "no estimate: no cell to run has run before with this store"
+        return f"no estimate for {what}: none has run before with this store"
     took = format_duration(sum(known))
-    if len(known) < len(runs):
-        never = len(runs) - len(known)
-        return (
-            f"expected to take more than {took} (the past runs of {len(known)} of them; "
-            f"{never} never ran with this store)"
-        )
-    return f"expected to take about {took} (from past runs)"
+    if len(known) < len(rows):
+        never = len(rows) - len(known)
+        return f"more than {took} for {what} ({never} of {len(rows)} never timed with this store)"
+    return f"about {took} for {what} (from past runs)"
 
 
 def plan_notebook(

@@ -23,8 +23,9 @@ from typing import Any
 
 from ..errors import CacheError, warn
 from .cellids import with_cell_ids
-from .kernels import kernel_manager_class, launch_options
+from .kernels import is_python, kernel_language, kernel_manager_class, launch_options
 from .params import inject
+from .unchanged import Whole, since
 
 __all__ = [
     "DRIVEN_KERNEL_ARGUMENTS",
@@ -98,6 +99,7 @@ class RunSummary:
     error: str | None = None
     # nbcache's warnings, kept out of the executed notebook: (cell index, first line, text)
     warnings: list[tuple[int | None, str, str]] = field(default_factory=list)
+    unchanged: float | None = None  # when the run written again with no kernel was
 
     def count(self, outcome: str) -> int:
         return sum(1 for c in self.cells if c.outcome == outcome)
@@ -134,6 +136,7 @@ class RunSummary:
         text = f"nbcache run: {', '.join(parts)} in {format_duration(self.elapsed)}"
         if self.saved:
             text += f"; restoring saved {format_duration(self.saved)}"
+        text += f"; {since(self.unchanged)}" if self.unchanged is not None else ""
         if self.error:
             text += f"; stopped: {self.error}"
             where = _stopped_at(self.cells)
@@ -208,7 +211,7 @@ def require_python(nb: Any, path: Path, kernel: str | None = None) -> None:
     spec = spec if isinstance(spec, dict) else {}
     info = info if isinstance(info, dict) else {}
     said = spec.get("language") or info.get("name")
-    if said and not _is_python(str(said)):
+    if said and not is_python(str(said)):
         name = f" (kernel {spec['name']})" if spec.get("name") else ""
         raise RunError(
             f"{path.name} is a notebook in {said}{name}; nbcache runs Python notebooks only: "
@@ -216,28 +219,12 @@ def require_python(nb: Any, path: Path, kernel: str | None = None) -> None:
         )
     # the kernel asked for, else the one the notebook names when it says no language
     named = kernel or (None if said else spec.get("name"))
-    language = _kernel_language(str(named)) if named else None
-    if language and not _is_python(language):
+    language = kernel_language(str(named)) if named else None
+    if language and not is_python(language):
         raise RunError(
             f"the kernel {named!r} runs {language}; nbcache runs Python kernels only "
             "(`jupyter kernelspec list` shows the kernels there are)"
         )
-
-
-def _is_python(language: str) -> bool:
-    return language.strip().lower().startswith(("python", "ipython"))
-
-
-def _kernel_language(name: str) -> str | None:
-    """The language of the kernel ``name``; None when there is no such kernel (starting it
-    says so) or it names none."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        language = KernelSpecManager().get_kernel_spec(name).language
-    except NoSuchKernel:
-        return None
-    return str(language) if language else None
 
 
 def _client_class() -> type[Any]:
@@ -256,8 +243,8 @@ def run_notebook(
     kernel: str | None = None,
     parameters: Mapping[str, Any] | None = None,
 ) -> tuple[Any, RunSummary]:
-    """Run the notebook at ``path`` in a fresh kernel in auto mode; the executed notebook
-    (written to ``out`` when given, even when a cell failed) and what each cell did."""
+    """Run the notebook at ``path`` in a fresh kernel in auto mode (none when unchanged);
+    the executed notebook (written to ``out`` when given, even when a cell failed)."""
     import importlib
 
     nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
@@ -269,15 +256,28 @@ def run_notebook(
         log = os.path.join(scratch, "cells.jsonl")
         env = kernel_environment(store=absolute_store(store), log=log)
         start = time.perf_counter()
-        summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
+        whole = Whole.of(nb, source.parent, env, kernel)
+        done = whole.restore(nb) if whole is not None else None
+        if done is not None:
+            summary.unchanged = done.made
+            summary.cells = [_restored(nb, index, why, took) for index, why, took in done.cells]
+        else:
+            summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
+            records = _records(log)
+            summary.cells = cell_outcomes(nb, records, summary.error)
+            summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
+            if whole is not None and summary.error is None:
+                whole.keep(nb, records, time.perf_counter() - start, source.name)
         summary.elapsed = time.perf_counter() - start
-        records = _records(log)
-        summary.cells = cell_outcomes(nb, records, summary.error)
-        summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
     annotate(nb, summary.cells)
     if out is not None:
         nbformat.write(nb, os.fspath(out))
     return nb, summary
+
+
+def _restored(nb: Any, index: int, why: str, seconds: float) -> CellOutcome:
+    cell, first = nb.cells[index], _first_code_line(nb.cells[index].source)
+    return CellOutcome(index, str(cell.get("id")), RESTORED, seconds, (), why, first)
 
 
 def execute(

@@ -6,7 +6,10 @@ or awaits at its top level (IPython runs those in its event loop). A cell that
 cannot be cached (a line magic, a shell escape) is wrapped too and runs as
 without nbcache, saying nothing, as ``%%cache`` does with it.
 
-What is stored (:meth:`AutoMode.admit`): a cell whose run costs less than
+What is stored (:meth:`AutoMode.admit`): in a whole-notebook run (``nbcache run``,
+papermill's engine: ``NBCACHE_AUTO=lazy``) every cell whose values can be stored, so
+that run 2 of an unchanged notebook executes only the cells that always run,
+whatever the machine's load. Interactively, a cell whose run costs less than
 restoring it would is kept in memory only; its variables' digests still feed the
 keys of the cells after it, because later keys hash the values, not the cells
 that made them. Measured on the local store of this machine class (a 2-vCPU VM,
@@ -57,6 +60,10 @@ class AutoMode:
     lazy: bool = False
     # Store every cell that ran at least this long; None: the cost-aware rule.
     min_seconds: float | None = None
+    # A whole-notebook run: every cell whose values can be stored is stored, neither
+    # rule applies (a cheap cell run again must load what it reads, and then crosses
+    # the line: "11 ran", then "3 ran", on a notebook nobody touched).
+    whole: bool = False
     # A JSON-lines file each cell's outcome is appended to (``nbcache run`` reads it).
     log_path: str | None = None
     outcomes: list[dict[str, Any]] = field(default_factory=list)
@@ -69,6 +76,8 @@ class AutoMode:
         stored. One that binds notebook code or a module always is: a function's digest depends on
         what it reads when a later cell hashes it, so neither a plan nor a later run can
         stand in for it by the digest it had when it was defined."""
+        if self.whole:
+            return True
         found = CellEntry.read(entry)
         if found is not None:
             if found.effects:
@@ -127,6 +136,10 @@ def from_environment() -> AutoMode | None:
     mode = settings.auto_mode()
     if mode is None:
         return None
+    whole = mode == "lazy"  # what the drivers of whole notebooks set
     return AutoMode(
-        lazy=mode == "lazy", min_seconds=settings.auto_min_seconds(), log_path=settings.auto_log()
+        lazy=whole,
+        min_seconds=settings.auto_min_seconds(),
+        log_path=settings.auto_log(),
+        whole=whole,
     )

@@ -103,7 +103,9 @@ class CellRunner:
                 warn(decision.warning, stacklevel=2)
             self._ran_uncached(decision)
             self._bring_in(None)
+            started = time.perf_counter()
             result = self._uncached(source)
+            self._note_seconds(decision.identity, time.perf_counter() - started)
             self._note(options, "uncached")
             self.noted = {"outcome": "uncached", "action": decision.action}  # "always": a patch
             return result
@@ -149,11 +151,14 @@ class CellRunner:
                         **header_meta(recorded_meta(entries[0])),
                     },
                     ask=run.ask,
-                    start=Start.FORCE if options.force else Start.MISSED,
+                    # an entry whose files changed is replaced, or the cell would run
+                    # again on every later run
+                    start=Start.FORCE if options.force or run.unchanged.stale else Start.MISSED,
                 )
         except RunsAlways as exc:
             # nothing stored, quietly: it runs every time, as a patch does; why says so
             self.reasons[run.identity] = [str(exc)]
+            self._note_seconds(run.identity, made[0].seconds, run.key.summary)
             self._note(options, "ran", seconds=made[0].seconds, always=True)
             return made[0].result
         except NotStored as exc:
@@ -172,7 +177,9 @@ class CellRunner:
             self.shell.report(
                 replace(report, store_seconds=store_seconds, only_imports=self._tell_imports(run))
             )
-        self._note(options, "ran", seconds=made[0].seconds, stored=outcome.stored)
+        # the entry's key, for the record a whole-notebook run keeps of the notebook
+        stored: dict[str, Any] = {"key": run.key.key} if outcome.stored else {}
+        self._note(options, "ran", seconds=made[0].seconds, stored=outcome.stored, **stored)
         return made[0].result
 
     def decide(self, source: str, options: CellOptions) -> Decision:
@@ -323,6 +330,19 @@ class CellRunner:
 
         self.loaded.extend(swap_in(needed(code, namespace), namespace, load))
 
+    def _note_seconds(
+        self, identity: str, seconds: float, summary: dict[str, Any] | None = None
+    ) -> None:
+        """In auto mode, how long a cell that runs uncached or always runs took, for a
+        plan's estimate; the key summary ``why`` compares with is ``summary`` (the cell's
+        key, when it has one), else stays the last keyed run's."""
+        if self.auto is None:
+            return
+        if summary is None:
+            before = LatestRun.read(self.cache.latest(identity))
+            summary = before.summary if before is not None else {}
+        self.cache.note_latest(identity, LatestRun(summary, seconds).stored_form())
+
     def _note(
         self, options: CellOptions, outcome: str, *, hit: Hit[Any] | None = None, **more: Any
     ) -> None:
@@ -337,6 +357,7 @@ class CellRunner:
         record["why"] = self.reasons.get(self.last, []) if self.last else []
         if hit is not None:
             record["load_seconds"] = hit.load_seconds
+            record["key"] = hit.info.key
         self.auto.note(record)
 
     # -- a miss -----------------------------------------------------------------------

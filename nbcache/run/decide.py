@@ -252,7 +252,8 @@ def _missed(
         and not latest.stored
     ):
         return Decision("run-memory", run.identity, (MEMORY_ONLY,), run.code, run)
-    compared = before if before is not None else latest.summary if latest is not None else None
+    # a cell that last ran uncached noted only its time: no summary to compare with
+    compared = before if before is not None else (latest.summary or None) if latest else None
     reasons = explain(compared, run.key.summary, label=_label(run))
     return Decision("run", run.identity, tuple(reasons), run.code, run)
 

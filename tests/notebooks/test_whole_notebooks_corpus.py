@@ -10,14 +10,19 @@ Each notebook of tests/notebooks/transparency/corpus.json runs in fresh kernels:
 4. ``run3``: the last code cell edited (a line put before its code, so a result
    it shows still shows), ``nbcache run`` a third time.
 
+Runs 2 and 3 are planned first (``nbcache run --plan``: ``plan2``, ``plan3``), from
+the store the runs before them left, adding a scratch kernel each (no cell body
+runs in it) rather than runs of their own.
+
 What must hold: every run's outputs equal the plain run's as the transparency
 harness compares them; no nbcache traceback, no stand-in (``<x: not loaded from
 nbcache's store yet>``) in any output, no run that stops; run 2 executes no
 cell run 1 stored (cells kept out of the store because they are cheap may run);
-run 3 executes the edited cell and restores every cell run 2 restored; run 3
-loads nothing for a cell that restored, and only values the edited cell can
-reach (the names it reads and, transitively, those the notebook's functions and
-classes it reads use).
+run 3 executes the edited cell and restores every cell run 2 restored; each
+plan row is what its run then records for the cell (``PlanRow.allows``: restore,
+run, or "run or restore"); run 3 loads nothing for a cell that restored, and
+only values the edited cell can reach (the names it reads and, transitively,
+those the notebook's functions and classes it reads use).
 
 A break found is an issue ``(notebook, cell, kind)``; those listed in
 ``KNOWN`` (with the reason) are allowed while fixes land, and a known one that
@@ -56,6 +61,7 @@ from .transparency import corpus, harness
 EDIT = "_nbcache_edit = 1\n"
 STAND_IN = "not loaded from nbcache's store yet"
 NBCACHE_RUNS = ("run1", "run2", "run3")
+PLANNED = {"run2": "plan2", "run3": "plan3"}  # the runs planned first, and their plans
 RUN_TIMEOUT = 120  # seconds a cell may take under nbcache run before the run counts as hung
 
 # Breaks found, allowed while they are fixed (written up in the findings the docstring names).
@@ -131,17 +137,36 @@ def nbcache_run(path: Path, store: Path, log: Path) -> dict[str, Any]:
     stopped = runner.execute(nb, path.parent, env, timeout=RUN_TIMEOUT)
     wall = time.monotonic() - t0
     records: dict[str, dict[str, Any]] = {}
+    logged = []
     if log.exists():
         for line in log.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 record = json.loads(line)
-                records[str(record.get("cell_id"))] = record
+                logged.append(record)
+                if "warning" not in record:
+                    records[str(record.get("cell_id"))] = record
     log.unlink(missing_ok=True)
+    # what each cell's metadata["nbcache"]["outcome"] says, as `nbcache run` writes it
+    outcomes = {c.cell_id: c.outcome for c in runner.cell_outcomes(nb, logged, stopped)}
     return {
         "nb": json.loads(nbformat.writes(nb)),
         "stopped": stopped,
         "wall": wall,
         "records": records,
+        "outcomes": outcomes,
+    }
+
+
+def nbcache_plan(path: Path, store: Path) -> dict[str, Any]:
+    """``nbcache run --plan PATH --store STORE``: each row by cell id, or why it failed."""
+    from nbcache.notebooks.plan import plan_notebook
+
+    t0 = time.monotonic()
+    planned = plan_notebook(path, store=os.fspath(store))
+    return {
+        "error": planned.error,
+        "rows": {str(r.cell_id): asdict(r) for r in planned.rows},
+        "wall": time.monotonic() - t0,
     }
 
 
@@ -174,6 +199,9 @@ def whole_runs(book: dict[str, Any], workdir: str) -> dict[str, Any]:
     for run in NBCACHE_RUNS:
         path = work / "notebook.ipynb"
         _notebook(edited if run == "run3" else book["cells"], ids, path)
+        if run in PLANNED:
+            # the plan of this very run, from the store the runs before it left
+            out[PLANNED[run]] = nbcache_plan(path, store)
         out[run] = nbcache_run(path, store, base / f"{run}.jsonl")
     out["last"] = ids[last]
     return out
@@ -195,7 +223,9 @@ def run_all(
             book = futures[future]
             runs = future.result()
             results[book.id] = runs
-            walls = " ".join(f"{r} {runs[r]['wall']:.1f}s" for r in ("plain", *NBCACHE_RUNS))
+            walls = " ".join(
+                f"{r} {runs[r]['wall']:.1f}s" for r in ("plain", *NBCACHE_RUNS, *PLANNED.values())
+            )
             log(f"whole notebooks: {book.id}: {walls}")
     return results
 
@@ -280,7 +310,10 @@ def judge(book: corpus.Notebook, runs: Mapping[str, Any], workdir: Path) -> dict
     roots = [str(workdir)]
     ids = [f"c{n}" for n in book.numbers]
     number = dict(zip(ids, book.numbers, strict=True))
-    cells = {run: {c["id"]: c for c in runs[run]["nb"]["cells"]} for run in runs if run != "last"}
+    cells = {
+        run: {c["id"]: c for c in runs[run]["nb"]["cells"]}
+        for run in ("plain", "plain2", *NBCACHE_RUNS)
+    }
     issues: list[dict[str, Any]] = []
     problems = [
         f"{book.id}: the {run} run stopped {runs[run]['stopped']} or hung in "
@@ -352,6 +385,7 @@ def judge(book: corpus.Notebook, runs: Mapping[str, Any], workdir: Path) -> dict
         if cid != last and beyond:
             kind = "run3:loaded-beyond-edit"
             issues.append(_issue(book.id, number[cid], kind, ", ".join(names)))
+    issues += plan_issues(book.id, number, runs)
     outcomes = {
         run: [runs[run]["records"].get(cid, {}).get("outcome", "not cached") for cid in ids]
         for run in NBCACHE_RUNS
@@ -363,7 +397,43 @@ def judge(book: corpus.Notebook, runs: Mapping[str, Any], workdir: Path) -> dict
         "wall": {run: round(runs[run]["wall"], 2) for run in ("plain", "plain2", *NBCACHE_RUNS)},
         "outcomes": {run: {o: v.count(o) for o in set(v)} for run, v in outcomes.items()},
         "loaded": sum(len(v) for v in loaded.values()),
+        "planned": {
+            plan: _counts(r["action"] for r in runs[plan]["rows"].values())
+            for plan in PLANNED.values()
+        },
     }
+
+
+def _counts(values: Any) -> dict[str, int]:
+    listed = list(values)
+    return {v: listed.count(v) for v in sorted(set(listed))}
+
+
+def plan_issues(
+    book: str, number: Mapping[str, int], runs: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Where a plan says other than its run did: a row of ``restore`` or ``run`` must be
+    what the run's record says the cell did (``depends`` allows either), and every cell the
+    run reached has a row."""
+    from nbcache.run.plan import PlanRow
+
+    issues = []
+    for run, plan in PLANNED.items():
+        planned = runs[plan]
+        if planned["error"]:
+            issues.append(_issue(book, -1, f"{plan}:failed", str(planned["error"])))
+            continue
+        for cid, outcome in runs[run]["outcomes"].items():
+            n = number.get(cid, -1)
+            found = planned["rows"].get(cid)
+            if found is None:
+                issues.append(_issue(book, n, f"{plan}:no-row", f"run: {outcome}"))
+                continue
+            row = PlanRow(**found)
+            if not row.allows(outcome):
+                detail = f"plan: {row.line()}; run: {outcome}"
+                issues.append(_issue(book, n, f"{plan}:differs", detail))
+    return issues
 
 
 # -- the test ------------------------------------------------------------------------------
@@ -414,6 +484,7 @@ def whole(pytestconfig: pytest.Config) -> Iterator[list[dict[str, Any]]]:
         for j in judged:
             outcomes = json.dumps(j["outcomes"])
             say(f"whole notebooks: {j['id']}: {outcomes}, run 3 loaded {j['loaded']}")
+            say(f"whole notebooks: {j['id']}: planned {json.dumps(j['planned'])}")
         out = Path(os.environ.get("NBCACHE_WHOLE_REPORT") or corpus.HERE / "report")
         out.mkdir(parents=True, exist_ok=True)
         (out / "whole.json").write_text(json.dumps(judged, indent=1) + "\n", encoding="utf-8")

@@ -70,10 +70,12 @@ def test_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     auto = from_environment()
     assert auto is not None
     assert (auto.lazy, auto.min_seconds, auto.log_path) == (True, 0.25, str(tmp_path / "log.jsonl"))
+    # a whole-notebook run stores every cell, however cheap: no threshold applies
+    assert auto.whole and auto.admit({"vars": {"x": 1}, "plain": ["x"]}, 10, 0.0)
     monkeypatch.setenv("NBCACHE_AUTO", "1")
     monkeypatch.delenv("NBCACHE_AUTO_MIN_SECONDS")
     auto = from_environment()
-    assert auto is not None and (auto.lazy, auto.min_seconds) == (False, None)
+    assert auto is not None and (auto.lazy, auto.min_seconds, auto.whole) == (False, None, False)
 
 
 def test_a_note_is_kept_and_logged_and_a_log_that_went_away_is_dropped(tmp_path: Path) -> None:

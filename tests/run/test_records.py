@@ -231,3 +231,33 @@ def test_a_cell_stores_its_entry_as_the_plain_dict_it_always_was(tmp_path: Path)
     assert hit is not None and type(hit.value) is dict and set(hit.value) == STORED_KEYS
     entry = CellEntry.read(hit.value)
     assert entry is not None and entry.vars == {"z": 5} and entry.result == 5
+
+
+def test_a_checkpoint_reads_back_and_a_malformed_one_is_none() -> None:
+    from nbcache.run.records import Checkpoint
+
+    made = Checkpoint("k" * 32, 7, {"total": 21}, [], {}, [("stdout", "step 6\n")], 1.5)
+    back = Checkpoint.read(made.stored())
+    assert back == made and back.entry().vars == {"total": 21}
+    for broken in (
+        None,
+        [],
+        {**made.stored(), "step": "7"},
+        {**made.stored(), "vars": {1: 2}},
+        {**made.stored(), "outputs": "step 6"},
+        {**made.stored(), "cell": None},
+        {**made.stored(), "seconds": True},
+    ):
+        assert Checkpoint.read(broken) is None, broken
+
+
+def test_an_entrys_outside_inputs_that_do_not_read_count_as_changed() -> None:
+    from nbcache.entry.format import EntryInfo
+    from nbcache.run.cellrun import Unchanged
+    from nbcache.run.records import EntryInputs
+
+    assert EntryInputs.of_meta({}) == EntryInputs()  # an entry made before they were kept
+    assert EntryInputs.of_meta({"files": ["a"]}) is None
+    check = Unchanged()
+    info = EntryInfo("k" * 32, 0.0, 0, {"wrote": "not a mapping"}, "0", False)
+    assert check(info) is False and "does not read" in check.stale[0]
