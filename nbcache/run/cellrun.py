@@ -105,6 +105,10 @@ class Unchanged:
         # it (matplotlib's settings once pyplot was imported in a kernel)
         self.waiting = waiting
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a run sent to a worker process: the hook is this kernel's, and holds its shell
+        return {**vars(self), "waiting": None}
+
     def __call__(self, info: EntryInfo) -> bool:
         inputs = EntryInputs.of_meta(info.meta)
         if inputs is None:
