@@ -73,8 +73,7 @@ class CellRunner:
     drifted: dict[str, tuple[Any, str, str]] = field(default_factory=dict)
     auto: AutoMode | None = None  # auto mode, when on (cells run with --auto use it)
     loaded: list[str] = field(default_factory=list)  # stand-ins loaded for the next note
-    # the imports restored cells made that a lazy run has not yet made
-    deferred: Waiting = field(default_factory=Waiting)
+    deferred: Waiting = field(default_factory=Waiting)  # imports a lazy run has not made
     # the key summary of each cell's last run in this session, hit or miss: the next miss
     # is explained against what the user last saw, not against an older miss
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
