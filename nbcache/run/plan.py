@@ -36,6 +36,7 @@ from .cellrun import CellOptions, drifted, listed_line, put_back
 from .decide import Action, Decision, Look, decide, read
 from .effects import Effects, restore_state
 from .lazy import stand_ins
+from .lazyimports import deferred
 from .records import CellEntry, LatestRun
 
 __all__ = ["PlanRow", "plan"]
@@ -118,6 +119,9 @@ class _Walk:
         # the first cell that executes and may change the outside state (a seed, a
         # style) as no plan can know: after it, a miss for that state only depends
         self.unsettled: int | None = None
+        # the first restored cell whose imports a lazy run makes only later, which may set
+        # a state (matplotlib's settings) before the run checks a hit's: no plan makes them
+        self.waiting: int | None = None
         self.drifted: dict[str, tuple[Any, str, str]] = {}  # as the run keeps them
         self.namespace: dict[str, Any] = {}
         self.unknown: dict[str, tuple[int, bool]] = {}  # name -> (cell, run outside the cache)
@@ -243,6 +247,8 @@ class _Walk:
         number, first, seconds = self.numbers[index], decision.code.first_line, _seconds(latest)
         if decision.hit is not None and decision.restores:
             self._bind(decision)
+            if self.waiting is None and deferred(decision.hit.info.meta):
+                self.waiting = index
             age = format_duration(max(0.0, time.time() - decision.hit.info.created))
             why = f"its key matches the entry stored {age} ago"
             took = decision.hit.info.compute_seconds
@@ -263,14 +269,14 @@ class _Walk:
         if decision.action != "run-memory":  # a cell kept in memory changed nothing outside
             self._executes(index, source)
         stale = decision.run is not None and decision.run.unchanged.stale
-        if stale and not options.force and unsettled is not None:
+        earlier = unsettled if unsettled is not None else self.waiting
+        if stale and not options.force and earlier is not None:
             # the entry's outside state differs from the plan's, which lacks what cell
-            # `unsettled` does when it runs: it may set that state as the entry has it
-            reasons = (
-                *decision.reasons,
-                f"cell {self.numbers[unsettled]} runs before it and may set that as it was "
-                "(it restores then)",
-            )
+            # `earlier` does when it runs, or its imports: they may set it as it was
+            does = f"cell {self.numbers[earlier]} runs before it"
+            if unsettled is None:
+                does = f"the imports of cell {self.numbers[earlier]} are made before it"
+            reasons = (*decision.reasons, f"{does} and may set that as it was (it restores then)")
             return PlanRow(index, number, cell_id, first, "depends", reasons, seconds, "run")
         action = decision.action
         return PlanRow(index, number, cell_id, first, "run", decision.reasons, seconds, action)

@@ -148,6 +148,9 @@ def test_a_drawing_cell_restores_with_pyplot_waiting(
     write_notebook(folder / "nb.ipynb", cells)
     assert nbcache_run(folder, "nb.ipynb").returncode == 0
     monkeypatch.setenv("NBCACHE_TEST_KERNEL", "again")  # no notebook-level hit: a kernel
+    plan = nbcache_run(folder, "--plan", "nb.ipynb")
+    assert plan.returncode == 0, plan.stderr
+    assert "2 code cells: " in plan.stdout and ", 0 run" in plan.stdout, plan.stdout
     again = nbcache_run(folder, "nb.ipynb")
     assert again.returncode == 0, again.stderr
     assert "2 code cells, 2 restored" in again.stdout, again.stdout + again.stderr
