@@ -238,23 +238,34 @@ class Whole:
     def restore(self, nb: Any) -> Restored | None:
         """Write the record's outputs into ``nb`` when every check holds; None (``nb``
         untouched) at the first doubt."""
+        found = self._check(nb)
+        if found is None or self.cache is None:
+            return None
+        record, hits = found
+        for hit in hits:
+            self.cache.ledger.count_use(hit.info.key, hit.info)  # a restore is a use
+        self.cache.ledger.flush_uses()
+        return _written(nb, _code(nb), record)
+
+    def would_restore(self, nb: Any) -> Restored | None:
+        """What :meth:`restore` would do with ``nb`` (``nb`` untouched, no use counted):
+        the plan's answer before it starts any kernel."""
+        found = self._check(nb)
+        return _said(_code(nb), found[0]) if found is not None else None
+
+    def _check(self, nb: Any) -> tuple[dict[str, Any], list[Hit[Any]]] | None:
+        """The record of ``nb`` and its entries' hits when every check holds, else None."""
         found = self.cache.lookup(self.key, _ASK) if self.cache is not None else None
         record = found.value if found is not None else None
         if self.cache is None or not isinstance(record, dict):
             return None
-        code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
         cells = record.get("cells")
         if record.get("version") != RECORD_VERSION or not isinstance(cells, list):
             return None
-        if [c.source for _, c in code] != [kept.get("source") for kept in cells]:
+        if [c.source for _, c in _code(nb)] != [kept.get("source") for kept in cells]:
             return None
         hits = _checked(record, self.cache, self.folder)
-        if hits is None:
-            return None
-        for hit in hits:
-            self.cache.ledger.count_use(hit.info.key, hit.info)  # a restore is a use
-        self.cache.ledger.flush_uses()
-        return _written(nb, code, record)
+        return (record, hits) if hits is not None else None
 
     def keep(self, nb: Any, records: list[dict[str, Any]], seconds: float, name: str) -> bool:
         """After a run that reached every cell: store the record of ``nb`` when every cell
@@ -306,24 +317,35 @@ def _checked(record: dict[str, Any], cache: Cache, folder: Path) -> list[Hit[Any
     return hits
 
 
-def _written(nb: Any, code: list[tuple[int, Any]], record: dict[str, Any]) -> Restored:
-    import importlib
+def _code(nb: Any) -> list[tuple[int, Any]]:
+    return [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
 
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
+
+def _said(code: list[tuple[int, Any]], record: dict[str, Any]) -> Restored:
+    """What a run written from ``record`` says of each non-empty code cell."""
     made = float(record.get("made", 0.0))
     out = []
     for (index, cell), kept in zip(code, record["cells"], strict=True):
         if not cell.source.strip():
             continue
-        cell.outputs = [nbformat.from_dict(o) for o in kept.get("outputs", [])]
-        cell.execution_count = kept.get("execution_count")
         why = since(made)
         if kept.get("magic") in MEASURED:
             why += f"; the output `%{kept['magic']}` gave then is kept"
         out.append((index, why, float(kept.get("seconds", 0.0))))
+    return Restored(made, out)
+
+
+def _written(nb: Any, code: list[tuple[int, Any]], record: dict[str, Any]) -> Restored:
+    import importlib
+
+    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
+    for (_, cell), kept in zip(code, record["cells"], strict=True):
+        if cell.source.strip():
+            cell.outputs = [nbformat.from_dict(o) for o in kept.get("outputs", [])]
+            cell.execution_count = kept.get("execution_count")
     if record.get("language_info"):
         nb.metadata["language_info"] = nbformat.from_dict(record["language_info"])
-    return Restored(made, out)
+    return _said(code, record)
 
 
 def _logged(
