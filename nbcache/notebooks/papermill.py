@@ -20,6 +20,8 @@ import functools
 import importlib
 import os
 import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 from .. import settings
@@ -30,10 +32,13 @@ from .runner import (
     RunSummary,
     absolute_store,
     annotate,
+    cell_outcomes,
     kernel_environment,
-    logged_outcomes,
     logged_warnings,
+    read_log,
+    restored_outcomes,
 )
+from .unchanged import Whole
 
 __all__ = ["NbcacheEngine", "NotAPythonKernel", "name_cells"]
 
@@ -89,6 +94,7 @@ def _engine() -> Any:
         ) -> Any:
             # papermill's own NBClientEngine.execute_managed_notebook, argument for argument,
             # so every option papermill passes means what it means there.
+            name = os.path.basename(str(kwargs.get("input_path") or ""))
             kwargs = utils.remove_args(["input_path"], **kwargs)
             safe_kwargs = utils.remove_args(["timeout", "startup_timeout"], **kwargs)
             extra = [str(a) for a in safe_kwargs.pop("extra_arguments", None) or []]
@@ -115,17 +121,43 @@ def _engine() -> Any:
                 log = settings.auto_log() or os.path.join(scratch, "cells.jsonl")
                 offset = os.path.getsize(log) if os.path.isfile(log) else 0
                 env = kernel_environment(store=absolute_store(store), lazy=lazy, log=log)
+                start = time.perf_counter()
+                # the notebook's record, as nbcache run keeps it (the kernel runs in
+                # papermill's current folder): unchanged, no kernel starts
+                whole = Whole.of(nb_man.nb, Path.cwd(), env, kernel_name)
+                done = whole.restore(nb_man.nb) if whole is not None else None
+                if done is not None:
+                    _completed(nb_man, restored_outcomes(nb_man.nb, done))
+                    return nb_man.nb
                 try:
-                    return client_class(nb_man, **final_kwargs).execute(env=env)
+                    executed = client_class(nb_man, **final_kwargs).execute(env=env)
                 finally:
                     # each cell's record, as nbcache run writes it; papermill saves the
                     # notebook once more as it completes
-                    annotate(nb_man.nb, logged_outcomes(nb_man.nb, log, offset))
+                    records = read_log(log, offset)
+                    annotate(nb_man.nb, cell_outcomes(nb_man.nb, records))
                     said = RunSummary(warnings=logged_warnings(nb_man.nb, log, offset))
                     for line in said.warning_lines("nbcache"):
                         engines.logger.warning(line)
+                if whole is not None:  # a cell that failed or was not reached keeps none
+                    whole.keep(nb_man.nb, records, time.perf_counter() - start, name)
+                return executed
 
     return Engine
+
+
+def _completed(nb_man: Any, cells: list[Any]) -> None:
+    """papermill's account of a notebook written from its record, as its own client leaves
+    one whose cells all ran (each cell's start, end and status, the progress bar), saved
+    once rather than twice a cell; and nbcache's record of each cell."""
+    now = nb_man.now().isoformat()
+    for cell in nb_man.nb.cells:
+        done = {"start_time": now, "end_time": now, "duration": 0.0, "exception": False}
+        cell.metadata.papermill.update(done, status=nb_man.COMPLETED)
+    if getattr(nb_man, "pbar", None):
+        nb_man.pbar.update(len(nb_man.nb.cells))
+    annotate(nb_man.nb, cells)
+    nb_man.save()
 
 
 def name_cells(nb: Any) -> None:

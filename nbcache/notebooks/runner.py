@@ -25,7 +25,7 @@ from ..errors import CacheError, warn
 from .cellids import with_cell_ids
 from .kernels import is_python, kernel_language, kernel_manager_class, launch_options
 from .params import inject
-from .unchanged import Whole, since
+from .unchanged import Restored, Whole, since
 
 __all__ = [
     "DRIVEN_KERNEL_ARGUMENTS",
@@ -38,10 +38,11 @@ __all__ = [
     "cell_outcomes",
     "execute",
     "kernel_environment",
-    "logged_outcomes",
     "logged_warnings",
+    "read_log",
     "read_notebook",
     "require_python",
+    "restored_outcomes",
     "run_notebook",
 ]
 
@@ -260,10 +261,10 @@ def run_notebook(
         done = whole.restore(nb) if whole is not None else None
         if done is not None:
             summary.unchanged = done.made
-            summary.cells = [_restored(nb, index, why, took) for index, why, took in done.cells]
+            summary.cells = restored_outcomes(nb, done)
         else:
             summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
-            records = _records(log)
+            records = read_log(log)
             summary.cells = cell_outcomes(nb, records, summary.error)
             summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
             if whole is not None and summary.error is None:
@@ -275,9 +276,14 @@ def run_notebook(
     return nb, summary
 
 
-def _restored(nb: Any, index: int, why: str, seconds: float) -> CellOutcome:
-    cell, first = nb.cells[index], _first_code_line(nb.cells[index].source)
-    return CellOutcome(index, str(cell.get("id")), RESTORED, seconds, (), why, first)
+def restored_outcomes(nb: Any, done: Restored) -> list[CellOutcome]:
+    """The code cells of ``nb`` written from the notebook's record, each restored."""
+    out = []
+    for index, why, seconds in done.cells:
+        cell = nb.cells[index]
+        first = _first_code_line(cell.source)
+        out.append(CellOutcome(index, str(cell.get("id")), RESTORED, seconds, (), why, first))
+    return out
 
 
 def execute(
@@ -367,7 +373,8 @@ def _first_line(exc: BaseException) -> str:
     return tail[-1][:200] if tail else type(exc).__name__
 
 
-def _records(log: str, offset: int = 0) -> list[dict[str, Any]]:
+def read_log(log: str, offset: int = 0) -> list[dict[str, Any]]:
+    """The records a driven kernel wrote to its cell log ``log`` from ``offset`` on."""
     try:
         with open(log, encoding="utf-8") as f:
             f.seek(offset)
@@ -377,9 +384,8 @@ def _records(log: str, offset: int = 0) -> list[dict[str, Any]]:
 
 
 def logged_warnings(nb: Any, log: str, offset: int = 0) -> list[tuple[int | None, str, str]]:
-    """The warnings a driven kernel wrote to the cell log ``log`` from ``offset`` on, each
-    with the index and first line of the cell of ``nb`` it came from."""
-    return _warnings(nb, [r for r in _records(log, offset) if "warning" in r])
+    """The warnings in the cell log ``log`` from ``offset`` on, each with its cell of ``nb``."""
+    return _warnings(nb, [r for r in read_log(log, offset) if "warning" in r])
 
 
 def _warnings(nb: Any, records: list[dict[str, Any]]) -> list[tuple[int | None, str, str]]:
@@ -396,12 +402,6 @@ def _warnings(nb: Any, records: list[dict[str, Any]]) -> list[tuple[int | None, 
 def _first_code_line(source: str) -> str:
     line = next((ln.strip() for ln in source.splitlines() if ln.strip()), "")
     return line if len(line) <= 40 else line[:39] + "…"
-
-
-def logged_outcomes(nb: Any, log: str, offset: int = 0) -> list[CellOutcome]:
-    """What each code cell of ``nb`` did, from the cell log ``log`` a driven kernel wrote
-    from ``offset`` on (papermill's engine reads it so)."""
-    return cell_outcomes(nb, _records(log, offset))
 
 
 def cell_outcomes(
