@@ -8,6 +8,8 @@ cell is looked up by its key and restores when it hits; each cell is sent with
 its id, so the kernel names cells stably; and the cell papermill injects the
 parameters in gets a stable id instead of a new random one each run. A
 parameter sweep thus executes only the cells from a parameter's first use on.
+As ``nbcache run``, it keeps the notebook's record (nbcache.notebooks.unchanged):
+run again with the same parameters and nothing changed, it starts no kernel.
 
 papermill is imported only when the engine runs, so nbcache works without it.
 From Python, ``papermill.execute_notebook(..., engine_name="nbcache", store=URL)``
