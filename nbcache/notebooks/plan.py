@@ -17,6 +17,7 @@ from typing import Any
 from ..cache.default import default_cache
 from ..run.plan import PlanRow, plan
 from ..units import format_duration
+from . import nbjson
 from .runner import absolute_store, execute, kernel_environment, read_notebook, require_python
 from .unchanged import Restored, Whole
 
@@ -121,9 +122,9 @@ def plan_notebook(
     """The plan of ``nbcache run`` on the notebook at ``path`` with these options."""
     import importlib
 
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
     source = Path(path)
-    nb = read_notebook(source, parameters)
+    # nbformat only for a kernel: importing it takes seconds (see nbcache.notebooks.nbjson)
+    nb = (None if parameters else nbjson.read(source)) or read_notebook(source, parameters)
     require_python(nb, source, kernel)
     code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     with tempfile.TemporaryDirectory(prefix="nbcache-plan-") as scratch:
@@ -139,6 +140,7 @@ def plan_notebook(
         with open(cells_file, "w", encoding="utf-8") as f:
             cells = [{"id": c.get("id"), "source": c.source, "number": i + 1} for i, c in code]
             json.dump(cells, f)
+        nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
         request = nbformat.v4.new_notebook()
         request.cells = [
             nbformat.v4.new_code_cell(

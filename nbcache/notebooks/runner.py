@@ -10,6 +10,7 @@ gives (``jupyter execute`` is the reference). Each cell is sent with its id, so
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheError, warn
+from . import nbjson
 from .cellids import with_cell_ids
 from .kernels import is_python, kernel_language, kernel_manager_class, launch_options
 from .params import inject
@@ -246,11 +248,9 @@ def run_notebook(
 ) -> tuple[Any, RunSummary]:
     """Run the notebook at ``path`` in a fresh kernel in auto mode (none when unchanged);
     the executed notebook (written to ``out`` when given, even when a cell failed)."""
-    import importlib
-
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
     source = Path(path)
-    nb = read_notebook(source, parameters)
+    # nbformat only for a kernel: importing it takes seconds (see nbcache.notebooks.nbjson)
+    nb = (None if parameters else nbjson.read(source)) or read_notebook(source, parameters)
     require_python(nb, source, kernel)
     summary = RunSummary()
     with tempfile.TemporaryDirectory(prefix="nbcache-run-") as scratch:
@@ -263,6 +263,7 @@ def run_notebook(
             summary.unchanged = done.made
             summary.cells = restored_outcomes(nb, done)
         else:
+            nb = importlib.import_module("nbformat").from_dict(nb)  # as nbclient runs it
             summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
             records = read_log(log)
             summary.cells = cell_outcomes(nb, records, summary.error)
@@ -272,7 +273,7 @@ def run_notebook(
         summary.elapsed = time.perf_counter() - start
     annotate(nb, summary.cells)
     if out is not None:
-        nbformat.write(nb, os.fspath(out))
+        nbjson.write(nb, os.fspath(out))  # as nbformat.write writes it
     return nb, summary
 
 
@@ -332,8 +333,6 @@ def execute(
 
 def read_notebook(path: Path, parameters: Mapping[str, Any] | None = None) -> Any:
     """The notebook at ``path``, every cell with an id, the parameters injected."""
-    import importlib
-
     nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
     with warnings.catch_warnings():
         # nbformat warns of cells without ids, which this run gives them

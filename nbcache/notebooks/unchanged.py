@@ -39,6 +39,7 @@ from ..entry.format import EntryInfo
 from ..keys.calls import KEY_VERSION
 from ..run.files import FileReads
 from ..run.records import EntryInputs
+from .nbjson import node
 
 __all__ = [
     "ALLOWED",
@@ -336,15 +337,12 @@ def _said(code: list[tuple[int, Any]], record: dict[str, Any]) -> Restored:
 
 
 def _written(nb: Any, code: list[tuple[int, Any]], record: dict[str, Any]) -> Restored:
-    import importlib
-
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
     for (_, cell), kept in zip(code, record["cells"], strict=True):
         if cell.source.strip():
-            cell.outputs = [nbformat.from_dict(o) for o in kept.get("outputs", [])]
+            cell.outputs = node(kept.get("outputs", []))
             cell.execution_count = kept.get("execution_count")
     if record.get("language_info"):
-        nb.metadata["language_info"] = nbformat.from_dict(record["language_info"])
+        nb.metadata["language_info"] = node(record["language_info"])
     return _said(code, record)
 
 

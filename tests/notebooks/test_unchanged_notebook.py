@@ -145,13 +145,15 @@ def test_an_unchanged_notebook_is_written_again_with_no_kernel(
     for _ in range(2):
         before = (folder / "nb.ipynb").read_bytes()
         done = subprocess.run(
-            [sys.executable, "-m", "nbcache", "run", "nb.ipynb"],
+            [sys.executable, "-X", "importtime", "-m", "nbcache", "run", "nb.ipynb"],
             cwd=folder,
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert done.returncode == 0 and "no kernel started" in done.stdout, done.stderr
+        # importing nbformat (jsonschema with it) took most of such a run's seconds
+        assert not [ln for ln in done.stderr.splitlines() if ln.endswith("| nbformat")]
     assert (folder / "nb.ipynb").read_bytes() == before
 
 
