@@ -23,6 +23,8 @@ import importlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,31 +123,49 @@ def _engine() -> Any:
                 # nbcache's warnings go to papermill's log, not into the notebook: the
                 # kernel's cell log (one of the user's own, or ours) carries them here
                 log = settings.auto_log() or os.path.join(scratch, "cells.jsonl")
-                offset = os.path.getsize(log) if os.path.isfile(log) else 0
                 env = kernel_environment(store=absolute_store(store), lazy=lazy, log=log)
-                start = time.perf_counter()
-                # the notebook's record, as nbcache run keeps it (the kernel runs in
-                # papermill's current folder): unchanged, no kernel starts
-                whole = Whole.of(nb_man.nb, Path.cwd(), env, kernel_name)
-                done = whole.restore(nb_man.nb) if whole is not None else None
-                if done is not None:
-                    _completed(nb_man, restored_outcomes(nb_man.nb, done))
-                    return nb_man.nb
-                try:
-                    executed = client_class(nb_man, **final_kwargs).execute(env=env)
-                finally:
-                    # each cell's record, as nbcache run writes it; papermill saves the
-                    # notebook once more as it completes
-                    records = read_log(log, offset)
-                    annotate(nb_man.nb, cell_outcomes(nb_man.nb, records))
-                    said = RunSummary(warnings=logged_warnings(nb_man.nb, log, offset))
-                    for line in said.warning_lines("nbcache"):
-                        engines.logger.warning(line)
-                if whole is not None:  # a cell that failed or was not reached keeps none
-                    whole.keep(nb_man.nb, records, time.perf_counter() - start, name)
-                return executed
+                client = client_class(nb_man, **final_kwargs)
+                run = _Run(nb_man, kernel_name, log, name, engines.logger)
+                return run.execute(env, lambda: client.execute(env=env))
 
     return Engine
+
+
+@dataclass
+class _Run:
+    """One notebook papermill runs with this engine: from the notebook's record when
+    nothing changed, else in a kernel, after which the record is kept."""
+
+    nb_man: Any
+    kernel_name: str
+    log: str  # the kernel's cell log
+    name: str  # the notebook's file name, for the record's label
+    logger: Any  # papermill's
+
+    def execute(self, env: dict[str, str], execute: Callable[[], Any]) -> Any:
+        nb = self.nb_man.nb
+        offset = os.path.getsize(self.log) if os.path.isfile(self.log) else 0
+        start = time.perf_counter()
+        # the notebook's record, as nbcache run keeps it (the kernel runs in papermill's
+        # current folder): unchanged, no kernel starts
+        whole = Whole.of(nb, Path.cwd(), env, self.kernel_name)
+        done = whole.restore(nb) if whole is not None else None
+        if done is not None:
+            _completed(self.nb_man, restored_outcomes(nb, done))
+            return nb
+        try:
+            executed = execute()
+        finally:
+            # each cell's record, as nbcache run writes it; papermill saves the notebook
+            # once more as it completes
+            records = read_log(self.log, offset)
+            annotate(nb, cell_outcomes(nb, records))
+            said = RunSummary(warnings=logged_warnings(nb, self.log, offset))
+            for line in said.warning_lines("nbcache"):
+                self.logger.warning(line)
+        if whole is not None:  # a cell that failed or was not reached keeps none
+            whole.keep(nb, records, time.perf_counter() - start, self.name)
+        return executed
 
 
 def _completed(nb_man: Any, cells: list[Any]) -> None:
