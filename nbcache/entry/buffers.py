@@ -71,7 +71,8 @@ class EntryFile(io.FileIO):
     Such a store writes every entry to a new file that takes the entry's name whole, so
     a private map of the file outlives the entry being replaced, evicted or removed:
     the kernel keeps the unlinked inode's pages for as long as they are mapped.  A file
-    cut short under a live map would fault (SIGBUS) when read; no store writes so.
+    cut short under a live map would fault (SIGBUS) when read; no store writes so, and
+    a folder store opens a file as one only when no other user can write it.
     """
 
 

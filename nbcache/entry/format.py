@@ -314,7 +314,8 @@ def read_entry(f: BinaryIO, key: str, signer: Signer, name: str = "value") -> tu
             or stored under another key.
         ValueUnpicklingError: verified bytes that do not load here (missing module).
     """
-    header = _signed_header(f, _file_size(f), signer)
+    size = _file_size(f)
+    header = _signed_header(f, size, signer)
     info = _info(header)
     if info.key != key:
         raise IntegrityError("the entry belongs to another key: it will be recomputed")
@@ -323,6 +324,8 @@ def read_entry(f: BinaryIO, key: str, signer: Signer, name: str = "value") -> tu
     if hashlib.sha256(stream).hexdigest() != sha:
         raise IntegrityError("the entry's pickle stream is damaged: it will be recomputed")
     layout = header["buffers"]
+    if any(o + n > size for o, n, _ in layout):  # before memory is set aside for one
+        raise IntegrityError("the entry is truncated: it will be recomputed")
     mapping = map_private(f) if layout and isinstance(f, EntryFile) else None
     # Every buffer is checked (and its pages released) before any is used: releasing
     # a page of a private map drops what was written to it.

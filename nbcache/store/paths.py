@@ -27,6 +27,7 @@ __all__ = [
     "explain",
     "fsync_dir",
     "maps_safely",
+    "only_ours",
     "open_regular",
     "planted",
     "real_dir",
@@ -88,21 +89,31 @@ def open_regular(path: Path, *, mappable: bool = False) -> BinaryIO:
     without blocking (a FIFO would block ``open()`` for ever).
 
     ``mappable``: the caller never rewrites the file in place, so it comes back as an
-    :class:`~nbcache.entry.buffers.EntryFile`, whose buffers are mapped when read.
+    :class:`~nbcache.entry.buffers.EntryFile`, whose buffers are mapped when read, if no
+    one else can write it either (:func:`only_ours`).
     """
     fd = os.open(path, os.O_RDONLY | NOFOLLOW | _NONBLOCK)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegular(_kind(mode))
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegular(_kind(info.st_mode))
         if _NONBLOCK:
             os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
-    if mappable:
+    if mappable and only_ours(info):
         return EntryFile(fd, "rb")
     return open(fd, "rb", buffering=0)
+
+
+def only_ours(info: os.stat_result) -> bool:
+    """Whether no other user can write (so cut short) the file ``info`` describes: ours,
+    with no write permission for the group or others (an ACL granting one shows in the
+    group bits). A file cut short under a map faults when read (SIGBUS) and kills the
+    process; a file in a shared store that others can write is read into memory instead.
+    """
+    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def real_dir(path: Path, *, create: bool) -> None:
