@@ -115,21 +115,25 @@ def distributions(paths: list[str]) -> str:
 
 def kernel_command(kernel: str | None) -> list[str]:
     """The command that starts the kernel, as its kernelspec gives it, with its
-    interpreter found on PATH and stamped (one upgraded in place is another kernel)."""
+    interpreter found on PATH and stamped (one upgraded in place is another kernel), and
+    the environment the kernelspec adds (a ``PYTHONPATH`` there shapes it as much)."""
+    env: dict[str, str] = {}
     if not kernel:
         argv = [sys.executable]
     else:
         from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
         try:
-            argv = list(KernelSpecManager().get_kernel_spec(kernel).argv)
+            spec = KernelSpecManager().get_kernel_spec(kernel)
         except NoSuchKernel:
             return []
+        argv = list(spec.argv)
+        env = dict(spec.env or {})
     found = shutil.which(argv[0]) if argv else None
     if found:
         st = os.stat(os.path.realpath(found))
         argv = [os.path.realpath(found), f"{st.st_size}:{st.st_mtime_ns}", *argv[1:]]
-    return argv
+    return [*argv, *(f"\0{k}={v}" for k, v in sorted(env.items()))] if argv else []
 
 
 def record_key(nb: Any, folder: Path, env: Mapping[str, str], kernel: str | None) -> str | None:
@@ -334,13 +338,19 @@ def _logged(
     by_id: dict[str, dict[str, Any]] = {}
     modules: dict[str, str] = {}
     path: list[str] = []
+    touched: dict[str, Any] = {}
     for record in records:
         environment = record.get("environment")
         if isinstance(environment, dict):
             modules.update(environment.get("modules", {}))
             path += [p for p in environment.get("path", []) if p not in path]
+        elif record.get("measured"):
+            touched[str(record["measured"])] = record.get("touched")
         elif record.get("cell_id") and "warning" not in record:
             by_id[str(record["cell_id"])] = record
+    for cell_id, files in touched.items():
+        if cell_id in by_id:
+            by_id[cell_id] = {**by_id[cell_id], "touched": files}
     return modules, path, by_id
 
 
@@ -364,5 +374,7 @@ def _kept(cell: Any, logged: dict[str, Any] | None, cache: Cache) -> dict[str, A
         took = float(logged.get("seconds") or 0.0)
         return {**kept, "key": entry, "created": found.info.created, "seconds": took}
     if outcome == "uncached" and (magic := allowed(cell.source)) is not None:
+        if magic in MEASURED and logged.get("touched") != []:
+            return None  # `%time load()` shows what it read; a kernel runs it (or said nothing)
         return {**kept, "magic": magic}
     return None
