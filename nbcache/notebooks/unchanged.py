@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import xxhash
 
@@ -94,7 +94,7 @@ def file_digest(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
             return xxhash.xxh3_128_hexdigest(f.read())
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in a recorded name
         return None
 
 
@@ -106,7 +106,7 @@ def distributions(paths: list[str]) -> str:
         h.update(f"\0{entry}\0".encode())
         try:
             names = sorted(n for n in os.listdir(entry or ".") if n.endswith(_DISTS))
-        except OSError:
+        except (OSError, ValueError):
             h.update(b"-")  # missing, a zip, a file: its appearance is a change too
             continue
         h.update("\n".join(names).encode())
@@ -244,13 +244,10 @@ class Whole:
         untouched) at the first doubt."""
         found = self.cache.lookup(self.key, _ASK) if self.cache is not None else None
         record = found.value if found is not None else None
-        if self.cache is None or not isinstance(record, dict):
+        if self.cache is None or not _readable(record):
             return None
         code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-        cells = record.get("cells")
-        if record.get("version") != RECORD_VERSION or not isinstance(cells, list):
-            return None
-        if [c.source for _, c in code] != [kept.get("source") for kept in cells]:
+        if [c.source for _, c in code] != [kept["source"] for kept in record["cells"]]:
             return None
         hits = _checked(record, self.cache, self.folder)
         if hits is None:
@@ -287,6 +284,60 @@ class Whole:
         label = f"notebook {name}".strip()
         meta = {"label": label, "kind": "notebook", "compute_seconds": seconds}
         return cache.overwrite(self.key, value, meta, ask=_ASK) > 0
+
+
+_CELL_FIELDS: dict[str, tuple[type, ...]] = {
+    "key": (str,),
+    "created": (int, float),
+    "seconds": (int, float),
+    "magic": (str,),
+    "execution_count": (int, type(None)),
+}
+
+
+def _readable(record: Any) -> TypeGuard[dict[str, Any]]:
+    """Whether ``record`` is a notebook record of this version, every field of the type
+    restoring reads it as and every output one nbformat accepts: a record of another
+    shape (a bug, a teammate's tool sharing the secret) is no record, never a traceback
+    nor an invalid notebook written."""
+    from nbformat.validator import ValidationError, validate
+
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        return False
+    cells, modules, path = record.get("cells"), record.get("modules", {}), record.get("path", [])
+    info = record.get("language_info")
+    if (
+        not _number(record.get("made", 0.0))
+        or not isinstance(record.get("dists"), str)
+        or not (info is None or (isinstance(info, dict) and isinstance(info.get("name"), str)))
+        or not isinstance(modules, dict)
+        or not all(isinstance(m, str) for m in modules)
+        or not all(isinstance(d, (str, type(None))) for d in modules.values())
+        or not isinstance(path, list)
+        or not all(isinstance(p, str) for p in path)
+        or not isinstance(cells, list)
+    ):
+        return False
+    for kept in cells:
+        if not isinstance(kept, dict) or not isinstance(kept.get("source"), str):
+            return False
+        for name, types in _CELL_FIELDS.items():
+            value = kept.get(name)
+            if name in kept and (not isinstance(value, types) or isinstance(value, bool)):
+                return False
+        outputs = kept.get("outputs", [])
+        try:
+            if not isinstance(outputs, list):
+                return False
+            for output in outputs:
+                validate(output, ref="output", version=4, version_minor=5)
+        except ValidationError:
+            return False
+    return True
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _checked(record: dict[str, Any], cache: Cache, folder: Path) -> list[Hit[Any]] | None:
