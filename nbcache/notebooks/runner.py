@@ -15,16 +15,15 @@ import os
 import re
 import tempfile
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CacheError, warn
+from ..errors import CacheError
 from .cellids import with_cell_ids
 from .kernels import is_python, kernel_language, kernel_manager_class, launch_options
-from .params import inject
+from .reading import read_notebook
 from .unchanged import Whole, since
 
 __all__ = [
@@ -322,29 +321,6 @@ def execute(
     except RuntimeError as exc:  # jupyter_client: the kernel died before it answered
         return f"the kernel did not start ({exc})"
     return None
-
-
-def read_notebook(path: Path, parameters: Mapping[str, Any] | None = None) -> Any:
-    """The notebook at ``path``, every cell with an id, the parameters injected."""
-    import importlib
-
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
-    with warnings.catch_warnings():
-        # nbformat warns of cells without ids, which this run gives them
-        warnings.simplefilter("ignore")
-        nb = nbformat.read(path, as_version=4)
-    for index, cell in enumerate(nb.cells):
-        if not cell.get("id"):
-            cell["id"] = f"cell-{index}"  # nbformat < 4.5 has none: name cells by place
-    if parameters and not inject(nb, dict(parameters)):
-        names = ", ".join(f"-p {name}" for name in parameters)
-        warn(
-            f"nbcache: {path.name} has no cell tagged `parameters`, so {names} is set in a "
-            "cell of its own before the first cell; tag the cell that sets the defaults "
-            "`parameters` to set them after it",
-            stacklevel=2,
-        )
-    return nb
 
 
 def absolute_store(store: str | None) -> str | None:
