@@ -50,6 +50,7 @@ __all__ = [
     "pickle_with",
     "probe",
     "rebuild_main_function",
+    "rebuild_memoryview",
     "restore_main_function",
     "restoring_into",
     "try_pickle",
@@ -176,6 +177,10 @@ class _KernelPickler(cloudpickle.Pickler):  # type: ignore[misc]
     """cloudpickle, except that notebook functions are saved to load live (see above)."""
 
     def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is memoryview:  # cloudpickle's own makes it bytes: another type
+            if obj.format.lstrip("@") not in _CASTABLE:
+                raise pickle.PicklingError(f"a memoryview of format {obj.format!r}")
+            return (rebuild_memoryview, (obj.tobytes(), obj.readonly, obj.format, obj.shape))
         reduced = super().reducer_override(obj)
         if (
             type(obj) is types.FunctionType
@@ -197,6 +202,21 @@ class _KernelPickler(cloudpickle.Pickler):  # type: ignore[misc]
             args = (code, name, argdefs, closure, obj.__code__.co_filename)
             return (rebuild_main_function, args, state, None, None, restore_main_function)
         return reduced
+
+
+# The formats memoryview.cast() makes again; a view of another (a struct's) is not stored.
+_CASTABLE = frozenset("bBhHiIlLqQnNfdec?P")
+
+
+def rebuild_memoryview(data: bytes, readonly: bool, fmt: str, shape: tuple[int, ...]) -> memoryview:
+    """Unpickling: a memoryview of a copy of what it showed, writable if it was, of the
+    same format and shape (what it viewed is not restored with it: the copy is its own)."""
+    view = memoryview(data if readonly else bytearray(data))
+    if fmt == "B" and shape == (len(data),):
+        return view
+    cast: Any = view.cast  # typeshed names each format's overload; any of _CASTABLE goes
+    rebuilt: memoryview = cast(fmt.lstrip("@"), shape)
+    return rebuilt
 
 
 def probe(obj: object, *, for_store: bool = True) -> BaseException | None:
