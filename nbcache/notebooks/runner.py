@@ -250,6 +250,8 @@ def run_notebook(
     source = Path(path)
     nb = read_notebook(source, parameters)
     require_python(nb, source, kernel)
+    if out is not None:
+        writable(Path(out))
     summary = RunSummary()
     with tempfile.TemporaryDirectory(prefix="nbcache-run-") as scratch:
         log = os.path.join(scratch, "cells.jsonl")
@@ -272,6 +274,23 @@ def run_notebook(
     if out is not None:
         nbformat.write(nb, os.fspath(out))
     return nb, summary
+
+
+def writable(out: Path) -> None:
+    """Refuse an output path the executed notebook cannot be written to before any
+    kernel starts, not after the run it would hold.
+
+    Raises:
+        RunError: a folder, in a missing folder, or not writable (a FIFO or
+            ``/dev/stdout`` is the user's to name).
+    """
+    if out.is_dir():
+        raise RunError(f"-o {out} is a folder: name the executed notebook's file (-o out.ipynb)")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise RunError(f"-o {out}: there is no folder {folder}; create it first")
+    if not os.access(out if out.exists() else folder, os.W_OK):
+        raise RunError(f"-o {out} cannot be written (permission denied): name another file")
 
 
 def _restored(nb: Any, index: int, why: str, seconds: float) -> CellOutcome:
