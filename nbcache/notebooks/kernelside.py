@@ -86,9 +86,19 @@ def _environment_logger(path: str) -> Any:
             if isinstance(file, str) and name != "__main__" and is_local_module(name):
                 modules[os.path.abspath(file)] = file_digest(file)
         last[:] = [list(sys.path), len(sys.modules)]
-        _write(path, {"environment": {"path": last[0], "modules": modules}})
+        _write(path, {"environment": {"path": [*last[0], *_user_site()], "modules": modules}})
 
     return log
+
+
+def _user_site() -> list[str]:
+    """The user's site-packages when this Python would add it but it is not there yet:
+    the first ``pip install --user`` makes it, and what it installs there shadows the
+    kernel's own distributions, so its appearance is a change to check."""
+    import site
+
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    return [user] if user and user not in sys.path else []
 
 
 def _measured_files(path: str) -> tuple[Callable[[Any], None], Callable[[Any], None]]:
