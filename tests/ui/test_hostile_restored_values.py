@@ -12,7 +12,16 @@ import pytest
 from nbcache.cache.default import set_default_cache
 from tests.shells import close_shell, new_shell
 
-SETUP = "import numpy as np, pandas as pd, sqlite3, threading, io"
+SETUP = """
+import numpy as np, pandas as pd, sqlite3, threading, io, enum, dataclasses
+class Color(enum.Enum):
+    RED = 1
+    GREEN = 2
+@dataclasses.dataclass(frozen=True, slots=True)
+class Point:
+    x: int
+    y: int
+"""
 # (cell, what a later cell reads of what it bound)
 CASES = {
     "memoryview": (
@@ -51,6 +60,10 @@ CASES = {
         "type(p) is P, p == P(1)",
     ),
     "self-reference": ("L = [1]; L.append(L); D = {}; D['me'] = D", "L[1] is L, D['me'] is D"),
+    # classes a plain cell defines, instances a cached cell makes: the live class's
+    "enum-member": ("c = Color.GREEN", "c is Color.GREEN, type(c) is Color"),
+    "enum-as-key": ("counts = {Color.RED: 1}", "counts.get(Color.RED), Color.RED in counts"),
+    "dataclass": ("pt = Point(1, 2)", "pt == Point(1, 2), isinstance(pt, Point), hash(pt)"),
     "bytesio": ("bio = io.BytesIO(b'hello'); bio.read(2)", "bio.read()"),
 }
 
