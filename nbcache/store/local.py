@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import settings
+from ..entry.buffers import WHOLE_READ
 from ..entry.format import bounded_json
 from ..errors import StoreError, warn
 from .base import EntryStat, Store, check_key, is_key
@@ -149,9 +150,8 @@ class LocalStore(Store):
 
     def open_entry(self, key: str) -> BinaryIO:
         path = self.entry_path(key)
-        mappable = settings.map_entries() and maps_safely(self._base)
         try:
-            return open_regular(path, mappable=mappable)
+            return open_regular(path, mappable=self._mappable)
         except FileNotFoundError:
             raise KeyError(key) from None
         except NotRegular as exc:
@@ -162,6 +162,10 @@ class LocalStore(Store):
                 self._remove_planted(path, "a symbolic link")
                 raise KeyError(key) from None
             raise explain(exc, "read", path) from exc
+
+    def _mappable(self, size: int) -> bool:
+        # An entry read whole never maps: its hit need not read the mount table.
+        return size > WHOLE_READ and settings.map_entries() and maps_safely(self._base)
 
     def _remove_planted(self, path: Path, what: str) -> None:
         """Something nbcache never writes stands at an entry's name: it is no entry (a miss),
