@@ -164,8 +164,12 @@ def write_entry(
 
 
 def _read_exact(f: BinaryIO, offset: int, length: int) -> bytes:
-    f.seek(offset)
-    data = f.read(length)
+    mapped = getattr(f, "mapped", None)
+    if isinstance(mapped, memoryview):  # in memory already: a slice, not a file's read
+        data = bytes(mapped[offset : offset + length])
+    else:
+        f.seek(offset)
+        data = f.read(length)
     if len(data) != length:
         raise IntegrityError("the entry is truncated: it will be recomputed")
     return data

@@ -84,7 +84,9 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def open_regular(path: Path, *, mappable: Callable[[int], bool] | None = None) -> BinaryIO:
+def open_regular(
+    path: str | os.PathLike[str], *, mappable: Callable[[int], bool] | None = None
+) -> BinaryIO:
     """``path`` opened for reading if it is a regular file, without following a link and
     without blocking (a FIFO would block ``open()`` for ever).
 
