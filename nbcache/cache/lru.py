@@ -47,8 +47,7 @@ def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
     getsizeof = sys.getsizeof
     while todo and len(seen) < limit:
         obj = todo.pop()
-        ident = id(obj)
-        if ident in seen:
+        if (ident := id(obj)) in seen:
             continue
         seen.add(ident)
         # Plain builtins by their exact type first, counted as the general checks below
