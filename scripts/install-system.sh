@@ -3,9 +3,11 @@
 #   chromium      tests/browser (JupyterLab driven by Playwright through
 #                 executable_path=/usr/bin/chromium; never `playwright install`)
 #   redis-server  tests/stores (the Redis lease; the tests start and stop it)
+#   nodejs, npm   scripts/build-extension.sh (the JupyterLab extension, from js/)
 set -euo pipefail
 
-declare -A WANT=([chromium]=/usr/bin/chromium [redis-server]=/usr/bin/redis-server)
+declare -A WANT=([chromium]=/usr/bin/chromium [redis-server]=/usr/bin/redis-server
+    [nodejs]=/usr/bin/node [npm]=/usr/bin/npm)
 
 missing=()
 for package in "${!WANT[@]}"; do

@@ -79,6 +79,9 @@ class CellRunner:
     # each cell's first code line by what it is filed under (a front end's id, in auto
     # mode), so that `why` finds a cell by the line the user sees
     labels: dict[str, str] = field(default_factory=dict)
+    # what the last cell run did (its outcome, seconds, stored, always), auto mode or not:
+    # an editor's state of the cell (nbcache.ui.editor)
+    noted: dict[str, Any] | None = None
 
     @property
     def cache(self) -> Cache:
@@ -104,6 +107,7 @@ class CellRunner:
             result = self._uncached(source)
             self._note_seconds(decision.identity, time.perf_counter() - started)
             self._note(options, "uncached")
+            self.noted = {"outcome": "uncached", "action": decision.action}  # "always": a patch
             return result
         hidden = hides_result(source)
         if decision.action == "restore" and decision.hit is not None:
@@ -344,6 +348,7 @@ class CellRunner:
     ) -> None:
         """What a cell did while auto mode is on (a ``%%cache`` cell of the notebook too),
         for ``nbcache run``'s summary."""
+        self.noted = {"outcome": outcome, **more}
         if self.auto is None:
             return
         loaded, self.loaded = self.loaded, []

@@ -11,6 +11,7 @@ from ..run import routing as background
 from ..run.auto import from_environment
 from ..tasks.executors import shutdown as shutdown_executors
 from .automode import auto_off, auto_on
+from .editor import Editor
 from .magics import NbcacheMagics
 from .parsing import check_off, check_on
 from .terminal import close_terminal_output
@@ -18,6 +19,7 @@ from .terminal import close_terminal_output
 __all__ = ["load", "unload"]
 
 _loaded: dict[int, tuple[NbcacheMagics, Callable[[Any], None]]] = {}
+_editors: dict[int, Editor] = {}  # the comm to JupyterLab's and Notebook 7's extension
 
 
 def load(shell: Any) -> None:
@@ -39,6 +41,9 @@ def load(shell: Any) -> None:
     auto = from_environment()  # NBCACHE_AUTO=1: every kernel that loads nbcache
     if auto is not None:
         auto_on(shell, magics.cells, auto)
+    editor = Editor(shell, magics.cells)
+    editor.open()
+    _editors[id(shell)] = editor
 
 
 def unload(shell: Any) -> None:
@@ -47,6 +52,9 @@ def unload(shell: Any) -> None:
     if magics is None or hook is None:
         return
     shell.events.unregister("pre_run_cell", hook)
+    editor = _editors.pop(id(shell), None)
+    if editor is not None:
+        editor.close()
     check_off(shell)
     close_terminal_output(shell)
     auto_off(shell, magics.cells)

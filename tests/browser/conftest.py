@@ -55,6 +55,8 @@ from playwright.sync_api import Error as PlaywrightError
 from ..notebooks import nbrun
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+# nbcache's JupyterLab extension as built from js/ in this checkout (scripts/build-extension.sh)
+LABEXTENSION = Path(__file__).resolve().parents[2] / "nbcache" / "labextension"
 CHROMIUM = "/usr/bin/chromium"
 # Keep Chromium off the network and out of the sandbox it cannot set up as root.
 CHROMIUM_ARGS = [
@@ -125,7 +127,10 @@ def lab_env(base: Path) -> dict[str, str]:
     """The server's (so every kernel's) environment: nbrun's kernel environment, but with
     no NBCACHE_DIR, so each kernel's store is ``.nbcache`` in its notebook's folder as a
     user's is; without any Jupyter settings of this process, with Jupyter's and
-    JupyterLab's folders under ``base`` and this venv's scripts first on PATH."""
+    JupyterLab's folders under ``base`` and this venv's scripts first on PATH.
+
+    JupyterLab finds nbcache's extension first on ``JUPYTER_PATH``, where it is this
+    checkout's build, whatever an earlier install copied into the venv."""
     env = nbrun.kernel_env(base, base / "unused")
     env = {
         k: v for k, v in env.items() if not k.startswith(("JUPYTER", "JPY_")) and k != "NBCACHE_DIR"
@@ -136,9 +141,19 @@ def lab_env(base: Path) -> dict[str, str]:
         JUPYTER_RUNTIME_DIR=str(base / "jupyter-runtime"),
         JUPYTERLAB_SETTINGS_DIR=str(base / "lab-settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(base / "lab-workspaces"),
+        JUPYTER_PATH=str(_extension_path(base / "jupyter-path")),
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     )
     return env
+
+
+def _extension_path(folder: Path) -> Path:
+    """A Jupyter data folder whose ``labextensions/nbcache`` is this checkout's build."""
+    link = folder / "labextensions" / "nbcache"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(LABEXTENSION, target_is_directory=True)
+    return folder
 
 
 def _write_settings(folder: Path) -> None:
@@ -416,6 +431,16 @@ class Lab:
         self.server.api(
             "PUT", "lab/api/settings/@jupyterlab/apputils-extension:themes", {"raw": raw}
         )
+
+    def change_theme(self, theme: str) -> None:
+        """Switch the page open now to ``theme`` ("light" or "dark"), as the Settings menu
+        does, and wait for its colours to land."""
+        self.theme = theme
+        self.page.evaluate(
+            "(name) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: name})",
+            THEMES[theme],
+        )
+        self.page.wait_for_function(_THEME_LANDED, arg=theme == "dark")
 
     # -- opening and running
 
