@@ -119,3 +119,53 @@ def test_reading_imports_no_nbformat(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def output_cases() -> list[Any]:
+    stream = {"output_type": "stream", "name": "stdout", "text": "a\n"}
+    result = {
+        "output_type": "execute_result",
+        "execution_count": 3,
+        "data": {"text/plain": ["1", "2"], "application/json": {"a": 1}},
+        "metadata": {},
+    }
+    error = {"output_type": "error", "ename": "E", "evalue": "v", "traceback": ["t"]}
+    shown = {"output_type": "display_data", "data": {"image/png": "iVBO"}, "metadata": {"m": 1}}
+    return [
+        stream,
+        result,
+        error,
+        shown,
+        {**result, "execution_count": None},
+        {**result, "execution_count": -1},
+        {**result, "execution_count": "3"},
+        {**result, "data": {"application/vnd.x+json": [1, 2]}},
+        {**result, "data": {"text/plain": {"a": 1}}},
+        {**result, "data": {"text/plain": ["a", 1]}},
+        {**result, "data": []},
+        {**result, "metadata": []},
+        {**shown, "execution_count": 1},
+        {**stream, "text": 7},
+        {**stream, "name": None},
+        {**stream, "extra": 1},
+        {k: v for k, v in stream.items() if k != "name"},
+        {**error, "traceback": "t"},
+        {**error, "evalue": 1},
+        {"output_type": "other"},
+        {"text": "a"},
+        "not an output",
+        [],
+    ]
+
+
+@pytest.mark.parametrize("output", output_cases())
+def test_an_output_is_valid_as_nbformat_says(output: Any) -> None:
+    from nbformat.validator import ValidationError, validate
+
+    try:
+        validate(output, ref="output", version=4, version_minor=5)
+        theirs = True
+    except ValidationError:
+        theirs = False
+    assert nbjson.valid_output(output) == theirs
+    assert not nbjson.valid_output(None)  # nbformat's validate takes None for no argument

@@ -17,12 +17,21 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from typing import Any
 
-__all__ = ["Node", "node", "read", "write", "writes"]
+__all__ = ["Node", "node", "read", "valid_output", "write", "writes"]
 
 # Mime types nbformat writes as lists of lines, besides text/*.
 _SPLIT = ("application/javascript", "image/svg+xml")
+# Each output type's fields in nbformat's v4.5 schema: all required, no others allowed.
+_OUTPUT_FIELDS = {
+    "execute_result": {"output_type", "data", "metadata", "execution_count"},
+    "display_data": {"output_type", "data", "metadata"},
+    "stream": {"output_type", "name", "text"},
+    "error": {"output_type", "ename", "evalue", "traceback"},
+}
+_JSON_MIME = re.compile(r"application/(.*\+)?json")
 
 
 class Node(dict[str, Any]):
@@ -172,3 +181,35 @@ def write(nb: dict[str, Any], path: str | os.PathLike[str]) -> None:
     text = writes(nb)
     with open(path, "w", encoding="utf8") as f:
         f.write(text if text.endswith("\n") else text + "\n")
+
+
+def valid_output(output: Any) -> bool:
+    """Whether nbformat's v4.5 schema accepts ``output`` (its ``output`` definition),
+    checked without importing nbformat; an integer is an ``int`` here, where jsonschema
+    also takes a float such as 1.0: refusing more only starts a kernel."""
+    if not isinstance(output, dict) or output.get("output_type") not in _OUTPUT_FIELDS:
+        return False
+    kind = output["output_type"]
+    if set(output) != _OUTPUT_FIELDS[kind]:
+        return False
+    if kind == "stream":
+        return isinstance(output["name"], str) and _text(output["text"])
+    if kind == "error":
+        return (
+            isinstance(output["ename"], str)
+            and isinstance(output["evalue"], str)
+            and _lines(output["traceback"])
+        )
+    count = output.get("execution_count")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
+        return False
+    data = output["data"]
+    return (
+        isinstance(output["metadata"], dict)
+        and isinstance(data, dict)
+        and all(_JSON_MIME.fullmatch(mime) or _text(value) for mime, value in data.items())
+    )
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) or _lines(value)

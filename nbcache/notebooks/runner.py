@@ -16,17 +16,16 @@ import os
 import re
 import tempfile
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CacheError, warn
+from ..errors import CacheError
 from . import nbjson
 from .cellids import with_cell_ids
 from .kernels import is_python, kernel_language, kernel_manager_class, launch_options
-from .params import inject
+from .reading import read_notebook
 from .unchanged import Restored, Whole, since
 
 __all__ = [
@@ -252,6 +251,8 @@ def run_notebook(
     # nbformat only for a kernel: importing it takes seconds (see nbcache.notebooks.nbjson)
     nb = (None if parameters else nbjson.read(source)) or read_notebook(source, parameters)
     require_python(nb, source, kernel)
+    if out is not None:
+        writable(Path(out))
     summary = RunSummary()
     with tempfile.TemporaryDirectory(prefix="nbcache-run-") as scratch:
         log = os.path.join(scratch, "cells.jsonl")
@@ -285,6 +286,23 @@ def restored_outcomes(nb: Any, done: Restored) -> list[CellOutcome]:
         first = _first_code_line(cell.source)
         out.append(CellOutcome(index, str(cell.get("id")), RESTORED, seconds, (), why, first))
     return out
+
+
+def writable(out: Path) -> None:
+    """Refuse an output path the executed notebook cannot be written to before any
+    kernel starts, not after the run it would hold.
+
+    Raises:
+        RunError: a folder, in a missing folder, or not writable (a FIFO or
+            ``/dev/stdout`` is the user's to name).
+    """
+    if out.is_dir():
+        raise RunError(f"-o {out} is a folder: name the executed notebook's file (-o out.ipynb)")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise RunError(f"-o {out}: there is no folder {folder}; create it first")
+    if not os.access(out if out.exists() else folder, os.W_OK):
+        raise RunError(f"-o {out} cannot be written (permission denied): name another file")
 
 
 def execute(
@@ -329,27 +347,6 @@ def execute(
     except RuntimeError as exc:  # jupyter_client: the kernel died before it answered
         return f"the kernel did not start ({exc})"
     return None
-
-
-def read_notebook(path: Path, parameters: Mapping[str, Any] | None = None) -> Any:
-    """The notebook at ``path``, every cell with an id, the parameters injected."""
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
-    with warnings.catch_warnings():
-        # nbformat warns of cells without ids, which this run gives them
-        warnings.simplefilter("ignore")
-        nb = nbformat.read(path, as_version=4)
-    for index, cell in enumerate(nb.cells):
-        if not cell.get("id"):
-            cell["id"] = f"cell-{index}"  # nbformat < 4.5 has none: name cells by place
-    if parameters and not inject(nb, dict(parameters)):
-        names = ", ".join(f"-p {name}" for name in parameters)
-        warn(
-            f"nbcache: {path.name} has no cell tagged `parameters`, so {names} is set in a "
-            "cell of its own before the first cell; tag the cell that sets the defaults "
-            "`parameters` to set them after it",
-            stacklevel=2,
-        )
-    return nb
 
 
 def absolute_store(store: str | None) -> str | None:

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import xxhash
 
@@ -39,7 +39,7 @@ from ..entry.format import EntryInfo
 from ..keys.calls import KEY_VERSION
 from ..run.files import FileReads
 from ..run.records import EntryInputs
-from .nbjson import node
+from .nbjson import node, valid_output
 
 __all__ = [
     "ALLOWED",
@@ -95,7 +95,7 @@ def file_digest(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
             return xxhash.xxh3_128_hexdigest(f.read())
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in a recorded name
         return None
 
 
@@ -107,7 +107,7 @@ def distributions(paths: list[str]) -> str:
         h.update(f"\0{entry}\0".encode())
         try:
             names = sorted(n for n in os.listdir(entry or ".") if n.endswith(_DISTS))
-        except OSError:
+        except (OSError, ValueError):
             h.update(b"-")  # missing, a zip, a file: its appearance is a change too
             continue
         h.update("\n".join(names).encode())
@@ -116,21 +116,25 @@ def distributions(paths: list[str]) -> str:
 
 def kernel_command(kernel: str | None) -> list[str]:
     """The command that starts the kernel, as its kernelspec gives it, with its
-    interpreter found on PATH and stamped (one upgraded in place is another kernel)."""
+    interpreter found on PATH and stamped (one upgraded in place is another kernel), and
+    the environment the kernelspec adds (a ``PYTHONPATH`` there shapes it as much)."""
+    env: dict[str, str] = {}
     if not kernel:
         argv = [sys.executable]
     else:
         from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
         try:
-            argv = list(KernelSpecManager().get_kernel_spec(kernel).argv)
+            spec = KernelSpecManager().get_kernel_spec(kernel)
         except NoSuchKernel:
             return []
+        argv = list(spec.argv)
+        env = dict(spec.env or {})
     found = shutil.which(argv[0]) if argv else None
     if found:
         st = os.stat(os.path.realpath(found))
         argv = [os.path.realpath(found), f"{st.st_size}:{st.st_mtime_ns}", *argv[1:]]
-    return argv
+    return [*argv, *(f"\0{k}={v}" for k, v in sorted(env.items()))] if argv else []
 
 
 def record_key(nb: Any, folder: Path, env: Mapping[str, str], kernel: str | None) -> str | None:
@@ -258,12 +262,9 @@ class Whole:
         """The record of ``nb`` and its entries' hits when every check holds, else None."""
         found = self.cache.lookup(self.key, _ASK) if self.cache is not None else None
         record = found.value if found is not None else None
-        if self.cache is None or not isinstance(record, dict):
+        if self.cache is None or not _readable(record):
             return None
-        cells = record.get("cells")
-        if record.get("version") != RECORD_VERSION or not isinstance(cells, list):
-            return None
-        if [c.source for _, c in _code(nb)] != [kept.get("source") for kept in cells]:
+        if [c.source for _, c in _code(nb)] != [kept["source"] for kept in record["cells"]]:
             return None
         hits = _checked(record, self.cache, self.folder)
         return (record, hits) if hits is not None else None
@@ -295,6 +296,53 @@ class Whole:
         label = f"notebook {name}".strip()
         meta = {"label": label, "kind": "notebook", "compute_seconds": seconds}
         return cache.overwrite(self.key, value, meta, ask=_ASK) > 0
+
+
+_CELL_FIELDS: dict[str, tuple[type, ...]] = {
+    "key": (str,),
+    "created": (int, float),
+    "seconds": (int, float),
+    "magic": (str,),
+    "execution_count": (int, type(None)),
+}
+
+
+def _readable(record: Any) -> TypeGuard[dict[str, Any]]:
+    """Whether ``record`` is a notebook record of this version, every field of the type
+    restoring reads it as and every output one nbformat accepts: a record of another
+    shape (a bug, a teammate's tool sharing the secret) is no record, never a traceback
+    nor an invalid notebook written."""
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        return False
+    cells, modules, path = record.get("cells"), record.get("modules", {}), record.get("path", [])
+    info = record.get("language_info")
+    if (
+        not _number(record.get("made", 0.0))
+        or not isinstance(record.get("dists"), str)
+        or not (info is None or (isinstance(info, dict) and isinstance(info.get("name"), str)))
+        or not isinstance(modules, dict)
+        or not all(isinstance(m, str) for m in modules)
+        or not all(isinstance(d, (str, type(None))) for d in modules.values())
+        or not isinstance(path, list)
+        or not all(isinstance(p, str) for p in path)
+        or not isinstance(cells, list)
+    ):
+        return False
+    for kept in cells:
+        if not isinstance(kept, dict) or not isinstance(kept.get("source"), str):
+            return False
+        for name, types in _CELL_FIELDS.items():
+            value = kept.get(name)
+            if name in kept and (not isinstance(value, types) or isinstance(value, bool)):
+                return False
+        outputs = kept.get("outputs", [])
+        if not isinstance(outputs, list) or not all(valid_output(o) for o in outputs):
+            return False
+    return True
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _checked(record: dict[str, Any], cache: Cache, folder: Path) -> list[Hit[Any]] | None:
@@ -354,13 +402,19 @@ def _logged(
     by_id: dict[str, dict[str, Any]] = {}
     modules: dict[str, str] = {}
     path: list[str] = []
+    touched: dict[str, Any] = {}
     for record in records:
         environment = record.get("environment")
         if isinstance(environment, dict):
             modules.update(environment.get("modules", {}))
             path += [p for p in environment.get("path", []) if p not in path]
+        elif record.get("measured"):
+            touched[str(record["measured"])] = record.get("touched")
         elif record.get("cell_id") and "warning" not in record:
             by_id[str(record["cell_id"])] = record
+    for cell_id, files in touched.items():
+        if cell_id in by_id:
+            by_id[cell_id] = {**by_id[cell_id], "touched": files}
     return modules, path, by_id
 
 
@@ -384,5 +438,7 @@ def _kept(cell: Any, logged: dict[str, Any] | None, cache: Cache) -> dict[str, A
         took = float(logged.get("seconds") or 0.0)
         return {**kept, "key": entry, "created": found.info.created, "seconds": took}
     if outcome == "uncached" and (magic := allowed(cell.source)) is not None:
+        if magic in MEASURED and logged.get("touched") != []:
+            return None  # `%time load()` shows what it read; a kernel runs it (or said nothing)
         return {**kept, "magic": magic}
     return None
