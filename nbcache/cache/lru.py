@@ -47,9 +47,9 @@ def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
     getsizeof = sys.getsizeof
     while todo and len(seen) < limit:
         obj = todo.pop()
-        if id(obj) in seen:
+        if (ident := id(obj)) in seen:
             continue
-        seen.add(id(obj))
+        seen.add(ident)
         # Plain builtins by their exact type first, counted as the general checks below
         # would count them: metadata (an entry's header, a call's summary) is dozens.
         kind = type(obj)

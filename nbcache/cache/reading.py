@@ -11,7 +11,7 @@ import io
 from collections.abc import Callable
 from typing import Any, BinaryIO, TypeVar
 
-from ..entry.buffers import MappedReader
+from ..entry.buffers import WHOLE_READ, MappedReader
 from ..entry.format import EntryInfo, read_entry, read_info
 from ..entry.signing import Signer
 from ..errors import (
@@ -42,13 +42,6 @@ class WarnOnce:
 
     def clear(self, topic: str) -> None:
         self._topics.discard(topic)
-
-
-# An entry this small is read with one read, then checked and loaded from memory (its
-# arrays are slices of that memory, which is writable): a first hit's few reads of a
-# small entry cost more than the bytes. A larger one streams, each buffer hashed as it
-# arrives, so it is never read whole before it is checked.
-WHOLE_READ = 1 << 20
 
 
 def _whole(f: BinaryIO, size: int) -> BinaryIO:

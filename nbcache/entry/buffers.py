@@ -13,7 +13,20 @@ import io
 import mmap
 from typing import Any
 
-__all__ = ["EntryFile", "MappedReader", "allocate", "map_private", "release_pages"]
+__all__ = [
+    "WHOLE_READ",
+    "EntryFile",
+    "MappedReader",
+    "allocate",
+    "map_private",
+    "release_pages",
+]
+
+# An entry this small is read with one read, then checked and loaded from memory (its
+# arrays are slices of that memory, which is writable): a first hit's few reads of a
+# small entry cost more than the bytes. A larger one streams, each buffer hashed as it
+# arrives, so it is never read whole before it is checked; a store may map it instead.
+WHOLE_READ = 1 << 20
 
 
 def allocate(length: int) -> mmap.mmap:
@@ -71,7 +84,8 @@ class EntryFile(io.FileIO):
     Such a store writes every entry to a new file that takes the entry's name whole, so
     a private map of the file outlives the entry being replaced, evicted or removed:
     the kernel keeps the unlinked inode's pages for as long as they are mapped.  A file
-    cut short under a live map would fault (SIGBUS) when read; no store writes so.
+    cut short under a live map would fault (SIGBUS) when read; no store writes so, and
+    a folder store opens a file as one only when no other user can write it.
     """
 
 

@@ -74,11 +74,14 @@ def bounded_json(data: bytes, max_size: int = _MAX_UNVERIFIED, max_depth: int = 
     """
     if len(data) > max_size:
         raise ValueError(f"{len(data)} bytes of JSON, more than the {max_size} allowed")
-    depth = 0
-    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", data)):
-        depth += 1 if bracket in b"[{" else -1
-        if depth > max_depth:
-            raise ValueError(f"JSON nested deeper than {max_depth}")
+    # No deeper than it has brackets that open: a usual header has a dozen, and the
+    # scan that finds the depth costs a small entry's hit more than its parse.
+    if data.count(b"[") + data.count(b"{") > max_depth:
+        depth = 0
+        for bracket in _BRACKETS.findall(_STRINGS.sub(b"", data)):
+            depth += 1 if bracket in b"[{" else -1
+            if depth > max_depth:
+                raise ValueError(f"JSON nested deeper than {max_depth}")
     try:
         return json.loads(data)
     except RecursionError as exc:  # the count above is a bound, so this is belt and braces
@@ -161,8 +164,12 @@ def write_entry(
 
 
 def _read_exact(f: BinaryIO, offset: int, length: int) -> bytes:
-    f.seek(offset)
-    data = f.read(length)
+    mapped = getattr(f, "mapped", None)
+    if isinstance(mapped, memoryview):  # in memory already: a slice, not a file's read
+        data = bytes(mapped[offset : offset + length])
+    else:
+        f.seek(offset)
+        data = f.read(length)
     if len(data) != length:
         raise IntegrityError("the entry is truncated: it will be recomputed")
     return data
@@ -314,7 +321,8 @@ def read_entry(f: BinaryIO, key: str, signer: Signer, name: str = "value") -> tu
             or stored under another key.
         ValueUnpicklingError: verified bytes that do not load here (missing module).
     """
-    header = _signed_header(f, _file_size(f), signer)
+    size = _file_size(f)
+    header = _signed_header(f, size, signer)
     info = _info(header)
     if info.key != key:
         raise IntegrityError("the entry belongs to another key: it will be recomputed")
@@ -323,6 +331,8 @@ def read_entry(f: BinaryIO, key: str, signer: Signer, name: str = "value") -> tu
     if hashlib.sha256(stream).hexdigest() != sha:
         raise IntegrityError("the entry's pickle stream is damaged: it will be recomputed")
     layout = header["buffers"]
+    if any(o + n > size for o, n, _ in layout):  # before memory is set aside for one
+        raise IntegrityError("the entry is truncated: it will be recomputed")
     mapping = map_private(f) if layout and isinstance(f, EntryFile) else None
     # Every buffer is checked (and its pages released) before any is used: releasing
     # a page of a private map drops what was written to it.

@@ -28,17 +28,15 @@ import io
 import linecache
 import pickle
 import re
-import sys
 import types
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, overload
 
 import cloudpickle
 
 from ..errors import CacheError, ValuePicklingError, ValueUnpicklingError
+from .mainclasses import main_namespace, reduce_main_class, restoring_into
 
 __all__ = [
     "OUT_OF_BAND_MIN",
@@ -50,6 +48,7 @@ __all__ = [
     "pickle_with",
     "probe",
     "rebuild_main_function",
+    "rebuild_memoryview",
     "restore_main_function",
     "restoring_into",
     "try_pickle",
@@ -81,30 +80,8 @@ class Pickled:
 
 # -- notebook functions: rebuilt over the live namespace ---------------------------
 
-_MAIN_NAMESPACE: ContextVar[dict[str, Any] | None] = ContextVar("nbcache_main", default=None)
 # Cells bigger than this keep only the function's own lines (the rest blank).
 _MAX_SOURCE = 1 << 20
-
-
-@contextmanager
-def restoring_into(namespace: dict[str, Any]) -> Iterator[None]:
-    """Within this block, notebook functions load bound to ``namespace``, not ``__main__``.
-
-    For a shell whose user namespace is not ``sys.modules["__main__"]``, and for tests.
-    """
-    token = _MAIN_NAMESPACE.set(namespace)
-    try:
-        yield
-    finally:
-        _MAIN_NAMESPACE.reset(token)
-
-
-def _main_globals() -> dict[str, Any]:
-    namespace = _MAIN_NAMESPACE.get()
-    if namespace is not None:
-        return namespace
-    main = sys.modules.get("__main__")
-    return main.__dict__ if main is not None else {"__name__": "__main__"}
 
 
 def rebuild_main_function(
@@ -113,7 +90,7 @@ def rebuild_main_function(
     """Unpickling: a notebook function over the live namespace (its state comes next)."""
     if filename is not None:
         code = _with_filename(code, filename)
-    return types.FunctionType(code, _main_globals(), name, argdefs, closure)
+    return types.FunctionType(code, main_namespace(), name, argdefs, closure)
 
 
 def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:
@@ -176,7 +153,13 @@ class _KernelPickler(cloudpickle.Pickler):  # type: ignore[misc]
     """cloudpickle, except that notebook functions are saved to load live (see above)."""
 
     def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is memoryview:  # cloudpickle's own makes it bytes: another type
+            if obj.format.lstrip("@") not in _CASTABLE:
+                raise pickle.PicklingError(f"a memoryview of format {obj.format!r}")
+            return (rebuild_memoryview, (obj.tobytes(), obj.readonly, obj.format, obj.shape))
         reduced = super().reducer_override(obj)
+        if isinstance(obj, type):
+            return reduce_main_class(obj, reduced)
         if (
             type(obj) is types.FunctionType
             # Code written in the notebook: its globals are the notebook's. Not its
@@ -197,6 +180,21 @@ class _KernelPickler(cloudpickle.Pickler):  # type: ignore[misc]
             args = (code, name, argdefs, closure, obj.__code__.co_filename)
             return (rebuild_main_function, args, state, None, None, restore_main_function)
         return reduced
+
+
+# The formats memoryview.cast() makes again; a view of another (a struct's) is not stored.
+_CASTABLE = frozenset("bBhHiIlLqQnNfdec?P")
+
+
+def rebuild_memoryview(data: bytes, readonly: bool, fmt: str, shape: tuple[int, ...]) -> memoryview:
+    """Unpickling: a memoryview of a copy of what it showed, writable if it was, of the
+    same format and shape (what it viewed is not restored with it: the copy is its own)."""
+    view = memoryview(data if readonly else bytearray(data))
+    if fmt == "B" and shape == (len(data),):
+        return view
+    cast: Any = view.cast  # typeshed names each format's overload; any of _CASTABLE goes
+    rebuilt: memoryview = cast(fmt.lstrip("@"), shape)
+    return rebuilt
 
 
 def probe(obj: object, *, for_store: bool = True) -> BaseException | None:
@@ -288,7 +286,7 @@ def _loads_in_main(stream: bytes | memoryview, buffers: Sequence[Any]) -> Any:
     needs the notebook's ``double_it``), which would otherwise be nbcache's own.
     """
     scope = {"loads": pickle.loads, "stream": stream, "buffers": buffers}
-    exec(_LOAD_IN_MAIN, _main_globals(), scope)
+    exec(_LOAD_IN_MAIN, main_namespace(), scope)
     return scope["value"]
 
 

@@ -8,6 +8,7 @@ package before any of its modules, so no digest runs without them.
 
 from __future__ import annotations
 
+from ..entry.mainclasses import set_class_digest
 from . import arrays, code, frames, hashing
 from .classes import describe
 from .hashing import HashBudgetError, LiveHandleError, digest, drawn_on
@@ -25,3 +26,5 @@ hashing.register(
     *ndarrays.RULES,
     *objects.RULES,  # plain objects, then the reduce protocol for the rest
 )
+# A notebook class restored from the store is the live one when its definition is the same.
+set_class_digest(digest)

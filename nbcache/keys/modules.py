@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import importlib.machinery
 import os
+import stat
 import sys
 import sysconfig
 import types
@@ -34,17 +35,48 @@ __all__ = [
     "module_fingerprint_by_name",
 ]
 
-_INSTALLED_ROOTS = tuple(
-    os.path.realpath(p)
+_ROOTS = tuple(
+    os.path.abspath(p)
     for key in ("stdlib", "platstdlib", "purelib", "platlib")
     if (p := sysconfig.get_paths().get(key))
 )
+_INSTALLED_ROOTS = tuple(os.path.realpath(p) for p in _ROOTS)
+# Each root as written: a path under one is installed unless a link below the root
+# leads elsewhere (the root itself resolves to its real one above).
+_WRITTEN_ROOTS = tuple(root.rstrip(os.sep) + os.sep for root in _ROOTS)
 _LOCAL: dict[str, bool] = {}
 
 
 def _is_installed_path(path: str) -> bool:
+    if _under_installed_root(path):
+        return True
     real = os.path.realpath(path)
     return real.startswith(_INSTALLED_ROOTS) or "site-packages" in real
+
+
+def _under_installed_root(path: str) -> bool:
+    """Whether ``path`` lies in an installed root as written, through no link below it.
+
+    What ``realpath`` would say, with a ``lstat`` for each part below the root instead
+    of one for every part of the path: a fresh kernel's first hit asks for each module
+    its function uses. ``..``, ``.`` or a link below the root: not known here (False).
+    """
+    for written in _WRITTEN_ROOTS:
+        if not path.startswith(written):
+            continue
+        parts = path[len(written) :].split(os.sep)
+        if not all(parts) or ".." in parts or "." in parts:
+            return False
+        current = written.rstrip(os.sep)
+        for part in parts:
+            current = os.path.join(current, part)
+            try:
+                if stat.S_ISLNK(os.lstat(current).st_mode):
+                    return False
+            except OSError:
+                return False
+        return True
+    return False
 
 
 def is_local_module(name: str) -> bool:

@@ -9,7 +9,8 @@ the user reads them: under the cell.
 
 After each cell it also logs what the driver must check again before it writes an
 unchanged notebook with no kernel (:mod:`nbcache.notebooks.unchanged`): ``sys.path``
-and the digests of the local modules imported since the last cell.
+and the digests of the local modules imported since the last cell, and the files a
+timed cell (``%time f()``) opened or removed, which no entry records.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from .. import settings
+from ..cache.default import default_cache
 from ..errors import CacheWarning
 from ..keys.modules import is_local_module
-from .unchanged import file_digest
+from ..run.files import FileReads
+from .unchanged import MEASURED, allowed, file_digest
 
 __all__ = ["load"]
 
@@ -45,6 +49,9 @@ def load(shell: Any) -> None:
 
     shell.events.register("pre_run_cell", remember)
     shell.events.register("post_run_cell", _environment_logger(path))
+    before, after = _measured_files(path)
+    shell.events.register("pre_run_cell", before)
+    shell.events.register("post_run_cell", after)
     shown = warnings.showwarning
 
     def show(
@@ -79,9 +86,47 @@ def _environment_logger(path: str) -> Any:
             if isinstance(file, str) and name != "__main__" and is_local_module(name):
                 modules[os.path.abspath(file)] = file_digest(file)
         last[:] = [list(sys.path), len(sys.modules)]
-        _write(path, {"environment": {"path": last[0], "modules": modules}})
+        _write(path, {"environment": {"path": [*last[0], *_user_site()], "modules": modules}})
 
     return log
+
+
+def _user_site() -> list[str]:
+    """The user's site-packages when this Python would add it but it is not there yet:
+    the first ``pip install --user`` makes it, and what it installs there shadows the
+    kernel's own distributions, so its appearance is a change to check."""
+    import site
+
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    return [user] if user and user not in sys.path else []
+
+
+def _measured_files(path: str) -> tuple[Callable[[Any], None], Callable[[Any], None]]:
+    """Hooks that log the files a timed cell (``%time f()``, ``%timeit g()``) opened,
+    wrote or removed: its expression runs with no entry to record them, and a notebook
+    written again with no kernel must not keep what it showed of a file since changed,
+    nor skip a file it wrote."""
+    active: list[tuple[str | None, Any, Any]] = []
+
+    def before(info: Any) -> None:
+        after()  # a cell that never reached its post-run hook: its recording ends here
+        if allowed(str(getattr(info, "raw_cell", "") or "")) not in MEASURED:
+            return
+        store = default_cache().store  # what nbcache writes there is not the cell's doing
+        recording = FileReads.recording([store.location] if store is not None else [])
+        found = recording.__enter__()
+        active.append((getattr(info, "cell_id", None) or None, recording, found))
+
+    def after(_result: Any = None) -> None:
+        if not active:
+            return
+        cell_id, recording, found = active.pop()
+        recording.__exit__(None, None, None)
+        if cell_id:
+            touched = sorted({*found, *found.written.states})
+            _write(path, {"measured": cell_id, "touched": touched})
+
+    return before, after
 
 
 def _logged(path: str, cell_id: str | None, text: str) -> bool:

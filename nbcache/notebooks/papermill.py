@@ -8,6 +8,8 @@ cell is looked up by its key and restores when it hits; each cell is sent with
 its id, so the kernel names cells stably; and the cell papermill injects the
 parameters in gets a stable id instead of a new random one each run. A
 parameter sweep thus executes only the cells from a parameter's first use on.
+As ``nbcache run``, it keeps the notebook's record (nbcache.notebooks.unchanged):
+run again with the same parameters and nothing changed, it starts no kernel.
 
 papermill is imported only when the engine runs, so nbcache works without it.
 From Python, ``papermill.execute_notebook(..., engine_name="nbcache", store=URL)``
@@ -20,6 +22,10 @@ import functools
 import importlib
 import os
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import settings
@@ -30,10 +36,13 @@ from .runner import (
     RunSummary,
     absolute_store,
     annotate,
+    cell_outcomes,
     kernel_environment,
-    logged_outcomes,
     logged_warnings,
+    read_log,
+    restored_outcomes,
 )
+from .unchanged import Whole
 
 __all__ = ["NbcacheEngine", "NotAPythonKernel", "name_cells"]
 
@@ -89,6 +98,7 @@ def _engine() -> Any:
         ) -> Any:
             # papermill's own NBClientEngine.execute_managed_notebook, argument for argument,
             # so every option papermill passes means what it means there.
+            name = os.path.basename(str(kwargs.get("input_path") or ""))
             kwargs = utils.remove_args(["input_path"], **kwargs)
             safe_kwargs = utils.remove_args(["timeout", "startup_timeout"], **kwargs)
             extra = [str(a) for a in safe_kwargs.pop("extra_arguments", None) or []]
@@ -113,19 +123,63 @@ def _engine() -> Any:
                 # nbcache's warnings go to papermill's log, not into the notebook: the
                 # kernel's cell log (one of the user's own, or ours) carries them here
                 log = settings.auto_log() or os.path.join(scratch, "cells.jsonl")
-                offset = os.path.getsize(log) if os.path.isfile(log) else 0
                 env = kernel_environment(store=absolute_store(store), lazy=lazy, log=log)
-                try:
-                    return client_class(nb_man, **final_kwargs).execute(env=env)
-                finally:
-                    # each cell's record, as nbcache run writes it; papermill saves the
-                    # notebook once more as it completes
-                    annotate(nb_man.nb, logged_outcomes(nb_man.nb, log, offset))
-                    said = RunSummary(warnings=logged_warnings(nb_man.nb, log, offset))
-                    for line in said.warning_lines("nbcache"):
-                        engines.logger.warning(line)
+                client = client_class(nb_man, **final_kwargs)
+                run = _Run(nb_man, kernel_name, log, name, engines.logger)
+                return run.execute(env, lambda: client.execute(env=env))
 
     return Engine
+
+
+@dataclass
+class _Run:
+    """One notebook papermill runs with this engine: from the notebook's record when
+    nothing changed, else in a kernel, after which the record is kept."""
+
+    nb_man: Any
+    kernel_name: str
+    log: str  # the kernel's cell log
+    name: str  # the notebook's file name, for the record's label
+    logger: Any  # papermill's
+
+    def execute(self, env: dict[str, str], execute: Callable[[], Any]) -> Any:
+        nb = self.nb_man.nb
+        offset = os.path.getsize(self.log) if os.path.isfile(self.log) else 0
+        start = time.perf_counter()
+        # the notebook's record, as nbcache run keeps it (the kernel runs in papermill's
+        # current folder): unchanged, no kernel starts
+        whole = Whole.of(nb, Path.cwd(), env, self.kernel_name)
+        done = whole.restore(nb) if whole is not None else None
+        if done is not None:
+            _completed(self.nb_man, restored_outcomes(nb, done))
+            return nb
+        try:
+            executed = execute()
+        finally:
+            # each cell's record, as nbcache run writes it; papermill saves the notebook
+            # once more as it completes
+            records = read_log(self.log, offset)
+            annotate(nb, cell_outcomes(nb, records))
+            said = RunSummary(warnings=logged_warnings(nb, self.log, offset))
+            for line in said.warning_lines("nbcache"):
+                self.logger.warning(line)
+        if whole is not None:  # a cell that failed or was not reached keeps none
+            whole.keep(nb, records, time.perf_counter() - start, self.name)
+        return executed
+
+
+def _completed(nb_man: Any, cells: list[Any]) -> None:
+    """papermill's account of a notebook written from its record, as its own client leaves
+    one whose cells all ran (each cell's start, end and status, the progress bar), saved
+    once rather than twice a cell; and nbcache's record of each cell."""
+    now = nb_man.now().isoformat()
+    for cell in nb_man.nb.cells:
+        done = {"start_time": now, "end_time": now, "duration": 0.0, "exception": False}
+        cell.metadata.papermill.update(done, status=nb_man.COMPLETED)
+    if getattr(nb_man, "pbar", None):
+        nb_man.pbar.update(len(nb_man.nb.cells))
+    annotate(nb_man.nb, cells)
+    nb_man.save()
 
 
 def name_cells(nb: Any) -> None:

@@ -17,7 +17,9 @@ from typing import Any
 from ..cache.default import default_cache
 from ..run.plan import PlanRow, plan
 from ..units import format_duration
+from . import nbjson
 from .runner import absolute_store, execute, kernel_environment, read_notebook, require_python
+from .unchanged import Restored, Whole
 
 __all__ = ["NotebookPlan", "plan_notebook", "write_plan"]
 
@@ -28,6 +30,8 @@ class NotebookPlan:
 
     rows: list[PlanRow]
     error: str | None = None
+    # the notebook is unchanged since its record was made: the run starts no kernel
+    unchanged: bool = False
 
     def lines(self) -> list[str]:
         if self.error:
@@ -40,7 +44,27 @@ class NotebookPlan:
         if depends:
             counts += f", {len(depends)} run or restore"
         out.append(f"nbcache run --plan: {counts}; {_estimate(runs, depends)}")
+        if self.unchanged:
+            out.append(f"nbcache run --plan: {NO_KERNEL}")
         return out
+
+
+NO_KERNEL = "unchanged: no kernel would start; every cell restores from the notebook's record"
+
+
+def _unchanged_rows(nb: Any, done: Restored) -> list[PlanRow]:
+    """The rows of a notebook the run writes from its record: each cell restores, as the
+    run's record of it will say (the run's ``why`` says "started" where this says
+    "would start")."""
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    rows = []
+    for index, why, seconds in done.cells:
+        cell = nb.cells[index]
+        first = cell.source.strip().splitlines()[0][:80]
+        why = why.replace("no kernel started", "no kernel would start")
+        row = PlanRow(code.index(index), index + 1, cell.get("id"), first, "restore", (why,))
+        rows.append(dataclasses.replace(row, seconds=seconds, decided="restore"))
+    return rows
 
 
 def write_plan(cells_file: str, rows_file: str) -> None:
@@ -98,17 +122,25 @@ def plan_notebook(
     """The plan of ``nbcache run`` on the notebook at ``path`` with these options."""
     import importlib
 
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
     source = Path(path)
-    nb = read_notebook(source, parameters)
+    # nbformat only for a kernel: importing it takes seconds (see nbcache.notebooks.nbjson)
+    nb = (None if parameters else nbjson.read(source)) or read_notebook(source, parameters)
     require_python(nb, source, kernel)
     code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     with tempfile.TemporaryDirectory(prefix="nbcache-plan-") as scratch:
+        # the run's environment, its cell log included, names the record the run reads
+        log = os.path.join(scratch, "cells.jsonl")
+        env = kernel_environment(store=absolute_store(store), log=log)
+        whole = Whole.of(nb, source.parent, env, kernel)
+        done = whole.would_restore(nb) if whole is not None else None
+        if done is not None:
+            return NotebookPlan(_unchanged_rows(nb, done), unchanged=True)
         cells_file = os.path.join(scratch, "cells.json")
         rows_file = os.path.join(scratch, "plan.json")
         with open(cells_file, "w", encoding="utf-8") as f:
             cells = [{"id": c.get("id"), "source": c.source, "number": i + 1} for i, c in code]
             json.dump(cells, f)
+        nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
         request = nbformat.v4.new_notebook()
         request.cells = [
             nbformat.v4.new_code_cell(
@@ -116,8 +148,8 @@ def plan_notebook(
                 f"write_plan({cells_file!r}, {rows_file!r})"
             )
         ]
-        env = kernel_environment(store=absolute_store(store))
         env.pop("NBCACHE_AUTO", None)  # the request itself is no cell of the notebook
+        env.pop("NBCACHE_AUTO_LOG", None)
         error = execute(request, source.parent, env, kernel=kernel)
         if error is not None:
             return NotebookPlan([], error)

@@ -10,22 +10,23 @@ gives (``jupyter execute`` is the reference). Each cell is sent with its id, so
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import tempfile
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CacheError, warn
+from ..errors import CacheError
+from . import nbjson
 from .cellids import with_cell_ids
 from .kernels import is_python, kernel_language, kernel_manager_class, launch_options
-from .params import inject
-from .unchanged import Whole, since
+from .reading import read_notebook
+from .unchanged import Restored, Whole, since
 
 __all__ = [
     "DRIVEN_KERNEL_ARGUMENTS",
@@ -38,10 +39,11 @@ __all__ = [
     "cell_outcomes",
     "execute",
     "kernel_environment",
-    "logged_outcomes",
     "logged_warnings",
+    "read_log",
     "read_notebook",
     "require_python",
+    "restored_outcomes",
     "run_notebook",
 ]
 
@@ -245,12 +247,12 @@ def run_notebook(
 ) -> tuple[Any, RunSummary]:
     """Run the notebook at ``path`` in a fresh kernel in auto mode (none when unchanged);
     the executed notebook (written to ``out`` when given, even when a cell failed)."""
-    import importlib
-
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
     source = Path(path)
-    nb = read_notebook(source, parameters)
+    # nbformat only for a kernel: importing it takes seconds (see nbcache.notebooks.nbjson)
+    nb = (None if parameters else nbjson.read(source)) or read_notebook(source, parameters)
     require_python(nb, source, kernel)
+    if out is not None:
+        writable(Path(out))
     summary = RunSummary()
     with tempfile.TemporaryDirectory(prefix="nbcache-run-") as scratch:
         log = os.path.join(scratch, "cells.jsonl")
@@ -260,10 +262,11 @@ def run_notebook(
         done = whole.restore(nb) if whole is not None else None
         if done is not None:
             summary.unchanged = done.made
-            summary.cells = [_restored(nb, index, why, took) for index, why, took in done.cells]
+            summary.cells = restored_outcomes(nb, done)
         else:
+            nb = importlib.import_module("nbformat").from_dict(nb)  # as nbclient runs it
             summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
-            records = _records(log)
+            records = read_log(log)
             summary.cells = cell_outcomes(nb, records, summary.error)
             summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
             if whole is not None and summary.error is None:
@@ -271,13 +274,35 @@ def run_notebook(
         summary.elapsed = time.perf_counter() - start
     annotate(nb, summary.cells)
     if out is not None:
-        nbformat.write(nb, os.fspath(out))
+        nbjson.write(nb, os.fspath(out))  # as nbformat.write writes it
     return nb, summary
 
 
-def _restored(nb: Any, index: int, why: str, seconds: float) -> CellOutcome:
-    cell, first = nb.cells[index], _first_code_line(nb.cells[index].source)
-    return CellOutcome(index, str(cell.get("id")), RESTORED, seconds, (), why, first)
+def restored_outcomes(nb: Any, done: Restored) -> list[CellOutcome]:
+    """The code cells of ``nb`` written from the notebook's record, each restored."""
+    out = []
+    for index, why, seconds in done.cells:
+        cell = nb.cells[index]
+        first = _first_code_line(cell.source)
+        out.append(CellOutcome(index, str(cell.get("id")), RESTORED, seconds, (), why, first))
+    return out
+
+
+def writable(out: Path) -> None:
+    """Refuse an output path the executed notebook cannot be written to before any
+    kernel starts, not after the run it would hold.
+
+    Raises:
+        RunError: a folder, in a missing folder, or not writable (a FIFO or
+            ``/dev/stdout`` is the user's to name).
+    """
+    if out.is_dir():
+        raise RunError(f"-o {out} is a folder: name the executed notebook's file (-o out.ipynb)")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise RunError(f"-o {out}: there is no folder {folder}; create it first")
+    if not os.access(out if out.exists() else folder, os.W_OK):
+        raise RunError(f"-o {out} cannot be written (permission denied): name another file")
 
 
 def execute(
@@ -324,29 +349,6 @@ def execute(
     return None
 
 
-def read_notebook(path: Path, parameters: Mapping[str, Any] | None = None) -> Any:
-    """The notebook at ``path``, every cell with an id, the parameters injected."""
-    import importlib
-
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
-    with warnings.catch_warnings():
-        # nbformat warns of cells without ids, which this run gives them
-        warnings.simplefilter("ignore")
-        nb = nbformat.read(path, as_version=4)
-    for index, cell in enumerate(nb.cells):
-        if not cell.get("id"):
-            cell["id"] = f"cell-{index}"  # nbformat < 4.5 has none: name cells by place
-    if parameters and not inject(nb, dict(parameters)):
-        names = ", ".join(f"-p {name}" for name in parameters)
-        warn(
-            f"nbcache: {path.name} has no cell tagged `parameters`, so {names} is set in a "
-            "cell of its own before the first cell; tag the cell that sets the defaults "
-            "`parameters` to set them after it",
-            stacklevel=2,
-        )
-    return nb
-
-
 def absolute_store(store: str | None) -> str | None:
     """A store folder given on the command line is relative to where it was typed, not to
     the notebook's folder the kernel runs in; URLs stay as they are."""
@@ -367,7 +369,8 @@ def _first_line(exc: BaseException) -> str:
     return tail[-1][:200] if tail else type(exc).__name__
 
 
-def _records(log: str, offset: int = 0) -> list[dict[str, Any]]:
+def read_log(log: str, offset: int = 0) -> list[dict[str, Any]]:
+    """The records a driven kernel wrote to its cell log ``log`` from ``offset`` on."""
     try:
         with open(log, encoding="utf-8") as f:
             f.seek(offset)
@@ -377,9 +380,8 @@ def _records(log: str, offset: int = 0) -> list[dict[str, Any]]:
 
 
 def logged_warnings(nb: Any, log: str, offset: int = 0) -> list[tuple[int | None, str, str]]:
-    """The warnings a driven kernel wrote to the cell log ``log`` from ``offset`` on, each
-    with the index and first line of the cell of ``nb`` it came from."""
-    return _warnings(nb, [r for r in _records(log, offset) if "warning" in r])
+    """The warnings in the cell log ``log`` from ``offset`` on, each with its cell of ``nb``."""
+    return _warnings(nb, [r for r in read_log(log, offset) if "warning" in r])
 
 
 def _warnings(nb: Any, records: list[dict[str, Any]]) -> list[tuple[int | None, str, str]]:
@@ -396,12 +398,6 @@ def _warnings(nb: Any, records: list[dict[str, Any]]) -> list[tuple[int | None, 
 def _first_code_line(source: str) -> str:
     line = next((ln.strip() for ln in source.splitlines() if ln.strip()), "")
     return line if len(line) <= 40 else line[:39] + "…"
-
-
-def logged_outcomes(nb: Any, log: str, offset: int = 0) -> list[CellOutcome]:
-    """What each code cell of ``nb`` did, from the cell log ``log`` a driven kernel wrote
-    from ``offset`` on (papermill's engine reads it so)."""
-    return cell_outcomes(nb, _records(log, offset))
 
 
 def cell_outcomes(

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import xxhash
 
@@ -39,6 +39,7 @@ from ..entry.format import EntryInfo
 from ..keys.calls import KEY_VERSION
 from ..run.files import FileReads
 from ..run.records import EntryInputs
+from .nbjson import node, valid_output
 
 __all__ = [
     "ALLOWED",
@@ -94,7 +95,7 @@ def file_digest(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
             return xxhash.xxh3_128_hexdigest(f.read())
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in a recorded name
         return None
 
 
@@ -106,7 +107,7 @@ def distributions(paths: list[str]) -> str:
         h.update(f"\0{entry}\0".encode())
         try:
             names = sorted(n for n in os.listdir(entry or ".") if n.endswith(_DISTS))
-        except OSError:
+        except (OSError, ValueError):
             h.update(b"-")  # missing, a zip, a file: its appearance is a change too
             continue
         h.update("\n".join(names).encode())
@@ -115,21 +116,25 @@ def distributions(paths: list[str]) -> str:
 
 def kernel_command(kernel: str | None) -> list[str]:
     """The command that starts the kernel, as its kernelspec gives it, with its
-    interpreter found on PATH and stamped (one upgraded in place is another kernel)."""
+    interpreter found on PATH and stamped (one upgraded in place is another kernel), and
+    the environment the kernelspec adds (a ``PYTHONPATH`` there shapes it as much)."""
+    env: dict[str, str] = {}
     if not kernel:
         argv = [sys.executable]
     else:
         from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
         try:
-            argv = list(KernelSpecManager().get_kernel_spec(kernel).argv)
+            spec = KernelSpecManager().get_kernel_spec(kernel)
         except NoSuchKernel:
             return []
+        argv = list(spec.argv)
+        env = dict(spec.env or {})
     found = shutil.which(argv[0]) if argv else None
     if found:
         st = os.stat(os.path.realpath(found))
         argv = [os.path.realpath(found), f"{st.st_size}:{st.st_mtime_ns}", *argv[1:]]
-    return argv
+    return [*argv, *(f"\0{k}={v}" for k, v in sorted(env.items()))] if argv else []
 
 
 def record_key(nb: Any, folder: Path, env: Mapping[str, str], kernel: str | None) -> str | None:
@@ -238,23 +243,31 @@ class Whole:
     def restore(self, nb: Any) -> Restored | None:
         """Write the record's outputs into ``nb`` when every check holds; None (``nb``
         untouched) at the first doubt."""
-        found = self.cache.lookup(self.key, _ASK) if self.cache is not None else None
-        record = found.value if found is not None else None
-        if self.cache is None or not isinstance(record, dict):
+        found = self._check(nb)
+        if found is None or self.cache is None:
             return None
-        code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-        cells = record.get("cells")
-        if record.get("version") != RECORD_VERSION or not isinstance(cells, list):
-            return None
-        if [c.source for _, c in code] != [kept.get("source") for kept in cells]:
-            return None
-        hits = _checked(record, self.cache, self.folder)
-        if hits is None:
-            return None
+        record, hits = found
         for hit in hits:
             self.cache.ledger.count_use(hit.info.key, hit.info)  # a restore is a use
         self.cache.ledger.flush_uses()
-        return _written(nb, code, record)
+        return _written(nb, _code(nb), record)
+
+    def would_restore(self, nb: Any) -> Restored | None:
+        """What :meth:`restore` would do with ``nb`` (``nb`` untouched, no use counted):
+        the plan's answer before it starts any kernel."""
+        found = self._check(nb)
+        return _said(_code(nb), found[0]) if found is not None else None
+
+    def _check(self, nb: Any) -> tuple[dict[str, Any], list[Hit[Any]]] | None:
+        """The record of ``nb`` and its entries' hits when every check holds, else None."""
+        found = self.cache.lookup(self.key, _ASK) if self.cache is not None else None
+        record = found.value if found is not None else None
+        if self.cache is None or not _readable(record):
+            return None
+        if [c.source for _, c in _code(nb)] != [kept["source"] for kept in record["cells"]]:
+            return None
+        hits = _checked(record, self.cache, self.folder)
+        return (record, hits) if hits is not None else None
 
     def keep(self, nb: Any, records: list[dict[str, Any]], seconds: float, name: str) -> bool:
         """After a run that reached every cell: store the record of ``nb`` when every cell
@@ -285,6 +298,53 @@ class Whole:
         return cache.overwrite(self.key, value, meta, ask=_ASK) > 0
 
 
+_CELL_FIELDS: dict[str, tuple[type, ...]] = {
+    "key": (str,),
+    "created": (int, float),
+    "seconds": (int, float),
+    "magic": (str,),
+    "execution_count": (int, type(None)),
+}
+
+
+def _readable(record: Any) -> TypeGuard[dict[str, Any]]:
+    """Whether ``record`` is a notebook record of this version, every field of the type
+    restoring reads it as and every output one nbformat accepts: a record of another
+    shape (a bug, a teammate's tool sharing the secret) is no record, never a traceback
+    nor an invalid notebook written."""
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        return False
+    cells, modules, path = record.get("cells"), record.get("modules", {}), record.get("path", [])
+    info = record.get("language_info")
+    if (
+        not _number(record.get("made", 0.0))
+        or not isinstance(record.get("dists"), str)
+        or not (info is None or (isinstance(info, dict) and isinstance(info.get("name"), str)))
+        or not isinstance(modules, dict)
+        or not all(isinstance(m, str) for m in modules)
+        or not all(isinstance(d, (str, type(None))) for d in modules.values())
+        or not isinstance(path, list)
+        or not all(isinstance(p, str) for p in path)
+        or not isinstance(cells, list)
+    ):
+        return False
+    for kept in cells:
+        if not isinstance(kept, dict) or not isinstance(kept.get("source"), str):
+            return False
+        for name, types in _CELL_FIELDS.items():
+            value = kept.get(name)
+            if name in kept and (not isinstance(value, types) or isinstance(value, bool)):
+                return False
+        outputs = kept.get("outputs", [])
+        if not isinstance(outputs, list) or not all(valid_output(o) for o in outputs):
+            return False
+    return True
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _checked(record: dict[str, Any], cache: Cache, folder: Path) -> list[Hit[Any]] | None:
     """The hits of the record's entries when what a cell hit checks holds, and the local
     modules and installed distributions are as they were; None at the first doubt."""
@@ -306,24 +366,32 @@ def _checked(record: dict[str, Any], cache: Cache, folder: Path) -> list[Hit[Any
     return hits
 
 
-def _written(nb: Any, code: list[tuple[int, Any]], record: dict[str, Any]) -> Restored:
-    import importlib
+def _code(nb: Any) -> list[tuple[int, Any]]:
+    return [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
 
-    nbformat: Any = importlib.import_module("nbformat")  # untyped: kept at arm's length
+
+def _said(code: list[tuple[int, Any]], record: dict[str, Any]) -> Restored:
+    """What a run written from ``record`` says of each non-empty code cell."""
     made = float(record.get("made", 0.0))
     out = []
     for (index, cell), kept in zip(code, record["cells"], strict=True):
         if not cell.source.strip():
             continue
-        cell.outputs = [nbformat.from_dict(o) for o in kept.get("outputs", [])]
-        cell.execution_count = kept.get("execution_count")
         why = since(made)
         if kept.get("magic") in MEASURED:
             why += f"; the output `%{kept['magic']}` gave then is kept"
         out.append((index, why, float(kept.get("seconds", 0.0))))
-    if record.get("language_info"):
-        nb.metadata["language_info"] = nbformat.from_dict(record["language_info"])
     return Restored(made, out)
+
+
+def _written(nb: Any, code: list[tuple[int, Any]], record: dict[str, Any]) -> Restored:
+    for (_, cell), kept in zip(code, record["cells"], strict=True):
+        if cell.source.strip():
+            cell.outputs = node(kept.get("outputs", []))
+            cell.execution_count = kept.get("execution_count")
+    if record.get("language_info"):
+        nb.metadata["language_info"] = node(record["language_info"])
+    return _said(code, record)
 
 
 def _logged(
@@ -334,13 +402,19 @@ def _logged(
     by_id: dict[str, dict[str, Any]] = {}
     modules: dict[str, str] = {}
     path: list[str] = []
+    touched: dict[str, Any] = {}
     for record in records:
         environment = record.get("environment")
         if isinstance(environment, dict):
             modules.update(environment.get("modules", {}))
             path += [p for p in environment.get("path", []) if p not in path]
+        elif record.get("measured"):
+            touched[str(record["measured"])] = record.get("touched")
         elif record.get("cell_id") and "warning" not in record:
             by_id[str(record["cell_id"])] = record
+    for cell_id, files in touched.items():
+        if cell_id in by_id:
+            by_id[cell_id] = {**by_id[cell_id], "touched": files}
     return modules, path, by_id
 
 
@@ -364,5 +438,7 @@ def _kept(cell: Any, logged: dict[str, Any] | None, cache: Cache) -> dict[str, A
         took = float(logged.get("seconds") or 0.0)
         return {**kept, "key": entry, "created": found.info.created, "seconds": took}
     if outcome == "uncached" and (magic := allowed(cell.source)) is not None:
+        if magic in MEASURED and logged.get("touched") != []:
+            return None  # `%time load()` shows what it read; a kernel runs it (or said nothing)
         return {**kept, "magic": magic}
     return None

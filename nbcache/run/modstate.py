@@ -197,6 +197,7 @@ class ModuleWatch:
         depth = [0]
 
         def hooked(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # a failed import shows the user's line, not this one
             depth[0] += 1
             try:
                 if depth[0] == 1:

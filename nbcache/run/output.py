@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 import tokenize
 from collections.abc import Callable, Iterator
@@ -352,7 +353,26 @@ def from_user_code(tb: Any, filename: str) -> Any:
     start = tb
     while start is not None and start.tb_frame.f_code.co_filename != filename:
         start = start.tb_next
-    return start if start is not None else tb
+    start = start if start is not None else tb
+    entry = start
+    while entry is not None:  # IPython never hides the last frame: a failed import's is ours
+        following = entry.tb_next
+        while following is not None and _hidden_of_ours(following):
+            following = following.tb_next
+        entry.tb_next = following
+        entry = following
+    return start
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _hidden_of_ours(entry: Any) -> bool:
+    """A frame of nbcache's that asks to be hidden (the import hook around a cell's imports)."""
+    frame = entry.tb_frame
+    return bool(
+        frame.f_code.co_filename.startswith(_PACKAGE) and frame.f_locals.get("__tracebackhide__")
+    )
 
 
 def hides_result(source: str) -> bool:

@@ -62,6 +62,17 @@ def _str_keys(value: Any) -> dict[str, Any] | None:
     return None
 
 
+def _file_names(value: Any, state: type) -> dict[str, Any] | None:
+    """``{path: state}`` as a record of files keeps it: names the OS accepts (a NUL in
+    one makes every call on it raise), each state of its type; None when it is not."""
+    names = _str_keys(value)
+    if names is None or any("\0" in name for name in names):
+        return None
+    if not all(isinstance(v, state) for v in names.values()):
+        return None
+    return names
+
+
 @dataclass(frozen=True)
 class CellEntry:
     """What the store keeps of one run of a cell."""
@@ -370,8 +381,10 @@ class EntryInputs:
         """The inputs an entry's signed metadata names (a part it lacks: none, as in the
         entries made before it was recorded); None when a part is not what it should be,
         which a caller must take as changed, never as unchanged."""
-        parts = [_str_keys(meta.get(name, {})) for name in ("files", "paths", "wrote", "outside")]
-        files, paths, wrote, outside = parts
+        files = _file_names(meta.get("files", {}), list)
+        paths = _file_names(meta.get("paths", {}), str)
+        wrote = _file_names(meta.get("wrote", {}), list)
+        outside = _str_keys(meta.get("outside", {}))
         if files is None or paths is None or wrote is None or outside is None:
             return None
         return cls(files, paths, wrote, outside)
@@ -425,7 +438,8 @@ class Checkpoint:
         cell, step = value.get("cell"), value.get("step")
         variables, deleted = _str_keys(value.get("vars")), _str_list(value.get("deleted"))
         effects, outputs = _str_keys(value.get("effects", {})), value.get("outputs")
-        files, paths = _str_keys(value.get("files", {})), _str_keys(value.get("paths", {}))
+        files = _file_names(value.get("files", {}), list)
+        paths = _file_names(value.get("paths", {}), str)
         seconds, total = value.get("seconds", 0.0), value.get("total")
         if (
             not isinstance(cell, str)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import settings
+from ..entry.buffers import WHOLE_READ
 from ..entry.format import bounded_json
 from ..errors import StoreError, warn
 from .base import EntryStat, Store, check_key, is_key
@@ -82,6 +83,7 @@ class LocalStore(Store):
         self.location = str(self.root)
         self.fsync = fsync
         self._base = self.root / _LAYOUT
+        self._entries = str(self._base / "entries")
         self._ready = False
         self.index = Index(self._base / "index.sqlite", self._scan)
         self.keeper = Keeper(
@@ -148,20 +150,25 @@ class LocalStore(Store):
     # -- entries -------------------------------------------------------------
 
     def open_entry(self, key: str) -> BinaryIO:
-        path = self.entry_path(key)
-        mappable = settings.map_entries() and maps_safely(self._base)
+        # entry_path's name as a plain string: a Path built and opened costs a first
+        # hit more than the open itself.
+        name = os.path.join(self._entries, key[:2], check_key(key))
         try:
-            return open_regular(path, mappable=mappable)
+            return open_regular(name, mappable=self._mappable)
         except FileNotFoundError:
             raise KeyError(key) from None
         except NotRegular as exc:
-            self._remove_planted(path, f"a {exc}")
+            self._remove_planted(Path(name), f"a {exc}")
             raise KeyError(key) from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                self._remove_planted(path, "a symbolic link")
+                self._remove_planted(Path(name), "a symbolic link")
                 raise KeyError(key) from None
-            raise explain(exc, "read", path) from exc
+            raise explain(exc, "read", Path(name)) from exc
+
+    def _mappable(self, size: int) -> bool:
+        # An entry read whole never maps: its hit need not read the mount table.
+        return size > WHOLE_READ and settings.map_entries() and maps_safely(self._base)
 
     def _remove_planted(self, path: Path, what: str) -> None:
         """Something nbcache never writes stands at an entry's name: it is no entry (a miss),

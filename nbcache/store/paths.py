@@ -12,6 +12,7 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +28,7 @@ __all__ = [
     "explain",
     "fsync_dir",
     "maps_safely",
+    "only_ours",
     "open_regular",
     "planted",
     "real_dir",
@@ -83,16 +85,21 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def open_regular(path: Path, *, mappable: bool = False) -> BinaryIO:
+def open_regular(
+    path: str | os.PathLike[str], *, mappable: Callable[[int], bool] | None = None
+) -> BinaryIO:
     """``path`` opened for reading if it is a regular file, without following a link and
     without blocking (a FIFO would block ``open()`` for ever).
 
-    ``mappable``: the caller never rewrites the file in place, so it comes back as an
-    :class:`~nbcache.entry.buffers.EntryFile`, whose buffers are mapped when read.
+    ``mappable``, asked with the file's size: True when the caller never rewrites the
+    file in place and its buffers are worth mapping, so it comes back as an
+    :class:`~nbcache.entry.buffers.EntryFile`, whose buffers are mapped when read, if no
+    one else can write it either (:func:`only_ours`).
     """
     fd = os.open(path, os.O_RDONLY | NOFOLLOW | _NONBLOCK)
     try:
-        mode = os.fstat(fd).st_mode
+        info = os.fstat(fd)
+        mode = info.st_mode
         if not stat.S_ISREG(mode):
             raise NotRegular(_kind(mode))
         if _NONBLOCK:
@@ -100,9 +107,18 @@ def open_regular(path: Path, *, mappable: bool = False) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
-    if mappable:
+    if mappable is not None and only_ours(info) and mappable(info.st_size):
         return EntryFile(fd, "rb")
     return open(fd, "rb", buffering=0)
+
+
+def only_ours(info: os.stat_result) -> bool:
+    """Whether no other user can write (so cut short) the file ``info`` describes: ours,
+    with no write permission for the group or others (an ACL granting one shows in the
+    group bits). A file cut short under a map faults when read (SIGBUS) and kills the
+    process; a file in a shared store that others can write is read into memory instead.
+    """
+    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def real_dir(path: Path, *, create: bool) -> None:
@@ -194,12 +210,11 @@ def maps_safely(folder: Path) -> bool:
 def _file_system_type(path: str) -> str | None:
     """The type of the file system mounted deepest above ``path``, from the mount table."""
     try:
-        with open(_MOUNTINFO, encoding="utf-8", errors="replace") as table:
-            lines = table.readlines()
+        table = _read_all(_MOUNTINFO).decode("utf-8", "replace")
     except OSError:
         return None
     best, found = -1, None
-    for line in lines:
+    for line in table.splitlines():
         fields, _, rest = line.partition(" - ")
         parts, kind = fields.split(), rest.split()
         if len(parts) < 5 or not kind:
@@ -211,6 +226,21 @@ def _file_system_type(path: str) -> str | None:
     return found
 
 
+def _read_all(path: str) -> bytes:
+    """A file's bytes by plain reads: a text file object's first use costs a fresh
+    process more than the mount table's few KB do."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def _unescape(field: str) -> str:
     """The mount table writes a space, tab, newline and backslash as octal escapes."""
+    if "\\" not in field:  # nearly every mount point: no pattern compiled for it
+        return field
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from nbcache import IntegrityError
-from nbcache.entry.format import ALIGN, FORMAT, read_entry, read_info, write_entry
+from nbcache.entry import format as entry_format
+from nbcache.entry.format import ALIGN, FORMAT, bounded_json, read_entry, read_info, write_entry
 from nbcache.entry.pickling import dump_parts
 from nbcache.entry.signing import Signer
 
@@ -89,3 +90,22 @@ def test_not_an_entry(data: bytes, signer: Signer) -> None:
     """Empty, short and foreign files are IntegrityErrors."""
     with pytest.raises(IntegrityError):
         read_entry(io.BytesIO(data), KEY, signer)
+
+
+def test_a_header_with_few_brackets_is_parsed_without_the_depth_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JSON cannot nest deeper than it has opening brackets: a usual header is parsed
+    without the scan that measures the depth, and a deep one is still refused."""
+
+    class Refuse:
+        def findall(self, data: bytes) -> list[bytes]:
+            raise AssertionError("the depth scan ran")
+
+    monkeypatch.setattr(entry_format, "_BRACKETS", Refuse())
+    shallow = b'{"a":[1,{"b":[2]}],"s":"[[{{"}'
+    assert bounded_json(shallow, max_depth=8) == json.loads(shallow)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="nested deeper"):
+        bounded_json(b"[" * 9 + b"]" * 9, max_depth=8)
+    assert bounded_json(b'["[[[[[[[[["]', max_depth=8) == ["[[[[[[[[["]

@@ -453,3 +453,40 @@ def test_bytecode_scan_names_what_dis_names() -> None:
             }
             seen += 1
     assert seen > 100
+
+
+def test_a_module_under_an_installed_root_is_known_without_realpath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module file under an installed root as written is installed without resolving
+    every part of its path; one reached through a link below the root is resolved, and
+    is local when the link leads out of the root."""
+    import os
+    import types
+
+    from nbcache.keys import modules
+
+    root, elsewhere = tmp_path / "lib", tmp_path / "project"
+    (root / "plain").mkdir(parents=True)
+    (elsewhere / "linked").mkdir(parents=True)
+    (root / "linked").symlink_to(elsewhere / "linked")
+    monkeypatch.setattr(modules, "_WRITTEN_ROOTS", (f"{root}{os.sep}",))
+    monkeypatch.setattr(modules, "_INSTALLED_ROOTS", (os.path.realpath(root),))
+    monkeypatch.setattr(modules, "_LOCAL", {})
+    resolved: list[str] = []
+    real = os.path.realpath
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> str:
+        resolved.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os.path, "realpath", counting)
+    for name in ("plain", "linked"):
+        module = types.ModuleType(f"nbcache_test_{name}")
+        module.__file__ = str(root / name / "mod.py")
+        (root / name / "mod.py").write_text("X = 1\n")
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    assert not is_local_module("nbcache_test_plain")
+    assert resolved == []
+    assert is_local_module("nbcache_test_linked")
+    assert resolved == [str(root / "linked" / "mod.py")]

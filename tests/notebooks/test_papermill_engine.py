@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import papermill as pm
 import pytest
 
@@ -123,3 +124,33 @@ def test_nbcache_warnings_go_to_papermills_log_not_into_the_notebook(
     said = [r.getMessage() for r in caplog.records if "cannot be pickled" in r.getMessage()]
     assert said and said[0].startswith("nbcache: cell 2 `import threading`: this cell's `lock`")
     assert dict(outcomes(folder)) == {"make": "ran"}  # the cell log keeps its own records
+
+
+def test_a_run_again_with_the_same_parameters_starts_no_kernel(folder: Path) -> None:
+    """The engine keeps the notebook's record as nbcache run does: run again with the same
+    parameters, nothing changed, it writes the stored outputs with no kernel."""
+    write_notebook(folder / "in.ipynb", CELLS, tags={"params": ["parameters"]})
+    papermill(folder, "in.ipynb", "one.ipynb", "nbcache", alpha=2)
+    assert executed(folder) == ["load", "total", "scaled", "report"]
+    assert outcomes(folder)  # a kernel ran the cells and logged them
+
+    papermill(folder, "in.ipynb", "two.ipynb", "nbcache", alpha=2)
+    assert executed(folder) == []
+    assert outcomes(folder) == []  # no kernel: nothing logged a cell
+    assert shown(folder / "two.ipynb") == shown(folder / "one.ipynb")
+    nb = nbformat.read(folder / "two.ipynb", as_version=4)
+    for cell in nb.cells:
+        assert cell.metadata["papermill"]["status"] == "completed"
+        if cell.cell_type == "code":
+            assert cell.metadata["nbcache"]["outcome"] == "restored"
+            assert cell.metadata["nbcache"]["why"].endswith("no kernel started")
+    assert nb.metadata["language_info"]["name"] == "python"
+    assert nb.metadata["papermill"]["parameters"] == {"alpha": 2}
+
+    papermill(folder, "in.ipynb", "three.ipynb", "nbcache", alpha=3)  # another parameter
+    assert executed(folder) == ["scaled", "report"]
+    assert dict(outcomes(folder))["scaled"] == "ran"
+    (folder / "data.txt").write_text("")  # a file no cell reads changes nothing
+    papermill(folder, "in.ipynb", "four.ipynb", "nbcache", alpha=3)
+    assert executed(folder) == [] and outcomes(folder) == []
+    assert shown(folder / "four.ipynb") == shown(folder / "three.ipynb")

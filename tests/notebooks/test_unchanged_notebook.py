@@ -145,13 +145,15 @@ def test_an_unchanged_notebook_is_written_again_with_no_kernel(
     for _ in range(2):
         before = (folder / "nb.ipynb").read_bytes()
         done = subprocess.run(
-            [sys.executable, "-m", "nbcache", "run", "nb.ipynb"],
+            [sys.executable, "-X", "importtime", "-m", "nbcache", "run", "nb.ipynb"],
             cwd=folder,
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert done.returncode == 0 and "no kernel started" in done.stdout, done.stderr
+        # importing nbformat (jsonschema with it) took most of such a run's seconds
+        assert not [ln for ln in done.stderr.splitlines() if ln.endswith("| nbformat")]
     assert (folder / "nb.ipynb").read_bytes() == before
 
 
@@ -195,11 +197,16 @@ def test_every_change_a_cell_hit_checks_starts_the_kernel(
     assert kernel and summary.count("ran") == 1, summary.line()
 
 
+@pytest.mark.parametrize("threshold", [None, "3600"], ids=["cost rule", "every cell cheap"])
 def test_a_notebook_with_a_cell_that_always_runs_executes_only_it_from_run_two_on(
-    folder: Path, monkeypatch: pytest.MonkeyPatch
+    folder: Path, monkeypatch: pytest.MonkeyPatch, threshold: str | None
 ) -> None:
     """Cheap cells are stored too: otherwise they ran again in run 2, took longer there
-    (they load what they read) and were stored from run 3 on."""
+    (they load what they read) and were stored from run 3 on. With a threshold of an
+    hour every cell is under it whatever the machine's load, so what the run does cannot
+    hang on timing: interactive auto mode would keep each in memory only."""
+    if threshold is not None:
+        monkeypatch.setenv("NBCACHE_AUTO_MIN_SECONDS", threshold)
     cells = [("a", "a = 1"), ("b", "b = a + 1"), ("echo", "!echo hi"), ("c", "c = b * 2\nc")]
     write_notebook(folder / "nb.ipynb", cells)
     runs = Runs(folder, monkeypatch)
@@ -231,3 +238,49 @@ def test_an_entry_made_again_since_the_record_starts_the_kernel(tmp_path: Path) 
     __import__("time").sleep(0.01)
     cache.overwrite(entry, {"x": 2}, {"files": {}, "paths": {}})
     assert whole.restore(nb) is None
+
+
+def test_the_plan_says_when_no_kernel_would_start_and_the_run_then_does_what_it_says(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbcache.notebooks import plan
+
+    runs = Runs(folder, monkeypatch)
+    kernels: list[str] = []
+    execute = plan.execute
+
+    def counted(*args: Any, **kwargs: Any) -> str | None:
+        kernels.append("plan")
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(plan, "execute", counted)
+
+    def agree(said: plan.NotebookPlan, out: str) -> None:
+        nb = nbformat.read(folder / out, as_version=4)
+        done = {
+            n: c.metadata["nbcache"]["outcome"]
+            for n, c in enumerate(nb.cells, start=1)
+            if c.cell_type == "code"
+        }
+        assert sorted(row.number for row in said.rows) == sorted(done)
+        for row in said.rows:
+            assert row.allows(done[row.number]), (row.line(), done[row.number])
+
+    runs.run("one.ipynb")
+    said = plan.plan_notebook(folder / "nb.ipynb")
+    assert not kernels  # the plan, too, started no kernel
+    assert said.unchanged and said.lines()[-1] == f"nbcache run --plan: {plan.NO_KERNEL}"
+    # %matplotlib and %timeit run in every kernel, but with none they restore too
+    assert [row.action for row in said.rows] == ["restore"] * len(CELLS)
+    assert "no kernel would start" in said.rows[0].line()
+    assert not runs.run("two.ipynb")[1]
+    agree(said, "two.ipynb")
+
+    nb = nbformat.read(folder / "nb.ipynb", as_version=4)  # an edit: a kernel, both sides
+    nb.cells[-1].source = "total * 3"
+    nbformat.write(nb, folder / "nb.ipynb")
+    said = plan.plan_notebook(folder / "nb.ipynb")
+    assert kernels == ["plan"] and not said.unchanged
+    assert not any("no kernel" in line for line in said.lines())
+    assert runs.run("three.ipynb")[1]
+    agree(said, "three.ipynb")

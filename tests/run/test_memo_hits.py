@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -17,7 +18,7 @@ from nbcache.cache.core import Cache
 from nbcache.cache.reading import WHOLE_READ
 from nbcache.entry.signing import Signer
 from nbcache.keys import guards
-from nbcache.store import LocalStore
+from nbcache.store import LocalStore, paths
 from tests.notebook_sim import run_cell
 
 _SECRET = b"nbcache-test-secret-of-32-bytes-0k"
@@ -124,6 +125,47 @@ def test_a_first_hit_reads_no_source_and_the_entry_once(tmp_path: Path, no_getso
     for _ in range(_MANY):
         assert second["work"](500)["label"] == "features"
     assert store.opens == 1
+
+
+# What the process opens while a list is active: an audit hook cannot be removed, so one
+# hook serves every test and records only when asked.
+_OPENED: list[list[str]] = []
+
+
+def _on_audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "open" and _OPENED:
+        _OPENED[-1].append(str(args[0]))
+
+
+sys.addaudithook(_on_audit)
+
+
+def test_a_small_first_hit_opens_the_entry_file_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small entry is read whole, never mapped: its first hit in a fresh process opens
+    its entry file and no other file (not the mount table that tells whether the store's
+    folder may be mapped)."""
+    signer = Signer(_SECRET)
+    first: dict[str, Any] = {
+        "memoize": memoize,
+        "np": np,
+        "cache": Cache(LocalStore(tmp_path), signer=signer),
+    }
+    _define(first)
+    first["work"](500)
+    monkeypatch.setattr(paths, "_mappable", {})  # as in a fresh process
+    store = LocalStore(tmp_path)
+    second: dict[str, Any] = {"memoize": memoize, "np": np, "cache": Cache(store, signer=signer)}
+    _define(second)
+    second["work"].cache.signer  # the secret is read when the cache is opened  # noqa: B018
+    _OPENED.append([])
+    try:
+        second["work"](500)
+    finally:
+        opened = _OPENED.pop()
+    assert second["work"].cache_info().store_hits == 1
+    assert [Path(p).parent.parent.name for p in opened if not p.isdigit()] == ["entries"]
 
 
 def test_a_large_entry_still_streams(tmp_path: Path) -> None:

@@ -96,6 +96,29 @@ def test_local_entries_open_mappable(
         assert not isinstance(f, EntryFile)
 
 
+def test_a_small_entry_opens_as_a_plain_file(store: LocalStore, signer: Signer) -> None:
+    """An entry small enough to be read whole is never mapped: it opens as a plain file."""
+    _stored(store, signer, np.arange(16.0))
+    with store.open_entry(KEY) as f:
+        assert not isinstance(f, EntryFile)
+
+
+def test_a_memoized_large_result_is_mapped(tmp_path: Path, signer: Signer) -> None:
+    """A stored @memoize result's large array comes back as a map of its entry file,
+    as a cell's does: a first hit in a new process copies none of it."""
+    from nbcache import memoize
+
+    def rows(n: int) -> dict[str, Any]:
+        return {"rows": np.arange(n, dtype=np.float64), "label": "features"}
+
+    memoize(cache=Cache(LocalStore(tmp_path), signer=signer))(rows)(SIZE // 8)
+    again = memoize(cache=Cache(LocalStore(tmp_path), signer=signer))(rows)
+    value = again(SIZE // 8)
+    assert again.cache_info().store_hits == 1
+    assert type(_owner(value["rows"])).__name__ == "mmap"
+    assert np.array_equal(value["rows"], np.arange(SIZE // 8, dtype=np.float64))
+
+
 def test_a_large_buffer_is_mapped_not_copied(store: LocalStore, signer: Signer) -> None:
     """The restored array is a private map of the entry file: it owns no memory of its own,
     and once verified none of its pages stays resident in this process until it is used."""
