@@ -148,18 +148,11 @@ def fsync_enabled() -> bool:
 
     Anything else but an on-word is the default (on), with one warning.
     """
-    text = os.environ.get("NBCACHE_FSYNC", "").strip().lower()
-    if text in _OFF:
-        return False
-    if text and text not in _ON:
-        _unusable(
-            "NBCACHE_FSYNC",
-            text,
-            "is neither on nor off",
-            "entries are synced to disk (the default)",
-            "Set it to 0 (faster, less durable) or 1.",
-        )
-    return True
+    return _switch(
+        "NBCACHE_FSYNC",
+        "entries are synced to disk (the default)",
+        "Set it to 0 (faster, less durable) or 1.",
+    )
 
 
 def map_entries() -> bool:
@@ -171,17 +164,21 @@ def map_entries() -> bool:
     to the file afterwards (see docs/threat-model.md). Anything else but an on-word is
     the default (mapped), with one warning.
     """
-    text = os.environ.get("NBCACHE_MAP_ENTRIES", "").strip().lower()
+    return _switch(
+        "NBCACHE_MAP_ENTRIES",
+        "large arrays of local entries are mapped (the default)",
+        "Set it to 0 (copy into memory) or 1.",
+    )
+
+
+def _switch(name: str, default: str, fix: str) -> bool:
+    """A setting that is on unless set to an off-word; anything else but an on-word is
+    the default, with one warning that says ``default`` and ``fix``."""
+    text = os.environ.get(name, "").strip().lower()
     if text in _OFF:
         return False
     if text and text not in _ON:
-        _unusable(
-            "NBCACHE_MAP_ENTRIES",
-            text,
-            "is neither on nor off",
-            "large arrays of local entries are mapped (the default)",
-            "Set it to 0 (copy into memory) or 1.",
-        )
+        _unusable(name, text, "is neither on nor off", default, fix)
     return True
 
 
