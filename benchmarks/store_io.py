@@ -31,7 +31,7 @@ import xxhash
 
 from nbcache.cache.core import Cache
 from nbcache.entry.pickling import dump_parts
-from nbcache.entry.signing import MAC_SIZE, Signer
+from nbcache.entry.signing import MAC_SIZE, Signer, stream_digest
 from nbcache.store.local import LocalStore
 
 from .common import (
@@ -85,7 +85,7 @@ NB_READ_COPIED = "nbcache `Cache.lookup` (fresh Cache), copied (NBCACHE_MAP_ENTR
 NP_LOAD = "np.load"
 NP_LOAD_MMAP = 'np.load(mmap_mode="r") + full copy'
 JOBLIB_LOAD = "joblib.load"
-HASH_STANDALONE = "xxh3_128(array) + SHA-256(stream) + HMAC(header), standalone"
+HASH_STANDALONE = "xxh3_128(array) + BLAKE2b(stream) + keyed BLAKE2b(header), standalone"
 SHARE_WRITE_FSYNC = "standalone, as share of nbcache write (fsync)"
 SHARE_WRITE = "standalone, as share of nbcache write (no fsync)"
 SHARE_READ = "standalone, as share of nbcache read (copied)"
@@ -158,7 +158,7 @@ def _entry_file(root: Path, key: str) -> Path:
 
 
 def _signed_parts(path: Path) -> tuple[bytes, bytes]:
-    """The prefix and JSON header of an entry file: what the HMAC covers."""
+    """The prefix and JSON header of an entry file: what the MAC covers."""
     with open(path, "rb") as f:
         prefix = f.read(_PREFIX_SIZE)
         size = f.seek(0, os.SEEK_END)
@@ -176,17 +176,18 @@ def _integrity_work(
 
     def work(_i: int) -> str:
         checksum = xxhash.xxh3_128(view).hexdigest()
-        stream_sha = hashlib.sha256(stream).hexdigest()
+        stream_check = stream_digest(stream)
         mac = signer.sign(prefix, header)
-        return f"{checksum}{stream_sha}{mac.hex()}"
+        return f"{checksum}{stream_check}{mac.hex()}"
 
     return work
 
 
 def _is_hashing(name: str) -> bool:
-    """Whether a cProfile entry is checksum or MAC work (xxhash, hashlib, hmac)."""
+    """Whether a cProfile entry is checksum or MAC work (xxhash, hashlib, blake2, hmac)."""
     name = name.lower()
-    return any(part in name for part in ("xxh3", "xxhash", "sha256", "_hashlib", "hmac"))
+    parts = ("xxh3", "xxhash", "sha256", "_hashlib", "hmac", "blake2")
+    return any(part in name for part in parts)
 
 
 def _profiled(run: Callable[[], Any]) -> tuple[float, float]:
@@ -502,13 +503,13 @@ NOTES = (
     "on first use (no copy), np.load's are already there. Resident memory is the "
     "child's VmRSS after the restore minus before, the worst run ÷ the array's size.",
     "MAC + checksums, standalone: `xxhash.xxh3_128` over the whole array in memory, plus "
-    "SHA-256 of the pickle stream and HMAC-SHA256 of the entry's prefix and header (the "
+    "BLAKE2b-256 of the pickle stream and keyed BLAKE2b of the entry's prefix and header (the "
     "work a write does, and a read repeats to verify). Hashing a buffer that is not in the "
     "CPU cache is memory-bound, so this over-states the cost inside nbcache, which hashes "
     "each chunk next to the copy that moves it (a buffer of 16 MB or more on a second "
     "thread, while the same chunk is written).",
     "MAC + checksums, profiled: one more `Cache.put` / `Cache.lookup` under cProfile; the "
-    "figure is the time inside xxhash, hashlib and hmac calls ÷ that call's total time. "
+    "figure is the time inside xxhash, hashlib, blake2 and hmac calls ÷ that call's total time. "
     "The read rows time the copied read: on a mapped read the hash is nearly all the "
     "work by design (verifying is what a restore costs), so no share target applies to "
     "it. On a read the chunk is already in cache when it is hashed. On a write, cProfile sees "

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from nbcache import Cache, CacheWarning, Hit, LocalStore
-from nbcache.entry.format import write_entry
+from nbcache.entry.format import FORMAT, write_entry
 from nbcache.entry.pickling import dump_parts
 from nbcache.entry.signing import Signer
 
@@ -320,13 +320,14 @@ def test_entry_under_another_keys_name_is_refused(tmp_path: Path) -> None:
 
 
 def _foreign_format(data: bytes) -> bytes:
-    return data[:8] + struct.pack("<H", 2) + data[10:]
+    """The entry as a later release's format would number it."""
+    return data[:8] + struct.pack("<H", FORMAT + 1) + data[10:]
 
 
 @pytest.mark.parametrize(
     ("make", "says"),
     [
-        pytest.param(_foreign_format, "format 2", id="format-2"),
+        pytest.param(_foreign_format, f"format {FORMAT + 1}", id="later-format"),
         pytest.param(lambda _d: b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20, "magic", id="png"),
         pytest.param(lambda _d: b"hello\n", "truncated", id="tiny-text"),
         pytest.param(lambda _d: b"", "truncated", id="empty"),

@@ -1,21 +1,24 @@
 """The on-disk form of one cache entry: signed header, pickle stream, aligned buffers.
 
-Layout (format 1), every integer little-endian::
+Layout (format 2), every integer little-endian::
 
     prefix    b"NBCACHE\\0", u16 format, u16 flags, u32 reserved      16 bytes
     stream    the pickle stream                                       at offset 16
     buffers   each out-of-band buffer, starting on a 4096-byte boundary
-    header    UTF-8 JSON: metadata, stream length and SHA-256, buffer
+    header    UTF-8 JSON: metadata, stream length and BLAKE2b-256, buffer
               offsets, lengths and XXH3-128 checksums
-    trailer   u64 header length, HMAC-SHA256(prefix + header), b"NBCEND\\0\\0"
+    trailer   u64 header length, keyed BLAKE2b-256(prefix + header), b"NBCEND\\0\\0"
 
 The MAC covers the prefix and the header; the header pins the stream by its
-SHA-256, so everything that can carry code is covered by a cryptographic MAC
+BLAKE2b-256, so everything that can carry code is covered by a cryptographic MAC
 under the user's secret and is checked before anything is unpickled.  Raw
 buffers (array data, which cannot run code) are pinned by XXH3 checksums inside
 the signed header: that catches corruption (bit flips, truncation, a torn copy)
 at memory speed, but not a deliberate edit of array data by someone who can
 write to the store and compute XXH3 collisions; it never lets them run code.
+
+Format 1 is the same layout with HMAC-SHA256 for the MAC and SHA-256 for the
+stream; such entries are still read, checked by those, and never written.
 
 The header sits at the end so buffers stream to disk in one pass, each hashed
 while it is still in the CPU cache.  Buffers start on page boundaries so a read
@@ -46,12 +49,15 @@ from .._version import __version__
 from ..errors import ForeignEntryError, IntegrityError
 from .buffers import EntryFile, allocate, map_private, release_pages
 from .pickling import Pickled, load_parts
-from .signing import MAC_SIZE, Signer, check_fingerprint
+from .signing import MAC_SIZE, Signer, check_fingerprint, stream_digest
 from .spooling import PREALLOCATE_MIN, hashed_write, preallocate, write_all
 
 __all__ = ["FORMAT", "EntryInfo", "bounded_json", "read_entry", "read_info", "write_entry"]
 
-FORMAT = 1
+FORMAT = 2
+# The first format: HMAC-SHA256 and SHA-256 (through OpenSSL, whose first use in a
+# process costs a fresh kernel's first hit a tenth of a millisecond); read, never written.
+_HMAC_FORMAT = 1
 MAGIC = b"NBCACHE\x00"
 END = b"NBCEND\x00\x00"
 ALIGN = 4096
@@ -149,7 +155,7 @@ def write_entry(
             "stream": [
                 len(prefix),
                 len(pickled.stream),
-                hashlib.sha256(pickled.stream).hexdigest(),
+                stream_digest(pickled.stream),
             ],
             "buffers": layout,
             "meta": dict(meta),
@@ -175,13 +181,14 @@ def _read_exact(f: BinaryIO, offset: int, length: int) -> bytes:
     return data
 
 
-def _signed_header(f: BinaryIO, size: int, signer: Signer) -> dict[str, Any]:
+def _signed_header(f: BinaryIO, size: int, signer: Signer) -> tuple[int, dict[str, Any]]:
+    """The entry's on-disk format and its header, once the MAC over both checks out."""
     if size < _PREFIX.size + _TRAILER.size:
         raise IntegrityError("the entry is truncated: it will be recomputed")
     magic, fmt, _flags, _reserved = _PREFIX.unpack(_read_exact(f, 0, _PREFIX.size))
     if magic != MAGIC:
         raise IntegrityError("not an nbcache entry (bad magic bytes): it will be recomputed")
-    if fmt != FORMAT:
+    if fmt not in (FORMAT, _HMAC_FORMAT):
         raise IntegrityError(
             f"the entry has on-disk format {fmt}, this nbcache reads format {FORMAT}: "
             "it will be recomputed"
@@ -192,7 +199,8 @@ def _signed_header(f: BinaryIO, size: int, signer: Signer) -> dict[str, Any]:
         raise IntegrityError("the entry is truncated or damaged: it will be recomputed")
     header = _read_exact(f, header_end - header_len, header_len)
     prefix = _PREFIX.pack(magic, fmt, _flags, _reserved)
-    if not signer.matches(signer.sign(prefix, header), mac):
+    sign = signer.sign if fmt == FORMAT else signer.sign_hmac_sha256
+    if not signer.matches(sign(prefix, header), mac):
         theirs = _claimed_signer(header)
         if theirs is not None and theirs != signer.fingerprint:
             raise ForeignEntryError(
@@ -211,7 +219,7 @@ def _signed_header(f: BinaryIO, size: int, signer: Signer) -> dict[str, Any]:
         raise IntegrityError("the entry's header is unreadable: it will be recomputed") from exc
     if not isinstance(parsed, dict) or not _well_formed(parsed):
         raise IntegrityError("the entry's header is malformed: it will be recomputed")
-    return parsed
+    return fmt, parsed
 
 
 def _well_formed(header: Mapping[str, Any]) -> bool:
@@ -268,7 +276,7 @@ def read_info(f: BinaryIO, signer: Signer) -> EntryInfo:
     Raises:
         IntegrityError: truncated, foreign, damaged, or signed with another secret.
     """
-    return _info(_signed_header(f, _file_size(f), signer))
+    return _info(_signed_header(f, _file_size(f), signer)[1])
 
 
 def _read_buffer(
@@ -322,13 +330,14 @@ def read_entry(f: BinaryIO, key: str, signer: Signer, name: str = "value") -> tu
         ValueUnpicklingError: verified bytes that do not load here (missing module).
     """
     size = _file_size(f)
-    header = _signed_header(f, size, signer)
+    fmt, header = _signed_header(f, size, signer)
     info = _info(header)
     if info.key != key:
         raise IntegrityError("the entry belongs to another key: it will be recomputed")
     offset, length, sha = header["stream"]
     stream = _read_exact(f, offset, length)
-    if hashlib.sha256(stream).hexdigest() != sha:
+    digest = stream_digest(stream) if fmt == FORMAT else hashlib.sha256(stream).hexdigest()
+    if digest != sha:
         raise IntegrityError("the entry's pickle stream is damaged: it will be recomputed")
     layout = header["buffers"]
     if any(o + n > size for o, n, _ in layout):  # before memory is set aside for one

@@ -1,9 +1,13 @@
 """The user's secret and the keyed MAC that guards everything that can carry code.
 
-An entry's header and pickle stream are signed with HMAC-SHA256 under the
-user's secret.  Only a process that knows the secret can write an entry this
-process will unpickle, so a cache folder copied from elsewhere (a cloned
-repository, a shared drive written by someone else) cannot run code here.
+An entry's header and pickle stream are signed with keyed BLAKE2b under the
+user's secret (entries of the first on-disk format: HMAC-SHA256, still checked).
+Only a process that knows the secret can write an entry this process will
+unpickle, so a cache folder copied from elsewhere (a cloned repository, a shared
+drive written by someone else) cannot run code here.
+
+BLAKE2b is a MAC of its own when keyed (no HMAC construction needed) and is built
+into CPython: a fresh kernel's first hit does not pay for OpenSSL's first use.
 """
 
 from __future__ import annotations
@@ -21,9 +25,19 @@ from pathlib import Path
 from .. import settings
 from ..errors import StoreError, warn
 
-__all__ = ["MAC_SIZE", "MIN_SECRET_BYTES", "Signer", "default_secret_path", "load_secret"]
+__all__ = [
+    "MAC_SIZE",
+    "MIN_SECRET_BYTES",
+    "Signer",
+    "default_secret_path",
+    "load_secret",
+    "stream_digest",
+]
 
 MAC_SIZE = 32
+# What each MAC is of, so a MAC of one kind of thing is never valid for another.
+_ENTRY_PERSON = b"nbcache entry"
+_STREAM_PERSON = b"nbcache stream"
 _SECRET_BYTES = 32
 
 
@@ -146,13 +160,25 @@ def check_fingerprint(claimed: object) -> str | None:
     return claimed if f"{zlib.crc32(name.encode()):08x}" == check else None
 
 
+def stream_digest(stream: bytes | memoryview) -> str:
+    """The hex BLAKE2b-256 of a pickle stream, which a signed header pins it by."""
+    return hashlib.blake2b(stream, digest_size=32, person=_STREAM_PERSON).hexdigest()
+
+
 class Signer:
-    """HMAC-SHA256 under one secret; streaming, so large pickle streams are never joined."""
+    """Keyed BLAKE2b under one secret (HMAC-SHA256 for entries of the first format)."""
 
     def __init__(self, secret: bytes) -> None:
         if not secret:
             raise ValueError("the nbcache secret cannot be empty")
         self._secret = secret
+        # BLAKE2b takes keys of at most 64 bytes; a longer secret (NBCACHE_SECRET may be
+        # any length) is hashed to one, as HMAC does with a key longer than its block.
+        self._key = (
+            secret
+            if len(secret) <= hashlib.blake2b.MAX_KEY_SIZE
+            else hashlib.blake2b(secret, person=b"nbcache long key").digest()
+        )
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -162,13 +188,16 @@ class Signer:
         name = hmac.new(self._secret, b"nbcache signer fingerprint", hashlib.sha256).hexdigest()
         return f"{name[:16]}.{zlib.crc32(name[:16].encode()):08x}"
 
-    def new(self) -> hmac.HMAC:
-        """A fresh MAC to ``update()`` with every signed part, in order."""
-        return hmac.new(self._secret, digestmod=hashlib.sha256)
-
     def sign(self, *parts: bytes | memoryview) -> bytes:
-        """The MAC of ``parts`` taken in order."""
-        mac = self.new()
+        """The MAC of ``parts`` taken in order: what entries of the current format carry."""
+        mac = hashlib.blake2b(key=self._key, digest_size=MAC_SIZE, person=_ENTRY_PERSON)
+        for part in parts:
+            mac.update(part)
+        return mac.digest()
+
+    def sign_hmac_sha256(self, *parts: bytes | memoryview) -> bytes:
+        """The HMAC-SHA256 of ``parts`` taken in order: what entries of format 1 carry."""
+        mac = hmac.new(self._secret, digestmod=hashlib.sha256)
         for part in parts:
             mac.update(part)
         return mac.digest()

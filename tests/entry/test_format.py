@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,73 @@ def test_a_header_with_few_brackets_is_parsed_without_the_depth_scan(
     with pytest.raises(ValueError, match="nested deeper"):
         bounded_json(b"[" * 9 + b"]" * 9, max_depth=8)
     assert bounded_json(b'["[[[[[[[[["]', max_depth=8) == ["[[[[[[[[["]
+
+
+def _format1_entry() -> tuple[bytes, str]:
+    from tests.data.make_golden import GOLDEN
+
+    key = next(k for k, v in GOLDEN.items() if "ints" in v)
+    return (Path(__file__).parents[1] / "data" / "format1" / key).read_bytes(), key
+
+
+def test_a_format1_entry_is_still_checked_by_hmac_sha256() -> None:
+    """Entries written before keyed BLAKE2b load, and only under their HMAC-SHA256: one
+    changed byte of the header, the stream, or the MAC is refused as before."""
+    from tests.data.make_golden import SECRET
+
+    data, key = _format1_entry()
+    assert struct.unpack_from("<H", data, 8)[0] == 1
+    info, value = read_entry(io.BytesIO(data), key, Signer(SECRET))
+    assert value["ints"] == [1, 2, 3] and info.meta["label"] == "golden"
+    (length,) = struct.unpack("<Q", data[-48:-40])
+    for where in (20, len(data) - 48 - length + 5, len(data) - 30):  # stream, header, MAC
+        damaged = bytearray(data)
+        damaged[where] ^= 0x01
+        with pytest.raises(IntegrityError):
+            read_entry(io.BytesIO(bytes(damaged)), key, Signer(SECRET))
+
+
+def test_a_format_number_changed_in_place_fails_the_mac(signer: Signer) -> None:
+    """The prefix is signed, so an entry relabelled as the other format (to be checked by
+    the other scheme) is refused, either way round."""
+    data = bytearray(_entry([1, 2, 3], signer))
+    struct.pack_into("<H", data, 8, 1)
+    with pytest.raises(IntegrityError, match="signature"):
+        read_entry(io.BytesIO(bytes(data)), KEY, signer)
+    old, key = _format1_entry()
+    relabelled = bytearray(old)
+    struct.pack_into("<H", relabelled, 8, FORMAT)
+    from tests.data.make_golden import SECRET
+
+    with pytest.raises(IntegrityError, match="signature"):
+        read_entry(io.BytesIO(bytes(relabelled)), key, Signer(SECRET))
+
+
+def test_reading_an_entry_uses_no_openssl_hash(
+    signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hit checks its MAC and stream with BLAKE2b, built into Python: no SHA-256 or
+    HMAC from OpenSSL, whose first use in a process costs a fresh kernel's first hit."""
+    import hashlib
+    import hmac
+
+    data = _entry({"rows": np.arange(1000.0), "label": "x"}, signer)
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an OpenSSL-backed hash was made on the read path")
+
+    for name in ("sha256", "new", "pbkdf2_hmac"):
+        monkeypatch.setattr(hashlib, name, refused)
+    monkeypatch.setattr(hmac, "new", refused)
+    monkeypatch.setattr(hmac, "digest", refused)
+    info, value = read_entry(io.BytesIO(data), KEY, signer)
+    assert value["label"] == "x" and info.key == KEY
+    assert read_info(io.BytesIO(data), signer).key == KEY
+
+
+def test_a_secret_longer_than_a_blake2b_key_is_used_whole() -> None:
+    """Every byte of a long NBCACHE_SECRET counts, past the 64 a BLAKE2b key holds."""
+    long = b"s" * 100
+    assert Signer(long).sign(b"x") != Signer(long[:64]).sign(b"x")
+    assert Signer(long).sign(b"x") != Signer(long[:-1] + b"t").sign(b"x")
+    assert Signer(long).sign(b"x") == Signer(bytes(long)).sign(b"x")
