@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import cProfile
 import functools
-import hashlib
 import os
 import shutil
 import struct

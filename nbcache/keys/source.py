@@ -1,4 +1,5 @@
-"""A function's code read without running it: its source as an AST (its bytecode where
+"""A function's code read without running it: its compiled code and the lines that
+declare it (its source as an AST where those cannot be read, its bytecode alone where
 there is no source), the globals it looks up and the modules its ``import``
 statements load, and the streaming digest a fingerprint is made of.
 """
@@ -19,7 +20,7 @@ import xxhash
 from .hashing import digest
 from .modules import absolute_name, expand_dotted
 
-__all__ = ["Accumulator", "global_names", "imported_in_body", "source_digest"]
+__all__ = ["Accumulator", "declaration", "global_names", "imported_in_body", "source_digest"]
 
 
 class Accumulator:
@@ -34,6 +35,10 @@ class Accumulator:
 
     def text(self, value: str) -> None:
         data = value.encode("utf-8", "surrogatepass")
+        self._h.update(len(data).to_bytes(8, "little"))
+        self._h.update(data)
+
+    def raw(self, data: bytes) -> None:
         self._h.update(len(data).to_bytes(8, "little"))
         self._h.update(data)
 
@@ -91,7 +96,21 @@ def global_names(code: types.CodeType) -> set[str]:
 
 
 def source_digest(fn: types.FunctionType) -> str:
-    """The function's source as an AST (comments, blank lines and layout do not count)."""
+    """The function's code: comments, blank lines and layout do not count.
+
+    Its compiled body (bytecode, constants and names, never line numbers) and the text
+    of the lines that decorate and declare it, comments and blank lines taken out, when
+    those lines can be read and cut without doubt; else its source as an AST; else
+    its bytecode alone.  Reading the compiled body needs no parse of the source, which
+    is most of a fresh kernel's first fingerprint.
+    """
+    declared = declaration(fn)
+    if declared is not None:
+        h = Accumulator()
+        h.text(f"python-{sys.version_info[0]}.{sys.version_info[1]}")
+        h.text(declared)
+        _feed_code(h, fn.__code__)
+        return "code:" + h.hexdigest()
     tree = _block_tree(fn)
     if tree is None:
         try:
@@ -99,6 +118,125 @@ def source_digest(fn: types.FunctionType) -> str:
         except (OSError, TypeError, SyntaxError, IndentationError):
             return "bytecode:" + _code_digest(fn.__code__)
     return "ast:" + xxhash.xxh3_128_hexdigest(ast.dump(tree, include_attributes=False).encode())
+
+
+def declaration(fn: types.FunctionType) -> str | None:
+    """The lines from the function's first decorator to its body, without comments, blank
+    lines or the block's indentation; None when they cannot be told apart without doubt.
+
+    What the compiled body does not hold: decorators (a ``functools.wraps`` one is
+    unwrapped, so its arguments are known only here), annotations, default expressions.
+    """
+    code = fn.__code__
+    if code.co_name == "<lambda>" or code.co_name != fn.__name__:
+        return None
+    lines = linecache.getlines(code.co_filename, fn.__globals__)
+    start = code.co_firstlineno - 1
+    if not 0 <= start < len(lines):
+        return None
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    header = _def_line(lines, start, indent)
+    if header is None or not _declares(lines[header].lstrip(), code.co_name):
+        return None
+    # The body starts at the first line an instruction of it comes from; a body on the
+    # def line itself (``def f(x): return x``) leaves the def line as the declaration.
+    body = min((line for _, _, line in code.co_lines() if line and line > header + 1), default=0)
+    end = body - 1 if body else header + 1
+    if end <= header or end > len(lines):
+        return None
+    margin = lines[start][:indent]
+    block = lines[start:end]
+    if any(line.strip() and not line.startswith(margin) for line in block):
+        return None
+    return _without_comments("".join(line[indent:] for line in block))
+
+
+def _declares(line: str, name: str) -> bool:
+    for keyword in ("def ", "async def "):
+        if line.startswith(keyword):
+            rest = line[len(keyword) :].lstrip()
+            return rest.startswith(name) and rest[len(name) :].lstrip().startswith("(")
+    return False
+
+
+_PREFIX_CHARS = frozenset("rbuf")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def _without_comments(text: str) -> str | None:
+    """``text`` with each comment, trailing space and blank line taken out, each string
+    kept whole; None for an f-string (whose nested quotes this scan does not follow) or
+    a string left open."""
+    if "#" not in text and "'" not in text and '"' not in text and "\\" not in text:
+        return "\n".join(kept for line in text.splitlines() if (kept := line.rstrip()))
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+        elif c in "'\"":
+            j = i
+            while j > 0 and text[j - 1] in _NAME_CHARS:
+                j -= 1
+            prefix = text[j:i].lower()
+            if "f" in prefix and len(prefix) <= 2 and set(prefix) <= _PREFIX_CHARS:
+                return None  # an f-string
+            quote = text[i : i + 3] if text[i : i + 3] == c * 3 else c
+            k = i + len(quote)
+            while k < n and text[k : k + len(quote)] != quote:
+                if text[k] == "\\":
+                    k += 1
+                elif text[k] == "\n" and len(quote) == 1:
+                    return None
+                k += 1
+            if k >= n:
+                return None
+            # On one line as its repr, so the clean-up of lines below never reaches into it.
+            out.append(repr(text[i : k + len(quote)]))
+            i = k + len(quote)
+        elif c == "\\":
+            out.append(text[i : i + 2])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "\n".join(kept for line in "".join(out).split("\n") if (kept := line.rstrip()))
+
+
+def _feed_code(h: Accumulator, code: types.CodeType) -> None:
+    """What a code object runs, without where it came from (file and line numbers)."""
+    h.text(code.co_name)
+    h.text(getattr(code, "co_qualname", code.co_name))
+    shape = (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags)
+    h.text(repr(shape))
+    h.raw(code.co_code)
+    h.raw(getattr(code, "co_exceptiontable", b""))
+    for names in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
+        h.text("\x00".join(names))
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            h.tag(b"code")
+            _feed_code(h, const)
+        else:
+            h.text(_constant(const))
+
+
+_SCALARS = (int, float, complex, str, bytes, bool, type(None), type(...))
+
+
+def _constant(value: Any) -> str:
+    """A compiled constant as text that is the same in every process (a frozenset's items
+    sorted: their order follows the per-process string hash seed)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return f"{kind.__name__}:{value!r}"
+    if kind is tuple:
+        return "(" + ",".join(map(_constant, value)) + ")"
+    if kind is frozenset:
+        return "{" + ",".join(sorted(map(_constant, value))) + "}"
+    return f"{kind.__name__}#{digest(value)}"
 
 
 def _block_tree(fn: types.FunctionType) -> ast.Module | None:

@@ -490,3 +490,80 @@ def test_a_module_under_an_installed_root_is_known_without_realpath(
     assert resolved == []
     assert is_local_module("nbcache_test_linked")
     assert resolved == [str(root / "linked" / "mod.py")]
+
+
+SCALE_DECORATOR = """
+import functools
+
+def scale(k):
+    def wrap(f):
+        @functools.wraps(f)
+        def inner(x):
+            return f(x) * k
+        return inner
+    return wrap
+"""
+
+SCALED_F = '''
+@scale({k})  {comment}
+def f(x,   # the input
+      y=1):
+    """Doc."""
+
+    # the body
+    return x + y
+'''
+
+
+def test_a_decorators_arguments_count_its_comments_do_not() -> None:
+    """A decorator unwrapped through ``functools.wraps`` is known only by its text: its
+    arguments change the fingerprint; comments and blank lines do not, in a method
+    either; nothing is parsed to read it."""
+    import ast
+
+    from nbcache.keys import source
+
+    def fp(k: str, comment: str = "", indent: str = "") -> str:
+        text = SCALED_F.format(k=k, comment=comment)
+        if indent:
+            text = "class C:\n" + "".join(indent + line for line in text.splitlines(True))
+            ns = run_cell(SCALE_DECORATOR + text, {})
+            return source.source_digest(ns["C"].f.__wrapped__)
+        return source.source_digest(run_cell(SCALE_DECORATOR + text, {})["f"].__wrapped__)
+
+    parse, dump = ast.parse, ast.dump
+    ast.parse = ast.dump = None  # type: ignore[assignment]
+    try:
+        two = fp("2")
+    finally:
+        ast.parse, ast.dump = parse, dump
+    assert two.startswith("code:")
+    assert fp("3") != two
+    assert fp("2", "# scale by two") == two
+    method = fp("2", indent="    ")  # a method: read from its indented block too
+    assert method.startswith("code:") and fp("2", "# by two", indent="    ") == method
+    assert fp('"#"') != fp('"#x"')  # a # in a string is no comment
+
+
+def test_strings_in_a_declaration_count_as_written() -> None:
+    """Layout inside a string of a decorator is its value: not cleaned up as lines are."""
+    from nbcache.keys import source
+
+    def fp(text: str) -> str:
+        cell = f"def deco(*a):\n    return lambda f: f\n\n@deco({text})\ndef f(x):\n    return x\n"
+        return source.source_digest(run_cell(cell, {})["f"])
+
+    assert fp('"""a\n\nb"""') != fp('"""a\nb"""')
+    assert fp('"""a  \nb"""') != fp('"""a\nb"""')
+    assert fp("'a',  # note\n") == fp("'a',\n")
+    assert fp("f'{1}'").startswith("ast:")  # an f-string: read through its tree
+
+
+def test_constants_count_the_same_under_every_hash_seed() -> None:
+    """A set of strings compiled into a function (``x in {...}``) keys the same in every
+    process, though its order follows the hash seed."""
+    source = "def outer(x):\n    return x in {'alpha', 'beta', 'gamma', 'delta'}\n"
+    code = NEW_PROCESS.format(tests=str(Path(__file__).parent.parent), source=source)
+    seen = outputs_under_hash_seeds(code)
+    assert len(seen) == 1
+    assert seen == {fingerprint(_notebook(source)["outer"])}

