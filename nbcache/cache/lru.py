@@ -61,6 +61,10 @@ def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
             todo.extend(obj.keys())
             todo.extend(obj.values())
             continue
+        if kind is list or kind is tuple:
+            total += getsizeof(obj, 0)
+            todo.extend(obj)
+            continue
         if numpy is not None and isinstance(obj, numpy.ndarray):
             # A view keeps its whole base alive: that is what it costs to hold it.
             root = obj

@@ -38,10 +38,6 @@ class Accumulator:
         self._h.update(len(data).to_bytes(8, "little"))
         self._h.update(data)
 
-    def raw(self, data: bytes) -> None:
-        self._h.update(len(data).to_bytes(8, "little"))
-        self._h.update(data)
-
     def feed(self, value: Any, name: str) -> None:
         self.text(digest(value, name=name))
 
@@ -109,7 +105,10 @@ def source_digest(fn: types.FunctionType) -> str:
         h = Accumulator()
         h.text(f"python-{sys.version_info[0]}.{sys.version_info[1]}")
         h.text(declared)
-        _feed_code(h, fn.__code__)
+        parts: list[str] = []
+        _code_parts(fn.__code__, parts)
+        # Each part behind its length, so no two lists of parts join to the same text.
+        h.text("".join(f"{len(part)}:{part}" for part in parts))
         return "code:" + h.hexdigest()
     tree = _block_tree(fn)
     if tree is None:
@@ -205,22 +204,23 @@ def _without_comments(text: str) -> str | None:
     return "\n".join(kept for line in "".join(out).split("\n") if (kept := line.rstrip()))
 
 
-def _feed_code(h: Accumulator, code: types.CodeType) -> None:
-    """What a code object runs, without where it came from (file and line numbers)."""
-    h.text(code.co_name)
-    h.text(getattr(code, "co_qualname", code.co_name))
+def _code_parts(code: types.CodeType, out: list[str]) -> None:
+    """What a code object runs, without where it came from (file and line numbers), as
+    text parts: hashed in one call, not a hash update for each of dozens of parts."""
+    out.append(code.co_name)
+    out.append(getattr(code, "co_qualname", code.co_name))
     shape = (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags)
-    h.text(repr(shape))
-    h.raw(code.co_code)
-    h.raw(getattr(code, "co_exceptiontable", b""))
+    out.append(repr(shape))
+    out.append(code.co_code.hex())
+    out.append(getattr(code, "co_exceptiontable", b"").hex())
     for names in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
-        h.text("\x00".join(names))
+        out.append("\x00".join(names))
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            h.tag(b"code")
-            _feed_code(h, const)
+            out.append("<code>")
+            _code_parts(const, out)
         else:
-            h.text(_constant(const))
+            out.append(_constant(const))
 
 
 _SCALARS = (int, float, complex, str, bytes, bool, type(None), type(...))
