@@ -42,8 +42,7 @@ def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
     seen: set[int] = set()
     todo = [value]
     total = 0
-    numpy = sys.modules.get("numpy")
-    pandas = sys.modules.get("pandas")
+    numpy, pandas = sys.modules.get("numpy"), sys.modules.get("pandas")
     getsizeof = sys.getsizeof
     while todo and len(seen) < limit:
         obj = todo.pop()
@@ -51,19 +50,16 @@ def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
             continue
         seen.add(ident)
         # Plain builtins by their exact type first, counted as the general checks below
-        # would count them: metadata (an entry's header, a call's summary) is dozens.
+        # would: metadata (an entry's header, a call's summary) is dozens of them.
         kind = type(obj)
         if kind in _LEAVES:
             total += getsizeof(obj, 0)
             continue
-        if kind is dict:
+        if kind is dict or kind is list or kind is tuple:
             total += getsizeof(obj, 0)
-            todo.extend(obj.keys())
-            todo.extend(obj.values())
-            continue
-        if kind is list or kind is tuple:
-            total += getsizeof(obj, 0)
-            todo.extend(obj)
+            todo.extend(obj)  # a dict's keys, then its values
+            if kind is dict:
+                todo.extend(obj.values())
             continue
         if numpy is not None and isinstance(obj, numpy.ndarray):
             # A view keeps its whole base alive: that is what it costs to hold it.
