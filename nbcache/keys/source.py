@@ -141,7 +141,7 @@ def declaration(fn: types.FunctionType) -> str | None:
     # def line itself (``def f(x): return x``) leaves the def line as the declaration.
     body = min((line for _, _, line in code.co_lines() if line and line > header + 1), default=0)
     end = body - 1 if body else header + 1
-    if end <= header or end > len(lines):
+    if end <= header or end > len(lines) or (body and not _closed(lines[header])):
         return None
     margin = lines[start][:indent]
     block = lines[start:end]
@@ -156,6 +156,19 @@ def _declares(line: str, name: str) -> bool:
             rest = line[len(keyword) :].lstrip()
             return rest.startswith(name) and rest[len(name) :].lstrip().startswith("(")
     return False
+
+
+def _closed(def_line: str) -> bool:
+    """Whether the whole signature is on its ``def`` line: a body that starts on a later
+    line could otherwise start on the signature's last line, which would be left out."""
+    text = _without_comments(def_line.strip())
+    return (
+        text is not None
+        and text.endswith(":")
+        and not any(c in text for c in "'\"\\")
+        and "lambda" not in text
+        and all(text.count(a) == text.count(b) for a, b in ("()", "[]", "{}"))
+    )
 
 
 _PREFIX_CHARS = frozenset("rbuf")

@@ -506,8 +506,7 @@ def scale(k):
 
 SCALED_F = '''
 @scale({k})  {comment}
-def f(x,   # the input
-      y=1):
+def f(x, y=1):  # the input
     """Doc."""
 
     # the body
@@ -567,3 +566,16 @@ def test_constants_count_the_same_under_every_hash_seed() -> None:
     seen = outputs_under_hash_seeds(code)
     assert len(seen) == 1
     assert seen == {fingerprint(_notebook(source)["outer"])}
+
+
+def test_a_signature_over_lines_counts_whole() -> None:
+    """A body on the signature's last line: the annotations on that line still count
+    (a decorator that unwraps may read them), however the lines are cut."""
+    from nbcache.keys import source
+
+    def fp(annotation: str, comment: str = "") -> str:
+        cell = f"def f(x,{comment}\n      y: {annotation}): return y\n"
+        return source.source_digest(run_cell(cell, {})["f"])
+
+    assert fp("int") != fp("float")
+    assert fp("int") == fp("int", "  # the count")
