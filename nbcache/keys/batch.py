@@ -143,13 +143,38 @@ def _by_type(np: Any, items: Sequence[Any], codes: Any) -> tuple[list[int], list
         major = max(counts, key=counts.__getitem__)
         if count - counts[major] <= _FEW:  # a run with a few others: slices of it
             return _runs(np, items, types, counts, major)
+        periodic = _periodic(np, items, types)
+        if periodic is not None:
+            return periodic
         codes = np.fromiter(map(CODES.__getitem__, types), np.int8, count)
-    kinds = np.unique(codes).tolist()
+    kinds = np.flatnonzero(np.bincount(codes)).tolist()  # codes are small and not negative
     if len(kinds) == 1:
         return kinds, [(np.arange(count), list(items))]
     objects = np.fromiter(items, object, count)
     wheres = [np.flatnonzero(codes == kind) for kind in kinds]
     return kinds, [(where, objects[where].tolist()) for where in wheres]
+
+
+def _periodic(
+    np: Any, items: Sequence[Any], types: list[type]
+) -> tuple[list[int], list[Any]] | None:
+    """(codes, groups) as ``_by_type`` gives them, as slices, when item i has the type of
+    item i mod k (k up to 4: a dict's keys and values in turn, records laid flat); else None.
+    """
+    count = len(types)
+    for period in range(2, 5):
+        if count < 4 * period:
+            return None
+        codes, groups = [], []
+        for j in range(period):
+            lane = types[j::period]
+            if lane.count(lane[0]) != len(lane):
+                break
+            codes.append(CODES[lane[0]])
+            groups.append((np.arange(j, count, period), list(items[j::period])))
+        else:
+            return codes, groups
+    return None
 
 
 def _runs(
@@ -398,8 +423,8 @@ def _row_fields(np: Any, walk: Walker, fields: list[Any]) -> list[Column] | None
     """A column for each field, if each is of one scalar type and at most one varies."""
     kinds = []
     for field in fields:
-        types = set(map(type, field))
-        code = CODES[types.pop()] if len(types) == 1 else OTHER
+        first = type(field[0]) if field else type(None)
+        code = CODES[first] if list(map(type, field)).count(first) == len(field) else OTHER
         if code > LAST_SCALAR:
             return None
         kinds.append(code)
