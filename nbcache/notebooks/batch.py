@@ -43,142 +43,156 @@ def with_batches(base: type[Any], log: str) -> type[Any]:
     """A subclass of the nbclient client ``base`` (one that sends cell ids) that restores
     runs of cells in one request each; ``log`` is the kernel's cell log, where it reads
     whether a cell it executed restored."""
+    return type("BatchClient", (Batches, base), {"cell_log": log})
 
-    class BatchClient(base):  # type: ignore[misc]  # nbclient is untyped
-        async def async_execute_cell(
-            self,
-            cell: Any,
-            cell_index: int,
-            execution_count: int | None = None,
-            store_history: bool = True,
-        ) -> Any:
-            state = self.__dict__.setdefault("batched", _State())
+
+class Batches:
+    """What :func:`with_batches` adds to an nbclient client (its attributes are nbclient's)."""
+
+    cell_log: str  # the kernel's cell log (``log`` is nbclient's logger)
+    nb: Any
+    kc: Any
+    timeout: Any
+    record_timing: bool
+    skip_cells_with_tag: str
+    code_cells_executed: int
+    clear_before_next_output: bool
+    current_id: str | None
+    process_message: Any
+    async_wait_for_reply: Any
+    _check_raise_for_error: Any
+
+    async def async_execute_cell(
+        self,
+        cell: Any,
+        cell_index: int,
+        execution_count: int | None = None,
+        store_history: bool = True,
+    ) -> Any:
+        state = self.__dict__.setdefault("batched", _State())
+        if cell_index in state.written:
+            return cell
+        if state.trying and not state.off and self._batchable(cell):
+            await self._batch(cell_index, state)
             if cell_index in state.written:
                 return cell
-            if state.trying and not state.off and self._batchable(cell):
-                await self._batch(cell_index, state)
-                if cell_index in state.written:
-                    return cell
-            before = state.before.pop(cell_index, [])
-            try:
-                out = await super().async_execute_cell(
-                    cell, cell_index, execution_count, store_history
-                )
-            finally:
-                if before:  # published by its decision, taken in the batch it ended
-                    cell.outputs[:0] = before
-            if self._batchable(cell):  # a cell not sent (Markdown) says nothing of the next
-                state.trying = self._restored(cell, state)
-            return out
+        before = state.before.pop(cell_index, [])
+        parent: Any = super()  # nbclient's client, untyped
+        try:
+            out = await parent.async_execute_cell(cell, cell_index, execution_count, store_history)
+        finally:
+            if before:  # published by its decision, taken in the batch it ended
+                cell.outputs[:0] = before
+        if self._batchable(cell):  # a cell not sent (Markdown) says nothing of the next
+            state.trying = self._restored(cell, state)
+        return out
 
-        def _batchable(self, cell: Any) -> bool:
-            tags = cell.get("metadata", {}).get("tags", [])
-            return (
-                cell.cell_type == "code"
-                and bool(cell.source.strip())
-                and self.skip_cells_with_tag not in tags
-                and "raises-exception" not in tags
-            )
+    def _batchable(self, cell: Any) -> bool:
+        tags = cell.get("metadata", {}).get("tags", [])
+        return (
+            cell.cell_type == "code"
+            and bool(cell.source.strip())
+            and self.skip_cells_with_tag not in tags
+            and "raises-exception" not in tags
+        )
 
-        async def _batch(self, start: int, state: _State) -> None:
-            cells = []
-            for index in range(start, len(self.nb.cells)):
-                cell = self.nb.cells[index]
-                if cell.cell_type != "code" or not cell.source.strip():
-                    continue
-                if not self._batchable(cell):
-                    break
-                cells.append({"index": index, "id": cell.get("id"), "source": cell.source})
-            if len(cells) < 2:
-                state.trying = False  # one cell: its own request costs the same
-                return
-            with tempfile.TemporaryDirectory(prefix="nbcache-batch-") as scratch:
-                given, out = os.path.join(scratch, "in.json"), os.path.join(scratch, "out.json")
-                with open(given, "w", encoding="utf-8") as f:
-                    json.dump(cells, f)
-                call = (
-                    "__import__('nbcache.notebooks.batchside').notebooks.batchside"
-                    f".restore({given!r}, {out!r})"
-                )
-                self.current_id = None
-                msg_id = self.kc.execute(
-                    "", silent=True, store_history=False, user_expressions={"nbcache": call}
-                )
-                reply = await self._wait(msg_id, len(cells))
-                said = _read(out) if reply is not None else None
-            if said is None or said.get("off"):
-                state.off = True  # no batch here: every cell in a request of its own
-                return
-            for done in said["cells"]:
-                await self._write(done, msg_id, state)
-            stopped = said.get("stopped")
-            if stopped:
-                state.before[int(stopped["index"])] = self._outputs(stopped, msg_id)
-
-        async def _wait(self, msg_id: str, cells: int) -> Any:
-            client: Any = self  # nbclient's traits are untyped
-            timeout = client.timeout
-            client.timeout = None if timeout is None else max(timeout, cells * _SECONDS_PER_CELL)
-            try:
-                return await self.async_wait_for_reply(msg_id)
-            finally:
-                client.timeout = timeout
-
-        def _outputs(self, done: dict[str, Any], msg_id: str) -> list[Any]:
-            """Outputs the messages of ``done`` make, as nbclient makes them (the cell's
-            ``outputs`` list is where they go)."""
-            cell = self.nb.cells[int(done["index"])]
-            kept, cell.outputs = cell.outputs, []
-            for kind, content, at in done["messages"]:
-                self.process_message(_message(kind, content, at, msg_id), cell, done["index"])
-            made, cell.outputs = cell.outputs, kept
-            return list(made)
-
-        async def _write(self, done: dict[str, Any], msg_id: str, state: _State) -> None:
-            index = int(done["index"])
+    async def _batch(self, start: int, state: _State) -> None:
+        cells = []
+        for index in range(start, len(self.nb.cells)):
             cell = self.nb.cells[index]
-            started, ended = done["times"]
-            if self.record_timing:
-                cell["metadata"]["execution"] = {"iopub.status.busy": _stamp(started)}
-            self.code_cells_executed += 1
-            self.clear_before_next_output = False
-            cell.outputs = []
-            source = {"code": cell.source, "execution_count": done["execution_count"]}
-            self.process_message(_message("execute_input", source, started, msg_id), cell, index)
-            cell.outputs = self._outputs(done, msg_id)
-            cell["execution_count"] = self.code_cells_executed  # as nbclient numbers it
-            if self.record_timing:
-                timing = cell["metadata"]["execution"]
-                timing["shell.execute_reply"] = timing["iopub.status.idle"] = _stamp(ended)
-            self.nb.cells[index] = cell
-            state.written.add(index)
-            errors = [c for kind, c, _ in done["messages"] if kind == "error"]
-            if done.get("failed") and errors:
-                reply = {"content": {**errors[-1], "status": "error"}}
-                await self._check_raise_for_error(cell, index, reply)
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            if not self._batchable(cell):
+                break
+            cells.append({"index": index, "id": cell.get("id"), "source": cell.source})
+        if len(cells) < 2:
+            state.trying = False  # one cell: its own request costs the same
+            return
+        with tempfile.TemporaryDirectory(prefix="nbcache-batch-") as scratch:
+            given, out = os.path.join(scratch, "in.json"), os.path.join(scratch, "out.json")
+            with open(given, "w", encoding="utf-8") as f:
+                json.dump(cells, f)
+            call = (
+                "__import__('nbcache.notebooks.batchside').notebooks.batchside"
+                f".restore({given!r}, {out!r})"
+            )
+            self.current_id = None
+            msg_id = self.kc.execute(
+                "", silent=True, store_history=False, user_expressions={"nbcache": call}
+            )
+            reply = await self._wait(msg_id, len(cells))
+            said = _read(out) if reply is not None else None
+        if said is None or said.get("off"):
+            state.off = True  # no batch here: every cell in a request of its own
+            return
+        for done in said["cells"]:
+            await self._write(done, msg_id, state)
+        stopped = said.get("stopped")
+        if stopped:
+            state.before[int(stopped["index"])] = self._outputs(stopped, msg_id)
 
-        def _restored(self, cell: Any, state: _State) -> bool:
-            """Whether the cell after the one just executed may restore, by what that one
-            did (the kernel's cell log): it restored, or it runs every time."""
+    async def _wait(self, msg_id: str, cells: int) -> Any:
+        client: Any = self  # nbclient's traits are untyped
+        timeout = client.timeout
+        client.timeout = None if timeout is None else max(timeout, cells * _SECONDS_PER_CELL)
+        try:
+            return await self.async_wait_for_reply(msg_id)
+        finally:
+            client.timeout = timeout
+
+    def _outputs(self, done: dict[str, Any], msg_id: str) -> list[Any]:
+        """Outputs the messages of ``done`` make, as nbclient makes them (the cell's
+        ``outputs`` list is where they go)."""
+        cell = self.nb.cells[int(done["index"])]
+        kept, cell.outputs = cell.outputs, []
+        for kind, content, at in done["messages"]:
+            self.process_message(_message(kind, content, at, msg_id), cell, done["index"])
+        made, cell.outputs = cell.outputs, kept
+        return list(made)
+
+    async def _write(self, done: dict[str, Any], msg_id: str, state: _State) -> None:
+        index = int(done["index"])
+        cell = self.nb.cells[index]
+        started, ended = done["times"]
+        if self.record_timing:
+            cell["metadata"]["execution"] = {"iopub.status.busy": _stamp(started)}
+        self.code_cells_executed += 1
+        self.clear_before_next_output = False
+        cell.outputs = []
+        source = {"code": cell.source, "execution_count": done["execution_count"]}
+        self.process_message(_message("execute_input", source, started, msg_id), cell, index)
+        cell.outputs = self._outputs(done, msg_id)
+        cell["execution_count"] = self.code_cells_executed  # as nbclient numbers it
+        if self.record_timing:
+            timing = cell["metadata"]["execution"]
+            timing["shell.execute_reply"] = timing["iopub.status.idle"] = _stamp(ended)
+        self.nb.cells[index] = cell
+        state.written.add(index)
+        errors = [c for kind, c, _ in done["messages"] if kind == "error"]
+        if done.get("failed") and errors:
+            reply = {"content": {**errors[-1], "status": "error"}}
+            await self._check_raise_for_error(cell, index, reply)
+
+    def _restored(self, cell: Any, state: _State) -> bool:
+        """Whether the cell after the one just executed may restore, by what that one
+        did (the kernel's cell log): it restored, or it runs every time."""
+        try:
+            with open(self.cell_log, encoding="utf-8") as f:
+                f.seek(state.offset)
+                lines = f.readlines()
+                state.offset = f.tell()
+        except OSError:
+            return False
+        record: dict[str, Any] = {}
+        for line in lines:
             try:
-                with open(log, encoding="utf-8") as f:
-                    f.seek(state.offset)
-                    lines = f.readlines()
-                    state.offset = f.tell()
-            except OSError:
-                return False
-            record: dict[str, Any] = {}
-            for line in lines:
-                try:
-                    said = json.loads(line)
-                except ValueError:
-                    continue
-                if said.get("cell_id") == cell.get("id") and "outcome" in said:
-                    record = said
-            # after a cell that ran and was stored, the cells that read what it made run too
-            return record.get("outcome") in _RESTORES_NEXT or bool(record.get("always"))
-
-    return BatchClient
+                said = json.loads(line)
+            except ValueError:
+                continue
+            if said.get("cell_id") == cell.get("id") and "outcome" in said:
+                record = said
+        # after a cell that ran and was stored, the cells that read what it made run too
+        return record.get("outcome") in _RESTORES_NEXT or bool(record.get("always"))
 
 
 class _State:
