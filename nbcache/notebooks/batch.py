@@ -168,10 +168,10 @@ class Batches:
             timing["shell.execute_reply"] = timing["iopub.status.idle"] = _stamp(ended)
         self.nb.cells[index] = cell
         state.written.add(index)
-        errors = [c for kind, c, _ in done["messages"] if kind == "error"]
-        if done.get("failed") and errors:
-            reply = {"content": {**errors[-1], "status": "error"}}
-            await self._check_raise_for_error(cell, index, reply)
+        if done.get("failed"):  # as its reply would have said: the run stops here
+            errors = [c for kind, c, _ in done["messages"] if kind == "error"]
+            said = errors[-1] if errors else {"ename": "Error", "evalue": "", "traceback": []}
+            await self._check_raise_for_error(cell, index, {"content": {**said, "status": "error"}})
 
     def _restored(self, cell: Any, state: _State) -> bool:
         """Whether the cell after the one just executed may restore, by what that one

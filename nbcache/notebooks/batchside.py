@@ -60,13 +60,14 @@ def restore(cells_file: str, out_file: str) -> None:
         return
     ahead = Ahead.on(runner)
     done: list[dict[str, Any]] = []
-    stopped: dict[str, Any] | None = None
-    with _captured(session) as messages:
+    stopping: list[dict[str, Any]] = []  # the cell the batch stopped at, unrun
+    # what ran is said whatever happens next: the driver must not send those cells again
+    with _captured(session) as messages, _said(out_file, done, stopping):
         for cell in given:
             started = time.time()
             body = _body(shell, str(cell["source"]))
             if body is None or not ahead.restores(cell.get("id"), body):
-                stopped = {"index": cell["index"], "messages": list(messages)}
+                stopping.append({"index": cell["index"], "messages": list(messages)})
                 break
             count = shell.execution_count
             result = shell.run_cell(cell["source"], store_history=True, cell_id=cell.get("id"))
@@ -84,7 +85,14 @@ def restore(cells_file: str, out_file: str) -> None:
             messages.clear()
             if not result.success:
                 break
-    _write(out_file, {"off": False, "cells": done, "stopped": stopped})
+
+
+@contextmanager
+def _said(path: str, done: list[dict[str, Any]], stopping: list[dict[str, Any]]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        _write(path, {"off": False, "cells": done, "stopped": stopping[0] if stopping else None})
 
 
 def _write(path: str, data: dict[str, Any]) -> None:
