@@ -188,19 +188,19 @@ def _id_values() -> dict[str, Any]:
     return out
 
 
-# What the walk that looked for ids in a second pass gave (the same in every process).
+# The digests of these values (the same in every process, whatever the ids), pinned.
 # The holders' digests include their class's code, which counts by its compiled form
 # (one Python minor version's bytecode): pinned for the version they were taken with.
 _CODE_PYTHON = (3, 11)
 _ID_DIGESTS = {
-    "holder0": "b5983ed6a31371ac1499cc10a0da2d4b",
-    "holder1": "88ceb514f0dca47488bb64c61d265690",
-    "str_id": "d328baf0505cb352b39fa0c1e53dc614",
-    "own_id": "1c0bb52aa337e795e6cc0918ccddef14",
-    "ids_run": "68694a353ddc73d52c271381a90b1612",
-    "leaf_id": "bd5f99fc8e4d12c7d9173e09b3b5387c",
-    "leaf_ids_in_run": "c201ee34e1f99eec4f23ea02e31c86f3",
-    "dict_leaf_id": "16d9f44176fefd2651ec81d6acbbf285",
+    "holder0": "6db8db75c2b84aeaeb4426a450cbd138",
+    "holder1": "a2bd40c8e14f879627081713ea87a1e4",
+    "str_id": "b454ec8ba5405bc9429e56ffc3998a3e",
+    "own_id": "0487d8e2764437f6783578608813520d",
+    "ids_run": "e0de93b8bf08e3768a262a2715f19192",
+    "leaf_id": "7f6e06e12753c5c3e807c350a9226fe6",
+    "leaf_ids_in_run": "0adb9a42faa46cdbad1f5a27502dc052",
+    "dict_leaf_id": "b73a47afe83a106dc98ab2ac29c2848f",
 }
 
 
