@@ -15,7 +15,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from nbcache.notebooks import runner
+from nbcache.notebooks import plan, runner
 from nbcache.notebooks.unchanged import allowed, open_cache
 
 from . import nbrun
@@ -245,8 +245,6 @@ def test_an_entry_made_again_since_the_record_starts_the_kernel(tmp_path: Path) 
 def test_the_plan_says_when_no_kernel_would_start_and_the_run_then_does_what_it_says(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbcache.notebooks import plan
-
     runs = Runs(folder, monkeypatch)
     kernels: list[str] = []
     execute = plan.execute
@@ -307,21 +305,23 @@ def test_a_cell_of_a_setup_magic_and_code_restores_with_no_kernel_and_sets_up_a_
     runs = Runs(folder, monkeypatch)
     first, kernel = runs.run("one.ipynb")
     assert kernel and [c.outcome for c in first.cells] == ["ran"] * 4
+    assert plan.plan_notebook(folder / "nb.ipynb").unchanged  # no kernel: the run's answer
     second, kernel = runs.run("two.ipynb")
     assert not kernel and second.line().endswith(": no kernel started")
     assert shown(folder / "two.ipynb") == shown(folder / "one.ipynb")
     assert text(folder / "two.ipynb", "backend") == "agg\n"
 
     nb = nbformat.read(folder / "nb.ipynb", as_version=4)  # a later cell edited
-    nb.cells[
-        -1
-    ].source = "print(matplotlib.get_backend(), np.random.normal(size=2).round(6).tolist())"
+    edited = "print(matplotlib.get_backend(), np.random.normal(size=2).round(6).tolist())"
+    nb.cells[-1].source = edited
     nbformat.write(nb, folder / "nb.ipynb")
+    said = plan.plan_notebook(folder / "nb.ipynb")  # in a kernel, as the run's
+    assert [row.action for row in said.rows] == ["restore", "restore", "restore", "run"]
     third, kernel = runs.run("three.ipynb")
     assert kernel
     assert [c.outcome for c in third.cells] == ["restored", "restored", "restored", "ran"]
     plain = nbrun.run(
-        [s for _, s in MIXED[:-1]] + [nb.cells[-1].source],
+        [s for _, s in MIXED[:-1]] + [edited],
         cwd=folder,
         env=kernel_env(folder, folder / "plain"),
     )
