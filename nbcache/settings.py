@@ -30,6 +30,7 @@ __all__ = [
     "max_size",
     "memory_size",
     "physical_memory",
+    "run_batches",
     "secret",
     "store_location",
     "tier_location",
@@ -168,6 +169,21 @@ def map_entries() -> bool:
         "NBCACHE_MAP_ENTRIES",
         "large arrays of local entries are mapped (the default)",
         "Set it to 0 (copy into memory) or 1.",
+    )
+
+
+def run_batches() -> bool:
+    """False when ``NBCACHE_RUN_BATCHES`` is 0/false/no/off: ``nbcache run`` sends every
+    cell in a kernel request of its own, consecutive restored cells included.
+
+    Batched (the default), a run of restored cells costs one round trip to the kernel;
+    the executed notebook is the same either way. Anything else but an on-word is the
+    default, with one warning.
+    """
+    return _switch(
+        "NBCACHE_RUN_BATCHES",
+        "consecutive restored cells go to the kernel in one request (the default)",
+        "Set it to 0 (one request per cell) or 1.",
     )
 
 

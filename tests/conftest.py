@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 from nbcache.cache.core import Cache
 from nbcache.cache.default import set_default_cache
@@ -122,6 +123,38 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     where = collection_path.relative_to(TESTS).as_posix()
     whole = [place for places in SLOW_PLACES.values() for place in places if "::" not in place]
     return True if where in whole else None
+
+
+# The suite runs on two workers (pytest-xdist), a whole file on one worker so that a
+# module's fixtures start once. Some files share a worker, so that they never run at the
+# same time as each other:
+SHARED_WORKER = {
+    # two JupyterLab servers and two Chromiums at once lose clicks (a reopened card's
+    # Cancel never reached its kernel), which no user with one browser meets
+    "tests/browser/": "browser",
+    # each already runs its notebooks on both cores, with a per-cell limit for hangs
+    "tests/notebooks/test_transparency.py": "corpus runs",
+    "tests/notebooks/test_whole_notebooks_corpus.py": "corpus runs",
+}
+
+
+def worker_group(nodeid: str) -> str:
+    """The unit of work a test goes to a worker in: its file, or the group its file shares."""
+    where = nodeid.split("::", 1)[0]
+    shared = [group for place, group in SHARED_WORKER.items() if where.startswith(place)]
+    return shared[0] if shared else where
+
+
+class FileOrGroupScheduling(LoadFileScheduling):  # type: ignore[misc]  # xdist is untyped
+    """xdist's whole-file scheduling, with the files of SHARED_WORKER kept together."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return worker_group(nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> FileOrGroupScheduling:
+    return FileOrGroupScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by the markers added here

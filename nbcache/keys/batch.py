@@ -1,15 +1,15 @@
 """A long container's items encoded at once, in C: scalars, and small containers of scalars.
 
-A list of a million records is a million small objects, each with a digest of
-its own (``keys/hashing.py``); one Python step per item is twenty times
-pickle's time.  Here a container's items are sorted by type in C-level passes
-(``map``, ``itertools``, numpy), each type is encoded as a column
-(``keys/columns.py``), and the small tuples, lists and dicts among them that
-hold only scalars (leaves) are encoded together and hashed one C call each;
-leaves of one shape are rows of a 2-D array.  What is left, objects and containers that
-hold objects, stays with the walk: a hole of 16 bytes for each, which the rule
-fills with the part's digest.  A part the walk hashed already is taken from its
-memo, so shared parts are still hashed once.
+A list of a million records is a million small objects (``keys/hashing.py``);
+one Python step per item is twenty times pickle's time.  Here a container's
+items are sorted by type in C-level passes (``map``, ``itertools``, numpy), each
+type is encoded as a column (``keys/columns.py``), and the small tuples, lists
+and dicts among them that hold only scalars (leaves) are encoded together,
+leaves of one shape as rows of a 2-D array; a small leaf's encoding is written
+in place (``node.Inline``), a larger one's digest.  What is left, objects and
+containers that hold objects, stays with the walk: a hole of 16 bytes for each,
+which the rule fills with the part's digest.  A part the walk hashed already is
+taken from its memo, so shared parts are still hashed once.
 
 The bytes are exactly those that encoding item by item writes, so no digest
 changes.  Anything the columns cannot say as item by item would (a float when
@@ -44,14 +44,13 @@ from .columns import (
     tagged,
     type_codes,
 )
-from .node import Walker, numpy
+from .node import INLINE_BYTES, INLINE_ITEMS, Walker, numpy
 
 __all__ = ["LEAF_ITEMS", "Layout", "encode_items"]
 
 # A tuple, list or dict with fewer items than this is looked into, for a leaf.
 # Bounded, so a part that many parents hold costs each of them little.
-LEAF_ITEMS = 32
-_REMEMBER_BYTES = 1 << 12  # a leaf encoded in more bytes than this is remembered
+LEAF_ITEMS = INLINE_ITEMS
 _TAGS = {TUPLE: b"tuple\x00", LIST: b"list\x00", DICT: b"dict\x00"}
 
 
@@ -144,13 +143,38 @@ def _by_type(np: Any, items: Sequence[Any], codes: Any) -> tuple[list[int], list
         major = max(counts, key=counts.__getitem__)
         if count - counts[major] <= _FEW:  # a run with a few others: slices of it
             return _runs(np, items, types, counts, major)
+        periodic = _periodic(np, items, types)
+        if periodic is not None:
+            return periodic
         codes = np.fromiter(map(CODES.__getitem__, types), np.int8, count)
-    kinds = np.unique(codes).tolist()
+    kinds = np.flatnonzero(np.bincount(codes)).tolist()  # codes are small and not negative
     if len(kinds) == 1:
         return kinds, [(np.arange(count), list(items))]
     objects = np.fromiter(items, object, count)
     wheres = [np.flatnonzero(codes == kind) for kind in kinds]
     return kinds, [(where, objects[where].tolist()) for where in wheres]
+
+
+def _periodic(
+    np: Any, items: Sequence[Any], types: list[type]
+) -> tuple[list[int], list[Any]] | None:
+    """(codes, groups) as ``_by_type`` gives them, as slices, when item i has the type of
+    item i mod k (k up to 4: a dict's keys and values in turn, records laid flat); else None.
+    """
+    count = len(types)
+    for period in range(2, 5):
+        if count < 4 * period:
+            return None
+        codes, groups = [], []
+        for j in range(period):
+            lane = types[j::period]
+            if lane.count(lane[0]) != len(lane):
+                break
+            codes.append(CODES[lane[0]])
+            groups.append((np.arange(j, count, period), list(items[j::period])))
+        else:
+            return codes, groups
+    return None
 
 
 def _runs(
@@ -204,20 +228,19 @@ def _container_column(kind: int) -> Any:
 
 
 class _Leaves(Column):
-    """Tuples, lists or dicts of one type: the digest of each, or a hole for the walk.
+    """Tuples, lists or dicts of one type: each a small leaf's encoding, a digest, or a hole.
 
-    One already hashed comes from the walk's memo; one with few items, all
-    scalars, is a leaf: all leaves are encoded together and hashed a C call
-    each.  A leaf this container holds twice is hashed twice: remembering a
-    million small leaves costs more than hashing the few repeated ones again,
-    and the work stays bounded by the references.  A leaf whose bytes are many
-    (a long string) is remembered, so its other holders do not hash it again.
-    The rest are holes.
+    One already hashed comes from the walk's memo.  One with few items, all
+    scalars, is a leaf: all leaves are encoded together, a small one's encoding
+    written in place (``node.Inline``), a larger one hashed, a C call each, and
+    remembered, so its other holders do not hash it again.  A small leaf this
+    container holds twice is encoded twice: remembering a million small leaves
+    costs more than encoding the few repeated ones again, and the work stays
+    bounded by the references.  The rest are holes.
     """
 
     def __init__(self, np: Any, walk: Walker, column: list[Any], kind: int) -> None:
         count = len(column)
-        super().__init__(16)
         memo = walk.memo
         known = list(map(memo.get, map(id, column))) if memo else []
         if known and known.count(None) < count:
@@ -231,28 +254,65 @@ class _Leaves(Column):
             found = [d for d in known if d is not None]
             digests[is_known] = np.frombuffer(b"".join(found), np.uint8).reshape(-1, 16)
         leaf = np.zeros(count, bool)
+        self.inline = np.zeros(count, bool)
+        self.groups: list[tuple[Any, Any]] = []  # (where, rows): small leaves' encodings
+        widths = np.full(count, 16, np.int64)
         if small.any():
             every = small.all()
+            at = np.arange(count) if every else np.flatnonzero(small)
             some = column if every else select(column, small)
-            made, leaf[small] = _leaf_digests(
-                np, walk, some, kind, lengths if every else lengths[small]
-            )
-            digests[small] = made
-        self.cells = digests
+            made = _encode_leaves(np, walk, some, kind, lengths if every else lengths[small])
+            leaf[at], self.inline[at] = made.leaf, made.inline
+            digests[at] = made.digests
+            widths[at] = made.widths
+            self.groups = [(at[where], rows) for where, rows in made.groups]
+        super().__init__(widths, digests)
         holes = ~(leaf | is_known)
         if holes.any():
             self.holes = np.flatnonzero(holes)
 
+    def fill(self, np: Any, out: Any, starts: Any) -> None:
+        if not self.inline.all():
+            hashed = np.flatnonzero(~self.inline)
+            place_rows(np, out, starts[hashed], self.cells[hashed])
+        for where, rows in self.groups:
+            place_rows(np, out, starts[where], rows)
 
-def _leaf_digests(
-    np: Any, walk: Walker, column: list[Any], kind: int, sizes: Any
-) -> tuple[Any, Any]:
-    """(a digest per container, whether it is a leaf): only leaves get theirs."""
+
+class _Encoded:
+    """Leaves encoded: which are leaves, and of those which are written in place
+    (their rows, by width), which hashed (their digests)."""
+
+    __slots__ = ("digests", "groups", "inline", "leaf", "widths")
+
+    def __init__(self, np: Any, count: int) -> None:
+        self.leaf = np.zeros(count, bool)
+        self.inline = np.zeros(count, bool)
+        self.widths = np.full(count, 16, np.int64)
+        self.digests = np.zeros((count, 16), np.uint8)
+        self.groups: list[tuple[Any, Any]] = []
+
+    def add(self, np: Any, walk: Walker, at: Any, rows: Any, holders: list[Any]) -> None:
+        """Leaves ``holders``, at ``at``, whose encodings are ``rows`` (all as wide)."""
+        self.leaf[at] = True
+        width = rows.shape[1]
+        if width <= INLINE_BYTES:
+            self.inline[at] = True
+            self.widths[at] = width
+            self.groups.append((at, rows))
+            return
+        made = b"".join(map(xxhash.xxh3_128_digest, rows))
+        self.digests[at] = np.frombuffer(made, np.uint8).reshape(-1, 16)
+        walk.remember(holders, [made[i : i + 16] for i in range(0, len(made), 16)])
+
+
+def _encode_leaves(np: Any, walk: Walker, column: list[Any], kind: int, sizes: Any) -> _Encoded:
+    """Each container's encoding, if it is a leaf; the others are left to the walk."""
     count = len(column)
-    if count and sizes.min() == sizes.max():  # all as long: perhaps rows
-        made = _row_digests(np, walk, column, kind, _fields(column, kind, int(sizes[0])))
-        if made is not None:
-            return made, np.ones(count, bool)
+    out = _Encoded(np, count)
+    rows = count and sizes.min() == sizes.max()  # all as long: perhaps rows
+    if rows and _row_encodings(np, walk, column, kind, _fields(column, kind, int(sizes[0])), out):
+        return out
     if kind == DICT:
         flat = list(chain.from_iterable(chain.from_iterable(map(dict.items, column))))
         spans = sizes * 2
@@ -264,16 +324,17 @@ def _leaf_digests(
     codes = type_codes(np, flat)
     objects = np.concatenate(([0], np.cumsum(codes > LAST_SCALAR)))
     leaves = objects[ends] == objects[starts]
-    digests = np.zeros((count, 16), np.uint8)
+    where = np.arange(count)
     if not leaves.all():  # containers holding objects: the walk's
         keep = np.repeat(leaves, spans)
         column = select(column, leaves)
+        where = where[leaves]
         flat = select(flat, keep)
         codes, sizes, spans = codes[keep], sizes[leaves], spans[leaves]
         ends = np.cumsum(spans)
         starts = ends - spans
     if not len(column):
-        return digests, leaves
+        return out
     walk.entered(column)
     period = int(spans[0]) if spans.min() == spans.max() else 0
     columns, widths = _measure(np, walk, flat, codes, False, period)
@@ -284,7 +345,7 @@ def _leaf_digests(
     begin, end = offsets[starts], offsets[ends]
     lengths = end - begin + head
     # Each leaf's bytes one after another, the shortest first: leaves of one
-    # length then lie side by side, rows of one array, and become bytes together.
+    # length then lie side by side, rows of one array.
     order = np.argsort(lengths, kind="stable")
     into = np.zeros(len(column) + 1, np.int64)
     np.cumsum(lengths[order], out=into[1:])
@@ -294,11 +355,15 @@ def _leaf_digests(
     place_rows(np, whole, at, tagged(np, tag, le8(np, sizes)))
     # Each item where its leaf's bytes begin, after the header, plus its place in them.
     _fill(np, columns, whole, np.repeat(at + head - begin, spans) + offsets[:-1])
-    made = np.empty((len(column), 16), np.uint8)
-    made[order] = _hash_each(np, whole, into, lengths[order])
-    digests[leaves] = made
-    _remember_large(walk, column, made, lengths)
-    return digests, leaves
+    ordered = lengths[order]
+    cuts = np.flatnonzero(np.diff(ordered)) + 1
+    for first, stop in pairwise([0, *cuts.tolist(), len(ordered)]):
+        size = int(ordered[first])
+        rows = whole[into[first] : into[stop]].reshape(stop - first, size)
+        mine = order[first:stop]
+        holders = [column[i] for i in mine.tolist()] if size > INLINE_BYTES else []
+        out.add(np, walk, where[mine], rows, holders)
+    return out
 
 
 def _fields(column: list[Any], kind: int, size: int) -> list[list[Any]]:
@@ -313,16 +378,18 @@ def _fields(column: list[Any], kind: int, size: int) -> list[list[Any]]:
     return [flat[j::size] for j in range(size)] if size > 1 else [flat] * size
 
 
-def _row_digests(np: Any, walk: Walker, column: list[Any], kind: int, fields: list[Any]) -> Any:
-    """Digests of leaves that are rows: a field each, every field of one scalar type
-    throughout, at most one of them of varying width (a str).  None if not rows.
+def _row_encodings(
+    np: Any, walk: Walker, column: list[Any], kind: int, fields: list[Any], out: _Encoded
+) -> bool:
+    """Encode leaves that are rows into ``out``: a field each, every field of one scalar
+    type throughout, at most one of them of varying width (a str).  False if not rows.
 
     Rows whose varying field is as long lie at the same offsets: each length is
-    one 2-D array, filled a field at a time and hashed a row at a time.
+    one 2-D array, filled a field at a time.
     """
     fillers = _row_fields(np, walk, fields)
     if fillers is None:
-        return None
+        return False
     varying = [filler for filler in fillers if isinstance(filler, Varying)]
     count = len(column)
     order = lengths = None
@@ -334,7 +401,7 @@ def _row_digests(np: Any, walk: Walker, column: list[Any], kind: int, fields: li
         lengths = lengths[order]
         cuts = [0, *(np.flatnonzero(np.diff(lengths)) + 1).tolist(), count]
         if len(cuts) > 66:
-            return None  # many lengths: each leaf placed on its own
+            return False  # many lengths: each leaf placed on its own
         # Every str's bytes one after another, and where each begins: a group of
         # one length is read out of them as rows, in one call.
         joined = np.frombuffer(varying[0].joined(varying[0].data), np.uint8)
@@ -342,30 +409,22 @@ def _row_digests(np: Any, walk: Walker, column: list[Any], kind: int, fields: li
     walk.entered(column)
     size = len(fields) // 2 if kind == DICT else len(fields)
     head = np.frombuffer(_TAGS[kind] + struct.pack("<q", size), np.uint8)
-    parts = []
     for first, stop in pairwise(cuts):
-        rows = slice(None) if order is None else order[first:stop]
+        at = np.arange(count) if order is None else order[first:stop]
+        rows = slice(None) if order is None else at
         extra = 0 if lengths is None else int(lengths[first])
-        parts.append(_hash_rows(np, head, fillers, rows, stop - first, extra, text))
-    made = np.frombuffer(b"".join(parts), np.uint8).reshape(-1, 16)
-    if order is not None:
-        unsorted = np.empty_like(made)
-        unsorted[order] = made
-        made = unsorted
-    fixed = len(head) + sum(f.widths for f in fillers if not isinstance(f, Varying))
-    sizes = np.full(count, fixed, np.int64)
-    if varying:
-        sizes += varying[0].head + varying[0].lengths
-    _remember_large(walk, column, made, sizes)
-    return made
+        block = _row_block(np, head, fillers, rows, stop - first, extra, text)
+        big = block.shape[1] > INLINE_BYTES
+        out.add(np, walk, at, block, [column[i] for i in at.tolist()] if big else [])
+    return True
 
 
 def _row_fields(np: Any, walk: Walker, fields: list[Any]) -> list[Column] | None:
     """A column for each field, if each is of one scalar type and at most one varies."""
     kinds = []
     for field in fields:
-        types = set(map(type, field))
-        code = CODES[types.pop()] if len(types) == 1 else OTHER
+        first = type(field[0]) if field else type(None)
+        code = CODES[first] if list(map(type, field)).count(first) == len(field) else OTHER
         if code > LAST_SCALAR:
             return None
         kinds.append(code)
@@ -375,10 +434,11 @@ def _row_fields(np: Any, walk: Walker, fields: list[Any]) -> list[Column] | None
     return fillers
 
 
-def _hash_rows(
+def _row_block(
     np: Any, head: Any, fillers: list[Column], rows: Any, count: int, extra: int, text: Any
-) -> bytes:
-    """The digests of ``count`` rows whose varying field is ``extra`` bytes long."""
+) -> Any:
+    """The encodings of ``count`` rows whose varying field is ``extra`` bytes long, as
+    rows of one array."""
     width = len(head) + sum(
         filler.head + extra if isinstance(filler, Varying) else filler.widths for filler in fillers
     )
@@ -394,8 +454,7 @@ def _hash_rows(
             joined, begins = text
             block[:, at : at + extra] = _windows(np, joined, extra)[begins[rows]]
             at += extra
-    rows_bytes = block.view(f"V{width}").ravel().tolist()
-    return b"".join(map(xxhash.xxh3_128_digest, rows_bytes))
+    return block
 
 
 def _windows(np: Any, data: Any, width: int) -> Any:
@@ -403,31 +462,6 @@ def _windows(np: Any, data: Any, width: int) -> Any:
     return np.lib.stride_tricks.as_strided(
         data, shape=(len(data) - width + 1, width), strides=(1, 1), writeable=False
     )
-
-
-def _remember_large(walk: Walker, column: list[Any], made: Any, sizes: Any) -> None:
-    large = (sizes > _REMEMBER_BYTES).nonzero()[0].tolist()
-    if large:
-        walk.remember([column[i] for i in large], [bytes(made[i]) for i in large])
-
-
-def _hash_each(np: Any, whole: Any, into: Any, lengths: Any) -> Any:
-    """The XXH3-128 digest of each slice ``whole[into[i]:into[i + 1]]`` (``lengths``
-    ascending), as rows of 16 bytes."""
-    cuts = np.flatnonzero(np.diff(lengths)) + 1
-    bounds = [0, *cuts.tolist(), len(lengths)]
-    if len(bounds) > 66:  # many lengths: slice by slice
-        view = memoryview(whole)
-        slices = map(slice, into[:-1].tolist(), into[1:].tolist())
-        pieces: Any = map(operator.getitem, repeat(view), slices)
-        made = b"".join(map(xxhash.xxh3_128_digest, pieces))
-        return np.frombuffer(made, np.uint8).reshape(-1, 16)
-    parts = []
-    for first, stop in pairwise(bounds):
-        size = int(lengths[first])
-        block = whole[into[first] : into[stop]].reshape(stop - first, size)
-        parts.append(b"".join(map(xxhash.xxh3_128_digest, block.view(f"V{size}").ravel().tolist())))
-    return np.frombuffer(b"".join(parts), np.uint8).reshape(-1, 16)
 
 
 _COLUMNS = {

@@ -9,12 +9,13 @@ straight through XXH3-128 at memory speed, never through a pickle stream.
 How it walks.  Every object that is not a plain scalar gets a 16-byte digest
 of its own, made once per ``digest`` call and remembered by identity, so a
 value whose parts are shared (a DAG, a matplotlib figure, a fitted forest)
-costs time linear in its distinct objects, not in the paths that reach them.
-Rules are generators that yield the parts they contain; one loop drives them
-with an explicit stack, so a list nested 3000 deep or a linked list of a
-million nodes never meets Python's recursion limit.  A part met again while
-it is still being hashed (a cycle) counts as a back reference: how many
-levels up it points.
+costs time linear in its distinct objects, not in the paths that reach them;
+a small leaf (a short list, tuple or dict of scalars) is written into its
+parent as its encoding instead (``node.Inline``).  Rules are generators that
+yield the parts they contain; one loop drives them with an explicit stack, so
+a list nested 3000 deep or a linked list of a million nodes never meets
+Python's recursion limit.  A part met again while it is still being hashed (a
+cycle) counts as a back reference: how many levels up it points.
 
 An int that is the ``id()`` of a part of the value (seaborn's ``Plot`` keeps
 one per data vector) is hashed as a reference to that part's content, not as
@@ -23,8 +24,8 @@ walk notes the ints that could be ids and keeps the parts it met; only when one
 of those ints is the id of one of those parts is the value walked again.
 
 Long containers are encoded many items at once, in C (``keys/batch.py``):
-their scalars by type, as columns, and their small containers of scalars
-together, one C call each; the walk enters only what holds objects.
+their scalars by type, as columns, and their small leaves together; the walk
+enters only what holds objects.
 
 Rules live in one registry (:func:`register`), asked in order, first match
 wins, the answer remembered per type.  This module is the walk and the
@@ -58,7 +59,7 @@ import xxhash
 
 from ..errors import KeyPicklingError
 from .classes import Matcher, type_name
-from .node import ATOMS, Node, Parts, Rule, Step, Unfed, numpy
+from .node import ATOMS, Inline, Node, Parts, Rule, Step, Unfed, numpy, sealed
 from .standin import StandIn
 from .versions import module_version
 
@@ -79,7 +80,9 @@ __all__ = [
 # instead of colliding.  Golden digests in the tests pin the rules.
 # v2: one digest per object (identity memo, explicit stack), ordered dicts,
 # subclass state, installed code by name and version.
-HASH_VERSION = 2
+# v3: a small leaf (a short list, tuple or dict of scalars) is written into its
+# parent as its own encoding, not as its digest (``node.Inline``).
+HASH_VERSION = 3
 
 # The budget of one digest.  Generous on purpose: hashing runs at memory speed
 # (10 GB of arrays in about a second, a million small objects in about one),
@@ -202,6 +205,7 @@ class _Walk:
         self.typed = typed
         self.name = name
         self.memo: dict[int, bytes] = {}
+        self.leaves: dict[int, Inline] = {}  # small leaves entered, by id (not digests)
         self.keep: list[Any] = []  # memoised objects stay alive, so no id is reused meanwhile
         self.open: dict[int, int] = {}  # id -> depth of objects being hashed now (cycles)
         self.frames: list[_Frame] = []
@@ -389,21 +393,22 @@ class _Walk:
             if part is not None:
                 if not top.unfed:
                     top.node.add(part)
-                result = part
+                result = sealed(part) if top.unfed else part  # a set sorts digests
             else:
                 result = None
         assert result is not None
-        return result
+        return sealed(result)
 
     def _enter(self, value: Any) -> bytes | None:
-        """The digest of ``value`` if it is known at once, else None with its frame pushed."""
+        """``value``'s digest (or small leaf's encoding) if known at once, else None with its
+        frame pushed."""
         encode = ATOMS.get(type(value))
         if encode is not None:
             node = Node(self)
             encode(node, value)
             return node.finish()
         key = id(value)
-        known = self.memo.get(key)
+        known = self.memo.get(key) or self.leaves.get(key)
         if known is not None:
             return known
         depth = self.open.get(key)
@@ -425,8 +430,11 @@ class _Walk:
         gen = _rule_for(type(value))(node, value)
         self._pending = None
         if gen is None:  # a leaf: remembered too, so every object is hashed once
-            result = self.memo[key] = node.finish()
             self.keep.append(value)
+            if (inline := node.inline(value)) is not None:
+                self.leaves[key] = inline
+                return inline
+            result = self.memo[key] = node.finish()
             return result
         self.open[key] = len(self.frames)
         self.frames.append(_Frame(value, node, gen))

@@ -20,7 +20,10 @@ import xxhash
 __all__ = [
     "ATOMS",
     "BULK_ITEMS",
+    "INLINE_BYTES",
+    "INLINE_ITEMS",
     "NAN_BYTES",
+    "Inline",
     "Node",
     "Parts",
     "Request",
@@ -32,6 +35,7 @@ __all__ = [
     "bulk_atoms",
     "encoded",
     "numpy",
+    "sealed",
     "tag_rows",
 ]
 
@@ -49,6 +53,38 @@ _ADDRESS_LOW, _ADDRESS_HIGH = (1 << 20, 1 << 48) if sys.maxsize > 1 << 32 else (
 def address_range() -> tuple[int, int]:
     """[low, high): where ``id()`` values fall; an 8-aligned int there may be one."""
     return _ADDRESS_LOW, _ADDRESS_HIGH
+
+
+# A list, tuple or dict of fewer items than this, all plain scalars, encoded in at
+# most this many bytes, is a small leaf: its parent takes its encoding in place
+# of its digest (see :class:`Inline`).
+INLINE_ITEMS = 32
+INLINE_BYTES = 1 << 12
+_LEAF_TYPES = frozenset({list, tuple, dict})  # exact types, as the batch sees them
+
+
+class Inline(bytes):
+    """A small leaf's own encoding, which its parent writes in place of its digest.
+
+    Records (a tuple of an int and a str, a dict of one pair) are most of a big
+    graph's objects; one XXH3 call each was half of its digest.  The encoding is
+    self-delimiting (a container's tag, its count, then tagged scalars), so a
+    parent's bytes still say where each part ends.  Whether a container is a
+    small leaf depends on its content alone, never on how it is shared, so a
+    shared leaf and an equal copy still write the same bytes; its size is
+    bounded, so writing it once per reference keeps the work linear.  Where a
+    part's digest is needed on its own (a set's items, the root, an id's
+    referent) it is :func:`sealed`.
+    """
+
+    __slots__ = ()
+
+
+def sealed(part: bytes) -> bytes:
+    """A part's 16-byte digest: a small leaf's encoding hashed, a digest as it is."""
+    if type(part) is Inline:
+        return bytes(xxhash.xxh3_128_digest(part))
+    return part
 
 
 class Walker(Protocol):
@@ -173,7 +209,7 @@ class Node:
         return leaf.finish()
 
     def add(self, part: bytes | bytearray) -> None:
-        """Add a part's 16-byte digest."""
+        """Add a part's 16-byte digest, or a small leaf's encoding (:class:`Inline`)."""
         self._buf += part
 
     def check_clock(self) -> None:
@@ -183,6 +219,13 @@ class Node:
     def larger_than(self, size: int) -> bool:
         """Whether more than ``size`` bytes went in (a streamed buffer always did)."""
         return self._h is not None or len(self._buf) > size
+
+    def inline(self, value: Any) -> Inline | None:
+        """The bytes written for ``value``, a leaf (no parts), if it is a small leaf."""
+        small = type(value) in _LEAF_TYPES and len(value) < INLINE_ITEMS
+        if small and self._h is None and len(self._buf) <= INLINE_BYTES:
+            return Inline(self._buf)
+        return None
 
     def finish(self) -> bytes:
         if self._h is None:

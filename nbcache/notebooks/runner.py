@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import CacheError
 from . import nbjson
+from .batch import batching
 from .cellids import with_cell_ids
 from .kernels import is_python, kernel_language, kernel_manager_class, launch_options
 from .reading import read_notebook
@@ -265,7 +266,9 @@ def run_notebook(
             summary.cells = restored_outcomes(nb, done)
         else:
             nb = importlib.import_module("nbformat").from_dict(nb)  # as nbclient runs it
-            summary.error = execute(nb, source.parent, env, kernel=kernel, timeout=timeout)
+            summary.error = execute(
+                nb, source.parent, env, kernel=kernel, timeout=timeout, batches=True
+            )
             records = read_log(log)
             summary.cells = cell_outcomes(nb, records, summary.error)
             summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
@@ -312,9 +315,10 @@ def execute(
     *,
     kernel: str | None = None,
     timeout: int | None = None,
+    batches: bool = False,
 ) -> str | None:
     """Run ``nb`` in a fresh kernel that loads nbcache, in ``folder``, with ``env``;
-    None, or the one line that says why it stopped."""
+    None, or why it stopped. ``batches``: see :func:`nbcache.notebooks.batch.batching`."""
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -323,7 +327,7 @@ def execute(
         options["kernel_name"] = kernel
     else:
         options.update(kernel_name="python3", kernel_manager_class=kernel_manager_class())
-    client = _client_class()(
+    client = batching(_client_class(), env, batches)(
         nb,
         timeout=timeout,
         resources={"metadata": {"path": os.fspath(folder.resolve())}},

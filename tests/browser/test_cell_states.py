@@ -251,7 +251,6 @@ def test_a_large_notebook_shows_its_states_and_marks_stale_quickly(lab: Lab) -> 
     lab.page.wait_for_function(
         "() => window.jupyterapp.shell.currentWidget.content.widgets[1].model.executionCount"
     )
-    asked = len(plans)
     typing = [f"base = {'2' * n}" for n in range(1, 11)]
     lab.page.evaluate(
         """(sources) => {
@@ -267,7 +266,11 @@ def test_a_large_notebook_shows_its_states_and_marks_stale_quickly(lab: Lab) -> 
         timeout=STATE_TIMEOUT,
     )
     assert set(stale_cells(lab)) == readers | {1}
-    assert len(plans) - asked == 1, "ten keystrokes, one pause: one plan asked of the kernel"
+    # Only the plans that carry the typed source count: the runs above ask for plans of
+    # their own, which may go out before or after this point depending on the load.
+    typed = [plan for plan in plans if '"base = 2' in plan]
+    assert len(typed) == 1, "ten keystrokes, one pause: one plan asked of the kernel"
+    assert '"base = 2222222222"' in typed[0]
 
 
 def plan_requests(lab: Lab) -> list[str]:

@@ -2,10 +2,11 @@
 
 ``reference_digest`` writes the bytes of the hashing rules for scalars, lists,
 tuples, dicts, sets and frozensets the simple way: recursively, item by item,
-each container's digest made once (by identity).  The package encodes the same
-bytes through faster paths; the tests hold the two equal.  ``corpus`` builds the
-same values in every process (a seeded ``random.Random``), so digests of it made
-by an earlier version of the package can be kept as fixtures.
+each container's digest made once (by identity), a small leaf's encoding
+written in its parent.  The package encodes the same bytes through faster
+paths; the tests hold the two equal.  ``corpus`` builds the same values in
+every process (a seeded ``random.Random``), so digests of it made by an
+earlier version of the package can be kept as fixtures.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import xxhash
 __all__ = ["corpus", "reference_digest"]
 
 _NAN = b"\x7f\xf8" + b"\x00" * 6
-_HASH_VERSION = 2
+_HASH_VERSION = 3
+_INLINE_ITEMS = 32  # a small leaf: fewer items than this, all scalars,
+_INLINE_BYTES = 1 << 12  # encoded in at most this many bytes: written in place
 
 
 def _h(data: bytes) -> bytes:
@@ -56,9 +59,29 @@ def _atom(value: Any, typed: bool) -> bytes | None:
     return None
 
 
+def _leaf(value: Any, typed: bool) -> bytes | None:
+    """A small leaf's encoding, which its parent writes in place of its digest; else None."""
+    kind = type(value)
+    if kind not in (list, tuple, dict) or len(value) >= _INLINE_ITEMS:
+        return None
+    if kind is dict:
+        items = [x for pair in value.items() for x in pair]
+        buf = b"dict\x00"
+    else:
+        items = list(value)
+        buf = b"list\x00" if kind is list else b"tuple\x00"
+    atoms = [_atom(item, typed) for item in items]
+    if any(atom is None for atom in atoms):
+        return None
+    buf += struct.pack("<q", len(value)) + b"".join(atoms)  # type: ignore[arg-type]
+    return buf if len(buf) <= _INLINE_BYTES else None
+
+
 def _part(value: Any, typed: bool, memo: dict[int, bytes]) -> bytes:
     """An object's own 16-byte digest (a scalar's: of its encoding alone)."""
     inline = _atom(value, typed)
+    if inline is None:
+        inline = _leaf(value, typed)
     if inline is not None:
         return _h(inline)
     known = memo.get(id(value))
@@ -84,6 +107,8 @@ def _part(value: Any, typed: bool, memo: dict[int, bytes]) -> bytes:
 
 def _inline_or_part(value: Any, typed: bool, memo: dict[int, bytes]) -> bytes:
     inline = _atom(value, typed)
+    if inline is None:
+        inline = _leaf(value, typed)
     return inline if inline is not None else _part(value, typed, memo)
 
 

@@ -188,16 +188,16 @@ def _id_values() -> dict[str, Any]:
     return out
 
 
-# What the walk that looked for ids in a second pass gave (the same in every process).
+# The digests of these values (the same in every process, whatever the ids), pinned.
 _ID_DIGESTS = {
-    "holder0": "749e97f485d0c44f45cecf1aaf67e011",
-    "holder1": "69f7c612ed89a509464959d6010f0137",
-    "str_id": "d328baf0505cb352b39fa0c1e53dc614",
-    "own_id": "1c0bb52aa337e795e6cc0918ccddef14",
-    "ids_run": "68694a353ddc73d52c271381a90b1612",
-    "leaf_id": "bd5f99fc8e4d12c7d9173e09b3b5387c",
-    "leaf_ids_in_run": "c201ee34e1f99eec4f23ea02e31c86f3",
-    "dict_leaf_id": "16d9f44176fefd2651ec81d6acbbf285",
+    "holder0": "da049376572fa395f7e23d43f7658397",
+    "holder1": "26f0b0e35cb87ee1d913bce574f03ef8",
+    "str_id": "b454ec8ba5405bc9429e56ffc3998a3e",
+    "own_id": "0487d8e2764437f6783578608813520d",
+    "ids_run": "e0de93b8bf08e3768a262a2715f19192",
+    "leaf_id": "7f6e06e12753c5c3e807c350a9226fe6",
+    "leaf_ids_in_run": "0adb9a42faa46cdbad1f5a27502dc052",
+    "dict_leaf_id": "b73a47afe83a106dc98ab2ac29c2848f",
 }
 
 

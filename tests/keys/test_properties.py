@@ -28,6 +28,8 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from nbcache.keys import digest  # noqa: E402
+from nbcache.keys import node as node_module  # noqa: E402
+from nbcache.keys.rules import containers  # noqa: E402
 
 Point = collections.namedtuple("Point", "x y")
 
@@ -325,3 +327,75 @@ def test_a_long_list_of_numbers_is_encoded_without_a_python_call_per_item() -> N
         finally:
             sys.setprofile(None)
         assert len(events) < 200, (len(events), sorted(set(events)))
+
+
+# -- small leaves written in place: the stream stays unambiguous ------------------------
+
+_leaf_scalars = _scalars.filter(lambda v: not (isinstance(v, float) and math.isnan(v)))
+_small_leaves = (
+    st.lists(_leaf_scalars, max_size=4)
+    | st.lists(_leaf_scalars, max_size=4).map(tuple)
+    | st.dictionaries(st.text(max_size=3) | st.integers(-3, 3), _leaf_scalars, max_size=3)
+)
+_parents = st.lists(_leaf_scalars | _small_leaves, max_size=5)
+
+
+def _root_stream(value: Any, batch: bool) -> bytes:
+    """The bytes the root's digest is made of (before hashing), long lists in C or not.
+
+    The root holds scalars and small leaves only, so no digest is among its bytes.
+    """
+    streams: list[bytes] = []
+    finish = node_module.Node.finish
+
+    def recording(self: Any) -> bytes:
+        streams.append(bytes(self._buf))
+        return finish(self)
+
+    bulk = containers.BULK_ITEMS
+    node_module.Node.finish = recording  # type: ignore[method-assign]
+    containers.BULK_ITEMS = bulk if batch else 1 << 62
+    try:
+        digest(value)
+    finally:
+        node_module.Node.finish = finish  # type: ignore[method-assign]
+        containers.BULK_ITEMS = bulk
+    return streams[-1]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_parents, _parents, st.booleans())
+def test_a_small_leaf_in_place_never_reads_as_other_items(a: Any, b: Any, long: bool) -> None:
+    """Two lists a cell tells apart never write the same bytes, hash aside: each small
+    leaf written in place is framed (its tag, its count, tagged scalars), so it can
+    never be read as scalars, other leaves or a part's digest."""
+    # A leaf at the end, so the root holds a part (a root that is a leaf is hashed
+    # as a whole); long, encoded many items at once (``keys/batch.py``) or not.
+    a, b = (a * 130 if long else a) + [()], (b * 130 if long else b) + [()]
+    assume(repr(observe(a)) != repr(observe(b)))
+    assert _root_stream(a, batch=long) != _root_stream(b, batch=long)
+    if long:
+        assert _root_stream(a, batch=True) == _root_stream(a, batch=False)
+
+
+def test_small_leaves_cost_no_hash_call_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list of 3,000 records hashes its bytes in a few XXH3 calls, not one per record;
+    a set's leaves are still hashed one by one (it sorts their digests)."""
+    import xxhash
+
+    calls: list[int] = []
+    real = xxhash.xxh3_128_digest
+
+    def counted(data: Any) -> bytes:
+        calls.append(1)
+        return real(data)
+
+    monkeypatch.setattr(node_module.xxhash, "xxh3_128_digest", counted)
+    records = [(1000 + i, f"s{i}") if i % 2 else {f"k{i}": i} for i in range(3000)]
+    for value in (records, records[:200]):  # in C, and item by item
+        calls.clear()
+        digest(value)
+        assert len(calls) <= 2, len(calls)
+    calls.clear()
+    digest({(i, "t") for i in range(100)})
+    assert len(calls) >= 100
