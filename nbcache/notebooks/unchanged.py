@@ -15,6 +15,8 @@ written and no kernel starts. Any doubt starts the kernel as before.
 
 A cell that always runs allows this only when running it again changes nothing a
 restored cell's output depends on (:data:`ALLOWED`); its last run's output is kept.
+A cell that begins with such magics and goes on with code restores its code's entry
+(see nbcache.run.setupmagics): it is checked as any other.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ..entry.format import EntryInfo
 from ..keys.calls import KEY_VERSION
 from ..run.files import FileReads
 from ..run.records import EntryInputs
+from ..run.setupmagics import SETUP_MAGICS
 from .nbjson import node, valid_output
 
 __all__ = [
@@ -57,7 +60,7 @@ RECORD_VERSION = "1"
 # Line magics that set up the kernel for what follows and leave no value a restored
 # cell's output depends on; any other always-run cell (a shell escape, `%cd`, `%run`,
 # `%env`, a patch, another cell magic) starts the kernel.
-ALLOWED = ("matplotlib", "load_ext", "reload_ext", "config", "autoreload", "aimport")
+ALLOWED = SETUP_MAGICS
 # Line magics whose output is a measurement: with no kernel, the last run's is kept.
 MEASURED = ("time", "timeit")
 _MAGIC = re.compile(r"%(\w+)\s*(.*)")

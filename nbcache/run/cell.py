@@ -16,13 +16,7 @@ from typing import Any
 from ..cache.core import Ask, Cache, Hit, Start
 from ..entry.pickling import restoring_into
 from ..errors import warn
-from ..keys.calls import (
-    IMPORTS_ONLY,
-    NOCACHE,
-    label_of,
-    restored_reason,
-    unknown_name,
-)
+from ..keys.calls import IMPORTS_ONLY, NOCACHE, label_of, restored_reason, unknown_name
 from ..keys.scope import CellCode, namespace_snapshot
 from ..tasks.task import Task
 from . import background
@@ -55,6 +49,7 @@ from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .plan import PlanRow, plan
 from .records import CellEntry, HeaderRecord, LatestRun
 from .report import CellReport
+from .setupmagics import split_setup
 from .shell import Shell
 
 __all__ = ["CellOptions", "CellRunner", "Shell"]
@@ -96,7 +91,10 @@ class CellRunner:
         __tracebackhide__ = True
         if options.auto and self.auto is not None:
             self.auto.cells.append((self.shell.cell_id, cell))
-        source = self.shell.transform(cell)
+        setup, source = split_setup(self.shell.transform(cell))
+        if setup:  # `%matplotlib inline` above the code: it runs every time, as in a plain run
+            self.deferred.make(self.shell.user_ns, self.shell.display_publisher)
+            self.shell.execute(setup)  # before the key: it may set what the key reads
         decision = self.decide(source, options)
         self.last = decision.identity
         run = decision.run

@@ -38,6 +38,7 @@ from .effects import Effects, restore_state
 from .lazy import stand_ins
 from .lazyimports import deferred
 from .records import CellEntry, LatestRun
+from .setupmagics import split_setup
 
 __all__ = ["PlanRow", "plan"]
 
@@ -172,7 +173,9 @@ class _Walk:
         as :func:`nbcache.run.decide.decide` decides it, against a fresh kernel."""
         number = self.numbers[index]
         first = raw.strip().splitlines()[0][:80] if raw.strip() else ""
-        source = self.transform(raw)
+        setup, source = split_setup(self.transform(raw))
+        if setup:  # its set-up magics run first in every kernel, as a cell of their own
+            self._executes(index, setup)
         # read once; its identity (which names the cell by its first code line) after
         readout = read(source, self.namespace, identity="")
         label = readout.code.first_line if readout.code is not None else first

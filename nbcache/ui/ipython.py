@@ -180,11 +180,22 @@ class IPythonShell:
         the user's code.
         """
         __tracebackhide__ = True
-        # Line n of the body is line n + 1 of the cell, after %%cache; auto mode shows none.
-        padded = source if source == self._unmarked else "\n" + source
+        # Line n of the body is line n + 1 of the cell, after %%cache; auto mode shows none
+        # (and a part of the cell it wrapped, its set-up magics or the code after them, keeps
+        # its lines where they were: nbcache.run.setupmagics).
+        unmarked = self._unmarked is not None and _part_of(source, self._unmarked)
+        padded = source if unmarked else "\n" + source
         compiler = self.shell.compile
         number = self.cell_number() if number is None else number
         filename = compiler.cache(padded, number, raw_code=padded)
         tree = self.shell.transform_ast(compiler.ast_parse(padded, filename=filename))
         namespace = self.user_ns if namespace is None else namespace
         return run_tree(tree, filename, namespace, compiler)
+
+
+def _part_of(source: str, cell: str) -> bool:
+    """Whether ``source`` is ``cell`` with some of its lines blank, on their own lines."""
+    part, whole = source.split("\n"), cell.split("\n")
+    return len(part) <= len(whole) and all(
+        a == b or not a for a, b in zip(part, whole[: len(part)], strict=True)
+    )

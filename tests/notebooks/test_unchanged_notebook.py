@@ -15,10 +15,12 @@ from typing import Any
 import nbformat
 import pytest
 
-from nbcache.notebooks import runner
+from nbcache.notebooks import plan, runner
 from nbcache.notebooks.unchanged import allowed, open_cache
 
+from . import nbrun
 from .clients import client_env, write_notebook
+from .nbrun import kernel_env
 
 CELLS = [
     ("params", "alpha = 1"),
@@ -243,8 +245,6 @@ def test_an_entry_made_again_since_the_record_starts_the_kernel(tmp_path: Path) 
 def test_the_plan_says_when_no_kernel_would_start_and_the_run_then_does_what_it_says(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbcache.notebooks import plan
-
     runs = Runs(folder, monkeypatch)
     kernels: list[str] = []
     execute = plan.execute
@@ -284,3 +284,58 @@ def test_the_plan_says_when_no_kernel_would_start_and_the_run_then_does_what_it_
     assert not any("no kernel" in line for line in said.lines())
     assert runs.run("three.ipynb")[1]
     agree(said, "three.ipynb")
+
+
+MIXED = [
+    ("imports", "import matplotlib\nimport numpy as np"),
+    # as seaborn's tutorials begin: a backend, then a seed, in one cell
+    ("mixed", "%matplotlib agg\nnp.random.seed(sum(map(ord, 'aesthetics')))"),
+    ("draw", "print(np.random.normal(size=3).round(6).tolist())"),
+    ("backend", "print(matplotlib.get_backend())"),
+]
+
+
+def test_a_cell_of_a_setup_magic_and_code_restores_with_no_kernel_and_sets_up_a_run(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``%matplotlib`` above code: the code is cached like any cell, so an unchanged
+    notebook starts no kernel; a run that starts one runs the magic before the cells
+    after it, which then see the backend a plain run sets."""
+    write_notebook(folder / "nb.ipynb", MIXED)
+    runs = Runs(folder, monkeypatch)
+    first, kernel = runs.run("one.ipynb")
+    assert kernel and [c.outcome for c in first.cells] == ["ran"] * 4
+    assert plan.plan_notebook(folder / "nb.ipynb").unchanged  # no kernel: the run's answer
+    second, kernel = runs.run("two.ipynb")
+    assert not kernel and second.line().endswith(": no kernel started")
+    assert shown(folder / "two.ipynb") == shown(folder / "one.ipynb")
+    assert text(folder / "two.ipynb", "backend") == "agg\n"
+
+    nb = nbformat.read(folder / "nb.ipynb", as_version=4)  # a later cell edited
+    edited = "print(matplotlib.get_backend(), np.random.normal(size=2).round(6).tolist())"
+    nb.cells[-1].source = edited
+    nbformat.write(nb, folder / "nb.ipynb")
+    said = plan.plan_notebook(folder / "nb.ipynb")  # in a kernel, as the run's
+    assert [row.action for row in said.rows] == ["restore", "restore", "restore", "run"]
+    third, kernel = runs.run("three.ipynb")
+    assert kernel
+    assert [c.outcome for c in third.cells] == ["restored", "restored", "restored", "ran"]
+    plain = nbrun.run(
+        [s for _, s in MIXED[:-1]] + [edited],
+        cwd=folder,
+        env=kernel_env(folder, folder / "plain"),
+    )
+    for cell_id, index in (("draw", 2), ("backend", 3)):
+        assert text(folder / "three.ipynb", cell_id) == nbrun.text_of(plain, index)
+
+
+def test_an_error_after_a_setup_magic_names_the_cells_own_line(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_notebook(
+        folder / "nb.ipynb", [("failing", "%matplotlib agg\nx = 1\n1 / x * (x - 1) / 0")]
+    )
+    nb, summary = runner.run_notebook(folder / "nb.ipynb", out=folder / "out.ipynb")
+    assert summary.error is not None
+    (error,) = nbrun.errors(nb)
+    assert "----> 3 1 / x * (x - 1) / 0" in nbrun.traceback_text(error)

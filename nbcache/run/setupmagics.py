@@ -1,0 +1,64 @@
+"""Line magics that set the kernel up for the cells after them, and a cell's leading ones
+split from the code that follows them.
+
+``%matplotlib``, ``%load_ext``, ``%reload_ext``, ``%config``, ``%autoreload`` and
+``%aimport`` change how the kernel runs what follows (a backend, an extension, a
+setting) and leave no value a cell's stored outputs depend on. A cell that begins
+with such lines (``%matplotlib inline`` above a seed, an import) runs as two cells
+would: the magics every time, then the rest cached like any cell, keyed after the
+magics ran, as a plain run has them by then.
+"""
+
+from __future__ import annotations
+
+import ast
+
+__all__ = ["SETUP_MAGICS", "split_setup"]
+
+SETUP_MAGICS = ("matplotlib", "load_ext", "reload_ext", "config", "autoreload", "aimport")
+
+
+def split_setup(source: str) -> tuple[str, str]:
+    """``source`` (as IPython transformed it) as its leading set-up magics and the code
+    after them; ``("", source)`` when it does not begin with such magics, or has no code
+    after them. The code keeps its lines where they were (the magics' lines are blank in
+    it), so a traceback and a listing number them as the cell does."""
+    if "run_line_magic" not in source:
+        return "", source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return "", source
+    end = 0
+    for statement in tree.body:
+        if not _setup_magic(statement):
+            if end and statement.lineno > end:
+                lines = source.splitlines(keepends=True)
+                return "".join(lines[:end]), "\n" * end + "".join(lines[end:])
+            break
+        end = statement.end_lineno or statement.lineno
+    return "", source
+
+
+def _setup_magic(statement: ast.stmt) -> bool:
+    """Whether ``statement`` is ``get_ipython().run_line_magic('<setup magic>', '...')``."""
+    call = statement.value if isinstance(statement, ast.Expr) else None
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "run_line_magic"
+        and isinstance(call.func.value, ast.Call)
+        and isinstance(call.func.value.func, ast.Name)
+        and call.func.value.func.id == "get_ipython"
+        and not call.func.value.args
+        and not call.keywords
+        and len(call.args) == 2
+    ):
+        return False
+    name, argument = call.args
+    return (
+        isinstance(name, ast.Constant)
+        and name.value in SETUP_MAGICS
+        and isinstance(argument, ast.Constant)
+        and isinstance(argument.value, str)
+    )
