@@ -261,17 +261,20 @@ def test_the_writer_never_queues_more_than_one_snapshot() -> None:
 
 
 def test_the_loop_goes_on_while_a_checkpoint_is_written(tmp_path: Path) -> None:
-    """A write that takes long does not hold the loop: it finishes its steps meanwhile,
-    and takes no new snapshot until the write ended."""
+    """A write that takes long does not hold the loop: it finishes its steps meanwhile."""
     shell, cells, cache = _cells(tmp_path)
-    slow = threading.Event()
-    steps_during_write: list[int] = []
+    held: list[tuple[int, int]] = []  # the step when the first write began, and when it went on
     real_overwrite = cache.overwrite
 
     def overwrite(key: str, value: Any, meta: Any = None, **kw: Any) -> int:
-        if isinstance(meta, dict) and meta.get("kind") == "checkpoint":
-            slow.wait(5)
-            steps_during_write.append(shell.user_ns.get("i", -1))
+        if isinstance(meta, dict) and meta.get("kind") == "checkpoint" and not held:
+            # Hold the first write until the loop has gone three steps further; if the loop
+            # waited for the write, it never would (the test then fails after the deadline).
+            began = shell.user_ns.get("i", -1)
+            deadline = time.monotonic() + 30
+            while shell.user_ns.get("i", -1) < began + 3 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            held.append((began, shell.user_ns.get("i", -1)))
         return real_overwrite(key, value, meta, **kw)
 
     cache.overwrite = overwrite  # type: ignore[method-assign]
@@ -279,12 +282,11 @@ def test_the_loop_goes_on_while_a_checkpoint_is_written(tmp_path: Path) -> None:
         "import time\nfrom nbcache import progress\nacc = []\n"
         "for i in progress(range(40)):\n    acc.append(i)\n    time.sleep(0.005)\n"
     )
-    threading.Timer(0.15, slow.set).start()
-    start = time.perf_counter()
     cells.run(cell, CellOptions(checkpoint=0.0))
-    assert time.perf_counter() - start < 1.0
     assert shell.user_ns["acc"] == list(range(40))
-    assert steps_during_write and steps_during_write[0] > 1  # it went on meanwhile
+    assert held, "no checkpoint was written"
+    began, went_on = held[0]
+    assert began < 37 and went_on >= began + 3  # it went on meanwhile
 
 
 BACKGROUND = """\
