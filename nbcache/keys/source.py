@@ -127,15 +127,13 @@ def declaration(fn: types.FunctionType) -> str | None:
     unwrapped, so its arguments are known only here), annotations, default expressions.
     """
     code = fn.__code__
-    if code.co_name == "<lambda>" or code.co_name != fn.__name__:
+    if code.co_name != fn.__name__:
         return None
-    lines = linecache.getlines(code.co_filename, fn.__globals__)
-    start = code.co_firstlineno - 1
-    if not 0 <= start < len(lines):
+    found = _def_block(fn)
+    if found is None:
         return None
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    header = _def_line(lines, start, indent)
-    if header is None or not _declares(lines[header].lstrip(), code.co_name):
+    lines, start, indent, header = found
+    if not _declares(lines[header].lstrip(), code.co_name):
         return None
     # The body starts at the first line an instruction of it comes from; a body on the
     # def line itself (``def f(x): return x``) leaves the def line as the declaration.
@@ -260,17 +258,10 @@ def _block_tree(fn: types.FunctionType) -> ast.Module | None:
     doubt (a lambda, a string or bracket that spans the cut, another name)
     returns None and the caller asks inspect.
     """
-    code = fn.__code__
-    if code.co_name == "<lambda>":
+    found = _def_block(fn)
+    if found is None:
         return None
-    lines = linecache.getlines(code.co_filename, fn.__globals__)
-    start = code.co_firstlineno - 1
-    if not 0 <= start < len(lines):
-        return None
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    header = _def_line(lines, start, indent)
-    if header is None:
-        return None
+    lines, start, indent, header = found
     end = header + 1
     while end < len(lines):
         text = lines[end]
@@ -289,6 +280,22 @@ def _block_tree(fn: types.FunctionType) -> ast.Module | None:
     if body[0].name != fn.__name__ or bool(body[0].decorator_list) != (header > start):
         return None
     return tree
+
+
+def _def_block(fn: types.FunctionType) -> tuple[list[str], int, int, int] | None:
+    """Where ``fn``'s block starts in its file's lines: the lines, the index of its first
+    line (a decorator or the ``def``), that line's indentation and the ``def`` line's
+    index; None for a lambda or when the lines are not there."""
+    code = fn.__code__
+    if code.co_name == "<lambda>":
+        return None
+    lines = linecache.getlines(code.co_filename, fn.__globals__)
+    start = code.co_firstlineno - 1
+    if not 0 <= start < len(lines):
+        return None
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    header = _def_line(lines, start, indent)
+    return None if header is None else (lines, start, indent, header)
 
 
 _DECORATOR_LINES = 50  # more lines of decorators than this: ask inspect
