@@ -219,6 +219,9 @@ def _signed_header(f: BinaryIO, size: int, signer: Signer) -> tuple[int, dict[st
         raise IntegrityError("the entry's header is unreadable: it will be recomputed") from exc
     if not isinstance(parsed, dict) or not _well_formed(parsed):
         raise IntegrityError("the entry's header is malformed: it will be recomputed")
+    fault = _layout_fault(parsed, header_end - header_len)
+    if fault is not None:
+        raise IntegrityError(f"the entry {fault}: it will be recomputed")
     return fmt, parsed
 
 
@@ -244,6 +247,21 @@ def _well_formed(header: Mapping[str, Any]) -> bool:
             for b in buffers
         )
     )
+
+
+def _layout_fault(header: Mapping[str, Any], data_end: int) -> str | None:
+    """What is wrong with where a verified header says the stream and buffers lie, or None.
+
+    They follow the prefix in order, apart, and end before the header: as written. A
+    length past the file is found before memory is set aside for it (a read of it
+    allocates that much first), and no two arrays share bytes, nor an array the header's.
+    """
+    position = _PREFIX.size
+    for offset, length, _ in [header["stream"], *header["buffers"]]:
+        if offset < position:
+            return "lays its parts out overlapping (its header is malformed)"
+        position = offset + length
+    return None if position <= data_end else "is truncated"
 
 
 def _claimed_signer(header: bytes) -> str | None:
@@ -340,8 +358,6 @@ def read_entry(f: BinaryIO, key: str, signer: Signer, name: str = "value") -> tu
     if digest != sha:
         raise IntegrityError("the entry's pickle stream is damaged: it will be recomputed")
     layout = header["buffers"]
-    if any(o + n > size for o, n, _ in layout):  # before memory is set aside for one
-        raise IntegrityError("the entry is truncated: it will be recomputed")
     mapping = map_private(f) if layout and isinstance(f, EntryFile) else None
     # Every buffer is checked (and its pages released) before any is used: releasing
     # a page of a private map drops what was written to it.

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import stat
 import zlib
@@ -39,6 +40,7 @@ MAC_SIZE = 32
 _ENTRY_PERSON = b"nbcache entry"
 _STREAM_PERSON = b"nbcache stream"
 _SECRET_BYTES = 32
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}\.[0-9a-f]{8}")
 
 
 def default_secret_path() -> Path:
@@ -154,7 +156,9 @@ def _create_secret(path: Path) -> bytes:
 
 def check_fingerprint(claimed: object) -> str | None:
     """``claimed`` if it is a well-formed, undamaged :attr:`Signer.fingerprint`, else None."""
-    if not isinstance(claimed, str) or claimed.count(".") != 1:
+    # Sixteen hex digits and their CRC, nothing else: the claim is unverified, and it is
+    # quoted in a warning, where a forged one could put text of its own (lines, escapes).
+    if not isinstance(claimed, str) or _FINGERPRINT.fullmatch(claimed) is None:
         return None
     name, check = claimed.split(".")
     return claimed if f"{zlib.crc32(name.encode()):08x}" == check else None
