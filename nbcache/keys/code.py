@@ -148,16 +148,16 @@ def fingerprint(obj: Any) -> str:
 
 def fingerprint_of(obj: Any) -> Fingerprint:
     """The cached fingerprint of ``obj`` if its checks pass, else a fresh one."""
-    obj = unwrap(obj)
+    inner = unwrap(obj)
     building = _building()
-    if id(obj) in building:
+    if id(inner) in building:
         # Reached again through a value (an enum member's class, say): name it only.
-        return Fingerprint(f"recursion:{identity(obj)}")
-    building.add(id(obj))
+        return Fingerprint(f"recursion:{identity(inner)}")
+    building.add(id(inner))
     try:
         return _cached_or_built(obj)
     finally:
-        building.discard(id(obj))
+        building.discard(id(inner))
 
 
 def _cached_or_built(obj: Any) -> Fingerprint:
@@ -211,14 +211,15 @@ class _Builder:
         guards = self.guards
         return Fingerprint(h.hexdigest(), self.deps, guards.checks, self.reads_data, guards)
 
-    def _feed_code_object(self, h: Accumulator, obj: Any) -> None:
-        h.text(identity(obj))
+    def _feed_code_object(self, h: Accumulator, outer: Any) -> None:
+        h.text(identity(obj := unwrap(outer)))
         if id(obj) in self._stack:
             h.tag(b"recursion")
             return
         self._stack.add(id(obj))
         self._users.append(getattr(obj, "__qualname__", "?"))
         try:
+            self._feed_wrappers(h, outer, obj)
             if isinstance(obj, type):
                 self._feed_class(h, obj)
             elif isinstance(obj, types.FunctionType):
@@ -228,6 +229,16 @@ class _Builder:
         finally:
             self._stack.discard(id(obj))
             self._users.pop()
+
+    def _feed_wrappers(self, h: Accumulator, layer: Any, inner: Any) -> None:
+        """Local ``functools.wraps`` wrappers around ``inner`` by code and closure: what
+        ``deco(3)(f)`` adds, applied by a call, is in no line of ``f``."""
+        while layer is not inner:
+            local = type(layer) is types.FunctionType and layer.__globals__.get("__name__")
+            if local and is_local_module(str(local)):
+                h.tag(b"wrapper")
+                self._feed_function(h, layer)
+            layer = object.__getattribute__(layer, "__dict__")["__wrapped__"]
 
     # functions
 
@@ -291,7 +302,7 @@ class _Builder:
         h.text(f"{kind}:{name}")
         if is_code(value):
             sub = Accumulator()
-            self._feed_code_object(sub, unwrap(value))
+            self._feed_code_object(sub, value)
             part = sub.hexdigest()
             h.text(part)
             self.deps.append(Dependency(name, "code", part, self._users[-1]))

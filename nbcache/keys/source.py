@@ -352,15 +352,13 @@ def _const_before(code: types.CodeType, instructions: list[tuple[int, int]], ind
 
 
 def _code_digest(code: types.CodeType) -> str:
-    """Where no source exists: bytecode, constants and names (specific to this Python)."""
+    """Where no source exists: what the code runs, as the compiled-body path reads it
+    (specific to this Python).  Its argument counts and flags too: ``def h(a, *b)`` and
+    ``def h(a, b)`` compile to the same bytecode, and a caller of ``h(1, 2)`` gets
+    ``(2,)`` from one and ``2`` from the other."""
     h = Accumulator()
     h.text(f"python-{sys.version_info[0]}.{sys.version_info[1]}")
-    h.text(code.co_code.hex())
-    h.feed(list(code.co_names), "co_names")
-    h.feed(list(code.co_varnames), "co_varnames")
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            h.text(_code_digest(const))
-        else:
-            h.feed(const, "co_consts")
+    parts: list[str] = []
+    _code_parts(code, parts)
+    h.text("".join(f"{len(part)}:{part}" for part in parts))
     return h.hexdigest()
