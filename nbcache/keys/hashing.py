@@ -14,8 +14,8 @@ a small leaf (a short list, tuple or dict of scalars) is written into its
 parent as its encoding instead (``node.Inline``).  Rules are generators that
 yield the parts they contain; one loop drives them with an explicit stack, so
 a list nested 3000 deep or a linked list of a million nodes never meets
-Python's recursion limit.  A part met again while it is still being hashed (a
-cycle) counts as a back reference: how many levels up it points.
+Python's recursion limit.  A part met again while it is being hashed (a cycle)
+is a back reference, so many levels up; met again elsewhere, by its place (``node.within``).
 
 An int that is the ``id()`` of a part of the value (seaborn's ``Plot`` keeps
 one per data vector) is hashed as a reference to that part's content, not as
@@ -59,7 +59,7 @@ import xxhash
 
 from ..errors import KeyPicklingError
 from .classes import Matcher, type_name
-from .node import ATOMS, Inline, Node, Parts, Rule, Step, Unfed, numpy, sealed
+from .node import ATOMS, Inline, Node, Parts, Rule, Step, Unfed, numpy, sealed, spelled, within
 from .standin import StandIn
 from .versions import module_version
 
@@ -182,15 +182,16 @@ def _hexdigest(root: bytes) -> str:
 
 
 class _Frame:
-    __slots__ = ("gen", "key", "node", "obj", "step", "unfed")
+    __slots__ = ("gen", "key", "low", "node", "obj", "parts", "serial", "step", "unfed")
 
-    def __init__(self, obj: Any, node: Node, gen: Parts) -> None:
+    def __init__(self, obj: Any, node: Node, gen: Parts, depth: int, serial: int) -> None:
         self.obj = obj
         self.key = id(obj)
         self.node = node
         self.gen = gen
         self.step: Step | None = None  # the part being hashed now
         self.unfed = False
+        self.low, self.parts, self.serial = depth, 0, serial  # see ``node.within``
 
 
 _local = threading.local()
@@ -208,6 +209,8 @@ class _Walk:
         self.leaves: dict[int, Inline] = {}  # small leaves entered, by id (not digests)
         self.keep: list[Any] = []  # memoised objects stay alive, so no id is reused meanwhile
         self.open: dict[int, int] = {}  # id -> depth of objects being hashed now (cycles)
+        self.placed: dict[int, tuple[int, int, int]] = {}  # see ``node.within``
+        self.paths: dict[int, tuple[int, int, bytes]] = {}
         self.frames: list[_Frame] = []
         # id() values kept as ints (see ``address``): noted, then matched to the parts seen.
         self.noted: set[int] | None = set()
@@ -274,7 +277,7 @@ class _Walk:
         path = self.name
         for frame in frames:
             if frame.step is not None:
-                path += _spell(frame.step)
+                path += spelled(frame.step)
         return path, culprit
 
     _pending: Any = None  # the part being entered now, for error messages
@@ -378,13 +381,18 @@ class _Walk:
                 self.frames.pop()
                 del self.open[top.key]
                 result = top.node.finish()
-                self.memo[top.key] = result
                 self.keep.append(top.obj)
-                if self.frames:
-                    parent = self.frames[-1]
-                    if not parent.unfed:
-                        parent.node.add(result)
+                parent = self.frames[-1] if self.frames else None
+                if parent is not None and top.low < len(self.frames):  # true only here
+                    parent.low = min(parent.low, top.low)
+                    if not parent.unfed:  # a set's parts have no place: they are sorted
+                        self.placed[top.key] = (parent.key, parent.parts, parent.serial)
+                else:
+                    self.memo[top.key] = result
+                if parent is not None and not parent.unfed:
+                    parent.node.add(result)
                 continue
+            top.parts += 1
             if type(request) is Unfed:
                 child, top.step, top.unfed = request.value, request.step, True
             else:
@@ -413,7 +421,10 @@ class _Walk:
             return known
         depth = self.open.get(key)
         if depth is not None:
-            return bytes(xxhash.xxh3_128_digest(b"cycle\x00" + _Q(len(self.frames) - depth)))
+            self.frames[-1].low = min(self.frames[-1].low, depth)
+            return bytes(xxhash.xxh3_128_digest(b"back\x00" + _Q(len(self.frames) - depth)))
+        if key in self.placed and (found := within(self, key)):
+            return found
         self._pending = value
         if self.seen is not None:
             self.seen.append(value)  # alive until the walk ends: its id stays its own
@@ -436,20 +447,9 @@ class _Walk:
                 return inline
             result = self.memo[key] = node.finish()
             return result
-        self.open[key] = len(self.frames)
-        self.frames.append(_Frame(value, node, gen))
+        self.open[key] = depth = len(self.frames)
+        self.frames.append(_Frame(value, node, gen, depth, self.objects))
         return None
-
-
-def _spell(step: Step) -> str:
-    if type(step) is int:
-        return f"[{step}]"
-    if type(step) is str:
-        return step
-    try:
-        return f"[{step[0]!r}]"  # type: ignore[index]
-    except Exception:  # noqa: BLE001 - a key whose repr fails is still a key
-        return "[<key>]"
 
 
 # Walks that plain scalars are encoded under: only ``typed`` is read, and the clock

@@ -36,7 +36,9 @@ __all__ = [
     "encoded",
     "numpy",
     "sealed",
+    "spelled",
     "tag_rows",
+    "within",
 ]
 
 _CHUNK = 1 << 22  # big buffers go to the hasher in 4 MiB slices, checking the clock
@@ -85,6 +87,51 @@ def sealed(part: bytes) -> bytes:
     if type(part) is Inline:
         return bytes(xxhash.xxh3_128_digest(part))
     return part
+
+
+def within(walk: Any, key: int) -> bytes | None:
+    """The digest of a part met again whose own pointed above it, or None (walk it again).
+
+    Its digest said "n levels up", true only where it was made. Met elsewhere, it is
+    the part at a place in a whole hashed already: ``walk.placed`` holds, for each such
+    part, the part that held it, which of its parts it was, and that opening's serial.
+    Up to a part with a digest of its own, the place is a digest too; up to a part still
+    open in the same opening, a reference to it, so many levels up, and a path down.
+    Equal digests (or references) and paths hold equal content, and each part is
+    hashed once. None where a place is not known (a set's part): walk it again.
+    """
+    memo, opened, frames = walk.memo, walk.open, walk.frames
+    chain: list[tuple[int, int]] = []
+    anchor, serial = None, -1
+    while key not in memo:
+        depth = opened.get(key)
+        if depth is not None:  # open: the path starts here if it was made in this opening
+            if frames[depth].serial != serial:
+                return None
+            anchor, found = key, b""
+            break
+        cached = walk.paths.get(key)
+        if cached and cached[0] in opened and frames[opened[cached[0]]].serial == cached[1]:
+            anchor, serial, found = cached
+            break
+        place = walk.placed.get(key)
+        if place is None:
+            return None
+        chain.append((key, place[1]))
+        key, serial = place[0], place[2]
+    else:
+        found = memo[key]
+    for part, ordinal in reversed(chain):
+        found = bytes(xxhash.xxh3_128_digest(b"within\x00" + found + _Q(ordinal)))
+        if anchor is None:
+            memo[part] = found
+        else:
+            walk.paths[part] = (anchor, serial, found)
+    if anchor is None:
+        return found
+    depth = opened[anchor]
+    frames[-1].low = min(frames[-1].low, depth)
+    return bytes(xxhash.xxh3_128_digest(b"at\x00" + _Q(len(frames) - depth) + found))
 
 
 class Walker(Protocol):
@@ -144,6 +191,18 @@ Step = int | str | tuple[Any]
 Request = tuple[Any, Step] | Unfed
 Parts = Generator[Request, bytes, None]  # what a rule yields: the parts it contains
 Rule = Callable[["Node", Any], Parts | None]
+
+
+def spelled(step: Step) -> str:
+    """A step as a path shows it: ``[3]``, ``.mask``, ``['name']``."""
+    if type(step) is int:
+        return f"[{step}]"
+    if type(step) is str:
+        return step
+    try:
+        return f"[{step[0]!r}]"  # type: ignore[index]
+    except Exception:  # noqa: BLE001 - a key whose repr fails is still a key
+        return "[<key>]"
 
 
 class Node:
