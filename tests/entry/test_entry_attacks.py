@@ -11,6 +11,8 @@ import io
 import json
 import os
 import struct
+import sys
+import tempfile
 import warnings
 import zlib
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from nbcache.entry.format import read_entry, write_entry
 from nbcache.entry.pickling import dump_parts
 from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
+from nbcache.store.paths import maps_safely
 
 KEY = "cd" * 16
 TRAILER = entry_format._TRAILER
@@ -197,3 +200,38 @@ def test_a_store_two_secrets_share_keeps_each_entry_for_its_writer(
     assert len(caught) == 1 and "another secret" in str(caught[0].message)
     hit, said = _outcome(store, signer)
     assert hit is not None and hit.value == [1, 2, 3] and said == []
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or not maps_safely(Path(tempfile.gettempdir())),
+    reason="entries are mapped on Linux's local file systems only",
+)
+@pytest.mark.parametrize(
+    ("mode", "mapping", "shows"),
+    [(0o644, "1", True), (0o644, "0", False), (0o664, "1", False)],
+    ids=["own-file-mapped", "mapping-off", "group-writable"],
+)
+def test_an_entry_edited_in_place_after_its_restore_is_what_the_threat_model_says(
+    store: LocalStore,
+    signer: Signer,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: int,
+    mapping: str,
+    shows: bool,
+) -> None:
+    """Checked when restored, not when read: an in-place edit later shows through a map
+    of the user's own file only; with NBCACHE_MAP_ENTRIES=0, or a file others can write
+    (read into memory), the bytes checked are the bytes kept."""
+    monkeypatch.setenv("NBCACHE_MAP_ENTRIES", mapping)
+    value = np.arange(1 << 18, dtype=np.float64)
+    assert Cache(store, signer=signer).put(KEY, value)
+    path = store.entry_path(KEY)
+    path.chmod(mode)
+    hit = Cache(store, signer=signer).lookup(KEY)
+    assert hit is not None and np.array_equal(hit.value, value)
+    data = path.read_bytes()
+    at = data.find(value[:4].tobytes())
+    with open(path, "r+b") as f:  # in place: the same inode, as a careless `dd` would
+        f.seek(at)
+        f.write(np.float64(-7).tobytes())
+    assert bool(hit.value[0] == -7) is shows
