@@ -190,7 +190,7 @@ class _Frame:
         self.node = node
         self.gen = gen
         self.step: Step | None = None  # the part being hashed now
-        self.unfed = False
+        self.unfed: Unfed | None = None
         self.low, self.parts, self.serial = depth, 0, serial  # see ``node.within``
 
 
@@ -385,8 +385,8 @@ class _Walk:
                 parent = self.frames[-1] if self.frames else None
                 if parent is not None and top.low < len(self.frames):  # true only here
                     parent.low = min(parent.low, top.low)
-                    if not parent.unfed:  # a set's parts have no place: they are sorted
-                        self.placed[top.key] = (parent.key, parent.parts, parent.serial)
+                    if (at := parent.unfed.place if parent.unfed else parent.parts) >= 0:
+                        self.placed[top.key] = (parent.key, at, parent.serial)  # not a set's
                 else:
                     self.memo[top.key] = result
                 if parent is not None and not parent.unfed:
@@ -394,9 +394,9 @@ class _Walk:
                 continue
             top.parts += 1
             if type(request) is Unfed:
-                child, top.step, top.unfed = request.value, request.step, True
+                child, top.step, top.unfed = request.value, request.step, request
             else:
-                (child, top.step), top.unfed = request, False  # type: ignore[misc]
+                (child, top.step), top.unfed = request, None  # type: ignore[misc]
             part = self._enter(child)
             if part is not None:
                 if not top.unfed:

@@ -178,10 +178,15 @@ def numpy() -> Any:
 
 @dataclass(frozen=True)
 class Unfed:
-    """Yielded by a rule that wants a part's digest back without adding it (sets sort them)."""
+    """Yielded by a rule that wants a part's digest back without adding it (sets sort them).
+
+    ``place``: where the rule writes it among the parts (a long list's hole: the item's
+    index), so it says which part it is; -1 where the digests are sorted.
+    """
 
     value: Any
     step: Step
+    place: int = -1
 
 
 # A step names a part inside its parent for error messages: an int is an index

@@ -151,6 +151,24 @@ def test_parts_met_again_in_cycles_are_hashed_once(count: int) -> None:
     assert sum(counts.values()) <= 2 * count + 10
 
 
+def test_a_long_list_of_linked_nodes_pointing_at_their_graph_is_hashed_once() -> None:
+    """Encoded many items at once, the list asks for its nodes by their place in it: a
+    node met again there is named by its place, not walked again with all after it."""
+
+    class Linked:
+        pass
+
+    graph: dict[str, Any] = {}
+    nodes = [Linked() for _ in range(600)]
+    for node in nodes:
+        node.graph = graph  # type: ignore[attr-defined]
+    for a, b in itertools.pairwise(nodes):
+        a.next = b  # type: ignore[attr-defined]
+    graph["nodes"] = nodes
+    counts = visits(graph)
+    assert max(counts.values()) == 1 and sum(counts.values()) <= len(nodes) + 10
+
+
 def test_every_object_in_a_dense_cycle_is_hashed_once() -> None:
     class Peer:
         def __init__(self) -> None:

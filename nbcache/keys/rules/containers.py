@@ -139,7 +139,7 @@ def _fill_holes(n: Node, layout: Layout, items: Any, step: Any) -> Parts:
     buf = layout.buf
     for index, offset in layout.holes:
         part, where = step(items, index)
-        buf[offset : offset + 16] = yield Unfed(part, where)
+        buf[offset : offset + 16] = yield Unfed(part, where, place=index)
     n.add(buf)
 
 
