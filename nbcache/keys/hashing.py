@@ -209,8 +209,8 @@ class _Walk:
         self.leaves: dict[int, Inline] = {}  # small leaves entered, by id (not digests)
         self.keep: list[Any] = []  # memoised objects stay alive, so no id is reused meanwhile
         self.open: dict[int, int] = {}  # id -> depth of objects being hashed now (cycles)
-        self.placed: dict[int, tuple[int, int, int]] = {}  # see ``node.within``
-        self.paths: dict[int, tuple[int, int, bytes]] = {}
+        self.placed: dict[int, tuple[int, int, int, int]] = {}  # see ``node.within``
+        self.paths: dict[int, tuple[int, int, bytes, int]] = {}
         self.frames: list[_Frame] = []
         # id() values kept as ints (see ``address``): noted, then matched to the parts seen.
         self.noted: set[int] | None = set()
@@ -386,7 +386,7 @@ class _Walk:
                 if parent is not None and top.low < len(self.frames):  # true only here
                     parent.low = min(parent.low, top.low)
                     if (at := parent.unfed.place if parent.unfed else parent.parts) >= 0:
-                        self.placed[top.key] = (parent.key, at, parent.serial)  # not a set's
+                        self.placed[top.key] = (parent.key, at, parent.serial, top.serial)
                 else:
                     self.memo[top.key] = result
                 if parent is not None and not parent.unfed:

@@ -94,41 +94,48 @@ def within(walk: Any, key: int) -> bytes | None:
 
     Its digest said "n levels up", true only where it was made. Met elsewhere, it is
     the part at a place in a whole hashed already: ``walk.placed`` holds, for each such
-    part, the part that held it, which of its parts it was, and that opening's serial.
-    Up to a part with a digest of its own, the place is a digest too; up to a part still
-    open in the same opening, a reference to it, so many levels up, and a path down.
-    Equal digests (or references) and paths hold equal content, and each part is
-    hashed once. None where a place is not known (a set's part): walk it again.
+    part, the part that held it, which of its parts it was, and the serials of both
+    openings (a part walked again is opened again). Up to a part with a digest of its
+    own, the place is a digest too; up to a part open in the opening the path was made
+    in, a reference to it, so many levels up, and the path down. A place found is kept
+    (``walk.paths``) and built on, so each part's place is found about once. Equal
+    digests (or references) and paths hold equal content. None where a place is not
+    known (a set's part) or was made in another opening: walk it again.
     """
-    memo, opened, frames = walk.memo, walk.open, walk.frames
-    chain: list[tuple[int, int]] = []
-    anchor, serial = None, -1
-    while key not in memo:
+    memo, opened, frames, paths = walk.memo, walk.open, walk.frames, walk.paths
+    pending: list[tuple[int, bytes, int, int]] = []
+    while True:
+        if key in memo:
+            anchor, serial, found, own = None, -1, memo[key], -1
+            break
         depth = opened.get(key)
-        if depth is not None:  # open: the path starts here if it was made in this opening
-            if frames[depth].serial != serial:
-                return None
-            anchor, found = key, b""
+        if depth is not None:
+            anchor, serial, found, own = key, frames[depth].serial, b"", frames[depth].serial
             break
-        cached = walk.paths.get(key)
-        if cached and cached[0] in opened and frames[opened[cached[0]]].serial == cached[1]:
-            anchor, serial, found = cached
-            break
+        cached = paths.get(key)
+        if cached is not None:
+            if cached[0] in opened and frames[opened[cached[0]]].serial == cached[1]:
+                anchor, serial, found, own = cached
+                break
+            pending.append((key, b"via\x00" + cached[2], cached[1], cached[3]))
+            key = cached[0]
+            continue
         place = walk.placed.get(key)
         if place is None:
             return None
-        chain.append((key, place[1]))
-        key, serial = place[0], place[2]
-    else:
-        found = memo[key]
-    for part, ordinal in reversed(chain):
-        found = bytes(xxhash.xxh3_128_digest(b"within\x00" + found + _Q(ordinal)))
+        pending.append((key, b"within\x00" + _Q(place[1]), place[2], place[3]))
+        key = place[0]
+    for part, step, needed, part_own in reversed(pending):
+        if anchor is not None and own != needed:
+            return None  # made in another opening: its parts may not be written out there
+        found = bytes(xxhash.xxh3_128_digest(step + found))
+        own = part_own
         if anchor is None:
             memo[part] = found
         else:
-            walk.paths[part] = (anchor, serial, found)
+            paths[part] = (anchor, serial, found, own)
     if anchor is None:
-        return found
+        return bytes(found)
     depth = opened[anchor]
     frames[-1].low = min(frames[-1].low, depth)
     return bytes(xxhash.xxh3_128_digest(b"at\x00" + _Q(len(frames) - depth) + found))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import itertools
 import struct
+import types
 from typing import Any
 
 import numpy as np
@@ -167,6 +168,37 @@ def test_a_long_list_of_linked_nodes_pointing_at_their_graph_is_hashed_once() ->
     graph["nodes"] = nodes
     counts = visits(graph)
     assert max(counts.values()) == 1 and sum(counts.values()) <= len(nodes) + 10
+
+
+def test_a_part_met_again_finds_its_place_in_about_one_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Objects each pointing at two others (one big cycle, walked deep): a part met
+    again finds its place from the last one found, not by a climb to the top each
+    time. Counted by the hashes taken (they were 2.7 million for 4000 objects)."""
+    import xxhash
+
+    from nbcache.keys import node
+
+    class Linked:
+        def __init__(self) -> None:
+            self.out: list[Any] = []
+
+    count = 4000
+    objects = [Linked() for _ in range(count)]
+    for i, obj in enumerate(objects):
+        obj.out = [objects[(i * 7 + 1) % count], objects[(i * 13 + 5) % count]]
+    calls = 0
+
+    def counted(data: Any) -> bytes:
+        nonlocal calls
+        calls += 1
+        return xxhash.xxh3_128_digest(data)
+
+    fake = types.SimpleNamespace(xxh3_128=xxhash.xxh3_128, xxh3_128_digest=counted)
+    monkeypatch.setattr(node, "xxhash", fake)
+    digest(objects)
+    assert calls <= 20 * count
 
 
 def test_every_object_in_a_dense_cycle_is_hashed_once() -> None:
