@@ -36,12 +36,12 @@ def split_setup(source: str) -> tuple[str, str]:
     code: set[int] = set()  # the lines of every other statement
     leading = True
     for statement in tree.body:
-        lines = range(statement.lineno, (statement.end_lineno or statement.lineno) + 1)
+        span = range(statement.lineno, (statement.end_lineno or statement.lineno) + 1)
         if leading and _setup_magic(statement):
-            magic.update(lines)
+            magic.update(span)
             continue
         leading = leading and isinstance(statement, (ast.Import, ast.ImportFrom))
-        code.update(lines)
+        code.update(span)
     if not magic or not code or not magic.isdisjoint(code):
         return "", source  # no magic, no code, or both on one line (`%...; x = 1`)
     lines = source.splitlines(keepends=True)
