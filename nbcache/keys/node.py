@@ -2,7 +2,8 @@
 and plain scalars, which every node encodes inline by value.
 
 The walk that drives rules and remembers digests is :mod:`nbcache.keys.hashing`;
-a node sees it only through :class:`Walker`.
+a node sees it only through :class:`Walker`.  A part met again in a cycle is
+named by its place (:func:`within`).
 """
 
 from __future__ import annotations
