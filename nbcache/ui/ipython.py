@@ -59,8 +59,10 @@ class IPythonShell:
             _unwrap_history(self.shell, source)
         return source
 
-    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-        self.shell.display_pub.publish(data=data, metadata=metadata or {})
+    def publish(
+        self, data: dict[str, Any], metadata: dict[str, Any] | None = None, **shown: Any
+    ) -> None:
+        self.shell.display_pub.publish(data=data, metadata=metadata or {}, **shown)
 
     @property
     def widgets(self) -> bool:

@@ -110,3 +110,29 @@ def test_a_failing_cell_shows_the_traceback_a_plain_run_shows(folder: Path) -> N
         found, summary = cached(folder)
         assert "ZeroDivisionError" in str(summary.error)
         assert found == expected
+
+
+SHOWN = [
+    "!echo a shell cell, so that every run starts the kernel",
+    "from IPython.display import clear_output, display, update_display\n"
+    "h = display('first', display_id=True)\nv = 1",
+    "h.update('second')\nw = v + 1",
+    "display('mine', display_id='fixed')\nupdate_display('updated', display_id='fixed')\nx = w",
+    "print('gone')\nclear_output()\nprint('kept')\nq = x",
+    "print('shown')\nclear_output(wait=True)\ns = q",
+    "print('replaced')\nclear_output(wait=True)\nprint('after the wait')\nt = s",
+    "t + 1",
+]
+
+
+def test_displays_updated_or_cleared_restore_as_a_plain_run_shows_them(folder: Path) -> None:
+    """A display with an id is shown, and updated from a later cell; what a cell cleared
+    is not shown again: in the first run, and restored in one batch."""
+    write(folder, SHOWN)
+    expected = plain(folder)
+    assert expected[1][1][0]["data"] == {"text/plain": "'second'"}  # updated by cell 2
+    first, _ = cached(folder)
+    assert first == expected
+    again, summary = cached(folder)
+    assert [c.outcome for c in summary.cells] == ["uncached"] + ["restored"] * 7
+    assert again == expected
