@@ -193,7 +193,9 @@ class IPythonShell:
         padded = source if unmarked else "\n" + source
         compiler = self.shell.compile
         number = self.cell_number() if number is None else number
-        filename = compiler.cache(padded, number, raw_code=padded)
+        # a part lists the cell's lines around its own, as a traceback without nbcache does
+        listed = self._unmarked if unmarked and self._unmarked is not None else padded
+        filename = compiler.cache(listed, number, raw_code=padded)
         tree = self.shell.transform_ast(compiler.ast_parse(padded, filename=filename))
         namespace = self.user_ns if namespace is None else namespace
         return run_tree(tree, filename, namespace, compiler)

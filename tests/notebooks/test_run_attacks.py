@@ -110,6 +110,11 @@ def test_a_failing_cell_shows_the_traceback_a_plain_run_shows(folder: Path) -> N
         found, summary = cached(folder)
         assert "ZeroDivisionError" in str(summary.error)
         assert found == expected
+    # the code after a set-up magic runs apart from it, and still lists the cell's lines
+    write(folder, ["%matplotlib inline\nx = 1\nraise RuntimeError('after the magic')"])
+    found, summary = cached(folder)
+    assert "after the magic" in str(summary.error)
+    assert found == plain(folder)
 
 
 SHOWN = [
@@ -136,3 +141,25 @@ def test_displays_updated_or_cleared_restore_as_a_plain_run_shows_them(folder: P
     again, summary = cached(folder)
     assert [c.outcome for c in summary.cells] == ["uncached"] + ["restored"] * 7
     assert again == expected
+
+
+def test_a_notebook_of_nbformat_4_4_is_written_as_4_4_without_cell_ids(folder: Path) -> None:
+    """Cells of nbformat before 4.5 have no ids, and its schema refuses them: the ids the
+    run names cells by stay out of the executed notebook, which Jupyter would otherwise
+    refuse to open as valid (a plain run writes a 4.4 notebook as it read it)."""
+    nb = nbformat.v4.new_notebook()
+    nb.nbformat_minor = 4
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "p", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in ("x = 1", "", "y = x + 1\ny")]
+    for cell in nb.cells:
+        del cell["id"]
+    (folder / "nb.ipynb").write_text(json.dumps(nb))
+    for out in ("first.ipynb", "again.ipynb"):  # the second with no kernel
+        _, summary = cached(folder, out)
+        written = nbformat.read(folder / out, as_version=nbformat.NO_CONVERT)
+        assert written.nbformat_minor == 4, summary.line()
+        assert not any("id" in cell for cell in written.cells)
+        nbformat.validate(written)
+        assert written.cells[2].outputs[0]["data"] == {"text/plain": "2"}
+        assert written.cells[2].metadata["nbcache"]["outcome"] in ("ran", "restored")
+    assert "no kernel started" in summary.line()
