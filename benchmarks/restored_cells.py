@@ -31,6 +31,7 @@ import shutil
 import statistics
 import textwrap
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -94,12 +95,16 @@ def _shell(store: Path | None) -> Iterator[Any]:
     config = Config()
     config.HistoryManager.hist_file = ":memory:"  # leave the user's IPython history alone
     shell = InteractiveShell.instance(config=config)
+    shown = warnings.showwarning  # the driven kernel's hooks divert nbcache's warnings
     try:
         if store is not None:
             from nbcache.notebooks import kernelside
 
             shell.run_line_magic("load_ext", "nbcache")
             kernelside.load(shell)
+            # the kernel's start-up line that loaded nbcache ran as a cell: its post-run
+            # hooks have seen the modules loaded at start before the first request
+            shell.events.trigger("post_run_cell", None)
             shell.run_line_magic("nbcache", f"dir {store}")
             shell.kernel = SimpleNamespace(session=_Session())
         yield shell
@@ -109,6 +114,7 @@ def _shell(store: Path | None) -> Iterator[Any]:
             shell.run_line_magic("unload_ext", "nbcache")
         shell.history_manager.end_session()
         InteractiveShell.clear_instance()
+        warnings.showwarning = shown
 
 
 def restore_batch(shell: Any, cells: Sequence[str], folder: Path) -> tuple[float, int]:
