@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ..entry.format import EntryInfo
+
 __all__ = ["LRU", "MemoryUse", "weigh"]
 
 K = TypeVar("K")
@@ -33,6 +35,9 @@ _WEIGH_OBJECTS = 10_000
 
 
 _LEAVES = frozenset({str, bytes, int, float, bool, complex, type(None)})
+# What a parsed entry header takes in memory per byte of its JSON text: a memoized
+# call's header of 619 bytes weighs 4,134 when walked, its metadata 2,757 for 347.
+_HEADER_WEIGHT = 8
 
 
 def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
@@ -54,6 +59,11 @@ def weigh(value: Any, limit: int = _WEIGH_OBJECTS) -> int:
         kind = type(obj)
         if kind in _LEAVES:
             total += getsizeof(obj, 0)
+            continue
+        if kind is EntryInfo and obj.header_size:
+            # Read from a signed header: weighed by its length, not walked, which would
+            # cost a store hit more than everything else the memory layer does with it.
+            total += getsizeof(obj, 0) + _HEADER_WEIGHT * obj.header_size
             continue
         if kind is dict or kind is list or kind is tuple:
             total += getsizeof(obj, 0)
