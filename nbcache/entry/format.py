@@ -39,7 +39,7 @@ import mmap
 import re
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -96,7 +96,8 @@ def bounded_json(data: bytes, max_size: int = _MAX_UNVERIFIED, max_depth: int = 
 
 # json.loads's own parser, called without its Python wrappers: they detect the encoding
 # and match whitespace with regular expressions, a third of a cold parse of a header.
-_SCAN = json.JSONDecoder().scan_once
+_SCAN: Callable[[str, int], tuple[Any, int]]
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _parsed(data: bytes) -> Any:
