@@ -154,7 +154,7 @@ class LocalStore(Store):
         # hit more than the open itself.
         name = os.path.join(self._entries, key[:2], check_key(key))
         try:
-            return open_regular(name, mappable=self._mappable, whole=WHOLE_READ)
+            return open_regular(name, mappable=self._mappable)
         except FileNotFoundError:
             raise KeyError(key) from None
         except NotRegular as exc:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from ..entry.buffers import EntryFile, MappedReader
+from ..entry.buffers import EntryFile
 from ..errors import StoreError
 from .leases.file import HOST, pid_alive
 
@@ -69,9 +69,6 @@ def planted(path: Path, what: str) -> StoreError:
     )
 
 
-_HAS_READV = hasattr(os, "readv")
-
-
 class NotRegular(Exception):
     """A path that is there but is no regular file (a FIFO, a device, a folder)."""
 
@@ -89,10 +86,7 @@ def _kind(mode: int) -> str:
 
 
 def open_regular(
-    path: str | os.PathLike[str],
-    *,
-    mappable: Callable[[int], bool] | None = None,
-    whole: int = -1,
+    path: str | os.PathLike[str], *, mappable: Callable[[int], bool] | None = None
 ) -> BinaryIO:
     """``path`` opened for reading if it is a regular file, without following a link and
     without blocking (a FIFO would block ``open()`` for ever).
@@ -100,12 +94,9 @@ def open_regular(
     ``mappable``, asked with the file's size: True when the caller never rewrites the
     file in place and its buffers are worth mapping, so it comes back as an
     :class:`~nbcache.entry.buffers.EntryFile`, whose buffers are mapped when read, if no
-    one else can write it either (:func:`only_ours`). A file of at most ``whole`` bytes
-    is read into writable memory at once and comes back as a
-    :class:`~nbcache.entry.buffers.MappedReader` over it, its descriptor closed.
+    one else can write it either (:func:`only_ours`).
     """
     fd = os.open(path, os.O_RDONLY | NOFOLLOW | _NONBLOCK)
-    data = None
     try:
         info = os.fstat(fd)
         mode = info.st_mode
@@ -113,19 +104,9 @@ def open_regular(
             raise NotRegular(_kind(mode))
         if _NONBLOCK:
             os.set_blocking(fd, True)
-        if info.st_size <= whole and _HAS_READV:
-            # One read and no file object: a small entry's hit in a fresh process pays
-            # for every Python step on the way, and a file object takes several.
-            data = bytearray(info.st_size)
-            if os.readv(fd, [data]) != info.st_size:
-                data = None  # cut short meanwhile: read as any file
-                os.lseek(fd, 0, os.SEEK_SET)
     except BaseException:
         os.close(fd)
         raise
-    if data is not None:
-        os.close(fd)
-        return MappedReader(data)  # type: ignore[return-value]
     if mappable is not None and only_ours(info) and mappable(info.st_size):
         return EntryFile(fd, "rb")
     return open(fd, "rb", buffering=0)

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from nbcache import StoreError
-from nbcache.entry.buffers import MappedReader
-from nbcache.store import LocalStore, Store, check_key, paths
+from nbcache.store import LocalStore, Store, check_key
 from nbcache.store.leases.file import HOST, FileLease
 from tests.conftest import key_of
 
@@ -127,32 +126,3 @@ def test_lease_heartbeat_keeps_it_fresh(tmp_path: Path) -> None:
     finally:
         lease.release()
     assert not lease.path.exists()
-
-
-def test_a_small_file_is_read_whole_with_one_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Up to ``whole`` bytes: one read into writable memory, the descriptor closed at once;
-    a larger file, or one cut short while read, is opened as a file as before."""
-    path = tmp_path / "entry"
-    path.write_bytes(b"0123456789")
-    reads: list[int] = []
-    readv = os.readv
-
-    def counted(fd: int, buffers: list[bytearray]) -> int:
-        reads.append(fd)
-        return readv(fd, buffers)
-
-    closed: list[int] = []
-    close = os.close
-    monkeypatch.setattr(os, "readv", counted)
-    monkeypatch.setattr(os, "close", lambda fd: closed.append(fd) or close(fd))
-    with paths.open_regular(path, whole=10) as f:
-        assert isinstance(f, MappedReader) and f.read() == b"0123456789"
-        assert closed == reads and len(reads) == 1  # closed at once, not left to the reader
-        f.mapped[0] = ord("x")  # writable: arrays loaded from it are
-    with paths.open_regular(path, whole=9) as f:
-        assert not isinstance(f, MappedReader) and f.read() == b"0123456789"
-    monkeypatch.setattr(os, "readv", lambda fd, buffers: readv(fd, buffers) - 1)
-    with paths.open_regular(path, whole=10) as f:  # a short read: from the start again
-        assert not isinstance(f, MappedReader) and f.read() == b"0123456789"
