@@ -36,6 +36,7 @@ __all__ = [
     "analyze",
     "cell_key",
     "changed_names",
+    "is_history_name",
     "is_shell_name",
     "names_in_string",
     "namespace_snapshot",
@@ -60,6 +61,14 @@ def is_shell_name(name: str) -> bool:
         or stripped.isdigit()
         or (stripped[:1] == "i" and stripped[1:].isdigit())
     )
+
+
+def is_history_name(name: str) -> bool:
+    """IPython's input and output history (``In``, ``Out``, ``_``, ``_3``, ``_i``, ``_ih``):
+    what it holds depends on the cells run before, not on any value a key can hash."""
+    if name in ("get_ipython", "exit", "quit") or not is_shell_name(name):
+        return False
+    return not (len(name) > 4 and name.startswith("__") and name.endswith("__"))  # a dunder
 
 
 # -- what a cell reads and binds ---------------------------------------------------
@@ -90,6 +99,8 @@ class CellCode:
     module_attrs: tuple[tuple[str, str], ...] = ()
     from_imports: tuple[tuple[str, str], ...] = ()
     imports: tuple[str, ...] = ()  # the modules the cell imports, by full name
+    # IPython's history the cell reads (``_``, ``Out``, ``In``, ``_i``): no key can hold it
+    history_reads: tuple[str, ...] = ()
 
 
 class _Scan(ast.NodeVisitor):
@@ -296,6 +307,9 @@ def analyze(source: str) -> CellCode:
         module_attrs=tuple(attrs),
         from_imports=tuple(froms),
         imports=tuple(imports),
+        history_reads=tuple(
+            n for n in dict.fromkeys((*scan.reads, *sorted(scan.deferred))) if is_history_name(n)
+        ),
     )
 
 

@@ -12,17 +12,16 @@ Before a cell runs, auto mode's decision for it is taken (the same one its run t
 in the same state): a cell that would not restore ends the batch unrun, and the
 driver executes it, and the cells after it, in requests of their own. That decision
 is kept for the cell's run, so a restored cell is keyed once. A cell that reads
-IPython's input history (``In``, ``_i``) ends the batch: its run stores its input
-first, so the decision taken before would not be the one its run takes. A kernel
-with a pre-run hook nbcache does not know (``%autoreload`` reloads modules there)
-batches nothing.
+IPython's history (``In``, ``_i``, ``Out``, ``_``) never restores (see
+nbcache.run.decide), so it ends a batch as any cell that runs. A kernel with a
+pre-run hook nbcache does not know (``%autoreload`` reloads modules there) batches
+nothing.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -37,7 +36,6 @@ __all__ = ["restore"]
 CAPTURED = frozenset(
     {"stream", "display_data", "execute_result", "update_display_data", "clear_output", "error"}
 )
-_HISTORY = re.compile(r"In|_ih|_i{1,3}|_i\d+")
 # The pre-run hooks a batch knows change nothing a decision reads.
 _KNOWN_HOOKS = ("nbcache.", "IPython.core.", "ipykernel.")
 # What auto mode gives every cell it wraps (``%%cache --auto``).
@@ -168,12 +166,6 @@ class Ahead:
         shell.cell_id = cell_id or None  # as its pre-run hook sets it
         source = shell.transform(body)
         decision = self.decide(source, AUTO_OPTIONS)
-        code = decision.code
-        if code is not None and any(
-            _HISTORY.fullmatch(name) for name in (*code.reads, *code.string_reads)
-        ):
-            self.kept = None
-            return False
         self.kept = ((shell.cell_id, source, AUTO_OPTIONS), decision)
         return bool(decision.restores)
 

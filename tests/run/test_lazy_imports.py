@@ -117,7 +117,7 @@ def test_an_edited_cell_that_may_reach_a_library_runs_after_every_import(
     tmp_path: Path, cell: str
 ) -> None:
     """Even one that reads none of the modules: an import may have registered into a
-    library the cell reaches some other way (see test_an_import_registering_into_another_library)."""
+    library the cell reaches some other way (see the registering test below)."""
     notebook = [
         *NOTEBOOK[:-1],
         ("frac", "from fractions import Fraction\nfrac = [Fraction(1, 3)]"),
