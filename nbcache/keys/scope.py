@@ -119,6 +119,10 @@ class _Scan(ast.NodeVisitor):
     def bind(self, name: str) -> None:
         self.bound.add(name)
 
+    def visit_Constant(self, node: ast.Constant) -> None:
+        """Nothing to read or bind; ``NodeVisitor``'s own looks for visitors of the
+        constant's old node type first, a sixth of the scan's time."""
+
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
             self.read(node.id)
@@ -280,11 +284,14 @@ def analyze(source: str) -> CellCode:
     attrs: dict[tuple[str, str], None] = {}
     froms: dict[tuple[str, str], None] = {}
     imports: dict[str, None] = {}
+    sets_attributes = False  # no attribute set or deleted anywhere: no root to look for
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             strings.append(node.value)
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            attrs[(node.value.id, node.attr)] = None
+        elif isinstance(node, ast.Attribute):
+            sets_attributes = sets_attributes or not isinstance(node.ctx, ast.Load)
+            if isinstance(node.value, ast.Name):
+                attrs[(node.value.id, node.attr)] = None
         elif isinstance(node, ast.Import):
             imports.update(dict.fromkeys(alias.name for alias in node.names))
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -303,7 +310,7 @@ def analyze(source: str) -> CellCode:
         first_line=first[:80],
         uses_shell="get_ipython" in scan.reads or "get_ipython" in scan.deferred,
         string_reads=tuple(n for n in string_reads if not is_shell_name(n)),
-        attribute_roots=tuple(sorted(_attribute_roots(tree))),
+        attribute_roots=tuple(sorted(_attribute_roots(tree))) if sets_attributes else (),
         module_attrs=tuple(attrs),
         from_imports=tuple(froms),
         imports=tuple(imports),

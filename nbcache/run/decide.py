@@ -240,7 +240,9 @@ def _look(cache: Cache, run: CellRun, look: Look) -> Decision | None:
                 if look is Look.HEADER:
                     cache.ledger.count_use(hit.info.key, hit.info)
                 return Decision("restore", run.identity, (), run.code, run, hit)
-        if look is Look.PLANNED and hit is None:
+        if hit is None:
+            # nothing stored under the key that checks out, and nothing in memory: the
+            # full lookup would open the same file, or find none, again
             return None
     full = cache.lookup(key, ask=ask)  # a plan's ask counts no use
     if full is None or CellEntry.read(full.value) is None:

@@ -439,6 +439,8 @@ def _hidden_of_ours(entry: Any) -> bool:
 def hides_result(source: str) -> bool:
     """Whether the body ends with ``;``, which hides its result as it does without us
     (IPython looks at the whole cell, whose last line is then the magic's call)."""
+    if ";" not in source:
+        return False  # no token can be one: the tokenizer's pass is a restored cell's cost
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, SyntaxError):

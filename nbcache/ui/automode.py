@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..run.auto import AUTO_MAGIC, AutoMode, wraps
@@ -47,14 +49,37 @@ def transform_body(shell: Any, source: str) -> str:
     known = _TRANSFORMED.pop(id(shell), None)
     # the wrapped cell's static transforms, made a moment ago: what IPython's
     # transform_cell does besides them applies to one-line cells only
-    same = known is not None and known[0] == source and len(known[1].splitlines()) != 1
-    if same and known is not None and not shell.input_transformers_post:
-        return known[1]
+    static = known[1] if known is not None and known[0] == source else None
+    if static is not None and len(static.splitlines()) != 1 and not shell.input_transformers_post:
+        return static
     depth[0] += 1
     try:
-        return shell.transform_cell(source)  # type: ignore[no-any-return]
+        with _static_made(shell, source, static):
+            return shell.transform_cell(source)  # type: ignore[no-any-return]
     finally:
         depth[0] -= 1
+
+
+@contextmanager
+def _static_made(shell: Any, source: str, static: str | None) -> Iterator[None]:
+    """While in the block, the static transforms of ``source`` are ``static`` (None: made
+    anew), once: IPython then does only its own dynamic part of a one-line cell (the
+    prefilter, which reads the namespace) instead of tokenizing the cell again."""
+    if static is None:
+        yield
+        return
+    manager = shell.input_transformer_manager
+
+    def once(cell: str) -> Any:
+        del manager.transform_cell  # the class's again, for every later call
+        return static if cell == source else manager.transform_cell(cell)
+
+    manager.transform_cell = once
+    try:
+        yield
+    finally:
+        if "transform_cell" in vars(manager):
+            del manager.transform_cell
 
 
 def auto_on(shell: Any, cells: CellRunner, auto: AutoMode) -> None:
