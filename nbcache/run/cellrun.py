@@ -33,7 +33,6 @@ from .report import CellReport
 from .sharing import aliases, sharers, sharing
 
 __all__ = [
-    "WIDGET_VIEW",
     "CellOptions",
     "CellRun",
     "Made",
@@ -54,7 +53,6 @@ __all__ = [
     "put_back",
     "restored",
     "result_of",
-    "shows_widget",
     "storable",
     "unpicklable_message",
 ]
@@ -276,28 +274,19 @@ _MODULE_STATE = (
 )
 
 
-# A widget's view names a model that lives in the kernel that made it: a view restored
-# into another kernel names none, and what the widget's Output captured would show
-# beside it instead of in it.
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-_SHOWS_WIDGET = (
-    "it shows a widget, whose model lives only in the kernel that made it (a restored "
-    "view would show nothing live), so it runs every time"
+# What a cell shows while an ipywidgets Output captures goes, in the front end, into
+# that widget, which lives only in the kernel that made it: replayed by a restore, it
+# would show in the cell itself, beside a view of a widget no kernel holds.
+_CAPTURED = (
+    "it shows output inside a widget (an ipywidgets Output, as `interact` makes), which "
+    "lives only in the kernel that made it, so it runs every time"
 )
-
-
-def shows_widget(events: list[tuple[Any, ...]]) -> bool:
-    """Whether a cell's outputs (an :class:`OutputLog`'s events) show a widget."""
-    return any(
-        kind in ("display", "result") and isinstance(data, dict) and WIDGET_VIEW in data
-        for kind, data, *_ in (e for e in events if len(e) >= 2)
-    )
 
 
 def gathered(code: CellCode, ck: CellKey, made: Made) -> CellEntry:
     """:func:`entry_of`, with any failure of ours turned into :class:`NotStored`."""
-    if shows_widget(made.log.events):
-        raise RunsAlways(_SHOWS_WIDGET)
+    if made.log.captured:
+        raise RunsAlways(_CAPTURED)
     unrestorable = made.effects.unrestorable(made.changes)
     if unrestorable:
         raise RunsAlways(

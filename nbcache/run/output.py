@@ -20,6 +20,7 @@ __all__ = [
     "from_user_code",
     "hides_result",
     "omitted_line",
+    "output_widget_capturing",
     "unstored",
 ]
 
@@ -155,6 +156,7 @@ class OutputLog:
         self._pieces: list[str] = []
         self._size = 0  # characters logged and kept, pieces included
         self._dirty = True  # the events list may have been changed from outside: recount
+        self.captured = False  # something recorded was shown inside a widget's Output
 
     @property
     def events(self) -> list[tuple[Any, ...]]:
@@ -177,6 +179,9 @@ class OutputLog:
         self.add(kind, *payload)
 
     def add(self, kind: str, *payload: Any) -> None:
+        # checked as each event begins (a run of writes to one stream is one event), not
+        # on every write: the widget's Output captures a whole block of the cell
+        self.captured = self.captured or output_widget_capturing()
         if self._dirty:
             self._recount()
         if kind in _STREAMS:
@@ -293,6 +298,18 @@ class OutputLog:
                 page(payload[0], payload[1])
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def output_widget_capturing() -> bool:
+    """Whether an ipywidgets ``Output`` captures what is shown now (inside its ``with``
+    block, as ``interact`` shows a function's output): a front end shows it in that
+    widget rather than in the cell."""
+    widgets = sys.modules.get("ipywidgets.widgets.widget")
+    output = sys.modules.get("ipywidgets.widgets.widget_output")
+    live = getattr(widgets, "_instances", None)  # every widget the kernel holds, by model id
+    if output is None or not isinstance(live, dict):
+        return False
+    return any(isinstance(w, output.Output) and w.msg_id for w in list(live.values()))
 
 
 def _size_of(event: tuple[Any, ...]) -> int:

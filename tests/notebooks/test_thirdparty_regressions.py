@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from nbcache.notebooks import cellids
-from nbcache.run.cellrun import WIDGET_VIEW
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 class LostWakeup:
@@ -138,7 +139,9 @@ def test_a_notebook_of_interact_cells_runs_to_its_end_twice(tmp_path: Path) -> N
 
 
 @pytest.mark.timeout(300)
-def test_a_cell_showing_a_widget_runs_again_rather_than_show_a_dead_view(tmp_path: Path) -> None:
+def test_a_cell_whose_output_a_widget_captured_runs_again_rather_than_restore_it(
+    tmp_path: Path,
+) -> None:
     """ipywidgets' "Factoring": ``interact(factorit, n=(2, 40));`` restored showed the
     widget's view (of a model no longer in any kernel) and, beside it, what the widget's
     Output had captured when it was made."""
