@@ -16,7 +16,8 @@ For each notebook (:data:`NOTEBOOKS`), every round, in this process:
    then the same edit and executed again;
 5. what the edited run cannot avoid, run plain: a kernel that imports what the
    cells the edited run executed need (the imports of earlier cells binding names
-   they read).
+   they read, and the modules of the classes of the values they read, which loading
+   those values imports: :func:`value_modules`).
 
 Every side's kernel is stopped the same way: nbcache's kernel manager (a kernel
 that does not exit on request is stopped after 1 s, where jupyter_client waits
@@ -76,6 +77,7 @@ NEEDED = "must execute: kernel + imports needed + cells' plain time"
 VS_NEEDED = "edited run / what it must execute"
 BODIES = "edited run: bodies of the cells that ran"
 LOADED = "values loaded by the edited run"
+MODULES = "must execute: modules of the values those cells read"
 
 UNCHANGED_TARGET = at_most(1.2)
 EDITED_TARGET = at_most(1.1)
@@ -128,6 +130,55 @@ def needed_imports(cells: Sequence[str], executed: Sequence[int]) -> list[str]:
                 if bound & wanted and statement not in out:
                     out.append(statement)
     return out
+
+
+# Run after the cells before the first that executes: the modules of the classes of the
+# values the executed cells read (a level into lists, tuples and dicts), which loading
+# those values imports (a fitted model's results class, a DataFrame's).
+PROBE = """\
+def _nbcache_probe(names, depth_limit=2):
+    import json, types
+    found, seen = [], set()
+    def add(value, depth):
+        if id(value) in seen or depth > depth_limit or isinstance(value, types.ModuleType):
+            return
+        seen.add(id(value))
+        module = getattr(type(value), "__module__", None) or "builtins"
+        if module not in ("builtins", "__main__") and module not in found:
+            found.append(module)
+        if type(value) in (list, tuple, set, frozenset):
+            for item in list(value)[:100]:
+                add(item, depth + 1)
+        elif type(value) is dict:
+            for key, item in list(value.items())[:100]:
+                add(key, depth + 1)
+                add(item, depth + 1)
+    for name in names:
+        if name in globals():
+            add(globals()[name], 0)
+    print(json.dumps(found))
+_nbcache_probe({names!r})
+"""
+
+
+def value_modules(cells: Sequence[str], executed: Sequence[int], work: Path) -> list[str]:
+    """The modules a plain kernel imports to hold the values the ``executed`` cells read
+    from the cells before them (a class's module: unpickling the value imports it),
+    found by running the cells before the last of them plain with a probe after."""
+    import nbformat
+
+    if not executed:
+        return []
+    names = sorted(set().union(*(_names(cells[i]) for i in executed)))
+    # before the last of them (the edited cell; those before it mostly always run, a
+    # `%matplotlib` cell at the top): the values are bound by then
+    probe = [*cells[: max(executed)], PROBE.format(names=names)]
+    write_notebook(probe, work / "probe.ipynb")
+    _, nb = _plain(work / "probe.ipynb")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    printed = "".join(o.get("text", "") for o in code[-1].outputs if o.get("name") == "stdout")
+    nbformat.write(nb, os.fspath(work / "probe.out.ipynb"))
+    return list(json.loads(printed.strip().splitlines()[-1]))
 
 
 def _cell_seconds(nb: Any) -> list[float]:
@@ -297,7 +348,10 @@ def _one(
         out["loaded"] = [n for c in summary.cells for n in c.loaded]
         out["loaded_bytes"] = _loaded_bytes(summary, edited, store)
         executed = [c.index for c in ran]
-        write_notebook(needed_imports(edited, executed), work / "needed.ipynb")
+        if "modules" not in out:  # the same in every round: probed once
+            out["modules"] = value_modules(edited, executed, work)
+        values = [f"import {module}" for module in out["modules"]]
+        write_notebook([*needed_imports(edited, executed), *values], work / "needed.ipynb")
         imports = _plain(work / "needed.ipynb")[0]
         out["needed"].append(imports + sum(per_cell[i] for i in executed))
         settings.say(f"whole_notebook: {name}: jupyter-cache ({r + 1}/{rounds})")
@@ -394,6 +448,7 @@ def _rows(name: str, n: int, got: Mapping[str, Any]) -> list[Row]:
                 f"from {format_size(got['loaded_bytes'])} of entries"
             ),
         ),
+        Row(group, MODULES, status=", ".join(got.get("modules") or ()) or "none"),
     ]
 
 
@@ -419,9 +474,12 @@ GROUP = Group(
         "notebook merge`); edited: the same edit, run_and_cache again (it re-executes the "
         "whole notebook).",
         "Must execute: a plain run of the import statements (of earlier cells) that bind "
-        "names the cells the edited run executed mention (one kernel's start and stop, and "
-        "those imports), plus those cells' own times in the plain run (nbclient's timing "
-        "metadata). The target allows the edited run 10 % more.",
+        "names the cells the edited run executed mention, and of the modules of the classes "
+        "of the values they read (a level into lists, tuples and dicts; unpickling such a "
+        "value imports its module: a fitted model's results, a DataFrame), found once by a "
+        "plain run of the cells before them with a probe after: one kernel's start and "
+        "stop, and those imports, plus those cells' own times in the plain run (nbclient's "
+        "timing metadata). The target allows the edited run 10 % more.",
         "Bodies: the seconds the cells that executed in the edited run took; the rest of the "
         "edited run is the kernel's start and stop, re-importing the modules of restored "
         "cells, replaying outputs and nbcache's own work. Values loaded: the names the "

@@ -354,6 +354,9 @@ def test_whole_notebook_rows(bench: dict[str, ModuleType], tmp_path: Path) -> No
             assert row.met in (True, False), row
     loaded = next(row for row in rows if row.name == whole.LOADED)
     assert "from" in str(loaded.status)
+    # the edited cell reads arrays: the bound imports numpy for them
+    modules = next(row for row in rows if row.name == whole.MODULES)
+    assert "numpy" in str(modules.status).split(", ")
     assert not (tmp_path / "whole-notebook").exists()  # kernels' matplotlib config stays
 
 

@@ -41,7 +41,7 @@ from .decide import Decision, Look, decide
 from .effects import Effects, only_imports
 from .effects import ran as effects_ran
 from .files import FileReads
-from .lazy import header_records, needed, pending, stand_ins, swap_in
+from .lazy import header_records, needed, pending, reaches_libraries, stand_ins, swap_in
 from .lazyimports import Waiting, import_stand_ins
 from .modstate import ModuleWatch
 from .naming import by_interest
@@ -315,27 +315,29 @@ class CellRunner:
         return result if result is not None else NO_RESULT
 
     def bring_in(self, code: CellCode | None) -> None:
-        """Before a body runs: import every module restored cells left waiting, then load
-        the stand-ins of values it can reach (``code`` None: all)."""
-        namespace = self.shell.user_ns
-        self.deferred.make(namespace, self.shell.display_publisher)  # no value: not listed
-        if not pending(namespace):
-            return
+        """Before a body runs: the waiting imports (unless it reaches no library), then the
+        stand-ins of values it can reach (``code`` None: all)."""
+        namespace, publisher = self.shell.user_ns, self.shell.display_publisher
+        waits = bool(self.deferred.modules) and not reaches_libraries(code, namespace)
+        if not waits:
+            self.deferred.make(namespace, publisher)  # no value: not listed
+        if pending(namespace):
+            self.loaded.extend(swap_in(needed(code, namespace), namespace, self._entry_of))
+        if waits and reaches_libraries(code, namespace):  # loaded: a list of numpy floats
+            self.deferred.make(namespace, publisher)
 
-        def load(key: str) -> CellEntry | None:
-            with restoring_into(namespace):
-                hit = self.cache.lookup(key, Ask(name=VALUE_NAME))
-            entry = CellEntry.read(hit.value) if hit is not None else None
-            if entry is None:
-                warn(
-                    f"nbcache: the stored values of an earlier cell (entry {key[:12]}) are "
-                    "gone from the store since it was restored; run the notebook again.",
-                    stacklevel=5,
-                )
-                return None
-            return entry
-
-        self.loaded.extend(swap_in(needed(code, namespace), namespace, load))
+    def _entry_of(self, key: str) -> CellEntry | None:
+        """The values of the entry ``key`` (a stand-in's), or None and a warning."""
+        with restoring_into(self.shell.user_ns):
+            hit = self.cache.lookup(key, Ask(name=VALUE_NAME))
+        entry = CellEntry.read(hit.value) if hit is not None else None
+        if entry is None:
+            warn(
+                f"nbcache: the stored values of an earlier cell (entry {key[:12]}) are "
+                "gone from the store since it was restored; run the notebook again.",
+                stacklevel=5,
+            )
+        return entry
 
     def _note_seconds(
         self, identity: str, seconds: float, summary: dict[str, Any] | None = None

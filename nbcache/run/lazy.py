@@ -13,9 +13,9 @@ the globals of the notebook functions and classes it reads, transitively), and
 A module a cell imported, or a library's function or class it bound (``import
 numpy as np``, ``from scipy.stats import norm``), is not imported on a hit either:
 its stand-in says where it is imported from and hashes as the value would. Before
-any cell runs, every module restored cells imported is, in the notebook's order,
-whatever the cell reads (:mod:`nbcache.run.lazyimports`): an import may register
-into another library, which a cell reaches without naming the module.
+a cell runs that may reach a library (:func:`reaches_libraries`), every module
+restored cells imported is, in the notebook's order (:mod:`nbcache.run.lazyimports`):
+an import may register into another library, which a cell reaches without naming it.
 
 Entries that bind notebook code or modules beside the notebook, that changed the
 random generators or other outside state, that wrote files, or that keep values
@@ -28,6 +28,7 @@ unless the cell's imports themselves changed outside state (:func:`header_record
 from __future__ import annotations
 
 import ast
+import dis
 import gc
 import json
 import os
@@ -51,6 +52,7 @@ __all__ = [
     "header_records",
     "needed",
     "pending",
+    "reaches_libraries",
     "recorded_imports",
     "recorded_meta",
     "restorable",
@@ -290,6 +292,92 @@ def _code_within(value: Any) -> list[Any] | None:
         todo.append(type(obj))
         todo.extend(gc.get_referents(obj))
     return found
+
+
+# What a stand-in of plain data says its value is (``describe``): loading it imports nothing.
+_PLAIN_TYPES = frozenset(
+    {"int", "float", "complex", "str", "bytes", "bool", "NoneType", "range"}
+    | {"list", "tuple", "dict", "set", "frozenset"}
+)
+_IMPORT_OPS = frozenset({dis.opmap["IMPORT_NAME"], dis.opmap["IMPORT_FROM"]})
+
+
+def reaches_libraries(code: CellCode | None, namespace: Mapping[str, Any]) -> bool:
+    """Whether a run of ``code`` may reach a library, into which an import a lazy run
+    left waiting may have registered (an accessor, a projection, a setting): a module, a
+    library's function, class or object, an import of its own or in a notebook function
+    it calls, or anything not known (True then). False only for a cell whose names,
+    followed through the notebook functions it reads, reach plain data (numbers,
+    strings, containers of them) and notebook functions: no registration can show there.
+    """
+    if code is None or code.uses_shell or "import" in code.source:
+        return True
+    scanned = _source_scan(code.source)
+    if scanned is None or _reaches_anything(scanned[0]):
+        return True
+    names: list[str] = [*scanned[0], *scanned[1], *code.string_reads]
+    values: list[Any] = []
+    seen: set[str] = set()
+    visited: set[int] = set()
+    while names or values:
+        if names:
+            name = names.pop()
+            if name not in seen:
+                seen.add(name)
+                if name == "__import__":
+                    return True
+                if name in namespace:  # else a builtin, or not bound yet
+                    values.append(namespace[name])
+            continue
+        value = values.pop()
+        if id(value) in visited:
+            continue
+        visited.add(id(value))
+        kind = type(value)
+        if len(visited) > _WALK_LIMIT:
+            return True
+        if kind in _LEAVES:
+            continue
+        if kind is StandIn:
+            if value.imports or value.described.get("type") not in _PLAIN_TYPES:
+                return True
+            names.extend(value.string_reads)
+        elif kind in (list, tuple, set, frozenset):
+            values.extend(value)
+        elif kind is dict:
+            values.extend(value)
+            values.extend(value.values())
+        elif kind is types.FunctionType and is_code(value):
+            if _imports_within(value.__code__):
+                return True
+            names.extend(_names_used(value))
+            values.extend(_function_values(value))
+        else:
+            return True
+    return False
+
+
+def _imports_within(code: types.CodeType) -> bool:
+    """Whether ``code`` or code nested in it has an import statement."""
+    todo = [code]
+    while todo:
+        one = todo.pop()
+        raw = one.co_code
+        if any(raw[i] in _IMPORT_OPS for i in range(0, len(raw), 2)):
+            return True
+        todo.extend(c for c in one.co_consts if isinstance(c, types.CodeType))
+    return False
+
+
+def _function_values(fn: types.FunctionType) -> list[Any]:
+    """What a function holds besides its code: defaults and the cells it closes over."""
+    out: list[Any] = [*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).values()]
+    for cell in fn.__closure__ or ():
+        try:
+            out.append(cell.cell_contents)
+        except ValueError:  # a cell not filled yet
+            continue
+    return out
 
 
 def _source_scan(source: str) -> tuple[set[str], set[str]] | None:

@@ -1,8 +1,9 @@
 """A library's modules, functions and classes a restored cell bound, standing in until
 a cell runs (see :mod:`nbcache.run.lazy`), and the imports made then.
 
-Before any cell runs, every module restored cells imported is imported, in the
-notebook's order, and every stand-in bound (:func:`import_deferred`): importing
+Before a cell runs that may reach a library, every module restored cells imported
+is imported, in the notebook's order, and every stand-in bound
+(:func:`import_deferred`; :func:`nbcache.run.lazy.reaches_libraries`): importing
 ``hvplot.pandas`` adds an accessor to pandas' DataFrame, ``janitor`` methods,
 ``mpl_toolkits.mplot3d`` a projection, and a cell uses those through a value, or
 through its own ``import pandas``, without naming the module. Which imports

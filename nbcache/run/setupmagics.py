@@ -4,9 +4,10 @@ split from the code that follows them.
 ``%matplotlib``, ``%load_ext``, ``%reload_ext``, ``%config``, ``%autoreload`` and
 ``%aimport`` change how the kernel runs what follows (a backend, an extension, a
 setting) and leave no value a cell's stored outputs depend on. A cell that begins
-with such lines (``%matplotlib inline`` above a seed, an import) runs as two cells
-would: the magics every time, then the rest cached like any cell, keyed after the
-magics ran, as a plain run has them by then.
+with such lines (``%matplotlib inline`` above a seed, an import), or with imports and
+then such lines, runs as two cells would: the magics every time (before those
+imports), then the rest cached like any cell, keyed after the magics ran, as a plain
+run has them by then.
 """
 
 from __future__ import annotations
@@ -20,24 +21,32 @@ SETUP_MAGICS = ("matplotlib", "load_ext", "reload_ext", "config", "autoreload", 
 
 def split_setup(source: str) -> tuple[str, str]:
     """``source`` (as IPython transformed it) as its leading set-up magics and the code
-    after them; ``("", source)`` when it does not begin with such magics, or has no code
-    after them. The code keeps its lines where they were (the magics' lines are blank in
-    it), so a traceback and a listing number them as the cell does."""
+    besides them; ``("", source)`` when it does not begin with such magics, or has no
+    code besides them. Imports may come before them (``import numpy as np`` above
+    ``%matplotlib inline``); the magics then run before those imports. Each part keeps
+    its lines where they were (the other part's are blank in it), so a traceback and a
+    listing number them as the cell does."""
     if "run_line_magic" not in source:
         return "", source
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return "", source
-    end = 0
+    magic: set[int] = set()  # the lines of the leading set-up magics
+    code: set[int] = set()  # the lines of every other statement
+    leading = True
     for statement in tree.body:
-        if not _setup_magic(statement):
-            if end and statement.lineno > end:
-                lines = source.splitlines(keepends=True)
-                return "".join(lines[:end]), "\n" * end + "".join(lines[end:])
-            break
-        end = statement.end_lineno or statement.lineno
-    return "", source
+        span = range(statement.lineno, (statement.end_lineno or statement.lineno) + 1)
+        if leading and _setup_magic(statement):
+            magic.update(span)
+            continue
+        leading = leading and isinstance(statement, (ast.Import, ast.ImportFrom))
+        code.update(span)
+    if not magic or not code or not magic.isdisjoint(code):
+        return "", source  # no magic, no code, or both on one line (`%...; x = 1`)
+    lines = source.splitlines(keepends=True)
+    setup = "".join(ln if n in magic else "\n" for n, ln in enumerate(lines[: max(magic)], 1))
+    return setup, "".join("\n" if n in magic else ln for n, ln in enumerate(lines, 1))
 
 
 def _setup_magic(statement: ast.stmt) -> bool:

@@ -293,15 +293,22 @@ MIXED = [
     ("draw", "print(np.random.normal(size=3).round(6).tolist())"),
     ("backend", "print(matplotlib.get_backend())"),
 ]
+# as many older tutorials begin: the imports, then the backend, in one cell
+IMPORTS_FIRST = [
+    ("imports", "import matplotlib\nimport numpy as np\n%matplotlib agg"),
+    ("mixed", "np.random.seed(sum(map(ord, 'aesthetics')))"),
+    *MIXED[2:],
+]
 
 
+@pytest.mark.parametrize("cells", [MIXED, IMPORTS_FIRST], ids=["magic-first", "imports-first"])
 def test_a_cell_of_a_setup_magic_and_code_restores_with_no_kernel_and_sets_up_a_run(
-    folder: Path, monkeypatch: pytest.MonkeyPatch
+    folder: Path, monkeypatch: pytest.MonkeyPatch, cells: list[tuple[str, str]]
 ) -> None:
-    """``%matplotlib`` above code: the code is cached like any cell, so an unchanged
+    """``%matplotlib`` beside code: the code is cached like any cell, so an unchanged
     notebook starts no kernel; a run that starts one runs the magic before the cells
     after it, which then see the backend a plain run sets."""
-    write_notebook(folder / "nb.ipynb", MIXED)
+    write_notebook(folder / "nb.ipynb", cells)
     runs = Runs(folder, monkeypatch)
     first, kernel = runs.run("one.ipynb")
     assert kernel and [c.outcome for c in first.cells] == ["ran"] * 4
@@ -321,7 +328,7 @@ def test_a_cell_of_a_setup_magic_and_code_restores_with_no_kernel_and_sets_up_a_
     assert kernel
     assert [c.outcome for c in third.cells] == ["restored", "restored", "restored", "ran"]
     plain = nbrun.run(
-        [s for _, s in MIXED[:-1]] + [edited],
+        [s for _, s in cells[:-1]] + [edited],
         cwd=folder,
         env=kernel_env(folder, folder / "plain"),
     )

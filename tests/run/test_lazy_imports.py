@@ -84,21 +84,54 @@ def test_restoring_cells_imports_nothing_until_a_cell_runs(tmp_path: Path) -> No
     assert lazy_keys == _notebook_run(tmp_path, False, NOTEBOOK)[2]
 
 
-def test_an_edited_cell_runs_after_every_import_a_plain_run_made(tmp_path: Path) -> None:
-    """Even one that reads none of them: an import may have registered into a library the
-    cell reaches some other way (see test_an_import_registering_into_another_library)."""
+def test_an_edited_cell_that_reaches_no_library_leaves_the_imports_waiting(
+    tmp_path: Path,
+) -> None:
+    """It reads a list of ints: no registration an import made can show there."""
     _notebook_run(tmp_path, False, NOTEBOOK)
     edited = [*NOTEBOOK[:-1], EDITED]
     shell, cells, lazy_keys = _notebook_run(tmp_path, True, edited)
     assert shell.user_ns["c"] == 11
-    assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
-    assert shell.user_ns["wave_open"] is sys.modules["wave"].open
+    assert "colorsys" not in sys.modules and "wave" not in sys.modules
+    assert type(shell.user_ns["colorsys"]) is StandIn
     auto = cells.auto
     assert auto is not None
     assert [o["outcome"] for o in auto.outcomes] == ["restored"] * 4 + ["ran"]
     # every key is the one an eager restore gives (the edited cell's too)
     _, _, eager_keys = _notebook_run(tmp_path, False, edited)
     assert lazy_keys == eager_keys
+
+
+LIBRARY_REACHED = [
+    "import math\nc = len(a)",  # an import of its own
+    "c = len(frac)",  # a value holding a library's object
+    "c = importer()",  # a notebook function that imports when called
+    "c = hsv((0.2, 0.4, 0.4))",  # a notebook function reading a module
+    "c = len(a) + __import__('math').floor(1.5)",
+    "c = [len(a), get_shell]",  # a library's function
+]
+
+
+@pytest.mark.parametrize("cell", LIBRARY_REACHED)
+def test_an_edited_cell_that_may_reach_a_library_runs_after_every_import(
+    tmp_path: Path, cell: str
+) -> None:
+    """Even one that reads none of the modules: an import may have registered into a
+    library the cell reaches some other way (see the registering test below)."""
+    notebook = [
+        *NOTEBOOK[:-1],
+        ("frac", "from fractions import Fraction\nfrac = [Fraction(1, 3)]"),
+        ("importer", "def importer():\n    import math\n    return 1"),
+        ("shell", "from IPython import get_ipython as get_shell"),
+        ("last", "c = len(a)"),
+    ]
+    _notebook_run(tmp_path, False, notebook)
+    shell, cells, _ = _notebook_run(tmp_path, True, [*notebook[:-1], ("last", cell)])
+    assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
+    assert shell.user_ns["wave_open"] is sys.modules["wave"].open
+    auto = cells.auto
+    assert auto is not None
+    assert [o["outcome"] for o in auto.outcomes][-1] == "ran"
 
 
 def test_a_running_cell_that_reaches_a_module_gets_the_module_a_plain_run_gives(
@@ -261,6 +294,6 @@ def test_a_restored_import_of_a_submodule_imports_the_submodule(
     _notebook_run(tmp_path / "store", False, notebook)
     _forget(*PLUGINS)
     _, cells, _ = _notebook_run(tmp_path / "store", lazy, notebook)
-    _run(cells, [("use", "m = n + 1")])
+    _run(cells, [("use", "m = (n, plugin_pkg)")])  # it reaches the library
     assert sys.modules["registry_lib"].REGISTERED == ["plugin_pkg.ext"]
     _forget(*PLUGINS)

@@ -42,9 +42,15 @@ def test_leading_setup_magics_are_split_from_the_code_after_them() -> None:
     assert not rest.splitlines()[0].strip() and "get_ipython" not in rest
     setup, rest = split_setup(ipython("%load_ext autoreload\n%autoreload 2\nimport json"))
     assert setup.count("run_line_magic") == 2 and rest.strip() == "import json"
+    # imports above the magics: the magics run first, the imports stay in the code
+    source = ipython("import numpy as np\nimport json\n%matplotlib inline\nx = np.ones(2)")
+    setup, rest = split_setup(source)
+    assert setup.splitlines() == ["", "", "get_ipython().run_line_magic('matplotlib', 'inline')"]
+    assert rest.splitlines() == ["import numpy as np", "import json", "", "x = np.ones(2)"]
+    assert split_setup(ipython("import json\n%matplotlib inline"))[1].strip() == "import json"
     for whole in (
         "%matplotlib inline",  # nothing after it: a cell of magics, as before
-        "import json\n%matplotlib inline",  # code first: the magic would run out of order
+        "import json\nx = 1\n%matplotlib inline",  # code first: it might read the backend
         "%cd ..\nx = 1",  # changes what the code reads
         "%timeit f(1)\nx = 1",  # a measurement beside code
         "x = 1",
