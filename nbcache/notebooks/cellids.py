@@ -4,9 +4,10 @@ none, and the kernel names cells by id (``%nbcache why``, the plan, the run's lo
 The same client waits on the kernel's shell and IOPub channels in slices: a wait on an
 asyncio ZeroMQ socket can miss the wake-up for a message that is already there, and
 then lasts until its timeout (nbclient's cell timeout: none by default, so for ever).
-Seen in ``nbcache run`` after cells showing ``ipywidgets.interact``, whose Output widget
-nbclient answers with messages sent on the shell socket while it waits for the reply
-there. A wait begun again looks at the socket first, so a missed wake-up costs one slice.
+Seen after cells showing ``ipywidgets.interact``, whose Output widget nbclient answers
+with messages sent on the shell socket while it waits for the reply there (nbclient
+alone stalls the same way). A wait begun again looks at the socket first, so a missed
+wake-up costs one slice.
 """
 
 from __future__ import annotations
