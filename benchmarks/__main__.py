@@ -28,6 +28,7 @@ from . import (
     notebook_overhead,
     on_dask,
     printing,
+    restored_cells,
     resume,
     s3,
     store_io,
@@ -64,6 +65,7 @@ GROUPS: dict[str, Group] = {
         resume.GROUP,
         notebook_overhead.GROUP,
         whole_notebook.GROUP,
+        restored_cells.GROUP,
         printing.GROUP,
     )
 }

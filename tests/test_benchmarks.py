@@ -43,6 +43,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
             "notebook_overhead",
             "resume",
             "whole_notebook",
+            "restored_cells",
             "printing",
         )
     }
@@ -331,6 +332,25 @@ def test_notebook_overhead_rows(bench: dict[str, ModuleType], tmp_path: Path) ->
         assert row.figure is not None, row
         if row.target is not None:
             assert row.met in (True, False), row
+    assert {k: os.environ.get(k) for k in before} == before
+    assert not list(tmp_path.iterdir())
+
+
+def test_restored_cells_rows(bench: dict[str, ModuleType], tmp_path: Path) -> None:
+    common, restored_cells = bench["common"], bench["restored_cells"]
+    before = {k: os.environ.get(k) for k in ("NBCACHE_DIR", "NBCACHE_SECRET", "NBCACHE_AUTO")}
+    settings = common.Settings(size=0, repeat=1, directory=tmp_path)
+    rows = restored_cells.run(settings)
+    names = [row.name for row in rows]
+    assert names == list(restored_cells.NAMES) * len(restored_cells.NOTEBOOKS)
+    for row in rows:
+        if row.target is None:
+            assert row.cpu and all(t > 0 for t in row.cpu), row
+        else:
+            assert row.figure is not None and row.met in (True, False), row
+    # The target printed is the one the README's performance table states.
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert restored_cells.TARGET.text in readme[readme.index("## Performance") :]
     assert {k: os.environ.get(k) for k in before} == before
     assert not list(tmp_path.iterdir())
 

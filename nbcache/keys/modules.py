@@ -69,7 +69,7 @@ def _under_installed_root(path: str) -> bool:
             return False
         current = written.rstrip(os.sep)
         for part in parts:
-            current = os.path.join(current, part)
+            current += os.sep + part  # os.path.join's own steps: parts are never empty
             try:
                 if stat.S_ISLNK(os.lstat(current).st_mode):
                     return False

@@ -36,6 +36,7 @@ __all__ = [
     "analyze",
     "cell_key",
     "changed_names",
+    "is_history_name",
     "is_shell_name",
     "names_in_string",
     "namespace_snapshot",
@@ -60,6 +61,14 @@ def is_shell_name(name: str) -> bool:
         or stripped.isdigit()
         or (stripped[:1] == "i" and stripped[1:].isdigit())
     )
+
+
+def is_history_name(name: str) -> bool:
+    """IPython's input and output history (``In``, ``Out``, ``_``, ``_3``, ``_i``, ``_ih``):
+    what it holds depends on the cells run before, not on any value a key can hash."""
+    if name in ("get_ipython", "exit", "quit") or not is_shell_name(name):
+        return False
+    return not (len(name) > 4 and name.startswith("__") and name.endswith("__"))  # a dunder
 
 
 # -- what a cell reads and binds ---------------------------------------------------
@@ -90,6 +99,8 @@ class CellCode:
     module_attrs: tuple[tuple[str, str], ...] = ()
     from_imports: tuple[tuple[str, str], ...] = ()
     imports: tuple[str, ...] = ()  # the modules the cell imports, by full name
+    # IPython's history the cell reads (``_``, ``Out``, ``In``, ``_i``): no key can hold it
+    history_reads: tuple[str, ...] = ()
 
 
 class _Scan(ast.NodeVisitor):
@@ -107,6 +118,10 @@ class _Scan(ast.NodeVisitor):
 
     def bind(self, name: str) -> None:
         self.bound.add(name)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        """Nothing to read or bind; ``NodeVisitor``'s own looks for visitors of the
+        constant's old node type first, a sixth of the scan's time."""
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
@@ -269,11 +284,14 @@ def analyze(source: str) -> CellCode:
     attrs: dict[tuple[str, str], None] = {}
     froms: dict[tuple[str, str], None] = {}
     imports: dict[str, None] = {}
+    sets_attributes = False  # no attribute set or deleted anywhere: no root to look for
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             strings.append(node.value)
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            attrs[(node.value.id, node.attr)] = None
+        elif isinstance(node, ast.Attribute):
+            sets_attributes = sets_attributes or not isinstance(node.ctx, ast.Load)
+            if isinstance(node.value, ast.Name):
+                attrs[(node.value.id, node.attr)] = None
         elif isinstance(node, ast.Import):
             imports.update(dict.fromkeys(alias.name for alias in node.names))
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -292,10 +310,13 @@ def analyze(source: str) -> CellCode:
         first_line=first[:80],
         uses_shell="get_ipython" in scan.reads or "get_ipython" in scan.deferred,
         string_reads=tuple(n for n in string_reads if not is_shell_name(n)),
-        attribute_roots=tuple(sorted(_attribute_roots(tree))),
+        attribute_roots=tuple(sorted(_attribute_roots(tree))) if sets_attributes else (),
         module_attrs=tuple(attrs),
         from_imports=tuple(froms),
         imports=tuple(imports),
+        history_reads=tuple(
+            n for n in dict.fromkeys((*scan.reads, *sorted(scan.deferred))) if is_history_name(n)
+        ),
     )
 
 

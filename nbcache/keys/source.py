@@ -62,6 +62,9 @@ def _instructions(code: types.CodeType) -> list[tuple[int, int]]:
     read: dis builds an object per instruction with its positions and label, a
     tenth of a millisecond per function on the first hit of a fresh kernel.
     """
+    last = _LAST_SCAN
+    if last[0] is code:
+        return last[1]
     raw = code.co_code
     found: list[tuple[int, int]] = []
     extended = 0
@@ -74,7 +77,18 @@ def _instructions(code: types.CodeType) -> list[tuple[int, int]]:
         extended = 0
         if op != _CACHE_OPCODE:
             found.append((op, arg))
+    _scanned(code, found)
     return found
+
+
+# The code scanned last and its instructions: a fingerprint scans each code object for its
+# globals, then for its imports. One tuple, replaced whole, so threads never see a mix.
+_LAST_SCAN: tuple[types.CodeType | None, list[tuple[int, int]]] = (None, [])
+
+
+def _scanned(code: types.CodeType, found: list[tuple[int, int]]) -> None:
+    global _LAST_SCAN
+    _LAST_SCAN = (code, found)
 
 
 def global_names(code: types.CodeType) -> set[str]:

@@ -20,7 +20,16 @@ __all__ = ["StandIn"]
 class StandIn:
     """Stands for a value kept in the store under ``key``: its digest and summary."""
 
-    __slots__ = ("described", "digest", "fingerprint", "imports", "key", "name", "string_reads")
+    __slots__ = (
+        "described",
+        "digest",
+        "fingerprint",
+        "imports",
+        "key",
+        "loaded",
+        "name",
+        "string_reads",
+    )
 
     def __init__(
         self,
@@ -43,6 +52,9 @@ class StandIn:
         self.imports = imports
         # a module's fingerprint, which code reading it as a global hashes (not its digest)
         self.fingerprint = fingerprint
+        # (value,) once a result's stand-in was loaded where IPython keeps it (``_``): its
+        # display hook, which still holds the stand-in, is told (see nbcache.ui.ipython)
+        self.loaded: tuple[Any, ...] = ()
 
     def __repr__(self) -> str:
         # Seen only if a cell reads a value nbcache failed to load: say so plainly.

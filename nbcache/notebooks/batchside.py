@@ -12,17 +12,16 @@ Before a cell runs, auto mode's decision for it is taken (the same one its run t
 in the same state): a cell that would not restore ends the batch unrun, and the
 driver executes it, and the cells after it, in requests of their own. That decision
 is kept for the cell's run, so a restored cell is keyed once. A cell that reads
-IPython's input history (``In``, ``_i``) ends the batch: its run stores its input
-first, so the decision taken before would not be the one its run takes. A kernel
-with a pre-run hook nbcache does not know (``%autoreload`` reloads modules there)
-batches nothing.
+IPython's history (``In``, ``_i``, ``Out``, ``_``) never restores (see
+nbcache.run.decide), so it ends a batch as any cell that runs. A kernel with a
+pre-run hook nbcache does not know (``%autoreload`` reloads modules there) batches
+nothing.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -37,7 +36,6 @@ __all__ = ["restore"]
 CAPTURED = frozenset(
     {"stream", "display_data", "execute_result", "update_display_data", "clear_output", "error"}
 )
-_HISTORY = re.compile(r"In|_ih|_i{1,3}|_i\d+")
 # The pre-run hooks a batch knows change nothing a decision reads.
 _KNOWN_HOOKS = ("nbcache.", "IPython.core.", "ipykernel.")
 # What auto mode gives every cell it wraps (``%%cache --auto``).
@@ -65,12 +63,18 @@ def restore(cells_file: str, out_file: str) -> None:
     with _captured(session) as messages, _said(out_file, done, stopping):
         for cell in given:
             started = time.time()
-            body = _body(shell, str(cell["source"]))
-            if body is None or not ahead.restores(cell.get("id"), body):
+            raw = str(cell["source"])
+            python = _transformed(shell, raw)
+            body = _body(python) if python is not None else None
+            if python is None or body is None or not ahead.restores(cell.get("id"), body):
                 stopping.append({"index": cell["index"], "messages": list(messages)})
                 break
             count = shell.execution_count
-            result = shell.run_cell(cell["source"], store_history=True, cell_id=cell.get("id"))
+            try:
+                with _made(shell, raw, python):
+                    result = shell.run_cell(raw, store_history=True, cell_id=cell.get("id"))
+            finally:
+                ahead.forget()
             sys.stdout.flush()  # the stream messages are sent now, before the next cell's
             sys.stderr.flush()
             done.append(
@@ -116,11 +120,39 @@ def _known_hooks(shell: Any) -> bool:
     return True
 
 
-def _body(shell: Any, raw: str) -> str | None:
-    """The body auto mode's ``%%cache --auto`` gets of ``raw``, or None: a cell IPython
-    runs itself (another cell magic, a line it rewrites, one that does not parse)."""
+def _transformed(shell: Any, raw: str) -> str | None:
+    """``raw`` as IPython transforms it to run it, or None: it does not transform."""
     try:
-        tree = ast.parse(shell.transform_cell(raw))
+        return str(shell.transform_cell(raw))
+    except (SyntaxError, ValueError):
+        return None
+
+
+@contextmanager
+def _made(shell: Any, raw: str, python: str) -> Iterator[None]:
+    """While in the block, IPython's next transform of ``raw`` is ``python``, made before
+    the cell's decision: a request of its own transforms a cell before its magic
+    decides too, and transforming it again would cost a restored cell a fifth of
+    nbcache's time (two passes of IPython's tokenizer and a parse)."""
+
+    def once(cell: str) -> Any:
+        del shell.transform_cell  # the class's again, for every later call
+        return python if cell == raw else shell.transform_cell(cell)
+
+    shell.transform_cell = once
+    try:
+        yield
+    finally:
+        if "transform_cell" in vars(shell):
+            del shell.transform_cell
+
+
+def _body(python: str) -> str | None:
+    """The body auto mode's ``%%cache --auto`` gets in ``python`` (a raw cell as IPython
+    transforms it), or None: a cell IPython runs itself (another cell magic, a line it
+    rewrites, one that does not parse)."""
+    try:
+        tree = ast.parse(python)
     except (SyntaxError, ValueError):
         return None
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
@@ -140,12 +172,15 @@ def _body(shell: Any, raw: str) -> str | None:
 
 
 class Ahead:
-    """The runner's decision, taken for a cell before it runs and kept for its run."""
+    """The runner's decision, taken for a cell before it runs and kept for its run, with
+    the source it was taken for (the body transformed as the run transforms it)."""
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner
         self.decide = runner.decide  # the runner's own, bound before this replaces it
+        self.transform = runner.shell.transform  # the shell's own, likewise
         self.kept: tuple[tuple[Any, ...], Any] | None = None
+        self.made: tuple[str, str] | None = None  # (body, source) for the run's transform
 
     @classmethod
     def on(cls, runner: Any) -> Ahead:
@@ -154,7 +189,20 @@ class Ahead:
             return found
         ahead = cls(runner)
         runner.decide = ahead
+        runner.shell.transform = ahead.transformed
         return ahead
+
+    def transformed(self, body: str) -> str:
+        """The runner's transform of ``body``: the one its decision was taken for, once,
+        as a request of its own transforms the body before its decision."""
+        made, self.made = self.made, None
+        if made is not None and made[0] == body:
+            return made[1]
+        return str(self.transform(body))
+
+    def forget(self) -> None:
+        """Nothing kept outlives the run of the cell it was kept for."""
+        self.kept = self.made = None
 
     def __call__(self, source: str, options: CellOptions) -> Any:
         kept, self.kept = self.kept, None  # one use, for the very next decision only
@@ -166,15 +214,11 @@ class Ahead:
         """Whether the cell ``body`` restores if it runs now; its decision kept."""
         shell = self.runner.shell
         shell.cell_id = cell_id or None  # as its pre-run hook sets it
-        source = shell.transform(body)
+        self.made = None
+        source = self.transform(body)
         decision = self.decide(source, AUTO_OPTIONS)
-        code = decision.code
-        if code is not None and any(
-            _HISTORY.fullmatch(name) for name in (*code.reads, *code.string_reads)
-        ):
-            self.kept = None
-            return False
         self.kept = ((shell.cell_id, source, AUTO_OPTIONS), decision)
+        self.made = (body, source)
         return bool(decision.restores)
 
 

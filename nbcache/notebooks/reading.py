@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import CacheError, warn
 from .params import inject
 
-__all__ = ["NotANotebook", "read_notebook"]
+__all__ = ["NotANotebook", "as_read", "read_notebook"]
 
 
 class NotANotebook(CacheError):
@@ -52,6 +52,16 @@ def read_notebook(path: Path, parameters: Mapping[str, Any] | None = None) -> An
             "`parameters` to set them after it",
             stacklevel=2,
         )
+    return nb
+
+
+def as_read(nb: Any) -> Any:
+    """``nb`` (changed in place) without the ids :func:`read_notebook` named its cells by
+    when its nbformat has none (before 4.5, whose schema refuses them): written so, it
+    stays the notebook a plain run writes, one Jupyter opens as valid."""
+    if isinstance(nb.get("nbformat_minor"), int) and nb["nbformat_minor"] < 5:
+        for cell in nb.cells:
+            cell.pop("id", None)
     return nb
 
 

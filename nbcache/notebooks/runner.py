@@ -26,7 +26,7 @@ from . import nbjson
 from .batch import batching
 from .cellids import with_cell_ids
 from .kernels import is_python, kernel_language, kernel_manager_class, launch_options
-from .reading import read_notebook
+from .reading import as_read, read_notebook
 from .unchanged import Restored, Whole, since
 
 __all__ = [
@@ -277,7 +277,7 @@ def run_notebook(
         summary.elapsed = time.perf_counter() - start
     annotate(nb, summary.cells)
     if out is not None:
-        nbjson.write(nb, os.fspath(out))  # as nbformat.write writes it
+        nbjson.write(as_read(nb), os.fspath(out))  # as nbformat.write writes it
     return nb, summary
 
 

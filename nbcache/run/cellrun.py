@@ -119,9 +119,13 @@ class Unchanged:
             self.stale += Written(dict(inputs.wrote)).missing()
         # An entry with no outside inputs was made before any setting changed: it hits
         # only while none has changed (reading no state: this costs nothing).
-        if self.waiting is not None and any(
-            s.name in inputs.outside and s.module is not None and s.module not in sys.modules
-            for s in registered()
+        if (
+            self.waiting is not None
+            and inputs.outside
+            and any(
+                s.name in inputs.outside and s.module is not None and s.module not in sys.modules
+                for s in registered()
+            )
         ):
             self.waiting()
         self.stale += stale_inputs(inputs.outside)

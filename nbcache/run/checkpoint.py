@@ -120,7 +120,7 @@ class Checkpointer:
         log: OutputLog,
         outside: Effects,
         *,
-        publish: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+        publish: Callable[..., None] | None = None,
         show: Callable[..., None] | None = None,
         report: Callable[[CellReport], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -133,7 +133,7 @@ class Checkpointer:
         self.outside = outside
         self.key = checkpoint_key(run.key.key)
         self.policy = Policy.of(run.options.checkpoint)
-        self._publish = publish or (lambda data, metadata: None)
+        self._publish = publish or (lambda data, metadata, **shown: None)
         self._show = show  # a background cell's card: output goes there, not to a stream
         self._report = report  # where a resume is told (the shell's status line, a card)
         self._clock = clock
@@ -401,7 +401,7 @@ def checkpointing(
     before: dict[str, int],
     log: OutputLog,
     outside: Effects,
-    publish: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    publish: Callable[..., None] | None = None,
     show: Callable[..., None] | None = None,
     report: Callable[[CellReport], None] | None = None,
 ) -> Iterator[Checkpointer]:

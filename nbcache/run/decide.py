@@ -86,7 +86,8 @@ class Decision:
 
 def read(source: str, namespace: Mapping[str, Any], *, identity: str) -> Decision:
     """The cell read (``action`` ``run``, its code set), or why it runs without a key:
-    it does not parse, it calls IPython, it patches installed code."""
+    it does not parse, it calls IPython, it reads IPython's history, it patches
+    installed code."""
     try:
         code = analyze(source)
     except SyntaxError:
@@ -102,6 +103,12 @@ def read(source: str, namespace: Mapping[str, Any], *, identity: str) -> Decisio
         why = (
             "it calls IPython (a line magic or a shell escape), which acts outside the "
             "namespace, so it runs every time"
+        )
+        return Decision("uncached", identity, (why,), code)
+    if code.history_reads:
+        why = (
+            f"it reads IPython's history (`{code.history_reads[0]}`), which holds what the "
+            "cells run before it gave and which no key can hold, so it runs every time"
         )
         return Decision("uncached", identity, (why,), code)
     patched = patches_outside(code, namespace)
@@ -233,7 +240,9 @@ def _look(cache: Cache, run: CellRun, look: Look) -> Decision | None:
                 if look is Look.HEADER:
                     cache.ledger.count_use(hit.info.key, hit.info)
                 return Decision("restore", run.identity, (), run.code, run, hit)
-        if look is Look.PLANNED and hit is None:
+        if hit is None:
+            # nothing stored under the key that checks out, and nothing in memory: the
+            # full lookup would open the same file, or find none, again
             return None
     full = cache.lookup(key, ask=ask)  # a plan's ask counts no use
     if full is None or CellEntry.read(full.value) is None:

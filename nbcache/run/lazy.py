@@ -484,5 +484,6 @@ def swap_in(
                 namespace["Out"][int(where[4:-1])] = value
             else:
                 namespace[where] = value
+                rec.loaded = () if rec.name else (value,)
             loaded.append(where)
     return loaded

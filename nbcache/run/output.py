@@ -141,7 +141,11 @@ _STREAMS = ("stdout", "stderr")
 
 
 class OutputLog:
-    """Everything a cell showed, in order: ``("stdout", text)``, ``("display", data, meta)``.
+    """Everything a cell showed, in order: ``("stdout", text)``, ``("display", data, meta)``
+    (``("display", data, meta, {"transient": ...})`` for one with a display id, which a
+    later cell may update), ``("update", data, meta, {"transient": ..., "update": True})``
+    for the update of a display another cell showed. What ``clear_output`` cleared is
+    left out, as a front end leaves it out.
 
     Recording is linear in what the cell prints: a run of writes to one stream is kept as
     a list of pieces, joined once when the log is read. The log keeps at most
@@ -156,6 +160,7 @@ class OutputLog:
         self._pieces: list[str] = []
         self._size = 0  # characters logged and kept, pieces included
         self._dirty = True  # the events list may have been changed from outside: recount
+        self._clearing = False  # clear_output(wait=True): what was shown goes at the next
         self.captured = False  # something recorded was shown inside a widget's Output
 
     @property
@@ -178,10 +183,47 @@ class OutputLog:
             self.quiet = False
         self.add(kind, *payload)
 
+    def clear(self, wait: bool = False) -> None:
+        """``clear_output``: what the cell showed so far is not shown; with ``wait``, once
+        it shows something more (never, if it shows nothing more), as a front end clears.
+        Inside a widget's Output it clears that widget, not the cell."""
+        if output_widget_capturing():
+            self.captured = True
+            return
+        self._dirty = True  # the next write goes through add, which clears first
+        if wait:
+            self._clearing = True
+            return
+        self._events, self._kind, self._pieces, self._clearing = [], None, [], False
+
+    def shown(self, data: dict[str, Any], meta: dict[str, Any], shown: dict[str, Any]) -> None:
+        """A display with an id (``shown["transient"]``), or its update (``shown["update"]``):
+        an update of a display this cell showed changes it here, as the front end does;
+        of another cell's display, only its last update is kept."""
+        if not shown.get("update"):
+            self.add("display", data, meta, shown)
+            return
+        self._settle()
+        target = shown.get("transient", {}).get("display_id")
+        for i, event in enumerate(self._events):
+            if event[0] in ("display", "update") and len(event) > 3:
+                if event[3].get("transient", {}).get("display_id") != target:
+                    continue
+                if event[0] == "display":
+                    self._events[i] = (event[0], data, meta, event[3])
+                    self._dirty = True
+                    return
+                del self._events[i]
+                self._dirty = True
+                break
+        self.add("update", data, meta, shown)
+
     def add(self, kind: str, *payload: Any) -> None:
         # checked as each event begins (a run of writes to one stream is one event), not
         # on every write: the widget's Output captures a whole block of the cell
         self.captured = self.captured or output_widget_capturing()
+        if self._clearing:
+            self.clear()
         if self._dirty:
             self._recount()
         if kind in _STREAMS:
@@ -238,10 +280,8 @@ class OutputLog:
         sys.stderr = _Tee(sys.stderr, "stderr", self)
         # logging handlers on the real streams log into the cell, as they show there
         _point_handlers({id(saved[0]): sys.stdout, id(saved[1]): sys.stderr})
-        original = getattr(publisher, "publish", None) if publisher is not None else None
-        own = vars(publisher).get("publish") if hasattr(publisher, "__dict__") else None
-        if original is not None:
-            publisher.publish = self._recording_publish(original)
+        patched = _patch(publisher, "publish", self._recording_publish)
+        patched += _patch(publisher, "clear_output", self._recording_clear)
         try:
             yield self
         finally:
@@ -250,23 +290,35 @@ class OutputLog:
             # back on the real streams, and those the cell made on a tee too: a plain
             # run's handler writes to the stream, not to this cell's record of it
             _point_handlers({id(t): saved[i] for i, t in enumerate(tees)})
-            if original is not None:
+            for name, own in patched:
                 if own is None:
-                    del publisher.publish  # back to the class's method
+                    delattr(publisher, name)  # back to the class's method
                 else:
-                    publisher.publish = own
+                    setattr(publisher, name, own)
 
     def _recording_publish(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
-            if not kwargs.get("update") and not kwargs.get("transient"):
-                self.add("display", dict(data), dict(metadata or {}))
+            meta, transient = dict(metadata or {}), kwargs.get("transient")
+            if not kwargs.get("update") and not transient:
+                self.add("display", dict(data), meta)
+            elif transient and "nbcache" not in meta:  # nbcache's own lines are not the cell's
+                update = {"update": True} if kwargs.get("update") else {}
+                self.shown(dict(data), meta, {"transient": dict(transient), **update})
             return original(data, metadata, *args, **kwargs)
 
         return publish
 
+    def _recording_clear(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def clear_output(wait: bool = False) -> Any:
+            done = original(wait)  # a kernel sends the streams written before it first
+            self.clear(bool(wait))
+            return done
+
+        return clear_output
+
     def replay(
         self,
-        publish: Callable[[dict[str, Any], dict[str, Any]], None],
+        publish: Callable[..., None],
         page: Callable[[Any, int], None] | None = None,
         result: Callable[[dict[str, Any], dict[str, Any]], object] | None = None,
     ) -> None:
@@ -291,8 +343,8 @@ class OutputLog:
                 sys.stdout.flush()
                 sys.stderr.write(omitted_line(int(payload[0])))
                 last = "stderr"
-            elif kind == "display":
-                publish(payload[0], payload[1])
+            elif kind in ("display", "update"):
+                publish(payload[0], payload[1], **(payload[2] if len(payload) > 2 else {}))
             elif kind == "page" and page is not None:
                 sys.stdout.flush()
                 page(payload[0], payload[1])
@@ -312,12 +364,25 @@ def output_widget_capturing() -> bool:
     return any(isinstance(w, output.Output) and w.msg_id for w in list(live.values()))
 
 
+def _patch(
+    publisher: Any, name: str, recording: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> list[tuple[str, Any]]:
+    """Put ``recording(publisher.name)`` in place of ``publisher.name``; ``[(name, the
+    instance's own attribute or None)]`` to put back, ``[]`` when it has none."""
+    original = getattr(publisher, name, None) if publisher is not None else None
+    if original is None:
+        return []
+    own = vars(publisher).get(name) if hasattr(publisher, "__dict__") else None
+    setattr(publisher, name, recording(original))
+    return [(name, own)]
+
+
 def _size_of(event: tuple[Any, ...]) -> int:
     """What an event counts against the bound: a stream's characters, a display's text
     and data; the result and paged text count nothing (they are always kept)."""
     if event[0] in _STREAMS:
         return len(event[1])
-    if event[0] == "display" and isinstance(event[1], dict):
+    if event[0] in ("display", "update") and isinstance(event[1], dict):
         return sum(len(v) for v in event[1].values() if isinstance(v, (str, bytes)))
     return 0
 
@@ -395,6 +460,8 @@ def _hidden_of_ours(entry: Any) -> bool:
 def hides_result(source: str) -> bool:
     """Whether the body ends with ``;``, which hides its result as it does without us
     (IPython looks at the whole cell, whose last line is then the magic's call)."""
+    if ";" not in source:
+        return False  # no token can be one: the tokenizer's pass is a restored cell's cost
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, SyntaxError):

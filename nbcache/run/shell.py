@@ -60,4 +60,8 @@ class Shell(Protocol):
     def page(self, data: Any, start: int) -> None:
         """Send ``data`` to the pager again (a hit of a cell that paged)."""
 
-    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None: ...
+    def publish(
+        self, data: dict[str, Any], metadata: dict[str, Any] | None = None, **shown: Any
+    ) -> None:
+        """Show ``data``; ``shown`` as IPython's ``publish`` takes it (``transient``, its
+        display id; ``update``)."""

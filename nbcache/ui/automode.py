@@ -8,10 +8,19 @@ another cell magic (``%%time``), every stand-in a lazy run left is loaded and ev
 waiting import made: the cell may read any name. The transformer is marked as
 having side effects, so the terminal's check of whether typed input is complete
 sees the user's code, not a cell magic (which would wait for a blank line).
+
+A traceback of a cell auto mode wrapped starts at the user's first frame, as without
+nbcache: the ``%%cache --auto`` call the user never wrote, and the frames it hides, are
+taken out of it before IPython shows it.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..run.auto import AUTO_MAGIC, AutoMode, wraps
@@ -40,14 +49,37 @@ def transform_body(shell: Any, source: str) -> str:
     known = _TRANSFORMED.pop(id(shell), None)
     # the wrapped cell's static transforms, made a moment ago: what IPython's
     # transform_cell does besides them applies to one-line cells only
-    same = known is not None and known[0] == source and len(known[1].splitlines()) != 1
-    if same and known is not None and not shell.input_transformers_post:
-        return known[1]
+    static = known[1] if known is not None and known[0] == source else None
+    if static is not None and len(static.splitlines()) != 1 and not shell.input_transformers_post:
+        return static
     depth[0] += 1
     try:
-        return shell.transform_cell(source)  # type: ignore[no-any-return]
+        with _static_made(shell, source, static):
+            return shell.transform_cell(source)  # type: ignore[no-any-return]
     finally:
         depth[0] -= 1
+
+
+@contextmanager
+def _static_made(shell: Any, source: str, static: str | None) -> Iterator[None]:
+    """While in the block, the static transforms of ``source`` are ``static`` (None: made
+    anew), once: IPython then does only its own dynamic part of a one-line cell (the
+    prefilter, which reads the namespace) instead of tokenizing the cell again."""
+    if static is None:
+        yield
+        return
+    manager = shell.input_transformer_manager
+
+    def once(cell: str) -> Any:
+        del manager.transform_cell  # the class's again, for every later call
+        return static if cell == source else manager.transform_cell(cell)
+
+    manager.transform_cell = once
+    try:
+        yield
+    finally:
+        if "transform_cell" in vars(manager):
+            del manager.transform_cell
 
 
 def auto_on(shell: Any, cells: CellRunner, auto: AutoMode) -> None:
@@ -86,7 +118,9 @@ def auto_on(shell: Any, cells: CellRunner, auto: AutoMode) -> None:
     shell.input_transformers_cleanup.append(wrap)
     shell.events.register("pre_execute", started)
     shell.events.register("post_execute", ended)
-    _ON[id(shell)] = (wrap, started, ended)
+    own = vars(shell).get("showtraceback")
+    shell.showtraceback = _trimming(shell.showtraceback)
+    _ON[id(shell)] = (wrap, started, ended, own)
 
 
 def _left_to_ipython(shell: Any, cell: str, depth: list[int]) -> str | None:
@@ -128,8 +162,59 @@ def auto_off(shell: Any, cells: CellRunner) -> None:
     _TRANSFORMED.pop(id(shell), None)
     if hooks is None:
         return
-    wrap, started, ended = hooks
+    wrap, started, ended, own = hooks
     if wrap in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.remove(wrap)
     shell.events.unregister("pre_execute", started)
     shell.events.unregister("post_execute", ended)
+    if own is None:
+        vars(shell).pop("showtraceback", None)  # the class's method again
+    else:
+        shell.showtraceback = own
+
+
+def _trimming(show: Any) -> Any:
+    """IPython's ``showtraceback`` (``show``), first taking the frames of auto mode's
+    ``%%cache --auto`` call out of the traceback it is about to show."""
+
+    def showtraceback(*args: Any, **kwargs: Any) -> Any:
+        given = kwargs.get("exc_tuple", args[0] if args else None)
+        tb = given[2] if isinstance(given, tuple) and len(given) == 3 else sys.exc_info()[2]
+        _drop_auto_call(tb)
+        return show(*args, **kwargs)
+
+    return showtraceback
+
+
+@functools.cache
+def _machinery_folders() -> tuple[str, ...]:
+    """The folders of nbcache's and IPython's code: frames there are not the user's."""
+    import IPython
+
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return (ours + os.sep, os.path.dirname(os.path.abspath(IPython.__file__)) + os.sep)
+
+
+def _drop_auto_call(tb: Any) -> None:
+    """Link the frame before auto mode's call of ``%%cache --auto`` (IPython's
+    ``run_code``) to the first frame after it that is not IPython's or nbcache's: the
+    user's cell. Left as it is when there is none (an error of nbcache's own)."""
+    while tb is not None and tb.tb_next is not None:
+        code = tb.tb_next.tb_frame.f_code
+        if "run_cell_magic" in code.co_names and "--auto" in code.co_consts:
+            user = tb.tb_next.tb_next
+            while user is not None and _machinery(user.tb_frame):
+                user = user.tb_next
+            if user is not None:
+                tb.tb_next = user
+            return
+        tb = tb.tb_next
+
+
+def _machinery(frame: Any) -> bool:
+    filename = frame.f_code.co_filename
+    return (
+        filename.startswith(_machinery_folders())
+        or filename.startswith("<decorator-gen-")
+        or bool(frame.f_locals.get("__tracebackhide__"))
+    )

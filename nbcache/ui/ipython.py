@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..keys.standin import StandIn
 from ..run.body import run_tree
 from ..run.output import NO_RESULT, UNSTORED
 from ..run.report import Card, CellReport
@@ -54,10 +55,14 @@ class IPythonShell:
     def transform(self, cell: str) -> str:
         source = transform_body(self.shell, cell)
         self._unmarked = source if wrapped(self.shell, cell) else None
+        if self._unmarked is not None:
+            _unwrap_history(self.shell, source)
         return source
 
-    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-        self.shell.display_pub.publish(data=data, metadata=metadata or {})
+    def publish(
+        self, data: dict[str, Any], metadata: dict[str, Any] | None = None, **shown: Any
+    ) -> None:
+        self.shell.display_pub.publish(data=data, metadata=metadata or {}, **shown)
 
     @property
     def widgets(self) -> bool:
@@ -139,6 +144,7 @@ class IPythonShell:
         hook.write_output_prompt()
         data, meta = shown if shown is not None else hook.compute_format_data(value)
         if value is not UNSTORED:  # a result that would not pickle: shown, not in Out
+            _loaded_results(self.shell)
             hook.update_user_ns(value)
             hook.fill_exec_result(value)
         if data:
@@ -187,7 +193,9 @@ class IPythonShell:
         padded = source if unmarked else "\n" + source
         compiler = self.shell.compile
         number = self.cell_number() if number is None else number
-        filename = compiler.cache(padded, number, raw_code=padded)
+        # a part lists the cell's lines around its own, as a traceback without nbcache does
+        listed = self._unmarked if unmarked and self._unmarked is not None else padded
+        filename = compiler.cache(listed, number, raw_code=padded)
         tree = self.shell.transform_ast(compiler.ast_parse(padded, filename=filename))
         namespace = self.user_ns if namespace is None else namespace
         return run_tree(tree, filename, namespace, compiler)
@@ -199,3 +207,37 @@ def _part_of(source: str, cell: str) -> bool:
     return len(part) <= len(whole) and all(
         a == b or not a for a, b in zip(part, whole[: len(part)], strict=True)
     )
+
+
+# How IPython's history holds a cell auto mode wrapped (``%%cache --auto`` above it).
+_AUTO_CALL = "get_ipython().run_cell_magic('cache', '--auto', "
+
+
+def _unwrap_history(shell: Any, source: str) -> None:
+    """``In[n]`` (and ``_ih``, ``%history``) of the cell auto mode wrapped: the cell as IPython
+    transformed it, as without nbcache, not the call of ``%%cache`` the user never wrote.
+    The raw input (``_i``, ``_iN``) is the user's already."""
+    history: Any = getattr(shell, "history_manager", None)
+    parsed = getattr(history, "input_hist_parsed", None)
+    if not parsed or not str(parsed[-1]).startswith(_AUTO_CALL):
+        return
+    wrapped, parsed[-1] = parsed[-1], source.rstrip("\n")
+    with history.db_input_cache_lock:  # written to the history database later, in batches
+        cache = history.db_input_cache
+        if cache and cache[-1][1] == wrapped:
+            cache[-1] = (cache[-1][0], parsed[-1], cache[-1][2])
+
+
+def _loaded_results(shell: Any) -> None:
+    """Where IPython keeps ``_``, ``__`` and ``___`` besides the namespace (its display hook,
+    and the hidden names it compares them with), the value a lazy run loaded since in
+    place of the stand-in: IPython moves the three on only while the namespace holds
+    what it put there (else the user bound ``_`` and it leaves them be)."""
+    hook, namespace, hidden = shell.displayhook, shell.user_ns, shell.user_ns_hidden
+    for name in ("_", "__", "___"):
+        held = getattr(hook, name, None)
+        loaded = getattr(held, "loaded", None) if type(held) is StandIn else None
+        if loaded and namespace.get(name) is loaded[0]:
+            setattr(hook, name, loaded[0])
+            if hidden.get(name) is held:
+                hidden[name] = loaded[0]

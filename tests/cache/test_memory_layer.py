@@ -13,6 +13,7 @@ import pytest
 
 from nbcache.cache.core import Cache
 from nbcache.cache.lru import LRU, weigh
+from nbcache.entry.format import EntryInfo
 from nbcache.entry.signing import Signer
 from nbcache.store import LocalStore
 
@@ -30,6 +31,22 @@ def test_weigh_counts_buffers_parts_and_stops_at_its_bound() -> None:
     many = [float(i) for i in range(10**6)]
     exact = sys.getsizeof(many) + sum(sys.getsizeof(x) for x in many)
     assert weigh(many, limit=100) >= exact  # work bounded; what it did not see still counts
+
+
+def test_a_header_read_from_an_entry_weighs_by_its_length_unwalked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An entry's header from the store counts as eight bytes per byte of its text, its
+    metadata never walked; one made in memory (no text) is walked as before."""
+    meta = {"summary": {f"arg{i}": {"repr": str(i), "type": "int"} for i in range(500)}}
+    read = EntryInfo(_KEY, 0.0, 0, meta, "", False, header_size=1000)
+    made = EntryInfo(_KEY, 0.0, 0, meta, "", False)
+    sizes = []
+    monkeypatch.setattr(sys, "getsizeof", lambda obj, default=0: sizes.append(obj) or 1)
+    assert weigh((None, read, 0)) == 4 + 8 * 1000
+    assert len(sizes) == 4  # the tuple, None, the header and the size: not one more
+    sizes.clear()
+    assert weigh(made) == len(sizes) > 1500  # every part of it
 
 
 def test_a_byte_bound_drops_the_least_recently_used() -> None:

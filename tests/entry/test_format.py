@@ -112,6 +112,32 @@ def test_a_header_with_few_brackets_is_parsed_without_the_depth_scan(
     assert bounded_json(b'["[[[[[[[[["]', max_depth=8) == ["[[[[[[[[["]
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":[1,2.5,null,true],"b":{"c":"\\u00e9"}}',  # as the writers make it
+        b' {"a":1} \n',  # space around the value
+        '\ufeff{"a":1}'.encode(),  # a UTF-8 byte order mark
+        '{"a":"\u00e9"}'.encode("utf-16"),  # another encoding json.loads detects
+        '{"a":1}'.encode("utf-32-le"),
+        b"[NaN,Infinity,-Infinity]",
+        b'"text"',
+        b"7",
+    ],
+)
+def test_a_header_parses_as_json_loads_parses_it(data: bytes) -> None:
+    """The scanner called alone gives what json.loads gives, whatever the bytes."""
+    assert repr(bounded_json(data)) == repr(json.loads(data))
+
+
+@pytest.mark.parametrize("data", [b'{"a":1}x', b'{"a":1}{"b":2}', b'{"a":', b"", b"\xff{}"])
+def test_a_header_json_loads_refuses_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(data)
+    with pytest.raises(ValueError):
+        bounded_json(data)
+
+
 def _format1_entry() -> tuple[bytes, str]:
     from tests.data.make_golden import GOLDEN
 

@@ -86,5 +86,7 @@ class FakeShell:
     def page(self, data: Any, start: int) -> None:
         self.paged.append(data)
 
-    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-        self.display_publisher.publish(data, metadata)
+    def publish(
+        self, data: dict[str, Any], metadata: dict[str, Any] | None = None, **shown: Any
+    ) -> None:
+        self.display_publisher.publish(data, metadata, **shown)

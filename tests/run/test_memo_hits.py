@@ -3,9 +3,12 @@ of the entry, the fingerprint's checks compiled, and still never stale."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import io
+import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -17,7 +20,7 @@ from nbcache import memoize
 from nbcache.cache.core import Cache
 from nbcache.cache.reading import WHOLE_READ
 from nbcache.entry.signing import Signer
-from nbcache.keys import guards
+from nbcache.keys import guards, modules, versions
 from nbcache.store import LocalStore, paths
 from tests.notebook_sim import run_cell
 
@@ -166,6 +169,52 @@ def test_a_small_first_hit_opens_the_entry_file_and_nothing_else(
         opened = _OPENED.pop()
     assert second["work"].cache_info().store_hits == 1
     assert [Path(p).parent.parent.name for p in opened if not p.isdigit()] == ["entries"]
+
+
+def test_a_first_hit_decodes_no_json_walks_no_header_asks_no_package_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The work of a small first hit, beyond the value itself: the header goes to json's
+    scanner alone (no json.loads), is weighed for the memory layer by its length (its
+    metadata never walked), and numpy's version comes from the module, never from the
+    installed packages' metadata."""
+    signer = Signer(_SECRET)
+    first: dict[str, Any] = {
+        "memoize": memoize,
+        "np": np,
+        "cache": Cache(LocalStore(tmp_path), signer=signer),
+    }
+    _define(first)
+    first["work"](500)
+    second: dict[str, Any] = {
+        "memoize": memoize,
+        "np": np,
+        "cache": Cache(LocalStore(tmp_path), signer=signer),
+    }
+    _define(second)
+    calls: Counter[str] = Counter()
+
+    def counting(owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+
+    counting(json, "loads")
+    counting(importlib.metadata, "version")
+    counting(importlib.metadata, "packages_distributions")
+    counting(sys, "getsizeof")
+    monkeypatch.setattr(versions, "_VERSIONS", {})  # as in a fresh process
+    monkeypatch.setattr(modules, "_LOCAL", {})
+    assert second["work"](500)["label"] == "features"
+    assert second["work"].cache_info().store_hits == 1
+    # The value (a dict, its two keys, a str, the array's view of its buffer), the tuple
+    # the memory layer keeps, the header and the stored size: the header's dozens of parts
+    # (the call's summary) not.
+    assert calls == {"getsizeof": 8}
 
 
 def test_a_large_entry_still_streams(tmp_path: Path) -> None:

@@ -139,3 +139,66 @@ def test_what_the_stream_refuses_is_not_recorded(monkeypatch: pytest.MonkeyPatch
             sys.stdout.write(b"bytes")  # type: ignore[arg-type]
         print("text")
     assert log.events == [("stdout", "text\n")]
+
+
+class Publisher:
+    """A display publisher as IPython's: displays, updates and clears, sent in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+
+    def publish(self, data: Any, metadata: Any = None, **shown: Any) -> None:
+        self.sent.append(("publish", data, shown))
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.sent.append(("clear", wait))
+
+
+def test_what_a_cell_cleared_is_not_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a front end shows it: cleared at once, or (wait) once something more shows."""
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    publisher = Publisher()
+    log = OutputLog()
+    with log.recording(publisher):
+        print("gone")
+        publisher.publish({"text/plain": "gone too"})
+        publisher.clear_output()
+        print("kept")
+    assert log.events == [("stdout", "kept\n")]
+    assert publisher.sent[-1] == ("clear", False)  # still shown live
+    waiting = OutputLog()
+    with waiting.recording(publisher):
+        print("replaced")
+        publisher.clear_output(wait=True)
+        print("after the wait")
+        print("more")
+        publisher.clear_output(wait=True)  # nothing shows after it: what was shown stays
+    assert waiting.events == [("stdout", "after the wait\nmore\n")]
+    assert vars(publisher) == {"sent": publisher.sent}  # its own methods again
+
+
+def test_a_display_with_an_id_and_its_updates_are_recorded_and_replayed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its own display updated: shown as updated; another cell's: its last update only,
+    sent again with the id, so the front end updates that cell's display once more."""
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    publisher = Publisher()
+    log = OutputLog()
+    mine, theirs = {"display_id": "mine"}, {"display_id": "theirs"}
+    with log.recording(publisher):
+        publisher.publish({"text/plain": "first"}, {}, transient=mine)
+        for i in range(1000):
+            publisher.publish({"text/plain": f"{i}"}, {}, transient=theirs, update=True)
+        publisher.publish({"text/plain": "second"}, {}, transient=mine, update=True)
+        publisher.publish({"text/plain": "status"}, {"nbcache": {}}, transient={"display_id": "x"})
+    assert log.events == [
+        ("display", {"text/plain": "second"}, {}, {"transient": mine}),
+        ("update", {"text/plain": "999"}, {}, {"transient": theirs, "update": True}),
+    ]
+    replayed = Publisher()
+    log.replay(replayed.publish)
+    assert replayed.sent == [
+        ("publish", {"text/plain": "second"}, {"transient": mine}),
+        ("publish", {"text/plain": "999"}, {"transient": theirs, "update": True}),
+    ]

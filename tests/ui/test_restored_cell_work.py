@@ -1,0 +1,145 @@
+"""The work ``nbcache run``'s kernel does for each cell it restores in one request (see
+nbcache.notebooks.batchside), counted: each cell's text is tokenized by IPython's
+transforms twice (the cell, and the cell wrapped in ``%%cache --auto``), never again
+for its decision or its run; its entry's file is opened once; its code is analysed
+once. Counts, not times: what a restored cell costs grows with them."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+from IPython.core.interactiveshell import InteractiveShell
+
+from nbcache.cache.default import set_default_cache
+from nbcache.keys import scope
+from nbcache.notebooks import batchside
+from nbcache.run import decide
+from nbcache.run.effects import forget_seeds
+from nbcache.store.local import LocalStore
+from tests.shells import close_shell, new_shell
+
+CELLS = [
+    "import json",
+    "n = 10",
+    "xs = list(range(n))\nprint('xs', len(xs))",
+    "total = sum(xs)\ntotal",
+    "doubled = [x * 2 for x in xs]",
+    "def scale(v, k=2):\n    return v * k",
+    "scaled = scale(total)\nscaled",
+    "text = json.dumps({'total': total})",
+    "text",
+]
+
+
+class Session:
+    """What the batch asks of a kernel's session (a shell outside a kernel prints)."""
+
+    def send(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def pack(self, body: Any) -> bytes:
+        return json.dumps(body).encode()
+
+    def msg(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {}
+
+
+@pytest.fixture
+def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Any]]:
+    """Opens shells as the kernels of ``nbcache run`` (auto mode lazy, a cell log) on one
+    store, one after the other."""
+    monkeypatch.setenv("NBCACHE_AUTO", "lazy")
+    monkeypatch.setenv("NBCACHE_AUTO_LOG", str(tmp_path / "cells.log"))
+    shells: list[InteractiveShell] = []
+
+    def close() -> None:
+        shell = shells.pop()
+        del shell.kernel  # set after nbcache loaded: its editor's comm never opened
+        close_shell(shell)
+
+    def open_shell() -> InteractiveShell:
+        if shells:
+            close()
+        set_default_cache(None)  # a new kernel: nothing in memory
+        forget_seeds()
+        shell = new_shell(tmp_path)
+        shell.kernel = SimpleNamespace(session=Session())
+        shells.append(shell)
+        return shell
+
+    yield open_shell
+    if shells:
+        close()
+
+
+class Counted:
+    """Calls of some functions, counted while the batch restores."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: dict[str, int] = {}
+        self.monkeypatch = monkeypatch
+
+    def count(self, owner: Any, name: str, label: str) -> None:
+        own = getattr(owner, name)
+        self.calls[label] = 0
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[label] += 1
+            return own(*args, **kwargs)
+
+        self.monkeypatch.setattr(owner, name, counted)
+
+
+def restore(tmp_path: Path, cells: list[str]) -> dict[str, Any]:
+    given, said = tmp_path / "cells.json", tmp_path / "said.json"
+    listed = [{"index": i, "id": f"c{i}", "source": s} for i, s in enumerate(cells)]
+    given.write_text(json.dumps(listed), encoding="utf-8")
+    batchside.restore(str(given), str(said))
+    return dict(json.loads(said.read_text(encoding="utf-8")))
+
+
+def test_a_restored_cell_is_tokenized_twice_read_once_and_analysed_once(
+    kernel: Callable[[], InteractiveShell], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shell = kernel()
+    for i, cell in enumerate(CELLS):
+        assert shell.run_cell(cell, store_history=True, cell_id=f"c{i}").success
+    shell = kernel()
+    counted = Counted(monkeypatch)
+    counted.count(TransformerManager, "transform_cell", "tokenizer passes")
+    opened: Counter[str] = Counter()
+    own_open = LocalStore.open_entry
+
+    def open_entry(store: LocalStore, key: str) -> Any:
+        opened[key] += 1
+        return own_open(store, key)
+
+    monkeypatch.setattr(LocalStore, "open_entry", open_entry)
+    counted.count(decide, "analyze", "analyses")
+    edited = [*CELLS[:-1], "_edited = 1\n" + CELLS[-1]]
+
+    said = restore(tmp_path, edited)
+
+    restored = len(said["cells"])
+    assert restored == len(CELLS) - 1  # every cell before the edited one
+    assert said["stopped"]["index"] == len(CELLS) - 1
+    # the one that stopped the batch was transformed, read and analysed for its decision
+    looked = restored + 1
+    assert counted.calls == {"tokenizer passes": 2 * looked, "analyses": looked}
+    # each entry's file once: its header restores the cell, or says it is no entry (the
+    # edited cell's); the cell that binds notebook code restores in full, from a second
+    # open after the header's
+    assert sorted(opened.values()) == [1] * (looked - 1) + [2]
+    # restored as a plain run leaves them: names bound (values still in the store) and
+    # the prompt numbers of the results
+    assert {"n", "xs", "total", "scaled", "text"} <= set(shell.user_ns)
+    assert shell.execution_count == 1 + restored
+    assert sorted(shell.user_ns["Out"]) == [4, 7]  # the cells with a result, numbered
+    assert scope.analyze("text").reads == ("text",)  # the analysis itself is untouched
