@@ -156,3 +156,16 @@ def test_a_cell_whose_output_a_widget_captured_runs_again_rather_than_restore_it
     assert _shown(second)[2] == [json.dumps(["display_data", [WIDGET_VIEW, "text/plain"]])]
     outcomes = [c.outcome for c in summary.cells]
     assert outcomes[2] != "restored" and outcomes[3] == "restored", summary.verbose_lines()
+
+
+@pytest.mark.timeout(300)
+def test_a_clear_inside_a_widgets_output_leaves_what_the_cell_showed(tmp_path: Path) -> None:
+    """``clear_output`` inside an Output clears that widget: what the cell printed
+    before it still shows, in every run."""
+    cells = [
+        "%%cache\nimport ipywidgets as w\nfrom IPython.display import clear_output\n"
+        "print('kept')\nwith w.Output():\n    clear_output()\nn = 1",
+    ]
+    (first, _), (second, _) = _run_twice(cells, tmp_path)
+    for done in (first, second):
+        assert [o.get("text") for o in done.cells[0].outputs] == ["kept\n"]
