@@ -1,12 +1,49 @@
 """Sending each cell's id with its execute request, as JupyterLab does: nbclient sends
-none, and the kernel names cells by id (``%nbcache why``, the plan, the run's log)."""
+none, and the kernel names cells by id (``%nbcache why``, the plan, the run's log).
+
+The same client waits on the kernel's shell and IOPub channels in slices: a wait on an
+asyncio ZeroMQ socket can miss the wake-up for a message that is already there, and
+then lasts until its timeout (nbclient's cell timeout: none by default, so for ever).
+Seen after cells showing ``ipywidgets.interact``, whose Output widget nbclient answers
+with messages sent on the shell socket while it waits for the reply there (nbclient
+alone stalls the same way). A wait begun again looks at the socket first, so a missed
+wake-up costs one slice.
+"""
 
 from __future__ import annotations
 
 import importlib
+import time
+from collections.abc import Awaitable, Callable
+from queue import Empty
 from typing import Any
 
-__all__ = ["with_cell_ids"]
+__all__ = ["bounded_waits", "with_cell_ids"]
+
+# The longest a channel wait lasts before it looks at the socket again (seconds).
+WAIT_SLICE = 1.0
+
+
+def bounded_waits(kc: Any) -> None:
+    """Make the shell and IOPub channels of the kernel client ``kc`` wait in slices of
+    at most :data:`WAIT_SLICE`, each ending as the whole wait would (a message, or
+    ``queue.Empty`` once the caller's timeout has passed)."""
+    for channel in (kc.shell_channel, kc.iopub_channel):
+        channel.get_msg = _sliced(channel.get_msg)
+
+
+def _sliced(get_msg: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def sliced(timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = WAIT_SLICE if deadline is None else deadline - time.monotonic()
+            try:
+                return await get_msg(timeout=max(0.0, min(WAIT_SLICE, left)))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    return sliced
 
 
 def with_cell_ids(base: type[Any]) -> type[Any]:
@@ -25,6 +62,7 @@ def with_cell_ids(base: type[Any]) -> type[Any]:
 
         async def async_start_new_kernel_client(self) -> Any:
             kc = await super().async_start_new_kernel_client()
+            bounded_waits(kc)
             client = self
 
             def execute(

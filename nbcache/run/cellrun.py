@@ -278,8 +278,19 @@ _MODULE_STATE = (
 )
 
 
+# What a cell shows while an ipywidgets Output captures goes, in the front end, into
+# that widget, which lives only in the kernel that made it: replayed by a restore, it
+# would show in the cell itself, beside a view of a widget no kernel holds.
+_CAPTURED = (
+    "it shows output inside a widget (an ipywidgets Output, as `interact` makes), which "
+    "lives only in the kernel that made it, so it runs every time"
+)
+
+
 def gathered(code: CellCode, ck: CellKey, made: Made) -> CellEntry:
     """:func:`entry_of`, with any failure of ours turned into :class:`NotStored`."""
+    if made.log.captured:
+        raise RunsAlways(_CAPTURED)
     unrestorable = made.effects.unrestorable(made.changes)
     if unrestorable:
         raise RunsAlways(

@@ -20,6 +20,7 @@ __all__ = [
     "from_user_code",
     "hides_result",
     "omitted_line",
+    "output_widget_capturing",
     "unstored",
 ]
 
@@ -160,6 +161,7 @@ class OutputLog:
         self._size = 0  # characters logged and kept, pieces included
         self._dirty = True  # the events list may have been changed from outside: recount
         self._clearing = False  # clear_output(wait=True): what was shown goes at the next
+        self.captured = False  # something recorded was shown inside a widget's Output
 
     @property
     def events(self) -> list[tuple[Any, ...]]:
@@ -183,7 +185,11 @@ class OutputLog:
 
     def clear(self, wait: bool = False) -> None:
         """``clear_output``: what the cell showed so far is not shown; with ``wait``, once
-        it shows something more (never, if it shows nothing more), as a front end clears."""
+        it shows something more (never, if it shows nothing more), as a front end clears.
+        Inside a widget's Output it clears that widget, not the cell."""
+        if output_widget_capturing():
+            self.captured = True
+            return
         self._dirty = True  # the next write goes through add, which clears first
         if wait:
             self._clearing = True
@@ -213,6 +219,9 @@ class OutputLog:
         self.add("update", data, meta, shown)
 
     def add(self, kind: str, *payload: Any) -> None:
+        # checked as each event begins (a run of writes to one stream is one event), not
+        # on every write: the widget's Output captures a whole block of the cell
+        self.captured = self.captured or output_widget_capturing()
         if self._clearing:
             self.clear()
         if self._dirty:
@@ -341,6 +350,18 @@ class OutputLog:
                 page(payload[0], payload[1])
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def output_widget_capturing() -> bool:
+    """Whether an ipywidgets ``Output`` captures what is shown now (inside its ``with``
+    block, as ``interact`` shows a function's output): a front end shows it in that
+    widget rather than in the cell."""
+    widgets = sys.modules.get("ipywidgets.widgets.widget")
+    output = sys.modules.get("ipywidgets.widgets.widget_output")
+    live = getattr(widgets, "_instances", None)  # every widget the kernel holds, by model id
+    if output is None or not isinstance(live, dict):
+        return False
+    return any(isinstance(w, output.Output) and w.msg_id for w in list(live.values()))
 
 
 def _patch(
