@@ -67,6 +67,7 @@ def restore(cells_file: str, out_file: str) -> None:
             python = _transformed(shell, raw)
             body = _body(python) if python is not None else None
             if python is None or body is None or not ahead.restores(cell.get("id"), body):
+                ahead.forget()  # the cell runs in a request of its own, decided there
                 stopping.append({"index": cell["index"], "messages": list(messages)})
                 break
             count = shell.execution_count
@@ -197,6 +198,9 @@ class Ahead:
         as a request of its own transforms the body before its decision."""
         made, self.made = self.made, None
         if made is not None and made[0] == body:
+            took = getattr(self.runner.shell, "took", None)
+            if took is not None:  # what the shell's transform sets besides, now it runs
+                took(body, made[1])
             return made[1]
         return str(self.transform(body))
 

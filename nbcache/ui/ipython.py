@@ -54,10 +54,15 @@ class IPythonShell:
 
     def transform(self, cell: str) -> str:
         source = transform_body(self.shell, cell)
+        self.took(cell, source)
+        return source
+
+    def took(self, cell: str, source: str) -> None:
+        """``cell`` runs as ``source``, transformed before (a batch decides first): its
+        lines keep their numbers, and IPython's history holds it, not auto mode's call."""
         self._unmarked = source if wrapped(self.shell, cell) else None
         if self._unmarked is not None:
-            _unwrap_history(self.shell, source)
-        return source
+            _unwrap_history(self.shell, cell, source)
 
     def publish(
         self, data: dict[str, Any], metadata: dict[str, Any] | None = None, **shown: Any
@@ -213,13 +218,14 @@ def _part_of(source: str, cell: str) -> bool:
 _AUTO_CALL = "get_ipython().run_cell_magic('cache', '--auto', "
 
 
-def _unwrap_history(shell: Any, source: str) -> None:
+def _unwrap_history(shell: Any, cell: str, source: str) -> None:
     """``In[n]`` (and ``_ih``, ``%history``) of the cell auto mode wrapped: the cell as IPython
     transformed it, as without nbcache, not the call of ``%%cache`` the user never wrote.
-    The raw input (``_i``, ``_iN``) is the user's already."""
+    The raw input (``_i``, ``_iN``) is the user's already. Only the call of this very
+    ``cell``: transformed before IPython kept it, the last entry is another cell's."""
     history: Any = getattr(shell, "history_manager", None)
     parsed = getattr(history, "input_hist_parsed", None)
-    if not parsed or not str(parsed[-1]).startswith(_AUTO_CALL):
+    if not parsed or str(parsed[-1]) != f"{_AUTO_CALL}{cell!r})":
         return
     wrapped, parsed[-1] = parsed[-1], source.rstrip("\n")
     with history.db_input_cache_lock:  # written to the history database later, in batches

@@ -78,7 +78,7 @@ HISTORY = [
     "c = _ * 10\nc",
     "d = (__, Out[2], _oh[2], _2)\nd",
     "e = _i2\ne",
-    "f = In[2], _ih[-1]\nf",
+    "f = In[1], In[2], _ih[-1]\nf",  # In[1]: a cell restored in a batch
     "g = [x for x in range(2) if _ii]\ng",
 ]
 
