@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..run.cellrun import CellOptions
+from ..run.shell import transformed_once
 
 __all__ = ["restore"]
 
@@ -72,7 +73,9 @@ def restore(cells_file: str, out_file: str) -> None:
                 break
             count = shell.execution_count
             try:
-                with _made(shell, raw, python):
+                # IPython's transform of raw is the one the decision was taken for:
+                # tokenizing it again cost a restored cell a fifth of nbcache's time
+                with transformed_once(shell, raw, python):
                     result = shell.run_cell(raw, store_history=True, cell_id=cell.get("id"))
             finally:
                 ahead.forget()
@@ -127,25 +130,6 @@ def _transformed(shell: Any, raw: str) -> str | None:
         return str(shell.transform_cell(raw))
     except (SyntaxError, ValueError):
         return None
-
-
-@contextmanager
-def _made(shell: Any, raw: str, python: str) -> Iterator[None]:
-    """While in the block, IPython's next transform of ``raw`` is ``python``, made before
-    the cell's decision: a request of its own transforms a cell before its magic
-    decides too, and transforming it again would cost a restored cell a fifth of
-    nbcache's time (two passes of IPython's tokenizer and a parse)."""
-
-    def once(cell: str) -> Any:
-        del shell.transform_cell  # the class's again, for every later call
-        return python if cell == raw else shell.transform_cell(cell)
-
-    shell.transform_cell = once
-    try:
-        yield
-    finally:
-        if "transform_cell" in vars(shell):
-            del shell.transform_cell
 
 
 def _body(python: str) -> str | None:

@@ -4,14 +4,14 @@ IPython (its namespace, transform, execute, display), implemented by
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from ..tasks.task import Task
 from .report import Card, CellReport
 
-__all__ = ["Shell"]
+__all__ = ["Shell", "transformed_once"]
 
 
 class Shell(Protocol):
@@ -65,3 +65,22 @@ class Shell(Protocol):
     ) -> None:
         """Show ``data``; ``shown`` as IPython's ``publish`` takes it (``transient``, its
         display id; ``update``)."""
+
+
+@contextmanager
+def transformed_once(owner: Any, source: str, transformed: str) -> Iterator[None]:
+    """While in the block, the next ``owner.transform_cell(source)`` (IPython's shell, or
+    its input transformer manager) returns ``transformed``, made already, instead of
+    tokenizing the cell again; any other cell, and every later call, get the class's
+    own method."""
+
+    def once(cell: str) -> Any:
+        del owner.transform_cell  # the class's again, for every later call
+        return transformed if cell == source else owner.transform_cell(cell)
+
+    owner.transform_cell = once
+    try:
+        yield
+    finally:
+        if "transform_cell" in vars(owner):
+            del owner.transform_cell

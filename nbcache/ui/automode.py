@@ -25,6 +25,7 @@ from typing import Any
 
 from ..run.auto import AUTO_MAGIC, AutoMode, wraps
 from ..run.cell import CellRunner
+from ..run.shell import transformed_once
 
 __all__ = ["auto_off", "auto_on", "transform_body", "wrapped"]
 
@@ -68,18 +69,8 @@ def _static_made(shell: Any, source: str, static: str | None) -> Iterator[None]:
     if static is None:
         yield
         return
-    manager = shell.input_transformer_manager
-
-    def once(cell: str) -> Any:
-        del manager.transform_cell  # the class's again, for every later call
-        return static if cell == source else manager.transform_cell(cell)
-
-    manager.transform_cell = once
-    try:
+    with transformed_once(shell.input_transformer_manager, source, static):
         yield
-    finally:
-        if "transform_cell" in vars(manager):
-            del manager.transform_cell
 
 
 def auto_on(shell: Any, cells: CellRunner, auto: AutoMode) -> None:
