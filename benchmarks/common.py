@@ -238,6 +238,20 @@ def environ(**values: str | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def nbcache_environ(store: Path, **more: str | None) -> contextlib.AbstractContextManager[None]:
+    """The environment a benchmark runs nbcache in, whatever the calling shell sets: the
+    benchmark's secret, ``store`` as the default store, the default size limit, no tier
+    and no lock server; ``more`` set (or unset) besides."""
+    return environ(
+        NBCACHE_SECRET=BENCH_SECRET,
+        NBCACHE_DIR=str(store),
+        NBCACHE_MAX_SIZE="10GB",
+        NBCACHE_TIER=None,
+        NBCACHE_LOCK_URL=None,
+        **more,
+    )
+
+
 # -- describing where and on what the run happened --------------------------
 
 

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .common import BENCH_SECRET, Group, Row, Settings, Target, environ
+from .common import Group, Row, Settings, Target, environ, nbcache_environ
 
 __all__ = ["CELLS", "GROUP", "NAMES", "run"]
 
@@ -132,13 +132,7 @@ def run(settings: Settings, cells: Sequence[str] | None = None) -> list[Row]:
     chosen = list(cells if cells is not None else CELLS)
     folder = settings.directory / "notebook-overhead"
     try:
-        with environ(
-            NBCACHE_SECRET=BENCH_SECRET,
-            NBCACHE_DIR=str(folder / "unused"),
-            NBCACHE_MAX_SIZE="10GB",  # the default, whatever the calling shell sets
-            NBCACHE_TIER=None,
-            NBCACHE_LOCK_URL=None,
-        ):
+        with nbcache_environ(folder / "unused"):
             return _measure(settings, folder, chosen)
     finally:
         _reset_default_cache()

@@ -26,7 +26,7 @@ from typing import Any
 
 from nbcache.units import format_size
 
-from .common import BENCH_SECRET, Group, Row, Settings, at_most, environ, write_notebook
+from .common import Group, Row, Settings, at_most, nbcache_environ, write_notebook
 
 __all__ = ["GROUP", "NAMES", "PRINT_BYTES", "run"]
 
@@ -130,14 +130,7 @@ def run(settings: Settings) -> list[Row]:
             work = folder / f"{r}"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
-            with environ(
-                NBCACHE_SECRET=BENCH_SECRET,
-                NBCACHE_DIR=str(work / "cache-store"),
-                NBCACHE_MAX_SIZE="10GB",
-                NBCACHE_TIER=None,
-                NBCACHE_LOCK_URL=None,
-                NBCACHE_AUTO=None,
-            ):
+            with nbcache_environ(work / "cache-store", NBCACHE_AUTO=None):
                 settings.say(f"printing: plain ({r + 1}/{rounds})")
                 write_notebook([body], work / "plain.ipynb")
                 seconds, alone = _plain(work / "plain.ipynb")

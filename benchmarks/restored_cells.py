@@ -37,7 +37,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .common import BENCH_SECRET, Group, Row, Settings, Target, environ
+from .common import Group, Row, Settings, Target, environ, nbcache_environ
 from .notebook_overhead import CELLS, SETUP
 
 __all__ = ["GROUP", "NOTEBOOKS", "SMALL", "restore_batch", "run"]
@@ -176,15 +176,7 @@ def run(settings: Settings) -> list[Row]:
     rows: list[Row] = []
     try:
         with (
-            environ(
-                NBCACHE_SECRET=BENCH_SECRET,
-                NBCACHE_DIR=str(folder / "unused"),
-                NBCACHE_MAX_SIZE="10GB",
-                NBCACHE_TIER=None,
-                NBCACHE_LOCK_URL=None,
-                NBCACHE_AUTO=None,
-                NBCACHE_RUN_BATCHES=None,
-            ),
+            nbcache_environ(folder / "unused", NBCACHE_AUTO=None, NBCACHE_RUN_BATCHES=None),
             contextlib.redirect_stdout(io.StringIO()),
             _cwd(folder),
         ):

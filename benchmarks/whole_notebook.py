@@ -44,7 +44,7 @@ from typing import Any
 
 from nbcache.units import format_size
 
-from .common import BENCH_SECRET, Group, Row, Settings, at_most, environ, write_notebook
+from .common import BENCH_SECRET, Group, Row, Settings, at_most, nbcache_environ, write_notebook
 
 __all__ = ["GROUP", "NOTEBOOKS", "run"]
 
@@ -385,15 +385,7 @@ def run(settings: Settings, names: Sequence[str] = NOTEBOOKS) -> list[Row]:
     rounds = max(1, min(settings.repeat, 3))
     rows: list[Row] = []
     try:
-        with environ(
-            NBCACHE_SECRET=BENCH_SECRET,
-            NBCACHE_DIR=str(folder / "unused"),
-            NBCACHE_MAX_SIZE="10GB",
-            NBCACHE_TIER=None,
-            NBCACHE_LOCK_URL=None,
-            NBCACHE_AUTO=None,
-            MPLBACKEND=None,
-        ):
+        with nbcache_environ(folder / "unused", NBCACHE_AUTO=None, MPLBACKEND=None):
             for name in names:
                 cells = _cells(name, books)
                 got = _one(name, cells, folder / name.replace("/", "-"), rounds, settings)
