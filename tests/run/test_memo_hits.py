@@ -106,20 +106,24 @@ def _define(ns: dict[str, Any]) -> None:
     )
 
 
+def _session(store: Any) -> dict[str, Any]:
+    """A fresh notebook's globals with ``work`` defined, memoized on ``store``."""
+    ns: dict[str, Any] = {
+        "memoize": memoize,
+        "np": np,
+        "cache": Cache(store, signer=Signer(_SECRET)),
+    }
+    _define(ns)
+    return ns
+
+
 def test_a_first_hit_reads_no_source_and_the_entry_once(tmp_path: Path, no_getsource: None) -> None:
     """As in a fresh kernel: a new process's cache finds the stored result, its entry file
     opened once and read with one read, and inspect's source reader never asked."""
-    signer = Signer(_SECRET)
-    first: dict[str, Any] = {
-        "memoize": memoize,
-        "np": np,
-        "cache": Cache(LocalStore(tmp_path), signer=signer),
-    }
-    _define(first)
+    first = _session(LocalStore(tmp_path))
     stored = first["work"](500)
     store = CountingStore(tmp_path)
-    second: dict[str, Any] = {"memoize": memoize, "np": np, "cache": Cache(store, signer=signer)}
-    _define(second)
+    second = _session(store)
     value = second["work"](500)
     assert np.array_equal(value["rows"], stored["rows"])
     assert second["work"].cache_info().store_hits == 1
@@ -149,18 +153,11 @@ def test_a_small_first_hit_opens_the_entry_file_and_nothing_else(
     """A small entry is read whole, never mapped: its first hit in a fresh process opens
     its entry file and no other file (not the mount table that tells whether the store's
     folder may be mapped)."""
-    signer = Signer(_SECRET)
-    first: dict[str, Any] = {
-        "memoize": memoize,
-        "np": np,
-        "cache": Cache(LocalStore(tmp_path), signer=signer),
-    }
-    _define(first)
+    first = _session(LocalStore(tmp_path))
     first["work"](500)
     monkeypatch.setattr(paths, "_mappable", {})  # as in a fresh process
     store = LocalStore(tmp_path)
-    second: dict[str, Any] = {"memoize": memoize, "np": np, "cache": Cache(store, signer=signer)}
-    _define(second)
+    second = _session(store)
     second["work"].cache.signer  # the secret is read when the cache is opened  # noqa: B018
     _OPENED.append([])
     try:
@@ -178,20 +175,9 @@ def test_a_first_hit_decodes_no_json_walks_no_header_asks_no_package_metadata(
     scanner alone (no json.loads), is weighed for the memory layer by its length (its
     metadata never walked), and numpy's version comes from the module, never from the
     installed packages' metadata."""
-    signer = Signer(_SECRET)
-    first: dict[str, Any] = {
-        "memoize": memoize,
-        "np": np,
-        "cache": Cache(LocalStore(tmp_path), signer=signer),
-    }
-    _define(first)
+    first = _session(LocalStore(tmp_path))
     first["work"](500)
-    second: dict[str, Any] = {
-        "memoize": memoize,
-        "np": np,
-        "cache": Cache(LocalStore(tmp_path), signer=signer),
-    }
-    _define(second)
+    second = _session(LocalStore(tmp_path))
     calls: Counter[str] = Counter()
 
     def counting(owner: Any, name: str) -> None:
