@@ -348,9 +348,10 @@ def reaches_libraries(code: CellCode | None, namespace: Mapping[str, Any]) -> bo
             values.extend(value)
             values.extend(value.values())
         elif kind is types.FunctionType and is_code(value):
-            if _imports_within(value.__code__):
-                return True
-            names.extend(_names_used(value))
+            used = _names_used(value)
+            if _imports_within(value.__code__) or _reaches_anything(used):
+                return True  # an import, or `eval`, `globals()`: anything (as `needed`)
+            names.extend(used)
             values.extend(_function_values(value))
         else:
             return True

@@ -297,3 +297,24 @@ def test_a_restored_import_of_a_submodule_imports_the_submodule(
     _run(cells, [("use", "m = (n, plugin_pkg)")])  # it reaches the library
     assert sys.modules["registry_lib"].REGISTERED == ["plugin_pkg.ext"]
     _forget(*PLUGINS)
+
+
+def test_a_notebook_function_reaching_names_through_eval_gets_every_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``eval`` in a helper reaches is not known: every value loads, and every import
+    is made, a submodule that registers included (binding ``plugin_pkg`` back is not
+    importing ``plugin_pkg.ext``)."""
+    _plugins(tmp_path, monkeypatch)
+    notebook = [
+        ("first", "import plugin_pkg.ext"),
+        ("data", "n = 1"),
+        ("dynamic", "def dynamic():\n    return eval(''.join(['plugin', '_pkg'])).__name__"),
+    ]
+    _forget(*PLUGINS)
+    _notebook_run(tmp_path / "store", False, notebook)
+    _forget(*PLUGINS)
+    _, cells, _ = _notebook_run(tmp_path / "store", True, notebook)
+    _run(cells, [("use", "m = (n, dynamic())")])
+    assert sys.modules["registry_lib"].REGISTERED == ["plugin_pkg.ext"]
+    _forget(*PLUGINS)
