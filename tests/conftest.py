@@ -18,6 +18,7 @@ from xdist.scheduler import LoadFileScheduling
 from nbcache.cache.core import Cache
 from nbcache.cache.default import set_default_cache
 from nbcache.entry.signing import Signer
+from nbcache.run.effects import forget_seeds
 from nbcache.settings import forget_warnings
 from nbcache.store import LocalStore
 from tests.servers import redis_server, s3, s3_server  # noqa: F401 - shared-store fixtures
@@ -39,6 +40,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     set_default_cache(None)
     forget_warnings()  # each test is a process of its own as far as settings go
+    # Which generators were seeded is kernel state: a test that seeded random would make
+    # another worker's later draw cells keyed on the state they found (and run, not restore).
+    forget_seeds()
     yield
     set_default_cache(None)
 
