@@ -80,6 +80,9 @@ HISTORY = [
     "e = _i2\ne",
     "f = In[1], In[2], _ih[-1]\nf",  # In[1]: a cell restored in a batch
     "g = [x for x in range(2) if _ii]\ng",
+    "def last():\n    return _\n\nclass Last:\n    def get(self):\n        return last()",
+    "b",
+    "h = Last().get() * 10\nh",  # reads `_` through a class and a function of the notebook
 ]
 
 
@@ -96,6 +99,8 @@ def test_cells_that_read_ipythons_history_are_never_stale(folder: Path) -> None:
     assert after[4][1][0]["data"]["text/plain"] == repr("b = a + 2\nb")  # `_i2`
     why = {c.cell_id: c.why for c in summary.cells}
     assert "IPython's history (`_`)" in why["c2"]
+    # a notebook function's reads of the history are keyed by value, as its globals are
+    assert "global `_` changed (used by `last()`)" in why["c9"]
 
 
 FAILING = ["a = 1\nprint(a)", "def f(x):\n    return 1 / x\n\ny = f(a - 1)", "z = 1"]
