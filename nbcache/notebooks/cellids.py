@@ -8,20 +8,81 @@ Seen after cells showing ``ipywidgets.interact``, whose Output widget nbclient a
 with messages sent on the shell socket while it waits for the reply there (nbclient
 alone stalls the same way). A wait begun again looks at the socket first, so a missed
 wake-up costs one slice.
+
+Its wait for a started kernel ends once the kernel answered and IOPub is connected:
+jupyter_client's then reads IOPub until it stays silent for 0.2 s, a pause every run
+paid before its first cell. What that drops (the status messages of its own
+``kernel_info`` requests) belongs to no cell, and nbclient passes over any message
+whose parent is not the request it waits on.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from queue import Empty
 from typing import Any
 
-__all__ = ["bounded_waits", "with_cell_ids"]
+from ..errors import CacheError
+
+__all__ = ["KernelNotReady", "bounded_waits", "ready_at_once", "with_cell_ids"]
 
 # The longest a channel wait lasts before it looks at the socket again (seconds).
 WAIT_SLICE = 1.0
+# How long a wait for the kernel's answer, and then for IOPub's first message, lasts
+# before it asks again (jupyter_client's own).
+ANSWER_WAIT, IOPUB_WAIT = 1.0, 0.2
+
+
+class KernelNotReady(CacheError, RuntimeError):
+    """The kernel died, or did not answer in time, before its first cell (a
+    ``RuntimeError`` as jupyter_client's own, which nbclient's callers catch)."""
+
+
+def ready_at_once(factory: type[Any]) -> type[Any]:
+    """A subclass of the kernel client class ``factory`` whose wait for a started kernel
+    (``wait_for_ready``) ends when the kernel answered ``kernel_info`` and IOPub gave a
+    message, without jupyter_client's wait for IOPub to fall silent after."""
+    manager_class: Any = importlib.import_module("jupyter_client.manager").KernelManager
+
+    class ReadyAtOnce(factory):  # type: ignore[misc]  # jupyter_client is untyped
+        async def wait_for_ready(self, timeout: float | None = None) -> None:
+            if not isinstance(self.parent, manager_class):
+                # not started by a manager: jupyter_client's own wait checks heartbeats
+                return await super().wait_for_ready(timeout)  # type: ignore[no-any-return]
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                self.kernel_info()
+                try:
+                    reply = await _awaited(self.shell_channel.get_msg(timeout=ANSWER_WAIT))
+                except Empty:
+                    reply = None
+                if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                    try:
+                        await _awaited(self.iopub_channel.get_msg(timeout=IOPUB_WAIT))
+                    except Empty:
+                        pass  # IOPub not connected yet: ask again
+                    else:
+                        self._handle_kernel_info_reply(reply)
+                        return None
+                if not await self._async_is_alive():
+                    raise KernelNotReady(
+                        "the kernel died before it answered; its log above says why"
+                    )
+                if deadline is not None and time.monotonic() > deadline:
+                    raise KernelNotReady(
+                        f"the kernel did not answer in {timeout:g} s; give it longer "
+                        "(nbclient's startup_timeout)"
+                    )
+
+    return ReadyAtOnce
+
+
+async def _awaited(value: Any) -> Any:
+    """A channel's answer, whether its client is asynchronous or blocking."""
+    return await value if inspect.isawaitable(value) else value
 
 
 def bounded_waits(kc: Any) -> None:
@@ -61,6 +122,8 @@ def with_cell_ids(base: type[Any]) -> type[Any]:
             return await super().async_execute_cell(cell, cell_index, *a, **kw)
 
         async def async_start_new_kernel_client(self) -> Any:
+            if getattr(self, "km", None) is not None:
+                self.km.client_factory = ready_at_once(self.km.client_factory)
             kc = await super().async_start_new_kernel_client()
             bounded_waits(kc)
             client = self
