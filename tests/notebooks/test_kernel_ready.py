@@ -17,10 +17,10 @@ from nbcache.notebooks import cellids
 
 
 class Channel:
-    """A kernel channel holding ``messages``; each wait takes the next or ends empty
-    (where a real socket would wait out its timeout)."""
+    """A kernel channel holding ``messages``; each wait takes the next, or ends empty
+    (where a real socket would wait out its timeout) for a None or when none is left."""
 
-    def __init__(self, *messages: dict[str, Any]) -> None:
+    def __init__(self, *messages: dict[str, Any] | None) -> None:
         self.messages = list(messages)
         self.waits = 0
         self.empty = 0
@@ -32,7 +32,9 @@ class Channel:
                 self.messages.pop(0)
             self.empty += 1
             raise Empty
-        return self.messages.pop(0)
+        message = self.messages.pop(0)
+        assert message is not None
+        return message
 
 
 REPLY = {"msg_type": "kernel_info_reply", "content": {}}
@@ -65,7 +67,7 @@ def _start(shell: Channel, iopub: Channel, alive: bool = True) -> Any:
             self.km.client_factory = FakeKernelClient
 
         async def async_start_new_kernel_client(self) -> Any:
-            kc = self.km.client()
+            kc: Any = self.km.client()
             kc.shell_channel, kc.iopub_channel, kc.alive = shell, iopub, alive
             await kc.wait_for_ready(timeout=60)
             return kc
