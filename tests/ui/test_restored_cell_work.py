@@ -1,7 +1,8 @@
 """The work ``nbcache run``'s kernel does for each cell it restores in one request (see
 nbcache.notebooks.batchside), counted: each cell's text is tokenized by IPython's
 transforms twice (the cell, and the cell wrapped in ``%%cache --auto``), never again
-for its decision or its run; its entry's file is opened once; its code is analysed
+for its decision or its run; its entry's file is opened once and its header's MAC and
+its files checked once, restored from its header or in full; its code is analysed
 once. Counts, not times: what a restored cell costs grows with them."""
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
 
 from nbcache.cache.default import set_default_cache
+from nbcache.entry.signing import Signer
 from nbcache.keys import scope
 from nbcache.notebooks import batchside
 from nbcache.run import decide
+from nbcache.run.cellrun import Unchanged
 from nbcache.run.effects import forget_seeds
 from nbcache.store.local import LocalStore
 from tests.shells import close_shell, new_shell
@@ -105,7 +108,7 @@ def restore(tmp_path: Path, cells: list[str]) -> dict[str, Any]:
     return dict(json.loads(said.read_text(encoding="utf-8")))
 
 
-def test_a_restored_cell_is_tokenized_twice_read_once_and_analysed_once(
+def test_a_restored_cell_is_tokenized_twice_read_checked_and_analysed_once(
     kernel: Callable[[], InteractiveShell], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shell = kernel()
@@ -123,6 +126,8 @@ def test_a_restored_cell_is_tokenized_twice_read_once_and_analysed_once(
 
     monkeypatch.setattr(LocalStore, "open_entry", open_entry)
     counted.count(decide, "analyze", "analyses")
+    counted.count(Signer, "sign", "MAC checks")
+    counted.count(Unchanged, "__call__", "outside checks")
     edited = [*CELLS[:-1], "_edited = 1\n" + CELLS[-1]]
 
     said = restore(tmp_path, edited)
@@ -132,11 +137,17 @@ def test_a_restored_cell_is_tokenized_twice_read_once_and_analysed_once(
     assert said["stopped"]["index"] == len(CELLS) - 1
     # the one that stopped the batch was transformed, read and analysed for its decision
     looked = restored + 1
-    assert counted.calls == {"tokenizer passes": 2 * looked, "analyses": looked}
+    assert counted.calls == {
+        "tokenizer passes": 2 * looked,
+        "analyses": looked,
+        # one per entry (the edited cell has none), the one restored in full too
+        "MAC checks": restored,
+        "outside checks": restored,
+    }
     # each entry's file once: its header restores the cell, or says it is no entry (the
-    # edited cell's); the cell that binds notebook code restores in full, from a second
-    # open after the header's
-    assert sorted(opened.values()) == [1] * (looked - 1) + [2]
+    # edited cell's), or that the cell binds notebook code: its value is then loaded from
+    # the same open file
+    assert sorted(opened.values()) == [1] * looked
     # restored as a plain run leaves them: names bound (values still in the store) and
     # the prompt numbers of the results
     assert {"n", "xs", "total", "scaled", "text"} <= set(shell.user_ns)
