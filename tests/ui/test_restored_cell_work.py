@@ -2,11 +2,12 @@
 nbcache.notebooks.batchside), counted: each cell's text is tokenized by IPython's
 transforms twice (the cell, and the cell wrapped in ``%%cache --auto``), never again
 for its decision or its run; its entry's file is opened once and its header's MAC and
-its files checked once, restored from its header or in full; its code is analysed
-once. Counts, not times: what a restored cell costs grows with them."""
+its files checked once, restored from its header or in full; its code is parsed and
+analysed once. Counts, not times: what a restored cell costs grows with them."""
 
 from __future__ import annotations
 
+import ast
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -108,7 +109,7 @@ def restore(tmp_path: Path, cells: list[str]) -> dict[str, Any]:
     return dict(json.loads(said.read_text(encoding="utf-8")))
 
 
-def test_a_restored_cell_is_tokenized_twice_read_checked_and_analysed_once(
+def test_a_restored_cell_is_tokenized_twice_read_once_and_parsed_once(
     kernel: Callable[[], InteractiveShell], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shell = kernel()
@@ -126,6 +127,7 @@ def test_a_restored_cell_is_tokenized_twice_read_checked_and_analysed_once(
 
     monkeypatch.setattr(LocalStore, "open_entry", open_entry)
     counted.count(decide, "analyze", "analyses")
+    counted.count(ast, "parse", "parses")
     counted.count(Signer, "sign", "MAC checks")
     counted.count(Unchanged, "__call__", "outside checks")
     edited = [*CELLS[:-1], "_edited = 1\n" + CELLS[-1]]
@@ -140,6 +142,7 @@ def test_a_restored_cell_is_tokenized_twice_read_checked_and_analysed_once(
     assert counted.calls == {
         "tokenizer passes": 2 * looked,
         "analyses": looked,
+        "parses": looked,  # the analysis's: the batch reads the body from the call's text
         # one per entry (the edited cell has none), the one restored in full too
         "MAC checks": restored,
         "outside checks": restored,
