@@ -8,6 +8,7 @@ analysed once. Counts, not times: what a restored cell costs grows with them."""
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -128,6 +129,7 @@ def test_a_restored_cell_is_tokenized_twice_read_once_and_parsed_once(
     monkeypatch.setattr(LocalStore, "open_entry", open_entry)
     counted.count(decide, "analyze", "analyses")
     counted.count(ast, "parse", "parses")
+    counted.count(builtins, "open", "file objects")
     counted.count(Signer, "sign", "MAC checks")
     counted.count(Unchanged, "__call__", "outside checks")
     edited = [*CELLS[:-1], "_edited = 1\n" + CELLS[-1]]
@@ -146,6 +148,9 @@ def test_a_restored_cell_is_tokenized_twice_read_once_and_parsed_once(
         # one per entry (the edited cell has none), the one restored in full too
         "MAC checks": restored,
         "outside checks": restored,
+        # the request's cells and what it says back, and each entry's; a cell's line in
+        # the log is one write, with no file object of its own
+        "file objects": 2 + restored,
     }
     # each entry's file once: its header restores the cell, or says it is no entry (the
     # edited cell's), or that the cell binds notebook code: its value is then loaded from
