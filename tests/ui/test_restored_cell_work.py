@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from IPython.core.compilerop import CachingCompiler
 from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -129,6 +130,7 @@ def test_a_restored_cell_is_tokenized_twice_read_once_and_parsed_once(
     monkeypatch.setattr(LocalStore, "open_entry", open_entry)
     counted.count(decide, "analyze", "analyses")
     counted.count(ast, "parse", "parses")
+    counted.count(CachingCompiler, "ast_parse", "parses")  # IPython's, into the same count
     counted.count(builtins, "open", "file objects")
     counted.count(Signer, "sign", "MAC checks")
     counted.count(Unchanged, "__call__", "outside checks")
@@ -144,7 +146,9 @@ def test_a_restored_cell_is_tokenized_twice_read_once_and_parsed_once(
     assert counted.calls == {
         "tokenizer passes": 2 * looked,
         "analyses": looked,
-        "parses": looked,  # the analysis's: the batch reads the body from the call's text
+        # one of each cell, auto mode's, which its analysis takes (the batch reads the
+        # body from the call's text), and IPython's of the call it runs
+        "parses": looked + restored,
         # one per entry (the edited cell has none), the one restored in full too
         "MAC checks": restored,
         "outside checks": restored,
@@ -162,3 +166,19 @@ def test_a_restored_cell_is_tokenized_twice_read_once_and_parsed_once(
     assert shell.execution_count == 1 + restored
     assert sorted(shell.user_ns["Out"]) == [4, 7]  # the cells with a result, numbered
     assert scope.analyze("text").reads == ("text",)  # the analysis itself is untouched
+
+
+def test_a_cell_under_a_future_flag_is_analysed_from_a_parse_of_its_own(
+    kernel: Callable[[], InteractiveShell],
+) -> None:
+    """Auto mode's parse of a cell is made with the ``__future__`` flags the notebook
+    set, which can change what parses: its tree is then not the analysis's."""
+    shell = kernel()
+    assert shell.run_cell("from __future__ import barry_as_FLUFL", cell_id="f0").success
+    assert shell.run_cell("different = 1 <> 2", cell_id="f1").success
+
+    assert shell.user_ns["different"] is True
+    runner = shell.magics_manager.registry["NbcacheMagics"].cells
+    # as without the flag's parse: Python's own parse of the text fails, so it runs as
+    # Python runs it
+    assert runner.why("f1") == ["it does not parse, so Python runs it as it is"]
