@@ -24,9 +24,12 @@ from ..errors import (
 )
 from ..store.base import Store
 
-__all__ = ["WHOLE_READ", "EntryReader", "WarnOnce"]
+__all__ = ["HEADER_WHOLE_READ", "WHOLE_READ", "EntryReader", "WarnOnce"]
 
 R = TypeVar("R")
+# A header look reads an entry this small whole (one read); a larger one only where its
+# prefix, header and trailer lie, not the value it leaves in the store.
+HEADER_WHOLE_READ = 64 << 10
 # an entry's checked header, its stored size, and its value when it was loaded: (value,)
 _Loaded = tuple[EntryInfo, int, tuple[Any, ...]]
 
@@ -112,9 +115,11 @@ class EntryReader:
                 raise IntegrityError("the entry is filed under another key")
             if whole is None or not whole(info):
                 return info, size, ()
-            return info, size, (self._value(f, key, signer, name, checked)[1],)
+            f.seek(0)
+            whole_file = _whole(f, size)  # the file as a lookup reads it (read already: as is)
+            return info, size, (self._value(whole_file, key, signer, name, checked)[1],)
 
-        return self._read(key, read)
+        return self._read(key, read, header_only=True)
 
     def _value(
         self, f: BinaryIO, key: str, signer: Signer, name: str, checked: SignedHeader
@@ -129,7 +134,16 @@ class EntryReader:
                 self._unloadable[str(owner)] = str(exc)
             raise
 
-    def _read(self, key: str, read: Callable[[BinaryIO, Signer, int], R | None]) -> R | None:
+    def _read(
+        self,
+        key: str,
+        read: Callable[[BinaryIO, Signer, int], R | None],
+        *,
+        header_only: bool = False,
+    ) -> R | None:
+        """``read`` of the open entry of ``key``: a small one read whole first; for
+        ``header_only`` (a header look) only one so small that one read of it all costs
+        less than reading where its header lies."""
         try:
             signer = self._signer()
         except CacheError as exc:
@@ -149,7 +163,8 @@ class EntryReader:
             with f:
                 size = f.seek(0, io.SEEK_END)  # what listings show: the whole file
                 f.seek(0)
-                return read(_whole(f, size), signer, size)
+                whole = not header_only or size <= HEADER_WHOLE_READ
+                return read(_whole(f, size) if whole else f, signer, size)
         except ForeignEntryError as exc:
             # One warning per entry, not one per look: it stays for its owner.
             message = f"nbcache: ignored the cached entry {key[:12]}: {exc}"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import io
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -182,3 +184,55 @@ def test_a_cell_under_a_future_flag_is_analysed_from_a_parse_of_its_own(
     # as without the flag's parse: Python's own parse of the text fails, so it runs as
     # Python runs it
     assert runner.why("f1") == ["it does not parse, so Python runs it as it is"]
+
+
+READ_BYTES: Counter[str] = Counter()  # by entry key, what a CountingFile read
+
+
+class CountingFile(io.FileIO):
+    """An entry's file that counts the bytes read from it."""
+
+    key = ""
+
+    def readinto(self, buffer: Any) -> int:
+        got = super().readinto(buffer)
+        READ_BYTES[self.key] += got or 0
+        return got or 0
+
+    def read(self, size: int = -1) -> bytes:
+        got = super().read(size)
+        READ_BYTES[self.key] += len(got or b"")
+        return got or b""
+
+
+def test_a_cell_restored_from_its_header_reads_its_header_not_its_value(
+    kernel: Callable[[], InteractiveShell], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large entry's value stays unread in the store while its cell restores from the
+    header: the batch reads where the header lies, not the whole file."""
+    cells = ["blob = bytes(300_000)", "small = 1", "later = small + 1"]
+    shell = kernel()
+    for i, cell in enumerate(cells):
+        assert shell.run_cell(cell, store_history=True, cell_id=f"c{i}").success
+    shell = kernel()
+    own_open = LocalStore.open_entry
+    sizes: dict[str, int] = {}
+
+    def open_entry(store: LocalStore, key: str) -> Any:
+        f = own_open(store, key)
+        sizes[key] = os.fstat(f.fileno()).st_size
+        counting = CountingFile(os.dup(f.fileno()), "rb")
+        counting.key = key
+        f.close()
+        return counting
+
+    monkeypatch.setattr(LocalStore, "open_entry", open_entry)
+    READ_BYTES.clear()
+
+    said = restore(tmp_path, [*cells[:-1], "_edited = 1\n" + cells[-1]])
+
+    assert len(said["cells"]) == 2
+    assert type(shell.user_ns["blob"]).__name__ == "StandIn"  # restored from its header
+    largest = max(sizes, key=sizes.__getitem__)
+    assert sizes[largest] > 300_000
+    assert 0 < READ_BYTES[largest] < 16_384
