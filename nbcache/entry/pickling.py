@@ -36,7 +36,7 @@ from typing import Any, overload
 import cloudpickle
 
 from ..errors import CacheError, ValuePicklingError, ValueUnpicklingError
-from .mainclasses import main_namespace, reduce_main_class, restoring_into
+from .mainclasses import main_namespace, notebook_namespace, reduce_main_class, restoring_into
 
 __all__ = [
     "OUT_OF_BAND_MIN",
@@ -90,7 +90,11 @@ def rebuild_main_function(
     """Unpickling: a notebook function over the live namespace (its state comes next)."""
     if filename is not None:
         code = _with_filename(code, filename)
-    return types.FunctionType(code, main_namespace(), name, argdefs, closure)
+    # a method may run as its instances load (``__setstate__``, a set member's
+    # ``__hash__``); a function is only rebuilt (see :func:`restoring_into`)
+    method = "." in getattr(code, "co_qualname", "")
+    namespace = notebook_namespace() if method else main_namespace()
+    return types.FunctionType(code, namespace, name, argdefs, closure)
 
 
 def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:
