@@ -36,7 +36,14 @@ from typing import Any, overload
 import cloudpickle
 
 from ..errors import CacheError, ValuePicklingError, ValueUnpicklingError
-from .mainclasses import main_namespace, notebook_namespace, reduce_main_class, restoring_into
+from .mainclasses import (
+    before_code_pending,
+    importing_after,
+    main_namespace,
+    notebook_namespace,
+    reduce_main_class,
+    restoring_into,
+)
 
 __all__ = [
     "OUT_OF_BAND_MIN",
@@ -280,6 +287,7 @@ def dump_parts(obj: object, name: str = "value", min_oob: int = OUT_OF_BAND_MIN)
 
 
 _LOAD_IN_MAIN = compile("value = loads(stream, buffers=buffers)", "<nbcache restore>", "exec")
+_LOAD_IMPORTING_AFTER = compile("value = load()", "<nbcache restore>", "exec")
 
 
 def _loads_in_main(stream: bytes | memoryview, buffers: Sequence[Any]) -> Any:
@@ -289,8 +297,11 @@ def _loads_in_main(stream: bytes | memoryview, buffers: Sequence[Any]) -> Any:
     built from a formula re-evaluates it in its caller's frames (``double_it(x)``
     needs the notebook's ``double_it``), which would otherwise be nbcache's own.
     """
-    scope = {"loads": pickle.loads, "stream": stream, "buffers": buffers}
-    exec(_LOAD_IN_MAIN, main_namespace(), scope)
+    scope: dict[str, Any] = {"loads": pickle.loads, "stream": stream, "buffers": buffers}
+    code = _LOAD_IN_MAIN
+    if before_code_pending():  # the C unpickler's `load`: no frame of ours in between
+        scope["load"], code = importing_after(stream, buffers).load, _LOAD_IMPORTING_AFTER
+    exec(code, main_namespace(), scope)
     return scope["value"]
 
 

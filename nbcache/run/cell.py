@@ -49,7 +49,7 @@ from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .plan import PlanRow, plan
 from .records import CellEntry, HeaderRecord, LatestRun
 from .report import CellReport
-from .setupmagics import split_setup
+from .setupmagics import reads_namespace, split_setup
 from .shell import Shell
 
 __all__ = ["CellOptions", "CellRunner", "Shell"]
@@ -93,7 +93,7 @@ class CellRunner:
             self.auto.cells.append((self.shell.cell_id, cell))
         setup, source = split_setup(self.shell.transform(cell))
         if setup:  # `%matplotlib inline` above the code: it runs every time, as in a plain run
-            self._make_waiting()
+            self.bring_in(None) if reads_namespace(setup) else self._make_waiting()
             self.shell.execute(setup)  # before the key: it may set what the key reads
         decision = self.decide(source, options)
         self.last = decision.identity

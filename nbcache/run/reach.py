@@ -17,22 +17,26 @@ from ..keys.scope import is_shell_name, names_in_string
 
 __all__ = ["imports_within", "names_used", "reaches_anything", "source_scan"]
 
-# Attribute names that reach a namespace or a library from any object (see ``_DYNAMIC``): a
-# string constant naming one counts too (``attrgetter("__globals__")``).
-_WAYS_IN = frozenset(
-    {"__globals__", "f_globals", "f_locals", "__import__", "__self__", "__subclasses__"}
-)
-_ATTR_CALLS = frozenset({"getattr", "hasattr", "setattr", "delattr"})
+# Attribute names that reach a namespace or a library from any object (see ``_DYNAMIC``):
+# a string constant naming one counts too (``attrgetter("__globals__")``), as does one
+# naming ``__main__`` (``__import__("__main__")``, whose ``__dict__`` is the namespace).
+_WAYS_IN = frozenset({"__globals__", "f_globals", "f_locals", "__self__", "__subclasses__"})
+# Calls naming an attribute or a module by their argument at that index: one computed
+# there may name any (``getattr(f, "__glob" + "als__")``, ``__import__(name)``).
+_NAMING_CALLS = {
+    **dict.fromkeys(("getattr", "hasattr", "setattr", "delattr"), 1),
+    **dict.fromkeys(("__import__", "import_module"), 0),
+}
 # Names through which code reaches the namespace without naming what it reads.
 _DYNAMIC = frozenset(
     {"eval", "exec", "globals", "vars", "locals", "dir", "__main__", "modules", "user_ns"}
     # the environment an import not made yet would have set
     | {"environ", "getenv"}
-    # a function's or frame's namespace (``(lambda: 0).__globals__``), ``__main__`` by
-    # import, builtins (``print.__self__``), and every loaded class or object
+    # a function's or frame's namespace (``(lambda: 0).__globals__``), builtins
+    # (``print.__self__``), a function's module, and every loaded class or object
     | _WAYS_IN
-    | {"import_module", "getmodule", "get_objects", "get_referrers"}
-    # an attribute named by a computed string (``getattr(f, "__glob" + "als__")``)
+    | {"getmodule", "get_objects", "get_referrers"}
+    # an attribute or module named by a computed string (see ``_NAMING_CALLS``)
     | {"getattr()"}
 )
 _IMPORT_OPS = frozenset({dis.opmap["IMPORT_NAME"], dis.opmap["IMPORT_FROM"]})
@@ -66,20 +70,23 @@ def source_scan(source: str) -> tuple[set[str], set[str]] | None:
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             named = names_in_string(node.value, evaluated=True)
             wanted.update(named)
-            reached.update(named & _WAYS_IN)
-        elif isinstance(node, ast.Call) and _computed_attribute(node):
+            reached.update(named & (_WAYS_IN | {"__main__"}))
+        elif isinstance(node, ast.Call) and _computed_name(node):
             reached.add("getattr()")
     return reached, wanted
 
 
-def _computed_attribute(call: ast.Call) -> bool:
-    """Whether ``call`` is ``getattr(x, name)`` (or ``hasattr``...) with ``name`` not a
-    string written in the cell: it may name any attribute."""
-    if not (isinstance(call.func, ast.Name) and call.func.id in _ATTR_CALLS):
+def _computed_name(call: ast.Call) -> bool:
+    """Whether ``call`` is one of ``_NAMING_CALLS`` (``getattr(x, name)``,
+    ``__import__(name)``) with the name not a string written in the cell."""
+    func = call.func
+    called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+    index = _NAMING_CALLS.get(called) if isinstance(called, str) else None
+    if index is None:
         return False
-    if len(call.args) < 2:
+    if len(call.args) <= index:
         return True
-    name = call.args[1]
+    name = call.args[index]
     return not (isinstance(name, ast.Constant) and isinstance(name.value, str))
 
 

@@ -14,10 +14,11 @@ from the namespace (``$fmt``, ``{fmt}``) is not one of them.
 from __future__ import annotations
 
 import ast
+from typing import Any
 
 from ..keys.modules import is_installed_module
 
-__all__ = ["SETUP_MAGICS", "split_setup"]
+__all__ = ["SETUP_MAGICS", "reads_namespace", "split_setup"]
 
 SETUP_MAGICS = ("matplotlib", "load_ext", "reload_ext", "config", "autoreload", "aimport")
 
@@ -50,6 +51,26 @@ def split_setup(source: str) -> tuple[str, str]:
     lines = source.splitlines(keepends=True)
     setup = "".join(ln if n in magic else "\n" for n, ln in enumerate(lines[: max(magic)], 1))
     return setup, "".join("\n" if n in magic else ln for n, ln in enumerate(lines, 1))
+
+
+def reads_namespace(setup: str) -> bool:
+    """Whether the magics ``setup`` (a :func:`split_setup` first part) may read the
+    notebook's variables: an extension's loader is handed the shell (``ip.user_ns``),
+    a module ``%aimport`` loads may read ``__main__``, and ``%config X = value``
+    evaluates ``value`` in the namespace unless it is a literal. What they read must be
+    the values, not a lazy run's stand-ins."""
+    for statement in ast.parse(setup).body:
+        call: Any = getattr(statement, "value", None)
+        name, argument = (arg.value for arg in call.args)
+        if name in ("load_ext", "reload_ext", "aimport"):
+            return True
+        _, equals, value = argument.partition("=")
+        if name == "config" and equals:
+            try:
+                ast.literal_eval(value.strip())
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                return True
+    return False
 
 
 def _installed_import(statement: ast.stmt) -> bool:

@@ -97,3 +97,40 @@ def test_a_local_module_setting_the_backend_above_matplotlib_inline(folder: Path
     (folder / "plotsetup.py").write_text("import matplotlib\nmatplotlib.use('agg')\n")
     edited = LOCAL_BACKEND[-1].replace(", x", ", x + 1")
     _three_runs(folder, LOCAL_BACKEND, edited)
+
+
+READING = [
+    "fmt = 'svg'\ngreeting = 'hello'",
+    "%config InlineBackend.figure_format = fmt\n%load_ext greeter\nx = 1",
+    "from matplotlib_inline.config import InlineBackend\n"
+    "print(InlineBackend.instance().figure_formats, x)",
+]
+
+
+def test_set_up_magics_that_read_the_namespace_read_the_values(folder: Path) -> None:
+    """``%config X = fmt`` evaluates ``fmt`` in the namespace, and an extension's loader
+    may read it: before them, the values of the restored cells load. They read the
+    stand-ins (``<fmt: not loaded ...>``, a syntax error)."""
+    (folder / "greeter.py").write_text(
+        "def load_ipython_extension(ip):\n    print(ip.user_ns['greeting'])\n"
+    )
+    _three_runs(folder, READING, READING[-1].replace(", x", ", x + 1"))
+
+
+FORMULA = [
+    "import numpy as np\nimport pandas as pd\nimport statsmodels.formula.api as smf",
+    "df = pd.DataFrame({'x': np.arange(1.0, 20), 'y': np.arange(1.0, 20) ** 1.5})",
+    "def double_it(v):\n    return 2 * v",
+    "model = smf.ols('y ~ double_it(x) + np.log(x)', df).fit()\nn = 3",
+    "print(n)",
+]
+
+
+def test_a_value_loading_beside_a_formula_model_that_reads_the_namespace(
+    folder: Path,
+) -> None:
+    """The edited cell reads ``n`` alone (no library): its entry also holds a formula
+    model, which evaluates ``np.log(x)`` in the namespace as it loads. The load imports
+    statsmodels: the waiting imports are made first, as a plain run had them. It met
+    no ``np``, the load failed, and the cell failed on ``n``'s stand-in."""
+    assert _three_runs(folder, FORMULA, "print(n + 1)")[2] == ["restored"] * 4 + ["ran"]

@@ -163,6 +163,7 @@ def test_a_running_cell_that_reaches_a_module_gets_the_module_a_plain_run_gives(
         "    g = e.__traceback__.tb_frame.f_globals",
         # builtins, whose __import__ reaches any library; every class loaded
         "builtin = getattr(print, '__self__')",
+        "main = __import__('__main__')",  # whose __dict__ is the namespace
         "loaded = len(object.__subclasses__())",
     ],
 )

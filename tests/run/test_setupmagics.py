@@ -13,7 +13,7 @@ from nbcache.entry.signing import Signer
 from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.run.plan import plan
-from nbcache.run.setupmagics import split_setup
+from nbcache.run.setupmagics import reads_namespace, split_setup
 from nbcache.store import LocalStore
 from tests.run.fake_shell import FakeShell
 
@@ -128,3 +128,16 @@ def test_a_magic_that_may_read_what_the_code_binds_is_not_split(
     # installed and built-in modules above the magic: split as before
     setup, _ = split_setup(ipython("import sys\nfrom os import path\n%matplotlib inline\nx = 1"))
     assert "matplotlib" in setup
+
+
+def test_magics_that_may_read_the_namespace_are_told_apart() -> None:
+    def reads(cell: str) -> bool:
+        setup, _ = split_setup(ipython(cell + "\nx = 1"))
+        assert setup, cell
+        return reads_namespace(setup)
+
+    assert not reads("%matplotlib inline\n%autoreload 2")
+    assert not reads("%config InlineBackend.figure_format = 'retina'")
+    assert not reads("%config InlineBackend")  # its help
+    assert reads("%config InlineBackend.figure_format = fmt")
+    assert reads("%load_ext greeter") and reads("%aimport helpers")
