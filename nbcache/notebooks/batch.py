@@ -1,4 +1,5 @@
-"""``nbcache run``'s client: consecutive cells that restore, in one kernel request.
+"""``nbcache run``'s client (and papermill's engine's): consecutive cells that restore,
+in one kernel request.
 
 A request per cell costs a round trip to the kernel (the request, its status and
 output messages, its reply), which for a restored cell is most of what it costs. So
@@ -15,6 +16,7 @@ again. ``NBCACHE_RUN_BATCHES=0`` sends every cell in a request of its own.
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
 import os
 import tempfile
@@ -43,7 +45,11 @@ def with_batches(base: type[Any], log: str) -> type[Any]:
     """A subclass of the nbclient client ``base`` (one that sends cell ids) that restores
     runs of cells in one request each; ``log`` is the kernel's cell log, where it reads
     whether a cell it executed restored."""
-    return type("BatchClient", (Batches, base), {"cell_log": log})
+    # nbclient binds its blocking execute_cell to its own coroutine when the class is
+    # made; papermill calls that one, so bind it to the batching coroutine again.
+    run_sync: Any = importlib.import_module("nbclient.util").run_sync  # untyped
+    blocking = run_sync(Batches.async_execute_cell)
+    return type("BatchClient", (Batches, base), {"cell_log": log, "execute_cell": blocking})
 
 
 class Batches:

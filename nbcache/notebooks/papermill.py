@@ -2,10 +2,11 @@
 
 papermill finds it through the ``papermill.engine`` entry point. It runs the
 notebook as papermill's own nbclient engine does (the same progress bar, output
-saving, error cell and metadata), with three differences: the kernel loads
+saving, error cell and metadata), with four differences: the kernel loads
 nbcache at start with ``NBCACHE_AUTO=lazy``, so every code
 cell is looked up by its key and restores when it hits; each cell is sent with
-its id, so the kernel names cells stably; and the cell papermill injects the
+its id, so the kernel names cells stably; consecutive cells that restore go in
+one request, as under ``nbcache run``; and the cell papermill injects the
 parameters in gets a stable id instead of a new random one each run. A
 parameter sweep thus executes only the cells from a parameter's first use on.
 As ``nbcache run``, it keeps the notebook's record (nbcache.notebooks.unchanged):
@@ -30,6 +31,7 @@ from typing import Any
 
 from .. import settings
 from ..errors import CacheError
+from .batch import batching
 from .cellids import with_cell_ids
 from .runner import (
     DRIVEN_KERNEL_ARGUMENTS,
@@ -124,7 +126,8 @@ def _engine() -> Any:
                 # kernel's cell log (one of the user's own, or ours) carries them here
                 log = settings.auto_log() or os.path.join(scratch, "cells.jsonl")
                 env = kernel_environment(store=absolute_store(store), lazy=lazy, log=log)
-                client = client_class(nb_man, **final_kwargs)
+                # restored cells go in one request each run of them, as under nbcache run
+                client = batching(client_class, env, True)(nb_man, **final_kwargs)
                 run = _Run(nb_man, kernel_name, log, name, engines.logger)
                 return run.execute(env, lambda: client.execute(env=env))
 

@@ -18,6 +18,7 @@ from nbcache import CacheError
 from nbcache.notebooks.papermill import NbcacheEngine
 
 from .clients import BIN, client_env, executed, outcomes, shown, write_notebook
+from .test_run_batches import Requests
 
 # Each body appends its name to runs.log when it executes (a write is no input).
 CELLS = [
@@ -61,7 +62,9 @@ def test_papermill_finds_the_engine_by_its_entry_point() -> None:
     assert papermill_engines.get_engine("nbcache") is NbcacheEngine
 
 
-def test_a_sweep_restores_the_cells_upstream_of_the_parameter(folder: Path) -> None:
+def test_a_sweep_restores_the_cells_upstream_of_the_parameter(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_notebook(folder / "in.ipynb", CELLS, tags={"params": ["parameters"]})
 
     # the command line first (as docs/whole-notebooks.md gives it), then the Python API
@@ -82,8 +85,13 @@ def test_a_sweep_restores_the_cells_upstream_of_the_parameter(folder: Path) -> N
     ]
     assert {outcome for _, outcome in first[1:]} == {"ran"}
 
+    alone = Requests(monkeypatch)
     papermill(folder, "in.ipynb", "out-2.ipynb", "nbcache", alpha=2)
     assert executed(folder) == ["scaled", "report"]
+    # restored cells went to the kernel in batches, as under nbcache run, not one by one:
+    # a batch is tried after a cell that restored or runs uncached, so `load` (after the
+    # parameters ran) goes alone, and `params` and `total` in batches
+    assert alone.cells == ["setup", "injected-parameters", "load", "scaled", "report"]
     assert dict(outcomes(folder)) == {
         "setup": "uncached",  # a line magic runs as without nbcache
         "params": "restored",
