@@ -218,7 +218,9 @@ def decide(
     if run is None:
         return prepared
     if not options.force:
-        with restoring_into(namespace):
+        # notebook code a full restore unpickles may run (a set's ``__hash__``) and read
+        # a module whose import waits
+        with restoring_into(namespace, before_code=waiting):
             found = _look(cache, run, look)
         if found is not None:
             return found
