@@ -176,21 +176,33 @@ class Cache:
             memory.put(key, (value, info, size))
         return Hit(value, info, "store", time.perf_counter() - start, size)
 
-    def peek(self, key: str, ask: Ask = PLAIN) -> Hit[Any] | None:
+    def peek(
+        self, key: str, ask: Ask = PLAIN, whole: Callable[[EntryInfo], bool] | None = None
+    ) -> Hit[Any] | None:
         """A lookup that leaves a stored value in the store: the hit's ``value`` is the
         live one from memory, or None with the entry's checked header (``source`` says
         which). A whole-notebook run restores most cells from their headers alone.
         A peek counts no use (a plan; a caller that may look again): a caller that uses
-        the hit counts it with the ledger's ``count_use``."""
+        the hit counts it with the ledger's ``count_use``.
+
+        ``whole`` says from a stored entry's checked header that its value is wanted
+        after all: then the hit is a lookup's (its value loaded from the same open file,
+        kept in memory as ``ask`` says), not a second open and check of the entry."""
         memory = self._memory if ask.memory is None else ask.memory
         if memory.get(key) is not None:
             return self._find(key, ask)
         start = time.perf_counter()
-        loaded = self._reader.load_header(key, ask.validate) if self._reader else None
+        loaded = (
+            self._reader.load_header(key, ask.validate, whole, ask.name) if self._reader else None
+        )
         if loaded is None or _too_old(loaded[0], ask.max_age):
             return None
-        info, size = loaded
-        return Hit(None, info, "store", time.perf_counter() - start, size)
+        info, size, value = loaded
+        if not value:
+            return Hit(None, info, "store", time.perf_counter() - start, size)
+        if ask.remember:
+            memory.put(key, (value[0], info, size))
+        return Hit(value[0], info, "store", time.perf_counter() - start, size)
 
     # -- writing -------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO, TypeVar
 
 from ..entry.buffers import WHOLE_READ, MappedReader
-from ..entry.format import EntryInfo, read_entry, read_info
+from ..entry.format import EntryInfo, SignedHeader, read_entry, read_header
 from ..entry.signing import Signer
 from ..errors import (
     CacheError,
@@ -24,9 +24,14 @@ from ..errors import (
 )
 from ..store.base import Store
 
-__all__ = ["WHOLE_READ", "EntryReader", "WarnOnce"]
+__all__ = ["HEADER_WHOLE_READ", "WHOLE_READ", "EntryReader", "WarnOnce"]
 
 R = TypeVar("R")
+# A header look reads an entry this small whole (one read); a larger one only where its
+# prefix, header and trailer lie, not the value it leaves in the store.
+HEADER_WHOLE_READ = 64 << 10
+# an entry's checked header, its stored size, and its value when it was loaded: (value,)
+_Loaded = tuple[EntryInfo, int, tuple[Any, ...]]
 
 
 class WarnOnce:
@@ -83,35 +88,62 @@ class EntryReader:
         sees the signed header before the value is loaded (False: None)."""
 
         def read(f: BinaryIO, signer: Signer, size: int) -> tuple[EntryInfo, Any, int] | None:
-            if validate is not None and not validate(read_info(f, signer)):
+            checked = read_header(f, signer)
+            if validate is not None and not validate(checked.info):
                 return None
-            try:
-                return (*read_entry(f, key, signer, name=name), size)
-            except ValueUnpicklingError as exc:
-                f.seek(0)  # its header checked out: "why" can name the entry's owner
-                owner = read_info(f, signer).meta.get("identity")
-                if owner:
-                    self._unloadable[str(owner)] = str(exc)
-                raise
+            return (*self._value(f, key, signer, name, checked), size)
 
         return self._read(key, read)
 
     def load_header(
-        self, key: str, validate: Callable[[EntryInfo], bool] | None = None
-    ) -> tuple[EntryInfo, int] | None:
-        """The checked header and stored size of ``key``'s entry, its value left unread."""
+        self,
+        key: str,
+        validate: Callable[[EntryInfo], bool] | None = None,
+        whole: Callable[[EntryInfo], bool] | None = None,
+        name: str = "value",
+    ) -> _Loaded | None:
+        """The checked header and stored size of ``key``'s entry, its value left unread
+        (``()``) unless ``whole`` says from the header that it is wanted after all: then
+        ``(value,)``, loaded from the same open file, its header not checked again."""
 
-        def read(f: BinaryIO, signer: Signer, size: int) -> tuple[EntryInfo, int] | None:
-            info = read_info(f, signer)
+        def read(f: BinaryIO, signer: Signer, size: int) -> _Loaded | None:
+            checked = read_header(f, signer)
+            info = checked.info
             if validate is not None and not validate(info):
                 return None
             if info.key != key:
                 raise IntegrityError("the entry is filed under another key")
-            return info, size
+            if whole is None or not whole(info):
+                return info, size, ()
+            f.seek(0)
+            whole_file = _whole(f, size)  # the file as a lookup reads it (read already: as is)
+            return info, size, (self._value(whole_file, key, signer, name, checked)[1],)
 
-        return self._read(key, read)
+        return self._read(key, read, header_only=True)
 
-    def _read(self, key: str, read: Callable[[BinaryIO, Signer, int], R | None]) -> R | None:
+    def _value(
+        self, f: BinaryIO, key: str, signer: Signer, name: str, checked: SignedHeader
+    ) -> tuple[EntryInfo, Any]:
+        """The entry in ``f`` whose header ``checked`` is, its value loaded."""
+        try:
+            return read_entry(f, key, signer, name=name, checked=checked)
+        except ValueUnpicklingError as exc:
+            # its header checked out: "why" can name the entry's owner
+            owner = checked.info.meta.get("identity")
+            if owner:
+                self._unloadable[str(owner)] = str(exc)
+            raise
+
+    def _read(
+        self,
+        key: str,
+        read: Callable[[BinaryIO, Signer, int], R | None],
+        *,
+        header_only: bool = False,
+    ) -> R | None:
+        """``read`` of the open entry of ``key``: a small one read whole first; for
+        ``header_only`` (a header look) only one so small that one read of it all costs
+        less than reading where its header lies."""
         try:
             signer = self._signer()
         except CacheError as exc:
@@ -131,7 +163,8 @@ class EntryReader:
             with f:
                 size = f.seek(0, io.SEEK_END)  # what listings show: the whole file
                 f.seek(0)
-                return read(_whole(f, size), signer, size)
+                whole = not header_only or size <= HEADER_WHOLE_READ
+                return read(_whole(f, size) if whole else f, signer, size)
         except ForeignEntryError as exc:
             # One warning per entry, not one per look: it stays for its owner.
             message = f"nbcache: ignored the cached entry {key[:12]}: {exc}"

@@ -52,7 +52,16 @@ from .pickling import Pickled, load_parts
 from .signing import MAC_SIZE, Signer, check_fingerprint, stream_digest
 from .spooling import PREALLOCATE_MIN, hashed_write, preallocate, write_all
 
-__all__ = ["FORMAT", "EntryInfo", "bounded_json", "read_entry", "read_info", "write_entry"]
+__all__ = [
+    "FORMAT",
+    "EntryInfo",
+    "SignedHeader",
+    "bounded_json",
+    "read_entry",
+    "read_header",
+    "read_info",
+    "write_entry",
+]
 
 FORMAT = 2
 # The first format: HMAC-SHA256 and SHA-256 (through OpenSSL, whose first use in a
@@ -312,14 +321,29 @@ def _info(header: Mapping[str, Any], header_size: int) -> EntryInfo:
     )
 
 
-def read_info(f: BinaryIO, signer: Signer) -> EntryInfo:
+@dataclass(frozen=True)
+class SignedHeader:
+    """The header of the entry in one open file, its MAC checked: what loading the value
+    from that file needs besides (see :func:`read_entry`)."""
+
+    fmt: int
+    header: dict[str, Any]
+    info: EntryInfo
+
+
+def read_header(f: BinaryIO, signer: Signer) -> SignedHeader:
     """The verified header of the entry in ``f``; reads a few KB whatever the entry's size.
 
     Raises:
         IntegrityError: truncated, foreign, damaged, or signed with another secret.
     """
-    _, header, header_len = _signed_header(f, _file_size(f), signer)
-    return _info(header, header_len)
+    fmt, header, header_len = _signed_header(f, _file_size(f), signer)
+    return SignedHeader(fmt, header, _info(header, header_len))
+
+
+def read_info(f: BinaryIO, signer: Signer) -> EntryInfo:
+    """What :func:`read_header` says of the entry in ``f``."""
+    return read_header(f, signer).info
 
 
 def _read_buffer(
@@ -364,17 +388,25 @@ def _verified_slice(mapped: memoryview, offset: int, length: int, checksum: str)
     return view
 
 
-def read_entry(f: BinaryIO, key: str, signer: Signer, name: str = "value") -> tuple[EntryInfo, Any]:
+def read_entry(
+    f: BinaryIO,
+    key: str,
+    signer: Signer,
+    name: str = "value",
+    checked: SignedHeader | None = None,
+) -> tuple[EntryInfo, Any]:
     """Verify the entry in ``f`` and load its value; nothing is unpickled before it checks out.
+
+    ``checked`` is the header :func:`read_header` verified in this same open file a
+    moment before (a caller that looked at it first): its MAC is not checked again.
 
     Raises:
         IntegrityError: truncated, foreign, damaged, signed with another secret,
             or stored under another key.
         ValueUnpicklingError: verified bytes that do not load here (missing module).
     """
-    size = _file_size(f)
-    fmt, header, header_len = _signed_header(f, size, signer)
-    info = _info(header, header_len)
+    signed = checked if checked is not None else read_header(f, signer)
+    fmt, header, info = signed.fmt, signed.header, signed.info
     if info.key != key:
         raise IntegrityError("the entry belongs to another key: it will be recomputed")
     offset, length, sha = header["stream"]

@@ -14,16 +14,22 @@ as cloudpickle builds it.
 from __future__ import annotations
 
 import functools
+import io
+import pickle
 import sys
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 __all__ = [
+    "before_code",
+    "before_code_pending",
+    "importing_after",
     "live_or_rebuilt",
     "main_namespace",
+    "notebook_namespace",
     "reduce_main_class",
     "restoring_into",
     "set_class_digest",
@@ -31,20 +37,34 @@ __all__ = [
 ]
 
 _MAIN_NAMESPACE: ContextVar[dict[str, Any] | None] = ContextVar("nbcache_main", default=None)
+# called once, before the first notebook function or class of a load is rebuilt
+_BEFORE_CODE: ContextVar[list[Callable[[], object]] | None] = ContextVar(
+    "nbcache_before_code", default=None
+)
 _digest: list[Callable[[type], str]] = []  # the keys' digest of a class, once registered
 _live: weakref.WeakSet[type] = weakref.WeakSet()  # live classes a load returned as they are
 
 
 @contextmanager
-def restoring_into(namespace: dict[str, Any]) -> Iterator[None]:
+def restoring_into(
+    namespace: dict[str, Any], before_code: Callable[[], object] | None = None
+) -> Iterator[None]:
     """Within this block, notebook functions load bound to ``namespace``, not ``__main__``.
 
     For a shell whose user namespace is not ``sys.modules["__main__"]``, and for tests.
+    ``before_code`` is called once, before the first notebook class or method is
+    rebuilt, or a module not loaded yet is imported (:func:`before_code`): unpickling
+    may run the one (``__setstate__``, ``__hash__`` of a set's members), and the other
+    may read the namespace (a formula model evaluates ``np.log(x)`` there); what they
+    read must be there first (a lazy run's waiting imports). A function alone is not
+    called by loading it (unless a ``__reduce__`` names it: not covered).
     """
     token = _MAIN_NAMESPACE.set(namespace)
+    hook = _BEFORE_CODE.set([before_code] if before_code is not None else None)
     try:
         yield
     finally:
+        _BEFORE_CODE.reset(hook)
         _MAIN_NAMESPACE.reset(token)
 
 
@@ -56,6 +76,40 @@ def main_namespace() -> dict[str, Any]:
         return namespace
     main = sys.modules.get("__main__")
     return main.__dict__ if main is not None else {"__name__": "__main__"}
+
+
+def before_code() -> None:
+    """Call the pending ``before_code`` of :func:`restoring_into`, if any (once)."""
+    pending = _BEFORE_CODE.get()
+    if pending:
+        pending.pop()()
+
+
+def before_code_pending() -> bool:
+    return bool(_BEFORE_CODE.get())
+
+
+class _ImportingAfter(pickle.Unpickler):
+    """Calls the pending ``before_code`` of :func:`restoring_into` before the load
+    imports a module not loaded yet."""
+
+    def find_class(self, module_name: str, global_name: str, /) -> Any:
+        if module_name not in sys.modules:
+            before_code()
+        return super().find_class(module_name, global_name)
+
+
+def importing_after(stream: bytes | memoryview, buffers: Sequence[Any] = ()) -> pickle.Unpickler:
+    """An unpickler of ``stream`` that calls the pending ``before_code`` first if its
+    load imports a module."""
+    return _ImportingAfter(io.BytesIO(stream), buffers=buffers)
+
+
+def notebook_namespace() -> dict[str, Any]:
+    """:func:`main_namespace`, for a notebook class or method being rebuilt: calls the
+    pending ``before_code`` of :func:`restoring_into` first."""
+    before_code()
+    return main_namespace()
 
 
 def set_class_digest(digest: Callable[[type], str]) -> None:
@@ -95,7 +149,7 @@ def reduce_main_class(cls: type, reduced: Any) -> Any:
 def live_or_rebuilt(qualname: str, digest: str, make: Callable[..., Any], args: Any) -> Any:
     """Unpickling: the live class named ``qualname`` if its definition is ``digest``'s,
     else the class cloudpickle builds."""
-    live = main_namespace().get(qualname)
+    live = notebook_namespace().get(qualname)
     if isinstance(live, type) and live.__module__ == "__main__" and _definition(live) == digest:
         _live.add(live)
         return live

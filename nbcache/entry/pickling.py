@@ -36,7 +36,14 @@ from typing import Any, overload
 import cloudpickle
 
 from ..errors import CacheError, ValuePicklingError, ValueUnpicklingError
-from .mainclasses import main_namespace, reduce_main_class, restoring_into
+from .mainclasses import (
+    before_code_pending,
+    importing_after,
+    main_namespace,
+    notebook_namespace,
+    reduce_main_class,
+    restoring_into,
+)
 
 __all__ = [
     "OUT_OF_BAND_MIN",
@@ -90,7 +97,11 @@ def rebuild_main_function(
     """Unpickling: a notebook function over the live namespace (its state comes next)."""
     if filename is not None:
         code = _with_filename(code, filename)
-    return types.FunctionType(code, main_namespace(), name, argdefs, closure)
+    # a method may run as its instances load (``__setstate__``, a set member's
+    # ``__hash__``); a function is only rebuilt (see :func:`restoring_into`)
+    method = "." in getattr(code, "co_qualname", "")
+    namespace = notebook_namespace() if method else main_namespace()
+    return types.FunctionType(code, namespace, name, argdefs, closure)
 
 
 def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:
@@ -276,6 +287,7 @@ def dump_parts(obj: object, name: str = "value", min_oob: int = OUT_OF_BAND_MIN)
 
 
 _LOAD_IN_MAIN = compile("value = loads(stream, buffers=buffers)", "<nbcache restore>", "exec")
+_LOAD_IMPORTING_AFTER = compile("value = load()", "<nbcache restore>", "exec")
 
 
 def _loads_in_main(stream: bytes | memoryview, buffers: Sequence[Any]) -> Any:
@@ -285,8 +297,11 @@ def _loads_in_main(stream: bytes | memoryview, buffers: Sequence[Any]) -> Any:
     built from a formula re-evaluates it in its caller's frames (``double_it(x)``
     needs the notebook's ``double_it``), which would otherwise be nbcache's own.
     """
-    scope = {"loads": pickle.loads, "stream": stream, "buffers": buffers}
-    exec(_LOAD_IN_MAIN, main_namespace(), scope)
+    scope: dict[str, Any] = {"loads": pickle.loads, "stream": stream, "buffers": buffers}
+    code = _LOAD_IN_MAIN
+    if before_code_pending():  # the C unpickler's `load`: no frame of ours in between
+        scope["load"], code = importing_after(stream, buffers).load, _LOAD_IMPORTING_AFTER
+    exec(code, main_namespace(), scope)
     return scope["value"]
 
 

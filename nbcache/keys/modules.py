@@ -29,6 +29,7 @@ from .hashing import module_version
 __all__ = [
     "absolute_name",
     "expand_dotted",
+    "is_installed_module",
     "is_local_module",
     "locate_module",
     "module_fingerprint",
@@ -98,6 +99,17 @@ def is_local_module(name: str) -> bool:
         local = not _is_installed_path(path)
     _LOCAL[name] = local
     return local
+
+
+def is_installed_module(name: str) -> bool:
+    """Whether the top-level package of module ``name`` is built in or an installed one
+    (the standard library, site-packages), found without importing it; False for one
+    beside the notebook and for one not found."""
+    top = name.partition(".")[0]
+    if top in sys.builtin_module_names:
+        return True
+    path = locate_module(top)
+    return path is not None and _is_installed_path(path)
 
 
 _SOURCE_DIGESTS: dict[str, tuple[tuple[int, int], str, tuple[str, ...]]] = {}

@@ -28,6 +28,7 @@ from .calls import KEY_VERSION
 from .classes import describe
 from .code import fingerprint_of, is_code
 from .hashing import digest
+from .parsed import parsed
 from .standin import StandIn
 
 __all__ = [
@@ -268,7 +269,7 @@ def analyze(source: str) -> CellCode:
     Raises:
         SyntaxError: the source does not parse; the caller lets Python report it.
     """
-    tree = ast.parse(source)
+    tree = parsed(source)  # auto mode's, when it parsed this text a moment ago
     scan = _Scan()
     for stmt in tree.body:
         scan.visit(stmt)

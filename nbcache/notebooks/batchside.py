@@ -41,6 +41,9 @@ CAPTURED = frozenset(
 _KNOWN_HOOKS = ("nbcache.", "IPython.core.", "ipykernel.")
 # What auto mode gives every cell it wraps (``%%cache --auto``).
 AUTO_OPTIONS = CellOptions(quiet=True, auto=True)
+# How IPython spells a cell of ``%%cache --auto`` as Python (its cell-magic transform);
+# a version that spells it otherwise is read by parsing it.
+_AUTO_CALL = "get_ipython().run_cell_magic('cache', '--auto', %r)\n"
 
 
 def restore(cells_file: str, out_file: str) -> None:
@@ -66,7 +69,7 @@ def restore(cells_file: str, out_file: str) -> None:
             started = time.time()
             raw = str(cell["source"])
             python = _transformed(shell, raw)
-            body = _body(python) if python is not None else None
+            body = _body(python, raw) if python is not None else None
             if python is None or body is None or not ahead.restores(cell.get("id"), body):
                 ahead.forget()  # the cell runs in a request of its own, decided there
                 stopping.append({"index": cell["index"], "messages": list(messages)})
@@ -132,10 +135,16 @@ def _transformed(shell: Any, raw: str) -> str | None:
         return None
 
 
-def _body(python: str) -> str | None:
-    """The body auto mode's ``%%cache --auto`` gets in ``python`` (a raw cell as IPython
-    transforms it), or None: a cell IPython runs itself (another cell magic, a line it
-    rewrites, one that does not parse)."""
+def _body(python: str, raw: str) -> str | None:
+    """The body auto mode's ``%%cache --auto`` gets in ``python`` (the raw cell ``raw``
+    as IPython transforms it), or None: a cell IPython runs itself (another cell magic,
+    a line it rewrites, one that does not parse)."""
+    # Mostly the body is the raw cell as typed (IPython ends it with a newline): a call
+    # that spells it out, character for character, is what the parse below would read,
+    # without parsing the cell again.
+    typed = raw if raw.endswith("\n") else raw + "\n"
+    if python == _AUTO_CALL % typed:
+        return typed
     try:
         tree = ast.parse(python)
     except (SyntaxError, ValueError):

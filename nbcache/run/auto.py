@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -44,6 +45,20 @@ AUTO_MAGIC = "%%cache --auto"
 _FIXED_SECONDS = 0.0005
 _SECONDS_PER_BYTE = 2e-9
 _AWAIT = re.compile(r"\bawait\b|\basync\s+(for|with)\b")
+# json.dumps(outcome, default=str) without a new encoder per cell
+_ENCODER = json.JSONEncoder(default=str)
+
+
+def append_line(path: str, text: str) -> None:
+    """Append ``text`` and a newline to the log at ``path`` in one write: no buffered
+    text file is made for a line a restored cell logs (JSON's text is ASCII)."""
+    line = (text + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        while line:
+            line = line[os.write(fd, line) :]
+    finally:
+        os.close(fd)
 
 
 def fixed_cost(nbytes: int) -> float:
@@ -99,8 +114,7 @@ class AutoMode:
             self.outcomes.append(outcome)
             if self.log_path:
                 try:
-                    with open(self.log_path, "a", encoding="utf-8") as f:
-                        f.write(json.dumps(outcome, default=str) + "\n")
+                    append_line(self.log_path, _ENCODER.encode(outcome))
                 except OSError:
                     self.log_path = None  # the driver went away; the kernel goes on
 

@@ -49,7 +49,7 @@ from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
 from .plan import PlanRow, plan
 from .records import CellEntry, HeaderRecord, LatestRun
 from .report import CellReport
-from .setupmagics import split_setup
+from .setupmagics import reads_namespace, split_setup
 from .shell import Shell
 
 __all__ = ["CellOptions", "CellRunner", "Shell"]
@@ -93,7 +93,7 @@ class CellRunner:
             self.auto.cells.append((self.shell.cell_id, cell))
         setup, source = split_setup(self.shell.transform(cell))
         if setup:  # `%matplotlib inline` above the code: it runs every time, as in a plain run
-            self.deferred.make(self.shell.user_ns, self.shell.display_publisher)
+            self.bring_in(None) if reads_namespace(setup) else self._make_waiting()
             self.shell.execute(setup)  # before the key: it may set what the key reads
         decision = self.decide(source, options)
         self.last = decision.identity
@@ -142,7 +142,7 @@ class CellRunner:
             # Notebook functions in a restored entry read this shell's namespace, live.
             # The decision looked the key up a moment ago; under the claim it is looked
             # up again, in case another kernel stored it meanwhile.
-            with restoring_into(self.shell.user_ns):
+            with restoring_into(self.shell.user_ns, self._make_waiting):
                 outcome = self.cache.get_or_compute(
                     run.key.key,
                     compute,
@@ -196,7 +196,7 @@ class CellRunner:
             restored=self.drifted,
             admit=self._admit(identity) if options.auto and self.auto is not None else None,
             before=self.summaries.get(identity),
-            waiting=lambda: self.deferred.make(self.shell.user_ns, self.shell.display_publisher),
+            waiting=self._make_waiting,
         )
 
     def _admit(self, identity: str) -> Callable[[Any, int, float], bool]:
@@ -288,21 +288,16 @@ class CellRunner:
         return result
 
     def _restore_recorded(
-        self,
-        hit: Hit[Any],
-        recorded: HeaderRecord,
-        options: CellOptions,
-        hidden: bool,
-        run: CellRun,
+        self, hit: Hit[Any], record: HeaderRecord, options: CellOptions, hidden: bool, run: CellRun
     ) -> Any:
         """A hit put back from its signed header alone: stand-ins for its values (loaded
         when a cell that runs needs them), its output replayed, nothing unpickled."""
         self._explain_hit(run, hit)
         if self.cache.store is not None:
             self.cache.store.hold(hit.info.key)  # its stand-ins may load from it later
-        result = stand_ins(hit.info.key, recorded, self.shell.user_ns)
+        result = stand_ins(hit.info.key, record, self.shell.user_ns)
         self.deferred.add(hit.info.meta, True, self.shell.display_publisher)
-        log = OutputLog([tuple(event) for event in recorded.outputs])
+        log = OutputLog([tuple(event) for event in record.outputs])
 
         def show(data: dict[str, Any], meta: dict[str, Any]) -> None:
             if not hidden:
@@ -310,25 +305,28 @@ class CellRunner:
 
         log.replay(self.shell.publish, self.shell.page, show)
         if not options.quiet:
-            self.shell.report(self._shown(restored(hit, recorded.vars), run))
+            self.shell.report(self._shown(restored(hit, record.vars), run))
         self._note(options, "restored", seconds=hit.info.compute_seconds, hit=hit)
         return result if result is not None else NO_RESULT
 
     def bring_in(self, code: CellCode | None) -> None:
         """Before a body runs: the waiting imports (unless it reaches no library), then the
         stand-ins of values it can reach (``code`` None: all)."""
-        namespace, publisher = self.shell.user_ns, self.shell.display_publisher
+        namespace = self.shell.user_ns
         waits = bool(self.deferred.modules) and not reaches_libraries(code, namespace)
         if not waits:
-            self.deferred.make(namespace, publisher)  # no value: not listed
+            self._make_waiting()  # no value: not listed
         if pending(namespace):
             self.loaded.extend(swap_in(needed(code, namespace), namespace, self._entry_of))
         if waits and reaches_libraries(code, namespace):  # loaded: a list of numpy floats
-            self.deferred.make(namespace, publisher)
+            self._make_waiting()
+
+    def _make_waiting(self) -> None:
+        self.deferred.make(self.shell.user_ns, self.shell.display_publisher)
 
     def _entry_of(self, key: str) -> CellEntry | None:
         """The values of the entry ``key`` (a stand-in's), or None and a warning."""
-        with restoring_into(self.shell.user_ns):
+        with restoring_into(self.shell.user_ns, self._make_waiting):  # see decide()
             hit = self.cache.lookup(key, Ask(name=VALUE_NAME))
         entry = CellEntry.read(hit.value) if hit is not None else None
         if entry is None:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from ..cache.core import Ask, Cache, Hit
 from ..cache.lru import LRU
+from ..entry.format import EntryInfo
 from ..entry.pickling import restoring_into
 from ..errors import KeyPicklingError
 from ..keys import LiveHandleError, drawn_on
@@ -217,7 +218,9 @@ def decide(
     if run is None:
         return prepared
     if not options.force:
-        with restoring_into(namespace):
+        # notebook code a full restore unpickles may run (a set's ``__hash__``) and read
+        # a module whose import waits
+        with restoring_into(namespace, before_code=waiting):
             found = _look(cache, run, look)
         if found is not None:
             return found
@@ -227,27 +230,50 @@ def decide(
 def _look(cache: Cache, run: CellRun, look: Look) -> Decision | None:
     """A restore, if the key hits as ``look`` reads the cache."""
     key, ask = run.key.key, run.ask
-    if look is not Look.FULL:
-        # Uses are counted once: here, or by the full lookup below.
-        hit = cache.peek(key, ask=ask)
-        if hit is not None:
-            recorded = restorable(hit.info.meta) if hit.source == "store" else None
-            if recorded is not None and look is Look.HEADER:
-                cache.ledger.count_use(hit.info.key, hit.info)
-            if recorded is not None:
-                return Decision("restore-header", run.identity, (), run.code, run, hit, recorded)
-            if hit.source == "memory" and CellEntry.read(hit.value) is not None:
-                if look is Look.HEADER:
-                    cache.ledger.count_use(hit.info.key, hit.info)
-                return Decision("restore", run.identity, (), run.code, run, hit)
+    if look is Look.FULL:
+        full = cache.lookup(key, ask=ask)
+    else:
+        # Uses are counted once: here, or by the full lookup. An entry its header cannot
+        # restore (it binds notebook code) is loaded whole from the same open file.
+        header = _Header()
+        hit = cache.peek(key, ask=ask, whole=header.whole)
         if hit is None:
-            # nothing stored under the key that checks out, and nothing in memory: the
+            # nothing stored under the key that checks out, and nothing in memory: a
             # full lookup would open the same file, or find none, again
             return None
-    full = cache.lookup(key, ask=ask)  # a plan's ask counts no use
+        recorded = header.record(hit.info) if hit.source == "store" else None
+        if recorded is not None:
+            if look is Look.HEADER:
+                cache.ledger.count_use(hit.info.key, hit.info)
+            return Decision("restore-header", run.identity, (), run.code, run, hit, recorded)
+        if hit.source == "memory" and CellEntry.read(hit.value) is not None:
+            if look is Look.HEADER:
+                cache.ledger.count_use(hit.info.key, hit.info)
+            return Decision("restore", run.identity, (), run.code, run, hit)
+        # loaded whole from the store (a lookup would count its use), or a value in
+        # memory that is no cell's entry: as a full lookup finds it
+        full = hit if hit.source == "store" else cache.lookup(key, ask=ask)
+        if full is hit and ask.count_uses:
+            cache.ledger.count_use(hit.info.key, hit.info)
     if full is None or CellEntry.read(full.value) is None:
         return None  # a value that is no cell's entry (forged, of another shape): a miss
     return Decision("restore", run.identity, (), run.code, run, full)
+
+
+class _Header:
+    """A peeked entry's header record, read once: whether the peek loads the value too
+    (the header cannot restore it), then the record a restore from it uses."""
+
+    def __init__(self) -> None:
+        self.info: EntryInfo | None = None
+        self.recorded: HeaderRecord | None = None
+
+    def whole(self, info: EntryInfo) -> bool:
+        self.info, self.recorded = info, restorable(info.meta)
+        return self.recorded is None
+
+    def record(self, info: EntryInfo) -> HeaderRecord | None:
+        return self.recorded if info is self.info else restorable(info.meta)
 
 
 def _missed(

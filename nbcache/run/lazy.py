@@ -27,24 +27,23 @@ unless the cell's imports themselves changed outside state (:func:`header_record
 
 from __future__ import annotations
 
-import ast
-import dis
 import gc
 import json
 import os
 import sys
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..keys.classes import describe
 from ..keys.code import is_code
-from ..keys.scope import CellCode, is_shell_name, names_in_string
+from ..keys.scope import CellCode, names_in_string
 from ..keys.standin import StandIn
 from .cellrun import ModuleRef, result_of
 from .lazyimports import importable, imported_in_order, placed, resolve, seen_elsewhere
 from .modstate import local
 from .output import NO_RESULT
+from .reach import imports_within, names_used, reaches_anything, source_scan
 from .records import CellEntry, HeaderRecord, RecordedVar, header_meta
 
 __all__ = [
@@ -63,13 +62,6 @@ __all__ = [
 # Outputs go in the signed header, which is read on every lookup: a few pictures fit,
 # a cell that printed a megabyte keeps its output in the pickle and restores in full.
 MAX_OUTPUT_BYTES = 512 << 10
-
-# Names through which code reaches the namespace without naming what it reads.
-_DYNAMIC = frozenset(
-    {"eval", "exec", "globals", "vars", "locals", "dir", "__main__", "modules", "user_ns"}
-    # the environment an import not made yet would have set
-    | {"environ", "getenv"}
-)
 
 
 def recorded_meta(entry: CellEntry) -> HeaderRecord | None:
@@ -191,8 +183,8 @@ def _all_stand_ins(namespace: Mapping[str, Any]) -> Iterator[tuple[str, StandIn]
 def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[StandIn] | None:
     """The stand-ins a run of ``code`` can reach; None: any of them (load all).
     ``code`` None is a cell nbcache cannot read."""
-    scanned = _source_scan(code.source) if code is not None else None
-    if code is None or scanned is None or _reaches_anything(scanned[0]):
+    scanned = source_scan(code.source) if code is not None else None
+    if code is None or scanned is None or reaches_anything(scanned[0]):
         return None
     found: dict[int, StandIn] = {}
     todo = [*code.reads, *scanned[1]]
@@ -216,8 +208,8 @@ def needed(code: CellCode | None, namespace: Mapping[str, Any]) -> list[StandIn]
         if code_values is None:
             return None  # too big to look through: load all
         for code_value in code_values:
-            names = _names_used(code_value)
-            if _reaches_anything(names):
+            names = names_used(code_value)
+            if reaches_anything(names):
                 return None
             todo.extend(names)
     return list(found.values())
@@ -299,7 +291,6 @@ _PLAIN_TYPES = frozenset(
     {"int", "float", "complex", "str", "bytes", "bool", "NoneType", "range"}
     | {"list", "tuple", "dict", "set", "frozenset"}
 )
-_IMPORT_OPS = frozenset({dis.opmap["IMPORT_NAME"], dis.opmap["IMPORT_FROM"]})
 
 
 def reaches_libraries(code: CellCode | None, namespace: Mapping[str, Any]) -> bool:
@@ -312,8 +303,8 @@ def reaches_libraries(code: CellCode | None, namespace: Mapping[str, Any]) -> bo
     """
     if code is None or code.uses_shell or "import" in code.source:
         return True
-    scanned = _source_scan(code.source)
-    if scanned is None or _reaches_anything(scanned[0]):
+    scanned = source_scan(code.source)
+    if scanned is None or reaches_anything(scanned[0]):
         return True
     names: list[str] = [*scanned[0], *scanned[1], *code.string_reads]
     values: list[Any] = []
@@ -348,25 +339,13 @@ def reaches_libraries(code: CellCode | None, namespace: Mapping[str, Any]) -> bo
             values.extend(value)
             values.extend(value.values())
         elif kind is types.FunctionType and is_code(value):
-            used = _names_used(value)
-            if _imports_within(value.__code__) or _reaches_anything(used):
+            used = names_used(value)
+            if imports_within(value.__code__) or reaches_anything(used):
                 return True  # an import, or `eval`, `globals()`: anything (as `needed`)
             names.extend(used)
             values.extend(_function_values(value))
         else:
             return True
-    return False
-
-
-def _imports_within(code: types.CodeType) -> bool:
-    """Whether ``code`` or code nested in it has an import statement."""
-    todo = [code]
-    while todo:
-        one = todo.pop()
-        raw = one.co_code
-        if any(raw[i] in _IMPORT_OPS for i in range(0, len(raw), 2)):
-            return True
-        todo.extend(c for c in one.co_consts if isinstance(c, types.CodeType))
     return False
 
 
@@ -379,73 +358,6 @@ def _function_values(fn: types.FunctionType) -> list[Any]:
         except ValueError:  # a cell not filled yet
             continue
     return out
-
-
-def _source_scan(source: str) -> tuple[set[str], set[str]] | None:
-    """One walk of the cell's code: the names that say what it may reach (the names it
-    reads, its attribute names such as ``sys.modules``, the modules it imports from,
-    ``from __main__ import x``), and the names it needs bound besides its reads: those
-    it deletes (``del x`` needs ``x``) and those its string constants name (a formula
-    ``"y ~ f(x)"``, ``DataFrame.query("a > @limit")``, an ``eval`` string looks names
-    up in the caller's namespace). None when it does not parse."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    reached: set[str] = set()
-    wanted: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            if isinstance(node.ctx, ast.Load):
-                reached.add(node.id)
-            elif isinstance(node.ctx, ast.Del):
-                wanted.add(node.id)
-        elif isinstance(node, ast.Attribute):
-            reached.add(node.attr)
-        elif isinstance(node, ast.ImportFrom):
-            reached.add(node.module or "")
-        elif isinstance(node, ast.Import):
-            reached.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            wanted.update(names_in_string(node.value, evaluated=True))
-    return reached, wanted
-
-
-def _reaches_anything(names: Iterable[str]) -> bool:
-    # IPython's history names (``_``, ``_3``, ``Out``) hold results restored as stand-ins.
-    return any(n in _DYNAMIC or (is_shell_name(n) and not n.startswith("__")) for n in names)
-
-
-def _names_used(value: Any) -> set[str]:
-    """Every name the code of a notebook function or class could look up as a global
-    (attribute names too: more than needed, never less)."""
-    names: set[str] = set()
-    seen: set[int] = set()
-    todo: list[Any] = [value]
-    while todo:
-        obj = todo.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        wrapped = getattr(obj, "__wrapped__", None)
-        if wrapped is not None and wrapped is not obj:
-            todo.append(wrapped)
-        if isinstance(obj, type):
-            todo.extend(vars(obj).values())
-        elif isinstance(obj, (staticmethod, classmethod)):
-            todo.append(obj.__func__)
-        elif isinstance(obj, property):
-            todo.extend(f for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
-        elif isinstance(obj, types.FunctionType):
-            todo.append(obj.__code__)
-        elif isinstance(obj, types.CodeType):
-            names.update(obj.co_names)
-            for const in obj.co_consts:
-                if isinstance(const, types.CodeType):
-                    todo.append(const)
-                elif isinstance(const, str):  # a formula or query it passes on
-                    names.update(names_in_string(const, evaluated=True))
-    return names
 
 
 def swap_in(

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..keys.parsed import FUTURE_FLAGS, keep
 from ..run.auto import AUTO_MAGIC, AutoMode, wraps
 from ..run.cell import CellRunner
 from ..run.shell import transformed_once
@@ -128,9 +129,11 @@ def _left_to_ipython(shell: Any, cell: str, depth: list[int]) -> str | None:
     if len(python.splitlines()) == 1 and _rewritten(shell, python.rstrip("\n")):
         return None
     try:
-        shell.compile.ast_parse(python)
+        tree = shell.compile.ast_parse(python)
     except (SyntaxError, ValueError):
         return None
+    if not shell.compile.flags & FUTURE_FLAGS:  # as ast.parse parses it: the analysis's
+        keep(python, tree)
     _TRANSFORMED[id(shell)] = (cell, python)
     return python
 

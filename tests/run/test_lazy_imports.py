@@ -155,6 +155,16 @@ def test_a_running_cell_that_reaches_a_module_gets_the_module_a_plain_run_gives(
         "names = sorted(k for k in globals() if not k.startswith('_'))",
         # an import not made yet may have set environment variables a plain run has
         "import os\nhome = os.environ.get('HOME')",
+        # the namespace as a function's or a frame's globals, names it does not write
+        "mod = (lambda: 0).__globals__['color' + 'sys']",
+        "mod = getattr(hsv, '__glob' + 'als__')['color' + 'sys']",
+        "got = getattr(hsv, ''.join(['__glob', 'als__']))",
+        "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n"
+        "    g = e.__traceback__.tb_frame.f_globals",
+        # builtins, whose __import__ reaches any library; every class loaded
+        "builtin = getattr(print, '__self__')",
+        "main = __import__('__main__')",  # whose __dict__ is the namespace
+        "loaded = len(object.__subclasses__())",
     ],
 )
 def test_a_cell_reading_the_namespace_wholesale_imports_everything(
@@ -165,6 +175,34 @@ def test_a_cell_reading_the_namespace_wholesale_imports_everything(
     _run(cells, [("all", cell)])
     assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
     assert shell.user_ns["wave_open"] is sys.modules["wave"].open
+    assert type(shell.user_ns["a"]) is list  # every value loaded too
+
+
+HASHED = [
+    ("imports", "import colorsys"),
+    (
+        "cls",
+        "class Hue:\n    def __init__(self, v):\n        self.v = v\n"
+        "    def __hash__(self):\n        return hash(colorsys.rgb_to_hsv(self.v, 0, 0))\n"
+        "    def __eq__(self, other):\n        return self.v == other.v",
+    ),
+    ("data", "hues = {Hue(0.1), Hue(0.2)}"),
+    ("last", "n = len(hues)"),
+]
+
+
+def test_a_value_whose_loading_runs_notebook_code_gets_the_waiting_imports_first(
+    tmp_path: Path,
+) -> None:
+    """Unpickling a set calls its members' ``__hash__``: notebook code reading a module
+    whose import waits. It met the stand-in: the entry was removed and the cell ran."""
+    _notebook_run(tmp_path, False, HASHED)
+    shell, cells, _ = _notebook_run(tmp_path, True, HASHED)
+    auto = cells.auto
+    assert auto is not None
+    assert [o["outcome"] for o in auto.outcomes] == ["restored"] * 4
+    assert shell.user_ns["colorsys"] is sys.modules["colorsys"]
+    assert len(shell.user_ns["hues"]) == 2
 
 
 def test_a_cell_setting_an_attribute_of_a_module_not_imported_yet_always_runs(

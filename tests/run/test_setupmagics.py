@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from nbcache.cache.core import Cache
@@ -12,7 +13,7 @@ from nbcache.entry.signing import Signer
 from nbcache.run.cell import CellRunner
 from nbcache.run.cellrun import CellOptions
 from nbcache.run.plan import plan
-from nbcache.run.setupmagics import split_setup
+from nbcache.run.setupmagics import reads_namespace, split_setup
 from nbcache.store import LocalStore
 from tests.run.fake_shell import FakeShell
 
@@ -101,3 +102,42 @@ def test_a_cell_with_any_other_magic_still_runs_uncached(tmp_path: Path) -> None
         assert runner.noted is not None and runner.noted["outcome"] == "uncached", source
     assert magics.called == [("cd", ".."), ("matplotlib", "inline")]
     assert shell.user_ns["x"] == 2
+
+
+def test_a_magic_that_may_read_what_the_code_binds_is_not_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run first, such a magic would read a variable before its import binds it, or a
+    lazy run's stand-in (``$fmt``); and a module beside the notebook may set what the
+    magic after it sets (``matplotlib.use("agg")`` as it loads, which ``%matplotlib
+    inline`` then overrides)."""
+    (tmp_path / "plotsetup.py").write_text("import matplotlib\nmatplotlib.use('agg')\n")
+    (tmp_path / "localpkg").mkdir()
+    (tmp_path / "localpkg" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for whole in (
+        "import json\n%config InlineBackend.figure_format = '$fmt'\nx = 1",
+        "%matplotlib {backend}\nx = 1",
+        "import plotsetup\n%matplotlib inline\nx = 1",
+        "import json, plotsetup\n%matplotlib inline\nx = 1",
+        "from localpkg import thing\n%matplotlib inline\nx = 1",
+        "import not_a_module_anywhere\n%matplotlib inline\nx = 1",
+    ):
+        setup, rest = split_setup(ipython(whole))
+        assert setup == "" and rest == ipython(whole), whole
+    # installed and built-in modules above the magic: split as before
+    setup, _ = split_setup(ipython("import sys\nfrom os import path\n%matplotlib inline\nx = 1"))
+    assert "matplotlib" in setup
+
+
+def test_magics_that_may_read_the_namespace_are_told_apart() -> None:
+    def reads(cell: str) -> bool:
+        setup, _ = split_setup(ipython(cell + "\nx = 1"))
+        assert setup, cell
+        return reads_namespace(setup)
+
+    assert not reads("%matplotlib inline\n%autoreload 2")
+    assert not reads("%config InlineBackend.figure_format = 'retina'")
+    assert not reads("%config InlineBackend")  # its help
+    assert reads("%config InlineBackend.figure_format = fmt")
+    assert reads("%load_ext greeter") and reads("%aimport helpers")
