@@ -16,8 +16,10 @@ For each notebook (:data:`NOTEBOOKS`), every round, in this process:
    then the same edit and executed again;
 5. what the edited run cannot avoid, run plain: a kernel that imports what the
    cells the edited run executed need (the imports of earlier cells binding names
-   they read, and the modules of the classes of the values they read, which loading
-   those values imports: :func:`value_modules`).
+   they read, the modules of the classes of the values they read, which loading
+   those values imports: :func:`value_modules`, and the cells' own imports, which a
+   kernel that ran nothing before them makes from scratch), plus the cells' plain
+   time less what their own imports took after the cells before them had run.
 
 Every side's kernel is stopped the same way: nbcache's kernel manager (a kernel
 that does not exit on request is stopped after 1 s, where jupyter_client waits
@@ -161,24 +163,39 @@ _nbcache_probe({names!r})
 """
 
 
-def value_modules(cells: Sequence[str], executed: Sequence[int], work: Path) -> list[str]:
+def own_imports(cells: Sequence[str], executed: Sequence[int]) -> list[str]:
+    """The top-level import statements of the ``executed`` cells themselves."""
+    out: list[str] = []
+    for index in executed:
+        for statement, _ in _imports(cells[index]):
+            if statement not in out:
+                out.append(statement)
+    return out
+
+
+def value_modules(
+    cells: Sequence[str], executed: Sequence[int], work: Path
+) -> tuple[list[str], float]:
     """The modules a plain kernel imports to hold the values the ``executed`` cells read
     from the cells before them (a class's module: unpickling the value imports it),
-    found by running the cells before the last of them plain with a probe after."""
+    found by running the cells before the last of them plain with a probe after; and
+    what the executed cells' own imports took there, after those cells (the part of
+    the cells' plain time a kernel that ran nothing before pays in full instead)."""
     import nbformat
 
     if not executed:
-        return []
+        return [], 0.0
     names = sorted(set().union(*(_names(cells[i]) for i in executed)))
     # before the last of them (the edited cell; those before it mostly always run, a
     # `%matplotlib` cell at the top): the values are bound by then
-    probe = [*cells[: max(executed)], PROBE.format(names=names)]
+    own = "\n".join(own_imports(cells, executed)) or "pass"
+    probe = [*cells[: max(executed)], PROBE.format(names=names), own]
     write_notebook(probe, work / "probe.ipynb")
     _, nb = _plain(work / "probe.ipynb")
     code = [c for c in nb.cells if c.cell_type == "code"]
-    printed = "".join(o.get("text", "") for o in code[-1].outputs if o.get("name") == "stdout")
+    printed = "".join(o.get("text", "") for o in code[-2].outputs if o.get("name") == "stdout")
     nbformat.write(nb, os.fspath(work / "probe.out.ipynb"))
-    return list(json.loads(printed.strip().splitlines()[-1]))
+    return list(json.loads(printed.strip().splitlines()[-1])), _cell_seconds(nb)[-1]
 
 
 def _cell_seconds(nb: Any) -> list[float]:
@@ -349,11 +366,14 @@ def _one(
         out["loaded_bytes"] = _loaded_bytes(summary, edited, store)
         executed = [c.index for c in ran]
         if "modules" not in out:  # the same in every round: probed once
-            out["modules"] = value_modules(edited, executed, work)
+            out["modules"], out["own_after"] = value_modules(edited, executed, work)
         values = [f"import {module}" for module in out["modules"]]
-        write_notebook([*needed_imports(edited, executed), *values], work / "needed.ipynb")
+        fresh = [*needed_imports(edited, executed), *values, *own_imports(edited, executed)]
+        write_notebook(fresh, work / "needed.ipynb")
         imports = _plain(work / "needed.ipynb")[0]
-        out["needed"].append(imports + sum(per_cell[i] for i in executed))
+        # the cells' own imports are in `imports` from scratch: not again in their time
+        bodies = max(0.0, sum(per_cell[i] for i in executed) - out["own_after"])
+        out["needed"].append(imports + bodies)
         settings.say(f"whole_notebook: {name}: jupyter-cache ({r + 1}/{rounds})")
         jc = work / "jc"
         jc.mkdir()
@@ -469,9 +489,12 @@ GROUP = Group(
         "names the cells the edited run executed mention, and of the modules of the classes "
         "of the values they read (a level into lists, tuples and dicts; unpickling such a "
         "value imports its module: a fitted model's results, a DataFrame), found once by a "
-        "plain run of the cells before them with a probe after: one kernel's start and "
-        "stop, and those imports, plus those cells' own times in the plain run (nbclient's "
-        "timing metadata). The target allows the edited run 10 % more.",
+        "plain run of the cells before them with a probe after, and of those cells' own "
+        "import statements (a kernel that ran nothing before them makes them from "
+        "scratch): one kernel's start and stop, and those imports, plus those cells' own "
+        "times in the plain run (nbclient's timing metadata) less what their own imports "
+        "took in the probe run, after the cells before them. The target allows the edited "
+        "run 10 % more.",
         "Bodies: the seconds the cells that executed in the edited run took; the rest of the "
         "edited run is the kernel's start and stop, re-importing the modules of restored "
         "cells, replaying outputs and nbcache's own work. Values loaded: the names the "
