@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..run.auto import auto_call
 from ..run.cellrun import CellOptions
 from ..run.shell import transformed_once
 
@@ -41,9 +42,6 @@ CAPTURED = frozenset(
 _KNOWN_HOOKS = ("nbcache.", "IPython.core.", "ipykernel.")
 # What auto mode gives every cell it wraps (``%%cache --auto``).
 AUTO_OPTIONS = CellOptions(quiet=True, auto=True)
-# How IPython spells a cell of ``%%cache --auto`` as Python (its cell-magic transform);
-# a version that spells it otherwise is read by parsing it.
-_AUTO_CALL = "get_ipython().run_cell_magic('cache', '--auto', %r)\n"
 
 
 def restore(cells_file: str, out_file: str) -> None:
@@ -143,7 +141,7 @@ def _body(python: str, raw: str) -> str | None:
     # that spells it out, character for character, is what the parse below would read,
     # without parsing the cell again.
     typed = raw if raw.endswith("\n") else raw + "\n"
-    if python == _AUTO_CALL % typed:
+    if python == auto_call(typed) + "\n":  # else (another spelling) read by parsing it
         return typed
     try:
         tree = ast.parse(python)

@@ -39,7 +39,7 @@ from .. import settings
 from .cellrun import ModuleRef
 from .records import CellEntry
 
-__all__ = ["AUTO_MAGIC", "AutoMode", "fixed_cost", "from_environment", "wraps"]
+__all__ = ["AUTO_MAGIC", "AutoMode", "auto_call", "fixed_cost", "from_environment", "wraps"]
 
 AUTO_MAGIC = "%%cache --auto"
 _FIXED_SECONDS = 0.0005
@@ -59,6 +59,12 @@ def append_line(path: str, text: str) -> None:
             line = line[os.write(fd, line) :]
     finally:
         os.close(fd)
+
+
+def auto_call(body: str) -> str:
+    """:data:`AUTO_MAGIC` over ``body`` as IPython's cell-magic transform spells it in
+    Python, without its line end (a version that spells it otherwise is not matched)."""
+    return f"get_ipython().run_cell_magic('cache', '--auto', {body!r})"
 
 
 def fixed_cost(nbytes: int) -> float:

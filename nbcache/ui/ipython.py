@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..keys.standin import StandIn
+from ..run.auto import auto_call
 from ..run.body import run_tree
 from ..run.output import NO_RESULT, UNSTORED
 from ..run.report import Card, CellReport
@@ -214,10 +215,6 @@ def _part_of(source: str, cell: str) -> bool:
     )
 
 
-# How IPython's history holds a cell auto mode wrapped (``%%cache --auto`` above it).
-_AUTO_CALL = "get_ipython().run_cell_magic('cache', '--auto', "
-
-
 def _unwrap_history(shell: Any, cell: str, source: str) -> None:
     """``In[n]`` (and ``_ih``, ``%history``) of the cell auto mode wrapped: the cell as IPython
     transformed it, as without nbcache, not the call of ``%%cache`` the user never wrote.
@@ -225,7 +222,7 @@ def _unwrap_history(shell: Any, cell: str, source: str) -> None:
     ``cell``: transformed before IPython kept it, the last entry is another cell's."""
     history: Any = getattr(shell, "history_manager", None)
     parsed = getattr(history, "input_hist_parsed", None)
-    if not parsed or str(parsed[-1]) != f"{_AUTO_CALL}{cell!r})":
+    if not parsed or str(parsed[-1]) != auto_call(cell):
         return
     wrapped, parsed[-1] = parsed[-1], source.rstrip("\n")
     with history.db_input_cache_lock:  # written to the history database later, in batches
