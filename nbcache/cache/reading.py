@@ -80,6 +80,9 @@ class EntryReader:
         self._signer = signer
         self._warn_once = warn_once
         self._unloadable = unloadable
+        # entry key -> why it was left alone (another secret's): its header cannot be
+        # trusted to name its owner, but "why" knows the key it looked up
+        self.foreign: dict[str, str] = {}
 
     def load(
         self, key: str, name: str, validate: Callable[[EntryInfo], bool] | None = None
@@ -169,6 +172,7 @@ class EntryReader:
             # One warning per entry, not one per look: it stays for its owner.
             message = f"nbcache: ignored the cached entry {key[:12]}: {exc}"
             self._warn_once(f"foreign:{key}", message, 4)
+            self.foreign[key] = str(exc)
             return None
         except (CacheError, OSError) as exc:
             self.discard(key, exc, 5)
