@@ -90,7 +90,10 @@ class CellRunner:
             self.auto.cells.append((self.shell.cell_id, cell))
         setup, source = split_setup(self.shell.transform(cell))
         if setup:  # `%matplotlib inline` above the code: it runs every time, as in a plain run
-            self.bring_in(None) if reads_namespace(setup) else self._make_waiting()
+            if reads_namespace(setup):
+                self.bring_in(None)
+            else:
+                self._make_waiting()
             self.shell.execute(setup)  # before the key: it may set what the key reads
         decision = self.decide(source, options)
         self.last = decision.identity
