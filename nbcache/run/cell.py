@@ -370,17 +370,16 @@ class CellRunner:
     # -- a miss -----------------------------------------------------------------------
 
     def _explain_miss(self, run: CellRun, decision: Decision) -> None:
-        reasons = list(decision.reasons)
-        if _advise_imports(run):
-            reasons.append(IMPORTS_ONLY)
-        self.reasons[run.identity] = reasons
-        self.summaries[run.identity] = run.key.summary
+        self._explain(run, list(decision.reasons))
 
     def _explain_hit(self, run: CellRun | None, hit: Hit[Any]) -> None:
         """Note for ``why`` that the cell's last run restored, and from what."""
-        if run is None:
-            return
-        reasons = [restored_reason(hit.info.created, hit.info.compute_seconds)]
+        if run is not None:
+            self._explain(run, [restored_reason(hit.info.created, hit.info.compute_seconds)])
+
+    def _explain(self, run: CellRun, reasons: list[str]) -> None:
+        """Note ``reasons`` for ``why`` (with the advice on an imports-only cell), and the
+        key summary the cell's next miss is explained against."""
         if _advise_imports(run):
             reasons.append(IMPORTS_ONLY)
         self.reasons[run.identity] = reasons
