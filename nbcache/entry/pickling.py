@@ -36,6 +36,7 @@ from typing import Any, overload
 import cloudpickle
 
 from ..errors import CacheError, ValuePicklingError, ValueUnpicklingError
+from .codefirst import binding_first
 from .mainclasses import (
     before_code_pending,
     importing_after,
@@ -301,7 +302,9 @@ def _loads_in_main(stream: bytes | memoryview, buffers: Sequence[Any]) -> Any:
     code = _LOAD_IN_MAIN
     if before_code_pending():  # the C unpickler's `load`: no frame of ours in between
         scope["load"], code = importing_after(stream, buffers).load, _LOAD_IMPORTING_AFTER
-    exec(code, main_namespace(), scope)
+    namespace = main_namespace()
+    with binding_first(namespace):  # a cell's functions, for its other values (codefirst)
+        exec(code, namespace, scope)
     return scope["value"]
 
 
@@ -336,10 +339,31 @@ _GONE = re.compile(r"Can't get attribute '(?P<name>[^']+)' on <module '(?P<modul
 
 
 def _differs(name: str, exc: BaseException) -> str:
+    # one line: a library's message may span several (patsy points at the formula)
+    said = " ".join(f"{type(exc).__name__}: {exc}".split())
+    said = said if len(said) <= 240 else said[:237] + "..."
+    missing = _missing_name(exc)
+    if missing is not None:
+        return (
+            f"cannot load {name}: it evaluates code naming `{missing}` as it loads, which is "
+            f"not defined here yet ({said}); it will be recomputed."
+        )
     return (
-        f"cannot load {name}: {type(exc).__name__}: {exc}. The stored value was made with "
-        "code that differs from what is installed now; it will be recomputed."
+        f"cannot load {name}: {said}. The stored value was made with code that differs "
+        "from what is installed now; it will be recomputed."
     )
+
+
+def _missing_name(exc: BaseException) -> str | None:
+    """The name a NameError in ``exc``'s chain could not find (patsy wraps it)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, NameError) and isinstance(cause.name, str):
+            return cause.name
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 @overload
