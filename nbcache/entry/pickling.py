@@ -302,9 +302,9 @@ def _loads_in_main(stream: bytes | memoryview, buffers: Sequence[Any]) -> Any:
     code = _LOAD_IN_MAIN
     if before_code_pending():  # the C unpickler's `load`: no frame of ours in between
         scope["load"], code = importing_after(stream, buffers).load, _LOAD_IMPORTING_AFTER
-    namespace = main_namespace()
-    with binding_first(namespace):  # a cell's functions, for its other values (codefirst)
-        exec(code, namespace, scope)
+    # the load's frame reads the notebook's names, and a cell's functions as they load
+    with binding_first(main_namespace()) as names:
+        exec(code, names, scope)
     return scope["value"]
 
 
