@@ -4,6 +4,7 @@ call by call, and a shortcut never joining calls whose content keys differ."""
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 from typing import Any
 
 from hypothesis import given, settings
@@ -18,13 +19,13 @@ from nbcache.run.callargs import fast_key
 # More calls than a fingerprint's checks run from their list before they are compiled.
 _MANY = 40
 # What an in-memory hit calls, Python or C: the compiled checks, the shortcut's dict,
-# the LRU's lookup and move to the end, the hit counter. ``type`` and ``len`` are left
-# out: whether a profiler sees them depends on the interpreter's specialisation.
+# the LRU's slots (read and moved to the end without a call of LRU.get), the counter.
+# ``type`` and ``len`` are left out: whether a profiler sees them depends on the
+# interpreter's specialisation.
 _HIT = [
     "Memoized.__call__",
     "valid",
     "dict.get",
-    "LRU.get",
     "OrderedDict.get",
     "OrderedDict.move_to_end",
     "next",
@@ -55,7 +56,7 @@ def _warm(fn: Any, *args: Any) -> None:
     assert not isinstance(fn._fp.valid, type(fn._fp.still_valid)), "checks not compiled"
 
 
-def test_a_hit_calls_only_the_checks_two_dict_reads_and_the_counter(cache: Cache) -> None:
+def test_a_hit_calls_only_the_checks_the_dicts_and_the_counter(cache: Cache) -> None:
     """A hit of plain arguments builds no set, iterator or key: each call it makes is
     named, and made once; a float or a tuple of scalars adds only its typed key."""
     ns: dict[str, Any] = {"memoize": memoize, "cache": cache}
@@ -158,3 +159,29 @@ def test_calls_one_shortcut_joins_have_one_content_key(
     if key is None or key != fast_key(second, {}, typed):
         return
     assert [digest(a, typed=typed) for a in first] == [digest(b, typed=typed) for b in second]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=40), st.integers(1, 4))
+def test_hits_keep_the_memory_in_exact_lru_order(calls: list[int], maxsize: int) -> None:
+    """A hit moves its entry to the end as LRU.get does: after every call, the entries in
+    memory are those of an OrderedDict LRU of the same size, in the same order."""
+
+    @memoize(maxsize=maxsize, store=False)
+    def square(n: int) -> int:
+        return n * n
+
+    reference: OrderedDict[int, None] = OrderedDict()
+    by_key: dict[str, int] = {}
+    for n in calls:
+        hits = square.cache_info().hits
+        assert square(n) == n * n
+        assert (square.cache_info().hits > hits) == (n in reference)
+        if n in reference:
+            reference.move_to_end(n)
+        else:
+            reference[n] = None
+            if len(reference) > maxsize:
+                reference.popitem(last=False)
+        by_key[list(square._memory)[-1]] = n  # whatever the call, its entry is the newest
+        assert [by_key[key] for key in square._memory] == list(reference)
