@@ -1,6 +1,7 @@
-"""A memoized call's arguments: a dict key for plain scalars as given (the path a hit
-takes without hashing anything), bound by name without inspect where the signature is
-plain, the call's key with its summary made when asked, and the call as a listing shows it.
+"""A memoized call's arguments: a dict key for plain scalars and tuples of them as given
+(the path a hit takes without hashing anything), bound by name without inspect where the
+signature is plain, the call's key with its summary made when asked, and the call as a
+listing shows it.
 """
 
 from __future__ import annotations
