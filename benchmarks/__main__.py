@@ -40,6 +40,7 @@ from .common import (
     Group,
     Row,
     Settings,
+    compile_like_an_install,
     cpu_sample,
     environment,
     file_system,
@@ -271,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = _quiet_check()
     if quiet is not None:
         warnings.append(quiet)
+    if not compile_like_an_install():
+        warnings.append("nbcache's modules could not all be compiled to bytecode")
     for text in warnings:
         print(f"warning: {text}", file=sys.stderr)
     store_scale.ENTRIES = args.entries

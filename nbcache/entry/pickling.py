@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import linecache
 import pickle
-import re
 import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,8 @@ from typing import Any, overload
 import cloudpickle
 
 from ..errors import CacheError, ValuePicklingError, ValueUnpicklingError
+from .codefirst import binding_first
+from .loadfailure import why_unloadable
 from .mainclasses import (
     before_code_pending,
     importing_after,
@@ -301,7 +302,9 @@ def _loads_in_main(stream: bytes | memoryview, buffers: Sequence[Any]) -> Any:
     code = _LOAD_IN_MAIN
     if before_code_pending():  # the C unpickler's `load`: no frame of ours in between
         scope["load"], code = importing_after(stream, buffers).load, _LOAD_IMPORTING_AFTER
-    exec(code, main_namespace(), scope)
+    namespace = main_namespace()
+    with binding_first(namespace):  # a cell's functions, for its other values (codefirst)
+        exec(code, namespace, scope)
     return scope["value"]
 
 
@@ -314,32 +317,8 @@ def load_parts(stream: bytes | memoryview, buffers: Sequence[Any] = (), name: st
     """
     try:
         return _loads_in_main(stream, buffers)
-    except ModuleNotFoundError as exc:
-        raise ValueUnpicklingError(
-            f"cannot load {name}: it needs the module {exc.name!r}, which is not importable "
-            "here. Install it, or recompute the value."
-        ) from exc
-    except AttributeError as exc:
-        gone = _GONE.match(str(exc))
-        if gone is None:
-            raise ValueUnpicklingError(_differs(name, exc)) from exc
-        raise ValueUnpicklingError(
-            f"cannot load {name}: `{gone['module']}.{gone['name']}`, which it was made with, "
-            "no longer exists here (renamed or moved since); it will be recomputed."
-        ) from exc
     except Exception as exc:
-        raise ValueUnpicklingError(_differs(name, exc)) from exc
-
-
-# pickle's words for a class or function its module no longer has
-_GONE = re.compile(r"Can't get attribute '(?P<name>[^']+)' on <module '(?P<module>[^']+)'")
-
-
-def _differs(name: str, exc: BaseException) -> str:
-    return (
-        f"cannot load {name}: {type(exc).__name__}: {exc}. The stored value was made with "
-        "code that differs from what is installed now; it will be recomputed."
-    )
+        raise ValueUnpicklingError(why_unloadable(name, exc)) from exc
 
 
 @overload

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..entry.codefirst import code_first
+
 if TYPE_CHECKING:
     from ..keys.scope import CellKey
 
@@ -92,7 +94,7 @@ class CellEntry:
         """The form the cache keeps and the store pickles: a plain dict, whose parts the
         memory layer can hold one by one."""
         return {
-            "vars": self.vars,
+            "vars": code_first(self.vars),
             "deleted": self.deleted,
             "outputs": self.outputs,
             "result": self.result,
@@ -416,7 +418,7 @@ class Checkpoint:
             "loop": self.loop,
             "step": self.step,
             "total": self.total,
-            "vars": self.vars,
+            "vars": code_first(self.vars),
             "deleted": self.deleted,
             "effects": self.effects,
             "outputs": self.outputs,

@@ -85,8 +85,6 @@ KNOWN: dict[tuple[str | None, int | None, str], str] = {
     ("seaborn/properties", None, "run3:loaded-unreachable"): "the edited cell 23 loads "
     "edge_plot, which it cannot reach (the walk for notebook code through axes_style's "
     "globals); only when cell 18 was stored",
-    ("statsmodels/glm_formula", 2, "run2:ran-stored"): "the entry that cannot load is "
-    "removed and the cell computed again",
     (None, None, "run3:loaded-beyond-edit"): "cells kept out of the store because "
     "they are cheap run on every run and load the values they read",
 }
