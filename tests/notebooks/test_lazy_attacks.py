@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .test_run_attacks import cached, folder, plain, write
+from .test_run_attacks import cached, plain, write
 
 __all__ = ["folder"]  # the fixture, used by name
 
