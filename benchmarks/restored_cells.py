@@ -70,20 +70,6 @@ NAMES = (BATCH, PLAIN, OWN)
 TARGET = Target("<=", 0.001, "< 1 ms")
 
 
-class _Session:
-    """What the batch asks of a kernel's session; a shell outside a kernel prints its
-    outputs instead of sending them, so nothing comes here."""
-
-    def send(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def pack(self, body: Any) -> bytes:
-        return json.dumps(body).encode()
-
-    def msg(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return {}
-
-
 @contextlib.contextmanager
 def _shell(store: Path | None) -> Iterator[Any]:
     """A fresh shell; with ``store``, as the kernel ``nbcache run`` drives (nbcache loaded
@@ -99,6 +85,7 @@ def _shell(store: Path | None) -> Iterator[Any]:
     try:
         if store is not None:
             from nbcache.notebooks import kernelside
+            from tests.shells import KernelSession
 
             shell.run_line_magic("load_ext", "nbcache")
             kernelside.load(shell)
@@ -106,7 +93,7 @@ def _shell(store: Path | None) -> Iterator[Any]:
             # hooks have seen the modules loaded at start before the first request
             shell.events.trigger("post_run_cell", None)
             shell.run_line_magic("nbcache", f"dir {store}")
-            shell.kernel = SimpleNamespace(session=_Session())
+            shell.kernel = SimpleNamespace(session=KernelSession())
         yield shell
     finally:
         if store is not None:

@@ -427,6 +427,8 @@ class Cache:
         """Remember the key summary of ``identity``'s newest entry (for "why did it miss")."""
         self._latest[identity] = dict(summary)
         self._unloadable.pop(identity, None)
+        if self._reader is not None and isinstance(summary.get("key"), str):
+            self._reader.foreign.pop(summary["key"], None)  # stored over it since
         self.ledger.note_latest(identity, summary)
 
     def latest(self, identity: str) -> dict[str, Any] | None:
@@ -434,8 +436,13 @@ class Cache:
         found = self._latest.get(identity)
         if found is None:
             found = self.ledger.latest(identity)
+        if found is None:
+            return None
         unloadable = self._unloadable.get(identity)
-        if found is not None and unloadable is not None:
+        key = found.get("key")
+        if unloadable is None and self._reader is not None and isinstance(key, str):
+            unloadable = self._reader.foreign.get(key)
+        if unloadable is not None:
             return {**found, "unloadable": unloadable}  # why the same key missed
         return found
 

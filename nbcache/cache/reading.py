@@ -80,6 +80,9 @@ class EntryReader:
         self._signer = signer
         self._warn_once = warn_once
         self._unloadable = unloadable
+        # entry key -> why it was left alone (another secret's): its header cannot be
+        # trusted to name its owner, but "why" knows the key it looked up
+        self.foreign: dict[str, str] = {}
 
     def load(
         self, key: str, name: str, validate: Callable[[EntryInfo], bool] | None = None
@@ -166,9 +169,15 @@ class EntryReader:
                 whole = not header_only or size <= HEADER_WHOLE_READ
                 return read(_whole(f, size) if whole else f, signer, size)
         except ForeignEntryError as exc:
-            # One warning per entry, not one per look: it stays for its owner.
-            message = f"nbcache: ignored the cached entry {key[:12]}: {exc}"
-            self._warn_once(f"foreign:{key}", message, 4)
+            # One warning per other secret, not one per entry or look: a whole notebook
+            # on a colleague's store said the same line for every cell. It stays for
+            # its owner; "why" names it for each entry.
+            message = (
+                f"nbcache: ignored the cached entry {key[:12]} (and any other of that "
+                f"signer's, said once): {exc}"
+            )
+            self._warn_once(f"foreign:{exc}", message, 4)
+            self.foreign[key] = str(exc)
             return None
         except (CacheError, OSError) as exc:
             self.discard(key, exc, 5)

@@ -11,8 +11,9 @@ every run.
 :func:`code_first` gives a cell's variables a pickled form whose notebook code loads
 first and is bound under its names in the namespace the load reads, for that load
 only: when it ends, loaded or not, those names are put back as they were (a hit binds
-them again as it restores; a failed load leaves nothing behind). Only a load on the
-main thread binds: a background thread must not change names a running cell sees.
+them again as it restores; a failed load leaves nothing behind). A load on another
+thread than the main one binds into a copy of the namespace: a background load must
+not change names a running cell sees.
 """
 
 from __future__ import annotations
@@ -81,16 +82,25 @@ def joined(code: dict[str, Any], rest: dict[str, Any], order: list[str]) -> dict
 
 
 @contextmanager
-def binding_first(namespace: dict[str, Any]) -> Iterator[None]:
-    """Within this block, a load's notebook code is bound in ``namespace`` as it loads;
-    afterwards each name holds what it held before."""
+def binding_first(namespace: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The globals a load runs with: its notebook code is bound there as it loads.
+
+    On the main thread that is ``namespace`` itself, each name holding again what it
+    held before when the block ends. Another thread gets a copy of ``namespace``: a
+    background load must not change a name a running cell reads.
+    """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        copy = dict(namespace)
+        token = _BINDING.set((copy, {}))
+        try:
+            yield copy
+        finally:
+            _BINDING.reset(token)
         return
     saved: dict[str, Any] = {}
     token = _BINDING.set((namespace, saved))
     try:
-        yield
+        yield namespace
     finally:
         _BINDING.reset(token)
         for name, before in saved.items():

@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import linecache
 import pickle
-import re
 import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import cloudpickle
 
 from ..errors import CacheError, ValuePicklingError, ValueUnpicklingError
 from .codefirst import binding_first
+from .loadfailure import why_unloadable
 from .mainclasses import (
     before_code_pending,
     importing_after,
@@ -302,9 +302,9 @@ def _loads_in_main(stream: bytes | memoryview, buffers: Sequence[Any]) -> Any:
     code = _LOAD_IN_MAIN
     if before_code_pending():  # the C unpickler's `load`: no frame of ours in between
         scope["load"], code = importing_after(stream, buffers).load, _LOAD_IMPORTING_AFTER
-    namespace = main_namespace()
-    with binding_first(namespace):  # a cell's functions, for its other values (codefirst)
-        exec(code, namespace, scope)
+    # the load's frame reads the notebook's names, and a cell's functions as they load
+    with binding_first(main_namespace()) as names:
+        exec(code, names, scope)
     return scope["value"]
 
 
@@ -317,53 +317,8 @@ def load_parts(stream: bytes | memoryview, buffers: Sequence[Any] = (), name: st
     """
     try:
         return _loads_in_main(stream, buffers)
-    except ModuleNotFoundError as exc:
-        raise ValueUnpicklingError(
-            f"cannot load {name}: it needs the module {exc.name!r}, which is not importable "
-            "here. Install it, or recompute the value."
-        ) from exc
-    except AttributeError as exc:
-        gone = _GONE.match(str(exc))
-        if gone is None:
-            raise ValueUnpicklingError(_differs(name, exc)) from exc
-        raise ValueUnpicklingError(
-            f"cannot load {name}: `{gone['module']}.{gone['name']}`, which it was made with, "
-            "no longer exists here (renamed or moved since); it will be recomputed."
-        ) from exc
     except Exception as exc:
-        raise ValueUnpicklingError(_differs(name, exc)) from exc
-
-
-# pickle's words for a class or function its module no longer has
-_GONE = re.compile(r"Can't get attribute '(?P<name>[^']+)' on <module '(?P<module>[^']+)'")
-
-
-def _differs(name: str, exc: BaseException) -> str:
-    # one line: a library's message may span several (patsy points at the formula)
-    said = " ".join(f"{type(exc).__name__}: {exc}".split())
-    said = said if len(said) <= 240 else said[:237] + "..."
-    missing = _missing_name(exc)
-    if missing is not None:
-        return (
-            f"cannot load {name}: it evaluates code naming `{missing}` as it loads, which is "
-            f"not defined here yet ({said}); it will be recomputed."
-        )
-    return (
-        f"cannot load {name}: {said}. The stored value was made with code that differs "
-        "from what is installed now; it will be recomputed."
-    )
-
-
-def _missing_name(exc: BaseException) -> str | None:
-    """The name a NameError in ``exc``'s chain could not find (patsy wraps it)."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, NameError) and isinstance(cause.name, str):
-            return cause.name
-        cause = cause.__cause__ or cause.__context__
-    return None
+        raise ValueUnpicklingError(why_unloadable(name, exc)) from exc
 
 
 @overload

@@ -166,11 +166,9 @@ def _closure_fingerprint(name: str, parts: list[str]) -> str:
 
 def _source_facts(path: str) -> tuple[str, tuple[str, ...]] | None:
     """(digest of the file, the absolute names of what it imports), cached by stat."""
-    try:
-        st = os.stat(path)
-    except OSError:
+    stamp = _stamp(path)
+    if stamp is None:
         return None
-    stamp = (st.st_size, st.st_mtime_ns)
     cached = _SOURCE_DIGESTS.get(path)
     if cached is None or cached[0] != stamp:
         try:

@@ -1,6 +1,7 @@
-"""A memoized call's arguments: a dict key for plain scalars as given (the path a hit
-takes without hashing anything), bound by name without inspect where the signature is
-plain, the call's key with its summary made when asked, and the call as a listing shows it.
+"""A memoized call's arguments: a dict key for plain scalars and tuples of them as given
+(the path a hit takes without hashing anything), bound by name without inspect where the
+signature is plain, the call's key with its summary made when asked, and the call as a
+listing shows it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ from typing import Any, TypeVar
 
 from ..keys.calls import bind_arguments, call_digests, call_summary
 from ..keys.code import Fingerprint, identity, short_name
+from ..keys.node import address_range
 
 R = TypeVar("R")
 
-__all__ = ["EXACT", "SCALARS", "Binder", "Call", "call_of", "call_text", "fast_key", "zero_float"]
+__all__ = [
+    "EXACT",
+    "SCALARS",
+    "Binder",
+    "Call",
+    "call_of",
+    "call_text",
+    "fast_key",
+    "scalar_key",
+]
 
 SCALARS = frozenset({int, str, bytes, bool, type(None), float})
 # Types whose equal values are of the same type among themselves (1 == True == 1.0 are
@@ -24,6 +35,10 @@ SCALARS = frozenset({int, str, bytes, bool, type(None), float})
 # are, so the two never meet in one dictionary.
 EXACT = frozenset({int, str, bytes, type(None)})
 _SCALARS_LEFT = (bytes, bool, type(None))  # compared by identity: a type may be unhashable
+# A tuple argument keys the shortcut as given up to this many items: the shortcut's dict
+# holds its keys alive, and hashing a long one is the work the shortcut saves.
+_TUPLE_ITEMS = 32
+_ADDRESS_LOW, _ADDRESS_HIGH = address_range()
 _KWARGS = object()
 
 _SHORT = reprlib.Repr()  # a call's arguments as a listing shows them
@@ -148,18 +163,16 @@ class Binder:
 
 def fast_key(args: tuple[Any, ...], kwargs: dict[str, Any], typed: bool) -> Any:
     """A dict key for plain scalar arguments as given, or None to go by content."""
-    if not kwargs:  # the common case: the types mapped and checked in C
-        if EXACT.issuperset(map(type, args)):
-            return args
-        kinds = tuple(map(type, args))
+    if not kwargs:  # the common case
+        # A loop: frozenset.issuperset of an iterator builds a set of it first, which
+        # took twice the time of the whole check for a call of two arguments.
         try:
-            if not SCALARS.issuperset(kinds):
-                return None
+            for arg in args:
+                if type(arg) not in EXACT:
+                    return scalar_key(args, typed)
         except TypeError:  # a class whose metaclass makes it unhashable
             return None
-        if float in kinds and zero_float(args):
-            return None
-        return args + kinds if typed else args
+        return args
     values = (*args, *kwargs.values())
     for value in values:
         kind = type(value)
@@ -173,10 +186,53 @@ def fast_key(args: tuple[Any, ...], kwargs: dict[str, Any], typed: bool) -> Any:
     return key
 
 
-def zero_float(values: tuple[Any, ...]) -> bool:
-    """Whether a float among ``values`` is a zero: -0.0 == 0.0, yet they can give
-    different results, so such a call goes by content."""
-    return any(type(v) is float and v == 0.0 for v in values)
+def scalar_key(args: tuple[Any, ...], typed: bool) -> Any:
+    """:func:`fast_key` of positional arguments, one of them not of an ``EXACT`` type:
+    plain scalars, and tuples of them (with their items' types, whatever ``typed``)."""
+    tuples = False
+    try:
+        for arg in args:
+            kind = type(arg)
+            if kind is tuple:
+                if not _plain_tuple(arg):
+                    return None
+                tuples = True
+            elif kind not in SCALARS:
+                return None
+            elif kind is float and arg == 0.0:
+                return None  # -0.0 == 0.0, yet they can give different results
+    except TypeError:  # a class whose metaclass makes it unhashable
+        return None
+    if not tuples:
+        return args + tuple(map(type, args)) if typed else args
+    # (1, 2) == (1.0, True): a tuple keys with its items' types, as a tuple of them
+    # (never equal to a type, nor to a scalar), so calls it joins have one content key.
+    kinds: list[Any] = []
+    for arg in args:
+        kinds.append(tuple(map(type, arg)) if type(arg) is tuple else type(arg))
+    return args + tuple(kinds)
+
+
+def _plain_tuple(items: tuple[Any, ...]) -> bool:
+    """Whether equal tuples like ``items`` (items of the same types) have one content key.
+
+    A tuple is hashed by a walk, which takes an int that may be the ``id()`` of a part
+    for a reference to that part (see ``nbcache.keys.hashing``): two equal tuples could
+    key apart, so such an int leaves the tuple to go by content, as does a float zero.
+    """
+    if len(items) > _TUPLE_ITEMS:
+        return False
+    for item in items:
+        kind = type(item)
+        if kind is int:
+            if _ADDRESS_LOW <= item < _ADDRESS_HIGH and not item & 7:
+                return False
+        elif kind is float:
+            if item == 0.0:
+                return False
+        elif kind not in SCALARS:
+            return False
+    return True
 
 
 def call_text(function: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from ..cache.core import Ask, Cache, Hit, Start
 from ..entry.pickling import restoring_into
 from ..errors import warn
 from ..keys.calls import IMPORTS_ONLY, NOCACHE, label_of, restored_reason, unknown_name
-from ..keys.scope import CellCode, namespace_snapshot
+from ..keys.scope import CellCode
 from ..tasks.task import Task
 from . import background
 from .auto import AutoMode
@@ -36,17 +36,14 @@ from .cellrun import (
     restored,
     result_of,
 )
-from .checkpoint import checkpointing
 from .decide import Decision, Look, decide
-from .effects import Effects, only_imports
-from .effects import ran as effects_ran
-from .files import FileReads
+from .effects import only_imports
 from .lazy import header_records, needed, pending, reaches_libraries, stand_ins, swap_in
 from .lazyimports import Waiting, import_stand_ins
-from .modstate import ModuleWatch
 from .naming import by_interest
-from .output import NO_RESULT, UNSTORED, OutputLog, hides_result
+from .output import NO_RESULT, UNSTORED, OutputLog, hides_result, shows_result
 from .plan import PlanRow, plan
+from .recorded import run_recorded
 from .records import CellEntry, HeaderRecord, LatestRun
 from .report import CellReport
 from .setupmagics import reads_namespace, split_setup
@@ -93,7 +90,10 @@ class CellRunner:
             self.auto.cells.append((self.shell.cell_id, cell))
         setup, source = split_setup(self.shell.transform(cell))
         if setup:  # `%matplotlib inline` above the code: it runs every time, as in a plain run
-            self.bring_in(None) if reads_namespace(setup) else self._make_waiting()
+            if reads_namespace(setup):
+                self.bring_in(None)
+            else:
+                self._make_waiting()
             self.shell.execute(setup)  # before the key: it may set what the key reads
         decision = self.decide(source, options)
         self.last = decision.identity
@@ -133,7 +133,7 @@ class CellRunner:
         def compute() -> dict[str, Any]:
             __tracebackhide__ = True
             self.bring_in(run.code)
-            made.append(self._run_body(run))
+            made.append(run_recorded(self.shell, self.cache, run, self._exclude()))
             ran.append(time.perf_counter())
             entries.append(gathered(run.code, run.key, made[0]))
             return entries[0].stored()
@@ -242,7 +242,7 @@ class CellRunner:
         """Run ``source`` exactly as without the magic, its result shown as IPython would."""
         __tracebackhide__ = True
         result = self.shell.execute(source)
-        if _shown(result) and not hides_result(source):
+        if shows_result(result) and not hides_result(source):
             self.shell.show_result(result)
         return result
 
@@ -274,7 +274,7 @@ class CellRunner:
                 self.shell.show_result(result, (data, meta))
 
         log.replay(self.shell.publish, self.shell.page, show)
-        if not hidden and _shown(result) and not any(e[0] == "result" for e in log.events):
+        if not hidden and shows_result(result) and not any(e[0] == "result" for e in log.events):
             self.shell.show_result(result)  # its miss hid it with a ``;`` this cell lacks
         if not options.quiet:
             self.shell.report(self._shown(restored(hit, entry.vars), run))
@@ -370,17 +370,16 @@ class CellRunner:
     # -- a miss -----------------------------------------------------------------------
 
     def _explain_miss(self, run: CellRun, decision: Decision) -> None:
-        reasons = list(decision.reasons)
-        if _advise_imports(run):
-            reasons.append(IMPORTS_ONLY)
-        self.reasons[run.identity] = reasons
-        self.summaries[run.identity] = run.key.summary
+        self._explain(run, list(decision.reasons))
 
     def _explain_hit(self, run: CellRun | None, hit: Hit[Any]) -> None:
         """Note for ``why`` that the cell's last run restored, and from what."""
-        if run is None:
-            return
-        reasons = [restored_reason(hit.info.created, hit.info.compute_seconds)]
+        if run is not None:
+            self._explain(run, [restored_reason(hit.info.created, hit.info.compute_seconds)])
+
+    def _explain(self, run: CellRun, reasons: list[str]) -> None:
+        """Note ``reasons`` for ``why`` (with the advice on an imports-only cell), and the
+        key summary the cell's next miss is explained against."""
         if _advise_imports(run):
             reasons.append(IMPORTS_ONLY)
         self.reasons[run.identity] = reasons
@@ -401,48 +400,6 @@ class CellRunner:
             return False
         self.imports_told = True
         return True
-
-    def _run_body(self, run: CellRun) -> Made:
-        """Run the body in the user namespace, recording its output and the files it read."""
-        __tracebackhide__ = True
-        namespace = self.shell.user_ns
-        before = namespace_snapshot(namespace)
-        log = OutputLog()
-        outside = Effects.now()
-        modules = ModuleWatch(run.code, namespace)  # before the clock: not the body's time
-        start = time.perf_counter()
-        with (
-            log.recording(self.shell.display_publisher),
-            self.shell.paging(lambda data, start: log.add("page", data, start)),
-            FileReads.recording(self._exclude()) as read,
-            modules.importing(around=outside.importing),
-            checkpointing(
-                self.cache,
-                run,
-                namespace,
-                before,
-                log,
-                outside,
-                self.shell.publish,
-                report=self.shell.report,
-            ) as checkpoints,
-        ):
-            result = self.shell.execute(run.code.source)
-            # The result shows before the figures, as IPython shows it before its
-            # post-execute hooks draw them (drawing first would also change it: a text's
-            # position moves once its figure is laid out).
-            if _shown(result) and not hides_result(run.code.source):
-                log.add_shown("result", lambda: self.shell.show_result(result))
-            self.shell.flush_figures()
-        checkpoints.finished()  # its entry replaces its checkpoint
-        # A resumed run took what the interrupted ones did too: that is what a hit saves.
-        seconds = time.perf_counter() - start + checkpoints.earlier_seconds
-        files = FileReads.of(read).merged(FileReads.of(run.options.watch))
-        changes = outside.changes(Effects.now())
-        effects_ran(changes)
-        made = Made(namespace, before, log, result, seconds, files, outside, changes)
-        made.modules = modules.changed()
-        return made
 
     def _exclude(self) -> list[str]:
         return [self.cache.store.location] if self.cache.store is not None else []
@@ -491,8 +448,3 @@ def _advise_imports(run: CellRun) -> bool:
     """Whether ``why`` advises leaving this imports-only cell uncached: not in auto mode,
     whose later keys and plans stand on what such a cell bound being stored."""
     return not run.options.auto and only_imports(run.code.source)
-
-
-def _shown(result: Any) -> bool:
-    """Whether IPython would show ``result`` as the cell's ``Out``: not ``None`` either."""
-    return result is not NO_RESULT and result is not None and result is not UNSTORED

@@ -233,28 +233,29 @@ def _look(cache: Cache, run: CellRun, look: Look) -> Decision | None:
     if look is Look.FULL:
         full = cache.lookup(key, ask=ask)
     else:
-        # Uses are counted once: here, or by the full lookup. An entry its header cannot
-        # restore (it binds notebook code) is loaded whole from the same open file.
+        # An entry its header cannot restore (it binds notebook code) is loaded whole
+        # from the same open file.
         header = _Header()
         hit = cache.peek(key, ask=ask, whole=header.whole)
         if hit is None:
             # nothing stored under the key that checks out, and nothing in memory: a
             # full lookup would open the same file, or find none, again
             return None
-        recorded = header.record(hit.info) if hit.source == "store" else None
-        if recorded is not None:
-            if look is Look.HEADER:
+        if hit.source == "memory" and CellEntry.read(hit.value) is None:
+            # a value in memory that is no cell's entry: as a full lookup finds it (the
+            # lookup counts its use)
+            full = cache.lookup(key, ask=ask)
+        else:
+            # the hit itself is used: its use is counted here, once (a plan's ask counts
+            # none), whether its header restores it or its value does
+            if ask.count_uses:
                 cache.ledger.count_use(hit.info.key, hit.info)
-            return Decision("restore-header", run.identity, (), run.code, run, hit, recorded)
-        if hit.source == "memory" and CellEntry.read(hit.value) is not None:
-            if look is Look.HEADER:
-                cache.ledger.count_use(hit.info.key, hit.info)
-            return Decision("restore", run.identity, (), run.code, run, hit)
-        # loaded whole from the store (a lookup would count its use), or a value in
-        # memory that is no cell's entry: as a full lookup finds it
-        full = hit if hit.source == "store" else cache.lookup(key, ask=ask)
-        if full is hit and ask.count_uses:
-            cache.ledger.count_use(hit.info.key, hit.info)
+            recorded = header.record(hit.info) if hit.source == "store" else None
+            if recorded is not None:
+                return Decision("restore-header", run.identity, (), run.code, run, hit, recorded)
+            if hit.source == "memory":
+                return Decision("restore", run.identity, (), run.code, run, hit)
+            full = hit  # loaded whole from the store
     if full is None or CellEntry.read(full.value) is None:
         return None  # a value that is no cell's entry (forged, of another shape): a miss
     return Decision("restore", run.identity, (), run.code, run, full)

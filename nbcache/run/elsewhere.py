@@ -6,6 +6,7 @@ gives the same one.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from ..cache.core import Hit, Turn
 from ..tasks.executors import get_executor
 from ..tasks.futures import settle
 
-__all__ = ["Elsewhere"]
+__all__ = ["Elsewhere", "run_coroutine"]
 
 
 class Elsewhere:
@@ -104,3 +105,8 @@ class Elsewhere:
             with self._lock:
                 self._running.pop(key, None)
             settle(landed, done)
+
+
+def run_coroutine(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """An async function's call, run to its end on a worker."""
+    return asyncio.run(fn(*args, **kwargs))

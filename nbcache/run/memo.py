@@ -25,15 +25,15 @@ from typing_extensions import ParamSpec
 
 from ..cache.core import Ask, Cache, Hit, InMemory, Start, Turn
 from ..cache.default import default_cache
-from ..cache.lru import LRU
+from ..cache.lru import HELD, LRU
 from ..errors import KeyPicklingError, warn
 from ..keys.calls import explain
 from ..keys.code import Fingerprint, fingerprint_of, identity, short_name
 from ..settings import LARGE_VALUE, memory_size
 from ..tasks.executors import get_executor
 from ..units import parse_duration
-from .callargs import EXACT, SCALARS, Binder, Call, call_of, fast_key, zero_float
-from .elsewhere import Elsewhere
+from .callargs import EXACT, Binder, Call, call_of, fast_key, scalar_key
+from .elsewhere import Elsewhere, run_coroutine
 
 __all__ = ["CacheInfo", "Memoized", "memoize"]
 
@@ -98,6 +98,7 @@ class Memoized(Generic[P, R]):
         self._memory: LRU[str, InMemory] = (
             LRU(maxsize, max_bytes=memory_size(), large=LARGE_VALUE) if store else LRU(maxsize)
         )
+        self._slots = self._memory.slots  # read on a hit as LRU.get would, a call less
         self._ask = Ask(
             persist=store,
             max_age=self._max_age,
@@ -138,16 +139,16 @@ class Memoized(Generic[P, R]):
             return self._call_async(args, kwargs)  # type: ignore[return-value]
         if kwargs:
             fast = fast_key(args, kwargs, self._typed)
-        else:  # fast_key's common case, inline: a call less on every hit
+        else:
+            # fast_key's common case inline, a call less on every hit; a loop, since
+            # frozenset.issuperset of an iterator builds a set of it first (twice the time)
             try:
-                if EXACT.issuperset(map(type, args)):
-                    fast = args
+                for arg in args:
+                    if type(arg) not in EXACT:
+                        fast = scalar_key(args, self._typed)
+                        break
                 else:
-                    kinds = tuple(map(type, args))
-                    if not SCALARS.issuperset(kinds) or (float in kinds and zero_float(args)):
-                        fast = None
-                    else:
-                        fast = args + kinds if self._typed else args
+                    fast = args
             except TypeError:  # a class whose metaclass makes it unhashable
                 fast = None
         # The hit path takes no lock: a refingerprint clears the shortcuts before it
@@ -158,12 +159,20 @@ class Memoized(Generic[P, R]):
                 fp = self._fingerprint()
         if fp is not None and fast is not None:
             key = self._fast.get(fast)
-            found = None if key is None else self._memory.get(key)
-            if found is not None and (
-                self._max_age is None or time.time() - found[1].created <= self._max_age
-            ):
-                next(self._hit_count)
-                return found[0]  # type: ignore[no-any-return]
+            if key is not None and (slot := self._slots.get(key)) is not None:
+                found = slot.held
+                if type(found) in HELD:  # held weakly or rebuilt: the LRU's own way
+                    found = self._memory.get(key)
+                else:  # what LRU.get does with the rest, inline (see LRU.slots)
+                    try:
+                        self._slots.move_to_end(key)
+                    except KeyError:
+                        pass  # another thread dropped it meanwhile; the value is still good
+                if found is not None and (
+                    self._max_age is None or time.time() - found[1].created <= self._max_age
+                ):
+                    next(self._hit_count)
+                    return found[0]  # type: ignore[no-any-return]
         ck = self._key(fp, args, kwargs)
         if ck is None:
             with self._lock:
@@ -297,7 +306,7 @@ class Memoized(Generic[P, R]):
         """Hits, misses, maxsize and current size, plus store hits and time saved."""
         with self._lock:
             return CacheInfo(
-                _count_of(self._hit_count),
+                int(repr(self._hit_count)[len("count(") : -1]),  # read without advancing it
                 self._misses,
                 self._maxsize,
                 len(self._memory),
@@ -388,7 +397,7 @@ class Memoized(Generic[P, R]):
     ) -> Future[R]:
         """Run the function alone on ``executor``; keep its result here when it comes back."""
         call: Callable[..., Any] = (
-            functools.partial(_run_coroutine, self.__wrapped__)
+            functools.partial(run_coroutine, self.__wrapped__)
             if self._is_async
             else self.__wrapped__
         )
@@ -418,11 +427,6 @@ class Memoized(Generic[P, R]):
         )
 
 
-def _count_of(counter: itertools.count[int]) -> int:
-    """How many times ``next`` was called on ``counter`` (read without advancing it)."""
-    return int(repr(counter)[len("count(") : -1])
-
-
 def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -435,11 +439,6 @@ def _memory_only(
     max_age: float | None,
 ) -> Memoized[Any, Any]:
     return Memoized(fn, maxsize=maxsize, store=False, typed=typed, ignore=ignore, max_age=max_age)
-
-
-def _run_coroutine(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """An async function's call, run to its end on a worker."""
-    return asyncio.run(fn(*args, **kwargs))
 
 
 @overload

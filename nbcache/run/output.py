@@ -21,6 +21,7 @@ __all__ = [
     "hides_result",
     "omitted_line",
     "output_widget_capturing",
+    "shows_result",
     "unstored",
 ]
 
@@ -61,6 +62,11 @@ class _Unstored(_NoResult):
 
 UNSTORED: Any = _Unstored()
 """A stored cell's result that would not pickle; the entry keeps how it was shown."""
+
+
+def shows_result(result: Any) -> bool:
+    """Whether IPython would show ``result`` as the cell's ``Out``: not ``None`` either."""
+    return result is not NO_RESULT and result is not None and result is not UNSTORED
 
 
 class MemoryOnly:

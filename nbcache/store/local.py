@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from .. import settings
 from ..entry.buffers import WHOLE_READ
@@ -73,6 +73,7 @@ _CACHEDIR_TAG = (
     "# This folder is a cache made by nbcache; backup tools may skip it.\n"
 )
 _MAX_STATS = 64 << 10
+_Row = TypeVar("_Row")  # what a listing yields: an entry, or an entry with its stats
 
 
 class LocalStore(Store):
@@ -305,14 +306,7 @@ class LocalStore(Store):
                 raise explain(exc, "remove", path) from exc
 
     def entries(self) -> Iterator[EntryStat]:
-        if not self._exists():
-            return iter(())
-        try:
-            with self.index.exclusive():
-                self.keeper.look(listing=True)
-                return iter(self.index.entries())
-        except IndexUnavailable:
-            return self._walk()
+        return self._listed(self.index.entries, self._walk)
 
     def _exists(self) -> bool:
         """Whether there is a folder to look in (reading never creates one), made of real
@@ -355,14 +349,21 @@ class LocalStore(Store):
     # -- the index -------------------------------------------------------------
 
     def entries_with_stats(self) -> Iterator[tuple[EntryStat, dict[str, Any] | None]]:
+        return self._listed(self.index.entries_with_stats, super().entries_with_stats)
+
+    def _listed(
+        self, rows: Callable[[], Iterable[_Row]], files: Callable[[], Iterator[_Row]]
+    ) -> Iterator[_Row]:
+        """The index's ``rows``, listed under its lock once the keeper has looked at what
+        other writers left; ``files`` (found on disk) when there is no index to read."""
         if not self._exists():
             return iter(())
         try:
             with self.index.exclusive():
                 self.keeper.look(listing=True)
-                return iter(self.index.entries_with_stats())
+                return iter(rows())
         except IndexUnavailable:
-            return super().entries_with_stats()
+            return files()
 
     def total_size(self) -> int:
         if not self._exists():

@@ -202,6 +202,22 @@ def test_a_store_two_secrets_share_keeps_each_entry_for_its_writer(
     assert hit is not None and hit.value == [1, 2, 3] and said == []
 
 
+def test_a_colleagues_entries_are_one_warning_for_all_of_them(
+    store: LocalStore, signer: Signer
+) -> None:
+    """A whole notebook on a store another secret filled: one line, not one per cell."""
+    keys = [f"{n:032x}" for n in range(1, 6)]
+    mine = Cache(store, signer=signer)
+    for key in keys:
+        assert mine.put(key, [key])
+    other = Cache(store, signer=Signer(b"another-secret-of-32-bytes-0000k"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert all(other.lookup(key) is None for key in keys)
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    assert "another secret" in str(caught[0].message)
+
+
 @pytest.mark.skipif(
     sys.platform != "linux" or not maps_safely(Path(tempfile.gettempdir())),
     reason="entries are mapped on Linux's local file systems only",

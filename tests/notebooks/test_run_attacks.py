@@ -12,22 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import pytest
 
 from nbcache.notebooks import runner
 from nbcache.notebooks.kernels import execute_notebook
 
-from .clients import client_env, write_notebook
+from .clients import write_notebook
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@pytest.fixture
-def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name, value in client_env(tmp_path).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("NBCACHE_RUN_BATCHES", raising=False)
-    return tmp_path
 
 
 def shown(nb: Any) -> list[tuple[Any, list[Any]]]:

@@ -17,7 +17,7 @@ import pytest
 
 from nbcache.notebooks import runner
 
-from .clients import client_env, write_notebook
+from .clients import write_notebook
 from .test_nbcache_run import CELLS as DEPENDENT
 
 RICH = [
@@ -42,14 +42,6 @@ READS = [
     "twice = data * 2\ntwice",
     "print('done', n)",
 ]
-
-
-@pytest.fixture
-def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name, value in client_env(tmp_path).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("NBCACHE_RUN_BATCHES", raising=False)
-    return tmp_path
 
 
 class Requests:

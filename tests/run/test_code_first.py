@@ -8,6 +8,7 @@ Each "restart" is a fresh InteractiveShell on the same store."""
 from __future__ import annotations
 
 import pickle
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,6 +105,24 @@ def test_code_is_bound_while_the_rest_loads_and_the_variables_keep_their_order()
     assert loaded["a"].found(2) == 3  # it found the cell's function while it loaded
     assert type(loaded) is dict
     assert "zz" not in namespace  # the load itself binds nothing for good
+
+
+def test_a_load_on_another_thread_finds_the_code_and_leaves_the_namespace_alone() -> None:
+    namespace: dict[str, object] = {"__name__": "__main__", "zz": "the user's"}
+    exec("def zz(v):\n    return v + 1\n", namespace)
+    pickled = dump_parts(code_first({"a": Looks("zz"), "zz": namespace["zz"]}))
+    namespace["zz"] = "the user's"
+    got: list[object] = []
+
+    def load() -> None:
+        with restoring_into(namespace):
+            got.append(load_parts(pickled.stream, pickled.buffers))
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    worker.join()
+    assert len(got) == 1 and got[0]["a"].found(2) == 3  # type: ignore[index]
+    assert namespace["zz"] == "the user's"
 
 
 def test_a_load_that_names_something_undefined_says_so_in_one_line() -> None:

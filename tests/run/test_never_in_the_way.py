@@ -166,3 +166,30 @@ def test_a_lock_as_input_still_warns(ip: InteractiveShell) -> None:
     ip.user_ns["guard"] = threading.Lock()
     _result, said = _run(ip, "%%cache\nwith guard:\n    x = 1")
     assert len(said) == 1 and "guard" in said[0] and "--ignore guard" in said[0]
+
+
+def test_why_says_a_cell_ran_because_its_entry_is_another_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A colleague on the shared store with another secret: their entry is left alone and
+    the cell runs, and ``why`` names the secret, not "nothing in the key differs"."""
+    from nbcache.cache.default import set_default_cache
+
+    cell = "%%cache -n shared\nx = 6 * 7\n"
+    first = new_shell(tmp_path)
+    assert first.run_cell(cell).success
+    close_shell(first)
+    monkeypatch.setenv("NBCACHE_SECRET", "a-colleagues-secret-of-32-bytes-0k")
+    set_default_cache(None)
+    second = new_shell(tmp_path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CacheWarning)
+            assert second.run_cell(cell).success
+        assert second.user_ns["x"] == 42
+        capsys.readouterr()
+        second.run_line_magic("nbcache", "why shared")
+        said = capsys.readouterr().out
+        assert "another secret's" in said and "nothing in the key differs" not in said, said
+    finally:
+        close_shell(second)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from nbcache.cache.core import Cache
 from nbcache.cache.default import default_cache, set_default_cache
 from nbcache.keys.standin import StandIn
 from nbcache.run.auto import AutoMode, fixed_cost, wraps
@@ -413,6 +414,41 @@ def test_a_lazy_hit_counts_one_use_and_a_plan_none(session: Any) -> None:
         run(shell, cell)
     assert outcomes(shell) == ["restored", "restored"]
     assert uses() == [1, 1]
+
+
+def test_a_lazy_restore_counts_one_use_from_its_header_whole_or_memory(
+    session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However a lazy run restores a cell (stand-ins from its header, its value loaded
+    whole because a hidden result needs it, or the value a restore left in memory), the
+    restore is one use, never none or two."""
+    cells = [SLOW + "a = [1, 2]", SLOW + "h = len(a)\nh;"]
+    shell = session()
+    for cell in cells:
+        run(shell, cell)
+    how: list[str] = []
+    peek = Cache.peek
+
+    def peeked(cache: Cache, *args: Any, **kwargs: Any) -> Any:
+        hit = peek(cache, *args, **kwargs)
+        how.append("none" if hit is None else f"{hit.source}, value {hit.value is not None}")
+        return hit
+
+    monkeypatch.setattr(Cache, "peek", peeked)
+
+    def uses() -> list[int]:
+        return sorted(r.uses for r in default_cache().ledger.records())
+
+    shell = session("%nbcache auto --lazy")
+    for cell in cells:
+        run(shell, cell)
+    assert how == ["store, value False", "store, value True"]
+    assert uses() == [1, 1]
+    for cell in cells:
+        run(shell, cell)
+    assert how[2:] == ["store, value False", "memory, value True"]
+    assert outcomes(shell) == ["restored"] * 4
+    assert uses() == [2, 2]
 
 
 def test_the_wrapper_leaves_input_as_ipython_reads_it(session: Any) -> None:

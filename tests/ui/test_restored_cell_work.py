@@ -31,7 +31,7 @@ from nbcache.run import decide
 from nbcache.run.cellrun import Unchanged
 from nbcache.run.effects import forget_seeds
 from nbcache.store.local import LocalStore
-from tests.shells import close_shell, new_shell
+from tests.shells import KernelSession, close_shell, new_shell
 
 CELLS = [
     "import json",
@@ -44,19 +44,6 @@ CELLS = [
     "text = json.dumps({'total': total})",
     "text",
 ]
-
-
-class Session:
-    """What the batch asks of a kernel's session (a shell outside a kernel prints)."""
-
-    def send(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def pack(self, body: Any) -> bytes:
-        return json.dumps(body).encode()
-
-    def msg(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return {}
 
 
 @pytest.fixture
@@ -78,7 +65,7 @@ def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
         set_default_cache(None)  # a new kernel: nothing in memory
         forget_seeds()
         shell = new_shell(tmp_path)
-        shell.kernel = SimpleNamespace(session=Session())
+        shell.kernel = SimpleNamespace(session=KernelSession())
         shells.append(shell)
         return shell
 
