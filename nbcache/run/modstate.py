@@ -189,18 +189,24 @@ class ModuleWatch:
         """Around the body: read each module the cell imports first just after its import
         returns (``builtins.__import__`` wrapped only while such a cell runs); each such
         import runs inside ``around()`` (what the import itself sets is no change of the
-        cell's: see :meth:`nbcache.run.effects.Effects.importing`)."""
+        cell's: see :meth:`nbcache.run.effects.Effects.importing`).
+
+        Only an import statement of the notebook's own code counts so: a library that
+        imports a module as the cell calls it (matplotlib's first figure loads the inline
+        backend, which turns ``interactive`` on) sets what the call sets, which a restore,
+        making no such call, must make again."""
         if not self.fresh:
             yield self
             return
         original = builtins.__import__
         depth = [0]
+        namespace = self.namespace
 
         def hooked(*args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True  # a failed import shows the user's line, not this one
             depth[0] += 1
             try:
-                if depth[0] == 1:
+                if depth[0] == 1 and sys._getframe(1).f_globals is namespace:
                     with around():
                         return original(*args, **kwargs)
                 return original(*args, **kwargs)

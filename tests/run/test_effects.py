@@ -280,6 +280,31 @@ def test_what_an_import_sets_is_no_setting_the_cell_changed(kernels: Kernels) ->
         sys.modules.pop("noisylib", None)
 
 
+def test_what_a_library_call_imports_and_sets_comes_back(kernels: Kernels) -> None:
+    """A cell that imports a library and calls it, where the call imports a module that sets
+    state (matplotlib's first figure loads the inline backend, which turns ``interactive``
+    on): that state is the call's, which a restore does not make, so it comes back with the
+    cell. Only the cell's own import statements are the library's defaults."""
+    package = kernels.root / "lazyset"
+    package.mkdir()
+    (package / "__init__.py").write_text("def go():\n    from . import side\n")
+    (package / "side.py").write_text("import os\nos.environ['NBCACHE_TEST_LAZYSET'] = 'on'\n")
+    cell = "%%cache\nimport lazyset\n" + MARK + "lazyset.go()\n"
+    try:
+        for _ in range(2):
+            for name in ("lazyset", "lazyset.side"):
+                sys.modules.pop(name, None)
+            kernels.restart()
+            assert "NBCACHE_TEST_LAZYSET" not in os.environ
+            kernels.run(cell)
+            assert os.environ.get("NBCACHE_TEST_LAZYSET") == "on", kernels.why()
+        assert kernels.runs() == 1, kernels.why()
+    finally:
+        os.environ.pop("NBCACHE_TEST_LAZYSET", None)
+        for name in ("lazyset", "lazyset.side"):
+            sys.modules.pop(name, None)
+
+
 def test_a_handler_that_cannot_be_made_again_makes_the_cell_run_every_time(
     kernels: Kernels,
 ) -> None:
