@@ -10,8 +10,6 @@ from pathlib import Path
 
 from .test_run_attacks import cached, plain, write
 
-__all__ = ["folder"]  # the fixture, used by name
-
 
 def _three_runs(root: Path, cells: list[str], edited_last: str) -> list[list[str]]:
     """Run 1, run 2 unchanged, run 3 with the last cell edited: each as the plain run
