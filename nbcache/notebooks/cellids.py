@@ -18,6 +18,7 @@ whose parent is not the request it waits on.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import inspect
 import time
@@ -39,6 +40,10 @@ ANSWER_WAIT, IOPUB_WAIT = 1.0, 0.2
 class KernelNotReady(CacheError, RuntimeError):
     """The kernel died, or did not answer in time, before its first cell (a
     ``RuntimeError`` as jupyter_client's own, which nbclient's callers catch)."""
+
+    def __init__(self, message: str, *, died: bool = False) -> None:
+        super().__init__(message)
+        self.died = died
 
 
 def ready_at_once(factory: type[Any]) -> type[Any]:
@@ -69,7 +74,8 @@ def ready_at_once(factory: type[Any]) -> type[Any]:
                         return None
                 if not await self._async_is_alive():
                     raise KernelNotReady(
-                        "the kernel died before it answered; its log above says why"
+                        "the kernel died before it answered; its log above says why",
+                        died=True,
                     )
                 if deadline is not None and time.monotonic() > deadline:
                     raise KernelNotReady(
@@ -121,10 +127,24 @@ def with_cell_ids(base: type[Any]) -> type[Any]:
             self.current_id = cell.get("id")
             return await super().async_execute_cell(cell, cell_index, *a, **kw)
 
+        started: dict[str, Any] | None = None  # how the kernel was started, to start again
+
+        async def async_start_new_kernel(self, **kwargs: Any) -> None:
+            self.started = kwargs
+            await super().async_start_new_kernel(**kwargs)
+
         async def async_start_new_kernel_client(self) -> Any:
-            if getattr(self, "km", None) is not None:
-                self.km.client_factory = ready_at_once(self.km.client_factory)
-            kc = await super().async_start_new_kernel_client()
+            try:
+                kc = await self._ready_client()
+            except KernelNotReady as exc:
+                if not exc.died or self.started is None:
+                    raise
+                # A kernel that died before it answered most often lost a race for its
+                # ports (jupyter_client picks free ones, the kernel binds them a moment
+                # later): one more start, on new ports, before the run stops.
+                self.km = self.create_kernel_manager()
+                await super().async_start_new_kernel(**self.started)
+                kc = await self._ready_client()
             bounded_waits(kc)
             client = self
 
@@ -151,6 +171,16 @@ def with_cell_ids(base: type[Any]) -> type[Any]:
 
             kc.execute = execute
             return kc
+
+        async def _ready_client(self) -> Any:
+            self.km.client_factory = ready_at_once(self.km.client_factory)
+            try:
+                return await super().async_start_new_kernel_client()
+            except BaseException:
+                # nbclient stopped the kernel and dropped its manager; its exit hook,
+                # left registered, would fail on the missing manager at exit
+                atexit.unregister(self._cleanup_kernel)
+                raise
 
         # nbclient binds its blocking methods to its own coroutines when the class is made;
         # papermill calls the blocking ones, so bind them to these again.

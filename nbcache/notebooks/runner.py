@@ -276,7 +276,10 @@ def run_notebook(
                 whole.keep(nb, records, time.perf_counter() - start, source.name)
         summary.elapsed = time.perf_counter() - start
     annotate(nb, summary.cells)
-    if out is not None:
+    # A run that reached no cell (the kernel did not start) leaves the file as it was:
+    # written, it would only lose the outputs an earlier run left there.
+    reached = summary.error is None or any(c.outcome != NOT_RUN for c in summary.cells)
+    if out is not None and reached:
         nbjson.write(as_read(nb), os.fspath(out))  # as nbformat.write writes it
     return nb, summary
 
@@ -322,6 +325,12 @@ def execute(
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+    # What an earlier run left in the cells is not this run's (as papermill clears it):
+    # a cell this run never reached must not look run, to the summary or to a reader.
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.execution_count = None
+            cell.outputs = []
     options: dict[str, Any] = {"extra_arguments": DRIVEN_KERNEL_ARGUMENTS}
     if kernel:
         options["kernel_name"] = kernel

@@ -387,3 +387,73 @@ def test_a_notebook_naming_only_a_kernel_of_another_language_is_refused(
     assert run.returncode == 2, run.stdout + run.stderr
     assert "runs R" in run.stderr and len(said(run.stderr)) == 1
     assert not (folder / "out.ipynb").exists()
+
+
+# A kernel launcher that dies at its first start, as a kernel that lost the race for its
+# ports does, and starts the real kernel after; each start is noted in starts.log.
+FLAKY_LAUNCHER = """
+import os, sys
+with open(os.environ["STARTS_LOG"], "a") as log:
+    log.write("start\\n")
+if os.path.getsize(os.environ["STARTS_LOG"]) <= len("start\\n") or os.environ.get("DEAD"):
+    sys.exit("zmq.error.ZMQError: Address already in use")
+from ipykernel import kernelapp
+kernelapp.launch_new_instance()
+"""
+
+
+def _flaky_kernels(folder: Path, monkeypatch: pytest.MonkeyPatch, *, dead: bool) -> Path:
+    launcher = folder / "launcher"
+    launcher.mkdir()
+    (launcher / "ipykernel_launcher.py").write_text(FLAKY_LAUNCHER)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(launcher), os.environ.get("PYTHONPATH", "")])
+    )
+    monkeypatch.setenv("STARTS_LOG", str(folder / "starts.log"))
+    if dead:
+        monkeypatch.setenv("DEAD", "1")
+    return folder / "starts.log"
+
+
+def test_a_kernel_that_dies_at_its_start_is_started_once_more(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts = _flaky_kernels(folder, monkeypatch, dead=False)
+    write_notebook(folder / "nb.ipynb", ["x = 6 * 7", "print(x)"])
+    run = nbcache_run(folder, "nb.ipynb")
+    assert run.returncode == 0, run.stderr
+    assert starts.read_text().count("start") == 2
+    assert "2 code cells" in run.stdout and "2 ran" in run.stdout, run.stdout
+    assert nbformat.read(folder / "nb.ipynb", as_version=4).cells[2].outputs[0]["text"] == "42\n"
+
+
+def test_a_kernel_that_never_starts_leaves_the_notebook_as_it_was_and_no_traceback(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_notebook(folder / "nb.ipynb", ["x = 6 * 7", "print(x)"])
+    assert nbcache_run(folder, "nb.ipynb").returncode == 0  # outputs an earlier run left
+    before = (folder / "nb.ipynb").read_bytes()
+    starts = _flaky_kernels(folder, monkeypatch, dead=True)
+    run = nbcache_run(folder, "nb.ipynb")
+    assert run.returncode == 1
+    assert starts.read_text().count("start") == 2  # once more, then it stops
+    assert "0 ran, 2 not run" in run.stdout + run.stderr, run.stdout + run.stderr
+    assert "the kernel did not start" in run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert (folder / "nb.ipynb").read_bytes() == before
+
+
+def test_cells_an_earlier_run_left_outputs_in_are_not_run_after_a_failure(folder: Path) -> None:
+    write_notebook(folder / "nb.ipynb", ["x = 1", "y = x + 1\ny"])
+    assert nbcache_run(folder, "nb.ipynb").returncode == 0  # outputs an earlier run left
+    write_notebook(folder / "broken.ipynb", ["1 / 0", "y = 2\ny"])
+    old = nbformat.read(folder / "nb.ipynb", as_version=4)
+    broken = nbformat.read(folder / "broken.ipynb", as_version=4)
+    broken.cells[2].outputs = old.cells[2].outputs  # as if an earlier run had reached it
+    broken.cells[2].execution_count = old.cells[2].execution_count
+    nbformat.write(broken, folder / "broken.ipynb")
+    run = nbcache_run(folder, "broken.ipynb", "-o", "out.ipynb")
+    assert run.returncode == 1
+    assert "1 not run" in run.stdout + run.stderr, run.stdout + run.stderr
+    out = nbformat.read(folder / "out.ipynb", as_version=4)
+    assert out.cells[2].outputs == [] and out.cells[2].execution_count is None
