@@ -28,7 +28,14 @@ from typing import Any
 
 from ..errors import CacheError
 
-__all__ = ["KernelNotReady", "bounded_waits", "ready_at_once", "with_cell_ids"]
+__all__ = [
+    "KernelNotReady",
+    "bounded_waits",
+    "forget_exit_hook",
+    "ready_at_once",
+    "with_cell_ids",
+    "with_ids",
+]
 
 # The longest a channel wait lasts before it looks at the socket again (seconds).
 WAIT_SLICE = 1.0
@@ -146,40 +153,16 @@ def with_cell_ids(base: type[Any]) -> type[Any]:
                 await super().async_start_new_kernel(**self.started)
                 kc = await self._ready_client()
             bounded_waits(kc)
-            client = self
-
-            def execute(
-                code: str,
-                silent: bool = False,
-                store_history: bool = True,
-                user_expressions: Any = None,
-                allow_stdin: bool | None = None,
-                stop_on_error: bool = True,
-            ) -> str:
-                content = {
-                    "code": code,
-                    "silent": silent,
-                    "store_history": store_history,
-                    "user_expressions": user_expressions or {},
-                    "allow_stdin": kc.allow_stdin if allow_stdin is None else allow_stdin,
-                    "stop_on_error": stop_on_error,
-                }
-                metadata = {"cellId": client.current_id} if client.current_id else {}
-                msg = kc.session.msg("execute_request", content, metadata=metadata)
-                kc.shell_channel.send(msg)
-                return str(msg["header"]["msg_id"])
-
-            kc.execute = execute
+            with_ids(kc, self)
             return kc
 
         async def _ready_client(self) -> Any:
-            self.km.client_factory = ready_at_once(self.km.client_factory)
+            if getattr(self, "km", None) is not None:
+                self.km.client_factory = ready_at_once(self.km.client_factory)
             try:
                 return await super().async_start_new_kernel_client()
             except BaseException:
-                # nbclient stopped the kernel and dropped its manager; its exit hook,
-                # left registered, would fail on the missing manager at exit
-                atexit.unregister(self._cleanup_kernel)
+                forget_exit_hook(self)
                 raise
 
         # nbclient binds its blocking methods to its own coroutines when the class is made;
@@ -188,3 +171,39 @@ def with_cell_ids(base: type[Any]) -> type[Any]:
         execute_cell = run_sync(async_execute_cell)
 
     return CellIdClient
+
+
+def with_ids(kc: Any, client: Any) -> None:
+    """Make the kernel client ``kc`` send the id of ``client``'s current cell with each
+    execute request (in its metadata, as JupyterLab does)."""
+
+    def execute(
+        code: str,
+        silent: bool = False,
+        store_history: bool = True,
+        user_expressions: Any = None,
+        allow_stdin: bool | None = None,
+        stop_on_error: bool = True,
+    ) -> str:
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": store_history,
+            "user_expressions": user_expressions or {},
+            "allow_stdin": kc.allow_stdin if allow_stdin is None else allow_stdin,
+            "stop_on_error": stop_on_error,
+        }
+        metadata = {"cellId": client.current_id} if client.current_id else {}
+        msg = kc.session.msg("execute_request", content, metadata=metadata)
+        kc.shell_channel.send(msg)
+        return str(msg["header"]["msg_id"])
+
+    kc.execute = execute
+
+
+def forget_exit_hook(client: Any) -> None:
+    """After a failed start, nbclient has stopped the kernel and dropped its manager; the
+    exit hook it registered would fail on the missing manager when the process exits."""
+    hook = getattr(client, "_cleanup_kernel", None)
+    if hook is not None:
+        atexit.unregister(hook)

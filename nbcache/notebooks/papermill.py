@@ -33,6 +33,7 @@ from .. import settings
 from ..errors import CacheError
 from .batch import batching
 from .cellids import with_cell_ids
+from .celllog import logged_warnings, read_log
 from .runner import (
     DRIVEN_KERNEL_ARGUMENTS,
     RunSummary,
@@ -40,8 +41,6 @@ from .runner import (
     annotate,
     cell_outcomes,
     kernel_environment,
-    logged_warnings,
-    read_log,
     restored_outcomes,
 )
 from .unchanged import Whole

@@ -11,7 +11,6 @@ gives (``jupyter execute`` is the reference). Each cell is sent with its id, so
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 import tempfile
@@ -25,6 +24,7 @@ from ..errors import CacheError
 from . import nbjson
 from .batch import batching
 from .cellids import with_cell_ids
+from .celllog import first_code_line, read_log, warnings_of
 from .kernels import is_python, kernel_language, kernel_manager_class, launch_options
 from .reading import as_read, read_notebook
 from .unchanged import Restored, Whole, since
@@ -40,8 +40,6 @@ __all__ = [
     "cell_outcomes",
     "execute",
     "kernel_environment",
-    "logged_warnings",
-    "read_log",
     "read_notebook",
     "require_python",
     "restored_outcomes",
@@ -271,7 +269,7 @@ def run_notebook(
             )
             records = read_log(log)
             summary.cells = cell_outcomes(nb, records, summary.error)
-            summary.warnings = _warnings(nb, [r for r in records if "warning" in r])
+            summary.warnings = warnings_of(nb, [r for r in records if "warning" in r])
             if whole is not None and summary.error is None:
                 whole.keep(nb, records, time.perf_counter() - start, source.name)
         summary.elapsed = time.perf_counter() - start
@@ -289,7 +287,7 @@ def restored_outcomes(nb: Any, done: Restored) -> list[CellOutcome]:
     out = []
     for index, why, seconds in done.cells:
         cell = nb.cells[index]
-        first = _first_code_line(cell.source)
+        first = first_code_line(cell.source)
         out.append(CellOutcome(index, str(cell.get("id")), RESTORED, seconds, (), why, first))
     return out
 
@@ -382,37 +380,6 @@ def _first_line(exc: BaseException) -> str:
     return tail[-1][:200] if tail else type(exc).__name__
 
 
-def read_log(log: str, offset: int = 0) -> list[dict[str, Any]]:
-    """The records a driven kernel wrote to its cell log ``log`` from ``offset`` on."""
-    try:
-        with open(log, encoding="utf-8") as f:
-            f.seek(offset)
-            return [json.loads(line) for line in f if line.strip()]
-    except (OSError, ValueError):
-        return []
-
-
-def logged_warnings(nb: Any, log: str, offset: int = 0) -> list[tuple[int | None, str, str]]:
-    """The warnings in the cell log ``log`` from ``offset`` on, each with its cell of ``nb``."""
-    return _warnings(nb, [r for r in read_log(log, offset) if "warning" in r])
-
-
-def _warnings(nb: Any, records: list[dict[str, Any]]) -> list[tuple[int | None, str, str]]:
-    """Each warning record with the cell it came from (its index and first line)."""
-    where = {str(c.get("id")): (i, c) for i, c in enumerate(nb.cells)}
-    out: list[tuple[int | None, str, str]] = []
-    for record in records:
-        index, cell = where.get(str(record.get("cell_id")), (None, None))
-        first = _first_code_line(cell.source) if cell is not None else ""
-        out.append((index, first, str(record["warning"]).strip()))
-    return out
-
-
-def _first_code_line(source: str) -> str:
-    line = next((ln.strip() for ln in source.splitlines() if ln.strip()), "")
-    return line if len(line) <= 40 else line[:39] + "…"
-
-
 def cell_outcomes(
     nb: Any, records: list[dict[str, Any]], stopped: str | None = None
 ) -> list[CellOutcome]:
@@ -433,7 +400,7 @@ def cell_outcomes(
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or not cell.source.strip():
             continue
-        first = _first_code_line(cell.source)
+        first = first_code_line(cell.source)
         cell_id = str(cell.get("id"))
         found = by_id.get(cell_id)
         if found is None and cell.get("execution_count") is None and not cell.get("outputs"):
