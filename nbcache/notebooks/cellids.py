@@ -142,7 +142,17 @@ def with_cell_ids(base: type[Any]) -> type[Any]:
 
         async def async_start_new_kernel_client(self) -> Any:
             try:
-                kc = await self._ready_client()
+                kc = await self._answering_client()
+            except BaseException:
+                forget_exit_hook(self)  # only once the start is given up
+                raise
+            bounded_waits(kc)
+            with_ids(kc, self)
+            return kc
+
+        async def _answering_client(self) -> Any:
+            try:
+                return await self._ready_client()
             except KernelNotReady as exc:
                 if not exc.died or self.started is None:
                     raise
@@ -151,19 +161,12 @@ def with_cell_ids(base: type[Any]) -> type[Any]:
                 # later): one more start, on new ports, before the run stops.
                 self.km = self.create_kernel_manager()
                 await super().async_start_new_kernel(**self.started)
-                kc = await self._ready_client()
-            bounded_waits(kc)
-            with_ids(kc, self)
-            return kc
+                return await self._ready_client()
 
         async def _ready_client(self) -> Any:
             if getattr(self, "km", None) is not None:
                 self.km.client_factory = ready_at_once(self.km.client_factory)
-            try:
-                return await super().async_start_new_kernel_client()
-            except BaseException:
-                forget_exit_hook(self)
-                raise
+            return await super().async_start_new_kernel_client()
 
         # nbclient binds its blocking methods to its own coroutines when the class is made;
         # papermill calls the blocking ones, so bind them to these again.

@@ -6,6 +6,7 @@ fakes that count the waits made on them."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 from queue import Empty
 from typing import Any
 
@@ -100,3 +101,65 @@ def test_a_kernel_whose_iopub_is_not_connected_yet_is_asked_again() -> None:
 def test_a_kernel_that_died_before_it_answered_says_so() -> None:
     with pytest.raises(RuntimeError, match="died before it answered"):
         _start(Channel(None), Channel(), alive=False)
+
+
+class Restarting:
+    """nbclient's part of a start, faked: the first ``deaths`` kernels die before they
+    answer, the next answers."""
+
+    def __init__(self, deaths: int) -> None:
+        self.deaths = deaths
+        self.starts = 0
+
+    def _cleanup_kernel(self) -> None:
+        """nbclient's exit hook, registered around a run."""
+
+    def create_kernel_manager(self) -> None:
+        pass
+
+    async def async_start_new_kernel(self, **kwargs: Any) -> None:
+        self.starts += 1
+
+    async def async_start_new_kernel_client(self) -> Any:
+        if self.starts <= self.deaths:
+            raise cellids.KernelNotReady("the kernel died before it answered", died=True)
+        kc = FakeKernelClient()
+        kc.shell_channel, kc.iopub_channel = Channel(), Channel()
+        return kc
+
+    async def async_execute_cell(self, *a: Any, **kw: Any) -> Any:
+        return None
+
+
+def _started(deaths: int, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[Any]]:
+    """A start through nbcache's client whose first ``deaths`` kernels die: the client,
+    and the exit hooks the start unregistered."""
+    forgotten: list[Any] = []
+    monkeypatch.setattr(atexit, "unregister", forgotten.append)
+    client = cellids.with_cell_ids(Restarting)(deaths)
+
+    async def start() -> None:
+        await client.async_start_new_kernel()
+        await client.async_start_new_kernel_client()
+
+    try:
+        asyncio.run(start())
+    except cellids.KernelNotReady:
+        pass
+    return client, forgotten
+
+
+def test_a_kernel_that_died_at_its_start_is_started_once_more_keeping_the_exit_hook(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, forgotten = _started(1, monkeypatch)
+    assert client.starts == 2
+    assert forgotten == []  # the run goes on: nbclient's hook still stops the kernel at exit
+
+
+def test_a_kernel_that_dies_twice_stops_the_start_and_forgets_the_exit_hook(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, forgotten = _started(2, monkeypatch)
+    assert client.starts == 2
+    assert forgotten == [client._cleanup_kernel]  # its manager is gone: it would fail at exit
